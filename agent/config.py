@@ -1,0 +1,196 @@
+"""Agent configuration: one TOML file plus ``KASSA_*`` environment overrides.
+
+The file is read and validated as a whole before anything starts, so a bad file
+never leaves the agent half-configured. Environment variables win over the file
+(``KASSA_MQTT__PORT=1884`` overrides ``[mqtt] port``), which is how systemd
+drop-ins, containers and tests adjust one value without editing the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_PATH = Path("/etc/kassa/agent.toml")
+ENV_PREFIX = "KASSA_"
+ENV_NESTED_DELIMITER = "__"
+# Device ids end up in MQTT topics and broker usernames: keep them to a safe charset.
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. ``str()`` is the whole message for the operator."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PathsConfig(_Section):
+    state_dir: Path = Field(Path("/var/lib/kassa"), description="Persistent state: the store, keys.")
+    run_dir: Path = Field(Path("/run/kassa"), description="Runtime files: the control socket.")
+
+    @property
+    def store_path(self) -> Path:
+        return self.state_dir / "agent.db"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.run_dir / "control.sock"
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Least severe level written. `--verbose` forces debug."
+    )
+    format: Literal["text", "json"] = Field(
+        "text", description="`text`: one key=value line per event; `json`: one JSON object per line."
+    )
+
+
+class MqttConfig(_Section):
+    host: str = Field("127.0.0.1", description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
+    username: str | None = Field(None, description="Broker user name; defaults to the device id.")
+    password: SecretStr | None = Field(None, description="Broker password (never logged).")
+    tls: bool = Field(False, description="Connect with TLS.")
+    ca_file: Path | None = Field(None, description="CA bundle that signed the broker certificate.")
+    cert_file: Path | None = Field(None, description="Client certificate for mutual TLS.")
+    key_file: Path | None = Field(None, description="Private key of the client certificate (mode 0600).")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
+    session_expiry_s: int = Field(
+        7 * 24 * 3600, ge=0, description="How long the broker keeps the session while offline."
+    )
+    max_inflight: int = Field(64, ge=1, le=65535, description="Bound on unacknowledged QoS 1 publishes.")
+    reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay (jittered).")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Cap on the reconnect delay.")
+    ack_timeout_s: float = Field(30.0, gt=0, description="Resend an outbox message not acked by the cloud within this time.")
+
+
+class ControlConfig(_Section):
+    admin_group: str = Field(
+        "kassa-admin", description="Group whose members may call changing control-socket methods."
+    )
+    read_group: str = Field("kassa", description="Group whose members may call read-only methods.")
+
+
+class LifecycleConfig(_Section):
+    shutdown_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="Upper bound on a clean stop after SIGTERM."
+    )
+
+
+class AgentConfig(BaseSettings):
+    """Everything the agent reads at start. See docs/configuration.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    device_id: str = Field(
+        ..., pattern=DEVICE_ID_PATTERN, description="This terminal's id (letters, digits, `.`, `_`, `-`)."
+    )
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+
+    @field_validator("device_id")
+    @classmethod
+    def _no_reserved_device_id(cls, value: str) -> str:
+        if value in {".", ".."}:
+            raise ValueError("'.' and '..' are not device ids")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file arrives as init kwargs; listing env first makes it win.
+        return (env_settings, init_settings)
+
+
+# Keys whose change only takes effect after a restart (SIGHUP reports them).
+LIVE_RELOADABLE = frozenset({"log.level", "log.format", "mqtt.ack_timeout_s"})
+
+
+def load_config(path: Path | str | None = None, environ: dict[str, str] | None = None) -> AgentConfig:
+    """Read, merge and validate the configuration, or raise ConfigError naming the problem."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    environ = dict(os.environ if environ is None else environ)
+    data = _read_toml(path)
+    env_keys = {k for k in environ if k.upper().startswith(ENV_PREFIX)}
+    saved = os.environ.copy()
+    try:
+        # pydantic-settings reads os.environ; swap in the requested environment.
+        os.environ.clear()
+        os.environ.update(environ)
+        return AgentConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(path, exc, env_keys)) from None
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: configuration file not found. Create it (see docs/configuration.md) "
+            "or pass --config PATH."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}.") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}). Save the file as UTF-8.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}. Fix the file and start again.") from None
+
+
+def _describe_validation_error(path: Path, exc: ValidationError, env_keys: set[str]) -> str:
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        env_name = ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(p) for p in err["loc"]).upper()
+        where = f"environment variable {env_name}" if env_name in {k.upper() for k in env_keys} else str(path)
+        problems.append(f"{where}: key '{key}': {_expectation(err)}")
+    head = f"{path}: invalid configuration ({len(problems)} problem{'s' if len(problems) > 1 else ''}); nothing was started."
+    return "\n  ".join([head, *problems])
+
+
+def _expectation(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        return "required value is missing"
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; see docs/configuration.md for the keys)"
+    given = err.get("input")
+    shown = repr(given) if not isinstance(given, (dict, list)) else type(given).__name__
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    message = re.sub(r"^Value error, ", "", err["msg"])
+    return f"{message} (got {shown})"
+
+
+def redacted(config: AgentConfig) -> dict[str, Any]:
+    """The configuration as plain data with secrets masked, for status and diagnostics."""
+    return config.model_dump(mode="json")  # SecretStr dumps as '**********'

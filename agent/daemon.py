@@ -1,0 +1,207 @@
+"""The agent process: one asyncio loop owns all state.
+
+Blocking I/O (serial ports, USB, paho's network thread) runs in threads that hand
+events to the loop with ``Agent.call_from_thread``; nothing else touches agent
+state from another thread. Components start in order and stop in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+from agent import meta
+from agent.config import LIVE_RELOADABLE, AgentConfig, ConfigError, load_config
+from agent.control.permissions import Authorizer
+from agent.control.server import ControlServer
+from broker.logs import setup_logging
+from agent.scheduler import Scheduler
+from agent.sdnotify import Notifier
+from agent.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """A part of the agent with a lifetime: the cloud link, hardware, the POS API, ..."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+ComponentFactory = Callable[["Agent"], Component]
+# Components register a factory here; the daemon builds them in this order.
+COMPONENT_FACTORIES: list[ComponentFactory] = []
+
+
+def agent_version() -> str:
+    try:
+        return metadata.version("kassa")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        config_path: Path | None = None,
+        *,
+        notifier: Notifier | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.notifier = notifier or Notifier()
+        self.verbose = verbose
+        self.boot_id = uuid.uuid4().hex
+        self.boot_count = 0
+        self.started_monotonic = time.monotonic()
+        self.started_at = time.time()
+        self.state = "starting"
+        self.restart_needed: list[str] = []
+        self.store: Store | None = None
+        self.scheduler = Scheduler()
+        self.components: list[Component] = []
+        self._control: ControlServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: asyncio.Event | None = None
+
+    # --------------------------------------------------------------- lifecycle
+    async def run(self) -> int:
+        """Start everything, serve until SIGTERM/SIGINT, stop cleanly. Returns the exit code."""
+        self._loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self.request_stop, sig.name)
+        self._loop.add_signal_handler(signal.SIGHUP, self.reload_config)
+        try:
+            await self._start()
+        except BaseException:
+            await self._stop()
+            raise
+        await self._stop_requested.wait()
+        try:
+            await asyncio.wait_for(self._stop(), timeout=self.config.lifecycle.shutdown_timeout_s)
+        except TimeoutError:
+            log.error("clean stop took too long; closing the store and exiting", extra={"timeout_s": self.config.lifecycle.shutdown_timeout_s})
+            self._close_store()
+            return 1
+        return 0
+
+    async def _start(self) -> None:
+        self.notifier.status("opening store")
+        self.store = Store.open(self.config.paths.store_path)
+        self.boot_count = meta.claim_for_device(self.store, self.config.device_id)
+        if self.notifier.watchdog_interval_s:
+            # On the loop itself: a stuck loop stops the pings and systemd restarts us.
+            self.scheduler.every("systemd-watchdog", self.notifier.watchdog_interval_s, self.notifier.watchdog, run_now=True)
+        self.scheduler.start()
+        self.components = [factory(self) for factory in COMPONENT_FACTORIES]
+        for component in self.components:
+            await component.start()
+        self._control = ControlServer(
+            self, self.config.paths.control_socket, Authorizer(self.config.control.admin_group, self.config.control.read_group)
+        )
+        await self._control.start()
+        self.state = "running"
+        self.notifier.ready(f"running as {self.config.device_id}")
+        log.info(
+            "agent running",
+            extra={"device_id": self.config.device_id, "boot_id": self.boot_id, "boot": self.boot_count, "version": agent_version()},
+        )
+
+    def request_stop(self, reason: str = "requested") -> None:
+        if self._stop_requested is None or self._stop_requested.is_set():
+            return
+        log.info("stopping", extra={"reason": reason})
+        self.state = "stopping"
+        self._stop_requested.set()
+
+    async def _stop(self) -> None:
+        self.notifier.stopping()
+        if self._control is not None:  # stop taking work first
+            await self._control.stop()
+        for component in reversed(self.components):
+            try:
+                await component.stop()
+            except Exception:
+                log.exception("component failed to stop cleanly", extra={"component": component.name})
+        self.scheduler.shutdown()
+        self._close_store()
+        self.notifier.close()
+        self.state = "stopped"
+        log.info("agent stopped", extra={"device_id": self.config.device_id})
+
+    def _close_store(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    # ------------------------------------------------------------------ threads
+    def call_from_thread(self, func: Callable[..., Any], *args: Any) -> None:
+        """Hand work from an I/O thread to the loop; the only safe way into agent state."""
+        if self._loop is None or self._loop.is_closed():
+            log.warning("event dropped: the agent loop is not running", extra={"func": getattr(func, "__name__", repr(func))})
+            return
+        self._loop.call_soon_threadsafe(func, *args)
+
+    # ------------------------------------------------------------------- config
+    def reload_config(self) -> dict[str, Any]:
+        """SIGHUP: apply what is safe to change live; report what needs a restart."""
+        if self.config_path is None:
+            return {"applied": [], "restart_needed": [], "error": "agent was started without a config file"}
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("config reload rejected; keeping the running configuration", extra={"problem": str(exc)})
+            return {"applied": [], "restart_needed": self.restart_needed, "error": str(exc)}
+        changed = sorted(k for k, v in _flatten(new.model_dump()).items() if _flatten(self.config.model_dump()).get(k) != v)
+        applied = [k for k in changed if k in LIVE_RELOADABLE]
+        needs_restart = [k for k in changed if k not in LIVE_RELOADABLE]
+        for key in applied:
+            section, name = key.split(".")
+            setattr(getattr(self.config, section), name, getattr(getattr(new, section), name))
+        if any(k.startswith("log.") for k in applied):
+            setup_logging("debug" if self.verbose else self.config.log.level, self.config.log.format)
+        self.restart_needed = sorted(set(self.restart_needed) | set(needs_restart))
+        log.info("config reloaded", extra={"applied": ",".join(applied) or "-", "restart_needed": ",".join(self.restart_needed) or "-"})
+        return {"applied": applied, "restart_needed": self.restart_needed, "error": None}
+
+    # ------------------------------------------------------------------- status
+    def status(self) -> dict[str, Any]:
+        store_info = self.store.info() if self.store is not None and not self.store.closed else None
+        return {
+            "device_id": self.config.device_id,
+            "version": agent_version(),
+            "state": self.state,
+            "boot_id": self.boot_id,
+            "boot_count": self.boot_count,
+            "uptime_s": round(time.monotonic() - self.started_monotonic, 1),
+            "restart_needed": self.restart_needed,
+            "store": None if store_info is None else vars(store_info),
+            "scheduler": self.scheduler.jobs(),
+            "components": {c.name: c.status() for c in self.components},
+        }
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat

@@ -1,0 +1,71 @@
+"""Structured logging to stderr, shared by the agent and the cloud service: one event per line.
+
+Callers log with ``log.info("message", extra={"key": value})``; the extra keys
+become fields. Fields whose name suggests a secret are masked, so a PIN, key or
+token handed to a log call by mistake never reaches the journal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from typing import Any
+
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+_SECRET_NAME = re.compile(r"pin|password|passwd|secret|token|private|api_?key|credential", re.IGNORECASE)
+_MASK = "***"
+_PLAIN_VALUE = re.compile(r"^[^\s=\"]+$")
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields = {}
+    for key, value in record.__dict__.items():
+        if key in _STANDARD_ATTRS or key.startswith("_"):
+            continue
+        fields[key] = _MASK if _SECRET_NAME.search(key) else value
+    return fields
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
+class TextFormatter(logging.Formatter):
+    """``2026-11-22T10:00:00.000Z info agent.store store opened path=/var/lib/kassa/agent.db``"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [_timestamp(record), record.levelname.lower(), record.name, record.getMessage()]
+        for key, value in _fields(record).items():
+            text = str(value)
+            parts.append(f"{key}={text}" if _PLAIN_VALUE.match(text) else f"{key}={json.dumps(text, ensure_ascii=False)}")
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        event = {"ts": _timestamp(record), "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage()}
+        event.update(_fields(record))
+        if record.exc_info:
+            event["exc"] = self.formatException(record.exc_info)
+        return json.dumps(event, default=str, ensure_ascii=False)
+
+
+def setup_logging(level: str = "info", fmt: str = "text", stream: Any = None) -> None:
+    """Route every logger to stderr with the chosen format; idempotent (SIGHUP calls it again)."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "_kassa", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler._kassa = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root.setLevel(level.upper())
+    # Third-party chatter stays out of an info-level journal.
+    for noisy in ("apscheduler", "asyncio", "urllib3", "PIL", "usb"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
