@@ -11,7 +11,6 @@ import asyncio
 import logging
 import signal
 import time
-import uuid
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -21,6 +20,7 @@ from agent import meta
 from agent.config import LIVE_RELOADABLE, AgentConfig, ConfigError, load_config
 from agent.control.permissions import Authorizer
 from agent.control.server import ControlServer
+from broker import contract as kc
 from broker.logs import setup_logging
 from agent.scheduler import Scheduler
 from agent.sdnotify import Notifier
@@ -41,9 +41,11 @@ class Component(Protocol):
     def status(self) -> dict[str, Any]: ...
 
 
-ComponentFactory = Callable[["Agent"], Component]
-# Components register a factory here; the daemon builds them in this order.
-COMPONENT_FACTORIES: list[ComponentFactory] = []
+def build_components(agent: Agent) -> list[Component]:
+    """The agent's components in start order (they stop in reverse)."""
+    from agent.cloud.link import CloudLink
+
+    return [CloudLink(agent)]
 
 
 def agent_version() -> str:
@@ -66,7 +68,7 @@ class Agent:
         self.config_path = config_path
         self.notifier = notifier or Notifier()
         self.verbose = verbose
-        self.boot_id = uuid.uuid4().hex
+        self.boot_id = kc.uuid7()  # a new id per process: the cloud tells restarts apart
         self.boot_count = 0
         self.started_monotonic = time.monotonic()
         self.started_at = time.time()
@@ -80,13 +82,17 @@ class Agent:
         self._stop_requested: asyncio.Event | None = None
 
     # --------------------------------------------------------------- lifecycle
-    async def run(self) -> int:
-        """Start everything, serve until SIGTERM/SIGINT, stop cleanly. Returns the exit code."""
+    async def run(self, *, handle_signals: bool = True) -> int:
+        """Start everything, serve until SIGTERM/SIGINT, stop cleanly. Returns the exit code.
+
+        ``handle_signals=False`` lets tests run an agent in a thread (signals need the main thread).
+        """
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._loop.add_signal_handler(sig, self.request_stop, sig.name)
-        self._loop.add_signal_handler(signal.SIGHUP, self.reload_config)
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(sig, self.request_stop, sig.name)
+            self._loop.add_signal_handler(signal.SIGHUP, self.reload_config)
         try:
             await self._start()
         except BaseException:
@@ -109,7 +115,7 @@ class Agent:
             # On the loop itself: a stuck loop stops the pings and systemd restarts us.
             self.scheduler.every("systemd-watchdog", self.notifier.watchdog_interval_s, self.notifier.watchdog, run_now=True)
         self.scheduler.start()
-        self.components = [factory(self) for factory in COMPONENT_FACTORIES]
+        self.components = build_components(self)
         for component in self.components:
             await component.start()
         self._control = ControlServer(
@@ -120,10 +126,14 @@ class Agent:
         self.notifier.ready(f"running as {self.config.device_id}")
         log.info(
             "agent running",
-            extra={"device_id": self.config.device_id, "boot_id": self.boot_id, "boot": self.boot_count, "version": agent_version()},
+            extra={"device_id": self.config.device_id, "boot_id": str(self.boot_id), "boot": self.boot_count, "version": agent_version()},
         )
 
     def request_stop(self, reason: str = "requested") -> None:
+        """Ask the agent to stop; safe from any thread."""
+        if self._loop is not None and not self._in_loop():
+            self._loop.call_soon_threadsafe(self.request_stop, reason)
+            return
         if self._stop_requested is None or self._stop_requested.is_set():
             return
         log.info("stopping", extra={"reason": reason})
@@ -150,6 +160,12 @@ class Agent:
             self.store.close()
 
     # ------------------------------------------------------------------ threads
+    def _in_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
     def call_from_thread(self, func: Callable[..., Any], *args: Any) -> None:
         """Hand work from an I/O thread to the loop; the only safe way into agent state."""
         if self._loop is None or self._loop.is_closed():
@@ -186,7 +202,7 @@ class Agent:
             "device_id": self.config.device_id,
             "version": agent_version(),
             "state": self.state,
-            "boot_id": self.boot_id,
+            "boot_id": str(self.boot_id),
             "boot_count": self.boot_count,
             "uptime_s": round(time.monotonic() - self.started_monotonic, 1),
             "restart_needed": self.restart_needed,

@@ -30,4 +30,46 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) STRICT""",
         ),
     ),
+    Migration(
+        2,
+        "cloud_link",
+        (
+            # Up messages waiting for the cloud's ack. `seq` is the per-device sequence
+            # number; the payload is encoded once at enqueue so every resend is
+            # byte-identical (same message id: the cloud absorbs duplicates).
+            # No index on message_id: acks are matched against the in-flight window
+            # in memory, and a second index would tax every sale's commit.
+            """CREATE TABLE outbox (
+                seq         INTEGER PRIMARY KEY,
+                message_id  TEXT NOT NULL,
+                type        TEXT NOT NULL,
+                payload     BLOB NOT NULL,
+                created_at  REAL NOT NULL,
+                attempts    INTEGER NOT NULL DEFAULT 0
+            ) STRICT""",
+            # Messages the cloud refused for good (schema, business rule): kept for support.
+            """CREATE TABLE outbox_rejected (
+                seq         INTEGER PRIMARY KEY,
+                message_id  TEXT NOT NULL,
+                type        TEXT NOT NULL,
+                payload     BLOB NOT NULL,
+                reason      TEXT NOT NULL,
+                rejected_at REAL NOT NULL
+            ) STRICT""",
+            # Commands applied once: a redelivered command gets the stored reply again.
+            """CREATE TABLE inbox (
+                message_id  TEXT PRIMARY KEY,
+                name        TEXT NOT NULL,
+                received_at REAL NOT NULL,
+                reply       BLOB NOT NULL
+            ) STRICT""",
+            # The newest version applied per pushed state domain, and that document.
+            """CREATE TABLE applied_state (
+                domain      TEXT PRIMARY KEY,
+                version     INTEGER NOT NULL,
+                doc         TEXT NOT NULL,
+                applied_at  REAL NOT NULL
+            ) STRICT""",
+        ),
+    ),
 )

@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +61,7 @@ class Store:
         self._readers_lock = threading.Lock()
         self._integrity = integrity
         self._closed = False
+        self._commit_listeners: list[Callable[[], None]] = []
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -119,6 +120,15 @@ class Store:
                 if isinstance(exc, sqlite3.Error):
                     raise translate_error(exc, self.path, "writing") from exc
                 raise
+        for listener in self._commit_listeners:
+            listener()
+
+    def add_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every successful commit (e.g. to wake the outbox drain).
+
+        It runs in the committing thread, outside the write lock; keep it cheap and thread-safe.
+        """
+        self._commit_listeners.append(listener)
 
     # ------------------------------------------------------------------ reading
     def read(self) -> sqlite3.Connection:

@@ -37,7 +37,7 @@ class Method:
 
 
 def _ping(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
-    return {"pong": True, "device_id": agent.config.device_id, "boot_id": agent.boot_id}
+    return {"pong": True, "device_id": agent.config.device_id, "boot_id": str(agent.boot_id)}
 
 
 def _status(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:

@@ -13,11 +13,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from pydantic import StrictBool, StrictInt, TypeAdapter, ValidationError, field_validator
+from pydantic import SkipValidation, StrictBool, StrictInt, TypeAdapter, ValidationError, field_validator
 from pydantic import ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
-from .fields import DeviceId, MessageId, Seq, Timestamp, WireModel
+from .fields import DeviceId, MessageId, Seq, Timestamp, WireModel, _format_timestamp, _to_utc_millis
 from .messages import (
     Ack,
     BindRequest,
@@ -33,7 +33,7 @@ from .messages import (
     Status,
 )
 from .sales import Refund, Sale
-from .topics import PROTOCOL_VERSION, QOS, MessageType, is_retained, topic_for
+from .topics import PROTOCOL_VERSION, QOS, MessageType, check_device_id, is_retained, topic_for
 from .uuid7 import uuid7
 
 __all__ = [
@@ -135,7 +135,8 @@ class Envelope(WireModel):
     created_at: Timestamp
     clock_trusted: StrictBool
     correlation_id: uuid.UUID | None = None
-    body: Body
+    # Validated once by _body_matches_type (chosen by `type`); the union would only repeat it.
+    body: SkipValidation[Body]
 
     @field_validator("v")
     @classmethod
@@ -288,6 +289,45 @@ def encode(envelope: Envelope) -> bytes:
             f"{envelope.type} message {envelope.id} is {len(payload)} bytes, limit {limit}"
         )
     return payload
+
+
+def encode_up(
+    body: Body,
+    *,
+    device_id: str,
+    seq: int,
+    boot_id: uuid.UUID,
+    clock_trusted: bool,
+    correlation_id: uuid.UUID | None = None,
+    created_at: datetime | None = None,
+    message_id: uuid.UUID | None = None,
+) -> tuple[uuid.UUID, bytes]:
+    """``encode(up_message(...))`` without building an Envelope: the same bytes, faster.
+
+    The outbox calls this inside every sale's transaction, where building and
+    re-serialising a validated envelope cost as much as the commit itself. The
+    body is already a validated model and the other fields are ours, so only the
+    body is serialised by pydantic; a test holds the output byte-identical to
+    the envelope path.
+    """
+    _require_direction(body, up=True)
+    if seq < 1:
+        raise ValueError("seq starts at 1")
+    check_device_id(device_id)
+    message_id = message_id or uuid7()
+    stamp = _format_timestamp(_to_utc_millis(created_at or _now()))
+    head = (
+        f'{{"v":{PROTOCOL_VERSION},"id":"{message_id}","type":"{message_type_of(body).value}",'
+        f'"device_id":"{device_id}","seq":{int(seq)},"boot_id":"{boot_id}","created_at":"{stamp}",'
+        f'"clock_trusted":{"true" if clock_trusted else "false"},'
+    )
+    if correlation_id is not None:
+        head += f'"correlation_id":"{correlation_id}",'
+    payload = head.encode() + b'"body":' + body.__pydantic_serializer__.to_json(body, exclude_none=True) + b"}"
+    limit = payload_limit(message_type_of(body))
+    if len(payload) > limit:
+        raise PayloadTooLargeError(f"{message_type_of(body)} message {message_id} is {len(payload)} bytes, limit {limit}")
+    return message_id, payload
 
 
 def publication(envelope: Envelope) -> Publication:

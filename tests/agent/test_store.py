@@ -112,8 +112,10 @@ def test_corrupt_file_fails_integrity_check(tmp_path: Path) -> None:
             conn.executemany("INSERT INTO things(name) VALUES (?)", [(f"row {i}" * 20,) for i in range(2000)])
     data = bytearray(path.read_bytes())
     page = 4096
-    for offset in range(3 * page + 100, 3 * page + 600):  # scribble inside a b-tree page
-        data[offset] = 0x5A
+    pages = len(data) // page
+    for number in range(pages // 2, pages):  # scribble over the b-tree page headers
+        for offset in range(number * page, number * page + 12):
+            data[offset] = 0x5A
     path.write_bytes(bytes(data))
     with pytest.raises(StoreCorruptError, match="integrity check failed|damaged"):
         Store.open(path, (*MIGRATIONS, EXTRA))

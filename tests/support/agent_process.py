@@ -11,13 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from agent.ctl import ControlClient, ControlError
+from broker.launcher import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_agent_config(directory: Path, device_id: str = "pos-0001", extra: str = "", **mqtt: Any) -> Path:
-    """A minimal agent.toml whose paths all live under ``directory``."""
+    """A minimal agent.toml whose paths all live under ``directory``.
+
+    Without an explicit broker port the agent points at a closed port, so a broker
+    that happens to run on this machine is never used by accident.
+    """
     directory.mkdir(parents=True, exist_ok=True)
+    mqtt.setdefault("port", free_port())
+    mqtt.setdefault("reconnect_max_s", 2.0)
     lines = [
         f'device_id = "{device_id}"',
         "[paths]",

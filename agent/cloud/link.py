@@ -1,0 +1,215 @@
+"""The cloud link component: drains the outbox and dispatches what the cloud sends.
+
+Everything here runs on the agent's loop; paho's thread only forwards callbacks
+through ``Agent.call_from_thread``. The drain keeps at most ``max_inflight``
+messages published-but-unacked, pages through the outbox in sequence order, and
+after a reconnect starts again from the oldest unacked row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from agent.clock import kernel_clock_synchronized
+from agent.cloud.inbound import Inbound
+from agent.cloud.mqtt_client import LinkCallbacks, MqttLink
+from agent.cloud.outbox import Outbox
+from broker import contract as kc
+
+if TYPE_CHECKING:
+    from agent.daemon import Agent
+
+log = logging.getLogger(__name__)
+
+IDLE_CHECK_S = 1.0
+
+
+class CloudLink:
+    name = "cloud"
+
+    def __init__(self, agent: Agent) -> None:
+        assert agent.store is not None
+        self.agent = agent
+        self.config = agent.config.mqtt
+        self.device_id = agent.config.device_id
+        self.boot_id = agent.boot_id
+        self.window = self.config.max_inflight
+        self.outbox = Outbox(agent.store, self.device_id, self.boot_id, kernel_clock_synchronized)
+        self.inbound = Inbound(agent.store, self.outbox, self.device_id)
+        self.inbound.republish = self._publish_now
+        self.inbound.on_command(kc.CommandName.PING.value, self._cmd_ping)
+        self.inbound.on_command(kc.CommandName.CONFIG_RELOAD.value, lambda args: agent.reload_config())
+        self.mqtt = MqttLink(
+            self.config,
+            self.device_id,
+            self.boot_id,
+            LinkCallbacks(
+                on_connected=lambda present: agent.call_from_thread(self._on_connected, present),
+                on_disconnected=lambda reason: agent.call_from_thread(self._on_disconnected, reason),
+                on_message=lambda topic, payload: agent.call_from_thread(self._on_message, topic, payload),
+            ),
+            kernel_clock_synchronized,
+        )
+        self._in_flight: dict[uuid.UUID, tuple[int, float]] = {}  # id -> (seq, sent at), in send order
+        self._cursor = 0  # highest seq published on the current connection
+        self._settled: list[tuple[int, uuid.UUID]] = []
+        self._refused: list[tuple[int, str]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+        self.acked = 0
+        self.resent = 0
+        agent.store.add_commit_listener(self._wake_threadsafe)
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.mqtt.start()
+        self._task = asyncio.create_task(self._drain(), name="outbox-drain")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.to_thread(self._flush_settled)  # acks already received are not thrown away
+        await asyncio.to_thread(self.mqtt.stop)
+
+    def status(self) -> dict[str, Any]:
+        stats = self.outbox.stats()
+        state = "connected" if self.mqtt.connected else "disconnected"
+        age = "-" if stats.oldest_age_s is None else f"{stats.oldest_age_s:.0f} s"
+        return {
+            "summary": f"{state} to {self.config.host}:{self.config.port}; outbox {stats.depth} (oldest {age}), {len(self._in_flight)} in flight",
+            "connected": self.mqtt.connected,
+            "broker": f"{self.config.host}:{self.config.port}",
+            "last_error": self.mqtt.last_error,
+            "outbox_depth": stats.depth,
+            "outbox_oldest_age_s": stats.oldest_age_s,
+            "outbox_rejected": stats.rejected,
+            "in_flight": len(self._in_flight),
+            "last_seq": self.outbox.last_seq(),
+            "published": self.published,
+            "acked": self.acked,
+            "resent": self.resent,
+            "inbound_rejected": dict(self.inbound.rejections),
+            "state_versions": self.inbound.applied_versions(),
+        }
+
+    # ------------------------------------------------------------------- drain
+    def _wake_threadsafe(self) -> None:
+        loop = getattr(self, "_loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def _drain(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=IDLE_CHECK_S)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                if self._settled or self._refused:
+                    await asyncio.to_thread(self._flush_settled)
+                if self.mqtt.connected:
+                    self._resend_overdue()
+                    self._fill_window()
+            except Exception:  # a full disk or a bug must not end the drain for good
+                log.exception("outbox drain step failed; retrying")
+                await asyncio.sleep(IDLE_CHECK_S)
+
+    def _fill_window(self) -> None:
+        room = self.window - len(self._in_flight)
+        if room <= 0:
+            return
+        for row in self.outbox.after(self._cursor, room):
+            if not self.mqtt.publish(row.topic, row.payload):
+                return
+            self._in_flight[row.message_id] = (row.seq, time.monotonic())
+            self._cursor = row.seq
+            self.published += 1
+
+    def _resend_overdue(self) -> None:
+        deadline = time.monotonic() - self.config.ack_timeout_s
+        overdue = []
+        for message_id, (seq, sent_at) in self._in_flight.items():
+            if sent_at > deadline:
+                break  # in send order: the rest are younger
+            overdue.append((message_id, seq))
+        for message_id, seq in overdue:
+            del self._in_flight[message_id]
+            row = self.outbox.get(seq)
+            if row is None:
+                continue  # settled meanwhile
+            if not self.mqtt.publish(row.topic, row.payload):
+                return
+            self._in_flight[message_id] = (seq, time.monotonic())
+            self.resent += 1
+        if overdue:
+            log.info("resent messages the cloud did not ack in time", extra={"count": len(overdue), "ack_timeout_s": self.config.ack_timeout_s})
+
+    def _flush_settled(self) -> None:
+        settled, refused = self._settled, self._refused
+        self._settled, self._refused = [], []
+        self.outbox.settle(settled, refused)
+
+    def _publish_now(self, publication: kc.Publication) -> None:
+        self.mqtt.publish(publication.topic, publication.payload, retain=publication.retain)
+
+    # -------------------------------------------------------------- connection
+    def _on_connected(self, session_present: bool) -> None:
+        self._in_flight.clear()
+        self._cursor = 0  # resend everything still unacked, oldest first
+        self._wake.set()
+
+    def _on_disconnected(self, reason: str) -> None:
+        self._in_flight.clear()
+        self._cursor = 0
+
+    # ---------------------------------------------------------------- inbound
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        parsed = kc.parse_message(topic, payload)
+        if isinstance(parsed, kc.Rejection):
+            self.inbound.reject(parsed)
+            return
+        if parsed.topic.device_id != self.device_id:
+            self.inbound.reject(kc.Rejection(kc.RejectReason.WRONG_DEVICE, f"message for {parsed.topic.device_id}", topic, parsed.topic.device_id, parsed.envelope.id))
+            return
+        try:
+            match parsed.type:
+                case kc.MessageType.ACK:
+                    self._on_ack(parsed.body)  # type: ignore[arg-type]
+                case kc.MessageType.STATE:
+                    self.inbound.handle_state(parsed.envelope)
+                case kc.MessageType.COMMAND:
+                    self.inbound.handle_command(parsed.envelope)
+                case _:
+                    self.inbound.reject(kc.Rejection(kc.RejectReason.TYPE_MISMATCH, f"{parsed.type} is not sent to devices", topic, self.device_id, parsed.envelope.id))
+        except Exception:
+            # e.g. a full disk while recording a command: the message is not acked at
+            # MQTT level differently, but the cloud resends commands and state is retained.
+            log.exception("inbound message could not be applied", extra={"type": str(parsed.type), "id": str(parsed.envelope.id)})
+
+    def _on_ack(self, ack: kc.Ack) -> None:
+        # Only acks for messages in the current window count. An ack for a message sent
+        # before a reconnect or restart is ignored: that row is resent from the outbox and
+        # acked again (the cloud acks duplicates), so ignoring it loses nothing.
+        for message_id in ack.acked_ids:
+            entry = self._in_flight.pop(message_id, None)
+            if entry is not None:
+                self._settled.append((entry[0], message_id))
+                self.acked += 1
+        for rejection in ack.rejected:
+            entry = self._in_flight.pop(rejection.id, None)
+            if entry is not None:
+                log.error("cloud refused a message for good; kept in outbox_rejected", extra={"seq": entry[0], "reason": rejection.reason, "detail": rejection.detail})
+                self._refused.append((entry[0], rejection.reason))
+        self._wake.set()
+
+    # --------------------------------------------------------------- commands
+    def _cmd_ping(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": True, "boot_id": str(self.boot_id), "outbox_depth": self.outbox.stats().depth}

@@ -1,0 +1,192 @@
+"""paho-mqtt, set up the way a terminal needs it.
+
+MQTT 5 with a persistent session (clean start off, session expiry), a retained
+``online`` status on connect and ``offline`` as the will, TCP_NODELAY (paho does
+not set it, and small QoS 1 messages then stall ~40 ms on delayed ACKs), a
+bounded in-flight window, and reconnects with capped exponential backoff and
+full jitter so a fleet does not reconnect in lock-step after a broker restart.
+
+paho's network loop runs in one thread owned by this class; its callbacks are
+forwarded as plain calls, which the cloud link hands to the asyncio loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent.config import MqttConfig
+from broker import contract as kc
+
+log = logging.getLogger(__name__)
+
+# A connection that stayed up this long resets the backoff to its minimum.
+STABLE_CONNECTION_S = 10.0
+
+
+@dataclass
+class LinkCallbacks:
+    on_connected: Callable[[bool], None]  # session_present
+    on_disconnected: Callable[[str], None]  # reason
+    on_message: Callable[[str, bytes], None]  # topic, payload
+
+
+def backoff_delay(attempt: int, minimum: float, maximum: float, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: uniform in [minimum, min(maximum, minimum * 2**attempt)]."""
+    ceiling = min(maximum, minimum * (2 ** min(attempt, 30)))
+    return rng.uniform(minimum, max(minimum, ceiling))
+
+
+class MqttLink:
+    def __init__(self, config: MqttConfig, device_id: str, boot_id: uuid.UUID, callbacks: LinkCallbacks, clock_trusted: Callable[[], bool]) -> None:
+        self.config = config
+        self.device_id = device_id
+        self.boot_id = boot_id
+        self.callbacks = callbacks
+        self.clock_trusted = clock_trusted
+        self.connected = False
+        self.connects = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._rng = random.Random()
+        self.client = self._make_client()
+
+    def _make_client(self) -> paho.Client:
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.device_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            reconnect_on_failure=False,  # we reconnect ourselves, with jitter
+        )
+        client.username_pw_set(
+            self.config.username or self.device_id,
+            self.config.password.get_secret_value() if self.config.password else None,
+        )
+        if self.config.tls:
+            client.tls_set(
+                ca_certs=str(self.config.ca_file) if self.config.ca_file else None,
+                certfile=str(self.config.cert_file) if self.config.cert_file else None,
+                keyfile=str(self.config.key_file) if self.config.key_file else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        client.max_inflight_messages_set(self.config.max_inflight)
+        # Never queue while offline: the outbox is the queue, and it survives restarts.
+        client.max_queued_messages_set(self.config.max_inflight)
+        client.on_socket_open = self._on_socket_open
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    # ----------------------------------------------------------------- control
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="mqtt-network", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Say ``offline`` ourselves (a clean disconnect does not fire the will), then close."""
+        self._stop.set()
+        if self.connected:
+            try:
+                info = self._publish_status(kc.Presence.OFFLINE)
+                info.wait_for_publish(min(2.0, timeout_s))
+            except (RuntimeError, ValueError, OSError) as exc:
+                log.debug("offline status not confirmed", extra={"error": str(exc)})
+            self.client.disconnect()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+        """Hand one QoS 1 message to paho; False when not connected (the outbox will resend)."""
+        if not self.connected:
+            return False
+        info = self.client.publish(topic, payload, qos=kc.QOS, retain=retain)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # ------------------------------------------------------------ network thread
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self._connect()
+                while not self._stop.is_set():
+                    rc = self.client.loop(timeout=0.2)
+                    if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        break
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                self.last_error = str(exc)
+                log.debug("broker connection failed", extra={"error": str(exc)})
+            if self.connected:
+                self.connected = False
+                self.callbacks.on_disconnected(self.last_error or "connection lost")
+            if self._stop.is_set():
+                break
+            attempt = 0 if time.monotonic() - started > STABLE_CONNECTION_S else attempt + 1
+            delay = backoff_delay(attempt, self.config.reconnect_min_s, self.config.reconnect_max_s, self._rng)
+            self._stop.wait(delay)
+        try:
+            self.client.loop(timeout=0.1)  # flush the DISCONNECT
+        except (OSError, ValueError):
+            pass
+
+    def _connect(self) -> None:
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.config.session_expiry_s
+        will = kc.will_publication(self.device_id, self.boot_id, clock_trusted=self.clock_trusted())
+        self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self.client.connect(self.config.host, self.config.port, keepalive=self.config.keepalive_s, clean_start=False, properties=properties)
+
+    def _publish_status(self, presence: kc.Presence) -> paho.MQTTMessageInfo:
+        status = kc.publication(kc.status_message(presence, device_id=self.device_id, boot_id=self.boot_id, clock_trusted=self.clock_trusted()))
+        return self.client.publish(status.topic, status.payload, qos=status.qos, retain=status.retain)
+
+    # ------------------------------------------------------------ paho callbacks
+    @staticmethod
+    def _on_socket_open(client: paho.Client, userdata: Any, sock: socket.socket) -> None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):  # unix sockets / websockets have no Nagle
+            pass
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            self.last_error = f"broker refused the connection: {reason_code}"
+            log.warning("broker refused the connection", extra={"reason": str(reason_code), "host": self.config.host})
+            client.disconnect()
+            return
+        self.connected = True
+        self.connects += 1
+        self.last_error = None
+        client.subscribe(kc.device_subscription(self.device_id), qos=kc.QOS)
+        self._publish_status(kc.Presence.ONLINE)
+        session_present = bool(getattr(flags, "session_present", False))
+        log.info("connected to broker", extra={"host": self.config.host, "port": self.config.port, "session_present": session_present})
+        self.callbacks.on_connected(session_present)
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        was_connected = self.connected
+        self.connected = False
+        if was_connected:
+            reason = str(reason_code)
+            log.info("disconnected from broker", extra={"reason": reason})
+            self.callbacks.on_disconnected(reason)
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        self.callbacks.on_message(message.topic, bytes(message.payload))

@@ -1,0 +1,78 @@
+"""Sale-sized commit latency: outbox enqueue in its own transaction vs a bare SQLite insert.
+
+Both use the agent store's settings (WAL, synchronous=FULL) on the same filesystem,
+measured in the same run, alternating so disk noise hits both alike.
+
+    python bench/bench_commit.py [--n 2000] [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agent.cloud.outbox import Outbox  # noqa: E402
+from agent.store import Store  # noqa: E402
+from bench._stats import save, summary_ms  # noqa: E402
+from broker import contract as kc  # noqa: E402
+from broker.contract.examples import examples  # noqa: E402
+
+
+def sample_sale() -> kc.Sale:
+    sale = next(e.envelope.body for e in examples() if isinstance(e.envelope.body, kc.Sale))
+    return sale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--dir", type=Path, default=None, help="where the databases go (default: a temp dir under /var/tmp)")
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="kassa-bench-", dir=args.dir or "/var/tmp"))
+
+    store = Store.open(workdir / "agent.db")
+    outbox = Outbox(store, "bench-0001", kc.uuid7(), lambda: True)
+    sale = sample_sale()
+    payload_size = len(kc.encode(kc.up_message(sale, device_id="bench-0001", seq=1, boot_id=kc.uuid7(), clock_trusted=True)))
+
+    bare = sqlite3.connect(workdir / "bare.db", isolation_level=None)
+    bare.execute("PRAGMA journal_mode=WAL")
+    bare.execute("PRAGMA synchronous=FULL")
+    bare.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+    blob = b"x" * payload_size
+
+    enqueue_times: list[float] = []
+    bare_times: list[float] = []
+    for i in range(args.n):
+        started = time.perf_counter()
+        outbox.enqueue_one(sale)
+        enqueue_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        bare.execute("BEGIN IMMEDIATE")
+        bare.execute("INSERT INTO t(payload) VALUES (?)", (blob,))
+        bare.execute("COMMIT")
+        bare_times.append(time.perf_counter() - started)
+        if i and i % 500 == 0:
+            print(f"  {i}/{args.n}", file=sys.stderr)
+    store.close()
+    bare.close()
+
+    kassa, baseline = summary_ms(enqueue_times), summary_ms(bare_times)
+    ratio = kassa["p50_ms"] / baseline["p50_ms"]
+    print(f"sale-sized commit ({payload_size} B payload, n={args.n}, WAL + synchronous=FULL)")
+    print(f"  {'':<28}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"  {'bare SQLite insert':<28}{baseline['p50_ms']:>10.3f}{baseline['p99_ms']:>10.3f}")
+    print(f"  {'outbox enqueue (kassa)':<28}{kassa['p50_ms']:>10.3f}{kassa['p99_ms']:>10.3f}")
+    print(f"  p50 ratio {ratio:.2f}x (target <= 1.3x)")
+    save("commit", {"n": args.n, "payload_bytes": payload_size, "bare": baseline, "enqueue": kassa, "p50_ratio": round(ratio, 3)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
