@@ -59,6 +59,10 @@ class JsonFormatter(logging.Formatter):
 def setup_logging(level: str = "info", fmt: str = "text", stream: Any = None) -> None:
     """Route every logger to stderr with the chosen format; idempotent (SIGHUP calls it again)."""
     root = logging.getLogger()
+    # Some libraries (python-escpos) call logging.basicConfig() at import: their plain
+    # handler would print every event a second time, unstructured.
+    for foreign in [h for h in root.handlers if not getattr(h, "_kassa", False)]:
+        root.removeHandler(foreign)
     handler = next((h for h in root.handlers if getattr(h, "_kassa", False)), None)
     if handler is None:
         handler = logging.StreamHandler(stream or sys.stderr)
@@ -67,5 +71,5 @@ def setup_logging(level: str = "info", fmt: str = "text", stream: Any = None) ->
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.setLevel(level.upper())
     # Third-party chatter stays out of an info-level journal.
-    for noisy in ("apscheduler", "asyncio", "urllib3", "PIL", "usb"):
+    for noisy in ("apscheduler", "asyncio", "urllib3", "PIL", "usb", "escpos"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,166 @@
+"""The ESC/POS printer driver: render, check status, write, confirm."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from drivers import dle_eot
+from drivers.errors import ConfigError, PrinterOfflineError, TransportError, error_for_status
+from drivers.identity import DeviceDescriptor, DeviceKind, Transport
+from drivers.interfaces import Printer, PrintResult
+from drivers.printers.profile import PrinterProfile, load_profile
+from drivers.printers.transport import PrinterTransport
+from drivers.receipt.document import Receipt
+from drivers.receipt.escpos import EscposRenderer
+from drivers.registry import Supports, UsbId, register_driver
+from drivers.status import DeviceStatus, PrinterStatus
+from drivers.vendors import PRINTER_VENDORS, USB_CLASS_PRINTER
+
+logger = logging.getLogger(__name__)
+
+STATUS_CHECKS = ("auto", "always", "never")
+
+
+@register_driver
+class EscposPrinter(Printer):
+    """Any ESC/POS receipt printer on USB, TCP, serial or a device file.
+
+    ``status_check``: ``auto`` checks DLE EOT before each job when the link
+    can answer (a plain file cannot); ``always`` also refuses to print
+    through a link that cannot answer; ``never`` prints blind (for printers
+    that do not implement DLE EOT).
+    """
+
+    supports = Supports(
+        kind=DeviceKind.PRINTER,
+        transports=frozenset({Transport.USB, Transport.TCP, Transport.SERIAL, Transport.FILE}),
+        usb_ids=tuple(UsbId(vendor) for vendor in PRINTER_VENDORS),
+        match_usb_classes=(USB_CLASS_PRINTER,),
+        notes="ESC/POS receipt printers (Star models in ESC/POS emulation mode)",
+    )
+
+    def __init__(self, transport: PrinterTransport, profile: PrinterProfile | None = None, *,
+                 identity: str | None = None, status_check: str = "auto", status_timeout: float = 0.5,
+                 drawer_open_level: str = "high", keep_open: bool | None = None, name: str | None = None) -> None:
+        if status_check not in STATUS_CHECKS:
+            raise ConfigError(f"status_check must be one of {STATUS_CHECKS}")
+        if drawer_open_level not in dle_eot.DRAWER_OPEN_LEVELS:
+            raise ConfigError(f"drawer_open_level must be one of {dle_eot.DRAWER_OPEN_LEVELS}")
+        self.transport = transport
+        self.profile = profile or load_profile()
+        self.renderer = EscposRenderer(self.profile)
+        self.identity = identity or transport.describe()
+        self.name = name or self.identity
+        self.status_check = status_check
+        self.status_timeout = float(status_timeout)
+        self.drawer_open_level = drawer_open_level
+        self.keep_open = transport.keep_open_default if keep_open is None else keep_open
+        self._lock = threading.RLock()
+        self.last_status: PrinterStatus | None = None
+
+    @classmethod
+    def from_descriptor(cls, descriptor: DeviceDescriptor, **options) -> "EscposPrinter":
+        """Bind to a discovered device (see :mod:`drivers.discovery`)."""
+        from drivers.printers.factory import open_printer, url_for_descriptor
+
+        return open_printer(url_for_descriptor(descriptor), identity=descriptor.identity, **options)
+
+    # -- status ------------------------------------------------------------------------
+
+    def _checks_status(self) -> bool:
+        if self.status_check == "never":
+            return False
+        return self.status_check == "always" or self.transport.bidirectional
+
+    def _query_locked(self) -> PrinterStatus:
+        try:
+            self.transport.open()
+        except TransportError as error:
+            return PrinterStatus.offline(str(error))
+        if not self.transport.bidirectional:
+            return PrinterStatus.unknown(f"{self.transport.describe()} cannot report status")
+        try:
+            status = dle_eot.read_status(self.transport, self.status_timeout, drawer_open_level=self.drawer_open_level)
+        except TransportError as error:
+            # the link broke mid-query (peer closed, device gone): unreachable, not merely silent
+            self.transport.close()
+            return PrinterStatus.offline(str(error))
+        self.last_status = status
+        return status
+
+    def status(self) -> PrinterStatus:
+        with self._lock:
+            try:
+                return self._query_locked()
+            finally:
+                self._release_locked()
+
+    def drawer_status(self) -> DeviceStatus:
+        with self._lock:
+            try:
+                self.transport.open()
+                return dle_eot.read_drawer(self.transport, self.status_timeout, drawer_open_level=self.drawer_open_level)
+            except TransportError as error:
+                logger.debug("drawer status of %s: %s", self.name, error)
+                return DeviceStatus.UNKNOWN
+            finally:
+                self._release_locked()
+
+    # -- printing ------------------------------------------------------------------------
+
+    def render(self, document: Receipt) -> bytes:
+        return self.renderer.render(document)
+
+    def print_document(self, document: Receipt, job_id: str) -> PrintResult:
+        data = self.render(document)  # outside the lock: a DocumentError must not need the printer
+        return self.send_raw(data, job_id)
+
+    def send_raw(self, data: bytes, job_id: str, *, check_status: bool = True) -> PrintResult:
+        started = time.monotonic()
+        with self._lock:
+            try:
+                return self._send_locked(data, job_id, check_status and self._checks_status(), started)
+            finally:
+                self._release_locked()
+
+    def _send_locked(self, data: bytes, job_id: str, check: bool, started: float) -> PrintResult:
+        before = None
+        if check:
+            before = self._query_locked()
+            if not before.can_print:
+                logger.info("job %s not sent to %s: %s", job_id, self.name, before.status.value)
+                raise error_for_status(before, job_id)
+        try:
+            self.transport.write(data)
+        except TransportError as error:
+            logger.warning("job %s: writing to %s failed: %s", job_id, self.name, error)
+            raise self._explain_write_failure(error, job_id) from error
+        after = None
+        if check:
+            # answered in stream order: an answer means every byte before it arrived
+            after = self._query_locked()
+            if after.status is DeviceStatus.UNKNOWN:
+                logger.warning("job %s written to %s but not confirmed: %s", job_id, self.name, "; ".join(after.details))
+        seconds = time.monotonic() - started
+        logger.debug("job %s: %d bytes to %s in %.3fs", job_id, len(data), self.name, seconds)
+        return PrintResult(job_id, len(data), before, after, seconds)
+
+    def _explain_write_failure(self, error: TransportError, job_id: str):
+        # a stalled write usually has a cause the printer will tell us about
+        status = self._query_locked() if self.transport.bidirectional else None
+        if status is not None and not status.can_print and status.status is not DeviceStatus.UNKNOWN:
+            return error_for_status(status, job_id)
+        return PrinterOfflineError(f"cannot print: {error}", status=status, job_id=job_id)
+
+    def _release_locked(self) -> None:
+        if not self.keep_open:
+            self.transport.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self.transport.close()
+
+    def __repr__(self) -> str:
+        return f"<EscposPrinter {self.name} profile={self.profile.name}>"

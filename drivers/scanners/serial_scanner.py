@@ -1,0 +1,114 @@
+"""Serial barcode scanners (RS-232, or USB in CDC/virtual-COM mode) through pyserial."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import serial
+
+from drivers.errors import ConfigError, ScannerError
+from drivers.identity import DeviceDescriptor, DeviceKind, Transport
+from drivers.registry import Supports, UsbId, register_driver
+from drivers.scanners.base import ThreadedScanner
+from drivers.vendors import SCANNER_VENDORS
+
+logger = logging.getLogger(__name__)
+
+PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD,
+            "M": serial.PARITY_MARK, "S": serial.PARITY_SPACE}
+STOPBITS = {1: serial.STOPBITS_ONE, 1.5: serial.STOPBITS_ONE_POINT_FIVE, 2: serial.STOPBITS_TWO}
+
+
+class FrameSplitter:
+    """Cuts a byte stream into codes.
+
+    ``suffix`` ends a code (None: CR, LF or CRLF, whichever the scanner sends);
+    an empty suffix with ``frame_gap`` > 0 ends a code after that much silence.
+    ``prefix`` is removed when present.
+    """
+
+    def __init__(self, prefix: bytes = b"", suffix: bytes | None = None, frame_gap: float = 0.0) -> None:
+        if suffix == b"" and frame_gap <= 0:
+            raise ConfigError("an empty suffix needs frame_gap > 0 to know where a code ends")
+        self.prefix, self.suffix, self.frame_gap = prefix, suffix, frame_gap
+        self._buffer = bytearray()
+        self._last_byte_at = 0.0
+
+    def feed(self, data: bytes, now: float | None = None) -> list[bytes]:
+        now = time.monotonic() if now is None else now
+        frames = []
+        if data:
+            self._buffer += data
+            self._last_byte_at = now
+        if self.suffix is None:
+            while True:
+                ends = [i for i in (self._buffer.find(b"\r"), self._buffer.find(b"\n")) if i >= 0]
+                if not ends:
+                    break
+                end = min(ends)
+                frames.append(bytes(self._buffer[:end]))
+                del self._buffer[:end + 1]
+        elif self.suffix:
+            while (end := self._buffer.find(self.suffix)) >= 0:
+                frames.append(bytes(self._buffer[:end]))
+                del self._buffer[:end + len(self.suffix)]
+        if self.frame_gap > 0 and self._buffer and now - self._last_byte_at >= self.frame_gap:
+            frames.append(bytes(self._buffer))
+            self._buffer.clear()
+        return [self._strip_prefix(f) for f in frames if f]
+
+    def _strip_prefix(self, frame: bytes) -> bytes:
+        if self.prefix:
+            if frame.startswith(self.prefix):
+                return frame[len(self.prefix):]
+            logger.debug("code %r arrived without the configured prefix", frame)
+        return frame
+
+
+@register_driver
+class SerialScanner(ThreadedScanner):
+    supports = Supports(
+        kind=DeviceKind.SCANNER,
+        transports=frozenset({Transport.SERIAL}),
+        usb_ids=tuple(UsbId(vendor) for vendor in SCANNER_VENDORS),
+        notes="serial scanners and USB scanners in virtual COM port mode",
+    )
+
+    def __init__(self, path: str, *, baudrate: int = 9600, bytesize: int = 8, parity: str = "N",
+                 stopbits: float = 1, prefix: bytes = b"", suffix: bytes | None = None, frame_gap: float = 0.0,
+                 encoding: str = "utf-8", identity: str | None = None, **options) -> None:
+        super().__init__(identity or f"serial:{path}", **options)
+        if parity.upper() not in PARITIES or stopbits not in STOPBITS or bytesize not in (5, 6, 7, 8):
+            raise ConfigError("bad serial framing (parity N/E/O/M/S, stop bits 1/1.5/2, data bits 5-8)")
+        self.path, self.baudrate, self.bytesize = path, int(baudrate), int(bytesize)
+        self.parity, self.stopbits = PARITIES[parity.upper()], STOPBITS[stopbits]
+        self.encoding = encoding
+        self.splitter = FrameSplitter(prefix, suffix, frame_gap)
+        self._port: serial.Serial | None = None
+
+    @classmethod
+    def from_descriptor(cls, descriptor: DeviceDescriptor, **options) -> "SerialScanner":
+        return cls(descriptor.device_path, identity=descriptor.identity, **options)
+
+    def _open(self) -> None:
+        try:
+            self._port = serial.Serial(self.path, baudrate=self.baudrate, bytesize=self.bytesize, parity=self.parity,
+                                       stopbits=self.stopbits, timeout=0.1)
+        except serial.SerialException as error:
+            raise ScannerError(str(error)) from error
+
+    def _read_loop(self) -> None:
+        port = self._port
+        while not self._stop.is_set():
+            try:
+                chunk = port.read(max(1, port.in_waiting))
+            except serial.SerialException as error:
+                raise ScannerError(str(error)) from error
+            for frame in self.splitter.feed(chunk):
+                self._emit(frame.decode(self.encoding, errors="replace"), frame)
+
+    def _close(self) -> None:
+        if self._port is not None:
+            self._port.close()
+        self._port = None
