@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CONFIG_PATH = Path("/etc/kassa/agent.toml")
@@ -67,7 +67,10 @@ class MqttConfig(_Section):
     session_expiry_s: int = Field(
         7 * 24 * 3600, ge=0, description="How long the broker keeps the session while offline."
     )
-    max_inflight: int = Field(64, ge=1, le=65535, description="Bound on unacknowledged QoS 1 publishes.")
+    max_inflight: int = Field(64, ge=1, le=65535, description="Bound on QoS 1 publishes the broker has not PUBACKed.")
+    ack_window: int = Field(
+        1000, ge=1, le=100_000, description="Bound on outbox messages published but not yet acked by the cloud (memory stays bounded by it)."
+    )
     reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay (jittered).")
     reconnect_max_s: float = Field(30.0, gt=0, description="Cap on the reconnect delay.")
     ack_timeout_s: float = Field(30.0, gt=0, description="Resend an outbox message not acked by the cloud within this time.")
@@ -78,6 +81,37 @@ class ControlConfig(_Section):
         "kassa-admin", description="Group whose members may call changing control-socket methods."
     )
     read_group: str = Field("kassa", description="Group whose members may call read-only methods.")
+
+
+DEVICE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+DeviceOption = str | int | float | bool
+
+
+class PrinterConfig(_Section):
+    name: str = Field(..., pattern=DEVICE_NAME_PATTERN, description="Short name used by kassactl and the POS API.")
+    url: str = Field(
+        ..., description="How to reach it: `tcp://host:9100`, `usb://04b8:0202?serial=X`, `serial:///dev/ttyS0?baudrate=19200`, `file:///dev/usb/lp0`."
+    )
+    options: dict[str, DeviceOption] = Field(default_factory=dict, description="Driver options (profile, write_timeout, ...); see docs/drivers.md.")
+
+
+class ScannerConfig(_Section):
+    name: str = Field(..., pattern=DEVICE_NAME_PATTERN, description="Short name.")
+    url: str = Field(..., description="`serial:///dev/ttyACM0?suffix=%0D` or `hid:///dev/input/by-id/...?layout=de`.")
+    options: dict[str, DeviceOption] = Field(default_factory=dict, description="Driver options; see docs/drivers.md.")
+
+
+class DrawerConfig(_Section):
+    name: str = Field(..., pattern=DEVICE_NAME_PATTERN, description="Short name.")
+    url: str = Field("printer:?pin=2", description="`printer:?pin=2` (kicked through a printer) or `serial:///dev/ttyS1`.")
+    printer: str | None = Field(None, description="For `printer:` drawers: the name of the printer it hangs on.")
+    options: dict[str, DeviceOption] = Field(default_factory=dict, description="Driver options (on_ms, settle_s, ...).")
+
+
+class HardwareConfig(_Section):
+    receipt_printer: str | None = Field(None, description="Printer for receipts (default: the first printer).")
+    cash_drawer: str | None = Field(None, description="Drawer opened for cash (default: the first drawer).")
+    status_poll_s: float = Field(5.0, gt=0, le=300, description="How often printer status is polled while jobs wait.")
 
 
 class LifecycleConfig(_Section):
@@ -104,6 +138,10 @@ class AgentConfig(BaseSettings):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+    hardware: HardwareConfig = Field(default_factory=HardwareConfig)
+    printers: list[PrinterConfig] = Field(default_factory=list, description="Receipt printers (`[[printers]]` tables).")
+    scanners: list[ScannerConfig] = Field(default_factory=list, description="Barcode scanners (`[[scanners]]` tables).")
+    drawers: list[DrawerConfig] = Field(default_factory=list, description="Cash drawers (`[[drawers]]` tables).")
 
     @field_validator("device_id")
     @classmethod
@@ -111,6 +149,23 @@ class AgentConfig(BaseSettings):
         if value in {".", ".."}:
             raise ValueError("'.' and '..' are not device ids")
         return value
+
+    @model_validator(mode="after")
+    def _device_references_resolve(self) -> AgentConfig:
+        for kind in ("printers", "scanners", "drawers"):
+            names = [d.name for d in getattr(self, kind)]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{kind}: names must be unique, repeated: {', '.join(duplicates)}")
+        printers = {p.name for p in self.printers}
+        for drawer in self.drawers:
+            if drawer.url.startswith("printer:") and drawer.printer not in printers:
+                raise ValueError(f"drawer '{drawer.name}' is kicked through printer '{drawer.printer}', which is not configured")
+        if self.hardware.receipt_printer is not None and self.hardware.receipt_printer not in printers:
+            raise ValueError(f"hardware.receipt_printer '{self.hardware.receipt_printer}' is not a configured printer")
+        if self.hardware.cash_drawer is not None and self.hardware.cash_drawer not in {d.name for d in self.drawers}:
+            raise ValueError(f"hardware.cash_drawer '{self.hardware.cash_drawer}' is not a configured drawer")
+        return self
 
     @classmethod
     def settings_customise_sources(

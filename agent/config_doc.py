@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import sys
+import typing
 from typing import Any
 
 from pydantic import BaseModel
@@ -39,13 +40,16 @@ device_id = "pos-0001"
 
 def _type_name(info: FieldInfo) -> str:
     text = str(info.annotation).replace("typing.", "").replace("pathlib.", "").replace("pydantic.types.", "")
-    text = text.replace("<class '", "").replace("'>", "")
-    return text
+    text = text.replace("<class '", "").replace("'>", "").replace("agent.config.", "")
+    return text.replace("|", "\\|")  # a bare | would split the markdown table cell
 
 
 def _default(info: FieldInfo) -> str:
     if info.is_required():
         return "**required**"
+    if info.default_factory is not None:
+        made = info.default_factory()  # type: ignore[call-arg]
+        return "see below" if isinstance(made, BaseModel) else f"`{made!r}`"
     value: Any = info.default
     if value is None:
         return "unset"
@@ -59,16 +63,28 @@ def _row(key: str, info: FieldInfo) -> str:
     return f"| `{name}` | {_type_name(info)} | {_default(info)} | {live} | `{env}` | {info.description or ''} |"
 
 
+def _section(title: str, note: str, prefix: str | None, model: type[BaseModel]) -> str:
+    head = ["| key | type | default | reload | environment | meaning |", "|---|---|---|---|---|---|"]
+    if prefix is None:  # entries of a list: no per-key environment variable
+        head = ["| key | type | default | meaning |", "|---|---|---|---|"]
+        rows = [f"| `{key}` | {_type_name(sub)} | {_default(sub)} | {sub.description or ''} |" for key, sub in model.model_fields.items()]
+    else:
+        rows = [_row(f"{prefix}.{key}", sub) for key, sub in model.model_fields.items()]
+    return "\n".join([f"## {title}", "", *([note, ""] if note else []), *head, *rows, ""])
+
+
 def render() -> str:
     out = [HEADER]
     top = ["## Top level", "", "| key | type | default | reload | environment | meaning |", "|---|---|---|---|---|---|"]
     sections = []
     for name, info in AgentConfig.model_fields.items():
         annotation = info.annotation
+        item = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else None
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            sections.append(
-                "\n".join([f"## `[{name}]`", "", "| key | type | default | reload | environment | meaning |", "|---|---|---|---|---|---|", *(_row(f"{name}.{key}", sub) for key, sub in annotation.model_fields.items()), ""])
-            )
+            sections.append(_section(f"`[{name}]`", "", name, annotation))
+        elif isinstance(item, type) and issubclass(item, BaseModel):
+            note = f"{info.description} Repeat the table once per device; set whole lists through the environment as JSON (`{ENV_PREFIX}{name.upper()}='[...]'`)."
+            sections.append(_section(f"`[[{name}]]`", note, None, item))
         else:
             top.append(_row(name, info))
     out.append("\n".join(top) + "\n")

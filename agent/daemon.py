@@ -20,6 +20,7 @@ from agent import meta
 from agent.config import LIVE_RELOADABLE, AgentConfig, ConfigError, load_config
 from agent.control.permissions import Authorizer
 from agent.control.server import ControlServer
+from agent.events import EventBus
 from broker import contract as kc
 from broker.logs import setup_logging
 from agent.scheduler import Scheduler
@@ -44,8 +45,9 @@ class Component(Protocol):
 def build_components(agent: Agent) -> list[Component]:
     """The agent's components in start order (they stop in reverse)."""
     from agent.cloud.link import CloudLink
+    from agent.hardware.component import Hardware
 
-    return [CloudLink(agent)]
+    return [Hardware(agent), CloudLink(agent)]
 
 
 def agent_version() -> str:
@@ -76,6 +78,7 @@ class Agent:
         self.restart_needed: list[str] = []
         self.store: Store | None = None
         self.scheduler = Scheduler()
+        self.events = EventBus()
         self.components: list[Component] = []
         self._control: ControlServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -158,6 +161,13 @@ class Agent:
     def _close_store(self) -> None:
         if self.store is not None:
             self.store.close()
+
+    def component(self, name: str) -> Any:
+        """The running component called ``name`` (``hardware``, ``cloud``, ...)."""
+        for component in self.components:
+            if component.name == name:
+                return component
+        raise LookupError(f"component {name!r} is not running")
 
     # ------------------------------------------------------------------ threads
     def _in_loop(self) -> bool:

@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     agent = Agent(config, args.config, verbose=args.verbose)
     try:
         return asyncio.run(agent.run())
+    except ConfigError as exc:
+        log.error("cannot start: configuration problem", extra={"problem": str(exc)})
+        return EXIT_CONFIG
     except StoreReadOnlyError as exc:
         log.error("cannot start: store not writable", extra={"problem": str(exc)})
         return EXIT_CANTCREAT

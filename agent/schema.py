@@ -72,4 +72,28 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) STRICT""",
         ),
     ),
+    Migration(
+        3,
+        "print_queue",
+        (
+            # Print jobs persist until the printer confirms them. `data` is the rendered
+            # ESC/POS, so a job prints the same after an upgrade of the document model.
+            # state: queued -> printing -> printed; `printing` found at start means the
+            # agent died mid-job: it is queued again as a marked copy.
+            """CREATE TABLE print_jobs (
+                job_id      TEXT PRIMARY KEY,
+                printer     TEXT NOT NULL,
+                kind        TEXT NOT NULL,
+                ref         TEXT,
+                data        BLOB NOT NULL,
+                state       TEXT NOT NULL CHECK (state IN ('queued', 'printing', 'printed', 'failed')),
+                attempts    INTEGER NOT NULL DEFAULT 0,
+                last_error  TEXT,
+                created_at  REAL NOT NULL,
+                printed_at  REAL,
+                copy_of     TEXT
+            ) STRICT""",
+            "CREATE INDEX print_jobs_waiting ON print_jobs(printer, created_at) WHERE state IN ('queued', 'printing')",
+        ),
+    ),
 )

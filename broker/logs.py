@@ -56,6 +56,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(event, default=str, ensure_ascii=False)
 
 
+def _not_library_chatter(record: logging.LogRecord) -> bool:
+    # python-escpos logs every connection open/close at INFO on the root logger.
+    return not (record.name == "root" and record.levelno < logging.WARNING and "escpos" in record.pathname)
+
+
 def setup_logging(level: str = "info", fmt: str = "text", stream: Any = None) -> None:
     """Route every logger to stderr with the chosen format; idempotent (SIGHUP calls it again)."""
     root = logging.getLogger()
@@ -67,6 +72,7 @@ def setup_logging(level: str = "info", fmt: str = "text", stream: Any = None) ->
     if handler is None:
         handler = logging.StreamHandler(stream or sys.stderr)
         handler._kassa = True  # type: ignore[attr-defined]
+        handler.addFilter(_not_library_chatter)
         root.addHandler(handler)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.setLevel(level.upper())

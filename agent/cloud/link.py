@@ -37,7 +37,7 @@ class CloudLink:
         self.config = agent.config.mqtt
         self.device_id = agent.config.device_id
         self.boot_id = agent.boot_id
-        self.window = self.config.max_inflight
+        self.window = self.config.ack_window
         self.outbox = Outbox(agent.store, self.device_id, self.boot_id, kernel_clock_synchronized)
         self.inbound = Inbound(agent.store, self.outbox, self.device_id)
         self.inbound.republish = self._publish_now

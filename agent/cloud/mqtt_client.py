@@ -84,8 +84,10 @@ class MqttLink:
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
         client.max_inflight_messages_set(self.config.max_inflight)
-        # Never queue while offline: the outbox is the queue, and it survives restarts.
-        client.max_queued_messages_set(self.config.max_inflight)
+        # paho holds what exceeds its in-flight window until PUBACKs free room; the outbox's
+        # ack window bounds that. Nothing is queued while offline: publish() refuses, and
+        # the outbox (which survives restarts) is the queue.
+        client.max_queued_messages_set(self.config.ack_window + 16)
         client.on_socket_open = self._on_socket_open
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

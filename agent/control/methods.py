@@ -52,6 +52,57 @@ def _reload(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
     return agent.reload_config()
 
 
+def _hardware(agent: Agent) -> Any:
+    return agent.component("hardware")
+
+
+def _str_param(params: dict[str, Any], name: str, required: bool = False) -> str | None:
+    value = params.get(name)
+    if value is None and required:
+        raise MethodError(f"parameter '{name}' is required", -32602)
+    if value is not None and not isinstance(value, str):
+        raise MethodError(f"parameter '{name}' must be a string", -32602)
+    return value
+
+
+def _devices(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
+    return _hardware(agent).status()
+
+
+def _print_test(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
+    from agent.hardware.component import HardwareError
+
+    try:
+        return {"job_id": _hardware(agent).test_print(_str_param(params, "printer"))}
+    except HardwareError as exc:
+        raise MethodError(str(exc)) from None
+
+
+def _print_reprint(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
+    from agent.hardware.print_queue import PrintQueueError
+
+    try:
+        return {"job_id": _hardware(agent).queue.reprint(_str_param(params, "job_id", required=True))}
+    except PrintQueueError as exc:
+        raise MethodError(str(exc)) from None
+
+
+def _print_jobs(agent: Agent, params: dict[str, Any]) -> list[dict[str, Any]]:
+    limit = params.get("limit", 20)
+    if not isinstance(limit, int) or not 1 <= limit <= 500:
+        raise MethodError("limit must be an integer from 1 to 500", -32602)
+    return [job.as_dict() for job in _hardware(agent).queue.recent(limit)]
+
+
+async def _drawer_open(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
+    from agent.hardware.component import HardwareError
+
+    try:
+        return {"state": await _hardware(agent).open_drawer(_str_param(params, "drawer"))}
+    except HardwareError as exc:
+        raise MethodError(str(exc)) from None
+
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
@@ -59,6 +110,11 @@ METHODS: dict[str, Method] = {
         Method("methods", Role.READ, "List the methods and the role each needs.", _methods),
         Method("status", Role.READ, "Agent, store, scheduler and component status.", _status),
         Method("config.reload", Role.ADMIN, "Re-read the config file (like SIGHUP); lists keys needing a restart.", _reload),
+        Method("devices", Role.READ, "Configured printers, scanners and drawers with their status.", _devices),
+        Method("print.jobs", Role.READ, "Recent print jobs and their state (params: limit).", _print_jobs),
+        Method("print.test", Role.ADMIN, "Queue a test page (params: printer).", _print_test),
+        Method("print.reprint", Role.ADMIN, "Print a job again, marked as a copy (params: job_id).", _print_reprint),
+        Method("drawer.open", Role.ADMIN, "Open a cash drawer without a sale (params: drawer).", _drawer_open),
     )
 }
 

@@ -196,10 +196,12 @@ class Ack(WireModel):
             raise ValueError(f"ids both acked and rejected: {sorted(map(str, both))[:3]}")
         return self
 
-    def settles(self, message_id: uuid.UUID, seq: int) -> bool:
-        """True when the outbox row (message_id, seq) may be deleted."""
-        if self.high_water is not None and seq <= self.high_water:
-            return True
+    def settles(self, message_id: uuid.UUID) -> bool:
+        """True when the outbox row with this id may be deleted (acked or refused for good).
+
+        `high_water` is information only: a device whose store was replaced restarts at seq 1,
+        and deleting by seq would drop messages the cloud never saw.
+        """
         return message_id in self.acked_ids or any(r.id == message_id for r in self.rejected)
 
 

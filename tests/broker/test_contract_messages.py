@@ -290,14 +290,13 @@ def test_refund_line_model_keeps_index_and_quantity():
 # --- acks and state docs ---------------------------------------------------------------
 
 
-def test_ack_settles_listed_rejected_and_high_water_rows():
+def test_ack_settles_listed_and_rejected_ids_only():
     acked, rejected, later = uuid7(), uuid7(), uuid7()
     ack = Ack(acked_ids=[acked], high_water=10,
               rejected=[AckRejection(id=rejected, reason="schema", detail="bad body")])
-    assert ack.settles(acked, 50)
-    assert ack.settles(rejected, 51)
-    assert ack.settles(later, 10)
-    assert not ack.settles(later, 11)
+    assert ack.settles(acked)
+    assert ack.settles(rejected)
+    assert not ack.settles(later), "high_water is information, never a reason to delete"
 
 
 def test_ack_must_say_something_and_not_contradict_itself():
