@@ -112,6 +112,33 @@ class HardwareConfig(_Section):
     receipt_printer: str | None = Field(None, description="Printer for receipts (default: the first printer).")
     cash_drawer: str | None = Field(None, description="Drawer opened for cash (default: the first drawer).")
     status_poll_s: float = Field(5.0, gt=0, le=300, description="How often printer status is polled while jobs wait.")
+    discovery_interval_s: float = Field(5.0, ge=0, le=3600, description="How often USB, serial and input devices are enumerated (0: never).")
+
+
+class SiteConfig(_Section):
+    point_of_sale: str | None = Field(None, description="Point of sale (store) this terminal serves; set by a configuration QR.")
+    language: str = Field("en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$", description="Language of receipts and messages.")
+    scanner: str | None = Field(None, description="Which configured scanner the POS uses for sales (default: all).")
+    rooms: list[str] = Field(default_factory=list, description="Rooms / areas this terminal serves (ticketing).")
+
+
+class TrustConfig(_Section):
+    cloud_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="Pinned cloud signing keys: key id -> Ed25519 public key (base64url). Configuration QR codes must be signed by one.",
+    )
+
+    @field_validator("cloud_keys")
+    @classmethod
+    def _keys_load(cls, keys: dict[str, str]) -> dict[str, str]:
+        from broker.contract.signing import TokenError, load_public_key
+
+        for key_id, text in keys.items():
+            try:
+                load_public_key(text)
+            except (TokenError, ValueError):
+                raise ValueError(f"cloud key '{key_id}' is not an Ed25519 public key (43 base64url characters)") from None
+        return keys
 
 
 class LifecycleConfig(_Section):
@@ -139,6 +166,8 @@ class AgentConfig(BaseSettings):
     control: ControlConfig = Field(default_factory=ControlConfig)
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
+    site: SiteConfig = Field(default_factory=SiteConfig)
+    trust: TrustConfig = Field(default_factory=TrustConfig)
     printers: list[PrinterConfig] = Field(default_factory=list, description="Receipt printers (`[[printers]]` tables).")
     scanners: list[ScannerConfig] = Field(default_factory=list, description="Barcode scanners (`[[scanners]]` tables).")
     drawers: list[DrawerConfig] = Field(default_factory=list, description="Cash drawers (`[[drawers]]` tables).")
@@ -181,7 +210,9 @@ class AgentConfig(BaseSettings):
 
 
 # Keys whose change only takes effect after a restart (SIGHUP reports them).
-LIVE_RELOADABLE = frozenset({"log.level", "log.format", "mqtt.ack_timeout_s"})
+LIVE_RELOADABLE = frozenset(
+    {"log.level", "log.format", "mqtt.ack_timeout_s", "site.point_of_sale", "site.language", "site.scanner", "site.rooms", "trust.cloud_keys"}
+)
 
 
 def load_config(path: Path | str | None = None, environ: dict[str, str] | None = None) -> AgentConfig:

@@ -3,84 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
-import socket
+import os
 import sys
+import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
+from agent import ctl_format
 from agent.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+from agent.ctl_client import EXIT_ERROR, EXIT_OK, ControlClient, ControlError
 
 DEFAULT_SOCKET = Path("/run/kassa/control.sock")
-EXIT_OK, EXIT_ERROR, EXIT_UNAVAILABLE, EXIT_NOPERM = 0, 1, 69, 77
-
-
-class ControlError(Exception):
-    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class ControlClient:
-    """A blocking JSON-RPC client for the control socket (also used by tests and the demo)."""
-
-    def __init__(self, path: Path, timeout_s: float = 10.0) -> None:
-        self.path = path
-        self.timeout_s = timeout_s
-        self._next_id = 0
-
-    def call(self, method: str, **params: Any) -> Any:
-        self._next_id += 1
-        request = {"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params}
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(self.timeout_s)
-                sock.connect(str(self.path))
-                sock.sendall(json.dumps(request).encode() + b"\n")
-                reply = _read_line(sock)
-        except FileNotFoundError:
-            raise ControlError(f"the agent is not running (no control socket at {self.path}). Start it: systemctl start kassa-agent", EXIT_UNAVAILABLE) from None
-        except ConnectionRefusedError:
-            raise ControlError(f"the agent is not answering on {self.path} (stopped or restarting). Check: systemctl status kassa-agent", EXIT_UNAVAILABLE) from None
-        except PermissionError:
-            raise ControlError(f"permission denied on {self.path}: run as root or join the 'kassa-admin' group", EXIT_NOPERM) from None
-        except TimeoutError:
-            raise ControlError(f"the agent did not answer within {self.timeout_s:.0f} s", EXIT_UNAVAILABLE) from None
-        if "error" in reply:
-            error = reply["error"]
-            raise ControlError(error.get("message", "unknown error"), EXIT_NOPERM if error.get("code") == -32001 else EXIT_ERROR)
-        return reply["result"]
-
-
-def _read_line(sock: socket.socket) -> dict[str, Any]:
-    chunks = []
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        if chunk.endswith(b"\n"):
-            break
-    if not chunks:
-        raise ControlError("the agent closed the connection without answering", EXIT_UNAVAILABLE)
-    return json.loads(b"".join(chunks))
-
-
-def format_status(status: dict[str, Any]) -> str:
-    store = status.get("store") or {}
-    lines = [
-        f"device      {status['device_id']}  (kassa {status['version']}, {status['state']})",
-        f"boot        #{status['boot_count']} id {status['boot_id']}, up {status['uptime_s']:.0f} s",
-        f"store       {store.get('path', '-')}  schema v{store.get('schema_version', '?')}, integrity {store.get('integrity', '?')}, {store.get('size_bytes', 0) // 1024} KiB",
-    ]
-    if status.get("restart_needed"):
-        lines.append(f"restart     needed for: {', '.join(status['restart_needed'])}")
-    for name, component in sorted(status.get("components", {}).items()):
-        summary = component.get("summary") or ", ".join(f"{k}={v}" for k, v in component.items() if not isinstance(v, (dict, list)))
-        lines.append(f"{name:<11} {summary}")
-    jobs = ", ".join(job["name"] for job in status.get("scheduler", []))
-    lines.append(f"jobs        {jobs or '-'}")
-    return "\n".join(lines)
 
 
 def _socket_path(args: argparse.Namespace) -> Path:
@@ -101,11 +37,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--socket", type=Path, help=f"control socket (default: from the config, else {DEFAULT_SOCKET})")
     parser.add_argument("-c", "--config", type=Path, help="agent config file to find the socket in")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("status", help="agent, store and component status")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("status", help="agent, cloud link, outbox, devices, pushed versions")
     sub.add_parser("ping", help="check the agent answers")
     sub.add_parser("methods", help="list control methods and the role each needs")
     sub.add_parser("reload", help="re-read the config file (like SIGHUP)")
+    sub.add_parser("devices", help="printers, scanners, drawers and discovered hardware")
+    test_print = sub.add_parser("test-print", help="print a test page")
+    test_print.add_argument("--printer", help="printer name (default: the receipt printer)")
+    drawer = sub.add_parser("drawer", help="cash drawer actions")
+    drawer.add_argument("action", choices=["open"])
+    drawer.add_argument("name", nargs="?", help="drawer name (default: the cash drawer)")
+    jobs = sub.add_parser("print", help="print jobs: list or reprint")
+    jobs.add_argument("action", choices=["jobs", "reprint"])
+    jobs.add_argument("job_id", nargs="?", help="job to reprint")
+    scan = sub.add_parser("scan", help="show scans")
+    scan.add_argument("--watch", action="store_true", required=True, help="stream scans until Ctrl-C")
+    config = sub.add_parser("config", help="read or change the configuration")
+    config.add_argument("action", choices=["get", "set"])
+    config.add_argument("key", nargs="?", help="dotted key, e.g. mqtt.port")
+    config.add_argument("value", nargs="?", help="new value (TOML literal or plain text)")
+    logs = sub.add_parser("logs", help="recent log lines")
+    logs.add_argument("-n", "--lines", type=int, default=100)
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    diagnostics = sub.add_parser("diagnostics", help="write a support bundle (tar.gz)")
+    diagnostics.add_argument("-o", "--output", type=Path, help="file to write (default: kassa-diagnostics-<device>-<time>.tar.gz)")
     return parser
 
 
@@ -113,28 +69,117 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         client = ControlClient(_socket_path(args))
-        method = {"reload": "config.reload"}.get(args.command, args.command)
-        result = client.call(method)
+        return run(client, args)
     except ConfigError as exc:
         print(f"kassactl: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except ControlError as exc:
         print(f"kassactl: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def run(client: ControlClient, args: argparse.Namespace) -> int:
+    command = args.command
+    if command == "scan":
+        return _stream(client, "scan.watch", args, ctl_format.scan)
+    if command == "logs" and args.follow:
+        for line in client.call("logs", lines=args.lines):
+            print(line)
+        return _stream(client, "logs.follow", args, lambda item: item["line"])
+    if command == "diagnostics":
+        return _diagnostics(client, args)
+    if command == "config":
+        return _config(client, args)
+    method, params, formatter = _simple(args)
+    result = client.call(method, **params)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
-    elif args.command == "status":
-        print(format_status(result))
-    elif args.command == "methods":
-        for m in result:
-            print(f"{m['name']:<20} {m['role']:<6} {m['summary']}")
-    elif args.command == "reload":
-        print(f"applied: {', '.join(result['applied']) or '-'}; restart needed: {', '.join(result['restart_needed']) or '-'}")
-        if result.get("error"):
-            print(f"error: {result['error']}", file=sys.stderr)
-            return EXIT_ERROR
     else:
-        print(json.dumps(result, default=str))
+        print(formatter(result))
+    if command == "reload" and result.get("error"):
+        print(f"kassactl: {result['error']}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _simple(args: argparse.Namespace) -> tuple[str, dict[str, Any], Any]:
+    command = args.command
+    if command == "status":
+        return "status", {}, ctl_format.status
+    if command == "ping":
+        return "ping", {}, lambda r: f"pong from {r['device_id']} (boot {r['boot_id']})"
+    if command == "methods":
+        return "methods", {}, ctl_format.methods
+    if command == "reload":
+        return "config.reload", {}, lambda r: f"applied: {', '.join(r['applied']) or '-'}; restart needed: {', '.join(r['restart_needed']) or '-'}"
+    if command == "devices":
+        return "devices", {}, ctl_format.devices
+    if command == "test-print":
+        return "print.test", {"printer": args.printer} if args.printer else {}, lambda r: f"test page queued as job {r['job_id']}"
+    if command == "drawer":
+        return "drawer.open", {"drawer": args.name} if args.name else {}, lambda r: f"drawer opened; sensor: {r['state']}"
+    if command == "print" and args.action == "reprint":
+        if not args.job_id:
+            raise ControlError("kassactl print reprint JOB_ID: which job? (kassactl print jobs lists them)")
+        return "print.reprint", {"job_id": args.job_id}, lambda r: f"copy queued as job {r['job_id']}"
+    if command == "print":
+        return "print.jobs", {}, ctl_format.print_jobs
+    if command == "logs":
+        return "logs", {"lines": args.lines}, lambda lines: "\n".join(lines)
+    raise ControlError(f"unknown command {command}")
+
+
+def _stream(client: ControlClient, method: str, args: argparse.Namespace, formatter: Any) -> int:
+    for item in client.stream(method):
+        print(json.dumps(item) if args.json else formatter(item), flush=True)
+    return EXIT_OK
+
+
+def _config(client: ControlClient, args: argparse.Namespace) -> int:
+    if args.action == "get":
+        result = client.call("config.get", **({"key": args.key} if args.key else {}))
+        value = result if not args.key else result["value"]
+        print(json.dumps(result if args.json else value, indent=2, default=str) if isinstance(value, (dict, list)) or args.json else value)
+        return EXIT_OK
+    if args.key is None or args.value is None:
+        raise ControlError("kassactl config set KEY VALUE: both are needed, e.g. kassactl config set log.level debug")
+    result = client.call("config.set", key=args.key, value=args.value)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif result["applied"]:
+        print(f"{args.key} saved and applied")
+    elif result["restart_needed"]:
+        print(f"{args.key} saved; restart needed (systemctl restart kassa-agent)")
+    else:
+        print(f"{args.key} saved (unchanged)")
+    return EXIT_OK
+
+
+def _diagnostics(client: ControlClient, args: argparse.Namespace) -> int:
+    bundle = client.call("diagnostics")
+    device = bundle["status"]["device_id"]
+    output = args.output or Path(f"kassa-diagnostics-{device}-{time.strftime('%Y%m%d-%H%M%S')}.tar.gz")
+    files = {
+        "status.json": json.dumps(bundle["status"], indent=2, default=str),
+        "config.json": json.dumps(bundle["config"], indent=2, default=str),
+        "versions.json": json.dumps(bundle["versions"], indent=2),
+        "devices.json": json.dumps(bundle.get("devices"), indent=2, default=str),
+        "print_jobs.json": json.dumps(bundle.get("print_jobs"), indent=2, default=str),
+        "store_integrity.txt": "\n".join(bundle["store_integrity"]) + "\n",
+        "logs.txt": "\n".join(bundle["logs"]) + "\n",
+    }
+    # 0600 from the first byte: the bundle describes the site even without secrets
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"kassa-diagnostics/{name}")
+            info.size, info.mtime, info.mode = len(data), int(time.time()), 0o600
+            tar.addfile(info, io.BytesIO(data))
+    summary = {"file": str(output), "files": sorted(files), "store_integrity": bundle["store_integrity"]}
+    print(json.dumps(summary, indent=2) if args.json else f"wrote {output} ({len(files)} files; store integrity: {', '.join(bundle['store_integrity'])})")
     return EXIT_OK
 
 

@@ -16,11 +16,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import BaseModel
+
 from agent import meta
 from agent.config import LIVE_RELOADABLE, AgentConfig, ConfigError, load_config
 from agent.control.permissions import Authorizer
 from agent.control.server import ControlServer
 from agent.events import EventBus
+from agent.logbuffer import LogBuffer
 from broker import contract as kc
 from broker.logs import setup_logging
 from agent.scheduler import Scheduler
@@ -46,8 +49,9 @@ def build_components(agent: Agent) -> list[Component]:
     """The agent's components in start order (they stop in reverse)."""
     from agent.cloud.link import CloudLink
     from agent.hardware.component import Hardware
+    from agent.provisioning import Provisioner
 
-    return [Hardware(agent), CloudLink(agent)]
+    return [Hardware(agent), CloudLink(agent), Provisioner(agent)]
 
 
 def agent_version() -> str:
@@ -79,6 +83,7 @@ class Agent:
         self.store: Store | None = None
         self.scheduler = Scheduler()
         self.events = EventBus()
+        self.log_buffer = LogBuffer()
         self.components: list[Component] = []
         self._control: ControlServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -92,6 +97,7 @@ class Agent:
         """
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
+        logging.getLogger().addHandler(self.log_buffer)
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self.request_stop, sig.name)
@@ -157,6 +163,7 @@ class Agent:
         self.notifier.close()
         self.state = "stopped"
         log.info("agent stopped", extra={"device_id": self.config.device_id})
+        logging.getLogger().removeHandler(self.log_buffer)
 
     def _close_store(self) -> None:
         if self.store is not None:
@@ -193,7 +200,8 @@ class Agent:
         except ConfigError as exc:
             log.error("config reload rejected; keeping the running configuration", extra={"problem": str(exc)})
             return {"applied": [], "restart_needed": self.restart_needed, "error": str(exc)}
-        changed = sorted(k for k, v in _flatten(new.model_dump()).items() if _flatten(self.config.model_dump()).get(k) != v)
+        old = _flatten(self.config)
+        changed = sorted(key for key, value in _flatten(new).items() if old.get(key) != value)
         applied = [k for k in changed if k in LIVE_RELOADABLE]
         needs_restart = [k for k in changed if k not in LIVE_RELOADABLE]
         for key in applied:
@@ -222,12 +230,14 @@ class Agent:
         }
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(config: AgentConfig) -> dict[str, Any]:
+    """``{"section.key": value}`` for every key; dict- and list-valued keys stay whole."""
     flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, name + "."))
+    for name in type(config).model_fields:
+        value = getattr(config, name)
+        if isinstance(value, BaseModel):
+            for key in type(value).model_fields:
+                flat[f"{name}.{key}"] = getattr(value, key)
         else:
             flat[name] = value
     return flat

@@ -79,3 +79,7 @@ def setup_logging(level: str = "info", fmt: str = "text", stream: Any = None) ->
     # Third-party chatter stays out of an info-level journal.
     for noisy in ("apscheduler", "asyncio", "urllib3", "PIL", "usb", "escpos"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # pyusb logs an ERROR per missing libusb variant on every enumeration; discovery
+    # reports a missing backend once, with what to install.
+    for loader in ("usb.backend", "usb.libloader"):
+        logging.getLogger(loader).setLevel(logging.CRITICAL)

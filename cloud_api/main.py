@@ -1,36 +1,104 @@
-"""``kassa-cloud``: run the cloud service."""
+"""``kassa-cloud``: run the cloud service.
+
+    kassa-cloud serve  [--host H] [--port P] [--database-url URL]
+    kassa-cloud worker [--mqtt-host H] [--mqtt-port P] [--worker-id ID] [--database-url URL]
+    kassa-cloud keys generate [--key-file F] [--key-id ID]
+    kassa-cloud provisioning-qr [--point-of-sale P] [--language L] [--broker H:P] ... --out code.png
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
-import uvicorn
+from sqlalchemy import Engine
 
 from broker.logs import setup_logging
-from cloud_api.app import create_app
 from cloud_api.db import make_engine
 from cloud_api.settings import CloudSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kassa-cloud", description="kassa cloud service.")
-    parser.add_argument("--database-url", help="SQLAlchemy URL (env KASSA_CLOUD_DATABASE_URL)")
+    # Accepted before or after the command; SUPPRESS keeps a subcommand from erasing a value
+    # given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--database-url", default=argparse.SUPPRESS,
+                        help="SQLAlchemy URL (env KASSA_CLOUD_DATABASE_URL)")
+    parser = argparse.ArgumentParser(prog="kassa-cloud", description="kassa cloud service.",
+                                     parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve the admin HTTP API")
-    serve.add_argument("--host", help="listen address (env KASSA_CLOUD_HTTP_HOST)")
-    serve.add_argument("--port", type=int, help="listen port (env KASSA_CLOUD_HTTP_PORT)")
+    serve = sub.add_parser("serve", help="serve the admin HTTP API", parents=[common])
+    serve.add_argument("--host", dest="http_host",
+                       help="listen address (env KASSA_CLOUD_HTTP_HOST)")
+    serve.add_argument("--port", dest="http_port", type=int,
+                       help="listen port (env KASSA_CLOUD_HTTP_PORT)")
+    worker = sub.add_parser("worker", parents=[common],
+                            help="apply device messages from the broker (any number may run)")
+    worker.add_argument("--mqtt-host", help="broker address (env KASSA_CLOUD_MQTT_HOST)")
+    worker.add_argument("--mqtt-port", type=int, help="broker port (env KASSA_CLOUD_MQTT_PORT)")
+    worker.add_argument("--worker-id",
+                        help="stable worker id, default the host name (env KASSA_CLOUD_WORKER_ID)")
+    key_options = argparse.ArgumentParser(add_help=False)
+    key_options.add_argument("--key-file", dest="signing_key_file", help="private key file (env KASSA_CLOUD_SIGNING_KEY_FILE)")
+    key_options.add_argument("--key-id", dest="signing_key_id", help="key id (env KASSA_CLOUD_SIGNING_KEY_ID)")
+    keys = sub.add_parser("keys", parents=[key_options], help="the cloud signing key")
+    keys.add_argument("action", choices=["generate", "show"])
+    qr = sub.add_parser("provisioning-qr", parents=[key_options], help="make a signed configuration QR code for terminals")
+    qr.add_argument("--point-of-sale")
+    qr.add_argument("--language")
+    qr.add_argument("--scanner", help="name of the terminal's scanner to use for sales")
+    qr.add_argument("--room", dest="rooms", action="append", help="a room / area served (repeatable)")
+    qr.add_argument("--broker", help="broker HOST:PORT the terminal connects to")
+    qr.add_argument("--pairing-code", help="code a company admin claims the terminal with")
+    qr.add_argument("--valid-days", type=float, default=7.0, help="the code stops working after this (default 7)")
+    qr.add_argument("--out", required=True, help="PNG file to write")
     return parser
 
 
+SETTINGS_KEYS = set(CloudSettings.model_fields)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    overrides = {k: v for k, v in {"database_url": args.database_url, "http_host": getattr(args, "host", None), "http_port": getattr(args, "port", None)}.items() if v is not None}
-    settings = CloudSettings(**overrides)
+    args = vars(build_parser().parse_args(argv))
+    command = args.pop("command")
+    settings = CloudSettings(**{key: value for key, value in args.items() if value is not None and key in SETTINGS_KEYS})
     setup_logging(settings.log_level)
+    if command in ("keys", "provisioning-qr"):
+        from cloud_api.keys_cli import run_keys_command
+
+        return run_keys_command(command, settings, args)
     engine = make_engine(settings.database_url)
-    if args.command == "serve":
-        uvicorn.run(create_app(settings, engine), host=settings.http_host, port=settings.http_port, log_level=settings.log_level)
+    if command == "serve":
+        import uvicorn  # only the HTTP service needs it
+
+        from cloud_api.app import create_app
+
+        uvicorn.run(create_app(settings, engine), host=settings.http_host,
+                    port=settings.http_port, log_level=settings.log_level)
+        return 0
+    return run_worker(settings, engine)
+
+
+def run_worker(settings: CloudSettings, engine: Engine) -> int:
+    """Run one ingest worker until SIGTERM or SIGINT, then stop it cleanly (exit 0)."""
+    from cloud_api.ingest.worker import IngestWorker
+    from cloud_api.schema_init import create_schema
+
+    create_schema(engine)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+    worker = IngestWorker(engine, settings.mqtt_host, settings.mqtt_port, settings.worker_id,
+                          username=settings.mqtt_username, password=password).start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        worker.stop()
+        engine.dispose()
     return 0
 
 

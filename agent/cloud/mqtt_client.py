@@ -58,6 +58,7 @@ class MqttLink:
         self.callbacks = callbacks
         self.clock_trusted = clock_trusted
         self.connected = False
+        self.subscribed = False  # the broker confirmed our down/# subscription on this connection
         self.connects = 0
         self.last_error: str | None = None
         self._stop = threading.Event()
@@ -92,6 +93,7 @@ class MqttLink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     # ----------------------------------------------------------------- control
@@ -135,6 +137,7 @@ class MqttLink:
             except (OSError, ssl.SSLError, ValueError) as exc:
                 self.last_error = str(exc)
                 log.debug("broker connection failed", extra={"error": str(exc)})
+            self.subscribed = False
             if self.connected:
                 self.connected = False
                 self.callbacks.on_disconnected(self.last_error or "connection lost")
@@ -182,9 +185,17 @@ class MqttLink:
         log.info("connected to broker", extra={"host": self.config.host, "port": self.config.port, "session_present": session_present})
         self.callbacks.on_connected(session_present)
 
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
+        failed = [str(code) for code in reason_codes if code.is_failure]
+        if failed:
+            log.error("broker refused the subscription to our down topics; check the broker ACL", extra={"reasons": ",".join(failed)})
+            return
+        self.subscribed = True
+
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         was_connected = self.connected
         self.connected = False
+        self.subscribed = False
         if was_connected:
             reason = str(reason_code)
             log.info("disconnected from broker", extra={"reason": reason})

@@ -7,7 +7,8 @@ technician should read.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +104,67 @@ async def _drawer_open(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
         raise MethodError(str(exc)) from None
 
 
+def _config_get(agent: Agent, params: dict[str, Any]) -> Any:
+    from agent.config_edit import get_value
+    from agent.config import ConfigError, redacted
+
+    key = _str_param(params, "key")
+    if key is None:
+        return redacted(agent.config)
+    try:
+        return {"key": key, "value": get_value(agent.config, key)}
+    except ConfigError as exc:
+        raise MethodError(str(exc)) from None
+
+
+def _config_set(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
+    from agent.config import ConfigError
+    from agent.config_edit import parse_value, set_values
+
+    key = _str_param(params, "key", required=True)
+    raw = _str_param(params, "value", required=True)
+    if agent.config_path is None:
+        raise MethodError("the agent was started without a config file; nothing to change")
+    try:
+        set_values(agent.config_path, {key: parse_value(raw)})  # type: ignore[arg-type]
+    except ConfigError as exc:
+        raise MethodError(str(exc)) from None
+    result = agent.reload_config()
+    return {"key": key, "applied": key in result["applied"], "restart_needed": key in result["restart_needed"], **result}
+
+
+def _logs(agent: Agent, params: dict[str, Any]) -> list[str]:
+    lines = params.get("lines", 100)
+    if not isinstance(lines, int) or not 1 <= lines <= 5000:
+        raise MethodError("lines must be an integer from 1 to 5000", -32602)
+    return agent.log_buffer.recent(lines)
+
+
+async def _logs_follow(agent: Agent, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    position = agent.log_buffer.position
+    while True:
+        position, lines = agent.log_buffer.since(position)
+        for line in lines:
+            yield {"line": line}
+        await asyncio.sleep(0.2)
+
+
+async def _scan_watch(agent: Agent, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    subscription = agent.events.subscribe({"scan"})
+    try:
+        while True:
+            event = await subscription.next()
+            yield event.as_dict()
+    finally:
+        subscription.close()
+
+
+async def _diagnostics(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
+    from agent.diagnostics import collect
+
+    return await collect(agent)
+
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
@@ -115,6 +177,12 @@ METHODS: dict[str, Method] = {
         Method("print.test", Role.ADMIN, "Queue a test page (params: printer).", _print_test),
         Method("print.reprint", Role.ADMIN, "Print a job again, marked as a copy (params: job_id).", _print_reprint),
         Method("drawer.open", Role.ADMIN, "Open a cash drawer without a sale (params: drawer).", _drawer_open),
+        Method("scan.watch", Role.READ, "Stream scans as they happen (one notification per scan).", _scan_watch),
+        Method("config.get", Role.READ, "The effective configuration, or one key (params: key); secrets masked.", _config_get),
+        Method("config.set", Role.ADMIN, "Change one key in the config file (params: key, value); validated, applied or flagged restart.", _config_set),
+        Method("logs", Role.READ, "Recent log lines (params: lines).", _logs),
+        Method("logs.follow", Role.READ, "Stream new log lines as they are written.", _logs_follow),
+        Method("diagnostics", Role.ADMIN, "Everything support needs: status, config minus secrets, versions, logs, devices, store integrity.", _diagnostics),
     )
 }
 

@@ -8,6 +8,8 @@ import inspect
 import json
 import logging
 import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,15 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 64 * 1024
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
 PERMISSION_DENIED = -32001
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A method's answer that goes on: items arrive as ``<method>.item`` notifications."""
+
+    req_id: Any
+    method: str
+    items: AsyncIterator[Any]
 
 
 class ControlServer:
@@ -73,6 +84,9 @@ class ControlServer:
                 if not line:
                     break
                 reply = await self.handle_line(line, peer, role)
+                if isinstance(reply, Stream):
+                    await self._stream(reader, writer, reply)
+                    break
                 await self._send(writer, reply)
         except (ConnectionError, asyncio.CancelledError):
             pass
@@ -80,12 +94,37 @@ class ControlServer:
             self._connections.discard(task)
             writer.close()
 
+    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stream: Stream) -> None:
+        """Send each item as a notification until the iterator ends or the client hangs up."""
+        hangup = asyncio.ensure_future(reader.read())  # EOF (b"") when the client goes away
+        count = 0
+        try:
+            iterator = stream.items.__aiter__()
+            while True:
+                following = asyncio.ensure_future(iterator.__anext__())
+                done, _ = await asyncio.wait({following, hangup}, return_when=asyncio.FIRST_COMPLETED)
+                if hangup in done:
+                    following.cancel()
+                    return
+                try:
+                    item = following.result()
+                except StopAsyncIteration:
+                    break
+                await self._send(writer, {"jsonrpc": "2.0", "method": f"{stream.method}.item", "params": item})
+                count += 1
+            await self._send(writer, {"jsonrpc": "2.0", "id": stream.req_id, "result": {"items": count}})
+        finally:
+            hangup.cancel()
+            aclose = getattr(stream.items, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
         writer.write(json.dumps(reply, default=str).encode() + b"\n")
         await writer.drain()
 
-    async def handle_line(self, line: bytes, peer: PeerCredentials, role: Role) -> dict[str, Any]:
+    async def handle_line(self, line: bytes, peer: PeerCredentials, role: Role) -> dict[str, Any] | Stream:
         try:
             request = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -118,6 +157,8 @@ class ControlServer:
             return _error(req_id, INTERNAL_ERROR, f"internal error in {method.name}: {exc}")
         if method.role is Role.ADMIN:
             log.info("control method called", extra={"method": method.name, "uid": peer.uid})
+        if hasattr(result, "__aiter__"):
+            return Stream(req_id, method.name, result)
         return {"jsonrpc": "2.0", "id": req_id, "result": result}
 
 

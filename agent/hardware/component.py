@@ -59,6 +59,7 @@ class Hardware:
         self.queue = PrintQueue(agent.store, self.printers, config.hardware.status_poll_s, on_event=self._event)
         self.statuses: dict[str, str] = {}
         self.scans = 0
+        self.discovery = drivers.Discovery([drivers.UsbSource(), drivers.SerialSource(), drivers.InputSource()])
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -74,9 +75,12 @@ class Hardware:
                 log.error("scanner could not start; check the cable and the configured path", extra={"scanner": name, "problem": str(exc)})
         if self.printers:
             self.agent.scheduler.every("printer-status", self.agent.config.hardware.status_poll_s, self.poll_status, run_now=True)
+        if self.agent.config.hardware.discovery_interval_s:
+            self.agent.scheduler.every("device-discovery", self.agent.config.hardware.discovery_interval_s, self.discover, run_now=True)
 
     async def stop(self) -> None:
         self.agent.scheduler.cancel("printer-status")
+        self.agent.scheduler.cancel("device-discovery")
         await self.queue.stop()
         for scanner in self.scanners.values():
             await asyncio.to_thread(scanner.stop)
@@ -99,6 +103,15 @@ class Hardware:
             "receipt_printer": self.receipt_printer,
             "cash_drawer": self.cash_drawer,
             "scans": self.scans,
+            "discovered": [
+                {
+                    "identity": identity,
+                    "kind": descriptor.transport.value,
+                    "driver": driver.__name__ if driver else None,
+                    "description": " ".join(filter(None, [descriptor.manufacturer, descriptor.product, descriptor.device_path])),
+                }
+                for identity, (descriptor, driver) in sorted(self.discovery.devices.items())
+            ],
         }
 
     # ------------------------------------------------------------------ events
@@ -110,6 +123,14 @@ class Hardware:
         self.agent.events.publish(
             "scan", scanner=scanner, data=event.data, symbology=str(event.symbology.value), valid=event.valid, source=event.source
         )
+
+    async def discover(self) -> None:
+        """Hotplug: enumerate in a thread, publish what came and went."""
+        for event in await asyncio.to_thread(self.discovery.poll):
+            self._event(
+                f"device.{event.action}",
+                {"identity": event.descriptor.identity, "driver": event.driver.__name__ if event.driver else None},
+            )
 
     async def poll_status(self) -> None:
         for name, printer in self.printers.items():

@@ -56,6 +56,7 @@ from .messages import (
     Tombstone,
 )
 from .parse import Parsed, parse_message
+from .provisioning import Provisioning, ProvisioningError, looks_like_provisioning, make_qr_text, read_qr_text
 from .rejection import RejectReason, Rejection
 from .sales import (
     Payment,
@@ -111,6 +112,8 @@ __all__ = [
     "Tombstone", "ReleaseReceipt", "BindRequest", "DeviceState", "Peripheral",
     "PeripheralKind", "Reply", "ErrorInfo", "Event", "Ack", "AckRejection", "StateDoc",
     "Command", "CommandName", "Status", "Presence",
+    # configuration QR codes
+    "Provisioning", "ProvisioningError", "make_qr_text", "read_qr_text", "looks_like_provisioning",
     # ids
     "uuid7", "make_uuid7", "is_uuid7", "uuid7_unix_ms",
 ]

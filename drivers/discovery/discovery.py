@@ -48,6 +48,7 @@ class Discovery:
         self.registry = registry
         self._known: dict[str, _Known] = {}
         self._lock = threading.Lock()
+        self._failing: dict[str, str] = {}  # source name -> last error, so a broken source warns once
 
     @property
     def devices(self) -> dict[str, tuple[DeviceDescriptor, type | None]]:
@@ -61,8 +62,12 @@ class Discovery:
                 try:
                     present = {d.identity: d for d in source.scan()}
                 except Exception as error:  # a broken source (no libusb, no permission) must not detach its devices
-                    logger.warning("discovery source %s failed: %s", source.name, error)
+                    if self._failing.get(source.name) != str(error):
+                        logger.warning("discovery source %s failed: %s", source.name, error)
+                    self._failing[source.name] = str(error)
                     continue
+                if self._failing.pop(source.name, None) is not None:
+                    logger.info("discovery source %s works again", source.name)
                 events += self._diff(source, present)
         for event in events:
             logger.info("%s %s (%s)", event.action, event.identity, event.driver.__name__ if event.driver else "no driver")

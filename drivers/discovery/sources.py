@@ -23,6 +23,10 @@ from drivers.registry import DriverRegistry, default_registry
 logger = logging.getLogger(__name__)
 
 
+class DiscoveryUnavailableError(RuntimeError):
+    """A source cannot look at all (a missing library, no permission); says what to install or fix."""
+
+
 class DeviceSource(abc.ABC):
     name: str = "source"
     # polls a device may be missing before it counts as detached (network probes can fail once)
@@ -55,7 +59,11 @@ class UsbSource(DeviceSource):
 
     def scan(self) -> list[DeviceDescriptor]:
         found = []
-        for device in usb.core.find(find_all=True, backend=self.backend):
+        try:
+            devices = list(usb.core.find(find_all=True, backend=self.backend))
+        except usb.core.NoBackendError:
+            raise DiscoveryUnavailableError("no USB backend: install libusb (Debian: apt-get install libusb-1.0-0)") from None
+        for device in devices:
             try:
                 descriptor = DeviceDescriptor(
                     transport=Transport.USB,

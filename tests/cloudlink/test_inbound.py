@@ -28,7 +28,7 @@ def state_doc(version: int, marker: str) -> kc.Envelope:
 def agent(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[InProcessAgent]:
     config = write_agent_config(tmp_path / "agent", device_id=DEVICE, host=mosquitto.host, port=mosquitto.port)
     running = InProcessAgent(config).start()
-    running.wait_until(lambda: running.cloud.mqtt.connected, 20, "broker connection")
+    running.wait_until(lambda: running.cloud.mqtt.subscribed, 20, "broker connection")
     try:
         yield running
     finally:
@@ -46,7 +46,7 @@ def test_state_versions_3_5_4_apply_5_and_survive_restart(tmp_path: Path, mosqui
     agent = InProcessAgent(config).start()
     applied: list[int] = []
     agent.call(lambda: agent.cloud.inbound.state_listeners.append(lambda domain, version: applied.append(version)))
-    agent.wait_until(lambda: agent.cloud.mqtt.connected, 20, "connected")
+    agent.wait_until(lambda: agent.cloud.mqtt.subscribed, 20, "connected")
     for version, marker in ((3, "three"), (5, "five"), (4, "four")):
         cloud.send(state_doc(version, marker))
     agent.wait_until(lambda: agent.cloud.inbound.rejections.total() == 0 and applied == [3, 5], 10, "3 and 5 applied")
@@ -60,7 +60,7 @@ def test_state_versions_3_5_4_apply_5_and_survive_restart(tmp_path: Path, mosqui
     again = InProcessAgent(config).start()
     reapplied: list[int] = []
     again.call(lambda: again.cloud.inbound.state_listeners.append(lambda d, v: reapplied.append(v)))
-    again.wait_until(lambda: again.cloud.mqtt.connected, 20, "connected")
+    again.wait_until(lambda: again.cloud.mqtt.subscribed, 20, "connected")
     assert again.cloud.inbound.applied_doc("config") == (6, {"marker": "six"})
     cloud.send(state_doc(5, "five again"))
     cloud.send(state_doc(7, "seven"))

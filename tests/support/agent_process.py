@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.ctl import ControlClient, ControlError
+from agent.ctl_client import ControlClient, ControlError
 from broker.launcher import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

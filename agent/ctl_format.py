@@ -1,0 +1,67 @@
+"""Human-readable output of kassactl (``--json`` prints the raw results instead)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def status(result: dict[str, Any]) -> str:
+    store = result.get("store") or {}
+    lines = [
+        f"device      {result['device_id']}  (kassa {result['version']}, {result['state']})",
+        f"boot        #{result['boot_count']} id {result['boot_id']}, up {result['uptime_s']:.0f} s",
+        f"store       {store.get('path', '-')}  schema v{store.get('schema_version', '?')}, integrity {store.get('integrity', '?')}, {store.get('size_bytes', 0) // 1024} KiB",
+    ]
+    if result.get("restart_needed"):
+        lines.append(f"restart     needed for: {', '.join(result['restart_needed'])}")
+    components = result.get("components", {})
+    for name, component in sorted(components.items()):
+        summary = component.get("summary") or ", ".join(f"{k}={v}" for k, v in component.items() if not isinstance(v, (dict, list)))
+        lines.append(f"{name:<11} {summary}")
+    cloud = components.get("cloud")
+    if cloud is not None:
+        versions = cloud.get("state_versions") or {}
+        pushed = ", ".join(f"{domain} v{version}" for domain, version in sorted(versions.items())) or "none yet"
+        lines.append(f"pushed      {pushed}")
+        if cloud.get("outbox_rejected"):
+            lines.append(f"rejected    {cloud['outbox_rejected']} message(s) refused by the cloud (see diagnostics)")
+    jobs = ", ".join(job["name"] for job in result.get("scheduler", []))
+    lines.append(f"jobs        {jobs or '-'}")
+    return "\n".join(lines)
+
+
+def devices(result: dict[str, Any]) -> str:
+    lines = []
+    for name, printer in result.get("printers", {}).items():
+        default = " (receipts)" if name == result.get("receipt_printer") else ""
+        queued = f", {printer['queued']} queued" if printer.get("queued") else ""
+        error = f", last error: {printer['last_error']}" if printer.get("last_error") else ""
+        lines.append(f"printer  {name:<12} {printer['status']}{queued}{error}{default}")
+    for name, scanner in result.get("scanners", {}).items():
+        lines.append(f"scanner  {name:<12} {scanner['status']}")
+    for name in result.get("drawers", []):
+        default = " (cash)" if name == result.get("cash_drawer") else ""
+        lines.append(f"drawer   {name:<12}{default}")
+    for device in result.get("discovered", []):
+        lines.append(f"found    {device['identity']:<28} {device['kind']:<8} driver {device.get('driver') or '-'}  {device.get('description', '')}")
+    return "\n".join(lines) or "no devices configured or found"
+
+
+def print_jobs(result: list[dict[str, Any]]) -> str:
+    if not result:
+        return "no print jobs"
+    rows = []
+    for job in result:
+        copy = f" copy of {job['copy_of'][:8]}" if job.get("copy_of") else ""
+        error = f"  ({job['last_error']})" if job.get("last_error") and job["state"] != "printed" else ""
+        rows.append(f"{job['job_id'][:12]}  {job['printer']:<10} {job['kind']:<8} {job['state']:<9} tries {job['attempts']}{copy}{error}")
+    return "\n".join(rows)
+
+
+def scan(item: dict[str, Any]) -> str:
+    verdict = "" if item.get("valid") is not False else "  (check digit WRONG)"
+    return f"{item.get('scanner', '?'):<10} {item.get('symbology', '?'):<8} {item.get('data', '')}{verdict}"
+
+
+def methods(result: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{m['name']:<16} {m['role']:<6} {m['summary']}" for m in result)

@@ -1,0 +1,245 @@
+"""Applying the bodies of newly recorded up messages, and the business rules that refuse them.
+
+Each apply_* function takes the new envelopes of one type (ids already recorded in this
+transaction) and the receipt time, and returns the ones refused for good as
+{message id: (reason, detail)}. Rows are written in key order so that concurrent workers
+lock them in the same order.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from broker import contract as kc
+from cloud_api.ingest.sql import ConcurrentChangeError, insert_new, upsert_insert
+from cloud_api.models import CommandReply, DeviceEvent, DevicePresence, DeviceReport
+from cloud_api.models import RefundRecord, SaleRecord
+
+log = logging.getLogger(__name__)
+
+Refusals = dict[uuid.UUID, tuple[str, str]]
+
+_sales = SaleRecord.__table__
+_refunds = RefundRecord.__table__
+_events = DeviceEvent.__table__
+_replies = CommandReply.__table__
+_reports = DeviceReport.__table__
+_presence = DevicePresence.__table__
+
+
+def apply_sales(session: Session, envelopes: list[kc.Envelope], now: datetime) -> Refusals:
+    """Record sales. A sale id stored with other content, or a receipt number already used
+    by another sale of the device, is refused; the same sale resent under a new message id
+    changes nothing."""
+    sale_ids = [envelope.body.sale_id for envelope in envelopes]
+    stored = {
+        row.sale_id: (row.device_id, row.payload)
+        for row in session.execute(
+            select(_sales.c.sale_id, _sales.c.device_id, _sales.c.payload)
+            .where(_sales.c.sale_id.in_(sale_ids))
+        )
+    }
+    devices = {envelope.device_id for envelope in envelopes}
+    receipt_numbers = {envelope.body.receipt_no for envelope in envelopes}
+    receipts = {
+        (row.device_id, row.receipt_number): row.sale_id
+        for row in session.execute(
+            select(_sales.c.device_id, _sales.c.receipt_number, _sales.c.sale_id)
+            .where(_sales.c.device_id.in_(devices),
+                   _sales.c.receipt_number.in_(receipt_numbers))
+        )
+    }
+    refusals: Refusals = {}
+    rows = []
+    for envelope in envelopes:
+        sale: kc.Sale = envelope.body
+        payload = _wire_form(sale)
+        if sale.sale_id in stored:
+            if stored[sale.sale_id] != (envelope.device_id, payload):
+                refusals[envelope.id] = ("sale.conflict", f"sale {sale.sale_id} is already "
+                                         "recorded with different content")
+            continue
+        owner = receipts.get((envelope.device_id, sale.receipt_no))
+        if owner is not None:
+            refusals[envelope.id] = ("sale.receipt_no_reused", f"receipt {sale.receipt_no} is "
+                                     f"already recorded for sale {owner}")
+            continue
+        stored[sale.sale_id] = (envelope.device_id, payload)
+        receipts[(envelope.device_id, sale.receipt_no)] = sale.sale_id
+        rows.append({
+            "sale_id": sale.sale_id, "device_id": envelope.device_id,
+            "receipt_number": sale.receipt_no, "currency": sale.currency,
+            "total_minor": sale.total, "sold_at": envelope.created_at, "payload": payload,
+            "message_id": envelope.id,
+        })
+    _insert_all_or_retry(session, _sales, rows, "sale_id")
+    return refusals
+
+
+def apply_refunds(session: Session, envelopes: list[kc.Envelope], now: datetime) -> Refusals:
+    """Record refunds; a refund id stored with other content is refused.
+
+    The original sale may not be here yet (another device's messages can arrive later), so
+    it is not required.
+    """
+    refund_ids = [envelope.body.refund_id for envelope in envelopes]
+    stored = {
+        row.refund_id: (row.device_id, row.payload)
+        for row in session.execute(
+            select(_refunds.c.refund_id, _refunds.c.device_id, _refunds.c.payload)
+            .where(_refunds.c.refund_id.in_(refund_ids))
+        )
+    }
+    refusals: Refusals = {}
+    rows = []
+    for envelope in envelopes:
+        refund: kc.Refund = envelope.body
+        payload = _wire_form(refund)
+        if refund.refund_id in stored:
+            if stored[refund.refund_id] != (envelope.device_id, payload):
+                refusals[envelope.id] = ("refund.conflict", f"refund {refund.refund_id} is "
+                                         "already recorded with different content")
+            continue
+        stored[refund.refund_id] = (envelope.device_id, payload)
+        rows.append({
+            "refund_id": refund.refund_id, "device_id": envelope.device_id,
+            "original_sale_id": refund.original_sale_id,
+            "original_device_id": refund.original_device_id, "currency": refund.currency,
+            "amount_minor": refund.amount, "refunded_at": envelope.created_at,
+            "payload": payload, "message_id": envelope.id,
+        })
+    _insert_all_or_retry(session, _refunds, rows, "refund_id")
+    return refusals
+
+
+def apply_events(session: Session, envelopes: list[kc.Envelope], now: datetime) -> Refusals:
+    refusals = _refuse_unstorable(envelopes)
+    rows = [{
+        "message_id": envelope.id, "device_id": envelope.device_id,
+        "kind": envelope.body.kind, "cashier_id": envelope.body.cashier_id,
+        "details": envelope.body.details, "occurred_at": envelope.created_at,
+    } for envelope in envelopes if envelope.id not in refusals]
+    _insert_all_or_retry(session, _events, rows, "message_id")
+    return refusals
+
+
+def apply_replies(session: Session, envelopes: list[kc.Envelope], now: datetime) -> Refusals:
+    """Keep the first reply to each command; a later one (a resend after a device restart
+    made a new message) is logged and changes nothing."""
+    refusals = _refuse_unstorable(envelopes)
+    envelopes = [envelope for envelope in envelopes if envelope.id not in refusals]
+    rows: dict[uuid.UUID, dict[str, Any]] = {}
+    for envelope in sorted(envelopes, key=lambda envelope: envelope.seq):
+        rows.setdefault(envelope.correlation_id, {
+            "correlation_id": envelope.correlation_id, "device_id": envelope.device_id,
+            "ok": envelope.body.ok, "reply": _wire_form(envelope.body),
+            "message_id": envelope.id, "received_at": now,
+        })
+    inserted = insert_new(session, _replies, list(rows.values()), "correlation_id")
+    for envelope in envelopes:
+        first = rows[envelope.correlation_id]["message_id"] == envelope.id
+        if not first or envelope.correlation_id not in inserted:
+            log.info("command already answered; later reply ignored",
+                     extra={"device_id": envelope.device_id,
+                            "correlation_id": str(envelope.correlation_id)})
+    return refusals
+
+
+def apply_reports(session: Session, envelopes: list[kc.Envelope], now: datetime) -> Refusals:
+    """Keep the latest report of each kind per device (highest seq wins, whatever the order
+    of arrival)."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for envelope in envelopes:
+        key = (envelope.device_id, _report_kind(envelope.body))
+        if key not in latest or latest[key]["seq"] < envelope.seq:
+            latest[key] = {
+                "device_id": key[0], "kind": key[1], "seq": envelope.seq,
+                "report": _wire_form(envelope.body), "message_id": envelope.id,
+                "reported_at": envelope.created_at,
+            }
+    statement = upsert_insert(session, _reports)
+    newer = {name: statement.excluded[name]
+             for name in ("seq", "report", "message_id", "reported_at")}
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[_reports.c.device_id, _reports.c.kind], set_=newer,
+            where=_reports.c.seq < statement.excluded.seq,
+        ),
+        [latest[key] for key in sorted(latest)],
+    )
+    return {}
+
+
+def record_presence(session: Session, envelopes: list[kc.Envelope], now: datetime) -> int:
+    """Online/offline per device: the last status received wins (the broker orders one
+    topic's messages, and the retained status re-sent on every subscribe corrects a worker
+    that fell behind). Returns the number of status messages taken into account."""
+    latest: dict[str, kc.Envelope] = {}
+    for envelope in envelopes:
+        latest[envelope.device_id] = envelope
+    rows = [{
+        "device_id": device_id, "state": envelope.body.state.value,
+        "boot_id": envelope.boot_id, "status_message_id": envelope.id,
+        "status_at": envelope.created_at, "last_seen_at": now,
+    } for device_id, envelope in sorted(latest.items())]
+    statement = upsert_insert(session, _presence)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[_presence.c.device_id],
+            set_={name: statement.excluded[name] for name in
+                  ("state", "boot_id", "status_message_id", "status_at", "last_seen_at")},
+        ),
+        rows,
+    )
+    return len(envelopes)
+
+
+def _refuse_unstorable(envelopes: list[kc.Envelope]) -> Refusals:
+    """Free-form JSON (event details, reply results) may hold NUL characters, which the
+    contract allows but PostgreSQL cannot store: refuse them on every database alike, rather
+    than fail the message on every resend."""
+    return {
+        envelope.id: ("message.unstorable", "the JSON holds a NUL character (\\u0000)")
+        for envelope in envelopes
+        if _holds_nul(_wire_form(envelope.body))
+    }
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def _wire_form(body: kc.Body) -> dict[str, Any]:
+    """The body as JSON, exactly as it travelled (absent rather than null)."""
+    return body.model_dump(mode="json", exclude_none=True)
+
+
+def _report_kind(body: kc.Body) -> str:
+    if isinstance(body, kc.DeviceState):
+        return "state"
+    return f"licence.{body.kind.value}"
+
+
+def _insert_all_or_retry(session: Session, table, rows: list[dict[str, Any]], key: str) -> None:
+    """Insert rows whose keys were checked absent above (a plain executemany, the fastest
+    path on both databases). A key stored meanwhile by a concurrent worker fails the insert;
+    only a fresh look at the table can tell the outcome, so the batch is retried."""
+    if not rows:
+        return
+    try:
+        session.execute(table.insert(), sorted(rows, key=lambda row: row[key]))
+    except IntegrityError as exc:
+        raise ConcurrentChangeError(f"{table.name}: a key was stored concurrently") from exc

@@ -1,0 +1,165 @@
+"""Per-device sequence tracking: high-water mark, gaps opened and closed.
+
+Invariant kept per device: every seq in 1..max_seq is either recorded in ingested_messages
+or lies inside an open sequence_gaps row. So the high-water mark (every seq up to it is
+recorded) is just below the first seq still missing in the lowest open gap.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.orm import Session
+
+from broker import contract as kc
+from cloud_api.ingest.sql import insert_new
+from cloud_api.models import DeviceStream, IngestedMessage, SequenceGap
+
+log = logging.getLogger(__name__)
+
+_streams = DeviceStream.__table__
+_gaps = SequenceGap.__table__
+_messages = IngestedMessage.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPosition:
+    high_water: int
+    # A new message reused a seq already recorded (a restored or reinstalled device): its
+    # high-water mark cannot vouch for the device's current outbox, so acks omit it.
+    seq_reused: bool
+
+
+@dataclass
+class _Gap:
+    id: int | None
+    first: int
+    last: int
+
+    def holds(self, seq: int) -> bool:
+        return self.first <= seq <= self.last
+
+
+def track_sequences(
+    session: Session, envelopes: list[kc.Envelope], now: datetime
+) -> dict[str, StreamPosition]:
+    """Advance each device's stream over newly recorded messages (already inserted)."""
+    by_device: dict[str, list[kc.Envelope]] = defaultdict(list)
+    for envelope in envelopes:
+        by_device[envelope.device_id].append(envelope)
+    devices = sorted(by_device)
+    if not devices:
+        return {}
+    insert_new(
+        session, _streams, [{"device_id": d, "high_water": 0, "max_seq": 0} for d in devices],
+        "device_id",
+    )
+    # Locked in device order: concurrent workers serialise per device, never deadlock.
+    streams = {
+        row.device_id: row
+        for row in session.execute(
+            select(_streams).where(_streams.c.device_id.in_(devices))
+            .order_by(_streams.c.device_id).with_for_update()
+        )
+    }
+    open_gaps: dict[str, list[_Gap]] = defaultdict(list)
+    for row in session.execute(
+        select(_gaps.c.id, _gaps.c.device_id, _gaps.c.first_missing, _gaps.c.last_missing)
+        .where(_gaps.c.device_id.in_(devices), _gaps.c.closed_at.is_(None))
+        .order_by(_gaps.c.device_id, _gaps.c.first_missing)
+    ):
+        open_gaps[row.device_id].append(_Gap(row.id, row.first_missing, row.last_missing))
+    return {
+        device_id: _advance(session, streams[device_id], open_gaps[device_id],
+                            by_device[device_id], now)
+        for device_id in devices
+    }
+
+
+def current_high_water(session: Session, device_ids: list[str]) -> dict[str, int]:
+    rows = session.execute(
+        select(_streams.c.device_id, _streams.c.high_water)
+        .where(_streams.c.device_id.in_(device_ids))
+    )
+    return {row.device_id: row.high_water for row in rows}
+
+
+def _advance(
+    session: Session, stream, gaps: list[_Gap], envelopes: list[kc.Envelope], now: datetime
+) -> StreamPosition:
+    device_id = stream.device_id
+    old_max = stream.max_seq
+    seqs = sorted({envelope.seq for envelope in envelopes})
+    reused = len(seqs) < len(envelopes)
+    filled = [seq for seq in seqs if seq <= old_max]
+    for seq in filled:
+        if not any(gap.holds(seq) for gap in gaps):
+            reused = True
+    if reused:
+        log.warning("device reused sequence numbers; high-water mark withheld from acks",
+                    extra={"device_id": device_id, "max_seq": old_max})
+
+    new_gaps = []
+    previous = old_max
+    for seq in (s for s in seqs if s > old_max):
+        if seq > previous + 1:
+            new_gaps.append(_Gap(None, previous + 1, seq - 1))
+        previous = seq
+    if new_gaps:
+        session.execute(_gaps.insert(), [
+            {"device_id": device_id, "first_missing": gap.first, "last_missing": gap.last,
+             "detected_at": now} for gap in new_gaps
+        ])
+        for gap in new_gaps:
+            log.info("sequence gap opened", extra={"device_id": device_id,
+                     "first_missing": gap.first, "last_missing": gap.last})
+
+    still_open = []
+    for gap in gaps:
+        if any(gap.holds(seq) for seq in filled) and _fully_recorded(session, device_id, gap):
+            session.execute(update(_gaps).where(_gaps.c.id == gap.id).values(closed_at=now))
+            log.info("sequence gap closed", extra={"device_id": device_id,
+                     "first_missing": gap.first, "last_missing": gap.last})
+        else:
+            still_open.append(gap)
+    still_open = sorted(still_open + new_gaps, key=lambda gap: gap.first)
+
+    new_max = max(old_max, seqs[-1])
+    if still_open:
+        high_water = _first_missing(session, device_id, still_open[0], stream.high_water) - 1
+    else:
+        high_water = new_max
+    values = {"high_water": high_water, "max_seq": new_max, "last_seen_at": now}
+    if new_max > old_max:
+        newest = max(envelopes, key=lambda envelope: envelope.seq)
+        values["last_boot_id"] = newest.boot_id
+    session.execute(update(_streams).where(_streams.c.device_id == device_id).values(**values))
+    return StreamPosition(high_water=high_water, seq_reused=reused)
+
+
+def _recorded_seqs(device_id: str, first: int, last: int) -> Select:
+    return (
+        select(_messages.c.seq).distinct()
+        .where(_messages.c.device_id == device_id, _messages.c.seq.between(first, last))
+    )
+
+
+def _fully_recorded(session: Session, device_id: str, gap: _Gap) -> bool:
+    recorded = _recorded_seqs(device_id, gap.first, gap.last).subquery()
+    count = session.execute(select(func.count()).select_from(recorded)).scalar_one()
+    return count == gap.last - gap.first + 1
+
+
+def _first_missing(session: Session, device_id: str, gap: _Gap, high_water: int) -> int:
+    # Seqs below max(high_water + 1, gap.first) are all recorded (see the module docstring).
+    expected = max(high_water + 1, gap.first)
+    query = _recorded_seqs(device_id, expected, gap.last).order_by(_messages.c.seq)
+    for seq in session.execute(query).scalars():
+        if seq != expected:
+            break
+        expected += 1
+    return expected

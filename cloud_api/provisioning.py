@@ -1,0 +1,24 @@
+"""Making configuration QR codes for terminals (the administrator prints or shows them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import qrcode
+from qrcode.constants import ERROR_CORRECT_M
+
+from broker import contract as kc
+from cloud_api.signing_keys import SigningKey
+
+
+def qr_text(settings: kc.Provisioning, key: SigningKey) -> str:
+    return kc.make_qr_text(settings, key.private_key, key.key_id)
+
+
+def write_qr_png(text: str, path: Path) -> Path:
+    """A PNG of the code; medium error correction survives a crumpled printout."""
+    code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=6, border=4)
+    code.add_data(text)
+    code.make(fit=True)
+    code.make_image().save(str(path))
+    return path

@@ -1,0 +1,387 @@
+"""The ingest worker against a real Mosquitto, on SQLite and PostgreSQL.
+
+A raw paho client plays the device: it publishes up messages and collects its down/acks.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sqlite3
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from broker import contract as kc
+from broker.launcher import Mosquitto
+from cloud_api.ingest import IngestWorker, WorkerOptions
+from cloud_api.ingest import apply as apply_module
+from cloud_api.models import DevicePresence, DeviceStream, IngestedMessage, SaleRecord
+from tests.cloud.test_ingest_apply import (  # noqa: F401 - fixtures used by name
+    BOOT,
+    count,
+    database_url,
+    engine,
+    event,
+    gaps,
+    sale,
+    up,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+TIMEOUT_S = 20.0
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = TIMEOUT_S, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate}")
+        time.sleep(0.01)
+
+
+class Device:
+    """A terminal stand-in: publishes envelopes at QoS 1 and records every down/ack."""
+
+    def __init__(self, broker: Mosquitto, device_id: str) -> None:
+        self.device_id = device_id
+        self.acked: collections.Counter[uuid.UUID] = collections.Counter()
+        self.rejected: dict[uuid.UUID, str] = {}
+        self.high_waters: list[int | None] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=device_id,
+                                  protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.max_inflight_messages_set(200)
+        self.client.on_socket_open = lambda c, u, sock: sock.setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *args: self._subscribed.set()
+        will = kc.will_publication(device_id, BOOT, clock_trusted=True)
+        self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe(kc.ack_topic(device_id), qos=1)
+        self.client.loop_start()
+        assert self._subscribed.wait(5)
+
+    def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        parsed = kc.parse_message(message.topic, message.payload)
+        assert isinstance(parsed, kc.Parsed), parsed
+        with self._lock:
+            self.acked.update(parsed.body.acked_ids)
+            self.rejected.update({r.id: r.reason for r in parsed.body.rejected})
+            self.high_waters.append(parsed.body.high_water)
+
+    def send(self, envelope: kc.Envelope) -> None:
+        self.send_raw(envelope.topic, kc.encode(envelope))
+
+    def send_raw(self, topic: str, payload: bytes) -> None:
+        info = self.client.publish(topic, payload, qos=1)
+        assert info.rc == paho.MQTT_ERR_SUCCESS
+
+    def settled(self, ids: list[uuid.UUID], times: int = 1) -> bool:
+        with self._lock:
+            return all(self.acked[i] + (i in self.rejected) >= times for i in ids)
+
+    def vanish(self) -> None:
+        """Drop off like a crashed terminal: the broker publishes the will."""
+        self.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
+        self.client.loop_stop()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def devices(mosquitto: Mosquitto) -> Iterator[Callable[[str], Device]]:
+    made: list[Device] = []
+
+    def make(device_id: str) -> Device:
+        made.append(Device(mosquitto, device_id))
+        return made[-1]
+
+    yield make
+    for device in made:
+        device.close()
+
+
+@pytest.fixture
+def workers(engine: Engine, mosquitto: Mosquitto) -> Iterator[Callable[[str], IngestWorker]]:
+    started: list[IngestWorker] = []
+
+    def start(worker_id: str) -> IngestWorker:
+        worker = IngestWorker(engine, mosquitto.host, mosquitto.port, worker_id,
+                              options=WorkerOptions(reconnect_min_s=0.1)).start()
+        started.append(worker)
+        assert worker.wait_subscribed(10), "worker did not subscribe"
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def sales(n: int, first_seq: int = 1, device_id: str = "till-1") -> list[kc.Envelope]:
+    return [up(sale(seq), seq, device_id=device_id) for seq in range(first_seq, first_seq + n)]
+
+
+# --------------------------------------------------------------------------- tests
+def test_messages_applied_once_and_acked_again_when_resent(engine, workers, devices) -> None:
+    worker = workers("solo")
+    device = devices("till-1")
+    batch = [up(sale(n), n, device_id="till-1") if n % 3 else
+             up(event(), n, device_id="till-1") for n in range(1, 61)]
+    for envelope in batch:
+        device.send(envelope)
+    ids = [e.id for e in batch]
+    wait_for(lambda: device.settled(ids), what="first acks")
+    assert set(device.acked) == set(ids) and set(device.acked.values()) == {1}
+    assert count(engine, IngestedMessage) == 60 and count(engine, SaleRecord) == 40
+    assert worker.stats().applied == 60 and device.high_waters[-1] == 60
+
+    for envelope in batch:  # the device resends everything, e.g. after a reconnect
+        device.send(envelope)
+    wait_for(lambda: device.settled(ids, times=2), what="acks of the resent messages")
+    assert set(device.acked.values()) == {2}
+    stats = worker.stats()
+    assert (stats.applied, stats.duplicates) == (60, 60)
+    assert count(engine, IngestedMessage) == 60 and count(engine, SaleRecord) == 40
+
+
+def test_two_workers_share_the_load_each_message_applied_once(engine, workers, devices) -> None:
+    first, second = workers("a"), workers("b")
+    fleet = [devices(f"till-{n}") for n in range(4)]
+    sent: dict[str, list[uuid.UUID]] = {}
+    for device in fleet:
+        batch = sales(500, device_id=device.device_id)
+        sent[device.device_id] = [e.id for e in batch]
+        for envelope in batch:
+            device.send(envelope)
+    for device in fleet:
+        wait_for(lambda d=device: d.settled(sent[d.device_id]), what=f"acks for {device.device_id}")
+    assert count(engine, IngestedMessage) == 2000
+    assert count(engine, SaleRecord) == 2000
+    applied = first.stats().applied, second.stats().applied
+    assert sum(applied) == 2000 and min(applied) > 0, applied
+    with Session(engine) as session:
+        assert session.scalars(select(DeviceStream.high_water)).all() == [500] * 4
+
+
+def test_worker_restart_and_broker_restart_lose_nothing(
+    engine, workers, devices, mosquitto
+) -> None:
+    workers("steady").stop()  # its session, with the subscription, outlives it
+    device = devices("till-1")
+    batch = sales(90)
+    for envelope in batch[:30]:  # sent while the worker is down
+        device.send(envelope)
+    worker = workers("steady")
+    wait_for(lambda: device.settled([e.id for e in batch[:30]]), what="acks after the restart")
+    assert worker.stats().applied == 30
+
+    mosquitto.restart()  # clean restart: the broker keeps sessions on disk
+    wait_for(lambda: worker.stats().connects == 2, what="the worker to reconnect")
+    device.close()
+    device = devices("till-1")
+    for envelope in batch[30:]:
+        device.send(envelope)
+    wait_for(lambda: device.settled([e.id for e in batch[30:]]), what="acks after reconnecting")
+    assert count(engine, IngestedMessage) == 90 and worker.stats().applied == 90
+
+
+def test_sequence_gap_detected_and_closed_over_mqtt(engine, workers, devices) -> None:
+    workers("gaps")
+    device = devices("till-1")
+    early = {seq: up(sale(seq), seq, device_id="till-1") for seq in (1, 2, 5)}
+    for envelope in early.values():
+        device.send(envelope)
+    wait_for(lambda: device.settled([e.id for e in early.values()]))
+    assert gaps(engine, "till-1") == [(3, 4, False)]
+    assert device.high_waters[-1] == 2
+
+    late = [up(sale(seq), seq, device_id="till-1") for seq in (3, 4)]
+    for envelope in late:
+        device.send(envelope)
+    wait_for(lambda: device.settled([e.id for e in late]))
+    assert gaps(engine, "till-1") == [(3, 4, True)]
+    assert device.high_waters[-1] == 5
+    with Session(engine) as session:
+        assert session.get(DeviceStream, "till-1").high_water == 5
+
+
+def test_invalid_payloads_rejected_or_counted_and_the_worker_goes_on(
+    engine, workers, devices
+) -> None:
+    worker = workers("strict")
+    device = devices("till-1")
+    bad = up(sale(1), 1, device_id="till-1")
+    device.send_raw(bad.topic, kc.encode(bad).replace(b'"total":2040', b'"total":20.40'))
+    device.send_raw(bad.topic, b"\xff\xfe not even text")
+    wait_for(lambda: device.settled([bad.id]) and worker.stats().invalid == 1)
+    assert device.rejected == {bad.id: "schema"}
+
+    good = up(sale(2), 2, device_id="till-1")
+    device.send(good)
+    wait_for(lambda: device.settled([good.id]))
+    assert count(engine, IngestedMessage) == 1
+    stats = worker.stats()
+    assert (stats.applied, stats.rejected, stats.invalid) == (1, 1, 1)
+
+
+def test_a_message_that_cannot_be_applied_does_not_block_the_others(
+    engine, workers, devices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_apply_events = apply_module._APPLIERS[kc.MessageType.EVENT]
+
+    def fragile(session, envelopes, now):  # a bug that only one message triggers
+        if any(envelope.body.kind == "test.poison" for envelope in envelopes):
+            raise RuntimeError("simulated bug")
+        return real_apply_events(session, envelopes, now)
+
+    monkeypatch.setitem(apply_module._APPLIERS, kc.MessageType.EVENT, fragile)
+    worker = workers("tough")
+    device = devices("till-1")
+    batch = sales(5, device_id="till-1")
+    poison = up(event("test.poison"), 6, device_id="till-1")
+    for envelope in [*batch, poison]:
+        device.send(envelope)
+    wait_for(lambda: device.settled([e.id for e in batch]) and worker.stats().failed == 1)
+    assert poison.id not in device.acked and poison.id not in device.rejected
+
+    later = up(sale(7), 7, device_id="till-1")
+    device.send(later)
+    wait_for(lambda: device.settled([later.id]), what="the worker to go on")
+    assert count(engine, IngestedMessage) == 6  # the poison left nothing behind
+
+
+def test_presence_follows_status_and_will(engine, workers, devices) -> None:
+    worker = workers("presence")
+    device = devices("till-9")
+    online = kc.status_message(kc.Presence.ONLINE, device_id="till-9", boot_id=BOOT,
+                               clock_trusted=True)
+    publication = kc.publication(online)
+    device.client.publish(publication.topic, publication.payload, qos=1, retain=True)
+
+    def presence() -> str | None:
+        with Session(engine) as session:
+            row = session.get(DevicePresence, "till-9")
+            return row.state if row else None
+
+    wait_for(lambda: presence() == "online")
+    device.vanish()
+    wait_for(lambda: worker.stats().presence == 2, what="the will to be recorded")
+    assert presence() == "offline"
+
+
+# --------------------------------------------------------------------------- crash test
+class WorkerProcess:
+    """`kassa-cloud worker` as a subprocess (debug log level), its log read as it comes."""
+
+    def __init__(self, database_url: str, broker: Mosquitto, worker_id: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cloud_api.main", "worker", "--database-url", database_url,
+             "--mqtt-host", broker.host, "--mqtt-port", str(broker.port),
+             "--worker-id", worker_id],
+            cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO), "KASSA_CLOUD_LOG_LEVEL": "debug"},
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+    def wait_line(self, text: str, after: int = 0) -> str:
+        """The first log line from index `after` on that contains `text`."""
+        def found() -> bool:
+            return any(text in line for line in self.lines[after:])
+        wait_for(lambda: found() or self.process.poll() is not None, what=repr(text))
+        assert found(), "".join(self.lines[-20:])
+        return next(line for line in self.lines[after:] if text in line)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+@contextmanager
+def database_write_locked(database_url: str) -> Iterator[None]:
+    """Hold the database so a worker's transaction cannot commit (it blocks and waits)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        conn = sqlite3.connect(url.database, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        conn.execute(text("LOCK TABLE ingested_messages IN SHARE MODE"))
+        try:
+            yield
+        finally:
+            conn.rollback()
+    engine.dispose()
+
+
+def test_killed_worker_loses_nothing_and_applies_once(
+    database_url, engine, mosquitto, devices
+) -> None:
+    device = devices("till-1")
+    batch = sales(600)
+    ids = [e.id for e in batch]
+    worker = WorkerProcess(database_url, mosquitto, "crashy")
+    try:
+        worker.wait_line("ingest subscribed")
+        for envelope in batch[:100]:
+            device.send(envelope)
+        wait_for(lambda: device.settled(ids[:100]), what="acks of the first 100")
+
+        with database_write_locked(database_url):
+            seen = len(worker.lines)
+            for envelope in batch[100:300]:
+                device.send(envelope)
+            worker.wait_line("applying batch", after=seen)  # received, cannot commit
+            worker.kill()  # SIGKILL: no commit, no PUBACK
+        for envelope in batch[300:]:  # sent while no worker runs: kept in its session
+            device.send(envelope)
+
+        worker = WorkerProcess(database_url, mosquitto, "crashy")
+        worker.wait_line("ingest subscribed")
+        wait_for(lambda: device.settled(ids), what="acks after the restart")
+        assert count(engine, IngestedMessage) == 600
+        with Session(engine) as session:
+            totals = session.execute(select(func.count(func.distinct(SaleRecord.sale_id)),
+                                            func.sum(SaleRecord.total_minor))).one()
+            assert tuple(totals) == (600, 600 * 2040)
+            assert session.get(DeviceStream, "till-1").high_water == 600
+
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.process.wait(TIMEOUT_S) == 0
+        # The 200 held un-PUBACKed by the killed worker came back, with the 300 sent later.
+        assert "applied=500 " in worker.wait_line("ingest worker stopped")
+    finally:
+        worker.kill()

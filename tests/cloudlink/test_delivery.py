@@ -1,0 +1,159 @@
+"""Every committed message reaches the cloud exactly once, whatever happens in between.
+
+Real Mosquitto, real ingest workers, real agent (in-process or as a process).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.cloud.outbox import Outbox
+from agent.store import Store
+from broker import contract as kc
+from broker.launcher import Mosquitto
+from tests.support.agent_process import AgentProcess, write_agent_config
+from tests.support.cloud import Cloud
+from tests.support.inprocess import InProcessAgent
+from tests.support.sales import make_sale
+
+DEVICE = "pos-0001"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def cloud(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Cloud]:
+    running = Cloud(tmp_path / "cloud", mosquitto)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def agent_config(tmp_path: Path, broker: Mosquitto) -> Path:
+    # a short ack timeout: messages published while no worker listened are resent soon
+    return write_agent_config(tmp_path / "agent", device_id=DEVICE, host=broker.host, port=broker.port, ack_timeout_s=3.0)
+
+
+def enqueue_sales(agent: InProcessAgent, first: int, count: int, per_transaction: int = 1) -> None:
+    outbox = agent.cloud.outbox
+    for start in range(first, first + count, per_transaction):
+        with outbox.store.transaction() as conn:
+            for receipt in range(start, min(start + per_transaction, first + count)):
+                outbox.enqueue(conn, make_sale(receipt))
+
+
+def assert_exactly_once(cloud: Cloud, count: int) -> None:
+    assert cloud.seqs(DEVICE) == list(range(1, count + 1)), "each seq applied once, none missing"
+    assert cloud.sales(DEVICE) == count
+    assert cloud.high_water(DEVICE) == count
+    assert cloud.open_gaps(DEVICE) == 0
+
+
+def test_1000_enqueued_while_broker_down_all_arrive_once(tmp_path: Path, mosquitto: Mosquitto, cloud: Cloud) -> None:
+    mosquitto.stop()
+    agent = InProcessAgent(agent_config(tmp_path, mosquitto)).start()
+    try:
+        enqueue_sales(agent, 1, 1000)
+        assert agent.cloud.outbox.stats().depth == 1000
+        assert not agent.cloud.mqtt.connected
+        mosquitto.start()
+        cloud.start_worker("w1")
+        cloud.wait_applied(DEVICE, 1000, 60)
+        agent.wait_until(lambda: agent.cloud.outbox.stats().depth == 0, 30, "outbox empty")
+        assert_exactly_once(cloud, 1000)
+    finally:
+        agent.stop()
+
+
+def test_broker_killed_three_times_during_5000_stream(tmp_path: Path, mosquitto: Mosquitto, cloud: Cloud) -> None:
+    cloud.start_worker("w1")
+    agent = InProcessAgent(agent_config(tmp_path, mosquitto)).start()
+    producer = threading.Thread(target=enqueue_sales, args=(agent, 1, 5000, 10))
+    try:
+        agent.wait_until(lambda: agent.cloud.mqtt.subscribed, 20, "connected")
+        producer.start()
+        for kill in range(3):
+            # let some traffic through, then pull the plug (SIGKILL: nothing saved)
+            target = 1000 * (kill + 1)
+            cloud.wait_applied(DEVICE, target, 60)
+            mosquitto.restart(hard=True)
+        producer.join(60)
+        cloud.wait_applied(DEVICE, 5000, 120)
+        agent.wait_until(lambda: agent.cloud.outbox.stats().depth == 0, 60, "outbox empty")
+        assert_exactly_once(cloud, 5000)
+        assert agent.cloud.mqtt.connects >= 4
+    finally:
+        producer.join(60)
+        agent.stop()
+
+
+def test_agent_sigkilled_mid_drain_loses_nothing(tmp_path: Path, mosquitto: Mosquitto, cloud: Cloud) -> None:
+    config = agent_config(tmp_path, mosquitto)
+    store = Store.open(tmp_path / "agent" / "state" / "agent.db")
+    outbox = Outbox(store, DEVICE, kc.uuid7(), lambda: True)
+    for start in range(1, 3001, 100):
+        with store.transaction() as conn:
+            for receipt in range(start, start + 100):
+                outbox.enqueue(conn, make_sale(receipt))
+    store.close()
+    cloud.start_worker("w1")
+    agent = AgentProcess(config).start()
+    try:
+        cloud.wait_applied(DEVICE, 300, 60)
+        agent.signal(signal.SIGKILL)
+        assert agent.process is not None and agent.process.wait(10) == -signal.SIGKILL
+        applied_at_kill = cloud.applied(DEVICE)
+        assert applied_at_kill < 3000, "killed mid-drain"
+        agent.start()
+        cloud.wait_applied(DEVICE, 3000, 90)
+        deadline = time.monotonic() + 30
+        while agent.client().call("status")["components"]["cloud"]["outbox_depth"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert agent.client().call("status")["components"]["cloud"]["outbox_depth"] == 0
+        assert agent.stop() == 0
+        assert_exactly_once(cloud, 3000)
+    finally:
+        agent.kill()
+
+
+def test_outbox_keeps_everything_while_the_worker_is_down(tmp_path: Path, mosquitto: Mosquitto, cloud: Cloud) -> None:
+    cloud.start_worker_process("p1")
+    agent = InProcessAgent(agent_config(tmp_path, mosquitto)).start()
+    try:
+        agent.wait_until(lambda: agent.cloud.mqtt.subscribed, 20, "connected")
+        enqueue_sales(agent, 1, 50)
+        cloud.wait_applied(DEVICE, 50, 30)
+        agent.wait_until(lambda: agent.cloud.outbox.stats().depth == 0, 20, "first batch acked")
+        cloud.kill_worker_process("p1")
+        enqueue_sales(agent, 51, 200)
+        # with no acks coming back every new message stays in flight
+        agent.wait_until(lambda: agent.cloud.status()["in_flight"] == 200, 20, "all 200 published, none acked")
+        time.sleep(1.0)  # acks would have arrived by now if anyone were acking
+        assert agent.cloud.outbox.stats().depth == 200, "nothing deleted without the cloud's ack"
+        cloud.start_worker_process("p1")
+        cloud.wait_applied(DEVICE, 250, 60)
+        agent.wait_until(lambda: agent.cloud.outbox.stats().depth == 0, 30, "outbox empty after the worker's acks")
+        assert_exactly_once(cloud, 250)
+    finally:
+        agent.stop()
+
+
+def test_two_workers_share_the_stream_and_apply_each_once(tmp_path: Path, mosquitto: Mosquitto, cloud: Cloud) -> None:
+    first, second = cloud.start_worker("w1"), cloud.start_worker("w2")
+    agent = InProcessAgent(agent_config(tmp_path, mosquitto)).start()
+    try:
+        agent.wait_until(lambda: agent.cloud.mqtt.subscribed, 20, "connected")
+        enqueue_sales(agent, 1, 2000, per_transaction=20)
+        cloud.wait_applied(DEVICE, 2000, 60)
+        agent.wait_until(lambda: agent.cloud.outbox.stats().depth == 0, 30, "outbox empty")
+        assert_exactly_once(cloud, 2000)
+        applied = [first.stats().applied, second.stats().applied]
+        assert sum(applied) == 2000 and min(applied) > 0, f"both workers took a share: {applied}"
+    finally:
+        agent.stop()

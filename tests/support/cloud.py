@@ -1,0 +1,98 @@
+"""The cloud side of end-to-end tests: a database plus ingest workers, in-process or as processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import Engine, func, select
+
+from broker.launcher import Mosquitto
+from cloud_api.db import make_engine
+from cloud_api.ingest.worker import IngestWorker, WorkerOptions
+from cloud_api.models import DeviceStream, IngestedMessage, SaleRecord, SequenceGap
+from cloud_api.schema_init import create_schema
+from tests.support.agent_process import REPO_ROOT
+
+
+class Cloud:
+    def __init__(self, workdir: Path, broker: Mosquitto, database_url: str | None = None) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.broker = broker
+        self.database_url = database_url or f"sqlite:///{workdir / 'cloud.db'}"
+        self.engine: Engine = make_engine(self.database_url)
+        create_schema(self.engine)
+        self.workers: dict[str, IngestWorker] = {}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    # ------------------------------------------------------------------ workers
+    def start_worker(self, worker_id: str = "w1") -> IngestWorker:
+        # quick reconnects: tests restart the broker and expect recovery within seconds
+        options = WorkerOptions(reconnect_max_s=2.0)
+        worker = IngestWorker(self.engine, self.broker.host, self.broker.port, worker_id, options=options).start()
+        self.workers[worker_id] = worker
+        return worker
+
+    def start_worker_process(self, worker_id: str = "p1") -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"worker-{worker_id}.log", "ab")
+        env = {**os.environ, "KASSA_CLOUD_DATABASE_URL": self.database_url}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cloud_api.main", "worker", "--mqtt-host", self.broker.host, "--mqtt-port", str(self.broker.port), "--worker-id", worker_id],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.processes[worker_id] = process
+        return process
+
+    def kill_worker_process(self, worker_id: str) -> None:
+        process = self.processes.pop(worker_id)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def stop(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+        self.workers.clear()
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        self.processes.clear()
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ queries
+    def applied(self, device_id: str) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(IngestedMessage).where(IngestedMessage.device_id == device_id)).scalar_one()
+
+    def seqs(self, device_id: str) -> list[int]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(IngestedMessage.seq).where(IngestedMessage.device_id == device_id).order_by(IngestedMessage.seq)).scalars())
+
+    def sales(self, device_id: str) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(SaleRecord).where(SaleRecord.device_id == device_id)).scalar_one()
+
+    def high_water(self, device_id: str) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(DeviceStream.high_water).where(DeviceStream.device_id == device_id)).scalar_one_or_none() or 0
+
+    def open_gaps(self, device_id: str) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(SequenceGap).where(SequenceGap.device_id == device_id, SequenceGap.closed_at.is_(None))).scalar_one()
+
+    def wait_applied(self, device_id: str, count: int, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.applied(device_id) >= count:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"cloud applied {self.applied(device_id)} of {count} messages from {device_id} in {timeout_s} s")
