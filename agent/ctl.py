@@ -86,7 +86,7 @@ def run(client: ControlClient, args: argparse.Namespace) -> int:
         return _stream(client, "scan.watch", args, ctl_format.scan)
     if command == "logs" and args.follow:
         for line in client.call("logs", lines=args.lines):
-            print(line)
+            print(line, flush=True)
         return _stream(client, "logs.follow", args, lambda item: item["line"])
     if command == "diagnostics":
         return _diagnostics(client, args)

@@ -17,6 +17,8 @@ DEFAULT_LINES = 2000
 
 
 class LogBuffer(logging.Handler):
+    keep_on_setup = True  # setup_logging (run again on SIGHUP) must not drop the buffer
+
     def __init__(self, capacity: int = DEFAULT_LINES) -> None:
         super().__init__(level=logging.DEBUG)
         self.setFormatter(TextFormatter())

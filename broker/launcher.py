@@ -51,18 +51,25 @@ class Mosquitto:
         host: str = "127.0.0.1",
         extra_config: str = "",
         binary: str | None = None,
+        config_file: Path | str | None = None,
     ) -> None:
+        """``config_file``: run this complete config instead of the generated one (for example a
+        test copy of broker/production/mosquitto.conf). It must listen on ``host``:``port``,
+        so ``port`` is required with it; ``extra_config`` is not used then."""
+        if config_file is not None and port is None:
+            raise BrokerError("Mosquitto(config_file=...) needs the port that file listens on")
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="kassa-mosquitto-"))
         self.host = host
         self.port = port
         self.extra_config = extra_config
         self.binary = binary or find_mosquitto()
+        self.config_file = Path(config_file) if config_file is not None else None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def config_path(self) -> Path:
-        return self.workdir / "mosquitto.conf"
+        return self.config_file if self.config_file is not None else self.workdir / "mosquitto.conf"
 
     @property
     def log_path(self) -> Path:
@@ -110,7 +117,8 @@ class Mosquitto:
         for _attempt in range(3 if not pinned else 1):
             if not pinned:
                 self.port = free_port(self.host)
-            self._write_config()
+            if self.config_file is None:
+                self._write_config()
             self.process = subprocess.Popen(
                 [self.binary, "-c", str(self.config_path)],
                 stdin=subprocess.DEVNULL,

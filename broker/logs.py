@@ -66,7 +66,7 @@ def setup_logging(level: str = "info", fmt: str = "text", stream: Any = None) ->
     root = logging.getLogger()
     # Some libraries (python-escpos) call logging.basicConfig() at import: their plain
     # handler would print every event a second time, unstructured.
-    for foreign in [h for h in root.handlers if not getattr(h, "_kassa", False)]:
+    for foreign in [h for h in root.handlers if not (getattr(h, "_kassa", False) or getattr(h, "keep_on_setup", False))]:
         root.removeHandler(foreign)
     handler = next((h for h in root.handlers if getattr(h, "_kassa", False)), None)
     if handler is None:

@@ -130,7 +130,12 @@ def _config_set(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
     except ConfigError as exc:
         raise MethodError(str(exc)) from None
     result = agent.reload_config()
-    return {"key": key, "applied": key in result["applied"], "restart_needed": key in result["restart_needed"], **result}
+    return {
+        "key": key,
+        "applied": key in result["applied"],
+        "restart_needed": key in result["restart_needed"],
+        "pending_restart": result["restart_needed"],  # every key waiting for a restart, this one or older
+    }
 
 
 def _logs(agent: Agent, params: dict[str, Any]) -> list[str]:

@@ -1,0 +1,246 @@
+"""Every kassactl verb against a running agent, in human and --json form."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from drivers.sim.printer import VirtualPrinter
+from drivers.sim.scanner import VirtualSerialScanner
+from tests.support.agent_process import REPO_ROOT, AgentProcess, write_agent_config
+
+
+def _lines_of(process: subprocess.Popen[str]) -> queue.Queue[str]:
+    """The process's stdout lines, read in a thread so a test waits with a timeout, never forever."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+class Site:
+    def __init__(self, agent: AgentProcess, printer: VirtualPrinter, scanner: VirtualSerialScanner, config: Path) -> None:
+        self.agent, self.printer, self.scanner, self.config = agent, printer, scanner, config
+
+    def ctl(self, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "agent.ctl", "--socket", str(self.agent.socket_path), *args],
+            cwd=cwd or REPO_ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        )
+        if check:
+            assert result.returncode == 0, f"kassactl {' '.join(args)} failed: {result.stderr}"
+        return result
+
+    def ctl_json(self, *args: str) -> object:
+        return json.loads(self.ctl("--json", *args).stdout)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    base = tmp_path_factory.mktemp("kassactl")
+    printer = VirtualPrinter(preview_dir=base / "previews").start()
+    scanner = VirtualSerialScanner().start()
+    extra = f"""
+[hardware]
+status_poll_s = 0.3
+discovery_interval_s = 0
+
+[[printers]]
+name = "front"
+url = "{printer.url}"
+
+[[drawers]]
+name = "cash"
+printer = "front"
+
+[[scanners]]
+name = "hand"
+url = "serial://{scanner.path}"
+"""
+    config = write_agent_config(base / "agent", extra=extra)
+    agent = AgentProcess(config).start()
+    try:
+        yield Site(agent, printer, scanner, config)
+    finally:
+        agent.kill()
+        scanner.stop()
+        printer.stop()
+
+
+def test_status_and_ping(site: Site) -> None:
+    human = site.ctl("status").stdout
+    assert "pos-0001" in human and "outbox 0" in human and "pushed      none yet" in human
+    status = site.ctl_json("status")
+    assert status["components"]["cloud"]["outbox_depth"] == 0
+    assert "hardware" in status["components"] and "provisioning" in status["components"]
+    assert "pong from pos-0001" in site.ctl("ping").stdout
+    assert site.ctl_json("ping")["pong"] is True
+
+
+def test_methods_lists_every_verb_with_role(site: Site) -> None:
+    methods = {m["name"]: m["role"] for m in site.ctl_json("methods")}  # type: ignore[union-attr]
+    assert methods["status"] == "read" and methods["config.set"] == "admin" and methods["diagnostics"] == "admin"
+    assert "config.set" in site.ctl("methods").stdout
+
+
+def test_devices(site: Site) -> None:
+    deadline = time.monotonic() + 10
+    while site.ctl_json("devices")["printers"]["front"]["status"] != "ready" and time.monotonic() < deadline:  # type: ignore[index]
+        time.sleep(0.1)
+    devices = site.ctl_json("devices")
+    assert devices["printers"]["front"]["status"] == "ready"  # type: ignore[index]
+    assert devices["drawers"] == ["cash"]  # type: ignore[index]
+    human = site.ctl("devices").stdout
+    assert "printer  front" in human and "(receipts)" in human and "scanner  hand" in human and "drawer   cash" in human
+
+
+def test_test_print_jobs_and_reprint(site: Site) -> None:
+    before = len(site.printer.receipts)
+    job = site.ctl_json("test-print")["job_id"]  # type: ignore[index]
+    site.printer.wait_for_receipts(before + 1, timeout=10)
+    deadline = time.monotonic() + 10
+    while site.ctl_json("print", "jobs")[0]["state"] != "printed" and time.monotonic() < deadline:  # type: ignore[index]
+        time.sleep(0.1)
+    assert job[:12] in site.ctl("print", "jobs").stdout
+    copy = site.ctl("print", "reprint", job).stdout
+    assert "copy queued as job" in copy
+    receipts = site.printer.wait_for_receipts(before + 2, timeout=10)
+    assert "*** COPY ***" in receipts[-1].text
+    missing = site.ctl("print", "reprint", "no-such-job", check=False)
+    assert missing.returncode == 1 and "no print job no-such-job" in missing.stderr
+    human = site.ctl("test-print", "--printer", "front").stdout
+    assert "test page queued as job" in human
+
+
+def test_drawer_open(site: Site) -> None:
+    assert "drawer opened; sensor:" in site.ctl("drawer", "open").stdout
+    assert site.ctl_json("drawer", "open", "cash")["state"] in ("drawer_open", "drawer_closed")  # type: ignore[index]
+    assert site.printer.drawer.wait_for_kicks(2, 5)
+    unknown = site.ctl("drawer", "open", "safe", check=False)
+    assert unknown.returncode == 1 and "no drawer named 'safe'" in unknown.stderr
+
+
+def test_scan_watch_streams_scans(site: Site) -> None:
+    for json_mode in (False, True):
+        args = [sys.executable, "-m", "agent.ctl", "--socket", str(site.agent.socket_path), *(["--json"] if json_mode else []), "scan", "--watch"]
+        watcher = subprocess.Popen(args, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1.5)  # let it subscribe
+            site.scanner.scan("4006381333931" if not json_mode else "96385074")
+            line = _lines_of(watcher).get(timeout=20)
+        finally:
+            watcher.terminate()
+            watcher.wait(10)
+        if json_mode:
+            item = json.loads(line)
+            assert item["data"] == "96385074" and item["symbology"] == "ean8"
+        else:
+            assert "hand" in line and "4006381333931" in line
+
+
+def test_config_get_and_set(site: Site) -> None:
+    assert site.ctl("config", "get", "mqtt.keepalive_s").stdout.strip() == "30"
+    assert site.ctl_json("config", "get")["device_id"] == "pos-0001"  # type: ignore[index]
+    assert "saved and applied" in site.ctl("config", "set", "log.level", "debug").stdout
+    assert tomllib.loads(site.config.read_text())["log"]["level"] == "debug"
+    result = site.ctl_json("config", "set", "mqtt.keepalive_s", "45")
+    assert result["restart_needed"] is True  # type: ignore[index]
+    assert "mqtt.keepalive_s" in site.ctl_json("status")["restart_needed"]  # type: ignore[index]
+    before = site.config.read_text()
+    bad = site.ctl("config", "set", "mqtt.port", "99999", check=False)
+    assert bad.returncode == 1 and "mqtt.port" in bad.stderr and "not changed" in bad.stderr
+    unknown = site.ctl("config", "set", "mqtt.colour", "red", check=False)
+    assert unknown.returncode == 1 and "no configuration key 'mqtt.colour'" in unknown.stderr
+    assert site.config.read_text() == before
+    site.ctl("config", "set", "log.level", "info")
+
+
+def test_reload(site: Site) -> None:
+    assert "applied:" in site.ctl("reload").stdout
+    assert site.ctl_json("reload")["error"] is None  # type: ignore[index]
+
+
+def test_logs(site: Site) -> None:
+    lines = site.ctl("logs", "-n", "500").stdout.splitlines()
+    assert any("agent running" in line for line in lines)
+    assert isinstance(site.ctl_json("logs", "-n", "5"), list)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "agent.ctl", "--socket", str(site.agent.socket_path), "logs", "-n", "1", "-f"], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        lines = _lines_of(follower)
+        lines.get(timeout=20)  # the backlog line
+        time.sleep(0.5)
+        site.ctl("config", "set", "log.level", "info")  # writes a log line
+        deadline = time.monotonic() + 10
+        seen = ""
+        while "config reloaded" not in seen and time.monotonic() < deadline:
+            seen = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        assert "config reloaded" in seen
+    finally:
+        follower.terminate()
+        follower.wait(10)
+
+
+def test_diagnostics_bundle(site: Site, tmp_path: Path) -> None:
+    out = tmp_path / "diag.tar.gz"
+    human = site.ctl("diagnostics", "-o", str(out)).stdout
+    assert "store integrity: ok" in human
+    assert out.stat().st_mode & 0o777 == 0o600
+    with tarfile.open(out) as tar:
+        names = {Path(n).name for n in tar.getnames()}
+        assert {"status.json", "config.json", "versions.json", "logs.txt", "devices.json", "store_integrity.txt"} <= names
+        config = json.loads(tar.extractfile("kassa-diagnostics/config.json").read())  # type: ignore[union-attr]
+        assert config["device_id"] == "pos-0001"
+    summary = site.ctl_json("diagnostics", "-o", str(tmp_path / "again.tar.gz"))
+    assert summary["store_integrity"] == ["ok"]  # type: ignore[index]
+
+
+def test_diagnostics_never_contains_the_broker_password(tmp_path: Path) -> None:
+    config = write_agent_config(tmp_path / "agent", password="hunter2-secret")
+    agent = AgentProcess(config).start()
+    try:
+        out = tmp_path / "d.tar.gz"
+        subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", str(agent.socket_path), "diagnostics", "-o", str(out)], cwd=REPO_ROOT, check=True, capture_output=True, timeout=60)
+        with tarfile.open(out) as tar:
+            for member in tar.getmembers():
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                assert b"hunter2-secret" not in data, member.name
+    finally:
+        agent.kill()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run kassactl as another user")
+def test_real_outsider_is_refused(tmp_path: Path) -> None:
+    run_dir = Path(tempfile.mkdtemp(prefix="kassa-run-"))
+    os.chmod(run_dir, 0o711)
+    config = write_agent_config(tmp_path / "agent")
+    config.write_text(config.read_text().replace(str(tmp_path / "agent" / "run"), str(run_dir)))
+    agent = AgentProcess(config).start()
+    try:
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "agent.ctl", "--socket", str(agent.socket_path), "status"]
+        denied = subprocess.run(as_nobody, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+        assert denied.returncode == 77, denied.stderr
+        assert "permission denied" in denied.stderr and "kassa-admin" in denied.stderr
+        os.chmod(agent.socket_path, 0o666)  # past the file mode, the per-method check still stops them
+        refused = subprocess.run(as_nobody, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 77 and "needs the read role" in refused.stderr
+    finally:
+        agent.kill()

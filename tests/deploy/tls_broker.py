@@ -1,0 +1,199 @@
+"""The production Mosquitto config run on loopback, and paho clients that log in with certificates.
+
+``production_config`` takes broker/production/mosquitto.conf and the ACL as shipped and only
+moves what must move for a test: the two listener ports, the file paths (into a temp dir) and
+the user Mosquitto runs as. Every other line is the production one.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import queue
+import re
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from broker.launcher import Mosquitto, free_port
+from tests.support.agent_process import REPO_ROOT
+
+PRODUCTION = REPO_ROOT / "broker" / "production"
+MAKE_CERTS = PRODUCTION / "make-certs.sh"
+DEVICE_LISTENER = "listener 8883"
+CLOUD_LISTENER = "listener 8884 127.0.0.1"
+
+
+def make_certs(out: Path, *device_ids: str, days: int = 2) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", str(MAKE_CERTS), "--out", str(out), "--days", str(days), *device_ids],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+@dataclass
+class ProductionBroker:
+    broker: Mosquitto
+    device_port: int
+    cloud_port: int
+    pki: Path
+
+    def log(self) -> str:
+        return self.broker.log_path.read_text(errors="replace") if self.broker.log_path.exists() else ""
+
+
+def production_config(workdir: Path, pki: Path, device_port: int, cloud_port: int, acl_text: str | None = None) -> Path:
+    """A runnable copy of the production config; fails if a production path was left in it."""
+    text = (PRODUCTION / "mosquitto.conf").read_text()
+    lines = text.splitlines()
+    assert lines.count(DEVICE_LISTENER) == 1 and lines.count(CLOUD_LISTENER) == 1, "listener lines changed: update tests/deploy/tls_broker.py"
+    acl = workdir / "acl"
+    acl.write_text(acl_text if acl_text is not None else (PRODUCTION / "acl").read_text())
+    (workdir / "data").mkdir(parents=True, exist_ok=True)
+    replacements = {
+        DEVICE_LISTENER: f"listener {device_port} 127.0.0.1",
+        CLOUD_LISTENER: f"listener {cloud_port} 127.0.0.1",
+        "cafile /etc/mosquitto/kassa/ca.crt": f"cafile {pki / 'ca.crt'}",
+        "certfile /etc/mosquitto/kassa/server.crt": f"certfile {pki / 'server.crt'}",
+        "keyfile /etc/mosquitto/kassa/server.key": f"keyfile {pki / 'server.key'}",
+        "acl_file /etc/mosquitto/kassa/acl": f"acl_file {acl}",
+        "persistence_location /var/lib/mosquitto/": f"persistence_location {workdir / 'data'}/",
+        "pid_file /run/mosquitto/mosquitto.pid": f"pid_file {workdir / 'mosquitto.pid'}",
+        "log_dest file /var/log/mosquitto/mosquitto.log": f"log_dest file {workdir / 'mosquitto.log'}",
+    }
+    out = []
+    for line in lines:
+        out.append(replacements.get(line, line))
+    rewritten = "\n".join(out)
+    leftovers = [line for line in out if re.search(r"(^|\s)/(etc|var|run)/", line) and not line.lstrip().startswith("#")]
+    assert not leftovers, f"production paths not rewritten for the test: {leftovers}"
+    # Started as root, Mosquitto would switch to user 'mosquitto', which cannot read our temp dir.
+    rewritten += f"\nuser {pwd.getpwuid(os.geteuid()).pw_name}\n"
+    config = workdir / "mosquitto.conf"
+    config.write_text(rewritten)
+    return config
+
+
+def start_production_broker(workdir: Path, pki: Path, acl_text: str | None = None) -> ProductionBroker:
+    workdir.mkdir(parents=True, exist_ok=True)
+    last: Exception | None = None
+    for _attempt in range(3):  # a free port can be taken between choosing and binding it
+        device_port, cloud_port = free_port(), free_port()
+        if device_port == cloud_port:
+            continue
+        config = production_config(workdir, pki, device_port, cloud_port, acl_text)
+        broker = Mosquitto(workdir, port=device_port, config_file=config)
+        try:
+            broker.start()
+        except Exception as exc:  # noqa: BLE001 - retried, then re-raised
+            last = exc
+            continue
+        return ProductionBroker(broker, device_port, cloud_port, pki)
+    raise AssertionError(f"production broker did not start: {last}")
+
+
+class Peer:
+    """One paho client (MQTT 5, TLS) whose callbacks land in queues the test can wait on."""
+
+    def __init__(self, port: int, pki: Path, cn: str | None, *, client_id: str = "", ca: Path | None = None,
+                 cert_dir: Path | None = None, username: str | None = None, tls: bool = True,
+                 will: tuple[str, bytes] | None = None) -> None:
+        self.port = port
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or (cn or "anon"), protocol=mqtt.MQTTv5)
+        if tls:
+            certs = cert_dir or pki / "clients"
+            self.client.tls_set(
+                ca_certs=str(ca or pki / "ca.crt"),
+                certfile=str(certs / f"{cn}.crt") if cn else None,
+                keyfile=str(certs / f"{cn}.key") if cn else None,
+            )
+        if username is not None:
+            self.client.username_pw_set(username, "ignored")
+        if will is not None:
+            self.client.will_set(will[0], will[1], qos=1, retain=True)
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.connects: queue.Queue[ReasonCode] = queue.Queue()
+        self.disconnects: queue.Queue[ReasonCode] = queue.Queue()
+        self._acks: dict[int, Any] = {}
+        self._acked = threading.Condition()
+        self.client.on_message = lambda _c, _u, msg: self.messages.put(msg)
+        self.client.on_connect = lambda _c, _u, _f, rc, _p: self.connects.put(rc)
+        self.client.on_disconnect = lambda _c, _u, _f, rc, _p: self.disconnects.put(rc)
+        self.client.on_subscribe = lambda _c, _u, mid, rcs, _p: self._ack(mid, list(rcs))
+        self.client.on_publish = lambda _c, _u, mid, rc, _p: self._ack(mid, rc)
+
+    def _ack(self, mid: int, value: Any) -> None:
+        with self._acked:
+            self._acks[mid] = value
+            self._acked.notify_all()
+
+    def _wait_ack(self, mid: int, timeout_s: float) -> Any:
+        with self._acked:
+            if not self._acked.wait_for(lambda: mid in self._acks, timeout_s):
+                raise AssertionError(f"no ack for mid {mid} within {timeout_s} s")
+            return self._acks.pop(mid)
+
+    def connect(self, timeout_s: float = 10) -> ReasonCode:
+        """Connect and return the CONNACK reason code; raise if the broker never answers."""
+        self.client.connect("127.0.0.1", self.port, keepalive=30)
+        self.client.loop_start()
+        try:
+            return self.connects.get(timeout=timeout_s)
+        except queue.Empty:
+            raise AssertionError(f"no CONNACK within {timeout_s} s") from None
+
+    def try_connect(self, timeout_s: float = 5) -> str:
+        """What happened to a connection attempt: 'connected', 'refused: ...'. Never reconnects."""
+        self.client.reconnect_delay_set(60, 60)
+        try:
+            self.client.connect("127.0.0.1", self.port, keepalive=30)
+        except OSError as exc:  # ssl.SSLError is an OSError: the handshake itself failed
+            return f"refused: {type(exc).__name__}: {exc}"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:  # drive the network loop here: no reconnects behind our back
+            rc = self.client.loop(timeout=0.05)
+            try:
+                code = self.connects.get_nowait()
+                return "connected" if not code.is_failure else f"refused: CONNACK {code}"
+            except queue.Empty:
+                pass
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                return f"refused: connection lost ({mqtt.error_string(rc)})"
+        return "refused: no CONNACK"
+
+    def subscribe(self, topic_filter: str, timeout_s: float = 10) -> list[ReasonCode]:
+        result, mid = self.client.subscribe(topic_filter, qos=1)
+        assert result == mqtt.MQTT_ERR_SUCCESS, result
+        return self._wait_ack(mid, timeout_s)
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout_s: float = 10) -> ReasonCode:
+        """Publish at QoS 1 and return the PUBACK reason code."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        assert info.rc == mqtt.MQTT_ERR_SUCCESS, info.rc
+        return self._wait_ack(info.mid, timeout_s)
+
+    def next_message(self, timeout_s: float = 10) -> mqtt.MQTTMessage:
+        try:
+            return self.messages.get(timeout=timeout_s)
+        except queue.Empty:
+            raise AssertionError(f"no message within {timeout_s} s") from None
+
+    def pending(self) -> list[tuple[str, bytes]]:
+        out = []
+        while True:
+            try:
+                msg = self.messages.get_nowait()
+            except queue.Empty:
+                return out
+            out.append((msg.topic, bytes(msg.payload)))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
