@@ -177,6 +177,10 @@ class AgentConfig(BaseSettings):
     def _no_reserved_device_id(cls, value: str) -> str:
         if value in {".", ".."}:
             raise ValueError("'.' and '..' are not device ids")
+        from broker.contract.topics import RESERVED_DEVICE_IDS
+
+        if value in RESERVED_DEVICE_IDS:
+            raise ValueError(f"'{value}' is reserved for the cloud's broker account")
         return value
 
     @model_validator(mode="after")

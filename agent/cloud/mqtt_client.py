@@ -45,9 +45,13 @@ class LinkCallbacks:
 
 
 def backoff_delay(attempt: int, minimum: float, maximum: float, rng: random.Random) -> float:
-    """Full-jitter exponential backoff: uniform in [minimum, min(maximum, minimum * 2**attempt)]."""
-    ceiling = min(maximum, minimum * (2 ** min(attempt, 30)))
-    return rng.uniform(minimum, max(minimum, ceiling))
+    """Full-jitter exponential backoff: uniform in [0, min(maximum, minimum * 2**(attempt+1))].
+
+    Jittered from the very first retry: after a broker restart every terminal of a site
+    loses its connection at the same instant, and must not come back at the same instant.
+    """
+    ceiling = min(maximum, minimum * (2 ** min(attempt + 1, 30)))
+    return rng.uniform(0.0, ceiling)
 
 
 class MqttLink:

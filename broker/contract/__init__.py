@@ -72,7 +72,7 @@ from .sales import (
 from .topics import (
     CLOUD_INGEST_SUBSCRIPTION,
     CLOUD_STATUS_SUBSCRIPTION,
-    DEVICE_ACL_PATTERN,
+    DEVICE_ACL_LINES,
     PROTOCOL_VERSION,
     QOS,
     InvalidDeviceIdError,
@@ -95,7 +95,7 @@ from .uuid7 import is_uuid7, make_uuid7, uuid7, uuid7_unix_ms
 
 __all__ = [
     # topics
-    "PROTOCOL_VERSION", "QOS", "DEVICE_ACL_PATTERN", "CLOUD_INGEST_SUBSCRIPTION",
+    "PROTOCOL_VERSION", "QOS", "DEVICE_ACL_LINES", "CLOUD_INGEST_SUBSCRIPTION",
     "CLOUD_STATUS_SUBSCRIPTION", "MessageType", "StateDomain", "TopicInfo",
     "InvalidDeviceIdError", "is_valid_device_id", "check_device_id", "up_topic", "ack_topic",
     "state_topic", "cmd_topic", "status_topic", "device_subscription", "topic_for",

@@ -7,7 +7,7 @@
     kassa/v1/dev/{device_id}/status               device, retained (will: offline)
 
 The device id comes right after the fixed prefix so that one Mosquitto ACL pattern line
-(`DEVICE_ACL_PATTERN`) confines a device, logged in with its id as username, to its own subtree.
+(`DEVICE_ACL_LINES`) confine a device, logged in with its id as username, to its own subtree.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ __all__ = [
     "TOPIC_PREFIX",
     "MAX_TOPIC_LENGTH",
     "DEVICE_ID_MAX_LENGTH",
-    "DEVICE_ACL_PATTERN",
+    "DEVICE_ACL_LINES",
     "CLOUD_INGEST_SUBSCRIPTION",
     "CLOUD_STATUS_SUBSCRIPTION",
     "MessageType",
@@ -56,7 +56,13 @@ _DEVICE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,%d}" % (DEVICE_ID_MAX_L
 _SEGMENT_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _VERSION_SEGMENT_RE = re.compile(r"v[0-9]{1,4}")
 
-DEVICE_ACL_PATTERN = f"pattern readwrite {TOPIC_PREFIX}/%u/#"
+# What a device may do, as Mosquitto ACL lines (%u = username = device id): publish its up
+# messages and status, read what the cloud sends it. broker/production/acl holds the same lines.
+DEVICE_ACL_LINES = (
+    f"pattern write {TOPIC_PREFIX}/%u/up/#",
+    f"pattern write {TOPIC_PREFIX}/%u/status",
+    f"pattern read {TOPIC_PREFIX}/%u/down/#",
+)
 CLOUD_INGEST_SUBSCRIPTION = f"$share/ingest/{TOPIC_PREFIX}/+/up/#"
 # Not shared: MQTT 5 brokers do not deliver retained messages to new shared subscriptions,
 # and a presence tracker wants the retained status of every device when it starts.
@@ -113,8 +119,12 @@ class InvalidDeviceIdError(ValueError):
     """A device id that could escape its topic subtree or its ACL line."""
 
 
+# The cloud's broker account (certificate CN / username); no device may take it.
+RESERVED_DEVICE_IDS = frozenset({"kassa-cloud"})
+
+
 def is_valid_device_id(device_id: object) -> bool:
-    return isinstance(device_id, str) and _DEVICE_ID_RE.fullmatch(device_id) is not None
+    return isinstance(device_id, str) and _DEVICE_ID_RE.fullmatch(device_id) is not None and device_id not in RESERVED_DEVICE_IDS
 
 
 def check_device_id(device_id: str) -> str:
@@ -122,7 +132,7 @@ def check_device_id(device_id: str) -> str:
     if not is_valid_device_id(device_id):
         raise InvalidDeviceIdError(
             f"device id {_clip(device_id)} must be 1-{DEVICE_ID_MAX_LENGTH} characters of "
-            "A-Z a-z 0-9 . _ - starting with a letter or digit"
+            "A-Z a-z 0-9 . _ - starting with a letter or digit, and not a reserved name (kassa-cloud)"
         )
     return device_id
 

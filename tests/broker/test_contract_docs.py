@@ -37,7 +37,7 @@ def test_the_document_examples_are_up_to_date():
 
 def test_the_document_states_the_acl_line_and_shared_subscription():
     text = DOC.read_text(encoding="utf-8")
-    assert "pattern readwrite kassa/v1/dev/%u/#" in text
+    assert "pattern write kassa/v1/dev/%u/up/#" in text and "pattern read  kassa/v1/dev/%u/down/#" in text
     assert "$share/ingest/kassa/v1/dev/+/up/#" in text
 
 

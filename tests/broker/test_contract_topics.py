@@ -1,5 +1,7 @@
 """Topic builders and the topic parser."""
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -7,7 +9,7 @@ from hypothesis import strategies as st
 from broker.contract import (
     CLOUD_INGEST_SUBSCRIPTION,
     CLOUD_STATUS_SUBSCRIPTION,
-    DEVICE_ACL_PATTERN,
+    DEVICE_ACL_LINES,
     InvalidDeviceIdError,
     MessageType,
     RejectReason,
@@ -76,7 +78,13 @@ def test_subscriptions_and_acl_line():
     assert device_subscription("till-7") == "kassa/v1/dev/till-7/down/#"
     assert CLOUD_INGEST_SUBSCRIPTION == "$share/ingest/kassa/v1/dev/+/up/#"
     assert CLOUD_STATUS_SUBSCRIPTION == "kassa/v1/dev/+/status"
-    assert DEVICE_ACL_PATTERN == "pattern readwrite kassa/v1/dev/%u/#"
+    assert DEVICE_ACL_LINES == (
+        "pattern write kassa/v1/dev/%u/up/#",
+        "pattern write kassa/v1/dev/%u/status",
+        "pattern read kassa/v1/dev/%u/down/#",
+    )
+    production = (Path(__file__).resolve().parents[2] / "broker" / "production" / "acl").read_text().splitlines()
+    assert all(line in production for line in DEVICE_ACL_LINES), "broker/production/acl grants what the contract says"
 
 
 def test_only_state_docs_and_status_are_retained():
