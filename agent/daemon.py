@@ -12,7 +12,6 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,6 +28,7 @@ from broker.logs import setup_logging
 from agent.scheduler import Scheduler
 from agent.sdnotify import Notifier
 from agent.store import Store
+from agent.version import agent_version
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,6 @@ def build_components(agent: Agent) -> list[Component]:
     from agent.provisioning import Provisioner
 
     return [Hardware(agent), CloudLink(agent), Provisioner(agent)]
-
-
-def agent_version() -> str:
-    try:
-        return metadata.version("kassa")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 class Agent:
@@ -153,12 +146,12 @@ class Agent:
         self.notifier.stopping()
         if self._control is not None:  # stop taking work first
             await self._control.stop()
+        self.scheduler.shutdown()  # no periodic job may start while components wind down
         for component in reversed(self.components):
             try:
                 await component.stop()
             except Exception:
                 log.exception("component failed to stop cleanly", extra={"component": component.name})
-        self.scheduler.shutdown()
         self._close_store()
         self.notifier.close()
         self.state = "stopped"

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from agent.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
-from agent.daemon import Agent, agent_version
+from agent.daemon import Agent
+from agent.version import agent_version
 from broker.logs import setup_logging
 from agent.store import StoreError, StoreFullError, StoreReadOnlyError
 

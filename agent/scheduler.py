@@ -43,7 +43,7 @@ class Scheduler:
         )
 
     def cancel(self, name: str) -> None:
-        if self._scheduler.get_job(name) is not None:
+        if self._scheduler.running and self._scheduler.get_job(name) is not None:
             self._scheduler.remove_job(name)
 
     def start(self) -> None:

@@ -15,6 +15,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from agent.clock import kernel_clock_synchronized
+from agent.version import agent_version
 from agent.cloud.inbound import Inbound
 from agent.cloud.mqtt_client import LinkCallbacks, MqttLink
 from agent.cloud.outbox import Outbox
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IDLE_CHECK_S = 1.0
+_DOMAINS = frozenset(domain.value for domain in kc.StateDomain)
 
 
 class CloudLink:
@@ -165,6 +167,33 @@ class CloudLink:
         self._in_flight.clear()
         self._cursor = 0  # resend everything still unacked, oldest first
         self._wake.set()
+        self.report_state()
+
+    def report_state(self) -> None:
+        """Tell the cloud what this device runs and has applied (on connect and after each push)."""
+        try:
+            stats = self.outbox.stats()
+            first = self.outbox.after(0, 1)
+            body = kc.DeviceState(
+                software_version=agent_version(),
+                applied_versions={kc.StateDomain(d): v for d, v in self.inbound.applied_versions().items() if d in _DOMAINS},
+                outbox_depth=stats.depth,
+                oldest_unacked_seq=first[0].seq if first else None,
+                hardware=self._peripherals(),
+            )
+            self.outbox.enqueue_one(body)
+        except Exception:  # a report is informative; failing to queue one must not break the link
+            log.exception("could not queue the device state report")
+
+    def _peripherals(self) -> list[kc.Peripheral]:
+        try:
+            hardware = self.agent.component("hardware").status()
+        except LookupError:
+            return []
+        found = [kc.Peripheral(kind=kc.PeripheralKind.PRINTER, model=name, status=p["status"]) for name, p in hardware["printers"].items()]
+        found += [kc.Peripheral(kind=kc.PeripheralKind.SCANNER, model=name, status=sc["status"]) for name, sc in hardware["scanners"].items()]
+        found += [kc.Peripheral(kind=kc.PeripheralKind.DRAWER, model=name, status="configured") for name in hardware["drawers"]]
+        return found[:32]
 
     def _on_disconnected(self, reason: str) -> None:
         self._in_flight.clear()
@@ -184,7 +213,8 @@ class CloudLink:
                 case kc.MessageType.ACK:
                     self._on_ack(parsed.body)  # type: ignore[arg-type]
                 case kc.MessageType.STATE:
-                    self.inbound.handle_state(parsed.envelope)
+                    if self.inbound.handle_state(parsed.envelope):
+                        self.report_state()
                 case kc.MessageType.COMMAND:
                     self.inbound.handle_command(parsed.envelope)
                 case _:

@@ -68,6 +68,20 @@ def test_state_versions_3_5_4_apply_5_and_survive_restart(tmp_path: Path, mosqui
     again.stop()
 
 
+def test_device_reports_its_state_on_connect_and_after_each_push(tmp_path: Path, mosquitto: Mosquitto, cloud: MqttPeer) -> None:
+    cloud.subscribe(kc.up_topic(DEVICE, kc.MessageType.DEVICE_STATE))
+    config = write_agent_config(tmp_path / "agent", device_id=DEVICE, host=mosquitto.host, port=mosquitto.port)
+    agent = InProcessAgent(config).start()
+    try:
+        first = cloud.next_parsed(topic_suffix="/up/state").body
+        assert isinstance(first, kc.DeviceState) and first.applied_versions == {} and first.software_version
+        cloud.send(state_doc(2, "two"))
+        second = cloud.next_parsed(topic_suffix="/up/state").body
+        assert isinstance(second, kc.DeviceState) and second.applied_versions == {kc.StateDomain.CONFIG: 2}
+    finally:
+        agent.stop()
+
+
 def test_command_delivered_twice_is_applied_once_and_answered_twice(agent: InProcessAgent, cloud: MqttPeer) -> None:
     calls: list[dict] = []
 

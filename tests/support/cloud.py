@@ -90,9 +90,17 @@ class Cloud:
             return conn.execute(select(func.count()).select_from(SequenceGap).where(SequenceGap.device_id == device_id, SequenceGap.closed_at.is_(None))).scalar_one()
 
     def wait_applied(self, device_id: str, count: int, timeout_s: float = 60) -> None:
+        """Wait until ``count`` messages from the device are applied (state reports count too)."""
+        self._wait(lambda: self.applied(device_id) >= count, f"{count} messages from {device_id}", timeout_s)
+
+    def wait_sales(self, device_id: str, count: int, timeout_s: float = 60) -> None:
+        self._wait(lambda: self.sales(device_id) >= count, f"{count} sales from {device_id}", timeout_s)
+
+    @staticmethod
+    def _wait(predicate, what: str, timeout_s: float) -> None:  # noqa: ANN001
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.applied(device_id) >= count:
+            if predicate():
                 return
             time.sleep(0.05)
-        raise TimeoutError(f"cloud applied {self.applied(device_id)} of {count} messages from {device_id} in {timeout_s} s")
+        raise TimeoutError(f"cloud did not apply {what} within {timeout_s} s")
