@@ -53,8 +53,14 @@ class Outbox:
         self._topics = {t: kc.up_topic(device_id, t) for t in kc.MessageType if t.is_up}
 
     # ---------------------------------------------------------------- producing
-    def enqueue(self, conn: sqlite3.Connection, body: kc.Body, *, correlation_id: uuid.UUID | None = None) -> OutboxRow:
-        """Add one up message inside the caller's transaction (``with store.transaction() as conn``)."""
+    def enqueue(
+        self, conn: sqlite3.Connection, body: kc.Body, *, correlation_id: uuid.UUID | None = None, body_json: bytes | None = None
+    ) -> OutboxRow:
+        """Add one up message inside the caller's transaction (``with store.transaction() as conn``).
+
+        Pass ``body_json=kc.body_json_of(body)`` computed before the transaction to keep the
+        store's write lock for less time (a sale serialises its body before BEGIN).
+        """
         if not conn.in_transaction:
             raise RuntimeError("Outbox.enqueue must run inside Store.transaction()")
         seq = self._last_seq(conn) + 1
@@ -66,6 +72,7 @@ class Outbox:
             boot_id=self.boot_id,
             clock_trusted=self.clock_trusted(),
             correlation_id=correlation_id,
+            body_json=body_json,
         )
         message_type = kc.message_type_of(body)
         conn.execute(
@@ -76,8 +83,9 @@ class Outbox:
 
     def enqueue_one(self, body: kc.Body, *, correlation_id: uuid.UUID | None = None) -> OutboxRow:
         """Enqueue in a transaction of its own (for messages not tied to other writes)."""
+        body_json = kc.body_json_of(body)  # before BEGIN: the write lock is held only for the insert
         with self.store.transaction() as conn:
-            return self.enqueue(conn, body, correlation_id=correlation_id)
+            return self.enqueue(conn, body, correlation_id=correlation_id, body_json=body_json)
 
     # ----------------------------------------------------------------- draining
     def after(self, seq: int, limit: int) -> list[OutboxRow]:

@@ -25,6 +25,7 @@ from .envelope import (
     down_message,
     encode,
     encode_up,
+    body_json_of,
     message_type_of,
     payload_limit,
     publication,
@@ -103,7 +104,7 @@ __all__ = [
     # envelope
     "MAX_PAYLOAD_BYTES", "MAX_STATE_DOC_BYTES", "MAX_MINOR_UNITS", "Body", "Envelope",
     "Publication", "PayloadTooLargeError", "payload_limit", "message_type_of", "up_message",
-    "down_message", "status_message", "encode", "encode_up", "publication", "will_publication",
+    "down_message", "status_message", "encode", "encode_up", "body_json_of", "publication", "will_publication",
     # parsing
     "Parsed", "parse_message", "RejectReason", "Rejection",
     # bodies

@@ -23,6 +23,8 @@ def test_fast_path_is_byte_identical(envelope: kc.Envelope, trusted: bool) -> No
     got_id, fast = kc.encode_up(envelope.body, device_id="pos-1", seq=77, boot_id=boot, clock_trusted=trusted, correlation_id=envelope.correlation_id, created_at=when, message_id=message_id)
     assert got_id == message_id
     assert fast == slow
+    _, prepared = kc.encode_up(envelope.body, device_id="pos-1", seq=77, boot_id=boot, clock_trusted=trusted, correlation_id=envelope.correlation_id, created_at=when, message_id=message_id, body_json=kc.body_json_of(envelope.body))
+    assert prepared == slow
     parsed = kc.parse_message(kc.up_topic("pos-1", envelope.type), fast)
     assert isinstance(parsed, kc.Parsed) and parsed.body == envelope.body
 
