@@ -7,13 +7,20 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from cloud_api.api import auth, devices, errors, links, tenancy
 from cloud_api.settings import CloudSettings
 
 
 def create_app(settings: CloudSettings, engine: Engine) -> FastAPI:
-    app = FastAPI(title="kassa cloud", version="1")
+    """The HTTP API on `engine`, whose schema must be current (`schema_init.create_schema`)."""
+    app = FastAPI(title="kassa cloud", version="1",
+                  description="Admin API of the kassa cloud: tenancy, users and tokens, devices, "
+                  "sales. Every endpoint but /healthz needs `Authorization: Bearer <token>`.")
     app.state.settings = settings
     app.state.engine = engine
+    errors.install(app)
+    for module in (auth, tenancy, links, devices):
+        app.include_router(module.router)
 
     @app.get("/healthz", summary="Liveness and database reachability")
     def healthz() -> JSONResponse:

@@ -4,6 +4,7 @@
     kassa-cloud worker [--mqtt-host H] [--mqtt-port P] [--worker-id ID] [--database-url URL]
     kassa-cloud keys generate [--key-file F] [--key-id ID]
     kassa-cloud provisioning-qr [--point-of-sale P] [--language L] [--broker H:P] ... --out code.png
+    kassa-cloud owner create --name N [--admin-name A] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     qr.add_argument("--pairing-code", help="code a company admin claims the terminal with")
     qr.add_argument("--valid-days", type=float, default=7.0, help="the code stops working after this (default 7)")
     qr.add_argument("--out", required=True, help="PNG file to write")
+    owner = sub.add_parser("owner", parents=[common], help="bootstrap: register the owner and its first admin")
+    owner.add_argument("action", choices=["create"])
+    owner.add_argument("--name", dest="owner_name", required=True, help="the owner's name")
+    owner.add_argument("--admin-name", help="name of the owner_admin user (default: '<name> admin')")
     return parser
 
 
@@ -70,15 +75,47 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_keys_command(command, settings, args)
     engine = make_engine(settings.database_url)
+    if command == "owner":
+        return create_owner_command(engine, args["owner_name"], args.get("admin_name"))
     if command == "serve":
         import uvicorn  # only the HTTP service needs it
 
         from cloud_api.app import create_app
+        from cloud_api.schema_init import create_schema
+
+        create_schema(engine)
 
         uvicorn.run(create_app(settings, engine), host=settings.http_host,
                     port=settings.http_port, log_level=settings.log_level)
         return 0
     return run_worker(settings, engine)
+
+
+def create_owner_command(engine: Engine, name: str, admin_name: str | None) -> int:
+    """Migrate the database, register an owner with an owner_admin user, print its token once."""
+    from pydantic import TypeAdapter, ValidationError
+    from sqlalchemy.orm import Session
+
+    from cloud_api.api.schemas import Name
+    from cloud_api.schema_init import create_schema
+    from cloud_api.tenancy.tokens import create_owner
+
+    try:
+        name = TypeAdapter(Name).validate_python(name)
+        admin_name = TypeAdapter(Name).validate_python(admin_name) if admin_name else None
+    except ValidationError as exc:
+        print(f"kassa-cloud owner create: invalid name: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    try:
+        create_schema(engine)
+        with Session(engine, expire_on_commit=False) as session:
+            owner, admin, token = create_owner(session, name, admin_name)
+    finally:
+        engine.dispose()
+    print(f"owner {owner.id} ({owner.name}); owner_admin user {admin.id} ({admin.name})")
+    print("API token (shown only now; store it safely):")
+    print(token)
+    return 0
 
 
 def run_worker(settings: CloudSettings, engine: Engine) -> int:

@@ -1,0 +1,1 @@
+"""The admin HTTP API, one router per area (see docs/cloud-api.md)."""

@@ -1,0 +1,150 @@
+"""Request and response bodies of the admin API (they make the OpenAPI spec)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+# Bounds keep every accepted value storable on both databases (32-bit ids, no NUL bytes,
+# which PostgreSQL text cannot hold), so bad input is a 422, never a database error.
+MAX_ID = 2**31 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
+                                        pattern=r"^[^\x00-\x1f\x7f]+$")]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+Message = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
+RoleName = Literal["owner_admin", "partner_admin", "company_admin", "company_viewer"]
+LinkStateName = Literal["pending", "active", "rejected", "withdrawn", "ended"]
+
+
+def _utc(value: object) -> object:
+    # SQLite returns stored timestamps without a zone; every stored timestamp is UTC.
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+Utc = Annotated[datetime, BeforeValidator(_utc)]
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class NameIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+
+
+class PartnerOut(Out):
+    id: int
+    name: str
+    created_at: Utc
+
+
+class CompanyOut(Out):
+    id: int
+    name: str
+    created_at: Utc
+
+
+class PointOfSaleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    code: Code = Field(description="The id terminals report as point_of_sale_id in sales.")
+
+
+class PointOfSaleOut(Out):
+    id: int
+    company_id: int
+    name: str
+    code: str
+    created_at: Utc
+
+
+class UserIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    role: RoleName
+    partner_id: Id | None = Field(None, description="required for partner_admin")
+    company_id: Id | None = Field(None, description="required for company_admin and company_viewer")
+
+
+class UserOut(Out):
+    id: int
+    name: str
+    role: RoleName
+    owner_id: int
+    partner_id: int | None
+    company_id: int | None
+    created_at: Utc
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: Name | None = None
+
+
+class TokenOut(Out):
+    id: int
+    user_id: int
+    prefix: str = Field(description="The token's first characters, to tell tokens apart.")
+    label: str | None
+    created_at: Utc
+    last_used_at: Utc | None
+    revoked_at: Utc | None
+
+
+class NewToken(BaseModel):
+    token: str = Field(description="Shown this once; only its hash is stored.")
+    info: TokenOut
+
+
+class UserCreated(BaseModel):
+    user: UserOut
+    token: str = Field(description="The new user's first API token, shown this once.")
+
+
+class LinkRequestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    partner_id: Id
+    message: Message | None = None
+
+
+class LinkOut(Out):
+    id: int
+    company_id: int
+    partner_id: int
+    state: LinkStateName
+    message: str | None
+    requested_at: Utc
+    decided_at: Utc | None
+    closed_at: Utc | None
+
+
+class DeviceOut(Out):
+    device_id: str
+    company_id: int
+    point_of_sale_id: int | None
+    paired: bool = Field(description="The device has registered its public key.")
+    created_at: Utc
+
+
+class SaleOut(BaseModel):
+    sale_id: uuid.UUID
+    device_id: str
+    point_of_sale: str | None = Field(description="point_of_sale_id the terminal reported")
+    cashier_id: str | None
+    receipt_number: int
+    currency: str
+    total_minor: int
+    sold_at: Utc
+
+
+class SalesPage(BaseModel):
+    items: list[SaleOut]
+    next_offset: int | None = Field(description="offset of the next page; null on the last page")

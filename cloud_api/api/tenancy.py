@@ -1,0 +1,91 @@
+"""Partners, companies and their points of sale."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from sqlalchemy import select
+
+from cloud_api.api.deps import PrincipalDep, SessionDep, require_role
+from cloud_api.api.errors import ERROR_RESPONSES, conflict
+from cloud_api.api.schemas import MAX_ID, CompanyOut, NameIn, PartnerOut, PointOfSaleIn, PointOfSaleOut
+from cloud_api.tenancy import access
+from cloud_api.tenancy.models import Company, Partner, PointOfSale, Role
+from cloud_api.tenancy.tokens import utcnow
+
+router = APIRouter(tags=["tenancy"], responses=ERROR_RESPONSES)
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+# ------------------------------------------------------------------------------ partners
+@router.post("/partners", status_code=201, response_model=PartnerOut, summary="Register a partner (owner_admin)")
+def create_partner(body: NameIn, session: SessionDep, p: PrincipalDep) -> Partner:
+    require_role(p, Role.OWNER_ADMIN)
+    partner = Partner(owner_id=p.owner_id, name=body.name, created_at=utcnow())
+    session.add(partner)
+    session.commit()
+    return partner
+
+
+@router.get("/partners", response_model=list[PartnerOut],
+            summary="Partners: all (owner), your own (partner), the directory to choose from (company)")
+def list_partners(session: SessionDep, p: PrincipalDep) -> list[Partner]:
+    return list(session.scalars(select(Partner).where(access.partner_scope(p)).order_by(Partner.id)))
+
+
+@router.get("/partners/{partner_id}", response_model=PartnerOut, summary="One partner")
+def get_partner(partner_id: IdPath, session: SessionDep, p: PrincipalDep) -> Partner:
+    return access.visible_partner(session, p, partner_id)
+
+
+# ------------------------------------------------------------------------------ companies
+@router.post("/companies", status_code=201, response_model=CompanyOut, summary="Register a company (owner_admin)")
+def create_company(body: NameIn, session: SessionDep, p: PrincipalDep) -> Company:
+    require_role(p, Role.OWNER_ADMIN)
+    company = Company(owner_id=p.owner_id, name=body.name, created_at=utcnow())
+    session.add(company)
+    session.commit()
+    return company
+
+
+@router.get("/companies", response_model=list[CompanyOut],
+            summary="Companies: all (owner), linked clients (partner), your own (company)")
+def list_companies(session: SessionDep, p: PrincipalDep) -> list[Company]:
+    return list(session.scalars(select(Company).where(access.company_scope(p)).order_by(Company.id)))
+
+
+@router.get("/companies/{company_id}", response_model=CompanyOut, summary="One company")
+def get_company(company_id: IdPath, session: SessionDep, p: PrincipalDep) -> Company:
+    return access.visible_company(session, p, company_id)
+
+
+# ------------------------------------------------------------------------------ points of sale
+@router.post("/companies/{company_id}/points-of-sale", status_code=201, response_model=PointOfSaleOut,
+             summary="Add a point of sale (store) to a company (company_admin, owner_admin)")
+def create_point_of_sale(company_id: IdPath, body: PointOfSaleIn, session: SessionDep,
+                         p: PrincipalDep) -> PointOfSale:
+    company = access.company_data(session, p, company_id, write=True)
+    taken = session.scalar(select(PointOfSale.id).where(PointOfSale.company_id == company.id,
+                                                        PointOfSale.code == body.code))
+    if taken is not None:
+        raise conflict("code_taken", f"point of sale {taken} already has code {body.code!r}")
+    pos = PointOfSale(company_id=company.id, name=body.name, code=body.code, created_at=utcnow())
+    session.add(pos)
+    session.commit()
+    return pos
+
+
+@router.get("/companies/{company_id}/points-of-sale", response_model=list[PointOfSaleOut],
+            summary="A company's points of sale")
+def list_points_of_sale(company_id: IdPath, session: SessionDep, p: PrincipalDep) -> list[PointOfSale]:
+    company = access.company_data(session, p, company_id)
+    return list(session.scalars(select(PointOfSale).where(PointOfSale.company_id == company.id)
+                                .order_by(PointOfSale.id)))
+
+
+@router.get("/companies/{company_id}/points-of-sale/{pos_id}", response_model=PointOfSaleOut,
+            summary="One point of sale")
+def get_point_of_sale(company_id: IdPath, pos_id: IdPath, session: SessionDep, p: PrincipalDep) -> PointOfSale:
+    company = access.company_data(session, p, company_id)
+    return access.visible_point_of_sale(session, company, pos_id)

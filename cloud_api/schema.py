@@ -1,0 +1,86 @@
+"""The cloud database schema, managed by Alembic migrations (`cloud_api/migrations/`).
+
+`upgrade(engine)` brings any database to the newest revision without an alembic.ini: the
+migration scripts ship inside the package. Several processes may call it at once: on
+PostgreSQL a transaction-scoped advisory lock serialises them (DDL is transactional there, so
+the winner's whole upgrade commits before the next one looks); on SQLite an exclusive lock on
+a file next to the database does the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, MetaData, text
+
+from cloud_api.models import Base
+
+# Alembic announces each of its plugins at INFO on every start; only the upgrades matter.
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Any constant shared by every kassa-cloud process: "kassa" + "schema" as a 63-bit number.
+ADVISORY_LOCK_KEY = 0x6B61737361_0001
+
+
+def metadata() -> MetaData:
+    """The metadata of every table; importing the model modules registers them on `Base`."""
+    import cloud_api.models  # noqa: F401
+    import cloud_api.tenancy.models  # noqa: F401 - registers the tenancy tables
+
+    return Base.metadata
+
+
+def alembic_config(connection: Connection | None = None) -> Any:
+    """An Alembic `Config` for the packaged migrations (imported here, after the log level
+    above is set: Alembic logs its plugins while being imported)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database to `revision`; safe when several processes start at once."""
+    with _sqlite_file_lock(engine), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+        from alembic import command
+
+        command.upgrade(alembic_config(conn), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    lock_path = Path(f"{database}.migrate-lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        # The directory is missing or read-only: connecting will fail with the clearer error.
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

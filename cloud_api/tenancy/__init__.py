@@ -1,0 +1,1 @@
+"""Tenancy of the cloud service: owner -> partners -> companies -> points of sale, users, tokens."""

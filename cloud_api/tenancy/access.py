@@ -1,0 +1,129 @@
+"""Tenant scoping: which rows a principal may see and change.
+
+Every read goes through a `*_scope` condition or a `visible_*` lookup; an object outside the
+caller's tenant raises `not_found`, never `forbidden`, so ids of other tenants leak nothing.
+`forbidden` is only for objects the caller can see but whose role may not change them.
+
+| object | owner_admin | partner_admin | company_admin / company_viewer |
+|---|---|---|---|
+| partner | every one of the owner | its own | the owner's partners (directory, to pick one) |
+| company | every one of the owner | companies with an active link to it | its own |
+| points of sale, devices, sales | every company of the owner | none | its own company's |
+| link | every one of the owner | its own | its company's |
+| user | every one of the owner | its partner's | its company's |
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, exists, false, select
+from sqlalchemy.orm import Session
+
+from cloud_api.api.errors import forbidden, not_found
+from cloud_api.tenancy.models import Company, LinkState, Partner, PartnerLink, PointOfSale, Role, User
+from cloud_api.tenancy.tokens import Principal
+
+
+def partner_scope(p: Principal) -> ColumnElement[bool]:
+    if p.role == Role.PARTNER_ADMIN:
+        return Partner.id == p.partner_id
+    return Partner.owner_id == p.owner_id
+
+
+def company_scope(p: Principal) -> ColumnElement[bool]:
+    if p.role == Role.OWNER_ADMIN:
+        return Company.owner_id == p.owner_id
+    if p.role == Role.PARTNER_ADMIN:
+        return exists().where(PartnerLink.company_id == Company.id,
+                              PartnerLink.partner_id == p.partner_id,
+                              PartnerLink.state == LinkState.ACTIVE)
+    return Company.id == p.company_id
+
+
+def company_data_scope(p: Principal, company_id: ColumnElement[int]) -> ColumnElement[bool]:
+    """Rows keyed by a company (points of sale, devices, sales): the company's own users and
+    the owner. Partners see the company record only."""
+    if p.role == Role.OWNER_ADMIN:
+        return company_id.in_(select(Company.id).where(Company.owner_id == p.owner_id))
+    if p.role in Role.COMPANY:
+        return company_id == p.company_id
+    return false()
+
+
+def link_scope(p: Principal) -> ColumnElement[bool]:
+    if p.role == Role.OWNER_ADMIN:
+        return PartnerLink.company_id.in_(select(Company.id).where(Company.owner_id == p.owner_id))
+    if p.role == Role.PARTNER_ADMIN:
+        return PartnerLink.partner_id == p.partner_id
+    return PartnerLink.company_id == p.company_id
+
+
+def user_scope(p: Principal) -> ColumnElement[bool]:
+    if p.role == Role.OWNER_ADMIN:
+        return User.owner_id == p.owner_id
+    if p.role == Role.PARTNER_ADMIN:
+        return User.partner_id == p.partner_id
+    return User.company_id == p.company_id
+
+
+def visible_partner(session: Session, p: Principal, partner_id: int) -> Partner:
+    partner = session.scalar(select(Partner).where(Partner.id == partner_id, partner_scope(p)))
+    if partner is None:
+        raise not_found(f"partner {partner_id}")
+    return partner
+
+
+def visible_company(session: Session, p: Principal, company_id: int) -> Company:
+    company = session.scalar(select(Company).where(Company.id == company_id, company_scope(p)))
+    if company is None:
+        raise not_found(f"company {company_id}")
+    return company
+
+
+def company_data(session: Session, p: Principal, company_id: int, *, write: bool = False) -> Company:
+    """The company whose points of sale / devices / sales are asked for, if the caller may.
+
+    A partner linked to the company sees that it exists (403); anyone else gets 404.
+    """
+    company = visible_company(session, p, company_id)
+    if p.role == Role.PARTNER_ADMIN:
+        raise forbidden("partners see their client companies, not their data")
+    if write and p.role == Role.COMPANY_VIEWER:
+        raise forbidden("company_viewer is read-only")
+    return company
+
+
+def visible_point_of_sale(session: Session, company: Company, pos_id: int) -> PointOfSale:
+    pos = session.scalar(select(PointOfSale).where(PointOfSale.id == pos_id,
+                                                   PointOfSale.company_id == company.id))
+    if pos is None:
+        raise not_found(f"point of sale {pos_id}")
+    return pos
+
+
+def visible_link(session: Session, p: Principal, link_id: int) -> PartnerLink:
+    link = session.scalar(select(PartnerLink).where(PartnerLink.id == link_id, link_scope(p)))
+    if link is None:
+        raise not_found(f"link {link_id}")
+    return link
+
+
+def visible_user(session: Session, p: Principal, user_id: int) -> User:
+    user = session.scalar(select(User).where(User.id == user_id, user_scope(p)))
+    if user is None and user_id == p.user_id:
+        user = session.get(User, user_id)
+    if user is None:
+        raise not_found(f"user {user_id}")
+    return user
+
+
+def manages_user(p: Principal, user: User) -> bool:
+    """May `p` issue or revoke tokens of `user` (and create users like it)?"""
+    if user.id == p.user_id:
+        return True
+    if p.role == Role.OWNER_ADMIN:
+        return user.owner_id == p.owner_id
+    if p.role == Role.PARTNER_ADMIN:
+        return user.role == Role.PARTNER_ADMIN and user.partner_id == p.partner_id
+    if p.role == Role.COMPANY_ADMIN:
+        return user.role in Role.COMPANY and user.company_id == p.company_id
+    return False
