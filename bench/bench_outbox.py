@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             "broker": cpu_seconds(broker.process.pid) if broker.process else 0.0,
         }
         agent.stop()
-        applied = cloud.applied(DEVICE)
+        applied = cloud.sales(DEVICE)  # the agent's own state reports travel too; count the sales
         cloud.stop()
     finally:
         broker.stop()

@@ -1,8 +1,12 @@
 """Apply a batch of received messages in the caller's transaction: exactly-once effect.
 
     with Session(engine) as session, session.begin():
-        plan = apply_batch(session, [kc.parse_message(topic, payload), ...])
+        plan = apply_batch(session, [parse(topic, payload), ...])
     publish(plan.envelopes())          # only after the commit
+
+`parse` (fastparse.py) or `kc.parse_message` makes the items: contract messages, rejections,
+or `Up` records from the fast path. The hot tables are written with one multi-row statement
+per table per batch (sql.insert_rows).
 
 Every new message id is recorded in `ingested_messages` with INSERT ... ON CONFLICT DO
 NOTHING in the same transaction that applies its body, so a redelivered message changes
@@ -16,21 +20,29 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from broker import contract as kc
 from cloud_api.ingest import bodies
 from cloud_api.ingest.plan import AckPlan, clean_detail
-from cloud_api.ingest.sql import ConcurrentChangeError, insert_new
+from cloud_api.ingest.sql import ConcurrentChangeError, insert_rows, select_where_in
 from cloud_api.ingest.streams import current_high_water, track_sequences
+from cloud_api.ingest.up import Up
 from cloud_api.models import IngestedMessage, Outcome
 
 log = logging.getLogger(__name__)
 
 _messages = IngestedMessage.__table__
+_LEDGER_COLUMNS = ("message_id", "device_id", "seq", "type", "boot_id", "created_at",
+                   "clock_trusted", "received_at", "outcome")
 
-Applier = Callable[[Session, list[kc.Envelope], datetime], bodies.Refusals]
+
+def _uuid_order(value: uuid.UUID) -> int:
+    return value.int
+
+
+Applier = Callable[[Session, list[Up], datetime], bodies.Refusals]
 _APPLIERS: dict[kc.MessageType, Applier] = {
     kc.MessageType.SALE: bodies.apply_sales,
     kc.MessageType.REFUND: bodies.apply_refunds,
@@ -43,7 +55,7 @@ _APPLIERS: dict[kc.MessageType, Applier] = {
 
 def apply_batch(
     session: Session,
-    messages: Sequence[kc.Parsed | kc.Rejection],
+    messages: Sequence[kc.Parsed | kc.Rejection | Up],
     *,
     received_at: datetime | None = None,
 ) -> AckPlan:
@@ -54,21 +66,28 @@ def apply_batch(
     """
     now = received_at or datetime.now(timezone.utc)
     plan = AckPlan()
-    ups: dict[uuid.UUID, kc.Envelope] = {}
+    ups: dict[uuid.UUID, Up] = {}
     statuses: list[kc.Envelope] = []
     for item in messages:
-        if isinstance(item, kc.Rejection):
+        if type(item) is Up:
+            up = item
+        elif isinstance(item, kc.Rejection):
             _refuse_invalid(plan, item)
+            continue
         elif item.type.is_up:
-            if item.envelope.id in ups:
-                plan.duplicates += 1  # redelivered while the first copy waited in this batch
-            ups.setdefault(item.envelope.id, item.envelope)
+            up = Up.of(item.envelope)
         elif item.type is kc.MessageType.STATUS:
             statuses.append(item.envelope)
+            continue
         else:
             plan.ignored += 1
             log.warning("message type not for the ingest; ignored",
                         extra={"type": str(item.type), "topic": item.topic.topic})
+            continue
+        if up.id in ups:
+            plan.duplicates += 1  # redelivered while the first copy waited in this batch
+        else:
+            ups[up.id] = up
     if ups:
         _apply_up_messages(session, plan, list(ups.values()), now)
     if statuses:
@@ -77,17 +96,20 @@ def apply_batch(
     return plan
 
 
-def _apply_up_messages(
-    session: Session, plan: AckPlan, envelopes: list[kc.Envelope], now: datetime
-) -> None:
-    new_ids = insert_new(session, _messages, [_ledger_row(e, now) for e in envelopes],
-                         "message_id")
-    new = [envelope for envelope in envelopes if envelope.id in new_ids]
-    _answer_known(session, plan, [envelope for envelope in envelopes if envelope.id not in new_ids])
+def _apply_up_messages(session: Session, plan: AckPlan, ups: list[Up], now: datetime) -> None:
+    rows = sorted(
+        ((up.id, up.device_id, up.seq, up.type.value, up.boot_id, up.created_at,
+          up.clock_trusted, now, Outcome.APPLIED) for up in ups),
+        key=lambda row: row[0].int,  # UUID order, without UUID.__lt__ in Python
+    )
+    new_ids = insert_rows(session, _messages, _LEDGER_COLUMNS, rows, conflict_key="message_id")
+    new = [up for up in ups if up.id in new_ids]
+    if len(new) < len(ups):
+        _answer_known(session, plan, [up for up in ups if up.id not in new_ids])
 
     refusals: bodies.Refusals = {}
     for message_type, applier in _APPLIERS.items():
-        of_type = [envelope for envelope in new if envelope.type is message_type]
+        of_type = [up for up in new if up.type is message_type]
         if of_type:
             refusals.update(applier(session, of_type, now))
     for message_id, (reason, detail) in sorted(refusals.items()):
@@ -96,64 +118,57 @@ def _apply_up_messages(
             .values(outcome=Outcome.REJECTED, reject_reason=reason,
                     reject_detail=clean_detail(detail))
         )
-    for envelope in new:
-        if envelope.id in refusals:
-            reason, detail = refusals[envelope.id]
-            plan.reject(envelope.device_id, envelope.id, reason, detail)
+    for up in new:
+        if up.id in refusals:
+            reason, detail = refusals[up.id]
+            plan.reject(up.device_id, up.id, reason, detail)
             plan.rejected += 1
             log.warning("message refused by a business rule",
-                        extra={"device_id": envelope.device_id, "id": str(envelope.id),
-                               "seq": envelope.seq, "reason": reason, "detail": detail})
+                        extra={"device_id": up.device_id, "id": str(up.id),
+                               "seq": up.seq, "reason": reason, "detail": detail})
         else:
-            plan.ack(envelope.device_id, envelope.id)
+            plan.ack(up.device_id, up.id)
             plan.applied += 1
 
     positions = track_sequences(session, new, now)
     for device_id, position in positions.items():
         if not position.seq_reused:
             plan.device(device_id).high_water = position.high_water or None
-    only_known = sorted({e.device_id for e in envelopes} - set(positions))
-    for device_id, high_water in current_high_water(session, only_known).items():
-        plan.device(device_id).high_water = high_water or None
+    only_known = sorted({up.device_id for up in ups} - set(positions))
+    if only_known:
+        for device_id, high_water in current_high_water(session, only_known).items():
+            plan.device(device_id).high_water = high_water or None
 
 
-def _ledger_row(envelope: kc.Envelope, now: datetime) -> dict:
-    return {
-        "message_id": envelope.id, "device_id": envelope.device_id, "seq": envelope.seq,
-        "type": envelope.type.value, "boot_id": envelope.boot_id,
-        "created_at": envelope.created_at, "clock_trusted": envelope.clock_trusted,
-        "received_at": now, "outcome": Outcome.APPLIED,
-    }
-
-
-def _answer_known(session: Session, plan: AckPlan, envelopes: list[kc.Envelope]) -> None:
+def _answer_known(session: Session, plan: AckPlan, ups: list[Up]) -> None:
     """Answer redelivered messages exactly as the first time."""
-    if not envelopes:
+    if not ups:
         return
     stored = {
-        row.message_id: row
-        for row in session.execute(
-            select(_messages.c.message_id, _messages.c.device_id, _messages.c.outcome,
-                   _messages.c.reject_reason, _messages.c.reject_detail)
-            .where(_messages.c.message_id.in_([envelope.id for envelope in envelopes]))
+        row[0]: row
+        for row in select_where_in(
+            session, _messages,
+            ("message_id", "device_id", "outcome", "reject_reason", "reject_detail"),
+            [("message_id", sorted((up.id for up in ups), key=_uuid_order))],
         )
     }
-    for envelope in envelopes:
-        row = stored.get(envelope.id)
+    for up in ups:
+        row = stored.get(up.id)
         if row is None:  # the conflicting insert was rolled back after we saw it
-            raise ConcurrentChangeError(f"message {envelope.id} vanished while being recorded")
-        if row.device_id != envelope.device_id:
-            plan.reject(envelope.device_id, envelope.id, "message.id_reused",
-                        f"message id {envelope.id} is already recorded for another device")
+            raise ConcurrentChangeError(f"message {up.id} vanished while being recorded")
+        _, device_id, outcome, reject_reason, reject_detail = row
+        if device_id != up.device_id:
+            plan.reject(up.device_id, up.id, "message.id_reused",
+                        f"message id {up.id} is already recorded for another device")
             plan.rejected += 1
             log.warning("message id already used by another device",
-                        extra={"device_id": envelope.device_id, "id": str(envelope.id)})
+                        extra={"device_id": up.device_id, "id": str(up.id)})
             continue
         plan.duplicates += 1
-        if row.outcome == Outcome.REJECTED:
-            plan.reject(envelope.device_id, envelope.id, row.reject_reason, row.reject_detail)
+        if outcome == Outcome.REJECTED:
+            plan.reject(up.device_id, up.id, reject_reason, reject_detail)
         else:
-            plan.ack(envelope.device_id, envelope.id)
+            plan.ack(up.device_id, up.id)
 
 
 def _refuse_invalid(plan: AckPlan, rejection: kc.Rejection) -> None:

@@ -1,6 +1,6 @@
 """Applying the bodies of newly recorded up messages, and the business rules that refuse them.
 
-Each apply_* function takes the new envelopes of one type (ids already recorded in this
+Each apply_* function takes the new up messages of one type (ids already recorded in this
 transaction) and the receipt time, and returns the ones refused for good as
 {message id: (reason, detail)}. Rows are written in key order so that concurrent workers
 lock them in the same order.
@@ -18,7 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from broker import contract as kc
-from cloud_api.ingest.sql import ConcurrentChangeError, insert_new, upsert_insert
+from cloud_api.ingest.sql import ConcurrentChangeError, insert_new, insert_rows, select_where_in
+from cloud_api.ingest.sql import upsert_insert
+from cloud_api.ingest.up import Up
 from cloud_api.models import CommandReply, DeviceEvent, DevicePresence, DeviceReport
 from cloud_api.models import RefundRecord, SaleRecord
 
@@ -32,58 +34,63 @@ _events = DeviceEvent.__table__
 _replies = CommandReply.__table__
 _reports = DeviceReport.__table__
 _presence = DevicePresence.__table__
+_SALE_COLUMNS = ("sale_id", "device_id", "receipt_number", "currency", "total_minor", "sold_at",
+                 "payload", "message_id")
 
 
-def apply_sales(session: Session, envelopes: list[kc.Envelope], now: datetime) -> Refusals:
+def _uuid_order(value: uuid.UUID) -> int:
+    return value.int
+
+
+def apply_sales(session: Session, ups: list[Up], now: datetime) -> Refusals:
     """Record sales. A sale id stored with other content, or a receipt number already used
     by another sale of the device, is refused; the same sale resent under a new message id
-    changes nothing."""
-    sale_ids = [envelope.body.sale_id for envelope in envelopes]
+    changes nothing.
+
+    Reads the sale from its wire form, which the fast path provides without a model."""
+    sales = [(up, up.wire_form()) for up in ups]
+    sale_ids = [uuid.UUID(wire["sale_id"]) for _, wire in sales]
     stored = {
-        row.sale_id: (row.device_id, row.payload)
-        for row in session.execute(
-            select(_sales.c.sale_id, _sales.c.device_id, _sales.c.payload)
-            .where(_sales.c.sale_id.in_(sale_ids))
-        )
+        sale_id: (device_id, payload)
+        for sale_id, device_id, payload in select_where_in(
+            session, _sales, ("sale_id", "device_id", "payload"),
+            [("sale_id", sorted(sale_ids, key=_uuid_order))])
     }
-    devices = {envelope.device_id for envelope in envelopes}
-    receipt_numbers = {envelope.body.receipt_no for envelope in envelopes}
     receipts = {
-        (row.device_id, row.receipt_number): row.sale_id
-        for row in session.execute(
-            select(_sales.c.device_id, _sales.c.receipt_number, _sales.c.sale_id)
-            .where(_sales.c.device_id.in_(devices),
-                   _sales.c.receipt_number.in_(receipt_numbers))
-        )
+        (device_id, receipt_number): sale_id
+        for device_id, receipt_number, sale_id in select_where_in(
+            session, _sales, ("device_id", "receipt_number", "sale_id"),
+            [("device_id", sorted({up.device_id for up in ups})),
+             ("receipt_number", sorted({wire["receipt_no"] for _, wire in sales}))])
     }
     refusals: Refusals = {}
     rows = []
-    for envelope in envelopes:
-        sale: kc.Sale = envelope.body
-        payload = _wire_form(sale)
-        if sale.sale_id in stored:
-            if stored[sale.sale_id] != (envelope.device_id, payload):
-                refusals[envelope.id] = ("sale.conflict", f"sale {sale.sale_id} is already "
-                                         "recorded with different content")
+    for (up, payload), sale_id in zip(sales, sale_ids, strict=True):
+        receipt_no = payload["receipt_no"]
+        if sale_id in stored:
+            if stored[sale_id] != (up.device_id, payload):
+                refusals[up.id] = ("sale.conflict", f"sale {sale_id} is already "
+                                   "recorded with different content")
             continue
-        owner = receipts.get((envelope.device_id, sale.receipt_no))
+        owner = receipts.get((up.device_id, receipt_no))
         if owner is not None:
-            refusals[envelope.id] = ("sale.receipt_no_reused", f"receipt {sale.receipt_no} is "
-                                     f"already recorded for sale {owner}")
+            refusals[up.id] = ("sale.receipt_no_reused", f"receipt {receipt_no} is "
+                               f"already recorded for sale {owner}")
             continue
-        stored[sale.sale_id] = (envelope.device_id, payload)
-        receipts[(envelope.device_id, sale.receipt_no)] = sale.sale_id
-        rows.append({
-            "sale_id": sale.sale_id, "device_id": envelope.device_id,
-            "receipt_number": sale.receipt_no, "currency": sale.currency,
-            "total_minor": sale.total, "sold_at": envelope.created_at, "payload": payload,
-            "message_id": envelope.id,
-        })
-    _insert_all_or_retry(session, _sales, rows, "sale_id")
+        stored[sale_id] = (up.device_id, payload)
+        receipts[(up.device_id, receipt_no)] = sale_id
+        rows.append((sale_id, up.device_id, receipt_no, payload["currency"], payload["total"],
+                     up.created_at, up.wire_document(), up.id))
+    if rows:
+        rows.sort(key=lambda row: row[0].int)
+        try:
+            insert_rows(session, _sales, _SALE_COLUMNS, rows)
+        except IntegrityError as exc:
+            raise ConcurrentChangeError("sales: a key was stored concurrently") from exc
     return refusals
 
 
-def apply_refunds(session: Session, envelopes: list[kc.Envelope], now: datetime) -> Refusals:
+def apply_refunds(session: Session, envelopes: list[Up], now: datetime) -> Refusals:
     """Record refunds; a refund id stored with other content is refused.
 
     The original sale may not be here yet (another device's messages can arrive later), so
@@ -101,7 +108,7 @@ def apply_refunds(session: Session, envelopes: list[kc.Envelope], now: datetime)
     rows = []
     for envelope in envelopes:
         refund: kc.Refund = envelope.body
-        payload = _wire_form(refund)
+        payload = envelope.wire_form()
         if refund.refund_id in stored:
             if stored[refund.refund_id] != (envelope.device_id, payload):
                 refusals[envelope.id] = ("refund.conflict", f"refund {refund.refund_id} is "
@@ -119,7 +126,7 @@ def apply_refunds(session: Session, envelopes: list[kc.Envelope], now: datetime)
     return refusals
 
 
-def apply_events(session: Session, envelopes: list[kc.Envelope], now: datetime) -> Refusals:
+def apply_events(session: Session, envelopes: list[Up], now: datetime) -> Refusals:
     refusals = _refuse_unstorable(envelopes)
     rows = [{
         "message_id": envelope.id, "device_id": envelope.device_id,
@@ -130,7 +137,7 @@ def apply_events(session: Session, envelopes: list[kc.Envelope], now: datetime) 
     return refusals
 
 
-def apply_replies(session: Session, envelopes: list[kc.Envelope], now: datetime) -> Refusals:
+def apply_replies(session: Session, envelopes: list[Up], now: datetime) -> Refusals:
     """Keep the first reply to each command; a later one (a resend after a device restart
     made a new message) is logged and changes nothing."""
     refusals = _refuse_unstorable(envelopes)
@@ -139,7 +146,7 @@ def apply_replies(session: Session, envelopes: list[kc.Envelope], now: datetime)
     for envelope in sorted(envelopes, key=lambda envelope: envelope.seq):
         rows.setdefault(envelope.correlation_id, {
             "correlation_id": envelope.correlation_id, "device_id": envelope.device_id,
-            "ok": envelope.body.ok, "reply": _wire_form(envelope.body),
+            "ok": envelope.body.ok, "reply": envelope.wire_form(),
             "message_id": envelope.id, "received_at": now,
         })
     inserted = insert_new(session, _replies, list(rows.values()), "correlation_id")
@@ -152,7 +159,7 @@ def apply_replies(session: Session, envelopes: list[kc.Envelope], now: datetime)
     return refusals
 
 
-def apply_reports(session: Session, envelopes: list[kc.Envelope], now: datetime) -> Refusals:
+def apply_reports(session: Session, envelopes: list[Up], now: datetime) -> Refusals:
     """Keep the latest report of each kind per device (highest seq wins, whatever the order
     of arrival)."""
     latest: dict[tuple[str, str], dict[str, Any]] = {}
@@ -161,7 +168,7 @@ def apply_reports(session: Session, envelopes: list[kc.Envelope], now: datetime)
         if key not in latest or latest[key]["seq"] < envelope.seq:
             latest[key] = {
                 "device_id": key[0], "kind": key[1], "seq": envelope.seq,
-                "report": _wire_form(envelope.body), "message_id": envelope.id,
+                "report": envelope.wire_form(), "message_id": envelope.id,
                 "reported_at": envelope.created_at,
             }
     statement = upsert_insert(session, _reports)
@@ -201,14 +208,14 @@ def record_presence(session: Session, envelopes: list[kc.Envelope], now: datetim
     return len(envelopes)
 
 
-def _refuse_unstorable(envelopes: list[kc.Envelope]) -> Refusals:
+def _refuse_unstorable(envelopes: list[Up]) -> Refusals:
     """Free-form JSON (event details, reply results) may hold NUL characters, which the
     contract allows but PostgreSQL cannot store: refuse them on every database alike, rather
     than fail the message on every resend."""
     return {
         envelope.id: ("message.unstorable", "the JSON holds a NUL character (\\u0000)")
         for envelope in envelopes
-        if _holds_nul(_wire_form(envelope.body))
+        if _holds_nul(envelope.wire_form())
     }
 
 
@@ -220,11 +227,6 @@ def _holds_nul(value: Any) -> bool:
     if isinstance(value, list):
         return any(_holds_nul(item) for item in value)
     return False
-
-
-def _wire_form(body: kc.Body) -> dict[str, Any]:
-    """The body as JSON, exactly as it travelled (absent rather than null)."""
-    return body.model_dump(mode="json", exclude_none=True)
 
 
 def _report_kind(body: kc.Body) -> str:

@@ -15,8 +15,8 @@ from datetime import datetime
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
-from broker import contract as kc
-from cloud_api.ingest.sql import insert_new
+from cloud_api.ingest.sql import insert_rows, update_rows
+from cloud_api.ingest.up import Up
 from cloud_api.models import DeviceStream, IngestedMessage, SequenceGap
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 _streams = DeviceStream.__table__
 _gaps = SequenceGap.__table__
 _messages = IngestedMessage.__table__
+_STREAM_COLUMNS = ("device_id", "high_water", "max_seq", "last_seen_at", "last_boot_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,19 +46,17 @@ class _Gap:
 
 
 def track_sequences(
-    session: Session, envelopes: list[kc.Envelope], now: datetime
+    session: Session, envelopes: list[Up], now: datetime
 ) -> dict[str, StreamPosition]:
     """Advance each device's stream over newly recorded messages (already inserted)."""
-    by_device: dict[str, list[kc.Envelope]] = defaultdict(list)
+    by_device: dict[str, list[Up]] = defaultdict(list)
     for envelope in envelopes:
         by_device[envelope.device_id].append(envelope)
     devices = sorted(by_device)
     if not devices:
         return {}
-    insert_new(
-        session, _streams, [{"device_id": d, "high_water": 0, "max_seq": 0} for d in devices],
-        "device_id",
-    )
+    insert_rows(session, _streams, ("device_id", "high_water", "max_seq"),
+                [(device_id, 0, 0) for device_id in devices], conflict_key="device_id")
     # Locked in device order: concurrent workers serialise per device, never deadlock.
     streams = {
         row.device_id: row
@@ -73,11 +72,16 @@ def track_sequences(
         .order_by(_gaps.c.device_id, _gaps.c.first_missing)
     ):
         open_gaps[row.device_id].append(_Gap(row.id, row.first_missing, row.last_missing))
-    return {
-        device_id: _advance(session, streams[device_id], open_gaps[device_id],
-                            by_device[device_id], now)
-        for device_id in devices
-    }
+    positions = {}
+    rows = []
+    for device_id in devices:
+        positions[device_id], row = _advance(session, streams[device_id], open_gaps[device_id],
+                                             by_device[device_id], now)
+        rows.append(row)
+    # One statement for every device of the batch (their rows are locked above).
+    update_rows(session, _streams, "device_id", _STREAM_COLUMNS, rows,
+                keep_when_null={"last_boot_id"})
+    return positions
 
 
 def current_high_water(session: Session, device_ids: list[str]) -> dict[str, int]:
@@ -89,8 +93,9 @@ def current_high_water(session: Session, device_ids: list[str]) -> dict[str, int
 
 
 def _advance(
-    session: Session, stream, gaps: list[_Gap], envelopes: list[kc.Envelope], now: datetime
-) -> StreamPosition:
+    session: Session, stream, gaps: list[_Gap], envelopes: list[Up], now: datetime
+) -> tuple[StreamPosition, tuple]:
+    """The device's new position, and its device_streams row in _STREAM_COLUMNS order."""
     device_id = stream.device_id
     old_max = stream.max_seq
     seqs = sorted({envelope.seq for envelope in envelopes})
@@ -133,12 +138,11 @@ def _advance(
         high_water = _first_missing(session, device_id, still_open[0], stream.high_water) - 1
     else:
         high_water = new_max
-    values = {"high_water": high_water, "max_seq": new_max, "last_seen_at": now}
+    last_boot_id = None  # unchanged
     if new_max > old_max:
-        newest = max(envelopes, key=lambda envelope: envelope.seq)
-        values["last_boot_id"] = newest.boot_id
-    session.execute(update(_streams).where(_streams.c.device_id == device_id).values(**values))
-    return StreamPosition(high_water=high_water, seq_reused=reused)
+        last_boot_id = max(envelopes, key=lambda envelope: envelope.seq).boot_id
+    row = (device_id, high_water, new_max, now, last_boot_id)
+    return StreamPosition(high_water=high_water, seq_reused=reused), row
 
 
 def _recorded_seqs(device_id: str, first: int, last: int) -> Select:

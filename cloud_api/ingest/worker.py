@@ -1,10 +1,14 @@
 """The ingest worker: receives up and status messages over MQTT and applies them in batches.
 
 Delivery, in order, per batch:
-  1. paho's network thread queues each received message (PUBACK withheld: manual_ack);
-  2. the apply thread takes up to `batch_max` messages or waits `batch_window_s` after the
-     first, parses them and applies them in ONE database transaction (`apply_batch`);
+  1. paho's network thread parses and queues each received message (PUBACK withheld:
+     manual_ack);
+  2. the apply thread takes every queued message (up to `batch_max`) as soon as the queue
+     stops growing, waiting at most `batch_window_s` for a burst to end, and applies them in
+     ONE database transaction (`apply_batch`);
   3. after the commit it publishes one down/ack per device, then PUBACKs the messages.
+Under load a batch is whatever arrived while the previous one was applied, so batches grow
+with the load; an idle worker applies a lone message within `batch_settle_s`.
 A worker killed before step 3 leaves the messages un-PUBACKed in its persistent session, so
 the broker delivers them again when a worker with the same id reconnects; they are then
 duplicates, change nothing, and are acked. Any number of workers may share the subscription.
@@ -12,17 +16,21 @@ duplicates, change nothing, and are acked. Any number of workers may share the s
 
 from __future__ import annotations
 
+import gc
 import logging
-import queue
 import random
 import socket
+import struct
 import threading
 import time
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -32,8 +40,10 @@ from sqlalchemy.orm import Session
 
 from broker import contract as kc
 from cloud_api.ingest.apply import apply_batch
+from cloud_api.ingest.fastparse import parse
 from cloud_api.ingest.plan import AckPlan
 from cloud_api.ingest.sql import ConcurrentChangeError
+from cloud_api.ingest.up import Up
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +56,10 @@ MAX_RACE_RETRIES = 5
 @dataclass(frozen=True)
 class WorkerOptions:
     batch_max: int = 500
+    # A batch is taken once the queue has not grown for batch_settle_s, or batch_window_s
+    # after its first message, or at batch_max messages, whichever comes first.
     batch_window_s: float = 0.02
+    batch_settle_s: float = 0.001
     session_expiry_s: int = 86_400
     # Un-PUBACKed messages the broker may have in flight to us: bounds memory and what a
     # crashed worker holds back until it returns.
@@ -71,13 +84,11 @@ class IngestStats:
     connects: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class _Received:
+class _Received(NamedTuple):
     connection: int  # MQTT packet ids are per connection: PUBACK only on the same one
     mid: int
     qos: int
-    topic: str
-    payload: bytes
+    message: kc.Parsed | kc.Rejection | Up  # parsed on arrival (see _on_publish)
 
 
 def _is_transient(exc: Exception) -> bool:
@@ -87,10 +98,159 @@ def _is_transient(exc: Exception) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
+_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """What exists when the first worker starts (modules, schemas, metadata) lives as long as
+    the process: keep it out of the collector's full passes, which batches of parsed
+    messages trigger often. Once per process."""
+    global _frozen  # noqa: PLW0603
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
+
+
 def backoff_delay(attempt: int, minimum: float, maximum: float) -> float:
     """Full-jitter exponential backoff, so workers do not reconnect in lock-step."""
     ceiling = min(maximum, minimum * 2 ** min(attempt, 30))
     return random.uniform(minimum, max(minimum, ceiling))
+
+
+_PUBACK = struct.Struct("!BBH")
+
+
+class _IngestClient(paho.Client):
+    """paho's client with the per-message costs of a busy subscriber taken out of its loop.
+
+    - Reads: paho reads every packet with three recv() calls (type, length, rest) after a
+      select(), and builds a Properties object (never read here), an MQTTMessage and a
+      topic-matcher pass for each PUBLISH. `loop_read` here takes whatever the socket holds
+      (up to 256 KiB) and frames every complete packet in it; a QoS 0/1 PUBLISH goes straight
+      to `on_publish_received(mid, qos, topic, payload)`, every other packet to paho's own
+      handler, exactly as paho would have read it. A partial packet waits for more bytes.
+    - PUBACKs: `ack()` queues one packet and wakes the network thread once per message.
+      `ack_many` queues all of a batch's PUBACKs as one write.
+    Requires manual_ack (nothing is PUBACKed on receipt) and MQTT 5 for the PUBLISH shortcut;
+    without them every packet takes paho's path.
+    """
+
+    _READ_SIZE = 256 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._unframed = b""
+        self.on_publish_received: Callable[[int, int, bytes, bytes], None] | None = None
+
+    def _create_socket(self) -> Any:
+        self._unframed = b""  # nothing of an old connection survives
+        return super()._create_socket()
+
+    def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
+        if self._sock is None:
+            return paho.MQTTErrorCode.MQTT_ERR_NO_CONN
+        try:
+            data = self._sock_recv(self._READ_SIZE)
+        except BlockingIOError:
+            return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+        except OSError as err:
+            self._easy_log(paho.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            return self._loop_rc_handle(paho.MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        if not data:
+            return self._loop_rc_handle(paho.MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        with self._msgtime_mutex:
+            self._last_bytes_received = paho.time_func()
+        buffer = self._unframed + data if self._unframed else data
+        size = len(buffer)
+        sink = self.on_publish_received
+        if not self._manual_ack or self._protocol != paho.MQTTv5:
+            sink = None
+        pos = 0
+        while pos < size:
+            # Fixed header: packet type and flags, then the remaining length (1-4 bytes).
+            command = buffer[pos]
+            length = shift = 0
+            index = pos + 1
+            while True:
+                if index >= size:
+                    self._unframed = buffer[pos:]
+                    return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+                byte = buffer[index]
+                index += 1
+                length |= (byte & 0x7F) << shift
+                if not byte & 0x80:
+                    break
+                shift += 7
+                if shift > 21:
+                    return self._loop_rc_handle(paho.MQTTErrorCode.MQTT_ERR_PROTOCOL)
+            end = index + length
+            if end > size:
+                break
+            qos = (command & 0x06) >> 1
+            if sink is not None and command & 0xF0 == paho.PUBLISH and qos < 2:
+                rc = self._publish_received(sink, qos, buffer, index, end)
+            else:
+                rc = self._handle_framed(command, buffer[index:end])
+            pos = end
+            if rc:
+                return self._loop_rc_handle(rc)
+            if self._sock is None:  # a handler closed the connection (e.g. DISCONNECT)
+                return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._unframed = buffer[pos:]
+        return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    @staticmethod
+    def _publish_received(sink: Callable[[int, int, bytes, bytes], None], qos: int,
+                          buffer: bytes, start: int, end: int) -> paho.MQTTErrorCode:
+        """A QoS 0/1 PUBLISH: topic, packet id, properties (skipped), payload."""
+        if end - start < 2:
+            return paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
+        position = start + 2 + int.from_bytes(buffer[start:start + 2], "big")
+        topic = buffer[start + 2:position]
+        mid = 0
+        if qos:
+            mid = int.from_bytes(buffer[position:position + 2], "big")
+            position += 2
+        length = shift = 0
+        while True:
+            if position >= end or shift > 21:
+                return paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
+            byte = buffer[position]
+            position += 1
+            length |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            shift += 7
+        position += length
+        if position > end or (qos and mid == 0):
+            return paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
+        sink(mid, qos, topic, buffer[position:end])
+        return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _handle_framed(self, command: int, packet: bytes) -> paho.MQTTErrorCode:
+        """Any other packet: paho's handler, with paho's read state as its reader leaves it."""
+        self._in_packet = {
+            "command": command, "have_remaining": 1, "remaining_count": [],
+            "remaining_mult": 1, "remaining_length": len(packet),
+            "packet": bytearray(packet), "to_process": 0, "pos": 0,
+        }
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = {
+            "command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
+            "remaining_length": 0, "packet": bytearray(b""), "to_process": 0, "pos": 0,
+        }
+        return rc
+
+    def ack_many(self, mids: Iterable[int]) -> None:
+        """PUBACK (reason Success, no properties) each QoS 1 message id, in one write."""
+        packet = b"".join([_PUBACK.pack(paho.PUBACK, 2, mid) for mid in mids])
+        if packet:
+            self._packet_queue(paho.PUBACK, packet, 0, 0)
 
 
 class IngestWorker:
@@ -114,19 +274,22 @@ class IngestWorker:
         self._password = password
         self._stats = IngestStats()
         self._stats_lock = threading.Lock()
-        self._queue: queue.Queue[_Received] = queue.Queue()
+        self._inbox: deque[_Received] = deque()
+        self._arrived = threading.Event()
+        self._awaiting = False  # the apply thread waits for _arrived
         self._stopping = threading.Event()
         self._subscribed = threading.Event()
         self._connection = 0
         self._connection_lock = threading.Lock()
         self._connected_at = 0.0
         self._reconnect_attempt = 0
-        self._client: paho.Client | None = None
+        self._client: _IngestClient | None = None
         self._applier: threading.Thread | None = None
 
     # ------------------------------------------------------------------ control
     def start(self) -> IngestWorker:
         self._stopping.clear()
+        _freeze_startup_objects()
         self._client = self._make_client()
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self.options.session_expiry_s
@@ -165,9 +328,9 @@ class IngestWorker:
         return self._subscribed.wait(timeout_s)
 
     # ------------------------------------------------------------------ MQTT side
-    def _make_client(self) -> paho.Client:
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
+    def _make_client(self) -> _IngestClient:
+        client = _IngestClient(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                               protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
         if self._username is not None:
             client.username_pw_set(self._username, self._password)
         client.max_inflight_messages_set(100)
@@ -178,6 +341,7 @@ class IngestWorker:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_publish_received = self._on_publish
         return client
 
     @staticmethod
@@ -238,12 +402,24 @@ class IngestWorker:
             self._client.reconnect_delay_set(delay, delay)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        self._on_publish(message.mid, message.qos, message._topic, message.payload)  # noqa: SLF001
+
+    def _on_publish(self, mid: int, qos: int, topic: bytes, payload: bytes) -> None:
         try:
-            topic = message.topic
+            text = topic.decode("utf-8")
         except UnicodeDecodeError:  # the broker should have refused it; never crash the loop
-            topic = message._topic.decode("utf-8", "replace")  # noqa: SLF001
-        self._queue.put(_Received(self._connection, message.mid, message.qos, topic,
-                                  bytes(message.payload)))
+            text = topic.decode("utf-8", "replace")
+        # Parsed here, on the network thread: it runs while the apply thread waits for the
+        # database, so parsing costs the batch no time of its own.
+        try:
+            message = parse(text, bytes(payload))
+        except Exception:  # noqa: BLE001 - parse never raises; a bug must not end this loop
+            # Not PUBACKed: the broker delivers it again after the next reconnect.
+            log.exception("received message could not be parsed", extra={"topic": text[:256]})
+            return
+        self._inbox.append(_Received(self._connection, mid, qos, message))
+        if self._awaiting:
+            self._arrived.set()
 
     # ------------------------------------------------------------------ apply side
     def _apply_loop(self) -> None:
@@ -258,32 +434,32 @@ class IngestWorker:
                               extra={"messages": len(batch)})
 
     def _collect(self) -> list[_Received]:
-        try:
-            batch = [self._queue.get(timeout=0.1)]
-        except queue.Empty:
-            return []
-        deadline = time.monotonic() + self.options.batch_window_s
-        while len(batch) < self.options.batch_max:
-            try:
-                batch.append(self._queue.get_nowait())
-                continue
-            except queue.Empty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        inbox = self._inbox
+        if not inbox:
+            self._arrived.clear()
+            self._awaiting = True  # set before looking again: an arrival from now on wakes us
+            if not inbox:
+                self._arrived.wait(0.1)
+            self._awaiting = False
+            if not inbox:
+                return []
+        options = self.options
+        deadline = time.monotonic() + options.batch_window_s
+        seen = len(inbox)
+        # Sleeping (not waiting on each arrival) lets the network thread read a whole burst.
+        while seen < options.batch_max and not self._stopping.is_set():
+            time.sleep(options.batch_settle_s)
+            now_seen = len(inbox)
+            if now_seen == seen or time.monotonic() >= deadline:
                 break
-            try:
-                batch.append(self._queue.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return batch
+            seen = now_seen
+        return [inbox.popleft() for _ in range(min(len(inbox), options.batch_max))]
 
     def _process(self, batch: list[_Received]) -> None:
         started = time.perf_counter()
         log.debug("applying batch", extra={"messages": len(batch)})
-        messages = [kc.parse_message(item.topic, item.payload) for item in batch]
+        messages = [item.message for item in batch]
         self._count(received=len(batch))
-        parsed = time.perf_counter()
         try:
             plan = self._commit(messages)
         except Exception:  # noqa: BLE001 - a message the code cannot handle must not block others
@@ -299,13 +475,12 @@ class IngestWorker:
             self._publish(plan)
             log.debug("batch applied", extra={
                 "messages": len(batch), "applied": plan.applied, "duplicates": plan.duplicates,
-                "parse_ms": round((parsed - started) * 1000, 1),
-                "commit_ms": round((committed - parsed) * 1000, 1),
+                "commit_ms": round((committed - started) * 1000, 1),
                 "publish_ms": round((time.perf_counter() - committed) * 1000, 1)})
         self._puback(batch)
         self._count(batches=1)
 
-    def _commit(self, messages: list[kc.Parsed | kc.Rejection]) -> AckPlan | None:
+    def _commit(self, messages: list[kc.Parsed | kc.Rejection | Up]) -> AckPlan | None:
         """Apply in one transaction, retrying while the database is unavailable or busy.
 
         None when the worker was stopped before the batch could commit.
@@ -328,7 +503,7 @@ class IngestWorker:
                 if self._stopping.wait(backoff_delay(attempt, 0.05, self.options.db_retry_max_s)):
                     return None
 
-    def _apply_alone(self, message: kc.Parsed | kc.Rejection) -> bool:
+    def _apply_alone(self, message: kc.Parsed | kc.Rejection | Up) -> bool:
         """Apply one message in its own transaction; False when stopped before it could."""
         try:
             plan = self._commit([message])
@@ -336,10 +511,11 @@ class IngestWorker:
             # PUBACKed anyway so that it does not hold the receive window; the device keeps
             # it in its outbox and resends it after its ack timeout.
             self._count(failed=1)
-            envelope = message.envelope if isinstance(message, kc.Parsed) else None
+            known = message.envelope if isinstance(message, kc.Parsed) else message
+            message_id = getattr(known, "id", None)
             log.exception("message could not be applied; the device will send it again",
-                          extra={"id": str(envelope.id) if envelope else None,
-                                 "device_id": envelope.device_id if envelope else None})
+                          extra={"id": str(message_id) if message_id else None,
+                                 "device_id": getattr(known, "device_id", None)})
             return True
         if plan is None:
             return False
@@ -366,9 +542,12 @@ class IngestWorker:
         if client is None:
             return
         with self._connection_lock:
+            # Received on an earlier connection: the broker delivers it again on this one.
+            connection = self._connection
+            client.ack_many(item.mid for item in batch
+                            if item.connection == connection and item.qos == 1)
             for item in batch:
-                # Received on an earlier connection: the broker delivers it again on this one.
-                if item.connection == self._connection and item.qos > 0:
+                if item.connection == connection and item.qos > 1:
                     client.ack(item.mid, item.qos)
 
     def _count(self, **increments: int) -> None:
