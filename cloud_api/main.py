@@ -120,7 +120,7 @@ def create_owner_command(engine: Engine, name: str, admin_name: str | None) -> i
 
 def run_worker(settings: CloudSettings, engine: Engine) -> int:
     """Run one ingest worker until SIGTERM or SIGINT, then stop it cleanly (exit 0)."""
-    from cloud_api.ingest.worker import IngestWorker
+    from cloud_api.ingest.worker import IngestWorker, TlsFiles
     from cloud_api.schema_init import create_schema
 
     create_schema(engine)
@@ -128,8 +128,12 @@ def run_worker(settings: CloudSettings, engine: Engine) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+    tls = None
+    if settings.mqtt_ca_file is not None:
+        tls = TlsFiles(str(settings.mqtt_ca_file), str(settings.mqtt_cert_file) if settings.mqtt_cert_file else None,
+                       str(settings.mqtt_key_file) if settings.mqtt_key_file else None)
     worker = IngestWorker(engine, settings.mqtt_host, settings.mqtt_port, settings.worker_id,
-                          username=settings.mqtt_username, password=password).start()
+                          username=settings.mqtt_username, password=password, tls=tls).start()
     try:
         while not stop.wait(1.0):
             pass

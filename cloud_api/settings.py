@@ -22,6 +22,9 @@ class CloudSettings(BaseSettings):
     mqtt_port: int = Field(1883, ge=1, le=65535, description="Broker port.")
     mqtt_username: str | None = Field(None, description="Broker user of the ingest workers.")
     mqtt_password: SecretStr | None = Field(None, description="Broker password of that user.")
+    mqtt_ca_file: Path | None = Field(None, description="CA that signed the broker's certificate; setting it turns TLS on.")
+    mqtt_cert_file: Path | None = Field(None, description="Client certificate (CN kassa-cloud) for the broker's cloud listener.")
+    mqtt_key_file: Path | None = Field(None, description="Private key of that certificate (mode 0600).")
     worker_id: str = Field(
         default_factory=socket.gethostname,
         pattern=r"^[A-Za-z0-9._-]{1,64}$",

@@ -20,6 +20,7 @@ import gc
 import logging
 import random
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -51,6 +52,15 @@ log = logging.getLogger(__name__)
 STABLE_CONNECTION_S = 10.0
 # Concurrent workers colliding on one key resolve on the first retry; more means a bug.
 MAX_RACE_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Where the worker finds its TLS material for the production broker's cloud listener."""
+
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -263,6 +273,7 @@ class IngestWorker:
         username: str | None = None,
         password: str | None = None,
         options: WorkerOptions | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.engine = engine
         self.host = host
@@ -271,6 +282,7 @@ class IngestWorker:
         self.client_id = f"kassa-ingest-{worker_id}"
         self.options = options or WorkerOptions()
         self._username = username
+        self._tls = tls
         self._password = password
         self._stats = IngestStats()
         self._stats_lock = threading.Lock()
@@ -333,6 +345,9 @@ class IngestWorker:
                                protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
         if self._username is not None:
             client.username_pw_set(self._username, self._password)
+        if self._tls is not None:
+            # mutual TLS: the broker maps the certificate's CN (kassa-cloud) to the ACL user
+            client.tls_set(ca_certs=self._tls.ca_file, certfile=self._tls.cert_file, keyfile=self._tls.key_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.max_inflight_messages_set(100)
         client.reconnect_delay_set(self.options.reconnect_min_s, self.options.reconnect_min_s)
         client.on_socket_open = self._on_socket_open

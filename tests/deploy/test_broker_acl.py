@@ -307,3 +307,37 @@ def test_the_real_agent_logs_in_with_its_certificate(production_broker: Producti
         assert "as pos-a (p5, c0, k30, u'pos-a')" in production_broker.log(), "client id = username = CN"
     finally:
         agent.kill()
+
+
+def test_agent_and_cloud_worker_exchange_through_the_production_broker(production_broker: ProductionBroker, tmp_path: Path) -> None:
+    """The whole loop over TLS with client certificates and the production ACL: the agent's
+    up/state reaches a real `kassa-cloud worker` (CN kassa-cloud, $share/ingest), is applied,
+    and the worker's down/ack empties the agent's outbox."""
+    from tests.support.cloud import Cloud
+
+    clients = production_broker.pki / "clients"
+    cloud = Cloud(tmp_path / "cloud", production_broker.broker)
+    try:
+        cloud.start_worker_process("tls", port=production_broker.cloud_port, env={
+            "KASSA_CLOUD_MQTT_CA_FILE": str(production_broker.pki / "ca.crt"),
+            "KASSA_CLOUD_MQTT_CERT_FILE": str(clients / "kassa-cloud.crt"),
+            "KASSA_CLOUD_MQTT_KEY_FILE": str(clients / "kassa-cloud.key"),
+        })
+        config = write_agent_config(
+            tmp_path / "agent", device_id="pos-a", port=production_broker.device_port,
+            extra="tls = true",  # still inside [mqtt], the last table written
+            ca_file=str(production_broker.pki / "ca.crt"), cert_file=str(clients / "pos-a.crt"), key_file=str(clients / "pos-a.key"),
+            ack_timeout_s=2.0,  # the worker may subscribe a moment after the agent's first report
+        )
+        agent = AgentProcess(config).start()
+        try:
+            cloud.wait_applied("pos-a", 1, timeout_s=30)
+            deadline = time.monotonic() + 30
+            while agent.client().call("status")["components"]["cloud"]["outbox_depth"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert agent.client().call("status")["components"]["cloud"]["outbox_depth"] == 0, "the cloud's ack came back"
+            assert agent.stop() == 0
+        finally:
+            agent.kill()
+    finally:
+        cloud.stop()
