@@ -176,6 +176,16 @@ class Agent:
         except RuntimeError:
             return False
 
+    def run_on_loop(self, func: Callable[[], Any], timeout_s: float = 30.0) -> Any:
+        """From an I/O thread: run ``func`` on the loop and wait for its result."""
+        if self._loop is None or self._in_loop():
+            return func()
+
+        async def call() -> Any:
+            return func()
+
+        return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout_s)
+
     def call_from_thread(self, func: Callable[..., Any], *args: Any) -> None:
         """Hand work from an I/O thread to the loop; the only safe way into agent state."""
         if self._loop is None or self._loop.is_closed():

@@ -114,15 +114,6 @@ class Provisioner:
             meta.put(conn, LAST_ISSUED_KEY, settings.issued_at.isoformat())
             if settings.pairing_code is not None:
                 meta.put(conn, PAIRING_CODE_KEY, settings.pairing_code)
-        reload = _on_loop(self.agent, self.agent.reload_config)
+        reload = self.agent.run_on_loop(self.agent.reload_config)
         return {"changed": sorted(changes), "restart_needed": [k for k in changes if k in reload["restart_needed"]], "pairing_code_stored": settings.pairing_code is not None}
 
-
-def _on_loop(agent: Agent, func: Any) -> Any:
-    """Run ``func`` on the agent loop from this worker thread and wait for it."""
-    assert agent._loop is not None
-
-    async def call() -> Any:
-        return func()
-
-    return asyncio.run_coroutine_threadsafe(call(), agent._loop).result(30)

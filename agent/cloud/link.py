@@ -220,8 +220,8 @@ class CloudLink:
                 case _:
                     self.inbound.reject(kc.Rejection(kc.RejectReason.TYPE_MISMATCH, f"{parsed.type} is not sent to devices", topic, self.device_id, parsed.envelope.id))
         except Exception:
-            # e.g. a full disk while recording a command: the message is not acked at
-            # MQTT level differently, but the cloud resends commands and state is retained.
+            # e.g. a full disk while recording a command: nothing was recorded, and the loop
+            # goes on; retained state comes again on reconnect, commands when the cloud resends.
             log.exception("inbound message could not be applied", extra={"type": str(parsed.type), "id": str(parsed.envelope.id)})
 
     def _on_ack(self, ack: kc.Ack) -> None:
