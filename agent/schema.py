@@ -44,8 +44,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 message_id  TEXT NOT NULL,
                 type        TEXT NOT NULL,
                 payload     BLOB NOT NULL,
-                created_at  REAL NOT NULL,
-                attempts    INTEGER NOT NULL DEFAULT 0
+                created_at  REAL NOT NULL
             ) STRICT""",
             # Messages the cloud refused for good (schema, business rule): kept for support.
             """CREATE TABLE outbox_rejected (

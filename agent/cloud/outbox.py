@@ -106,12 +106,6 @@ class Outbox:
     def _row(self, row: sqlite3.Row) -> OutboxRow:
         return OutboxRow(row["seq"], uuid.UUID(row["message_id"]), row["type"], row["payload"], self._topics[kc.MessageType(row["type"])])
 
-    def count_attempts(self, seqs: Iterable[int]) -> None:
-        seqs = list(seqs)
-        if seqs:
-            with self.store.transaction() as conn:
-                conn.executemany("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", ((s,) for s in seqs))
-
     def settle(self, acked: Iterable[tuple[int, uuid.UUID]], rejected: Iterable[tuple[int, str]] = ()) -> int:
         """Delete rows the cloud acked; move rows it refused for good aside. One transaction."""
         acked = list(acked)

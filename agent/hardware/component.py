@@ -141,7 +141,7 @@ class Hardware:
                 self.statuses[name] = value
                 self._event("printer.status", {"printer": name, "status": value, "severity": status.severity.name.lower()})
                 if status.can_print and self.queue.waiting(name):
-                    self.queue._wake[name].set()  # back to ready: retry now, not at the next poll
+                    self.queue.wake(name)  # back to ready: retry now, not at the next poll
 
     # ------------------------------------------------------------------ actions
     def test_print(self, printer: str | None = None) -> str:

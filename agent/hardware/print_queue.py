@@ -107,6 +107,10 @@ class PrintQueue:
         self._loop = asyncio.get_running_loop()
         self._tasks = [asyncio.create_task(self._worker(name), name=f"print-{name}") for name in self.printers]
 
+    def wake(self, printer: str) -> None:
+        """Retry this printer's waiting jobs now (its status just became ready)."""
+        self._wake[printer].set()
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()

@@ -109,11 +109,6 @@ class FileTransport(PrinterTransport):
             self.escpos = None
             raise fail(f"cannot open {self.describe()}", error) from error
 
-    def _close(self) -> None:
-        if self.escpos is not None:
-            self.escpos.close()
-        self.escpos = None
-
     def _write(self, data: bytes) -> None:
         try:
             self.escpos._raw(data)

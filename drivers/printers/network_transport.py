@@ -45,11 +45,6 @@ class NetworkTransport(PrinterTransport):
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket.settimeout(self.write_timeout)
 
-    def _close(self) -> None:
-        if self.escpos is not None:
-            self.escpos.close()
-        self.escpos = None
-
     def _write(self, data: bytes) -> None:
         try:
             self._socket.settimeout(self.write_timeout)

@@ -66,11 +66,6 @@ class SerialTransport(PrinterTransport):
             self.escpos = None
             raise fail(f"cannot open {self.describe()}", error) from error
 
-    def _close(self) -> None:
-        if self.escpos is not None:
-            self.escpos.close()
-        self.escpos = None
-
     def _write(self, data: bytes) -> None:
         try:
             self.escpos._raw(data)

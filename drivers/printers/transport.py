@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import logging
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from drivers.errors import ConfigError, TransportError
 
@@ -38,6 +38,7 @@ class PrinterTransport(abc.ABC):
     def __init__(self, *, write_timeout: float = DEFAULT_WRITE_TIMEOUT) -> None:
         self.write_timeout = positive_timeout(write_timeout, "write_timeout")
         self._inbox = bytearray()
+        self.escpos: Any = None  # the python-escpos connection while the link is open
 
     # -- implemented by each link ------------------------------------------------------
 
@@ -53,8 +54,10 @@ class PrinterTransport(abc.ABC):
     @abc.abstractmethod
     def _open(self) -> None: ...
 
-    @abc.abstractmethod
-    def _close(self) -> None: ...
+    def _close(self) -> None:
+        if self.escpos is not None:
+            self.escpos.close()
+        self.escpos = None
 
     @abc.abstractmethod
     def _write(self, data: bytes) -> None: ...

@@ -125,11 +125,6 @@ class UsbTransport(PrinterTransport):
                 self.escpos.in_ep = found_in.bEndpointAddress
             self._has_in_endpoint = found_in is not None
 
-    def _close(self) -> None:
-        if self.escpos is not None:
-            self.escpos.close()
-        self.escpos = None
-
     def _write(self, data: bytes) -> None:
         try:
             self.escpos._raw(data)
