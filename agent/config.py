@@ -74,6 +74,12 @@ class MqttConfig(_Section):
     reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay (jittered).")
     reconnect_max_s: float = Field(30.0, gt=0, description="Cap on the reconnect delay.")
     ack_timeout_s: float = Field(30.0, gt=0, description="Resend an outbox message not acked by the cloud within this time.")
+    batch_max_messages: int = Field(
+        50, ge=1, le=500, description="A backlog is sent up to this many outbox messages per publish (`up/batch`); 1 sends every message alone."
+    )
+    batch_max_bytes: int = Field(
+        64 * 1024, ge=1024, le=256 * 1024, description="Size bound of one `up/batch` publish in bytes."
+    )
 
 
 class ControlConfig(_Section):
@@ -141,6 +147,38 @@ class TrustConfig(_Section):
         return keys
 
 
+class CloudConfig(_Section):
+    api_url: str | None = Field(
+        None,
+        description="Cloud HTTP API the terminal pairs through (`https://...`; `http://` only to a loopback address). "
+        "Unset: no pairing, the broker certificate is configured in [mqtt] by hand.",
+    )
+    ca_file: Path | None = Field(None, description="CA bundle that signed the cloud API's HTTPS certificate (default: the system's CAs).")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one pairing request.")
+    retry_min_s: float = Field(1.0, gt=0, le=60, description="First retry delay after a failed pairing request (doubles, jittered).")
+    retry_max_s: float = Field(300.0, gt=0, le=3600, description="Cap on the pairing retry delay.")
+
+    @field_validator("api_url")
+    @classmethod
+    def _secure_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import ipaddress
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("must be an https:// URL such as https://cloud.example.com")
+        try:
+            loopback = parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname).is_loopback
+        except ValueError:
+            loopback = False
+        if parts.scheme == "http" and not loopback:
+            # Over plain HTTP anyone on the path could swap the certificate and broker address.
+            raise ValueError("must use https:// (http:// is accepted only for a loopback address, for development)")
+        return value
+
+
 class LifecycleConfig(_Section):
     shutdown_timeout_s: float = Field(
         10.0, gt=0, le=300, description="Upper bound on a clean stop after SIGTERM."
@@ -163,6 +201,7 @@ class AgentConfig(BaseSettings):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    cloud: CloudConfig = Field(default_factory=CloudConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
@@ -215,7 +254,7 @@ class AgentConfig(BaseSettings):
 
 # Keys whose change only takes effect after a restart (SIGHUP reports them).
 LIVE_RELOADABLE = frozenset(
-    {"log.level", "log.format", "mqtt.ack_timeout_s", "site.point_of_sale", "site.language", "site.scanner", "site.rooms", "trust.cloud_keys"}
+    {"log.level", "log.format", "mqtt.ack_timeout_s", "mqtt.batch_max_messages", "mqtt.batch_max_bytes", "site.point_of_sale", "site.language", "site.scanner", "site.rooms", "trust.cloud_keys"}
 )
 
 

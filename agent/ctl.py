@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs = sub.add_parser("logs", help="recent log lines")
     logs.add_argument("-n", "--lines", type=int, default=100)
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    pairing = sub.add_parser("pairing", help="pairing with the cloud: stage and the code a company admin claims")
+    pairing.add_argument("--print", dest="print_code", action="store_true", help="print the code on the receipt printer")
+    pairing.add_argument("--printer", help="printer name for --print (default: the receipt printer)")
     diagnostics = sub.add_parser("diagnostics", help="write a support bundle (tar.gz)")
     diagnostics.add_argument("-o", "--output", type=Path, help="file to write (default: kassa-diagnostics-<device>-<time>.tar.gz)")
     return parser
@@ -128,6 +131,10 @@ def _simple(args: argparse.Namespace) -> tuple[str, dict[str, Any], Any]:
         return "print.jobs", {}, ctl_format.print_jobs
     if command == "logs":
         return "logs", {"lines": args.lines}, lambda lines: "\n".join(lines)
+    if command == "pairing" and args.print_code:
+        return "pairing.print", {"printer": args.printer} if args.printer else {}, lambda r: f"pairing code queued for printing as job {r['job_id']}"
+    if command == "pairing":
+        return "pairing", {}, ctl_format.pairing
     raise ControlError(f"unknown command {command}")
 
 

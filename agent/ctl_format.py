@@ -65,3 +65,22 @@ def scan(item: dict[str, Any]) -> str:
 
 def methods(result: list[dict[str, Any]]) -> str:
     return "\n".join(f"{m['name']:<16} {m['role']:<6} {m['summary']}" for m in result)
+
+
+def pairing(result: dict[str, Any]) -> str:
+    state = result["state"]
+    if state == "waiting":
+        lines = [f"waiting for a company admin to claim this terminal with the code  {result['pairing_code']}",
+                 f"the code is valid until {result.get('expires_at') or '?'}"]
+    elif state == "unpaired":
+        lines = [f"unpaired: registering with {result.get('api_url')}"]
+        if result.get("pairing_code"):
+            lines.append(f"code (valid once registered)  {result['pairing_code']}")
+    elif state == "paired":
+        cert = result.get("certificate") or {}
+        lines = [f"paired: certificate for {cert.get('device', '?')} valid until {cert.get('not_after', '?')} ({cert.get('file', '-')})"]
+    else:
+        lines = ["pairing is off: set [cloud] api_url to pair through the cloud (the broker certificate is configured by hand)"]
+    if result.get("last_error") and state != "paired":
+        lines.append(f"last error: {result['last_error']}")
+    return "\n".join(lines)

@@ -49,9 +49,13 @@ def build_components(agent: Agent) -> list[Component]:
     """The agent's components in start order (they stop in reverse)."""
     from agent.cloud.link import CloudLink
     from agent.hardware.component import Hardware
+    from agent.pairing import Pairing
     from agent.provisioning import Provisioner
 
-    return [Hardware(agent), CloudLink(agent), Provisioner(agent)]
+    pairing = Pairing(agent)
+    # Without a broker certificate yet, the link is started by pairing once it has one.
+    link = [] if pairing.needed else [CloudLink(agent)]
+    return [Hardware(agent), *link, pairing, Provisioner(agent)]
 
 
 class Agent:
@@ -161,6 +165,22 @@ class Agent:
     def _close_store(self) -> None:
         if self.store is not None:
             self.store.close()
+
+    async def add_component(self, component: Component) -> None:
+        """Start a component while the agent runs (the cloud link once pairing got a certificate)."""
+        while self.state == "starting":  # the start loop is still walking the component list
+            await asyncio.sleep(0.05)
+        if self.state != "running":
+            raise RuntimeError(f"component {component.name!r} not started: the agent is {self.state}")
+        if any(c.name == component.name for c in self.components):
+            raise ValueError(f"component {component.name!r} is already running")
+        self.components.append(component)  # listed first, so a stop that begins now stops it too
+        try:
+            await component.start()
+        except BaseException:
+            self.components.remove(component)
+            raise
+        log.info("component started", extra={"component": component.name})
 
     def component(self, name: str) -> Any:
         """The running component called ``name`` (``hardware``, ``cloud``, ...)."""

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from cloud_api.api import auth, devices, errors, links, tenancy
+from cloud_api.api import auth, devices, errors, links, pairing, pushes, tenancy
 from cloud_api.settings import CloudSettings
 
 
@@ -15,11 +15,12 @@ def create_app(settings: CloudSettings, engine: Engine) -> FastAPI:
     """The HTTP API on `engine`, whose schema must be current (`schema_init.create_schema`)."""
     app = FastAPI(title="kassa cloud", version="1",
                   description="Admin API of the kassa cloud: tenancy, users and tokens, devices, "
-                  "sales. Every endpoint but /healthz needs `Authorization: Bearer <token>`.")
+                  "sales, pairing. Every endpoint but /healthz and the devices' own /pairing/registrations and "
+                  "/pairing/poll (signed with the device key) needs `Authorization: Bearer <token>`.")
     app.state.settings = settings
     app.state.engine = engine
     errors.install(app)
-    for module in (auth, tenancy, links, devices):
+    for module in (auth, tenancy, links, devices, pairing, pushes):
         app.include_router(module.router)
 
     @app.get("/healthz", summary="Liveness and database reachability")

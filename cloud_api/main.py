@@ -1,7 +1,7 @@
 """``kassa-cloud``: run the cloud service.
 
     kassa-cloud serve  [--host H] [--port P] [--database-url URL]
-    kassa-cloud worker [--mqtt-host H] [--mqtt-port P] [--worker-id ID] [--database-url URL]
+    kassa-cloud worker [--mqtt-host H] [--mqtt-port P] [--worker-id ID] [--no-pushes] [--database-url URL]
     kassa-cloud keys generate [--key-file F] [--key-id ID]
     kassa-cloud provisioning-qr [--point-of-sale P] [--language L] [--broker H:P] ... --out code.png
     kassa-cloud owner create --name N [--admin-name A] [--database-url URL]
@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--mqtt-port", type=int, help="broker port (env KASSA_CLOUD_MQTT_PORT)")
     worker.add_argument("--worker-id",
                         help="stable worker id, default the host name (env KASSA_CLOUD_WORKER_ID)")
+    worker.add_argument("--no-pushes", dest="push_enabled", action="store_const", const=False,
+                        help="do not run the push publisher in this worker (env KASSA_CLOUD_PUSH_ENABLED=false)")
     key_options = argparse.ArgumentParser(add_help=False)
     key_options.add_argument("--key-file", dest="signing_key_file", help="private key file (env KASSA_CLOUD_SIGNING_KEY_FILE)")
     key_options.add_argument("--key-id", dest="signing_key_id", help="key id (env KASSA_CLOUD_SIGNING_KEY_ID)")
@@ -134,10 +136,17 @@ def run_worker(settings: CloudSettings, engine: Engine) -> int:
                        str(settings.mqtt_key_file) if settings.mqtt_key_file else None)
     worker = IngestWorker(engine, settings.mqtt_host, settings.mqtt_port, settings.worker_id,
                           username=settings.mqtt_username, password=password, tls=tls).start()
+    publisher = None
+    if settings.push_enabled:
+        from cloud_api.pushes.config import publisher_from_settings
+
+        publisher = publisher_from_settings(settings, engine).start()
     try:
         while not stop.wait(1.0):
             pass
     finally:
+        if publisher is not None:
+            publisher.stop()
         worker.stop()
         engine.dispose()
     return 0

@@ -33,6 +33,8 @@ def metadata() -> MetaData:
     """The metadata of every table; importing the model modules registers them on `Base`."""
     import cloud_api.models  # noqa: F401
     import cloud_api.tenancy.models  # noqa: F401 - registers the tenancy tables
+    import cloud_api.pairing.models  # noqa: F401 - registers the pairing tables
+    import cloud_api.pushes.models  # noqa: F401 - registers the pushes tables
 
     return Base.metadata
 

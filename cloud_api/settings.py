@@ -31,8 +31,27 @@ class CloudSettings(BaseSettings):
         description="Stable id of an ingest worker (its MQTT session is kassa-ingest-<id>); "
         "a restarted worker must keep it to get back the messages it had not acknowledged.",
     )
+    push_enabled: bool = Field(True, description="Run the push publisher (desired-state documents, commands) in kassa-cloud worker; "
+                               "several workers may run it, one publishes at a time.")
+    push_poll_s: float = Field(0.25, gt=0, le=60, description="How often the publisher looks for changed documents and due commands.")
+    push_lease_s: float = Field(15.0, ge=1, le=600, description="Publisher lease: a standby worker takes over this long after the active one stopped renewing.")
+    command_resend_s: float = Field(30.0, gt=0, le=86_400, description="A command not answered is sent again after this, doubling with each attempt.")
+    command_max_attempts: int = Field(5, ge=1, le=100, description="Sends of one command before the cloud gives up waiting for its reply.")
     log_level: str = Field("info", description="debug, info, warning or error.")
     signing_key_file: Path = Field(
         Path("./kassa-cloud-signing.pem"), description="Ed25519 private key (PEM, mode 0600) the cloud signs configuration codes and leases with."
     )
     signing_key_id: str = Field("cloud-1", pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Key id devices pin the public key under.")
+    # Pairing (cloud_api/pairing): the cloud signs each claimed device's CSR with this CA.
+    device_ca_cert_file: Path | None = Field(
+        None, description="CA certificate (PEM) that signs device broker certificates at pairing: the CA the broker's device listener trusts (make-certs.sh's ca.crt).")
+    device_ca_key_file: Path | None = Field(None, description="Private key of that CA (PEM, mode 0600). Unset: pairing is unavailable (503).")
+    device_cert_days: int = Field(825, ge=1, le=3650, description="Validity of a device certificate issued at pairing (never beyond the CA's own).")
+    pairing_broker_host: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9.:-]{1,253}$", description="Broker host name paired devices connect to (in the broker certificate's subjectAltName); default mqtt_host.")
+    pairing_broker_port: int = Field(8883, ge=1, le=65535, description="The broker's device listener port sent to paired devices.")
+    pairing_broker_ca_file: Path | None = Field(None, description="CA bundle (PEM) of the broker's server certificate, sent to devices; default the device CA.")
+    pairing_code_ttl_s: int = Field(24 * 3600, ge=60, le=30 * 24 * 3600, description="An unclaimed registration (and its code) is forgotten after this.")
+    pairing_poll_interval_s: float = Field(5.0, ge=1, le=300, description="How often waiting devices are told to poll.")
+    pairing_requests_per_minute: int = Field(120, ge=1, description="Unauthenticated pairing requests accepted per client address and minute (per API process).")
+    pairing_max_pending: int = Field(10_000, ge=1, description="Cap on unclaimed registrations; more are refused until some are claimed or expire.")

@@ -1,9 +1,10 @@
 """The cloud link component: drains the outbox and dispatches what the cloud sends.
 
 Everything here runs on the agent's loop; paho's thread only forwards callbacks
-through ``Agent.call_from_thread``. The drain keeps at most ``max_inflight``
-messages published-but-unacked, pages through the outbox in sequence order, and
-after a reconnect starts again from the oldest unacked row.
+through ``Agent.call_from_thread``. The drain keeps at most ``ack_window``
+messages published-but-unacked, pages through the outbox in sequence order, sends
+a backlog several rows per publish (``up/batch``), and after a reconnect starts
+again from the oldest unacked row.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from agent.clock import kernel_clock_synchronized
 from agent.version import agent_version
 from agent.cloud.inbound import Inbound
 from agent.cloud.mqtt_client import LinkCallbacks, MqttLink
-from agent.cloud.outbox import Outbox
+from agent.cloud.outbox import Outbox, OutboxRow
 from broker import contract as kc
 
 if TYPE_CHECKING:
@@ -65,6 +67,8 @@ class CloudLink:
         self.published = 0
         self.acked = 0
         self.resent = 0
+        self.batches = 0
+        self._batch_topic = kc.batch_topic(self.device_id)
         agent.store.add_commit_listener(self._wake_threadsafe)
 
     # ---------------------------------------------------------------- lifecycle
@@ -97,6 +101,7 @@ class CloudLink:
             "published": self.published,
             "acked": self.acked,
             "resent": self.resent,
+            "batches": self.batches,
             "inbound_rejected": dict(self.inbound.rejections),
             "state_versions": self.inbound.applied_versions(),
         }
@@ -128,12 +133,37 @@ class CloudLink:
         room = self.window - len(self._in_flight)
         if room <= 0:
             return
-        for row in self.outbox.after(self._cursor, room):
-            if not self.mqtt.publish(row.topic, row.payload):
+        for group in self._groups(self.outbox.after(self._cursor, room)):
+            if len(group) == 1:
+                sent = self.mqtt.publish(group[0].topic, group[0].payload)
+            else:
+                sent = self.mqtt.publish(self._batch_topic, kc.encode_batch([row.payload for row in group]))
+                self.batches += sent
+            if not sent:
                 return
-            self._in_flight[row.message_id] = (row.seq, time.monotonic())
-            self._cursor = row.seq
-            self.published += 1
+            now = time.monotonic()
+            for row in group:
+                self._in_flight[row.message_id] = (row.seq, now)
+            self._cursor = group[-1].seq
+            self.published += len(group)
+
+    def _groups(self, rows: list[OutboxRow]) -> Iterator[list[OutboxRow]]:
+        """Consecutive rows in publishes of at most batch_max_messages / batch_max_bytes.
+
+        A lone new sale goes out alone at once (nothing waits to fill a batch); only a
+        backlog, e.g. after an outage, is sent in batches.
+        """
+        most, budget = self.config.batch_max_messages, self.config.batch_max_bytes
+        group: list[OutboxRow] = []
+        size = 0
+        for row in rows:
+            if group and (len(group) >= most or size + 1 + len(row.payload) > budget):
+                yield group
+                group, size = [], 0
+            group.append(row)
+            size += len(row.payload) + 1
+        if group:
+            yield group
 
     def _resend_overdue(self) -> None:
         deadline = time.monotonic() - self.config.ack_timeout_s
@@ -142,6 +172,7 @@ class CloudLink:
             if sent_at > deadline:
                 break  # in send order: the rest are younger
             overdue.append((message_id, seq))
+        # Resent one by one, never batched: a cloud that cannot read a batch still gets them.
         for message_id, seq in overdue:
             del self._in_flight[message_id]
             row = self.outbox.get(seq)

@@ -1,7 +1,8 @@
 """The durable outbox: up messages persist here until the cloud acks them.
 
-Producers call ``Outbox.enqueue(conn, body)`` inside their own store transaction,
-so a sale and its outbox row commit together or not at all. Rows leave the
+Producers call ``Outbox.enqueue(conn, outbox.draft(body))`` inside their own store
+transaction (the draft made before it opens), so a sale and its outbox row commit
+together or not at all. Rows leave the
 table only when the cloud's ``down/ack`` settles them (never on MQTT PUBACK).
 """
 
@@ -53,39 +54,38 @@ class Outbox:
         self._topics = {t: kc.up_topic(device_id, t) for t in kc.MessageType if t.is_up}
 
     # ---------------------------------------------------------------- producing
+    def draft(self, body: kc.Body, *, correlation_id: uuid.UUID | None = None) -> kc.UpDraft:
+        """Encode an up message for `enqueue`, all but its sequence number.
+
+        Call it before the transaction opens: the store's write lock is then held only for
+        the insert. Raises PayloadTooLargeError before anything is written.
+        """
+        return kc.draft_up(body, device_id=self.device_id, boot_id=self.boot_id,
+                           clock_trusted=self.clock_trusted(), correlation_id=correlation_id)
+
     def enqueue(
-        self, conn: sqlite3.Connection, body: kc.Body, *, correlation_id: uuid.UUID | None = None, body_json: bytes | None = None
+        self, conn: sqlite3.Connection, message: kc.Body | kc.UpDraft, *, correlation_id: uuid.UUID | None = None
     ) -> OutboxRow:
         """Add one up message inside the caller's transaction (``with store.transaction() as conn``).
 
-        Pass ``body_json=kc.body_json_of(body)`` computed before the transaction to keep the
-        store's write lock for less time (a sale serialises its body before BEGIN).
+        `message` is a body, or better its `draft` made before the transaction.
         """
         if not conn.in_transaction:
             raise RuntimeError("Outbox.enqueue must run inside Store.transaction()")
+        draft = message if type(message) is kc.UpDraft else self.draft(message, correlation_id=correlation_id)  # type: ignore[arg-type]
         seq = self._last_seq(conn) + 1
-        # raises PayloadTooLargeError before anything is written
-        message_id, payload = kc.encode_up(
-            body,
-            device_id=self.device_id,
-            seq=seq,
-            boot_id=self.boot_id,
-            clock_trusted=self.clock_trusted(),
-            correlation_id=correlation_id,
-            body_json=body_json,
-        )
-        message_type = kc.message_type_of(body)
+        payload = draft.payload(seq)
         conn.execute(
             "INSERT INTO outbox(seq, message_id, type, payload, created_at) VALUES (?, ?, ?, ?, ?)",
-            (seq, str(message_id), message_type.value, payload, time.time()),
+            (seq, str(draft.message_id), draft.type.value, payload, time.time()),
         )
-        return OutboxRow(seq, message_id, message_type.value, payload, self._topics[message_type])
+        return OutboxRow(seq, draft.message_id, draft.type.value, payload, self._topics[draft.type])
 
     def enqueue_one(self, body: kc.Body, *, correlation_id: uuid.UUID | None = None) -> OutboxRow:
         """Enqueue in a transaction of its own (for messages not tied to other writes)."""
-        body_json = kc.body_json_of(body)  # before BEGIN: the write lock is held only for the insert
+        draft = self.draft(body, correlation_id=correlation_id)  # before BEGIN
         with self.store.transaction() as conn:
-            return self.enqueue(conn, body, correlation_id=correlation_id, body_json=body_json)
+            return self.enqueue(conn, draft)
 
     # ----------------------------------------------------------------- draining
     def after(self, seq: int, limit: int) -> list[OutboxRow]:

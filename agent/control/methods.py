@@ -170,6 +170,20 @@ async def _diagnostics(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
     return await collect(agent)
 
 
+def _pairing(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
+    return agent.component("pairing").status()
+
+
+def _pairing_print(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
+    from agent.hardware.print_queue import PrintQueueError
+    from agent.pairing import PairingError
+
+    try:
+        return {"job_id": agent.component("pairing").print_code(_str_param(params, "printer"))}
+    except (PairingError, PrintQueueError, LookupError) as exc:
+        raise MethodError(str(exc)) from None
+
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
@@ -187,6 +201,8 @@ METHODS: dict[str, Method] = {
         Method("config.set", Role.ADMIN, "Change one key in the config file (params: key, value); validated, applied or flagged restart.", _config_set),
         Method("logs", Role.READ, "Recent log lines (params: lines).", _logs),
         Method("logs.follow", Role.READ, "Stream new log lines as they are written.", _logs_follow),
+        Method("pairing", Role.READ, "Pairing with the cloud: stage (unpaired, waiting, paired), the code to claim, last error.", _pairing),
+        Method("pairing.print", Role.ADMIN, "Print the pairing code on a receipt printer (params: printer).", _pairing_print),
         Method("diagnostics", Role.ADMIN, "Everything support needs: status, config minus secrets, versions, logs, devices, store integrity.", _diagnostics),
     )
 }

@@ -15,6 +15,16 @@ Pure data, no network code. Agent and cloud code use it like this:
         case kc.Rejection() as r:      log.warning("dropped %s: %s", r.topic, r)
 """
 
+from .batch import (
+    BATCH_TOPIC_LEVEL,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
+    batch_device,
+    batch_topic,
+    encode_batch,
+    parse_batch_line,
+    split_batch,
+)
 from .envelope import (
     MAX_PAYLOAD_BYTES,
     MAX_STATE_DOC_BYTES,
@@ -24,6 +34,8 @@ from .envelope import (
     Publication,
     down_message,
     encode,
+    UpDraft,
+    draft_up,
     encode_up,
     body_json_of,
     message_type_of,
@@ -58,6 +70,13 @@ from .messages import (
 )
 from .parse import Parsed, parse_message
 from .provisioning import Provisioning, ProvisioningError, looks_like_provisioning, make_qr_text, read_qr_text
+from .pairing import (
+    PairingCodeError,
+    PairingProofError,
+    format_pairing_code,
+    new_pairing_code,
+    normalize_pairing_code,
+)
 from .rejection import RejectReason, Rejection
 from .sales import (
     Payment,
@@ -104,9 +123,12 @@ __all__ = [
     # envelope
     "MAX_PAYLOAD_BYTES", "MAX_STATE_DOC_BYTES", "MAX_MINOR_UNITS", "Body", "Envelope",
     "Publication", "PayloadTooLargeError", "payload_limit", "message_type_of", "up_message",
-    "down_message", "status_message", "encode", "encode_up", "body_json_of", "publication", "will_publication",
+    "down_message", "status_message", "encode", "encode_up", "UpDraft", "draft_up", "body_json_of", "publication", "will_publication",
     # parsing
     "Parsed", "parse_message", "RejectReason", "Rejection",
+    # batches
+    "BATCH_TOPIC_LEVEL", "MAX_BATCH_MESSAGES", "MAX_BATCH_BYTES", "batch_topic", "batch_device",
+    "encode_batch", "split_batch", "parse_batch_line",
     # bodies
     "Sale", "SaleLine", "TaxLine", "Payment", "PaymentMethod", "line_gross", "Refund",
     "RefundLine", "RefundScope", "LicenceKind", "LicenceReport", "LeaseReport", "HeldLease",
@@ -115,6 +137,8 @@ __all__ = [
     "Command", "CommandName", "Status", "Presence",
     # configuration QR codes
     "Provisioning", "ProvisioningError", "make_qr_text", "read_qr_text", "looks_like_provisioning",
+    # pairing (request and reply models: broker.contract.pairing)
+    "PairingCodeError", "PairingProofError", "new_pairing_code", "normalize_pairing_code", "format_pairing_code",
     # ids
     "uuid7", "make_uuid7", "is_uuid7", "uuid7_unix_ms",
 ]

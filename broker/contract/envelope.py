@@ -46,6 +46,9 @@ __all__ = [
     "payload_limit",
     "message_type_of",
     "up_message",
+    "UpDraft",
+    "draft_up",
+    "encode_up",
     "down_message",
     "status_message",
     "encode",
@@ -296,6 +299,68 @@ def body_json_of(body: Body) -> bytes:
     return body.__pydantic_serializer__.to_json(body, exclude_none=True)
 
 
+@dataclass(frozen=True, slots=True)
+class UpDraft:
+    """An up message encoded in full except its sequence number.
+
+    The outbox drafts a message before its transaction opens and fills in the sequence
+    number inside it, so the store's write lock covers a byte join, not the encoding.
+    """
+
+    message_id: uuid.UUID
+    type: MessageType
+    head: bytes  # everything up to and including '"seq":'
+    tail: bytes  # everything after the number
+    limit: int
+
+    def payload(self, seq: int) -> bytes:
+        if seq < 1:
+            raise ValueError("seq starts at 1")
+        payload = b"%s%d%s" % (self.head, seq, self.tail)
+        if len(payload) > self.limit:
+            raise PayloadTooLargeError(f"{self.type} message {self.message_id} is {len(payload)} bytes, limit {self.limit}")
+        return payload
+
+
+def draft_up(
+    body: Body,
+    *,
+    device_id: str,
+    boot_id: uuid.UUID,
+    clock_trusted: bool,
+    correlation_id: uuid.UUID | None = None,
+    created_at: datetime | None = None,
+    message_id: uuid.UUID | None = None,
+    body_json: bytes | None = None,
+) -> UpDraft:
+    """``encode(up_message(...))`` without building an Envelope, the seq left to fill in.
+
+    The outbox encodes every sale this way, where building and re-serialising a validated
+    envelope cost as much as the commit itself. The body is already a validated model and
+    the other fields are ours, so only the body is serialised by pydantic; a test holds the
+    output byte-identical to the envelope path. Raises PayloadTooLargeError when even the
+    smallest seq would not fit.
+    """
+    _require_direction(body, up=True)
+    check_device_id(device_id)
+    message_id = message_id or uuid7()
+    message_type = message_type_of(body)
+    stamp = _format_timestamp(_to_utc_millis(created_at or _now()))
+    head = (
+        f'{{"v":{PROTOCOL_VERSION},"id":"{message_id}","type":"{message_type.value}",'
+        f'"device_id":"{device_id}","seq":'
+    ).encode()
+    tail = f',"boot_id":"{boot_id}","created_at":"{stamp}","clock_trusted":{"true" if clock_trusted else "false"},'
+    if correlation_id is not None:
+        tail += f'"correlation_id":"{correlation_id}",'
+    draft = UpDraft(message_id, message_type, head,
+                    tail.encode() + b'"body":' + (body_json if body_json is not None else body_json_of(body)) + b"}",
+                    payload_limit(message_type))
+    if len(draft.head) + 1 + len(draft.tail) > draft.limit:
+        raise PayloadTooLargeError(f"{message_type} message {message_id} is over {draft.limit} bytes")
+    return draft
+
+
 def encode_up(
     body: Body,
     *,
@@ -308,35 +373,13 @@ def encode_up(
     message_id: uuid.UUID | None = None,
     body_json: bytes | None = None,
 ) -> tuple[uuid.UUID, bytes]:
-    """``encode(up_message(...))`` without building an Envelope: the same bytes, faster.
-
-    ``body_json`` is ``body_json_of(body)`` made earlier, e.g. before a transaction opens,
-    so the write lock is held for as little work as possible.
-
-    The outbox calls this inside every sale's transaction, where building and
-    re-serialising a validated envelope cost as much as the commit itself. The
-    body is already a validated model and the other fields are ours, so only the
-    body is serialised by pydantic; a test holds the output byte-identical to
-    the envelope path.
-    """
-    _require_direction(body, up=True)
+    """`draft_up` with the seq filled in: the message id and the payload bytes."""
     if seq < 1:
         raise ValueError("seq starts at 1")
-    check_device_id(device_id)
-    message_id = message_id or uuid7()
-    stamp = _format_timestamp(_to_utc_millis(created_at or _now()))
-    head = (
-        f'{{"v":{PROTOCOL_VERSION},"id":"{message_id}","type":"{message_type_of(body).value}",'
-        f'"device_id":"{device_id}","seq":{int(seq)},"boot_id":"{boot_id}","created_at":"{stamp}",'
-        f'"clock_trusted":{"true" if clock_trusted else "false"},'
-    )
-    if correlation_id is not None:
-        head += f'"correlation_id":"{correlation_id}",'
-    payload = head.encode() + b'"body":' + (body_json if body_json is not None else body_json_of(body)) + b"}"
-    limit = payload_limit(message_type_of(body))
-    if len(payload) > limit:
-        raise PayloadTooLargeError(f"{message_type_of(body)} message {message_id} is {len(payload)} bytes, limit {limit}")
-    return message_id, payload
+    draft = draft_up(body, device_id=device_id, boot_id=boot_id, clock_trusted=clock_trusted,
+                     correlation_id=correlation_id, created_at=created_at, message_id=message_id,
+                     body_json=body_json)
+    return draft.message_id, draft.payload(seq)
 
 
 def publication(envelope: Envelope) -> Publication:

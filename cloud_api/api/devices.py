@@ -1,27 +1,45 @@
-"""A company's devices and the sales they reported (from the ingest `sales` table).
+"""A company's devices (with presence) and the sales they reported (from the ingest tables).
 
 Sales belong to the company that owns the device (`devices.company_id`); a device id not
 registered to the company shows nothing. The point-of-sale filter matches the
-`point_of_sale_id` the terminal put in each sale against the point of sale's `code`.
+`point_of_sale_id` the terminal put in each sale (`sales.point_of_sale_code`) against the
+point of sale's `code`. A device's presence is its last retained status (device_presence);
+last seen is the later of that status's arrival and the device's last up message.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
 
 from cloud_api.api.deps import PrincipalDep, SessionDep
 from cloud_api.api.errors import ERROR_RESPONSES, invalid, not_found
-from cloud_api.api.schemas import DEVICE_ID_PATTERN, MAX_ID, DeviceOut, SaleOut, SalesPage
-from cloud_api.models import SaleRecord
+from cloud_api.api.schemas import (
+    DEVICE_ID_PATTERN,
+    MAX_ID,
+    DeviceOut,
+    GapOut,
+    PaymentOut,
+    RefundLineOut,
+    RefundOut,
+    SaleDetail,
+    SaleLineOut,
+    SaleOut,
+    SalesPage,
+    TaxOut,
+)
+from cloud_api.models import DevicePresence, DeviceStream, RefundLine, RefundPayment, RefundRecord, SequenceGap
+from cloud_api.models import SaleLine, SalePayment, SaleRecord
 from cloud_api.tenancy import access
-from cloud_api.tenancy.models import Device
+from cloud_api.tenancy.models import Company, Device
 
 router = APIRouter(tags=["devices and sales"], responses=ERROR_RESPONSES)
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -33,30 +51,65 @@ CSV_COLUMNS = ["sale_id", "sold_at", "device_id", "point_of_sale", "cashier_id",
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
-def _device_out(device: Device) -> DeviceOut:
+def _devices_with_presence(company: Company) -> Select:
+    open_gaps = (select(func.count()).select_from(SequenceGap)
+                 .where(SequenceGap.device_id == Device.device_id, SequenceGap.closed_at.is_(None))
+                 .correlate(Device).scalar_subquery())
+    return (select(Device, DevicePresence.state, DevicePresence.last_seen_at,
+                   DeviceStream.last_seen_at, DeviceStream.high_water, DeviceStream.max_seq, open_gaps)
+            .outerjoin(DevicePresence, DevicePresence.device_id == Device.device_id)
+            .outerjoin(DeviceStream, DeviceStream.device_id == Device.device_id)
+            .where(Device.company_id == company.id))
+
+
+def _device_out(row: Any) -> DeviceOut:
+    device, state, status_seen, up_seen, high_water, max_seq, open_gaps = row
+    seen = [moment for moment in (status_seen, up_seen) if moment is not None]
     return DeviceOut(device_id=device.device_id, company_id=device.company_id,
                      point_of_sale_id=device.point_of_sale_id, paired=device.public_key is not None,
-                     created_at=device.created_at)
+                     created_at=device.created_at, presence=state or "unknown",
+                     last_seen_at=max(seen) if seen else None, high_water=high_water or 0,
+                     max_seq=max_seq or 0, open_gaps=open_gaps or 0)
 
 
 @router.get("/companies/{company_id}/devices", response_model=list[DeviceOut], summary="A company's devices")
 def list_devices(company_id: IdPath, session: SessionDep, p: PrincipalDep,
                  point_of_sale: Annotated[int | None, Query(ge=1, le=MAX_ID, description="only devices assigned to this point of sale")] = None) -> list[DeviceOut]:
     company = access.company_data(session, p, company_id)
-    query = select(Device).where(Device.company_id == company.id)
+    query = _devices_with_presence(company)
     if point_of_sale is not None:
         pos = access.visible_point_of_sale(session, company, point_of_sale)
         query = query.where(Device.point_of_sale_id == pos.id)
-    return [_device_out(d) for d in session.scalars(query.order_by(Device.device_id))]
+    return [_device_out(row) for row in session.execute(query.order_by(Device.device_id))]
 
 
 @router.get("/companies/{company_id}/devices/{device_id}", response_model=DeviceOut, summary="One device")
 def get_device(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep, p: PrincipalDep) -> DeviceOut:
     company = access.company_data(session, p, company_id)
-    device = session.scalar(select(Device).where(Device.device_id == device_id, Device.company_id == company.id))
-    if device is None:
+    row = session.execute(_devices_with_presence(company).where(Device.device_id == device_id)).first()
+    if row is None:
         raise not_found(f"device {device_id}")
-    return _device_out(device)
+    return _device_out(row)
+
+
+@router.get("/companies/{company_id}/devices/{device_id}/gaps", response_model=list[GapOut],
+            summary="Sequence gaps of one device: seqs skipped, open until they arrive")
+def list_gaps(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep, p: PrincipalDep,
+              state: Annotated[Literal["open", "all"], Query(description="open gaps only, or closed ones too")] = "open",
+              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[GapOut]:
+    company = access.company_data(session, p, company_id)
+    if session.scalar(select(Device.device_id).where(Device.device_id == device_id, Device.company_id == company.id)) is None:
+        raise not_found(f"device {device_id}")
+    query = select(SequenceGap).where(SequenceGap.device_id == device_id)
+    if state == "open":
+        query = query.where(SequenceGap.closed_at.is_(None))
+    gaps = session.scalars(query.order_by(SequenceGap.first_missing.desc()).limit(limit))
+    return [GapOut(first_missing=g.first_missing, last_missing=g.last_missing, detected_at=_utc(g.detected_at),
+                   closed_at=_utc(g.closed_at)) for g in gaps]
+
+
+def _company_devices(company: Company) -> Select:
+    return select(Device.device_id).where(Device.company_id == company.id)
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -85,18 +138,17 @@ def list_sales(
 ) -> Any:
     company = access.company_data(session, p, company_id)
     start, end = _utc(since), _utc(until)
-    pos_code = SaleRecord.payload["point_of_sale_id"].as_string()
-    cashier_id = SaleRecord.payload["cashier_id"].as_string()
-    query = (select(SaleRecord.sale_id, SaleRecord.device_id, pos_code, cashier_id,
-                    SaleRecord.receipt_number, SaleRecord.currency, SaleRecord.total_minor,
-                    SaleRecord.sold_at)
-             .where(SaleRecord.device_id.in_(select(Device.device_id).where(Device.company_id == company.id))))
+    query = (select(SaleRecord.sale_id, SaleRecord.device_id, SaleRecord.point_of_sale_code,
+                    SaleRecord.cashier_id, SaleRecord.receipt_number, SaleRecord.currency,
+                    SaleRecord.total_minor, SaleRecord.sold_at)
+             .where(SaleRecord.device_id.in_(_company_devices(company))))
     if point_of_sale is not None:
-        query = query.where(pos_code == access.visible_point_of_sale(session, company, point_of_sale).code)
+        code = access.visible_point_of_sale(session, company, point_of_sale).code
+        query = query.where(SaleRecord.point_of_sale_code == code)
     if device is not None:
         query = query.where(SaleRecord.device_id == device)
     if cashier is not None:
-        query = query.where(cashier_id == cashier)
+        query = query.where(SaleRecord.cashier_id == cashier)
     if start is not None:
         query = query.where(SaleRecord.sold_at >= start)
     if end is not None:
@@ -110,6 +162,58 @@ def list_sales(
     if format == "csv":
         return _csv(sales, company.id, more)
     return SalesPage(items=sales, next_offset=offset + limit if more else None)
+
+
+@router.get("/companies/{company_id}/sales/{sale_id}", response_model=SaleDetail,
+            summary="One sale with its lines, taxes, payments and refunds")
+def get_sale(company_id: IdPath, sale_id: uuid.UUID, session: SessionDep, p: PrincipalDep) -> SaleDetail:
+    company = access.company_data(session, p, company_id)
+    sale = session.scalar(select(SaleRecord).where(
+        SaleRecord.sale_id == sale_id, SaleRecord.device_id.in_(_company_devices(company))))
+    if sale is None:
+        raise not_found(f"sale {sale_id}")
+    lines = session.scalars(select(SaleLine).where(SaleLine.sale_id == sale_id)
+                            .order_by(SaleLine.line_index))
+    payments = session.scalars(select(SalePayment).where(SalePayment.sale_id == sale_id)
+                               .order_by(SalePayment.payment_index))
+    refunds = _refunds_of(session, company, sale)
+    # Taxes are a per-receipt summary nothing filters on: read from the body as received.
+    taxes = [TaxOut(rate_bp=tax["rate_bp"], base_minor=tax["base"], tax_minor=tax["tax"])
+             for tax in sale.payload["taxes"]]
+    return SaleDetail(
+        sale_id=sale.sale_id, device_id=sale.device_id, point_of_sale=sale.point_of_sale_code,
+        cashier_id=sale.cashier_id, receipt_number=sale.receipt_number, currency=sale.currency,
+        total_minor=sale.total_minor, sold_at=sale.sold_at, till_session_id=sale.till_session_id,
+        tax_included=sale.tax_included, tax_total_minor=sale.tax_total_minor,
+        change_minor=sale.change_minor, lines=[SaleLineOut.model_validate(line) for line in lines],
+        taxes=taxes, payments=[PaymentOut.model_validate(payment) for payment in payments],
+        refunds=refunds, refunded_minor=sum(refund.amount_minor for refund in refunds))
+
+
+def _refunds_of(session: Session, company: Company, sale: SaleRecord) -> list[RefundOut]:
+    """Refunds of the sale made on the company's own devices: a refund from another company's
+    device naming this sale is that company's business, not shown here."""
+    refunds = list(session.scalars(
+        select(RefundRecord)
+        .where(RefundRecord.original_sale_id == sale.sale_id,
+               RefundRecord.original_device_id == sale.device_id,
+               RefundRecord.device_id.in_(_company_devices(company)))
+        .order_by(RefundRecord.refunded_at, RefundRecord.refund_id)))
+    ids = [refund.refund_id for refund in refunds]
+    lines: dict[uuid.UUID, list[RefundLineOut]] = {refund_id: [] for refund_id in ids}
+    payments: dict[uuid.UUID, list[PaymentOut]] = {refund_id: [] for refund_id in ids}
+    if ids:
+        for line in session.scalars(select(RefundLine).where(RefundLine.refund_id.in_(ids))
+                                    .order_by(RefundLine.line_index)):
+            lines[line.refund_id].append(RefundLineOut.model_validate(line))
+        for payment in session.scalars(select(RefundPayment).where(RefundPayment.refund_id.in_(ids))
+                                       .order_by(RefundPayment.payment_index)):
+            payments[payment.refund_id].append(PaymentOut.model_validate(payment))
+    return [RefundOut(refund_id=r.refund_id, device_id=r.device_id, scope=r.scope,
+                      cashier_id=r.cashier_id, till_session_id=r.till_session_id, reason=r.reason,
+                      currency=r.currency, amount_minor=r.amount_minor, refunded_at=r.refunded_at,
+                      lines=lines[r.refund_id], payments=payments[r.refund_id])
+            for r in refunds]
 
 
 def _csv(sales: list[SaleOut], company_id: int, more: bool) -> Response:

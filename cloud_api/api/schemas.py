@@ -126,19 +126,38 @@ class LinkOut(Out):
     closed_at: Utc | None
 
 
+PresenceName = Literal["online", "offline", "unknown"]
+
+
 class DeviceOut(Out):
     device_id: str
     company_id: int
     point_of_sale_id: int | None
     paired: bool = Field(description="The device has registered its public key.")
     created_at: Utc
+    presence: PresenceName = Field(
+        description="From the device's retained status topic: online, offline (its MQTT will "
+        "or a clean goodbye), unknown (never connected).")
+    last_seen_at: Utc | None = Field(
+        description="When the cloud last heard from the device: a status change or an up "
+        "message. Null if never.")
+    high_water: int = Field(description="Every up message with a seq up to this one has been applied (0: none yet).")
+    max_seq: int = Field(description="The highest seq applied; above high_water there are gaps.")
+    open_gaps: int = Field(description="Runs of seqs skipped and not (yet) received: GET .../gaps lists them.")
+
+
+class GapOut(Out):
+    first_missing: int
+    last_missing: int
+    detected_at: Utc
+    closed_at: Utc | None = Field(description="When the last missing message arrived; null while open.")
 
 
 class SaleOut(BaseModel):
     sale_id: uuid.UUID
     device_id: str
-    point_of_sale: str | None = Field(description="point_of_sale_id the terminal reported")
-    cashier_id: str | None
+    point_of_sale: str = Field(description="point_of_sale_id the terminal reported")
+    cashier_id: str
     receipt_number: int
     currency: str
     total_minor: int
@@ -148,3 +167,58 @@ class SaleOut(BaseModel):
 class SalesPage(BaseModel):
     items: list[SaleOut]
     next_offset: int | None = Field(description="offset of the next page; null on the last page")
+
+
+class SaleLineOut(Out):
+    line_index: int = Field(description="0-based position on the receipt; refunds name lines by it")
+    sku: str
+    name: str
+    qty_milli: int = Field(description="quantity in thousandths (1 piece = 1000)")
+    unit_price_minor: int
+    tax_rate_bp: int = Field(description="tax rate in basis points (7 % = 700)")
+    discount_minor: int
+    total_minor: int
+
+
+class PaymentOut(Out):
+    method: Literal["cash", "card", "other"]
+    amount_minor: int
+    reference: str | None
+
+
+class TaxOut(BaseModel):
+    rate_bp: int
+    base_minor: int = Field(description="sum of the line totals at this rate")
+    tax_minor: int
+
+
+class RefundLineOut(Out):
+    line_index: int = Field(description="the refunded line of the sale")
+    qty_milli: int
+    amount_minor: int
+
+
+class RefundOut(Out):
+    refund_id: uuid.UUID
+    device_id: str = Field(description="the device the refund was made on")
+    scope: Literal["whole", "lines"]
+    cashier_id: str
+    till_session_id: uuid.UUID
+    reason: str
+    currency: str
+    amount_minor: int
+    refunded_at: Utc
+    lines: list[RefundLineOut]
+    payments: list[PaymentOut]
+
+
+class SaleDetail(SaleOut):
+    till_session_id: uuid.UUID
+    tax_included: bool = Field(description="prices and line totals include tax")
+    tax_total_minor: int
+    change_minor: int
+    lines: list[SaleLineOut]
+    taxes: list[TaxOut]
+    payments: list[PaymentOut]
+    refunds: list[RefundOut] = Field(description="refunds of this sale reported by the company's devices, oldest first")
+    refunded_minor: int = Field(description="sum of the refunds' amounts")

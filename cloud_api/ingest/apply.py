@@ -178,8 +178,9 @@ def _refuse_invalid(plan: AckPlan, rejection: kc.Rejection) -> None:
         rejection.device_id is not None
         and rejection.message_id is not None
         and kc.is_uuid7(rejection.message_id)
-        and isinstance(topic, kc.TopicInfo)
-        and topic.message_type.is_up
+        # an up topic, or a line of an up/batch (its own type unreadable)
+        and ((isinstance(topic, kc.TopicInfo) and topic.message_type.is_up)
+             or kc.batch_device(rejection.topic) == rejection.device_id)
     )
     fields = {"reason": rejection.reason.value, "detail": rejection.detail,
               "topic": rejection.topic[:256], "device_id": rejection.device_id,

@@ -18,24 +18,33 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from broker import contract as kc
-from cloud_api.ingest.sql import ConcurrentChangeError, insert_new, insert_rows, select_where_in
+from cloud_api.ingest.sql import ConcurrentChangeError, copy_rows, insert_new, select_where_in
 from cloud_api.ingest.sql import upsert_insert
 from cloud_api.ingest.up import Up
 from cloud_api.models import CommandReply, DeviceEvent, DevicePresence, DeviceReport
-from cloud_api.models import RefundRecord, SaleRecord
+from cloud_api.models import RefundLine, RefundPayment, RefundRecord, SaleLine, SalePayment
+from cloud_api.models import SaleRecord
 
 log = logging.getLogger(__name__)
 
 Refusals = dict[uuid.UUID, tuple[str, str]]
 
 _sales = SaleRecord.__table__
+_sale_lines = SaleLine.__table__
+_sale_payments = SalePayment.__table__
 _refunds = RefundRecord.__table__
+_refund_lines = RefundLine.__table__
+_refund_payments = RefundPayment.__table__
 _events = DeviceEvent.__table__
 _replies = CommandReply.__table__
 _reports = DeviceReport.__table__
 _presence = DevicePresence.__table__
-_SALE_COLUMNS = ("sale_id", "device_id", "receipt_number", "currency", "total_minor", "sold_at",
-                 "payload", "message_id")
+_SALE_COLUMNS = ("sale_id", "device_id", "receipt_number", "cashier_id", "point_of_sale_code",
+                 "till_session_id", "currency", "tax_included", "total_minor", "tax_total_minor",
+                 "change_minor", "sold_at", "payload", "message_id")
+_LINE_COLUMNS = ("sale_id", "line_index", "sku", "name", "qty_milli", "unit_price_minor",
+                 "tax_rate_bp", "discount_minor", "total_minor")
+_PAYMENT_COLUMNS = ("sale_id", "payment_index", "method", "amount_minor", "reference")
 
 
 def _uuid_order(value: uuid.UUID) -> int:
@@ -43,11 +52,13 @@ def _uuid_order(value: uuid.UUID) -> int:
 
 
 def apply_sales(session: Session, ups: list[Up], now: datetime) -> Refusals:
-    """Record sales. A sale id stored with other content, or a receipt number already used
-    by another sale of the device, is refused; the same sale resent under a new message id
-    changes nothing.
+    """Record sales with their lines and payments. A sale id stored with other content, or
+    a receipt number already used by another sale of the device, is refused; the same sale
+    resent under a new message id changes nothing.
 
-    Reads the sale from its wire form, which the fast path provides without a model."""
+    Reads the sale from its wire form, which the fast path provides without a model. Two
+    workers storing clashing sales at once: the second insert fails on the primary key or
+    on uq_sales_device_receipt, and its batch is retried, now seeing the first one's sale."""
     sales = [(up, up.wire_form()) for up in ups]
     sale_ids = [uuid.UUID(wire["sale_id"]) for _, wire in sales]
     stored = {
@@ -64,7 +75,7 @@ def apply_sales(session: Session, ups: list[Up], now: datetime) -> Refusals:
              ("receipt_number", sorted({wire["receipt_no"] for _, wire in sales}))])
     }
     refusals: Refusals = {}
-    rows = []
+    new: list[tuple[uuid.UUID, Up, dict[str, Any]]] = []
     for (up, payload), sale_id in zip(sales, sale_ids, strict=True):
         receipt_no = payload["receipt_no"]
         if sale_id in stored:
@@ -79,19 +90,41 @@ def apply_sales(session: Session, ups: list[Up], now: datetime) -> Refusals:
             continue
         stored[sale_id] = (up.device_id, payload)
         receipts[(up.device_id, receipt_no)] = sale_id
-        rows.append((sale_id, up.device_id, receipt_no, payload["currency"], payload["total"],
-                     up.created_at, up.wire_document(), up.id))
-    if rows:
-        rows.sort(key=lambda row: row[0].int)
-        try:
-            insert_rows(session, _sales, _SALE_COLUMNS, rows)
-        except IntegrityError as exc:
-            raise ConcurrentChangeError("sales: a key was stored concurrently") from exc
+        new.append((sale_id, up, payload))
+    if new:
+        _insert_sales(session, new)
     return refusals
 
 
+def _insert_sales(session: Session, new: list[tuple[uuid.UUID, Up, dict[str, Any]]]) -> None:
+    """One bulk insert each into sales, sale_lines and sale_payments, in sale id order
+    (concurrent workers then wait on each other's keys in one order)."""
+    new.sort(key=lambda item: item[0].int)
+    sales, lines, payments = [], [], []
+    for sale_id, up, sale in new:
+        sales.append((sale_id, up.device_id, sale["receipt_no"], sale["cashier_id"],
+                      sale["point_of_sale_id"], uuid.UUID(sale["till_session_id"]), sale["currency"],
+                      sale["tax_included"], sale["total"], sale["tax_total"], sale["change"],
+                      up.created_at, up.wire_document(), up.id))
+        lines.extend((sale_id, index, line["sku"], line["name"], line["qty_milli"],
+                      line["unit_price"], line["tax_rate_bp"], line["discount"], line["total"])
+                     for index, line in enumerate(sale["lines"]))
+        payments.extend((sale_id, index, payment["method"], payment["amount"],
+                         payment.get("reference"))
+                        for index, payment in enumerate(sale["payments"]))
+    try:
+        copy_rows(session, _sales, _SALE_COLUMNS, sales)
+    except IntegrityError as exc:
+        raise ConcurrentChangeError("sales: a sale id or receipt number was stored "
+                                    "concurrently") from exc
+    # Keyed by sale id: a clash here would have failed the sales insert above first.
+    copy_rows(session, _sale_lines, _LINE_COLUMNS, lines)
+    copy_rows(session, _sale_payments, _PAYMENT_COLUMNS, payments)
+
+
 def apply_refunds(session: Session, envelopes: list[Up], now: datetime) -> Refusals:
-    """Record refunds; a refund id stored with other content is refused.
+    """Record refunds with their lines and payments; a refund id stored with other content
+    is refused.
 
     The original sale may not be here yet (another device's messages can arrive later), so
     it is not required.
@@ -105,7 +138,7 @@ def apply_refunds(session: Session, envelopes: list[Up], now: datetime) -> Refus
         )
     }
     refusals: Refusals = {}
-    rows = []
+    rows, lines, payments = [], [], []
     for envelope in envelopes:
         refund: kc.Refund = envelope.body
         payload = envelope.wire_form()
@@ -118,11 +151,23 @@ def apply_refunds(session: Session, envelopes: list[Up], now: datetime) -> Refus
         rows.append({
             "refund_id": refund.refund_id, "device_id": envelope.device_id,
             "original_sale_id": refund.original_sale_id,
-            "original_device_id": refund.original_device_id, "currency": refund.currency,
+            "original_device_id": refund.original_device_id, "scope": refund.scope.value,
+            "cashier_id": refund.cashier_id, "till_session_id": refund.till_session_id,
+            "reason": refund.reason, "currency": refund.currency,
             "amount_minor": refund.amount, "refunded_at": envelope.created_at,
             "payload": payload, "message_id": envelope.id,
         })
+        lines += [{"refund_id": refund.refund_id, "line_index": line.line_index,
+                   "qty_milli": line.qty_milli, "amount_minor": line.amount}
+                  for line in sorted(refund.lines, key=lambda line: line.line_index)]
+        payments += [{"refund_id": refund.refund_id, "payment_index": index,
+                      "method": payment.method.value, "amount_minor": payment.amount,
+                      "reference": payment.reference}
+                     for index, payment in enumerate(refund.payments)]
     _insert_all_or_retry(session, _refunds, rows, "refund_id")
+    # Child rows in their refund's order (the sort is stable), after the refunds themselves.
+    _insert_all_or_retry(session, _refund_lines, lines, "refund_id")
+    _insert_all_or_retry(session, _refund_payments, payments, "refund_id")
     return refusals
 
 
@@ -187,7 +232,9 @@ def apply_reports(session: Session, envelopes: list[Up], now: datetime) -> Refus
 def record_presence(session: Session, envelopes: list[kc.Envelope], now: datetime) -> int:
     """Online/offline per device: the last status received wins (the broker orders one
     topic's messages, and the retained status re-sent on every subscribe corrects a worker
-    that fell behind). Returns the number of status messages taken into account."""
+    that fell behind). A status already recorded (that retained copy, or the copy every
+    other worker receives too) changes nothing, so `last_seen_at` stays the time the status
+    first arrived. Returns the number of status messages taken into account."""
     latest: dict[str, kc.Envelope] = {}
     for envelope in envelopes:
         latest[envelope.device_id] = envelope
@@ -202,6 +249,7 @@ def record_presence(session: Session, envelopes: list[kc.Envelope], now: datetim
             index_elements=[_presence.c.device_id],
             set_={name: statement.excluded[name] for name in
                   ("state", "boot_id", "status_message_id", "status_at", "last_seen_at")},
+            where=_presence.c.status_message_id != statement.excluded.status_message_id,
         ),
         rows,
     )

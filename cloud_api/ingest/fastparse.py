@@ -31,7 +31,7 @@ from broker.contract.fields import MAX_MINOR_UNITS, MAX_SEQ
 from broker.contract.sales import MAX_LINES, MAX_PAYMENTS
 from cloud_api.ingest.up import Up
 
-__all__ = ["parse", "parse_up"]
+__all__ = ["parse", "parse_batch", "parse_up"]
 
 # ----------------------------------------------------------------------------- the schema
 # Each type is the contract's, or narrower (never wider): see the comments.
@@ -146,6 +146,25 @@ def parse(topic: str, payload: bytes) -> kc.Parsed | kc.Rejection | Up:
     if checked is not None:
         return checked
     return kc.parse_message(topic, payload)
+
+
+def parse_batch(topic: str, payload: bytes) -> list[kc.Parsed | kc.Rejection | Up] | kc.Rejection:
+    """The messages of an up/batch publish, each parsed as if it had come alone (a canonical
+    sale by the fast path, anything else by the contract), or why the whole batch is refused.
+    Never raises."""
+    split = kc.split_batch(topic, payload)
+    if isinstance(split, kc.Rejection):
+        return split
+    device_id, lines = split
+    sale_topic = kc.up_topic(device_id, _SALE)
+    messages: list[kc.Parsed | kc.Rejection | Up] = []
+    for index, line in enumerate(lines):
+        try:
+            checked = _check_sale(sale_topic, line)
+        except Exception:  # noqa: BLE001 - as in parse: only costs the slow path
+            checked = None
+        messages.append(checked if checked is not None else kc.parse_batch_line(device_id, line, index))
+    return messages
 
 
 def parse_up(topic: str, payload: bytes) -> kc.Parsed | kc.Rejection | Up:

@@ -11,11 +11,16 @@ which cost more than the database work.
   `IN (?, ?, ...)` for look-ups.
 - PostgreSQL: `INSERT ... SELECT * FROM unnest(%s::type[], ...)`, one array per column, so
   the statement text never changes with the number of rows; `= ANY(%s::type[])` for look-ups.
+  `copy_rows` (plain inserts of many narrow rows: sales, their lines and payments) uses
+  `COPY ... FROM STDIN` in binary format instead, which psycopg encodes in C: the arrays
+  above are built element by element in Python (measured: ~3.3 against ~1.4 µs of
+  client CPU per 9-column row, and less database time).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -25,6 +30,7 @@ from sqlalchemy import Column, Table
 from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from cloud_api.ingest.up import JsonText
@@ -219,6 +225,46 @@ def insert_rows(
     key_index = list(columns).index(conflict_key)
     given = dict(zip(values[key_index], (row[key_index] for row in rows), strict=True))
     return {given[value] for value in results}
+
+
+def copy_rows(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """A plain INSERT of rows (tuples in `columns` order): COPY on PostgreSQL, `insert_rows`
+    on SQLite. A duplicate key raises IntegrityError, as an INSERT would; rows go in the
+    given order (see insert_rows)."""
+    if not rows:
+        return
+    dialect = _dialect(session)
+    if dialect.name != "postgresql":
+        insert_rows(session, table, columns, rows)
+        return
+    preparer = dialect.identifier_preparer
+    cols = [table.c[name] for name in columns]
+    statement = (f"COPY {preparer.format_table(table)} "
+                 f"({', '.join(preparer.quote(name) for name in columns)}) FROM STDIN (FORMAT BINARY)")
+    if any(_converter(column, dialect) is not None for column in cols):
+        rows = list(zip(*_convert_columns(cols, rows, dialect), strict=True))
+    connection = session.connection()
+    driver_connection = connection.connection.driver_connection
+    try:
+        with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types([_copy_type(column, dialect) for column in cols])
+            for row in rows:
+                copy.write_row(row)
+    except dialect.loaded_dbapi.Error as exc:
+        # What SQLAlchemy would raise for a statement it ran (IntegrityError, OperationalError,
+        # ...), with a lost connection invalidated so the pool replaces it.
+        lost = dialect.is_disconnect(exc, driver_connection, None)
+        if lost:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(statement, None, exc, dialect.loaded_dbapi.Error,
+                                  connection_invalidated=lost, dialect=dialect) from exc
+
+
+def _copy_type(column: Column, dialect: Dialect) -> str:
+    # The type's SQL name without its length ("VARCHAR(64)" -> "varchar"), as psycopg knows it.
+    return re.sub(r"\(.*\)", "", column.type.compile(dialect=dialect)).strip().lower()
 
 
 def update_rows(

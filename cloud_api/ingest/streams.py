@@ -120,14 +120,16 @@ def _advance(
              "detected_at": now} for gap in new_gaps
         ])
         for gap in new_gaps:
-            log.info("sequence gap opened", extra={"device_id": device_id,
+            # debug: with several workers gaps open and close all the time; a lasting one
+            # shows in the device API (open_gaps, GET .../gaps)
+            log.debug("sequence gap opened", extra={"device_id": device_id,
                      "first_missing": gap.first, "last_missing": gap.last})
 
     still_open = []
     for gap in gaps:
         if any(gap.holds(seq) for seq in filled) and _fully_recorded(session, device_id, gap):
             session.execute(update(_gaps).where(_gaps.c.id == gap.id).values(closed_at=now))
-            log.info("sequence gap closed", extra={"device_id": device_id,
+            log.debug("sequence gap closed", extra={"device_id": device_id,
                      "first_missing": gap.first, "last_missing": gap.last})
         else:
             still_open.append(gap)

@@ -3,7 +3,8 @@
 Delivery, in order, per batch:
   1. paho's network thread parses and queues each received message (PUBACK withheld:
      manual_ack);
-  2. the apply thread takes every queued message (up to `batch_max`) as soon as the queue
+  2. the apply thread takes every queued message (up to `batch_max`; an up/batch publish
+     counts its messages and is never split) as soon as the queue
      stops growing, waiting at most `batch_window_s` for a burst to end, and applies them in
      ONE database transaction (`apply_batch`);
   3. after the commit it publishes one down/ack per device, then PUBACKs the messages.
@@ -18,20 +19,16 @@ from __future__ import annotations
 
 import gc
 import logging
-import random
 import socket
 import ssl
-import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -41,7 +38,8 @@ from sqlalchemy.orm import Session
 
 from broker import contract as kc
 from cloud_api.ingest.apply import apply_batch
-from cloud_api.ingest.fastparse import parse
+from cloud_api.ingest.client import IngestClient, TlsFiles, backoff_delay
+from cloud_api.ingest.fastparse import parse, parse_batch
 from cloud_api.ingest.plan import AckPlan
 from cloud_api.ingest.sql import ConcurrentChangeError
 from cloud_api.ingest.up import Up
@@ -52,15 +50,7 @@ log = logging.getLogger(__name__)
 STABLE_CONNECTION_S = 10.0
 # Concurrent workers colliding on one key resolve on the first retry; more means a bug.
 MAX_RACE_RETRIES = 5
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """Where the worker finds its TLS material for the production broker's cloud listener."""
-
-    ca_file: str
-    cert_file: str | None = None
-    key_file: str | None = None
+_BATCH_SUFFIX = "/up/" + kc.BATCH_TOPIC_LEVEL
 
 
 @dataclass(frozen=True)
@@ -94,11 +84,15 @@ class IngestStats:
     connects: int = 0
 
 
+Message = kc.Parsed | kc.Rejection | Up
+
+
 class _Received(NamedTuple):
     connection: int  # MQTT packet ids are per connection: PUBACK only on the same one
     mid: int
     qos: int
-    message: kc.Parsed | kc.Rejection | Up  # parsed on arrival (see _on_publish)
+    # Parsed on arrival (see _on_publish); a batch publish (up/batch) carries a list.
+    message: Message | list[Message]
 
 
 def _is_transient(exc: Exception) -> bool:
@@ -120,147 +114,6 @@ def _freeze_startup_objects() -> None:
         _frozen = True
         gc.collect()
         gc.freeze()
-
-
-def backoff_delay(attempt: int, minimum: float, maximum: float) -> float:
-    """Full-jitter exponential backoff, so workers do not reconnect in lock-step."""
-    ceiling = min(maximum, minimum * 2 ** min(attempt, 30))
-    return random.uniform(minimum, max(minimum, ceiling))
-
-
-_PUBACK = struct.Struct("!BBH")
-
-
-class _IngestClient(paho.Client):
-    """paho's client with the per-message costs of a busy subscriber taken out of its loop.
-
-    - Reads: paho reads every packet with three recv() calls (type, length, rest) after a
-      select(), and builds a Properties object (never read here), an MQTTMessage and a
-      topic-matcher pass for each PUBLISH. `loop_read` here takes whatever the socket holds
-      (up to 256 KiB) and frames every complete packet in it; a QoS 0/1 PUBLISH goes straight
-      to `on_publish_received(mid, qos, topic, payload)`, every other packet to paho's own
-      handler, exactly as paho would have read it. A partial packet waits for more bytes.
-    - PUBACKs: `ack()` queues one packet and wakes the network thread once per message.
-      `ack_many` queues all of a batch's PUBACKs as one write.
-    Requires manual_ack (nothing is PUBACKed on receipt) and MQTT 5 for the PUBLISH shortcut;
-    without them every packet takes paho's path.
-    """
-
-    _READ_SIZE = 256 * 1024
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._unframed = b""
-        self.on_publish_received: Callable[[int, int, bytes, bytes], None] | None = None
-
-    def _create_socket(self) -> Any:
-        self._unframed = b""  # nothing of an old connection survives
-        return super()._create_socket()
-
-    def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
-        if self._sock is None:
-            return paho.MQTTErrorCode.MQTT_ERR_NO_CONN
-        try:
-            data = self._sock_recv(self._READ_SIZE)
-        except BlockingIOError:
-            return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
-        except OSError as err:
-            self._easy_log(paho.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
-            return self._loop_rc_handle(paho.MQTTErrorCode.MQTT_ERR_CONN_LOST)
-        if not data:
-            return self._loop_rc_handle(paho.MQTTErrorCode.MQTT_ERR_CONN_LOST)
-        with self._msgtime_mutex:
-            self._last_bytes_received = paho.time_func()
-        buffer = self._unframed + data if self._unframed else data
-        size = len(buffer)
-        sink = self.on_publish_received
-        if not self._manual_ack or self._protocol != paho.MQTTv5:
-            sink = None
-        pos = 0
-        while pos < size:
-            # Fixed header: packet type and flags, then the remaining length (1-4 bytes).
-            command = buffer[pos]
-            length = shift = 0
-            index = pos + 1
-            while True:
-                if index >= size:
-                    self._unframed = buffer[pos:]
-                    return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
-                byte = buffer[index]
-                index += 1
-                length |= (byte & 0x7F) << shift
-                if not byte & 0x80:
-                    break
-                shift += 7
-                if shift > 21:
-                    return self._loop_rc_handle(paho.MQTTErrorCode.MQTT_ERR_PROTOCOL)
-            end = index + length
-            if end > size:
-                break
-            qos = (command & 0x06) >> 1
-            if sink is not None and command & 0xF0 == paho.PUBLISH and qos < 2:
-                rc = self._publish_received(sink, qos, buffer, index, end)
-            else:
-                rc = self._handle_framed(command, buffer[index:end])
-            pos = end
-            if rc:
-                return self._loop_rc_handle(rc)
-            if self._sock is None:  # a handler closed the connection (e.g. DISCONNECT)
-                return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
-        self._unframed = buffer[pos:]
-        return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    @staticmethod
-    def _publish_received(sink: Callable[[int, int, bytes, bytes], None], qos: int,
-                          buffer: bytes, start: int, end: int) -> paho.MQTTErrorCode:
-        """A QoS 0/1 PUBLISH: topic, packet id, properties (skipped), payload."""
-        if end - start < 2:
-            return paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
-        position = start + 2 + int.from_bytes(buffer[start:start + 2], "big")
-        topic = buffer[start + 2:position]
-        mid = 0
-        if qos:
-            mid = int.from_bytes(buffer[position:position + 2], "big")
-            position += 2
-        length = shift = 0
-        while True:
-            if position >= end or shift > 21:
-                return paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
-            byte = buffer[position]
-            position += 1
-            length |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                break
-            shift += 7
-        position += length
-        if position > end or (qos and mid == 0):
-            return paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
-        sink(mid, qos, topic, buffer[position:end])
-        return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    def _handle_framed(self, command: int, packet: bytes) -> paho.MQTTErrorCode:
-        """Any other packet: paho's handler, with paho's read state as its reader leaves it."""
-        self._in_packet = {
-            "command": command, "have_remaining": 1, "remaining_count": [],
-            "remaining_mult": 1, "remaining_length": len(packet),
-            "packet": bytearray(packet), "to_process": 0, "pos": 0,
-        }
-        try:
-            rc = self._packet_handle()
-        except MalformedPacket as exc:
-            self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
-            rc = paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
-        self._in_packet = {
-            "command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
-            "remaining_length": 0, "packet": bytearray(b""), "to_process": 0, "pos": 0,
-        }
-        return rc
-
-    def ack_many(self, mids: Iterable[int]) -> None:
-        """PUBACK (reason Success, no properties) each QoS 1 message id, in one write."""
-        packet = b"".join([_PUBACK.pack(paho.PUBACK, 2, mid) for mid in mids])
-        if packet:
-            self._packet_queue(paho.PUBACK, packet, 0, 0)
 
 
 class IngestWorker:
@@ -295,7 +148,7 @@ class IngestWorker:
         self._connection_lock = threading.Lock()
         self._connected_at = 0.0
         self._reconnect_attempt = 0
-        self._client: _IngestClient | None = None
+        self._client: IngestClient | None = None
         self._applier: threading.Thread | None = None
 
     # ------------------------------------------------------------------ control
@@ -340,8 +193,8 @@ class IngestWorker:
         return self._subscribed.wait(timeout_s)
 
     # ------------------------------------------------------------------ MQTT side
-    def _make_client(self) -> _IngestClient:
-        client = _IngestClient(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+    def _make_client(self) -> IngestClient:
+        client = IngestClient(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
         if self._username is not None:
             client.username_pw_set(self._username, self._password)
@@ -427,7 +280,10 @@ class IngestWorker:
         # Parsed here, on the network thread: it runs while the apply thread waits for the
         # database, so parsing costs the batch no time of its own.
         try:
-            message = parse(text, bytes(payload))
+            if text.endswith(_BATCH_SUFFIX):
+                message: Message | list[Message] = parse_batch(text, bytes(payload))
+            else:
+                message = parse(text, bytes(payload))
         except Exception:  # noqa: BLE001 - parse never raises; a bug must not end this loop
             # Not PUBACKed: the broker delivers it again after the next reconnect.
             log.exception("received message could not be parsed", extra={"topic": text[:256]})
@@ -468,13 +324,26 @@ class IngestWorker:
             if now_seen == seen or time.monotonic() >= deadline:
                 break
             seen = now_seen
-        return [inbox.popleft() for _ in range(min(len(inbox), options.batch_max))]
+        # Up to batch_max messages, counting those inside batch publishes; a publish is never
+        # split (its one PUBACK waits for all its messages).
+        taken: list[_Received] = []
+        messages = 0
+        while inbox and messages < options.batch_max:
+            item = inbox.popleft()
+            taken.append(item)
+            messages += len(item.message) if type(item.message) is list else 1
+        return taken
 
     def _process(self, batch: list[_Received]) -> None:
         started = time.perf_counter()
         log.debug("applying batch", extra={"messages": len(batch)})
-        messages = [item.message for item in batch]
-        self._count(received=len(batch))
+        messages: list[Message] = []
+        for item in batch:
+            if type(item.message) is list:
+                messages.extend(item.message)
+            else:
+                messages.append(item.message)  # type: ignore[arg-type]
+        self._count(received=len(messages))
         try:
             plan = self._commit(messages)
         except Exception:  # noqa: BLE001 - a message the code cannot handle must not block others
@@ -495,7 +364,7 @@ class IngestWorker:
         self._puback(batch)
         self._count(batches=1)
 
-    def _commit(self, messages: list[kc.Parsed | kc.Rejection | Up]) -> AckPlan | None:
+    def _commit(self, messages: list[Message]) -> AckPlan | None:
         """Apply in one transaction, retrying while the database is unavailable or busy.
 
         None when the worker was stopped before the batch could commit.
@@ -518,7 +387,7 @@ class IngestWorker:
                 if self._stopping.wait(backoff_delay(attempt, 0.05, self.options.db_retry_max_s)):
                     return None
 
-    def _apply_alone(self, message: kc.Parsed | kc.Rejection | Up) -> bool:
+    def _apply_alone(self, message: Message) -> bool:
         """Apply one message in its own transaction; False when stopped before it could."""
         try:
             plan = self._commit([message])

@@ -39,3 +39,18 @@ def test_fast_path_refuses_what_the_envelope_refuses() -> None:
         kc.encode_up(kc.Ack(acked_ids=[kc.uuid7()]), device_id="pos-1", seq=1, boot_id=kc.uuid7(), clock_trusted=True)
     with pytest.raises(kc.PayloadTooLargeError):
         kc.encode_up(kc.Event(kind="big", details={"x": "y" * kc.MAX_PAYLOAD_BYTES}), device_id="pos-1", seq=1, boot_id=kc.uuid7(), clock_trusted=True)
+
+
+def test_a_draft_takes_any_seq_and_equals_the_full_encoding() -> None:
+    body = UP_BODIES[0].body
+    boot, message_id = kc.uuid7(), kc.uuid7()
+    when = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+    draft = kc.draft_up(body, device_id="pos-1", boot_id=boot, clock_trusted=True, created_at=when, message_id=message_id)
+    assert draft.message_id == message_id and draft.type is UP_BODIES[0].type
+    for seq in (1, 9, 10, 123_456_789, 2**53):
+        _, whole = kc.encode_up(body, device_id="pos-1", seq=seq, boot_id=boot, clock_trusted=True, created_at=when, message_id=message_id)
+        assert draft.payload(seq) == whole
+    with pytest.raises(ValueError):
+        draft.payload(0)
+    with pytest.raises(kc.PayloadTooLargeError):  # refused when drafted, before any transaction
+        kc.draft_up(kc.Event(kind="big", details={"x": "y" * kc.MAX_PAYLOAD_BYTES}), device_id="pos-1", boot_id=boot, clock_trusted=True)

@@ -11,22 +11,23 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy.orm import Session
 
+from broker import contract as kc
 from broker.contract.examples import _sale
-from cloud_api.models import SaleRecord
+from cloud_api.ingest.apply import apply_batch
+from cloud_api.ingest.up import Up
 from tests.cloud.api_support import Api, add_device, error_code
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
 
 
 def add_sale(api: Api, device_id: str, receipt_no: int, at: datetime, cashier: str, pos_code: str) -> uuid.UUID:
-    """A sale row as the ingest stores it (the wire form of the sale as payload)."""
+    """A sale stored by the ingest itself, as the device would report it (made at `at`)."""
     sale = _sale().model_copy(update={"sale_id": uuid.uuid4(), "receipt_no": receipt_no,
                                       "cashier_id": cashier, "point_of_sale_id": pos_code})
-    with Session(api.engine) as session:
-        session.add(SaleRecord(sale_id=sale.sale_id, device_id=device_id, receipt_number=receipt_no,
-                               currency=sale.currency, total_minor=sale.total, sold_at=at,
-                               payload=sale.model_dump(mode="json"), message_id=uuid.uuid4()))
-        session.commit()
+    envelope = kc.up_message(sale, device_id=device_id, seq=receipt_no, boot_id=uuid.uuid4(),
+                             clock_trusted=True, created_at=at)
+    with Session(api.engine) as session, session.begin():
+        assert apply_batch(session, [Up.of(envelope)]).applied == 1
     return sale.sale_id
 
 

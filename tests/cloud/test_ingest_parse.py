@@ -24,7 +24,7 @@ from cloud_api.ingest import apply_batch
 from cloud_api.ingest.fastparse import _ENVELOPE_KEYS, _LINE_KEYS, _PAYMENT_KEYS, _SALE_KEYS
 from cloud_api.ingest.fastparse import _TAX_KEYS, _check_sale, parse, parse_up
 from cloud_api.ingest.up import Up
-from cloud_api.models import IngestedMessage, SaleRecord
+from cloud_api.models import IngestedMessage, SaleLine, SalePayment, SaleRecord
 from cloud_api.schema_init import create_schema
 from tests.cloud.test_ingest_apply import database_url  # noqa: F401 - the same databases
 from tests.support.sales import make_sale
@@ -371,13 +371,19 @@ def test_fast_and_contract_parsed_sales_are_stored_alike(database_url: str) -> N
                            IngestedMessage.created_at, IngestedMessage.clock_trusted,
                            IngestedMessage.outcome, IngestedMessage.reject_reason)
                     .order_by(IngestedMessage.seq)).all()
-                stored.append(([tuple(row) for row in sales_rows], [tuple(row) for row in ledger]))
-                session.execute(SaleRecord.__table__.delete())
-                session.execute(IngestedMessage.__table__.delete())
+                children = [tuple(row) for model in (SaleLine, SalePayment)
+                            for row in session.execute(select(model.__table__)
+                                                       .order_by(*model.__table__.primary_key))]
+                stored.append(([tuple(row) for row in sales_rows], [tuple(row) for row in ledger],
+                               children))
+                for model in (SaleRecord, SaleLine, SalePayment, IngestedMessage):
+                    session.execute(model.__table__.delete())
     finally:
         engine.dispose()
     assert stored[0] == stored[1]
     assert len(stored[0][0]) == 5 and stored[0][0][0][6] == as_dict(payloads[0])["body"]
+    assert len(stored[0][2]) == sum(len(as_dict(data)["body"]["lines"]) + len(as_dict(data)["body"]["payments"])
+                                    for data in payloads)
 
 
 def as_id(data: bytes) -> uuid.UUID:

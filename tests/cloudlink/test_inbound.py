@@ -17,6 +17,8 @@ from tests.support.inprocess import InProcessAgent
 from tests.support.mqtt_peer import MqttPeer
 
 DEVICE = "pos-0001"
+# Every up topic: a reply or report may travel alone or inside an up/batch (MqttPeer unpacks it).
+UP_ALL = f"kassa/v1/dev/{DEVICE}/up/#"
 
 
 def state_doc(version: int, marker: str) -> kc.Envelope:
@@ -69,7 +71,7 @@ def test_state_versions_3_5_4_apply_5_and_survive_restart(tmp_path: Path, mosqui
 
 
 def test_device_reports_its_state_on_connect_and_after_each_push(tmp_path: Path, mosquitto: Mosquitto, cloud: MqttPeer) -> None:
-    cloud.subscribe(kc.up_topic(DEVICE, kc.MessageType.DEVICE_STATE))
+    cloud.subscribe(UP_ALL)
     config = write_agent_config(tmp_path / "agent", device_id=DEVICE, host=mosquitto.host, port=mosquitto.port)
     agent = InProcessAgent(config).start()
     try:
@@ -90,7 +92,7 @@ def test_command_delivered_twice_is_applied_once_and_answered_twice(agent: InPro
         return {"count": len(calls)}
 
     agent.call(lambda: agent.cloud.inbound.on_command("test.count", count))
-    cloud.subscribe(kc.up_topic(DEVICE, kc.MessageType.REPLY))
+    cloud.subscribe(UP_ALL)
     command = kc.down_message(kc.Command(name="test.count", args={"n": 1}), device_id=DEVICE)
     cloud.send(command)
     first = cloud.next_parsed(topic_suffix="/up/reply")
@@ -103,7 +105,7 @@ def test_command_delivered_twice_is_applied_once_and_answered_twice(agent: InPro
 
 
 def test_unknown_and_expired_commands_get_error_replies(agent: InProcessAgent, cloud: MqttPeer) -> None:
-    cloud.subscribe(kc.up_topic(DEVICE, kc.MessageType.REPLY))
+    cloud.subscribe(UP_ALL)
     cloud.send(kc.down_message(kc.Command(name="no.such.thing"), device_id=DEVICE))
     reply = cloud.next_parsed(topic_suffix="/up/reply").body
     assert isinstance(reply, kc.Reply) and not reply.ok and reply.error is not None and reply.error.code == "unknown_command"

@@ -13,17 +13,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from agent.ctl_client import ControlClient
 from broker import contract as kc
-from broker.launcher import Mosquitto, free_port
+from broker.launcher import free_port
 from cloud_api import signing_keys
-from cloud_api.models import CommandReply
+from cloud_api.tenancy.tokens import create_owner
 from cloud_api.provisioning import qr_text, write_qr_png
 from tests.support.agent_process import REPO_ROOT, AgentProcess, write_agent_config
-from tests.support.cloud import Cloud
-from tests.support.mqtt_peer import MqttPeer
+from tests.support.cloud import Cloud, api_request
+from tests.deploy.tls_broker import ProductionBroker, make_certs, start_production_broker
 
 DEVICE = "demo-pos-1"
 
@@ -39,22 +39,24 @@ class Demo:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.steps_done = 0
-        self.broker: Mosquitto | None = None
+        self.broker: ProductionBroker | None = None
         self.cloud: Cloud | None = None
         self.http: subprocess.Popen[bytes] | None = None
         self.printer: subprocess.Popen[str] | None = None
         self.scanner: subprocess.Popen[str] | None = None
         self.agent: AgentProcess | None = None
-        self.cloud_peer: MqttPeer | None = None
+        self.api_url = ""
+        self.api_token = ""
         self.preview_dir = workdir / "receipts"
 
     # ------------------------------------------------------------------ driver
     def run(self) -> None:
         steps: list[tuple[str, Callable[[], str]]] = [
-            ("start broker", self.start_broker),
+            ("start broker (production config: TLS, client certificates, ACL)", self.start_broker),
             ("start cloud service and ingest worker", self.start_cloud),
             ("start simulated printer and scanner", self.start_hardware),
-            ("start agent", self.start_agent),
+            ("start agent, unpaired: it registers and shows a pairing code", self.start_agent),
+            ("company admin claims the code; the agent connects with its new certificate", self.pair),
             ("agent status (kassactl status)", self.show_status),
             ("test print to the virtual printer", self.test_print),
             ("open the cash drawer (no sale)", self.open_drawer),
@@ -76,21 +78,37 @@ class Demo:
 
     # ------------------------------------------------------------------- steps
     def start_broker(self) -> str:
-        self.broker = Mosquitto(self.workdir / "mosquitto").start()
-        return f"mosquitto on {self.broker.host}:{self.broker.port}"
+        pki = self.workdir / "pki"
+        made = make_certs(pki)  # CA, broker certificate, the cloud's client certificate
+        if made.returncode != 0:
+            raise DemoFailure("start broker", f"make-certs.sh failed: {made.stderr}")
+        self.broker = start_production_broker(self.workdir / "mosquitto", pki)
+        return f"mosquitto: devices on :{self.broker.device_port} (mTLS), cloud on :{self.broker.cloud_port}"
 
     def start_cloud(self) -> str:
         assert self.broker is not None
-        self.cloud = Cloud(self.workdir / "cloud", self.broker)
-        self.cloud.start_worker_process("demo")
+        pki = self.broker.pki
+        self.cloud = Cloud(self.workdir / "cloud", self.broker.broker)
+        self.cloud.start_worker_process("demo", port=self.broker.cloud_port, env={
+            "KASSA_CLOUD_MQTT_CA_FILE": str(pki / "ca.crt"),
+            "KASSA_CLOUD_MQTT_CERT_FILE": str(pki / "clients" / "kassa-cloud.crt"),
+            "KASSA_CLOUD_MQTT_KEY_FILE": str(pki / "clients" / "kassa-cloud.key"),
+        })
         port = free_port()
         log = open(self.workdir / "cloud" / "http.log", "ab")
-        env = {**os.environ, "KASSA_CLOUD_DATABASE_URL": self.cloud.database_url}
+        env = {
+            **os.environ, "KASSA_CLOUD_DATABASE_URL": self.cloud.database_url,
+            # pairing: the CA the broker trusts signs device certificates
+            "KASSA_CLOUD_DEVICE_CA_CERT_FILE": str(pki / "ca.crt"), "KASSA_CLOUD_DEVICE_CA_KEY_FILE": str(pki / "ca.key"),
+            "KASSA_CLOUD_PAIRING_BROKER_HOST": "127.0.0.1", "KASSA_CLOUD_PAIRING_BROKER_PORT": str(self.broker.device_port),
+            "KASSA_CLOUD_PAIRING_POLL_INTERVAL_S": "1",
+        }
         self.http = subprocess.Popen(
             [sys.executable, "-m", "cloud_api.main", "serve", "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
-        health = self._wait_http(f"http://127.0.0.1:{port}/healthz", "start cloud service")
-        return f"http://127.0.0.1:{port} healthy ({health['database']}), ingest worker on $share/ingest"
+        self.api_url = f"http://127.0.0.1:{port}"
+        health = self._wait_http(f"{self.api_url}/healthz", "start cloud service")
+        return f"{self.api_url} healthy ({health['database']}), ingest worker on $share/ingest over mTLS"
 
     def start_hardware(self) -> str:
         port_file, path_file = self.workdir / "printer.port", self.workdir / "scanner.path"
@@ -121,10 +139,31 @@ url = "serial://{self.scanner_path}"
 """
         self.signing_key = signing_keys.generate(self.workdir / "cloud" / "signing.pem", "demo-cloud-1")
         trust = f'\n[trust]\ncloud_keys = {{ "{self.signing_key.key_id}" = "{self.signing_key.public_text}" }}\n'
-        config = write_agent_config(self.workdir / "agent", device_id=DEVICE, extra=hardware + trust, host=self.broker.host, port=self.broker.port)
+        # No broker certificate: only where the cloud's API is. Pairing does the rest.
+        cloud = f'\n[cloud]\napi_url = "{self.api_url}"\nretry_min_s = 0.2\nretry_max_s = 1.0\n'
+        config = write_agent_config(self.workdir / "agent", device_id=DEVICE, extra=hardware + trust + cloud)
         self.agent = AgentProcess(config).start()
-        self._wait(lambda: self._status()["components"]["cloud"]["connected"], "start agent", "the agent's broker connection")
-        return f"device {DEVICE}, config {config}"
+        self._wait(lambda: self._status()["components"]["pairing"]["state"] == "waiting", "start agent", "the agent to register and wait for a claim")
+        pairing = self._kassactl("pairing")
+        print("\n".join("        " + line for line in pairing.splitlines()))
+        return f"device {DEVICE}, config {config}, no broker certificate yet"
+
+    def pair(self) -> str:
+        assert self.cloud is not None and self.broker is not None
+        code = self._status()["components"]["pairing"]["pairing_code"]
+        self._kassactl("pairing", "--print")
+        self._wait(lambda: any(code in path.read_text() for path in self.preview_dir.glob("*.txt")), "pair", "the pairing code on the printed slip")
+        with Session(self.cloud.engine) as session:  # `kassa-cloud owner create` does the same
+            _owner, _admin, owner_token = create_owner(session, "Demo owner")
+        _, company = self._api(owner_token, "POST", "/companies", {"name": "Demo shop"}, 201)
+        _, admin = self._api(owner_token, "POST", "/users", {"name": "Demo shop admin", "role": "company_admin", "company_id": company["id"]}, 201)
+        self.company_id, self.api_token = company["id"], admin["token"]
+        _, pos = self._api(self.api_token, "POST", f"/companies/{self.company_id}/points-of-sale", {"name": "Front till", "code": "POS-DEMO-1"}, 201)
+        self._api(self.api_token, "POST", f"/companies/{self.company_id}/pairing/claims", {"pairing_code": code, "point_of_sale_id": pos["id"]}, 201)
+        self._wait(lambda: self._status()["components"].get("cloud", {}).get("connected"), "pair", "the agent's mTLS connection with its new certificate")
+        if f"as {DEVICE} (" not in self.broker.log():
+            raise DemoFailure("pair", "the broker log does not show the device logged in under its certificate's name", self.collect_logs())
+        return f"code {code} printed and claimed into point of sale POS-DEMO-1; certificate CN={DEVICE} accepted by the broker"
 
     def show_status(self) -> str:
         assert self.agent is not None
@@ -167,25 +206,36 @@ url = "serial://{self.scanner_path}"
         return f"point of sale POS-DEMO-1, language de applied (QR image {self.workdir / 'configuration-qr.png'})"
 
     def push_config(self) -> str:
-        assert self.broker is not None
-        self.cloud_peer = MqttPeer(self.broker, "demo-cloud-push")
-        doc = kc.StateDoc(domain=kc.StateDomain.CONFIG, version=1, doc={"language": "en", "receipt_footer": "Thank you!"}, issued_at=datetime.now(timezone.utc))
-        self.cloud_peer.send(kc.down_message(doc, device_id=DEVICE))
-        self._wait(lambda: self._status()["components"]["cloud"]["state_versions"].get("config") == 1, "push config", "config v1 applied")
-        return "agent applied config version 1"
+        assert self.cloud is not None and self.api_token  # the company admin of the pairing step
+        self.device_path = f"/companies/{self.company_id}/devices/{DEVICE}"
+        doc = {"language": "en", "receipt_footer": "Thank you!"}
+        status, desired = api_request(self.api_url, self.api_token, "PUT", f"{self.device_path}/state/config", {"doc": doc})
+        if status != 200:
+            raise DemoFailure("push config", f"PUT {self.device_path}/state/config answered {status}: {desired}", self.collect_logs())
+        version = desired["version"]
+        self._wait(lambda: self._status()["components"]["cloud"]["state_versions"].get("config") == version, "push config", f"config v{version} applied")
+
+        def reported_up_to_date() -> bool:
+            return api_request(self.api_url, self.api_token, "GET", f"{self.device_path}/state")[1]["up_to_date"] is True
+
+        self._wait(reported_up_to_date, "push config", "the device's state report to show it up to date")
+        return f"PUT config through the HTTP API -> v{version} published retained by the worker's publisher -> applied by the agent -> reported up to date"
 
     def ping(self) -> str:
-        assert self.cloud_peer is not None and self.cloud is not None
-        command = kc.down_message(kc.Command(name="ping"), device_id=DEVICE)
-        self.cloud_peer.send(command)
+        status, command = api_request(self.api_url, self.api_token, "POST", f"{self.device_path}/commands", {"name": "ping"})
+        if status != 201:
+            raise DemoFailure("ping", f"POST {self.device_path}/commands answered {status}: {command}", self.collect_logs())
 
-        def replied() -> CommandReply | None:
-            with self.cloud.engine.connect() as conn:  # type: ignore[union-attr]
-                return conn.execute(select(CommandReply).where(CommandReply.correlation_id == command.id)).first()
+        def answered() -> dict[str, Any] | None:
+            found = api_request(self.api_url, self.api_token, "GET", f"{self.device_path}/commands/{command['id']}")[1]
+            return found if found.get("state") == "answered" else None
 
-        self._wait(lambda: replied() is not None, "ping", "the reply in the cloud database")
+        self._wait(lambda: answered() is not None, "ping", "the reply to show in the API")
+        reply = answered()
+        if reply is None or not reply["reply"]["ok"] or reply["reply"]["result"].get("pong") is not True:
+            raise DemoFailure("ping", f"unexpected reply: {reply}", self.collect_logs())
         self._wait(lambda: self._status()["components"]["cloud"]["outbox_depth"] == 0, "ping", "the outbox to drain")
-        return "reply stored by the cloud, acked, outbox empty"
+        return f"command {command['id']} sent through the HTTP API, answered pong; reply shown by the API, outbox empty"
 
     def stop_agent(self) -> str:
         assert self.agent is not None
@@ -210,6 +260,12 @@ url = "serial://{self.scanner_path}"
         if result.returncode != 0:
             raise DemoFailure(f"kassactl {' '.join(args)}", result.stderr, self.collect_logs())
         return result.stdout
+
+    def _api(self, token: str, method: str, path: str, body: object, expected: int) -> tuple[int, Any]:
+        status, reply = api_request(self.api_url, token, method, path, body)
+        if status != expected:
+            raise DemoFailure(f"{method} {path}", f"answered {status}, expected {expected}: {reply}", self.collect_logs())
+        return status, reply
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[str]:
         log = open(self.workdir / f"{name}.log", "a")
@@ -259,8 +315,6 @@ url = "serial://{self.scanner_path}"
     def teardown(self) -> None:
         if self.agent is not None:
             self.agent.kill()
-        if self.cloud_peer is not None:
-            self.cloud_peer.close()
         for process in (self.http, self.printer, self.scanner):
             if process is not None and process.poll() is None:
                 process.terminate()
@@ -271,4 +325,4 @@ url = "serial://{self.scanner_path}"
         if self.cloud is not None:
             self.cloud.stop()
         if self.broker is not None:
-            self.broker.stop()
+            self.broker.broker.stop()

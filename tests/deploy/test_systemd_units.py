@@ -113,7 +113,7 @@ def test_sysusers_and_tmpfiles_in_a_scratch_root(tmp_path: Path) -> None:
     uid, gid = int(passwd["kassa"][2]), int(groups["kassa"][2])
     state, etc = (root / "var/lib/kassa").stat(), (root / "etc/kassa").stat()
     assert (stat.S_IMODE(state.st_mode), state.st_uid, state.st_gid) == (0o700, uid, gid)
-    assert (stat.S_IMODE(etc.st_mode), etc.st_uid, etc.st_gid) == (0o750, 0, gid)
+    assert (stat.S_IMODE(etc.st_mode), etc.st_uid, etc.st_gid) == (0o770, 0, gid)  # the agent rewrites agent.toml
 
 
 def test_units_udev_sysusers_and_agent_agree() -> None:

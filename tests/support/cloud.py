@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
 from broker.launcher import Mosquitto
 from cloud_api.db import make_engine
 from cloud_api.ingest.worker import IngestWorker, WorkerOptions
 from cloud_api.models import DeviceStream, IngestedMessage, SaleRecord, SequenceGap
 from cloud_api.schema_init import create_schema
+from cloud_api.tenancy.models import Company, Device, Role, User
+from cloud_api.tenancy.tokens import create_owner, issue_token
 from tests.support.agent_process import REPO_ROOT
 
 
@@ -104,3 +112,43 @@ class Cloud:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"cloud did not apply {what} within {timeout_s} s")
+
+
+# ---------------------------------------------------------------------- the admin API (pushes)
+def company_admin_token(engine: Engine, device_id: str, company_name: str = "Demo shop") -> tuple[int, str]:
+    """(company id, a company_admin token) for the company owning `device_id`.
+
+    A device no company owns yet is registered under a new owner and company first: pairing
+    does that in production; tests and the demo that skip pairing put the row in directly.
+    """
+    now = datetime.now(timezone.utc)
+    with Session(engine, expire_on_commit=False) as session:
+        device = session.get(Device, device_id)
+        if device is None:
+            owner, _admin, _token = create_owner(session, f"{company_name} owner")
+            company = Company(owner_id=owner.id, name=company_name, created_at=now)
+            session.add(company)
+            session.flush()
+            device = Device(device_id=device_id, company_id=company.id, created_at=now)
+            session.add(device)
+            session.flush()
+        company = session.get(Company, device.company_id)
+        assert company is not None
+        user = User(name=f"{company.name} admin", role=Role.COMPANY_ADMIN, owner_id=company.owner_id, company_id=company.id, created_at=now)
+        session.add(user)
+        session.flush()
+        _row, token = issue_token(session, user, label="tests")
+        session.commit()
+        return company.id, token
+
+
+def api_request(base_url: str, token: str, method: str, path: str, body: object = None, timeout_s: float = 10) -> tuple[int, Any]:
+    """One call to a running `kassa-cloud serve`: (HTTP status, JSON reply)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base_url + path, data=data, method=method,
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")

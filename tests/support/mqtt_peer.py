@@ -14,12 +14,26 @@ from broker.launcher import Mosquitto
 
 
 class MqttPeer:
-    def __init__(self, broker: Mosquitto, client_id: str = "") -> None:
+    """`unbatch`: an up/batch publish is queued as its messages, each with its own up topic,
+    so a test reads what a device sent the way a cloud applies it."""
+
+    def __init__(self, broker: Mosquitto, client_id: str = "", *, unbatch: bool = True) -> None:
         self.messages: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
+        self.unbatch = unbatch
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        self.client.on_message = lambda _c, _u, msg: self.messages.put((msg.topic, bytes(msg.payload), bool(msg.retain)))
+        self.client.on_message = self._on_message
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
+
+    def _on_message(self, _client: Any, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        split = kc.split_batch(msg.topic, msg.payload) if self.unbatch and kc.batch_device(msg.topic) else None
+        if split is None or isinstance(split, kc.Rejection):
+            self.messages.put((msg.topic, bytes(msg.payload), bool(msg.retain)))
+            return
+        device_id, lines = split
+        for index, line in enumerate(lines):
+            parsed = kc.parse_batch_line(device_id, line, index)
+            self.messages.put((parsed.topic.topic if isinstance(parsed, kc.Parsed) else msg.topic, line, False))
 
     def subscribe(self, topic: str) -> None:
         result, mid = self.client.subscribe(topic, qos=1)

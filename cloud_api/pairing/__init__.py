@@ -1,0 +1,1 @@
+"""Pairing terminals by code: registrations, claims, device certificates (docs/cloud-api.md)."""

@@ -1,0 +1,69 @@
+"""The cloud's HTTP API served by a real uvicorn on a free loopback port (optionally HTTPS),
+in a thread of the test process, for tests where a real agent process talks to it."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from broker.launcher import free_port
+from cloud_api.app import create_app
+from cloud_api.settings import CloudSettings
+from cloud_api.tenancy.tokens import create_owner
+
+
+@dataclass
+class LiveApi:
+    url: str
+    engine: Engine
+    owner_token: str
+    verify: ssl.SSLContext | bool  # what httpx needs to trust the server
+
+    def call(self, method: str, path: str, token: str, expect: int | None = None, **kw: Any) -> httpx.Response:
+        reply = httpx.request(method, self.url + path, headers={"Authorization": f"Bearer {token}"}, verify=self.verify, timeout=10, **kw)
+        if expect is not None:
+            assert reply.status_code == expect, (method, path, reply.status_code, reply.text)
+        return reply
+
+    def company_with_admin(self, name: str, store_code: str) -> tuple[int, str, int]:
+        """A company, its company_admin token and one point of sale: (company id, token, pos id)."""
+        cid = self.call("POST", "/companies", self.owner_token, 201, json={"name": name}).json()["id"]
+        admin = self.call("POST", "/users", self.owner_token, 201,
+                          json={"name": f"{name} admin", "role": "company_admin", "company_id": cid}).json()["token"]
+        pos = self.call("POST", f"/companies/{cid}/points-of-sale", admin, 201, json={"name": store_code, "code": store_code}).json()["id"]
+        return cid, admin, pos
+
+
+@contextlib.contextmanager
+def live_api(settings: CloudSettings, engine: Engine, tls: tuple[Path, Path, Path] | None = None) -> Iterator[LiveApi]:
+    """Serve the API until the block ends. ``tls``: (certificate, key, CA that signed it)."""
+    with Session(engine, expire_on_commit=False) as session:
+        _owner, _admin, token = create_owner(session, "Owner")
+    port = free_port()
+    tls_options = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}
+    config = uvicorn.Config(create_app(settings, engine), host="127.0.0.1", port=port, log_level="warning", lifespan="off", **tls_options)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="cloud-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the cloud API (uvicorn) did not start")
+        time.sleep(0.02)
+    try:
+        verify = ssl.create_default_context(cafile=str(tls[2])) if tls else False
+        yield LiveApi(f"{'https' if tls else 'http'}://127.0.0.1:{port}", engine, token, verify)
+    finally:
+        server.should_exit = True
+        thread.join(10)
