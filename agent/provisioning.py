@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LAST_ISSUED_KEY = "provisioning_issued_at"
-PAIRING_CODE_KEY = "pairing_code"
 
 
 class Provisioner:
@@ -112,8 +111,6 @@ class Provisioner:
         assert self.agent.store is not None
         with self.agent.store.transaction() as conn:
             meta.put(conn, LAST_ISSUED_KEY, settings.issued_at.isoformat())
-            if settings.pairing_code is not None:
-                meta.put(conn, PAIRING_CODE_KEY, settings.pairing_code)
         reload = self.agent.run_on_loop(self.agent.reload_config)
-        return {"changed": sorted(changes), "restart_needed": [k for k in changes if k in reload["restart_needed"]], "pairing_code_stored": settings.pairing_code is not None}
+        return {"changed": sorted(changes), "restart_needed": [k for k in changes if k in reload["restart_needed"]]}
 

@@ -51,7 +51,6 @@ def _provisioning_qr(key: signing_keys.SigningKey, args: dict[str, Any]) -> int:
             rooms=args.get("rooms"),
             broker_host=host,
             broker_port=port,
-            pairing_code=args.get("pairing_code"),
             issued_at=now,
             expires_at=now + timedelta(days=args["valid_days"]),
         )

@@ -54,7 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     qr.add_argument("--scanner", help="name of the terminal's scanner to use for sales")
     qr.add_argument("--room", dest="rooms", action="append", help="a room / area served (repeatable)")
     qr.add_argument("--broker", help="broker HOST:PORT the terminal connects to")
-    qr.add_argument("--pairing-code", help="code a company admin claims the terminal with")
     qr.add_argument("--valid-days", type=float, default=7.0, help="the code stops working after this (default 7)")
     qr.add_argument("--out", required=True, help="PNG file to write")
     owner = sub.add_parser("owner", parents=[common], help="bootstrap: register the owner and its first admin")

@@ -33,7 +33,6 @@ class Provisioning(WireModel):
     rooms: list[text(60)] | None = Field(None, max_length=50)  # type: ignore[valid-type]
     broker_host: str | None = Field(None, max_length=253, pattern=r"^[A-Za-z0-9.:-]+$")
     broker_port: int | None = Field(None, ge=1, le=65535)
-    pairing_code: str | None = Field(None, pattern=r"^[A-Z0-9]{4,12}$")
     issued_at: Timestamp
     expires_at: Timestamp | None = None
 

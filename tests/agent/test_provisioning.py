@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import meta
 from broker import contract as kc
 from broker.contract.signing import public_key_text
 from cloud_api.provisioning import qr_text, write_qr_png
@@ -23,7 +22,7 @@ CLOUD_KEY = SigningKey("cloud-2026", Ed25519PrivateKey.generate())
 
 
 def settings(**overrides: object) -> kc.Provisioning:
-    values: dict[str, object] = {"point_of_sale": "POS-BERLIN-1", "language": "de", "rooms": ["Saal 1", "Saal 2"], "pairing_code": "K7Q2M9", "issued_at": datetime.now(timezone.utc)}
+    values: dict[str, object] = {"point_of_sale": "POS-BERLIN-1", "language": "de", "rooms": ["Saal 1", "Saal 2"], "issued_at": datetime.now(timezone.utc)}
     values.update(overrides)
     return kc.Provisioning(**values)  # type: ignore[arg-type]
 
@@ -72,7 +71,6 @@ def test_signed_code_scanned_on_the_serial_scanner_reconfigures(agent: InProcess
     assert on_disk["mqtt"]["host"] == "mqtt.shop.example" and on_disk["mqtt"]["port"] == 8883
     assert set(provisioner(agent).last_result["restart_needed"]) == {"mqtt.host", "mqtt.port"}
     assert "mqtt.host" in agent.agent.status()["restart_needed"]
-    assert meta.get(agent.agent.store.read(), "pairing_code") == "K7Q2M9"  # type: ignore[union-attr]
 
 
 def test_tampered_code_changes_nothing(agent: InProcessAgent, scanner: VirtualSerialScanner) -> None:
