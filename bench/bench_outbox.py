@@ -108,7 +108,7 @@ def depth(db: Path) -> int:
         conn.close()
 
 
-def drain(workdir: Path, broker: Mosquitto, filled: Path, n: int, window: int, batch: int, mqtt: dict) -> dict:
+def drain(workdir: Path, broker: Mosquitto, filled: Path, n: int, window: int, batch: int, mqtt: dict, workers: int) -> dict:
     """Start an agent on a copy of the filled outbox and a fresh cloud; time until it is empty."""
     config = write_agent_config(workdir / "agent", device_id=DEVICE, host=broker.host, port=broker.port,
                                 max_inflight=window, batch_max_messages=batch, **mqtt)
@@ -116,7 +116,9 @@ def drain(workdir: Path, broker: Mosquitto, filled: Path, n: int, window: int, b
     db.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(filled, db)
     cloud = Cloud(workdir / "cloud", broker)
-    cloud.start_worker_process("bench")  # one id: a retired session would keep its share
+    names = [f"bench-{i}" for i in range(workers)]  # the same ids every run: a retired session would keep its share
+    for name in names:
+        cloud.start_worker_process(name)
     time.sleep(1.0)  # the worker subscribes before the agent starts sending
     agent = AgentProcess(config)
     broker_cpu_before = cpu_seconds(broker.process.pid) if broker.process else 0.0
@@ -141,7 +143,7 @@ def drain(workdir: Path, broker: Mosquitto, filled: Path, n: int, window: int, b
     elapsed = time.perf_counter() - started
     cpu = {
         "agent": cpu_seconds(agent.process.pid),
-        "worker": cpu_seconds(cloud.processes["bench"].pid),
+        "worker": sum(cpu_seconds(cloud.processes[name].pid) for name in names),
         "broker": (cpu_seconds(broker.process.pid) - broker_cpu_before) if broker.process else 0.0,
     }
     agent.stop()
@@ -156,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--batch", type=int, default=50, help="the agent's mqtt.batch_max_messages (its default: 50)")
     parser.add_argument("--ack-window", type=int, default=None, help="the agent's mqtt.ack_window (default: the agent's default)")
+    parser.add_argument("--workers", type=int, default=1, help="cloud ingest worker processes sharing the subscription")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="kassa-bench-outbox-", dir="/var/tmp"))
     broker = Mosquitto(workdir / "mosquitto").start()
@@ -172,13 +175,14 @@ def main(argv: list[str] | None = None) -> int:
             raw_cpu = time.process_time() - cpu_before
             print(f"draining the outbox ({name}) through the cloud worker...", file=sys.stderr)
             mqtt = {} if args.ack_window is None else {"ack_window": args.ack_window}
-            result = drain(workdir / f"run-{batch}", broker, filled, args.n, args.window, batch, mqtt)
+            result = drain(workdir / f"run-{batch}", broker, filled, args.n, args.window, batch, mqtt, args.workers)
             result["raw"], result["raw_cpu_us"] = raw_rate, raw_cpu / args.n * 1e6
             results[name] = result
     finally:
         broker.stop()
 
-    print(f"outbox drain, {args.n} sale messages ({len(payloads[0])} B), in-flight window {args.window}, one Mosquitto")
+    print(f"outbox drain, {args.n} sale messages ({len(payloads[0])} B), in-flight window {args.window}, one Mosquitto, "
+          f"{args.workers} cloud worker(s)")
     for name, r in results.items():
         ratio = r["rate"] / r["raw"]
         print(f"  {name:<16} raw paho QoS 1 {r['raw']:>8.0f} msg/s | drain with cloud acks {r['rate']:>8.0f} msg/s"
@@ -188,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu"].items()) + f" (wall {r['elapsed']:.1f} s)")
         print(f"  {'':<16} CPU per message: raw client {r['raw_cpu_us']:.0f} µs; "
               + ", ".join(f"{k} {v:.0f} µs" for k, v in per_message.items()))
-    save("outbox", {"n": args.n, "window": args.window, "batch_max_messages": args.batch, "payload_bytes": len(payloads[0]),
+    save("outbox", {"n": args.n, "window": args.window, "workers": args.workers, "batch_max_messages": args.batch, "payload_bytes": len(payloads[0]),
                     "runs": {name: {"raw_msgs_per_s": round(r["raw"]), "drain_msgs_per_s": round(r["rate"]),
                                     "ratio": round(r["rate"] / r["raw"], 3), "raw_cpu_us_per_msg": round(r["raw_cpu_us"]), "cloud_applied": r["applied"],
                                     "agent_peak_rss_mib": round(r["peak_rss_kib"] / 1024, 1),
