@@ -161,6 +161,8 @@ url = "serial://{self.scanner_path}"
         _, pos = self._api(self.api_token, "POST", f"/companies/{self.company_id}/points-of-sale", {"name": "Front till", "code": "POS-DEMO-1"}, 201)
         self._api(self.api_token, "POST", f"/companies/{self.company_id}/pairing/claims", {"pairing_code": code, "point_of_sale_id": pos["id"]}, 201)
         self._wait(lambda: self._status()["components"].get("cloud", {}).get("connected"), "pair", "the agent's mTLS connection with its new certificate")
+        if self._client().call("config.get", key="site.point_of_sale")["value"] != "POS-DEMO-1":
+            raise DemoFailure("pair", "pairing did not set the point of sale it was claimed into", self.collect_logs())
         if f"as {DEVICE} (" not in self.broker.log():
             raise DemoFailure("pair", "the broker log does not show the device logged in under its certificate's name", self.collect_logs())
         return f"code {code} printed and claimed into point of sale POS-DEMO-1; certificate CN={DEVICE} accepted by the broker"
@@ -197,13 +199,15 @@ url = "serial://{self.scanner_path}"
 
     def provision(self) -> str:
         assert self.scanner is not None and self.scanner.stdin is not None
-        settings = kc.Provisioning(point_of_sale="POS-DEMO-1", language="de", rooms=["Hall A"], issued_at=datetime.now(timezone.utc))
+        # Pairing set the point of sale to POS-DEMO-1; the code moves the terminal to the bar.
+        settings = kc.Provisioning(point_of_sale="POS-DEMO-BAR", language="de", rooms=["Hall A"], issued_at=datetime.now(timezone.utc))
         text = qr_text(settings, self.signing_key)
         write_qr_png(text, self.workdir / "configuration-qr.png")
         self.scanner.stdin.write(text + "\n")
         self.scanner.stdin.flush()
-        self._wait(lambda: self._client().call("config.get", key="site.point_of_sale")["value"] == "POS-DEMO-1", "provision", "the QR settings applied")
-        return f"point of sale POS-DEMO-1, language de applied (QR image {self.workdir / 'configuration-qr.png'})"
+        self._wait(lambda: self._client().call("config.get", key="site.point_of_sale")["value"] == "POS-DEMO-BAR"
+                   and self._client().call("config.get", key="site.language")["value"] == "de", "provision", "the QR settings applied")
+        return f"point of sale POS-DEMO-1 -> POS-DEMO-BAR, language de applied (QR image {self.workdir / 'configuration-qr.png'})"
 
     def push_config(self) -> str:
         assert self.cloud is not None and self.api_token  # the company admin of the pairing step
