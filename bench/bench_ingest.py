@@ -69,7 +69,8 @@ def sale(receipt_no: int) -> kc.Sale:
              for rate, base in sorted(bases.items())]
     total = sum(line.total for line in lines)
     return kc.Sale(
-        sale_id=uuid.uuid4(), receipt_no=receipt_no, cashier_id="C-0107",
+        # sale ids time-ordered (UUIDv7), as devices make them
+        sale_id=kc.uuid7(), receipt_no=receipt_no, cashier_id="C-0107",
         point_of_sale_id="POS-MAIN", till_session_id=uuid.UUID(int=receipt_no // 50),
         currency="EUR", tax_included=True, lines=lines, taxes=taxes,
         payments=[kc.Payment(method=kc.PaymentMethod.CARD, amount=total)],

@@ -106,12 +106,11 @@ def _insert_sales(session: Session, new: list[tuple[uuid.UUID, Up, dict[str, Any
                       sale["point_of_sale_id"], uuid.UUID(sale["till_session_id"]), sale["currency"],
                       sale["tax_included"], sale["total"], sale["tax_total"], sale["change"],
                       up.created_at, up.wire_document(), up.id))
-        lines.extend((sale_id, index, line["sku"], line["name"], line["qty_milli"],
-                      line["unit_price"], line["tax_rate_bp"], line["discount"], line["total"])
-                     for index, line in enumerate(sale["lines"]))
-        payments.extend((sale_id, index, payment["method"], payment["amount"],
-                         payment.get("reference"))
-                        for index, payment in enumerate(sale["payments"]))
+        lines += [(sale_id, index, line["sku"], line["name"], line["qty_milli"],
+                   line["unit_price"], line["tax_rate_bp"], line["discount"], line["total"])
+                  for index, line in enumerate(sale["lines"])]
+        payments += [(sale_id, index, payment["method"], payment["amount"], payment.get("reference"))
+                     for index, payment in enumerate(sale["payments"])]
     try:
         copy_rows(session, _sales, _SALE_COLUMNS, sales)
     except IntegrityError as exc:

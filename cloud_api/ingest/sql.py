@@ -19,6 +19,8 @@ which cost more than the database work.
 
 from __future__ import annotations
 
+from itertools import chain
+
 import json
 import re
 import weakref
@@ -215,7 +217,7 @@ def insert_rows(
         for start in range(0, len(flat_rows), chunk):
             part = flat_rows[start:start + chunk]
             statement = f"{head}VALUES {', '.join([placeholder] * len(part))}{tail}"
-            params = tuple(value for row in part for value in row)
+            params = tuple(chain.from_iterable(part))
             result = connection.exec_driver_sql(statement, params)
             if key_column is not None:
                 results.extend(row[0] for row in result)
