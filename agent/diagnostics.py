@@ -27,6 +27,9 @@ def versions() -> dict[str, str]:
     return found
 
 
+HIDDEN = "(hidden)"
+
+
 def _integrity(agent: Agent) -> list[str]:
     assert agent.store is not None
     # its own connection: a full check takes a while and must not hold the loop's reader
@@ -37,10 +40,21 @@ def _integrity(agent: Agent) -> list[str]:
         conn.close()
 
 
+def _hide_pairing_code(status: dict[str, Any]) -> dict[str, Any]:
+    """A waiting pairing code lets whoever holds it claim the terminal into their company: it
+    stays on the terminal (kassactl status, the printed slip), never in a bundle sent away."""
+    pairing = status.get("components", {}).get("pairing")
+    code = pairing.get("pairing_code") if isinstance(pairing, dict) else None
+    if code:
+        pairing["pairing_code"] = HIDDEN
+        pairing["summary"] = str(pairing.get("summary", "")).replace(code, HIDDEN)
+    return status
+
+
 async def collect(agent: Agent) -> dict[str, Any]:
     integrity = await asyncio.to_thread(_integrity, agent)
     bundle: dict[str, Any] = {
-        "status": agent.status(),
+        "status": _hide_pairing_code(agent.status()),
         "config": redacted(agent.config),
         "versions": versions(),
         "store_integrity": integrity,

@@ -5,6 +5,8 @@ tests/deploy/test_pairing_e2e.py.)"""
 
 from __future__ import annotations
 
+import json
+
 import os
 import subprocess
 import sys
@@ -87,6 +89,9 @@ url = "{printer.url}"
         assert "cloud" not in status["components"], "no broker certificate yet: no cloud link"
         assert f"waiting for claim (code {code})" in ctl(agent, "status")
         assert f"with the code  {code}" in ctl(agent, "pairing")
+        # the code lets anyone claim the terminal: it never leaves in a support bundle
+        bundle = json.dumps(agent.client().call("diagnostics"))
+        assert code not in bundle and "waiting for claim (code (hidden))" in bundle
         assert "pairing code queued for printing" in ctl(agent, "pairing", "--print")
         assert code in printer.wait_for_receipts(1, timeout=10)[-1].text
         keys = {p.name: p.read_bytes() for p in (tmp_path / "agent" / "state" / "keys").iterdir()}
