@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event
+from typing import Any
+
+from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+
+class UnsupportedDatabaseError(RuntimeError):
+    pass
 
 
 def make_engine(url: str) -> Engine:
@@ -19,3 +27,14 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def upsert_insert(session: Session, table: Table) -> Any:
+    """An INSERT that supports `on_conflict_do_nothing` / `on_conflict_do_update` on the
+    session's database (the same API on SQLite and PostgreSQL)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise UnsupportedDatabaseError(f"the cloud service supports SQLite and PostgreSQL, not {dialect}")

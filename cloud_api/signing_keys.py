@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -45,18 +46,27 @@ def generate(path: Path, key_id: str) -> SigningKey:
     return SigningKey(key_id, key)
 
 
-def load(path: Path, key_id: str) -> SigningKey:
+def load_private_pem(path: Path, what: str) -> Any:
+    """The unencrypted PEM private key in `path`, refused unless only its owner can read it.
+    Raises ValueError saying what is wrong and what to do."""
     try:
         mode = path.stat().st_mode & 0o777
         data = path.read_bytes()
     except OSError as exc:
-        raise SigningKeyError(f"cannot read the signing key {path}: {exc.strerror}") from None
+        raise ValueError(f"cannot read the {what} {path}: {exc.strerror}") from None
     if mode & 0o077:
-        raise SigningKeyError(f"{path} is readable by others (mode {mode:o}); chmod 600 it")
+        raise ValueError(f"the {what} {path} is readable by others (mode {mode:o}); chmod 600 it")
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        return serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise ValueError(f"{path} is not an unencrypted PEM private key") from None
+
+
+def load(path: Path, key_id: str) -> SigningKey:
+    try:
+        key = load_private_pem(path, "signing key")
     except ValueError as exc:
-        raise SigningKeyError(f"{path} is not a PEM private key: {exc}") from None
+        raise SigningKeyError(str(exc)) from None
     if not isinstance(key, Ed25519PrivateKey):
         raise SigningKeyError(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
     return SigningKey(key_id, key)

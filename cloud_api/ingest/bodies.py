@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from broker import contract as kc
 from cloud_api.ingest.sql import ConcurrentChangeError, copy_rows, insert_new, select_where_in
-from cloud_api.ingest.sql import upsert_insert
+from cloud_api.db import upsert_insert
 from cloud_api.ingest.up import Up
 from cloud_api.models import CommandReply, DeviceEvent, DevicePresence, DeviceReport
 from cloud_api.models import RefundLine, RefundPayment, RefundRecord, SaleLine, SalePayment

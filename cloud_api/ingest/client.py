@@ -1,9 +1,8 @@
 """The ingest worker's MQTT client: paho with a busy subscriber's per-message costs removed,
-plus the TLS settings and reconnect backoff the worker uses."""
+plus the TLS settings the worker uses."""
 
 from __future__ import annotations
 
-import random
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.exception import MalformedPacket
 
-__all__ = ["IngestClient", "TlsFiles", "backoff_delay"]
+__all__ = ["IngestClient", "TlsFiles"]
 
 
 @dataclass(frozen=True)
@@ -22,12 +21,6 @@ class TlsFiles:
     ca_file: str
     cert_file: str | None = None
     key_file: str | None = None
-
-
-def backoff_delay(attempt: int, minimum: float, maximum: float) -> float:
-    """Full-jitter exponential backoff, so workers do not reconnect in lock-step."""
-    ceiling = min(maximum, minimum * 2 ** min(attempt, 30))
-    return random.uniform(minimum, max(minimum, ceiling))
 
 
 _PUBACK = struct.Struct("!BBH")

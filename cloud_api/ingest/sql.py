@@ -1,6 +1,6 @@
 """Dialect-specific SQL for the two databases the cloud runs on.
 
-`upsert_insert` / `insert_new` build SQLAlchemy Core statements (fine for a few rows).
+`insert_new` (on `cloud_api.db.upsert_insert`) builds SQLAlchemy Core statements (fine for a few rows).
 `insert_rows` and `select_where_in` are for the hot path, hundreds of rows per batch: they
 send one statement per table through `Connection.exec_driver_sql` (so errors are still
 SQLAlchemy's, and a lost connection is still invalidated) with the values already converted
@@ -30,30 +30,17 @@ from typing import Any
 from pydantic_core import to_json
 from sqlalchemy import Column, Table
 from sqlalchemy import types as sqltypes
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from cloud_api.db import UnsupportedDatabaseError, upsert_insert
 from cloud_api.ingest.up import JsonText
-
-
-class UnsupportedDatabaseError(RuntimeError):
-    pass
 
 
 class ConcurrentChangeError(RuntimeError):
     """Another transaction changed a row this batch relied on; the batch is retried whole."""
 
-
-def upsert_insert(session: Session, table: Table) -> Any:
-    """An INSERT that supports `on_conflict_do_nothing` / `on_conflict_do_update`."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise UnsupportedDatabaseError(f"the ingest supports SQLite and PostgreSQL, not {dialect}")
 
 
 def insert_new(

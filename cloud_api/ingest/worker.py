@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import socket
 import ssl
 import threading
 import time
@@ -38,11 +37,12 @@ from sqlalchemy.orm import Session
 
 from broker import contract as kc
 from cloud_api.ingest.apply import apply_batch
-from cloud_api.ingest.client import IngestClient, TlsFiles, backoff_delay
+from cloud_api.ingest.client import IngestClient, TlsFiles
 from cloud_api.ingest.fastparse import parse, parse_batch
 from cloud_api.ingest.plan import AckPlan
 from cloud_api.ingest.sql import ConcurrentChangeError
 from cloud_api.ingest.up import Up
+from cloud_api.mqtt_support import backoff_delay, set_nodelay
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class IngestWorker:
             client.tls_set(ca_certs=self._tls.ca_file, certfile=self._tls.cert_file, keyfile=self._tls.key_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.max_inflight_messages_set(100)
         client.reconnect_delay_set(self.options.reconnect_min_s, self.options.reconnect_min_s)
-        client.on_socket_open = self._on_socket_open
+        client.on_socket_open = set_nodelay
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -211,14 +211,6 @@ class IngestWorker:
         client.on_message = self._on_message
         client.on_publish_received = self._on_publish
         return client
-
-    @staticmethod
-    def _on_socket_open(client: paho.Client, userdata: Any, sock: Any) -> None:
-        # paho leaves Nagle on: small QoS 1 packets would then stall on delayed ACKs.
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (OSError, AttributeError):
-            pass
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
                     properties: Any) -> None:

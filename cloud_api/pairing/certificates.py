@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cloud_api.settings import CloudSettings
+from cloud_api.signing_keys import load_private_pem
 
 # Backdated so a device whose clock runs a little behind still accepts its new certificate.
 NOT_BEFORE_MARGIN = timedelta(minutes=5)
@@ -75,16 +76,9 @@ def load_device_ca(settings: CloudSettings) -> DeviceCa:
     certificate = _load_certificates(settings.device_ca_cert_file)[0]
     key_path = settings.device_ca_key_file
     try:
-        mode = key_path.stat().st_mode & 0o777
-        key_data = key_path.read_bytes()
-    except OSError as exc:
-        raise CaUnavailable(f"cannot read the device CA key {key_path}: {exc.strerror}") from None
-    if mode & 0o077:
-        raise CaUnavailable(f"the device CA key {key_path} is readable by others (mode {mode:o}); chmod 600 it")
-    try:
-        private_key = serialization.load_pem_private_key(key_data, password=None)
-    except (ValueError, TypeError):
-        raise CaUnavailable(f"{key_path} is not an unencrypted PEM private key") from None
+        private_key = load_private_pem(key_path, "device CA key")
+    except ValueError as exc:
+        raise CaUnavailable(str(exc)) from None
     if not isinstance(private_key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
         raise CaUnavailable(f"{key_path} holds a key type that cannot sign certificates")
     public = serialization.PublicFormat.SubjectPublicKeyInfo

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from broker import contract as kc
-from cloud_api.pushes.dialect import insert_on_conflict
+from cloud_api.db import upsert_insert
 from cloud_api.pushes.jsondoc import json_problem
 from cloud_api.pushes.models import DesiredState
 
@@ -88,7 +88,7 @@ def set_docs(session: Session, domain: kc.StateDomain | str, docs: Mapping[str, 
              "updated_at": now, "updated_by": by_user, "published_version": 0,
              "published_at": None, "publish_pending": True}
             for device_id in sorted(docs)]
-    statement = insert_on_conflict(session, _table)
+    statement = upsert_insert(session, _table)
     statement = statement.on_conflict_do_update(
         index_elements=[_table.c.device_id, _table.c.domain],
         set_={"version": _table.c.version + 1, "doc": statement.excluded.doc,

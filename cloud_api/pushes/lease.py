@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from cloud_api.pushes.dialect import insert_on_conflict
+from cloud_api.db import upsert_insert
 from cloud_api.pushes.models import PublisherLease
 
 PUBLISHER_LEASE = "pushes"
@@ -31,7 +31,7 @@ def take_or_renew(engine: Engine, holder: str, duration_s: float, name: str = PU
         if current is not None and current.holder != holder and _aware(current.expires_at) >= now:
             return False  # held by another: a standby only reads (SQLite has one write lock)
         if current is None:
-            session.execute(insert_on_conflict(session, _lease)
+            session.execute(upsert_insert(session, _lease)
                             .values(name=name, holder=holder, acquired_at=now, expires_at=until)
                             .on_conflict_do_nothing(index_elements=[_lease.c.name]))
         renewed = session.execute(

@@ -11,8 +11,6 @@ PUBACKs are handed over through `take_acks()`, never by calling back into the pu
 from __future__ import annotations
 
 import logging
-import random
-import socket
 import ssl
 import threading
 import time
@@ -25,6 +23,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from broker import contract as kc
+from cloud_api.mqtt_support import backoff_delay, set_nodelay
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +57,6 @@ class PubAck:
     mid: int
     accepted: bool
     reason: str
-
-
-def backoff_delay(attempt: int, minimum: float, maximum: float) -> float:
-    """Full-jitter exponential backoff, so publishers do not reconnect in lock-step."""
-    ceiling = min(maximum, minimum * 2 ** min(attempt, 30))
-    return random.uniform(minimum, max(minimum, ceiling))
 
 
 class PushClient:
@@ -132,19 +125,12 @@ class PushClient:
                            tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.max_inflight_messages_set(o.max_inflight)
         client.reconnect_delay_set(o.reconnect_min_s, o.reconnect_min_s)
-        client.on_socket_open = self._on_socket_open
+        client.on_socket_open = set_nodelay
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         return client
-
-    @staticmethod
-    def _on_socket_open(client: paho.Client, userdata: Any, sock: Any) -> None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (OSError, AttributeError):
-            pass
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:

@@ -31,7 +31,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from cloud_api.pushes import lease, outgoing
-from cloud_api.pushes.mqtt import BrokerOptions, PushClient, backoff_delay
+from cloud_api.mqtt_support import backoff_delay
+from cloud_api.pushes.mqtt import BrokerOptions, PushClient
 from cloud_api.pushes.outgoing import CommandToSend, DocToSend, Key
 from cloud_api.pushes.stale import StaleCheck
 
