@@ -144,9 +144,11 @@ def run_worker(settings: CloudSettings, engine: Engine) -> int:
         while not stop.wait(1.0):
             pass
     finally:
+        # The ingest first: it finishes the batch in hand and logs its counters at once, even
+        # when the publisher is slow to stop (e.g. its lease write waiting for SQLite's lock).
+        worker.stop()
         if publisher is not None:
             publisher.stop()
-        worker.stop()
         engine.dispose()
     return 0
 
