@@ -95,4 +95,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX print_jobs_waiting ON print_jobs(printer, created_at) WHERE state IN ('queued', 'printing')",
         ),
     ),
+    Migration(
+        4,
+        "licence",
+        (
+            # TODO(licence helper): licence tables
+            "CREATE TABLE licence_placeholder (x INTEGER) STRICT",
+        ),
+    ),
+    Migration(
+        5,
+        "cashiers",
+        (
+            # TODO(cashiers helper): cashier tables
+            "CREATE TABLE cashiers_placeholder (x INTEGER) STRICT",
+        ),
+    ),
 )

@@ -35,6 +35,8 @@ def metadata() -> MetaData:
     import cloud_api.tenancy.models  # noqa: F401 - registers the tenancy tables
     import cloud_api.pairing.models  # noqa: F401 - registers the pairing tables
     import cloud_api.pushes.models  # noqa: F401 - registers the pushes tables
+    import cloud_api.licences.models  # noqa: F401 - registers the licence book tables
+    import cloud_api.cashiers.models  # noqa: F401 - registers the cashier tables
 
     return Base.metadata
 

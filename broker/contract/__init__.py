@@ -68,6 +68,14 @@ from .messages import (
     Status,
     Tombstone,
 )
+from .licence import (
+    LeaseClaims,
+    LicenceDoc,
+    LicenceKeyError,
+    ReleaseClaims,
+    format_licence_key,
+    normalize_licence_key,
+)
 from .parse import Parsed, parse_message
 from .provisioning import Provisioning, ProvisioningError, looks_like_provisioning, make_qr_text, read_qr_text
 from .pairing import (
@@ -78,6 +86,7 @@ from .pairing import (
     normalize_pairing_code,
 )
 from .rejection import RejectReason, Rejection
+from .roster import CashierRole, PinHashError, RosterCashier, RosterDoc, hash_pin, verify_pin
 from .sales import (
     Payment,
     PaymentMethod,
@@ -139,6 +148,10 @@ __all__ = [
     "Provisioning", "ProvisioningError", "make_qr_text", "read_qr_text", "looks_like_provisioning",
     # pairing (request and reply models: broker.contract.pairing)
     "PairingCodeError", "PairingProofError", "new_pairing_code", "normalize_pairing_code", "format_pairing_code",
+    # licences (tokens and release files: broker.contract.licence)
+    "LeaseClaims", "ReleaseClaims", "LicenceDoc", "LicenceKeyError", "normalize_licence_key", "format_licence_key",
+    # cashiers (broker.contract.roster)
+    "CashierRole", "RosterCashier", "RosterDoc", "PinHashError", "hash_pin", "verify_pin",
     # ids
     "uuid7", "make_uuid7", "is_uuid7", "uuid7_unix_ms",
 ]

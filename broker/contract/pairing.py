@@ -18,7 +18,6 @@ swap of neighbours. Reading is forgiving: lower case, I/L for 1, O for 0, spaces
 from __future__ import annotations
 
 import hashlib
-import secrets
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated, Any
@@ -26,6 +25,7 @@ from typing import Annotated, Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from .codes import CODE_ALPHABET, CodeError, check_character, group_code, new_code, normalize_code
 from .fields import DeviceId, PublicKeyText, SignedToken, Timestamp, WireModel
 from .signing import TokenError, load_public_key, public_key_text, sign, verify
 
@@ -54,13 +54,8 @@ __all__ = [
     "verify_poll",
 ]
 
-CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_DATA_LENGTH = 8
 CODE_LENGTH = CODE_DATA_LENGTH + 1
-_VALUES = {char: index for index, char in enumerate(CODE_ALPHABET)}
-# What people type for what they read: Crockford's decoding rules.
-_CONFUSABLES = str.maketrans({"I": "1", "L": "1", "O": "0"})
-_SEPARATORS = str.maketrans("", "", " -_.")
 
 REGISTER_KIND = "pairing.register"
 POLL_KIND = "pairing.poll"
@@ -70,7 +65,7 @@ MAX_CLOCK_SKEW = timedelta(minutes=15)
 MAX_CSR_LENGTH = 4096
 
 
-class PairingCodeError(ValueError):
+class PairingCodeError(CodeError):
     """Not a pairing code; the message says what is wrong, for the person who typed it."""
 
 
@@ -83,41 +78,22 @@ class PairingProofError(ValueError):
 
 
 # ------------------------------------------------------------------ pairing codes
-def check_character(data: str) -> str:
-    """The Luhn mod 32 check character of ``data`` (characters of CODE_ALPHABET)."""
-    total = 0
-    factor = 2
-    for char in reversed(data):
-        addend = factor * _VALUES[char]
-        total += addend // 32 + addend % 32
-        factor = 3 - factor  # 2, 1, 2, 1, ... from the right
-    return CODE_ALPHABET[(32 - total % 32) % 32]
-
-
 def new_pairing_code() -> str:
     """A fresh code in canonical form: 8 random characters and the check character."""
-    data = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_DATA_LENGTH))
-    return data + check_character(data)
+    return new_code(CODE_DATA_LENGTH)
 
 
 def normalize_pairing_code(typed: str) -> str:
     """The canonical form of a code as a person typed it, or PairingCodeError saying why not."""
-    if not isinstance(typed, str) or len(typed) > 32:
-        raise PairingCodeError(f"a pairing code is {CODE_LENGTH} characters, like {format_pairing_code('7KQ2M9XDT')}")
-    code = typed.upper().translate(_SEPARATORS).translate(_CONFUSABLES)
-    wrong = sorted({char for char in code if char not in _VALUES})
-    if wrong:
-        raise PairingCodeError(f"a pairing code has no {', '.join(repr(c) for c in wrong)}: letters and digits only (U is never used)")
-    if len(code) != CODE_LENGTH:
-        raise PairingCodeError(f"a pairing code is {CODE_LENGTH} characters, got {len(code)}")
-    if check_character(code[:-1]) != code[-1]:
-        raise PairingCodeError("the pairing code's check character does not match: a character was mistyped")
-    return code
+    try:
+        return normalize_code(typed, CODE_LENGTH, "pairing code", format_pairing_code("7KQ2M9XDT"))
+    except CodeError as exc:
+        raise PairingCodeError(str(exc)) from None
 
 
 def format_pairing_code(code: str) -> str:
     """``7KQ2M9XDT`` as people read it: ``7KQ-2M9-XDT``."""
-    return "-".join(code[i:i + 3] for i in range(0, len(code), 3))
+    return group_code(code, 3)
 
 
 def _canonical_code(value: str) -> str:
