@@ -131,7 +131,7 @@ class SiteConfig(_Section):
 class TrustConfig(_Section):
     cloud_keys: dict[str, str] = Field(
         default_factory=dict,
-        description="Pinned cloud signing keys: key id -> Ed25519 public key (base64url). Configuration QR codes must be signed by one.",
+        description="Pinned cloud signing keys: key id -> Ed25519 public key (base64url). Configuration QR codes and licence leases must be signed by one.",
     )
 
     @field_validator("cloud_keys")
@@ -179,6 +179,21 @@ class CloudConfig(_Section):
         return value
 
 
+class CashiersConfig(_Section):
+    lockout_attempts: int = Field(
+        5, ge=1, le=100, description="Wrong PINs in a row that lock a cashier on this terminal."
+    )
+    lockout_s: float = Field(300.0, gt=0, le=86400, description="How long a locked cashier must wait before trying again.")
+    session_timeout_s: float = Field(
+        8 * 3600.0, gt=0, le=7 * 86400,
+        description="A cashier session unused this long ends (idle timeout; a shift's breaks fit in the default).",
+    )
+    check_interval_s: float = Field(
+        300.0, ge=0, le=86400,
+        description="After a printed receipt, ask the cloud whether a newer roster exists at most this often (0: after every receipt).",
+    )
+
+
 class LifecycleConfig(_Section):
     shutdown_timeout_s: float = Field(
         10.0, gt=0, le=300, description="Upper bound on a clean stop after SIGTERM."
@@ -206,6 +221,7 @@ class AgentConfig(BaseSettings):
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     site: SiteConfig = Field(default_factory=SiteConfig)
+    cashiers: CashiersConfig = Field(default_factory=CashiersConfig)
     trust: TrustConfig = Field(default_factory=TrustConfig)
     printers: list[PrinterConfig] = Field(default_factory=list, description="Receipt printers (`[[printers]]` tables).")
     scanners: list[ScannerConfig] = Field(default_factory=list, description="Barcode scanners (`[[scanners]]` tables).")
@@ -254,7 +270,8 @@ class AgentConfig(BaseSettings):
 
 # Keys whose change only takes effect after a restart (SIGHUP reports them).
 LIVE_RELOADABLE = frozenset(
-    {"log.level", "log.format", "mqtt.ack_timeout_s", "mqtt.batch_max_messages", "mqtt.batch_max_bytes", "site.point_of_sale", "site.language", "site.scanner", "site.rooms", "trust.cloud_keys"}
+    {"log.level", "log.format", "mqtt.ack_timeout_s", "mqtt.batch_max_messages", "mqtt.batch_max_bytes", "site.point_of_sale", "site.language", "site.scanner", "site.rooms", "trust.cloud_keys",
+     "cashiers.lockout_attempts", "cashiers.lockout_s", "cashiers.session_timeout_s", "cashiers.check_interval_s"}
 )
 
 

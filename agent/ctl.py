@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import ctl_format
+from agent.cashiers import ctl_verbs as cashier_verbs
 from agent.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
 from agent.ctl_client import EXIT_ERROR, EXIT_OK, ControlClient, ControlError
 
@@ -63,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     pairing = sub.add_parser("pairing", help="pairing with the cloud: stage and the code a company admin claims")
     pairing.add_argument("--print", dest="print_code", action="store_true", help="print the code on the receipt printer")
     pairing.add_argument("--printer", help="printer name for --print (default: the receipt printer)")
+    licence = sub.add_parser("licence", help="licence: status, enter a key, check the sale verdict, offline release file")
+    licence.add_argument("action", nargs="?", default="status", choices=["status", "enter", "check", "release-file"])
+    licence.add_argument("key", nargs="?", help="the licence key for `enter`, e.g. 7KQ2-M9XD-T4HB-8WZC")
+    licence.add_argument("--licence-id", help="release-file: which licence, if the terminal holds several")
+    licence.add_argument("--printer", help="release-file: also print the QR code on this printer")
+    cashier_verbs.add_parsers(sub)
     diagnostics = sub.add_parser("diagnostics", help="write a support bundle (tar.gz)")
     diagnostics.add_argument("-o", "--output", type=Path, help="file to write (default: kassa-diagnostics-<device>-<time>.tar.gz)")
     return parser
@@ -95,6 +102,8 @@ def run(client: ControlClient, args: argparse.Namespace) -> int:
         return _diagnostics(client, args)
     if command == "config":
         return _config(client, args)
+    if command in ("cashiers", "cashier"):
+        return cashier_verbs.run(client, args) or EXIT_OK
     method, params, formatter = _simple(args)
     result = client.call(method, **params)
     if args.json:
@@ -135,7 +144,22 @@ def _simple(args: argparse.Namespace) -> tuple[str, dict[str, Any], Any]:
         return "pairing.print", {"printer": args.printer} if args.printer else {}, lambda r: f"pairing code queued for printing as job {r['job_id']}"
     if command == "pairing":
         return "pairing", {}, ctl_format.pairing
+    if command == "licence":
+        return _licence(args)
     raise ControlError(f"unknown command {command}")
+
+
+def _licence(args: argparse.Namespace) -> tuple[str, dict[str, Any], Any]:
+    if args.action == "enter":
+        if not args.key:
+            raise ControlError("kassactl licence enter KEY: which key? e.g. kassactl licence enter 7KQ2-M9XD-T4HB-8WZC")
+        return "licence.enter", {"key": args.key}, ctl_format.licence_entered
+    if args.action == "check":
+        return "licence.check", {}, ctl_format.licence_check
+    if args.action == "release-file":
+        params = {k: v for k, v in (("licence_id", args.licence_id), ("printer", args.printer)) if v is not None}
+        return "licence.release_file", params, ctl_format.licence_release_file
+    return "licence.status", {}, ctl_format.licence
 
 
 def _stream(client: ControlClient, method: str, args: argparse.Namespace, formatter: Any) -> int:

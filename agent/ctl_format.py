@@ -84,3 +84,32 @@ def pairing(result: dict[str, Any]) -> str:
     if result.get("last_error") and state != "paired":
         lines.append(f"last error: {result['last_error']}")
     return "\n".join(lines)
+
+
+def licence(result: dict[str, Any]) -> str:
+    if result["ok"]:
+        lines = [f"licensed    {result['licence_id']} (epoch {result['epoch']}), lease valid until {result['expires_at']}"]
+    else:
+        lines = [f"no sales    {result['code']}: {result['message']}"]
+    if result.get("released"):
+        lines.append(f"released    {', '.join(result['released'])}")
+    bind = result.get("bind_request")
+    if bind is not None:
+        detail = f" ({bind['detail']})" if bind.get("detail") else ""
+        lines.append(f"key         {bind['key_hint']} entered {bind['requested_at']}: {bind['outcome']}{detail}")
+    return "\n".join(lines)
+
+
+def licence_check(result: dict[str, Any]) -> str:
+    return f"ok: sales allowed on {result['licence_id']}" if result["ok"] else f"refused ({result['code']}): {result['message']}"
+
+
+def licence_entered(result: dict[str, Any]) -> str:
+    where = "sent to the cloud" if result.get("cloud_connected") else "queued; it goes to the cloud once the terminal is online"
+    return f"licence key {result['key_hint']} {where}; `kassactl licence` shows the outcome"
+
+
+def licence_release_file(result: dict[str, Any]) -> str:
+    printed = f"\nprinted as job {result['job_id']}" if result.get("job_id") else ""
+    return (f"{result['qr']}\n\nlicence {result['licence_id']} (epoch {result['epoch']}) released on this terminal for good.\n"
+            f"release file: {result['path']}\nupload it (or scan the QR code) in the kassa cloud to move the licence.{printed}")

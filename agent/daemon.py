@@ -47,15 +47,17 @@ class Component(Protocol):
 
 def build_components(agent: Agent) -> list[Component]:
     """The agent's components in start order (they stop in reverse)."""
+    from agent.cashiers.component import Cashiers
     from agent.cloud.link import CloudLink
     from agent.hardware.component import Hardware
+    from agent.licence.component import Licence
     from agent.pairing import Pairing
     from agent.provisioning import Provisioner
 
     pairing = Pairing(agent)
     # Without a broker certificate yet, the link is started by pairing once it has one.
     link = [] if pairing.needed else [CloudLink(agent)]
-    return [Hardware(agent), *link, pairing, Provisioner(agent)]
+    return [Hardware(agent), Licence(agent), Cashiers(agent), *link, pairing, Provisioner(agent)]
 
 
 class Agent:

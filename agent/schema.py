@@ -99,16 +99,74 @@ MIGRATIONS: tuple[Migration, ...] = (
         4,
         "licence",
         (
-            # TODO(licence helper): licence tables
-            "CREATE TABLE licence_placeholder (x INTEGER) STRICT",
+            # The lease held per licence (newest epoch only). `token` is re-verified at every
+            # start; `state` turns to 'released' the moment the device stops using it.
+            """CREATE TABLE licence_leases (
+                licence_id  TEXT PRIMARY KEY,
+                epoch       INTEGER NOT NULL,
+                token       TEXT NOT NULL,
+                received_at REAL NOT NULL,
+                state       TEXT NOT NULL CHECK (state IN ('held', 'released'))
+            ) STRICT""",
+            # The highest epoch ever seen per licence: an older lease is never taken back.
+            """CREATE TABLE licence_epochs (
+                licence_id  TEXT PRIMARY KEY,
+                highest     INTEGER NOT NULL
+            ) STRICT""",
+            # Leases given up, with the receipt signed by the device key. Reported to the
+            # cloud until its licence document stops listing that epoch (confirmed_at).
+            """CREATE TABLE licence_tombstones (
+                licence_id   TEXT NOT NULL,
+                epoch        INTEGER NOT NULL,
+                receipt      TEXT NOT NULL,
+                released_at  REAL NOT NULL,
+                cause        TEXT NOT NULL,
+                confirmed_at REAL,
+                PRIMARY KEY (licence_id, epoch)
+            ) STRICT""",
+            # Licence keys typed in (only the last 4 characters are kept) and what became of
+            # them: granted (a new lease arrived) or refused (the cloud's reason, from the ack).
+            """CREATE TABLE licence_bind_requests (
+                message_id   TEXT PRIMARY KEY,
+                key_hint     TEXT NOT NULL,
+                requested_at REAL NOT NULL,
+                outcome      TEXT CHECK (outcome IN ('granted', 'refused')),
+                detail       TEXT,
+                decided_at   REAL
+            ) STRICT""",
         ),
     ),
     Migration(
         5,
         "cashiers",
         (
-            # TODO(cashiers helper): cashier tables
-            "CREATE TABLE cashiers_placeholder (x INTEGER) STRICT",
+            # The last roster this agent accepted (applied_state keeps the newest version
+            # received, even one the handler refused): logins survive restarts and offline days.
+            """CREATE TABLE cashier_roster (
+                id          INTEGER PRIMARY KEY CHECK (id = 1),
+                version     INTEGER NOT NULL,
+                doc         TEXT NOT NULL,
+                accepted_at REAL NOT NULL
+            ) STRICT""",
+            # Open cashier sessions. Only a hash of the token is kept: a copy of the database
+            # does not hand out live sessions. `till_session_id` is what sales carry.
+            """CREATE TABLE cashier_sessions (
+                token_hash      TEXT PRIMARY KEY,
+                till_session_id TEXT NOT NULL UNIQUE,
+                cashier_id      TEXT NOT NULL,
+                point_of_sale   TEXT,
+                terminal_id     TEXT,
+                operator_code   TEXT NOT NULL,
+                started_at      REAL NOT NULL,
+                last_used_at    REAL NOT NULL
+            ) STRICT""",
+            "CREATE INDEX cashier_sessions_by_cashier ON cashier_sessions(cashier_id)",
+            # Wrong-PIN counters and lockouts per cashier on this device (wall-clock times).
+            """CREATE TABLE cashier_lockouts (
+                cashier_id   TEXT PRIMARY KEY,
+                failures     INTEGER NOT NULL DEFAULT 0,
+                locked_until REAL
+            ) STRICT""",
         ),
     ),
 )

@@ -12,6 +12,8 @@ BENCHMARKS = [
     ["bench_commit.py", "--n", "2000"],
     ["bench_outbox.py", "--n", "100000"],
     ["bench_ingest.py"],
+    ["bench_login.py", "--n", "20"],
+    ["bench_lease.py", "--n", "100000"],
 ]
 
 

@@ -7,7 +7,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from cloud_api.api import auth, devices, errors, links, pairing, pushes, tenancy
+from cloud_api.api import auth, devices, errors, licences, links, pairing, pushes, tenancy
+from cloud_api.api import cashiers
 from cloud_api.settings import CloudSettings
 
 
@@ -20,7 +21,7 @@ def create_app(settings: CloudSettings, engine: Engine) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     errors.install(app)
-    for module in (auth, tenancy, links, devices, pairing, pushes):
+    for module in (auth, tenancy, links, devices, pairing, pushes, cashiers, licences):
         app.include_router(module.router)
 
     @app.get("/healthz", summary="Liveness and database reachability")

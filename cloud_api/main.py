@@ -140,6 +140,12 @@ def run_worker(settings: CloudSettings, engine: Engine) -> int:
         from cloud_api.pushes.config import publisher_from_settings
 
         publisher = publisher_from_settings(settings, engine).start()
+    from cloud_api.licences.policy import policy_from_settings, use_policy
+    from cloud_api.licences.sweeper import LicenceSweeper
+
+    licence_policy = policy_from_settings(settings)
+    use_policy(licence_policy)  # the ingest's up/licence applier signs leases with it
+    sweeper = LicenceSweeper(engine, licence_policy, every_s=settings.licence_sweep_s).start()
     try:
         while not stop.wait(1.0):
             pass
@@ -147,6 +153,7 @@ def run_worker(settings: CloudSettings, engine: Engine) -> int:
         # The ingest first: it finishes the batch in hand and logs its counters at once, even
         # when the publisher is slow to stop (e.g. its lease write waiting for SQLite's lock).
         worker.stop()
+        sweeper.stop()
         if publisher is not None:
             publisher.stop()
         engine.dispose()

@@ -42,6 +42,13 @@ class CloudSettings(BaseSettings):
         Path("./kassa-cloud-signing.pem"), description="Ed25519 private key (PEM, mode 0600) the cloud signs configuration codes and leases with."
     )
     signing_key_id: str = Field("cloud-1", pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Key id devices pin the public key under.")
+    # Licences (cloud_api/licences): leases are signed with the signing key above.
+    # The lower bounds allow the seconds-long lifetimes tests and demos use; production keeps days.
+    licence_lease_s: int = Field(7 * 86400, ge=5, le=90 * 86400, description="Lifetime of a lease token (never past the licence's own expiry).")
+    licence_renew_after_s: int = Field(3600, ge=1, le=7 * 86400, description="Devices report (and get renewed leases) this often.")
+    licence_clock_margin_s: int = Field(300, ge=0, le=86400, description="Added to a silent old device's lease expiry before its licence moves anyway.")
+    licence_moves_per_hour: int = Field(10, ge=1, le=10_000, description="Moves (requests to another device) accepted per licence and hour.")
+    licence_sweep_s: float = Field(15.0, gt=0, le=3600, description="How often the worker grants moves whose silent old device's lease ran out, and drops expired licences.")
     # Pairing (cloud_api/pairing): the cloud signs each claimed device's CSR with this CA.
     device_ca_cert_file: Path | None = Field(
         None, description="CA certificate (PEM) that signs device broker certificates at pairing: the CA the broker's device listener trusts (make-certs.sh's ca.crt).")

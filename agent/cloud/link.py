@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from agent.clock import kernel_clock_synchronized
@@ -69,11 +69,19 @@ class CloudLink:
         self.resent = 0
         self.batches = 0
         self._batch_topic = kc.batch_topic(self.device_id)
+        self.connect_listeners: list[Callable[[], None]] = []  # run on the loop after every (re)connect
+        self._state_waiters: dict[str, list[asyncio.Future[None]]] = {}  # domain -> refresh_state callers
         agent.store.add_commit_listener(self._wake_threadsafe)
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        # Components that take pushed state or commands (licence, ...) plug in before the first
+        # message can arrive; also when pairing starts this link while the agent runs.
+        for component in self.agent.components:
+            attach = getattr(component, "attach_cloud", None)
+            if attach is not None:
+                attach(self)
         self.mqtt.start()
         self._task = asyncio.create_task(self._drain(), name="outbox-drain")
 
@@ -199,6 +207,11 @@ class CloudLink:
         self._cursor = 0  # resend everything still unacked, oldest first
         self._wake.set()
         self.report_state()
+        for listener in self.connect_listeners:
+            try:
+                listener()
+            except Exception:  # one listener's failure must not keep the others from running
+                log.exception("connect listener failed")
 
     def report_state(self) -> None:
         """Tell the cloud what this device runs and has applied (on connect and after each push)."""
@@ -226,6 +239,31 @@ class CloudLink:
         found += [kc.Peripheral(kind=kc.PeripheralKind.DRAWER, model=name, status="configured") for name in hardware["drawers"]]
         return found[:32]
 
+    async def refresh_state(self, domain: kc.StateDomain, timeout_s: float = 5.0) -> bool:
+        """Have the broker send this domain's retained document again (a "Load" button).
+
+        The doc goes through the usual version check, so an unchanged one is a no-op.
+        True when a document arrived within ``timeout_s`` (False: none retained, or offline).
+        """
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._state_waiters.setdefault(domain.value, [])
+        waiters.append(waiter)
+        try:
+            if not self.mqtt.refresh_retained(kc.state_topic(self.device_id, domain)):
+                return False
+            await asyncio.wait_for(waiter, timeout_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            if waiter in waiters:
+                waiters.remove(waiter)
+
+    def _state_arrived(self, domain: str) -> None:
+        for waiter in self._state_waiters.pop(domain, []):
+            if not waiter.done():
+                waiter.set_result(None)
+
     def _on_disconnected(self, reason: str) -> None:
         self._in_flight.clear()
         self._cursor = 0
@@ -246,6 +284,7 @@ class CloudLink:
                 case kc.MessageType.STATE:
                     if self.inbound.handle_state(parsed.envelope):
                         self.report_state()
+                    self._state_arrived(parsed.body.domain.value)  # type: ignore[union-attr]
                 case kc.MessageType.COMMAND:
                     self.inbound.handle_command(parsed.envelope)
                 case _:

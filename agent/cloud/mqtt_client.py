@@ -68,6 +68,7 @@ class MqttLink:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rng = random.Random()
+        self._refreshing: dict[int, str] = {}  # SUBSCRIBE mid -> topic asked again by refresh_retained
         self.client = self._make_client()
 
     def _make_client(self) -> paho.Client:
@@ -126,6 +127,21 @@ class MqttLink:
             return False
         info = self.client.publish(topic, payload, qos=kc.QOS, retain=retain)
         return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def refresh_retained(self, topic: str) -> bool:
+        """Subscribe to ``topic`` once more so the broker sends its retained message again.
+
+        The extra subscription is dropped as soon as the broker confirms it: the retained
+        copy is queued for us by then, and our ``down/#`` subscription goes on carrying
+        new documents (no doubled deliveries). False when not connected.
+        """
+        if not self.connected:
+            return False
+        result, mid = self.client.subscribe(topic, qos=kc.QOS)
+        if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return False
+        self._refreshing[mid] = topic
+        return True
 
     # ------------------------------------------------------------ network thread
     def _run(self) -> None:
@@ -190,6 +206,10 @@ class MqttLink:
         self.callbacks.on_connected(session_present)
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
+        refreshed = self._refreshing.pop(mid, None)
+        if refreshed is not None:
+            client.unsubscribe(refreshed)
+            return
         failed = [str(code) for code in reason_codes if code.is_failure]
         if failed:
             log.error("broker refused the subscription to our down topics; check the broker ACL", extra={"reasons": ",".join(failed)})

@@ -57,7 +57,7 @@ def _hardware(agent: Agent) -> Any:
     return agent.component("hardware")
 
 
-def _str_param(params: dict[str, Any], name: str, required: bool = False) -> str | None:
+def str_param(params: dict[str, Any], name: str, required: bool = False) -> str | None:
     value = params.get(name)
     if value is None and required:
         raise MethodError(f"parameter '{name}' is required", -32602)
@@ -74,7 +74,7 @@ def _print_test(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
     from agent.hardware.component import HardwareError
 
     try:
-        return {"job_id": _hardware(agent).test_print(_str_param(params, "printer"))}
+        return {"job_id": _hardware(agent).test_print(str_param(params, "printer"))}
     except HardwareError as exc:
         raise MethodError(str(exc)) from None
 
@@ -83,7 +83,7 @@ def _print_reprint(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
     from agent.hardware.print_queue import PrintQueueError
 
     try:
-        return {"job_id": _hardware(agent).queue.reprint(_str_param(params, "job_id", required=True))}
+        return {"job_id": _hardware(agent).queue.reprint(str_param(params, "job_id", required=True))}
     except PrintQueueError as exc:
         raise MethodError(str(exc)) from None
 
@@ -99,7 +99,7 @@ async def _drawer_open(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
     from agent.hardware.component import HardwareError
 
     try:
-        return {"state": await _hardware(agent).open_drawer(_str_param(params, "drawer"))}
+        return {"state": await _hardware(agent).open_drawer(str_param(params, "drawer"))}
     except HardwareError as exc:
         raise MethodError(str(exc)) from None
 
@@ -108,7 +108,7 @@ def _config_get(agent: Agent, params: dict[str, Any]) -> Any:
     from agent.config_edit import get_value
     from agent.config import ConfigError, redacted
 
-    key = _str_param(params, "key")
+    key = str_param(params, "key")
     if key is None:
         return redacted(agent.config)
     try:
@@ -121,8 +121,8 @@ def _config_set(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
     from agent.config import ConfigError
     from agent.config_edit import parse_value, set_values
 
-    key = _str_param(params, "key", required=True)
-    raw = _str_param(params, "value", required=True)
+    key = str_param(params, "key", required=True)
+    raw = str_param(params, "value", required=True)
     if agent.config_path is None:
         raise MethodError("the agent was started without a config file; nothing to change")
     try:
@@ -179,7 +179,7 @@ def _pairing_print(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
     from agent.pairing import PairingError
 
     try:
-        return {"job_id": agent.component("pairing").print_code(_str_param(params, "printer"))}
+        return {"job_id": agent.component("pairing").print_code(str_param(params, "printer"))}
     except (PairingError, PrintQueueError, LookupError) as exc:
         raise MethodError(str(exc)) from None
 

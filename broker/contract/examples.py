@@ -22,7 +22,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from .codes import check_character
 from .envelope import Envelope, down_message, encode, status_message, up_message
+from .licence import LeaseClaims, ReleaseClaims, sign_lease, sign_release
 from .messages import (
     Ack,
     AckRejection,
@@ -44,7 +46,7 @@ from .messages import (
     Tombstone,
 )
 from .sales import Payment, PaymentMethod, Refund, RefundLine, RefundScope, Sale, SaleLine, TaxLine
-from .signing import public_key_text, sign
+from .signing import public_key_fingerprint, public_key_text
 from .topics import StateDomain
 from .uuid7 import make_uuid7
 
@@ -56,6 +58,8 @@ _START = datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc)
 # A fixed, published key for examples only: Ed25519 signatures are deterministic, so the
 # example tokens are identical on every run.
 _EXAMPLE_DEVICE_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+_EXAMPLE_CLOUD_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32, 64)))
+_EXAMPLE_LICENCE_KEY = "7KQ2M9XDT4HB8WZ" + check_character("7KQ2M9XDT4HB8WZ")
 _BLOCK_RE = re.compile(r"<!-- example: ([\w.]+) -->\n.*?<!-- /example -->", re.DOTALL)
 
 
@@ -124,10 +128,23 @@ def _refund() -> Refund:
     )
 
 
+def _device_key_fingerprint() -> str:
+    return public_key_fingerprint(_EXAMPLE_DEVICE_KEY.public_key())
+
+
 def _receipt_token() -> str:
-    payload = {"licence_id": "LIC-7F3K-22QX", "epoch": 3, "device_id": DEVICE_ID,
-               "released_at": _at(181).isoformat().replace("+00:00", "Z")}
-    return sign("licence.release_receipt", payload, _EXAMPLE_DEVICE_KEY, "device")
+    """The device's release receipt for LIC-7F3K-22QX epoch 3 (kind licence.release, kid device)."""
+    claims = ReleaseClaims(licence_id="LIC-7F3K-22QX", device_id=DEVICE_ID, device_key=_device_key_fingerprint(),
+                           epoch=3, released_at=int(_at(181).timestamp()))
+    return sign_release(claims, _EXAMPLE_DEVICE_KEY)
+
+
+def _lease_token() -> str:
+    """A 7-day lease of LIC-9A1B-77KD for this device (kind licence.lease, signed by cloud key cloud-2025)."""
+    claims = LeaseClaims(licence_id="LIC-9A1B-77KD", company_id=17, device_id=DEVICE_ID, device_key=_device_key_fingerprint(),
+                         epoch=1, entitlements={"tills": 1}, issued_at=int(_at(0).timestamp()),
+                         expires_at=int(_at(604800).timestamp()), renew_after_s=3600)
+    return sign_lease(claims, _EXAMPLE_CLOUD_KEY, "cloud-2025")
 
 
 def _up(name: str, n: int, seconds: float, body, **extra) -> Example:
@@ -156,7 +173,7 @@ def examples() -> list[Example]:
             kind=LicenceKind.RELEASE_RECEIPT, licence_id="LIC-7F3K-22QX", epoch=3,
             receipt=receipt), correlation_id=RELEASE_ID),
         _up("up.licence.bind_request", 47, 200, BindRequest(
-            kind=LicenceKind.BIND_REQUEST, licence_key="LIC-9A1B-77KD",
+            kind=LicenceKind.BIND_REQUEST, licence_key=_EXAMPLE_LICENCE_KEY,
             device_public_key=public_key_text(_EXAMPLE_DEVICE_KEY.public_key()))),
         _up("up.state", 44, 62, DeviceState(
             software_version="0.1.0", applied_versions={StateDomain.CASHIERS: 12,
@@ -168,6 +185,8 @@ def examples() -> list[Example]:
                                  status="ok")])),
         _up("up.reply.ok", 45, 121, Reply(ok=True, result={"pong": True}),
             correlation_id=PING_ID),
+        _up("up.reply.licence_release", 50, 182, Reply(ok=True, result={"receipt": receipt}),
+            correlation_id=RELEASE_ID),
         _up("up.reply.error", 48, 240, Reply(ok=False, error=ErrorInfo(
             code="unknown_command", message="no handler for 'printer.selftest'")),
             correlation_id=_id(0x52, 239)),
@@ -186,6 +205,8 @@ def examples() -> list[Example]:
         _down("down.state.config", _id(0x62, 31), 31, StateDoc(
             domain=StateDomain.CONFIG, version=5, issued_at=_at(31),
             doc={"language": "en", "points_of_sale": ["POS-MAIN"], "receipt_footer": "Thank you"})),
+        _down("down.state.licence", _id(0x63, 32), 32, StateDoc(
+            domain=StateDomain.LICENCE, version=7, issued_at=_at(32), doc={"leases": [_lease_token()]})),
         _down("down.cmd", PING_ID, 120, Command(name=CommandName.PING)),
         _down("down.cmd.licence_release", RELEASE_ID, 180, Command(
             name=CommandName.LICENCE_RELEASE, args={"licence_id": "LIC-7F3K-22QX", "epoch": 3},

@@ -107,7 +107,7 @@ class LeaseClaims(_Claims):
     entitlements: JsonObject = Field(default_factory=dict)
     issued_at: UnixSeconds
     expires_at: UnixSeconds  # never past the licence's own expiry
-    renew_after_s: StrictInt = Field(ge=60, le=7 * 86400)  # when the device reports again
+    renew_after_s: StrictInt = Field(ge=1, le=7 * 86400)  # when the device reports again (hourly by default)
 
     @property
     def lifetime_s(self) -> int:

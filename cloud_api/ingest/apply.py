@@ -29,6 +29,7 @@ from cloud_api.ingest.plan import AckPlan, clean_detail
 from cloud_api.ingest.sql import ConcurrentChangeError, insert_rows, select_where_in
 from cloud_api.ingest.streams import current_high_water, track_sequences
 from cloud_api.ingest.up import Up
+from cloud_api.licences.ingest import apply_licence_messages
 from cloud_api.models import IngestedMessage, Outcome
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ _APPLIERS: dict[kc.MessageType, Applier] = {
     kc.MessageType.EVENT: bodies.apply_events,
     kc.MessageType.REPLY: bodies.apply_replies,
     kc.MessageType.DEVICE_STATE: bodies.apply_reports,
-    kc.MessageType.LICENCE: bodies.apply_reports,
+    kc.MessageType.LICENCE: apply_licence_messages,  # stores the report, then runs the licence book
 }
 
 

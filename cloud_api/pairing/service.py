@@ -33,6 +33,7 @@ from broker.contract.pairing import (
     verify_registration,
 )
 from cloud_api.api.errors import ApiError, conflict
+from cloud_api.cashiers.roster import publish_rosters
 from cloud_api.pairing.certificates import CaUnavailable, CsrError, certificate_pem, check_csr, issue_certificate, load_device_ca
 from cloud_api.pairing.models import AuditEvent, PairingAudit, PairingRegistration, RegistrationStatus
 from cloud_api.settings import CloudSettings
@@ -251,6 +252,8 @@ def claim(session: Session, settings: CloudSettings, p: Principal, company: Comp
                            public_key=registration.identity_key, created_at=now))
     else:
         device.point_of_sale_id, device.public_key = pos.id, registration.identity_key
+    # The new terminal gets its company's cashier roster with the claim's commit.
+    publish_rosters(session, company.id, [registration.device_id], by_user=p.user_id)
     _audit(session, AuditEvent.CLAIMED, now, device_id=registration.device_id, registration_id=registration.id,
            user_id=p.user_id, company_id=company.id, point_of_sale_id=pos.id,
            detail=f"certificate serial {certificate.serial_number:x}, valid until {certificate.not_valid_after_utc.isoformat()}")

@@ -21,6 +21,7 @@ from broker.launcher import free_port
 from cloud_api import signing_keys
 from cloud_api.tenancy.tokens import create_owner
 from cloud_api.provisioning import qr_text, write_qr_png
+from tests.demo.business import BusinessSteps
 from tests.support.agent_process import REPO_ROOT, AgentProcess, write_agent_config
 from tests.support.cloud import Cloud, api_request
 from tests.deploy.tls_broker import ProductionBroker, make_certs, start_production_broker
@@ -35,7 +36,7 @@ class DemoFailure(Exception):
         self.logs = logs
 
 
-class Demo:
+class Demo(BusinessSteps):
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.steps_done = 0
@@ -45,6 +46,7 @@ class Demo:
         self.printer: subprocess.Popen[str] | None = None
         self.scanner: subprocess.Popen[str] | None = None
         self.agent: AgentProcess | None = None
+        self.agent2: AgentProcess | None = None
         self.api_url = ""
         self.api_token = ""
         self.preview_dir = workdir / "receipts"
@@ -64,6 +66,11 @@ class Demo:
             ("scan a signed configuration QR (point of sale, language)", self.provision),
             ("cloud pushes config v1 (retained, versioned)", self.push_config),
             ("cloud command ping -> reply through the outbox -> cloud", self.ping),
+            ("partner sells a licence; its key typed on the terminal binds it", self.sell_licence),
+            ("cloud creates a cashier with a PIN; the roster is pushed to the terminal", self.create_cashier),
+            ("a second terminal pairs and the licence migrates to it", self.migrate_licence),
+            ("broker down: the cashier logs in offline; permissions follow roles and licence", self.offline_login),
+            ("stop the second terminal cleanly", self.stop_second_terminal),
             ("stop agent cleanly", self.stop_agent),
         ]
         for name, step in steps:
@@ -89,7 +96,12 @@ class Demo:
         assert self.broker is not None
         pki = self.broker.pki
         self.cloud = Cloud(self.workdir / "cloud", self.broker.broker)
+        # The key the cloud signs configuration codes and licence leases with; terminals pin it.
+        key_file = self.workdir / "cloud" / "signing.pem"
+        self.signing_key = signing_keys.generate(key_file, "demo-cloud-1")
+        signing = {"KASSA_CLOUD_SIGNING_KEY_FILE": str(key_file), "KASSA_CLOUD_SIGNING_KEY_ID": self.signing_key.key_id}
         self.cloud.start_worker_process("demo", port=self.broker.cloud_port, env={
+            **signing,
             "KASSA_CLOUD_MQTT_CA_FILE": str(pki / "ca.crt"),
             "KASSA_CLOUD_MQTT_CERT_FILE": str(pki / "clients" / "kassa-cloud.crt"),
             "KASSA_CLOUD_MQTT_KEY_FILE": str(pki / "clients" / "kassa-cloud.key"),
@@ -97,7 +109,7 @@ class Demo:
         port = free_port()
         log = open(self.workdir / "cloud" / "http.log", "ab")
         env = {
-            **os.environ, "KASSA_CLOUD_DATABASE_URL": self.cloud.database_url,
+            **os.environ, **signing, "KASSA_CLOUD_DATABASE_URL": self.cloud.database_url,
             # pairing: the CA the broker trusts signs device certificates
             "KASSA_CLOUD_DEVICE_CA_CERT_FILE": str(pki / "ca.crt"), "KASSA_CLOUD_DEVICE_CA_KEY_FILE": str(pki / "ca.key"),
             "KASSA_CLOUD_PAIRING_BROKER_HOST": "127.0.0.1", "KASSA_CLOUD_PAIRING_BROKER_PORT": str(self.broker.device_port),
@@ -119,7 +131,32 @@ class Demo:
         return f"ESC/POS printer on tcp://127.0.0.1:{self.printer_port}, serial scanner on {self.scanner_path}"
 
     def start_agent(self) -> str:
-        assert self.broker is not None
+        self.agent = self.start_terminal(DEVICE, self.workdir / "agent")
+        pairing = self._kassactl("pairing")
+        print("\n".join("        " + line for line in pairing.splitlines()))
+        return f"device {DEVICE}, config {self.agent.config_path}, no broker certificate yet"
+
+    def pair(self) -> str:
+        assert self.cloud is not None and self.broker is not None
+        code = self._status()["components"]["pairing"]["pairing_code"]
+        self._kassactl("pairing", "--print")
+        self._wait(lambda: any(code in path.read_text() for path in self.preview_dir.glob("*.txt")), "pair", "the pairing code on the printed slip")
+        with Session(self.cloud.engine) as session:  # `kassa-cloud owner create` does the same
+            _owner, _admin, self.owner_token = create_owner(session, "Demo owner")
+        _, company = self._api(self.owner_token, "POST", "/companies", {"name": "Demo shop"}, 201)
+        _, admin = self._api(self.owner_token, "POST", "/users", {"name": "Demo shop admin", "role": "company_admin", "company_id": company["id"]}, 201)
+        self.company_id, self.api_token = company["id"], admin["token"]
+        _, pos = self._api(self.api_token, "POST", f"/companies/{self.company_id}/points-of-sale", {"name": "Front till", "code": "POS-DEMO-1"}, 201)
+        self.claim(self.agent, pos["id"])
+        if self._client().call("config.get", key="site.point_of_sale")["value"] != "POS-DEMO-1":
+            raise DemoFailure("pair", "pairing did not set the point of sale it was claimed into", self.collect_logs())
+        if f"as {DEVICE} (" not in self.broker.log():
+            raise DemoFailure("pair", "the broker log does not show the device logged in under its certificate's name", self.collect_logs())
+        return f"code {code} printed and claimed into point of sale POS-DEMO-1; certificate CN={DEVICE} accepted by the broker"
+
+    # ------------------------------------------------------------- terminals
+    def start_terminal(self, device_id: str, directory: Path, *, with_hardware: bool = True) -> AgentProcess:
+        """An unpaired agent that trusts the cloud's signing key; waits until it shows a code."""
         hardware = f"""
 [hardware]
 status_poll_s = 1.0
@@ -136,36 +173,20 @@ printer = "front"
 [[scanners]]
 name = "hand"
 url = "serial://{self.scanner_path}"
-"""
-        self.signing_key = signing_keys.generate(self.workdir / "cloud" / "signing.pem", "demo-cloud-1")
+""" if with_hardware else ""
         trust = f'\n[trust]\ncloud_keys = {{ "{self.signing_key.key_id}" = "{self.signing_key.public_text}" }}\n'
         # No broker certificate: only where the cloud's API is. Pairing does the rest.
         cloud = f'\n[cloud]\napi_url = "{self.api_url}"\nretry_min_s = 0.2\nretry_max_s = 1.0\n'
-        config = write_agent_config(self.workdir / "agent", device_id=DEVICE, extra=hardware + trust + cloud)
-        self.agent = AgentProcess(config).start()
-        self._wait(lambda: self._status()["components"]["pairing"]["state"] == "waiting", "start agent", "the agent to register and wait for a claim")
-        pairing = self._kassactl("pairing")
-        print("\n".join("        " + line for line in pairing.splitlines()))
-        return f"device {DEVICE}, config {config}, no broker certificate yet"
+        config = write_agent_config(directory, device_id=device_id, extra=hardware + trust + cloud)
+        agent = AgentProcess(config).start()
+        self._wait(lambda: agent.client().call("status")["components"]["pairing"]["state"] == "waiting", "start agent", f"{device_id} to register and wait for a claim")
+        return agent
 
-    def pair(self) -> str:
-        assert self.cloud is not None and self.broker is not None
-        code = self._status()["components"]["pairing"]["pairing_code"]
-        self._kassactl("pairing", "--print")
-        self._wait(lambda: any(code in path.read_text() for path in self.preview_dir.glob("*.txt")), "pair", "the pairing code on the printed slip")
-        with Session(self.cloud.engine) as session:  # `kassa-cloud owner create` does the same
-            _owner, _admin, owner_token = create_owner(session, "Demo owner")
-        _, company = self._api(owner_token, "POST", "/companies", {"name": "Demo shop"}, 201)
-        _, admin = self._api(owner_token, "POST", "/users", {"name": "Demo shop admin", "role": "company_admin", "company_id": company["id"]}, 201)
-        self.company_id, self.api_token = company["id"], admin["token"]
-        _, pos = self._api(self.api_token, "POST", f"/companies/{self.company_id}/points-of-sale", {"name": "Front till", "code": "POS-DEMO-1"}, 201)
-        self._api(self.api_token, "POST", f"/companies/{self.company_id}/pairing/claims", {"pairing_code": code, "point_of_sale_id": pos["id"]}, 201)
-        self._wait(lambda: self._status()["components"].get("cloud", {}).get("connected"), "pair", "the agent's mTLS connection with its new certificate")
-        if self._client().call("config.get", key="site.point_of_sale")["value"] != "POS-DEMO-1":
-            raise DemoFailure("pair", "pairing did not set the point of sale it was claimed into", self.collect_logs())
-        if f"as {DEVICE} (" not in self.broker.log():
-            raise DemoFailure("pair", "the broker log does not show the device logged in under its certificate's name", self.collect_logs())
-        return f"code {code} printed and claimed into point of sale POS-DEMO-1; certificate CN={DEVICE} accepted by the broker"
+    def claim(self, agent: AgentProcess, point_of_sale_id: int) -> None:
+        """The company admin claims the terminal's code; waits for its mTLS connection."""
+        code = agent.client().call("status")["components"]["pairing"]["pairing_code"]
+        self._api(self.api_token, "POST", f"/companies/{self.company_id}/pairing/claims", {"pairing_code": code, "point_of_sale_id": point_of_sale_id}, 201)
+        self._wait(lambda: agent.client().call("status")["components"].get("cloud", {}).get("connected"), "pair", "the agent's mTLS connection with its new certificate")
 
     def show_status(self) -> str:
         assert self.agent is not None
@@ -249,6 +270,9 @@ url = "serial://{self.scanner_path}"
         return "exit 0, store closed"
 
     # ----------------------------------------------------------------- helpers
+    def failure(self, step: str, message: str) -> DemoFailure:
+        return DemoFailure(step, message, self.collect_logs())
+
     def _client(self) -> ControlClient:
         assert self.agent is not None
         return self.agent.client()
@@ -309,7 +333,7 @@ url = "serial://{self.scanner_path}"
 
     def collect_logs(self) -> str:
         parts = []
-        for name in ("agent/agent.log", "cloud/http.log", "cloud/worker-demo.log", "printer.log", "scanner.log", "mosquitto/mosquitto.log"):
+        for name in ("agent/agent.log", "agent2/agent.log", "cloud/http.log", "cloud/worker-demo.log", "printer.log", "scanner.log", "mosquitto/mosquitto.log"):
             path = self.workdir / name
             if path.exists():
                 tail = "\n".join(path.read_text(errors="replace").splitlines()[-30:])
@@ -317,8 +341,9 @@ url = "serial://{self.scanner_path}"
         return "\n".join(parts)
 
     def teardown(self) -> None:
-        if self.agent is not None:
-            self.agent.kill()
+        for agent in (self.agent, self.agent2):
+            if agent is not None:
+                agent.kill()
         for process in (self.http, self.printer, self.scanner):
             if process is not None and process.poll() is None:
                 process.terminate()

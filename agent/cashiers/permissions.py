@@ -1,0 +1,223 @@
+"""The permission gate: the ONE place that decides whether a cashier may do an action.
+
+Every cashier action (sell, refund, open the drawer without a sale, void) goes through
+``Gate.authorize(token, action)``, which returns a ``Grant`` or raises
+``PermissionRefused``. Code that performs an action takes the ``Grant`` and is wrapped
+in ``@requires(Action.X)``: a Grant can only be made by the gate, is for one action and
+is short-lived, so an action cannot be reached without passing the gate.
+
+Roles (``ROLE_ACTIONS``) come from the *current* roster, not from login time: a role the
+cloud takes away stops working at the next action. ``admin`` does not imply ``sell``:
+supervisors who also sell get both roles in the cloud (separation of duties stays
+possible). ``technician`` (hardware and configuration) belongs to no cashier role:
+technicians use the control socket, whose roles come from OS groups.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from broker.contract.roster import CashierRole
+
+if TYPE_CHECKING:
+    from agent.cashiers.roster import Roster
+    from agent.cashiers.sessions import CashierSession
+
+
+class Action(enum.StrEnum):
+    SELL = "sell"
+    REFUND_OWN = "refund_own"  # a sale of the cashier's own till session
+    REFUND_ANY = "refund_any"  # any sale of any device
+    NO_SALE = "no_sale"  # open the drawer without a sale
+    VOID = "void"
+    TECHNICIAN = "technician"  # hardware and configuration: no cashier role has it
+
+
+ROLE_ACTIONS: dict[CashierRole, frozenset[Action]] = {
+    CashierRole.CASHIER: frozenset({Action.SELL}),
+    CashierRole.REFUND: frozenset({Action.REFUND_OWN}),
+    CashierRole.ADMIN: frozenset({Action.REFUND_ANY, Action.REFUND_OWN, Action.NO_SALE, Action.VOID}),
+    CashierRole.NO_SALE: frozenset({Action.NO_SALE}),
+    CashierRole.VOID: frozenset({Action.VOID}),
+}
+LICENSED_ACTIONS = frozenset({Action.SELL, Action.REFUND_OWN, Action.REFUND_ANY})
+# A grant is used right away by the action it was asked for; an old one is not reusable.
+GRANT_TTL_S = 30.0
+
+
+def actions_of(roles: list[CashierRole]) -> frozenset[Action]:
+    allowed: set[Action] = set()
+    for role in roles:
+        allowed |= ROLE_ACTIONS.get(role, frozenset())
+    return frozenset(allowed)
+
+
+class PermissionRefused(Exception):
+    """Stable ``code`` (session.invalid, session.expired, permission.denied, licence.*) and a message for the cashier."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"allowed": False, "code": self.code, "message": self.message}
+
+
+_GATE_ONLY = object()
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Permission for one action, now, by one cashier session; only the gate makes them."""
+
+    action: Action
+    cashier_id: str
+    name: str
+    roles: tuple[str, ...]
+    session: CashierSession
+    issued_monotonic: float = field(default_factory=time.monotonic)
+    _made_by: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self._made_by is not _GATE_ONLY:
+            raise TypeError("a Grant comes only from Gate.authorize")
+
+    @property
+    def sale_fields(self) -> dict[str, Any]:
+        """What every sale or refund made under this grant must carry."""
+        s = self.session
+        return {"cashier_id": s.cashier_id, "point_of_sale": s.point_of_sale, "terminal_id": s.terminal_id,
+                "operator_code": s.operator_code, "till_session_id": s.till_session_id}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"allowed": True, "action": self.action.value, "name": self.name, "roles": list(self.roles), **self.sale_fields}
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def requires(action: Action) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Mark a function that performs ``action``; its first argument must be a fresh Grant for it.
+
+    ``refund_any`` covers ``refund_own`` (the gate already checked ownership when it
+    granted the narrower action).
+    """
+    covered = {action, Action.REFUND_ANY} if action is Action.REFUND_OWN else {action}
+
+    def decorate(func: Callable[P, T]) -> Callable[P, T]:
+        @functools.wraps(func)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+            grant = args[0] if args else kwargs.get("grant")
+            if not isinstance(grant, Grant):
+                raise TypeError(f"{func.__qualname__} needs a Grant from Gate.authorize as its first argument")
+            if grant.action not in covered:
+                raise PermissionRefused("permission.denied", f"this grant is for {grant.action.value}, not {action.value}")
+            if time.monotonic() - grant.issued_monotonic > GRANT_TTL_S:
+                raise PermissionRefused("session.invalid", "the permission was granted too long ago; ask again")
+            return func(*args, **kwargs)
+
+        guarded.requires_action = action  # type: ignore[attr-defined]
+        return guarded
+
+    return decorate
+
+
+def make_grant(action: Action, cashier_id: str, name: str, roles: list[CashierRole], session: CashierSession) -> Grant:
+    """Used by the gate alone (``agent.cashiers.component``): nothing else may call it."""
+    return Grant(action, cashier_id, name, tuple(r.value for r in roles), session, _made_by=_GATE_ONLY)
+
+
+def parse_action(value: object) -> Action:
+    try:
+        return Action(value)
+    except ValueError:
+        raise PermissionRefused("permission.unknown_action", f"unknown action {value!r}; one of: {', '.join(a.value for a in Action)}") from None
+
+
+def check_role(action: Action, roles: list[CashierRole], session: CashierSession, sale_till_session: str | None) -> Action:
+    """The action granted (refund_own of another till session becomes refund_any for an
+    admin), or PermissionRefused ``permission.denied`` saying which role is missing."""
+    allowed = actions_of(roles)
+    if action is Action.TECHNICIAN:
+        raise PermissionRefused("permission.denied", "technician functions are not for cashiers: a technician uses kassactl")
+    if action is Action.REFUND_OWN:
+        if sale_till_session is None:
+            raise PermissionRefused("permission.denied", "refund_own needs the sale's till session (sale_till_session)")
+        if sale_till_session != session.till_session_id:
+            if Action.REFUND_ANY in allowed:
+                return Action.REFUND_ANY
+            raise PermissionRefused("permission.denied", "this sale belongs to another till session; only an admin may refund it")
+    if action not in allowed:
+        needed = sorted(r.value for r, acts in ROLE_ACTIONS.items() if action in acts)
+        raise PermissionRefused("permission.denied", f"{action.value} needs the role {' or '.join(needed)}; ask an admin to add it in the cloud")
+    return action
+
+
+def licence_check(agent: Any) -> None:
+    """Refuse when the licence does not allow sales now; ``licence.none`` without a licence component."""
+    try:
+        licence = agent.component("licence")
+    except LookupError:
+        raise PermissionRefused("licence.none", "no licence on this terminal: enter a licence key (kassactl licence) before selling") from None
+    verdict_of = getattr(licence, "sale_verdict", None)
+    if verdict_of is None:
+        raise PermissionRefused("licence.none", "this agent's licence module cannot check sales; update the agent")
+    verdict = verdict_of()
+    if not verdict.ok:
+        raise PermissionRefused(str(verdict.code), str(verdict.message))
+
+
+class Gate:
+    """``authorize`` for every cashier action; the component owns one (``Cashiers.gate``)."""
+
+    def __init__(
+        self,
+        agent: Any,
+        roster: Callable[[], Roster],
+        clock: Callable[[], float],
+        end_session: Callable[[CashierSession, str], None],
+    ) -> None:
+        self.agent = agent
+        self.roster = roster
+        self.clock = clock
+        self.end_session = end_session
+
+    def session_of(self, token: object) -> CashierSession:
+        """The open, unexpired session of ``token``; an expired one is ended here."""
+        from agent.cashiers import sessions
+
+        session = sessions.find(self.agent.store.read(), token) if isinstance(token, str) else None
+        if session is None:
+            raise PermissionRefused("session.invalid", "no open cashier session for this token: log in again")
+        timeout_s = self.agent.config.cashiers.session_timeout_s
+        now = self.clock()
+        if now - session.last_used_at > timeout_s:
+            self.end_session(session, "session.expired")
+            raise PermissionRefused("session.expired", f"the session ended after {timeout_s / 60:.0f} min without use: log in again")
+        if now - session.last_used_at >= sessions.TOUCH_EVERY_S:  # any use keeps it open; no commit (fsync) per scan
+            with self.agent.store.transaction() as conn:
+                sessions.touch(conn, session, now)
+        return session
+
+    def authorize(self, session_token: str, action: Action | str, *, sale_till_session: str | None = None) -> Grant:
+        """A Grant for ``action`` now, or PermissionRefused with a stable code and what to do."""
+        wanted = action if isinstance(action, Action) else parse_action(action)
+        session = self.session_of(session_token)
+        roster = self.roster()
+        why_not = roster.allows(session.cashier_id)
+        if why_not is not None:
+            self.end_session(session, why_not)
+            state = "removed from" if why_not == "cashier.removed" else "disabled on"
+            raise PermissionRefused("session.invalid", f"cashier {session.cashier_id} was {state} this terminal's roster; the session ended")
+        cashier = roster.by_id[session.cashier_id]
+        granted = check_role(wanted, list(cashier.roles), session, sale_till_session)
+        if granted in LICENSED_ACTIONS:
+            licence_check(self.agent)
+        return make_grant(granted, cashier.cashier_id, cashier.name, list(cashier.roles), session)

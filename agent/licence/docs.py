@@ -1,0 +1,97 @@
+"""Applying the cloud's ``licence`` state document: which leases the device holds from now on.
+
+Runs inside the inbound transaction that records the document's version; the new leases
+take effect in memory only after that transaction committed (``Licence._after_state``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from agent.licence import store as db
+from agent.licence.lease import HeldLease, LeaseRefused, Refusal, Verdict
+from broker import contract as kc
+
+if TYPE_CHECKING:
+    from agent.licence.component import Licence
+
+log = logging.getLogger(__name__)
+
+# Refusals that leave the token's licence unknown: the document may still list a lease we
+# hold in a form we cannot read, so missing leases are not released on such a document
+# (safe either way: the cloud grants elsewhere only after a receipt or the lease's expiry).
+UNREADABLE = frozenset({Refusal.TAMPERED, Refusal.UNKNOWN_SIGNER, Refusal.NOT_A_LEASE})
+
+
+@dataclass(frozen=True, slots=True)
+class DocUpdate:
+    leases: dict[str, HeldLease]
+    refusal: Verdict | None  # the last token refused, shown when no lease is usable
+    refused: int
+    released: int
+
+
+def apply_doc(licence: Licence, conn: sqlite3.Connection, doc: dict[str, Any]) -> DocUpdate:
+    """Validate and apply a document; ValueError (before any write) refuses it whole."""
+    parsed = kc.LicenceDoc.model_validate(doc)
+    assert licence.releaser is not None
+    now_wall, now_mono = licence.wall(), licence.mono()
+    trusted = licence.trusted_keys()
+    epochs = db.highest_epochs(conn)
+    accepted: dict[str, tuple[kc.LeaseClaims, str]] = {}
+    refusal: Verdict | None = None
+    refused = 0
+    unreadable = False
+    for token in parsed.leases:
+        try:
+            claims = licence.accept(token, epochs, now_wall, trusted)
+            if db.tombstone(conn, claims.licence_id, claims.epoch) is not None:
+                raise LeaseRefused(Refusal.RELEASED, f"licence {claims.licence_id} epoch {claims.epoch} was released here")
+        except LeaseRefused as exc:
+            refused += 1
+            unreadable |= exc.code in UNREADABLE
+            refusal = Verdict.refused(exc.code)
+            log.error("licence lease refused", extra={"code": exc.code.value, "reason": str(exc)})
+            continue
+        best = accepted.get(claims.licence_id)
+        if best is None or (claims.epoch, claims.expires_at) > (best[0].epoch, best[0].expires_at):
+            accepted[claims.licence_id] = (claims, token)
+
+    leases: dict[str, HeldLease] = {}
+    for licence_id, (claims, token) in accepted.items():
+        held = licence.leases.get(licence_id)
+        if held is not None and held.token == token and not held.released:
+            leases[licence_id] = held  # the same lease again: its monotonic start stays
+            continue
+        db.put_lease(conn, licence_id, claims.epoch, token, now_wall)
+        db.raise_epoch(conn, licence_id, claims.epoch)
+        leases[licence_id] = HeldLease(claims, token, now_mono, False)
+        if held is None or held.released:
+            db.grant_pending_bind_requests(conn, licence_id, now_wall)
+            log.info("licence granted", extra={"licence_id": licence_id, "epoch": claims.epoch, "expires_at": claims.expires_at})
+
+    released = 0
+    for licence_id, held in licence.leases.items():
+        if licence_id in leases:
+            continue
+        if not held.released and unreadable:
+            log.warning("licence document had unreadable leases; keeping the held one until a readable document",
+                        extra={"licence_id": licence_id})
+        elif not held.released:
+            epoch = held.claims.epoch
+            receipt = licence.releaser.sign(licence_id, epoch, now_wall)
+            db.mark_released(conn, licence_id, epoch)
+            db.add_tombstone(conn, licence_id, epoch, receipt, now_wall, "taken_away")
+            held = replace(held, released=True)
+            released += 1
+            log.warning("licence taken away by the cloud; sales on it stop", extra={"licence_id": licence_id, "epoch": epoch})
+        leases[licence_id] = held
+
+    listed = {(claims.licence_id, claims.epoch) for claims, _ in accepted.values()}
+    db.confirm_tombstones(conn, listed, older_than=now_wall, now=now_wall)
+    # The report doubles as the ack of a grant; it commits with the document's version.
+    licence.outbox.enqueue(conn, licence.lease_report(conn, leases))
+    return DocUpdate(leases, refusal, refused, released)

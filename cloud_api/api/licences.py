@@ -1,0 +1,258 @@
+"""The licence book over HTTP: the owner issues licences to partners, partners assign them to
+companies (or unseal them for themselves), companies see and move theirs, sellers and the
+owner revoke, technicians upload offline release receipts. Devices bind keys over MQTT
+(cloud_api/licences/binding.py), not here.
+
+Who sees a licence: the owner's admins (all of the owner's), the seller's partner admins, the
+holder company's users. Anyone else gets 404. The key is shown only to its holder: the
+partner while the licence is in its unsealed stock, the company's admins once it is theirs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy.orm import Session
+
+from broker.contract import licence as kl
+from cloud_api.api.deps import PrincipalDep, SessionDep, require_role
+from cloud_api.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse, conflict, not_found
+from cloud_api.api.licence_schemas import (
+    LICENCE_ID_PATTERN, AssignIn, IssueIn, LicenceEventOut, LicenceOut, MoveIn, ReleaseFileIn, ReleaseUploadOut,
+    ReleasingOut, RevokeIn,
+)
+from cloud_api.api.schemas import MAX_ID
+from cloud_api.licences import book
+from cloud_api.licences.binding import accept_release
+from cloud_api.licences.models import Licence, LicenceState
+from cloud_api.licences.policy import LicencePolicy, policy_from_settings
+from cloud_api.licences.records import LicenceRefused, user_actor
+from cloud_api.tenancy import access
+from cloud_api.tenancy.models import Company, Device, LinkState, PartnerLink, Role
+from cloud_api.tenancy.tokens import Principal
+
+router = APIRouter(tags=["licences"], responses=ERROR_RESPONSES)
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+LicenceIdPath = Annotated[str, Path(pattern=LICENCE_ID_PATTERN, max_length=40)]
+# Only when the service has no lease signing key (misconfiguration).
+_UNAVAILABLE = {503: {"model": ErrorResponse, "description": "the cloud cannot sign leases now"}}
+_INVALID = {"licence.invalid_count", "licence.invalid_expiry", "licence.key_invalid"}
+
+
+# ------------------------------------------------------------------------------ helpers
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _policy(request: Request) -> LicencePolicy:
+    policy = getattr(request.app.state, "licence_policy", None)
+    if policy is None:
+        policy = request.app.state.licence_policy = policy_from_settings(request.app.state.settings)
+    return policy
+
+
+def _refused(exc: LicenceRefused) -> ApiError:
+    if exc.code == "not_found":
+        return ApiError(404, "not_found", exc.message)
+    if exc.code in _INVALID:
+        return ApiError(422, exc.code, exc.message)
+    if exc.code == "licence.unavailable":
+        return ApiError(503, exc.code, exc.message)
+    return conflict(exc.code, exc.message)
+
+
+def licence_scope(p: Principal) -> ColumnElement[bool]:
+    if p.role == Role.OWNER_ADMIN:
+        return Licence.owner_id == p.owner_id
+    if p.role == Role.PARTNER_ADMIN:
+        return Licence.partner_id == p.partner_id
+    return Licence.company_id == p.company_id
+
+
+def visible_licence(session: Session, p: Principal, licence_id: str) -> Licence:
+    licence = session.scalar(select(Licence).where(Licence.id == licence_id, licence_scope(p)))
+    if licence is None:
+        raise not_found(f"licence {licence_id}")
+    return licence
+
+
+def _shows_key(p: Principal, licence: Licence) -> bool:
+    if licence.state == LicenceState.SEALED:
+        return False
+    if p.role == Role.PARTNER_ADMIN:
+        return licence.company_id is None and licence.partner_id == p.partner_id
+    return p.role == Role.COMPANY_ADMIN and licence.company_id == p.company_id
+
+
+def licence_out(p: Principal, licence: Licence) -> LicenceOut:
+    releasing = None
+    if licence.state == LicenceState.RELEASING:
+        releasing = ReleasingOut(from_device_id=licence.releasing_from_device_id, from_epoch=licence.releasing_from_epoch,  # type: ignore[arg-type]
+                                 to_device_id=licence.releasing_to_device_id, deadline=licence.release_deadline)  # type: ignore[arg-type]
+    return LicenceOut(
+        id=licence.id, state=licence.state, partner_id=licence.partner_id, company_id=licence.company_id,  # type: ignore[arg-type]
+        key=kl.format_licence_key(licence.licence_key) if _shows_key(p, licence) else None,
+        entitlements=licence.entitlements, valid_until=licence.valid_until,
+        device_id=licence.device_id if licence.state in (LicenceState.BOUND, LicenceState.RELEASING) else None,
+        epoch=licence.epoch, lease_expires_at=book.lease_expiry(licence), releasing=releasing,
+        created_at=licence.created_at, updated_at=licence.updated_at)
+
+
+def _reread(session: Session, p: Principal, licence_id: str) -> LicenceOut:
+    return licence_out(p, session.get(Licence, licence_id, populate_existing=True))  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ owner and partners
+@router.post("/partners/{partner_id}/licences", status_code=201, response_model=list[LicenceOut],
+             summary="Issue sealed licences to a partner (owner_admin)")
+def issue(partner_id: IdPath, body: IssueIn, session: SessionDep, p: PrincipalDep) -> list[LicenceOut]:
+    require_role(p, Role.OWNER_ADMIN)
+    partner = access.visible_partner(session, p, partner_id)
+    valid_until = body.valid_until if body.valid_until.tzinfo else body.valid_until.replace(tzinfo=timezone.utc)
+    try:
+        issued = book.issue_licences(session, partner, body.count, body.entitlements, valid_until,
+                                     by_user=p.user_id, now=_now())
+    except LicenceRefused as exc:
+        raise _refused(exc) from None
+    ids = [licence.id for licence in issued]
+    session.commit()
+    return [_reread(session, p, licence_id) for licence_id in ids]
+
+
+@router.get("/partners/{partner_id}/licences", response_model=list[LicenceOut],
+            summary="A partner's licences: its stock (sealed and unsealed), or all it sold")
+def partner_licences(partner_id: IdPath, session: SessionDep, p: PrincipalDep,
+                     scope: Annotated[Literal["stock", "all"], Query(description="stock: not yet with a company")] = "stock",
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[LicenceOut]:
+    require_role(p, Role.OWNER_ADMIN, Role.PARTNER_ADMIN)
+    partner = access.visible_partner(session, p, partner_id)
+    query = select(Licence).where(Licence.partner_id == partner.id)
+    if scope == "stock":
+        query = query.where(Licence.company_id.is_(None))
+    rows = session.scalars(query.order_by(Licence.created_at, Licence.id).limit(limit).offset(offset))
+    return [licence_out(p, licence) for licence in rows]
+
+
+@router.post("/licences/{licence_id}/assign", response_model=LicenceOut,
+             summary="Hand a licence of the partner's stock to a linked company (partner_admin of the seller)")
+def assign(licence_id: LicenceIdPath, body: AssignIn, session: SessionDep, p: PrincipalDep) -> LicenceOut:
+    visible_licence(session, p, licence_id)
+    require_role(p, Role.PARTNER_ADMIN)
+    try:
+        book.assign(session, licence_id, body.company_id, by_user=p.user_id, now=_now())
+    except LicenceRefused as exc:
+        raise _refused(exc) from None
+    session.commit()
+    return _reread(session, p, licence_id)
+
+
+@router.post("/licences/{licence_id}/unseal", response_model=LicenceOut,
+             summary="Unseal a licence for the partner itself: the response shows its key (partner_admin of the seller)")
+def unseal(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalDep) -> LicenceOut:
+    visible_licence(session, p, licence_id)
+    require_role(p, Role.PARTNER_ADMIN)
+    try:
+        book.unseal(session, licence_id, by_user=p.user_id, now=_now())
+    except LicenceRefused as exc:
+        raise _refused(exc) from None
+    session.commit()
+    return _reread(session, p, licence_id)
+
+
+@router.post("/licences/{licence_id}/revoke", response_model=LicenceOut,
+             summary="Revoke a licence for good; its device drops the lease (owner_admin, partner_admin of the seller)")
+def revoke(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalDep, body: RevokeIn | None = None) -> LicenceOut:
+    visible_licence(session, p, licence_id)
+    require_role(p, Role.OWNER_ADMIN, Role.PARTNER_ADMIN)
+    try:
+        book.revoke(session, licence_id, by_user=p.user_id, now=_now(), reason=body.reason if body else None)
+    except LicenceRefused as exc:
+        raise _refused(exc) from None
+    session.commit()
+    return _reread(session, p, licence_id)
+
+
+# ------------------------------------------------------------------------------ companies
+@router.get("/companies/{company_id}/licences", response_model=list[LicenceOut],
+            summary="The licences a company holds, with bound device, state, epoch and lease expiry")
+def company_licences(company_id: IdPath, session: SessionDep, p: PrincipalDep,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[LicenceOut]:
+    company = access.company_data(session, p, company_id)
+    rows = session.scalars(select(Licence).where(Licence.company_id == company.id)
+                           .order_by(Licence.created_at, Licence.id).limit(limit).offset(offset))
+    return [licence_out(p, licence) for licence in rows]
+
+
+@router.post("/licences/{licence_id}/move", response_model=LicenceOut, responses=_UNAVAILABLE,
+             summary="Move a bound licence to another device of its company (company_admin of the holder, "
+             "partner_admin of the seller): the old device is told to release it first")
+def move(licence_id: LicenceIdPath, body: MoveIn, request: Request, session: SessionDep, p: PrincipalDep) -> LicenceOut:
+    visible_licence(session, p, licence_id)
+    require_role(p, Role.COMPANY_ADMIN, Role.PARTNER_ADMIN)
+    try:
+        book.move(session, licence_id, body.device_id, by_user=p.user_id, now=_now(), policy=_policy(request))
+    except LicenceRefused as exc:
+        raise _refused(exc) from None
+    session.commit()
+    return _reread(session, p, licence_id)
+
+
+# ------------------------------------------------------------------------------ reading
+@router.get("/licences/{licence_id}", response_model=LicenceOut, summary="One licence")
+def get_licence(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalDep) -> LicenceOut:
+    return licence_out(p, visible_licence(session, p, licence_id))
+
+
+@router.get("/licences/{licence_id}/events", response_model=list[LicenceEventOut],
+            summary="A licence's audit trail: every transition, oldest first")
+def licence_events(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalDep) -> list[LicenceEventOut]:
+    licence = visible_licence(session, p, licence_id)
+    return [LicenceEventOut(at=event.at, actor=event.actor, action=event.action, from_state=event.from_state,  # type: ignore[arg-type]
+                            to_state=event.to_state, from_device_id=event.from_device_id,  # type: ignore[arg-type]
+                            to_device_id=event.to_device_id, epoch=event.epoch, detail=event.detail)
+            for event in book.licence_events(session, licence.id)]
+
+
+# ------------------------------------------------------------------------------ offline release
+def _device_for_upload(session: Session, p: Principal, device_id: str) -> Device:
+    """The device whose receipt is uploaded, if the caller may act for its company: its
+    company_admin, the owner, or a partner admin linked to the company (the technician)."""
+    device = session.get(Device, device_id)
+    if device is None:
+        raise not_found(f"device {device_id}")
+    if p.role == Role.OWNER_ADMIN:
+        visible = session.scalar(select(Company.id).where(Company.id == device.company_id,
+                                                          Company.owner_id == p.owner_id)) is not None
+    elif p.role == Role.PARTNER_ADMIN:
+        visible = bool(session.scalar(select(exists().where(
+            PartnerLink.company_id == device.company_id, PartnerLink.partner_id == p.partner_id,
+            PartnerLink.state == LinkState.ACTIVE))))
+    else:
+        visible = device.company_id == p.company_id
+    if not visible:
+        raise not_found(f"device {device_id}")
+    require_role(p, Role.OWNER_ADMIN, Role.PARTNER_ADMIN, Role.COMPANY_ADMIN)
+    return device
+
+
+@router.post("/licences/release-receipts", response_model=ReleaseUploadOut, responses=_UNAVAILABLE,
+             summary="Upload a release file from a device that will not come online again "
+             "(company_admin of the device's company, a linked partner_admin, owner_admin)")
+def upload_release(body: ReleaseFileIn, request: Request, session: SessionDep, p: PrincipalDep) -> ReleaseUploadOut:
+    device = _device_for_upload(session, p, body.device_id)
+    try:
+        accepted = accept_release(session, device.device_id, body.licence_id, body.epoch, body.receipt, _now(),
+                                  _policy(request), actor=user_actor(p.user_id))
+    except LicenceRefused as exc:
+        if exc.code == "licence.unknown":
+            raise not_found(f"licence {body.licence_id}") from None
+        raise _refused(exc) from None
+    session.commit()
+    licence = session.get(Licence, body.licence_id, populate_existing=True)
+    assert licence is not None
+    return ReleaseUploadOut(accepted=accepted, licence=licence_out(p, licence))

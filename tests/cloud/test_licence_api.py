@@ -1,0 +1,98 @@
+"""The licence endpoints: sealed and unsealed flows, company view, moves, offline release
+upload, and tenant isolation (other partner, other company, viewer)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import json
+
+import pytest
+from sqlalchemy.orm import Session
+
+from broker.contract import licence as kl
+from cloud_api.licences.binding import bind
+from cloud_api.licences.policy import LeaseSigner, LicencePolicy
+from tests.cloud.api_support import BACKENDS, Api, add_device, error_code
+from tests.cloud.licence_support import CLOUD_KEY_ID, DeviceKey, licence_api
+
+VALID_UNTIL = (datetime.now(timezone.utc) + timedelta(days=365)).isoformat()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, object]]:
+    with licence_api(request.param, tmp_path_factory.mktemp("licence-api")) as value:
+        yield value
+
+
+def test_sealed_assigned_bound_moved_and_isolated(env) -> None:  # noqa: ANN001
+    api, cloud_key = env
+    pid, partner = api.partner("Seller")
+    _other_pid, other_partner = api.partner("Other seller")
+    cid, company = api.company("Shop")
+    other_cid, other_company = api.company("Other shop")
+    viewer = api.user("company_viewer", company_id=cid)
+    api.link(company, cid, partner, pid)
+
+    issued = api.call("POST", f"/partners/{pid}/licences", api.owner_token, 201,
+                      json={"count": 2, "entitlements": {"seats": 2}, "valid_until": VALID_UNTIL}).json()
+    assert [(l["state"], l["key"]) for l in issued] == [("sealed", None)] * 2
+    assert error_code(api.call("POST", f"/partners/{pid}/licences", partner, 403, json={"valid_until": VALID_UNTIL})) == "forbidden"
+    stock = api.call("GET", f"/partners/{pid}/licences", partner, 200).json()
+    assert {l["id"] for l in stock} == {l["id"] for l in issued} and all(l["key"] is None for l in stock)
+    first, second = issued[0]["id"], issued[1]["id"]
+
+    # Isolation: other partner and other company see nothing; a viewer changes nothing.
+    assert error_code(api.call("GET", f"/licences/{first}", other_partner, 404)) == "not_found"
+    assert error_code(api.call("POST", f"/licences/{first}/unseal", other_partner, 404)) == "not_found"
+    assert error_code(api.call("GET", f"/partners/{pid}/licences", other_partner, 404)) == "not_found"
+    assert error_code(api.call("POST", f"/licences/{first}/assign", partner, 409, json={"company_id": other_cid})) == "licence.company_not_linked"
+
+    unsealed = api.call("POST", f"/licences/{second}/unseal", partner, 200).json()
+    assert unsealed["state"] == "assigned" and kl.normalize_licence_key(unsealed["key"])
+    assigned = api.call("POST", f"/licences/{first}/assign", partner, 200, json={"company_id": cid}).json()
+    assert (assigned["state"], assigned["company_id"], assigned["key"]) == ("assigned", cid, None)
+    mine = api.call("GET", f"/companies/{cid}/licences", company, 200).json()
+    assert [l["id"] for l in mine] == [first] and mine[0]["key"] is not None
+    assert api.call("GET", f"/companies/{cid}/licences", viewer, 200).json()[0]["key"] is None
+    assert error_code(api.call("GET", f"/licences/{first}", other_company, 404)) == "not_found"
+    assert error_code(api.call("GET", f"/companies/{cid}/licences", other_company, 404)) == "not_found"
+    assert [l["id"] for l in api.call("GET", f"/partners/{pid}/licences", partner, 200).json()] == [second]
+
+    # A device binds the company's licence (over MQTT in real life), then the company moves it.
+    old, new = DeviceKey("api-till-1"), DeviceKey("api-till-2")
+    add_device(api, old.device_id, cid)
+    add_device(api, new.device_id, cid, public_key=new.public_text)
+    policy = LicencePolicy(LeaseSigner(CLOUD_KEY_ID, private_key=cloud_key))
+    with Session(api.engine) as session, session.begin():
+        bind(session, old.device_id, mine[0]["key"], old.public_text, datetime.now(timezone.utc), policy)
+    bound = api.call("GET", f"/licences/{first}", company, 200).json()
+    assert (bound["state"], bound["device_id"], bound["epoch"]) == ("bound", old.device_id, 1)
+    assert bound["lease_expires_at"] is not None
+    assert error_code(api.call("POST", f"/licences/{first}/move", viewer, 403, json={"device_id": new.device_id})) == "forbidden"
+    assert error_code(api.call("POST", f"/licences/{first}/move", company, 404, json={"device_id": "nope"})) == "not_found"
+    moving = api.call("POST", f"/licences/{first}/move", company, 200, json={"device_id": new.device_id}).json()
+    assert moving["state"] == "releasing" and moving["releasing"]["to_device_id"] == new.device_id
+
+    # The old device is gone for good: its release file is uploaded by hand.
+    receipt = old.receipt(first, 1, datetime.now(timezone.utc))
+    file = kl.release_file_text(old.device_id, first, 1, receipt)
+    assert error_code(api.call("POST", "/licences/release-receipts", other_company, 404, json=json.loads(file))) == "not_found"
+    forged = kl.release_file_text(old.device_id, first, 1, new.receipt(first, 1))
+    assert error_code(api.call("POST", "/licences/release-receipts", company, 409, json=json.loads(forged))) == "licence.receipt_invalid"
+    done = api.call("POST", "/licences/release-receipts", company, 200, json=json.loads(file)).json()
+    assert done["accepted"] is True
+    assert (done["licence"]["state"], done["licence"]["device_id"], done["licence"]["epoch"]) == ("bound", new.device_id, 2)
+    again = api.call("POST", "/licences/release-receipts", company, 200, json=json.loads(file)).json()
+    assert again["accepted"] is False
+
+    trail = api.call("GET", f"/licences/{first}/events", company, 200).json()
+    assert [e["action"] for e in trail] == ["issued", "assigned", "bound", "move_requested", "released"]
+    assert trail[-1]["actor"].startswith("user:") and trail[2]["actor"] == f"device:{old.device_id}"
+
+    assert error_code(api.call("POST", f"/licences/{first}/revoke", company, 403)) == "forbidden"
+    revoked = api.call("POST", f"/licences/{first}/revoke", partner, 200, json={"reason": "unpaid"}).json()
+    assert revoked["state"] == "revoked" and revoked["device_id"] is None
+    assert error_code(api.call("POST", "/licences/lic_00000000000000000000/unseal", partner, 404)) == "not_found"
+    assert error_code(api.call("GET", "/licences/bad id", partner, 422)) == "invalid_request"
