@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kassa-installed
 MOSQUITTO ?= /usr/sbin/mosquitto
 
-.PHONY: demo test setup mosquitto bench docs clean
+.PHONY: demo test setup mosquitto chromium bench docs clean
 
 demo: setup
 	$(PY) -m tests.demo
@@ -14,7 +14,7 @@ demo: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-setup: $(STAMP) mosquitto
+setup: $(STAMP) mosquitto chromium
 
 # The venv is (re)built when missing or when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -29,6 +29,15 @@ mosquitto:
 		echo "installing mosquitto (Debian package)"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q mosquitto; \
+	fi
+
+# Headless Chromium + its driver (Debian packages) for the POS API browser test.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ ! -x $(CHROMIUM) ] || ! command -v chromedriver >/dev/null; then \
+		echo "installing chromium and chromium-driver (Debian packages)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; \
 	fi
 
 bench: setup

@@ -194,6 +194,43 @@ class CashiersConfig(_Section):
     )
 
 
+class PosApiConfig(_Section):
+    enabled: bool = Field(True, description="Serve the local POS API (HTTP + WebSocket, docs/pos-api.md).")
+    bind: str = Field(
+        "127.0.0.1", description="Address the POS API listens on. Anything but a loopback address needs `tls_cert_file` and `tls_key_file`."
+    )
+    port: int = Field(8765, ge=0, le=65535, description="TCP port of the POS API (0: any free port, for tests).")
+    tls_cert_file: Path | None = Field(None, description="TLS certificate (PEM) for serving the POS API over HTTPS.")
+    tls_key_file: Path | None = Field(None, description="Private key (PEM, mode 0600) of `tls_cert_file`.")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Web origins (`https://pos.example.com`) whose pages may call the API and open the event WebSocket; empty: same origin only.",
+    )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", origin) or origin.endswith("/"):
+                raise ValueError(f"'{origin}' is not an origin: scheme://host[:port], no path, e.g. http://127.0.0.1:8080")
+        return origins
+
+    @model_validator(mode="after")
+    def _lan_needs_tls(self) -> PosApiConfig:
+        import ipaddress
+
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("pos_api: tls_cert_file and tls_key_file go together; set both or neither")
+        try:
+            loopback = self.bind == "localhost" or ipaddress.ip_address(self.bind).is_loopback
+        except ValueError:
+            raise ValueError(f"pos_api.bind '{self.bind}' is not an IP address (e.g. 127.0.0.1 or 192.168.1.20)") from None
+        if self.enabled and not loopback and self.tls_cert_file is None:
+            # Pairing tokens and cashier sessions would cross the LAN in clear text.
+            raise ValueError(f"pos_api.bind {self.bind} is not a loopback address: set tls_cert_file and tls_key_file to serve it over HTTPS")
+        return self
+
+
 class LifecycleConfig(_Section):
     shutdown_timeout_s: float = Field(
         10.0, gt=0, le=300, description="Upper bound on a clean stop after SIGTERM."
@@ -222,6 +259,7 @@ class AgentConfig(BaseSettings):
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     site: SiteConfig = Field(default_factory=SiteConfig)
     cashiers: CashiersConfig = Field(default_factory=CashiersConfig)
+    pos_api: PosApiConfig = Field(default_factory=PosApiConfig)
     trust: TrustConfig = Field(default_factory=TrustConfig)
     printers: list[PrinterConfig] = Field(default_factory=list, description="Receipt printers (`[[printers]]` tables).")
     scanners: list[ScannerConfig] = Field(default_factory=list, description="Barcode scanners (`[[scanners]]` tables).")

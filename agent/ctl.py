@@ -14,6 +14,7 @@ from typing import Any
 
 from agent import ctl_format
 from agent.cashiers import ctl_verbs as cashier_verbs
+from agent.posapi import ctl_verbs as pos_verbs
 from agent.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
 from agent.ctl_client import EXIT_ERROR, EXIT_OK, ControlClient, ControlError
 
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     licence.add_argument("--licence-id", help="release-file: which licence, if the terminal holds several")
     licence.add_argument("--printer", help="release-file: also print the QR code on this printer")
     cashier_verbs.add_parsers(sub)
+    pos_verbs.add_parsers(sub)
     diagnostics = sub.add_parser("diagnostics", help="write a support bundle (tar.gz)")
     diagnostics.add_argument("-o", "--output", type=Path, help="file to write (default: kassa-diagnostics-<device>-<time>.tar.gz)")
     return parser
@@ -104,6 +106,8 @@ def run(client: ControlClient, args: argparse.Namespace) -> int:
         return _config(client, args)
     if command in ("cashiers", "cashier"):
         return cashier_verbs.run(client, args) or EXIT_OK
+    if command == "pos":
+        return pos_verbs.run(client, args) or EXIT_OK
     method, params, formatter = _simple(args)
     result = client.call(method, **params)
     if args.json:

@@ -52,12 +52,14 @@ def build_components(agent: Agent) -> list[Component]:
     from agent.hardware.component import Hardware
     from agent.licence.component import Licence
     from agent.pairing import Pairing
+    from agent.posapi.component import PosApi
     from agent.provisioning import Provisioner
+    from agent.sales.component import Sales
 
     pairing = Pairing(agent)
     # Without a broker certificate yet, the link is started by pairing once it has one.
     link = [] if pairing.needed else [CloudLink(agent)]
-    return [Hardware(agent), Licence(agent), Cashiers(agent), *link, pairing, Provisioner(agent)]
+    return [Hardware(agent), Licence(agent), Cashiers(agent), Sales(agent), *link, pairing, Provisioner(agent), PosApi(agent)]
 
 
 class Agent:

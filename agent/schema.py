@@ -169,4 +169,98 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) STRICT""",
         ),
     ),
+    Migration(
+        6,
+        "sales",
+        (
+            # One row per committed sale; `request_id` makes commits idempotent, `result` is
+            # what the first commit answered (a replay answers it again), `body` the kc.Sale.
+            # `period_no` is the Z number that will close the sale's till period.
+            """CREATE TABLE sales (
+                sale_id        TEXT PRIMARY KEY,
+                request_id     TEXT NOT NULL UNIQUE,
+                request_hash   TEXT NOT NULL,
+                receipt_no     INTEGER NOT NULL UNIQUE,
+                period_no      INTEGER NOT NULL,
+                created_at     REAL NOT NULL,
+                cashier_id     TEXT NOT NULL,
+                till_session_id TEXT NOT NULL,
+                currency       TEXT NOT NULL,
+                total          INTEGER NOT NULL,
+                tax_total      INTEGER NOT NULL,
+                change         INTEGER NOT NULL,
+                body           TEXT NOT NULL,
+                result         TEXT NOT NULL,
+                print_job_id   TEXT
+            ) STRICT""",
+            "CREATE INDEX sales_by_period ON sales(period_no)",
+            # Refunds, also of sales made on other devices (then `sale_body` keeps the
+            # cloud's copy of the sale, so later partial refunds are checked against it).
+            """CREATE TABLE refunds (
+                refund_id      TEXT PRIMARY KEY,
+                request_id     TEXT NOT NULL UNIQUE,
+                request_hash   TEXT NOT NULL,
+                sale_id        TEXT NOT NULL,
+                original_device_id TEXT NOT NULL,
+                receipt_no     INTEGER NOT NULL UNIQUE,
+                period_no      INTEGER NOT NULL,
+                created_at     REAL NOT NULL,
+                cashier_id     TEXT NOT NULL,
+                currency       TEXT NOT NULL,
+                amount         INTEGER NOT NULL,
+                tax_total      INTEGER NOT NULL,
+                body           TEXT NOT NULL,
+                result         TEXT NOT NULL,
+                sale_body      TEXT,
+                print_job_id   TEXT
+            ) STRICT""",
+            "CREATE INDEX refunds_by_sale ON refunds(sale_id)",
+            "CREATE INDEX refunds_by_period ON refunds(period_no)",
+            # What each refund took of each sale line: the sum per line never exceeds the sale.
+            """CREATE TABLE refund_lines (
+                refund_id   TEXT NOT NULL REFERENCES refunds(refund_id),
+                sale_id     TEXT NOT NULL,
+                line_index  INTEGER NOT NULL,
+                qty_milli   INTEGER NOT NULL,
+                amount      INTEGER NOT NULL,
+                base        INTEGER NOT NULL,
+                tax         INTEGER NOT NULL,
+                tax_rate_bp INTEGER NOT NULL,
+                PRIMARY KEY (refund_id, line_index)
+            ) STRICT""",
+            "CREATE INDEX refund_lines_by_sale ON refund_lines(sale_id)",
+            # Per-device, gap-free counters (receipt numbers of sales and refunds share one).
+            """CREATE TABLE sales_counters (
+                name  TEXT PRIMARY KEY,
+                value INTEGER NOT NULL
+            ) STRICT""",
+            "INSERT INTO sales_counters(name, value) VALUES ('receipt_no', 0)",
+            # Closed till periods; z_no counts without gaps, the open period is max(z_no) + 1.
+            """CREATE TABLE z_reports (
+                z_no        INTEGER PRIMARY KEY,
+                report_id   TEXT NOT NULL UNIQUE,
+                opened_at   REAL NOT NULL,
+                closed_at   REAL NOT NULL,
+                closed_by   TEXT NOT NULL,
+                body        TEXT NOT NULL,
+                print_job_id TEXT
+            ) STRICT""",
+        ),
+    ),
+    Migration(
+        7,
+        "pos_api",
+        (
+            # POS access tokens (pairing a web POS with this terminal, docs/pos-api.md):
+            # only the SHA-256 of a token is kept; the token itself is shown once.
+            """CREATE TABLE pos_tokens (
+                token_id     TEXT PRIMARY KEY,
+                label        TEXT NOT NULL,
+                token_hash   BLOB NOT NULL UNIQUE,
+                created_at   REAL NOT NULL,
+                last_used_at REAL,
+                revoked_at   REAL
+            ) STRICT""",
+        ),
+    ),
 )

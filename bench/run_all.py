@@ -14,6 +14,7 @@ BENCHMARKS = [
     ["bench_ingest.py"],
     ["bench_login.py", "--n", "20"],
     ["bench_lease.py", "--n", "100000"],
+    ["bench_pos_api.py", "--n", "2000"],
 ]
 
 

@@ -37,6 +37,7 @@ def metadata() -> MetaData:
     import cloud_api.pushes.models  # noqa: F401 - registers the pushes tables
     import cloud_api.licences.models  # noqa: F401 - registers the licence book tables
     import cloud_api.cashiers.models  # noqa: F401 - registers the cashier tables
+    import cloud_api.reports.models  # noqa: F401 - registers the z_reports table
 
     return Base.metadata
 

@@ -167,6 +167,8 @@ class Licence:
         self._schedule_next_report()
         log.info("licence document applied", extra={"version": version, "held": sum(not h.released for h in self.leases.values()),
                                                      "refused": update.refused, "released": update.released})
+        verdict = self.sale_verdict()  # the POS event stream shows the new verdict (agent/events.py)
+        self.agent.events.publish("licence.changed", ok=verdict.ok, code=verdict.code, licence_id=verdict.licence_id, version=version)
 
     # ---------------------------------------------------------------- reporting
     def lease_report(self, conn: Any, leases: Mapping[str, HeldLease] | None = None) -> kc.LeaseReport:

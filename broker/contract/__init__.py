@@ -96,6 +96,8 @@ from .sales import (
     Sale,
     SaleLine,
     TaxLine,
+    PaymentTotal,
+    ZReport,
     line_gross,
 )
 from .topics import (
@@ -139,7 +141,7 @@ __all__ = [
     "BATCH_TOPIC_LEVEL", "MAX_BATCH_MESSAGES", "MAX_BATCH_BYTES", "batch_topic", "batch_device",
     "encode_batch", "split_batch", "parse_batch_line",
     # bodies
-    "Sale", "SaleLine", "TaxLine", "Payment", "PaymentMethod", "line_gross", "Refund",
+    "Sale", "SaleLine", "TaxLine", "Payment", "PaymentMethod", "line_gross", "Refund", "ZReport", "PaymentTotal",
     "RefundLine", "RefundScope", "LicenceKind", "LicenceReport", "LeaseReport", "HeldLease",
     "Tombstone", "ReleaseReceipt", "BindRequest", "DeviceState", "Peripheral",
     "PeripheralKind", "Reply", "ErrorInfo", "Event", "Ack", "AckRejection", "StateDoc",

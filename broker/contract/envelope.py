@@ -32,7 +32,7 @@ from .messages import (
     StateDoc,
     Status,
 )
-from .sales import Refund, Sale
+from .sales import Refund, Sale, ZReport
 from .topics import PROTOCOL_VERSION, QOS, MessageType, check_device_id, is_retained, topic_for
 from .uuid7 import uuid7
 
@@ -64,6 +64,7 @@ MAX_STATE_DOC_BYTES = 2 * 1024 * 1024
 Body = (
     Sale
     | Refund
+    | ZReport
     | LeaseReport
     | ReleaseReceipt
     | BindRequest
@@ -79,6 +80,7 @@ Body = (
 _BODY_SCHEMA: dict[MessageType, TypeAdapter] = {
     MessageType.SALE: TypeAdapter(Sale),
     MessageType.REFUND: TypeAdapter(Refund),
+    MessageType.Z_REPORT: TypeAdapter(ZReport),
     MessageType.LICENCE: TypeAdapter(LicenceReport),
     MessageType.DEVICE_STATE: TypeAdapter(DeviceState),
     MessageType.REPLY: TypeAdapter(Reply),
@@ -92,6 +94,7 @@ _BODY_SCHEMA: dict[MessageType, TypeAdapter] = {
 _TYPE_OF_BODY: dict[type, MessageType] = {
     Sale: MessageType.SALE,
     Refund: MessageType.REFUND,
+    ZReport: MessageType.Z_REPORT,
     LeaseReport: MessageType.LICENCE,
     ReleaseReceipt: MessageType.LICENCE,
     BindRequest: MessageType.LICENCE,

@@ -45,7 +45,18 @@ from .messages import (
     StateDoc,
     Tombstone,
 )
-from .sales import Payment, PaymentMethod, Refund, RefundLine, RefundScope, Sale, SaleLine, TaxLine
+from .sales import (
+    Payment,
+    PaymentMethod,
+    PaymentTotal,
+    Refund,
+    RefundLine,
+    RefundScope,
+    Sale,
+    SaleLine,
+    TaxLine,
+    ZReport,
+)
 from .signing import public_key_fingerprint, public_key_text
 from .topics import StateDomain
 from .uuid7 import make_uuid7
@@ -91,6 +102,8 @@ def _sale() -> Sale:
         cashier_id="C-0107",
         point_of_sale_id="POS-MAIN",
         till_session_id=TILL_SESSION_ID,
+        terminal_id="T-5531",
+        operator_code="4821",
         currency="EUR",
         tax_included=True,
         lines=[
@@ -125,6 +138,31 @@ def _refund() -> Refund:
         cashier_id="C-0107",
         till_session_id=TILL_SESSION_ID,
         reason="Customer returned the notebook unopened",
+        receipt_no=1188,
+        terminal_id="T-5531",
+        operator_code="4821",
+    )
+
+
+def _z_report() -> ZReport:
+    """The Z closing the period of the example sale and refund."""
+    return ZReport(
+        report_id=uuid.UUID("3e8a4c1d-6b2f-4d7e-9a05-1c2d3e4f5a6b"),
+        z_no=214,
+        currency="EUR",
+        opened_at=_at(-3600),
+        closed_at=_at(600),
+        closed_by="C-0107",
+        first_receipt_no=1187,
+        last_receipt_no=1188,
+        sales_count=1,
+        refunds_count=1,
+        sales_total=2040,
+        refunds_total=1190,
+        tax_total=246 - 190,
+        payments=[PaymentTotal(method=PaymentMethod.CASH, taken=1040, paid_out=1190),
+                  PaymentTotal(method=PaymentMethod.CARD, taken=1000, paid_out=0)],
+        taxes=[TaxLine(rate_bp=700, base=850, tax=56), TaxLine(rate_bp=1900, base=0, tax=0)],
     )
 
 
@@ -165,6 +203,7 @@ def examples() -> list[Example]:
     return [
         _up("up.sale", 41, 0, _sale()),
         _up("up.refund", 42, 60, _refund()),
+        _up("up.z_report", 51, 600, _z_report()),
         _up("up.licence.lease_report", 43, 61, LeaseReport(
             kind=LicenceKind.LEASE_REPORT,
             leases=[HeldLease(licence_id="LIC-9A1B-77KD", epoch=1, lease_expires_at=_at(604800))],

@@ -11,12 +11,15 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
-from pydantic import Field, StrictBool, StrictInt, model_validator
+from typing import Annotated
+
+from pydantic import Field, StrictBool, StrictInt, StringConstraints, model_validator
 
 from .fields import (
     BasisPoints,
     Code,
     CurrencyCode,
+    Timestamp,
     DeviceId,
     MilliQuantity,
     MinorUnits,
@@ -35,6 +38,8 @@ __all__ = [
     "RefundScope",
     "RefundLine",
     "Refund",
+    "PaymentTotal",
+    "ZReport",
     "line_gross",
 ]
 
@@ -89,12 +94,18 @@ class TaxLine(WireModel):
     tax: MinorUnits
 
 
+OperatorCode = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9]{4}$")]
+
+
 class Sale(WireModel):
     sale_id: uuid.UUID
     receipt_no: StrictInt = Field(ge=1)
     cashier_id: Code
     point_of_sale_id: Code
     till_session_id: uuid.UUID
+    # The cashier's details at this point of sale (terminal id + operator code), when set.
+    terminal_id: Code | None = None
+    operator_code: OperatorCode | None = None
     currency: CurrencyCode
     tax_included: StrictBool
     lines: list[SaleLine] = Field(min_length=1, max_length=MAX_LINES)
@@ -168,6 +179,9 @@ class Refund(WireModel):
     cashier_id: Code
     till_session_id: uuid.UUID
     reason: RefundReason
+    receipt_no: StrictInt | None = Field(None, ge=1)  # the refund receipt's number (same counter as sales)
+    terminal_id: Code | None = None
+    operator_code: OperatorCode | None = None
 
     @model_validator(mode="after")
     def _amounts_add_up(self) -> Refund:
@@ -186,3 +200,33 @@ class Refund(WireModel):
         if paid_out != self.amount:
             raise ValueError(f"payments {paid_out} != refund amount {self.amount}")
         return self
+
+
+class PaymentTotal(WireModel):
+    method: PaymentMethod
+    taken: MinorUnits  # by sales (cash: net of change)
+    paid_out: MinorUnits  # by refunds
+
+
+class ZReport(WireModel):
+    """The close of a till period (up/z_report): totals since the previous Z, per device.
+
+    `z_no` counts per device without gaps, like receipt numbers. Sent like a sale (outbox,
+    exactly once); the device starts a new period with the next sale.
+    """
+
+    report_id: uuid.UUID
+    z_no: StrictInt = Field(ge=1)
+    currency: CurrencyCode
+    opened_at: Timestamp  # the first moment of the period (the previous Z, or the first sale)
+    closed_at: Timestamp
+    closed_by: Code  # cashier id
+    first_receipt_no: StrictInt | None = Field(None, ge=1)
+    last_receipt_no: StrictInt | None = Field(None, ge=1)
+    sales_count: StrictInt = Field(ge=0)
+    refunds_count: StrictInt = Field(ge=0)
+    sales_total: MinorUnits
+    refunds_total: MinorUnits
+    tax_total: MinorUnits  # of sales, less refunded tax
+    payments: list[PaymentTotal] = Field(default_factory=list, max_length=len(PaymentMethod))
+    taxes: list[TaxLine] = Field(default_factory=list, max_length=MAX_LINES)

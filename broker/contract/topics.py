@@ -74,6 +74,7 @@ class MessageType(StrEnum):
 
     SALE = "up.sale"
     REFUND = "up.refund"
+    Z_REPORT = "up.z_report"
     LICENCE = "up.licence"
     DEVICE_STATE = "up.state"
     REPLY = "up.reply"

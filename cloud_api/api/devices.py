@@ -46,7 +46,7 @@ IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 DeviceIdPath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, max_length=64)]
 CODE_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
 CSV_COLUMNS = ["sale_id", "sold_at", "device_id", "point_of_sale", "cashier_id", "receipt_number",
-               "currency", "total_minor"]
+               "currency", "total_minor", "refunded_minor", "refund_count"]
 # Years a datetime may have here: Python and both databases handle all of them.
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc)
 
@@ -156,8 +156,11 @@ def list_sales(
     rows = session.execute(query.order_by(SaleRecord.sold_at.desc(), SaleRecord.sale_id)
                            .limit(limit + 1).offset(offset)).all()
     more = len(rows) > limit
+    refunded = _refund_totals(session, company, [(r[0], r[1]) for r in rows[:limit]])
     sales = [SaleOut(sale_id=r[0], device_id=r[1], point_of_sale=r[2], cashier_id=r[3],
-                     receipt_number=r[4], currency=r[5], total_minor=r[6], sold_at=r[7])
+                     receipt_number=r[4], currency=r[5], total_minor=r[6], sold_at=r[7],
+                     refunded_minor=refunded.get((r[0], r[1]), (0, 0))[0],
+                     refund_count=refunded.get((r[0], r[1]), (0, 0))[1])
              for r in rows[:limit]]
     if format == "csv":
         return _csv(sales, company.id, more)
@@ -187,7 +190,24 @@ def get_sale(company_id: IdPath, sale_id: uuid.UUID, session: SessionDep, p: Pri
         tax_included=sale.tax_included, tax_total_minor=sale.tax_total_minor,
         change_minor=sale.change_minor, lines=[SaleLineOut.model_validate(line) for line in lines],
         taxes=taxes, payments=[PaymentOut.model_validate(payment) for payment in payments],
-        refunds=refunds, refunded_minor=sum(refund.amount_minor for refund in refunds))
+        refunds=refunds, refunded_minor=sum(refund.amount_minor for refund in refunds),
+        refund_count=len(refunds))
+
+
+def _refund_totals(session: Session, company: Company,
+                   sales: list[tuple[uuid.UUID, str]]) -> dict[tuple[uuid.UUID, str], tuple[int, int]]:
+    """(refunded amount, refund count) per (sale id, device id) of a page of sales, counting
+    the refunds `_refunds_of` shows. A refund stored before its sale arrived counts as soon
+    as the sale is there: refunds are matched by the sale's id at read time."""
+    if not sales:
+        return {}
+    rows = session.execute(
+        select(RefundRecord.original_sale_id, RefundRecord.original_device_id,
+               func.sum(RefundRecord.amount_minor), func.count())
+        .where(RefundRecord.original_sale_id.in_(sorted({sale_id for sale_id, _ in sales}, key=str)),
+               RefundRecord.device_id.in_(_company_devices(company)))
+        .group_by(RefundRecord.original_sale_id, RefundRecord.original_device_id))
+    return {(sale_id, device_id): (int(total or 0), int(count)) for sale_id, device_id, total, count in rows}
 
 
 def _refunds_of(session: Session, company: Company, sale: SaleRecord) -> list[RefundOut]:

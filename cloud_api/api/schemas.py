@@ -162,6 +162,8 @@ class SaleOut(BaseModel):
     currency: str
     total_minor: int
     sold_at: Utc
+    refunded_minor: int = Field(0, description="sum of the refunds of this sale made on the company's devices")
+    refund_count: int = Field(0, description="how many such refunds")
 
 
 class SalesPage(BaseModel):

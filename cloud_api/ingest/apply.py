@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from broker import contract as kc
 from cloud_api.ingest import bodies
 from cloud_api.ingest.plan import AckPlan, clean_detail
+from cloud_api.ingest.reports import apply_z_reports
 from cloud_api.ingest.sql import ConcurrentChangeError, insert_rows, select_where_in
 from cloud_api.ingest.streams import current_high_water, track_sequences
 from cloud_api.ingest.up import Up
@@ -47,6 +48,7 @@ Applier = Callable[[Session, list[Up], datetime], bodies.Refusals]
 _APPLIERS: dict[kc.MessageType, Applier] = {
     kc.MessageType.SALE: bodies.apply_sales,
     kc.MessageType.REFUND: bodies.apply_refunds,
+    kc.MessageType.Z_REPORT: apply_z_reports,
     kc.MessageType.EVENT: bodies.apply_events,
     kc.MessageType.REPLY: bodies.apply_replies,
     kc.MessageType.DEVICE_STATE: bodies.apply_reports,

@@ -53,6 +53,7 @@ _Code = Annotated[str, StringConstraints(strict=True, pattern=r"^[!-~]{1,64}$")]
 _ItemName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200,
                                              pattern=r"^[^\x00-\x1f\x7f]+$")]
 _Currency = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z]{3}$")]
+_OperatorCode = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9]{4}$")]
 # What the contract's encoder writes (UTC, milliseconds, "Z"); calendar checked afterwards.
 _Timestamp = Annotated[str, StringConstraints(
     strict=True, pattern=r"^2[0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$")]
@@ -91,6 +92,8 @@ class _Sale(TypedDict):
     cashier_id: _Code
     point_of_sale_id: _Code
     till_session_id: _UuidText
+    terminal_id: NotRequired[_Code]  # absent, or a code: null goes to the contract
+    operator_code: NotRequired[_OperatorCode]
     currency: _Currency
     tax_included: bool
     lines: Annotated[list[_Line], Field(min_length=1, max_length=MAX_LINES)]

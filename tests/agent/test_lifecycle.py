@@ -57,7 +57,10 @@ def test_systemd_notify_ready_watchdog_stopping(tmp_path: Path) -> None:
         agent.start(wait=False)
         messages: list[str] = []
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and sum("WATCHDOG=1" in m for m in messages) < 2:
+        # Watchdog pings may start before READY (systemd accepts them): read until both are seen.
+        while time.monotonic() < deadline and not (
+            any("READY=1" in m for m in messages) and sum("WATCHDOG=1" in m for m in messages) >= 2
+        ):
             messages.append(listener.recv(4096).decode())
         assert any("READY=1" in m for m in messages), messages
         assert sum("WATCHDOG=1" in m for m in messages) >= 2, "pings at half of WATCHDOG_USEC"

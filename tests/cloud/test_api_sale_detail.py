@@ -75,7 +75,7 @@ def test_sale_detail_has_lines_taxes_payments_and_refunds(api: Api, shop: dict) 
         "cashier_id": "C-0107", "receipt_number": 77, "currency": "EUR", "total_minor": 2040,
         "sold_at": "2026-03-01T09:00:00Z", "till_session_id": str(sale.till_session_id),
         "tax_included": True, "tax_total_minor": 246, "change_minor": 60,
-        "refunded_minor": 1190 + 250}
+        "refunded_minor": 1190 + 250, "refund_count": 2}
     assert detail["lines"] == [
         {"line_index": i, "sku": line.sku, "name": line.name, "qty_milli": line.qty_milli,
          "unit_price_minor": line.unit_price, "tax_rate_bp": line.tax_rate_bp,

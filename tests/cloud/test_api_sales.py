@@ -68,7 +68,8 @@ def test_company_sees_its_own_sales_newest_first(api: Api, shop: dict) -> None:
     first = api.call("GET", f"/companies/{shop['cid']}/sales", shop["admin"], 200).json()["items"][-1]
     assert first == {"sale_id": s[0], "device_id": "sales-till-1", "point_of_sale": "POS-MAIN",
                      "cashier_id": "C-1", "receipt_number": 1, "currency": "EUR",
-                     "total_minor": first["total_minor"], "sold_at": "2026-03-01T09:00:00Z"}
+                     "total_minor": first["total_minor"], "sold_at": "2026-03-01T09:00:00Z",
+                     "refunded_minor": 0, "refund_count": 0}
     assert first["total_minor"] > 0
 
 
@@ -99,7 +100,7 @@ def test_csv_export(api: Api, shop: dict) -> None:
     assert "attachment" in reply.headers["content-disposition"]
     rows = list(csv.reader(io.StringIO(reply.text)))
     assert rows[0] == ["sale_id", "sold_at", "device_id", "point_of_sale", "cashier_id",
-                       "receipt_number", "currency", "total_minor"]
+                       "receipt_number", "currency", "total_minor", "refunded_minor", "refund_count"]
     assert [r[0] for r in rows[1:]] == [shop["sales"][3], shop["sales"][2]]
     assert rows[1][4] == "'=C-3"  # a formula-looking cell is defused
     assert rows[2][1:7] == ["2026-03-01T11:00:00Z", "sales-till-2", "POS-KIOSK", "C-1", "1", "EUR"]

@@ -5,10 +5,13 @@ A mixin of `Demo` (scenario.py): the steps use its API helpers, terminals and wa
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from tests.support.agent_process import REPO_ROOT, AgentProcess
 
@@ -41,14 +44,64 @@ class BusinessSteps:
                 f"{bound['state']} to {bound['device_id']} epoch {bound['epoch']}, sales allowed")
 
     def create_cashier(self: Demo) -> str:
-        body = {"name": "Alice", "operator_code": "0042", "roles": ["cashier", "no_sale"], "devices": "all", "pin": CASHIER_PIN}
+        body = {"name": "Alice", "operator_code": "0042", "roles": ["cashier", "refund", "no_sale"], "devices": "all", "pin": CASHIER_PIN}
         _, cashier = self._api(self.api_token, "POST", f"/companies/{self.company_id}/cashiers", body, 201)
         self.cashier_code, self.cashier_id = cashier["code"], cashier["id"]
         self._wait(lambda: self._client().call("cashiers.list")["version"] >= 1
                    and any(c["cashier_id"] == self.cashier_code for c in self._client().call("cashiers.list")["cashiers"]),
                    "create cashier", "the roster to reach the terminal")
         version = self._client().call("cashiers.list")["version"]
-        return f"cashier {self.cashier_code} (operator 0042, roles cashier+no_sale, all devices) created with a PIN; roster v{version} cached on {self.agent_name(self.agent)}"
+        return f"cashier {self.cashier_code} (operator 0042, roles cashier+refund+no_sale, all devices) created with a PIN; roster v{version} cached on {self.agent_name(self.agent)}"
+
+    def shift(self: Demo) -> str:
+        """A web POS's day through the local POS API: login, three sales (one in cash), a
+        refund, an X report and the Z report that closes the till; all of it reaches the cloud."""
+        created = json.loads(self._kassactl("--json", "pos", "token", "create", "--label", "demo-till"))
+        api = self._client().call("status")["components"]["pos_api"]["url"]
+        pos = httpx.Client(base_url=api, headers={"Authorization": f"Bearer {created['token']}"}, timeout=10)
+        try:
+            login = self._pos(pos, "POST", "/v1/cashier/login", {"code": self.cashier_code, "pin": CASHIER_PIN}, 200)
+            pos.headers["X-Cashier-Session"] = login["token"]
+            coffee = {"sku": "COFFEE", "name": "Coffee", "qty_milli": 1000, "unit_price": 320, "tax_rate_bp": 700}
+            cake = {"sku": "CAKE", "name": "Cheesecake", "qty_milli": 2000, "unit_price": 450, "tax_rate_bp": 700}
+            receipts_before = len(list(self.preview_dir.glob("*.png")))
+            sales = [
+                self._pos(pos, "POST", "/v1/sales", {"request_id": "demo-1", "currency": "EUR", "lines": [coffee],
+                                                      "payments": [{"method": "card", "amount": 320}]}, 201),
+                self._pos(pos, "POST", "/v1/sales", {"request_id": "demo-2", "currency": "EUR", "lines": [coffee, cake],
+                                                      "payments": [{"method": "card", "amount": 1220}]}, 201),
+                self._pos(pos, "POST", "/v1/sales", {"request_id": "demo-3", "currency": "EUR", "lines": [coffee, cake],
+                                                      "payments": [{"method": "cash", "amount": 2000}]}, 201),
+            ]
+            retry = self._pos(pos, "POST", "/v1/sales", {"request_id": "demo-3", "currency": "EUR", "lines": [coffee, cake],
+                                                          "payments": [{"method": "cash", "amount": 2000}]}, 200)
+            if not retry["replayed"] or retry["sale_id"] != sales[2]["sale_id"]:
+                raise self.failure("shift", f"a retried request sold again: {retry}")
+            cash = sales[2]
+            refund = self._pos(pos, "POST", "/v1/refunds", {"request_id": "demo-r1", "sale_id": cash["sale_id"], "scope": "lines",
+                                                             "lines": [{"line_index": 1, "qty_milli": 1000}], "reason": "dropped a cake"}, 201)
+            x = self._pos(pos, "POST", "/v1/reports/x", {}, 200)
+            z = self._pos(pos, "POST", "/v1/reports/z", {}, 200)
+        finally:
+            pos.close()
+        self._wait(lambda: len(list(self.preview_dir.glob("*.png"))) >= receipts_before + 5, "shift", "3 sale receipts, a refund receipt and the Z report on the printer")
+        sale_ids = {sale["sale_id"] for sale in sales}
+
+        def in_the_cloud() -> dict[str, Any] | None:
+            items = self._api(self.api_token, "GET", f"/companies/{self.company_id}/sales?limit=100", None, 200)[1]["items"]
+            mine = {item["sale_id"]: item for item in items if item["sale_id"] in sale_ids}
+            reports = self._api(self.api_token, "GET", f"/companies/{self.company_id}/z-reports", None, 200)[1]["items"]
+            if len(mine) == 3 and mine[cash["sale_id"]]["refund_count"] == 1 and reports:
+                return {"refunded": mine[cash["sale_id"]]["refunded_minor"], "z": reports[0]}
+            return None
+
+        self._wait(lambda: in_the_cloud() is not None, "shift", "the sales, the refund and the Z report in the cloud")
+        cloud = in_the_cloud()
+        assert cloud is not None
+        return (f"POS token, login over HTTP; sales #{sales[0]['receipt_no']}-#{cash['receipt_no']} "
+                f"(cash {cash['total']} paid 2000, change {cash['change']}, drawer {cash['drawer']}), a retry sold nothing; "
+                f"refund {refund['amount']}; X {x['sales_count']} sales; Z #{z['z_no']} printed; the cloud shows 3 sales, "
+                f"{cloud['refunded']} refunded against the cash sale, Z #{cloud['z']['z_no']}")
 
     def migrate_licence(self: Demo) -> str:
         """A second terminal pairs; the same key typed there moves the licence over safely."""
@@ -95,10 +148,14 @@ class BusinessSteps:
         return "exit 0, store closed"
 
     # ----------------------------------------------------------------- helpers
+    def _pos(self: Demo, client: httpx.Client, method: str, path: str, body: object, expected: int) -> Any:
+        reply = client.request(method, path, json=body)
+        if reply.status_code != expected:
+            raise self.failure(f"POS API {method} {path}", f"answered {reply.status_code}, expected {expected}: {reply.text}")
+        return reply.json()
+
     def _login(self: Demo, agent: AgentProcess) -> dict[str, Any]:
         output = self._kassactl_on(agent, "--json", "cashier", "login", self.cashier_code, stdin=CASHIER_PIN + "\n")
-        import json
-
         return json.loads(output)
 
     def _kassactl_on(self: Demo, agent: AgentProcess, *args: str, stdin: str | None = None) -> str:

@@ -68,6 +68,7 @@ class Demo(BusinessSteps):
             ("cloud command ping -> reply through the outbox -> cloud", self.ping),
             ("partner sells a licence; its key typed on the terminal binds it", self.sell_licence),
             ("cloud creates a cashier with a PIN; the roster is pushed to the terminal", self.create_cashier),
+            ("a shift through the POS API: login, three sales (one cash), a refund, X and Z reports", self.shift),
             ("a second terminal pairs and the licence migrates to it", self.migrate_licence),
             ("broker down: the cashier logs in offline; permissions follow roles and licence", self.offline_login),
             ("stop the second terminal cleanly", self.stop_second_terminal),

@@ -1,0 +1,103 @@
+"""Errors of the POS API: always ``{"error": {"code": "<stable.code>", "message": "..."}}``.
+
+Every refusal from the components keeps its stable code (``licence.expired``,
+``cashier.wrong_pin``, ``sale.request_id_reused``, ...); ``status_for`` picks the HTTP
+status. Nothing a client sends may produce a 5xx: malformed input is 422, an unknown
+route 404, hardware or cloud trouble 503.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agent.sales.models import http_status as sales_http_status
+
+log = logging.getLogger(__name__)
+
+# Codes of the POS API itself, and login refusals whose status differs from the sales table.
+OWN_STATUS: dict[str, int] = {
+    "pos.token_missing": 401,
+    "pos.token_invalid": 401,
+    "session.missing": 401,
+    "request.invalid": 422,
+    "request.too_large": 413,
+    "http.not_found": 404,
+    "http.method_not_allowed": 405,
+    "cashier.unknown": 401,
+    "cashier.wrong_pin": 401,
+    "cashier.no_pin": 403,
+    "cashier.point_of_sale": 422,
+    "cashiers.load_unavailable": 503,
+    "unavailable": 503,
+    "internal": 500,
+}
+
+
+def status_for(code: str) -> int:
+    return OWN_STATUS.get(code) or sales_http_status(code)
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str, status: int | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status or status_for(code)
+        self.details = {k: v for k, v in details.items() if v is not None}
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
+
+    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+
+
+def from_refusal(exc: Exception) -> ApiError:
+    """SalesRefused, PermissionRefused, LoginRefused (anything with ``.code``/``.message``)."""
+    details = dict(getattr(exc, "details", None) or getattr(exc, "data", None) or {})
+    return ApiError(str(getattr(exc, "code")), str(getattr(exc, "message", exc)), **details)
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+        "code": {"type": "string", "example": "licence.expired"},
+        "message": {"type": "string", "example": "the licence lease expired: connect the terminal to the cloud"},
+        "details": {"type": "object"},
+    }}},
+}
+
+
+def install(app: FastAPI) -> None:
+    """Exception handlers that give every failure the one error shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.code.startswith("pos.token") else None
+        return exc.response(headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())) or 'body'}: {e.get('msg')}" for e in exc.errors()[:5])
+        return ApiError("request.invalid", f"the request is malformed: {problems}"[:1000]).response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "http.not_found", 405: "http.method_not_allowed"}.get(exc.status_code, f"http.{exc.status_code}")
+        message = {404: f"no such API route: {request.method} {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
+        return ApiError(code, message.get(exc.status_code, str(exc.detail)), exc.status_code).response()
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("POS API request failed", extra={"path": request.url.path})
+        return ApiError("internal", "the terminal could not do this (an error in the agent); see kassactl logs").response()
