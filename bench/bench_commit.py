@@ -13,7 +13,6 @@ holds the store's write lock.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.cloud.outbox import Outbox  # noqa: E402
 from agent.store import Store  # noqa: E402
-from bench._stats import save, summary_ms  # noqa: E402
+from bench._stats import BareInsert, save, summary_ms  # noqa: E402
 from broker import contract as kc  # noqa: E402
 from broker.contract.examples import examples  # noqa: E402
 
@@ -45,11 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     sale = sample_sale()
     payload_size = len(kc.encode(kc.up_message(sale, device_id="bench-0001", seq=1, boot_id=kc.uuid7(), clock_trusted=True)))
 
-    bare = sqlite3.connect(workdir / "bare.db", isolation_level=None)
-    bare.execute("PRAGMA journal_mode=WAL")
-    bare.execute("PRAGMA synchronous=FULL")
-    bare.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
-    blob = b"x" * payload_size
+    bare = BareInsert(workdir / "bare.db", payload_size)
 
     enqueue_times: list[float] = []
     transaction_times: list[float] = []
@@ -63,11 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         with store.transaction() as conn:
             outbox.enqueue(conn, draft)
         transaction_times.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        bare.execute("BEGIN IMMEDIATE")
-        bare.execute("INSERT INTO t(payload) VALUES (?)", (blob,))
-        bare.execute("COMMIT")
-        bare_times.append(time.perf_counter() - started)
+        bare_times.append(bare.timed_insert())
         if i and i % 500 == 0:
             print(f"  {i}/{args.n}", file=sys.stderr)
     store.close()

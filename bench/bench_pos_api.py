@@ -12,7 +12,6 @@ measured in the same run, alternating so disk noise hits both alike. The agent i
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._stats import save, summary_ms  # noqa: E402
+from bench._stats import BareInsert, save, summary_ms  # noqa: E402
 from broker.launcher import Mosquitto  # noqa: E402
 from drivers.sim.printer import VirtualPrinter  # noqa: E402
 from tests.posapi.support import SALE_TOTAL, Pos, api_url, create_pos_token, push_roster_and_lease, sale_body, terminal_config, wait_for  # noqa: E402
@@ -52,11 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         pos = Pos(api_url(socket), create_pos_token(socket))
         pos.login("anna")
 
-        bare = sqlite3.connect(workdir / "bare.db", isolation_level=None)
-        bare.execute("PRAGMA journal_mode=WAL")
-        bare.execute("PRAGMA synchronous=FULL")
-        bare.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
-        blob = b"x" * 1200  # about a sale's outbox payload
+        bare = BareInsert(workdir / "bare.db", 1200)  # about a sale's outbox payload
 
         for _ in range(20):  # warm-up: connections, first page of the store
             pos.ok("POST", "/v1/sales", sale_body(cash=None, card=SALE_TOTAL))
@@ -68,11 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             reply = pos.request("POST", "/v1/sales", body)
             api_times.append(time.perf_counter() - started)
             assert reply.status_code == 201, reply.text
-            started = time.perf_counter()
-            bare.execute("BEGIN IMMEDIATE")
-            bare.execute("INSERT INTO t(payload) VALUES (?)", (blob,))
-            bare.execute("COMMIT")
-            bare_times.append(time.perf_counter() - started)
+            bare_times.append(bare.timed_insert())
             if i and i % 500 == 0:
                 print(f"  {i}/{args.n}", file=sys.stderr)
         bare.close()

@@ -83,7 +83,7 @@ def test_sighup_applies_live_keys_and_flags_restart(tmp_path: Path) -> None:
     agent = AgentProcess(config).start()
     try:
         text = config.read_text()
-        config.write_text(re.sub(r"(?m)^port = \d+$", "port = 1999", text) + '[log]\nlevel = "debug"\n')
+        config.write_text(re.sub(r"(?m)^port = \d+$", "port = 1999", text, count=1) + '[log]\nlevel = "debug"\n')
         agent.signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not agent.client().call("status")["restart_needed"]:

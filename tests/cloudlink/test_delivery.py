@@ -91,6 +91,9 @@ def test_broker_killed_three_times_during_5000_stream(tmp_path: Path, mosquitto:
             # let some traffic through, then pull the plug (SIGKILL: nothing saved)
             target = 1000 * (kill + 1)
             cloud.wait_sales(DEVICE, target, 60)
+            # Each kill must hit a live connection: the worker can reach the next target from
+            # messages it already held while the agent is still waiting to reconnect.
+            agent.wait_until(lambda: agent.cloud.mqtt.connects > kill and agent.cloud.mqtt.subscribed, 30, f"connection {kill + 1}")
             mosquitto.restart(hard=True)
         producer.join(60)
         cloud.wait_sales(DEVICE, 5000, 120)

@@ -34,10 +34,11 @@ def write_agent_config(directory: Path, device_id: str = "pos-0001", extra: str 
     if mqtt:
         lines.append("[mqtt]")
         lines += [f"{key} = {value!r}" if not isinstance(value, str) else f'{key} = "{value}"' for key, value in mqtt.items()]
+    lines.append(extra)
     if "[pos_api]" not in extra:
         # Any free port: many test agents run at once and must not fight over the default 8765.
+        # Last, so that keys in `extra` stay in the section they were written for.
         lines += ["[pos_api]", "port = 0"]
-    lines.append(extra)
     path = directory / "agent.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
