@@ -220,7 +220,6 @@ class Sales(TillMixin):
             raise SalesRefused("refund.invalid_request", f"sale id {request.sale_id!r} is not a UUID") from None
         conn = self.agent.store.read()
         local = ledger.sale(conn, sale_uuid)
-        cached = None if local is not None else ledger.foreign_sale(conn, sale_uuid)
         if local is not None:
             grant = self._authorize(token, Action.REFUND_OWN, sale_till_session=local.body["till_session_id"])
         else:  # a sale of another device: only an admin, and only after the gate asks the cloud
@@ -229,15 +228,16 @@ class Sales(TillMixin):
         earlier = ledger.refund_by_request(conn, request.request_id)
         if earlier is not None:
             return self._replay(earlier, digest, "refund")
+        refunded = ledger.refunded_lines(conn, sale_uuid)
         cloud_refunded: dict[int, tuple[int, int]] = {}
         if local is not None:
             sale, device = local.body, self.device_id
-        elif cached is not None:
-            sale, device = cached
         else:
-            sale, device, cloud_refunded = await find_foreign_sale(self.agent, sale_uuid)
-        refunded = ledger.refunded_lines(conn, sale_uuid)
-        merged = {i: max(refunded.get(i, (0, 0)), cloud_refunded.get(i, (0, 0))) for i in set(refunded) | set(cloud_refunded)}
+            # Asked every time, also after a refund of it here: other terminals refund it too. The
+            # cloud's refunds that this terminal made (and counts in `refunded`) are left out.
+            sale, device, cloud_refunded = await find_foreign_sale(self.agent, sale_uuid, counted=ledger.refund_ids(conn, sale_uuid))
+        merged = {i: (refunded.get(i, (0, 0))[0] + cloud_refunded.get(i, (0, 0))[0], refunded.get(i, (0, 0))[1] + cloud_refunded.get(i, (0, 0))[1])
+                  for i in set(refunded) | set(cloud_refunded)}
         scope, plans = refunds.plan(sale, merged, request)
         amount = sum(p.amount for p in plans)
         if request.payments is not None:

@@ -21,8 +21,12 @@ from agent.sales.models import SalesRefused
 log = logging.getLogger(__name__)
 
 
-async def find_foreign_sale(agent: Any, sale_id: str) -> tuple[dict[str, Any], str, dict[int, tuple[int, int]]]:
-    """(the kc.Sale body, its device id, what was refunded of it elsewhere: line -> (qty, amount))."""
+async def find_foreign_sale(agent: Any, sale_id: str, counted: frozenset[str] = frozenset()
+                            ) -> tuple[dict[str, Any], str, dict[int, tuple[int, int]]]:
+    """(the kc.Sale body, its device id, what was refunded of it elsewhere: line -> (qty, amount)).
+
+    ``counted``: ids of refunds the caller counts already (this terminal's own): the cloud's
+    copies of them are left out, so nothing is counted twice and nothing is missed."""
     try:
         from agent.sales import cloud_lookup
     except ImportError:
@@ -44,11 +48,28 @@ async def find_foreign_sale(agent: Any, sale_id: str) -> tuple[dict[str, Any], s
     if sale["sale_id"] != sale_id or not isinstance(device, str) or not device:
         raise SalesRefused("refund.sale_unknown", f"the cloud answered another sale or no device for {sale_id}")
     refunded: dict[int, tuple[int, int]] = {}
-    for line in answer.get("refunded_lines", []) if isinstance(answer, dict) else []:
-        try:
-            refunded[int(line["line_index"])] = (int(line["qty_milli"]), int(line["amount"]))
-        except (KeyError, TypeError, ValueError):
-            continue
-    if isinstance(answer, dict) and answer.get("whole_refunded"):  # refunded in full elsewhere
+    whole = False
+    listed = answer.get("refunds")
+    if isinstance(listed, list):  # per refund, so this terminal's own ones can be left out
+        for one in listed:
+            if not isinstance(one, dict) or str(one.get("refund_id")) in counted:
+                continue
+            if one.get("scope") == "whole":
+                whole = True
+            for line in one.get("lines") or []:
+                try:
+                    index, qty, amount = int(line["line_index"]), int(line["qty_milli"]), int(line["amount"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                before = refunded.get(index, (0, 0))
+                refunded[index] = (before[0] + qty, before[1] + amount)
+    else:
+        for line in answer.get("refunded_lines", []):
+            try:
+                refunded[int(line["line_index"])] = (int(line["qty_milli"]), int(line["amount"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+        whole = bool(answer.get("whole_refunded"))
+    if whole:  # refunded in full elsewhere
         refunded = {i: (line["qty_milli"], line["total"]) for i, line in enumerate(sale["lines"])}
     return sale, device, refunded

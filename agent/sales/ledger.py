@@ -100,6 +100,11 @@ def refunded_lines(conn: sqlite3.Connection, sale_id: str) -> dict[int, tuple[in
     return {row[0]: (row[1], row[2]) for row in rows}
 
 
+def refund_ids(conn: sqlite3.Connection, sale_id: str) -> frozenset[str]:
+    """The ids of this terminal's refunds of the sale."""
+    return frozenset(row[0] for row in conn.execute("SELECT refund_id FROM refunds WHERE sale_id = ?", (sale_id,)))
+
+
 def paid_out_by_method(conn: sqlite3.Connection, sale_id: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for (body,) in conn.execute("SELECT body FROM refunds WHERE sale_id = ?", (sale_id,)):
