@@ -230,21 +230,26 @@ class Sales(TillMixin):
             return self._replay(earlier, digest, "refund")
         refunded = ledger.refunded_lines(conn, sale_uuid)
         cloud_refunded: dict[int, tuple[int, int]] = {}
+        paid_out = ledger.paid_out_by_method(conn, sale_uuid)  # by this terminal's refunds of the sale
         if local is not None:
             sale, device = local.body, self.device_id
         else:
             # Asked every time, also after a refund of it here: other terminals refund it too. The
             # cloud's refunds that this terminal made (and counts in `refunded`) are left out.
-            sale, device, cloud_refunded = await find_foreign_sale(self.agent, sale_uuid, counted=ledger.refund_ids(conn, sale_uuid))
+            found = await find_foreign_sale(self.agent, sale_uuid, counted=ledger.refund_ids(conn, sale_uuid))
+            sale, device, cloud_refunded = found.sale, found.device, found.refunded
+            paid_out = {m: paid_out.get(m, 0) + found.paid_out.get(m, 0) for m in set(paid_out) | set(found.paid_out)}
         merged = {i: (refunded.get(i, (0, 0))[0] + cloud_refunded.get(i, (0, 0))[0], refunded.get(i, (0, 0))[1] + cloud_refunded.get(i, (0, 0))[1])
                   for i in set(refunded) | set(cloud_refunded)}
         scope, plans = refunds.plan(sale, merged, request)
         amount = sum(p.amount for p in plans)
         if request.payments is not None:
             refunds.check_refund_payments(request, amount)
+            if local is None:  # another device's sale: never more cash than it took, over all its refunds
+                refunds.check_cash_room(request, sale, paid_out)
             payments = [kc.Payment(method=p.method, amount=p.amount, reference=p.reference) for p in request.payments]
         else:
-            payments = compute.default_refund_payments(sale, amount, ledger.paid_out_by_method(conn, sale_uuid))
+            payments = compute.default_refund_payments(sale, amount, paid_out)
         self._check_currency(sale["currency"], "refund.currency")
         result = self._commit_refund(grant, self, request, digest, sale, device, scope, plans, payments, refunded,
                                      foreign=local is None, remaining=refunds.remaining(sale, sum(a for _, a in merged.values()) + amount))

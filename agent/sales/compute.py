@@ -204,14 +204,20 @@ def plan_line(sale: dict[str, Any], index: int, qty_before: int, qty: int) -> Re
     )
 
 
-def default_refund_payments(sale: dict[str, Any], amount: int, paid_out_before: dict[str, int]) -> list[kc.Payment]:
-    """Money back by the sale's own methods, cash first, each up to what it took
-    (cash net of change) less what earlier refunds of this sale paid out by it."""
+def taken_by_method(sale: dict[str, Any]) -> dict[str, int]:
+    """What the sale took per payment method (cash net of the change given)."""
     taken: dict[str, int] = {}
     for payment in sale["payments"]:
         taken[payment["method"]] = taken.get(payment["method"], 0) + payment["amount"]
     if PaymentMethod.CASH.value in taken:
         taken[PaymentMethod.CASH.value] -= sale.get("change", 0)
+    return taken
+
+
+def default_refund_payments(sale: dict[str, Any], amount: int, paid_out_before: dict[str, int]) -> list[kc.Payment]:
+    """Money back by the sale's own methods, cash first, each up to what it took
+    (cash net of change) less what earlier refunds of this sale paid out by it."""
+    taken = taken_by_method(sale)
     out: list[kc.Payment] = []
     left = amount
     for method in REFUND_ORDER:

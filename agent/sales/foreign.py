@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -21,12 +21,21 @@ from agent.sales.models import SalesRefused
 log = logging.getLogger(__name__)
 
 
-async def find_foreign_sale(agent: Any, sale_id: str, counted: frozenset[str] = frozenset()
-                            ) -> tuple[dict[str, Any], str, dict[int, tuple[int, int]]]:
-    """(the kc.Sale body, its device id, what was refunded of it elsewhere: line -> (qty, amount)).
+class ForeignSale(NamedTuple):
+    sale: dict[str, Any]  # the kc.Sale body
+    device: str  # the device that made it
+    refunded: dict[int, tuple[int, int]]  # refunded of it elsewhere: line -> (qty, amount)
+    paid_out: dict[str, int]  # paid out by those refunds: method -> amount
+
+
+async def find_foreign_sale(agent: Any, sale_id: str, counted: frozenset[str] = frozenset()) -> ForeignSale:
+    """The sale, its device, and what refunds made elsewhere took back of it (per line) and
+    paid out (per payment method).
 
     ``counted``: ids of refunds the caller counts already (this terminal's own): the cloud's
-    copies of them are left out, so nothing is counted twice and nothing is missed."""
+    copies of them are left out, so nothing is counted twice and nothing is missed. A cloud
+    that lists refunds without their payments (older than that field) or only the totals
+    per line gives no payouts: they count as nothing paid out."""
     try:
         from agent.sales import cloud_lookup
     except ImportError:
@@ -48,6 +57,7 @@ async def find_foreign_sale(agent: Any, sale_id: str, counted: frozenset[str] = 
     if sale["sale_id"] != sale_id or not isinstance(device, str) or not device:
         raise SalesRefused("refund.sale_unknown", f"the cloud answered another sale or no device for {sale_id}")
     refunded: dict[int, tuple[int, int]] = {}
+    paid_out: dict[str, int] = {}
     whole = False
     listed = answer.get("refunds")
     if isinstance(listed, list):  # per refund, so this terminal's own ones can be left out
@@ -63,6 +73,12 @@ async def find_foreign_sale(agent: Any, sale_id: str, counted: frozenset[str] = 
                     continue
                 before = refunded.get(index, (0, 0))
                 refunded[index] = (before[0] + qty, before[1] + amount)
+            for payment in one.get("payments") or []:
+                try:
+                    method, amount = str(payment["method"]), int(payment["amount"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                paid_out[method] = paid_out.get(method, 0) + amount
     else:
         for line in answer.get("refunded_lines", []):
             try:
@@ -72,4 +88,4 @@ async def find_foreign_sale(agent: Any, sale_id: str, counted: frozenset[str] = 
         whole = bool(answer.get("whole_refunded"))
     if whole:  # refunded in full elsewhere
         refunded = {i: (line["qty_milli"], line["total"]) for i, line in enumerate(sale["lines"])}
-    return sale, device, refunded
+    return ForeignSale(sale, device, refunded, paid_out)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker.contract.sales import RefundScope
+from broker.contract.sales import PaymentMethod, RefundScope
 
-from agent.sales.compute import RefundLinePlan, check_payments, plan_line
+from agent.sales.compute import RefundLinePlan, check_payments, plan_line, taken_by_method
 from agent.sales.models import RefundRequest, SalesRefused
 
 
@@ -58,6 +58,18 @@ def check_refund_payments(request: RefundRequest, amount: int) -> None:
     given = sum(p.amount for p in request.payments)
     if given != amount:
         raise SalesRefused("refund.payments_mismatch", f"the payments give back {given}, the refund is {amount}", amount=amount, given=given)
+
+
+def check_cash_room(request: RefundRequest, sale: dict[str, Any], paid_out_before: dict[str, int]) -> None:
+    """Explicit payments never give back more cash than the sale took in cash (net of change)
+    less what earlier refunds of it paid out in cash."""
+    assert request.payments is not None
+    cash = PaymentMethod.CASH.value
+    given = sum(p.amount for p in request.payments if p.method is PaymentMethod.CASH)
+    left = max(0, taken_by_method(sale).get(cash, 0) - paid_out_before.get(cash, 0))
+    if given > left:
+        raise SalesRefused("refund.invalid_payments", f"the payments give back {given} in cash, the sale has {left} cash left to give back",
+                           cash_given=given, cash_left=left)
 
 
 def remaining(sale: dict[str, Any], refunded_amount: int) -> int:

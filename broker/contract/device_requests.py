@@ -7,9 +7,10 @@ bearer token is stored on the device.
 
 Sale lookup (``POST /device-api/sales/lookup``): an ``admin`` cashier on one terminal refunds
 a sale made on another terminal of the same company. The terminal asks the cloud for that
-sale and what was already refunded of it. The reply holds only sales of devices of the
-asking device's company; any other sale id is answered 404 ``not_found``, as one the cloud
-never received. The token names the device, the sale and the time; it is accepted within
+sale and what was already refunded of it (per refund, its lines and payments, so the terminal
+never pays back by a method more than the sale took by it). The reply holds only sales of
+devices of the asking device's company; any other sale id is answered 404 ``not_found``, as
+one the cloud never received. The token names the device, the sale and the time; it is accepted within
 ``MAX_CLOCK_SKEW`` of the cloud's clock (the device signs with the cloud's time as known
 from the HTTP ``Date`` header when its own clock is off).
 """
@@ -34,6 +35,7 @@ __all__ = [
     "DeviceProofError",
     "SaleLookupRequest",
     "LookupRefundLine",
+    "LookupRefundPayment",
     "LookupRefund",
     "SaleLookupReply",
     "sale_lookup_request",
@@ -73,12 +75,21 @@ class LookupRefundLine(_Reply):
     amount: int
 
 
+class LookupRefundPayment(_Reply):
+    method: str = Field(description="cash, card or other (a device ignores a method it does not know)")
+    amount: int = Field(description="paid out by this method, in minor units")
+    reference: str | None = None
+
+
 class LookupRefund(_Reply):
     refund_id: uuid.UUID
     device_id: str = Field(description="the device the refund was made on")
     scope: RefundScope
     amount: int
     lines: list[LookupRefundLine] = Field(description="refunded lines (empty for a whole-receipt refund)")
+    payments: list[LookupRefundPayment] = Field(
+        default_factory=list, description="how the money went back, as the refund's device reported it "
+        "(missing in replies of clouds older than this field: read as an empty list)")
     cashier_id: str
     till_session_id: uuid.UUID
     receipt_no: int | None = Field(None, description="the refund receipt's number, when the device sent it")

@@ -25,13 +25,14 @@ from broker.contract.device_requests import (
     DeviceProofError,
     LookupRefund,
     LookupRefundLine,
+    LookupRefundPayment,
     SaleLookupReply,
     SaleLookupRequest,
     verify_sale_lookup,
 )
 from cloud_api.api.errors import ApiError, ErrorResponse, not_found
 from cloud_api.api.pairing import _body_schema, _parse
-from cloud_api.models import RefundLine, RefundRecord, SaleRecord
+from cloud_api.models import RefundLine, RefundPayment, RefundRecord, SaleRecord
 from cloud_api.pairing.limits import read_body
 from cloud_api.tenancy.models import Device
 
@@ -88,8 +89,13 @@ def lookup(session: Session, body: SaleLookupRequest, now: datetime) -> SaleLook
                RefundRecord.device_id.in_(company_devices))
         .order_by(RefundRecord.refunded_at, RefundRecord.refund_id)))
     lines: dict[uuid.UUID, list[LookupRefundLine]] = {refund.refund_id: [] for refund in refunds}
+    payments: dict[uuid.UUID, list[LookupRefundPayment]] = {refund.refund_id: [] for refund in refunds}
     refunded: dict[int, tuple[int, int]] = {}
     if refunds:
+        for payment in session.scalars(select(RefundPayment).where(RefundPayment.refund_id.in_(list(payments)))
+                                       .order_by(RefundPayment.refund_id, RefundPayment.payment_index)):
+            payments[payment.refund_id].append(LookupRefundPayment(method=payment.method, amount=payment.amount_minor,
+                                                                   reference=payment.reference))
         for line in session.scalars(select(RefundLine).where(RefundLine.refund_id.in_(list(lines)))
                                     .order_by(RefundLine.line_index)):
             lines[line.refund_id].append(LookupRefundLine(line_index=line.line_index, qty_milli=line.qty_milli,
@@ -99,7 +105,8 @@ def lookup(session: Session, body: SaleLookupRequest, now: datetime) -> SaleLook
     return SaleLookupReply(
         device_id=sale.device_id, sold_at=_utc(sale.sold_at), sale=kc.Sale.model_validate(sale.payload),
         refunds=[LookupRefund(refund_id=r.refund_id, device_id=r.device_id, scope=r.scope, amount=r.amount_minor,
-                              lines=lines[r.refund_id], cashier_id=r.cashier_id, till_session_id=r.till_session_id,
+                              lines=lines[r.refund_id], payments=payments[r.refund_id], cashier_id=r.cashier_id,
+                              till_session_id=r.till_session_id,
                               receipt_no=(r.payload or {}).get("receipt_no"), refunded_at=_utc(r.refunded_at))
                  for r in refunds],
         refunded_amount=sum(r.amount_minor for r in refunds),

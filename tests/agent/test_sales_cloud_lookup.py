@@ -69,6 +69,7 @@ def test_lookup_sale_from_a_live_cloud(cloud, tmp_path: Path) -> None:
     assert found["refunded_amount"] == 1190 and found["whole_refunded"] is False
     assert found["refunded_lines"] == [{"line_index": 2, "qty_milli": 1000, "amount": 1190}]
     assert [r["refund_id"] for r in found["refunds"]] == [str(refund.refund_id)]
+    assert found["refunds"][0]["payments"] == [{"method": "cash", "amount": 1190, "reference": None}]
     assert lookup_sale(till_b, uuid.uuid4()) is None  # the cloud does not know it
 
     # a device the cloud does not know (or not paired): refused, which is also "unreachable"

@@ -68,13 +68,43 @@ def test_a_device_looks_up_a_sale_of_another_device_of_its_company(api: Api, sho
     assert body["device_id"] == "lk-till-a" and body["sold_at"] == "2026-05-01T09:00:00.000Z"
     assert body["refunds"] == [{
         "refund_id": str(refund.refund_id), "device_id": "lk-till-a", "scope": "lines", "amount": 1190,
-        "lines": [{"line_index": 2, "qty_milli": 1000, "amount": 1190}], "cashier_id": "C-0107",
+        "lines": [{"line_index": 2, "qty_milli": 1000, "amount": 1190}],
+        "payments": [{"method": "cash", "amount": 1190, "reference": None}], "cashier_id": "C-0107",
         "till_session_id": str(refund.till_session_id), "receipt_no": 6,
         "refunded_at": "2026-05-01T09:05:00.000Z"}]
     assert body["refunded_amount"] == 1190 and body["whole_refunded"] is False
     assert body["refunded_lines"] == [{"line_index": 2, "qty_milli": 1000, "amount": 1190}]
     # the device that made it may ask too
     assert ask(api, "lk-till-a", shop["keys"]["a"], sale.sale_id).status_code == 200
+
+
+def test_each_refund_lists_its_payments_in_order(api: Api, shop: dict) -> None:
+    """The terminal splits a refund over the sale's methods net of what every earlier refund
+    paid out by each: the reply carries each refund's payments as its device sent them."""
+    sale = _sale().model_copy(update={"sale_id": uuid.uuid4(), "receipt_no": 40})
+    split = _refund().model_copy(update={
+        "refund_id": uuid.uuid4(), "original_sale_id": sale.sale_id, "original_device_id": "lk-till-a", "receipt_no": 41,
+        "payments": [kc.Payment(method=kc.PaymentMethod.CASH, amount=190),
+                     kc.Payment(method=kc.PaymentMethod.CARD, amount=1000, reference="AUTH-77")]})
+    whole = kc.Refund(refund_id=uuid.uuid4(), original_sale_id=sale.sale_id, original_device_id="lk-till-a",
+                      scope=kc.RefundScope.WHOLE, currency="EUR", amount=850,
+                      payments=[kc.Payment(method=kc.PaymentMethod.OTHER, amount=850, reference="VOUCHER-9")],
+                      cashier_id="C-ADMIN", till_session_id=uuid.uuid4(), reason="the rest")
+    ingest(api, [up(sale, "lk-till-a", 40), up(split, "lk-till-a", 41, T0 + timedelta(minutes=1)),
+                 up(whole, "lk-till-b", 40, T0 + timedelta(minutes=2))])
+    reply = ask(api, "lk-till-b", shop["keys"]["b"], sale.sale_id)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert [(r["refund_id"], r["device_id"], r["payments"]) for r in body["refunds"]] == [
+        (str(split.refund_id), "lk-till-a", [{"method": "cash", "amount": 190, "reference": None},
+                                             {"method": "card", "amount": 1000, "reference": "AUTH-77"}]),
+        (str(whole.refund_id), "lk-till-b", [{"method": "other", "amount": 850, "reference": "VOUCHER-9"}])]
+    parsed = SaleLookupReply.model_validate(body)
+    assert [sum(p.amount for p in r.payments) for r in parsed.refunds] == [r.amount for r in parsed.refunds] == [1190, 850]
+    # a reply of a cloud older than the field still parses: no payments listed
+    for refund in body["refunds"]:
+        del refund["payments"]
+    assert [r.payments for r in SaleLookupReply.model_validate(body).refunds] == [[], []]
 
 
 def test_other_companies_sales_and_unknown_sales_are_404(api: Api, shop: dict) -> None:

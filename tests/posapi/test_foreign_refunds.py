@@ -169,9 +169,27 @@ def test_admin_refunds_a_sale_of_another_terminal_and_it_reaches_the_cloud(compa
     company.ingest(TILL_A, apples, first_seq=3)
     status, code = pos.error("POST", "/v1/refunds", refund_body(sale.sale_id, lines=[(1, 1000)]))
     assert (status, code) == (409, "refund.exceeds_sale")
+    # B's first refund reaches the cloud too: the lookup lists it, and B must not count it twice.
+    wait_for(lambda: pos.ok("GET", "/v1/status")["cloud"]["outbox_depth"] == 0, 30, "B's first refund acked")
+    wait_for(lambda: company.cloud_list_entry()["refund_count"] == 3, 30, "B's first refund listed against the sale")
+
+    # Cash: the sale took 1,100 with 60 change (1,040 net) and 1,000 by card; 250 + 250 + 350 went
+    # back in cash already (two on till-a, one here): 190 cash is left, whatever the request says.
+    cash_taken = sum(p.amount for p in sale.payments if p.method is kc.PaymentMethod.CASH) - sale.change
+    assert cash_taken == 1040
+    for payments in ([{"method": "cash", "amount": 1190}],
+                     [{"method": "cash", "amount": 191}, {"method": "card", "amount": 999}]):
+        explicit = {**refund_body(sale.sale_id, scope="whole"), "payments": payments}
+        assert pos.error("POST", "/v1/refunds", explicit) == (422, "refund.invalid_payments")
     rest = pos.ok("POST", "/v1/refunds", refund_body(sale.sale_id, scope="whole", reason="returns the rest"))
     assert rest["amount"] == 1190 and rest["remaining"] == 0  # only the notebook was left
     assert [(line["line_index"], line["qty_milli"]) for line in rest["refund"]["lines"]] == [(2, 1000)]
+    # cash first, up to what is left of the cash (till-a's refunds count), then card
+    assert rest["refund"]["payments"] == [{"method": "cash", "amount": 190, "reference": None},
+                                          {"method": "card", "amount": 1000, "reference": None}]
+    cash_out = sum(p["amount"] for r in (by_a.model_dump(mode="json"), apples.model_dump(mode="json"), first["refund"], rest["refund"])
+                   for p in r["payments"] if p["method"] == "cash")
+    assert cash_out == cash_taken  # never more cash out than the sale took in cash
     assert pos.error("POST", "/v1/refunds", refund_body(sale.sale_id, scope="whole")) == (409, "refund.exceeds_sale")
 
     # B's outbox drains through the real worker; the cloud lists both refunds of B against A's sale.
