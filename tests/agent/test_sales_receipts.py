@@ -23,6 +23,7 @@ from drivers.preview.model import PrintedLine, PrintedQr
 from drivers.sim.printer import VirtualPrinter
 from tests.agent.test_sales_support import DEVICE, Till, printer, sale_request, start_till, wait_printed  # noqa: F401
 from tests.support.agent_process import write_agent_config
+from tests.support.hardware import hardware_section
 from tests.support.licence import trust_section
 
 TEMPLATE = {
@@ -208,18 +209,7 @@ def test_reprints_are_marked_as_copies(till: Till) -> None:
 
 def test_a_drawer_that_fails_leaves_the_cash_sale_committed(tmp_path: Path, printer: VirtualPrinter) -> None:  # noqa: F811
     # The cash drawer hangs on a serial port that is not there (unplugged).
-    extra = trust_section() + f"""
-[hardware]
-status_poll_s = 0.2
-
-[[printers]]
-name = "front"
-url = "{printer.url}"
-
-[[drawers]]
-name = "cash"
-url = "serial://{tmp_path / 'no-such-tty'}"
-"""
+    extra = trust_section() + hardware_section(printer.url, drawer_url=f"serial://{tmp_path / 'no-such-tty'}")
     write_agent_config(tmp_path / "agent", device_id=DEVICE, extra=extra)
     till = start_till(tmp_path, printer)
     try:

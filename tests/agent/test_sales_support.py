@@ -17,6 +17,7 @@ from broker import contract as kc
 from drivers.sim.printer import VirtualPrinter
 from tests.agent.test_cashiers_support import DEVICE, cashier, push_inprocess, roster
 from tests.support.agent_process import write_agent_config
+from tests.support.hardware import hardware_section
 from tests.support.inprocess import InProcessAgent
 from tests.support.licence import lease_token, licence_doc, trust_section
 
@@ -30,19 +31,7 @@ ROSTER = roster(
 
 
 def sales_config(directory: Path, printer: VirtualPrinter) -> Path:
-    extra = trust_section() + f"""
-[hardware]
-status_poll_s = 0.2
-
-[[printers]]
-name = "front"
-url = "{printer.url}"
-
-[[drawers]]
-name = "cash"
-url = "printer:?pin=2"
-printer = "front"
-"""
+    extra = trust_section() + hardware_section(printer.url)
     return write_agent_config(directory, device_id=DEVICE, extra=extra)
 
 

@@ -16,29 +16,13 @@ from agent.store import Store
 from drivers.sim.printer import VirtualPrinter
 from drivers.sim.scanner import VirtualSerialScanner
 from tests.support.agent_process import REPO_ROOT, write_agent_config
+from tests.support.hardware import hardware_section
 from tests.support.inprocess import InProcessAgent
 
 
 def hardware_config(directory: Path, printer: VirtualPrinter, scanner: VirtualSerialScanner | None = None) -> Path:
-    extra = f"""
-[hardware]
-status_poll_s = 0.2
-
-[[printers]]
-name = "front"
-url = "{printer.url}"
-
-[[drawers]]
-name = "cash"
-url = "printer:?pin=2"
-printer = "front"
-"""
-    if scanner is not None:
-        extra += f"""
-[[scanners]]
-name = "hand"
-url = "serial://{scanner.path}?suffix=%0D"
-"""
+    scanner_url = f"serial://{scanner.path}?suffix=%0D" if scanner is not None else None
+    extra = hardware_section(printer.url, scanner_url=scanner_url)
     return write_agent_config(directory, extra=extra)
 
 
