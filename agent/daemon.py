@@ -18,6 +18,8 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from agent import meta
+from agent.clock import kernel_clock_synchronized
+from agent.cloud.outbox import Outbox
 from agent.config import LIVE_RELOADABLE, AgentConfig, ConfigError, load_config
 from agent.control.permissions import Authorizer
 from agent.control.server import ControlServer
@@ -82,6 +84,7 @@ class Agent:
         self.state = "starting"
         self.restart_needed: list[str] = []
         self.store: Store | None = None
+        self._outbox: Outbox | None = None
         self.scheduler = Scheduler()
         self.events = EventBus()
         self.log_buffer = LogBuffer()
@@ -185,6 +188,15 @@ class Agent:
             self.components.remove(component)
             raise
         log.info("component started", extra={"component": component.name})
+
+    @property
+    def outbox(self) -> Outbox:
+        """The outbox every component queues its up messages in (it keeps no state of its own
+        beyond the store, so one per store is enough; the cloud link drains it)."""
+        if self._outbox is None or self._outbox.store is not self.store:
+            assert self.store is not None, "the store opens before any component is built"
+            self._outbox = Outbox(self.store, self.config.device_id, self.boot_id, kernel_clock_synchronized)
+        return self._outbox
 
     def component(self, name: str) -> Any:
         """The running component called ``name`` (``hardware``, ``cloud``, ...)."""

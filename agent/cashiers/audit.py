@@ -10,8 +10,6 @@ import logging
 import sqlite3
 from typing import Any
 
-from agent.clock import kernel_clock_synchronized
-from agent.cloud.outbox import Outbox
 from broker import contract as kc
 
 log = logging.getLogger(__name__)
@@ -25,9 +23,9 @@ FORBIDDEN_KEYS = frozenset({"pin", "pin_hash", "token"})
 
 class Audit:
     def __init__(self, agent: Any) -> None:
-        # An outbox of our own: events are queued even before pairing starts the cloud link,
-        # whose drain sends every row of the table once it runs.
-        self.outbox = Outbox(agent.store, agent.config.device_id, agent.boot_id, kernel_clock_synchronized)
+        # Events are queued even before pairing starts the cloud link, whose drain sends every
+        # row of the table once it runs.
+        self.outbox = agent.outbox
         self.bus = agent.events
         self.sent = 0
 

@@ -20,7 +20,7 @@ from agent.clock import kernel_clock_synchronized
 from agent.version import agent_version
 from agent.cloud.inbound import Inbound
 from agent.cloud.mqtt_client import LinkCallbacks, MqttLink
-from agent.cloud.outbox import Outbox, OutboxRow
+from agent.cloud.outbox import OutboxRow
 from broker import contract as kc
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ class CloudLink:
         self.device_id = agent.config.device_id
         self.boot_id = agent.boot_id
         self.window = self.config.ack_window
-        self.outbox = Outbox(agent.store, self.device_id, self.boot_id, kernel_clock_synchronized)
+        self.outbox = agent.outbox
         self.inbound = Inbound(agent.store, self.outbox, self.device_id)
         self.inbound.republish = self._publish_now
         self.inbound.on_command(kc.CommandName.PING.value, self._cmd_ping)

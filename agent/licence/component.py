@@ -23,8 +23,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from agent.clock import kernel_clock_synchronized
-from agent.cloud.outbox import Outbox
 from agent.licence import control as _control  # noqa: F401 - registers the licence.* control methods
 from agent.licence import store as db
 from agent.licence.docs import DocUpdate, apply_doc
@@ -56,7 +54,7 @@ class Licence:
         self.wall = wall
         self.mono = mono
         self.device_id = agent.config.device_id
-        self.outbox = Outbox(agent.store, self.device_id, agent.boot_id, kernel_clock_synchronized)
+        self.outbox = agent.outbox
         self.leases: dict[str, HeldLease] = {}  # licence id -> the lease held (or released) for it
         self.last_refusal: Verdict | None = None  # why the newest tokens were refused, if they were
         self.high_water = 0.0  # latest wall-clock time seen; memory leads, the store trails

@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from agent.cashiers.permissions import Action, Grant, PermissionRefused, requires
-from agent.clock import kernel_clock_synchronized
-from agent.cloud.outbox import Outbox
 from agent.sales import compute, ledger, receipts, refunds
 from agent.sales.documents import parse_document
 from agent.sales.foreign import find_foreign_sale
@@ -57,7 +55,7 @@ class Sales(TillMixin):
         self.device_id = agent.config.device_id
         # An outbox of our own (like the cashiers' audit): sales are queued even before pairing
         # starts the cloud link, whose drain sends every row of the table once it runs.
-        self.outbox = Outbox(agent.store, self.device_id, agent.boot_id, kernel_clock_synchronized)
+        self.outbox = agent.outbox
         self.clock = time.time
         self.committed = {"sales": 0, "refunds": 0, "replays": 0}
 
