@@ -22,6 +22,7 @@ from agent.store import Store
 from drivers import DocumentError, Printer, PrinterUnavailableError, ReceiptBuilder, TransportError
 
 log = logging.getLogger(__name__)
+STOP_GRACE_S = 10.0  # a send in progress at stop (printers have write timeouts below this)
 
 
 class PrintQueueError(Exception):
@@ -60,6 +61,7 @@ class PrintQueue:
         self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in printers}
         self._tasks: list[asyncio.Task[None]] = []
         self._submitted: set[str] = set()  # printers with a job in a transaction not yet seen committed
+        self._stopping = False
         self.last_error: dict[str, str | None] = dict.fromkeys(printers)
 
     # ---------------------------------------------------------------- submitting
@@ -103,6 +105,7 @@ class PrintQueue:
 
     # ------------------------------------------------------------------ workers
     def start(self) -> None:
+        self._stopping = False
         self.store.add_commit_listener(self._wake_submitted_threadsafe)
         self._loop = asyncio.get_running_loop()
         self._tasks = [asyncio.create_task(self._worker(name), name=f"print-{name}") for name in self.printers]
@@ -112,6 +115,13 @@ class PrintQueue:
         self._wake[printer].set()
 
     async def stop(self) -> None:
+        """Let a job being sent finish, so a clean stop never leaves one 'printing' (only a
+        crash does, and that job is printed again as a marked copy); then stop the workers."""
+        self._stopping = True
+        for wake in self._wake.values():
+            wake.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=STOP_GRACE_S)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -129,7 +139,7 @@ class PrintQueue:
     async def _worker(self, name: str) -> None:
         printer = self.printers[name]
         wake = self._wake[name]
-        while True:
+        while not self._stopping:
             wake.clear()  # before looking: a job committed after this line sets it again
             try:
                 job = self._next_job(name)
