@@ -6,15 +6,18 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kassa-installed
 MOSQUITTO ?= /usr/sbin/mosquitto
 
-.PHONY: demo test setup mosquitto chromium bench docs clean
+.PHONY: demo test setup mosquitto chromium faketime bench soak fleet fuzz docs clean
 
 demo: setup
 	$(PY) -m tests.demo
 
+# Two pytest workers: most tests wait on real processes (agent, broker, worker), so two run in
+# about half the time on 2 cores. TEST_WORKERS=0 runs them one by one.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
-setup: $(STAMP) mosquitto chromium
+setup: $(STAMP) mosquitto chromium faketime
 
 # The venv is (re)built when missing or when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -40,8 +43,28 @@ chromium:
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; \
 	fi
 
+# libfaketime (Debian package) for the clock-jump fault test: the agent runs under LD_PRELOAD.
+faketime:
+	@if ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then \
+		echo "installing libfaketime (Debian package)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q libfaketime; \
+	fi
+
 bench: setup
 	$(PY) bench/run_all.py
+
+# 20 minutes of steady sales with periodic faults; the agent's RSS must not grow > 10 % (not part of `make test`).
+soak: setup
+	$(PY) bench/soak.py --minutes 20
+
+# Property tests with fresh random examples (make test replays fixed ones): look for new breaking inputs.
+fuzz: setup
+	KASSA_HYPOTHESIS_PROFILE=explore $(PY) -m pytest tests/fuzz tests/broker/test_contract_parse.py tests/cloudlink/test_inbound.py -q
+
+# Fleet simulation: 2,000 simulated terminals against one Mosquitto and the cloud (docs/fleet.md).
+fleet: setup
+	$(PY) -m bench.fleet --devices 2000
 
 docs: setup
 	$(PY) -m agent.config_doc > docs/configuration.md

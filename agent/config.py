@@ -348,6 +348,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}). Save the file as UTF-8.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}. Fix the file and start again.") from None
+    except (ValueError, RecursionError) as exc:  # a number over 4300 digits, or arrays/tables nested too deep
+        raise ConfigError(f"{path}: the file cannot be read as TOML ({exc}). Fix the file and start again.") from None
 
 
 def _describe_validation_error(path: Path, exc: ValidationError, env_keys: set[str]) -> str:
@@ -356,6 +358,9 @@ def _describe_validation_error(path: Path, exc: ValidationError, env_keys: set[s
         key = ".".join(str(part) for part in err["loc"])
         env_name = ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(p) for p in err["loc"]).upper()
         where = f"environment variable {env_name}" if env_name in {k.upper() for k in env_keys} else str(path)
+        if not key:  # a rule across keys (device references, unique names): its message names them
+            problems.append(f"{where}: {re.sub(r'^Value error, ', '', err['msg'])}")
+            continue
         problems.append(f"{where}: key '{key}': {_expectation(err)}")
     head = f"{path}: invalid configuration ({len(problems)} problem{'s' if len(problems) > 1 else ''}); nothing was started."
     return "\n  ".join([head, *problems])

@@ -40,7 +40,7 @@ def parse_value(raw: str) -> Any:
     """A TOML literal when it is one (1884, true, [1, 2], "quoted"), else the text itself."""
     try:
         return tomllib.loads(f"value = {raw}")["value"]
-    except tomllib.TOMLDecodeError:
+    except (ValueError, RecursionError):  # TOMLDecodeError, also over 4300 digits or too deep nesting
         return raw
 
 
@@ -60,6 +60,10 @@ def set_values(path: Path, changes: dict[str, Any]) -> AgentConfig:
             table = table[section]
         table[name] = value
     text = tomlkit.dumps(document)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" escaped in JSON): the file must stay UTF-8
+        raise ConfigError(f"{path}: the value of {', '.join(map(repr, changes))} is not valid Unicode text. The file was not changed.") from None
     _validate(path, text)
     _atomic_write(path, text)
     return load_config(path)

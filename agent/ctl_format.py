@@ -12,6 +12,8 @@ def status(result: dict[str, Any]) -> str:
         f"boot        #{result['boot_count']} id {result['boot_id']}, up {result['uptime_s']:.0f} s",
         f"store       {store.get('path', '-')}  schema v{store.get('schema_version', '?')}, integrity {store.get('integrity', '?')}, {store.get('size_bytes', 0) // 1024} KiB",
     ]
+    if store.get("disk_full"):
+        lines.append(f"DISK FULL   {store.get('problem')}")
     if result.get("restart_needed"):
         lines.append(f"restart     needed for: {', '.join(result['restart_needed'])}")
     components = result.get("components", {})

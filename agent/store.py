@@ -47,6 +47,8 @@ class StoreInfo:
     integrity: str
     journal_mode: str
     size_bytes: int
+    disk_full: bool = False  # the last write failed for a full disk (cleared by the next write that succeeds)
+    problem: str | None = None  # what that failure said, for kassactl status
 
 
 class Store:
@@ -62,6 +64,7 @@ class Store:
         self._integrity = integrity
         self._closed = False
         self._commit_listeners: list[Callable[[], None]] = []
+        self._full: str | None = None  # the message of the last write refused for a full disk
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -118,8 +121,12 @@ class Store:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
-                    raise translate_error(exc, self.path, "writing") from exc
+                    error = translate_error(exc, self.path, "writing")
+                    if isinstance(error, StoreFullError):
+                        self._full = str(error)
+                    raise error from exc
                 raise
+            self._full = None
         for listener in self._commit_listeners:
             listener()
 
@@ -155,7 +162,7 @@ class Store:
         with self._write_lock:
             mode = self._writer.execute("PRAGMA journal_mode").fetchone()[0]
         size = self.path.stat().st_size if self.path.exists() else 0
-        return StoreInfo(str(self.path), self.schema_version, self._integrity, mode, size)
+        return StoreInfo(str(self.path), self.schema_version, self._integrity, mode, size, self._full is not None, self._full)
 
     def close(self) -> None:
         """Checkpoint the WAL into the main file and close every connection."""

@@ -15,6 +15,7 @@ BENCHMARKS = [
     ["bench_login.py", "--n", "20"],
     ["bench_lease.py", "--n", "100000"],
     ["bench_pos_api.py", "--n", "2000"],
+    ["bench_footprint.py", "--runs", "5"],
 ]
 
 

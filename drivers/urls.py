@@ -26,7 +26,10 @@ class DeviceUrl:
 
 
 def parse_url(url: str) -> DeviceUrl:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # "tcp://[::1" (an unclosed IPv6 address)
+        raise ConfigError(f"device URL {url!r} cannot be read: {error}") from None
     if not parts.scheme:
         raise ConfigError(f"device URL {url!r} has no scheme (tcp://, usb://, serial://, file://, hid://)")
     try:

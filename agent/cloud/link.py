@@ -196,7 +196,14 @@ class CloudLink:
     def _flush_settled(self) -> None:
         settled, refused = self._settled, self._refused
         self._settled, self._refused = [], []
-        self.outbox.settle(settled, refused)
+        try:
+            self.outbox.settle(settled, refused)
+        except BaseException:
+            # Not deleted (a full disk): keep the acks for the next try. Dropped, their rows
+            # would stay in the outbox, out of the window, never sent or deleted until a reconnect.
+            self._settled[:0] = settled
+            self._refused[:0] = refused
+            raise
 
     def _publish_now(self, publication: kc.Publication) -> None:
         self.mqtt.publish(publication.topic, publication.payload, retain=publication.retain)

@@ -157,19 +157,24 @@ class MqttLink:
             except (OSError, ssl.SSLError, ValueError) as exc:
                 self.last_error = str(exc)
                 log.debug("broker connection failed", extra={"error": str(exc)})
-            self.subscribed = False
-            if self.connected:
-                self.connected = False
-                self.callbacks.on_disconnected(self.last_error or "connection lost")
+            attempt, delay = self._connection_ended(started, attempt)
             if self._stop.is_set():
                 break
-            attempt = 0 if time.monotonic() - started > STABLE_CONNECTION_S else attempt + 1
-            delay = backoff_delay(attempt, self.config.reconnect_min_s, self.config.reconnect_max_s, self._rng)
             self._stop.wait(delay)
         try:
             self.client.loop(timeout=0.1)  # flush the DISCONNECT
         except (OSError, ValueError):
             pass
+
+    def _connection_ended(self, started: float, attempt: int) -> tuple[int, float]:
+        """After a connection (or an attempt) ends: report it once, then the next attempt's
+        number and its jittered delay (a connection that held counts as a fresh start)."""
+        self.subscribed = False
+        if self.connected:
+            self.connected = False
+            self.callbacks.on_disconnected(self.last_error or "connection lost")
+        attempt = 0 if time.monotonic() - started > STABLE_CONNECTION_S else attempt + 1
+        return attempt, backoff_delay(attempt, self.config.reconnect_min_s, self.config.reconnect_max_s, self._rng)
 
     def _connect(self) -> None:
         properties = Properties(PacketTypes.CONNECT)

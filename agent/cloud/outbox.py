@@ -18,8 +18,10 @@ from agent import meta
 from agent.store import Store
 from broker import contract as kc
 
-# The highest seq ever settled. The next seq is max(seq in outbox) + 1, or this + 1
-# when the outbox is empty, so enqueue never writes a counter of its own.
+# The highest seq ever settled. The next seq is max(max(seq in outbox), this) + 1, so
+# enqueue never writes a counter of its own. Both count: acks settle out of order (a
+# resend, a reconnect), and a newer row settled before an older one must not hand its
+# seq out again (the drain, past it already, would never send the new row).
 SETTLED_SEQ_KEY = "outbox_settled_seq"
 
 
@@ -140,6 +142,4 @@ class Outbox:
     @staticmethod
     def _last_seq(conn: sqlite3.Connection) -> int:
         highest = conn.execute("SELECT max(seq) FROM outbox").fetchone()[0]
-        if highest is not None:
-            return highest
-        return int(meta.get(conn, SETTLED_SEQ_KEY) or 0)
+        return max(highest or 0, int(meta.get(conn, SETTLED_SEQ_KEY) or 0))

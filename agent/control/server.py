@@ -127,7 +127,7 @@ class ControlServer:
     async def handle_line(self, line: bytes, peer: PeerCredentials, role: Role) -> dict[str, Any] | Stream:
         try:
             request = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # also numbers over 4300 digits and too deep nesting
             return _error(None, PARSE_ERROR, f"not JSON: {exc}")
         if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or not isinstance(request.get("method"), str):
             return _error(None, INVALID_REQUEST, "expected {\"jsonrpc\": \"2.0\", \"method\": ..., \"id\": ...}")

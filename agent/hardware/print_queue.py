@@ -4,7 +4,8 @@ Jobs are submitted inside the caller's transaction (a sale and its receipt job
 commit together). A worker per printer sends them in order; paper out, cover
 open or an offline printer leave the job queued, and it prints when the status
 is ready again. A job marked printed is never sent again; ``reprint`` makes a
-new job marked as a copy.
+new job marked as a copy. So does a job the printer did not confirm (it reported that it
+cannot print right after the job), and one a crash left 'printing'.
 """
 
 from __future__ import annotations
@@ -93,13 +94,17 @@ class PrintQueue:
             return self.submit(conn, job.printer, header + original, kind=job.kind, ref=job.ref, copy_of=job_id)
 
     def recover_interrupted(self) -> int:
-        """At start: a job left 'printing' died with the agent; queue it again as a marked copy."""
+        """At start: a job left 'printing' died with the agent; queue it again as a marked copy.
+
+        One transaction for both (``reprint`` joins it): killed in between, the job would stay
+        'failed' without its copy and the receipt would never print."""
+        copies = []
         with self.store.transaction() as conn:
             rows = conn.execute("SELECT job_id FROM print_jobs WHERE state = 'printing'").fetchall()
             for (job_id,) in rows:
                 conn.execute("UPDATE print_jobs SET state = 'failed', last_error = 'interrupted by an agent restart' WHERE job_id = ?", (job_id,))
-        for (job_id,) in rows:
-            new_id = self.reprint(job_id)
+                copies.append((job_id, self.reprint(job_id)))
+        for job_id, new_id in copies:
             log.warning("print job interrupted by a restart; printing it again as a copy", extra={"job": job_id, "new_job": new_id})
         return len(rows)
 
@@ -158,7 +163,7 @@ class PrintQueue:
         with self.store.transaction() as conn:
             conn.execute("UPDATE print_jobs SET state = 'printing', attempts = attempts + 1 WHERE job_id = ?", (job.job_id,))
         try:
-            await asyncio.to_thread(printer.send_raw, data, job.job_id)
+            result = await asyncio.to_thread(printer.send_raw, data, job.job_id)
         except (PrinterUnavailableError, TransportError, OSError) as exc:
             reason = getattr(getattr(exc, "reason", None), "value", None) or type(exc).__name__
             self._requeue(job, f"{reason}: {exc}")
@@ -172,6 +177,21 @@ class PrintQueue:
                 conn.execute("UPDATE print_jobs SET state = 'failed', last_error = ? WHERE job_id = ?", (str(exc)[:500], job.job_id))
             log.error("print job cannot be printed on this printer", extra={"printer": name, "job": job.job_id, "problem": str(exc)})
             return True
+        after = getattr(result, "status_after", None)
+        if after is not None and not after.can_print:
+            # Sent, but right after it the printer could not print (paper ran out, cover opened, it
+            # went silent): whether the receipt came out is not known. Like a job a crash cut short,
+            # it is printed again marked as a copy once the printer is ready; never silently lost.
+            reason = after.status.value
+            with self.store.transaction() as conn:
+                conn.execute("UPDATE print_jobs SET state = 'failed', last_error = ? WHERE job_id = ?",
+                             (f"not confirmed: the printer reported {reason} right after the job", job.job_id))
+                new_id = self.reprint(job.job_id)
+            log.warning("printer did not confirm a job; it prints again as a copy when ready",
+                        extra={"printer": name, "job": job.job_id, "new_job": new_id, "reason": reason})
+            self.last_error[name] = reason
+            self.on_event("print.waiting", {"printer": name, "job_id": new_id, "reason": reason})
+            return False
         with self.store.transaction() as conn:
             conn.execute("UPDATE print_jobs SET state = 'printed', printed_at = ?, last_error = NULL WHERE job_id = ?", (time.time(), job.job_id))
         if self.last_error[name] is not None:

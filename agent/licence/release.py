@@ -19,6 +19,7 @@ from agent.licence import store as db
 from agent.pairing.keys import write_public_file
 from broker import contract as kc
 from broker.contract import licence as kl
+from broker.contract.fields import MAX_STORED_INT
 
 if TYPE_CHECKING:
     from agent.licence.component import Licence
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NOT_HELD = "licence.not_held"
+MAX_EPOCH = MAX_STORED_INT  # the store's INTEGER; a larger epoch was never held here
 
 
 class LicenceNotHeld(Exception):
@@ -67,8 +69,8 @@ class Releaser:
     def command(self, args: dict[str, Any]) -> dict[str, Any]:
         """The ``licence.release`` command: ``{"licence_id", "epoch"}`` -> ``{"receipt"}``."""
         licence_id, epoch = args.get("licence_id"), args.get("epoch")
-        if not isinstance(licence_id, str) or not licence_id or type(epoch) is not int or epoch < 1:
-            raise CommandError("bad_args", "licence.release needs licence_id (text) and epoch (an integer from 1)")
+        if not isinstance(licence_id, str) or not licence_id or type(epoch) is not int or not 1 <= epoch <= MAX_EPOCH:
+            raise CommandError("bad_args", f"licence.release needs licence_id (text) and epoch (an integer from 1 to {MAX_EPOCH})")
         try:
             return {"receipt": self.release(licence_id, epoch, "command")}
         except LicenceNotHeld as exc:

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.sales.models import http_status as sales_http_status
+from agent.store import StoreError, StoreFullError
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,16 @@ def from_refusal(exc: Exception) -> ApiError:
     return ApiError(str(getattr(exc, "code")), str(getattr(exc, "message", exc)), **details)
 
 
+def from_store_error(exc: StoreError) -> ApiError:
+    """The store refused a write (a full disk, ...): nothing of the request was saved. 503 with a
+    stable code, never a 500: the agent is fine and resumes by itself once the cause is gone."""
+    if isinstance(exc, StoreFullError):
+        return ApiError("store.disk_full", "The terminal's disk is full: this was not saved (nothing was corrupted). "
+                        "Ask a technician to free space on the terminal (kassactl status shows where); "
+                        "it works again by itself once there is room, then try again.", store=str(exc))
+    return ApiError("store.unavailable", f"The terminal could not save this: {exc}")
+
+
 ERROR_SCHEMA = {
     "type": "object",
     "required": ["error"],
@@ -85,6 +96,11 @@ def install(app: FastAPI) -> None:
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.code.startswith("pos.token") else None
         return exc.response(headers)
+
+    @app.exception_handler(StoreError)
+    async def _store(request: Request, exc: StoreError) -> JSONResponse:
+        log.error("POS API request refused: the store cannot write", extra={"path": request.url.path, "problem": str(exc)})
+        return from_store_error(exc).response()
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -24,6 +24,7 @@ from broker.contract.sales import MAX_LINES, MAX_PAYMENTS, PaymentMethod, line_g
 from agent.sales.models import PaymentIn, SaleRequest, SalesRefused
 
 CODE_RE = re.compile(r"^[^\s\x00-\x1f\x7f]{1,64}$")
+NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")  # the contract's item name: no control characters
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 MAX_QTY_MILLI = 10**9
 # Order in which a default refund pays money back: cash first.
@@ -119,8 +120,8 @@ def price_sale(request: SaleRequest) -> Computed:
     for i, line in enumerate(request.lines):
         if not CODE_RE.match(line.sku):
             raise _refuse_line(i, "the SKU must be 1-64 characters without spaces")
-        if not 1 <= len(line.name) <= 200:
-            raise _refuse_line(i, "the name must be 1-200 characters")
+        if not NAME_RE.match(line.name):
+            raise _refuse_line(i, "the name must be 1-200 characters without control characters (line breaks, tabs)")
         if not 0 < line.qty_milli <= MAX_QTY_MILLI:
             raise _refuse_line(i, "the quantity must be positive (qty_milli, 1000 = one)")
         if not 0 <= line.unit_price <= MAX_MINOR_UNITS:
@@ -128,9 +129,13 @@ def price_sale(request: SaleRequest) -> Computed:
         if not 0 <= line.tax_rate_bp <= 10_000:
             raise _refuse_line(i, "the tax rate must be 0-10000 basis points")
         gross = line_gross(line.unit_price, line.qty_milli)
+        if gross > MAX_MINOR_UNITS:  # checked before the contract's SaleLine and TaxLine see it
+            raise _refuse_line(i, "the line's total is too large")
         if not 0 <= line.discount <= gross:
             raise _refuse_line(i, f"the discount must be between 0 and the line's gross {gross}")
         nets.append(gross - line.discount)
+    if sum(nets) > MAX_MINOR_UNITS:
+        raise SalesRefused("sale.invalid_lines", "the sale's total is too large")
     if not 0 <= request.discount <= sum(nets):
         raise SalesRefused("sale.invalid_discount", f"the receipt discount must be between 0 and the lines' total {sum(nets)}")
     spread = allocate(request.discount, nets, caps=nets)

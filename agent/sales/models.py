@@ -9,10 +9,11 @@ with code ``sale.invalid_request`` (or ``refund.invalid_request``), never a cras
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, model_validator
 
 from broker.contract.sales import PaymentMethod, RefundScope
 
@@ -39,8 +40,37 @@ __all__ = [
 RequestId = StrictStr
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def refuse_lone_surrogates(data: Any) -> Any:
+    """JSON may escape half of a UTF-16 pair ("\\ud800"): text that no store, printer or
+    message can hold. Refused as invalid input (a ValueError, so pydantic reports it)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise ValueError("text holds a lone UTF-16 surrogate (\\ud800-\\udfff): not valid Unicode")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return data
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Request(_In):
+    """A whole request body: checked for lone surrogates once, here, not again per nested line."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        return refuse_lone_surrogates(data)
 
 
 class SaleLineIn(_In):
@@ -58,7 +88,7 @@ class PaymentIn(_In):
     reference: StrictStr | None = None  # card authorisation code, voucher number
 
 
-class SaleRequest(_In):
+class SaleRequest(_Request):
     request_id: RequestId = Field(min_length=1, max_length=64)  # the client's idempotency key
     currency: StrictStr
     tax_included: StrictBool = True
@@ -73,7 +103,7 @@ class RefundLineIn(_In):
     qty_milli: StrictInt
 
 
-class RefundRequest(_In):
+class RefundRequest(_Request):
     request_id: RequestId = Field(min_length=1, max_length=64)
     sale_id: StrictStr
     scope: RefundScope = RefundScope.WHOLE

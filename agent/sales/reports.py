@@ -34,19 +34,26 @@ def period_currency(conn: sqlite3.Connection, config: dict[str, Any]) -> str | N
 def totals(conn: sqlite3.Connection, config: dict[str, Any], *, now: float | None = None) -> dict[str, Any]:
     """The open period's totals in the shape of ``ReportResult`` (kind "x")."""
     period = ledger.open_period(conn)
-    sales = ledger.period_sales(conn, period)
-    refunds = ledger.period_refunds(conn, period)
     previous = ledger.last_z(conn)
     currency = period_currency(conn, config) or _configured_currency(config) or (
         previous is not None and previous["body"] and _z_currency(previous)) or DEFAULT_CURRENCY
-    stamps = [at for _, at in sales] + [at for _, _, at in refunds]
-    opened_at = previous["closed_at"] if previous is not None else (min(stamps) if stamps else (now or time.time()))
-    receipt_nos = [s["receipt_no"] for s, _ in sales] + [r["receipt_no"] for r, _, _ in refunds]
 
+    # Summed row by row as they are read: the period's rows are never all in memory at once.
     taken = dict.fromkeys((m.value for m in PaymentMethod), 0)
     paid_out = dict.fromkeys((m.value for m in PaymentMethod), 0)
     bases: dict[int, list[int]] = {}
-    for sale, _ in sales:
+    sales_count = sales_total = sales_tax = 0
+    refunds_count = refunds_total = refunds_tax = 0
+    first_at: float | None = None
+    first_no: int | None = None
+    last_no: int | None = None
+    for sale, at in ledger.period_sales(conn, period):
+        sales_count += 1
+        sales_total += sale["total"]
+        sales_tax += sale["tax_total"]
+        first_at = at if first_at is None else min(first_at, at)
+        first_no = sale["receipt_no"] if first_no is None else min(first_no, sale["receipt_no"])
+        last_no = sale["receipt_no"] if last_no is None else max(last_no, sale["receipt_no"])
         for payment in sale["payments"]:
             taken[payment["method"]] += payment["amount"]
         taken[PaymentMethod.CASH.value] -= sale.get("change", 0)
@@ -54,23 +61,28 @@ def totals(conn: sqlite3.Connection, config: dict[str, Any], *, now: float | Non
             entry = bases.setdefault(tax["rate_bp"], [0, 0])
             entry[0] += tax["base"]
             entry[1] += tax["tax"]
-    for refund, _, _ in refunds:
+    for refund, tax_total, at in ledger.period_refunds(conn, period):
+        refunds_count += 1
+        refunds_total += refund["amount"]
+        refunds_tax += tax_total
+        first_at = at if first_at is None else min(first_at, at)
+        first_no = refund["receipt_no"] if first_no is None else min(first_no, refund["receipt_no"])
+        last_no = refund["receipt_no"] if last_no is None else max(last_no, refund["receipt_no"])
         for payment in refund["payments"]:
             paid_out[payment["method"]] += payment["amount"]
+    opened_at = previous["closed_at"] if previous is not None else (first_at if first_at is not None else (now or time.time()))
     for rate, (base, tax) in ledger.period_refund_taxes(conn, period).items():
         entry = bases.setdefault(rate, [0, 0])
         entry[0] -= base
         entry[1] -= tax
-    sales_tax = sum(s["tax_total"] for s, _ in sales)
-    refunds_tax = sum(t for _, t, _ in refunds)
     return {
         "kind": "x", "z_no": None, "report_id": None, "currency": currency,
         "opened_at": opened_at, "closed_at": None,
-        "first_receipt_no": min(receipt_nos) if receipt_nos else None,
-        "last_receipt_no": max(receipt_nos) if receipt_nos else None,
-        "sales_count": len(sales), "refunds_count": len(refunds),
-        "sales_total": sum(s["total"] for s, _ in sales),
-        "refunds_total": sum(r["amount"] for r, _, _ in refunds),
+        "first_receipt_no": first_no,
+        "last_receipt_no": last_no,
+        "sales_count": sales_count, "refunds_count": refunds_count,
+        "sales_total": sales_total,
+        "refunds_total": refunds_total,
         "tax_total": max(0, sales_tax - refunds_tax),
         "payments": [{"method": m, "taken": max(0, taken[m]), "paid_out": paid_out[m]}
                      for m in taken if taken[m] or paid_out[m]],

@@ -44,7 +44,9 @@ __all__ = [
 
 # Below 2**53 so a JavaScript client reads every amount exactly; far above any real receipt.
 MAX_MINOR_UNITS = 10**15
-MAX_SEQ = 2**63 - 1
+# The largest integer a SQLite INTEGER or a PostgreSQL BIGINT holds: numbers that are stored are capped here.
+MAX_STORED_INT = 2**63 - 1
+MAX_SEQ = MAX_STORED_INT
 
 
 class WireModel(BaseModel):
@@ -61,7 +63,10 @@ def _integer_only(value: Any) -> Any:
 
 
 def _to_utc_millis(value: datetime) -> datetime:
-    value = value.astimezone(timezone.utc)
+    try:
+        value = value.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC: a ValueError, so pydantic refuses it
+        raise ValueError("timestamp is outside the years 1-9999 in UTC") from None
     return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
 
 

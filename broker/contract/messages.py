@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StrictBool, StrictInt, model_validator
 
 from .fields import (
+    MAX_SEQ,
     Code,
     DottedName,
     JsonObject,
@@ -212,7 +213,7 @@ class StateDoc(WireModel):
     """A full document for one domain; a device ignores versions <= the one it applied."""
 
     domain: StateDomain
-    version: StrictInt = Field(ge=1)
+    version: StrictInt = Field(ge=1, le=MAX_SEQ)  # a device stores it as a SQLite INTEGER
     doc: JsonObject
     issued_at: Timestamp
 

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import Field, ValidationError
 
+from .envelope import describe_errors
 from .fields import Code, Timestamp, WireModel, text
 from .signing import TokenError, sign, verify
 
@@ -56,7 +57,8 @@ def read_qr_text(scanned: str, trusted_keys: Mapping[str, Ed25519PublicKey], now
     try:
         settings = Provisioning.model_validate(payload)
     except ValidationError as exc:
-        raise ProvisioningError(f"configuration code has invalid settings: {exc.error_count()} problem(s)") from None
+        # Which settings, so the technician can tell the administrator what to fix.
+        raise ProvisioningError(f"configuration code has invalid settings ({exc.error_count()} problem(s)): {describe_errors(exc, 3)}") from None
     now = now or datetime.now(timezone.utc)
     if settings.expires_at is not None and settings.expires_at < now:
         raise ProvisioningError(f"configuration code expired at {settings.expires_at.isoformat()}")

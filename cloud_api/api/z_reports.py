@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from broker.contract.fields import MAX_STORED_INT
 from cloud_api.api.deps import PrincipalDep, SessionDep
 from cloud_api.api.devices import DEVICE_ID_PATTERN, DeviceIdPath, IdPath, _company_devices, _utc
 from cloud_api.api.errors import ERROR_RESPONSES, not_found
@@ -102,7 +103,7 @@ def list_z_reports(
 @router.get("/companies/{company_id}/devices/{device_id}/z-reports/{z_no}", response_model=ZReportOut,
             summary="One Z report of a device, by its Z number")
 def get_z_report(company_id: IdPath, device_id: DeviceIdPath,
-                 z_no: Annotated[int, Path(ge=1, le=2**63 - 1)],
+                 z_no: Annotated[int, Path(ge=1, le=MAX_STORED_INT)],
                  session: SessionDep, p: PrincipalDep) -> ZReportOut:
     company = access.company_data(session, p, company_id)
     report = session.scalar(select(ZReportRecord).where(

@@ -85,16 +85,23 @@ def build_rosters(session: Session, company_id: int, device_ids: Iterable[str]) 
                                                       operator_code=operator_code))
     entries = {cashier.id: _roster_entry(cashier, details[cashier.id]) for cashier in cashiers}
     docs = {}
+    # Devices listing the same cashiers share one document (one object: set_docs checks it
+    # once): a company-wide change builds one roster, not one per device.
+    built: dict[tuple[int, ...], dict[str, Any]] = {}
     for device_id in device_ids:
-        listed = [entries[c.id] for c in cashiers if c.all_devices or device_id in chosen[c.id]]
-        if len(listed) > MAX_ROSTER:
-            raise ApiError(409, "cashier.roster_full",
-                           f"device {device_id} would list {len(listed)} cashiers; a roster holds at most {MAX_ROSTER}")
-        try:
-            docs[device_id] = RosterDoc(cashiers=listed).model_dump(mode="json")
-        except ValidationError as exc:  # the database constraints make this unreachable
-            raise ApiError(409, "cashier.roster_invalid",
-                           f"the roster of device {device_id} is not valid: {exc.errors()[0]['msg']}") from None
+        listed_ids = tuple(c.id for c in cashiers if c.all_devices or device_id in chosen[c.id])
+        doc = built.get(listed_ids)
+        if doc is None:
+            if len(listed_ids) > MAX_ROSTER:
+                raise ApiError(409, "cashier.roster_full",
+                               f"device {device_id} would list {len(listed_ids)} cashiers; a roster holds at most {MAX_ROSTER}")
+            try:
+                doc = RosterDoc(cashiers=[entries[i] for i in listed_ids]).model_dump(mode="json")
+            except ValidationError as exc:  # the database constraints make this unreachable
+                raise ApiError(409, "cashier.roster_invalid",
+                               f"the roster of device {device_id} is not valid: {exc.errors()[0]['msg']}") from None
+            built[listed_ids] = doc
+        docs[device_id] = doc
     return docs
 
 

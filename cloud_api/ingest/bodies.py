@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from broker import contract as kc
+from broker.contract.fields import MAX_STORED_INT  # sales.receipt_number; the contract's receipt_no has no upper bound
 from cloud_api.ingest.sql import ConcurrentChangeError, copy_rows, insert_new, select_where_in
 from cloud_api.db import upsert_insert
 from cloud_api.ingest.up import Up
@@ -72,7 +73,7 @@ def apply_sales(session: Session, ups: list[Up], now: datetime) -> Refusals:
         for device_id, receipt_number, sale_id in select_where_in(
             session, _sales, ("device_id", "receipt_number", "sale_id"),
             [("device_id", sorted({up.device_id for up in ups})),
-             ("receipt_number", sorted({wire["receipt_no"] for _, wire in sales}))])
+             ("receipt_number", sorted({wire["receipt_no"] for _, wire in sales if wire["receipt_no"] <= MAX_STORED_INT}))])
     }
     refusals: Refusals = {}
     new: list[tuple[uuid.UUID, Up, dict[str, Any]]] = []
@@ -82,6 +83,9 @@ def apply_sales(session: Session, ups: list[Up], now: datetime) -> Refusals:
             if stored[sale_id] != (up.device_id, payload):
                 refusals[up.id] = ("sale.conflict", f"sale {sale_id} is already "
                                    "recorded with different content")
+            continue
+        if receipt_no > MAX_STORED_INT:  # refused with a reason, not failed on every resend
+            refusals[up.id] = ("message.unstorable", "the receipt number exceeds 2^63-1")
             continue
         owner = receipts.get((up.device_id, receipt_no))
         if owner is not None:

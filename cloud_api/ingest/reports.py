@@ -18,13 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from broker import contract as kc
+from broker.contract.fields import MAX_STORED_INT
 from cloud_api.ingest.sql import ConcurrentChangeError, select_where_in
 from cloud_api.ingest.up import Up
 from cloud_api.reports.models import ZReportRecord
 
 Refusals = dict[uuid.UUID, tuple[str, str]]
 _z_reports = ZReportRecord.__table__
-_MAX_BIGINT = 2**63 - 1
 
 
 def apply_z_reports(session: Session, ups: list[Up], now: datetime) -> Refusals:
@@ -40,7 +40,7 @@ def apply_z_reports(session: Session, ups: list[Up], now: datetime) -> Refusals:
         for device_id, z_no, report_id in select_where_in(
             session, _z_reports, ("device_id", "z_no", "report_id"),
             [("device_id", sorted({up.device_id for up in ups})),
-             ("z_no", sorted({body.z_no for _, body, _ in reports if body.z_no <= _MAX_BIGINT}))])
+             ("z_no", sorted({body.z_no for _, body, _ in reports if body.z_no <= MAX_STORED_INT}))])
     }
     refusals: Refusals = {}
     rows: list[dict[str, Any]] = []
@@ -52,7 +52,7 @@ def apply_z_reports(session: Session, ups: list[Up], now: datetime) -> Refusals:
                                    "recorded with different content")
             continue
         if max(report.z_no, report.sales_count, report.refunds_count,
-               report.first_receipt_no or 0, report.last_receipt_no or 0) > _MAX_BIGINT:
+               report.first_receipt_no or 0, report.last_receipt_no or 0) > MAX_STORED_INT:
             refusals[up.id] = ("message.unstorable", "a counter of the Z report exceeds 2^63-1")
             continue
         owner = numbers.get((up.device_id, report.z_no))

@@ -46,6 +46,8 @@ class Style:
             raise DocumentError("width and height multipliers must be 1..8")
         if self.font not in FONTS:
             raise DocumentError(f"font must be one of {FONTS}")
+        if not isinstance(self.bold, bool) or not isinstance(self.invert, bool):  # the renderer indexes by them
+            raise DocumentError("bold and invert must be true or false")
 
 
 PLAIN = Style()
@@ -201,6 +203,7 @@ class Barcode:
 
     def __post_init__(self) -> None:
         _require_text(self.data, "barcode data")
+        _require_text(self.symbology, "barcode symbology")
         object.__setattr__(self, "align", Align(self.align))
         sym = self.symbology.upper().replace("_", "-")
         sym = {"EAN-13": "EAN13", "EAN-8": "EAN8", "UPCA": "UPC-A", "CODE-128": "CODE128", "CODE-39": "CODE39"}.get(sym, sym)
@@ -217,12 +220,12 @@ class Barcode:
         data = self.data
         lengths = {"EAN13": (12, 13), "EAN8": (7, 8), "UPC-A": (11, 12)}
         if sym in lengths:
-            if not data.isdigit() or len(data) not in lengths[sym]:
+            if not (data.isascii() and data.isdigit()) or len(data) not in lengths[sym]:  # "²" and "٤" are digits too
                 raise DocumentError(f"{sym} needs {lengths[sym][0]} or {lengths[sym][1]} digits, got {data!r}")
             # a wrong check digit would print a barcode no till can read
             if len(data) == lengths[sym][1] and gtin_check_digit(data[:-1]) != int(data[-1]):
                 raise DocumentError(f"{sym} {data} has a wrong check digit")
-        elif sym == "ITF" and (not data.isdigit() or len(data) % 2):
+        elif sym == "ITF" and (not (data.isascii() and data.isdigit()) or len(data) % 2):
             raise DocumentError("ITF needs an even number of digits")
         elif sym == "CODE39" and not all(c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ -.$/+%*" for c in data):
             raise DocumentError("CODE39 allows 0-9, A-Z, space and -.$/+%")

@@ -8,6 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from drivers.errors import ConfigError
 from drivers.receipt.document import gtin_check_digit
 
 
@@ -46,7 +47,8 @@ LINEAR_MAX_LENGTH = 48
 
 
 def gtin_valid(digits: str) -> bool:
-    return digits.isdigit() and len(digits) >= 2 and gtin_check_digit(digits[:-1]) == int(digits[-1])
+    # ASCII only: "²" is a digit to str.isdigit() but not to int()
+    return digits.isascii() and digits.isdigit() and len(digits) >= 2 and gtin_check_digit(digits[:-1]) == int(digits[-1])
 
 
 def _by_length(digits: str) -> Symbology | None:
@@ -91,8 +93,8 @@ class DuplicateFilter:
     """
 
     def __init__(self, window: float = 1.0) -> None:
-        if window < 0:
-            raise ValueError("dedupe window must be >= 0")
+        if not window >= 0:  # also NaN; a ConfigError (a ValueError): it comes from the device options
+            raise ConfigError(f"dedupe window must be >= 0 seconds, got {window!r}")
         self.window = window
         self._last_data: str | None = None
         self._last_seen = float("-inf")

@@ -110,6 +110,8 @@ class KeyDecoder:
 
 
 def _alt_code_char(digits: str) -> str:
+    if len(digits) > 7:  # no character has a longer code; int() and chr() would raise on some
+        return "\ufffd"
     number = int(digits)
     try:
         if digits.startswith("0") and number < 256:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from evdev import ecodes as e
 
+from drivers.errors import ConfigError
+
 ROW_NUMBERS = (e.KEY_GRAVE, e.KEY_1, e.KEY_2, e.KEY_3, e.KEY_4, e.KEY_5, e.KEY_6, e.KEY_7, e.KEY_8, e.KEY_9,
                e.KEY_0, e.KEY_MINUS, e.KEY_EQUAL)
 ROW_TOP = (e.KEY_Q, e.KEY_W, e.KEY_E, e.KEY_R, e.KEY_T, e.KEY_Y, e.KEY_U, e.KEY_I, e.KEY_O, e.KEY_P,
@@ -90,5 +92,5 @@ LAYOUTS: dict[str, Keymap] = {m.name: m for m in (US, DE, FR)}
 def get_layout(name: str) -> Keymap:
     try:
         return LAYOUTS[name.lower()]
-    except KeyError:
-        raise ValueError(f"unknown keyboard layout {name!r}; known: {', '.join(sorted(LAYOUTS))}") from None
+    except (KeyError, AttributeError):  # ConfigError (a ValueError): the agent reports it as a config error
+        raise ConfigError(f"unknown keyboard layout {name!r}; known: {', '.join(sorted(LAYOUTS))}") from None

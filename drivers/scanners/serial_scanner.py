@@ -83,6 +83,10 @@ class SerialScanner(ThreadedScanner):
             raise ConfigError("bad serial framing (parity N/E/O/M/S, stop bits 1/1.5/2, data bits 5-8)")
         self.path, self.baudrate, self.bytesize = path, int(baudrate), int(bytesize)
         self.parity, self.stopbits = PARITIES[parity.upper()], STOPBITS[stopbits]
+        try:
+            b"x".decode(encoding, "replace")  # now, not at the first scan (where it would end the reader thread)
+        except LookupError:  # unknown, or not a text encoding (base64, rot13)
+            raise ConfigError(f"unknown text encoding {encoding!r} (e.g. utf-8, latin-1, cp437)") from None
         self.encoding = encoding
         self.splitter = FrameSplitter(prefix, suffix, frame_gap)
         self._port: serial.Serial | None = None

@@ -117,3 +117,20 @@ def test_json_log_format(tmp_path: Path) -> None:
     events = [json.loads(line) for line in agent.log().splitlines() if line.startswith("{")]
     running = next(e for e in events if e["msg"] == "agent running")
     assert running["device_id"] == "pos-0001" and running["level"] == "info"
+
+
+def test_printer_database_cached_in_the_state_dir(tmp_path: Path) -> None:
+    """python-escpos pickles its printer database into a fresh temp dir of each process, so every
+    start re-parsed it; the agent points it at one cache with its state, written once, then only read."""
+    from tests.support.hardware import hardware_section
+
+    config = write_agent_config(tmp_path / "agent", extra=hardware_section(f"file://{tmp_path / 'receipts.bin'}"))
+    cache = tmp_path / "agent" / "state" / "cache" / "escpos"
+    stamps = []
+    for _ in range(2):
+        process = AgentProcess(config).start()
+        assert process.stop() == 0
+        pickles = list(cache.iterdir())
+        assert [p.name for p in pickles] == [f"{sys.version.split()[0]}.capabilities.pickle"]
+        stamps.append(pickles[0].stat().st_mtime_ns)
+    assert stamps[0] == stamps[1], "the second start rewrote the cache instead of reading it"

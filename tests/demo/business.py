@@ -86,6 +86,7 @@ class BusinessSteps:
             pos.close()
         self._wait(lambda: len(list(self.preview_dir.glob("*.png"))) >= receipts_before + 5, "shift", "3 sale receipts, a refund receipt and the Z report on the printer")
         sale_ids = {sale["sale_id"] for sale in sales}
+        self.committed_sale_ids = set(sale_ids)  # the power-cut step checks the cloud against all of them
 
         def in_the_cloud() -> dict[str, Any] | None:
             items = self._api(self.api_token, "GET", f"/companies/{self.company_id}/sales?limit=100", None, 200)[1]["items"]

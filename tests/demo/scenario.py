@@ -22,6 +22,7 @@ from cloud_api import signing_keys
 from cloud_api.tenancy.tokens import create_owner
 from cloud_api.provisioning import qr_text, write_qr_png
 from tests.demo.business import BusinessSteps
+from tests.demo.resilience import ResilienceSteps
 from tests.support.agent_process import REPO_ROOT, AgentProcess, write_agent_config
 from tests.support.cloud import Cloud, api_request
 from tests.deploy.tls_broker import ProductionBroker, make_certs, start_production_broker
@@ -36,7 +37,7 @@ class DemoFailure(Exception):
         self.logs = logs
 
 
-class Demo(BusinessSteps):
+class Demo(BusinessSteps, ResilienceSteps):
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.steps_done = 0
@@ -69,6 +70,7 @@ class Demo(BusinessSteps):
             ("partner sells a licence; its key typed on the terminal binds it", self.sell_licence),
             ("cloud creates a cashier with a PIN; the roster is pushed to the terminal", self.create_cashier),
             ("a shift through the POS API: login, three sales (one cash), a refund, X and Z reports", self.shift),
+            ("power cut mid-shift: the agent is SIGKILLed and restarted; no sale lost or doubled", self.power_cut),
             ("a second terminal pairs and the licence migrates to it", self.migrate_licence),
             ("broker down: the cashier logs in offline; permissions follow roles and licence", self.offline_login),
             ("stop the second terminal cleanly", self.stop_second_terminal),

@@ -4,86 +4,12 @@ Mosquitto (tests/conftest.py), MqttPeer pushing the roster and lease, and a real
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from broker.launcher import Mosquitto
-from drivers.sim.printer import VirtualPrinter
-from drivers.sim.scanner import VirtualSerialScanner
-from tests.posapi.support import DEVICE, Pos, api_url, create_pos_token, push_roster_and_lease, terminal_config, wait_for
-from tests.support.agent_process import AgentProcess
-from tests.support.cloud import Cloud
-from tests.support.mqtt_peer import MqttPeer
-
-
-@dataclass
-class Terminal:
-    """One terminal under test and everything around it."""
-
-    tmp: Path
-    mosquitto: Mosquitto
-    printer: VirtualPrinter
-    peer: MqttPeer
-    cloud: Cloud
-    config: Path
-    process: AgentProcess
-    pos_token: str = ""
-    clients: list[Pos] = field(default_factory=list)
-
-    @property
-    def state_dir(self) -> Path:
-        return self.config.parent / "state"
-
-    @property
-    def socket(self) -> Path:
-        return self.process.socket_path
-
-    def start(self) -> Terminal:
-        self.process.start()
-        wait_for(lambda: self.process.client().call("status")["components"]["cloud"]["connected"], 20, "broker connection")
-        return self
-
-    def restart(self) -> None:
-        self.process = AgentProcess(self.config)
-        self.start()
-
-    def pos(self) -> Pos:
-        client = Pos(api_url(self.socket), self.pos_token)
-        self.clients.append(client)
-        return client
-
-    def roster_version(self) -> int:
-        return self.process.client().call("status")["components"]["cashiers"]["roster_version"]
-
-    def ready_to_sell(self, **lease: Any) -> None:
-        push_roster_and_lease(self.peer, self.state_dir, **lease)
-        wait_for(lambda: self.roster_version() >= 1, 20, "roster applied")
-        wait_for(lambda: self.process.client().call("licence.status")["held"], 20, "lease held")
-
-
-def make_terminal(tmp_path: Path, mosquitto: Mosquitto, *, extra: str = "", with_worker: bool = True,
-                  scanner: VirtualSerialScanner | None = None, cors: list[str] = ()) -> Iterator[Terminal]:
-    printer = VirtualPrinter(preview_dir=tmp_path / "previews").start()
-    peer = MqttPeer(mosquitto, "test-cloud-pushes")
-    cloud = Cloud(tmp_path / "cloud", mosquitto)
-    if with_worker:
-        cloud.start_worker("w1")
-    config = terminal_config(tmp_path / "agent", mosquitto, printer, scanner, cors=cors, extra=extra, ack_timeout_s=3.0)
-    terminal = Terminal(tmp_path, mosquitto, printer, peer, cloud, config, AgentProcess(config))
-    try:
-        terminal.start()
-        terminal.pos_token = create_pos_token(terminal.socket)
-        yield terminal
-    finally:
-        for client in terminal.clients:
-            client.close()
-        terminal.process.kill()
-        cloud.stop()
-        peer.close()
-        printer.stop()
+from tests.support.terminal import Terminal, make_terminal
 
 
 @pytest.fixture
@@ -98,4 +24,3 @@ def selling(terminal: Terminal) -> Terminal:
     return terminal
 
 
-__all__ = ["DEVICE", "Terminal", "make_terminal"]

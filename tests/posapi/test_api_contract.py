@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from tests.posapi.conftest import Terminal
+from tests.support.terminal import Terminal
 
 EXAMPLES_PER_MODE = 15
 

@@ -19,7 +19,8 @@ import pytest
 
 from broker.launcher import Mosquitto
 from drivers.sim.scanner import VirtualSerialScanner
-from tests.posapi.conftest import DEVICE, Terminal, make_terminal
+from tests.posapi.support import DEVICE
+from tests.support.terminal import Terminal, make_terminal
 from tests.posapi.support import api_url
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -31,7 +31,8 @@ from cloud_api.settings import CloudSettings
 from cloud_api.tenancy.models import Device
 from drivers.sim.printer import VirtualPrinter
 from tests.deploy.tls_broker import make_certs
-from tests.posapi.conftest import DEVICE, Terminal
+from tests.posapi.support import DEVICE
+from tests.support.terminal import Terminal
 from tests.posapi.support import create_pos_token, terminal_config, wait_for
 from tests.support.agent_process import AgentProcess
 from tests.support.cloud import Cloud

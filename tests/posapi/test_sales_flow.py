@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from tests.posapi.conftest import DEVICE, Terminal
+from tests.posapi.support import DEVICE
+from tests.support.terminal import Terminal
 from tests.posapi.support import ADA, ANNA, BEN, SALE_TOTAL, sale_body, wait_for
 
 
@@ -94,7 +95,7 @@ def test_retry_with_the_same_request_id_sells_once(selling: Terminal) -> None:
 
 
 def test_sigkill_after_commit_prints_once_and_reaches_the_cloud_once(tmp_path, mosquitto) -> None:  # noqa: ANN001
-    from tests.posapi.conftest import make_terminal
+    from tests.support.terminal import make_terminal
 
     for terminal in make_terminal(tmp_path, mosquitto, with_worker=False):
         terminal.ready_to_sell()
