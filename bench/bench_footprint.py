@@ -6,8 +6,10 @@ cash drawer and a serial scanner bound, the POS API listening, a roster and a le
 fork. Idle memory is sampled after the agent has sat idle for `--idle` seconds: VmRSS (what
 the target is about), and PSS/USS from smaps_rollup (shared libraries counted fairly / not).
 
-Baseline, measured in the same run: a bare interpreter (`python -c pass`) started the same way,
-its exit time and its RSS. Targets (issue #10): idle RSS <= 60 MB, ready <= 1.5 s.
+Baselines, measured in the same run: a bare interpreter (`python -c pass`) started the same way,
+its exit time and its RSS; and the library floor (bench/footprint_floor.py): the RSS of an
+interpreter that only uses the agent's libraries, stage by stage, so that what kassa itself costs
+is the difference. Targets (issue #10): idle RSS <= 60 MB, ready <= 1.5 s.
 
     python bench/bench_footprint.py [--runs 5] [--idle 10]
 """
@@ -15,6 +17,7 @@ its exit time and its RSS. Targets (issue #10): idle RSS <= 60 MB, ready <= 1.5 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -76,6 +79,13 @@ def baseline(workdir: Path) -> dict[str, float]:
     return {"start_s": time.perf_counter() - started, "rss_kib": int(result.stdout)}
 
 
+def library_floor() -> dict[str, int]:
+    """RSS in KiB after each library stage of footprint_floor.py, in its own interpreter."""
+    result = subprocess.run([sys.executable, str(Path(__file__).with_name("footprint_floor.py"))],
+                            capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    return json.loads(result.stdout.splitlines()[-1])
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU the process has used: unlike wall time, not stretched by a busy machine."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -135,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     def median(rows: list[dict[str, float]], key: str) -> float:
         return statistics.median(row[key] for row in rows)
 
+    floors = [library_floor() for _ in range(3)]
+    floor_stages = {stage: statistics.median(floor[stage] for floor in floors) for stage in floors[0]}
+    print("library floor (RSS after each stage, median of 3):")
+    for stage, kib in floor_stages.items():
+        print(f"  {stage:<32} {kib / 1024:6.1f} MiB")
+
     restarts = runs[1:] or runs
     ready, rss_mb = median(restarts, "ready_s"), median(runs, "rss_kib") * 1024 / 1e6
     base_start, base_rss_mb = median(bases, "start_s"), median(bases, "rss_kib") * 1024 / 1e6
@@ -144,9 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"idle RSS: median {rss_mb:.1f} MB ({rss_mb * 1e6 / MIB:.1f} MiB), max {max(r['rss_kib'] for r in runs) * 1024 / 1e6:.1f} MB; "
           f"PSS {median(runs, 'pss_kib') * 1024 / 1e6:.1f} MB, USS {median(runs, 'uss_kib') * 1024 / 1e6:.1f} MB; "
           f"bare interpreter {base_rss_mb:.1f} MB  target <= {TARGET_RSS_MB:.0f} MB")
+    floor_mb = list(floor_stages.values())[-1] * 1024 / 1e6
+    print(f"library floor: {floor_mb:.1f} MB; kassa's own code and state: {rss_mb - floor_mb:.1f} MB")
     met = ready <= TARGET_READY_S and rss_mb <= TARGET_RSS_MB
     save("footprint", {"runs": runs, "baseline": bases, "ready_s_median": ready, "first_start_ready_s": runs[0]["ready_s"], "rss_mb_median": rss_mb,
-                       "baseline_start_s_median": base_start, "baseline_rss_mb_median": base_rss_mb, "targets_met": met})
+                       "baseline_start_s_median": base_start, "baseline_rss_mb_median": base_rss_mb,
+                       "library_floor_kib": floor_stages, "library_floor_mb": floor_mb, "targets_met": met})
     print("targets met" if met else "TARGET MISSED")
     return 0 if met else 1
 
