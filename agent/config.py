@@ -156,7 +156,7 @@ class CloudConfig(_Section):
     ca_file: Path | None = Field(None, description="CA bundle that signed the cloud API's HTTPS certificate (default: the system's CAs).")
     timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one pairing request.")
     retry_min_s: float = Field(1.0, gt=0, le=60, description="First retry delay after a failed pairing request (doubles, jittered).")
-    retry_max_s: float = Field(300.0, gt=0, le=3600, description="Cap on the pairing retry delay.")
+    retry_max_s: float = Field(300.0, gt=0, le=3600, description="Cap on the pairing retry delay, and on the wait a `Retry-After` from the cloud asks for.")
 
     @field_validator("api_url")
     @classmethod

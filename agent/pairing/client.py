@@ -22,6 +22,9 @@ from agent.version import agent_version
 from broker.contract.pairing import PollReply, PollRequest, Registration, RegistrationRequest
 
 MAX_REPLY_BYTES = 256 * 1024
+# Date headers outside these years are garbled (or a proxy's), not the cloud's clock: taken as
+# an offset they would push our time to the calendar's edge, where the next second overflows.
+PLAUSIBLE_CLOUD_YEARS = range(2000, 3000)
 
 
 class PairingNetworkError(Exception):
@@ -83,9 +86,10 @@ class PairingClient:
         try:
             error = json.loads(exc.read(MAX_REPLY_BYTES))["error"]
             code, message = str(error["code"]), str(error["message"])
-        except (ValueError, KeyError, TypeError, OSError):
+        except (ValueError, KeyError, TypeError, OSError, RecursionError):  # RecursionError: nesting too deep for json
             code, message = "http_error", f"HTTP {exc.code} {exc.reason} (not a kassa cloud error reply)"
-        seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
+        # Delay-seconds only (RFC 9110); str.isdigit alone also takes digits such as "²".
+        seconds = float(retry_after) if retry_after and retry_after.isascii() and retry_after.isdigit() else None
         return PairingHttpError(exc.code, code, message, seconds)
 
     def _note_clock(self, date_header: str | None) -> None:
@@ -95,5 +99,5 @@ class PairingClient:
             cloud_time = parsedate_to_datetime(date_header)
         except (TypeError, ValueError):
             return
-        if cloud_time.tzinfo is not None:
+        if cloud_time.tzinfo is not None and cloud_time.year in PLAUSIBLE_CLOUD_YEARS:
             self.clock_offset = cloud_time - datetime.now(timezone.utc)

@@ -205,7 +205,7 @@ class Pairing:
             self.state, self.expires_at = PairingState.UNPAIRED, None
             return False, self._backoff(failures, cap=5.0)
         if exc.code == "rate_limited" and exc.retry_after_s:
-            return registered, exc.retry_after_s
+            return registered, min(exc.retry_after_s, self.config.retry_max_s)
         return registered, self._backoff(failures)
 
     async def _install(self, reply: PollReply, broker_key: Any) -> None:

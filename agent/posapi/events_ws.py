@@ -62,7 +62,7 @@ async def events(websocket: WebSocket) -> None:
         hello = json.loads(first)
         if not isinstance(hello, dict):
             raise ValueError
-    except (TimeoutError, ValueError, KeyError):
+    except (TimeoutError, ValueError, KeyError, RecursionError):  # RecursionError: JSON nested too deep
         await _refuse(websocket, "pos.token_missing", 'send {"token": "<POS token>"} as the first message', CLOSE_UNAUTHORIZED)
         return
     except WebSocketDisconnect:

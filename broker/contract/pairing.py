@@ -144,7 +144,7 @@ class Registration(_Reply):
     state: RegistrationState
     pairing_code: str = Field(description="Canonical code, e.g. 7KQ2M9XDT (shown as 7KQ-2M9-XDT).")
     expires_at: Timestamp | None = Field(None, description="An unclaimed registration is forgotten after this.")
-    poll_interval_s: float = Field(description="How long the device should wait between polls.")
+    poll_interval_s: float = Field(ge=0, allow_inf_nan=False, description="How long the device should wait between polls.")
 
 
 class BrokerCredentials(_Reply):
@@ -161,7 +161,7 @@ class PollReply(_Reply):
     state: RegistrationState
     pairing_code: str
     expires_at: Timestamp | None = None
-    poll_interval_s: float
+    poll_interval_s: float = Field(ge=0, allow_inf_nan=False)
     credentials: BrokerCredentials | None = Field(None, description="Present once claimed.")
 
 

@@ -9,11 +9,14 @@ that do or do not cover the total, request ids, and every kind of Unicode text.
   accepts and whose receipt renders; ``parse_document`` refuses with ``print.invalid_document``
   or gives a receipt the printer driver renders;
 - over real HTTP to the POS API of a running (in-process) agent with a roster, a lease and a
-  logged-in cashier: no 5xx, every 4xx is ``{"error": {"code", "message"}}``.
+  logged-in cashier: no 5xx, every 4xx is ``{"error": {"code", "message"}}``;
+- the first message on the WebSocket ``/v1/events`` (the token): ``hello`` or an error with a
+  code and close code 4401, never a dropped connection.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +27,8 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from agent.ctl_client import ControlClient
 from agent.sales.compute import price_sale
@@ -35,7 +40,7 @@ from broker.contract.signing import public_key_fingerprint
 from drivers.printers.profile import load_profile
 from drivers.receipt.escpos import render_escpos
 from tests.agent.test_cashiers_support import cashier, roster, roster_envelope
-from tests.fuzz.strategies import NASTY_INTS, NASTY_TEXT, dumps, json_values, mostly, mutated
+from tests.fuzz.strategies import NASTY_INTS, NASTY_TEXT, dumps, json_values, mostly, mutated, weighted
 from tests.support.agent_process import write_agent_config
 from tests.support.inprocess import InProcessAgent
 from tests.support.licence import identity_public_key, lease_token, licence_doc, trust_section
@@ -304,3 +309,49 @@ def test_every_body_gets_a_result_or_an_error_with_a_code(terminal: Terminal, da
        content_type=st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded", "", "application/json; charset=latin-1"]))
 def test_raw_bodies_get_an_answer_never_a_server_error(terminal: Terminal, path: str, raw: bytes, content_type: str) -> None:
     event(assert_answer(terminal.http.post(path, content=raw, headers={"Content-Type": content_type} if content_type else {})))
+
+
+# ------------------------------------------------------------------ WebSocket hello
+AWKWARD_FIRST_MESSAGES = ["", "null", "[" * 5000, "{" * 5000, '{"a":' * 5000, "1" * 5000, '{"token": NaN}', '{"token": "\\ud800"}']
+
+
+def first_messages(token: str) -> st.SearchStrategy[str | bytes]:
+    """What a till might send first on /v1/events: the hello with a token, mutated or not, a
+    bare JSON value, text that is not JSON, or a binary frame."""
+    hello = {"token": token, "kinds": ["scan", "cashier.login"]}
+    as_json = mostly(st.just(hello), mutated(hello), odds=2) | json_values
+    return weighted(
+        (4, st.tuples(as_json, st.booleans()).map(lambda pair: dumps(pair[0], ascii_only=pair[1]).decode("utf-8", "replace"))),
+        (1, st.sampled_from(AWKWARD_FIRST_MESSAGES)),
+        (1, texts.map(lambda text: text.encode("utf-8", "replace").decode())),
+        (1, st.binary(max_size=64)),
+    )
+
+
+def check_first_message(terminal: Terminal, first: str | bytes) -> str:
+    """The stream answers its first message with ``hello`` or with an error (code, message)
+    and close code 4401; never a dropped connection or an internal-error close (1011)."""
+    url = str(terminal.http.base_url).replace("http://", "ws://").rstrip("/") + "/v1/events"
+    with connect(url) as ws:
+        ws.send(first)
+        reply = json.loads(ws.recv(10))
+        if reply["kind"] == "hello":
+            return "hello"
+        assert reply["kind"] == "error", reply
+        assert reply["error"]["code"].startswith("pos.token") and reply["error"]["message"].strip(), reply
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401, closed.value
+        return str(reply["error"]["code"])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_first_websocket_message_gets_a_hello_or_an_error_with_a_code(terminal: Terminal, data: st.DataObject) -> None:
+    token = terminal.http.headers["Authorization"].removeprefix("Bearer ")
+    event(check_first_message(terminal, data.draw(first_messages(token))))
+
+
+@pytest.mark.parametrize("first", AWKWARD_FIRST_MESSAGES, ids=lambda text: text[:12])
+def test_awkward_first_websocket_messages_are_refused_with_a_code(terminal: Terminal, first: str) -> None:
+    assert check_first_message(terminal, first).startswith("pos.token")
