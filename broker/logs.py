@@ -61,6 +61,22 @@ def _not_library_chatter(record: logging.LogRecord) -> bool:
     return not (record.name == "root" and record.levelno < logging.WARNING and "escpos" in record.pathname)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a record comes, not as it was at setup: whatever
+    swaps stderr (pytest's capture, between tests) must not leave the handler on a closed stream."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def setup_logging(level: str = "info", fmt: str = "text", stream: Any = None) -> None:
     """Route every logger to stderr with the chosen format; idempotent (SIGHUP calls it again)."""
     root = logging.getLogger()
@@ -70,7 +86,7 @@ def setup_logging(level: str = "info", fmt: str = "text", stream: Any = None) ->
         root.removeHandler(foreign)
     handler = next((h for h in root.handlers if getattr(h, "_kassa", False)), None)
     if handler is None:
-        handler = logging.StreamHandler(stream or sys.stderr)
+        handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
         handler._kassa = True  # type: ignore[attr-defined]
         handler.addFilter(_not_library_chatter)
         root.addHandler(handler)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,22 +9,6 @@ from hypothesis import settings
 
 from broker.launcher import Mosquitto
 from tests.support.agent_process import AgentProcess, write_agent_config
-
-
-def _import_escpos_without_its_root_handler() -> None:
-    """python-escpos calls logging.basicConfig() when imported: a root handler bound to the
-    sys.stderr of that moment, which under pytest is a capture stream closed later, so any
-    in-process log line (a virtual printer thread's) then prints a "Logging error". The agent
-    drops foreign handlers in setup_logging; the test process does it here, once."""
-    root = logging.getLogger()
-    before = list(root.handlers)
-    import escpos.capabilities  # noqa: F401 - imported for its side effect, which is undone
-
-    for handler in [h for h in root.handlers if h not in before]:
-        root.removeHandler(handler)
-
-
-_import_escpos_without_its_root_handler()
 
 
 @pytest.fixture

@@ -34,3 +34,21 @@ def test_json_lines_and_quiet_debug() -> None:
     assert len(lines) == 1
     event = json.loads(lines[0])
     assert event["level"] == "warning" and event["printer"] == "front" and event["password"] == "***"
+
+
+def test_default_handler_follows_stderr_when_it_is_swapped(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The handler writes to sys.stderr as it is now: a stream swapped out and closed since
+    setup (pytest's capture does that between tests) must not turn records into 'Logging error'."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_kassa", False)]:
+        root.removeHandler(handler)
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    setup_logging("info", "text")
+    monkeypatch.setattr("sys.stderr", second)
+    first.close()
+    monkeypatch.setattr(logging, "raiseExceptions", True)
+    logging.getLogger("kassa.test").warning("printer offline")
+    assert " warning kassa.test printer offline" in second.getvalue() and "Logging error" not in second.getvalue()
+    for handler in [h for h in root.handlers if getattr(h, "_kassa", False)]:
+        root.removeHandler(handler)
