@@ -73,7 +73,7 @@ class MqttConfig(_Section):
     )
     reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay (jittered).")
     reconnect_max_s: float = Field(30.0, gt=0, description="Cap on the reconnect delay.")
-    ack_timeout_s: float = Field(30.0, gt=0, description="Resend an outbox message not acked by the cloud within this time.")
+    ack_timeout_s: float = Field(30.0, gt=0, description="Resend an outbox message not acked by the cloud within this time; each further resend of the same message waits twice as long, up to 8 times this (jittered).")
     batch_max_messages: int = Field(
         50, ge=1, le=500, description="A backlog is sent up to this many outbox messages per publish (`up/batch`); 1 sends every message alone."
     )

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agent.clock import kernel_clock_synchronized
 from agent.version import agent_version
@@ -29,7 +31,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IDLE_CHECK_S = 1.0
+# A message still unacked after a resend waits twice as long for the next one (up to this many
+# ack timeouts), jittered: a cloud that is slow, not gone, is not buried in copies, and a fleet
+# that lost the cloud at the same moment does not resend in lockstep.
+RESEND_BACKOFF_MAX = 8
+RESEND_JITTER = (0.8, 1.2)
 _DOMAINS = frozenset(domain.value for domain in kc.StateDomain)
+
+
+class InFlight(NamedTuple):
+    seq: int
+    due: float  # monotonic time after which it is resent
+    resends: int
 
 
 class CloudLink:
@@ -58,7 +71,9 @@ class CloudLink:
             ),
             kernel_clock_synchronized,
         )
-        self._in_flight: dict[uuid.UUID, tuple[int, float]] = {}  # id -> (seq, sent at), in send order
+        self._in_flight: dict[uuid.UUID, InFlight] = {}
+        self._next_due = math.inf  # earliest InFlight.due: the drain scans for resends only then
+        self._rng = random.Random()
         self._cursor = 0  # highest seq published on the current connection
         self._settled: list[tuple[int, uuid.UUID]] = []
         self._refused: list[tuple[int, str]] = []
@@ -149,9 +164,10 @@ class CloudLink:
                 self.batches += sent
             if not sent:
                 return
-            now = time.monotonic()
+            due = time.monotonic() + self.config.ack_timeout_s
             for row in group:
-                self._in_flight[row.message_id] = (row.seq, now)
+                self._in_flight[row.message_id] = InFlight(row.seq, due, 0)
+            self._next_due = min(self._next_due, due)
             self._cursor = group[-1].seq
             self.published += len(group)
 
@@ -174,24 +190,29 @@ class CloudLink:
             yield group
 
     def _resend_overdue(self) -> None:
-        deadline = time.monotonic() - self.config.ack_timeout_s
-        overdue = []
-        for message_id, (seq, sent_at) in self._in_flight.items():
-            if sent_at > deadline:
-                break  # in send order: the rest are younger
-            overdue.append((message_id, seq))
+        now = time.monotonic()
+        if now < self._next_due:
+            return
+        overdue = [(message_id, entry) for message_id, entry in self._in_flight.items() if entry.due <= now]
+        self._next_due = min((entry.due for entry in self._in_flight.values() if entry.due > now), default=math.inf)
         # Resent one by one, never batched: a cloud that cannot read a batch still gets them.
-        for message_id, seq in overdue:
-            del self._in_flight[message_id]
-            row = self.outbox.get(seq)
+        resent = 0
+        for message_id, entry in overdue:
+            row = self.outbox.get(entry.seq)
             if row is None:
-                continue  # settled meanwhile
+                del self._in_flight[message_id]  # settled meanwhile
+                continue
             if not self.mqtt.publish(row.topic, row.payload):
-                return
-            self._in_flight[message_id] = (seq, time.monotonic())
-            self.resent += 1
-        if overdue:
-            log.info("resent messages the cloud did not ack in time", extra={"count": len(overdue), "ack_timeout_s": self.config.ack_timeout_s})
+                self._next_due = now  # disconnected: a reconnect sends everything again anyway
+                break
+            wait = self.config.ack_timeout_s * min(2 ** (entry.resends + 1), RESEND_BACKOFF_MAX) * self._rng.uniform(*RESEND_JITTER)
+            self._in_flight[message_id] = InFlight(entry.seq, now + wait, entry.resends + 1)
+            self._next_due = min(self._next_due, now + wait)
+            resent += 1
+        self.resent += resent
+        if resent:
+            log.info("resent messages the cloud did not ack in time",
+                     extra={"count": resent, "most_resends": max(entry.resends for _id, entry in overdue) + 1})
 
     def _flush_settled(self) -> None:
         settled, refused = self._settled, self._refused
@@ -211,6 +232,7 @@ class CloudLink:
     # -------------------------------------------------------------- connection
     def _on_connected(self, session_present: bool) -> None:
         self._in_flight.clear()
+        self._next_due = math.inf
         self._cursor = 0  # resend everything still unacked, oldest first
         self._wake.set()
         self.report_state()
@@ -273,6 +295,7 @@ class CloudLink:
 
     def _on_disconnected(self, reason: str) -> None:
         self._in_flight.clear()
+        self._next_due = math.inf
         self._cursor = 0
 
     # ---------------------------------------------------------------- inbound
@@ -308,13 +331,13 @@ class CloudLink:
         for message_id in ack.acked_ids:
             entry = self._in_flight.pop(message_id, None)
             if entry is not None:
-                self._settled.append((entry[0], message_id))
+                self._settled.append((entry.seq, message_id))
                 self.acked += 1
         for rejection in ack.rejected:
             entry = self._in_flight.pop(rejection.id, None)
             if entry is not None:
-                log.error("cloud refused a message for good; kept in outbox_rejected", extra={"seq": entry[0], "reason": rejection.reason, "detail": rejection.detail})
-                self._refused.append((entry[0], rejection.reason))
+                log.error("cloud refused a message for good; kept in outbox_rejected", extra={"seq": entry.seq, "reason": rejection.reason, "detail": rejection.detail})
+                self._refused.append((entry.seq, rejection.reason))
         self._wake.set()
 
     # --------------------------------------------------------------- commands

@@ -206,3 +206,41 @@ def test_a_cloud_that_ignores_batches_still_gets_every_message(tmp_path: Path, m
         if peer is not None:
             peer.close()
         agent.stop()
+
+
+def test_a_message_the_cloud_never_acks_is_resent_less_and_less_often(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A slow cloud is not buried in copies: each resend of the same message waits about twice
+    as long as the one before (jittered, capped at 8 ack timeouts); an ack still settles it."""
+    from tests.support.mqtt_peer import MqttPeer
+
+    peer = MqttPeer(mosquitto, "slow-cloud")
+    peer.subscribe(f"kassa/v1/dev/{DEVICE}/up/#")
+    agent = InProcessAgent(agent_config(tmp_path, mosquitto, ack_timeout_s=1.0)).start()
+    try:
+        enqueue_sales(agent, 1, 1)
+        copies: list[float] = []
+        seen: set = set()
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline:
+            try:
+                topic, payload, _ = peer.next_message(timeout_s=0.5)
+            except queue.Empty:
+                continue
+            parsed = kc.parse_message(topic, payload)
+            assert isinstance(parsed, kc.Parsed), parsed
+            seen.add(parsed.envelope.id)
+            if parsed.type is kc.MessageType.SALE:
+                copies.append(time.monotonic())
+        gaps = [later - earlier for earlier, later in zip(copies, copies[1:])]
+        # fixed resends every ack timeout would be about 12 copies; doubling gives 1 + 1 + 2 + 4 (+ jitter)
+        assert 3 <= len(copies) <= 5, gaps
+        assert gaps[-1] > 2 * gaps[0], gaps
+        assert agent.cloud.resent >= len(copies) - 1  # the state report is resent too
+        peer.send(kc.down_message(kc.Ack(acked_ids=sorted(seen)), device_id=DEVICE))  # the sale and the state report
+        deadline = time.monotonic() + 10
+        while agent.cloud.outbox.stats().depth and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert agent.cloud.outbox.stats().depth == 0
+    finally:
+        peer.close()
+        agent.stop()
