@@ -23,6 +23,7 @@ from agent.version import agent_version
 from agent.cloud.inbound import Inbound
 from agent.cloud.mqtt_client import LinkCallbacks, MqttLink
 from agent.cloud.outbox import OutboxRow
+from agent.loop_failures import LoopFailures
 from broker import contract as kc
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ class CloudLink:
         self._batch_topic = kc.batch_topic(self.device_id)
         self.connect_listeners: list[Callable[[], None]] = []  # run on the loop after every (re)connect
         self._state_waiters: dict[str, list[asyncio.Future[None]]] = {}  # domain -> refresh_state callers
+        self._failures = LoopFailures(log, "outbox drain")
         agent.store.add_commit_listener(self._wake_threadsafe)
 
     # ---------------------------------------------------------------- lifecycle
@@ -148,9 +150,11 @@ class CloudLink:
                 if self.mqtt.connected:
                     self._resend_overdue()
                     self._fill_window()
-            except Exception:  # a full disk or a bug must not end the drain for good
-                log.exception("outbox drain step failed; retrying")
+            except Exception as exc:  # a full disk or a bug must not end the drain for good
+                self._failures.failed(exc)
                 await asyncio.sleep(IDLE_CHECK_S)
+            else:
+                self._failures.succeeded()
 
     def _fill_window(self) -> None:
         room = self.window - len(self._in_flight)

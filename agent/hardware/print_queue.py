@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.loop_failures import LoopFailures
 from agent.store import Store
 from drivers import DocumentError, Printer, PrinterUnavailableError, ReceiptBuilder, TransportError
 
@@ -144,19 +145,23 @@ class PrintQueue:
     async def _worker(self, name: str) -> None:
         printer = self.printers[name]
         wake = self._wake[name]
+        failures = LoopFailures(log, "print queue")
         while not self._stopping:
             wake.clear()  # before looking: a job committed after this line sets it again
             try:
                 job = self._next_job(name)
-                if job is None:
-                    await _wait(wake, None)
-                elif not await self._print_one(printer, name, job):
-                    await _wait(wake, self.poll_s)  # retried on the next poll, a new job, or status ready
+                printed = job is not None and await self._print_one(printer, name, job)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a full disk or a bug: keep the queue alive, try again later
-                log.exception("print queue step failed; retrying", extra={"printer": name})
+            except Exception as exc:  # a full disk or a bug: keep the queue alive, try again later
+                failures.failed(exc, printer=name)
                 await asyncio.sleep(self.poll_s)
+                continue
+            failures.succeeded(printer=name)
+            if job is None:
+                await _wait(wake, None)
+            elif not printed:
+                await _wait(wake, self.poll_s)  # retried on the next poll, a new job, or status ready
 
     async def _print_one(self, printer: Printer, name: str, job: PrintJob) -> bool:
         data = self.store.read().execute("SELECT data FROM print_jobs WHERE job_id = ?", (job.job_id,)).fetchone()[0]

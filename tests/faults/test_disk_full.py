@@ -100,6 +100,10 @@ def test_disk_full_refuses_sales_clearly_and_recovers(selling: Terminal) -> None
     stream.settle()
     assert selling.process.process.poll() is None, "the agent restarted"
     wait_for(lambda: not store_status(selling)["disk_full"], 10, "the status to stop reporting a full disk")
+    # The log says so once, not once a second while it lasts, and says when it is over.
+    log = selling.process.log()
+    assert log.count("outbox drain paused") <= 1 and log.count("print queue paused") <= 1 and "Traceback" not in log, log[-4000:]
+    assert "outbox drain works again" in log or "outbox drain paused" not in log, log[-4000:]
     stream.expect_cloud_exact(timeout_s=30)
     expect_store_sound(stream, "(after the disk full)")
     assert not sales_without_receipt_job(store_path(selling))
