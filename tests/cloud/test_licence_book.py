@@ -17,7 +17,7 @@ from cloud_api.licences import binding, book
 from cloud_api.licences.records import LicenceRefused
 from cloud_api.licences.sweeper import sweep
 from tests.cloud.api_support import BACKENDS
-from tests.cloud.licence_support import LEASE_S, MARGIN_S, T0, DeviceKey, LicenceDb, licence_database
+from tests.cloud.licence_support import LEASE_S, MARGIN_S, T0, DeviceKey, LicenceDb, licence_database, short_policy
 
 
 @pytest.fixture(params=BACKENDS)
@@ -26,9 +26,9 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LicenceDb]:
         yield value
 
 
-def bind(db: LicenceDb, device: DeviceKey, key: str, now=T0) -> binding.BindOutcome:  # noqa: ANN001
+def bind(db: LicenceDb, device: DeviceKey, key: str, now=T0, policy=None) -> binding.BindOutcome:  # noqa: ANN001
     with Session(db.engine) as session, session.begin():
-        return binding.bind(session, device.device_id, key, device.public_text, now, db.policy)
+        return binding.bind(session, device.device_id, key, device.public_text, now, policy or db.policy)
 
 
 def release(db: LicenceDb, device: DeviceKey, licence_id: str, epoch: int, receipt: str, now=T0) -> bool:  # noqa: ANN001
@@ -42,12 +42,12 @@ def refused(call, *args) -> str:  # noqa: ANN001
     return caught.value.code
 
 
-def report(db: LicenceDb, device: DeviceKey, leases: list[tuple[str, int]], now, tombstones=()) -> None:  # noqa: ANN001
+def report(db: LicenceDb, device: DeviceKey, leases: list[tuple[str, int]], now, tombstones=(), policy=None) -> None:  # noqa: ANN001
     body = kc.LeaseReport(kind="lease_report", leases=[
         kc.HeldLease(licence_id=lid, epoch=epoch, lease_expires_at=now) for lid, epoch in leases],
         tombstones=[kc.Tombstone(licence_id=lid, epoch=epoch, receipt=r) for lid, epoch, r in tombstones])
     with Session(db.engine) as session, session.begin():
-        binding.apply_lease_report(session, device.device_id, body, now, db.policy)
+        binding.apply_lease_report(session, device.device_id, body, now, policy or db.policy)
 
 
 def test_bind_free_licence_then_again_is_idempotent(db: LicenceDb) -> None:
@@ -169,6 +169,24 @@ def test_lease_report_renews_and_drops_what_is_no_longer_granted(db: LicenceDb) 
     renewed, = db.leases("till-1")
     assert renewed.issued_at == int(later.timestamp()) and renewed.expires_at > first.expires_at
     assert db.licence(licence_id).lease_expires_at.replace(tzinfo=T0.tzinfo).timestamp() == renewed.expires_at
+
+
+def test_reports_after_a_reconnect_storm_do_not_re_sign_young_leases(db: LicenceDb) -> None:
+    """Devices report on every connect; with the default hourly renewal a lease issued minutes
+    ago is kept (no signature, no document), and one past half the period is renewed."""
+    hourly = short_policy(db.cloud_key, lease_s=7 * 86400, renew_after_s=3600)
+    (licence_id, key), = db.issue(assign_to=db.company_id)
+    till = db.add_device("till-1")
+    bind(db, till, key, policy=hourly)
+    first, = db.leases("till-1")
+    version = db.doc("till-1")[0]
+    report(db, till, [(licence_id, 1)], T0 + timedelta(minutes=5), policy=hourly)  # the broker restarted
+    report(db, till, [(licence_id, 1)], T0 + timedelta(minutes=29), policy=hourly)
+    assert db.doc("till-1")[0] == version and db.leases("till-1") == [first]
+    later = T0 + timedelta(minutes=31)
+    report(db, till, [(licence_id, 1)], later, policy=hourly)
+    renewed, = db.leases("till-1")
+    assert db.doc("till-1")[0] > version and renewed.issued_at == int(later.timestamp())
 
 
 def test_lease_never_outlives_the_licence_and_sweep_drops_it(db: LicenceDb) -> None:
