@@ -85,7 +85,9 @@ class PairingClient:
         retry_after = exc.headers.get("Retry-After") if exc.headers else None
         try:
             error = json.loads(exc.read(MAX_REPLY_BYTES))["error"]
-            code, message = str(error["code"]), str(error["message"])
+            code, message = str(error["code"]).strip(), str(error["message"]).strip()
+            if not code or not message:
+                raise ValueError("an error reply without a code or a message")
         except (ValueError, KeyError, TypeError, OSError, RecursionError):  # RecursionError: nesting too deep for json
             code, message = "http_error", f"HTTP {exc.code} {exc.reason} (not a kassa cloud error reply)"
         # Delay-seconds only (RFC 9110); str.isdigit alone also takes digits such as "²".

@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agent.pairing.client import PairingClient, PairingHttpError, PairingNetworkError
 from agent.config import AgentConfig, load_config
+from agent.pairing.client import PairingClient, PairingHttpError, PairingNetworkError
 from agent.pairing.component import POLL_BOUNDS_S, Pairing
 from agent.pairing.install import InstallError, check_credentials
 from broker.contract.pairing import PollReply, PollRequest, Registration, RegistrationRequest
@@ -169,3 +169,12 @@ def test_a_unicode_digit_retry_after_is_ignored_not_a_crash(cloud: FakeCloud) ->
     with pytest.raises(PairingHttpError) as refused:
         PairingClient(cloud.url, None, timeout_s=10).register(REGISTER)
     assert refused.value.code == "rate_limited" and refused.value.retry_after_s is None
+
+
+@pytest.mark.parametrize("body", [{"error": {"code": "", "message": "slow down"}}, {"error": {"code": "rate_limited", "message": " "}},
+                                  {"error": "rate_limited"}, "[" * 5000], ids=["empty code", "blank message", "not an object", "deep"])
+def test_an_error_reply_without_a_code_and_message_is_a_plain_http_error(cloud: FakeCloud, body: object) -> None:
+    cloud.reply = (400, {}, body.encode() if isinstance(body, str) else dumps(body))
+    with pytest.raises(PairingHttpError) as refused:
+        PairingClient(cloud.url, None, timeout_s=10).register(REGISTER)
+    assert refused.value.code == "http_error" and "HTTP 400" in refused.value.message
