@@ -126,18 +126,22 @@ class Mosquitto:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C in the test runner must not reach it first
             )
-            if self._wait_accepting(timeout_s):
+            if self.wait_listening(self.port, timeout_s):
                 return self
             self.kill()
         raise BrokerError(f"mosquitto did not start listening on {self.host}:{self.port}; see {self.log_path}:\n{self.log_tail()}")
 
-    def _wait_accepting(self, timeout_s: float) -> bool:
+    def wait_listening(self, port: int, timeout_s: float = 10.0) -> bool:
+        """True once ``port`` accepts connections; False if the broker exits first or time runs out.
+
+        start() waits for the main listener only. A config with more listeners must wait for
+        each: Mosquitto exits when one cannot bind (another process took the port meanwhile)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
+            if self.process is None or self.process.poll() is not None:
                 return False
             try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
+                with socket.create_connection((self.host, port), timeout=0.2):
                     return True
             except OSError:
                 time.sleep(0.02)

@@ -11,7 +11,6 @@ import os
 import pwd
 import queue
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -96,27 +95,11 @@ def start_production_broker(workdir: Path, pki: Path, acl_text: str | None = Non
         except Exception as exc:  # noqa: BLE001 - retried, then re-raised
             last = exc
             continue
-        # start() waits for the device listener only. Mosquitto binds the cloud listener after
-        # it and exits if another test process took that port meanwhile (seen in CI with two
-        # workers), so the broker is ready only when both accept.
-        if _accepting(broker, cloud_port, timeout_s=10.0):
+        if broker.wait_listening(cloud_port):  # the cloud listener binds after the device one
             return ProductionBroker(broker, device_port, cloud_port, pki)
         broker.kill()
         last = AssertionError(f"cloud listener {cloud_port} never accepted:\n{broker.log_tail()}")
     raise AssertionError(f"production broker did not start: {last}")
-
-
-def _accepting(broker: Mosquitto, port: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if broker.process is None or broker.process.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.02)
-    return False
 
 
 class Peer:

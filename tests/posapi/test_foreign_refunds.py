@@ -73,13 +73,18 @@ class Company:
 def tls_broker(workdir: Path, pki: Path) -> tuple[Mosquitto, int]:
     """A Mosquitto with the plain test listener (cloud side: worker, pushes) and a mutual-TLS
     listener where terminals log in with their certificate, as in production."""
-    tls_port = free_port()
-    extra = "\n".join([
-        f"listener {tls_port} 127.0.0.1",
-        f"cafile {pki / 'ca.crt'}", f"certfile {pki / 'server.crt'}", f"keyfile {pki / 'server.key'}",
-        "require_certificate true", "use_identity_as_username true",
-    ])
-    return Mosquitto(workdir, extra_config=extra).start(), tls_port
+    for _attempt in range(3):  # another test process can take the TLS port before Mosquitto binds it
+        tls_port = free_port()
+        extra = "\n".join([
+            f"listener {tls_port} 127.0.0.1",
+            f"cafile {pki / 'ca.crt'}", f"certfile {pki / 'server.crt'}", f"keyfile {pki / 'server.key'}",
+            "require_certificate true", "use_identity_as_username true",
+        ])
+        broker = Mosquitto(workdir, extra_config=extra).start()
+        if broker.wait_listening(tls_port):
+            return broker, tls_port
+        broker.kill()
+    raise AssertionError(f"the TLS listener did not start; see {broker.log_path}:\n{broker.log_tail()}")
 
 
 def paired_terminal_config(directory: Path, broker: Mosquitto, tls_port: int, pki: Path, printer: VirtualPrinter, api_url: str) -> Path:

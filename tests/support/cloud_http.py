@@ -17,7 +17,6 @@ import uvicorn
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from broker.launcher import free_port
 from cloud_api.app import create_app
 from cloud_api.settings import CloudSettings
 from cloud_api.tenancy.tokens import create_owner
@@ -50,9 +49,9 @@ def live_api(settings: CloudSettings, engine: Engine, tls: tuple[Path, Path, Pat
     """Serve the API until the block ends. ``tls``: (certificate, key, CA that signed it)."""
     with Session(engine, expire_on_commit=False) as session:
         _owner, _admin, token = create_owner(session, "Owner")
-    port = free_port()
     tls_options = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}
-    config = uvicorn.Config(create_app(settings, engine), host="127.0.0.1", port=port, log_level="warning", lifespan="off", **tls_options)
+    # Port 0, read back once bound: a port chosen beforehand can be taken by another test process.
+    config = uvicorn.Config(create_app(settings, engine), host="127.0.0.1", port=0, log_level="warning", lifespan="off", **tls_options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="cloud-api", daemon=True)
     thread.start()
@@ -61,6 +60,7 @@ def live_api(settings: CloudSettings, engine: Engine, tls: tuple[Path, Path, Pat
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the cloud API (uvicorn) did not start")
         time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
     try:
         verify = ssl.create_default_context(cafile=str(tls[2])) if tls else False
         yield LiveApi(f"{'https' if tls else 'http'}://127.0.0.1:{port}", engine, token, verify)
