@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,19 +12,25 @@ from pathlib import Path
 from typing import Any
 
 from agent.ctl_client import ControlClient, ControlError
-from broker.launcher import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Bound for the life of the test process and never listening: connections to it are refused,
+# and no broker another test starts (in this or another xdist worker) can take it. A port merely
+# free when chosen could later be a broker's, and a test agent would join a stranger's test.
+_CLOSED = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+_CLOSED.bind(("127.0.0.1", 0))
+CLOSED_PORT: int = _CLOSED.getsockname()[1]
 
 
 def write_agent_config(directory: Path, device_id: str = "pos-0001", extra: str = "", **mqtt: Any) -> Path:
     """A minimal agent.toml whose paths all live under ``directory``.
 
-    Without an explicit broker port the agent points at a closed port, so a broker
-    that happens to run on this machine is never used by accident.
+    Without an explicit broker port the agent points at a closed port (``CLOSED_PORT``), so a
+    broker that happens to run on this machine is never used by accident.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    mqtt.setdefault("port", free_port())
+    mqtt.setdefault("port", CLOSED_PORT)
     mqtt.setdefault("reconnect_max_s", 2.0)
     lines = [
         f'device_id = "{device_id}"',
