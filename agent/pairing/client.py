@@ -91,7 +91,8 @@ class PairingClient:
         except (ValueError, KeyError, TypeError, OSError, RecursionError):  # RecursionError: nesting too deep for json
             code, message = "http_error", f"HTTP {exc.code} {exc.reason} (not a kassa cloud error reply)"
         # Delay-seconds only (RFC 9110); str.isdigit alone also takes digits such as "²".
-        seconds = float(retry_after) if retry_after and retry_after.isascii() and retry_after.isdigit() else None
+        # A day at most: 400 nines would be an infinite float.
+        seconds = min(float(retry_after), 86400.0) if retry_after and retry_after.isascii() and retry_after.isdigit() else None
         return PairingHttpError(exc.code, code, message, seconds)
 
     def _note_clock(self, date_header: str | None) -> None:
