@@ -10,10 +10,10 @@ import logging
 from typing import Any
 
 from fastapi import Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from agent.posapi.errors import ApiError, from_refusal, from_store_error
-from agent.sales.models import RefundRequest, SaleRequest, refuse_lone_surrogates
+from agent.posapi.errors import ApiError, from_refusal
+from agent.sales.models import RefundRequest, SaleRequest, WholeBody
 from agent.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -21,13 +21,8 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------- bodies of our own routes
 
 
-class _Body(BaseModel):
+class _Body(WholeBody):
     model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _valid_unicode(cls, data: Any) -> Any:
-        return refuse_lone_surrogates(data)
 
 
 class LoginBody(_Body):
@@ -73,16 +68,13 @@ async def call(func: Any, *args: Any, **kwargs: Any) -> Any:
         if hasattr(result, "__await__"):
             result = await result
         return result
-    except ApiError:
+    except (ApiError, StoreError):  # a StoreError (full disk) is answered by the app's handler (errors.py)
         raise
     except (LoadError, HardwareError, PrintQueueError) as exc:
         code = "cashiers.load_unavailable" if isinstance(exc, LoadError) else "unavailable"
         raise ApiError(code, str(exc), 503) from None
     except NotImplementedError:
         raise ApiError("unavailable", "this terminal's agent cannot do this yet; update the agent", 503) from None
-    except StoreError as exc:  # a full disk: nothing was saved; the agent goes on and resumes by itself
-        log.error("POS API call refused: the store cannot write", extra={"call": getattr(func, "__qualname__", "?"), "problem": str(exc)})
-        raise from_store_error(exc) from None
     except Exception as exc:
         if isinstance(getattr(exc, "code", None), str) and isinstance(getattr(exc, "message", None), str):
             raise from_refusal(exc) from None

@@ -30,6 +30,7 @@ __all__ = [
     "SaleRequest",
     "SaleResult",
     "SalesRefused",
+    "WholeBody",
     "DrawerOutcome",
     "DrawerResult",
     "PrintResult",
@@ -60,17 +61,22 @@ def refuse_lone_surrogates(data: Any) -> Any:
     return data
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Request(_In):
-    """A whole request body: checked for lone surrogates once, here, not again per nested line."""
+class WholeBody(BaseModel):
+    """A whole request body (here and the POS API's own): checked for lone surrogates once, at
+    the top, not again per nested line."""
 
     @model_validator(mode="before")
     @classmethod
     def _valid_unicode(cls, data: Any) -> Any:
         return refuse_lone_surrogates(data)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Request(WholeBody, _In):
+    pass
 
 
 class SaleLineIn(_In):
