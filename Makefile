@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kassa-installed
 MOSQUITTO ?= /usr/sbin/mosquitto
 
-.PHONY: demo test setup mosquitto chromium faketime bench soak fleet fuzz docs clean
+.PHONY: demo test setup mosquitto chromium faketime bench soak fleet fuzz docs translations clean
 
 demo: setup
 	$(PY) -m tests.demo
@@ -27,12 +27,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+# Mosquitto, and what the production broker's device-listener plugin (broker/production/
+# kassa_device_acl.c) is built with: its headers, OpenSSL's and a C compiler. Tests build the
+# plugin into build/ when they first start the production broker.
 mosquitto:
-	@if [ ! -x $(MOSQUITTO) ] && ! command -v mosquitto >/dev/null; then \
-		echo "installing mosquitto (Debian package)"; \
+	@if [ ! -x $(MOSQUITTO) ] && ! command -v mosquitto >/dev/null || [ ! -f /usr/include/mosquitto_plugin.h ] \
+			|| [ ! -f /usr/include/openssl/x509.h ] || ! command -v cc >/dev/null; then \
+		echo "installing mosquitto, mosquitto-dev, libssl-dev, gcc (Debian packages)"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q mosquitto; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q mosquitto mosquitto-dev libssl-dev gcc; \
 	fi
+	@$(PY) -m broker.device_acl_plugin --out build/kassa_device_acl.so >/dev/null
 
 # Headless Chromium + its driver (Debian packages) for the POS API browser test.
 CHROMIUM ?= /usr/bin/chromium
@@ -68,6 +73,11 @@ fleet: setup
 
 docs: setup
 	$(PY) -m agent.config_doc > docs/configuration.md
+
+# Message catalogues: extract the strings marked in agent/, merge them into agent/locale/*/LC_MESSAGES/agent.po,
+# compile the .mo files; lists what still needs a translator. tests/agent/test_i18n.py fails until they are in step.
+translations: setup
+	$(PY) -m agent.i18n_catalogues update
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -104,13 +104,28 @@ class PrinterConfig(_Section):
 class ScannerConfig(_Section):
     name: str = Field(..., pattern=DEVICE_NAME_PATTERN, description="Short name.")
     url: str = Field(..., description="`serial:///dev/ttyACM0?suffix=%0D` or `hid:///dev/input/by-id/...?layout=de`.")
+    max_length: int = Field(
+        4096, ge=16, le=1048576,
+        description="Longest code accepted, in bytes (serial) or characters (HID); longer input is dropped unbuffered and reported as a `scan.rejected` event (docs/drivers.md).",
+    )
     options: dict[str, DeviceOption] = Field(default_factory=dict, description="Driver options; see docs/drivers.md.")
+
+    @model_validator(mode="after")
+    def _max_length_is_a_key(self) -> ScannerConfig:
+        # the key always has a value and wins: one given elsewhere would be silently ignored
+        if "max_length" in self.options or re.search(r"[?&]max_length=", self.url):
+            raise ValueError(f"scanner '{self.name}': set max_length as a key of its [[scanners]] table, not in the url or options")
+        return self
 
 
 class DrawerConfig(_Section):
     name: str = Field(..., pattern=DEVICE_NAME_PATTERN, description="Short name.")
     url: str = Field("printer:?pin=2", description="`printer:?pin=2` (kicked through a printer) or `serial:///dev/ttyS1`.")
     printer: str | None = Field(None, description="For `printer:` drawers: the name of the printer it hangs on.")
+    sensor_poll_s: float = Field(
+        0.5, gt=0, le=60,
+        description="While the drawer stands open, how often its sensor is read; when it is pushed shut a `drawer.closed` event follows (drawers without a sensor are not polled).",
+    )
     options: dict[str, DeviceOption] = Field(default_factory=dict, description="Driver options (on_ms, settle_s, ...).")
 
 
@@ -123,7 +138,11 @@ class HardwareConfig(_Section):
 
 class SiteConfig(_Section):
     point_of_sale: str | None = Field(None, description="Point of sale (store) this terminal serves; set by a configuration QR.")
-    language: str = Field("en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$", description="Language of receipts and messages.")
+    language: str = Field(
+        "en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$",
+        description="Language of receipts, reports, slips and POS API messages, money and dates formatted for it: `en`, `ru`, `fr`, `de` "
+        "(a region such as `de-CH` takes its formats); another language prints English. Applies to the next receipt.",
+    )
     scanner: str | None = Field(None, description="Which configured scanner the POS uses for sales (default: all).")
     rooms: list[str] = Field(default_factory=list, description="Rooms / areas this terminal serves (ticketing).")
 
@@ -157,6 +176,10 @@ class CloudConfig(_Section):
     timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one pairing request.")
     retry_min_s: float = Field(1.0, gt=0, le=60, description="First retry delay after a failed pairing request (doubles, jittered).")
     retry_max_s: float = Field(300.0, gt=0, le=3600, description="Cap on the pairing retry delay, and on the wait a `Retry-After` from the cloud asks for.")
+    certificate_renew_before_days: float = Field(
+        30.0, gt=0, le=3650,
+        description="A paired terminal asks the cloud for a new broker certificate once fewer days than this are left on its own.",
+    )
 
     @field_validator("api_url")
     @classmethod
@@ -270,10 +293,10 @@ class AgentConfig(BaseSettings):
     def _no_reserved_device_id(cls, value: str) -> str:
         if value in {".", ".."}:
             raise ValueError("'.' and '..' are not device ids")
-        from broker.contract.topics import RESERVED_DEVICE_IDS
+        from broker.contract.topics import RESERVED_DEVICE_ID_PREFIX, is_reserved_device_id
 
-        if value in RESERVED_DEVICE_IDS:
-            raise ValueError(f"'{value}' is reserved for the cloud's broker account")
+        if is_reserved_device_id(value):
+            raise ValueError(f"device ids starting with '{RESERVED_DEVICE_ID_PREFIX}' are reserved for the cloud's broker identities")
         return value
 
     @model_validator(mode="after")

@@ -50,9 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     drawer = sub.add_parser("drawer", help="cash drawer actions")
     drawer.add_argument("action", choices=["open"])
     drawer.add_argument("name", nargs="?", help="drawer name (default: the cash drawer)")
-    jobs = sub.add_parser("print", help="print jobs: list or reprint")
-    jobs.add_argument("action", choices=["jobs", "reprint"])
-    jobs.add_argument("job_id", nargs="?", help="job to reprint")
+    jobs = sub.add_parser("print", help="print jobs: list, reprint, or dismiss one that waits for a person")
+    jobs.add_argument("action", choices=["jobs", "reprint", "dismiss"])
+    jobs.add_argument("job_id", nargs="?", help="job to reprint or dismiss")
     scan = sub.add_parser("scan", help="show scans")
     scan.add_argument("--watch", action="store_true", required=True, help="stream scans until Ctrl-C")
     config = sub.add_parser("config", help="read or change the configuration")
@@ -140,6 +140,10 @@ def _simple(args: argparse.Namespace) -> tuple[str, dict[str, Any], Any]:
         if not args.job_id:
             raise ControlError("kassactl print reprint JOB_ID: which job? (kassactl print jobs lists them)")
         return "print.reprint", {"job_id": args.job_id}, lambda r: f"copy queued as job {r['job_id']}"
+    if command == "print" and args.action == "dismiss":
+        if not args.job_id:
+            raise ControlError("kassactl print dismiss JOB_ID: which job? (kassactl print jobs lists them)")
+        return "print.dismiss", {"job_id": args.job_id}, lambda r: f"job {r['job_id']} dismissed: it will not print again"
     if command == "print":
         return "print.jobs", {}, ctl_format.print_jobs
     if command == "logs":

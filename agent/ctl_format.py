@@ -54,13 +54,18 @@ def print_jobs(result: list[dict[str, Any]]) -> str:
         return "no print jobs"
     rows = []
     for job in result:
-        copy = f" copy of {job['copy_of'][:8]}" if job.get("copy_of") else ""
+        copy = f" {'automatic ' if job.get('automatic') else ''}copy of {job['copy_of'][:12]}" if job.get("copy_of") else ""
         error = f"  ({job['last_error']})" if job.get("last_error") and job["state"] != "printed" else ""
-        rows.append(f"{job['job_id'][:12]}  {job['printer']:<10} {job['kind']:<8} {job['state']:<9} tries {job['attempts']}{copy}{error}")
+        rows.append(f"{job['job_id'][:12]}  {job['printer']:<10} {job['kind']:<8} {job['state']:<15} tries {job['attempts']}{copy}{error}")
+    if any(job["state"] == "needs_attention" for job in result):
+        rows.append("needs_attention: not known whether it came out; the agent prints a copy once, never a copy of a copy.\n"
+                    "  Reprint it (kassactl print reprint JOB_ID, or the POS reprint) or, if it came out, kassactl print dismiss JOB_ID.")
     return "\n".join(rows)
 
 
 def scan(item: dict[str, Any]) -> str:
+    if item.get("kind") == "scan.rejected":
+        return f"{item.get('scanner', '?'):<10} REJECTED {item.get('reason', '?')}: {item.get('message', '')}"
     verdict = "" if item.get("valid") is not False else "  (check digit WRONG)"
     return f"{item.get('scanner', '?'):<10} {item.get('symbology', '?'):<8} {item.get('data', '')}{verdict}"
 
@@ -99,6 +104,8 @@ def licence(result: dict[str, Any]) -> str:
     if bind is not None:
         detail = f" ({bind['detail']})" if bind.get("detail") else ""
         lines.append(f"key         {bind['key_hint']} entered {bind['requested_at']}: {bind['outcome']}{detail}")
+        if bind.get("message"):
+            lines.append(f"            {bind['message']}")
     return "\n".join(lines)
 
 

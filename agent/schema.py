@@ -263,4 +263,36 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) STRICT""",
         ),
     ),
+    Migration(
+        8,
+        "print_copies",
+        (
+            # The agent copies a job by itself at most once: an original it cannot confirm (or that a
+            # crash cut short) is 'failed' and gets one `automatic` copy; a copy it cannot confirm is
+            # 'needs_attention' and prints again only when a person reprints it (never a copy of a
+            # copy: on a slow link that repeated for ever). `queue_order` puts an automatic copy where
+            # its original stood, ahead of receipts queued after it. SQLite cannot change a CHECK
+            # constraint in place, so the table is rebuilt (dropping it drops its index).
+            """CREATE TABLE print_jobs_v8 (
+                job_id      TEXT PRIMARY KEY,
+                printer     TEXT NOT NULL,
+                kind        TEXT NOT NULL,
+                ref         TEXT,
+                data        BLOB NOT NULL,
+                state       TEXT NOT NULL CHECK (state IN ('queued', 'printing', 'printed', 'failed', 'needs_attention')),
+                attempts    INTEGER NOT NULL DEFAULT 0,
+                last_error  TEXT,
+                created_at  REAL NOT NULL,
+                printed_at  REAL,
+                copy_of     TEXT,
+                automatic   INTEGER NOT NULL DEFAULT 0 CHECK (automatic IN (0, 1)),
+                queue_order REAL NOT NULL
+            ) STRICT""",
+            """INSERT INTO print_jobs_v8(job_id, printer, kind, ref, data, state, attempts, last_error, created_at, printed_at, copy_of, queue_order)
+               SELECT job_id, printer, kind, ref, data, state, attempts, last_error, created_at, printed_at, copy_of, created_at FROM print_jobs""",
+            "DROP TABLE print_jobs",
+            "ALTER TABLE print_jobs_v8 RENAME TO print_jobs",
+            "CREATE INDEX print_jobs_waiting ON print_jobs(printer, queue_order) WHERE state IN ('queued', 'printing')",
+        ),
+    ),
 )

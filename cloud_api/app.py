@@ -8,7 +8,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from cloud_api.api import auth, devices, errors, licences, links, pairing, pushes, tenancy
-from cloud_api.api import cashiers, device_sales, z_reports
+from cloud_api.api import cashiers, device_certificates, device_sales, z_reports
 from cloud_api.settings import CloudSettings
 
 
@@ -16,12 +16,14 @@ def create_app(settings: CloudSettings, engine: Engine) -> FastAPI:
     """The HTTP API on `engine`, whose schema must be current (`schema_init.create_schema`)."""
     app = FastAPI(title="kassa cloud", version="1",
                   description="Admin API of the kassa cloud: tenancy, users and tokens, devices, "
-                  "sales, pairing. Every endpoint but /healthz and the devices' own /pairing/registrations and "
-                  "/pairing/poll and /device-api/sales/lookup (signed with the device key) needs `Authorization: Bearer <token>`.")
+                  "sales, pairing. Every endpoint but /healthz, /pki/device-crl.pem and the devices' own /pairing/registrations, "
+                  "/pairing/poll, /pairing/renewals and /device-api/sales/lookup (signed with the device key) needs "
+                  "`Authorization: Bearer <token>`.")
     app.state.settings = settings
     app.state.engine = engine
     errors.install(app)
-    for module in (auth, tenancy, links, devices, z_reports, pairing, device_sales, pushes, cashiers, licences):
+    for module in (auth, tenancy, links, devices, device_certificates, z_reports, pairing, device_sales, pushes, cashiers,
+                   licences):
         app.include_router(module.router)
 
     @app.get("/healthz", summary="Liveness and database reachability")

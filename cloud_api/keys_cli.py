@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from broker import contract as kc
 from cloud_api import signing_keys
-from cloud_api.provisioning import qr_text, write_qr_png
+from cloud_api.provisioning import QrTooLarge, qr_text, write_qr_png
 from cloud_api.settings import CloudSettings
 
 
@@ -59,6 +59,10 @@ def _provisioning_qr(key: signing_keys.SigningKey, args: dict[str, Any]) -> int:
         print(f"kassa-cloud: invalid setting: {problems}", file=sys.stderr)
         return 2
     text = qr_text(settings, key)
-    out = write_qr_png(text, Path(args["out"]))
+    try:
+        out = write_qr_png(text, Path(args["out"]))
+    except QrTooLarge as exc:
+        print(f"kassa-cloud: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {out}; scan it with the terminal's scanner. Valid until {settings.expires_at.isoformat()}.")  # type: ignore[union-attr]
     return 0

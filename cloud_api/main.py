@@ -5,6 +5,7 @@
     kassa-cloud keys generate [--key-file F] [--key-id ID]
     kassa-cloud provisioning-qr [--point-of-sale P] [--language L] [--broker H:P] ... --out code.png
     kassa-cloud owner create --name N [--admin-name A] [--database-url URL]
+    kassa-cloud pki crl [--out FILE] | pki revoke --certificate FILE [--reason R] [--out FILE]
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     owner.add_argument("action", choices=["create"])
     owner.add_argument("--name", dest="owner_name", required=True, help="the owner's name")
     owner.add_argument("--admin-name", help="name of the owner_admin user (default: '<name> admin')")
+    pki = sub.add_parser("pki", parents=[common], help="the device CA's revocation list (CRL)")
+    pki.add_argument("action", choices=["crl", "revoke"], help="crl: print the newest CRL; revoke: add a certificate made elsewhere")
+    pki.add_argument("--certificate", help="revoke: the device certificate (PEM) to revoke")
+    pki.add_argument("--reason", help="revoke: why, for the audit")
+    pki.add_argument("--out", help="write the CRL to this file instead of printing it (atomic, 0644)")
     return parser
 
 
@@ -78,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     engine = make_engine(settings.database_url)
     if command == "owner":
         return create_owner_command(engine, args["owner_name"], args.get("admin_name"))
+    if command == "pki":
+        from cloud_api.pki_cli import run_pki_command
+
+        return run_pki_command(settings, engine, args)
     if command == "serve":
         import uvicorn  # only the HTTP service needs it
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic_core import to_json
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, Uuid
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -70,23 +70,37 @@ class Outcome:
 
 
 class IngestedMessage(Base):
-    """Every up message id the cloud has settled: the exactly-once ledger."""
+    """Every up message id the cloud has settled: the exactly-once ledger.
+
+    A message refused before it could be read as a valid envelope (`schema`, `wrong_device`,
+    ... reported to its device in down/ack) is recorded too, rejected, with only what can be
+    trusted: the device of its topic (the broker's ACL vouches for it), its id, the seq of a
+    version-1 up envelope (else null) and the type its topic names (null for a batch line).
+    Its boot id, clock and clock_trusted stay null.
+    """
 
     __tablename__ = "ingested_messages"
 
     message_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     device_id: Mapped[str] = mapped_column(DEVICE_ID)
-    seq: Mapped[int] = mapped_column(BigInteger)
-    type: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    type: Mapped[str | None] = mapped_column(String(32))
     boot_id: Mapped[uuid.UUID | None]
-    created_at: Mapped[datetime]  # the device's clock, see clock_trusted
-    clock_trusted: Mapped[bool]
+    created_at: Mapped[datetime | None]  # the device's clock, see clock_trusted
+    clock_trusted: Mapped[bool | None]
     received_at: Mapped[datetime]
     outcome: Mapped[str] = mapped_column(String(16))
     reject_reason: Mapped[str | None] = mapped_column(String(64))
     reject_detail: Mapped[str | None] = mapped_column(String(500))
 
-    __table_args__ = (Index("ix_ingested_messages_device_seq", "device_id", "seq"),)
+    __table_args__ = (
+        Index("ix_ingested_messages_device_seq", "device_id", "seq"),
+        # Rejected rows only (few): a device's rejection count and newest-first list, at no
+        # cost to the inserts of applied messages.
+        Index("ix_ingested_messages_rejected", "device_id", "received_at",
+              sqlite_where=text("outcome = 'rejected'"),
+              postgresql_where=text("outcome = 'rejected'")),
+    )
 
 
 class DeviceStream(Base):

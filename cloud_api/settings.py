@@ -49,15 +49,21 @@ class CloudSettings(BaseSettings):
     licence_clock_margin_s: int = Field(300, ge=0, le=86400, description="Added to a silent old device's lease expiry before its licence moves anyway.")
     licence_moves_per_hour: int = Field(10, ge=1, le=10_000, description="Moves (requests to another device) accepted per licence and hour.")
     licence_sweep_s: float = Field(15.0, gt=0, le=3600, description="How often the worker grants moves whose silent old device's lease ran out, and drops expired licences.")
-    # Pairing (cloud_api/pairing): the cloud signs each claimed device's CSR with this CA.
+    # Pairing (cloud_api/pairing): the cloud signs each claimed device's CSR with the device CA.
     device_ca_cert_file: Path | None = Field(
-        None, description="CA certificate (PEM) that signs device broker certificates at pairing: the CA the broker's device listener trusts (make-certs.sh's ca.crt).")
-    device_ca_key_file: Path | None = Field(None, description="Private key of that CA (PEM, mode 0600). Unset: pairing is unavailable (503).")
-    device_cert_days: int = Field(825, ge=1, le=3650, description="Validity of a device certificate issued at pairing (never beyond the CA's own).")
+        None, description="Device CA certificate (PEM): signs terminals' broker certificates at pairing and renewal, and the device CRL. "
+        "The broker's device listener trusts only this CA (make-certs.sh's device-ca.crt).")
+    device_ca_key_file: Path | None = Field(None, description="Private key of the device CA (PEM, mode 0600). Unset: pairing is unavailable (503). "
+                                            "The cloud CA's key never belongs on the cloud host.")
+    device_cert_days: float = Field(825, gt=0, le=3650, description="Validity of a device certificate issued at pairing or renewal (never beyond the CA's own); "
+                                    "devices renew when a third of it is left (agent: [cloud] certificate_renew_before_days).")
+    device_cert_renew_interval_s: int = Field(60, ge=0, le=86_400, description="A device gets at most one new certificate in this time (429 with Retry-After otherwise).")
+    device_crl_file: Path | None = Field(None, description="Where to write the device CRL each time a device is revoked, when the broker reads it on this host "
+                                         "(it is also served at GET /pki/device-crl.pem).")
     pairing_broker_host: str | None = Field(
         None, pattern=r"^[A-Za-z0-9.:-]{1,253}$", description="Broker host name paired devices connect to (in the broker certificate's subjectAltName); default mqtt_host.")
     pairing_broker_port: int = Field(8883, ge=1, le=65535, description="The broker's device listener port sent to paired devices.")
-    pairing_broker_ca_file: Path | None = Field(None, description="CA bundle (PEM) of the broker's server certificate, sent to devices; default the device CA.")
+    pairing_broker_ca_file: Path | None = Field(None, description="CA bundle (PEM) of the broker's server certificate (the cloud CA), sent to devices; default mqtt_ca_file.")
     pairing_code_ttl_s: int = Field(24 * 3600, ge=60, le=30 * 24 * 3600, description="An unclaimed registration (and its code) is forgotten after this.")
     pairing_poll_interval_s: float = Field(5.0, ge=1, le=300, description="How often waiting devices are told to poll.")
     pairing_requests_per_minute: int = Field(120, ge=1, description="Unauthenticated pairing requests accepted per client address and minute (per API process).")

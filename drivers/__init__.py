@@ -35,7 +35,7 @@ from drivers.receipt.escpos import EscposRenderer, render_escpos
 from drivers.receipt.preview import preview_image, preview_text, write_preview
 from drivers.registry import DriverRegistry, Supports, UsbId, default_registry, register_driver
 from drivers.scanners.base import ThreadedScanner
-from drivers.scanners.events import ScanEvent, Symbology
+from drivers.scanners.events import RejectReason, ScanEvent, ScanRejection, Symbology
 from drivers.scanners.factory import open_scanner
 from drivers.scanners.hid import HidScanner, KeyDecoder
 from drivers.scanners.serial_scanner import SerialScanner

@@ -145,12 +145,17 @@ def query_byte(channel: StatusChannel, query: bytes, timeout: float) -> int | No
     return value
 
 
-def read_status(channel: StatusChannel, timeout: float, *, drawer_open_level: str = "high") -> PrinterStatus:
-    """Query DLE EOT 1, 2, 4 (and 3 if needed) and interpret the answers."""
+def read_status(channel: StatusChannel, timeout: float, *, drawer_open_level: str = "high",
+                first_timeout: float | None = None) -> PrinterStatus:
+    """Query DLE EOT 1, 2, 4 (and 3 if needed) and interpret the answers.
+
+    ``first_timeout`` is the wait for the first answer when the query queues behind bytes
+    still on their way (a job just written): the printer answers in stream order."""
     channel.discard_input()
-    printer = query_byte(channel, QUERY_PRINTER, timeout)
+    first_wait = timeout if first_timeout is None else max(timeout, first_timeout)
+    printer = query_byte(channel, QUERY_PRINTER, first_wait)
     if printer is None:
-        return PrinterStatus.unknown("no answer to DLE EOT 1")
+        return PrinterStatus.unknown(f"no answer to DLE EOT 1 within {first_wait:.1f} s")
     offline_cause = query_byte(channel, QUERY_OFFLINE_CAUSE, timeout)
     error_cause = None
     if offline_cause is not None and is_status_byte(offline_cause) and offline_cause & OFFLINE_ERROR:

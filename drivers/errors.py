@@ -32,6 +32,9 @@ class TransportError(DriverError, OSError):
     def __init__(self, message: str, *, timed_out: bool = False):
         super().__init__(message)
         self.timed_out = timed_out
+        # Set by a write that failed after bytes may have reached the device: part of the job
+        # may have printed, so sending it again in full would print it twice.
+        self.partial = False
 
 
 class PrinterUnavailableError(DriverError):
@@ -44,6 +47,7 @@ class PrinterUnavailableError(DriverError):
         super().__init__(message)
         self.status = status
         self.job_id = job_id
+        self.interrupted = False  # the job's write had begun: some of it may have printed
 
 
 class PaperOutError(PrinterUnavailableError):

@@ -17,7 +17,7 @@ from drivers.status import DeviceStatus, PrinterStatus
 if TYPE_CHECKING:
     from drivers.printers.profile import PrinterProfile
     from drivers.receipt.document import Receipt
-    from drivers.scanners.events import ScanEvent
+    from drivers.scanners.events import ScanEvent, ScanRejection
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,13 @@ class Printer(abc.ABC):
         """Print, or raise a :class:`drivers.errors.PrinterUnavailableError` subclass saying why not."""
 
     @abc.abstractmethod
-    def send_raw(self, data: bytes, job_id: str, *, check_status: bool = True) -> PrintResult:
-        """Write already-rendered ESC/POS bytes with the same guarantees as :meth:`print_document`."""
+    def send_raw(self, data: bytes, job_id: str, *, check_status: bool = True,
+                 before_write: Callable[[], None] | None = None) -> PrintResult:
+        """Write already-rendered ESC/POS bytes with the same guarantees as :meth:`print_document`.
+
+        ``before_write()`` runs once the printer was found ready, just before the first byte
+        goes out (a print queue records there that the job may have started; if it raises,
+        nothing is written)."""
 
     @abc.abstractmethod
     def drawer_status(self) -> DeviceStatus:
@@ -64,14 +69,16 @@ class Printer(abc.ABC):
 
 
 ScanCallback = Callable[["ScanEvent"], None]
+RejectCallback = Callable[["ScanRejection"], None]
 
 
 class Scanner(abc.ABC):
     identity: str
 
     @abc.abstractmethod
-    def start(self, on_scan: ScanCallback) -> None:
-        """Start the reader thread; ``on_scan`` is called from that thread for every scan."""
+    def start(self, on_scan: ScanCallback, on_reject: RejectCallback | None = None) -> None:
+        """Start the reader thread; ``on_scan`` is called from that thread for every scan,
+        ``on_reject`` for input turned away (too long, binary, control characters...)."""
 
     @abc.abstractmethod
     def stop(self, timeout: float = 2.0) -> None: ...

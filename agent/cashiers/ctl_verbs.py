@@ -59,11 +59,18 @@ def roster_text(result: dict[str, Any]) -> str:
     for c in result["cashiers"]:
         flags = [x for x, on in (("disabled", not c["enabled"]), ("no PIN", not c["has_pin"]),
                                  (f"locked until {c.get('locked_until')}", bool(c.get("locked_until")))) if on]
-        points = ", ".join(f"{d['point_of_sale']} (terminal {d['terminal_id']}, operator {d['operator_code']})" for d in c["details"])
+        points = ", ".join(f"{d['point_of_sale']} ({details_text(d)})" for d in c["details"])
         lines.append(f"{c['cashier_id']:<12} {c['operator_code']}  {c['name']:<24} {','.join(c['roles']):<22} {' '.join(flags)}")
         if points:
             lines.append(f"{'':<12} details: {points}")
     return "\n".join(lines)
+
+
+def details_text(details: dict[str, Any]) -> str:
+    """One details set: its session label if it has one, terminal id, operator code."""
+    label = details.get("session_label")
+    return ", ".join([*([label] if label else []), f"terminal {details.get('terminal_id') or '-'}",
+                      f"operator {details['operator_code']}"])
 
 
 def load_text(result: dict[str, Any]) -> str:
@@ -77,7 +84,7 @@ def load_text(result: dict[str, Any]) -> str:
 def session_text(result: dict[str, Any]) -> str:
     return "\n".join([
         f"logged in: {result['name']} ({result['cashier_id']}), roles {', '.join(result['roles'])}",
-        f"point of sale {result['point_of_sale'] or '-'}, terminal {result['terminal_id'] or '-'}, operator {result['operator_code']}",
+        f"point of sale {result['point_of_sale'] or '-'}: {details_text(result)}",
         f"till session {result['till_session_id']}, expires {result['expires_at']} if unused",
         f"token {result['token']}",
     ])

@@ -51,7 +51,10 @@ class LoginResult:
 
 
 def describe(session: CashierSession, cashier: RosterCashier, timeout_s: float) -> dict[str, Any]:
-    """A session for the POS and kassactl: who, roles, the details sales carry, expiry (no token)."""
+    """A session for the POS and kassactl: who, roles, the details sales carry, expiry (no token).
+
+    `session_label` (the airline session or counter the details set is for) is display
+    only: it comes from the current roster, sales never carry it."""
     from agent.cashiers.permissions import actions_of
 
     return {
@@ -63,9 +66,15 @@ def describe(session: CashierSession, cashier: RosterCashier, timeout_s: float) 
         "point_of_sale": session.point_of_sale,
         "terminal_id": session.terminal_id,
         "operator_code": session.operator_code,
+        "session_label": session_label(cashier, session.point_of_sale),
         "started_at": iso(session.started_at),
         "expires_at": iso(session.expires_at(timeout_s)),
     }
+
+
+def session_label(cashier: RosterCashier, point_of_sale: str | None) -> str | None:
+    """The label of the cashier's details set for `point_of_sale`, if it has one."""
+    return next((d.session_label for d in cashier.details if d.point_of_sale == point_of_sale), None)
 
 
 def iso(ts: float) -> str:

@@ -69,6 +69,7 @@ class MqttLink:
         self._thread: threading.Thread | None = None
         self._rng = random.Random()
         self._refreshing: dict[int, str] = {}  # SUBSCRIBE mid -> topic asked again by refresh_retained
+        self._tls_context: ssl.SSLContext | None = None
         self.client = self._make_client()
 
     def _make_client(self) -> paho.Client:
@@ -83,12 +84,12 @@ class MqttLink:
             self.config.password.get_secret_value() if self.config.password else None,
         )
         if self.config.tls:
-            client.tls_set(
-                ca_certs=str(self.config.ca_file) if self.config.ca_file else None,
-                certfile=str(self.config.cert_file) if self.config.cert_file else None,
-                keyfile=str(self.config.key_file) if self.config.key_file else None,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+            # Our own context rather than tls_set's: reload_certificate() swaps the certificate
+            # in it for the next handshake (paho configures TLS only once per client).
+            self._tls_context = ssl.create_default_context(cafile=str(self.config.ca_file) if self.config.ca_file else None)
+            if self.config.cert_file:
+                self._tls_context.load_cert_chain(str(self.config.cert_file), str(self.config.key_file) if self.config.key_file else None)
+            client.tls_set_context(self._tls_context)
         client.max_inflight_messages_set(self.config.max_inflight)
         # paho holds what exceeds its in-flight window until PUBACKs free room; the outbox's
         # ack window bounds that. Nothing is queued while offline: publish() refuses, and
@@ -120,6 +121,19 @@ class MqttLink:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+
+    def reload_certificate(self) -> None:
+        """Use the (renewed) certificate and CA files from now on: load them into the TLS
+        context and reconnect, so the broker checks the new certificate at once rather than at
+        some later reconnect. The outbox resends whatever was in flight."""
+        if self._tls_context is None or self.config.cert_file is None:
+            return
+        self._tls_context.load_cert_chain(str(self.config.cert_file), str(self.config.key_file) if self.config.key_file else None)
+        if self.config.ca_file:
+            self._tls_context.load_verify_locations(cafile=str(self.config.ca_file))
+        if self.connected:
+            log.info("reconnecting to the broker with the renewed certificate")
+            self.client.disconnect()
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
         """Hand one QoS 1 message to paho; False when not connected (the outbox will resend)."""

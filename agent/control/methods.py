@@ -88,6 +88,15 @@ def _print_reprint(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
         raise MethodError(str(exc)) from None
 
 
+def _print_dismiss(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
+    from agent.hardware.print_queue import PrintQueueError
+
+    try:
+        return _hardware(agent).queue.dismiss(str_param(params, "job_id", required=True)).as_dict()
+    except PrintQueueError as exc:
+        raise MethodError(str(exc)) from None
+
+
 def _print_jobs(agent: Agent, params: dict[str, Any]) -> list[dict[str, Any]]:
     limit = params.get("limit", 20)
     if not isinstance(limit, int) or not 1 <= limit <= 500:
@@ -155,7 +164,7 @@ async def _logs_follow(agent: Agent, params: dict[str, Any]) -> AsyncIterator[di
 
 
 async def _scan_watch(agent: Agent, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-    subscription = agent.events.subscribe({"scan"})
+    subscription = agent.events.subscribe({"scan", "scan.rejected"})
     try:
         while True:
             event = await subscription.next()
@@ -192,11 +201,12 @@ METHODS: dict[str, Method] = {
         Method("status", Role.READ, "Agent, store, scheduler and component status.", _status),
         Method("config.reload", Role.ADMIN, "Re-read the config file (like SIGHUP); lists keys needing a restart.", _reload),
         Method("devices", Role.READ, "Configured printers, scanners and drawers with their status.", _devices),
-        Method("print.jobs", Role.READ, "Recent print jobs and their state (params: limit).", _print_jobs),
+        Method("print.jobs", Role.READ, "Recent print jobs and their state, those waiting for a person first (params: limit).", _print_jobs),
         Method("print.test", Role.ADMIN, "Queue a test page (params: printer).", _print_test),
         Method("print.reprint", Role.ADMIN, "Print a job again, marked as a copy (params: job_id).", _print_reprint),
+        Method("print.dismiss", Role.ADMIN, "A job waiting for a person needs no reprint (params: job_id).", _print_dismiss),
         Method("drawer.open", Role.ADMIN, "Open a cash drawer without a sale (params: drawer).", _drawer_open),
-        Method("scan.watch", Role.READ, "Stream scans as they happen (one notification per scan).", _scan_watch),
+        Method("scan.watch", Role.READ, "Stream scans as they happen (one notification per scan or rejected input).", _scan_watch),
         Method("config.get", Role.READ, "The effective configuration, or one key (params: key); secrets masked.", _config_get),
         Method("config.set", Role.ADMIN, "Change one key in the config file (params: key, value); validated, applied or flagged restart.", _config_set),
         Method("logs", Role.READ, "Recent log lines (params: lines).", _logs),

@@ -1,14 +1,16 @@
 """The hardware component: builds the configured devices and keeps them working.
 
-Printers print through the durable queue; scanners deliver scans from their
-reader threads onto the agent loop and into the event bus; drawers open on
-request. Device status is polled by a named scheduler job and changes are
-published as events.
+Printers print through the durable queue; scanners deliver scans (and the
+input they reject) from their reader threads onto the agent loop and into the
+event bus; drawers open on request, and an open drawer's sensor is polled
+until it is pushed shut. Device status is polled by a named scheduler job and
+changes are published as events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import time
@@ -18,11 +20,15 @@ import drivers
 from agent.config import ConfigError
 from agent.hardware.print_queue import PrintQueue, PrintQueueError
 from agent.hardware.receipts import test_page
+from agent.sales import receipts
 
 if TYPE_CHECKING:
     from agent.daemon import Agent
 
 log = logging.getLogger(__name__)
+
+# What the POS API and kassactl call a drawer's sensor state (docs/pos-api.md).
+DRAWER_STATES = {drivers.DeviceStatus.DRAWER_OPEN: "open", drivers.DeviceStatus.DRAWER_CLOSED: "closed"}
 
 
 class HardwareError(ConfigError):
@@ -48,17 +54,22 @@ class Hardware:
                 self.drawers[drawer.name] = drivers.open_drawer(drawer.url, printer=self.printers.get(drawer.printer or ""), **drawer.options)
             except drivers.ConfigError as exc:
                 raise HardwareError(f"drawer '{drawer.name}': {exc}") from None
+        self.sensor_poll_s = {drawer.name: drawer.sensor_poll_s for drawer in config.drawers}
+        self._drawer_opened_at: dict[str, float] = {}  # drawers whose sensor is being polled, since when
+        self._drawer_openings: dict[str, int] = {}  # per drawer: a sensor reading older than the last opening is stale
         self.scanners: dict[str, drivers.Scanner] = {}
         for scanner in config.scanners:
             try:
-                self.scanners[scanner.name] = drivers.open_scanner(scanner.url, **scanner.options)
+                self.scanners[scanner.name] = drivers.open_scanner(scanner.url, max_length=scanner.max_length, **scanner.options)
             except drivers.ConfigError as exc:
                 raise HardwareError(f"scanner '{scanner.name}': {exc}") from None
         self.receipt_printer = config.hardware.receipt_printer or next(iter(self.printers), None)
         self.cash_drawer = config.hardware.cash_drawer or next(iter(self.drawers), None)
-        self.queue = PrintQueue(agent.store, self.printers, config.hardware.status_poll_s, on_event=self._event)
+        self.queue = PrintQueue(agent.store, self.printers, config.hardware.status_poll_s, on_event=self._event,
+                                copy_mark=self._copy_mark)
         self.statuses: dict[str, str] = {}
         self.scans = 0
+        self.scans_rejected = 0
         self.discovery = drivers.Discovery([drivers.UsbSource(), drivers.SerialSource(), drivers.InputSource()])
 
     # ---------------------------------------------------------------- lifecycle
@@ -69,7 +80,8 @@ class Hardware:
         self.queue.start()
         for name, scanner in self.scanners.items():
             try:
-                scanner.start(lambda event, name=name: self.agent.call_from_thread(self._on_scan, name, event))
+                scanner.start(lambda event, name=name: self.agent.call_from_thread(self._on_scan, name, event),
+                              lambda rejection, name=name: self.agent.call_from_thread(self._on_scan_rejected, name, rejection))
             except drivers.DriverError as exc:
                 # A missing scanner must not stop the till: sales go on with manual entry.
                 log.error("scanner could not start; check the cable and the configured path", extra={"scanner": name, "problem": str(exc)})
@@ -81,6 +93,8 @@ class Hardware:
     async def stop(self) -> None:
         self.agent.scheduler.cancel("printer-status")
         self.agent.scheduler.cancel("device-discovery")
+        for name in list(self._drawer_opened_at):
+            self._stop_watching(name)
         await self.queue.stop()
         for scanner in self.scanners.values():
             await asyncio.to_thread(scanner.stop)
@@ -91,10 +105,11 @@ class Hardware:
 
     def status(self) -> dict[str, Any]:
         printers = {
-            name: {"status": self.statuses.get(name, "unknown"), "queued": self.queue.waiting(name), "last_error": self.queue.last_error.get(name)}
+            name: {"status": self.statuses.get(name, "unknown"), "queued": self.queue.waiting(name),
+                   "needs_attention": self.queue.needing_attention(name), "last_error": self.queue.last_error.get(name)}
             for name in self.printers
         }
-        parts = [f"{n} {p['status']}" + (f" ({p['queued']} queued)" if p["queued"] else "") for n, p in printers.items()]
+        parts = [f"{n} {p['status']}" + _waiting_note(p) for n, p in printers.items()]
         return {
             "summary": "; ".join(parts) if parts else "no printers configured",
             "printers": printers,
@@ -103,6 +118,7 @@ class Hardware:
             "receipt_printer": self.receipt_printer,
             "cash_drawer": self.cash_drawer,
             "scans": self.scans,
+            "scans_rejected": self.scans_rejected,
             "discovered": [
                 {
                     "identity": identity,
@@ -114,6 +130,12 @@ class Hardware:
             ],
         }
 
+    def _copy_mark(self) -> drivers.Receipt:
+        """``*** COPY ***`` in the shop's language and the company's wording, read at each copy."""
+        assert self.agent.store is not None
+        template = receipts.Template.from_config(receipts.pushed_config(self.agent.store.read()), self.agent.config.site.language)
+        return receipts.copy_mark(template)
+
     # ------------------------------------------------------------------ events
     def _event(self, kind: str, data: dict[str, Any]) -> None:
         self.agent.events.publish(kind, **data)
@@ -122,6 +144,14 @@ class Hardware:
         self.scans += 1
         self.agent.events.publish(
             "scan", scanner=scanner, data=event.data, symbology=str(event.symbology.value), valid=event.valid, source=event.source
+        )
+
+    def _on_scan_rejected(self, scanner: str, rejection: drivers.ScanRejection) -> None:
+        # the driver has logged it (rate-limited); the POS can tell the cashier the scan did not count
+        self.scans_rejected += 1
+        self.agent.events.publish(
+            "scan.rejected", scanner=scanner, reason=rejection.reason.value, message=rejection.message,
+            length=rejection.length, source=rejection.source,
         )
 
     async def discover(self) -> None:
@@ -155,14 +185,60 @@ class Hardware:
         except PrintQueueError as exc:
             raise HardwareError(str(exc)) from None
 
-    async def open_drawer(self, drawer: str | None = None) -> str:
+    async def open_drawer(self, drawer: str | None = None, *, cashier_id: str | None = None) -> str:
+        """Kick the drawer; its sensor state after the settle time: ``open``, ``closed`` or ``unknown``.
+
+        A failed kick is published as ``drawer.failed``; an open drawer is watched until it is
+        shut (``drawer.closed``).
+        """
         name = drawer or self.cash_drawer
         if name is None or name not in self.drawers:
             raise HardwareError(f"no drawer named '{name}' (configured: {', '.join(self.drawers) or 'none'})")
         try:
             await asyncio.to_thread(self.drawers[name].open)
-        except (drivers.DriverError, OSError) as exc:
-            raise HardwareError(f"drawer '{name}' did not open: {exc}") from None
-        state = (await asyncio.to_thread(self.drawers[name].state)).value
+        except Exception as exc:  # a driver bug too: whoever waits for the drawer must hear it failed
+            self._event("drawer.failed", {"drawer": name, "error": str(exc), "cashier_id": cashier_id})
+            if isinstance(exc, (drivers.DriverError, OSError)):
+                raise HardwareError(f"drawer '{name}' did not open: {exc}") from None
+            raise
+        state = DRAWER_STATES.get(await asyncio.to_thread(self.drawers[name].state), "unknown")
         self._event("drawer", {"drawer": name, "action": "opened", "state": state})
+        if state == "open":
+            self._drawer_openings[name] = self._drawer_openings.get(name, 0) + 1
+            self._watch_drawer(name)
         return state
+
+    # ------------------------------------------------------- open drawer watch
+    def _watch_drawer(self, name: str) -> None:
+        """Poll the sensor of an open drawer until it is shut; a second opening keeps the first watch."""
+        if name in self._drawer_opened_at:
+            return
+        self._drawer_opened_at[name] = time.monotonic()
+        self.agent.scheduler.every(f"drawer-watch-{name}", self.sensor_poll_s[name], functools.partial(self._check_drawer, name))
+
+    def _stop_watching(self, name: str) -> None:
+        self._drawer_opened_at.pop(name, None)
+        self.agent.scheduler.cancel(f"drawer-watch-{name}")
+
+    async def _check_drawer(self, name: str) -> None:
+        if name not in self._drawer_opened_at:
+            return  # stopped while this run was due
+        openings = self._drawer_openings.get(name)
+        status = await asyncio.to_thread(self.drawers[name].state)
+        if status is not drivers.DeviceStatus.DRAWER_CLOSED:
+            return  # still open, or the sensor did not answer this time (printer busy or offline): ask again
+        if openings != self._drawer_openings.get(name):
+            return  # opened again while the sensor was read: that reading is from before
+        opened_at = self._drawer_opened_at.get(name)
+        self._stop_watching(name)
+        if opened_at is not None:
+            open_s = round(time.monotonic() - opened_at, 1)
+            log.info("drawer closed", extra={"drawer": name, "open_s": open_s})
+            self._event("drawer.closed", {"drawer": name, "state": "closed", "open_s": open_s})
+
+
+def _waiting_note(printer: dict[str, Any]) -> str:
+    notes = [f"{printer['queued']} queued"] if printer["queued"] else []
+    if printer["needs_attention"]:
+        notes.append(f"{printer['needs_attention']} need a person: kassactl print jobs")
+    return f" ({', '.join(notes)})" if notes else ""

@@ -3,9 +3,19 @@
 Jobs are submitted inside the caller's transaction (a sale and its receipt job
 commit together). A worker per printer sends them in order; paper out, cover
 open or an offline printer leave the job queued, and it prints when the status
-is ready again. A job marked printed is never sent again; ``reprint`` makes a
-new job marked as a copy. So does a job the printer did not confirm (it reported that it
-cannot print right after the job), and one a crash left 'printing'.
+is ready again. A job marked printed is never sent again; ``reprint`` (a person
+asked) makes a new job marked as a copy.
+
+A job that may have come out but is not known to have is copied by the agent
+itself at most once: the printer did not confirm it (right after the job it
+reported that it cannot print, or did not answer), or a crash left it
+'printing' (marked just before its first byte went out). The original turns
+'failed' and one automatic copy takes its place in the queue, ahead of receipts
+queued after it. A copy in that situation is never copied again: it turns
+'needs_attention' and waits for a person: ``reprint`` (``kassactl print
+reprint``, the POS reprint) or ``dismiss`` (it came out after all). On a link
+slower than the printer's confirmation wait every copy was as unconfirmed as its
+original, and copies of copies came out for ever.
 """
 
 from __future__ import annotations
@@ -21,10 +31,16 @@ from typing import Any
 
 from agent.loop_failures import LoopFailures
 from agent.store import Store
-from drivers import DocumentError, Printer, PrinterUnavailableError, ReceiptBuilder, TransportError
+from drivers import DocumentError, Printer, PrinterUnavailableError, Receipt, ReceiptBuilder, TransportError
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 10.0  # a send in progress at stop (printers have write timeouts below this)
+NEEDS_ATTENTION = "needs_attention"  # unknown whether it came out, already a copy: a person decides
+COPY_HEADER = "*** COPY ***"
+
+
+def english_copy_mark() -> Receipt:
+    return ReceiptBuilder().text(COPY_HEADER, bold=True, align="center").feed(1).build()
 
 
 class PrintQueueError(Exception):
@@ -42,10 +58,16 @@ class PrintJob:
     last_error: str | None
     created_at: float
     printed_at: float | None
-    copy_of: str | None
+    copy_of: str | None  # the original job (a copy never points at another copy)
+    automatic: bool  # a copy the agent made by itself, not one a person asked for
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
+
+    @classmethod
+    def from_row(cls, row: Any) -> PrintJob:
+        *fields, automatic = row
+        return cls(*fields, bool(automatic))
 
 
 class PrintQueue:
@@ -55,11 +77,13 @@ class PrintQueue:
         printers: dict[str, Printer],
         poll_s: float,
         on_event: Callable[[str, dict[str, Any]], None] = lambda kind, data: None,
+        copy_mark: Callable[[], Receipt] = english_copy_mark,
     ) -> None:
         self.store = store
         self.printers = printers
         self.poll_s = poll_s
         self.on_event = on_event
+        self.copy_mark = copy_mark  # what a copy starts with, in the shop's language at the time of the copy
         self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in printers}
         self._tasks: list[asyncio.Task[None]] = []
         self._submitted: set[str] = set()  # printers with a job in a transaction not yet seen committed
@@ -67,15 +91,21 @@ class PrintQueue:
         self.last_error: dict[str, str | None] = dict.fromkeys(printers)
 
     # ---------------------------------------------------------------- submitting
-    def submit(self, conn: sqlite3.Connection, printer: str, data: bytes, *, kind: str, ref: str | None = None, copy_of: str | None = None) -> str:
+    def submit(self, conn: sqlite3.Connection, printer: str, data: bytes, *, kind: str, ref: str | None = None) -> str:
         """Queue rendered bytes inside the caller's transaction; returns the job id."""
+        return self._insert(conn, printer, data, kind=kind, ref=ref)
+
+    def _insert(self, conn: sqlite3.Connection, printer: str, data: bytes, *, kind: str, ref: str | None,
+                copy_of: str | None = None, automatic: bool = False, queue_order: float | None = None) -> str:
         if printer not in self.printers:
             raise PrintQueueError(f"no printer named '{printer}' (configured: {', '.join(self.printers) or 'none'})")
         job_id = uuid.uuid4().hex
         self._submitted.add(printer)
+        now = time.time()
         conn.execute(
-            "INSERT INTO print_jobs(job_id, printer, kind, ref, data, state, created_at, copy_of) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
-            (job_id, printer, kind, ref, data, time.time(), copy_of),
+            "INSERT INTO print_jobs(job_id, printer, kind, ref, data, state, created_at, copy_of, automatic, queue_order)"
+            " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+            (job_id, printer, kind, ref, data, now, copy_of, int(automatic), now if queue_order is None else queue_order),
         )
         return job_id
 
@@ -86,27 +116,61 @@ class PrintQueue:
             return self.submit(conn, printer, data, kind=kind, ref=ref)
 
     def reprint(self, job_id: str) -> str:
-        job = self.get(job_id)
-        if job is None:
-            raise PrintQueueError(f"no print job {job_id}")
-        original = self.store.read().execute("SELECT data FROM print_jobs WHERE job_id = ?", (job_id,)).fetchone()[0]
-        header = self._printer(job.printer).render(ReceiptBuilder().text("*** COPY ***", bold=True, align="center").feed(1).build())
+        """A person asked: a new copy of the job's original, queued now. In the same transaction
+        every job of that original that waited for a person stops waiting (it is 'failed')."""
         with self.store.transaction() as conn:
-            return self.submit(conn, job.printer, header + original, kind=job.kind, ref=job.ref, copy_of=job_id)
+            job = self._find(conn, job_id)
+            original = job.copy_of or job.job_id
+            new_id = self._copy(conn, job, automatic=False)
+            conn.execute("UPDATE print_jobs SET state = 'failed' WHERE state = ? AND (job_id = ? OR copy_of = ?)",
+                         (NEEDS_ATTENTION, original, original))
+        return new_id
+
+    def dismiss(self, job_id: str) -> PrintJob:
+        """A person says a job waiting for them needs no reprint (it came out, or nobody wants it)."""
+        with self.store.transaction() as conn:
+            job = self._find(conn, job_id)
+            if job.state != NEEDS_ATTENTION:
+                raise PrintQueueError(f"print job {job.job_id} does not wait for a person (it is {job.state}); nothing to dismiss")
+            conn.execute("UPDATE print_jobs SET state = 'failed', last_error = substr(coalesce(last_error, '') || '; dismissed by a person', 1, 500)"
+                         " WHERE job_id = ?", (job.job_id,))
+            return self._get(conn, job.job_id)  # type: ignore[return-value]
+
+    def _copy(self, conn: sqlite3.Connection, job: PrintJob, *, automatic: bool) -> str:
+        """Queue a copy of ``job``'s original, marked as such. An automatic copy takes the
+        original's place in the queue; a person's reprint queues behind what waits now."""
+        original = job.copy_of or job.job_id
+        data, order = conn.execute("SELECT data, queue_order FROM print_jobs WHERE job_id = ?", (original,)).fetchone()
+        header = self._printer(job.printer).render(self.copy_mark())
+        return self._insert(conn, job.printer, header + data, kind=job.kind, ref=job.ref, copy_of=original,
+                            automatic=automatic, queue_order=order if automatic else None)
+
+    def _outcome_unknown(self, conn: sqlite3.Connection, job: PrintJob, why: str) -> str | None:
+        """A job that may or may not have come out. An original: 'failed' and its one automatic
+        copy queued (returns the copy's id). A copy: 'needs_attention', nothing queued (None).
+        Inside the caller's transaction: a crash never leaves the one without the other."""
+        if job.copy_of is None:
+            conn.execute("UPDATE print_jobs SET state = 'failed', last_error = ? WHERE job_id = ?", (why[:500], job.job_id))
+            return self._copy(conn, job, automatic=True)
+        conn.execute("UPDATE print_jobs SET state = ?, last_error = ? WHERE job_id = ?", (NEEDS_ATTENTION, why[:500], job.job_id))
+        return None
 
     def recover_interrupted(self) -> int:
-        """At start: a job left 'printing' died with the agent; queue it again as a marked copy.
+        """At start: a job left 'printing' died with the agent while its bytes may have been on
+        their way. An original is printed again as one marked copy; a copy waits for a person.
 
-        One transaction for both (``reprint`` joins it): killed in between, the job would stay
-        'failed' without its copy and the receipt would never print."""
-        copies = []
+        One transaction for all of them: killed in between, a job would stay 'failed' without
+        its copy and the receipt would never print."""
+        outcomes = []
         with self.store.transaction() as conn:
-            rows = conn.execute("SELECT job_id FROM print_jobs WHERE state = 'printing'").fetchall()
-            for (job_id,) in rows:
-                conn.execute("UPDATE print_jobs SET state = 'failed', last_error = 'interrupted by an agent restart' WHERE job_id = ?", (job_id,))
-                copies.append((job_id, self.reprint(job_id)))
-        for job_id, new_id in copies:
-            log.warning("print job interrupted by a restart; printing it again as a copy", extra={"job": job_id, "new_job": new_id})
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM print_jobs WHERE state = 'printing'").fetchall()
+            for job in map(PrintJob.from_row, rows):
+                outcomes.append((job, self._outcome_unknown(conn, job, "interrupted by an agent restart")))
+        for job, new_id in outcomes:
+            if new_id is not None:
+                log.warning("print job interrupted by a restart; printing it again as a copy", extra={"job": job.job_id, "new_job": new_id})
+            else:
+                self._needs_attention(job, "interrupted by an agent restart")
         return len(rows)
 
     # ------------------------------------------------------------------ workers
@@ -122,7 +186,7 @@ class PrintQueue:
 
     async def stop(self) -> None:
         """Let a job being sent finish, so a clean stop never leaves one 'printing' (only a
-        crash does, and that job is printed again as a marked copy); then stop the workers."""
+        crash does: see ``recover_interrupted``); then stop the workers."""
         self._stopping = True
         for wake in self._wake.values():
             wake.set()
@@ -165,13 +229,26 @@ class PrintQueue:
 
     async def _print_one(self, printer: Printer, name: str, job: PrintJob) -> bool:
         data = self.store.read().execute("SELECT data FROM print_jobs WHERE job_id = ?", (job.job_id,)).fetchone()[0]
-        with self.store.transaction() as conn:
-            conn.execute("UPDATE print_jobs SET state = 'printing', attempts = attempts + 1 WHERE job_id = ?", (job.job_id,))
+        started = False
+
+        def starting() -> None:
+            # 'printing' only once the printer was found ready, right before the first byte: a crash
+            # during the status check (seconds, with a silent printer) leaves the job plainly queued
+            nonlocal started
+            with self.store.transaction() as conn:
+                conn.execute("UPDATE print_jobs SET state = 'printing', attempts = attempts + 1 WHERE job_id = ?", (job.job_id,))
+            started = True
+
         try:
-            result = await asyncio.to_thread(printer.send_raw, data, job.job_id)
+            result = await asyncio.to_thread(printer.send_raw, data, job.job_id, before_write=starting)
         except (PrinterUnavailableError, TransportError, OSError) as exc:
             reason = getattr(getattr(exc, "reason", None), "value", None) or type(exc).__name__
-            self._requeue(job, f"{reason}: {exc}")
+            if started and getattr(exc, "interrupted", False):
+                # The write broke off part-way (paper ran out with flow control holding the line, a
+                # link dropped): part of it may be on paper. Sent again whole it would print twice
+                # unmarked, so it is an unknown outcome: one marked copy, or a person decides.
+                return self._unknown_outcome(name, job, reason, f"interrupted while printing: {reason}: {exc}")
+            self._requeue(job, f"{reason}: {exc}", counted=started)
             if self.last_error[name] != reason:
                 log.warning("printer cannot print; job stays queued", extra={"printer": name, "job": job.job_id, "reason": reason})
                 self.on_event("print.waiting", {"printer": name, "job_id": job.job_id, "reason": reason})
@@ -184,19 +261,13 @@ class PrintQueue:
             return True
         after = getattr(result, "status_after", None)
         if after is not None and not after.can_print:
-            # Sent, but right after it the printer could not print (paper ran out, cover opened, it
-            # went silent): whether the receipt came out is not known. Like a job a crash cut short,
-            # it is printed again marked as a copy once the printer is ready; never silently lost.
+            # Sent, but right after it the printer could not print (paper ran out, cover opened) or
+            # did not answer in time: whether the receipt came out is not known. Like a job a crash
+            # cut short, it is printed again marked as a copy once the printer is ready (never
+            # silently lost), once: a copy in the same situation waits for a person.
             reason = after.status.value
-            with self.store.transaction() as conn:
-                conn.execute("UPDATE print_jobs SET state = 'failed', last_error = ? WHERE job_id = ?",
-                             (f"not confirmed: the printer reported {reason} right after the job", job.job_id))
-                new_id = self.reprint(job.job_id)
-            log.warning("printer did not confirm a job; it prints again as a copy when ready",
-                        extra={"printer": name, "job": job.job_id, "new_job": new_id, "reason": reason})
-            self.last_error[name] = reason
-            self.on_event("print.waiting", {"printer": name, "job_id": new_id, "reason": reason})
-            return False
+            detail = f" ({'; '.join(after.details)})" if after.details else ""
+            return self._unknown_outcome(name, job, reason, f"not confirmed: the printer reported {reason} right after the job{detail}")
         with self.store.transaction() as conn:
             conn.execute("UPDATE print_jobs SET state = 'printed', printed_at = ?, last_error = NULL WHERE job_id = ?", (time.time(), job.job_id))
         if self.last_error[name] is not None:
@@ -205,27 +276,71 @@ class PrintQueue:
         self.on_event("print.done", {"printer": name, "job_id": job.job_id, "job_kind": job.kind, "ref": job.ref})
         return True
 
-    def _requeue(self, job: PrintJob, error: str) -> None:
+    def _unknown_outcome(self, name: str, job: PrintJob, reason: str, why: str) -> bool:
+        """Whether the job came out is not known: an original is printed again as a marked copy
+        once the printer is ready; a copy waits for a person. Returns False (not printed)."""
         with self.store.transaction() as conn:
-            conn.execute("UPDATE print_jobs SET state = 'queued', last_error = ? WHERE job_id = ?", (error[:500], job.job_id))
+            new_id = self._outcome_unknown(conn, job, why)
+        self.last_error[name] = reason
+        if new_id is None:
+            self._needs_attention(job, why)
+            return False
+        log.warning("printer did not confirm a job; it prints again as a copy when ready",
+                    extra={"printer": name, "job": job.job_id, "new_job": new_id, "reason": reason})
+        self.on_event("print.waiting", {"printer": name, "job_id": new_id, "reason": reason})
+        return False
+
+    def _requeue(self, job: PrintJob, error: str, *, counted: bool) -> None:
+        """Not sent (printer not ready) or the write failed: it stays an original or a copy in
+        its place. ``counted``: the attempt was already counted when it started writing."""
+        with self.store.transaction() as conn:
+            conn.execute("UPDATE print_jobs SET state = 'queued', last_error = ?, attempts = attempts + ? WHERE job_id = ?",
+                         (error[:500], 0 if counted else 1, job.job_id))
+
+    def _needs_attention(self, job: PrintJob, why: str) -> None:
+        log.warning("a copy of a print job may not have come out either; it waits for a person (reprint or dismiss)",
+                    extra={"printer": job.printer, "job": job.job_id, "copy_of": job.copy_of, "problem": why})
+        self.on_event("print.needs_attention", {"printer": job.printer, "job_id": job.job_id, "copy_of": job.copy_of,
+                                                "job_kind": job.kind, "ref": job.ref, "reason": why})
 
     # ------------------------------------------------------------------ queries
     def _next_job(self, printer: str) -> PrintJob | None:
         row = self.store.read().execute(
-            f"SELECT {_COLUMNS} FROM print_jobs WHERE printer = ? AND state IN ('queued', 'printing') ORDER BY created_at LIMIT 1", (printer,)
+            f"SELECT {_COLUMNS} FROM print_jobs WHERE printer = ? AND state IN ('queued', 'printing') ORDER BY queue_order, created_at LIMIT 1",
+            (printer,),
         ).fetchone()
-        return None if row is None else PrintJob(*row)
+        return None if row is None else PrintJob.from_row(row)
 
     def get(self, job_id: str) -> PrintJob | None:
-        row = self.store.read().execute(f"SELECT {_COLUMNS} FROM print_jobs WHERE job_id = ?", (job_id,)).fetchone()
-        return None if row is None else PrintJob(*row)
+        return self._get(self.store.read(), job_id)
+
+    def _find(self, conn: sqlite3.Connection, job_id: str) -> PrintJob:
+        """A job by its id or by the start of it that `kassactl print jobs` shows (if only one matches)."""
+        job = self._get(conn, job_id)
+        if job is None and len(job_id) >= 8 and job_id.isalnum():
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM print_jobs WHERE job_id LIKE ? LIMIT 2", (job_id + "%",)).fetchall()
+            job = PrintJob.from_row(rows[0]) if len(rows) == 1 else None
+        if job is None:
+            raise PrintQueueError(f"no print job {job_id}")
+        return job
+
+    @staticmethod
+    def _get(conn: sqlite3.Connection, job_id: str) -> PrintJob | None:
+        row = conn.execute(f"SELECT {_COLUMNS} FROM print_jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else PrintJob.from_row(row)
 
     def waiting(self, printer: str) -> int:
         return self.store.read().execute("SELECT count(*) FROM print_jobs WHERE printer = ? AND state IN ('queued', 'printing')", (printer,)).fetchone()[0]
 
+    def needing_attention(self, printer: str) -> int:
+        return self.store.read().execute("SELECT count(*) FROM print_jobs WHERE printer = ? AND state = ?", (printer, NEEDS_ATTENTION)).fetchone()[0]
+
     def recent(self, limit: int = 20) -> list[PrintJob]:
-        rows = self.store.read().execute(f"SELECT {_COLUMNS} FROM print_jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
-        return [PrintJob(*row) for row in rows]
+        """The newest jobs, those waiting for a person first however old they are."""
+        rows = self.store.read().execute(
+            f"SELECT {_COLUMNS} FROM print_jobs ORDER BY state = ? DESC, created_at DESC LIMIT ?", (NEEDS_ATTENTION, limit)
+        ).fetchall()
+        return [PrintJob.from_row(row) for row in rows]
 
     def _printer(self, name: str) -> Printer:
         try:
@@ -234,7 +349,7 @@ class PrintQueue:
             raise PrintQueueError(f"no printer named '{name}' (configured: {', '.join(self.printers) or 'none'})") from None
 
 
-_COLUMNS = "job_id, printer, kind, ref, state, attempts, last_error, created_at, printed_at, copy_of"
+_COLUMNS = "job_id, printer, kind, ref, state, attempts, last_error, created_at, printed_at, copy_of, automatic"
 
 
 async def _wait(event: asyncio.Event, timeout_s: float | None) -> None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.licence import control as _control  # noqa: F401 - registers the licence.* control methods
 from agent.licence import store as db
+from agent.licence.bind_refusals import bind_refusal_advice
 from agent.licence.docs import DocUpdate, apply_doc
 from agent.licence.lease import HeldLease, LeaseRefused, Refusal, Verdict, accept_token, sale_verdict
 from agent.licence.release import Releaser
@@ -243,8 +244,10 @@ class Licence:
                 with self.store.transaction() as conn:
                     db.decide_bind_request(conn, request["message_id"], "refused", reason, self.wall())
                 request = db.latest_bind_request(self.store.read()) or request
+        refused = request["outcome"] == "refused"
         return {"key_hint": f"...{request['key_hint']}", "requested_at": _iso(request["requested_at"]),
                 "outcome": request["outcome"] or "pending", "detail": request["detail"],
+                "message": bind_refusal_advice(request["detail"]) if refused else None,
                 "decided_at": _iso(request["decided_at"]) if request["decided_at"] else None}
 
     def status(self) -> dict[str, Any]:
@@ -256,7 +259,8 @@ class Licence:
         else:
             summary = f"no sales: {verdict.code} ({verdict.message})"
         if bind is not None and bind["outcome"] != "granted":
-            summary += f"; key {bind['key_hint']} {bind['outcome']}" + (f": {bind['detail']}" if bind["outcome"] == "refused" else "")
+            summary += f"; key {bind['key_hint']} {bind['outcome']}" + (
+                f": {bind['detail']} ({bind['message']})" if bind["outcome"] == "refused" else "")
         return {
             "summary": summary,
             "ok": verdict.ok,

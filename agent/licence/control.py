@@ -58,25 +58,30 @@ def _release_file(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
             name = printer or hardware.receipt_printer
             if name is None:
                 raise MethodError("no printer is configured; copy the file or show the QR code instead")
-            result["job_id"] = hardware.queue.submit_document(name, _release_slip(agent.config.device_id, result), kind="licence")
+            slip = _release_slip(agent.config.device_id, result, agent.config.site.language)
+            result["job_id"] = hardware.queue.submit_document(name, slip, kind="licence")
         except (HardwareError, PrintQueueError, LookupError) as exc:
             raise MethodError(f"released and written to {result['path']}, but not printed: {exc}") from None
     return result
 
 
-def _release_slip(device_id: str, result: dict[str, Any]) -> Any:
+def _release_slip(device_id: str, result: dict[str, Any], language_tag: str) -> Any:
+    """The printed release file, in the terminal's language (``site.language``)."""
     from drivers import ReceiptBuilder
 
+    from agent.i18n import language
+
+    _ = language(language_tag).gettext
     return (
         ReceiptBuilder()
-        .text("kassa licence release", bold=True, align="center")
+        .text(_("kassa licence release"), bold=True, align="center")
         .feed(1)
-        .columns("device", device_id)
-        .columns("licence", result["licence_id"])
-        .columns("epoch", str(result["epoch"]))
+        .columns(_("Device"), device_id)
+        .columns(_("Licence"), result["licence_id"])
+        .columns(_("Epoch"), str(result["epoch"]))
         .rule()
         .qr(result["text"], error_correction="L")
-        .text("Scan or upload this code in the kassa cloud to move the licence to another terminal.")
+        .text(_("Scan or upload this code in the kassa cloud to move the licence to another terminal."))
         .cut()
         .build()
     )

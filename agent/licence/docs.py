@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from agent.licence import store as db
 from agent.licence.lease import HeldLease, LeaseRefused, Refusal, Verdict
 from broker import contract as kc
+from broker.contract import licence as kl
+from broker.contract.signing import TokenError
 
 if TYPE_CHECKING:
     from agent.licence.component import Licence
@@ -45,6 +47,7 @@ def apply_doc(licence: Licence, conn: sqlite3.Connection, doc: dict[str, Any]) -
     refusal: Verdict | None = None
     refused = 0
     unreadable = False
+    named: dict[str, Refusal] = {}  # licence id -> a genuine token naming it, refused for our clock
     for token in parsed.leases:
         try:
             claims = licence.accept(token, epochs, now_wall, trusted)
@@ -55,6 +58,11 @@ def apply_doc(licence: Licence, conn: sqlite3.Connection, doc: dict[str, Any]) -
             unreadable |= exc.code in UNREADABLE
             refusal = Verdict.refused(exc.code)
             log.error("licence lease refused", extra={"code": exc.code.value, "reason": str(exc)})
+            # Only a clock problem is a reason to keep the lease held: a renewal the cloud signed
+            # with its own time, more than 5 min ahead of ours. A wrong device or an old epoch is
+            # the cloud's mistake or a move: like an omission, it takes the licence away.
+            if exc.code is Refusal.ISSUED_IN_FUTURE and (named_id := _licence_id(token, trusted)) is not None:
+                named.setdefault(named_id, exc.code)
             continue
         best = accepted.get(claims.licence_id)
         if best is None or (claims.epoch, claims.expires_at) > (best[0].epoch, best[0].expires_at):
@@ -80,6 +88,11 @@ def apply_doc(licence: Licence, conn: sqlite3.Connection, doc: dict[str, Any]) -
         if not held.released and unreadable:
             log.warning("licence document had unreadable leases; keeping the held one until a readable document",
                         extra={"licence_id": licence_id})
+        elif not held.released and licence_id in named:
+            # Still listed, in a lease this terminal refused (its clock may be behind the cloud's):
+            # the cloud did not take it away, so keep the one held until it runs out.
+            log.warning("the cloud's newer lease for a held licence was refused; keeping the held one",
+                        extra={"licence_id": licence_id, "code": named[licence_id].value})
         elif not held.released:
             epoch = held.claims.epoch
             receipt = licence.releaser.sign(licence_id, epoch, now_wall)
@@ -95,3 +108,11 @@ def apply_doc(licence: Licence, conn: sqlite3.Connection, doc: dict[str, Any]) -
     # The report doubles as the ack of a grant; it commits with the document's version.
     licence.outbox.enqueue(conn, licence.lease_report(conn, leases))
     return DocUpdate(leases, refusal, refused, released)
+
+
+def _licence_id(token: str, trusted: Any) -> str | None:
+    """The licence a genuine (signed, a lease) token names; None if it cannot be read."""
+    try:
+        return kl.read_lease(token, trusted).licence_id
+    except (TokenError, ValueError):
+        return None

@@ -22,6 +22,7 @@ from enum import StrEnum
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from agent.i18n import N_
 from broker.contract import licence as kl
 from broker.contract.signing import (
     BadSignatureError,
@@ -50,19 +51,28 @@ class Refusal(StrEnum):
     RELEASED = "licence.released"
 
 
-# What the cashier (or the technician beside them) can do about it.
+# What the cashier (or the technician beside them) can do about it; translated by the POS API
+# (agent/posapi/messages.py), marked for the catalogues.
 _ADVICE = {
-    Refusal.NO_LICENCE: "No licence on this terminal. Ask a technician to enter a licence key.",
-    Refusal.TAMPERED: "The licence on this terminal is damaged. Ask a technician to enter the licence key again.",
-    Refusal.UNKNOWN_SIGNER: "The licence was not issued by a trusted kassa cloud. Ask a technician to check the terminal's trusted keys.",
-    Refusal.NOT_A_LEASE: "The licence data is not a licence. Ask a technician to enter the licence key again.",
-    Refusal.WRONG_DEVICE: "The licence belongs to another terminal. Ask a technician to enter a licence key for this one.",
-    Refusal.OLD_EPOCH: "This licence was moved to another terminal since. Ask a technician to enter a licence key.",
-    Refusal.ISSUED_IN_FUTURE: "The terminal's clock is behind. Ask a technician to set the date and time.",
-    Refusal.EXPIRED: "The licence has run out. Connect the terminal to the network so it can renew, or ask your partner.",
-    Refusal.CLOCK_ROLLED_BACK: "The terminal's clock was set back. Ask a technician to set the correct date and time.",
-    Refusal.RELEASED: "The licence was moved to another terminal. Ask a technician to enter a licence key.",
+    Refusal.NO_LICENCE: N_("No licence on this terminal. Ask a technician to enter a licence key."),
+    Refusal.TAMPERED: N_("The licence on this terminal is damaged. Ask a technician to enter the licence key again."),
+    Refusal.UNKNOWN_SIGNER: N_("The licence was not issued by a trusted kassa cloud. Ask a technician to check the terminal's trusted keys."),
+    Refusal.NOT_A_LEASE: N_("The licence data is not a licence. Ask a technician to enter the licence key again."),
+    Refusal.WRONG_DEVICE: N_("The licence belongs to another terminal. Ask a technician to enter a licence key for this one."),
+    Refusal.OLD_EPOCH: N_("This licence was moved to another terminal since. Ask a technician to enter a licence key."),
+    Refusal.ISSUED_IN_FUTURE: N_("The terminal's clock is behind. Ask a technician to set the date and time."),
+    Refusal.EXPIRED: N_("The licence has run out. Connect the terminal to the network so it can renew, or ask your partner."),
+    Refusal.CLOCK_ROLLED_BACK: N_("The terminal's clock was set back. Ask a technician to set the correct date and time."),
+    Refusal.RELEASED: N_("The licence was moved to another terminal. Ask a technician to enter a licence key."),
 }
+
+
+def advice(code: str) -> str | None:
+    """What to do about a refusal code (``licence.expired``), or None for another code."""
+    try:
+        return _ADVICE[Refusal(code)]
+    except ValueError:
+        return None
 
 
 class LeaseRefused(Exception):

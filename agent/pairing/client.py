@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from agent.version import agent_version
-from broker.contract.pairing import PollReply, PollRequest, Registration, RegistrationRequest
+from broker.contract.pairing import BrokerCredentials, PollReply, PollRequest, Registration, RegistrationRequest, RenewalRequest
 
 MAX_REPLY_BYTES = 256 * 1024
 # Date headers outside these years are garbled (or a proxy's), not the cloud's clock: taken as
@@ -58,6 +58,9 @@ class PairingClient:
 
     def poll(self, request: PollRequest) -> PollReply:
         return self._post("/pairing/poll", request, PollReply)
+
+    def renew(self, request: RenewalRequest) -> BrokerCredentials:
+        return self._post("/pairing/renewals", request, BrokerCredentials)
 
     def _post(self, path: str, body: BaseModel, reply_model: type[Any]) -> Any:
         request = urllib.request.Request(

@@ -6,7 +6,8 @@ its cloud link and this component (1) makes the device's keys and a pairing code
 installs the certificate, writes the broker settings to the config file and starts the cloud
 link. Every network step is retried with a jittered, growing delay; a restart before the claim
 registers again with the same keys and code. ``kassactl status`` and ``kassactl pairing`` show
-the stage: unpaired, waiting for claim (with the code), paired.
+the stage: unpaired, waiting for claim (with the code), paired. Once paired, the certificate
+is renewed before it runs out (renewal.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from agent.config_edit import set_values
 from agent.pairing.client import PairingClient, PairingHttpError, PairingNetworkError
 from agent.pairing.install import InstallError, check_credentials, install
 from agent.pairing.keys import KeyFileError, load_or_create_broker_key, load_or_create_csr, load_or_create_identity_key
+from agent.pairing.renewal import CertificateRenewal, RenewalSettings, renews
 from agent.pairing.slip import pairing_slip
 from agent.store import StoreError
 from broker.contract.pairing import (
@@ -85,11 +87,13 @@ class Pairing:
         self._interval = POLL_BOUNDS_S[0]  # what the cloud asked for, within POLL_BOUNDS_S
         self._rng = random.Random()
         self._task: asyncio.Task[None] | None = None
+        self.renewal: CertificateRenewal | None = None
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         if self.state == PairingState.PAIRED:
             self._describe_certificate()
+            self._start_renewal()
         if self.needed:
             self._task = asyncio.create_task(self._run(), name="pairing")
 
@@ -97,6 +101,28 @@ class Pairing:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self.renewal is not None:
+            await self.renewal.stop()
+
+    def _start_renewal(self) -> None:
+        mqtt = self.agent.config.mqtt
+        state_dir = self.agent.config.paths.state_dir
+        if self.client is None or self.renewal is not None or not renews(state_dir, mqtt.cert_file):
+            return  # no cloud to ask, or a certificate configured by hand
+        assert mqtt.cert_file is not None
+        settings = RenewalSettings(state_dir, self.device_id, mqtt.cert_file,
+                                   timedelta(days=self.config.certificate_renew_before_days),
+                                   self.config.retry_min_s, self.config.retry_max_s)
+        self.renewal = CertificateRenewal(settings, self.client, self._use_renewed_certificate)
+        self.renewal.start()
+
+    def _use_renewed_certificate(self) -> None:
+        self._describe_certificate()
+        try:
+            link = self.agent.component("cloud")
+        except LookupError:
+            return  # not running: it reads the files when it starts
+        link.mqtt.reload_certificate()
 
     def status(self) -> dict[str, Any]:
         shown = format_pairing_code(self.code) if self.code else None
@@ -121,6 +147,7 @@ class Pairing:
             "last_error": self.last_error,
             "polls": self.polls,
             "certificate": self.certificate,
+            "renewal": self.renewal.status() if self.renewal is not None else None,
         }
 
     # ------------------------------------------------------------------- flow
@@ -225,6 +252,7 @@ class Pairing:
         from agent.cloud.link import CloudLink
 
         await self.agent.add_component(CloudLink(self.agent))
+        self._start_renewal()
 
     def _describe_certificate(self, certificate: x509.Certificate | None = None) -> None:
         cert_file = self.agent.config.mqtt.cert_file
@@ -237,6 +265,7 @@ class Pairing:
         if certificate is not None:
             names = certificate.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
             self.certificate = {"device": str(names[0].value) if names else "?", "file": str(cert_file),
+                                "serial": format(certificate.serial_number, "x"),
                                 "not_after": certificate.not_valid_after_utc.date().isoformat()}
 
     # ---------------------------------------------------------------- helpers
@@ -263,4 +292,5 @@ class Pairing:
         name = printer or hardware.receipt_printer
         if name is None:
             raise PairingError("no printer is configured; read the code with `kassactl pairing`")
-        return hardware.queue.submit_document(name, pairing_slip(self.device_id, format_pairing_code(self.code), self.expires_at), kind="pairing")
+        slip = pairing_slip(self.device_id, format_pairing_code(self.code), self.expires_at, self.agent.config.site.language)
+        return hardware.queue.submit_document(name, slip, kind="pairing")

@@ -6,19 +6,24 @@ from datetime import datetime
 
 from drivers import Receipt, ReceiptBuilder
 
+from agent.i18n import language
 
-def pairing_slip(device_id: str, shown_code: str, expires_at: datetime | None) -> Receipt:
+
+def pairing_slip(device_id: str, shown_code: str, expires_at: datetime | None, language_tag: str = "en") -> Receipt:
+    """The slip in the terminal's language (``site.language``)."""
+    lang = language(language_tag)
+    _ = lang.gettext
     builder = (
         ReceiptBuilder()
-        .text("kassa pairing", bold=True, width=2, height=2, align="center")
+        .text(_("kassa pairing"), bold=True, width=2, height=2, align="center")
         .feed(1)
-        .columns("device", device_id)
+        .columns(_("Device"), device_id)
         .rule()
-        .text("pairing code", align="center")
+        .text(_("pairing code"), align="center")
         .text(shown_code, bold=True, width=2, height=2, align="center")
         .rule()
-        .text("A company admin enters this code to claim the terminal into a point of sale.")
+        .text(_("A company admin enters this code to claim the terminal into a point of sale."))
     )
     if expires_at is not None:
-        builder = builder.columns("valid until", expires_at.strftime("%Y-%m-%d %H:%M UTC"))
+        builder = builder.columns(_("Valid until"), lang.datetime(expires_at.timestamp(), seconds=False))  # local time
     return builder.cut().build()

@@ -27,7 +27,8 @@ class BodyLimit:
         if scope["type"] == "http":
             length = dict(scope["headers"]).get(b"content-length", b"0")
             if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                response = errors.ApiError("request.too_large", f"the request body is over {MAX_BODY_BYTES} bytes").response()
+                response = errors.ApiError("request.too_large", f"the request body is over {MAX_BODY_BYTES} bytes").response(
+                    language_tag=errors.site_language(scope.get("app")))
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

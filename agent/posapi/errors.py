@@ -3,7 +3,9 @@
 Every refusal from the components keeps its stable code (``licence.expired``,
 ``cashier.wrong_pin``, ``sale.request_id_reused``, ...); ``status_for`` picks the HTTP
 status. Nothing a client sends may produce a 5xx: malformed input is 422, an unknown
-route 404, hardware or cloud trouble 503.
+route 404, hardware or cloud trouble 503. The message is in the terminal's language
+(``site.language``; agent/posapi/messages.py), with the English one as ``detail`` when
+it was translated.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agent.i18n import language
+from agent.posapi.messages import localize
 from agent.sales.models import http_status as sales_http_status
 from agent.store import StoreError, StoreFullError
 
@@ -25,6 +29,7 @@ log = logging.getLogger(__name__)
 OWN_STATUS: dict[str, int] = {
     "pos.token_missing": 401,
     "pos.token_invalid": 401,
+    "pos.origin_forbidden": 403,  # the event WebSocket's handshake (events_ws.py)
     "session.missing": 401,
     "request.invalid": 422,
     "request.too_large": 413,
@@ -52,14 +57,24 @@ class ApiError(Exception):
         self.status = status or status_for(code)
         self.details = {k: v for k, v in details.items() if v is not None}
 
-    def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
+    def body(self, language_tag: str | None = None) -> dict[str, Any]:
+        """The answer, its message in ``language_tag`` (the terminal's ``site.language``)."""
+        message, english = localize(language(language_tag), self.code, self.message, self.details)
+        error: dict[str, Any] = {"code": self.code, "message": message}
+        if english is not None:
+            error["detail"] = english
         if self.details:
             error["details"] = self.details
         return {"error": error}
 
-    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+    def response(self, headers: dict[str, str] | None = None, language_tag: str | None = None) -> JSONResponse:
+        return JSONResponse(self.body(language_tag), status_code=self.status, headers=headers)
+
+
+def site_language(app: Any) -> str | None:
+    """The terminal's language now (``site.language`` changes without a restart)."""
+    agent = getattr(getattr(app, "state", None), "agent", None)
+    return agent.config.site.language if agent is not None else None
 
 
 def from_refusal(exc: Exception) -> ApiError:
@@ -84,6 +99,7 @@ ERROR_SCHEMA = {
     "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
         "code": {"type": "string", "example": "licence.expired"},
         "message": {"type": "string", "example": "the licence lease expired: connect the terminal to the cloud"},
+        "detail": {"type": "string", "description": "the agent's English message, when `message` is a translation of it"},
         "details": {"type": "object"},
     }}},
 }
@@ -95,25 +111,26 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.code.startswith("pos.token") else None
-        return exc.response(headers)
+        return exc.response(headers, site_language(request.app))
 
     @app.exception_handler(StoreError)
     async def _store(request: Request, exc: StoreError) -> JSONResponse:
         log.error("POS API request refused: the store cannot write", extra={"path": request.url.path, "problem": str(exc)})
-        return from_store_error(exc).response()
+        return from_store_error(exc).response(language_tag=site_language(request.app))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())) or 'body'}: {e.get('msg')}" for e in exc.errors()[:5])
-        return ApiError("request.invalid", f"the request is malformed: {problems}"[:1000]).response()
+        return ApiError("request.invalid", f"the request is malformed: {problems}"[:1000]).response(language_tag=site_language(request.app))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "http.not_found", 405: "http.method_not_allowed"}.get(exc.status_code, f"http.{exc.status_code}")
         message = {404: f"no such API route: {request.method} {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
-        return ApiError(code, message.get(exc.status_code, str(exc.detail)), exc.status_code).response()
+        return ApiError(code, message.get(exc.status_code, str(exc.detail)), exc.status_code).response(language_tag=site_language(request.app))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("POS API request failed", extra={"path": request.url.path})
-        return ApiError("internal", "the terminal could not do this (an error in the agent); see kassactl logs").response()
+        return ApiError("internal", "the terminal could not do this (an error in the agent); see kassactl logs").response(
+            language_tag=site_language(request.app))

@@ -4,7 +4,8 @@ Authentication is the first message, not the URL: ``{"token": "<POS token>"}`` (
 ``"kinds": ["scan", ...]`` to narrow the stream), sent within ``AUTH_TIMEOUT_S``. A token in
 a query string would end up in browser histories and proxy logs. Browsers cannot set an
 Authorization header on a WebSocket, and CORS does not apply to it, so the ``Origin`` is
-checked here against ``[pos_api] cors_origins`` (or must be the API's own origin).
+checked here against ``[pos_api] cors_origins`` (or must be the API's own origin); a forbidden
+one gets HTTP 403 instead of the upgrade, so there is no WebSocket to send a close code on.
 
 Server messages: ``{"kind": "hello", ...}`` once, then one object per event
 ``{"kind": ..., "at": <unix s>, ...}``; ``{"kind": "events.dropped", "count": n}`` when a slow
@@ -19,6 +20,7 @@ import logging
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +29,9 @@ AUTH_TIMEOUT_S = 10.0
 FORWARDED = ("scan", "printer.", "print.", "drawer", "device.", "cashier.", "cashiers.", "licence", "sale", "refund", "report", "till.", "provisioning")
 NEVER_SENT = frozenset({"token", "pin", "pin_hash", "session_token"})
 CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_GOING_AWAY = 1001
+# What a forbidden Origin gets: an HTTP answer to the handshake, in the POS API's error shape.
+FORBIDDEN_ORIGIN_STATUS = 403
 
 
 def forwarded(kind: str) -> bool:
@@ -45,6 +48,18 @@ def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
     return origin.split("://", 1)[-1] == host  # same origin as the API
 
 
+async def _refuse_origin(websocket: WebSocket) -> None:
+    """Answer the handshake with 403 and a JSON error (browsers hide it; other clients can read it)."""
+    origin = websocket.headers.get("origin", "")[:200]
+    log.warning("POS event stream refused: origin not allowed", extra={"origin": origin})
+    body = {"error": {"code": "pos.origin_forbidden",
+                      "message": f"origin {origin!r} may not open the event stream; add it to [pos_api] cors_origins"}}
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse(body, status_code=FORBIDDEN_ORIGIN_STATUS))
+    else:  # a server without the denial-response extension answers a close before accept with a bare 403
+        await websocket.close()
+
+
 async def _refuse(websocket: WebSocket, code: str, message: str, close_code: int) -> None:
     await websocket.send_text(json.dumps({"kind": "error", "error": {"code": code, "message": message}}))
     await websocket.close(close_code)
@@ -54,7 +69,7 @@ async def events(websocket: WebSocket) -> None:
     pos = websocket.app.state.pos
     agent = websocket.app.state.agent
     if not origin_allowed(websocket, pos.config.cors_origins):
-        await websocket.close(CLOSE_FORBIDDEN_ORIGIN)
+        await _refuse_origin(websocket)
         return
     await websocket.accept()
     try:

@@ -12,7 +12,9 @@ from typing import Any
 from fastapi import Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
+from agent.i18n import language
 from agent.posapi.errors import ApiError, from_refusal
+from agent.posapi.messages import localize
 from agent.sales.models import RefundRequest, SaleRequest, WholeBody
 from agent.store import StoreError
 
@@ -99,7 +101,8 @@ def status(request: Request) -> dict[str, Any]:
     return {
         "device_id": agent.config.device_id,
         "agent": {"state": agent.state, "version": agent.status()["version"], "boot_id": str(agent.boot_id), "point_of_sale": agent.config.site.point_of_sale},
-        "licence": None if licence is None else {"ok": licence.ok, "code": licence.code, "message": licence.message,
+        "licence": None if licence is None else {"ok": licence.ok, "code": licence.code,
+                                                 "message": localize(language(agent.config.site.language), licence.code, licence.message, {})[0],
                                                  "licence_id": licence.licence_id, "expires_at": licence.expires_at},
         "cashiers": {"roster_version": cashiers.get("roster_version", 0), "cashiers": cashiers.get("cashiers", 0),
                      "open_sessions": cashiers.get("open_sessions", 0)},

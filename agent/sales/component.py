@@ -111,7 +111,8 @@ class Sales(TillMixin):
         return self._hardware().queue.submit(conn, rendered[0], rendered[1], kind=kind, ref=ref)
 
     def _template(self) -> receipts.Template:
-        return receipts.Template.from_config(receipts.pushed_config(self.agent.store.read()))
+        # The language is read for every receipt: a changed site.language applies to the next one.
+        return receipts.Template.from_config(receipts.pushed_config(self.agent.store.read()), self.agent.config.site.language)
 
     async def _kick_drawer(self, cash: bool) -> tuple[DrawerOutcome, str | None]:
         """After a commit: open the cash drawer; a failure is reported, never undoes anything."""
@@ -122,9 +123,8 @@ class Sales(TillMixin):
             return DrawerOutcome.NO_DRAWER, None
         try:
             await hardware.open_drawer()
-        except Exception as exc:  # HardwareError or a driver bug: the sale stands either way
+        except Exception as exc:  # HardwareError or a driver bug: the sale stands either way (drawer.failed is published)
             log.warning("cash drawer did not open after a commit", extra={"problem": str(exc)})
-            self.agent.events.publish("drawer.failed", drawer=hardware.cash_drawer, error=str(exc))
             return DrawerOutcome.FAILED, str(exc)
         return DrawerOutcome.OPENED, None
 
@@ -330,7 +330,7 @@ class Sales(TillMixin):
         self.outbox.enqueue_one(kc.Event(kind="drawer.no_sale", cashier_id=grant.cashier_id,
                                          details={"drawer": name, "till_session_id": grant.session.till_session_id}))
         try:
-            state = await hardware.open_drawer(name)
+            state = await hardware.open_drawer(name, cashier_id=grant.cashier_id)  # a failure is published as drawer.failed
         except Exception as exc:
             raise SalesRefused("drawer.failed", f"the drawer did not open: {exc}") from None
         self.agent.events.publish("drawer.no_sale", drawer=name, cashier_id=grant.cashier_id)
@@ -349,7 +349,7 @@ class Sales(TillMixin):
         return self._print(parse_document(document), kind="document", ref=None)
 
     async def reprint(self, token: str, sale_id: str) -> PrintResult:
-        """A copy (marked ``*** COPY ***``) of a sale's or refund's receipt (any logged-in cashier)."""
+        """A copy (marked ``*** COPY ***``, in the terminal's language) of a sale's or refund's receipt (any logged-in cashier)."""
         self._session(token)
         conn = self.agent.store.read()
         row = conn.execute("SELECT print_job_id, body, created_at, 'sale' FROM sales WHERE sale_id = ?"
@@ -363,11 +363,12 @@ class Sales(TillMixin):
         import json
 
         body = json.loads(row[1])
+        template = self._template()
         if row[3] == "sale":
-            document = receipts.sale_receipt(body, created_at=row[2], device_id=self.device_id, template=self._template())
+            document = receipts.sale_receipt(body, created_at=row[2], device_id=self.device_id, template=template)
         else:
             sale = ledger.sale(conn, body["original_sale_id"])
             original = sale.body if sale is not None else (ledger.foreign_sale(conn, body["original_sale_id"]) or ({},))[0]
-            document = receipts.refund_receipt(body, original, created_at=row[2], device_id=self.device_id, template=self._template())
-        copy = ReceiptBuilder().text("*** COPY ***", bold=True, align="center").feed(1).add(*document.blocks).build()
+            document = receipts.refund_receipt(body, original, created_at=row[2], device_id=self.device_id, template=template)
+        copy = ReceiptBuilder().add(*receipts.copy_mark(template).blocks, *document.blocks).build()
         return self._print(copy, kind=row[3], ref=sale_id)

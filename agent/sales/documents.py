@@ -3,7 +3,7 @@ document model, so every check of the model (text only, QR size, barcode check d
 ...) applies to documents from the POS too.
 
     {"blocks": [{"type": "text", "text": "Table 4", "bold": true, "align": "center"},
-                {"type": "columns", "cells": ["Tea", "2.50"]},
+                {"type": "columns", "cells": ["Espresso, oat milk, extra shot", "3.90"], "shorter": [["Espresso oat+", "3.90"]]},
                 {"type": "rule"}, {"type": "feed", "lines": 1},
                 {"type": "qr", "data": "..."}, {"type": "barcode", "data": "4006381333931", "symbology": "EAN13"},
                 {"type": "cut"}]}
@@ -24,7 +24,7 @@ MAX_BLOCKS = 1000
 STYLE_KEYS = frozenset({"bold", "underline", "width", "height", "font", "align", "invert"})
 BLOCK_KEYS: dict[str, frozenset[str]] = {
     "text": frozenset({"text"}) | STYLE_KEYS,
-    "columns": frozenset({"cells"}) | STYLE_KEYS,
+    "columns": frozenset({"cells", "shorter"}) | STYLE_KEYS,
     "rule": frozenset({"char"}) | STYLE_KEYS,
     "feed": frozenset({"lines"}),
     "qr": frozenset({"data", "size", "error_correction", "align"}),
@@ -63,7 +63,10 @@ def parse_document(document: Any) -> Receipt:
                 cells = options.pop("cells", None)
                 if not isinstance(cells, list):
                     raise _refuse(i, "columns needs a list of cells")
-                builder.columns(*cells, **options)
+                shorter = options.pop("shorter", [])
+                if not isinstance(shorter, list) or not all(isinstance(form, list) for form in shorter):
+                    raise _refuse(i, "shorter is a list of shorter forms, each a list of cells like cells")
+                builder.columns(*cells, shorter=shorter, **options)
             elif kind == "rule":
                 builder.rule(options.pop("char", "-"), **options)
             elif kind == "feed":

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pydantic_core import from_json
 
 from .envelope import MAX_PAYLOAD_BYTES
-from .parse import Parsed, _peek_message_id, parse_message
+from .parse import Parsed, _peek_message_id, _peek_seq, parse_message
 from .rejection import RejectReason, Rejection
 from .topics import TOPIC_PREFIX, MessageType, check_device_id, is_valid_device_id, up_topic
 
@@ -102,7 +102,7 @@ def parse_batch_line(device_id: str, line: bytes, index: int) -> Parsed | Reject
     except ValueError:
         message_type = None
     if message_type is None or not message_type.is_up:
-        message_id = _peek_message_id(raw) if isinstance(raw, dict) else None
+        message_id, seq = (_peek_message_id(raw), _peek_seq(raw)) if isinstance(raw, dict) else (None, None)
         return Rejection(RejectReason.UNKNOWN_TYPE, f"batch line {index + 1}: {str(type_name)[:64]!r} is not an up message type",
-                         batch_topic(device_id), device_id, message_id)
+                         batch_topic(device_id), device_id, message_id, seq)
     return parse_message(up_topic(device_id, message_type), line)

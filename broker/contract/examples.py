@@ -12,6 +12,7 @@ A block in the document is delimited by `<!-- example: NAME -->` and `<!-- /exam
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -57,6 +58,7 @@ from .sales import (
     TaxLine,
     ZReport,
 )
+from .roster import CashierDetails, CashierRole, RosterCashier, RosterDoc, hash_pin
 from .signing import public_key_fingerprint, public_key_text
 from .topics import StateDomain
 from .uuid7 import make_uuid7
@@ -197,6 +199,23 @@ def _down(name: str, message_id: uuid.UUID, seconds: float, body) -> Example:
     return Example(name, envelope)
 
 
+@functools.lru_cache(maxsize=1)
+def _example_pin_hash() -> str:
+    """The hash of PIN 4711 with a fixed salt: one scrypt run (~130 ms), the same text every time."""
+    return hash_pin("4711", salt=b"kassa-example-01")
+
+
+def _roster() -> dict:
+    """A `cashiers` document: one cashier in two airline sessions, its own code in both."""
+    details = [CashierDetails(point_of_sale="POS-AIRPORT", terminal_id="SU-5531", operator_code="4821",
+                              session_label="Aeroflot SU direct"),
+               CashierDetails(point_of_sale="POS-MAIN", terminal_id="T-5531", operator_code="4821")]
+    cashier = RosterCashier(cashier_id="C-0107", name="Dana Ito", operator_code="4821",
+                            pin_hash=_example_pin_hash(),
+                            roles=[CashierRole.CASHIER, CashierRole.REFUND], details=details)
+    return RosterDoc(cashiers=[cashier]).model_dump(mode="json")
+
+
 def examples() -> list[Example]:
     """One or more valid messages of every type, fixed so the document stays stable."""
     receipt = _receipt_token()
@@ -238,9 +257,7 @@ def examples() -> list[Example]:
                                    detail="receipt 1186 is already recorded for another sale")])),
         _down("down.state.cashiers", _id(0x61, 30), 30, StateDoc(
             domain=StateDomain.CASHIERS, version=13, issued_at=_at(30),
-            doc={"cashiers": [{"cashier_id": "C-0107", "name": "Dana Ito", "roles": ["refund"],
-                               "details": [{"point_of_sale_id": "POS-MAIN",
-                                            "terminal_id": "T-5531", "operator_code": "4821"}]}]})),
+            doc=_roster())),
         _down("down.state.config", _id(0x62, 31), 31, StateDoc(
             domain=StateDomain.CONFIG, version=5, issued_at=_at(31),
             doc={"language": "en", "points_of_sale": ["POS-MAIN"], "receipt_footer": "Thank you"})),

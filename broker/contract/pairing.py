@@ -9,6 +9,8 @@ them. The flow (docs/cloud-api.md, "Pairing"):
 2. A company admin types the code shown by the terminal; the cloud signs the CSR.
 3. The device polls with ``pairing.poll`` tokens signed by the same identity key and gets
    its certificate. No secret ever travels: both private keys stay on the device.
+4. Before the certificate runs out, the paired device asks for a new one with a CSR for the
+   same broker key and a ``pairing.renew`` token signed by its identity key.
 
 Pairing codes are Crockford base32 (no I, L, O, U), 8 random characters (40 bits) plus a
 Luhn mod 32 check character that catches every single mistyped character and almost every
@@ -36,11 +38,13 @@ __all__ = [
     "MAX_CLOCK_SKEW",
     "REGISTER_KIND",
     "POLL_KIND",
+    "RENEW_KIND",
     "PairingCodeError",
     "PairingProofError",
     "RegistrationState",
     "RegistrationRequest",
     "PollRequest",
+    "RenewalRequest",
     "Registration",
     "BrokerCredentials",
     "PollReply",
@@ -50,8 +54,10 @@ __all__ = [
     "check_character",
     "registration_request",
     "poll_request",
+    "renewal_request",
     "verify_registration",
     "verify_poll",
+    "verify_renewal",
 ]
 
 CODE_DATA_LENGTH = 8
@@ -59,6 +65,7 @@ CODE_LENGTH = CODE_DATA_LENGTH + 1
 
 REGISTER_KIND = "pairing.register"
 POLL_KIND = "pairing.poll"
+RENEW_KIND = "pairing.renew"
 # A device's signed request is accepted this far from the cloud's clock. Devices sign with
 # the cloud's time (from the HTTP Date header), so a terminal with a wrong clock still pairs.
 MAX_CLOCK_SKEW = timedelta(minutes=15)
@@ -134,6 +141,14 @@ class PollRequest(WireModel):
     proof: SignedToken = Field(description="A pairing.poll token signed with the identity key (kid = device id).")
 
 
+class RenewalRequest(WireModel):
+    """``POST /pairing/renewals``: a paired device asks for a new broker certificate."""
+
+    device_id: DeviceId
+    csr: CsrPem = Field(description="PEM CSR for the new certificate (CN = device id, EC P-256; the same key may be kept).")
+    proof: SignedToken = Field(description="A pairing.renew token signed with the identity key the device was paired with (kid = device id).")
+
+
 class _Reply(BaseModel):
     # Replies may grow within version 1: devices ignore keys they do not know.
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -187,6 +202,11 @@ def poll_request(device_id: str, identity_key: Ed25519PrivateKey, now: datetime)
     return PollRequest(device_id=device_id, proof=proof)
 
 
+def renewal_request(device_id: str, identity_key: Ed25519PrivateKey, csr: str, now: datetime) -> RenewalRequest:
+    payload = {"device_id": device_id, "csr_sha256": _csr_digest(csr), "issued_at": _stamp(now)}
+    return RenewalRequest(device_id=device_id, csr=csr, proof=sign(RENEW_KIND, payload, identity_key, device_id))
+
+
 def verify_registration(request: RegistrationRequest, now: datetime) -> None:
     """Check that the identity key's owner signed exactly this registration, recently."""
     payload = _verified(request.proof, REGISTER_KIND, request.device_id, request.identity_key)
@@ -202,6 +222,15 @@ def verify_poll(request: PollRequest, identity_key: str, now: datetime) -> None:
     payload = _verified(request.proof, POLL_KIND, request.device_id, identity_key)
     if payload.get("device_id") != request.device_id or set(payload) != {"device_id", "issued_at"}:
         raise PairingProofError("proof_mismatch", "the proof does not name this device")
+    _check_fresh(payload, now)
+
+
+def verify_renewal(request: RenewalRequest, identity_key: str, now: datetime) -> None:
+    """Check that the holder of the device's registered identity key signed exactly this CSR, recently."""
+    payload = _verified(request.proof, RENEW_KIND, request.device_id, identity_key)
+    expected = {"device_id": request.device_id, "csr_sha256": _csr_digest(request.csr)}
+    if {key: payload.get(key) for key in expected} != expected or set(payload) != {*expected, "issued_at"}:
+        raise PairingProofError("proof_mismatch", "the proof does not sign this renewal's device id and CSR")
     _check_fresh(payload, now)
 
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from pydantic_core import from_json
 
 from .envelope import Body, Envelope, describe_errors, payload_limit
+from .fields import MAX_SEQ
 from .messages import StateDoc
 from .rejection import RejectReason, Rejection
 from .topics import PROTOCOL_VERSION, MessageType, TopicInfo, parse_topic
@@ -49,9 +50,10 @@ def parse_message(
         return info
 
     def reject(
-        reason: RejectReason, detail: str, message_id: uuid.UUID | None = None
+        reason: RejectReason, detail: str, message_id: uuid.UUID | None = None,
+        seq: int | None = None,
     ) -> Rejection:
-        return Rejection(reason, detail, topic, info.device_id, message_id)
+        return Rejection(reason, detail, topic, info.device_id, message_id, seq)
 
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         return reject(RejectReason.NOT_UTF8, f"payload must be bytes, not {type(payload).__name__}")
@@ -74,6 +76,7 @@ def parse_message(
         return reject(RejectReason.SCHEMA, "payload must be a JSON object")
 
     message_id = _peek_message_id(raw)
+    seq = _peek_seq(raw)
     version = raw.get("v")
     if type(version) is not int:
         return reject(RejectReason.SCHEMA, "`v` must be an integer protocol version", message_id)
@@ -89,12 +92,13 @@ def parse_message(
     try:
         message_type = MessageType(type_name)
     except ValueError:
-        return reject(RejectReason.UNKNOWN_TYPE, f"unknown type {type_name[:64]!r}", message_id)
+        return reject(RejectReason.UNKNOWN_TYPE, f"unknown type {type_name[:64]!r}", message_id, seq)
     if message_type is not info.message_type:
         return reject(
             RejectReason.TYPE_MISMATCH,
             f"a {message_type} message on a {info.message_type} topic",
             message_id,
+            seq,
         )
     device_id = raw.get("device_id")
     if isinstance(device_id, str) and device_id != info.device_id:
@@ -102,12 +106,13 @@ def parse_message(
             RejectReason.WRONG_DEVICE,
             f"envelope device {device_id[:64]!r} on the topic of {info.device_id!r}",
             message_id,
+            seq,
         )
 
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as error:
-        return reject(RejectReason.SCHEMA, describe_errors(error), message_id)
+        return reject(RejectReason.SCHEMA, describe_errors(error), message_id, seq)
     if isinstance(envelope.body, StateDoc) and envelope.body.domain is not info.domain:
         return reject(
             RejectReason.TYPE_MISMATCH,
@@ -115,6 +120,22 @@ def parse_message(
             envelope.id,
         )
     return Parsed(info, envelope)
+
+
+def _peek_seq(raw: dict) -> int | None:
+    """The sequence number of a version-1 up envelope, if it holds a valid one.
+
+    Only version 1 defines what `seq` means, and only up messages carry one; anything else
+    (another version's envelope, a `down.*` type, a seq out of range or of the wrong JSON
+    type) gives None rather than a number that could stand for the wrong message.
+    """
+    seq = raw.get("seq")
+    type_name = raw.get("type")
+    if (type(raw.get("v")) is int and raw["v"] == PROTOCOL_VERSION
+            and isinstance(type_name, str) and type_name.startswith("up.")
+            and type(seq) is int and 1 <= seq <= MAX_SEQ):
+        return seq
+    return None
 
 
 def _peek_message_id(raw: dict) -> uuid.UUID | None:

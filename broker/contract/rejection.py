@@ -30,7 +30,9 @@ class Rejection:
     """A refused message, with whatever could be learned about it before refusing.
 
     `device_id` comes from the topic and `message_id` from the payload when they could be read;
-    a cloud uses them to report the rejection back to the device in down/ack.
+    a cloud uses them to report the rejection back to the device in down/ack. `seq` is the
+    payload's sequence number when it is a version-1 up envelope holding a valid one: the
+    device drops a refused row for good, so the cloud counts that seq as delivered.
     """
 
     reason: RejectReason
@@ -38,6 +40,7 @@ class Rejection:
     topic: str = ""
     device_id: str | None = None
     message_id: uuid.UUID | None = None
+    seq: int | None = None
 
     def __str__(self) -> str:
         return f"{self.reason.value}: {self.detail}"

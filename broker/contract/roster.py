@@ -1,7 +1,9 @@
 """Cashiers on the wire: the `cashiers` state document (the roster) and PIN hashes.
 
 The cloud sends each device the cashiers allowed on it, as a retained, versioned
-``down/state/cashiers`` document (RosterDoc). PINs travel only as slow salted hashes
+``down/state/cashiers`` document (RosterDoc). Each cashier carries its details sets, one
+per point of sale (an airline session or a counter: terminal id, operator code, an optional
+session label); an operator code belongs to one cashier. PINs travel only as slow salted hashes
 (``scrypt``), made by the cloud when a PIN is set and checked by the device at login,
 offline. The parameters live in the hash, so the cloud can raise them later and devices
 verify old and new hashes alike.
@@ -19,13 +21,23 @@ import re
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictBool,
+    StringConstraints,
+    model_serializer,
+    model_validator,
+)
 
 from .fields import Code, text
 
 __all__ = [
     "CashierRole",
     "OperatorCode",
+    "SessionLabel",
     "Pin",
     "PinHash",
     "PinHashError",
@@ -41,6 +53,8 @@ __all__ = [
 
 PIN_PATTERN = r"^[0-9]{4,12}$"
 OperatorCode = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9]{4}$")]
+# Free text naming the airline session or counter a details set is for, e.g. "SU direct".
+SessionLabel = text(100)
 Pin = Annotated[str, StringConstraints(strict=True, pattern=PIN_PATTERN)]
 PinHash = Annotated[
     str,
@@ -121,11 +135,24 @@ class _Model(BaseModel):
 
 
 class CashierDetails(_Model):
-    """One set of details: what a sale at this point of sale carries for this cashier."""
+    """One set of details: what a sale at this point of sale carries for this cashier.
+
+    `operator_code` is always the code to use (the cloud fills in the cashier's own when the
+    set names none). `session_label` is optional and left out of the document when absent,
+    so a roster without labels stays readable by agents that predate the field.
+    """
 
     point_of_sale: Code  # the point of sale's code (PointOfSale.code in the cloud)
     terminal_id: Code
     operator_code: OperatorCode
+    session_label: SessionLabel | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_label(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        data = handler(self)
+        if data.get("session_label") is None:
+            data.pop("session_label", None)
+        return data
 
 
 class RosterCashier(_Model):
@@ -151,4 +178,11 @@ class RosterDoc(_Model):
             raise ValueError("cashier ids repeat in the roster")
         if len(set(codes)) != len(codes):
             raise ValueError("operator codes repeat in the roster")
+        # A cashier may use one code in several details sets; two cashiers never share one.
+        owner: dict[str, str] = {}
+        for cashier in self.cashiers:
+            for code in {cashier.operator_code, *(d.operator_code for d in cashier.details)}:
+                other = owner.setdefault(code, cashier.cashier_id)
+                if other != cashier.cashier_id:
+                    raise ValueError(f"operator code {code} belongs to two cashiers ({other}, {cashier.cashier_id})")
         return self

@@ -31,6 +31,8 @@ __all__ = [
     "StateDomain",
     "TopicInfo",
     "InvalidDeviceIdError",
+    "RESERVED_DEVICE_ID_PREFIX",
+    "is_reserved_device_id",
     "is_valid_device_id",
     "check_device_id",
     "up_topic",
@@ -57,7 +59,7 @@ _SEGMENT_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _VERSION_SEGMENT_RE = re.compile(r"v[0-9]{1,4}")
 
 # What a device may do, as Mosquitto ACL lines (%u = username = device id): publish its up
-# messages and status, read what the cloud sends it. broker/production/acl holds the same lines.
+# messages and status, read what the cloud sends it. broker/production/acl-devices holds the same lines.
 DEVICE_ACL_LINES = (
     f"pattern write {TOPIC_PREFIX}/%u/up/#",
     f"pattern write {TOPIC_PREFIX}/%u/status",
@@ -120,12 +122,19 @@ class InvalidDeviceIdError(ValueError):
     """A device id that could escape its topic subtree or its ACL line."""
 
 
-# The cloud's broker account (certificate CN / username); no device may take it.
-RESERVED_DEVICE_IDS = frozenset({"kassa-cloud"})
+# The cloud's MQTT identities all start with this: its account (certificate CN kassa-cloud) and
+# its client ids (kassa-ingest-<worker>, kassa-pushes-<worker>). A device id is its CN and, on
+# the devices' listener, its client id; Mosquitto's client ids are global across listeners, so
+# a device named like a worker would disconnect that worker. No device id may start with it.
+RESERVED_DEVICE_ID_PREFIX = "kassa-"
+
+
+def is_reserved_device_id(device_id: str) -> bool:
+    return device_id.lower().startswith(RESERVED_DEVICE_ID_PREFIX)
 
 
 def is_valid_device_id(device_id: object) -> bool:
-    return isinstance(device_id, str) and _DEVICE_ID_RE.fullmatch(device_id) is not None and device_id not in RESERVED_DEVICE_IDS
+    return isinstance(device_id, str) and _DEVICE_ID_RE.fullmatch(device_id) is not None and not is_reserved_device_id(device_id)
 
 
 def check_device_id(device_id: str) -> str:
@@ -133,7 +142,7 @@ def check_device_id(device_id: str) -> str:
     if not is_valid_device_id(device_id):
         raise InvalidDeviceIdError(
             f"device id {_clip(device_id)} must be 1-{DEVICE_ID_MAX_LENGTH} characters of "
-            "A-Z a-z 0-9 . _ - starting with a letter or digit, and not a reserved name (kassa-cloud)"
+            "A-Z a-z 0-9 . _ - starting with a letter or digit, and not starting with 'kassa-' (reserved for the cloud)"
         )
     return device_id
 

@@ -20,8 +20,11 @@ DeviceIdText = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN, max_l
 DeviceChoice = Annotated[Literal["all"] | list[DeviceIdText],
                          Field(description='"all" (every device of the company, also those added later) '
                                "or a list of the company's device ids")]
-OperatorCodeText = Annotated[str, Field(max_length=16, description="exactly 4 digits, never used before in "
-                                        "the company (by any cashier or details set, even a deleted one)")]
+OperatorCodeText = Annotated[str, Field(max_length=16, description="exactly 4 digits: a new code (never used in "
+                                        "the company) or one that is already this cashier's; a code belongs to "
+                                        "one cashier for ever, also after it is deleted")]
+SessionLabelText = Annotated[str, Field(max_length=200, description="free text naming the airline session or "
+                                        "counter, up to 100 characters; blank or omitted: no label")]
 PinText = Annotated[str, Field(max_length=64, description="4 to 12 digits; stored only as a slow salted hash")]
 CodeText = Annotated[str, Field(max_length=64, description="1-64 characters, no spaces")]
 Roles = Annotated[list[CashierRole], Field(min_length=1, max_length=8,
@@ -44,8 +47,8 @@ class CashierIn(BaseModel):
 class CashierPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name | None = None
-    operator_code: OperatorCodeText | None = Field(None, description="a new, never used operator code; "
-                                                   "the old one stays used")
+    operator_code: OperatorCodeText | None = Field(None, description="a new operator code, or one the cashier "
+                                                   "had before; the old one stays the cashier's")
     roles: Roles | None = None
     enabled: bool | None = Field(None, description="a disabled cashier stays in rosters, marked disabled")
 
@@ -63,14 +66,19 @@ class DevicesIn(BaseModel):
 class DetailsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     terminal_id: CodeText
-    operator_code: OperatorCodeText
+    operator_code: OperatorCodeText | None = Field(None, description="omitted: the set carries the cashier's own "
+                                                   "operator code (also after it changes)")
+    session_label: SessionLabelText | None = None
 
 
 class DetailsOut(BaseModel):
     point_of_sale_id: int
     point_of_sale_code: str
     terminal_id: str
-    operator_code: str
+    operator_code: str = Field(description="the operator code sales under this set carry")
+    own_operator_code: bool = Field(description="true: the set names no code of its own and carries the "
+                                    "cashier's operator code")
+    session_label: str | None
 
 
 class CashierOut(BaseModel):
@@ -93,6 +101,7 @@ class RosterDetailsOut(BaseModel):
     point_of_sale: str
     terminal_id: str
     operator_code: str
+    session_label: str | None = None
 
 
 class RosterCashierOut(BaseModel):

@@ -63,12 +63,15 @@ def _outs(session: Session, cashiers: list[Cashier]) -> list[CashierOut]:
                 select(CashierDevice.cashier_id, CashierDevice.device_id)
                 .where(CashierDevice.cashier_id.in_(ids)).order_by(CashierDevice.device_id)):
             devices[cashier_id].append(device_id)
+        own = {cashier.id: cashier.operator_code for cashier in cashiers}
         for row, pos_code in session.execute(
                 select(CashierDetailsSet, PointOfSale.code)
                 .join(PointOfSale, PointOfSale.id == CashierDetailsSet.point_of_sale_id)
                 .where(CashierDetailsSet.cashier_id.in_(ids)).order_by(PointOfSale.code)):
-            details[row.cashier_id].append(DetailsOut(point_of_sale_id=row.point_of_sale_id, point_of_sale_code=pos_code,
-                                                      terminal_id=row.terminal_id, operator_code=row.operator_code))
+            details[row.cashier_id].append(DetailsOut(
+                point_of_sale_id=row.point_of_sale_id, point_of_sale_code=pos_code, terminal_id=row.terminal_id,
+                operator_code=row.operator_code or own[row.cashier_id], own_operator_code=row.operator_code is None,
+                session_label=row.session_label))
     return [CashierOut(id=c.id, company_id=c.company_id, code=c.code, name=c.name, operator_code=c.operator_code,
                        roles=list(c.roles), enabled=c.enabled, pin_set=c.pin_hash is not None, pin_set_at=c.pin_set_at,
                        devices="all" if c.all_devices else devices[c.id], details=details[c.id],
@@ -173,17 +176,18 @@ def set_devices(company_id: IdPath, cashier_id: IdPath, body: DevicesIn, session
 
 
 @router.put(f"{CASHIER}/details/{{point_of_sale_id}}", response_model=CashierOut,
-            summary="Set the cashier's details (terminal id, operator code) for a point of sale")
+            summary="Set or replace the cashier's details (terminal id, operator code, session label) "
+            "for a point of sale")
 def put_details(company_id: IdPath, cashier_id: IdPath, point_of_sale_id: IdPath, body: DetailsIn,
                 session: SessionDep, p: PrincipalDep) -> CashierOut:
     company = access.company_data(session, p, company_id, write=True)
     cashier = service.put_details(session, company.id, cashier_id, point_of_sale_id, body.terminal_id,
-                                  body.operator_code, by_user=p.user_id)
+                                  body.operator_code, session_label=body.session_label, by_user=p.user_id)
     return _out(session, cashier)
 
 
 @router.delete(f"{CASHIER}/details/{{point_of_sale_id}}", **NO_CONTENT,
-               summary="Remove the cashier's details for a point of sale (the operator code stays used)")
+               summary="Remove the cashier's details for a point of sale (its operator code stays the cashier's)")
 def remove_details(company_id: IdPath, cashier_id: IdPath, point_of_sale_id: IdPath, session: SessionDep,
                    p: PrincipalDep) -> Response:
     company = access.company_data(session, p, company_id, write=True)

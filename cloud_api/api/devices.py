@@ -4,7 +4,8 @@ Sales belong to the company that owns the device (`devices.company_id`); a devic
 registered to the company shows nothing. The point-of-sale filter matches the
 `point_of_sale_id` the terminal put in each sale (`sales.point_of_sale_code`) against the
 point of sale's `code`. A device's presence is its last retained status (device_presence);
-last seen is the later of that status's arrival and the device's last up message.
+last seen is the later of that status's arrival and the device's last up message. Its up
+messages refused for good are the rejected rows of the ingest ledger (ingested_messages).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from cloud_api.api.deps import PrincipalDep, SessionDep
@@ -29,6 +30,7 @@ from cloud_api.api.schemas import (
     GapOut,
     PaymentOut,
     RefundLineOut,
+    RejectionOut,
     RefundOut,
     SaleDetail,
     SaleLineOut,
@@ -36,7 +38,8 @@ from cloud_api.api.schemas import (
     SalesPage,
     TaxOut,
 )
-from cloud_api.models import DevicePresence, DeviceStream, RefundLine, RefundPayment, RefundRecord, SequenceGap
+from cloud_api.models import DevicePresence, DeviceStream, IngestedMessage, Outcome, RefundLine, RefundPayment
+from cloud_api.models import RefundRecord, SequenceGap
 from cloud_api.models import SaleLine, SalePayment, SaleRecord
 from cloud_api.tenancy import access
 from cloud_api.tenancy.models import Company, Device
@@ -49,27 +52,54 @@ CSV_COLUMNS = ["sale_id", "sold_at", "device_id", "point_of_sale", "cashier_id",
                "currency", "total_minor", "refunded_minor", "refund_count"]
 # Years a datetime may have here: Python and both databases handle all of them.
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc)
+# The WHERE of the partial index ix_ingested_messages_rejected, spelled as the index has it:
+# SQLite uses a partial index only for a literal, not for a bound parameter.
+_REJECTED = IngestedMessage.outcome == literal_column(f"'{Outcome.REJECTED}'")
+# Newest first; one batch shares a receipt time, and message ids (UUIDv7) follow creation.
+_NEWEST_REJECTION = (IngestedMessage.received_at.desc(), IngestedMessage.message_id.desc())
 
 
 def _devices_with_presence(company: Company) -> Select:
     open_gaps = (select(func.count()).select_from(SequenceGap)
                  .where(SequenceGap.device_id == Device.device_id, SequenceGap.closed_at.is_(None))
                  .correlate(Device).scalar_subquery())
+    rejected = (select(func.count()).select_from(IngestedMessage)
+                .where(IngestedMessage.device_id == Device.device_id, _REJECTED)
+                .correlate(Device).scalar_subquery())
+    last_rejected = (select(IngestedMessage.message_id)
+                     .where(IngestedMessage.device_id == Device.device_id, _REJECTED)
+                     .order_by(*_NEWEST_REJECTION).limit(1).correlate(Device).scalar_subquery())
     return (select(Device, DevicePresence.state, DevicePresence.last_seen_at,
-                   DeviceStream.last_seen_at, DeviceStream.high_water, DeviceStream.max_seq, open_gaps)
+                   DeviceStream.last_seen_at, DeviceStream.high_water, DeviceStream.max_seq, open_gaps,
+                   rejected, last_rejected)
             .outerjoin(DevicePresence, DevicePresence.device_id == Device.device_id)
             .outerjoin(DeviceStream, DeviceStream.device_id == Device.device_id)
             .where(Device.company_id == company.id))
 
 
-def _device_out(row: Any) -> DeviceOut:
-    device, state, status_seen, up_seen, high_water, max_seq, open_gaps = row
+def _device_outs(session: Session, rows: list[Any]) -> list[DeviceOut]:
+    latest = [row[-1] for row in rows if row[-1] is not None]
+    rejections = {} if not latest else {
+        message.message_id: _rejection_out(message)
+        for message in session.scalars(select(IngestedMessage).where(IngestedMessage.message_id.in_(latest)))}
+    return [_device_out(row, rejections.get(row[-1])) for row in rows]
+
+
+def _device_out(row: Any, last_rejection: RejectionOut | None) -> DeviceOut:
+    device, state, status_seen, up_seen, high_water, max_seq, open_gaps, rejected, _ = row
     seen = [moment for moment in (status_seen, up_seen) if moment is not None]
     return DeviceOut(device_id=device.device_id, company_id=device.company_id,
                      point_of_sale_id=device.point_of_sale_id, paired=device.public_key is not None,
                      created_at=device.created_at, presence=state or "unknown",
                      last_seen_at=max(seen) if seen else None, high_water=high_water or 0,
-                     max_seq=max_seq or 0, open_gaps=open_gaps or 0)
+                     max_seq=max_seq or 0, open_gaps=open_gaps or 0, rejected=rejected or 0,
+                     last_rejection=last_rejection)
+
+
+def _rejection_out(message: IngestedMessage) -> RejectionOut:
+    return RejectionOut(message_id=message.message_id, seq=message.seq, type=message.type,
+                        reason=message.reject_reason or "rejected", detail=message.reject_detail or "",
+                        received_at=message.received_at)
 
 
 @router.get("/companies/{company_id}/devices", response_model=list[DeviceOut], summary="A company's devices")
@@ -80,7 +110,7 @@ def list_devices(company_id: IdPath, session: SessionDep, p: PrincipalDep,
     if point_of_sale is not None:
         pos = access.visible_point_of_sale(session, company, point_of_sale)
         query = query.where(Device.point_of_sale_id == pos.id)
-    return [_device_out(row) for row in session.execute(query.order_by(Device.device_id))]
+    return _device_outs(session, list(session.execute(query.order_by(Device.device_id))))
 
 
 @router.get("/companies/{company_id}/devices/{device_id}", response_model=DeviceOut, summary="One device")
@@ -89,7 +119,7 @@ def get_device(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep,
     row = session.execute(_devices_with_presence(company).where(Device.device_id == device_id)).first()
     if row is None:
         raise not_found(f"device {device_id}")
-    return _device_out(row)
+    return _device_outs(session, [row])[0]
 
 
 @router.get("/companies/{company_id}/devices/{device_id}/gaps", response_model=list[GapOut],
@@ -97,15 +127,31 @@ def get_device(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep,
 def list_gaps(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep, p: PrincipalDep,
               state: Annotated[Literal["open", "all"], Query(description="open gaps only, or closed ones too")] = "open",
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[GapOut]:
-    company = access.company_data(session, p, company_id)
-    if session.scalar(select(Device.device_id).where(Device.device_id == device_id, Device.company_id == company.id)) is None:
-        raise not_found(f"device {device_id}")
+    _company_device(session, access.company_data(session, p, company_id), device_id)
     query = select(SequenceGap).where(SequenceGap.device_id == device_id)
     if state == "open":
         query = query.where(SequenceGap.closed_at.is_(None))
     gaps = session.scalars(query.order_by(SequenceGap.first_missing.desc()).limit(limit))
     return [GapOut(first_missing=g.first_missing, last_missing=g.last_missing, detected_at=_utc(g.detected_at),
                    closed_at=_utc(g.closed_at)) for g in gaps]
+
+
+@router.get("/companies/{company_id}/devices/{device_id}/rejections", response_model=list[RejectionOut],
+            summary="Up messages of one device refused for good, newest first")
+def list_rejections(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep, p: PrincipalDep,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[RejectionOut]:
+    _company_device(session, access.company_data(session, p, company_id), device_id)
+    messages = session.scalars(select(IngestedMessage)
+                               .where(IngestedMessage.device_id == device_id, _REJECTED)
+                               .order_by(*_NEWEST_REJECTION).limit(limit).offset(offset))
+    return [_rejection_out(message) for message in messages]
+
+
+def _company_device(session: Session, company: Company, device_id: str) -> None:
+    """404 unless the device is registered to the company (another company's is not shown)."""
+    if session.scalar(select(Device.device_id).where(Device.device_id == device_id, Device.company_id == company.id)) is None:
+        raise not_found(f"device {device_id}")
 
 
 def _company_devices(company: Company) -> Select:

@@ -39,8 +39,10 @@ class RevokeIn(BaseModel):
 class ReleasingOut(BaseModel):
     from_device_id: str
     from_epoch: int
-    to_device_id: str
-    deadline: Utc = Field(description="granted to the new device at the latest then, receipt or not")
+    to_device_id: str | None = Field(description="the new device; null: back to the partner's stock (the holder "
+                                     "released it)")
+    deadline: Utc = Field(description="granted to the new device (or returned to the stock) at the latest then, "
+                          "receipt or not")
 
 
 class LicenceOut(BaseModel):

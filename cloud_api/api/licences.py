@@ -1,7 +1,7 @@
 """The licence book over HTTP: the owner issues licences to partners, partners assign them to
-companies (or unseal them for themselves), companies see and move theirs, sellers and the
-owner revoke, technicians upload offline release receipts. Devices bind keys over MQTT
-(cloud_api/licences/binding.py), not here.
+companies (or unseal them for themselves), companies see and move theirs and release them back
+to the partner's stock, sellers and the owner revoke, technicians upload offline release
+receipts. Devices bind keys over MQTT (cloud_api/licences/binding.py), not here.
 
 Who sees a licence: the owner's admins (all of the owner's), the seller's partner admins, the
 holder company's users. Anyone else gets 404. The key is shown only to its holder: the
@@ -202,6 +202,22 @@ def move(licence_id: LicenceIdPath, body: MoveIn, request: Request, session: Ses
     return _reread(session, p, licence_id)
 
 
+@router.post("/licences/{licence_id}/release-to-partner", response_model=LicenceOut,
+             summary="Give a licence back to the partner's stock (company_admin of the holder): a free one at once, "
+             "a bound one once its device has let go (release order, receipt or lease expiry + margin)")
+def release_to_partner(licence_id: LicenceIdPath, request: Request, session: SessionDep, p: PrincipalDep) -> LicenceOut:
+    visible_licence(session, p, licence_id)
+    require_role(p, Role.COMPANY_ADMIN)
+    assert p.company_id is not None
+    try:
+        book.release_to_partner(session, licence_id, p.company_id, by_user=p.user_id, now=_now(),
+                                policy=_policy(request))
+    except LicenceRefused as exc:
+        raise _refused(exc) from None
+    session.commit()
+    return _reread(session, p, licence_id)
+
+
 # ------------------------------------------------------------------------------ reading
 @router.get("/licences/{licence_id}", response_model=LicenceOut, summary="One licence")
 def get_licence(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalDep) -> LicenceOut:
@@ -209,13 +225,14 @@ def get_licence(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalDep)
 
 
 @router.get("/licences/{licence_id}/events", response_model=list[LicenceEventOut],
-            summary="A licence's audit trail: every transition, oldest first")
+            summary="A licence's audit trail, oldest first: every transition for its partner and the owner; for a company, "
+            "those while it held the licence")
 def licence_events(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalDep) -> list[LicenceEventOut]:
     licence = visible_licence(session, p, licence_id)
     return [LicenceEventOut(at=event.at, actor=event.actor, action=event.action, from_state=event.from_state,  # type: ignore[arg-type]
                             to_state=event.to_state, from_device_id=event.from_device_id,  # type: ignore[arg-type]
                             to_device_id=event.to_device_id, epoch=event.epoch, detail=event.detail)
-            for event in book.licence_events(session, licence.id)]
+            for event in book.licence_events(session, licence.id, company_id=p.company_id if p.role in Role.COMPANY else None)]
 
 
 # ------------------------------------------------------------------------------ offline release

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from broker.contract.pairing import PairingCode, PollReply, PollRequest, Registration, RegistrationRequest
+from broker.contract.pairing import BrokerCredentials, PairingCode, PollReply, PollRequest, Registration, RegistrationRequest, RenewalRequest
 from cloud_api.api.deps import PrincipalDep, SessionDep
 from cloud_api.api.errors import ERROR_RESPONSES, ErrorResponse, invalid
 from cloud_api.api.schemas import MAX_ID, Id, Utc
@@ -28,6 +29,8 @@ from cloud_api.settings import CloudSettings
 from cloud_api.tenancy import access
 
 router = APIRouter(tags=["pairing"])
+_Body = TypeVar("_Body", bound=BaseModel)
+_Reply = TypeVar("_Reply")
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 _limiter_lock = threading.Lock()
 
@@ -35,12 +38,13 @@ DEVICE_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in [
         (401, "bad_signature: the proof is not signed by the device's identity key"),
-        (404, "not_registered: poll before registering"),
+        (403, "device_revoked: renewal of a device whose certificates were revoked"),
+        (404, "not_registered: poll before registering; not_paired: renewal of a device that is not paired"),
         (409, "device_paired, device_id_taken, pairing_code_taken"),
         (410, "registration_expired: register again"),
         (413, "too_large: body over 16 KiB"),
         (422, "invalid_request, invalid_csr, clock_skew"),
-        (429, "rate_limited (see Retry-After)"),
+        (429, "rate_limited (see Retry-After): too many requests from this address, or a renewal moments after the last"),
         (503, "pairing_unavailable: the cloud has no device CA configured"),
     ]
 }
@@ -133,17 +137,30 @@ async def register(request: Request) -> JSONResponse:
     return JSONResponse(reply.model_dump(mode="json"), status_code=201 if created else 200)
 
 
+async def _signed_request(request: Request, model: type[_Body], rule: Callable[[Session, CloudSettings, _Body, datetime], _Reply]) -> _Reply:
+    """A device's signed request: counted against its address, read with the size limit,
+    parsed, and answered by `rule` in a session of its own (off the event loop)."""
+    _check_rate(request)
+    body = _parse(model, await read_body(request))
+
+    def work() -> _Reply:
+        with Session(request.app.state.engine, expire_on_commit=False) as session:
+            return rule(session, _settings(request), body, _now())
+
+    return await run_in_threadpool(work)
+
+
 @router.post("/pairing/poll", response_model=PollReply, responses=DEVICE_RESPONSES, openapi_extra=_body_schema(PollRequest),
              summary="A registered device asks whether it was claimed; the reply holds its certificate once it was")
 async def poll(request: Request) -> PollReply:
-    _check_rate(request)
-    body = _parse(PollRequest, await read_body(request))
+    return await _signed_request(request, PollRequest, service.poll)
 
-    def work() -> PollReply:
-        with Session(request.app.state.engine, expire_on_commit=False) as session:
-            return service.poll(session, _settings(request), body, _now())
 
-    return await run_in_threadpool(work)
+@router.post("/pairing/renewals", response_model=BrokerCredentials, responses=DEVICE_RESPONSES,
+             openapi_extra=_body_schema(RenewalRequest),
+             summary="A paired device asks for a new broker certificate before its own runs out (no token; signed with its identity key)")
+async def renew(request: Request) -> BrokerCredentials:
+    return await _signed_request(request, RenewalRequest, service.renew)
 
 
 @router.post("/companies/{company_id}/pairing/claims", status_code=201, response_model=ClaimOut, responses=CLAIM_RESPONSES,

@@ -1,24 +1,28 @@
 """Codes of cashiers: format checks, the operator code registry, and what a unique-key
 conflict meant.
 
-Every operator code a company uses (a cashier's own and each details set's) is inserted into
-`operator_codes` when first used and never deleted, so its primary key refuses a code that
-is in use or was ever used, also when two requests race. The service does not look first:
-it inserts, and when the database refuses (IntegrityError) it rolls back and asks
-`explain_conflict` which code was taken, to answer with a precise error.
+An operator code is a cashier's personal number: the first time a cashier uses a code (as
+its own operator code or in a details set) it goes into `operator_codes` with that cashier
+as its owner, for ever: the row is never deleted or given to anyone else. The owner may use
+the code again anywhere (several details sets, back as its own code); every other cashier of
+the company is refused, also after the owner is deleted. The service does not look first:
+`take_operator_code` inserts (doing nothing when the row exists) and then reads the row's
+owner, so the registry's primary key decides, also when two requests race: one code never
+gets two owners. A cashier code conflict still surfaces as an IntegrityError: the service
+rolls back and asks `explain_conflict` which code was taken.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from datetime import datetime, timezone
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud_api.api.errors import ApiError
 from cloud_api.cashiers.models import Cashier, CashierDetailsSet, OperatorCodeUse
+from cloud_api.db import upsert_insert
 
 OPERATOR_CODE_RE = re.compile(r"[0-9]{4}")
 # kc.Code: what the roster carries as cashier_id and terminal_id.
@@ -48,39 +52,52 @@ def encodable(value: str) -> bool:
 
 def take_operator_code(session: Session, company_id: int, code: str, cashier_id: int,
                        point_of_sale_id: int | None = None) -> None:
-    """Record the first use of `code`; raises IntegrityError at once if the company used it
-    before (the caller's transaction is then unusable: roll back, then `explain_conflict`)."""
-    session.execute(insert(OperatorCodeUse).values(company_id=company_id, code=check_operator_code(code),
-                                                   cashier_id=cashier_id, point_of_sale_id=point_of_sale_id,
-                                                   taken_at=datetime.now(timezone.utc)))
+    """Make `code` the cashier's, or confirm it is already: registers a new code with the
+    cashier as owner (`point_of_sale_id`: where it is first used, None for the cashier's own
+    code); raises the precise 409 when the code belongs to another cashier.
+
+    A concurrent insert of the same code waits for the other transaction (the primary key)
+    and then does nothing; the owner read afterwards is the one that committed."""
+    table = OperatorCodeUse.__table__
+    session.execute(upsert_insert(session, table)
+                    .values(company_id=company_id, code=check_operator_code(code), cashier_id=cashier_id,
+                            point_of_sale_id=point_of_sale_id, taken_at=datetime.now(timezone.utc))
+                    .on_conflict_do_nothing(index_elements=[table.c.company_id, table.c.code]))
+    owner = session.scalar(select(OperatorCodeUse.cashier_id).where(OperatorCodeUse.company_id == company_id,
+                                                                   OperatorCodeUse.code == code))
+    if owner != cashier_id:
+        raise refusal(session, company_id, code, owner)
 
 
-def holder_of(session: Session, company_id: int, code: str) -> Cashier | None:
-    """The live cashier using `code` now, as its own operator code or in a details set."""
-    own = session.scalar(select(Cashier).where(Cashier.company_id == company_id, Cashier.operator_code == code,
-                                               Cashier.deleted_at.is_(None)))
-    if own is not None:
-        return own
-    return session.scalar(select(Cashier).join(CashierDetailsSet, CashierDetailsSet.cashier_id == Cashier.id)
-                          .where(Cashier.company_id == company_id, CashierDetailsSet.operator_code == code,
-                                 Cashier.deleted_at.is_(None)).limit(1))
+def refusal(session: Session, company_id: int, code: str, owner_id: int | None) -> ApiError:
+    """The 409 for using `code`, which belongs to the cashier `owner_id`, for another cashier."""
+    owner = session.get(Cashier, owner_id, populate_existing=True) if owner_id is not None else None
+    if owner is None or owner.deleted_at is not None:
+        return ApiError(409, "cashier.operator_code_used_before",
+                        f"operator code {code} belonged to a cashier since deleted; an operator code is "
+                        "never reused: choose a new one")
+    if in_use(session, owner, code):
+        return ApiError(409, "cashier.operator_code_taken",
+                        f"operator code {code} is in use by cashier {owner.code}; choose another")
+    return ApiError(409, "cashier.operator_code_used_before",
+                    f"operator code {code} was used before by cashier {owner.code} and stays theirs; an "
+                    "operator code is never reused: choose a new one")
 
 
-def explain_conflict(session: Session, company_id: int, operator_codes: Iterable[str],
-                     cashier_code: str | None = None) -> ApiError:
-    """The 409 for a refused write that tried to take `operator_codes` (and `cashier_code`),
-    read after the rollback: by then the request that got there first has committed."""
+def in_use(session: Session, cashier: Cashier, code: str) -> bool:
+    """True when `code` is the cashier's operator code now or the code of one of its details sets."""
+    if cashier.operator_code == code:
+        return True
+    return session.scalar(select(CashierDetailsSet.point_of_sale_id)
+                          .where(CashierDetailsSet.cashier_id == cashier.id, CashierDetailsSet.operator_code == code)
+                          .limit(1)) is not None
+
+
+def explain_conflict(session: Session, company_id: int, cashier_code: str | None = None) -> ApiError:
+    """The 409 for a write refused by a unique key, read after the rollback (by then the
+    request that got there first has committed): the cashier code, else a concurrent change."""
     if cashier_code is not None and session.scalar(
             select(Cashier.id).where(Cashier.company_id == company_id, Cashier.code == cashier_code)) is not None:
         return ApiError(409, "cashier.code_taken",
                         f"cashier code {cashier_code} is taken in this company (codes of deleted cashiers stay taken)")
-    for code in operator_codes:
-        if session.get(OperatorCodeUse, (company_id, code)) is None:
-            continue
-        holder = holder_of(session, company_id, code)
-        if holder is not None:
-            return ApiError(409, "cashier.operator_code_taken",
-                            f"operator code {code} is in use by cashier {holder.code}; choose another")
-        return ApiError(409, "cashier.operator_code_used_before",
-                        f"operator code {code} was used before in this company; an operator code is never reused")
     return ApiError(409, "conflict", "conflicts with a concurrent change; read and retry")

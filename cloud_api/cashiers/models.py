@@ -3,9 +3,11 @@ the company's operator code registry.
 
 A cashier is never deleted, only marked (`deleted_at`): it leaves every roster, but its
 cashier code stays taken (the unique constraint covers deleted rows) and its operator codes
-stay in `operator_codes`, whose rows are never deleted either. So "an operator code is never
-used twice in a company" is a primary key the database enforces, under concurrent requests
-too, not a check the service could race past.
+stay in `operator_codes`, whose rows are never deleted either. Each row names the code's
+owner: the cashier may use the code again (as its own code, in any of its details sets), no
+other cashier of the company ever can. "One owner per code" is the registry's primary key,
+which the database enforces under concurrent requests too, not a check the service could
+race past; a details set's code must be a registry row of the same cashier (foreign key).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, ForeignKeyConstraint, Integer, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -21,6 +23,7 @@ from cloud_api.models import CODE, DEVICE_ID, Base
 
 OPERATOR_CODE = String(4)  # exactly 4 digits (kc.OperatorCode), checked by the API
 PIN_HASH = String(200)  # kc.PinHash: scrypt$logN$r$p$salt$hash
+SESSION_LABEL = String(100)  # kc.SessionLabel: free text naming the airline session or counter
 JsonList = JSON().with_variant(JSONB(), "postgresql")
 
 
@@ -55,30 +58,42 @@ class CashierDevice(Base):
 
 
 class CashierDetailsSet(Base):
-    """One set of details: what the cashier's sales at this point of sale carry."""
+    """One set of details: what the cashier's sales at this point of sale (an airline
+    session, a counter) carry."""
 
     __tablename__ = "cashier_details"
 
     cashier_id: Mapped[int] = mapped_column(ForeignKey("cashiers.id"), primary_key=True)
     point_of_sale_id: Mapped[int] = mapped_column(ForeignKey("points_of_sale.id"), primary_key=True)
     terminal_id: Mapped[str] = mapped_column(CODE)
-    operator_code: Mapped[str] = mapped_column(OPERATOR_CODE)
+    # None: the cashier's own operator code (also after it changes); else one of its codes.
+    operator_code: Mapped[str | None] = mapped_column(OPERATOR_CODE)
+    session_label: Mapped[str | None] = mapped_column(SESSION_LABEL)
+
+    __table_args__ = (ForeignKeyConstraint(["cashier_id", "operator_code"],
+                                           ["operator_codes.cashier_id", "operator_codes.code"],
+                                           name="fk_cashier_details_owned_code"),)
 
 
 class OperatorCodeUse(Base):
-    """Every operator code a company has ever used, with its first use. Never deleted.
+    """Every operator code a company has ever used: its owner for ever and its first use.
+    Never deleted, never given to another cashier.
 
-    `point_of_sale_id` is NULL for a cashier's own operator code and names the point of sale
-    for the code of a details set.
+    `point_of_sale_id` is where the code was first used: NULL for a cashier's own operator
+    code, the point of sale for a code first given in a details set.
     """
 
     __tablename__ = "operator_codes"
 
     company_id: Mapped[int] = mapped_column(ForeignKey("companies.id"), primary_key=True)
     code: Mapped[str] = mapped_column(OPERATOR_CODE, primary_key=True)
-    cashier_id: Mapped[int] = mapped_column(ForeignKey("cashiers.id"), index=True)
+    cashier_id: Mapped[int] = mapped_column(ForeignKey("cashiers.id"))
     point_of_sale_id: Mapped[int | None] = mapped_column(ForeignKey("points_of_sale.id"))
     taken_at: Mapped[datetime]
+
+    # What cashier_details' foreign key points at ((company_id, code) is already unique); its
+    # index also serves "the codes of a cashier".
+    __table_args__ = (UniqueConstraint("cashier_id", "code", name="uq_operator_codes_cashier_code"),)
 
 
 class CashierRosterLock(Base):

@@ -4,7 +4,8 @@ published through the desired state (cloud_api/pushes/desired_state.py).
 A device's roster holds every non-deleted cashier of its company allowed on it, enabled or
 not: a disabled cashier stays listed with `enabled: false`, so the device refuses the login
 with a clear reason instead of "unknown cashier". Each cashier carries all its details sets,
-each naming its point of sale by code (a cashier may serve several points of sale).
+each naming its point of sale by code (a cashier may serve several points of sale) and the
+operator code to use: the set's own, else the cashier's.
 
 Every function here runs inside the caller's transaction and never commits.
 """
@@ -68,7 +69,8 @@ def build_rosters(session: Session, company_id: int, device_ids: Iterable[str]) 
     cashiers = list(session.scalars(select(Cashier).where(Cashier.company_id == company_id,
                                                           Cashier.deleted_at.is_(None))
                                     .order_by(Cashier.code)))
-    ids = [cashier.id for cashier in cashiers]
+    by_id = {cashier.id: cashier for cashier in cashiers}
+    ids = list(by_id)
     chosen: dict[int, set[str]] = defaultdict(set)
     details: dict[int, list[CashierDetails]] = defaultdict(list)
     if ids:
@@ -77,12 +79,13 @@ def build_rosters(session: Session, company_id: int, device_ids: Iterable[str]) 
             chosen[cashier_id].add(device_id)
         rows = session.execute(
             select(CashierDetailsSet.cashier_id, PointOfSale.code, CashierDetailsSet.terminal_id,
-                   CashierDetailsSet.operator_code)
+                   CashierDetailsSet.operator_code, CashierDetailsSet.session_label)
             .join(PointOfSale, PointOfSale.id == CashierDetailsSet.point_of_sale_id)
             .where(CashierDetailsSet.cashier_id.in_(ids)).order_by(PointOfSale.code))
-        for cashier_id, pos_code, terminal_id, operator_code in rows:
-            details[cashier_id].append(CashierDetails(point_of_sale=pos_code, terminal_id=terminal_id,
-                                                      operator_code=operator_code))
+        for cashier_id, pos_code, terminal_id, operator_code, session_label in rows:
+            details[cashier_id].append(CashierDetails(
+                point_of_sale=pos_code, terminal_id=terminal_id, session_label=session_label,
+                operator_code=operator_code or by_id[cashier_id].operator_code))
     entries = {cashier.id: _roster_entry(cashier, details[cashier.id]) for cashier in cashiers}
     docs = {}
     # Devices listing the same cashiers share one document (one object: set_docs checks it

@@ -6,6 +6,12 @@ listed the cashier before or list it now) whose roster changed a new roster vers
 (`roster.publish_rosters`); the push publisher sends them after the commit. Each function commits; on any error it
 rolls back and raises an ApiError (409 with a precise code for taken codes).
 
+Operator codes (cloud_api/cashiers/codes.py): a code belongs to the first cashier that uses
+it, for ever. That cashier may use it in its own `operator_code` and in any number of its
+details sets; a details set that names no code carries the cashier's own (NULL in the table,
+so it follows a change of the cashier's code). Changing or removing a code burns nothing:
+the old code stays the cashier's.
+
 PINs: these functions take the PIN's hash, never the PIN. Hash it with
 `broker.contract.roster.hash_pin` before calling (about 130 ms: never inside the
 transaction, where it would hold the company's lock).
@@ -33,6 +39,7 @@ from cloud_api.tenancy.models import Device, PointOfSale
 ALL_DEVICES: Literal["all"] = "all"
 DeviceChoice = Sequence[str] | Literal["all"]
 MAX_DETAILS = 50  # RosterCashier's limit
+MAX_SESSION_LABEL = 100  # kc.SessionLabel
 ROLE_ORDER = list(CashierRole)
 
 
@@ -110,6 +117,21 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_session_label(label: str | None) -> str | None:
+    """The label trimmed; None when absent or blank (a details set without a label)."""
+    if label is None:
+        return None
+    label = label.strip() if isinstance(label, str) else "\x00"
+    if not label:
+        return None
+    if (len(label) > MAX_SESSION_LABEL or any(ord(ch) < 32 or ord(ch) == 127 for ch in label)
+            or not codes.encodable(label)):
+        raise ApiError(422, "cashier.session_label_format",
+                       f"a session label is up to {MAX_SESSION_LABEL} characters without control characters, "
+                       'e.g. "SU direct" or "Counter 3"')
+    return label
+
+
 def check_pin_hash(pin_hash: str) -> str:
     try:
         verify_pin("0000", pin_hash)  # only the shape and parameters matter here
@@ -131,16 +153,16 @@ def _company_device_set(session: Session, company_id: int, devices: Sequence[str
 
 # --------------------------------------------------------------------------- writing
 @contextlib.contextmanager
-def _writing(session: Session, company_id: int, operator_codes: Sequence[str] = (),
-             cashier_code: str | None = None) -> Iterator[None]:
-    """One locked transaction; a refused unique key becomes the precise 409."""
+def _writing(session: Session, company_id: int, cashier_code: str | None = None) -> Iterator[None]:
+    """One locked transaction; a refused unique key becomes the precise 409 (operator codes
+    are refused earlier, by `codes.take_operator_code`)."""
     try:
         lock_company(session, company_id)
         yield
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise codes.explain_conflict(session, company_id, operator_codes, cashier_code) from None
+        raise codes.explain_conflict(session, company_id, cashier_code) from None
     except BaseException:
         session.rollback()
         raise
@@ -167,7 +189,7 @@ def create_cashier(session: Session, company_id: int, new: NewCashier, *, by_use
     code = codes.check_code(new.code) if new.code is not None else None
     pin_hash = check_pin_hash(new.pin_hash) if new.pin_hash is not None else None
     now = utcnow()
-    with _writing(session, company_id, [operator_code], code):
+    with _writing(session, company_id, code):
         chosen = set() if new.devices == ALL_DEVICES else _company_device_set(session, company_id, new.devices)
         cashier = Cashier(company_id=company_id, code=code or _next_code(session, company_id), name=name,
                           operator_code=operator_code, pin_hash=pin_hash, pin_set_at=now if pin_hash else None,
@@ -186,10 +208,11 @@ def update_cashier(session: Session, company_id: int, cashier_id: int, changes: 
     name = check_name(changes.name) if changes.name is not None else None
     roles = normalise_roles(changes.roles) if changes.roles is not None else None
     operator_code = codes.check_operator_code(changes.operator_code) if changes.operator_code is not None else None
-    with _writing(session, company_id, [operator_code] if operator_code else []):
+    with _writing(session, company_id):
         cashier = get_cashier(session, company_id, cashier_id, fresh=True)
         before = cashier_devices(session, cashier)
         if operator_code is not None and operator_code != cashier.operator_code:
+            # a new code, or one the cashier had before; the old one stays the cashier's
             codes.take_operator_code(session, company_id, operator_code, cashier.id)
             cashier.operator_code = operator_code
         if name is not None:
@@ -204,7 +227,7 @@ def update_cashier(session: Session, company_id: int, cashier_id: int, changes: 
 
 
 def delete_cashier(session: Session, company_id: int, cashier_id: int, *, by_user: int | None = None) -> None:
-    """Mark deleted: it leaves every roster; its cashier and operator codes stay taken."""
+    """Mark deleted: it leaves every roster; its cashier and operator codes stay taken for ever."""
     with _writing(session, company_id):
         cashier = get_cashier(session, company_id, cashier_id, fresh=True)
         before = cashier_devices(session, cashier)
@@ -242,11 +265,17 @@ def set_devices(session: Session, company_id: int, cashier_id: int, devices: Dev
 
 
 def put_details(session: Session, company_id: int, cashier_id: int, point_of_sale_id: int, terminal_id: str,
-                operator_code: str, *, by_user: int | None = None) -> Cashier:
-    """Set the cashier's details for a point of sale (one set per point of sale)."""
+                operator_code: str | None = None, *, session_label: str | None = None,
+                by_user: int | None = None) -> Cashier:
+    """Set (or replace) the cashier's details for a point of sale (one set per point of sale).
+
+    `operator_code` None: the set carries the cashier's own operator code; else a new code or
+    one that is already the cashier's. A replaced set's code stays the cashier's."""
     codes.check_code(terminal_id, "terminal id", "cashier.terminal_id_format")
-    codes.check_operator_code(operator_code)
-    with _writing(session, company_id, [operator_code]):
+    if operator_code is not None:
+        codes.check_operator_code(operator_code)
+    label = check_session_label(session_label)
+    with _writing(session, company_id):
         cashier = get_cashier(session, company_id, cashier_id, fresh=True)
         pos = session.scalar(select(PointOfSale).where(PointOfSale.id == point_of_sale_id,
                                                        PointOfSale.company_id == company_id))
@@ -258,13 +287,13 @@ def put_details(session: Session, company_id: int, cashier_id: int, point_of_sal
                                    .where(CashierDetailsSet.cashier_id == cashier.id))
             if count >= MAX_DETAILS:
                 raise ApiError(409, "cashier.too_many_details", f"a cashier has at most {MAX_DETAILS} details sets")
-        if existing is None or existing.operator_code != operator_code:
+        if operator_code is not None:
             codes.take_operator_code(session, company_id, operator_code, cashier.id, pos.id)
         if existing is None:
             session.add(CashierDetailsSet(cashier_id=cashier.id, point_of_sale_id=pos.id, terminal_id=terminal_id,
-                                          operator_code=operator_code))
+                                          operator_code=operator_code, session_label=label))
         else:
-            existing.terminal_id, existing.operator_code = terminal_id, operator_code
+            existing.terminal_id, existing.operator_code, existing.session_label = terminal_id, operator_code, label
         cashier.updated_at = utcnow()
         _publish(session, cashier, set(), by_user)
     return cashier
@@ -272,7 +301,7 @@ def put_details(session: Session, company_id: int, cashier_id: int, point_of_sal
 
 def remove_details(session: Session, company_id: int, cashier_id: int, point_of_sale_id: int,
                    *, by_user: int | None = None) -> None:
-    """Remove the details set; its operator code stays used (never reused)."""
+    """Remove the details set; its operator code stays the cashier's (usable by it again, by no one else)."""
     with _writing(session, company_id):
         cashier = get_cashier(session, company_id, cashier_id, fresh=True)
         removed = session.execute(delete(CashierDetailsSet).where(CashierDetailsSet.cashier_id == cashier.id,

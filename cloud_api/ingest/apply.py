@@ -11,6 +11,11 @@ per table per batch (sql.insert_rows).
 Every new message id is recorded in `ingested_messages` with INSERT ... ON CONFLICT DO
 NOTHING in the same transaction that applies its body, so a redelivered message changes
 nothing and is answered exactly as the first time (acked, or rejected with the stored reason).
+A message the contract refused (`schema`, `wrong_device`, ...) is recorded the same way, as
+rejected, when it can be reported to its device: the device then drops it for good, so its
+seq (if the envelope holds a usable one, see `kc.Rejection.seq`) counts as delivered in the
+device's stream. It is always the topic's device that is charged, never the device an
+envelope names: the broker's ACL lets a device publish only under its own id.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from cloud_api.ingest import bodies
 from cloud_api.ingest.plan import AckPlan, clean_detail
 from cloud_api.ingest.reports import apply_z_reports
 from cloud_api.ingest.sql import ConcurrentChangeError, insert_rows, select_where_in
-from cloud_api.ingest.streams import current_high_water, track_sequences
+from cloud_api.ingest.streams import RefusedSeq, Sequenced, current_high_water, track_sequences
 from cloud_api.ingest.up import Up
 from cloud_api.licences.ingest import apply_licence_messages
 from cloud_api.models import IngestedMessage, Outcome
@@ -38,6 +43,7 @@ log = logging.getLogger(__name__)
 _messages = IngestedMessage.__table__
 _LEDGER_COLUMNS = ("message_id", "device_id", "seq", "type", "boot_id", "created_at",
                    "clock_trusted", "received_at", "outcome")
+_REJECTION_COLUMNS = ("reject_reason", "reject_detail")
 
 
 def _uuid_order(value: uuid.UUID) -> int:
@@ -70,12 +76,19 @@ def apply_batch(
     now = received_at or datetime.now(timezone.utc)
     plan = AckPlan()
     ups: dict[uuid.UUID, Up] = {}
+    refused: dict[uuid.UUID, kc.Rejection] = {}
     statuses: list[kc.Envelope] = []
     for item in messages:
         if type(item) is Up:
             up = item
         elif isinstance(item, kc.Rejection):
-            _refuse_invalid(plan, item)
+            if not _reportable(item):
+                plan.invalid += 1
+                log.warning("invalid message dropped (no id to report it by)", extra=_fields(item))
+            elif item.message_id in refused:
+                plan.duplicates += 1
+            else:
+                refused[item.message_id] = item  # type: ignore[index]
             continue
         elif item.type.is_up:
             up = Up.of(item.envelope)
@@ -91,24 +104,37 @@ def apply_batch(
             plan.duplicates += 1  # redelivered while the first copy waited in this batch
         else:
             ups[up.id] = up
-    if ups:
-        _apply_up_messages(session, plan, list(ups.values()), now)
+    for message_id in [message_id for message_id in refused if message_id in ups]:
+        # A malformed and a valid copy of one id: the valid one is what the cloud holds.
+        del refused[message_id]
+        plan.duplicates += 1
+    if ups or refused:
+        _apply_up_messages(session, plan, list(ups.values()), list(refused.values()), now)
     if statuses:
         plan.presence = bodies.record_presence(session, statuses, now)
     session.flush()
     return plan
 
 
-def _apply_up_messages(session: Session, plan: AckPlan, ups: list[Up], now: datetime) -> None:
-    rows = sorted(
-        ((up.id, up.device_id, up.seq, up.type.value, up.boot_id, up.created_at,
-          up.clock_trusted, now, Outcome.APPLIED) for up in ups),
-        key=lambda row: row[0].int,  # UUID order, without UUID.__lt__ in Python
-    )
-    new_ids = insert_rows(session, _messages, _LEDGER_COLUMNS, rows, conflict_key="message_id")
+def _apply_up_messages(
+    session: Session, plan: AckPlan, ups: list[Up], refused: list[kc.Rejection], now: datetime
+) -> None:
+    rows = [(up.id, up.device_id, up.seq, up.type.value, up.boot_id, up.created_at,
+             up.clock_trusted, now, Outcome.APPLIED) for up in ups]
+    columns = _LEDGER_COLUMNS
+    if refused:  # the wider statement only when needed (measured: 6-20 % of this insert)
+        columns += _REJECTION_COLUMNS
+        rows = [row + (None, None) for row in rows]
+        rows += [_refused_row(rejection, now) for rejection in refused]
+    rows.sort(key=lambda row: row[0].int)  # UUID order, without UUID.__lt__ in Python
+    new_ids = insert_rows(session, _messages, columns, rows, conflict_key="message_id")
     new = [up for up in ups if up.id in new_ids]
-    if len(new) < len(ups):
-        _answer_known(session, plan, [up for up in ups if up.id not in new_ids])
+    new_refused = [rejection for rejection in refused if rejection.message_id in new_ids]
+    if len(new) + len(new_refused) < len(rows):
+        _answer_known(session, plan,
+                      [(up.id, up.device_id, None) for up in ups if up.id not in new_ids]
+                      + [(rejection.message_id, rejection.device_id, rejection)
+                         for rejection in refused if rejection.message_id not in new_ids])
 
     refusals: bodies.Refusals = {}
     for message_type, applier in _APPLIERS.items():
@@ -132,52 +158,70 @@ def _apply_up_messages(session: Session, plan: AckPlan, ups: list[Up], now: date
         else:
             plan.ack(up.device_id, up.id)
             plan.applied += 1
+    for rejection in new_refused:
+        plan.reject(rejection.device_id, rejection.message_id, rejection.reason.value,
+                    rejection.detail)
+        plan.rejected += 1
+        log.warning("invalid message refused", extra=_fields(rejection))
 
-    positions = track_sequences(session, new, now)
+    settled: list[Sequenced] = list(new)
+    settled += [RefusedSeq(rejection.device_id, rejection.seq)
+                for rejection in new_refused if rejection.seq is not None]
+    positions = track_sequences(session, settled, now)
     for device_id, position in positions.items():
         if not position.seq_reused:
             plan.device(device_id).high_water = position.high_water or None
-    only_known = sorted({up.device_id for up in ups} - set(positions))
+    arrived = {up.device_id for up in ups} | {rejection.device_id for rejection in refused}
+    only_known = sorted(arrived - set(positions))
     if only_known:
         for device_id, high_water in current_high_water(session, only_known).items():
             plan.device(device_id).high_water = high_water or None
 
 
-def _answer_known(session: Session, plan: AckPlan, ups: list[Up]) -> None:
-    """Answer redelivered messages exactly as the first time."""
-    if not ups:
-        return
+def _answer_known(
+    session: Session, plan: AckPlan, known: list[tuple[uuid.UUID, str, kc.Rejection | None]]
+) -> None:
+    """Answer redelivered messages exactly as the first time.
+
+    `known`: (message id, device id, the contract's rejection of this copy or None when it
+    is valid), for ids the ledger already holds.
+    """
     stored = {
         row[0]: row
         for row in select_where_in(
             session, _messages,
             ("message_id", "device_id", "outcome", "reject_reason", "reject_detail"),
-            [("message_id", sorted((up.id for up in ups), key=_uuid_order))],
+            [("message_id", sorted((message_id for message_id, _, _ in known), key=_uuid_order))],
         )
     }
-    for up in ups:
-        row = stored.get(up.id)
+    for message_id, sender, rejection in known:
+        row = stored.get(message_id)
         if row is None:  # the conflicting insert was rolled back after we saw it
-            raise ConcurrentChangeError(f"message {up.id} vanished while being recorded")
+            raise ConcurrentChangeError(f"message {message_id} vanished while being recorded")
         _, device_id, outcome, reject_reason, reject_detail = row
-        if device_id != up.device_id:
-            plan.reject(up.device_id, up.id, "message.id_reused",
-                        f"message id {up.id} is already recorded for another device")
+        if device_id != sender:
+            # Another device's id: nothing is recorded for the sender, whose copy is refused
+            # (for what is wrong with it, if the contract refused it).
+            reason, detail = ((rejection.reason.value, rejection.detail) if rejection else
+                              ("message.id_reused",
+                               f"message id {message_id} is already recorded for another device"))
+            plan.reject(sender, message_id, reason, detail)
             plan.rejected += 1
             log.warning("message id already used by another device",
-                        extra={"device_id": up.device_id, "id": str(up.id)})
+                        extra={"device_id": sender, "id": str(message_id), "reason": reason})
             continue
         plan.duplicates += 1
         if outcome == Outcome.REJECTED:
-            plan.reject(up.device_id, up.id, reject_reason, reject_detail)
+            plan.reject(sender, message_id, reject_reason, reject_detail)
         else:
-            plan.ack(up.device_id, up.id)
+            plan.ack(sender, message_id)
 
 
-def _refuse_invalid(plan: AckPlan, rejection: kc.Rejection) -> None:
-    """Report a malformed up message to its device when it can be named; else log it."""
+def _reportable(rejection: kc.Rejection) -> bool:
+    """A malformed up message its device can be told about: its id and the device of its
+    topic are known (otherwise it is only logged, and the device sends it again)."""
     topic = kc.parse_topic(rejection.topic)
-    reportable = (
+    return (
         rejection.device_id is not None
         and rejection.message_id is not None
         and kc.is_uuid7(rejection.message_id)
@@ -185,14 +229,19 @@ def _refuse_invalid(plan: AckPlan, rejection: kc.Rejection) -> None:
         and ((isinstance(topic, kc.TopicInfo) and topic.message_type.is_up)
              or kc.batch_device(rejection.topic) == rejection.device_id)
     )
-    fields = {"reason": rejection.reason.value, "detail": rejection.detail,
-              "topic": rejection.topic[:256], "device_id": rejection.device_id,
-              "id": str(rejection.message_id) if rejection.message_id else None}
-    if reportable:
-        plan.reject(rejection.device_id, rejection.message_id, rejection.reason.value,
-                    rejection.detail)
-        plan.rejected += 1
-        log.warning("invalid message refused", extra=fields)
-    else:
-        plan.invalid += 1
-        log.warning("invalid message dropped (no id to report it by)", extra=fields)
+
+
+def _refused_row(rejection: kc.Rejection, now: datetime) -> tuple:
+    """The ledger row of a reportable rejection: the topic's device and type (none for a
+    batch line), the envelope's seq when usable; the device's boot id and clock unknown."""
+    topic = kc.parse_topic(rejection.topic)
+    message_type = topic.message_type.value if isinstance(topic, kc.TopicInfo) else None
+    return (rejection.message_id, rejection.device_id, rejection.seq, message_type, None, None,
+            None, now, Outcome.REJECTED, rejection.reason.value, clean_detail(rejection.detail))
+
+
+def _fields(rejection: kc.Rejection) -> dict[str, object]:
+    return {"reason": rejection.reason.value, "detail": rejection.detail,
+            "topic": rejection.topic[:256], "device_id": rejection.device_id,
+            "id": str(rejection.message_id) if rejection.message_id else None,
+            "seq": rejection.seq}

@@ -3,20 +3,24 @@
 Invariant kept per device: every seq in 1..max_seq is either recorded in ingested_messages
 or lies inside an open sequence_gaps row. So the high-water mark (every seq up to it is
 recorded) is just below the first seq still missing in the lowest open gap.
+
+Recorded means delivered and settled: applied, or rejected for good (the device drops a
+rejected message and never sends its seq again), so a gap is only ever undelivered messages.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from cloud_api.ingest.sql import insert_rows, update_rows
-from cloud_api.ingest.up import Up
 from cloud_api.models import DeviceStream, IngestedMessage, SequenceGap
 
 log = logging.getLogger(__name__)
@@ -25,6 +29,27 @@ _streams = DeviceStream.__table__
 _gaps = SequenceGap.__table__
 _messages = IngestedMessage.__table__
 _STREAM_COLUMNS = ("device_id", "high_water", "max_seq", "last_seen_at", "last_boot_id")
+
+
+class Sequenced(Protocol):
+    """A newly recorded message, as far as its device's stream is concerned: an `Up`, or a
+    `RefusedSeq`."""
+
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def boot_id(self) -> uuid.UUID | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedSeq:
+    """The seq of a message rejected before it could be read (its boot id is not known)."""
+
+    device_id: str
+    seq: int
+    boot_id: None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +71,10 @@ class _Gap:
 
 
 def track_sequences(
-    session: Session, envelopes: list[Up], now: datetime
+    session: Session, envelopes: list[Sequenced], now: datetime
 ) -> dict[str, StreamPosition]:
     """Advance each device's stream over newly recorded messages (already inserted)."""
-    by_device: dict[str, list[Up]] = defaultdict(list)
+    by_device: dict[str, list[Sequenced]] = defaultdict(list)
     for envelope in envelopes:
         by_device[envelope.device_id].append(envelope)
     devices = sorted(by_device)
@@ -93,7 +118,7 @@ def current_high_water(session: Session, device_ids: list[str]) -> dict[str, int
 
 
 def _advance(
-    session: Session, stream, gaps: list[_Gap], envelopes: list[Up], now: datetime
+    session: Session, stream, gaps: list[_Gap], envelopes: list[Sequenced], now: datetime
 ) -> tuple[StreamPosition, tuple]:
     """The device's new position, and its device_streams row in _STREAM_COLUMNS order."""
     device_id = stream.device_id
@@ -140,9 +165,11 @@ def _advance(
         high_water = _first_missing(session, device_id, still_open[0], stream.high_water) - 1
     else:
         high_water = new_max
-    last_boot_id = None  # unchanged
-    if new_max > old_max:
-        last_boot_id = max(envelopes, key=lambda envelope: envelope.seq).boot_id
+    # The boot id of the newest message that has one (a message refused unread has none);
+    # None keeps the stored one.
+    newer = [envelope for envelope in envelopes
+             if envelope.seq > old_max and envelope.boot_id is not None]
+    last_boot_id = max(newer, key=lambda envelope: envelope.seq).boot_id if newer else None
     row = (device_id, high_water, new_max, now, last_boot_id)
     return StreamPosition(high_water=high_water, seq_reused=reused), row
 

@@ -7,6 +7,12 @@ Everything is idempotent: devices resend on every reconnect.
 Safety: a licence moves to a new device (epoch + 1) only after the old device's signed
 receipt for the old epoch, or once every token the old device may hold has run out plus the
 clock margin (sweeper.py). A licence in RELEASING is never renewed for anybody.
+
+Ownership: a licence held by a company binds only to that company's devices; the partner's
+unsealed stock (no company) binds to the first device of any company and becomes that
+company's. The company changes nowhere else but when the holder releases the licence to the
+partner's stock (book.release_to_partner): a RELEASING licence without a target device, which
+returns to the stock once its device let go, by the same receipt or timeout as a move.
 """
 
 from __future__ import annotations
@@ -49,6 +55,29 @@ def known_device(session: Session, device_id: str) -> Device:
     return device
 
 
+def is_returning(licence: Licence) -> bool:
+    """RELEASING without a target device: the holder released it to the partner's stock."""
+    return licence.state == LicenceState.RELEASING and licence.releasing_to_device_id is None
+
+
+def refuse_returning(licence: Licence) -> None:
+    if is_returning(licence):
+        deadline = utc(licence.release_deadline)
+        assert deadline is not None
+        raise LicenceRefused("licence.returning",
+                             "the company that held this licence released it to the partner's stock; it can be "
+                             f"entered again once its terminal has let go (at the latest at {deadline.isoformat()})")
+
+
+def refuse_other_company(licence: Licence, device: Device) -> None:
+    """A licence held by a company binds only to that company's devices (partner stock, with
+    no company, binds to anybody's). The message names no company: it is another tenant's."""
+    if licence.company_id is not None and licence.company_id != device.company_id:
+        raise LicenceRefused("licence.other_company",
+                             "this licence belongs to another company: ask the company that holds it to release it "
+                             "to the partner, or ask your partner for a licence of your own")
+
+
 def bind(session: Session, device_id: str, typed_key: str, device_public_key: str, now: datetime,
          policy: LicencePolicy) -> BindOutcome:
     """A licence key typed on device `device_id` (an up/licence BindRequest)."""
@@ -67,6 +96,8 @@ def bind(session: Session, device_id: str, typed_key: str, device_public_key: st
     if device.public_key is not None and device.public_key != device_public_key:
         raise LicenceRefused("licence.wrong_device_key",
                              "the request is signed for another key than the one this device registered")
+    refuse_returning(licence)
+    refuse_other_company(licence, device)
     if licence.state == LicenceState.BOUND and licence.device_id == device_id:
         if not lease_is_fresh(licence, now, policy):
             issue_lease(session, licence, device, now, policy)
@@ -88,7 +119,8 @@ def bind(session: Session, device_id: str, typed_key: str, device_public_key: st
 
 def bind_free(session: Session, licence: Licence, device: Device, now: datetime, policy: LicencePolicy,
               actor: str) -> None:
-    """ASSIGNED -> BOUND(device, epoch + 1): the licence now belongs to the device's company."""
+    """ASSIGNED -> BOUND(device, epoch + 1). The licence already is the device's company's, or
+    was the partner's unsealed stock: then the first device's company becomes its holder."""
     from_state = licence.state
     licence.state = LicenceState.BOUND
     licence.device_id = device.device_id
@@ -101,20 +133,28 @@ def bind_free(session: Session, licence: Licence, device: Device, now: datetime,
     publish_doc(session, device.device_id, now)
 
 
-def request_move(session: Session, licence: Licence, target: Device, now: datetime, policy: LicencePolicy,
+def request_move(session: Session, licence: Licence, target: Device | None, now: datetime, policy: LicencePolicy,
                  actor: str) -> None:
     """BOUND(old) -> RELEASING(old -> target), or a RELEASING licence aimed at a new target.
+    `target` None: back to the partner's stock (the holder released it) instead of a device.
 
     The release order to the old device is sent once per move; a new target only changes
     who gets the licence when the old device has let go.
     """
     from_state = licence.state
+    target_id = None if target is None else target.device_id
     if licence.state == LicenceState.RELEASING:
         previous_target = licence.releasing_to_device_id
-        licence.releasing_to_device_id = target.device_id
-        record_event(session, licence, actor=actor, action=LicenceAction.MOVE_RETARGETED, from_state=from_state,
-                     from_device_id=licence.releasing_from_device_id, now=now,
-                     detail=f"target changed from {previous_target} to {target.device_id}")
+        licence.releasing_to_device_id = target_id
+        if target_id is None:
+            record_event(session, licence, actor=actor, action=LicenceAction.RETURN_REQUESTED, from_state=from_state,
+                         from_device_id=licence.releasing_from_device_id, now=now,
+                         detail=f"move to {previous_target} cancelled; back to the partner's stock once "
+                         f"{licence.releasing_from_device_id} has let go")
+        else:
+            record_event(session, licence, actor=actor, action=LicenceAction.MOVE_RETARGETED, from_state=from_state,
+                         from_device_id=licence.releasing_from_device_id, now=now,
+                         detail=f"target changed from {previous_target} to {target_id}")
         return
     old_device_id = licence.device_id
     assert old_device_id is not None
@@ -122,36 +162,48 @@ def request_move(session: Session, licence: Licence, target: Device, now: dateti
     licence.state = LicenceState.RELEASING
     licence.releasing_from_device_id = old_device_id
     licence.releasing_from_epoch = licence.epoch
-    licence.releasing_to_device_id = target.device_id
+    licence.releasing_to_device_id = target_id
     licence.release_deadline = max(now, last_expiry) + timedelta(seconds=policy.clock_margin_s)
     create_command(session, old_device_id, kc.CommandName.LICENCE_RELEASE,
                    {"licence_id": licence.id, "epoch": licence.epoch},
                    expires_in=max(licence.release_deadline - now, timedelta(seconds=MIN_RELEASE_COMMAND_S)))
-    record_event(session, licence, actor=actor, action=LicenceAction.MOVE_REQUESTED, from_state=from_state,
-                 from_device_id=old_device_id, now=now,
-                 detail=f"release ordered; granted at the latest at {licence.release_deadline.isoformat()}")
+    destination = "the partner's stock" if target_id is None else target_id
+    record_event(session, licence, actor=actor,
+                 action=LicenceAction.RETURN_REQUESTED if target_id is None else LicenceAction.MOVE_REQUESTED,
+                 from_state=from_state, from_device_id=old_device_id, now=now,
+                 detail=f"release ordered; to {destination} at the latest at {licence.release_deadline.isoformat()}")
     publish_doc(session, old_device_id, now)  # second channel: the document drops the lease too
 
 
 def grant_to_target(session: Session, licence: Licence, now: datetime, policy: LicencePolicy, *, actor: str,
                     action: str, detail: str) -> None:
-    """RELEASING(old -> new) -> BOUND(new, epoch + 1), once the old device let go."""
+    """Once the old device let go: RELEASING(old -> new) -> BOUND(new, epoch + 1), or
+    RELEASING(old -> partner) -> ASSIGNED in the partner's unsealed stock (no company: its key
+    has been seen, so not sealed again; the next binding is epoch + 1)."""
     old_device_id = licence.releasing_from_device_id
-    target = session.get(Device, licence.releasing_to_device_id)
-    assert target is not None and old_device_id is not None
+    target_id = licence.releasing_to_device_id
+    target = None if target_id is None else session.get(Device, target_id)
+    assert old_device_id is not None and (target_id is None or target is not None)
     from_state = licence.state
-    licence.state = LicenceState.BOUND
-    licence.device_id = target.device_id
-    licence.company_id = target.company_id
-    licence.epoch += 1
     licence.releasing_from_device_id = licence.releasing_from_epoch = None
     licence.releasing_to_device_id = licence.release_deadline = None
     licence.lease_expires_at = None
-    issue_lease(session, licence, target, now, policy)
+    if target is None:
+        licence.state = LicenceState.ASSIGNED
+        licence.device_id = None
+        licence.company_id = None
+        licence.lease_token = None
+        detail += "; back in the partner's stock"
+    else:  # a device of the holder company (bind and book.move refuse any other)
+        licence.state = LicenceState.BOUND
+        licence.device_id = target.device_id
+        licence.epoch += 1
+        issue_lease(session, licence, target, now, policy)
     record_event(session, licence, actor=actor, action=action, from_state=from_state,
                  from_device_id=old_device_id, now=now, detail=detail)
-    publish_doc(session, target.device_id, now)
-    if old_device_id != target.device_id:
+    if target is not None:
+        publish_doc(session, target.device_id, now)
+    if target_id != old_device_id:
         publish_doc(session, old_device_id, now)
 
 
@@ -223,5 +275,5 @@ def apply_lease_report(session: Session, device_id: str, report: kc.LeaseReport,
         publish_doc(session, device_id, now)
 
 
-__all__ = ["BindOutcome", "bind", "request_move", "grant_to_target", "accept_release", "apply_lease_report",
-           "SYSTEM"]
+__all__ = ["BindOutcome", "bind", "is_returning", "refuse_returning", "refuse_other_company", "request_move",
+           "grant_to_target", "accept_release", "apply_lease_report", "SYSTEM"]

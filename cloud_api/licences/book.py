@@ -1,4 +1,5 @@
-"""What people do with licences (through the admin API): issue, assign, unseal, move, revoke.
+"""What people do with licences (through the admin API): issue, assign, unseal, move, revoke,
+and the holder company's release back to the partner's stock.
 
 The API checks who may see and change a licence (api/licences.py); these functions check
 that the change fits the licence's state, write it with its audit row, and raise
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from broker.contract import licence as kl
-from cloud_api.licences.binding import request_move
+from cloud_api.licences import binding
 from cloud_api.licences.leases import publish_doc, require_signer
 from cloud_api.licences.models import Licence, LicenceAction, LicenceEvent, LicenceState
 from cloud_api.licences.policy import LicencePolicy
@@ -103,6 +104,7 @@ def move(session: Session, licence_id: str, device_id: str, *, by_user: int, now
     if licence.state not in (LicenceState.BOUND, LicenceState.RELEASING):
         raise LicenceRefused("licence.not_bound", f"licence {licence_id} is {licence.state}; only a bound licence moves "
                              "(a free one is bound by entering its key on the device)")
+    binding.refuse_returning(licence)
     target = session.get(Device, device_id)
     if target is None or target.company_id != licence.company_id:
         raise LicenceRefused("not_found", f"device {device_id} not found")
@@ -114,7 +116,36 @@ def move(session: Session, licence_id: str, device_id: str, *, by_user: int, now
         raise LicenceRefused("licence.device_key_unknown", f"device {device_id} has not registered its key yet "
                              "(it does when it is paired or a licence key is entered on it)")
     check_move_rate(session, licence, now, policy.moves_per_hour)
-    request_move(session, licence, target, now, policy, user_actor(by_user))
+    binding.request_move(session, licence, target, now, policy, user_actor(by_user))
+    return licence
+
+
+def release_to_partner(session: Session, licence_id: str, company_id: int, *, by_user: int, now: datetime,
+                       policy: LicencePolicy) -> Licence:
+    """The holder company gives a licence back to its partner's stock, the only way a
+    company's licence reaches another company. Its key has been seen: it returns unsealed,
+    and the first device of any company that enters it binds it.
+
+    A free licence returns at once. A bound one goes the way of a move, towards the stock
+    instead of a device: its device is ordered to release and the licence returns on its
+    receipt or once its last lease has expired plus the clock margin. A licence that is
+    moving is sent to the stock instead of the new device (which never got a lease). Asking
+    again while it returns changes nothing.
+    """
+    licence = _locked(session, licence_id)
+    if licence.company_id != company_id:
+        raise LicenceRefused("not_found", f"licence {licence_id} not found")
+    if licence.state == LicenceState.REVOKED:
+        raise LicenceRefused("licence.revoked", f"licence {licence_id} was revoked; there is nothing to release")
+    if licence.state == LicenceState.ASSIGNED:
+        licence.company_id = None
+        record_event(session, licence, actor=user_actor(by_user), action=LicenceAction.RETURNED,
+                     from_state=LicenceState.ASSIGNED, from_device_id=None, now=now,
+                     detail=f"company {company_id} released it to the partner's stock")
+        return licence
+    if binding.is_returning(licence):
+        return licence
+    binding.request_move(session, licence, None, now, policy, user_actor(by_user))
     return licence
 
 
@@ -136,9 +167,13 @@ def revoke(session: Session, licence_id: str, *, by_user: int, now: datetime, re
     return licence
 
 
-def licence_events(session: Session, licence_id: str) -> list[LicenceEvent]:
-    return list(session.scalars(select(LicenceEvent).where(LicenceEvent.licence_id == licence_id)
-                                .order_by(LicenceEvent.at, LicenceEvent.id)))
+def licence_events(session: Session, licence_id: str, *, company_id: int | None = None) -> list[LicenceEvent]:
+    """The licence's trail, oldest first; with `company_id`, only what happened while that
+    company held it (a company never sees another company's devices or its own predecessor)."""
+    query = select(LicenceEvent).where(LicenceEvent.licence_id == licence_id)
+    if company_id is not None:
+        query = query.where(LicenceEvent.company_id == company_id)
+    return list(session.scalars(query.order_by(LicenceEvent.at, LicenceEvent.id)))
 
 
 def lease_expiry(licence: Licence) -> datetime | None:

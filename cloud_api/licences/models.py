@@ -5,6 +5,11 @@ partner for itself (ASSIGNED), bound to one device at an epoch (BOUND), moving f
 to another (RELEASING), or REVOKED. Every transition writes one `licence_events` row in the
 same transaction, so the trail and the state never disagree.
 
+`company_id` is the holder: None while the licence is the partner's stock. It is set when a
+partner assigns the licence or the first device binds unsealed stock, and cleared only when
+the holder releases it to the partner (RELEASING with no target device until its device has
+let go); moves never change it.
+
 The key is kept (the holder may read it again) next to a SHA-256 of its canonical form: the
 unique lookup column devices' bind requests are matched on.
 """
@@ -26,7 +31,7 @@ class LicenceState:
     SEALED = "sealed"  # the partner's stock: nobody has seen the key yet
     ASSIGNED = "assigned"  # free: held by a company (or unsealed by the partner), waiting for a device
     BOUND = "bound"  # one device holds the lease at `epoch`
-    RELEASING = "releasing"  # the old device was ordered to release; the new one waits
+    RELEASING = "releasing"  # the old device was ordered to release; the new one (or the partner's stock) waits
     REVOKED = "revoked"  # withdrawn for good
 
     ALL = (SEALED, ASSIGNED, BOUND, RELEASING, REVOKED)
@@ -43,6 +48,8 @@ class LicenceAction:
     MOVE_RETARGETED = "move_retargeted"
     RELEASED = "released"  # the old device's receipt arrived
     RELEASED_BY_TIMEOUT = "released_by_timeout"  # the old device stayed silent past its lease
+    RETURN_REQUESTED = "return_requested"  # the holder released a bound (or moving) licence: its device must let go
+    RETURNED = "returned"  # the holder released a free licence: it is the partner's unsealed stock again
     REVOKED = "revoked"
     EXPIRED = "expired"  # the licence ran out: the device's document dropped the lease
 
@@ -69,6 +76,7 @@ class Licence(Base):
     lease_expires_at: Mapped[datetime | None]  # no token for this epoch outlives it
     releasing_from_device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.device_id"))
     releasing_from_epoch: Mapped[int | None] = mapped_column(Integer)
+    # None while RELEASING: the licence goes back to the partner's stock, not to a device.
     releasing_to_device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.device_id"), index=True)
     release_deadline: Mapped[datetime | None]
     created_at: Mapped[datetime]
@@ -93,6 +101,9 @@ class LicenceEvent(Base):
     to_device_id: Mapped[str | None] = mapped_column(DEVICE_ID)
     epoch: Mapped[int] = mapped_column(Integer)
     detail: Mapped[str | None] = mapped_column(String(500))
+    # The company holding the licence after this transition (None: the partner's stock). A
+    # company sees only the part of a licence's trail that happened while it held it.
+    company_id: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         Index("ix_licence_events_licence_id_at", "licence_id", "at"),

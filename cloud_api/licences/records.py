@@ -6,11 +6,11 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from broker.contract import licence as kl
-from cloud_api.licences.models import Licence, LicenceAction, LicenceEvent
+from cloud_api.licences.models import Licence, LicenceAction, LicenceEvent, LicenceState
 
 SYSTEM = "system"
 
@@ -56,14 +56,24 @@ def canonical_key(typed: str) -> str:
 
 
 def locked_licence(session: Session, licence_id: str) -> Licence | None:
-    """The licence row, locked until the transaction ends (PostgreSQL; SQLite has one writer)."""
-    return session.scalar(select(Licence).where(Licence.id == licence_id).with_for_update()
-                          .execution_options(populate_existing=True))
+    """The licence row, locked until the transaction ends: read it only through this before
+    changing it."""
+    return _locked(session, Licence.id == licence_id)
 
 
 def locked_licence_by_key(session: Session, canonical: str) -> Licence | None:
-    return session.scalar(select(Licence).where(Licence.key_lookup == key_lookup(canonical)).with_for_update()
-                          .execution_options(populate_existing=True))
+    return _locked(session, Licence.key_lookup == key_lookup(canonical))
+
+
+def _locked(session: Session, where: ColumnElement[bool]) -> Licence | None:
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite ignores FOR UPDATE. A write takes its one write lock for the rest of the
+        # transaction, so the read below sees every change committed before it and no other
+        # change can commit until this one ends: a partner's assign and a device's bind of the
+        # same licence cannot both act on the state they read.
+        session.execute(update(Licence).where(where).values(updated_at=Licence.updated_at)
+                        .execution_options(synchronize_session=False))
+    return session.scalar(select(Licence).where(where).with_for_update().execution_options(populate_existing=True))
 
 
 def user_actor(user_id: int) -> str:
@@ -77,12 +87,13 @@ def device_actor(device_id: str) -> str:
 def record_event(session: Session, licence: Licence, *, actor: str, action: str, from_state: str | None,
                  from_device_id: str | None, now: datetime, detail: str | None = None) -> LicenceEvent:
     """The audit row of a transition; call after changing `licence` (its new state, device
-    and epoch are what the row records as "to")."""
+    and epoch are what the row records as "to"; while releasing, the target: none when the
+    licence goes back to the partner's stock)."""
     licence.updated_at = now
+    to_device_id = licence.releasing_to_device_id if licence.state == LicenceState.RELEASING else licence.device_id
     event = LicenceEvent(licence_id=licence.id, at=now, actor=actor, action=action, from_state=from_state,
-                         to_state=licence.state, from_device_id=from_device_id,
-                         to_device_id=licence.releasing_to_device_id or licence.device_id,
-                         epoch=licence.epoch, detail=(detail or None) and detail[:500])
+                         to_state=licence.state, from_device_id=from_device_id, to_device_id=to_device_id,
+                         epoch=licence.epoch, detail=(detail or None) and detail[:500], company_id=licence.company_id)
     session.add(event)
     return event
 

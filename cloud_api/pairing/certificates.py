@@ -1,7 +1,8 @@
 """Device CSRs in, broker client certificates out, signed by the device CA.
 
 The CA is the one the broker's device listener trusts (`cafile` in mosquitto.conf; made by
-broker/production/make-certs.sh). Only the CSR's public key and its proof of possession are
+broker/production/make-certs.sh); it signs devices only. The broker's own certificate comes
+from the cloud CA, whose certificate (not key) devices receive to trust the broker. Only the CSR's public key and its proof of possession are
 taken from the request: the subject (O=kassa, CN=device id), validity and every extension are
 chosen here, exactly as make-certs.sh does for the certificates it makes.
 """
@@ -84,8 +85,15 @@ def load_device_ca(settings: CloudSettings) -> DeviceCa:
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     if private_key.public_key().public_bytes(serialization.Encoding.DER, public) != certificate.public_key().public_bytes(serialization.Encoding.DER, public):
         raise CaUnavailable(f"the device CA key {key_path} does not belong to {settings.device_ca_cert_file}")
-    broker_ca_file = settings.pairing_broker_ca_file or settings.device_ca_cert_file
-    broker_ca_pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in _load_certificates(broker_ca_file))
+    broker_ca_file = settings.pairing_broker_ca_file or settings.mqtt_ca_file
+    if broker_ca_file is None:
+        raise CaUnavailable("set KASSA_CLOUD_PAIRING_BROKER_CA_FILE to the CA of the broker's server certificate "
+                            "(make-certs.sh's cloud-ca.crt): paired terminals trust it for the broker")
+    broker_cas = _load_certificates(broker_ca_file)
+    if any(ca == certificate for ca in broker_cas):
+        raise CaUnavailable(f"{broker_ca_file} holds the device CA: the broker's certificate must come from the cloud CA, "
+                            "never from the CA that signs devices (docs/deployment.md, 'Certificates')")
+    broker_ca_pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in broker_cas)
     return DeviceCa(certificate, private_key, broker_ca_pem)
 
 
@@ -99,7 +107,7 @@ def _load_certificates(path: Path) -> list[x509.Certificate]:
     return certificates
 
 
-def issue_certificate(ca: DeviceCa, csr: x509.CertificateSigningRequest, device_id: str, days: int, now: datetime) -> x509.Certificate:
+def issue_certificate(ca: DeviceCa, csr: x509.CertificateSigningRequest, device_id: str, days: float, now: datetime) -> x509.Certificate:
     """Sign a client certificate for `device_id` with the CSR's key, valid for `days` (at most
     as long as the CA itself)."""
     public_key = csr.public_key()

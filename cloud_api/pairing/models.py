@@ -32,6 +32,8 @@ class AuditEvent:
     CLAIMED = "claimed"
     CLAIM_FAILED = "claim_failed"
     CERTIFICATE_DELIVERED = "certificate_delivered"
+    CERTIFICATE_RENEWED = "certificate_renewed"  # a paired device got a new certificate
+    CERTIFICATES_REVOKED = "certificates_revoked"  # a device was shut out of the broker
 
 
 class PairingRegistration(Base):
@@ -76,3 +78,47 @@ class PairingAudit(Base):
     detail: Mapped[str | None] = mapped_column(String(500))
 
     __table_args__ = (Index("ix_pairing_events_company_event_at", "company_id", "event", "at"),)
+
+
+class CertificateSource:
+    """What `device_certificates.source` holds."""
+
+    PAIRING = "pairing"  # signed when a company admin claimed the device
+    RENEWAL = "renewal"  # signed for the paired device before its certificate ran out
+    IMPORTED = "imported"  # made elsewhere (make-certs.sh) and named here to be revoked
+
+
+class DeviceCertificate(Base):
+    """Every broker certificate of the device CA the cloud knows of, and its revocation.
+
+    The CRL (`DeviceCrl`) lists the revoked ones that have not yet expired. Rows are never
+    deleted: the serial history of a device stays readable.
+    """
+
+    __tablename__ = "device_certificates"
+
+    serial: Mapped[str] = mapped_column(String(40), primary_key=True)  # hex, lower case, no leading zeros
+    device_id: Mapped[str] = mapped_column(DEVICE_ID, index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    certificate_pem: Mapped[str | None] = mapped_column(Text)
+    not_before: Mapped[datetime]
+    not_after: Mapped[datetime]
+    issued_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    revocation_reason: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_device_certificates_revoked_not_after", "revoked_at", "not_after"),)
+
+
+class DeviceCrl(Base):
+    """The device CA's newest certificate revocation list (one row, id 1): what the broker's
+    device listener reads. Its number only grows; `this_update` strictly increases, because
+    OpenSSL prefers the newest of two CRLs of one issuer by that time (second resolution)."""
+
+    __tablename__ = "device_crl"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer)
+    this_update: Mapped[datetime]
+    crl_pem: Mapped[str] = mapped_column(Text)

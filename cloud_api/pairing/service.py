@@ -26,16 +26,19 @@ from broker.contract.pairing import (
     PollReply,
     PollRequest,
     Registration,
+    RenewalRequest,
     RegistrationRequest,
     RegistrationState,
     format_pairing_code,
     verify_poll,
     verify_registration,
+    verify_renewal,
 )
 from cloud_api.api.errors import ApiError, conflict
 from cloud_api.cashiers.roster import publish_rosters
 from cloud_api.pairing.certificates import CaUnavailable, CsrError, certificate_pem, check_csr, issue_certificate, load_device_ca
-from cloud_api.pairing.models import AuditEvent, PairingAudit, PairingRegistration, RegistrationStatus
+from cloud_api.pairing.models import AuditEvent, CertificateSource, DeviceCertificate, PairingAudit, PairingRegistration, RegistrationStatus
+from cloud_api.pairing.revocation import record_certificate
 from cloud_api.settings import CloudSettings
 from cloud_api.tenancy.models import Company, Device, PointOfSale
 from cloud_api.tenancy.tokens import Principal
@@ -191,15 +194,53 @@ def poll(session: Session, settings: CloudSettings, request: PollRequest, now: d
 
 
 def _credentials(session: Session, settings: CloudSettings, registration: PairingRegistration) -> BrokerCredentials:
+    pos = session.get(PointOfSale, registration.point_of_sale_id) if registration.point_of_sale_id is not None else None
+    return _broker_credentials(settings, registration.certificate_pem or "", pos.code if pos is not None else None)
+
+
+def _broker_credentials(settings: CloudSettings, certificate: str, point_of_sale: str | None) -> BrokerCredentials:
     try:
         ca = load_device_ca(settings)
     except CaUnavailable as exc:
         raise unavailable(str(exc)) from None
-    pos = session.get(PointOfSale, registration.point_of_sale_id) if registration.point_of_sale_id is not None else None
-    return BrokerCredentials(certificate=registration.certificate_pem or "", ca_certificate=ca.certificate_pem,
-                             broker_ca_certificates=ca.broker_ca_pem,
+    return BrokerCredentials(certificate=certificate, ca_certificate=ca.certificate_pem, broker_ca_certificates=ca.broker_ca_pem,
                              broker_host=settings.pairing_broker_host or settings.mqtt_host,
-                             broker_port=settings.pairing_broker_port, point_of_sale=pos.code if pos is not None else None)
+                             broker_port=settings.pairing_broker_port, point_of_sale=point_of_sale)
+
+
+# -------------------------------------------------------------------- renew
+def renew(session: Session, settings: CloudSettings, request: RenewalRequest, now: datetime) -> BrokerCredentials:
+    """A new broker certificate for a paired device that proves it holds its identity key."""
+    device = session.get(Device, request.device_id)
+    if device is None or device.public_key is None:
+        raise ApiError(404, "not_paired", f"device {request.device_id} is not paired; pair it first")
+    try:
+        verify_renewal(request, device.public_key, now)
+    except PairingProofError as exc:
+        raise _proof_error(exc) from None
+    if device.broker_access_revoked_at is not None:
+        raise ApiError(403, "device_revoked", f"the broker certificates of {request.device_id} were revoked "
+                       f"{utc(device.broker_access_revoked_at).date().isoformat()}; a revoked terminal gets no new one")
+    try:
+        csr = check_csr(request.csr, request.device_id)
+    except CsrError as exc:
+        raise ApiError(422, "invalid_csr", str(exc)) from None
+    newest = session.scalar(select(func.max(DeviceCertificate.issued_at)).where(DeviceCertificate.device_id == device.device_id))
+    wait = timedelta(seconds=settings.device_cert_renew_interval_s) - (now - utc(newest)) if newest is not None else timedelta(0)
+    if wait > timedelta(0):
+        seconds = int(wait.total_seconds()) + 1
+        raise ApiError(429, "rate_limited", f"{request.device_id} got a certificate moments ago; try again in {seconds} s",
+                       {"Retry-After": str(seconds)})
+    try:
+        certificate = issue_certificate(load_device_ca(settings), csr, device.device_id, settings.device_cert_days, now)
+    except CaUnavailable as exc:
+        raise unavailable(str(exc)) from None
+    record_certificate(session, device.device_id, certificate, CertificateSource.RENEWAL, now)
+    _audit(session, AuditEvent.CERTIFICATE_RENEWED, now, device_id=device.device_id, company_id=device.company_id,
+           detail=f"certificate serial {certificate.serial_number:x}, valid until {certificate.not_valid_after_utc.isoformat()}")
+    session.commit()
+    pos = session.get(PointOfSale, device.point_of_sale_id) if device.point_of_sale_id is not None else None
+    return _broker_credentials(settings, certificate_pem(certificate), pos.code if pos is not None else None)
 
 
 # --------------------------------------------------------------------- claim
@@ -252,6 +293,7 @@ def claim(session: Session, settings: CloudSettings, p: Principal, company: Comp
                            public_key=registration.identity_key, created_at=now))
     else:
         device.point_of_sale_id, device.public_key = pos.id, registration.identity_key
+    record_certificate(session, registration.device_id, certificate, CertificateSource.PAIRING, now)
     # The new terminal gets its company's cashier roster with the claim's commit.
     publish_rosters(session, company.id, [registration.device_id], by_user=p.user_id)
     _audit(session, AuditEvent.CLAIMED, now, device_id=registration.device_id, registration_id=registration.id,

@@ -63,7 +63,9 @@ class PublisherOptions:
 class PublisherStats:
     leader: bool = False
     waves: int = 0
-    docs_published: int = 0  # PUBACKed and recorded
+    # PUBACKed and recorded by this process (also a late record that changed nothing), counted
+    # just after the commit: a reader may see the rows published a moment before the count.
+    docs_published: int = 0
     commands_sent: int = 0
     refused: int = 0  # PUBACK with a failure reason
     commands_closed: int = 0

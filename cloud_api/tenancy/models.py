@@ -153,3 +153,5 @@ class Device(Base):
     public_key: Mapped[str | None] = mapped_column(Text)
     pairing_code: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
+    # Set when its broker certificates were revoked (retired or stolen): it renews nothing more.
+    broker_access_revoked_at: Mapped[datetime | None] = mapped_column(default=None)

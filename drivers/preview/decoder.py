@@ -1,7 +1,7 @@
 """Incremental ESC/POS decoder: bytes in, printed elements and real-time requests out.
 
-It understands what kassa and python-escpos emit (text modes, code pages,
-raster and column images, native QR and barcodes, cuts, drawer pulses) and
+It understands what kassa and python-escpos emit (text modes, code pages
+switched mid-line, Kanji mode on and off, raster and column images, native QR and barcodes, cuts, drawer pulses) and
 answers nothing itself: real-time requests (``DLE EOT n``) come back as
 :class:`StatusQuery` events for the caller (the virtual printer) to answer.
 Unknown commands are skipped with a debug log.
@@ -60,6 +60,8 @@ class EscposDecoder:
         self.invert = False
         self.align = Align.LEFT
         self.code_page: CodePage | None = self._pages_by_index.get(0)
+        # a model that may power on in Chinese mode does so here, so a missing FS . shows
+        self.kanji = self.profile.cancel_kanji
         self.line_dots = LINE_DOTS
         self.barcode = {"height": 162, "width": 3, "hri": "off"}
         self.qr = {"size": 3, "ec": "L", "data": b""}
@@ -103,7 +105,12 @@ class EscposDecoder:
 
     def _flush_run(self) -> None:
         if self._pending:
-            text = self.code_page.decode(bytes(self._pending)) if self.code_page else self._pending.decode("latin-1")
+            if self.kanji:  # two-byte GB18030 characters, as a Chinese-mode printer reads them
+                text = self._pending.decode("gb18030", "replace")
+            elif self.code_page:
+                text = self.code_page.decode(bytes(self._pending))
+            else:
+                text = self._pending.decode("latin-1")
             self._runs.append(TextRun(text, self.bold, self.underline, self.width, self.height, self.font, self.invert))
             self._pending.clear()
 
@@ -287,6 +294,9 @@ class EscposDecoder:
         if command == ord("C") or command == ord("!"):
             self._need(buffer, i + 3)
             return i + 3
+        if command in (ord("&"), ord(".")):  # select / cancel Kanji (Chinese) character mode
+            self._style_change()
+            self.kanji = command == ord("&")
         return i + 2
 
     # -- graphics -------------------------------------------------------------------

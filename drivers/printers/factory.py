@@ -28,8 +28,9 @@ from drivers.vendors import DEFAULT_PROFILE_BY_VENDOR
 
 PRINTER_OPTIONS = {
     "profile": str, "paper_mm": to_int, "width_px": to_int, "columns": to_int, "code_pages": to_names,
+    "cancel_kanji": to_bool,
     "status_check": str, "status_timeout": to_float, "drawer_open_level": str, "keep_open": to_bool,
-    "name": str, "write_timeout": to_float,
+    "name": str, "write_timeout": to_float, "link_bytes_per_s": to_float,
 }
 TRANSPORT_OPTIONS = {
     "tcp": {"host": str, "port": to_int, "connect_timeout": to_float},
@@ -67,9 +68,10 @@ def open_printer(spec: str | Mapping[str, Any], *, identity: str | None = None, 
         paper_mm=values.pop("paper_mm", None),
         columns=values.pop("columns", None),
         code_pages=values.pop("code_pages", ()),
+        cancel_kanji=values.pop("cancel_kanji", None),
     )
-    printer_kwargs = {k: values[k] for k in ("status_check", "status_timeout", "drawer_open_level", "keep_open", "name")
-                      if k in values}
+    printer_kwargs = {k: values[k] for k in ("status_check", "status_timeout", "drawer_open_level", "keep_open", "name",
+                                             "link_bytes_per_s") if k in values}
     return EscposPrinter(transport, profile, identity=identity, **printer_kwargs)
 
 

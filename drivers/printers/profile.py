@@ -1,8 +1,9 @@
 """Printer profiles from python-escpos's capability database.
 
 A profile answers the questions the renderer asks: how many dots and
-characters per line, which code pages (and their ``ESC t`` numbers), and
-which features (native QR, partial cut, raster images) the model has.
+characters per line, which code pages (and their ``ESC t`` numbers), which
+features (native QR, partial cut, raster images) the model has, and whether
+it may power on in a Kanji (Chinese) mode that must be cancelled.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ FONT_CELL_WIDTH = {"a": 12, "b": 9}
 FONT_CELL_HEIGHT = {"a": 24, "b": 17}
 PAPER_WIDTH_PX = {58: 384, 80: 512}
 DEFAULT_WIDTH_PX = 512
+# Makers whose printers (sold under many names) often power on in Chinese character mode,
+# where every byte >= 0x80 starts a two-byte GB18030 character: Cyrillic or "é" comes out as
+# Chinese unless FS . (cancel Kanji mode) follows ESC @.
+KANJI_AT_START_VENDORS = frozenset({"Zjiang", "ZiJiang", "Netum", "Rongta", "Sunmi"})
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,8 @@ class PrinterProfile:
     font_columns: tuple[tuple[str, int], ...]
     code_pages: tuple[CodePage, ...]
     features: frozenset[str]
+    preferred_code_pages: tuple[str, ...] = ()  # configured names, tried before the common pages
+    cancel_kanji: bool = False  # send FS . after ESC @: the model may start in a Kanji mode
 
     def columns(self, font: str = "a", width: int = 1) -> int:
         """Characters per line for a font at a width multiplier."""
@@ -62,8 +69,12 @@ def load_profile(
     paper_mm: int | None = None,
     columns: int | None = None,
     code_pages: tuple[str, ...] = (),
+    cancel_kanji: bool | None = None,
 ) -> PrinterProfile:
-    """Build (and cache) a profile; keyword overrides fill gaps in the database."""
+    """Build (and cache) a profile; keyword overrides fill gaps in the database.
+
+    ``cancel_kanji`` None: yes for the makers in :data:`KANJI_AT_START_VENDORS`.
+    """
     profiles = CAPABILITIES["profiles"]
     if name not in profiles:
         raise ConfigError(f"unknown printer profile {name!r}; known: {', '.join(available_profiles())}")
@@ -86,12 +97,15 @@ def load_profile(
     if columns:
         font_columns = {"a": columns, "b": columns * FONT_CELL_WIDTH["a"] // FONT_CELL_WIDTH["b"]}
 
+    vendor = str(data.get("vendor", "Generic"))
     return PrinterProfile(
         name=name,
-        vendor=str(data.get("vendor", "Generic")),
+        vendor=vendor,
         width_px=width,
         dpi=_known_int(media.get("dpi")) or 180,
         font_columns=tuple(font_columns.items()),
         code_pages=code_pages_for(data.get("codePages", {}), tuple(code_pages)),
         features=frozenset(k for k, v in data.get("features", {}).items() if v),
+        preferred_code_pages=tuple(code_pages),
+        cancel_kanji=vendor in KANJI_AT_START_VENDORS if cancel_kanji is None else cancel_kanji,
     )

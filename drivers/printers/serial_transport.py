@@ -54,6 +54,12 @@ class SerialTransport(PrinterTransport):
     def is_open(self) -> bool:
         return bool(self.escpos is not None and self.escpos._device)
 
+    @property
+    def nominal_bytes_per_s(self) -> float:
+        """The line's speed: each byte takes a start bit, its data bits, a parity bit if any, the stop bits."""
+        parity_bits = 0 if self.parity == serial.PARITY_NONE else 1
+        return self.baudrate / (1 + self.bytesize + parity_bits + float(self.stopbits))
+
     def _open(self) -> None:
         self.escpos = HardenedSerial(
             devfile=self.path, baudrate=self.baudrate, bytesize=self.bytesize, parity=self.parity,

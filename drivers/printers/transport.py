@@ -16,8 +16,11 @@ from drivers.errors import ConfigError, TransportError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_WRITE_TIMEOUT = 10.0  # seconds; a receipt with a logo is ~50 kB, 10 s covers slow serial links
+DEFAULT_WRITE_TIMEOUT = 10.0  # seconds for a piece of a job to go (see write): a stalled link, not a long job
 DEFAULT_CONNECT_TIMEOUT = 3.0
+# The slowest link a receipt printer is commonly on: 9600 baud 8N1, also a serial printer behind a
+# network or USB adapter. Links whose speed kassa cannot know are assumed to carry at least this.
+DEFAULT_LINK_BYTES_PER_S = 960.0
 
 
 def positive_timeout(value, name: str) -> float:
@@ -50,6 +53,11 @@ class PrinterTransport(abc.ABC):
     def bidirectional(self) -> bool:
         """Whether the link can carry answers back (status queries)."""
         return True
+
+    @property
+    def nominal_bytes_per_s(self) -> float:
+        """How fast the link carries bytes at the least (a serial link knows it from its baud rate)."""
+        return DEFAULT_LINK_BYTES_PER_S
 
     @abc.abstractmethod
     def _open(self) -> None: ...
@@ -89,7 +97,17 @@ class PrinterTransport(abc.ABC):
     def write(self, data: bytes) -> None:
         if not self.is_open:
             self.open()
-        self._write(data)
+        # In pieces of about a second of the link's time, each with the whole write timeout: the
+        # timeout then catches a link that stopped moving (flow control held by an offline
+        # printer), not a long job. A logo takes a minute at 9600 baud, and a job cut off by a
+        # timeout is sent again in full: on a slow link that repeated for ever.
+        piece = max(64, int(self.nominal_bytes_per_s))
+        for start in range(0, len(data), piece):
+            try:
+                self._write(data[start:start + piece])
+            except TransportError as error:
+                error.partial = True  # even a first piece may have gone out in part
+                raise
 
     def read_byte(self, timeout: float) -> int | None:
         if not self.bidirectional:

@@ -61,12 +61,17 @@ def _require_text(value, what: str) -> str:
     raise DocumentError(f"{what} must be str, not {type(value).__name__}")
 
 
+# Spaces a line is never broken at; they print as plain spaces (no code page needs to carry them).
+NO_BREAK_SPACES = frozenset("\u00a0\u2007\u202f")
+
+
 def sanitize(text: str) -> str:
     """Make text safe to send: control characters would be taken as printer commands.
 
-    Controls become "?", any space separator (no-break spaces from locale money
-    formatting) becomes a plain space, and invisible format characters are
-    dropped unless the text is right-to-left, where bidi marks matter.
+    Controls become "?", space separators become a plain space except the no-break
+    ones (locale money formatting: ``1\u202f383,20\u00a0₽``), which line wrapping keeps
+    together and prints as plain spaces (``layout.wrap``). Invisible format characters
+    are dropped unless the text is right-to-left, where bidi marks matter.
     """
     if text.isascii() and text.isprintable():
         return text
@@ -76,6 +81,8 @@ def sanitize(text: str) -> str:
         category = unicodedata.category(char)
         if category == "Cc":
             out.append(" " if char == "\t" else "?")
+        elif char in NO_BREAK_SPACES:
+            out.append(char)
         elif category in ("Zs", "Zl", "Zp"):
             out.append(" ")
         elif category == "Cf" and not keep_format:
@@ -108,11 +115,18 @@ class Column:
 
 @dataclass(frozen=True)
 class Columns:
-    """One row of aligned cells; cells wrap inside their column when too long."""
+    """One row of aligned cells; cells wrap inside their column when too long.
+
+    ``shorter``: other forms of the same cells, shortest last (``("incl. VAT 20%", "3,20 €")``
+    for ``("incl. VAT 20% of 19,20 €", "3,20 €")``). The first of ``cells`` and its shorter
+    forms that fits on one line of the paper is printed; when none does, the last one wraps.
+    So one document prints on 58 and 80 mm paper without a wrapped row that misleads.
+    """
 
     cells: tuple[str, ...]
     columns: tuple[Column, ...] | None = None  # default: first left+grow, the rest right
     style: Style = PLAIN
+    shorter: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         cells = tuple(_require_text(c, f"cell {i}") for i, c in enumerate(self.cells))
@@ -123,6 +137,11 @@ class Columns:
             object.__setattr__(self, "columns", tuple(self.columns))
             if len(self.columns) != len(cells):
                 raise DocumentError(f"{len(cells)} cells but {len(self.columns)} column specs")
+        shorter = tuple(tuple(_require_text(c, f"shorter form {n}, cell {i}") for i, c in enumerate(form))
+                        for n, form in enumerate(self.shorter))
+        if any(len(form) != len(cells) for form in shorter):
+            raise DocumentError(f"every shorter form needs {len(cells)} cells, like the row")
+        object.__setattr__(self, "shorter", shorter)
 
     def specs(self) -> tuple[Column, ...]:
         if self.columns is not None:
@@ -326,8 +345,10 @@ class ReceiptBuilder:
     def text(self, text: str, **style) -> "ReceiptBuilder":
         return self.add(Text(text, Style(**style)))
 
-    def columns(self, *cells: str, columns: Iterable[Column] | None = None, **style) -> "ReceiptBuilder":
-        return self.add(Columns(tuple(cells), tuple(columns) if columns is not None else None, Style(**style)))
+    def columns(self, *cells: str, columns: Iterable[Column] | None = None,
+                shorter: Iterable[Iterable[str]] = (), **style) -> "ReceiptBuilder":
+        return self.add(Columns(tuple(cells), tuple(columns) if columns is not None else None, Style(**style),
+                                tuple(tuple(form) for form in shorter)))
 
     def rule(self, char: str = "-", **style) -> "ReceiptBuilder":
         return self.add(Rule(char, Style(**style)))

@@ -16,18 +16,19 @@ from PIL import Image
 
 from drivers.errors import DocumentError
 from drivers.printers.profile import FONT_CELL_HEIGHT, FONT_CELL_WIDTH, PrinterProfile
-from drivers.receipt.codepages import CodePage
+from drivers.receipt.codepages import CodePage, CodePagePlanner
 from drivers.receipt.document import (
     Align, Barcode, Columns, Cut, DrawerKick, Feed, Logo, QrCode, Receipt, Rule, Style, Text, sanitize,
 )
-from drivers.receipt.layout import CellSpan, layout_columns, simple_row, wrap
+from drivers.receipt.layout import CellSpan, chosen_forms, layout_columns, simple_row, wrap
 from drivers.receipt.raster import is_right_to_left, place, raster_command, rasterise_line
 from drivers.receipt.symbols import barcode_bitmap, qr_bitmap
 
 logger = logging.getLogger(__name__)
 
-ESC, GS = b"\x1b", b"\x1d"
+ESC, GS, FS = b"\x1b", b"\x1d", b"\x1c"
 INIT = ESC + b"@"
+CANCEL_KANJI = FS + b"."  # after ESC @: a printer that powers on in Chinese mode reads bytes >= 0x80 as GB18030
 LF = b"\n"
 _BOLD = (ESC + b"E\x00", ESC + b"E\x01")
 _UNDERLINE = (ESC + b"-\x00", ESC + b"-\x01", ESC + b"-\x02")
@@ -44,7 +45,7 @@ _BARCODE_B = {"CODE128": 73}
 
 
 class _State:
-    __slots__ = ("size", "bold", "underline", "font", "align", "invert", "page")
+    __slots__ = ("size", "bold", "underline", "font", "align", "invert", "page", "forms")
 
     def __init__(self) -> None:
         # what ESC @ leaves the printer with; the code page is unknown until selected
@@ -55,6 +56,7 @@ class _State:
         self.align = Align.LEFT
         self.invert = False
         self.page: CodePage | None = None
+        self.forms: dict[int, tuple[str, ...]] = {}  # rows with shorter forms: what they print (layout.chosen_forms)
 
 
 class EscposRenderer:
@@ -63,6 +65,8 @@ class EscposRenderer:
     def __init__(self, profile: PrinterProfile) -> None:
         self.profile = profile
         self._pages = profile.code_pages
+        self._planner = CodePagePlanner(profile.code_pages, profile.preferred_code_pages)
+        self._start = INIT + CANCEL_KANJI if profile.cancel_kanji else INIT
         self._widths: dict[tuple[str, int], int] = {}
         self._plans: dict[tuple[str, str | None], list[tuple[CodePage, bytes]] | None] = {}
         self._native_qr = profile.supports("qrCode")
@@ -73,8 +77,9 @@ class EscposRenderer:
         }
 
     def render(self, document: Receipt) -> bytes:
-        out = bytearray(INIT)
+        out = bytearray(self._start)
         state = _State()
+        state.forms = chosen_forms(document.blocks, self._line_width)
         handlers = self._handlers
         for block in document.blocks:
             handlers[type(block)](out, state, block)
@@ -128,32 +133,15 @@ class EscposRenderer:
         out += LF
 
     def _plan(self, text: str, current: CodePage | None) -> list[tuple[CodePage, bytes]] | None:
-        """Code page segments for ``text``, or None when it must be rasterised."""
+        """Code page runs for ``text``, or None when it must be rasterised."""
         key = (text, current.name if current else None)
         if key in self._plans:
             return self._plans[key]
-        plan = None if is_right_to_left(text) else self._segment(text, current)
+        plan = None if is_right_to_left(text) else self._planner.plan(text, current)
         if len(self._plans) > 4096:
             self._plans.clear()
         self._plans[key] = plan
         return plan
-
-    def _segment(self, text: str, current: CodePage | None) -> list[tuple[CodePage, bytes]] | None:
-        candidates = ([current] if current else []) + [p for p in self._pages if p is not current]
-        for page in candidates:
-            if page.can_encode(text):
-                return [(page, page.encode(text))]
-        # no single page has everything: switch pages mid-line, longest runs first
-        segments: list[list] = []
-        for char in text:
-            if segments and (char < "\x80" or char in segments[-1][0].charset):
-                segments[-1][1].append(char)
-                continue
-            page = next((p for p in candidates if char in p.charset), None)
-            if page is None:
-                return None
-            segments.append([page, [char]])
-        return [(page, page.encode("".join(chars))) for page, chars in segments]
 
     def _text(self, out: bytearray, state: _State, block: Text) -> None:
         style = block.style
@@ -166,7 +154,8 @@ class EscposRenderer:
     def _columns(self, out: bytearray, state: _State, block: Columns) -> None:
         style = block.style if block.style.align is Align.LEFT else replace(block.style, align=Align.LEFT)
         width = self._line_width(style)
-        cells = tuple(sanitize(c) for c in block.cells)
+        cells = state.forms.get(id(block)) if block.shorter else None  # the form its table prints
+        cells = cells or tuple(sanitize(c) for c in block.cells)
         self._style(out, state, style)
         if block.columns is None:
             row = simple_row(cells, width)

@@ -10,7 +10,11 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from drivers.receipt.document import Align, Column
+from collections.abc import Callable, Sequence
+
+from drivers.receipt.document import NO_BREAK_SPACES, Align, Column, Columns, Style, sanitize
+
+_NO_BREAK_TO_SPACE = str.maketrans(dict.fromkeys(NO_BREAK_SPACES, " "))
 
 
 def char_width(char: str) -> int:
@@ -43,9 +47,17 @@ def _split_to_width(word: str, width: int) -> list[str]:
 
 @lru_cache(maxsize=2048)
 def wrap(text: str, width: int) -> tuple[str, ...]:
-    """Greedy word wrap by display width; words longer than a line are split."""
+    """Greedy word wrap by display width; words longer than a line are split.
+
+    Lines break only at plain spaces: ``1\u00a0383,20\u00a0₽`` stays whole. The lines come
+    back ready to print, no-break spaces turned into plain ones.
+    """
     if display_width(text) <= width:
-        return (text,)
+        return (text.translate(_NO_BREAK_TO_SPACE),)
+    return tuple(line.translate(_NO_BREAK_TO_SPACE) for line in _wrap(text, width))
+
+
+def _wrap(text: str, width: int) -> tuple[str, ...]:
     lines: list[str] = []
     current = ""
     for word in text.split(" "):
@@ -139,6 +151,30 @@ def simple_row(cells: tuple[str, ...], line_width: int) -> str | None:
     if len(cells) == 1:
         return cells[0]
     return cells[0] + " " * (line_width - used + 1) + " ".join(cells[1:])
+
+
+def chosen_forms(blocks: Sequence[object], line_width: Callable[[Style], int]) -> dict[int, tuple[str, ...]]:
+    """The sanitised cells each ``Columns`` block with shorter forms prints, by ``id(block)``.
+
+    Consecutive such rows (a tax block) are one table: they all print the same form, the first
+    at which every one of them fits its line, else the shortest; a table never mixes long and
+    short rows. ``line_width`` gives the characters per line for a row's style.
+    """
+    chosen: dict[int, tuple[str, ...]] = {}
+    group: list[Columns] = []
+    for block in (*blocks, None):
+        if isinstance(block, Columns) and block.shorter:
+            group.append(block)
+            continue
+        if group:
+            rows = [(tuple(tuple(sanitize(c) for c in form) for form in (row.cells, *row.shorter)), row.specs(), line_width(row.style))
+                    for row in group]
+            count = min(len(forms) for forms, _, _ in rows)
+            index = next((i for i in range(count) if all(len(layout_columns(forms[i], specs, width)) == 1
+                                                         for forms, specs, width in rows)), count - 1)
+            chosen.update((id(row), forms[index]) for row, (forms, _, _) in zip(group, rows))
+            group = []
+    return chosen
 
 
 def layout_columns(cells: tuple[str, ...], specs: tuple[Column, ...], line_width: int) -> list[LaidOutLine]:

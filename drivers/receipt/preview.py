@@ -18,12 +18,13 @@ from drivers.receipt.document import (
     Align, Barcode, Columns, Cut, DrawerKick, Feed, Logo, QrCode, Receipt, Rule, Text, sanitize,
 )
 from drivers.receipt.escpos import EscposRenderer
-from drivers.receipt.layout import layout_columns, pad, wrap
+from drivers.receipt.layout import chosen_forms, layout_columns, pad, wrap
 
 
 def preview_text(document: Receipt, profile: PrinterProfile) -> str:
     lines: list[str] = []
     full_width = profile.columns()
+    forms = chosen_forms(document.blocks, lambda style: profile.columns(style.font, style.width))
     for block in document.blocks:
         if isinstance(block, Text):
             width = profile.columns(block.style.font, block.style.width)
@@ -32,7 +33,8 @@ def preview_text(document: Receipt, profile: PrinterProfile) -> str:
                     lines.append(pad(line, width, block.style.align).rstrip() if block.style.align is not Align.LEFT else line)
         elif isinstance(block, Columns):
             width = profile.columns(block.style.font, block.style.width)
-            lines.extend(line.text for line in layout_columns(tuple(sanitize(c) for c in block.cells), block.specs(), width))
+            cells = forms.get(id(block)) or tuple(sanitize(c) for c in block.cells)
+            lines.extend(line.text for line in layout_columns(cells, block.specs(), width))
         elif isinstance(block, Rule):
             lines.append(block.char * profile.columns(block.style.font, block.style.width))
         elif isinstance(block, Feed):

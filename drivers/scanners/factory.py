@@ -15,7 +15,8 @@ from drivers.scanners.hid import HidScanner
 from drivers.scanners.serial_scanner import SerialScanner
 from drivers.urls import convert_options, merge_spec, parse_usb_id, to_bool, to_bytes, to_float, to_int
 
-COMMON_OPTIONS = {"dedupe_window": to_float, "aim_ids": to_bool, "reconnect_interval": to_float, "identity": str}
+COMMON_OPTIONS = {"dedupe_window": to_float, "aim_ids": to_bool, "reconnect_interval": to_float, "identity": str,
+                  "max_length": to_int}
 SERIAL_OPTIONS = {"path": str, "baudrate": to_int, "bytesize": to_int, "parity": str, "stopbits": to_float,
                   "prefix": to_bytes, "suffix": to_bytes, "frame_gap": to_float, "encoding": str}
 HID_OPTIONS = {"path": str, "layout": str, "grab": to_bool, "serial": str, "port": str}

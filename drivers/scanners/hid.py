@@ -18,6 +18,7 @@ from drivers.errors import ScannerError
 from drivers.identity import DeviceDescriptor, DeviceKind, Transport
 from drivers.registry import Supports, UsbId, register_driver
 from drivers.scanners.base import ThreadedScanner
+from drivers.scanners.events import DEFAULT_MAX_LENGTH, PREVIEW_LENGTH, TooLong
 from drivers.scanners.keymaps import COMBINING, KEYPAD_DIGITS, Keymap, get_layout
 from drivers.vendors import SCANNER_VENDORS, USB_CLASS_HID
 
@@ -34,15 +35,19 @@ class KeyDecoder:
     Handles Shift, AltGr, Caps Lock (letters only), dead keys, the keypad and
     Alt+keypad character codes (some scanners send non-ASCII that way:
     Alt+0228 is "ä" from Windows-1252, Alt+132 is "ä" from code page 437).
+    A code longer than ``max_length`` characters is not kept: Enter then returns
+    a :class:`TooLong` instead of the text.
     """
 
-    def __init__(self, layout: Keymap | str = "us", terminators=TERMINATORS) -> None:
+    def __init__(self, layout: Keymap | str = "us", terminators=TERMINATORS, max_length: int = DEFAULT_MAX_LENGTH) -> None:
         self.layout = get_layout(layout) if isinstance(layout, str) else layout
         self.terminators = frozenset(terminators)
+        self.max_length = max_length
         self.reset()
 
     def reset(self) -> None:
         self._chars: list[str] = []
+        self._dropped = 0
         self._pressed_shifts: set[int] = set()
         self._altgr = False
         self._alt = False
@@ -50,7 +55,7 @@ class KeyDecoder:
         self._alt_digits = ""
         self._dead: str | None = None
 
-    def feed(self, event) -> str | None:
+    def feed(self, event) -> str | TooLong | None:
         if event.type != ecodes.EV_KEY:
             return None
         code, value = event.code, event.value
@@ -89,23 +94,32 @@ class KeyDecoder:
         if self._dead is not None:
             dead, self._dead = self._dead, None
             if char == " ":
-                self._chars.append(dead)
+                self._keep(dead)
                 return
             composed = unicodedata.normalize("NFC", char + COMBINING[dead])
             if len(composed) == 1:
-                self._chars.append(composed)
+                self._keep(composed)
                 return
-            self._chars.append(dead)
+            self._keep(dead)
         if char in self.layout.dead_keys and char in COMBINING:
             self._dead = char
             return
-        self._chars.append(char)
+        self._keep(char)
 
-    def _finish(self) -> str:
+    def _keep(self, char: str) -> None:
+        if len(self._chars) < self.max_length:
+            self._chars.append(char)
+        else:  # a wedge that never sends Enter must not fill memory
+            self._dropped += 1
+
+    def _finish(self) -> str | TooLong:
         if self._dead is not None:
-            self._chars.append(self._dead)
+            self._keep(self._dead)
             self._dead = None
         code, self._chars = "".join(self._chars), []
+        if self._dropped:
+            length, self._dropped = len(code) + self._dropped, 0
+            return TooLong(length, code[:PREVIEW_LENGTH])
         return code
 
 
@@ -156,6 +170,7 @@ class HidScanner(ThreadedScanner):
         require_usb_classes=(USB_CLASS_HID,),
         notes="USB HID keyboard-wedge scanners (evdev, grabbed)",
     )
+    length_unit = "characters"
 
     def __init__(self, path: str | None = None, *, vendor_id: int | None = None, product_id: int | None = None,
                  serial_number: str | None = None, port_path: str | None = None, layout: str = "us",
@@ -166,7 +181,7 @@ class HidScanner(ThreadedScanner):
         super().__init__(identity or f"hid:{path or f'{vendor_id:04x}:{product_id:04x}'}", **options)
         self.path, self.vendor_id, self.product_id = path, vendor_id, product_id
         self.serial_number, self.port_path = serial_number, port_path
-        self.decoder = KeyDecoder(layout)
+        self.decoder = KeyDecoder(layout, max_length=self.max_length)
         self.grab = grab
         self._opener = opener
         self._device = None
@@ -200,7 +215,9 @@ class HidScanner(ThreadedScanner):
                 continue  # woken up without a complete event
             for event in events:
                 code = self.decoder.feed(event)
-                if code is not None:
+                if isinstance(code, TooLong):
+                    self._emit_too_long(code)
+                elif code is not None:
                     self._emit(code, code.encode("utf-8"))
 
     def _close(self) -> None:

@@ -11,6 +11,7 @@ from drivers.errors import ConfigError, ScannerError
 from drivers.identity import DeviceDescriptor, DeviceKind, Transport
 from drivers.registry import Supports, UsbId, register_driver
 from drivers.scanners.base import ThreadedScanner
+from drivers.scanners.events import DEFAULT_MAX_LENGTH, PREVIEW_LENGTH, RejectReason, TooLong
 from drivers.vendors import SCANNER_VENDORS
 
 logger = logging.getLogger(__name__)
@@ -25,19 +26,25 @@ class FrameSplitter:
 
     ``suffix`` ends a code (None: CR, LF or CRLF, whichever the scanner sends);
     an empty suffix with ``frame_gap`` > 0 ends a code after that much silence.
-    ``prefix`` is removed when present.
+    ``prefix`` is removed when present. A code longer than ``max_length`` bytes
+    (prefix not counted) is not buffered: its bytes are dropped as they come and
+    its end yields a :class:`TooLong` in its place.
     """
 
-    def __init__(self, prefix: bytes = b"", suffix: bytes | None = None, frame_gap: float = 0.0) -> None:
+    def __init__(self, prefix: bytes = b"", suffix: bytes | None = None, frame_gap: float = 0.0,
+                 max_length: int = DEFAULT_MAX_LENGTH) -> None:
         if suffix == b"" and frame_gap <= 0:
             raise ConfigError("an empty suffix needs frame_gap > 0 to know where a code ends")
         self.prefix, self.suffix, self.frame_gap = prefix, suffix, frame_gap
+        self.max_length = max_length
         self._buffer = bytearray()
+        self._dropped = 0  # bytes of the current, over-long code thrown away so far
+        self._dropped_start = b""
         self._last_byte_at = 0.0
 
-    def feed(self, data: bytes, now: float | None = None) -> list[bytes]:
+    def feed(self, data: bytes, now: float | None = None) -> list[bytes | TooLong]:
         now = time.monotonic() if now is None else now
-        frames = []
+        frames: list[bytes | TooLong] = []
         if data:
             self._buffer += data
             self._last_byte_at = now
@@ -47,16 +54,31 @@ class FrameSplitter:
                 if not ends:
                     break
                 end = min(ends)
-                frames.append(bytes(self._buffer[:end]))
-                del self._buffer[:end + 1]
+                frames.append(self._finish(end, 1))
         elif self.suffix:
             while (end := self._buffer.find(self.suffix)) >= 0:
-                frames.append(bytes(self._buffer[:end]))
-                del self._buffer[:end + len(self.suffix)]
-        if self.frame_gap > 0 and self._buffer and now - self._last_byte_at >= self.frame_gap:
-            frames.append(bytes(self._buffer))
-            self._buffer.clear()
-        return [self._strip_prefix(f) for f in frames if f]
+                frames.append(self._finish(end, len(self.suffix)))
+        limit = self.max_length + len(self.prefix)
+        if self._dropped or len(self._buffer) > limit:
+            # no end in sight: drop what cannot be part of the suffix, keep the rest to find it
+            keep = len(self.suffix) - 1 if self.suffix else 0
+            cut = max(0, len(self._buffer) - keep)
+            if not self._dropped:
+                self._dropped_start = bytes(self._buffer[:PREVIEW_LENGTH])
+            self._dropped += cut
+            del self._buffer[:cut]
+        if self.frame_gap > 0 and (self._buffer or self._dropped) and now - self._last_byte_at >= self.frame_gap:
+            frames.append(self._finish(len(self._buffer), 0))
+        return [f if isinstance(f, TooLong) else self._strip_prefix(f) for f in frames if f]
+
+    def _finish(self, end: int, terminator: int) -> bytes | TooLong:
+        """The code ending at ``end`` in the buffer, consumed with its terminator."""
+        frame = bytes(self._buffer[:end])
+        del self._buffer[:end + terminator]
+        length, dropped, self._dropped = self._dropped + len(frame), self._dropped, 0
+        if length > self.max_length + len(self.prefix):
+            return TooLong(length, self._dropped_start if dropped else frame[:PREVIEW_LENGTH])
+        return frame
 
     def _strip_prefix(self, frame: bytes) -> bytes:
         if self.prefix:
@@ -88,7 +110,7 @@ class SerialScanner(ThreadedScanner):
         except LookupError:  # unknown, or not a text encoding (base64, rot13)
             raise ConfigError(f"unknown text encoding {encoding!r} (e.g. utf-8, latin-1, cp437)") from None
         self.encoding = encoding
-        self.splitter = FrameSplitter(prefix, suffix, frame_gap)
+        self.splitter = FrameSplitter(prefix, suffix, frame_gap, self.max_length)
         self._port: serial.Serial | None = None
 
     @classmethod
@@ -110,7 +132,19 @@ class SerialScanner(ThreadedScanner):
             except serial.SerialException as error:
                 raise ScannerError(str(error)) from error
             for frame in self.splitter.feed(chunk):
-                self._emit(frame.decode(self.encoding, errors="replace"), frame)
+                self._emit_frame(frame)
+
+    def _emit_frame(self, frame: bytes | TooLong) -> None:
+        if isinstance(frame, TooLong):
+            self._emit_too_long(frame)
+            return
+        try:
+            text = frame.decode(self.encoding)
+        except UnicodeDecodeError as error:
+            self._reject(RejectReason.NOT_TEXT, f"bytes that are not {self.encoding} text at position {error.start} "
+                         "(binary data, or a wrong baudrate or encoding): check the scanner's settings", len(frame), frame)
+            return
+        self._emit(text, frame)
 
     def _close(self) -> None:
         if self._port is not None:

@@ -52,7 +52,9 @@ class VirtualSerialScanner:
     def send_raw(self, data: bytes) -> None:
         if self._master is None:
             raise RuntimeError("virtual scanner is not started")
-        os.write(self._master, data)
+        view = memoryview(data)
+        while view:  # a large write may be taken in parts
+            view = view[os.write(self._master, view):]
 
     def stop(self) -> None:
         for fd in (self._master, self._slave):

@@ -28,8 +28,11 @@ ROSTER = roster(
     cashier("ben", "1002", ["cashier"], pin="2222", enabled=False),
     cashier("cleo", "1003", ["cashier"], pin=None),
     cashier("dora", "1004", ["cashier", "refund"], pin="5555",
-            details=[("airport", "T-100", "2001"), ("station", "T-200", "2002")]),
+            details=[("airport", "T-100", "2001", "SU direct"), ("station", "T-200", "2002")]),
     cashier("emil", "1005", ["cashier"], pin="6666", details=[("station", "T-300", "2003")]),
+    # the seed's case: one cashier in two airline sessions, its own code in both
+    cashier("fred", "1006", ["cashier"], pin="7777",
+            details=[("airport", "SU-7", "1006", "Aeroflot SU"), ("harbour", "S7-2", "1006", "S7 Airlines")]),
 )
 
 
@@ -160,6 +163,7 @@ def test_details_per_point_of_sale(agent: InProcessAgent) -> None:
     assert "airport, station" in ambiguous["message"]
     session = client.call("cashier.login", code="dora", pin="5555", point_of_sale="station")
     assert (session["point_of_sale"], session["terminal_id"], session["operator_code"]) == ("station", "T-200", "2002")
+    assert session["session_label"] is None  # a set without a label
     grant = client.call("cashier.authorize", token=session["token"], action="no_sale")
     assert grant["allowed"] is False  # dora has no no_sale role; the details still belong to the session:
     assert client.call("cashier.session", token=session["token"])["terminal_id"] == "T-200"
@@ -169,13 +173,27 @@ def test_details_per_point_of_sale(agent: InProcessAgent) -> None:
     assert (only["point_of_sale"], only["terminal_id"], only["operator_code"]) == ("station", "T-300", "2003")
 
 
+def test_one_operator_code_in_two_airline_sessions(agent: InProcessAgent) -> None:
+    client = control(agent)
+    chosen = {}
+    for pos in ("airport", "harbour"):
+        session = client.call("cashier.login", code="1006", pin="7777", point_of_sale=pos)
+        chosen[pos] = (session["terminal_id"], session["operator_code"], session["session_label"])
+        assert client.call("cashier.session", token=session["token"])["session_label"] == session["session_label"]
+    assert chosen == {"airport": ("SU-7", "1006", "Aeroflot SU"), "harbour": ("S7-2", "1006", "S7 Airlines")}
+    listed = {c["cashier_id"]: c for c in client.call("cashiers.list")["cashiers"]}
+    assert listed["fred"]["details"][0] == {"point_of_sale": "airport", "terminal_id": "SU-7", "operator_code": "1006",
+                                            "session_label": "Aeroflot SU"}
+    assert "session_label" not in listed["dora"]["details"][1]  # absent, not null: as older rosters had it
+
+
 def test_terminal_point_of_sale_is_the_default(tmp_path: Path) -> None:
     config = write_agent_config(tmp_path / "agent", device_id=DEVICE, extra=CONFIG + '\n[site]\npoint_of_sale = "airport"\n')
     running = start(config)
     try:
         push_inprocess(running, 1, ROSTER)
         session = control(running).call("cashier.login", code="dora", pin="5555")
-        assert (session["point_of_sale"], session["terminal_id"]) == ("airport", "T-100")
+        assert (session["point_of_sale"], session["terminal_id"], session["session_label"]) == ("airport", "T-100", "SU direct")
     finally:
         running.stop()
 

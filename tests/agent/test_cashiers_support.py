@@ -22,11 +22,12 @@ def pin_hash(pin: str) -> str:
 
 
 def cashier(cashier_id: str, operator_code: str, roles: list[str], *, pin: str | None = "1234", enabled: bool = True,
-            details: list[tuple[str, str, str]] = ()) -> dict[str, Any]:
+            details: list[tuple[str, ...]] = ()) -> dict[str, Any]:
+    """A roster entry; each details set is (point of sale, terminal id, operator code[, session label])."""
     return {
         "cashier_id": cashier_id, "name": f"Cashier {cashier_id}", "operator_code": operator_code,
         "pin_hash": pin_hash(pin) if pin else None, "roles": roles, "enabled": enabled,
-        "details": [{"point_of_sale": p, "terminal_id": t, "operator_code": o} for p, t, o in details],
+        "details": [dict(zip(("point_of_sale", "terminal_id", "operator_code", "session_label"), d)) for d in details],
     }
 
 

@@ -38,6 +38,12 @@ def test_good_file_loads_with_fhs_defaults(tmp_path: Path) -> None:
         ("[mqtt]\nport = 1883\n", "key 'device_id': required value is missing"),
         ('device_id = "pos/7"\n', "key 'device_id': String should match pattern"),
         ('device_id = "pos-7"\n[log]\nlevel = "loud"\n', "key 'log.level': Input should be 'debug', 'info', 'warning' or 'error'"),
+        ('device_id = "pos-7"\n[[scanners]]\nname = "hand"\nurl = "serial:///dev/ttyACM0"\nmax_length = 2\n',
+         "key 'scanners.0.max_length': Input should be greater than or equal to 16"),
+        ('device_id = "pos-7"\n[[scanners]]\nname = "hand"\nurl = "serial:///dev/ttyACM0?max_length=99"\n',
+         "set max_length as a key of its [[scanners]] table"),
+        ('device_id = "pos-7"\n[[drawers]]\nname = "cash"\nurl = "serial:///dev/ttyS1"\nsensor_poll_s = 0\n',
+         "key 'drawers.0.sensor_poll_s': Input should be greater than 0"),
     ],
 )
 def test_bad_input_names_file_key_and_expectation(tmp_path: Path, text: str, expected: str) -> None:

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import json
 import queue
 import threading
 import os
+import select
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agent.ctl import main as kassactl_main
+from agent.ctl_client import EXIT_NOPERM, PERMISSION_DENIED
 from drivers.sim.printer import VirtualPrinter
 from drivers.sim.scanner import VirtualSerialScanner
 from tests.support.agent_process import REPO_ROOT, AgentProcess, write_agent_config
@@ -123,6 +134,10 @@ def test_test_print_jobs_and_reprint(site: Site) -> None:
     assert "copy queued as job" in copy
     receipts = site.printer.wait_for_receipts(before + 2, timeout=10)
     assert "*** COPY ***" in receipts[-1].text
+    site.ctl("config", "set", "site.language", "ru")  # applies to the next copy, no restart
+    site.ctl("print", "reprint", job)
+    assert "*** КОПИЯ ***" in site.printer.wait_for_receipts(before + 3, timeout=10)[-1].text
+    site.ctl("config", "set", "site.language", "en")
     missing = site.ctl("print", "reprint", "no-such-job", check=False)
     assert missing.returncode == 1 and "no print job no-such-job" in missing.stderr
     human = site.ctl("test-print", "--printer", "front").stdout
@@ -131,7 +146,7 @@ def test_test_print_jobs_and_reprint(site: Site) -> None:
 
 def test_drawer_open(site: Site) -> None:
     assert "drawer opened; sensor:" in site.ctl("drawer", "open").stdout
-    assert site.ctl_json("drawer", "open", "cash")["state"] in ("drawer_open", "drawer_closed")  # type: ignore[index]
+    assert site.ctl_json("drawer", "open", "cash")["state"] in ("open", "closed")  # type: ignore[index]
     assert site.printer.drawer.wait_for_kicks(2, 5)
     unknown = site.ctl("drawer", "open", "safe", check=False)
     assert unknown.returncode == 1 and "no drawer named 'safe'" in unknown.stderr
@@ -227,20 +242,98 @@ def test_diagnostics_never_contains_the_broker_password(tmp_path: Path) -> None:
         agent.kill()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run kassactl as another user")
+OUTSIDER = 65534  # nobody/nogroup: in neither of the agent's groups
+
+
+def _as_outsider(action: Callable[[], dict[str, Any]], timeout_s: float = 60.0) -> dict[str, Any]:
+    """What `action` returns when a real other user runs it: a forked child that becomes uid and
+    gid 65534 without supplementary groups, so the kernel checks the socket file's mode against
+    that user and the agent reads that uid from SO_PEERCRED. A fork rather than a new process:
+    a new interpreter would have to read the venv and this checkout as that user, and a checkout
+    in a private (0700) directory denies it ("No module named 'agent'"). The child already holds
+    every module it needs and only speaks to the socket; it never returns into pytest."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(OUTSIDER)
+            os.setuid(OUTSIDER)
+            result = action()
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, never raised into pytest
+            result = {"child_failed": repr(exc)}
+        try:
+            os.write(write_end, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    output, ended = b"", False  # the pipe ends when the child exits
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not ended and time.monotonic() < deadline:
+            if select.select([read_end], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                chunk = os.read(read_end, 65536)
+                ended = not chunk
+                output += chunk
+    finally:
+        os.close(read_end)
+        if not ended:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert ended and output, f"the outsider process gave no answer within {timeout_s} s"
+    return json.loads(output)
+
+
+def _call_socket(path: Path, method: str) -> dict[str, Any]:
+    """One request in the control socket's own protocol (a JSON-RPC 2.0 object per line), with
+    nothing of kassactl: what the socket answers, or the errno of a refused connect."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        try:
+            sock.connect(str(path))
+        except OSError as exc:
+            return {"connect_errno": exc.errno}
+        sock.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method}).encode() + b"\n")
+        answer = b""
+        while not answer.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    return json.loads(answer)
+
+
+def _kassactl(*argv: str) -> dict[str, Any]:
+    """kassactl's own main() (already imported: see _as_outsider), its exit code and stderr."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = kassactl_main(list(argv))
+    return {"exit": code, "stderr": stderr.getvalue()}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
 def test_real_outsider_is_refused(tmp_path: Path) -> None:
-    run_dir = Path(tempfile.mkdtemp(prefix="kassa-run-"))
+    run_dir = Path(tempfile.mkdtemp(prefix="kassa-run-"))  # pytest's own tmp dirs are private (0700)
     os.chmod(run_dir, 0o711)
     config = write_agent_config(tmp_path / "agent")
     config.write_text(config.read_text().replace(str(tmp_path / "agent" / "run"), str(run_dir)))
     agent = AgentProcess(config).start()
+    path = agent.socket_path
     try:
-        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "agent.ctl", "--socket", str(agent.socket_path), "status"]
-        denied = subprocess.run(as_nobody, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
-        assert denied.returncode == 77, denied.stderr
-        assert "permission denied" in denied.stderr and "kassa-admin" in denied.stderr
-        os.chmod(agent.socket_path, 0o666)  # past the file mode, the per-method check still stops them
-        refused = subprocess.run(as_nobody, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
-        assert refused.returncode == 77 and "needs the read role" in refused.stderr
+        assert "result" in _call_socket(path, "status")  # the same client, as root, is served
+        # The file mode (0660, root and the admin group) stops the outsider at connect().
+        assert _as_outsider(partial(_call_socket, path, "status")) == {"connect_errno": errno.EACCES}
+        told = _as_outsider(partial(_kassactl, "--socket", str(path), "status"))
+        assert told["exit"] == EXIT_NOPERM, told
+        assert "permission denied" in told["stderr"] and "kassa-admin" in told["stderr"], told
+        os.chmod(path, 0o666)  # past the file mode, the per-method check still stops them
+        for method, role, group in (("status", "read", "kassa"), ("config.reload", "admin", "kassa-admin")):
+            error = _as_outsider(partial(_call_socket, path, method)).get("error")
+            assert error is not None and error["code"] == PERMISSION_DENIED, error
+            assert f"'{method}' needs the {role} role; add the user to group '{group}'" in error["message"], error
+        told = _as_outsider(partial(_kassactl, "--socket", str(path), "status"))
+        assert told["exit"] == EXIT_NOPERM and "needs the read role" in told["stderr"], told
     finally:
         agent.kill()
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -222,6 +222,20 @@ def test_unreadable_token_in_a_doc_does_not_release_the_held_lease(terminal: Ter
     assert terminal.code() == "ok"
 
 
+def test_a_renewed_lease_refused_by_a_slow_clock_keeps_the_held_one(terminal: Terminal) -> None:
+    """The cloud renews with its own time; a terminal whose clock is behind refuses the new token
+    as issued in the future. The document still lists the licence: the held lease is kept (no
+    tombstone, sales go on) until it runs out, rather than given back to the cloud."""
+    terminal.push(terminal.token())
+    terminal.push(terminal.token(issued_at=terminal.clocks.wall_now + 600))
+    assert terminal.code() == "ok"
+    assert db.tombstones(terminal.agent.store.read()) == []  # type: ignore[union-attr]
+    report = terminal.up("lease_report")[-1].body
+    assert [lease.licence_id for lease in report.leases] == ["LIC-1"] and report.tombstones == []
+    terminal.push()  # a document that really leaves it out still takes it away
+    assert terminal.code() == "licence.released"
+
+
 def test_newer_epoch_replaces_older(terminal: Terminal) -> None:
     terminal.push(terminal.token(epoch=1))
     terminal.push(terminal.token(epoch=2))
@@ -282,6 +296,44 @@ def test_enter_key_queues_a_bind_request_and_shows_the_clouds_refusal(terminal: 
     terminal.licence.outbox.settle([], [(row.seq, "licence.unknown_key")])  # the ack's rejected list
     bind = terminal.licence.status()["bind_request"]
     assert (bind["outcome"], bind["detail"]) == ("refused", "licence.unknown_key")
+
+
+def test_a_key_of_another_company_is_shown_refused_with_what_to_do(terminal: Terminal) -> None:
+    from agent import ctl_format
+
+    pending = terminal.licence.enter_key(kl.new_licence_key())
+    row = [r for r in terminal.licence.outbox.after(0, 100) if str(r.message_id) == pending["message_id"]][0]
+    terminal.licence.outbox.settle([], [(row.seq, "licence.other_company")])
+    status = terminal.licence.status()
+    bind = status["bind_request"]
+    assert (bind["outcome"], bind["detail"]) == ("refused", "licence.other_company")
+    assert "Ask the company that holds it to release it" in bind["message"]
+    assert "licence.other_company (This licence belongs to another company." in status["summary"]
+    shown = ctl_format.licence(status)  # what `kassactl licence` prints
+    assert "refused (licence.other_company)" in shown and "ask your partner for a licence of your own" in shown
+    # A code this agent does not know yet is still shown, with a generic hint.
+    terminal.clocks.advance(60)
+    again = terminal.licence.enter_key(kl.new_licence_key())
+    row = [r for r in terminal.licence.outbox.after(0, 100) if str(r.message_id) == again["message_id"]][0]
+    terminal.licence.outbox.settle([], [(row.seq, "licence.some_future_reason")])
+    assert "quoting the code" in terminal.licence.status()["bind_request"]["message"]
+
+
+def test_every_refusal_of_a_bind_request_has_advice_on_the_terminal() -> None:
+    """The terminal keeps only the cloud's code: each code the cloud's bind path can refuse
+    with must have its own advice here (read from the cloud's source, so a new code fails)."""
+    import inspect
+    import re
+
+    from agent.licence.bind_refusals import UNKNOWN, bind_refusal_advice
+    from cloud_api.licences import binding, records
+
+    bind_path = [binding.bind, binding.known_device, binding.refuse_returning, binding.refuse_other_company,
+                 records.canonical_key, records.check_move_rate, binding.require_signer]
+    codes = {code for function in bind_path
+             for code in re.findall(r'LicenceRefused\(\s*"(licence\.[a-z_]+)"', inspect.getsource(function))}
+    assert {"licence.other_company", "licence.returning", "licence.key_unknown"} <= codes
+    assert [code for code in sorted(codes) if bind_refusal_advice(code) == UNKNOWN] == []
 
 
 def test_enter_key_typo_says_what_is_wrong(terminal: Terminal) -> None:

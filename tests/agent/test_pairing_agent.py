@@ -6,13 +6,11 @@ tests/deploy/test_pairing_e2e.py.)"""
 from __future__ import annotations
 
 import json
-
 import os
 import subprocess
 import sys
-import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,32 +18,19 @@ import pytest
 from sqlalchemy import select
 
 from agent.config import load_config
-from broker.launcher import free_port
-from cloud_api.db import make_engine
 from cloud_api.pairing.models import AuditEvent, PairingAudit
-from cloud_api.schema_init import create_schema
-from cloud_api.settings import CloudSettings
 from drivers.sim.printer import VirtualPrinter
-from tests.deploy.tls_broker import make_certs
+from tests.deploy.paired import wait_for
 from tests.support.agent_process import REPO_ROOT, AgentProcess, write_agent_config
-from tests.support.cloud_http import LiveApi, live_api
+from tests.support.cloud_http import LiveApi, live_pairing_api
 
 DEVICE = "till-pair-1"
 
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[LiveApi]:
-    pki = tmp_path / "pki"
-    assert make_certs(pki).returncode == 0
-    engine = make_engine(f"sqlite:///{tmp_path / 'cloud.db'}")
-    create_schema(engine)
-    settings = CloudSettings(database_url=str(engine.url), device_ca_cert_file=pki / "ca.crt", device_ca_key_file=pki / "ca.key",
-                             pairing_broker_host="127.0.0.1", pairing_broker_port=free_port(), pairing_poll_interval_s=1)
-    try:
-        with live_api(settings, engine) as api:
-            yield api
-    finally:
-        engine.dispose()
+    with live_pairing_api(tmp_path) as api:
+        yield api
 
 
 def ctl(agent: AgentProcess, *args: str) -> str:
@@ -53,16 +38,6 @@ def ctl(agent: AgentProcess, *args: str) -> str:
                             capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def wait_for(agent: AgentProcess, predicate: Callable[[dict[str, Any]], bool], what: str, timeout_s: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status = agent.client().call("status")
-        if predicate(status):
-            return status
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached in {timeout_s} s: {agent.client().call('pairing')}\n{agent.log()}")
 
 
 def pairing_state(status: dict[str, Any]) -> str:

@@ -49,7 +49,8 @@ def pkis(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def credentials(pki: Path, csr: str, device_id: str, *, cn: str | None = None, now: datetime | None = None) -> BrokerCredentials:
-    ca = load_device_ca(CloudSettings(device_ca_cert_file=pki / "ca.crt", device_ca_key_file=pki / "ca.key"))
+    ca = load_device_ca(CloudSettings(device_ca_cert_file=pki / "device-ca.crt", device_ca_key_file=pki / "device-ca.key",
+                                      pairing_broker_ca_file=pki / "cloud-ca.crt"))
     cert = issue_certificate(ca, check_csr(csr, device_id), cn or device_id, 30, now or datetime.now(timezone.utc))
     return BrokerCredentials(certificate=certificate_pem(cert), ca_certificate=ca.certificate_pem,
                              broker_ca_certificates=ca.broker_ca_pem, broker_host="mqtt.example.com", broker_port=8883,
@@ -111,7 +112,7 @@ def test_the_certificate_must_be_for_this_device(tmp_path: Path, pkis: tuple[Pat
         check_credentials(someone_elses, "till-7", key, now)
     with pytest.raises(InstallError, match="names"):
         check_credentials(credentials(pki, csr, "till-7", cn="till-9"), "till-7", key, now)
-    forged_chain = good.model_copy(update={"ca_certificate": (other / "ca.crt").read_text()})
+    forged_chain = good.model_copy(update={"ca_certificate": (other / "device-ca.crt").read_text()})
     with pytest.raises(InstallError, match="does not verify"):
         check_credentials(forged_chain, "till-7", key, now)
     with pytest.raises(InstallError, match="does not verify"):
@@ -132,7 +133,7 @@ def test_install_writes_the_files_and_names_them_for_the_config(tmp_path: Path, 
         "mqtt.key_file": str(directory / "broker.key"), "site.point_of_sale": "POS-1",
     }
     assert (directory / BROKER_CERT).read_text() == checked.credentials.certificate
-    assert (directory / BROKER_CA).read_bytes() == (pkis[0] / "ca.crt").read_bytes()
+    assert (directory / BROKER_CA).read_bytes() == (pkis[0] / "cloud-ca.crt").read_bytes()
     assert mode(directory / BROKER_CERT) == 0o644 and mode(directory / "broker.key") == 0o600
     assert not [p for p in directory.iterdir() if p.name.startswith(".")], "no temp files left"
 

@@ -9,6 +9,7 @@ what reached the printer.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from agent.config_edit import set_values
 from agent.sales.models import RefundLineIn, RefundRequest
 from broker import contract as kc
 from drivers.preview.decoder import EscposDecoder
@@ -106,25 +108,25 @@ def test_sale_receipt_uses_the_pushed_template_and_shows_everything(till: Till, 
     receipt.row("Device", DEVICE)
 
     # lines (gross of the line discount), quantity x unit price, the discount
-    receipt.row("Item 0", "5.00 EUR")
-    receipt.row("Item 1", "2.99 EUR")  # 1.5 x 1.99 = 2.985, rounded half up by the core
+    receipt.row("Item 0", "€5.00")
+    receipt.row("Item 1", "€2.99")  # 1.5 x 1.99 = 2.985, rounded half up by the core
     assert body["lines"][1]["total"] + body["lines"][1]["discount"] == 299 and body["lines"][1]["discount"] == 10
-    assert "1.5 x 1.99 EUR" in receipt.lines
-    receipt.row("discount", "-0.10 EUR")
-    assert "2 x 2.50 EUR" in receipt.lines  # any quantity but one prints its unit price
+    assert "1.5 x €1.99" in receipt.lines
+    receipt.row("discount", "-€0.10")
+    assert "2 x €2.50" in receipt.lines  # any quantity but one prints its unit price
 
     # taxes (added on top), total, payments, change
-    receipt.row("Net", "7.89 EUR")
+    receipt.row("Net", "€7.89")
     taxes = {t["rate_bp"]: t["tax"] for t in body["taxes"]}
-    receipt.row("Tax 19%", f"0.{taxes[1900]:02d} EUR")
-    receipt.row("Tax 7%", f"0.{taxes[700]:02d} EUR")
-    receipt.row("TOTAL", f"{sale.total // 100}.{sale.total % 100:02d} EUR")
+    receipt.row("VAT 19%", f"€0.{taxes[1900]:02d}")
+    receipt.row("VAT 7%", f"€0.{taxes[700]:02d}")
+    receipt.row("TOTAL", f"€{sale.total // 100}.{sale.total % 100:02d}")
     assert sale.total == 789 + taxes[1900] + taxes[700]
-    receipt.row("Card", "5.00 EUR")
-    receipt.row("Cash", "5.00 EUR")
-    receipt.row("Change", f"{sale.change // 100}.{sale.change % 100:02d} EUR")
+    receipt.row("Card", "€5.00")
+    receipt.row("Cash", "€5.00")
+    receipt.row("Change", f"€{sale.change // 100}.{sale.change % 100:02d}")
     assert sale.change == 1000 - sale.total > 0
-    assert receipt.lines.index(receipt.row("Net", "7.89 EUR")) < receipt.lines.index(receipt.row("TOTAL", "EUR"))
+    assert receipt.lines.index(receipt.row("Net", "€7.89")) < receipt.lines.index(receipt.row("TOTAL", f"€{sale.total // 100}.{sale.total % 100:02d}"))
 
     # the QR code carries the sale id
     assert receipt.qr_codes == [f"kassa:sale:{sale.sale_id}"]
@@ -138,8 +140,8 @@ def test_sale_receipt_uses_the_pushed_template_and_shows_everything(till: Till, 
 def test_tax_included_receipt_lists_the_included_tax(till: Till) -> None:
     sale = till.sell("c-sell", sale_request("rcpt-incl", lines=[(1000, 119, 1900)], pay=[("card", 119)]))
     receipt = printed(till, sale.print_job_id)
-    receipt.row("TOTAL", "1.19 EUR")
-    receipt.row("incl. tax 19% of 1.19 EUR", "0.19 EUR")  # `base` is the gross line total (docs/protocol.md)
+    receipt.row("TOTAL", "€1.19")
+    receipt.row("incl. VAT 19% of €1.19", "€0.19")  # `base` is the gross line total (docs/protocol.md)
     assert not any(line.startswith(("Net", "Change")) for line in receipt.lines)  # no net line, no change
 
 
@@ -164,9 +166,9 @@ def test_refund_receipt_is_marked_and_lists_what_went_back(till: Till) -> None:
     receipt.row("Receipt", f"#{refund.receipt_no}")
     receipt.row("Of sale", f"#{sale.receipt_no}")
     receipt.row("Cashier", "c-refund")
-    receipt.row("2 x Item 0", "-2.00 EUR")
-    receipt.row("REFUNDED", "2.00 EUR")
-    receipt.row("Cash", "2.00 EUR")
+    receipt.row("2 x Item 0", "-€2.00")
+    receipt.row("REFUNDED", "€2.00")
+    receipt.row("Cash", "€2.00")
     assert "Reason: two were broken" in receipt.lines
     assert receipt.qr_codes == [f"kassa:refund:{refund.refund_id}"]
     assert not any(line.startswith("TOTAL") for line in receipt.lines)
@@ -238,3 +240,37 @@ def test_a_drawer_that_fails_leaves_the_cash_sale_committed(tmp_path: Path, prin
         assert till.count("SELECT count(*) FROM sales") == 3
     finally:
         till.stop()
+
+
+def test_the_language_changes_without_a_restart(till: Till) -> None:
+    """`kassactl config set site.language de` (and a configuration QR) edit the file and reload it:
+    the next receipt is German, with German money and dates; so is a copy rendered from the sale."""
+    english = printed(till, till.sell("c-sell", sale_request("lang-en", pay=[("cash", 1000)])).print_job_id)
+    english.row("TOTAL", "€6.48")
+    english.row("Change", "€3.52")
+    set_values(till.config_path, {"site.language": "de"})
+    reload = till.agent.call(till.agent.agent.reload_config)
+    assert reload["applied"] == ["site.language"] and reload["restart_needed"] == []
+    sale = till.sell("c-sell", sale_request("lang-de", pay=[("cash", 1000)]))
+    german = printed(till, sale.print_job_id)
+    german.row("Beleg", f"Nr. {sale.receipt_no}")
+    german.row("SUMME", "6,48 €")
+    german.row("Bar", "10,00 €")
+    german.row("Rückgeld", "3,52 €")
+    german.row("enth. MwSt. 19 % in 2,50 €", "0,40 €")
+    assert any(line.startswith("Datum") and line.endswith(time.strftime("%d.%m.%Y", time.localtime(sale.created_at)) + line[-9:])
+               for line in german.lines)
+    assert german.lines[-2:] == english.lines[-2:] == ["Thank you for your visit", "Returns within 30 days"]  # the company's own footer
+    quiet = till.sell("c-sell", sale_request("lang-de-quiet", pay=[("card", 648)]).model_copy(update={"print_receipt": False}))
+    copy = printed(till, till.run(till.sales.reprint(till.tokens["c-sell"], quiet.sale_id)).job_id)
+    assert copy.lines[0] == "*** KOPIE ***" and copy.row("Karte", "6,48 €")
+
+
+def test_company_labels_replace_the_translation(till: Till) -> None:
+    push_template(till, 2, {**TEMPLATE, "receipt_labels": {"total": "TO PAY", "tax": "GST", "cash": 5, "unheard_of": "x"}})
+    sale = till.sell("c-sell", sale_request("labels", lines=[(1000, 119, 1900)], pay=[("cash", 200)]))
+    receipt = printed(till, sale.print_job_id)
+    receipt.row("TO PAY", "€1.19")
+    receipt.row("incl. GST 19% of €1.19", "€0.19")
+    receipt.row("Cash", "€2.00")  # a bad value is ignored: the translation prints
+    assert not any(line.startswith("TOTAL") for line in receipt.lines)

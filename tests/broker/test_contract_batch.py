@@ -92,3 +92,14 @@ def test_bad_lines_are_rejected_one_by_one_with_the_id_when_readable() -> None:
             assert result.message_id == message_id
         if reason in (kc.RejectReason.NOT_JSON, kc.RejectReason.UNKNOWN_TYPE):
             assert f"batch line {index + 1}" in result.detail
+
+
+def test_a_line_of_a_type_newer_than_the_receiver_keeps_its_id_and_seq() -> None:
+    # A terminal upgraded before the cloud: a v1 up envelope of a type the cloud does not know.
+    message_id, line = encoded(7, kc.Event(kind="drawer.opened", details={}))
+    newer = line.replace(b'"type":"up.event"', b'"type":"up.coupon"')
+    result = kc.parse_batch_line(DEVICE, newer, 0)
+    assert isinstance(result, kc.Rejection) and result.reason is kc.RejectReason.UNKNOWN_TYPE
+    assert (result.message_id, result.seq) == (message_id, 7)
+    ack_line = kc.encode(kc.down_message(kc.Ack(acked_ids=[message_id]), device_id=DEVICE))
+    assert kc.parse_batch_line(DEVICE, ack_line, 0).seq is None  # type: ignore[union-attr]

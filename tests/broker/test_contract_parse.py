@@ -143,6 +143,20 @@ def test_type_mismatch_between_topic_and_envelope():
     assert result.message_id == cashiers.id
 
 
+def test_a_refused_message_keeps_its_seq_only_from_a_version_1_up_envelope():
+    # A cloud counts a refused message's seq as delivered (its device drops the message), so
+    # the seq is read only where version 1 defines it, and only when it is a valid one.
+    foreign_topic = SALE_TOPIC.replace(SALE.device_id, "till-9999")
+    assert rejected(SALE_TOPIC, payload(body={})).seq == SALE.seq  # schema
+    assert rejected(foreign_topic, encode(SALE)).seq == SALE.seq  # wrong_device
+    assert rejected(SALE_TOPIC, payload(type="up.coupon")).seq == SALE.seq  # unknown_type
+    assert rejected(EXAMPLES["up.refund"].topic, encode(SALE)).seq == SALE.seq  # type_mismatch
+    for unusable in (payload(v=2), payload(type="down.ack"), payload(type=None), payload(seq=0),
+                     payload(seq=True), payload(seq=1.5), payload(seq="41"), payload(seq=2**63)):
+        assert rejected(SALE_TOPIC, unusable).seq is None, unusable[:80]
+    assert rejected(SALE_TOPIC, b"\xff garbage").seq is None
+
+
 def test_every_reason_is_reachable_by_these_tests():
     # Keeps this module honest if a reason is added to the enum without a test above.
     covered = {

@@ -83,8 +83,8 @@ def test_subscriptions_and_acl_line():
         "pattern write kassa/v1/dev/%u/status",
         "pattern read kassa/v1/dev/%u/down/#",
     )
-    production = (Path(__file__).resolve().parents[2] / "broker" / "production" / "acl").read_text().splitlines()
-    assert all(line in production for line in DEVICE_ACL_LINES), "broker/production/acl grants what the contract says"
+    production = (Path(__file__).resolve().parents[2] / "broker" / "production" / "acl-devices").read_text().splitlines()
+    assert all(line in production for line in DEVICE_ACL_LINES), "broker/production/acl-devices grants what the contract says"
 
 
 def test_only_state_docs_and_status_are_retained():
@@ -93,7 +93,7 @@ def test_only_state_docs_and_status_are_retained():
 
 @pytest.mark.parametrize(
     "device_id",
-    ["", "a+b", "a#", "a/b", "a\x00b", "$SYS", "-lead", ".lead", "x" * 65, "dev ice", "é", 7, None],
+    ["", "a+b", "a#", "a/b", "a\x00b", "$SYS", "-lead", ".lead", "x" * 65, "dev ice", "é", 7, None, "kassa-cloud", "kassa-ingest-w1", "KASSA-pushes-1"],
 )
 def test_unsafe_device_ids_are_refused_by_builders(device_id):
     assert not is_valid_device_id(device_id)

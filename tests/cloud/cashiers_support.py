@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloud_api.cashiers.models import OperatorCodeUse
 from cloud_api.pushes.models import DesiredState
 from tests.cloud.api_support import Api, add_device
 
@@ -34,6 +35,19 @@ class Shop:
         body.setdefault("name", "Anna Cashier")
         reply = self.call("POST", self.path, expect, json=body)
         return reply.json() if expect == 201 else reply
+
+    def put_details(self, cashier_id: int, pos: str, expect: int | None = 200, **body: Any) -> Any:
+        """Set the cashier's details for the point of sale with code `pos`: the cashier
+        (when `expect` is 200) or the reply."""
+        reply = self.call("PUT", f"{self.path}/{cashier_id}/details/{self.pos_ids[pos]}", expect, json=body)
+        return reply.json() if expect == 200 else reply
+
+    def registry(self) -> dict[str, tuple[int, Any]]:
+        """The company's `operator_codes` rows: code -> (owner cashier id, first use)."""
+        with Session(self.api.engine) as session:
+            rows = session.execute(select(OperatorCodeUse.code, OperatorCodeUse.cashier_id, OperatorCodeUse.taken_at)
+                                   .where(OperatorCodeUse.company_id == self.company_id))
+            return {code: (owner, taken_at) for code, owner, taken_at in rows}
 
     def rosters(self) -> dict[str, tuple[int, dict[str, Any]]]:
         """The shop's devices that have a roster document: device -> (version, doc)."""

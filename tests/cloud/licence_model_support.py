@@ -1,5 +1,6 @@
-"""The simulated devices of tests/cloud/test_licence_model.py, and the deliberate bugs
-(mutations) its self-check plants to prove the model catches them.
+"""The simulated devices of tests/cloud/test_licence_model.py, the company ownership it
+checks, and the deliberate bugs (mutations) its self-check plants to prove the model catches
+them.
 
 `SimDevice` keeps exactly what the agent keeps (agent/licence/docs.py, release.py,
 component.py): held leases with their monotonic start, highest epochs, tombstones with
@@ -22,7 +23,8 @@ from agent.licence import lease as agent_lease
 from agent.licence.lease import HeldLease, LeaseRefused, Refusal, Verdict, accept_token
 from broker import contract as kc
 from cloud_api.licences import binding
-from cloud_api.licences.models import LicenceAction, LicenceState
+from cloud_api.licences.models import Licence, LicenceAction, LicenceState
+from cloud_api.licences.records import record_event
 from tests.cloud.licence_support import T0, DeviceKey
 
 HIGH_WATER_PERSIST_S = 60.0  # agent: the persisted high-water mark trails memory by at most this
@@ -172,6 +174,53 @@ class Violation(AssertionError):
     """An invariant of the licence model broken (the message names the seed)."""
 
 
+@dataclasses.dataclass
+class Ownership:
+    """Which company holds each licence, and the only ways that may change (checked after every
+    cloud transaction): the first binding of the partner's unsealed stock gives it to the
+    device's company; the holder's release gives it back to the stock. Wherever a licence is
+    bound or moving, it is with a device of its holder; a device sells only under a licence its
+    company holds in the cloud (the stock's licences under none)."""
+
+    company_of: dict[str, int]  # device id -> its company
+    holder: dict[str, int | None]  # licence id -> holder company as the cloud last said (None: the stock)
+    released_by: dict[str, int] = dataclasses.field(default_factory=dict)  # released, not yet back in the stock
+
+    def released(self, licence_id: str, company_id: int) -> None:
+        self.released_by[licence_id] = company_id
+
+    def observe(self, licence: Licence, where: str) -> str | None:
+        """One licence row after a cloud transaction: Violation, or what changed hands (a stat name)."""
+        before, after = self.holder[licence.id], licence.company_id
+        change = None
+        if after != before:
+            if (before is None and licence.state == LicenceState.BOUND
+                    and self.company_of[licence.device_id] == after):
+                change = "stock_bound"
+            elif after is None and before is not None and self.released_by.get(licence.id) == before:
+                del self.released_by[licence.id]
+                change = "returned"
+            else:
+                raise Violation(f"{where}: licence {licence.id} went from company {before} to company {after} "
+                                f"({licence.state}, {licence.device_id}) without the owning company's release")
+            self.holder[licence.id] = after
+        with_devices = []
+        if licence.state in (LicenceState.BOUND, LicenceState.RELEASING):
+            with_devices = [licence.device_id, licence.releasing_to_device_id]
+        for device_id in with_devices:
+            if device_id is not None and self.company_of[device_id] != after:
+                raise Violation(f"{where}: licence {licence.id} of company {after} is {licence.state} with "
+                                f"{device_id} of company {self.company_of[device_id]}")
+        return change
+
+    def check_seller(self, licence_id: str, device_id: str, where: str) -> None:
+        holder = self.holder[licence_id]
+        if self.company_of[device_id] != holder:
+            held = "the partner's stock" if holder is None else f"company {holder}"
+            raise Violation(f"{where}: {device_id} of company {self.company_of[device_id]} can sell under licence "
+                            f"{licence_id}, which the cloud gives to {held}")
+
+
 @dataclasses.dataclass(order=True)
 class Packet:
     deliver_at: float
@@ -238,6 +287,30 @@ def no_release_channel(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(binding, "publish_doc", lambda *args, **kwargs: None if moving else publish(*args, **kwargs))
 
 
+def bind_ignores_company(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #16: a key typed on another company's terminal binds there (or moves there)."""
+    monkeypatch.setattr(binding, "refuse_other_company", lambda licence, device: None)
+
+
+def release_skips_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The company's release puts a bound licence back in the partner's stock at once, without
+    waiting for its terminal to let go (the document still drops the lease)."""
+    original = binding.request_move
+
+    def mutated(session, licence, target, now, policy, actor):  # noqa: ANN001, ANN202
+        if target is not None or licence.state != LicenceState.BOUND:
+            return original(session, licence, target, now, policy, actor)
+        old_device_id = licence.device_id
+        licence.state, licence.device_id, licence.company_id, licence.lease_token = (
+            LicenceState.ASSIGNED, None, None, None)
+        record_event(session, licence, actor=actor, action=LicenceAction.RETURNED, from_state=LicenceState.BOUND,
+                     from_device_id=old_device_id, now=now, detail="mutant: returned at once")
+        binding.publish_doc(session, old_device_id, now)
+        return None
+
+    monkeypatch.setattr(binding, "request_move", mutated)
+
+
 def _verdict_without(check: str) -> Callable[[pytest.MonkeyPatch], None]:
     real = agent_lease.sale_verdict
 
@@ -273,4 +346,6 @@ MUTATIONS = {
     "no_release_channel": no_release_channel,
     "verdict_ignores_released": verdict_ignores_released,
     "verdict_ignores_wall_expiry": verdict_ignores_wall_expiry,
+    "bind_ignores_company": bind_ignores_company,
+    "release_skips_the_device": release_skips_the_device,
 }

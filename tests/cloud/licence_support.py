@@ -1,5 +1,5 @@
 """Shared by tests/cloud/test_licence_*.py: a migrated database with an owner, a partner and
-companies, device keys, a test policy (short lifetimes, its own cloud key), and readers of
+three companies (only the first linked to the partner), device keys, a test policy (short lifetimes, its own cloud key), and readers of
 the documents and commands the licence book leaves for the publisher."""
 
 from __future__ import annotations
@@ -71,8 +71,9 @@ class LicenceDb:
     owner_id: int
     admin_user_id: int
     partner_id: int
-    company_id: int
+    company_id: int  # linked to the partner: it can be assigned licences
     other_company_id: int
+    third_company_id: int
 
     @property
     def policy(self) -> LicencePolicy:
@@ -90,15 +91,18 @@ class LicenceDb:
         return key
 
     def issue(self, count: int = 1, valid_until: datetime = T0 + timedelta(days=365), *,
-              assign_to: int | None = None) -> list[tuple[str, str]]:
-        """(licence id, canonical key) of new licences, assigned to a company when asked."""
+              assign_to: int | None = None, unseal: bool = False) -> list[tuple[str, str]]:
+        """(licence id, canonical key) of new licences, assigned to a company or unsealed into
+        the partner's stock when asked."""
         with Session(self.engine) as session, session.begin():
             partner = session.get(Partner, self.partner_id)
             issued = book.issue_licences(session, partner, count, {"seats": 1}, valid_until,
                                          by_user=self.admin_user_id, now=T0)
-            if assign_to is not None:
-                for licence in issued:
+            for licence in issued:
+                if assign_to is not None:
                     book.assign(session, licence.id, assign_to, by_user=self.admin_user_id, now=T0)
+                elif unseal:
+                    book.unseal(session, licence.id, by_user=self.admin_user_id, now=T0)
             return [(licence.id, licence.licence_key) for licence in issued]
 
     def licence(self, licence_id: str) -> Licence:
@@ -142,11 +146,13 @@ def licence_database(backend: str, directory: Path) -> Iterator[LicenceDb]:
             partner = Partner(owner_id=owner.id, name="Seller", created_at=T0)
             company = Company(owner_id=owner.id, name="Shop", created_at=T0)
             other = Company(owner_id=owner.id, name="Other shop", created_at=T0)
-            session.add_all([partner, company, other])
+            third = Company(owner_id=owner.id, name="Third shop", created_at=T0)
+            session.add_all([partner, company, other, third])
             session.flush()
             _link(session, company.id, partner.id, admin.id)
             session.commit()
-        yield LicenceDb(engine, Ed25519PrivateKey.generate(), owner.id, admin.id, partner.id, company.id, other.id)
+        yield LicenceDb(engine, Ed25519PrivateKey.generate(), owner.id, admin.id, partner.id, company.id, other.id,
+                        third.id)
 
 
 def write_signing_key(directory: Path) -> tuple[Path, Ed25519PrivateKey]:

@@ -36,7 +36,8 @@ def pairing_settings(database_url: str, pki: Path | None, **overrides: Any) -> C
     values: dict[str, Any] = {"database_url": database_url, "pairing_broker_host": "mqtt.example.com",
                               "pairing_requests_per_minute": 100_000}
     if pki is not None:
-        values |= {"device_ca_cert_file": pki / "ca.crt", "device_ca_key_file": pki / "ca.key"}
+        values |= {"device_ca_cert_file": pki / "device-ca.crt", "device_ca_key_file": pki / "device-ca.key",
+                   "pairing_broker_ca_file": pki / "cloud-ca.crt"}
     return CloudSettings(**(values | overrides))
 
 

@@ -19,7 +19,8 @@ from schemathesis import GenerationMode
 from cloud_api.app import create_app
 from cloud_api.db import make_engine
 from cloud_api.settings import CloudSettings
-from tests.cloud.api_support import BACKENDS, Api, api_for, auth
+from tests.cloud.api_support import BACKENDS, Api, auth
+from tests.cloud.pairing_support import make_pki, pairing_api
 
 EXAMPLES_PER_MODE = 6
 
@@ -31,7 +32,10 @@ def operation_labels() -> list[str]:
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def contract_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    with api_for(request.param, tmp_path_factory.mktemp("contract")) as api:
+    # With a device CA, as a cloud that pairs terminals runs: pairing, renewal, revocation and the
+    # CRL answer for real instead of 503.
+    pki = make_pki(tmp_path_factory.mktemp("contract-pki"))
+    with pairing_api(request.param, tmp_path_factory.mktemp("contract"), pki) as api:
         # objects for generated ids to hit (ids 1 and 2 exist for most kinds)
         for n in (1, 2):
             pid, _ = api.partner(f"Contract partner {n}")

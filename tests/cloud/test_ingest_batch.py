@@ -11,7 +11,9 @@ from tests.cloud.test_ingest_apply import (  # noqa: F401 - fixtures used by nam
     database_url,
     engine,
     event,
+    gaps,
     sale,
+    stream,
     up,
 )
 from tests.cloud.test_ingest_worker import devices, wait_for, workers  # noqa: F401
@@ -64,6 +66,10 @@ def test_a_bad_line_is_refused_alone(engine, workers, devices) -> None:
     assert count(engine, SaleRecord) == 3
     stats = worker.stats()
     assert (stats.applied, stats.rejected, stats.invalid) == (3, 3, 1)
+    # The refused seqs (3, 5, 6) count as delivered, all of them till-1's: no gap stays open,
+    # and the device till-2 named by the foreign line has no stream at all.
+    assert gaps(engine, DEVICE) == [] and stream(engine, DEVICE).high_water == 6
+    assert stream(engine, "till-2") is None
 
 
 def test_an_unreadable_batch_is_dropped_and_the_worker_goes_on(engine, workers, devices) -> None:

@@ -48,3 +48,7 @@ def test_provisioning_qr_png_and_bad_input(tmp_path: Path) -> None:
     assert bad_broker.returncode == 2 and "HOST:PORT" in bad_broker.stderr
     bad_language = kassa_cloud("provisioning-qr", "--key-file", str(key_file), "--language", "Deutsch", "--out", str(out))
     assert bad_language.returncode == 2 and "language" in bad_language.stderr
+    rooms = [arg for n in range(50) for arg in ("--room", f"Salle des fêtes numéro {n:02d} — aile {'ouest' * 5}"[:60])]
+    too_big = kassa_cloud("provisioning-qr", "--key-file", str(key_file), *rooms, "--out", str(tmp_path / "big.png"))
+    assert too_big.returncode == 2 and "do not fit in one QR code" in too_big.stderr and "Traceback" not in too_big.stderr
+    assert not (tmp_path / "big.png").exists()

@@ -1,5 +1,6 @@
 """The licence book's device-driven transitions on real databases (SQLite file, PostgreSQL):
-bind, move with receipt or by timeout, renewals, revocation, refusals."""
+bind, move with receipt or by timeout, renewals, revocation, refusals, and which company a
+licence belongs to (another company's terminal never takes it; the holder releases it)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from agent.licence.lease import accept_token
@@ -16,6 +18,7 @@ from broker import contract as kc
 from cloud_api.licences import binding, book
 from cloud_api.licences.records import LicenceRefused
 from cloud_api.licences.sweeper import sweep
+from cloud_api.tenancy.models import Device
 from tests.cloud.api_support import BACKENDS
 from tests.cloud.licence_support import LEASE_S, MARGIN_S, T0, DeviceKey, LicenceDb, licence_database, short_policy
 
@@ -85,7 +88,7 @@ def test_typed_key_forms_and_refusals(db: LicenceDb) -> None:
 
 def test_move_with_receipt_grants_next_epoch_and_keeps_the_audit(db: LicenceDb) -> None:
     (licence_id, key), = db.issue(assign_to=db.company_id)
-    old, new = db.add_device("till-old"), db.add_device("till-new", db.other_company_id)
+    old, new = db.add_device("till-old"), db.add_device("till-new")
     bind(db, old, key)
     moving = bind(db, new, key, T0 + timedelta(seconds=10))
     assert (moving.state, moving.epoch) == ("releasing", 1)
@@ -102,7 +105,7 @@ def test_move_with_receipt_grants_next_epoch_and_keeps_the_audit(db: LicenceDb) 
 
     assert release(db, old, licence_id, 1, old.receipt(licence_id, 1), T0 + timedelta(seconds=20)) is True
     licence = db.licence(licence_id)
-    assert (licence.state, licence.device_id, licence.epoch, licence.company_id) == ("bound", "till-new", 2, db.other_company_id)
+    assert (licence.state, licence.device_id, licence.epoch, licence.company_id) == ("bound", "till-new", 2, db.company_id)
     lease, = db.leases("till-new")
     assert (lease.device_id, lease.epoch, lease.device_key) == ("till-new", 2, new.fingerprint)
     assert db.leases("till-old") == []
@@ -266,3 +269,180 @@ def test_ingest_routes_licence_messages_and_refuses_with_the_reason(db: LicenceD
     rejection, = plan.devices["till-1"].rejected.values()
     assert rejection.reason == "licence.key_invalid" and "check character" in rejection.detail
     assert db.licence(licence_id).state == "bound" and db.leases("till-1")[0].epoch == 1
+
+
+# ------------------------------------------------------------------ which company holds it
+def release_to_partner(db: LicenceDb, licence_id: str, company_id: int, now=T0):  # noqa: ANN001, ANN201
+    with Session(db.engine) as session, session.begin():
+        return book.release_to_partner(session, licence_id, company_id, by_user=db.admin_user_id, now=now,
+                                       policy=db.policy).state
+
+
+def test_a_key_assigned_to_a_company_is_refused_on_another_companys_terminal(db: LicenceDb) -> None:
+    (licence_id, key), = db.issue(assign_to=db.company_id)
+    mine, theirs = db.add_device("till-a"), db.add_device("till-b", db.other_company_id)
+    with pytest.raises(LicenceRefused) as free:
+        bind(db, theirs, key)
+    assert free.value.code == "licence.other_company"
+    assert "ask the company that holds it to release it" in free.value.message
+    assert str(db.company_id) not in free.value.message  # another tenant: not named
+    bind(db, mine, key)
+    document = db.doc("till-a")
+    # Bound, and asked again later (devices resend): refused each time, nothing moves.
+    for seconds in (10, 20):
+        assert refused(bind, db, theirs, key, T0 + timedelta(seconds=seconds)) == "licence.other_company"
+    licence = db.licence(licence_id)
+    assert (licence.state, licence.device_id, licence.company_id, licence.epoch) == ("bound", "till-a", db.company_id, 1)
+    assert db.doc("till-a") == document and db.doc("till-b") is None and db.release_commands("till-a") == []
+    assert [e.action for e in db.events(licence_id)] == ["issued", "assigned", "bound"]
+    # The holder's own move to the other company's terminal is no different.
+    with Session(db.engine) as session, session.begin():
+        theirs_registered = session.get(Device, "till-b")
+        theirs_registered.public_key = theirs.public_text
+    with Session(db.engine) as session, session.begin(), pytest.raises(LicenceRefused) as moved:
+        book.move(session, licence_id, "till-b", by_user=db.admin_user_id, now=T0, policy=db.policy)
+    assert moved.value.code == "not_found" and db.licence(licence_id).device_id == "till-a"
+
+
+def test_unsealed_stock_belongs_to_the_first_company_and_stays_there(db: LicenceDb) -> None:
+    (licence_id, key), = db.issue(unseal=True)
+    assert db.licence(licence_id).company_id is None
+    b1, b2 = db.add_device("till-b1", db.other_company_id), db.add_device("till-b2", db.other_company_id)
+    c1 = db.add_device("till-c1", db.third_company_id)
+    assert bind(db, b1, key).state == "bound"
+    licence = db.licence(licence_id)
+    assert (licence.company_id, licence.device_id) == (db.other_company_id, "till-b1")
+    assert db.leases("till-b1")[0].company_id == db.other_company_id
+    assert refused(bind, db, c1, key, T0 + timedelta(seconds=5)) == "licence.other_company"
+    # B moves it among its own terminals; C still cannot take it, nor can B's release go to C.
+    assert bind(db, b2, key, T0 + timedelta(seconds=10)).state == "releasing"
+    assert refused(bind, db, c1, key, T0 + timedelta(seconds=11)) == "licence.other_company"
+    assert db.licence(licence_id).releasing_to_device_id == "till-b2"
+    assert release(db, b1, licence_id, 1, b1.receipt(licence_id, 1), T0 + timedelta(seconds=12))
+    licence = db.licence(licence_id)
+    assert (licence.state, licence.device_id, licence.company_id, licence.epoch) == ("bound", "till-b2", db.other_company_id, 2)
+    # Released on the terminal itself, the licence is free but still B's.
+    report(db, b2, [], T0 + timedelta(seconds=20), tombstones=[(licence_id, 2, b2.receipt(licence_id, 2))])
+    assert (db.licence(licence_id).state, db.licence(licence_id).company_id) == ("assigned", db.other_company_id)
+    assert refused(bind, db, c1, key, T0 + timedelta(seconds=21)) == "licence.other_company"
+
+
+def test_the_holder_releases_a_bound_licence_then_another_company_binds_it(db: LicenceDb) -> None:
+    (licence_id, key), = db.issue(assign_to=db.company_id)
+    a1, c1 = db.add_device("till-a1"), db.add_device("till-c1", db.third_company_id)
+    bind(db, a1, key)
+    assert release_to_partner(db, licence_id, db.company_id, T0 + timedelta(seconds=10)) == "releasing"
+    licence = db.licence(licence_id)
+    # The terminal is told to stop first, as in a move; the company holds it until then.
+    assert (licence.company_id, licence.releasing_from_device_id, licence.releasing_to_device_id) == (
+        db.company_id, "till-a1", None)
+    command, = db.release_commands("till-a1")
+    assert command.args == {"licence_id": licence_id, "epoch": 1} and db.leases("till-a1") == []
+    assert release_to_partner(db, licence_id, db.company_id, T0 + timedelta(seconds=11)) == "releasing"  # again
+    assert len(db.release_commands("till-a1")) == 1
+    with pytest.raises(LicenceRefused) as early:
+        bind(db, c1, key, T0 + timedelta(seconds=12))
+    assert early.value.code == "licence.returning" and "released it to the partner" in early.value.message
+    assert refused(bind, db, a1, key, T0 + timedelta(seconds=12)) == "licence.returning"
+    report(db, a1, [(licence_id, 1)], T0 + timedelta(seconds=200))  # never renewed meanwhile
+    assert db.leases("till-a1") == []
+
+    assert release(db, a1, licence_id, 1, a1.receipt(licence_id, 1), T0 + timedelta(seconds=20)) is True
+    licence = db.licence(licence_id)
+    assert (licence.state, licence.company_id, licence.device_id, licence.lease_token) == ("assigned", None, None, None)
+    assert licence.key_revealed_at is not None  # its key was seen: unsealed stock, not sealed
+    assert release(db, a1, licence_id, 1, a1.receipt(licence_id, 1), T0 + timedelta(seconds=21)) is False  # resend
+    outcome = bind(db, c1, key, T0 + timedelta(seconds=30))
+    assert (outcome.state, outcome.epoch) == ("bound", 2)
+    assert db.licence(licence_id).company_id == db.third_company_id
+    assert db.leases("till-c1")[0].company_id == db.third_company_id
+    assert refused(bind, db, a1, key, T0 + timedelta(seconds=31)) == "licence.other_company"
+    trail = [(e.actor, e.action, e.from_state, e.to_state, e.from_device_id, e.to_device_id, e.epoch)
+             for e in db.events(licence_id)]
+    user = f"user:{db.admin_user_id}"
+    assert trail[3:] == [
+        (user, "return_requested", "bound", "releasing", "till-a1", None, 1),
+        ("device:till-a1", "released", "releasing", "assigned", "till-a1", None, 1),
+        ("device:till-c1", "bound", "assigned", "bound", None, "till-c1", 2),
+    ]
+    assert "back in the partner's stock" in db.events(licence_id)[4].detail
+    # No longer the company's: a repeat of its release finds nothing.
+    with Session(db.engine) as session, session.begin(), pytest.raises(LicenceRefused) as gone:
+        book.release_to_partner(session, licence_id, db.company_id, by_user=db.admin_user_id, now=T0, policy=db.policy)
+    assert gone.value.code == "not_found"
+
+
+def test_a_silent_terminal_gives_the_released_licence_back_after_its_lease(db: LicenceDb) -> None:
+    (licence_id, key), = db.issue(assign_to=db.company_id)
+    a1 = db.add_device("till-a1")
+    bind(db, a1, key)
+    release_to_partner(db, licence_id, db.company_id, T0 + timedelta(seconds=100))
+    due = T0 + timedelta(seconds=LEASE_S + MARGIN_S)
+    assert db.licence(licence_id).release_deadline.replace(tzinfo=T0.tzinfo) == due
+    with Session(db.engine) as session, session.begin():
+        assert sweep(session, due - timedelta(seconds=1), db.policy).granted == 0
+    assert db.licence(licence_id).company_id == db.company_id
+    with Session(db.engine) as session, session.begin():
+        assert sweep(session, due, db.policy).granted == 1
+    licence = db.licence(licence_id)
+    assert (licence.state, licence.company_id, licence.epoch) == ("assigned", None, 1)
+    last = db.events(licence_id)[-1]
+    assert (last.actor, last.action, last.to_state, last.to_device_id) == ("system", "released_by_timeout", "assigned", None)
+    assert db.leases("till-a1") == []
+
+
+def test_releasing_a_free_or_moving_licence(db: LicenceDb) -> None:
+    (free_id, free_key), (moving_id, moving_key) = db.issue(2, assign_to=db.company_id)
+    a1, a2 = db.add_device("till-a1"), db.add_device("till-a2")
+    b1 = db.add_device("till-b1", db.other_company_id)
+    # Never bound: back in the stock at once, and any company's terminal binds it.
+    assert release_to_partner(db, free_id, db.company_id) == "assigned"
+    last = db.events(free_id)[-1]
+    assert (last.action, last.from_state, last.to_state, db.licence(free_id).company_id) == (
+        "returned", "assigned", "assigned", None)
+    assert bind(db, b1, free_key).state == "bound" and db.licence(free_id).company_id == db.other_company_id
+    # Moving from a1 to a2: a2 never gets it; it returns once a1 lets go.
+    bind(db, a1, moving_key)
+    bind(db, a2, moving_key, T0 + timedelta(seconds=5))
+    assert release_to_partner(db, moving_id, db.company_id, T0 + timedelta(seconds=6)) == "releasing"
+    licence = db.licence(moving_id)
+    assert (licence.releasing_from_device_id, licence.releasing_to_device_id) == ("till-a1", None)
+    assert db.events(moving_id)[-1].action == "return_requested" and len(db.release_commands("till-a1")) == 1
+    with Session(db.engine) as session, session.begin(), pytest.raises(LicenceRefused) as move:
+        book.move(session, moving_id, "till-a2", by_user=db.admin_user_id, now=T0, policy=db.policy)
+    assert move.value.code == "licence.returning"
+    assert release(db, a1, moving_id, 1, a1.receipt(moving_id, 1), T0 + timedelta(seconds=7))
+    assert (db.licence(moving_id).state, db.licence(moving_id).company_id) == ("assigned", None)
+    assert db.doc("till-a2") is None
+    # Another company's licence, a revoked one: nothing to release.
+    with Session(db.engine) as session, session.begin(), pytest.raises(LicenceRefused) as foreign:
+        book.release_to_partner(session, free_id, db.company_id, by_user=db.admin_user_id, now=T0, policy=db.policy)
+    assert foreign.value.code == "not_found"
+    (revoked_id, _key), = db.issue(assign_to=db.company_id)
+    with Session(db.engine) as session, session.begin():
+        book.revoke(session, revoked_id, by_user=db.admin_user_id, now=T0)
+    with Session(db.engine) as session, session.begin(), pytest.raises(LicenceRefused) as revoked:
+        book.release_to_partner(session, revoked_id, db.company_id, by_user=db.admin_user_id, now=T0, policy=db.policy)
+    assert revoked.value.code == "licence.revoked"
+
+
+def test_a_locked_licence_stays_locked_on_sqlite_too(tmp_path: Path) -> None:
+    """SQLite ignores SELECT ... FOR UPDATE: reading a licence to change it takes the database's
+    write lock, so a second change (a partner's assign racing a device's bind) waits instead of
+    acting on what it read before the first one committed."""
+    from sqlalchemy import create_engine
+
+    from cloud_api.licences.records import locked_licence
+
+    with licence_database("sqlite", tmp_path) as db:
+        (licence_id, _key), = db.issue()
+        impatient = create_engine(db.engine.url, connect_args={"timeout": 0.05})  # no waiting for the lock
+        with Session(db.engine) as first, Session(impatient) as second:
+            assert locked_licence(first, licence_id) is not None  # holds the lock until it ends
+            with pytest.raises(OperationalError, match="database is locked"):
+                locked_licence(second, licence_id)
+            second.rollback()
+            first.commit()
+            assert locked_licence(second, licence_id) is not None, "free once the first change ended"
+            second.rollback()
+        impatient.dispose()

@@ -1,7 +1,8 @@
 """Model-based randomised test of the licence book: the real cloud (the ingest's apply_batch,
-the sweeper, the push documents and release commands it leaves) on a SQLite file, three
-simulated devices that keep their lease state exactly as the agent does
-(tests/cloud/licence_model_support.py), and a hostile world:
+the sweeper, the push documents and release commands it leaves, a company's release through
+book.release_to_partner) on a SQLite file, five simulated devices of three companies that keep
+their lease state exactly as the agent does (tests/cloud/licence_model_support.py), licences
+assigned to a company and unsealed in the partner's stock, and a hostile world:
 
 - a lossy, duplicating, reordering downlink; an uplink that is late but never loses (the
   agent's outbox resends until acked); retained documents and open commands come again on
@@ -9,12 +10,19 @@ simulated devices that keep their lease state exactly as the agent does
 - network partitions (both directions) short and longer than a lease, above all of the old
   device right when a move starts; power cycles (monotonic clock restarts, state persists);
 - wall-clock skew of each device anywhere within the clock margin, both directions;
-- cloud time in small and big jumps; the sweeper runs every 15 s but sometimes pauses.
+- cloud time in small and big jumps; the sweeper runs every 15 s but sometimes pauses;
+- keys typed on other companies' terminals; companies releasing their licences to the
+  partner's stock (bound, moving or free; often right when the terminal drops off the network).
 
 Invariants, after every event: no two powered devices can sell under one licence
-(`sale_verdict(...).ok` on each device's own clocks). At the end, with the network healed and
-every deadline past, each licence is bound (its device can sell) or free: never stuck; and in
-calm weather a move completes in seconds (release order or document, receipt, grant).
+(`sale_verdict(...).ok` on each device's own clocks), and a device sells only under a licence
+its company holds. After every cloud transaction: a licence never changes company without the
+owning company's release (or the first binding of unsealed partner stock), and it is bound or
+moving only to devices of its company. At the end, with the network healed and every deadline
+past, each licence is bound (its device can sell) or free: never stuck. In calm weather a move
+completes in seconds (release order or document, receipt, grant), another company's terminal
+takes nothing, and a company's release returns the licence to the stock in seconds, for
+another company's terminal to bind.
 
 A mutation self-check plants deliberate bugs and requires the model to find each of them.
 Seeds are printed; rerun one with KASSA_LICENCE_SEED=<n>.
@@ -33,13 +41,13 @@ from sqlalchemy.orm import Session
 
 from broker import contract as kc
 from cloud_api.ingest.apply import apply_batch
-from cloud_api.licences import binding
+from cloud_api.licences import binding, book
 from cloud_api.licences.models import Licence, LicenceState
 from cloud_api.licences.policy import use_policy
 from cloud_api.licences.records import LicenceRefused
 from cloud_api.licences.sweeper import sweep
 from cloud_api.pushes.models import DesiredState, DeviceCommand
-from tests.cloud.licence_model_support import MUTATIONS, Packet, SimDevice, Violation
+from tests.cloud.licence_model_support import MUTATIONS, Ownership, Packet, SimDevice, Violation
 from tests.cloud.licence_support import LEASE_S, MARGIN_S, RENEW_S, T0, LicenceDb, licence_database
 
 STEPS = 220
@@ -48,6 +56,7 @@ SEEDS = [int(os.environ["KASSA_LICENCE_SEED"])] if "KASSA_LICENCE_SEED" in os.en
 SWEEP_S = 15.0  # LicenceSweeper's default period
 RESEND_S = 30.0  # the publisher resends open commands
 CALM_MOVE_S = 30.0  # a move between two connected devices completes within this in calm weather
+TILLS = {"a": ("till-a1", "till-a2"), "b": ("till-b1", "till-b2"), "c": ("till-c1",)}  # company -> its devices
 
 
 class World:
@@ -55,18 +64,30 @@ class World:
         self.db, self.rng, self.keys, self.seed = db, rng, keys, seed
         self.policy, self.trusted = db.policy, db.trusted
         self.now_s, self.step_no, self.order = 0.0, 0, 0
-        self.devices = {f"till-{n}": SimDevice(db.add_device(f"till-{n}")) for n in range(3)}
+        companies = {"a": db.company_id, "b": db.other_company_id, "c": db.third_company_id}
+        company_of = {device_id: companies[name] for name, tills in TILLS.items() for device_id in tills}
+        self.devices = {device_id: SimDevice(db.add_device(device_id, company)) for device_id, company in company_of.items()}
+        self.ownership = Ownership(company_of, {licence_id: db.licence(licence_id).company_id for licence_id, _ in keys})
         self.network: list[Packet] = []
         self.docs: dict[str, list[tuple[int, list[str]]]] = {d: [] for d in self.devices}  # every version sent
         self.commands: dict[object, tuple[str, str, int, float]] = {}  # id -> device, licence, epoch, expires
         self.next_sweep_s, self.sweeper_down_until, self.next_resend_s = SWEEP_S, 0.0, RESEND_S
         self.releasing_due: float | None = None  # earliest release deadline (cloud s), None: nothing releasing
         self.calm = False  # no loss, short delays
-        self.stats = {"moves": 0, "partitioned_moves": 0, "sold": set()}
+        self.stats = {"moves": 0, "partitioned_moves": 0, "sold": set(), "releases": 0, "returned": 0,
+                      "stock_bound": 0, "refused": {}}
 
     @property
     def now(self):  # noqa: ANN201
         return T0 + timedelta(seconds=self.now_s)
+
+    @property
+    def where(self) -> str:
+        return f"seed {self.seed} step {self.step_no} t={self.now_s:.1f} (rerun: KASSA_LICENCE_SEED={self.seed})"
+
+    def company_devices(self, company_id: int | None, *, other: bool = False) -> list[str]:
+        """The devices of a company (`other`: of every other company), in a stable order."""
+        return sorted(d for d, c in self.ownership.company_of.items() if (c == company_id) != other)
 
     # ------------------------------------------------------------------ the cloud
     def cloud_receive(self, device_id: str, body: kc.Body) -> None:
@@ -76,7 +97,9 @@ class World:
                                  clock_trusted=True, created_at=self.now)
         publication = kc.publication(envelope)
         with Session(self.db.engine) as session, session.begin():
-            apply_batch(session, [kc.parse_message(publication.topic, publication.payload)], received_at=self.now)
+            plan = apply_batch(session, [kc.parse_message(publication.topic, publication.payload)], received_at=self.now)
+        for rejection in plan.device(device_id).rejected.values():
+            self.stats["refused"][rejection.reason] = self.stats["refused"].get(rejection.reason, 0) + 1
         self.publish()
 
     def cloud_sweep(self) -> None:
@@ -84,10 +107,28 @@ class World:
             sweep(session, self.now, self.policy)
         self.publish()
 
+    def company_release(self, licence_id: str) -> None:
+        """The holder company's admin releases the licence to the partner's stock (the API's
+        POST /licences/{id}/release-to-partner)."""
+        holder = self.ownership.holder[licence_id]
+        if holder is None:
+            return
+        with Session(self.db.engine) as session, session.begin():
+            book.release_to_partner(session, licence_id, holder, by_user=self.db.admin_user_id, now=self.now,
+                                    policy=self.policy)
+        self.ownership.released(licence_id, holder)
+        self.stats["releases"] += 1
+        self.publish()
+
     def publish(self, resend_to: str | None = None) -> None:
         """The publisher: new document versions, new release commands (all of them again for
-        `resend_to`: retained document and open commands on reconnect)."""
+        `resend_to`: retained document and open commands on reconnect). Every cloud
+        transaction ends here, so the licences' companies are checked here too."""
         with Session(self.db.engine) as session:
+            for licence_id, _key in self.keys:
+                change = self.ownership.observe(session.get(Licence, licence_id), self.where)
+                if change is not None:
+                    self.stats[change] += 1
             for row in session.scalars(select(DesiredState).where(DesiredState.domain == "licence")
                                        .order_by(DesiredState.device_id)):
                 sent = self.docs[row.device_id]
@@ -242,7 +283,8 @@ class World:
             device.on_at = self.now_s + off_s
 
     def move(self) -> None:
-        """THE scenario: a move starts, and often the old device drops off the network right
+        """THE scenario: a move starts (to another device of the company, or released by the
+        company to the partner's stock), and often the old device drops off the network right
         then, for longer than a lease, with its clock behind and a reboot on the way."""
         rng = self.rng
         bound = self.bound_licences()
@@ -250,7 +292,9 @@ class World:
             return
         licence_id, key, old_id = rng.choice(bound)
         old = self.devices[old_id]
-        target = self.devices[rng.choice(sorted(set(self.devices) - {old_id}))]
+        company = self.ownership.company_of[old_id]
+        own = [d for d in self.company_devices(company) if d != old_id]
+        to_stock = rng.random() < 0.15 or not own  # a company of one device moves its licence only that way
         self.stats["moves"] += 1
         roll = rng.random()
         if roll < 0.7 and old.powered:
@@ -264,7 +308,10 @@ class World:
                 old.on_at = self.now_s + rng.uniform(5, LEASE_S * 0.8)
         elif roll < 0.8:
             self.power_cycle(old, rng.uniform(10, 2 * LEASE_S))
-        self.bind_request(target, key)
+        if to_stock:
+            self.company_release(licence_id)
+        else:
+            self.bind_request(self.devices[rng.choice(own)], key)
 
     def step(self) -> None:
         rng = self.rng
@@ -275,24 +322,26 @@ class World:
         self.run_until(self.now_s + dt)
         device = self.devices[rng.choice(sorted(self.devices))]
         roll = rng.random()
-        if roll < 0.07:
+        if roll < 0.09:
             self.move()
-        elif roll < 0.12:
+        elif roll < 0.15:  # any key on any device: often another company's, or from the stock
             self.bind_request(device, rng.choice(self.keys)[1])
-        elif roll < 0.16:
+        elif roll < 0.19:
             self.partition(device, rng.choice([rng.uniform(5, 120), rng.uniform(LEASE_S, 2.5 * LEASE_S)]))
-        elif roll < 0.20:
+        elif roll < 0.23:
             self.power_cycle(device, rng.choice([rng.uniform(1, 60), rng.uniform(60, 1.5 * LEASE_S)]))
-        elif roll < 0.27:
+        elif roll < 0.30:
             device.skew_s = self.pick_skew()  # NTP steps and slews, within the margin
-        elif roll < 0.31 and self.docs[device.device_id]:  # a late copy of an older document version
+        elif roll < 0.34 and self.docs[device.device_id]:  # a late copy of an older document version
             self.send_down(Packet(0, 0, device.device_id, doc=rng.choice(self.docs[device.device_id])))
-        elif roll < 0.33:
+        elif roll < 0.36:
             self.sweeper_down_until = self.now_s + rng.uniform(30, 900)  # the worker restarts
-        elif roll < 0.36 and device.connected(self.now_s):
+        elif roll < 0.39 and device.connected(self.now_s):
             self.send_up(device, device.report())
-        elif roll < 0.40:
+        elif roll < 0.43:
             self.upload_release_file(device)
+        elif roll < 0.445:  # whatever state it is in
+            self.company_release(rng.choice(self.keys)[0])
         self.check()
 
     # --------------------------------------------------------------- invariants
@@ -301,6 +350,7 @@ class World:
             sellers = [d for d in self.devices.values() if d.can_sell(licence_id, self.now_s)]
             for seller in sellers:
                 self.stats["sold"].add((licence_id, seller.device_id))
+                self.ownership.check_seller(licence_id, seller.device_id, self.where)
             if len(sellers) > 1:
                 states = "; ".join(d.describe(licence_id, self.now_s) for d in self.devices.values())
                 raise Violation(f"seed {self.seed} step {self.step_no} t={self.now_s:.1f}: licence {licence_id} "
@@ -331,20 +381,49 @@ class World:
                     raise Violation(f"{where} bound to {licence.device_id}, which cannot sell: "
                                     f"{self.devices[licence.device_id].verdict(licence_id, self.now_s).code}")
 
+    def calm_bind(self, licence_id: str, key: str, target: str, what: str) -> None:
+        """The key typed on `target` in calm weather: bound there, selling, within seconds."""
+        self.bind_request(self.devices[target], key)
+        self.run_until(self.now_s + CALM_MOVE_S)
+        licence = self.db.licence(licence_id)
+        if licence.device_id != target or not self.devices[target].can_sell(licence_id, self.now_s):
+            raise Violation(f"seed {self.seed}: licence {licence_id} not {what} {target} within {CALM_MOVE_S:.0f} s "
+                            f"in calm weather ({licence.state}, {licence.device_id}); KASSA_LICENCE_SEED={self.seed}")
+
     def calm_moves(self) -> None:
-        """In calm weather, with every device online, a bind or a move completes within seconds."""
+        """In calm weather, with every device online: a bind or a move completes within seconds;
+        another company's terminal takes nothing; the company's release returns the licence
+        to the partner's stock within seconds, and another company's terminal then binds it."""
         self.calm = True
         for licence_id, key in self.keys:
+            holder = self.ownership.holder[licence_id]
+            if self.db.licence(licence_id).state != LicenceState.BOUND:  # free: the company's, or anybody's stock
+                first = self.company_devices(holder)[0] if holder is not None else self.rng.choice(sorted(self.devices))
+                self.calm_bind(licence_id, key, first, "bound to")
+            company = self.ownership.holder[licence_id]
             for _twice in range(2):
-                holder = self.db.licence(licence_id).device_id
-                target = next(d for d in sorted(self.devices) if d != holder)
-                self.bind_request(self.devices[target], key)
-                self.run_until(self.now_s + CALM_MOVE_S)
-                licence = self.db.licence(licence_id)
-                if licence.device_id != target or not self.devices[target].can_sell(licence_id, self.now_s):
-                    raise Violation(f"seed {self.seed}: licence {licence_id} not moved from {holder} to {target} "
-                                    f"within {CALM_MOVE_S:.0f} s in calm weather ({licence.state}, "
-                                    f"{licence.device_id}); KASSA_LICENCE_SEED={self.seed}")
+                holder_device = self.db.licence(licence_id).device_id
+                own = [d for d in self.company_devices(company) if d != holder_device]
+                if own:
+                    self.calm_bind(licence_id, key, own[0], f"moved from {holder_device} to")
+            before = self.db.licence(licence_id)
+            outsider = self.rng.choice(self.company_devices(company, other=True))
+            self.bind_request(self.devices[outsider], key)
+            self.run_until(self.now_s + CALM_MOVE_S)
+            after = self.db.licence(licence_id)
+            if ((after.state, after.device_id, after.epoch) != (before.state, before.device_id, before.epoch)
+                    or not self.devices[before.device_id].can_sell(licence_id, self.now_s)):
+                raise Violation(f"seed {self.seed}: licence {licence_id} of {before.device_id} disturbed by a key "
+                                f"typed on {outsider} of another company ({after.state}, {after.device_id}); "
+                                f"KASSA_LICENCE_SEED={self.seed}")
+            self.company_release(licence_id)
+            self.run_until(self.now_s + CALM_MOVE_S)
+            returned = self.db.licence(licence_id)
+            if (returned.state, returned.company_id) != (LicenceState.ASSIGNED, None):
+                raise Violation(f"seed {self.seed}: licence {licence_id} released by its company is not back in the "
+                                f"partner's stock within {CALM_MOVE_S:.0f} s in calm weather ({returned.state}, "
+                                f"{returned.device_id}); KASSA_LICENCE_SEED={self.seed}")
+            self.calm_bind(licence_id, key, outsider, "bound from the stock to")
         self.calm = False
 
     def upload_release_file(self, device: SimDevice) -> None:
@@ -367,7 +446,8 @@ def run_model(seed: int, directory: Path, steps: int = STEPS) -> World:
     with licence_database("sqlite", directory) as db:
         use_policy(db.policy)
         try:
-            world = World(db, rng, db.issue(2, assign_to=db.company_id), seed)
+            keys = db.issue(1, assign_to=db.company_id) + db.issue(1, unseal=True)
+            world = World(db, rng, keys, seed)
             for device in world.devices.values():
                 device.skew_s = world.pick_skew()
             world.calm_moves()  # the first minutes: calm, every till online
@@ -388,9 +468,14 @@ def test_never_two_usable_leases_and_never_stuck(seed: int, tmp_path: Path) -> N
     stats = world.stats
     # The run exercised real leases and real moves, partitions among them, not an idle network.
     assert len(stats["sold"]) >= 3 and stats["partitioned_moves"] >= 3 and world.commands, stats
+    # ... and the companies: keys refused on other companies' terminals, licences released to
+    # the stock and bound from it by another company.
+    assert stats["refused"].get("licence.other_company", 0) >= 3 and stats["returned"] >= 3, stats
+    assert stats["stock_bound"] >= 3, stats
     print(f"seed {seed}: {stats['moves']} moves ({stats['partitioned_moves']} with the old device cut off), "
           f"{len(world.commands)} release orders, {len(stats['sold'])} (licence, device) pairs sold, "
-          f"cloud time +{world.now_s:.0f} s")
+          f"{stats['releases']} company releases, {stats['returned']} back in the stock, "
+          f"{stats['stock_bound']} bound from the stock, refused {stats['refused']}, cloud time +{world.now_s:.0f} s")
 
 
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))

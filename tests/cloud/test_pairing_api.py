@@ -57,9 +57,10 @@ def test_register_claim_and_fetch_the_certificate(api: Api, pki: Path) -> None:
     credentials = reply["credentials"]
     assert (credentials["broker_host"], credentials["broker_port"], credentials["point_of_sale"]) == ("mqtt.example.com", 8883, "P-MAIN")
     certificate = x509.load_pem_x509_certificate(credentials["certificate"].encode())
-    ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca = x509.load_pem_x509_certificate((pki / "device-ca.crt").read_bytes())
     certificate.verify_directly_issued_by(ca)
-    assert credentials["ca_certificate"] == credentials["broker_ca_certificates"] == (pki / "ca.crt").read_text()
+    assert credentials["ca_certificate"] == (pki / "device-ca.crt").read_text(), "the device CA signed it"
+    assert credentials["broker_ca_certificates"] == (pki / "cloud-ca.crt").read_text(), "the broker's certificate is the cloud CA's"
     assert certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "pair-till-1"
     assert spki(certificate.public_key()) == spki(till.tls_key.public_key()), "the device's own key, never a new one"
     assert certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])

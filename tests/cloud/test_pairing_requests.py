@@ -148,8 +148,8 @@ def test_without_a_device_ca_pairing_is_unavailable(tmp_path: Path) -> None:
 
 
 def test_a_device_ca_key_readable_by_others_is_refused(tmp_path: Path, pki: Path) -> None:
-    loose = tmp_path / "ca.key"
-    loose.write_bytes((pki / "ca.key").read_bytes())
+    loose = tmp_path / "device-ca.key"
+    loose.write_bytes((pki / "device-ca.key").read_bytes())
     loose.chmod(0o644)
     with pairing_api("sqlite", tmp_path, pki, device_ca_key_file=loose) as api:
         reply = register(api, Terminal("loose-key-till"), expect=503)

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -146,25 +147,77 @@ def test_a_push_the_broker_refuses_stays_pending_and_others_go_through(sqlite_db
             running.stop()
 
 
+# A longer lease than FAST for the leader change tests: a leader would have to be starved of CPU
+# for two seconds before the other may rightly take over (a loaded machine must not add a flip).
+TAKEOVER = replace(FAST, lease_s=3.0)
+
+
 def test_one_publisher_at_a_time_and_a_standby_takes_over(db: PushDb, mosquitto: Mosquitto) -> None:
     [device] = db.add_devices("leased")
-    first, second = publisher(db, mosquitto, "a").start(), publisher(db, mosquitto, "b").start()
+    first, second = (publisher(db, mosquitto, name, TAKEOVER).start() for name in ("a", "b"))
     try:
         wait_for(lambda: first.stats().leader or second.stats().leader, "a leader")
-        time.sleep(1.0)  # several lease rounds: the other must still be standing by
+        time.sleep(2 * TAKEOVER.lease_s / 3)  # two lease rounds: the other must still be standing by
         leader, standby = (first, second) if first.stats().leader else (second, first)
         assert not standby.stats().leader and not standby.connected
         assert lease.current_holder(db.engine) == leader.holder
         set_docs(db, "config", {device: {"by": "leader"}})
         wait_for(lambda: db.pending() == 0, "published by the leader")
-        assert (leader.stats().docs_published, standby.stats().docs_published) == (1, 0)
+        # The count follows the record's commit (stats.docs_published): wait for it, do not race it.
+        wait_for(lambda: leader.stats().docs_published == 1, "the leader counting its publication")
+        assert standby.stats().docs_published == 0
         leader.stop()  # releases the lease
-        wait_for(lambda: standby.stats().leader, "the standby taking over", 5)
+        wait_for(lambda: standby.stats().leader, "the standby taking over")
         set_docs(db, "config", {device: {"by": "standby"}})
         wait_for(lambda: db.pending() == 0, "published by the former standby")
-        assert standby.stats().docs_published == 1
-        assert retained_docs(mosquitto, 1)[(device, "config")].doc == {"by": "standby"}
+        row = db.state(device)
+        assert row is not None and (row.version, row.published_version) == (2, 2)
+        wait_for(lambda: standby.stats().docs_published == 1, "the former standby counting its publication")
+        assert leader.stats().docs_published == 1  # the stopped one did nothing more
+        doc = retained_docs(mosquitto, 1)[(device, "config")]
+        assert (doc.version, doc.doc) == (2, {"by": "standby"})
     finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_leader_stalled_between_puback_and_record_loses_no_doc(db: PushDb, mosquitto: Mosquitto) -> None:
+    """The leader change window: the leader has the broker's PUBACK but stalls (GC pause, slow
+    disk) before recording it, past its lease. The standby takes over and publishes the doc
+    again, then a newer version; the stalled one's late record of the older version changes nothing."""
+    [device] = db.add_devices("stalled")
+    first = publisher(db, mosquitto, "a", TAKEOVER).start()
+    reached, resume = threading.Event(), threading.Event()
+    record = first._record_accepted
+
+    def stalled_record() -> bool:
+        reached.set()
+        resume.wait(60)
+        return record()
+
+    first._record_accepted = stalled_record  # type: ignore[method-assign]
+    second = publisher(db, mosquitto, "b", TAKEOVER)  # started once the first has stalled
+    try:
+        set_docs(db, "config", {device: {"v": 1}})
+        assert reached.wait(20), "the first publisher never had a PUBACK to record"
+        row = db.state(device)  # acknowledged by the broker, not recorded: still pending
+        assert row is not None and (row.published_version, row.publish_pending) == (0, True)
+        second.start()
+        wait_for(lambda: second.stats().leader, "the standby taking the lapsed lease")
+        wait_for(lambda: db.pending() == 0, "version 1 published by the standby")
+        set_docs(db, "config", {device: {"v": 2}})
+        wait_for(lambda: db.pending() == 0, "version 2 published by the standby")
+        resume.set()
+        # It records its late PUBACK, then finds the lease taken (stats.leader turns false after).
+        wait_for(lambda: not first.stats().leader, "the stalled publisher standing by")
+        assert first.stats().docs_published == 1
+        wait_for(lambda: second.stats().docs_published == 2, "the standby counting versions 1 and 2")
+        row = db.state(device)
+        assert row is not None and (row.version, row.published_version, row.publish_pending) == (2, 2, False)
+        doc = retained_docs(mosquitto, 1)[(device, "config")]
+        assert (doc.version, doc.doc) == (2, {"v": 2})
+    finally:
+        resume.set()
         first.stop()
         second.stop()
 

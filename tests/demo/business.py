@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -85,6 +86,11 @@ class BusinessSteps:
         finally:
             pos.close()
         self._wait(lambda: len(list(self.preview_dir.glob("*.png"))) >= receipts_before + 5, "shift", "3 sale receipts, a refund receipt and the Z report on the printer")
+        # The configuration QR made this terminal Russian (site.language = "ru"): so is the cash sale's receipt.
+        cash_receipt = self._receipt_preview("Чек", f"№ {sales[2]['receipt_no']}")
+        russian = ["Чек", "Дата", "Кассир", "ИТОГО", "Наличные", "Сдача", "в т.ч. НДС 7%", "20,00 €"]  # the footer is the company's
+        if any(word not in cash_receipt.read_text(encoding="utf-8") for word in russian):
+            raise self.failure("shift", f"the receipt preview {cash_receipt} is not in Russian:\n{cash_receipt.read_text(encoding='utf-8')}")
         sale_ids = {sale["sale_id"] for sale in sales}
         self.committed_sale_ids = set(sale_ids)  # the power-cut step checks the cloud against all of them
 
@@ -102,7 +108,8 @@ class BusinessSteps:
         return (f"POS token, login over HTTP; sales #{sales[0]['receipt_no']}-#{cash['receipt_no']} "
                 f"(cash {cash['total']} paid 2000, change {cash['change']}, drawer {cash['drawer']}), a retry sold nothing; "
                 f"refund {refund['amount']}; X {x['sales_count']} sales; Z #{z['z_no']} printed; the cloud shows 3 sales, "
-                f"{cloud['refunded']} refunded against the cash sale, Z #{cloud['z']['z_no']}")
+                f"{cloud['refunded']} refunded against the cash sale, Z #{cloud['z']['z_no']}; "
+                f"receipts in Russian (site.language ru), preview {cash_receipt.with_suffix('.png')}")
 
     def migrate_licence(self: Demo) -> str:
         """A second terminal pairs; the same key typed there moves the licence over safely."""
@@ -149,6 +156,14 @@ class BusinessSteps:
         return "exit 0, store closed"
 
     # ----------------------------------------------------------------- helpers
+    def _receipt_preview(self: Demo, label: str, value: str) -> Path:
+        """The printed receipt (its preview text; the .png beside it) with the row ``label ... value``."""
+        for path in sorted(self.preview_dir.glob("receipt-*.txt"), reverse=True):
+            lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+            if any(line.startswith(label + " ") and line.endswith(" " + value) for line in lines):
+                return path
+        raise self.failure("shift", f"no receipt preview in {self.preview_dir} has the row {label!r} ... {value!r}")
+
     def _pos(self: Demo, client: httpx.Client, method: str, path: str, body: object, expected: int) -> Any:
         reply = client.request(method, path, json=body)
         if reply.status_code != expected:

@@ -23,6 +23,7 @@ from cloud_api.tenancy.tokens import create_owner
 from cloud_api.provisioning import qr_text, write_qr_png
 from tests.demo.business import BusinessSteps
 from tests.demo.resilience import ResilienceSteps
+from tests.demo.trust import TrustSteps
 from tests.support.agent_process import REPO_ROOT, AgentProcess, write_agent_config
 from tests.support.cloud import Cloud, api_request
 from tests.deploy.tls_broker import ProductionBroker, make_certs, start_production_broker
@@ -37,7 +38,7 @@ class DemoFailure(Exception):
         self.logs = logs
 
 
-class Demo(BusinessSteps, ResilienceSteps):
+class Demo(BusinessSteps, ResilienceSteps, TrustSteps):
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.steps_done = 0
@@ -74,6 +75,8 @@ class Demo(BusinessSteps, ResilienceSteps):
             ("a second terminal pairs and the licence migrates to it", self.migrate_licence),
             ("broker down: the cashier logs in offline; permissions follow roles and licence", self.offline_login),
             ("stop the second terminal cleanly", self.stop_second_terminal),
+            ("the second terminal is stolen: its certificate reaches no other terminal's messages, and one call revokes it",
+             self.stolen_terminal),
             ("stop agent cleanly", self.stop_agent),
         ]
         for name, step in steps:
@@ -89,7 +92,7 @@ class Demo(BusinessSteps, ResilienceSteps):
     # ------------------------------------------------------------------- steps
     def start_broker(self) -> str:
         pki = self.workdir / "pki"
-        made = make_certs(pki)  # CA, broker certificate, the cloud's client certificate
+        made = make_certs(pki)  # cloud CA (broker, kassa-cloud), device CA and its empty CRL
         if made.returncode != 0:
             raise DemoFailure("start broker", f"make-certs.sh failed: {made.stderr}")
         self.broker = start_production_broker(self.workdir / "mosquitto", pki)
@@ -105,7 +108,7 @@ class Demo(BusinessSteps, ResilienceSteps):
         signing = {"KASSA_CLOUD_SIGNING_KEY_FILE": str(key_file), "KASSA_CLOUD_SIGNING_KEY_ID": self.signing_key.key_id}
         self.cloud.start_worker_process("demo", port=self.broker.cloud_port, env={
             **signing,
-            "KASSA_CLOUD_MQTT_CA_FILE": str(pki / "ca.crt"),
+            "KASSA_CLOUD_MQTT_CA_FILE": str(pki / "cloud-ca.crt"),
             "KASSA_CLOUD_MQTT_CERT_FILE": str(pki / "clients" / "kassa-cloud.crt"),
             "KASSA_CLOUD_MQTT_KEY_FILE": str(pki / "clients" / "kassa-cloud.key"),
         })
@@ -113,8 +116,10 @@ class Demo(BusinessSteps, ResilienceSteps):
         log = open(self.workdir / "cloud" / "http.log", "ab")
         env = {
             **os.environ, **signing, "KASSA_CLOUD_DATABASE_URL": self.cloud.database_url,
-            # pairing: the CA the broker trusts signs device certificates
-            "KASSA_CLOUD_DEVICE_CA_CERT_FILE": str(pki / "ca.crt"), "KASSA_CLOUD_DEVICE_CA_KEY_FILE": str(pki / "ca.key"),
+            # pairing: the device CA (the one the broker's device listener trusts) signs terminals;
+            # they are sent the cloud CA to trust the broker with. The cloud CA's key stays out of it.
+            "KASSA_CLOUD_DEVICE_CA_CERT_FILE": str(pki / "device-ca.crt"), "KASSA_CLOUD_DEVICE_CA_KEY_FILE": str(pki / "device-ca.key"),
+            "KASSA_CLOUD_PAIRING_BROKER_CA_FILE": str(pki / "cloud-ca.crt"),
             "KASSA_CLOUD_PAIRING_BROKER_HOST": "127.0.0.1", "KASSA_CLOUD_PAIRING_BROKER_PORT": str(self.broker.device_port),
             "KASSA_CLOUD_PAIRING_POLL_INTERVAL_S": "1",
         }
@@ -224,14 +229,15 @@ url = "serial://{self.scanner_path}"
     def provision(self) -> str:
         assert self.scanner is not None and self.scanner.stdin is not None
         # Pairing set the point of sale to POS-DEMO-1; the code moves the terminal to the bar.
-        settings = kc.Provisioning(point_of_sale="POS-DEMO-BAR", language="de", rooms=["Hall A"], issued_at=datetime.now(timezone.utc))
+        # ... and makes it Russian: the shift's receipts print in Russian, without a restart.
+        settings = kc.Provisioning(point_of_sale="POS-DEMO-BAR", language="ru", rooms=["Hall A"], issued_at=datetime.now(timezone.utc))
         text = qr_text(settings, self.signing_key)
         write_qr_png(text, self.workdir / "configuration-qr.png")
         self.scanner.stdin.write(text + "\n")
         self.scanner.stdin.flush()
         self._wait(lambda: self._client().call("config.get", key="site.point_of_sale")["value"] == "POS-DEMO-BAR"
-                   and self._client().call("config.get", key="site.language")["value"] == "de", "provision", "the QR settings applied")
-        return f"point of sale POS-DEMO-1 -> POS-DEMO-BAR, language de applied (QR image {self.workdir / 'configuration-qr.png'})"
+                   and self._client().call("config.get", key="site.language")["value"] == "ru", "provision", "the QR settings applied")
+        return f"point of sale POS-DEMO-1 -> POS-DEMO-BAR, language ru applied (QR image {self.workdir / 'configuration-qr.png'})"
 
     def push_config(self) -> str:
         assert self.cloud is not None and self.api_token  # the company admin of the pairing step

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.tls_broker import ProductionBroker, make_certs, start_production_broker
+from tests.deploy.tls_broker import Peer, ProductionBroker, make_certs, start_production_broker
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +33,15 @@ def production_broker(tmp_path: Path, pki: Path) -> Iterator[ProductionBroker]:
         yield running
     finally:
         running.broker.kill()
+
+
+@pytest.fixture
+def peers() -> Iterator[list[Peer]]:
+    """MQTT clients a test opened; closed after it."""
+    opened: list[Peer] = []
+    yield opened
+    for peer in opened:
+        try:
+            peer.close()
+        except Exception:  # noqa: BLE001 - best effort at teardown
+            pass

@@ -10,22 +10,16 @@ outbox lands in the cloud database and in the company's sales list.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from agent.cloud.outbox import Outbox
-from agent.store import Store
-from cloud_api.settings import CloudSettings
+from tests.deploy.paired import enqueue_sale, pairing_api, tls_worker, wait_for
 from tests.deploy.tls_broker import ProductionBroker
 from tests.support.agent_process import AgentProcess, write_agent_config
 from tests.support.cloud import Cloud
-from tests.support.cloud_http import LiveApi, live_api
-from tests.support.sales import make_sale
+from tests.support.cloud_http import LiveApi
 
 DEVICE = "till-paired-e2e"
 pytestmark = pytest.mark.slow
@@ -33,49 +27,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def cloud(tmp_path: Path, production_broker: ProductionBroker) -> Iterator[Cloud]:
-    running = Cloud(tmp_path / "cloud", production_broker.broker)
-    clients = production_broker.pki / "clients"
-    running.start_worker_process("tls", port=production_broker.cloud_port, env={
-        "KASSA_CLOUD_MQTT_CA_FILE": str(production_broker.pki / "ca.crt"),
-        "KASSA_CLOUD_MQTT_CERT_FILE": str(clients / "kassa-cloud.crt"),
-        "KASSA_CLOUD_MQTT_KEY_FILE": str(clients / "kassa-cloud.key"),
-    })
-    try:
+    with tls_worker(tmp_path / "cloud", production_broker) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture
 def api(cloud: Cloud, production_broker: ProductionBroker) -> Iterator[LiveApi]:
-    pki = production_broker.pki
-    settings = CloudSettings(
-        database_url=cloud.database_url, device_ca_cert_file=pki / "ca.crt", device_ca_key_file=pki / "ca.key",
-        pairing_broker_host="127.0.0.1", pairing_broker_port=production_broker.device_port, pairing_poll_interval_s=1,
-    )
-    with live_api(settings, cloud.engine, tls=(pki / "server.crt", pki / "server.key", pki / "ca.crt")) as running:
+    with pairing_api(cloud, production_broker) as running:
         yield running
-
-
-def wait_for(agent: AgentProcess, predicate: Any, what: str, timeout_s: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status = agent.client().call("status")
-        if predicate(status):
-            return status
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached within {timeout_s} s\n{agent.log()}")
-
-
-def enqueue_sale(state_dir: Path, receipt_no: int) -> uuid.UUID:
-    """A sale committed to the agent's outbox the way the sales module will (one transaction)."""
-    store = Store.open(state_dir / "agent.db")
-    try:
-        sale = make_sale(receipt_no)
-        Outbox(store, DEVICE, uuid.uuid4(), lambda: True).enqueue_one(sale)
-        return sale.sale_id
-    finally:
-        store.close()
 
 
 def test_an_unpaired_terminal_is_claimed_connects_with_its_certificate_and_its_sale_arrives(
@@ -83,7 +42,7 @@ def test_an_unpaired_terminal_is_claimed_connects_with_its_certificate_and_its_s
     config = write_agent_config(tmp_path / "agent", device_id=DEVICE, ack_timeout_s=2.0, extra=f"""
 [cloud]
 api_url = "{api.url}"
-ca_file = "{production_broker.pki / 'ca.crt'}"
+ca_file = "{production_broker.pki / 'cloud-ca.crt'}"
 retry_min_s = 0.2
 retry_max_s = 1.0
 """)
@@ -103,7 +62,7 @@ retry_max_s = 1.0
         assert f"as {DEVICE} (p5, c0, k30, u'{DEVICE}')" in production_broker.log(), "the certificate's CN is the username"
         cloud.wait_applied(DEVICE, 1, timeout_s=30)  # the state report the agent sends on connect
 
-        sale_id = enqueue_sale(tmp_path / "agent" / "state", receipt_no=1)
+        sale_id = enqueue_sale(tmp_path / "agent" / "state", DEVICE, receipt_no=1)
         cloud.wait_sales(DEVICE, 1, timeout_s=30)
         wait_for(agent, lambda s: s["components"]["cloud"]["outbox_depth"] == 0, "the cloud's ack emptied the outbox")
         sales = api.call("GET", f"/companies/{cid}/sales", admin, 200).json()["items"]

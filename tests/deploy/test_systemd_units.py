@@ -63,6 +63,27 @@ def test_units_pass_systemd_analyze_verify(systemd_analyze: str, tmp_path: Path)
     assert about_ours == [], "systemd-analyze verify complains about our units:\n" + output
 
 
+def test_broker_crl_timer_and_service_pass_verify_and_call_the_shipped_script(systemd_analyze: str, tmp_path: Path) -> None:
+    """kassa-broker-crl.{service,timer} on the broker host: valid units, and the service runs
+    fetch-crl.sh with the paths broker/production/mosquitto.conf reads."""
+    directory = tmp_path / "units"
+    directory.mkdir()
+    for name in ("kassa-broker-crl.service", "kassa-broker-crl.timer"):
+        (directory / name).write_text((UNIT_DIR / name).read_text())
+    result = run_verify(systemd_analyze, [directory / "kassa-broker-crl.service", directory / "kassa-broker-crl.timer"])
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 0 and [line for line in output.splitlines() if "kassa" in line] == [], output
+    service = unit("kassa-broker-crl.service")
+    conf = (REPO_ROOT / "broker" / "production" / "mosquitto.conf").read_text().splitlines()
+    exec_start = " ".join(service.get("ExecStart").split())
+    assert "/usr/local/lib/kassa/fetch-crl.sh" in exec_start
+    assert "--ca /etc/mosquitto/kassa/device-ca.crt" in exec_start and "cafile /etc/mosquitto/kassa/device-ca.crt" in conf
+    assert "--out /etc/mosquitto/kassa/device-crl.pem" in exec_start and "crlfile /etc/mosquitto/kassa/device-crl.pem" in conf
+    # The sandbox must leave the CRL's directory writable, or every run fails to install it.
+    assert service.get("ProtectSystem") == "strict" and service.all("ReadWritePaths") == ["/etc/mosquitto/kassa"]
+    assert unit("kassa-broker-crl.timer").get("OnUnitActiveSec", section="Timer") == "60s"
+
+
 def test_verify_would_catch_a_broken_unit(systemd_analyze: str, tmp_path: Path) -> None:
     """The check above is not vacuous: a typo, a bad time and a missing binary are all reported."""
     paths = installable_copy(tmp_path / "units", {"WatchdogSec=30": "WatchdogSec=thirty", "RestartSec=2": "RestartSecs=2"})

@@ -1,8 +1,9 @@
 """The production Mosquitto config run on loopback, and paho clients that log in with certificates.
 
-``production_config`` takes broker/production/mosquitto.conf and the ACL as shipped and only
-moves what must move for a test: the two listener ports, the file paths (into a temp dir) and
-the user Mosquitto runs as. Every other line is the production one.
+``production_config`` takes broker/production/mosquitto.conf and the ACLs as shipped and only
+moves what must move for a test: the two listener ports, the file paths (into a temp dir, the
+device listener's plugin built from broker/production/kassa_device_acl.c into build/) and the
+user Mosquitto runs as. Every other line is the production one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import pwd
 import queue
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -22,6 +24,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from broker.device_acl_plugin import build as build_plugin
 from broker.launcher import Mosquitto, free_port
 from tests.support.agent_process import REPO_ROOT
 
@@ -29,6 +32,18 @@ PRODUCTION = REPO_ROOT / "broker" / "production"
 MAKE_CERTS = PRODUCTION / "make-certs.sh"
 DEVICE_LISTENER = "listener 8883"
 CLOUD_LISTENER = "listener 8884 127.0.0.1"
+PLUGIN = REPO_ROOT / "build" / "kassa_device_acl.so"
+NOT_AUTHORIZED = 135  # the MQTT 5 reason code of a refused PUBLISH, SUBSCRIBE or CONNECT
+
+
+def dev(device_id: str, rest: str) -> str:
+    """A topic of a device: kassa/v1/dev/<id>/<rest>."""
+    return f"kassa/v1/dev/{device_id}/{rest}"
+
+
+def device_acl_plugin() -> Path:
+    """The devices' listener plugin, built (again) when its source is newer."""
+    return build_plugin(PLUGIN)
 
 
 def make_certs(out: Path, *device_ids: str, days: int = 2) -> subprocess.CompletedProcess[str]:
@@ -48,22 +63,55 @@ class ProductionBroker:
     def log(self) -> str:
         return self.broker.log_path.read_text(errors="replace") if self.broker.log_path.exists() else ""
 
+    def wait_for_log(self, text: str, count: int = 1, timeout_s: float = 10) -> str:
+        """The log once `text` appears in it `count` times (the broker writes it after the client
+        has already seen the connection end)."""
+        deadline = time.monotonic() + timeout_s
+        while (log := self.log()).count(text) < count:
+            assert time.monotonic() < deadline, f"{text!r} not logged {count} times within {timeout_s} s:\n{self.broker.log_tail()}"
+            time.sleep(0.02)
+        return log
 
-def production_config(workdir: Path, pki: Path, device_port: int, cloud_port: int, acl_text: str | None = None) -> Path:
-    """A runnable copy of the production config; fails if a production path was left in it."""
-    text = (PRODUCTION / "mosquitto.conf").read_text()
+    def reload(self, timeout_s: float = 10) -> None:
+        """SIGHUP, as `systemctl reload mosquitto` does (certificates, CRL, ACLs, plugins' reload
+        hook); returns once the broker has logged the reload."""
+        process = self.broker.process
+        assert process is not None
+        before = self.log().count("Reloading config.")
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout_s
+        while self.log().count("Reloading config.") == before:
+            assert time.monotonic() < deadline, f"no reload logged within {timeout_s} s:\n{self.broker.log_tail()}"
+            time.sleep(0.02)
+
+
+def production_config(workdir: Path, pki: Path, device_port: int, cloud_port: int, acl_text: str | None = None,
+                      crl: Path | None = None, config_text: str | None = None) -> Path:
+    """A runnable copy of the production config; fails if a production path was left in it.
+
+    ``acl_text`` replaces the cloud listener's ACL; ``crl`` the device CA's CRL (default the
+    one make-certs.sh made in ``pki``); ``config_text`` a variant of mosquitto.conf itself."""
+    text = config_text if config_text is not None else (PRODUCTION / "mosquitto.conf").read_text()
     lines = text.splitlines()
     assert lines.count(DEVICE_LISTENER) == 1 and lines.count(CLOUD_LISTENER) == 1, "listener lines changed: update tests/deploy/tls_broker.py"
-    acl = workdir / "acl"
-    acl.write_text(acl_text if acl_text is not None else (PRODUCTION / "acl").read_text())
+    acl_devices, acl_cloud = workdir / "acl-devices", workdir / "acl-cloud"
+    acl_devices.write_text((PRODUCTION / "acl-devices").read_text())
+    acl_cloud.write_text(acl_text if acl_text is not None else (PRODUCTION / "acl-cloud").read_text())
+    crl = crl or pki / "device-crl.pem"
     (workdir / "data").mkdir(parents=True, exist_ok=True)
     replacements = {
         DEVICE_LISTENER: f"listener {device_port} 127.0.0.1",
         CLOUD_LISTENER: f"listener {cloud_port} 127.0.0.1",
-        "cafile /etc/mosquitto/kassa/ca.crt": f"cafile {pki / 'ca.crt'}",
+        "cafile /etc/mosquitto/kassa/device-ca.crt": f"cafile {pki / 'device-ca.crt'}",
+        "cafile /etc/mosquitto/kassa/cloud-ca.crt": f"cafile {pki / 'cloud-ca.crt'}",
         "certfile /etc/mosquitto/kassa/server.crt": f"certfile {pki / 'server.crt'}",
         "keyfile /etc/mosquitto/kassa/server.key": f"keyfile {pki / 'server.key'}",
-        "acl_file /etc/mosquitto/kassa/acl": f"acl_file {acl}",
+        "crlfile /etc/mosquitto/kassa/device-crl.pem": f"crlfile {crl}",
+        "plugin_opt_crl_file /etc/mosquitto/kassa/device-crl.pem": f"plugin_opt_crl_file {crl}",
+        "plugin_opt_ca_file /etc/mosquitto/kassa/device-ca.crt": f"plugin_opt_ca_file {pki / 'device-ca.crt'}",
+        "plugin /usr/local/lib/kassa/kassa_device_acl.so": f"plugin {device_acl_plugin()}",
+        "acl_file /etc/mosquitto/kassa/acl-devices": f"acl_file {acl_devices}",
+        "acl_file /etc/mosquitto/kassa/acl-cloud": f"acl_file {acl_cloud}",
         "persistence_location /var/lib/mosquitto/": f"persistence_location {workdir / 'data'}/",
         "pid_file /run/mosquitto/mosquitto.pid": f"pid_file {workdir / 'mosquitto.pid'}",
         "log_dest file /var/log/mosquitto/mosquitto.log": f"log_dest file {workdir / 'mosquitto.log'}",
@@ -72,7 +120,7 @@ def production_config(workdir: Path, pki: Path, device_port: int, cloud_port: in
     for line in lines:
         out.append(replacements.get(line, line))
     rewritten = "\n".join(out)
-    leftovers = [line for line in out if re.search(r"(^|\s)/(etc|var|run)/", line) and not line.lstrip().startswith("#")]
+    leftovers = [line for line in out if re.search(r"(^|\s)/(etc|var|run|usr)/", line) and not line.lstrip().startswith("#")]
     assert not leftovers, f"production paths not rewritten for the test: {leftovers}"
     # Started as root, Mosquitto would switch to user 'mosquitto', which cannot read our temp dir.
     rewritten += f"\nuser {pwd.getpwuid(os.geteuid()).pw_name}\n"
@@ -81,14 +129,15 @@ def production_config(workdir: Path, pki: Path, device_port: int, cloud_port: in
     return config
 
 
-def start_production_broker(workdir: Path, pki: Path, acl_text: str | None = None) -> ProductionBroker:
+def start_production_broker(workdir: Path, pki: Path, acl_text: str | None = None, crl: Path | None = None,
+                            config_text: str | None = None) -> ProductionBroker:
     workdir.mkdir(parents=True, exist_ok=True)
     last: Exception | None = None
     for _attempt in range(3):  # a free port can be taken between choosing and binding it
         device_port, cloud_port = free_port(), free_port()
         if device_port == cloud_port:
             continue
-        config = production_config(workdir, pki, device_port, cloud_port, acl_text)
+        config = production_config(workdir, pki, device_port, cloud_port, acl_text, crl, config_text)
         broker = Mosquitto(workdir, port=device_port, config_file=config)
         try:
             broker.start()
@@ -107,18 +156,20 @@ class Peer:
 
     def __init__(self, port: int, pki: Path, cn: str | None, *, client_id: str = "", ca: Path | None = None,
                  cert_dir: Path | None = None, username: str | None = None, tls: bool = True,
-                 will: tuple[str, bytes] | None = None) -> None:
+                 will: tuple[str, bytes] | None = None, protocol: int = mqtt.MQTTv5) -> None:
         self.port = port
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or (cn or "anon"), protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or (cn or "anon"), protocol=protocol)
         if tls:
             certs = cert_dir or pki / "clients"
             self.client.tls_set(
-                ca_certs=str(ca or pki / "ca.crt"),
+                ca_certs=str(ca or pki / "cloud-ca.crt"),  # the broker's certificate is the cloud CA's
                 certfile=str(certs / f"{cn}.crt") if cn else None,
                 keyfile=str(certs / f"{cn}.key") if cn else None,
             )
-        if username is not None:
-            self.client.username_pw_set(username, "ignored")
+        # Devices send their id as username (the devices' listener checks it against the CN); the
+        # cloud's listener takes the CN and ignores what is sent.
+        if username is not None or cn is not None:
+            self.client.username_pw_set(username if username is not None else cn, "ignored")
         if will is not None:
             self.client.will_set(will[0], will[1], qos=1, retain=True)
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()

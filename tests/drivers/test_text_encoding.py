@@ -27,9 +27,9 @@ def code_page_index(profile: str, name: str) -> int:
 
 
 @pytest.mark.parametrize("text, pages", [
-    ("Καλημέρα κόσμε", {"CP737"}),  # Greek: the lowest-numbered Greek page wins
-    ("Привет, мир", {"CP866"}),  # Cyrillic
-    ("Grüße aus Zürich", {"CP437"}),
+    ("Καλημέρα κόσμε", {"CP737"}),  # Greek is in no common page: the lowest-numbered Greek page wins
+    ("Привет, мир", {"CP866"}),  # Cyrillic: PC866 first of the common pages
+    ("Grüße aus Zürich", {"CP1252"}),  # Western: WPC1252 before PC858 and PC437
     ("Ça coûte 5,00 €", {"CP1252", "CP858"}),  # the euro sign is not in CP437
 ])
 def test_text_a_code_page_can_carry_is_sent_as_text_in_that_page(text, pages):

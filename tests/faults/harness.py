@@ -265,6 +265,28 @@ def print_queue_idle(terminal: Terminal) -> bool:
     return all(p["queued"] == 0 for p in printers.values())
 
 
+def print_jobs(path: Path) -> list[dict[str, Any]]:
+    """Every print job in the agent's store, oldest first (without its bytes)."""
+    columns = ("job_id", "ref", "state", "copy_of", "automatic", "last_error")
+    rows = _read(path, f"SELECT {', '.join(columns)} FROM print_jobs ORDER BY created_at")
+    return [dict(zip(columns, row)) for row in rows]
+
+
+def waiting_for_a_person(path: Path) -> dict[str, str | None]:
+    """Print jobs the agent will not print again by itself (a copy whose outcome is unknown too):
+    job id -> its ref (the sale id of a receipt)."""
+    return {str(job): ref for job, ref in _read(path, "SELECT job_id, ref FROM print_jobs WHERE state = 'needs_attention'")}
+
+
+def expect_copies_bounded(path: Path, note: str = "") -> None:
+    """The agent copied no job more than once by itself and never copied a copy."""
+    rows = _read(path, "SELECT job_id, copy_of, automatic FROM print_jobs")
+    copy_of = {job: original for job, original, _ in rows if original is not None}
+    assert not [job for job, original in copy_of.items() if original in copy_of], f"{note} copies of copies: {copy_of}"
+    automatic = Counter(original for _, original, made_by_agent in rows if made_by_agent)
+    assert all(count == 1 for count in automatic.values()), f"{note} jobs copied more than once by the agent: {dict(automatic)}"
+
+
 def copy_reasons(path: Path) -> list[str]:
     """For each copy job the agent made: why, as recorded on the job it copies (the documented
     rule: "interrupted by an agent restart", or "not confirmed: ..." by the printer)."""

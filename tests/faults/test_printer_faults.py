@@ -23,7 +23,9 @@ from agent.store import Store
 from broker.launcher import Mosquitto
 from drivers.interfaces import PrintResult
 from drivers.status import DeviceStatus, PrinterStatus
-from tests.faults.harness import SaleStream, copy_reasons, expect_store_sound, print_queue_idle, printed_receipts, store_path
+from tests.faults.harness import (
+    SaleStream, copy_reasons, expect_copies_bounded, expect_store_sound, print_queue_idle, printed_receipts, store_path,
+)
 from tests.posapi.support import wait_for
 from tests.support.terminal import Terminal, make_terminal
 
@@ -94,6 +96,7 @@ def test_paper_out_then_offline_then_back_during_sales(selling: Terminal) -> Non
     # (a copy the printer did not confirm either may not have come out: at most one printed per copy job)
     assert sum(copies.values()) <= len(reasons), f"{sum(copies.values())} copies printed, copy jobs made for: {reasons}"
     assert all(reason.startswith("not confirmed") for reason in reasons), reasons
+    expect_copies_bounded(store_path(selling))
 
 
 class _PaperRanOut:
@@ -104,7 +107,8 @@ class _PaperRanOut:
     def render(self, document: object) -> bytes:
         return b"*** COPY ***\n"
 
-    def send_raw(self, data: bytes, job_id: str) -> PrintResult:
+    def send_raw(self, data: bytes, job_id: str, *, before_write: Callable[[], None]) -> PrintResult:
+        before_write()
         out = PrinterStatus(DeviceStatus.PAPER_OUT, frozenset({DeviceStatus.PAPER_OUT}))
         return PrintResult(job_id, len(data), PrinterStatus(DeviceStatus.READY), out, 0.01)
 

@@ -155,7 +155,10 @@ def test_uploads_are_applied_or_refused_with_a_reason(engine: Engine, sent: tupl
         assert isinstance(kc.parse_message(ack.topic, kc.encode(ack)), kc.Parsed)
     entry = plan.devices.get(DEVICE)
     if isinstance(item, kc.Rejection):
-        assert plan.rejected + plan.invalid == 1
+        # Refused now, refused without an id to answer by, or an id refused before (the ledger
+        # keeps refused messages too) answered with its first refusal again.
+        answered_again = plan.duplicates == 1 and entry is not None and item.message_id in entry.rejected
+        assert plan.rejected + plan.invalid == 1 or answered_again, plan
     elif type(item) is Up or item.type.is_up:
         message_id = item.id if type(item) is Up else item.envelope.id
         assert entry is not None and (message_id in entry.acked or message_id in entry.rejected), plan

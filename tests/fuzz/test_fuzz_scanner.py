@@ -3,7 +3,8 @@
 - ``FrameSplitter`` (serial framing: prefix, suffix or silence): any byte stream, chopped at
   any points, gives the same codes as when it arrives whole;
 - every frame becomes a scan event (``ThreadedScanner._emit``: decode, AIM identifier,
-  symbology, check digit) or is dropped as empty, never an exception;
+  symbology, check digit), a rejection whose reason holds for it, or is dropped as empty,
+  never an exception;
 - ``KeyDecoder`` (HID keyboard wedge): any sequence of key events, including long Alt+keypad
   codes, decodes without an exception, and text typed on a layout decodes to the same text;
 - real readers (a serial scanner on a pseudo-terminal, a HID scanner on a fake event device)
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import queue
+import unicodedata
 from collections.abc import Iterator
 
 import pytest
@@ -21,8 +23,9 @@ from evdev import ecodes as e
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers import ScanEvent, Symbology, open_scanner
+from drivers import RejectReason, ScanEvent, ScanRejection, Symbology, open_scanner
 from drivers.errors import ConfigError
+from drivers.scanners.events import QR_MAX_BYTES
 from drivers.scanners.hid import HidScanner, KeyDecoder
 from drivers.scanners.keymaps import KEYPAD, LAYOUTS, Keymap
 from drivers.scanners.serial_scanner import FrameSplitter, SerialScanner
@@ -69,13 +72,24 @@ def test_an_empty_suffix_without_a_gap_is_refused_with_a_reason() -> None:
 def test_every_frame_is_a_scan_event_or_dropped_as_empty(frame: bytes, encoding: str, aim_ids: bool) -> None:
     scanner = SerialScanner("/dev/null", encoding=encoding, aim_ids=aim_ids, dedupe_window=0)
     seen: list[ScanEvent] = []
-    scanner._on_scan = seen.append  # the callback start() would set; the device is never opened
-    text = frame.decode(encoding, errors="replace")  # as _read_loop decodes each frame
+    rejected: list[ScanRejection] = []
+    scanner._on_scan, scanner._on_reject = seen.append, rejected.append  # what start() would set; never opened
+    text = frame.decode(encoding, errors="replace")  # U+FFFD where the bytes are not text in the encoding
     result = scanner._emit(text, frame)
+    code = text.strip("\r\n")
     if result is None:
-        assert not text.strip("\r\n\x00"), text  # only an empty frame is dropped (no dedupe window here)
+        assert not code, text  # only an empty frame is dropped (no dedupe window here)
         return
-    assert seen == [result] and isinstance(result.symbology, Symbology) and result.valid in (True, False, None)
+    if isinstance(result, ScanRejection):
+        assert rejected == [result] and not seen and result.message and result.source == scanner.identity
+        holds = {RejectReason.NOT_TEXT: "\ufffd" in code,
+                 RejectReason.CONTROL_CHARACTERS: any(unicodedata.category(c) == "Cc" and c != "\x1d" for c in code),
+                 RejectReason.TOO_LONG: len(code) > scanner.max_length,
+                 RejectReason.NO_SYMBOLOGY: len(code.encode()) > QR_MAX_BYTES}
+        assert holds[result.reason], (result.reason, code)
+        return
+    assert seen == [result] and not rejected and isinstance(result.symbology, Symbology) and result.valid in (True, False, None)
+    assert "\ufffd" not in code and all(unicodedata.category(c) != "Cc" or c == "\x1d" for c in code)
     assert result.data or aim_ids  # only an AIM identifier with nothing behind it is empty
     if result.symbology in (Symbology.EAN13, Symbology.EAN8, Symbology.UPCA) and result.valid is not None:
         assert result.valid is False or (result.data.isascii() and result.data.isdigit())
@@ -100,7 +114,7 @@ def test_any_key_events_decode_without_an_exception(layout: str, runs: list[list
     decoder = KeyDecoder(layout)
     for event in [event for run in runs for event in run]:
         code = decoder.feed(event)
-        assert code is None or isinstance(code, str)
+        assert code is None or isinstance(code, str)  # short of max_length: never TooLong
     assert isinstance(decoder.feed(enter), str)  # Enter always ends a code, whatever came before
 
 

@@ -121,7 +121,7 @@ def test_drawer_opens_through_the_printer(agent: InProcessAgent, printer: Virtua
     future = asyncio.run_coroutine_threadsafe(hardware.open_drawer("cash"), agent._loop)  # type: ignore[arg-type]
     state = future.result(10)
     assert printer.drawer.wait_for_kicks(1, 5)
-    assert state == "drawer_open"
+    assert state == "open"
 
 
 def test_scans_reach_the_event_bus(tmp_path: Path, printer: VirtualPrinter) -> None:
@@ -136,6 +136,28 @@ def test_scans_reach_the_event_bus(tmp_path: Path, printer: VirtualPrinter) -> N
         assert (first.data["data"], first.data["symbology"], first.data["valid"]) == ("4006381333931", "ean13", True)
         assert (second.data["data"], second.data["valid"]) == ("4006381333932", False)
         assert first.data["scanner"] == "hand"
+    finally:
+        running.stop()
+        scanner.stop()
+
+
+def test_rejected_input_is_a_scan_rejected_event_and_the_next_code_a_scan(tmp_path: Path, printer: VirtualPrinter) -> None:
+    scanner = VirtualSerialScanner().start()
+    running = InProcessAgent(hardware_config(tmp_path / "agent", printer, scanner)).start()
+    try:
+        subscription = running.call(lambda: running.agent.events.subscribe({"scan", "scan.rejected"}))
+        scanner.send_raw(b"\x1b[31m" + b"9" * 5000 + b"\r")  # longer than the default max_length (4096)
+        scanner.send_raw(b"\x89PNG\x00\x1a\r")  # binary: not UTF-8
+        scanner.scan(b"4006381333931\r")
+        received = [asyncio.run_coroutine_threadsafe(subscription.next(10), running._loop).result(15)  # type: ignore[arg-type]
+                    for _ in range(3)]
+        assert [(e.kind, e.data.get("reason")) for e in received] == [
+            ("scan.rejected", "too_long"), ("scan.rejected", "not_text"), ("scan", None)]
+        too_long = received[0].data
+        assert too_long["scanner"] == "hand" and too_long["length"] == 5005 and "max_length" in too_long["message"]
+        assert received[2].data["data"] == "4006381333931"
+        status = running.call(running.agent.component("hardware").status)
+        assert (status["scans"], status["scans_rejected"]) == (1, 2)
     finally:
         running.stop()
         scanner.stop()

@@ -75,6 +75,28 @@ def test_errors_have_one_shape_and_no_5xx(pos: Pos) -> None:
     assert big.status_code == 413
 
 
+def test_messages_speak_the_terminal_language_at_once(terminal: InProcessAgent, pos: Pos) -> None:
+    """`kassactl config set site.language ...` applies to the next answer: the message in that
+    language, the agent's English one in `detail`, the code unchanged."""
+    control = ControlClient(terminal.config.paths.control_socket)
+
+    def refusal() -> dict:
+        reply = pos.request("POST", "/v1/sales", {"request_id": "x"})
+        assert reply.status_code == 401
+        return reply.json()["error"]
+
+    english = refusal()
+    assert english["code"] == "session.missing" and "detail" not in english and english["message"].startswith("no cashier is logged in")
+    control.call("config.set", key="site.language", value="ru")
+    russian = refusal()
+    assert russian == {"code": "session.missing", "message": "Кассир не вошёл в систему. Сначала войдите.", "detail": english["message"]}
+    assert pos.ok("GET", "/v1/status")["licence"]["message"] == "На этом терминале нет лицензии. Попросите техника ввести лицензионный ключ."
+    control.call("config.set", key="site.language", value="fr")
+    assert refusal()["message"] == "Aucun caissier n'est connecté. Connectez-vous d'abord."
+    control.call("config.set", key="site.language", value="xx")  # no catalogue: English
+    assert refusal() == english
+
+
 def test_cors_admits_only_the_allow_list(pos: Pos) -> None:
     preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,x-cashier-session,content-type"}
     good = pos.http.options("/v1/sales", headers={"Origin": ORIGIN, **preflight})

@@ -72,12 +72,18 @@ def test_bad_first_message_closes_4401(terminal: tuple[str, str, InProcessAgent]
         assert closed.value.rcvd.code == 4401
 
 
-def test_foreign_origin_is_refused(terminal: tuple[str, str, InProcessAgent]) -> None:
+def test_foreign_origin_is_refused_at_the_handshake_with_403(terminal: tuple[str, str, InProcessAgent]) -> None:
     url, token, _agent = terminal
-    with pytest.raises((InvalidStatus, ConnectionClosed)):
-        with connect(url, origin="http://evil.example") as ws:
-            ws.send(json.dumps({"token": token}))
-            ws.recv(5)
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, origin="http://evil.example")
+    response = refused.value.response
+    assert response.status_code == 403
+    assert json.loads(bytes(response.body))["error"]["code"] == "pos.origin_forbidden"
+    # the API's own origin needs no listing
+    own = "http://" + url.split("://", 1)[1].split("/", 1)[0]
+    with connect(url, origin=own) as ws:
+        ws.send(json.dumps({"token": token}))
+        assert receive(ws, "hello")["device_id"] == "pos-0001"
 
 
 def test_revoked_token_ends_the_stream(terminal: tuple[str, str, InProcessAgent]) -> None:

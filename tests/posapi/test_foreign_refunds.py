@@ -77,7 +77,7 @@ def tls_broker(workdir: Path, pki: Path) -> tuple[Mosquitto, int]:
         tls_port = free_port()
         extra = "\n".join([
             f"listener {tls_port} 127.0.0.1",
-            f"cafile {pki / 'ca.crt'}", f"certfile {pki / 'server.crt'}", f"keyfile {pki / 'server.key'}",
+            f"cafile {pki / 'device-ca.crt'}", f"certfile {pki / 'server.crt'}", f"keyfile {pki / 'server.key'}",
             "require_certificate true", "use_identity_as_username true",
         ])
         broker = Mosquitto(workdir, extra_config=extra).start()
@@ -89,7 +89,7 @@ def tls_broker(workdir: Path, pki: Path) -> tuple[Mosquitto, int]:
 
 def paired_terminal_config(directory: Path, broker: Mosquitto, tls_port: int, pki: Path, printer: VirtualPrinter, api_url: str) -> Path:
     extra = f'[cloud]\napi_url = "{api_url}"\ntimeout_s = 3\n'
-    path = terminal_config(directory, broker, printer, extra=extra, port=tls_port, ca_file=str(pki / "ca.crt"),
+    path = terminal_config(directory, broker, printer, extra=extra, port=tls_port, ca_file=str(pki / "cloud-ca.crt"),
                            cert_file=str(pki / "clients" / f"{DEVICE}.crt"), key_file=str(pki / "clients" / f"{DEVICE}.key"),
                            ack_timeout_s=3.0)
     text = path.read_text()

@@ -67,3 +67,27 @@ def live_api(settings: CloudSettings, engine: Engine, tls: tuple[Path, Path, Pat
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextlib.contextmanager
+def live_pairing_api(directory: Path, **overrides: Any) -> Iterator[LiveApi]:
+    """A live API (plain HTTP on loopback) on a fresh SQLite database, signing device
+    certificates with a PKI made by make-certs.sh in `directory`."""
+    from broker.launcher import free_port
+    from cloud_api.db import make_engine
+    from cloud_api.schema_init import create_schema
+    from tests.deploy.tls_broker import make_certs
+
+    pki = directory / "pki"
+    assert make_certs(pki).returncode == 0
+    engine = make_engine(f"sqlite:///{directory / 'cloud.db'}")
+    create_schema(engine)
+    settings = CloudSettings(**{
+        "database_url": str(engine.url), "device_ca_cert_file": pki / "device-ca.crt", "device_ca_key_file": pki / "device-ca.key",
+        "pairing_broker_ca_file": pki / "cloud-ca.crt", "pairing_broker_host": "127.0.0.1", "pairing_broker_port": free_port(),
+        "pairing_poll_interval_s": 1, **overrides})
+    try:
+        with live_api(settings, engine) as api:
+            yield api
+    finally:
+        engine.dispose()

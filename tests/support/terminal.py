@@ -66,16 +66,19 @@ class Terminal:
 
 def make_terminal(tmp_path: Path, mosquitto: Mosquitto, *, extra: str = "", with_worker: bool = True,
                   scanner: VirtualSerialScanner | None = None, cors: list[str] = (), env: dict[str, str] | None = None,
-                  before_start: Callable[[Path], None] | None = None, **mqtt: Any) -> Iterator[Terminal]:
+                  before_start: Callable[[Path], None] | None = None,
+                  printer_link: Callable[[VirtualPrinter], str] | None = None, **mqtt: Any) -> Iterator[Terminal]:
     """`mqtt` overrides the agent's [mqtt] keys (a fault test points `port` at its proxy);
-    `before_start(agent_dir)` runs before the first start (a fault test mounts a small disk there)."""
+    `before_start(agent_dir)` runs before the first start (a fault test mounts a small disk there);
+    `printer_link(printer)` returns the URL the agent prints to (a slow link to that printer)."""
     printer = VirtualPrinter(preview_dir=tmp_path / "previews").start()
     peer = MqttPeer(mosquitto, "test-cloud-pushes")
     cloud = Cloud(tmp_path / "cloud", mosquitto)
     if with_worker:
         cloud.start_worker("w1")
     mqtt.setdefault("ack_timeout_s", 3.0)
-    config = terminal_config(tmp_path / "agent", mosquitto, printer, scanner, cors=cors, extra=extra, **mqtt)
+    printer_url = printer_link(printer) if printer_link is not None else None
+    config = terminal_config(tmp_path / "agent", mosquitto, printer, scanner, cors=cors, extra=extra, printer_url=printer_url, **mqtt)
     if before_start is not None:
         before_start(config.parent)
     terminal = Terminal(tmp_path, mosquitto, printer, peer, cloud, config, AgentProcess(config, env=env), env=dict(env or {}))
