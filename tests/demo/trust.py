@@ -62,10 +62,15 @@ class TrustSteps:
         acks: queue.Queue[list[int]] = queue.Queue()
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=SECOND_DEVICE, protocol=mqtt.MQTTv5)
         client.tls_set(ca_certs=str(keys / "broker-ca.crt"), certfile=str(keys / "broker.crt"), keyfile=str(keys / "broker.key"))
+        client.username_pw_set(SECOND_DEVICE)  # the devices' listener wants the certificate's name
         client.on_subscribe = lambda _c, _u, _mid, codes, _p: acks.put([code.value for code in codes])
+        connected: queue.Queue[bool] = queue.Queue()
+        client.on_connect = lambda _c, _u, _f, code, _p: connected.put(not code.is_failure)
         client.connect("127.0.0.1", self.broker.device_port)
         client.loop_start()
         try:
+            if not connected.get(timeout=10):
+                raise self.failure("stolen terminal", "the broker refused the stolen certificate before it was revoked")
             filters = [kc.CLOUD_INGEST_SUBSCRIPTION, "#"]
             for topic_filter in filters:
                 client.subscribe(topic_filter, qos=1)

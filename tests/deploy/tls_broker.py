@@ -46,7 +46,10 @@ def device_acl_plugin() -> Path:
     return build_plugin(PLUGIN)
 
 
-def make_certs(out: Path, *device_ids: str, days: int = 2) -> subprocess.CompletedProcess[str]:
+def make_certs(out: Path, *device_ids: str, days: int = 400) -> subprocess.CompletedProcess[str]:
+    """The PKI of broker/production/make-certs.sh. Certificates the cloud issues never outlive the
+    device CA, so its `days` must stay above the agent's 30-day renewal margin: terminals in tests
+    renew only where a test asks for it (short `device_cert_days`)."""
     return subprocess.run(
         ["sh", str(MAKE_CERTS), "--out", str(out), "--days", str(days), *device_ids],
         capture_output=True, text=True, timeout=60, check=False,
