@@ -109,7 +109,6 @@ _LETTER_THEN_DIGIT = re.compile(r"(?<=[^\W\d_])(?=[-\d])|(?<=\d)(?=[^\W\d_])")
 class Language:
     """One language: its catalogue and its locale's formats."""
 
-    tag: str  # as configured ("de-CH")
     locale: Locale
     catalogue: gettext.NullTranslations
 
@@ -189,4 +188,4 @@ def _language(tag: str, catalogues: Catalogues) -> Language:
         log.warning("no catalogue for this language: receipts and messages are in English",
                     extra={"language": tag, "languages": ",".join(catalogues.languages())})
         return _language(SOURCE_LANGUAGE, catalogues)
-    return Language(tag, locale, translations or gettext.NullTranslations())
+    return Language(locale, translations or gettext.NullTranslations())

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import ColumnElement, Engine, Table, create_engine, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,21 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def utc(moment: datetime) -> datetime:
+    """A stored timestamp with its zone: SQLite gives them back without one; all are UTC."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def locked_row(session: Session, model: Any, where: ColumnElement[bool], touch: Any) -> Any:
+    """The row of `model` matching `where`, locked until the transaction ends: read a row this
+    way before changing it. SQLite ignores FOR UPDATE: there a write (`touch` = column, set to
+    itself) first takes its one write lock, so the read sees every change committed before and
+    no other change can commit until this transaction ends."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(model).where(where).values({touch: touch}).execution_options(synchronize_session=False))
+    return session.scalar(select(model).where(where).with_for_update().execution_options(populate_existing=True))
 
 
 def upsert_insert(session: Session, table: Table) -> Any:

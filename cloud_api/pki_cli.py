@@ -12,7 +12,6 @@ Devices paired through the cloud are revoked with the API (POST
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,12 @@ from cloud_api.pairing.certificates import CaUnavailable, load_device_ca
 from cloud_api.pairing.revocation import current_crl, import_revoked, issue_crl, write_crl_file
 from cloud_api.schema_init import create_schema
 from cloud_api.settings import CloudSettings
-from cloud_api.tenancy.models import Device
+from cloud_api.tenancy.tokens import utcnow
 
 
 def run_pki_command(settings: CloudSettings, engine: Engine, args: dict[str, Any]) -> int:
-    out = Path(args["out"]) if args.get("out") else None
-    if out is not None:
-        settings = settings.model_copy(update={"device_crl_file": out})
-    now = datetime.now(timezone.utc)
+    target = Path(args["out"]) if args.get("out") else settings.device_crl_file
+    now = utcnow()
     try:
         create_schema(engine)
         with Session(engine) as session:
@@ -44,16 +41,13 @@ def run_pki_command(settings: CloudSettings, engine: Engine, args: dict[str, Any
                           f"({ca.certificate.subject.rfc4514_string()})", file=sys.stderr)
                     return 2
                 fresh = import_revoked(session, certificate, device_id, args.get("reason") or "revoked", now)
-                device = session.get(Device, device_id)
-                if device is not None and device.broker_access_revoked_at is None:
-                    device.broker_access_revoked_at = now  # and it renews nothing through the cloud either
                 crl = issue_crl(session, ca, now)
                 session.commit()
                 print(f"{'revoked' if fresh else 'already revoked'}: {device_id} serial {certificate.serial_number:x}; CRL {crl.number}",
                       file=sys.stderr)
             else:
                 crl = current_crl(session, settings, now)
-            written = write_crl_file(settings, crl.crl_pem)
+            written = write_crl_file(target, crl.crl_pem)
     except CaUnavailable as exc:
         print(f"kassa-cloud pki: {exc}", file=sys.stderr)
         return 78

@@ -88,7 +88,7 @@ class MqttLink:
             # in it for the next handshake (paho configures TLS only once per client).
             self._tls_context = ssl.create_default_context(cafile=str(self.config.ca_file) if self.config.ca_file else None)
             if self.config.cert_file:
-                self._tls_context.load_cert_chain(str(self.config.cert_file), str(self.config.key_file) if self.config.key_file else None)
+                self._load_client_certificate()
             client.tls_set_context(self._tls_context)
         client.max_inflight_messages_set(self.config.max_inflight)
         # paho holds what exceeds its in-flight window until PUBACKs free room; the outbox's
@@ -101,6 +101,10 @@ class MqttLink:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         return client
+
+    def _load_client_certificate(self) -> None:
+        assert self._tls_context is not None and self.config.cert_file is not None
+        self._tls_context.load_cert_chain(str(self.config.cert_file), str(self.config.key_file) if self.config.key_file else None)
 
     # ----------------------------------------------------------------- control
     def start(self) -> None:
@@ -128,7 +132,7 @@ class MqttLink:
         some later reconnect. The outbox resends whatever was in flight."""
         if self._tls_context is None or self.config.cert_file is None:
             return
-        self._tls_context.load_cert_chain(str(self.config.cert_file), str(self.config.key_file) if self.config.key_file else None)
+        self._load_client_certificate()
         if self.config.ca_file:
             self._tls_context.load_verify_locations(cafile=str(self.config.ca_file))
         if self.connected:

@@ -133,8 +133,7 @@ class Hardware:
     def _copy_mark(self) -> drivers.Receipt:
         """``*** COPY ***`` in the shop's language and the company's wording, read at each copy."""
         assert self.agent.store is not None
-        template = receipts.Template.from_config(receipts.pushed_config(self.agent.store.read()), self.agent.config.site.language)
-        return receipts.copy_mark(template)
+        return receipts.copy_mark(receipts.current_template(self.agent.store.read(), self.agent.config.site.language))
 
     # ------------------------------------------------------------------ events
     def _event(self, kind: str, data: dict[str, Any]) -> None:

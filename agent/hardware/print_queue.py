@@ -118,10 +118,11 @@ class PrintQueue:
     def reprint(self, job_id: str) -> str:
         """A person asked: a new copy of the job's original, queued now. In the same transaction
         every job of that original that waited for a person stops waiting (it is 'failed')."""
+        mark = self.copy_mark()  # reads the store: not inside the write transaction
         with self.store.transaction() as conn:
             job = self._find(conn, job_id)
             original = job.copy_of or job.job_id
-            new_id = self._copy(conn, job, automatic=False)
+            new_id = self._copy(conn, job, mark, automatic=False)
             conn.execute("UPDATE print_jobs SET state = 'failed' WHERE state = ? AND (job_id = ? OR copy_of = ?)",
                          (NEEDS_ATTENTION, original, original))
         return new_id
@@ -136,22 +137,23 @@ class PrintQueue:
                          " WHERE job_id = ?", (job.job_id,))
             return self._get(conn, job.job_id)  # type: ignore[return-value]
 
-    def _copy(self, conn: sqlite3.Connection, job: PrintJob, *, automatic: bool) -> str:
-        """Queue a copy of ``job``'s original, marked as such. An automatic copy takes the
-        original's place in the queue; a person's reprint queues behind what waits now."""
+    def _copy(self, conn: sqlite3.Connection, job: PrintJob, mark: Receipt, *, automatic: bool) -> str:
+        """Queue a copy of ``job``'s original, starting with ``mark`` (``copy_mark()``, made before
+        the transaction). An automatic copy takes the original's place in the queue; a person's
+        reprint queues behind what waits now."""
         original = job.copy_of or job.job_id
         data, order = conn.execute("SELECT data, queue_order FROM print_jobs WHERE job_id = ?", (original,)).fetchone()
-        header = self._printer(job.printer).render(self.copy_mark())
+        header = self._printer(job.printer).render(mark)
         return self._insert(conn, job.printer, header + data, kind=job.kind, ref=job.ref, copy_of=original,
                             automatic=automatic, queue_order=order if automatic else None)
 
-    def _outcome_unknown(self, conn: sqlite3.Connection, job: PrintJob, why: str) -> str | None:
+    def _settle_unknown_in(self, conn: sqlite3.Connection, job: PrintJob, why: str, mark: Receipt) -> str | None:
         """A job that may or may not have come out. An original: 'failed' and its one automatic
         copy queued (returns the copy's id). A copy: 'needs_attention', nothing queued (None).
         Inside the caller's transaction: a crash never leaves the one without the other."""
         if job.copy_of is None:
             conn.execute("UPDATE print_jobs SET state = 'failed', last_error = ? WHERE job_id = ?", (why[:500], job.job_id))
-            return self._copy(conn, job, automatic=True)
+            return self._copy(conn, job, mark, automatic=True)
         conn.execute("UPDATE print_jobs SET state = ?, last_error = ? WHERE job_id = ?", (NEEDS_ATTENTION, why[:500], job.job_id))
         return None
 
@@ -161,16 +163,15 @@ class PrintQueue:
 
         One transaction for all of them: killed in between, a job would stay 'failed' without
         its copy and the receipt would never print."""
+        why = "interrupted by an agent restart"
+        mark = self.copy_mark()
         outcomes = []
         with self.store.transaction() as conn:
             rows = conn.execute(f"SELECT {_COLUMNS} FROM print_jobs WHERE state = 'printing'").fetchall()
             for job in map(PrintJob.from_row, rows):
-                outcomes.append((job, self._outcome_unknown(conn, job, "interrupted by an agent restart")))
+                outcomes.append((job, self._settle_unknown_in(conn, job, why, mark)))
         for job, new_id in outcomes:
-            if new_id is not None:
-                log.warning("print job interrupted by a restart; printing it again as a copy", extra={"job": job.job_id, "new_job": new_id})
-            else:
-                self._needs_attention(job, "interrupted by an agent restart")
+            self._report_unknown(job, new_id, why, "print job interrupted by a restart; printing it again as a copy")
         return len(rows)
 
     # ------------------------------------------------------------------ workers
@@ -247,7 +248,7 @@ class PrintQueue:
                 # The write broke off part-way (paper ran out with flow control holding the line, a
                 # link dropped): part of it may be on paper. Sent again whole it would print twice
                 # unmarked, so it is an unknown outcome: one marked copy, or a person decides.
-                return self._unknown_outcome(name, job, reason, f"interrupted while printing: {reason}: {exc}")
+                return self._settle_unknown(name, job, reason, f"interrupted while printing: {reason}: {exc}")
             self._requeue(job, f"{reason}: {exc}", counted=started)
             if self.last_error[name] != reason:
                 log.warning("printer cannot print; job stays queued", extra={"printer": name, "job": job.job_id, "reason": reason})
@@ -267,7 +268,7 @@ class PrintQueue:
             # silently lost), once: a copy in the same situation waits for a person.
             reason = after.status.value
             detail = f" ({'; '.join(after.details)})" if after.details else ""
-            return self._unknown_outcome(name, job, reason, f"not confirmed: the printer reported {reason} right after the job{detail}")
+            return self._settle_unknown(name, job, reason, f"not confirmed: the printer reported {reason} right after the job{detail}")
         with self.store.transaction() as conn:
             conn.execute("UPDATE print_jobs SET state = 'printed', printed_at = ?, last_error = NULL WHERE job_id = ?", (time.time(), job.job_id))
         if self.last_error[name] is not None:
@@ -276,19 +277,29 @@ class PrintQueue:
         self.on_event("print.done", {"printer": name, "job_id": job.job_id, "job_kind": job.kind, "ref": job.ref})
         return True
 
-    def _unknown_outcome(self, name: str, job: PrintJob, reason: str, why: str) -> bool:
-        """Whether the job came out is not known: an original is printed again as a marked copy
-        once the printer is ready; a copy waits for a person. Returns False (not printed)."""
+    def _settle_unknown(self, name: str, job: PrintJob, reason: str, why: str) -> bool:
+        """Whether the job came out is not known: in a transaction of its own, an original is
+        queued again as a marked copy (printed once the printer is ready); a copy waits for a
+        person. Then reported. Returns False (not printed)."""
+        mark = self.copy_mark()
         with self.store.transaction() as conn:
-            new_id = self._outcome_unknown(conn, job, why)
+            new_id = self._settle_unknown_in(conn, job, why, mark)
         self.last_error[name] = reason
-        if new_id is None:
-            self._needs_attention(job, why)
-            return False
-        log.warning("printer did not confirm a job; it prints again as a copy when ready",
-                    extra={"printer": name, "job": job.job_id, "new_job": new_id, "reason": reason})
-        self.on_event("print.waiting", {"printer": name, "job_id": new_id, "reason": reason})
+        self._report_unknown(job, new_id, why, "printer did not confirm a job; it prints again as a copy when ready",
+                             printer=name, reason=reason)
+        if new_id is not None:
+            self.on_event("print.waiting", {"printer": name, "job_id": new_id, "reason": reason})
         return False
+
+    def _report_unknown(self, job: PrintJob, copy_id: str | None, why: str, copied: str,
+                        printer: str | None = None, reason: str | None = None) -> None:
+        """After the commit of ``_settle_unknown_in``: a copy that waits for a person is announced;
+        an original that prints again as ``copy_id`` is logged with the message ``copied``."""
+        if copy_id is None:
+            self._needs_attention(job, why)
+            return
+        extra = {"printer": printer, "job": job.job_id, "new_job": copy_id, "reason": reason}
+        log.warning(copied, extra={key: value for key, value in extra.items() if value is not None})
 
     def _requeue(self, job: PrintJob, error: str, *, counted: bool) -> None:
         """Not sent (printer not ready) or the write failed: it stays an original or a copy in

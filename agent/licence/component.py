@@ -148,7 +148,8 @@ class Licence:
         # The licence id is known only once the signature checked out: compare the epoch now.
         highest = highest_epochs.get(claims.licence_id, 0)
         if claims.epoch < highest:
-            raise LeaseRefused(Refusal.OLD_EPOCH, f"lease epoch {claims.epoch} is below {highest}, already seen")
+            raise LeaseRefused(Refusal.OLD_EPOCH, f"lease epoch {claims.epoch} is below {highest}, already seen",
+                               licence_id=claims.licence_id)
         return claims
 
     def _apply_doc(self, conn: Any, doc: dict[str, Any]) -> None:

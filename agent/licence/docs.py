@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any
 from agent.licence import store as db
 from agent.licence.lease import HeldLease, LeaseRefused, Refusal, Verdict
 from broker import contract as kc
-from broker.contract import licence as kl
-from broker.contract.signing import TokenError
 
 if TYPE_CHECKING:
     from agent.licence.component import Licence
@@ -52,7 +50,8 @@ def apply_doc(licence: Licence, conn: sqlite3.Connection, doc: dict[str, Any]) -
         try:
             claims = licence.accept(token, epochs, now_wall, trusted)
             if db.tombstone(conn, claims.licence_id, claims.epoch) is not None:
-                raise LeaseRefused(Refusal.RELEASED, f"licence {claims.licence_id} epoch {claims.epoch} was released here")
+                raise LeaseRefused(Refusal.RELEASED, f"licence {claims.licence_id} epoch {claims.epoch} was released here",
+                                   licence_id=claims.licence_id)
         except LeaseRefused as exc:
             refused += 1
             unreadable |= exc.code in UNREADABLE
@@ -61,8 +60,8 @@ def apply_doc(licence: Licence, conn: sqlite3.Connection, doc: dict[str, Any]) -
             # Only a clock problem is a reason to keep the lease held: a renewal the cloud signed
             # with its own time, more than 5 min ahead of ours. A wrong device or an old epoch is
             # the cloud's mistake or a move: like an omission, it takes the licence away.
-            if exc.code is Refusal.ISSUED_IN_FUTURE and (named_id := _licence_id(token, trusted)) is not None:
-                named.setdefault(named_id, exc.code)
+            if exc.code is Refusal.ISSUED_IN_FUTURE and exc.licence_id is not None:
+                named.setdefault(exc.licence_id, exc.code)
             continue
         best = accepted.get(claims.licence_id)
         if best is None or (claims.epoch, claims.expires_at) > (best[0].epoch, best[0].expires_at):
@@ -108,11 +107,3 @@ def apply_doc(licence: Licence, conn: sqlite3.Connection, doc: dict[str, Any]) -
     # The report doubles as the ack of a grant; it commits with the document's version.
     licence.outbox.enqueue(conn, licence.lease_report(conn, leases))
     return DocUpdate(leases, refusal, refused, released)
-
-
-def _licence_id(token: str, trusted: Any) -> str | None:
-    """The licence a genuine (signed, a lease) token names; None if it cannot be read."""
-    try:
-        return kl.read_lease(token, trusted).licence_id
-    except (TokenError, ValueError):
-        return None

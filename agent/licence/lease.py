@@ -76,10 +76,11 @@ def advice(code: str) -> str | None:
 
 
 class LeaseRefused(Exception):
-    def __init__(self, code: Refusal, detail: str = "") -> None:
+    def __init__(self, code: Refusal, detail: str = "", *, licence_id: str | None = None) -> None:
         super().__init__(detail or _ADVICE[code])
         self.code = code
         self.detail = detail
+        self.licence_id = licence_id  # the licence a genuine token names; None when it was not read
 
     @property
     def advice(self) -> str:
@@ -135,11 +136,14 @@ def accept_token(
     except (MalformedTokenError, TokenError) as exc:
         raise LeaseRefused(Refusal.TAMPERED, str(exc)) from None
     if claims.device_id != device_id or claims.device_key != device_key:
-        raise LeaseRefused(Refusal.WRONG_DEVICE, f"lease for device {claims.device_id}, this is {device_id}")
+        raise LeaseRefused(Refusal.WRONG_DEVICE, f"lease for device {claims.device_id}, this is {device_id}",
+                           licence_id=claims.licence_id)
     if claims.epoch < highest_epoch:
-        raise LeaseRefused(Refusal.OLD_EPOCH, f"lease epoch {claims.epoch} is below {highest_epoch}, already seen")
+        raise LeaseRefused(Refusal.OLD_EPOCH, f"lease epoch {claims.epoch} is below {highest_epoch}, already seen",
+                           licence_id=claims.licence_id)
     if claims.issued_at > now_wall + MAX_ISSUED_AHEAD_S:
-        raise LeaseRefused(Refusal.ISSUED_IN_FUTURE, f"issued {claims.issued_at - now_wall:.0f} s ahead of this terminal's clock")
+        raise LeaseRefused(Refusal.ISSUED_IN_FUTURE, f"issued {claims.issued_at - now_wall:.0f} s ahead of this terminal's clock",
+                           licence_id=claims.licence_id)
     return claims
 
 

@@ -8,6 +8,7 @@ never set still pairs.
 from __future__ import annotations
 
 import json
+import random
 import ssl
 import urllib.error
 import urllib.request
@@ -25,6 +26,14 @@ MAX_REPLY_BYTES = 256 * 1024
 # Date headers outside these years are garbled (or a proxy's), not the cloud's clock: taken as
 # an offset they would push our time to the calendar's edge, where the next second overflows.
 PLAUSIBLE_CLOUD_YEARS = range(2000, 3000)
+
+
+def retry_delay(failures: int, minimum: float, maximum: float, rng: random.Random, cap: float | None = None) -> float:
+    """The wait before retrying after `failures` failed requests in a row: doubling from `minimum`
+    up to `maximum` (or `cap`, in its place, for one quick retry), jittered down to half so that
+    terminals failing together do not retry together."""
+    ceiling = min(cap or maximum, minimum * 2 ** min(failures - 1, 20))
+    return ceiling * rng.uniform(0.5, 1.0)
 
 
 class PairingNetworkError(Exception):

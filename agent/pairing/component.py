@@ -24,9 +24,9 @@ from cryptography import x509
 from agent import meta
 from agent.config import ConfigError, MqttConfig
 from agent.config_edit import set_values
-from agent.pairing.client import PairingClient, PairingHttpError, PairingNetworkError
+from agent.pairing.client import PairingClient, PairingHttpError, PairingNetworkError, retry_delay
 from agent.pairing.install import InstallError, check_credentials, install
-from agent.pairing.keys import KeyFileError, load_or_create_broker_key, load_or_create_csr, load_or_create_identity_key
+from agent.pairing.keys import DeviceKeys, KeyFileError, load_or_create_device_keys
 from agent.pairing.renewal import CertificateRenewal, RenewalSettings, renews
 from agent.pairing.slip import pairing_slip
 from agent.store import StoreError
@@ -116,8 +116,8 @@ class Pairing:
         self.renewal = CertificateRenewal(settings, self.client, self._use_renewed_certificate)
         self.renewal.start()
 
-    def _use_renewed_certificate(self) -> None:
-        self._describe_certificate()
+    def _use_renewed_certificate(self, certificate: x509.Certificate) -> None:
+        self._describe_certificate(certificate)
         try:
             link = self.agent.component("cloud")
         except LookupError:
@@ -185,12 +185,9 @@ class Pairing:
                 delay = self._backoff(failures)
             await asyncio.sleep(delay)
 
-    def _prepare(self) -> tuple[Any, Any, str]:
+    def _prepare(self) -> DeviceKeys:
         """Keys and CSR (made once, then reused) and the pairing code (kept in the store)."""
-        state_dir = self.agent.config.paths.state_dir
-        identity = load_or_create_identity_key(state_dir)
-        broker_key = load_or_create_broker_key(state_dir)
-        csr = load_or_create_csr(state_dir, self.device_id, broker_key)
+        keys = load_or_create_device_keys(self.agent.config.paths.state_dir, self.device_id)
         assert self.agent.store is not None
         stored = meta.get(self.agent.store.read(), CODE_META_KEY)
         try:
@@ -201,7 +198,7 @@ class Pairing:
             self._new_code()
         # The code is a claim credential while it waits: shown on request (kassactl pairing), never logged.
         log.info("pairing: registering with the cloud", extra={"device_id": self.device_id, "api_url": self.config.api_url})
-        return identity, broker_key, csr
+        return keys
 
     def _new_code(self) -> None:
         assert self.agent.store is not None
@@ -275,8 +272,7 @@ class Pairing:
         self.last_error = message
 
     def _backoff(self, failures: int, cap: float | None = None) -> float:
-        ceiling = min(cap or self.config.retry_max_s, self.config.retry_min_s * 2 ** min(failures - 1, 20))
-        return ceiling * self._rng.uniform(0.5, 1.0)
+        return retry_delay(failures, self.config.retry_min_s, self.config.retry_max_s, self._rng, cap)
 
     def _poll_delay(self) -> float:
         return self._interval * self._rng.uniform(0.9, 1.1)

@@ -62,11 +62,19 @@ def check_credentials(credentials: BrokerCredentials, device_id: str, key: ec.El
     return CheckedCredentials(credentials, certificate)
 
 
+def write_credentials(state_dir: Path, checked: CheckedCredentials) -> None:
+    """Write the broker's CA and the certificate (each file atomically): at pairing, before the
+    config file names them; at a renewal, over the files in use."""
+    directory = keys_dir(state_dir)
+    # The broker's CA first: a power cut between the two leaves the old, still valid certificate.
+    write_public_file(directory / BROKER_CA, checked.credentials.broker_ca_certificates.encode())
+    write_public_file(directory / BROKER_CERT, checked.credentials.certificate.encode())
+
+
 def install(state_dir: Path, checked: CheckedCredentials) -> dict[str, Any]:
     """Write the certificate and the broker CA; returns the config changes that use them."""
+    write_credentials(state_dir, checked)
     directory = keys_dir(state_dir)
-    write_public_file(directory / BROKER_CERT, checked.credentials.certificate.encode())
-    write_public_file(directory / BROKER_CA, checked.credentials.broker_ca_certificates.encode())
     changes: dict[str, Any] = {
         "mqtt.host": checked.credentials.broker_host,
         "mqtt.port": checked.credentials.broker_port,

@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -35,6 +36,12 @@ BROKER_CA = "broker-ca.crt"
 
 class KeyFileError(Exception):
     """A key file exists but cannot be used; the message says which and what to do."""
+
+
+class DeviceKeys(NamedTuple):
+    identity: Ed25519PrivateKey
+    broker_key: ec.EllipticCurvePrivateKey
+    csr: str  # PEM, for broker_key
 
 
 def keys_dir(state_dir: Path) -> Path:
@@ -58,6 +65,14 @@ def load_or_create_broker_key(state_dir: Path) -> ec.EllipticCurvePrivateKey:
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
         raise KeyFileError(f"{path} is not an EC P-256 key; move it away to make a new one")
     return key
+
+
+def load_or_create_device_keys(state_dir: Path, device_id: str) -> DeviceKeys:
+    """The identity key, the broker key and its CSR, each made on first use: what a registration
+    and a certificate renewal send."""
+    identity = load_or_create_identity_key(state_dir)
+    broker_key = load_or_create_broker_key(state_dir)
+    return DeviceKeys(identity, broker_key, load_or_create_csr(state_dir, device_id, broker_key))
 
 
 def load_or_create_csr(state_dir: Path, device_id: str, key: ec.EllipticCurvePrivateKey) -> str:

@@ -25,12 +25,9 @@ from typing import Any
 
 from cryptography import x509
 
-from agent.pairing.client import PairingClient, PairingHttpError, PairingNetworkError
-from agent.pairing.install import InstallError, check_credentials
-from agent.pairing.keys import (
-    BROKER_CA, BROKER_CERT, KeyFileError, keys_dir, load_or_create_broker_key, load_or_create_csr, load_or_create_identity_key,
-    write_public_file,
-)
+from agent.pairing.client import PairingClient, PairingHttpError, PairingNetworkError, retry_delay
+from agent.pairing.install import InstallError, check_credentials, write_credentials
+from agent.pairing.keys import BROKER_CERT, KEYS_DIR, KeyFileError, load_or_create_device_keys
 from broker.contract.pairing import renewal_request
 
 log = logging.getLogger(__name__)
@@ -51,7 +48,7 @@ class RenewalSettings:
 
 def renews(state_dir: Path, cert_file: Path | None) -> bool:
     """True when the configured certificate is the one pairing installed (so ours to renew)."""
-    return cert_file is not None and cert_file.resolve() == (state_dir / "keys" / BROKER_CERT).resolve()
+    return cert_file is not None and cert_file.resolve() == (state_dir / KEYS_DIR / BROKER_CERT).resolve()
 
 
 def next_check(not_after: datetime, now: datetime, renew_before: timedelta) -> timedelta:
@@ -60,12 +57,13 @@ def next_check(not_after: datetime, now: datetime, renew_before: timedelta) -> t
 
 
 class CertificateRenewal:
-    """The renewal loop of one paired terminal; `reconnect` makes the cloud link use the new files."""
+    """The renewal loop of one paired terminal; `on_renewed` (given the new certificate) makes the
+    cloud link use the new files."""
 
-    def __init__(self, settings: RenewalSettings, client: PairingClient, reconnect: Callable[[], None]) -> None:
+    def __init__(self, settings: RenewalSettings, client: PairingClient, on_renewed: Callable[[x509.Certificate], None]) -> None:
         self.settings = settings
         self.client = client
-        self.reconnect = reconnect
+        self.on_renewed = on_renewed
         self.renewals = 0
         self.last_renewed_at: datetime | None = None
         self.next_check_at: datetime | None = None
@@ -90,12 +88,16 @@ class CertificateRenewal:
 
     async def _run(self) -> None:
         failures = 0
+        installed: x509.Certificate | None = None  # the certificate just renewed: no need to read it back
         while True:
-            try:
-                not_after = await asyncio.to_thread(self._not_after)
-            except (OSError, ValueError) as exc:
-                self._stop(f"cannot read {self.settings.cert_file}: {exc}")
-                return
+            if installed is not None:
+                not_after, installed = installed.not_valid_after_utc, None
+            else:
+                try:
+                    not_after = await asyncio.to_thread(self._not_after)
+                except (OSError, ValueError) as exc:
+                    self._stop(f"cannot read {self.settings.cert_file}: {exc}")
+                    return
             wait = next_check(not_after, self.client.now(), self.settings.renew_before)
             if wait > timedelta(0):
                 self.next_check_at = self.client.now() + wait
@@ -117,8 +119,9 @@ class CertificateRenewal:
                 self._failed(str(exc), delay)
             else:
                 failures = 0
-                self.reconnect()
+                self.on_renewed(renewed)
                 delay = self._after_renewal(renewed)
+                installed = renewed
             await asyncio.sleep(delay)
 
     def _not_after(self) -> datetime:
@@ -127,15 +130,10 @@ class CertificateRenewal:
     def _renew(self) -> x509.Certificate:
         """One renewal: ask, check, install (blocking; runs in a thread)."""
         s = self.settings
-        identity = load_or_create_identity_key(s.state_dir)
-        broker_key = load_or_create_broker_key(s.state_dir)
-        csr = load_or_create_csr(s.state_dir, s.device_id, broker_key)
-        credentials = self.client.renew(renewal_request(s.device_id, identity, csr, self.client.now()))
-        checked = check_credentials(credentials, s.device_id, broker_key, self.client.now())
-        directory = keys_dir(s.state_dir)
-        # The broker's CA first: a power cut between the two leaves the old, still valid certificate.
-        write_public_file(directory / BROKER_CA, credentials.broker_ca_certificates.encode())
-        write_public_file(directory / BROKER_CERT, credentials.certificate.encode())
+        keys = load_or_create_device_keys(s.state_dir, s.device_id)
+        credentials = self.client.renew(renewal_request(s.device_id, keys.identity, keys.csr, self.client.now()))
+        checked = check_credentials(credentials, s.device_id, keys.broker_key, self.client.now())
+        write_credentials(s.state_dir, checked)
         return checked.certificate
 
     def _after_renewal(self, certificate: x509.Certificate) -> float:
@@ -167,5 +165,4 @@ class CertificateRenewal:
         self.stopped_reason = reason
 
     def _backoff(self, failures: int) -> float:
-        ceiling = min(self.settings.retry_max_s, self.settings.retry_min_s * 2 ** min(failures - 1, 20))
-        return ceiling * self._rng.uniform(0.5, 1.0)
+        return retry_delay(failures, self.settings.retry_min_s, self.settings.retry_max_s, self._rng)

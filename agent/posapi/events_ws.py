@@ -20,7 +20,8 @@ import logging
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse
+
+from agent.posapi.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,6 @@ FORWARDED = ("scan", "printer.", "print.", "drawer", "device.", "cashier.", "cas
 NEVER_SENT = frozenset({"token", "pin", "pin_hash", "session_token"})
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_GOING_AWAY = 1001
-# What a forbidden Origin gets: an HTTP answer to the handshake, in the POS API's error shape.
-FORBIDDEN_ORIGIN_STATUS = 403
 
 
 def forwarded(kind: str) -> bool:
@@ -49,13 +48,12 @@ def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
 
 
 async def _refuse_origin(websocket: WebSocket) -> None:
-    """Answer the handshake with 403 and a JSON error (browsers hide it; other clients can read it)."""
+    """Answer the handshake with 403 and the POS API's JSON error (browsers hide it; other clients can read it)."""
     origin = websocket.headers.get("origin", "")[:200]
     log.warning("POS event stream refused: origin not allowed", extra={"origin": origin})
-    body = {"error": {"code": "pos.origin_forbidden",
-                      "message": f"origin {origin!r} may not open the event stream; add it to [pos_api] cors_origins"}}
+    refusal = ApiError("pos.origin_forbidden", f"origin {origin!r} may not open the event stream; add it to [pos_api] cors_origins")
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(JSONResponse(body, status_code=FORBIDDEN_ORIGIN_STATUS))
+        await websocket.send_denial_response(refusal.response())
     else:  # a server without the denial-response extension answers a close before accept with a bare 403
         await websocket.close()
 

@@ -112,7 +112,7 @@ class Sales(TillMixin):
 
     def _template(self) -> receipts.Template:
         # The language is read for every receipt: a changed site.language applies to the next one.
-        return receipts.Template.from_config(receipts.pushed_config(self.agent.store.read()), self.agent.config.site.language)
+        return receipts.current_template(self.agent.store.read(), self.agent.config.site.language)
 
     async def _kick_drawer(self, cash: bool) -> tuple[DrawerOutcome, str | None]:
         """After a commit: open the cash drawer; a failure is reported, never undoes anything."""

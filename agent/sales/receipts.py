@@ -62,6 +62,11 @@ def pushed_config(conn: sqlite3.Connection) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
+def current_template(conn: sqlite3.Connection, language: str) -> Template:
+    """The template of a receipt made now: the company's pushed wording, in `language`."""
+    return Template.from_config(pushed_config(conn), language)
+
+
 def _head(b: ReceiptBuilder, template: Template) -> None:
     if template.logo_text:
         b.text(template.logo_text, bold=True, width=2, height=2, align="center")

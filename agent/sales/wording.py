@@ -63,9 +63,7 @@ LABELS: Mapping[str, str] = MappingProxyType({
     "tax_total": N_("{tax} total"),
     "tax_base": N_("turnover"),
 })
-PAYMENT_LABELS = {"cash": "cash", "card": "card", "other": "other"}
-# The placeholders each pattern key fills; plain labels have none.
-PLACEHOLDERS = {key: frozenset(name for _, name, _, _ in string.Formatter().parse(text) if name) for key, text in LABELS.items()}
+PAYMENT_METHODS = ("cash", "card", "other")  # each is also its label's key
 
 _reported: set[str] = set()
 
@@ -86,6 +84,10 @@ def _placeholders(text: str) -> frozenset[str] | None:
     if any(spec or conversion for _, name, spec, conversion in fields if name is not None):
         return None
     return frozenset(name for _, name, _, _ in fields if name is not None)
+
+
+# The placeholders each pattern key fills; plain labels have none.
+PLACEHOLDERS = {key: _placeholders(text) for key, text in LABELS.items()}
 
 
 def parse_labels(value: Any) -> dict[str, str]:
@@ -141,7 +143,7 @@ class Wording:
         return self.language.datetime(at)
 
     def payment(self, method: str) -> str:
-        return self(PAYMENT_LABELS[method]) if method in PAYMENT_LABELS else method
+        return self(method) if method in PAYMENT_METHODS else method
 
     def tax(self, key: str, rate_bp: int | None = None, **values: str) -> str:
         """A tax pattern (``tax_row``, ``tax_included``, ``tax_included_of``, ``tax_total``) filled."""

@@ -209,28 +209,30 @@ def renewal_request(device_id: str, identity_key: Ed25519PrivateKey, csr: str, n
 
 def verify_registration(request: RegistrationRequest, now: datetime) -> None:
     """Check that the identity key's owner signed exactly this registration, recently."""
-    payload = _verified(request.proof, REGISTER_KIND, request.device_id, request.identity_key)
     expected = {"device_id": request.device_id, "identity_key": request.identity_key, "csr_sha256": _csr_digest(request.csr),
                 "pairing_code": request.pairing_code}
-    if {key: payload.get(key) for key in expected} != expected or set(payload) != {*expected, "issued_at"}:
-        raise PairingProofError("proof_mismatch", "the proof does not sign this registration's device id, key, CSR and code")
-    _check_fresh(payload, now)
+    _check_proof(request.proof, REGISTER_KIND, request.identity_key, expected, now,
+                 "the proof does not sign this registration's device id, key, CSR and code")
 
 
 def verify_poll(request: PollRequest, identity_key: str, now: datetime) -> None:
     """Check that the holder of the registered identity key signed this poll, recently."""
-    payload = _verified(request.proof, POLL_KIND, request.device_id, identity_key)
-    if payload.get("device_id") != request.device_id or set(payload) != {"device_id", "issued_at"}:
-        raise PairingProofError("proof_mismatch", "the proof does not name this device")
-    _check_fresh(payload, now)
+    _check_proof(request.proof, POLL_KIND, identity_key, {"device_id": request.device_id}, now,
+                 "the proof does not name this device")
 
 
 def verify_renewal(request: RenewalRequest, identity_key: str, now: datetime) -> None:
     """Check that the holder of the device's registered identity key signed exactly this CSR, recently."""
-    payload = _verified(request.proof, RENEW_KIND, request.device_id, identity_key)
-    expected = {"device_id": request.device_id, "csr_sha256": _csr_digest(request.csr)}
+    _check_proof(request.proof, RENEW_KIND, identity_key, {"device_id": request.device_id, "csr_sha256": _csr_digest(request.csr)},
+                 now, "the proof does not sign this renewal's device id and CSR")
+
+
+def _check_proof(token: str, kind: str, identity_key: str, expected: dict[str, str], now: datetime, mismatch: str) -> None:
+    """A `kind` token signed by `identity_key` (kid = the device id) whose payload is exactly
+    `expected` plus a recent `issued_at`; else PairingProofError."""
+    payload = _verified(token, kind, expected["device_id"], identity_key)
     if {key: payload.get(key) for key in expected} != expected or set(payload) != {*expected, "issued_at"}:
-        raise PairingProofError("proof_mismatch", "the proof does not sign this renewal's device id and CSR")
+        raise PairingProofError("proof_mismatch", mismatch)
     _check_fresh(payload, now)
 
 

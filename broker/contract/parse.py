@@ -76,7 +76,6 @@ def parse_message(
         return reject(RejectReason.SCHEMA, "payload must be a JSON object")
 
     message_id = _peek_message_id(raw)
-    seq = _peek_seq(raw)
     version = raw.get("v")
     if type(version) is not int:
         return reject(RejectReason.SCHEMA, "`v` must be an integer protocol version", message_id)
@@ -92,13 +91,13 @@ def parse_message(
     try:
         message_type = MessageType(type_name)
     except ValueError:
-        return reject(RejectReason.UNKNOWN_TYPE, f"unknown type {type_name[:64]!r}", message_id, seq)
+        return reject(RejectReason.UNKNOWN_TYPE, f"unknown type {type_name[:64]!r}", message_id, _peek_seq(raw))
     if message_type is not info.message_type:
         return reject(
             RejectReason.TYPE_MISMATCH,
             f"a {message_type} message on a {info.message_type} topic",
             message_id,
-            seq,
+            _peek_seq(raw),
         )
     device_id = raw.get("device_id")
     if isinstance(device_id, str) and device_id != info.device_id:
@@ -106,13 +105,13 @@ def parse_message(
             RejectReason.WRONG_DEVICE,
             f"envelope device {device_id[:64]!r} on the topic of {info.device_id!r}",
             message_id,
-            seq,
+            _peek_seq(raw),
         )
 
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as error:
-        return reject(RejectReason.SCHEMA, describe_errors(error), message_id, seq)
+        return reject(RejectReason.SCHEMA, describe_errors(error), message_id, _peek_seq(raw))
     if isinstance(envelope.body, StateDoc) and envelope.body.domain is not info.domain:
         return reject(
             RejectReason.TYPE_MISMATCH,

@@ -53,11 +53,12 @@ crl_number() {  # the CRL number as a decimal (0 when absent)
     hex=$(openssl crl -in "$1" -noout -crlnumber 2>/dev/null | sed -n 's/^crlNumber=0x//p')
     printf '%d\n' "0x${hex:-0}"
 }
+new=$(crl_number "$tmp")
 if [ -s "$out" ]; then
     if cmp -s "$tmp" "$out"; then
         exit 0  # unchanged: nothing to reload
     fi
-    new=$(crl_number "$tmp") old=$(crl_number "$out")
+    old=$(crl_number "$out")
     if [ "$new" -le "$old" ]; then
         echo "fetch-crl.sh: the cloud's CRL number $new is not newer than the installed $old; not installed." >&2
         echo "  A restored cloud database or a CRL made by hand can cause this: compare with 'kassa-cloud pki crl';" >&2
@@ -68,5 +69,5 @@ fi
 chmod 0644 "$tmp"
 mv -f "$tmp" "$out"
 trap - EXIT
-echo "fetch-crl.sh: installed CRL number $(crl_number "$out") in $out"
+echo "fetch-crl.sh: installed CRL number $new in $out"
 sh -c "$reload"

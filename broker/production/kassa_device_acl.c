@@ -47,6 +47,7 @@ static char *crl_path;
 static char *ca_path;
 static X509 *device_ca;
 static X509_CRL *crl;
+static int revoked_count; /* entries in crl: with none, no certificate needs looking up */
 
 /* The protocol's device id rule: 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit,
  * and not the cloud's reserved prefix (any case). */
@@ -108,18 +109,20 @@ static void load_crl(void)
 	if(crl) X509_CRL_free(crl);
 	crl = fresh;
 	STACK_OF(X509_REVOKED) *revoked = X509_CRL_get_REVOKED(crl);
+	revoked_count = revoked ? sk_X509_REVOKED_num(revoked) : 0;
 	mosquitto_log_printf(MOSQ_LOG_NOTICE, "kassa_device_acl: CRL %s loaded, %d revoked certificate(s)",
-			crl_path, revoked ? sk_X509_REVOKED_num(revoked) : 0);
+			crl_path, revoked_count);
 }
 
 static bool serial_revoked(X509 *certificate)
 {
 	X509_REVOKED *entry = NULL;
-	return crl != NULL && X509_CRL_get0_by_serial(crl, &entry, (ASN1_INTEGER *)X509_get0_serialNumber(certificate)) == 1;
+	return crl != NULL && revoked_count > 0 && X509_CRL_get0_by_serial(crl, &entry, (ASN1_INTEGER *)X509_get0_serialNumber(certificate)) == 1;
 }
 
 static bool revoked_certificate(struct mosquitto *client)
 {
+	if(revoked_count == 0) return false; /* every publish and delivery asks: skip the certificate */
 	X509 *certificate = mosquitto_client_certificate(client);
 	/* None when the connection is already gone (a will being published): the listener's
 	 * require_certificate let nobody in without one, and a will only reports the device's own
@@ -262,6 +265,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
 	if(crl) X509_CRL_free(crl);
 	if(device_ca) X509_free(device_ca);
 	crl = NULL;
+	revoked_count = 0;
 	device_ca = NULL;
 	mosquitto_free(crl_path);
 	mosquitto_free(ca_path);

@@ -33,7 +33,7 @@ from cloud_api.api.cashier_schemas import (
     RosterOut,
 )
 from cloud_api.api.deps import PrincipalDep, SessionDep
-from cloud_api.api.errors import ERROR_RESPONSES, ApiError, not_found
+from cloud_api.api.errors import ERROR_RESPONSES, ApiError
 from cloud_api.api.schemas import DEVICE_ID_PATTERN, MAX_ID
 from cloud_api.cashiers import codes, service
 from cloud_api.cashiers.models import Cashier, CashierDetailsSet, CashierDevice
@@ -91,13 +91,6 @@ def _pin_hash(session: Session, pin: str) -> str:
         raise ApiError(422, "cashier.pin_format", "a PIN is 4 to 12 digits (0-9)") from None
     session.rollback()  # ends the read transaction of the checks before the slow hash
     return hash_pin(pin)
-
-
-def _device(session: Session, company_id: int, device_id: str) -> Device:
-    device = session.scalar(select(Device).where(Device.device_id == device_id, Device.company_id == company_id))
-    if device is None:
-        raise not_found(f"device {device_id}")
-    return device
 
 
 # ------------------------------------------------------------------------------ the book
@@ -221,7 +214,7 @@ def cashier_events(company_id: IdPath, cashier_id: IdPath, session: SessionDep, 
             summary="The cashier roster a device gets (without PIN hashes), with its version")
 def device_roster(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep, p: PrincipalDep) -> RosterOut:
     company = access.company_data(session, p, company_id)
-    device = _device(session, company.id, device_id)
+    device = access.company_device(session, company, device_id)
     row = session.get(DesiredState, (device.device_id, kc.StateDomain.CASHIERS.value))
     doc = row.doc if row is not None else build_rosters(session, company.id, [device.device_id])[device.device_id]
     cashiers = [RosterCashierOut(cashier_id=c["cashier_id"], name=c["name"], operator_code=c["operator_code"],

@@ -6,26 +6,25 @@ Rules in cloud_api/pairing/revocation.py; renewal (by the device itself) in api/
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from cloud_api.api.deps import PrincipalDep, SessionDep
-from cloud_api.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse, not_found
+from cloud_api.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from cloud_api.api.schemas import DEVICE_ID_PATTERN, MAX_ID, Utc
 from cloud_api.pairing.certificates import CaUnavailable, load_device_ca
 from cloud_api.pairing.models import AuditEvent, PairingAudit
-from cloud_api.pairing.revocation import current_crl, device_certificates, issue_crl, revoke_device, write_crl_file
+from cloud_api.pairing.revocation import current_crl, device_certificates, has_certificates, issue_crl, revoke_device, write_crl_file
+from cloud_api.pairing.service import unavailable
 from cloud_api.settings import CloudSettings
 from cloud_api.tenancy import access
-from cloud_api.tenancy.models import Device
+from cloud_api.tenancy.tokens import utcnow
 
 router = APIRouter(tags=["devices"])
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -57,26 +56,14 @@ class RevokeOut(BaseModel):
     crl_written_to: str | None = Field(description="The file the CRL was written to on this host (device_crl_file), if set.")
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def _settings(request: Request) -> CloudSettings:
     return request.app.state.settings
-
-
-def _company_device(session: Session, p: PrincipalDep, company_id: int, device_id: str, *, write: bool = False) -> Device:
-    company = access.company_data(session, p, company_id, write=write)
-    device = session.scalar(select(Device).where(Device.device_id == device_id, Device.company_id == company.id))
-    if device is None:
-        raise not_found(f"device {device_id}")
-    return device
 
 
 @router.get("/companies/{company_id}/devices/{device_id}/certificates", response_model=list[CertificateOut],
             responses=ERROR_RESPONSES, summary="The device's broker certificates, newest first, with their revocation")
 def list_certificates(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep, p: PrincipalDep) -> list[CertificateOut]:
-    device = _company_device(session, p, company_id, device_id)
+    device = access.company_device(session, access.company_data(session, p, company_id), device_id)
     return [CertificateOut.model_validate(row) for row in device_certificates(session, device.device_id)]
 
 
@@ -86,17 +73,17 @@ def list_certificates(company_id: IdPath, device_id: DeviceIdPath, session: Sess
              "refuse its renewals (company_admin, owner_admin)")
 def revoke(company_id: IdPath, device_id: DeviceIdPath, request: Request, session: SessionDep, p: PrincipalDep,
            body: RevokeIn | None = None) -> RevokeOut:
-    device = _company_device(session, p, company_id, device_id, write=True)
+    device = access.company_device(session, access.company_data(session, p, company_id, write=True), device_id)
     reason = body.reason if body else "revoked"
     try:
         ca = load_device_ca(_settings(request))
     except CaUnavailable as exc:
-        raise ApiError(503, "pairing_unavailable", str(exc)) from None
-    if not device_certificates(session, device.device_id):
+        raise unavailable(str(exc)) from None
+    if not has_certificates(session, device.device_id):
         raise ApiError(409, "certificates_unknown",
                        f"the cloud knows no certificate of {device.device_id}: it was not paired through the cloud. Revoke the "
                        "certificate it was given with `kassa-cloud pki revoke --certificate FILE` (see docs/deployment.md)")
-    now = _now()
+    now = utcnow()
     serials = revoke_device(session, device, by_user=p.user_id, reason=reason, now=now)
     try:
         crl = issue_crl(session, ca, now)
@@ -108,7 +95,7 @@ def revoke(company_id: IdPath, device_id: DeviceIdPath, request: Request, sessio
         session.rollback()
         raise ApiError(409, "conflict", "another revocation signed the CRL at the same moment; try again") from None
     try:
-        written = write_crl_file(_settings(request), crl.crl_pem)
+        written = write_crl_file(_settings(request).device_crl_file, crl.crl_pem)
     except OSError as exc:
         raise ApiError(500, "crl_write_failed", f"revoked, and CRL {crl.number} signed, but writing it to "
                        f"{_settings(request).device_crl_file} failed ({exc.strerror}); the broker still has the previous "
@@ -122,10 +109,10 @@ def revoke(company_id: IdPath, device_id: DeviceIdPath, request: Request, sessio
 async def device_crl(request: Request) -> Response:
     def work() -> str:
         with Session(request.app.state.engine) as session:
-            return current_crl(session, _settings(request), _now()).crl_pem
+            return current_crl(session, _settings(request), utcnow()).crl_pem
 
     try:
         pem = await run_in_threadpool(work)
     except CaUnavailable as exc:
-        raise ApiError(503, "pairing_unavailable", str(exc)) from None
+        raise unavailable(str(exc)) from None
     return Response(pem, media_type="application/pkix-crl", headers={"Cache-Control": "no-cache"})

@@ -127,7 +127,7 @@ def get_device(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep,
 def list_gaps(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep, p: PrincipalDep,
               state: Annotated[Literal["open", "all"], Query(description="open gaps only, or closed ones too")] = "open",
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[GapOut]:
-    _company_device(session, access.company_data(session, p, company_id), device_id)
+    access.company_device(session, access.company_data(session, p, company_id), device_id)
     query = select(SequenceGap).where(SequenceGap.device_id == device_id)
     if state == "open":
         query = query.where(SequenceGap.closed_at.is_(None))
@@ -141,17 +141,11 @@ def list_gaps(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep, 
 def list_rejections(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep, p: PrincipalDep,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[RejectionOut]:
-    _company_device(session, access.company_data(session, p, company_id), device_id)
+    access.company_device(session, access.company_data(session, p, company_id), device_id)
     messages = session.scalars(select(IngestedMessage)
                                .where(IngestedMessage.device_id == device_id, _REJECTED)
                                .order_by(*_NEWEST_REJECTION).limit(limit).offset(offset))
     return [_rejection_out(message) for message in messages]
-
-
-def _company_device(session: Session, company: Company, device_id: str) -> None:
-    """404 unless the device is registered to the company (another company's is not shown)."""
-    if session.scalar(select(Device.device_id).where(Device.device_id == device_id, Device.company_id == company.id)) is None:
-        raise not_found(f"device {device_id}")
 
 
 def _company_devices(company: Company) -> Select:

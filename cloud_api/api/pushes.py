@@ -10,8 +10,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from broker import contract as kc
 from cloud_api.api.deps import PrincipalDep, SessionDep
@@ -21,7 +19,6 @@ from cloud_api.models import CommandReply, DevicePresence, DeviceReport
 from cloud_api.pushes import commands, desired_state
 from cloud_api.pushes.models import DesiredState, DeviceCommand
 from cloud_api.tenancy import access
-from cloud_api.tenancy.models import Company, Device
 
 router = APIRouter(tags=["pushes"], responses=ERROR_RESPONSES)
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -109,13 +106,6 @@ class CommandsPage(BaseModel):
 
 
 # ------------------------------------------------------------------------------ helpers
-def _device(session: Session, company: Company, device_id: str) -> Device:
-    device = session.scalar(select(Device).where(Device.device_id == device_id, Device.company_id == company.id))
-    if device is None:
-        raise not_found(f"device {device_id}")
-    return device
-
-
 def _desired_out(row: DesiredState) -> DesiredStateOut:
     return DesiredStateOut(device_id=row.device_id, domain=row.domain, version=row.version, doc=row.doc,  # type: ignore[arg-type]
                            updated_at=row.updated_at, updated_by=row.updated_by,
@@ -153,7 +143,7 @@ def _applied_versions(report: DeviceReport | None) -> tuple[dict[str, int], str 
 def set_config(company_id: IdPath, device_id: DeviceIdPath, body: ConfigDocIn, session: SessionDep,
                p: PrincipalDep) -> DesiredStateOut:
     company = access.company_data(session, p, company_id, write=True)
-    device = _device(session, company, device_id)
+    device = access.company_device(session, company, device_id)
     try:
         desired_state.set_doc(session, device.device_id, kc.StateDomain.CONFIG, body.doc, by_user=p.user_id)
     except desired_state.InvalidDocError as exc:
@@ -168,7 +158,7 @@ def set_config(company_id: IdPath, device_id: DeviceIdPath, body: ConfigDocIn, s
             summary="Desired vs. reported state of a device, per domain")
 def device_state(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep, p: PrincipalDep) -> DeviceStateOut:
     company = access.company_data(session, p, company_id)
-    device = _device(session, company, device_id)
+    device = access.company_device(session, company, device_id)
     desired = desired_state.desired_docs(session, device.device_id)
     report = session.get(DeviceReport, (device.device_id, "state"))
     presence = session.get(DevicePresence, device.device_id)
@@ -192,7 +182,7 @@ def device_state(company_id: IdPath, device_id: DeviceIdPath, session: SessionDe
 def desired_doc(company_id: IdPath, device_id: DeviceIdPath, domain: DomainName, session: SessionDep,
                 p: PrincipalDep) -> DesiredStateOut:
     company = access.company_data(session, p, company_id)
-    device = _device(session, company, device_id)
+    device = access.company_device(session, company, device_id)
     row = session.get(DesiredState, (device.device_id, domain))
     if row is None:
         raise not_found(f"{domain} document of device {device_id}")
@@ -205,7 +195,7 @@ def desired_doc(company_id: IdPath, device_id: DeviceIdPath, domain: DomainName,
 def send_command(company_id: IdPath, device_id: DeviceIdPath, body: CommandIn, session: SessionDep,
                  p: PrincipalDep) -> CommandOut:
     company = access.company_data(session, p, company_id, write=True)
-    device = _device(session, company, device_id)
+    device = access.company_device(session, company, device_id)
     try:
         command = commands.create_command(session, device.device_id, body.name, body.args,
                                           expires_in=timedelta(seconds=body.expires_in_s), by_user=p.user_id)
@@ -221,7 +211,7 @@ def list_commands(company_id: IdPath, device_id: DeviceIdPath, session: SessionD
                   limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                   offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> CommandsPage:
     company = access.company_data(session, p, company_id)
-    device = _device(session, company, device_id)
+    device = access.company_device(session, company, device_id)
     rows = commands.device_commands(session, device.device_id, limit + 1, offset)
     items = [_command_out(command, reply) for command, reply in rows[:limit]]
     return CommandsPage(items=items, next_offset=offset + limit if len(rows) > limit else None)
@@ -232,7 +222,7 @@ def list_commands(company_id: IdPath, device_id: DeviceIdPath, session: SessionD
 def get_command(company_id: IdPath, device_id: DeviceIdPath, command_id: uuid.UUID, session: SessionDep,
                 p: PrincipalDep) -> CommandOut:
     company = access.company_data(session, p, company_id)
-    device = _device(session, company, device_id)
+    device = access.company_device(session, company, device_id)
     found = commands.device_command(session, device.device_id, command_id)
     if found is None:
         raise not_found(f"command {command_id}")

@@ -66,10 +66,10 @@ def take_operator_code(session: Session, company_id: int, code: str, cashier_id:
     owner = session.scalar(select(OperatorCodeUse.cashier_id).where(OperatorCodeUse.company_id == company_id,
                                                                    OperatorCodeUse.code == code))
     if owner != cashier_id:
-        raise refusal(session, company_id, code, owner)
+        raise refusal(session, code, owner)
 
 
-def refusal(session: Session, company_id: int, code: str, owner_id: int | None) -> ApiError:
+def refusal(session: Session, code: str, owner_id: int | None) -> ApiError:
     """The 409 for using `code`, which belongs to the cashier `owner_id`, for another cashier."""
     owner = session.get(Cashier, owner_id, populate_existing=True) if owner_id is not None else None
     if owner is None or owner.deleted_at is not None:

@@ -32,14 +32,14 @@ from sqlalchemy.orm import Session
 from broker.contract.roster import CashierRole, PinHashError, verify_pin
 from cloud_api.api.errors import ApiError
 from cloud_api.cashiers import codes
-from cloud_api.cashiers.models import Cashier, CashierDetailsSet, CashierDevice
+from cloud_api.cashiers.models import SESSION_LABEL, Cashier, CashierDetailsSet, CashierDevice
 from cloud_api.cashiers.roster import cashier_devices, lock_company, publish_rosters
 from cloud_api.tenancy.models import Device, PointOfSale
 
 ALL_DEVICES: Literal["all"] = "all"
 DeviceChoice = Sequence[str] | Literal["all"]
 MAX_DETAILS = 50  # RosterCashier's limit
-MAX_SESSION_LABEL = 100  # kc.SessionLabel
+MAX_SESSION_LABEL = SESSION_LABEL.length  # kc.SessionLabel
 ROLE_ORDER = list(CashierRole)
 
 
@@ -110,26 +110,34 @@ def normalise_roles(roles: Sequence[str]) -> list[str]:
     return [role.value for role in ROLE_ORDER if role in chosen]
 
 
+def _plain_text(value: object, max_length: int) -> str | None:
+    """`value` trimmed if it is text of at most `max_length` characters without control
+    characters that a database can store; "" when blank, None when not acceptable."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if len(value) > max_length or any(ord(ch) < 32 or ord(ch) == 127 for ch in value) or not codes.encodable(value):
+        return None
+    return value
+
+
 def check_name(name: str) -> str:
-    name = name.strip() if isinstance(name, str) else ""
-    if not 1 <= len(name) <= 200 or any(ord(ch) < 32 or ord(ch) == 127 for ch in name) or not codes.encodable(name):
+    checked = _plain_text(name, 200)
+    if not checked:
         raise ApiError(422, "cashier.name", "a name is 1 to 200 characters without control characters")
-    return name
+    return checked
 
 
 def check_session_label(label: str | None) -> str | None:
     """The label trimmed; None when absent or blank (a details set without a label)."""
     if label is None:
         return None
-    label = label.strip() if isinstance(label, str) else "\x00"
-    if not label:
-        return None
-    if (len(label) > MAX_SESSION_LABEL or any(ord(ch) < 32 or ord(ch) == 127 for ch in label)
-            or not codes.encodable(label)):
+    checked = _plain_text(label, MAX_SESSION_LABEL)
+    if checked is None:
         raise ApiError(422, "cashier.session_label_format",
                        f"a session label is up to {MAX_SESSION_LABEL} characters without control characters, "
                        'e.g. "SU direct" or "Counter 3"')
-    return label
+    return checked or None
 
 
 def check_pin_hash(pin_hash: str) -> str:

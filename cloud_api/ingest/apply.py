@@ -119,13 +119,11 @@ def apply_batch(
 def _apply_up_messages(
     session: Session, plan: AckPlan, ups: list[Up], refused: list[kc.Rejection], now: datetime
 ) -> None:
+    # the wider statement only when needed (measured: 6-20 % of this insert)
+    columns, extra = (_LEDGER_COLUMNS + _REJECTION_COLUMNS, (None, None)) if refused else (_LEDGER_COLUMNS, ())
     rows = [(up.id, up.device_id, up.seq, up.type.value, up.boot_id, up.created_at,
-             up.clock_trusted, now, Outcome.APPLIED) for up in ups]
-    columns = _LEDGER_COLUMNS
-    if refused:  # the wider statement only when needed (measured: 6-20 % of this insert)
-        columns += _REJECTION_COLUMNS
-        rows = [row + (None, None) for row in rows]
-        rows += [_refused_row(rejection, now) for rejection in refused]
+             up.clock_trusted, now, Outcome.APPLIED, *extra) for up in ups]
+    rows += [_refused_row(rejection, now) for rejection in refused]
     rows.sort(key=lambda row: row[0].int)  # UUID order, without UUID.__lt__ in Python
     new_ids = insert_rows(session, _messages, columns, rows, conflict_key="message_id")
     new = [up for up in ups if up.id in new_ids]

@@ -167,9 +167,10 @@ def _advance(
         high_water = new_max
     # The boot id of the newest message that has one (a message refused unread has none);
     # None keeps the stored one.
-    newer = [envelope for envelope in envelopes
-             if envelope.seq > old_max and envelope.boot_id is not None]
-    last_boot_id = max(newer, key=lambda envelope: envelope.seq).boot_id if newer else None
+    last_boot_id = None
+    if new_max > old_max:
+        newer = [envelope for envelope in envelopes if envelope.seq > old_max and envelope.boot_id is not None]
+        last_boot_id = max(newer, key=lambda envelope: envelope.seq).boot_id if newer else None
     row = (device_id, high_water, new_max, now, last_boot_id)
     return StreamPosition(high_water=high_water, seq_reused=reused), row
 

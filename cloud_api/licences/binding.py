@@ -147,14 +147,12 @@ def request_move(session: Session, licence: Licence, target: Device | None, now:
         previous_target = licence.releasing_to_device_id
         licence.releasing_to_device_id = target_id
         if target_id is None:
-            record_event(session, licence, actor=actor, action=LicenceAction.RETURN_REQUESTED, from_state=from_state,
-                         from_device_id=licence.releasing_from_device_id, now=now,
-                         detail=f"move to {previous_target} cancelled; back to the partner's stock once "
-                         f"{licence.releasing_from_device_id} has let go")
+            action, detail = (LicenceAction.RETURN_REQUESTED, f"move to {previous_target} cancelled; back to the partner's "
+                              f"stock once {licence.releasing_from_device_id} has let go")
         else:
-            record_event(session, licence, actor=actor, action=LicenceAction.MOVE_RETARGETED, from_state=from_state,
-                         from_device_id=licence.releasing_from_device_id, now=now,
-                         detail=f"target changed from {previous_target} to {target_id}")
+            action, detail = LicenceAction.MOVE_RETARGETED, f"target changed from {previous_target} to {target_id}"
+        record_event(session, licence, actor=actor, action=action, from_state=from_state,
+                     from_device_id=licence.releasing_from_device_id, now=now, detail=detail)
         return
     old_device_id = licence.device_id
     assert old_device_id is not None

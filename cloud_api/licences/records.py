@@ -6,10 +6,11 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from broker.contract import licence as kl
+from cloud_api.db import locked_row
 from cloud_api.licences.models import Licence, LicenceAction, LicenceEvent, LicenceState
 
 SYSTEM = "system"
@@ -66,14 +67,9 @@ def locked_licence_by_key(session: Session, canonical: str) -> Licence | None:
 
 
 def _locked(session: Session, where: ColumnElement[bool]) -> Licence | None:
-    if session.get_bind().dialect.name == "sqlite":
-        # SQLite ignores FOR UPDATE. A write takes its one write lock for the rest of the
-        # transaction, so the read below sees every change committed before it and no other
-        # change can commit until this one ends: a partner's assign and a device's bind of the
-        # same licence cannot both act on the state they read.
-        session.execute(update(Licence).where(where).values(updated_at=Licence.updated_at)
-                        .execution_options(synchronize_session=False))
-    return session.scalar(select(Licence).where(where).with_for_update().execution_options(populate_existing=True))
+    # On SQLite too: a partner's assign and a device's bind of the same licence cannot both act
+    # on the state they read.
+    return locked_row(session, Licence, where, Licence.updated_at)
 
 
 def user_actor(user_id: int) -> str:

@@ -18,16 +18,17 @@ import fcntl
 import logging
 import os
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from cloud_api.pairing.certificates import DeviceCa, load_device_ca
+from cloud_api.db import utc
+from cloud_api.pairing.certificates import DeviceCa, certificate_pem, load_device_ca
 from cloud_api.pairing.models import CertificateSource, DeviceCertificate, DeviceCrl
 from cloud_api.settings import CloudSettings
 from cloud_api.tenancy.models import Device
@@ -36,19 +37,13 @@ log = logging.getLogger(__name__)
 CRL_ROW = 1
 
 
-def utc(moment: datetime) -> datetime:
-    # SQLite gives stored timestamps back without a zone; all of them are UTC.
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
-
-
 def serial_text(serial: int) -> str:
     return format(serial, "x")
 
 
 def record_certificate(session: Session, device_id: str, certificate: x509.Certificate, source: str, now: datetime) -> DeviceCertificate:
     row = DeviceCertificate(serial=serial_text(certificate.serial_number), device_id=device_id, source=source,
-                            certificate_pem=certificate.public_bytes(serialization.Encoding.PEM).decode()
-                            if source != CertificateSource.IMPORTED else None,
+                            certificate_pem=certificate_pem(certificate) if source != CertificateSource.IMPORTED else None,
                             not_before=certificate.not_valid_before_utc, not_after=certificate.not_valid_after_utc,
                             issued_at=now)
     session.add(row)
@@ -58,6 +53,11 @@ def record_certificate(session: Session, device_id: str, certificate: x509.Certi
 def device_certificates(session: Session, device_id: str) -> list[DeviceCertificate]:
     return list(session.scalars(select(DeviceCertificate).where(DeviceCertificate.device_id == device_id)
                                 .order_by(DeviceCertificate.issued_at.desc(), DeviceCertificate.serial)))
+
+
+def has_certificates(session: Session, device_id: str) -> bool:
+    """Whether the cloud issued (or was told of) any certificate of the device."""
+    return bool(session.scalar(select(exists().where(DeviceCertificate.device_id == device_id))))
 
 
 def revoke_device(session: Session, device: Device, *, by_user: int | None, reason: str, now: datetime) -> list[str]:
@@ -70,13 +70,22 @@ def revoke_device(session: Session, device: Device, *, by_user: int | None, reas
         session.execute(update(DeviceCertificate).where(DeviceCertificate.serial.in_(serials))
                         .values(revoked_at=now, revoked_by=by_user, revocation_reason=reason[:200])
                         .execution_options(synchronize_session=False))
-    if device.broker_access_revoked_at is None:
-        device.broker_access_revoked_at = now
+    shut_out(device, now)
     return serials
 
 
+def shut_out(device: Device, now: datetime) -> None:
+    """From now on the device renews nothing: it was revoked."""
+    if device.broker_access_revoked_at is None:
+        device.broker_access_revoked_at = now
+
+
 def import_revoked(session: Session, certificate: x509.Certificate, device_id: str, reason: str, now: datetime) -> bool:
-    """Revoke a certificate the cloud did not issue (make-certs.sh); False if already revoked."""
+    """Revoke a certificate the cloud did not issue (make-certs.sh); False if already revoked.
+    The device, when the cloud knows it, renews nothing more."""
+    device = session.get(Device, device_id)
+    if device is not None:
+        shut_out(device, now)
     serial = serial_text(certificate.serial_number)
     row = session.get(DeviceCertificate, serial)
     if row is None:
@@ -127,12 +136,12 @@ def current_crl(session: Session, settings: CloudSettings, now: datetime) -> Dev
     return state
 
 
-def write_crl_file(settings: CloudSettings, crl_pem: str) -> Path | None:
-    """Write the CRL where the broker on this host reads it (atomic; 0644: a CRL is public).
+def write_crl_file(target: Path | None, crl_pem: str) -> Path | None:
+    """Write the CRL to `target` (`device_crl_file`), where a broker reads it (atomic; 0644: a CRL
+    is public). None: nothing to write.
 
     Two revocations at once each write after their commit, in any order: under a lock, a CRL
     replaces the file only if its number is higher than the one there, so the newest stays."""
-    target = settings.device_crl_file
     if target is None:
         return None
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ Hijacking is what these rules are about:
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -35,8 +35,9 @@ from broker.contract.pairing import (
     verify_renewal,
 )
 from cloud_api.api.errors import ApiError, conflict
+from cloud_api.db import utc
 from cloud_api.cashiers.roster import publish_rosters
-from cloud_api.pairing.certificates import CaUnavailable, CsrError, certificate_pem, check_csr, issue_certificate, load_device_ca
+from cloud_api.pairing.certificates import CaUnavailable, CsrError, DeviceCa, certificate_pem, check_csr, issue_certificate, load_device_ca
 from cloud_api.pairing.models import AuditEvent, CertificateSource, DeviceCertificate, PairingAudit, PairingRegistration, RegistrationStatus
 from cloud_api.pairing.revocation import record_certificate
 from cloud_api.settings import CloudSettings
@@ -48,11 +49,6 @@ CLAIM_FAILURES_ALLOWED = 10
 CLAIM_FAILURE_WINDOW = timedelta(minutes=15)
 # A poll records last_poll_at at most this often, so waiting devices do not each cost a write.
 POLL_RECORD_RESOLUTION = timedelta(minutes=1)
-
-
-def utc(moment: datetime) -> datetime:
-    # SQLite gives stored timestamps back without a zone; all of them are UTC.
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
 def unavailable(message: str) -> ApiError:
@@ -91,10 +87,7 @@ def register(session: Session, settings: CloudSettings, request: RegistrationReq
         check_csr(request.csr, request.device_id)
     except CsrError as exc:
         raise ApiError(422, "invalid_csr", str(exc)) from None
-    try:
-        load_device_ca(settings)  # fail now rather than leave the device waiting for a claim that cannot work
-    except CaUnavailable as exc:
-        raise unavailable(str(exc)) from None
+    _device_ca(settings)  # fail now rather than leave the device waiting for a claim that cannot work
     expire_stale(session, now)
     device = session.get(Device, request.device_id)
     if device is not None and device.public_key is not None:
@@ -194,18 +187,23 @@ def poll(session: Session, settings: CloudSettings, request: PollRequest, now: d
 
 
 def _credentials(session: Session, settings: CloudSettings, registration: PairingRegistration) -> BrokerCredentials:
-    pos = session.get(PointOfSale, registration.point_of_sale_id) if registration.point_of_sale_id is not None else None
-    return _broker_credentials(settings, registration.certificate_pem or "", pos.code if pos is not None else None)
+    return _broker_credentials(session, settings, _device_ca(settings), registration.certificate_pem or "",
+                               registration.point_of_sale_id)
 
 
-def _broker_credentials(settings: CloudSettings, certificate: str, point_of_sale: str | None) -> BrokerCredentials:
+def _device_ca(settings: CloudSettings) -> DeviceCa:
     try:
-        ca = load_device_ca(settings)
+        return load_device_ca(settings)
     except CaUnavailable as exc:
         raise unavailable(str(exc)) from None
+
+
+def _broker_credentials(session: Session, settings: CloudSettings, ca: DeviceCa, certificate: str,
+                        point_of_sale_id: int | None) -> BrokerCredentials:
+    pos = session.get(PointOfSale, point_of_sale_id) if point_of_sale_id is not None else None
     return BrokerCredentials(certificate=certificate, ca_certificate=ca.certificate_pem, broker_ca_certificates=ca.broker_ca_pem,
                              broker_host=settings.pairing_broker_host or settings.mqtt_host,
-                             broker_port=settings.pairing_broker_port, point_of_sale=point_of_sale)
+                             broker_port=settings.pairing_broker_port, point_of_sale=pos.code if pos is not None else None)
 
 
 # -------------------------------------------------------------------- renew
@@ -231,16 +229,16 @@ def renew(session: Session, settings: CloudSettings, request: RenewalRequest, no
         seconds = int(wait.total_seconds()) + 1
         raise ApiError(429, "rate_limited", f"{request.device_id} got a certificate moments ago; try again in {seconds} s",
                        {"Retry-After": str(seconds)})
+    ca = _device_ca(settings)
     try:
-        certificate = issue_certificate(load_device_ca(settings), csr, device.device_id, settings.device_cert_days, now)
+        certificate = issue_certificate(ca, csr, device.device_id, settings.device_cert_days, now)
     except CaUnavailable as exc:
         raise unavailable(str(exc)) from None
-    record_certificate(session, device.device_id, certificate, CertificateSource.RENEWAL, now)
+    row = record_certificate(session, device.device_id, certificate, CertificateSource.RENEWAL, now)
     _audit(session, AuditEvent.CERTIFICATE_RENEWED, now, device_id=device.device_id, company_id=device.company_id,
            detail=f"certificate serial {certificate.serial_number:x}, valid until {certificate.not_valid_after_utc.isoformat()}")
     session.commit()
-    pos = session.get(PointOfSale, device.point_of_sale_id) if device.point_of_sale_id is not None else None
-    return _broker_credentials(settings, certificate_pem(certificate), pos.code if pos is not None else None)
+    return _broker_credentials(session, settings, ca, row.certificate_pem or "", device.point_of_sale_id)
 
 
 # --------------------------------------------------------------------- claim

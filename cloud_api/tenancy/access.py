@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, exists, false, select
 from sqlalchemy.orm import Session
 
 from cloud_api.api.errors import forbidden, not_found
-from cloud_api.tenancy.models import Company, LinkState, Partner, PartnerLink, PointOfSale, Role, User
+from cloud_api.tenancy.models import Company, Device, LinkState, Partner, PartnerLink, PointOfSale, Role, User
 from cloud_api.tenancy.tokens import Principal
 
 
@@ -98,6 +98,14 @@ def visible_point_of_sale(session: Session, company: Company, pos_id: int) -> Po
     if pos is None:
         raise not_found(f"point of sale {pos_id}")
     return pos
+
+
+def company_device(session: Session, company: Company, device_id: str) -> Device:
+    """The company's device, else 404 (another company's device is not shown)."""
+    device = session.scalar(select(Device).where(Device.device_id == device_id, Device.company_id == company.id))
+    if device is None:
+        raise not_found(f"device {device_id}")
+    return device
 
 
 def visible_link(session: Session, p: Principal, link_id: int) -> PartnerLink:

@@ -25,10 +25,6 @@ class CodePage:
     encode_table: dict[int, str]  # ord(char) -> chr(byte) for str.translate
     decode_table: tuple[str | None, ...]  # byte - 128 -> char, None if undefined
 
-    def can_encode(self, text: str) -> bool:
-        charset = self.charset
-        return all(char < "\x80" or char in charset for char in text)
-
     def encode(self, text: str) -> bytes:
         return text.translate(self.encode_table).encode("latin-1")
 

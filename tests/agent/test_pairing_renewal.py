@@ -77,7 +77,7 @@ def test_a_paired_terminal_renews_once_and_a_revoked_one_stops_asking(tmp_path: 
     reconnects: list[int] = []
 
     async def run() -> None:
-        renewal = CertificateRenewal(settings, client, lambda: reconnects.append(serial(cert_file)))
+        renewal = CertificateRenewal(settings, client, lambda certificate: reconnects.append(serial(cert_file)))
         renewal.start()
         try:
             # 1-day certificates, a 2-day margin: renew at once, then wait instead of looping.
@@ -96,7 +96,7 @@ def test_a_paired_terminal_renews_once_and_a_revoked_one_stops_asking(tmp_path: 
     installed = cert_file.read_bytes()
 
     async def refused() -> CertificateRenewal:
-        renewal = CertificateRenewal(settings, client, lambda: reconnects.append(-1))
+        renewal = CertificateRenewal(settings, client, lambda certificate: reconnects.append(-1))
         renewal.start()
         try:
             await until(lambda: renewal.stopped_reason is not None, "renewal stopped")

@@ -203,10 +203,10 @@ def test_crl_files_written_out_of_order_keep_the_newest(tmp_path: Path, pki: Pat
         return built.public_bytes(serialization.Encoding.PEM).decode()
 
     settings = CloudSettings(device_crl_file=tmp_path / "crl" / "device-crl.pem")
-    write_crl_file(settings, numbered(8))
-    write_crl_file(settings, numbered(7))  # the slower of two revocations writes last
+    write_crl_file(settings.device_crl_file, numbered(8))
+    write_crl_file(settings.device_crl_file, numbered(7))  # the slower of two revocations writes last
     assert x509.load_pem_x509_crl(settings.device_crl_file.read_bytes()).extensions.get_extension_for_class(
         x509.CRLNumber).value.crl_number == 8
-    write_crl_file(settings, numbered(9))
+    write_crl_file(settings.device_crl_file, numbered(9))
     assert x509.load_pem_x509_crl(settings.device_crl_file.read_bytes()).extensions.get_extension_for_class(
         x509.CRLNumber).value.crl_number == 9

@@ -93,7 +93,7 @@ def test_sealed_assigned_bound_moved_and_isolated(env) -> None:  # noqa: ANN001
     assert [e["action"] for e in trail] == ["issued", "assigned", "bound", "move_requested", "released"]
     assert trail[-1]["actor"].startswith("user:") and trail[2]["actor"] == f"device:{old.device_id}"
     # The company sees its own part: from the moment the licence was assigned to it.
-    assert [e["action"] for e in api.call("GET", f"/licences/{first}/events", company, 200).json()] == trail_actions(trail)[1:]
+    assert [e["action"] for e in api.call("GET", f"/licences/{first}/events", company, 200).json()] == [e["action"] for e in trail][1:]
 
     assert error_code(api.call("POST", f"/licences/{first}/revoke", company, 403)) == "forbidden"
     revoked = api.call("POST", f"/licences/{first}/revoke", partner, 200, json={"reason": "unpaid"}).json()
@@ -162,7 +162,3 @@ def test_the_company_releases_its_licence_to_the_partners_stock(env) -> None:  #
     # Company C sees only its own part of the trail: nothing of company A's terminal.
     trail = api.call("GET", f"/licences/{licence_id}/events", company_c, 200).json()
     assert [(e["action"], e["from_device_id"], e["to_device_id"]) for e in trail] == [("bound", None, till_c.device_id)]
-
-
-def trail_actions(trail: list[dict[str, object]]) -> list[object]:
-    return [e["action"] for e in trail]

@@ -367,8 +367,8 @@ def test_the_holder_releases_a_bound_licence_then_another_company_binds_it(db: L
     ]
     assert "back in the partner's stock" in db.events(licence_id)[4].detail
     # No longer the company's: a repeat of its release finds nothing.
-    with Session(db.engine) as session, session.begin(), pytest.raises(LicenceRefused) as gone:
-        book.release_to_partner(session, licence_id, db.company_id, by_user=db.admin_user_id, now=T0, policy=db.policy)
+    with pytest.raises(LicenceRefused) as gone:
+        release_to_partner(db, licence_id, db.company_id)
     assert gone.value.code == "not_found"
 
 
@@ -415,14 +415,14 @@ def test_releasing_a_free_or_moving_licence(db: LicenceDb) -> None:
     assert (db.licence(moving_id).state, db.licence(moving_id).company_id) == ("assigned", None)
     assert db.doc("till-a2") is None
     # Another company's licence, a revoked one: nothing to release.
-    with Session(db.engine) as session, session.begin(), pytest.raises(LicenceRefused) as foreign:
-        book.release_to_partner(session, free_id, db.company_id, by_user=db.admin_user_id, now=T0, policy=db.policy)
+    with pytest.raises(LicenceRefused) as foreign:
+        release_to_partner(db, free_id, db.company_id)
     assert foreign.value.code == "not_found"
     (revoked_id, _key), = db.issue(assign_to=db.company_id)
     with Session(db.engine) as session, session.begin():
         book.revoke(session, revoked_id, by_user=db.admin_user_id, now=T0)
-    with Session(db.engine) as session, session.begin(), pytest.raises(LicenceRefused) as revoked:
-        book.release_to_partner(session, revoked_id, db.company_id, by_user=db.admin_user_id, now=T0, policy=db.policy)
+    with pytest.raises(LicenceRefused) as revoked:
+        release_to_partner(db, revoked_id, db.company_id)
     assert revoked.value.code == "licence.revoked"
 
 

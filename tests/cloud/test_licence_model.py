@@ -36,7 +36,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from broker import contract as kc
@@ -125,8 +125,10 @@ class World:
         `resend_to`: retained document and open commands on reconnect). Every cloud
         transaction ends here, so the licences' companies are checked here too."""
         with Session(self.db.engine) as session:
+            # One select for both uses below; the run's licences are the only rows.
+            licences = {licence.id: licence for licence in session.scalars(select(Licence))}
             for licence_id, _key in self.keys:
-                change = self.ownership.observe(session.get(Licence, licence_id), self.where)
+                change = self.ownership.observe(licences[licence_id], self.where)
                 if change is not None:
                     self.stats[change] += 1
             for row in session.scalars(select(DesiredState).where(DesiredState.domain == "licence")
@@ -144,8 +146,9 @@ class World:
                     self.commands[command.command_id] = (command.device_id, command.args["licence_id"],
                                                          command.args["epoch"], expires)
                     self.send_down(Packet(0, 0, command.device_id, release=self.commands[command.command_id][1:]))
-            releasing = session.scalar(select(func.min(Licence.release_deadline))
-                                       .where(Licence.state == LicenceState.RELEASING))
+            releasing = min((licence.release_deadline for licence in licences.values()  # as SQL MIN: NULLs left out
+                             if licence.state == LicenceState.RELEASING and licence.release_deadline is not None),
+                            default=None)
             self.releasing_due = None if releasing is None else (
                 (releasing.replace(tzinfo=T0.tzinfo) - T0).total_seconds())
         if resend_to is not None:
@@ -353,9 +356,8 @@ class World:
                 self.ownership.check_seller(licence_id, seller.device_id, self.where)
             if len(sellers) > 1:
                 states = "; ".join(d.describe(licence_id, self.now_s) for d in self.devices.values())
-                raise Violation(f"seed {self.seed} step {self.step_no} t={self.now_s:.1f}: licence {licence_id} "
-                                f"usable on {[d.device_id for d in sellers]} ({states}); "
-                                f"rerun: KASSA_LICENCE_SEED={self.seed}")
+                raise Violation(f"{self.where}: licence {licence_id} usable on {[d.device_id for d in sellers]} "
+                                f"({states})")
 
     def heal(self) -> None:
         for device in self.devices.values():
@@ -373,9 +375,9 @@ class World:
         with Session(self.db.engine) as session:
             for licence_id, _key in self.keys:
                 licence = session.get(Licence, licence_id)
-                where = f"seed {self.seed}: licence {licence_id}"
+                where = f"{self.where}: licence {licence_id}"
                 if licence.state not in (LicenceState.BOUND, LicenceState.ASSIGNED):
-                    raise Violation(f"{where} stuck in {licence.state} (KASSA_LICENCE_SEED={self.seed})")
+                    raise Violation(f"{where} stuck in {licence.state}")
                 if licence.state == LicenceState.BOUND and not self.devices[licence.device_id].can_sell(
                         licence_id, self.now_s):
                     raise Violation(f"{where} bound to {licence.device_id}, which cannot sell: "
@@ -387,8 +389,8 @@ class World:
         self.run_until(self.now_s + CALM_MOVE_S)
         licence = self.db.licence(licence_id)
         if licence.device_id != target or not self.devices[target].can_sell(licence_id, self.now_s):
-            raise Violation(f"seed {self.seed}: licence {licence_id} not {what} {target} within {CALM_MOVE_S:.0f} s "
-                            f"in calm weather ({licence.state}, {licence.device_id}); KASSA_LICENCE_SEED={self.seed}")
+            raise Violation(f"{self.where}: licence {licence_id} not {what} {target} within {CALM_MOVE_S:.0f} s "
+                            f"in calm weather ({licence.state}, {licence.device_id})")
 
     def calm_moves(self) -> None:
         """In calm weather, with every device online: a bind or a move completes within seconds;
@@ -413,16 +415,15 @@ class World:
             after = self.db.licence(licence_id)
             if ((after.state, after.device_id, after.epoch) != (before.state, before.device_id, before.epoch)
                     or not self.devices[before.device_id].can_sell(licence_id, self.now_s)):
-                raise Violation(f"seed {self.seed}: licence {licence_id} of {before.device_id} disturbed by a key "
-                                f"typed on {outsider} of another company ({after.state}, {after.device_id}); "
-                                f"KASSA_LICENCE_SEED={self.seed}")
+                raise Violation(f"{self.where}: licence {licence_id} of {before.device_id} disturbed by a key "
+                                f"typed on {outsider} of another company ({after.state}, {after.device_id})")
             self.company_release(licence_id)
             self.run_until(self.now_s + CALM_MOVE_S)
             returned = self.db.licence(licence_id)
             if (returned.state, returned.company_id) != (LicenceState.ASSIGNED, None):
-                raise Violation(f"seed {self.seed}: licence {licence_id} released by its company is not back in the "
+                raise Violation(f"{self.where}: licence {licence_id} released by its company is not back in the "
                                 f"partner's stock within {CALM_MOVE_S:.0f} s in calm weather ({returned.state}, "
-                                f"{returned.device_id}); KASSA_LICENCE_SEED={self.seed}")
+                                f"{returned.device_id})")
             self.calm_bind(licence_id, key, outsider, "bound from the stock to")
         self.calm = False
 

@@ -8,7 +8,6 @@ tests/deploy/test_broker_trust.py and test_certificate_lifecycle.py.
 from __future__ import annotations
 
 import queue
-import subprocess
 import time
 from typing import TYPE_CHECKING
 
@@ -17,7 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from broker import contract as kc
 from tests.demo.business import SECOND_DEVICE
-from tests.deploy.tls_broker import PRODUCTION
+from tests.deploy.tls_broker import fetch_crl
 from tests.support.agent_process import AgentProcess
 
 if TYPE_CHECKING:
@@ -38,11 +37,9 @@ class TrustSteps:
         _, revoked = self._api(self.api_token, "POST", f"/companies/{self.company_id}/devices/{SECOND_DEVICE}/certificates/revoke",
                                {"reason": "stolen (demo)"}, 200)
         before = self.broker.log().count("certificate verify failed")
-        fetched = subprocess.run(  # what kassa-broker-crl.timer runs on the broker host every minute
-            ["sh", str(PRODUCTION / "fetch-crl.sh"), "--url", f"{self.api_url}/pki/device-crl.pem",
-             "--ca", str(self.broker.pki / "device-ca.crt"), "--out", str(self.broker.pki / "device-crl.pem"),
-             "--reload-command", f"kill -HUP {self.broker.broker.process.pid}"],
-            capture_output=True, text=True, timeout=60)
+        fetched = fetch_crl(  # what kassa-broker-crl.timer runs on the broker host every minute
+            f"{self.api_url}/pki/device-crl.pem", self.broker.pki, self.broker.pki / "device-crl.pem",
+            f"kill -HUP {self.broker.broker.process.pid}")
         if fetched.returncode != 0:
             raise self.failure("stolen terminal", f"fetch-crl.sh failed: {fetched.stderr}")
         self._wait(lambda: "revoked certificate(s)" in self.broker.log().split("Reloading config.")[-1], "stolen terminal",

@@ -1,6 +1,7 @@
 """What the end-to-end tests of a paired terminal share: a `kassa-cloud worker` logged in on the
 production broker's cloud listener, the pairing API over HTTPS with the broker's certificate,
-and a way to wait on the agent and to put a sale in its outbox."""
+an agent config with a device certificate of the test PKI, and a way to wait on the agent and
+to put a sale in its outbox."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from agent.cloud.outbox import Outbox
 from agent.store import Store
 from cloud_api.settings import CloudSettings
 from tests.deploy.tls_broker import ProductionBroker
-from tests.support.agent_process import AgentProcess
+from tests.support.agent_process import AgentProcess, write_agent_config
 from tests.support.cloud import Cloud
 from tests.support.cloud_http import LiveApi, live_api
 from tests.support.sales import make_sale
@@ -47,6 +48,18 @@ def pairing_api(cloud: Cloud, broker: ProductionBroker, **overrides: Any) -> Ite
         pairing_poll_interval_s=1, **overrides)
     with live_api(settings, cloud.engine, tls=(pki / "server.crt", pki / "server.key", pki / "cloud-ca.crt")) as running:
         yield running
+
+
+def tls_agent_config(directory: Path, broker: ProductionBroker, device_id: str, **mqtt: Any) -> Path:
+    """agent.toml for `device_id` logging in on the device listener over mutual TLS with its
+    certificate from the broker's PKI (make-certs.sh's clients/); `mqtt`: more [mqtt] keys."""
+    clients = broker.pki / "clients"
+    return write_agent_config(
+        directory, device_id=device_id, port=broker.device_port,
+        extra="tls = true",  # still inside [mqtt], the last table written
+        ca_file=str(broker.pki / "cloud-ca.crt"), cert_file=str(clients / f"{device_id}.crt"),
+        key_file=str(clients / f"{device_id}.key"), **mqtt,
+    )
 
 
 def wait_for(agent: AgentProcess, predicate: Callable[[dict[str, Any]], Any], what: str, timeout_s: float = 30) -> dict[str, Any]:

@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 from broker import contract as kc
+from tests.deploy.paired import tls_agent_config, tls_worker, wait_for
 from tests.deploy.tls_broker import NOT_AUTHORIZED, PRODUCTION, Peer, ProductionBroker, dev, start_production_broker
-from tests.support.agent_process import AgentProcess, write_agent_config
+from tests.support.agent_process import AgentProcess
 
 INGEST = kc.CLOUD_INGEST_SUBSCRIPTION  # $share/ingest/kassa/v1/dev/+/up/#
 STATUS = kc.CLOUD_STATUS_SUBSCRIPTION  # kassa/v1/dev/+/status
@@ -259,13 +260,7 @@ def test_the_real_agent_logs_in_with_its_certificate(production_broker: Producti
     worker = cloud(production_broker, peers)
     worker.subscribe(INGEST)
     worker.subscribe(STATUS)
-    clients = production_broker.pki / "clients"
-    config = write_agent_config(
-        tmp_path / "agent", device_id="pos-a", port=production_broker.device_port,
-        extra="tls = true",  # still inside [mqtt], the last table written
-        ca_file=str(production_broker.pki / "cloud-ca.crt"), cert_file=str(clients / "pos-a.crt"), key_file=str(clients / "pos-a.key"),
-    )
-    agent = AgentProcess(config).start()
+    agent = AgentProcess(tls_agent_config(tmp_path / "agent", production_broker, "pos-a")).start()
 
     def next_status():  # noqa: ANN202 - a paho message
         # the agent's state report (up/state) arrives on the ingest subscription too
@@ -292,31 +287,13 @@ def test_agent_and_cloud_worker_exchange_through_the_production_broker(productio
     """The whole loop over TLS with client certificates and the production ACL: the agent's
     up/state reaches a real `kassa-cloud worker` (CN kassa-cloud, $share/ingest), is applied,
     and the worker's down/ack empties the agent's outbox."""
-    from tests.support.cloud import Cloud
-
-    clients = production_broker.pki / "clients"
-    cloud = Cloud(tmp_path / "cloud", production_broker.broker)
-    try:
-        cloud.start_worker_process("tls", port=production_broker.cloud_port, env={
-            "KASSA_CLOUD_MQTT_CA_FILE": str(production_broker.pki / "cloud-ca.crt"),
-            "KASSA_CLOUD_MQTT_CERT_FILE": str(clients / "kassa-cloud.crt"),
-            "KASSA_CLOUD_MQTT_KEY_FILE": str(clients / "kassa-cloud.key"),
-        })
-        config = write_agent_config(
-            tmp_path / "agent", device_id="pos-a", port=production_broker.device_port,
-            extra="tls = true",  # still inside [mqtt], the last table written
-            ca_file=str(production_broker.pki / "cloud-ca.crt"), cert_file=str(clients / "pos-a.crt"), key_file=str(clients / "pos-a.key"),
-            ack_timeout_s=2.0,  # the worker may subscribe a moment after the agent's first report
-        )
+    with tls_worker(tmp_path / "cloud", production_broker) as worker:
+        config = tls_agent_config(tmp_path / "agent", production_broker, "pos-a",
+                                  ack_timeout_s=2.0)  # the worker may subscribe a moment after the agent's first report
         agent = AgentProcess(config).start()
         try:
-            cloud.wait_applied("pos-a", 1, timeout_s=30)
-            deadline = time.monotonic() + 30
-            while agent.client().call("status")["components"]["cloud"]["outbox_depth"] and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert agent.client().call("status")["components"]["cloud"]["outbox_depth"] == 0, "the cloud's ack came back"
+            worker.wait_applied("pos-a", 1, timeout_s=30)
+            wait_for(agent, lambda s: s["components"]["cloud"]["outbox_depth"] == 0, "the cloud's ack came back")
             assert agent.stop() == 0
         finally:
             agent.kill()
-    finally:
-        cloud.stop()

@@ -10,8 +10,6 @@ reloads the broker. A `kassa-cloud worker` logs in as kassa-cloud on the cloud l
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from cloud_api.pairing.models import DeviceCertificate
 from tests.deploy.paired import enqueue_sale, pairing_api, tls_worker, wait_for
-from tests.deploy.tls_broker import PRODUCTION, ProductionBroker, start_production_broker
+from tests.deploy.tls_broker import ProductionBroker, fetch_crl, start_production_broker
 from tests.support.agent_process import AgentProcess, write_agent_config
 from tests.support.cloud import Cloud
 from tests.support.cloud_http import LiveApi
@@ -101,10 +99,8 @@ certificate_renew_before_days = 2
         # The broker host's timer: fetch-crl.sh takes the CRL from the API and reloads the broker.
         crl_file = tmp_path / "device-crl.pem"  # the file the broker fixture's device listener reads
         before = broker.log().count("Reloading config.")
-        fetched = subprocess.run(
-            ["sh", str(PRODUCTION / "fetch-crl.sh"), "--url", f"{api.url}/pki/device-crl.pem", "--cacert", str(broker.pki / "cloud-ca.crt"),
-             "--ca", str(broker.pki / "device-ca.crt"), "--out", str(crl_file), "--reload-command", f"kill -HUP {broker.broker.process.pid}"],
-            capture_output=True, text=True, timeout=60, env={**os.environ})
+        fetched = fetch_crl(f"{api.url}/pki/device-crl.pem", broker.pki, crl_file, f"kill -HUP {broker.broker.process.pid}",
+                            cacert=broker.pki / "cloud-ca.crt")
         assert fetched.returncode == 0, fetched.stderr
         assert crl_file.read_text() == (tmp_path / "cloud-written-crl.pem").read_text(), "the same CRL the API wrote"
         broker.wait_for_log("Reloading config.", before + 1)
@@ -125,10 +121,7 @@ certificate_renew_before_days = 2
         wait_for(agent, lambda s: not s["components"]["cloud"]["connected"] and s["components"]["cloud"]["outbox_depth"] >= 1,
                  "after a restart the revoked terminal cannot connect; its sale stays in the outbox")
         # The timer's next run finds the same CRL: nothing installed, no reload (the command would fail).
-        again = subprocess.run(
-            ["sh", str(PRODUCTION / "fetch-crl.sh"), "--url", f"{api.url}/pki/device-crl.pem", "--cacert", str(broker.pki / "cloud-ca.crt"),
-             "--ca", str(broker.pki / "device-ca.crt"), "--out", str(crl_file), "--reload-command", "false"],
-            capture_output=True, text=True, timeout=60)
+        again = fetch_crl(f"{api.url}/pki/device-crl.pem", broker.pki, crl_file, "false", cacert=broker.pki / "cloud-ca.crt")
         assert again.returncode == 0 and again.stdout == "", again.stderr
     finally:
         agent.kill()

@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.deploy.tls_broker import PRODUCTION
+from tests.deploy.tls_broker import fetch_crl
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 
@@ -42,10 +42,7 @@ class Fetch:
             source.unlink(missing_ok=True)
         else:
             source.write_bytes(served)
-        return subprocess.run(
-            ["sh", str(PRODUCTION / "fetch-crl.sh"), "--url", source.as_uri(), "--ca", str(self.pki / "device-ca.crt"),
-             "--out", str(self.out), "--reload-command", f"echo reloaded >> {self.reloads}"],
-            capture_output=True, text=True, timeout=60)
+        return fetch_crl(source.as_uri(), self.pki, self.out, f"echo reloaded >> {self.reloads}")
 
     def reload_count(self) -> int:
         return len(self.reloads.read_text().splitlines()) if self.reloads.exists() else 0

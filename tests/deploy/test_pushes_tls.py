@@ -14,7 +14,7 @@ from cloud_api.pushes import commands, desired_state
 from cloud_api.pushes.mqtt import BrokerOptions
 from cloud_api.pushes.publisher import PublisherOptions, PushPublisher
 from tests.cloud.pushes_support import push_database, wait_for
-from tests.deploy.tls_broker import Peer, ProductionBroker
+from tests.deploy.tls_broker import NOT_AUTHORIZED, Peer, ProductionBroker
 
 
 def test_publisher_pushes_over_tls_with_the_production_acl(production_broker: ProductionBroker, tmp_path: Path) -> None:
@@ -33,7 +33,7 @@ def test_publisher_pushes_over_tls_with_the_production_acl(production_broker: Pr
         # Subscribed before the publisher starts (a command is not retained), as widely as the
         # devices' listener allows (its own down/ topics; kassa/v1/dev/# is refused): the ACL,
         # not the filter, must keep other devices' documents away.
-        assert [code.value for code in device.subscribe("kassa/v1/dev/#")] == [135]
+        assert [code.value for code in device.subscribe("kassa/v1/dev/#")] == [NOT_AUTHORIZED]
         device.subscribe("kassa/v1/dev/pos-a/down/#")
         publisher = PushPublisher(db.engine, broker, options=PublisherOptions(poll_s=0.05)).start()
         try:

@@ -30,6 +30,7 @@ from tests.support.agent_process import REPO_ROOT
 
 PRODUCTION = REPO_ROOT / "broker" / "production"
 MAKE_CERTS = PRODUCTION / "make-certs.sh"
+FETCH_CRL = PRODUCTION / "fetch-crl.sh"
 DEVICE_LISTENER = "listener 8883"
 CLOUD_LISTENER = "listener 8884 127.0.0.1"
 PLUGIN = REPO_ROOT / "build" / "kassa_device_acl.so"
@@ -52,6 +53,17 @@ def make_certs(out: Path, *device_ids: str, days: int = 400) -> subprocess.Compl
     renew only where a test asks for it (short `device_cert_days`)."""
     return subprocess.run(
         ["sh", str(MAKE_CERTS), "--out", str(out), "--days", str(days), *device_ids],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def fetch_crl(url: str, pki: Path, out: Path, reload_command: str, cacert: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """broker/production/fetch-crl.sh as kassa-broker-crl.timer runs it: the CRL at `url` must be
+    signed by `pki`'s device CA to be installed at `out`; `cacert` checks an HTTPS `url`."""
+    https = ["--cacert", str(cacert)] if cacert is not None else []
+    return subprocess.run(
+        ["sh", str(FETCH_CRL), "--url", url, *https, "--ca", str(pki / "device-ca.crt"), "--out", str(out),
+         "--reload-command", reload_command],
         capture_output=True, text=True, timeout=60, check=False,
     )
 

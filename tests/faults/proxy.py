@@ -325,10 +325,6 @@ class TcpProxy:
         with self._lock:
             self._paused.clear()
 
-    @property
-    def paused(self) -> bool:
-        return self._paused.is_set()
-
     def wait_paused(self, timeout_s: float) -> bool:
         return self._paused.wait(timeout_s)
 

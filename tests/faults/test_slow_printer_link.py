@@ -174,10 +174,6 @@ def kassactl(terminal: Terminal, *args: str) -> str:
     return result.stdout
 
 
-def stall_a_job(proxy: TcpProxy, what: str) -> None:
-    assert proxy.wait_paused(60), f"{what} never crossed the link"
-
-
 def test_a_stalled_link_makes_at_most_one_marked_copy_per_sale(tcp_link: tuple[Terminal, TcpProxy]) -> None:
     terminal, proxy = tcp_link
     stream = SaleStream(terminal)
@@ -188,7 +184,7 @@ def test_a_stalled_link_makes_at_most_one_marked_copy_per_sale(tcp_link: tuple[T
         # The link stalls in the middle of a receipt, for longer than any wait: unconfirmed.
         proxy.pause_after(STALL_AFTER)
         (stalled,) = sell(stream)
-        stall_a_job(proxy, "the receipt")
+        assert proxy.wait_paused(60), "the receipt never crossed the link"
         original = job_of_sale(terminal, stalled)
         wait_for(lambda: state(terminal, original["job_id"]) == "failed", 60, "the stalled receipt to count as unconfirmed")
         (copy,) = copies_of(terminal, original["job_id"])
@@ -198,7 +194,7 @@ def test_a_stalled_link_makes_at_most_one_marked_copy_per_sale(tcp_link: tuple[T
         # Back for a moment, then stalled again in the middle of the next job sent: the copy.
         proxy.pause_after(STALL_AFTER)
         proxy.resume()
-        stall_a_job(proxy, "the copy")
+        assert proxy.wait_paused(60), "the copy never crossed the link"
         wait_for(lambda: state(terminal, copy["job_id"]) == "needs_attention", 60, "the unconfirmed copy to wait for a person")
         # it went ahead of the receipts queued after its original: those were not sent yet
         assert [job_of_sale(terminal, sale)["state"] for sale in later] == ["queued", "queued"], jobs(terminal)
@@ -236,7 +232,7 @@ def test_a_kill_while_a_copy_prints_leaves_no_copy_of_the_copy(tcp_link: tuple[T
     terminal, proxy = tcp_link
 
     def kill_while_printing(job_id: str, what: str) -> None:
-        stall_a_job(proxy, what)
+        assert proxy.wait_paused(60), f"{what} never crossed the link"
         # the agent waits for that job's answer for a minute and more (link_bytes_per_s=20): time to see it
         wait_for(lambda: state(terminal, job_id) == "printing", 30, f"{what} marked printing")
         terminal.process.kill()
