@@ -28,14 +28,15 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 # Mosquitto, and what the production broker's device-listener plugin (broker/production/
-# kassa_device_acl.c) is built with: its headers, OpenSSL's and a C compiler. Tests build the
+# kassa_device_acl.c) is built with: its headers (mosquitto_plugin.h from mosquitto-dev, mosquitto.h
+# from libmosquitto-dev), OpenSSL's and a C compiler. Tests build the
 # plugin into build/ when they first start the production broker.
 mosquitto:
 	@if [ ! -x $(MOSQUITTO) ] && ! command -v mosquitto >/dev/null || [ ! -f /usr/include/mosquitto_plugin.h ] \
-			|| [ ! -f /usr/include/openssl/x509.h ] || ! command -v cc >/dev/null; then \
-		echo "installing mosquitto, mosquitto-dev, libssl-dev, gcc (Debian packages)"; \
+			|| [ ! -f /usr/include/mosquitto.h ] || [ ! -f /usr/include/openssl/x509.h ] || ! command -v cc >/dev/null; then \
+		echo "installing mosquitto, mosquitto-dev, libmosquitto-dev, libssl-dev, gcc (Debian packages)"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q mosquitto mosquitto-dev libssl-dev gcc; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q mosquitto mosquitto-dev libmosquitto-dev libssl-dev gcc; \
 	fi
 	@$(PY) -m broker.device_acl_plugin --out build/kassa_device_acl.so >/dev/null
 

@@ -69,13 +69,23 @@ class MqttConfig(_Section):
     )
     max_inflight: int = Field(64, ge=1, le=65535, description="Bound on QoS 1 publishes the broker has not PUBACKed.")
     ack_window: int = Field(
-        1000, ge=1, le=100_000, description="Bound on outbox messages published but not yet acked by the cloud (memory stays bounded by it)."
+        1000,
+        ge=1,
+        le=100_000,
+        description="Bound on outbox messages published but not yet acked by the cloud (memory stays bounded by it).",
     )
     reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay (jittered).")
     reconnect_max_s: float = Field(30.0, gt=0, description="Cap on the reconnect delay.")
-    ack_timeout_s: float = Field(30.0, gt=0, description="Resend an outbox message not acked by the cloud within this time; each further resend of the same message waits twice as long, up to 8 times this (jittered).")
+    ack_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Resend an outbox message not acked by the cloud within this time; each further resend of the same message waits twice as long, up to 8 times this (jittered).",
+    )
     batch_max_messages: int = Field(
-        50, ge=1, le=500, description="A backlog is sent up to this many outbox messages per publish (`up/batch`); 1 sends every message alone."
+        50,
+        ge=1,
+        le=500,
+        description="A backlog is sent up to this many outbox messages per publish (`up/batch`); 1 sends every message alone.",
     )
     batch_max_bytes: int = Field(
         64 * 1024, ge=1024, le=256 * 1024, description="Size bound of one `up/batch` publish in bytes."
@@ -83,9 +93,7 @@ class MqttConfig(_Section):
 
 
 class ControlConfig(_Section):
-    admin_group: str = Field(
-        "kassa-admin", description="Group whose members may call changing control-socket methods."
-    )
+    admin_group: str = Field("kassa-admin", description="Group whose members may call changing control-socket methods.")
     read_group: str = Field("kassa", description="Group whose members may call read-only methods.")
 
 
@@ -96,16 +104,21 @@ DeviceOption = str | int | float | bool
 class PrinterConfig(_Section):
     name: str = Field(..., pattern=DEVICE_NAME_PATTERN, description="Short name used by kassactl and the POS API.")
     url: str = Field(
-        ..., description="How to reach it: `tcp://host:9100`, `usb://04b8:0202?serial=X`, `serial:///dev/ttyS0?baudrate=19200`, `file:///dev/usb/lp0`."
+        ...,
+        description="How to reach it: `tcp://host:9100`, `usb://04b8:0202?serial=X`, `serial:///dev/ttyS0?baudrate=19200`, `file:///dev/usb/lp0`.",
     )
-    options: dict[str, DeviceOption] = Field(default_factory=dict, description="Driver options (profile, write_timeout, ...); see docs/drivers.md.")
+    options: dict[str, DeviceOption] = Field(
+        default_factory=dict, description="Driver options (profile, write_timeout, ...); see docs/drivers.md."
+    )
 
 
 class ScannerConfig(_Section):
     name: str = Field(..., pattern=DEVICE_NAME_PATTERN, description="Short name.")
     url: str = Field(..., description="`serial:///dev/ttyACM0?suffix=%0D` or `hid:///dev/input/by-id/...?layout=de`.")
     max_length: int = Field(
-        4096, ge=16, le=1048576,
+        4096,
+        ge=16,
+        le=1048576,
         description="Longest code accepted, in bytes (serial) or characters (HID); longer input is dropped unbuffered and reported as a `scan.rejected` event (docs/drivers.md).",
     )
     options: dict[str, DeviceOption] = Field(default_factory=dict, description="Driver options; see docs/drivers.md.")
@@ -114,16 +127,22 @@ class ScannerConfig(_Section):
     def _max_length_is_a_key(self) -> ScannerConfig:
         # the key always has a value and wins: one given elsewhere would be silently ignored
         if "max_length" in self.options or re.search(r"[?&]max_length=", self.url):
-            raise ValueError(f"scanner '{self.name}': set max_length as a key of its [[scanners]] table, not in the url or options")
+            raise ValueError(
+                f"scanner '{self.name}': set max_length as a key of its [[scanners]] table, not in the url or options"
+            )
         return self
 
 
 class DrawerConfig(_Section):
     name: str = Field(..., pattern=DEVICE_NAME_PATTERN, description="Short name.")
-    url: str = Field("printer:?pin=2", description="`printer:?pin=2` (kicked through a printer) or `serial:///dev/ttyS1`.")
+    url: str = Field(
+        "printer:?pin=2", description="`printer:?pin=2` (kicked through a printer) or `serial:///dev/ttyS1`."
+    )
     printer: str | None = Field(None, description="For `printer:` drawers: the name of the printer it hangs on.")
     sensor_poll_s: float = Field(
-        0.5, gt=0, le=60,
+        0.5,
+        gt=0,
+        le=60,
         description="While the drawer stands open, how often its sensor is read; when it is pushed shut a `drawer.closed` event follows (drawers without a sensor are not polled).",
     )
     options: dict[str, DeviceOption] = Field(default_factory=dict, description="Driver options (on_ms, settle_s, ...).")
@@ -133,13 +152,18 @@ class HardwareConfig(_Section):
     receipt_printer: str | None = Field(None, description="Printer for receipts (default: the first printer).")
     cash_drawer: str | None = Field(None, description="Drawer opened for cash (default: the first drawer).")
     status_poll_s: float = Field(5.0, gt=0, le=300, description="How often printer status is polled while jobs wait.")
-    discovery_interval_s: float = Field(5.0, ge=0, le=3600, description="How often USB, serial and input devices are enumerated (0: never).")
+    discovery_interval_s: float = Field(
+        5.0, ge=0, le=3600, description="How often USB, serial and input devices are enumerated (0: never)."
+    )
 
 
 class SiteConfig(_Section):
-    point_of_sale: str | None = Field(None, description="Point of sale (store) this terminal serves; set by a configuration QR.")
+    point_of_sale: str | None = Field(
+        None, description="Point of sale (store) this terminal serves; set by a configuration QR."
+    )
     language: str = Field(
-        "en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$",
+        "en",
+        pattern=r"^[a-z]{2}(-[A-Z]{2})?$",
         description="Language of receipts, reports, slips and POS API messages, money and dates formatted for it: `en`, `ru`, `fr`, `de` "
         "(a region such as `de-CH` takes its formats); another language prints English. Applies to the next receipt.",
     )
@@ -162,7 +186,9 @@ class TrustConfig(_Section):
             try:
                 load_public_key(text)
             except (TokenError, ValueError):
-                raise ValueError(f"cloud key '{key_id}' is not an Ed25519 public key (43 base64url characters)") from None
+                raise ValueError(
+                    f"cloud key '{key_id}' is not an Ed25519 public key (43 base64url characters)"
+                ) from None
         return keys
 
 
@@ -172,12 +198,23 @@ class CloudConfig(_Section):
         description="Cloud HTTP API the terminal pairs through (`https://...`; `http://` only to a loopback address). "
         "Unset: no pairing, the broker certificate is configured in [mqtt] by hand.",
     )
-    ca_file: Path | None = Field(None, description="CA bundle that signed the cloud API's HTTPS certificate (default: the system's CAs).")
+    ca_file: Path | None = Field(
+        None, description="CA bundle that signed the cloud API's HTTPS certificate (default: the system's CAs)."
+    )
     timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one pairing request.")
-    retry_min_s: float = Field(1.0, gt=0, le=60, description="First retry delay after a failed pairing request (doubles, jittered).")
-    retry_max_s: float = Field(300.0, gt=0, le=3600, description="Cap on the pairing retry delay, and on the wait a `Retry-After` from the cloud asks for.")
+    retry_min_s: float = Field(
+        1.0, gt=0, le=60, description="First retry delay after a failed pairing request (doubles, jittered)."
+    )
+    retry_max_s: float = Field(
+        300.0,
+        gt=0,
+        le=3600,
+        description="Cap on the pairing retry delay, and on the wait a `Retry-After` from the cloud asks for.",
+    )
     certificate_renew_before_days: float = Field(
-        30.0, gt=0, le=3650,
+        30.0,
+        gt=0,
+        le=3650,
         description="A paired terminal asks the cloud for a new broker certificate once fewer days than this are left on its own.",
     )
 
@@ -206,13 +243,19 @@ class CashiersConfig(_Section):
     lockout_attempts: int = Field(
         5, ge=1, le=100, description="Wrong PINs in a row that lock a cashier on this terminal."
     )
-    lockout_s: float = Field(300.0, gt=0, le=86400, description="How long a locked cashier must wait before trying again.")
+    lockout_s: float = Field(
+        300.0, gt=0, le=86400, description="How long a locked cashier must wait before trying again."
+    )
     session_timeout_s: float = Field(
-        8 * 3600.0, gt=0, le=7 * 86400,
+        8 * 3600.0,
+        gt=0,
+        le=7 * 86400,
         description="A cashier session unused this long ends (idle timeout; a shift's breaks fit in the default).",
     )
     check_interval_s: float = Field(
-        300.0, ge=0, le=86400,
+        300.0,
+        ge=0,
+        le=86400,
         description="After a printed receipt, ask the cloud whether a newer roster exists at most this often (0: after every receipt).",
     )
 
@@ -220,7 +263,8 @@ class CashiersConfig(_Section):
 class PosApiConfig(_Section):
     enabled: bool = Field(True, description="Serve the local POS API (HTTP + WebSocket, docs/pos-api.md).")
     bind: str = Field(
-        "127.0.0.1", description="Address the POS API listens on. Anything but a loopback address needs `tls_cert_file` and `tls_key_file`."
+        "127.0.0.1",
+        description="Address the POS API listens on. Anything but a loopback address needs `tls_cert_file` and `tls_key_file`.",
     )
     port: int = Field(8765, ge=0, le=65535, description="TCP port of the POS API (0: any free port, for tests).")
     tls_cert_file: Path | None = Field(None, description="TLS certificate (PEM) for serving the POS API over HTTPS.")
@@ -235,7 +279,9 @@ class PosApiConfig(_Section):
     def _origins(cls, origins: list[str]) -> list[str]:
         for origin in origins:
             if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", origin) or origin.endswith("/"):
-                raise ValueError(f"'{origin}' is not an origin: scheme://host[:port], no path, e.g. http://127.0.0.1:8080")
+                raise ValueError(
+                    f"'{origin}' is not an origin: scheme://host[:port], no path, e.g. http://127.0.0.1:8080"
+                )
         return origins
 
     @model_validator(mode="after")
@@ -247,17 +293,19 @@ class PosApiConfig(_Section):
         try:
             loopback = self.bind == "localhost" or ipaddress.ip_address(self.bind).is_loopback
         except ValueError:
-            raise ValueError(f"pos_api.bind '{self.bind}' is not an IP address (e.g. 127.0.0.1 or 192.168.1.20)") from None
+            raise ValueError(
+                f"pos_api.bind '{self.bind}' is not an IP address (e.g. 127.0.0.1 or 192.168.1.20)"
+            ) from None
         if self.enabled and not loopback and self.tls_cert_file is None:
             # Pairing tokens and cashier sessions would cross the LAN in clear text.
-            raise ValueError(f"pos_api.bind {self.bind} is not a loopback address: set tls_cert_file and tls_key_file to serve it over HTTPS")
+            raise ValueError(
+                f"pos_api.bind {self.bind} is not a loopback address: set tls_cert_file and tls_key_file to serve it over HTTPS"
+            )
         return self
 
 
 class LifecycleConfig(_Section):
-    shutdown_timeout_s: float = Field(
-        10.0, gt=0, le=300, description="Upper bound on a clean stop after SIGTERM."
-    )
+    shutdown_timeout_s: float = Field(10.0, gt=0, le=300, description="Upper bound on a clean stop after SIGTERM.")
 
 
 class AgentConfig(BaseSettings):
@@ -296,7 +344,9 @@ class AgentConfig(BaseSettings):
         from broker.contract.topics import RESERVED_DEVICE_ID_PREFIX, is_reserved_device_id
 
         if is_reserved_device_id(value):
-            raise ValueError(f"device ids starting with '{RESERVED_DEVICE_ID_PREFIX}' are reserved for the cloud's broker identities")
+            raise ValueError(
+                f"device ids starting with '{RESERVED_DEVICE_ID_PREFIX}' are reserved for the cloud's broker identities"
+            )
         return value
 
     @model_validator(mode="after")
@@ -309,7 +359,9 @@ class AgentConfig(BaseSettings):
         printers = {p.name for p in self.printers}
         for drawer in self.drawers:
             if drawer.url.startswith("printer:") and drawer.printer not in printers:
-                raise ValueError(f"drawer '{drawer.name}' is kicked through printer '{drawer.printer}', which is not configured")
+                raise ValueError(
+                    f"drawer '{drawer.name}' is kicked through printer '{drawer.printer}', which is not configured"
+                )
         if self.hardware.receipt_printer is not None and self.hardware.receipt_printer not in printers:
             raise ValueError(f"hardware.receipt_printer '{self.hardware.receipt_printer}' is not a configured printer")
         if self.hardware.cash_drawer is not None and self.hardware.cash_drawer not in {d.name for d in self.drawers}:
@@ -331,8 +383,22 @@ class AgentConfig(BaseSettings):
 
 # Keys whose change only takes effect after a restart (SIGHUP reports them).
 LIVE_RELOADABLE = frozenset(
-    {"log.level", "log.format", "mqtt.ack_timeout_s", "mqtt.batch_max_messages", "mqtt.batch_max_bytes", "site.point_of_sale", "site.language", "site.scanner", "site.rooms", "trust.cloud_keys",
-     "cashiers.lockout_attempts", "cashiers.lockout_s", "cashiers.session_timeout_s", "cashiers.check_interval_s"}
+    {
+        "log.level",
+        "log.format",
+        "mqtt.ack_timeout_s",
+        "mqtt.batch_max_messages",
+        "mqtt.batch_max_bytes",
+        "site.point_of_sale",
+        "site.language",
+        "site.scanner",
+        "site.rooms",
+        "trust.cloud_keys",
+        "cashiers.lockout_attempts",
+        "cashiers.lockout_s",
+        "cashiers.session_timeout_s",
+        "cashiers.check_interval_s",
+    }
 )
 
 
@@ -360,8 +426,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
-            f"{path}: configuration file not found. Create it (see docs/configuration.md) "
-            "or pass --config PATH."
+            f"{path}: configuration file not found. Create it (see docs/configuration.md) or pass --config PATH."
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}.") from None

@@ -67,7 +67,10 @@ def _section(title: str, note: str, prefix: str | None, model: type[BaseModel]) 
     head = ["| key | type | default | reload | environment | meaning |", "|---|---|---|---|---|---|"]
     if prefix is None:  # entries of a list: no per-key environment variable
         head = ["| key | type | default | meaning |", "|---|---|---|---|"]
-        rows = [f"| `{key}` | {_type_name(sub)} | {_default(sub)} | {sub.description or ''} |" for key, sub in model.model_fields.items()]
+        rows = [
+            f"| `{key}` | {_type_name(sub)} | {_default(sub)} | {sub.description or ''} |"
+            for key, sub in model.model_fields.items()
+        ]
     else:
         rows = [_row(f"{prefix}.{key}", sub) for key, sub in model.model_fields.items()]
     return "\n".join([f"## {title}", "", *([note, ""] if note else []), *head, *rows, ""])

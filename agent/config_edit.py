@@ -63,7 +63,9 @@ def set_values(path: Path, changes: dict[str, Any]) -> AgentConfig:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate ("\ud800" escaped in JSON): the file must stay UTF-8
-        raise ConfigError(f"{path}: the value of {', '.join(map(repr, changes))} is not valid Unicode text. The file was not changed.") from None
+        raise ConfigError(
+            f"{path}: the value of {', '.join(map(repr, changes))} is not valid Unicode text. The file was not changed."
+        ) from None
     _validate(path, text)
     _atomic_write(path, text)
     return load_config(path)
@@ -80,7 +82,9 @@ def _check_settable(key: str) -> None:
         last = index == len(parts) - 1
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             if last:
-                raise ConfigError(f"'{key}' is a section; set one of its keys, e.g. '{key}.{next(iter(annotation.model_fields))}'")
+                raise ConfigError(
+                    f"'{key}' is a section; set one of its keys, e.g. '{key}.{next(iter(annotation.model_fields))}'"
+                )
             model = annotation
         elif not last:
             raise ConfigError(f"no configuration key '{key}' (see docs/configuration.md)")
@@ -90,11 +94,18 @@ def _check_settable(key: str) -> None:
 
 def _is_list_of_tables(annotation: Any) -> bool:
     args = typing.get_args(annotation)
-    return typing.get_origin(annotation) is list and bool(args) and isinstance(args[0], type) and issubclass(args[0], BaseModel)
+    return (
+        typing.get_origin(annotation) is list
+        and bool(args)
+        and isinstance(args[0], type)
+        and issubclass(args[0], BaseModel)
+    )
 
 
 def _validate(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".check-", suffix=".toml", delete=False, encoding="utf-8") as tmp:
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=".check-", suffix=".toml", delete=False, encoding="utf-8"
+    ) as tmp:
         tmp.write(text)
     try:
         load_config(Path(tmp.name))

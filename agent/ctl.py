@@ -14,9 +14,9 @@ from typing import Any
 
 from agent import ctl_format
 from agent.cashiers import ctl_verbs as cashier_verbs
-from agent.posapi import ctl_verbs as pos_verbs
 from agent.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
 from agent.ctl_client import EXIT_ERROR, EXIT_OK, ControlClient, ControlError
+from agent.posapi import ctl_verbs as pos_verbs
 
 DEFAULT_SOCKET = Path("/run/kassa/control.sock")
 
@@ -63,9 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-n", "--lines", type=int, default=100)
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     pairing = sub.add_parser("pairing", help="pairing with the cloud: stage and the code a company admin claims")
-    pairing.add_argument("--print", dest="print_code", action="store_true", help="print the code on the receipt printer")
+    pairing.add_argument(
+        "--print", dest="print_code", action="store_true", help="print the code on the receipt printer"
+    )
     pairing.add_argument("--printer", help="printer name for --print (default: the receipt printer)")
-    licence = sub.add_parser("licence", help="licence: status, enter a key, check the sale verdict, offline release file")
+    licence = sub.add_parser(
+        "licence", help="licence: status, enter a key, check the sale verdict, offline release file"
+    )
     licence.add_argument("action", nargs="?", default="status", choices=["status", "enter", "check", "release-file"])
     licence.add_argument("key", nargs="?", help="the licence key for `enter`, e.g. 7KQ2-M9XD-T4HB-8WZC")
     licence.add_argument("--licence-id", help="release-file: which licence, if the terminal holds several")
@@ -73,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     cashier_verbs.add_parsers(sub)
     pos_verbs.add_parsers(sub)
     diagnostics = sub.add_parser("diagnostics", help="write a support bundle (tar.gz)")
-    diagnostics.add_argument("-o", "--output", type=Path, help="file to write (default: kassa-diagnostics-<device>-<time>.tar.gz)")
+    diagnostics.add_argument(
+        "-o", "--output", type=Path, help="file to write (default: kassa-diagnostics-<device>-<time>.tar.gz)"
+    )
     return parser
 
 
@@ -129,13 +135,27 @@ def _simple(args: argparse.Namespace) -> tuple[str, dict[str, Any], Any]:
     if command == "methods":
         return "methods", {}, ctl_format.methods
     if command == "reload":
-        return "config.reload", {}, lambda r: f"applied: {', '.join(r['applied']) or '-'}; restart needed: {', '.join(r['restart_needed']) or '-'}"
+        return (
+            "config.reload",
+            {},
+            lambda r: (
+                f"applied: {', '.join(r['applied']) or '-'}; restart needed: {', '.join(r['restart_needed']) or '-'}"
+            ),
+        )
     if command == "devices":
         return "devices", {}, ctl_format.devices
     if command == "test-print":
-        return "print.test", {"printer": args.printer} if args.printer else {}, lambda r: f"test page queued as job {r['job_id']}"
+        return (
+            "print.test",
+            {"printer": args.printer} if args.printer else {},
+            lambda r: f"test page queued as job {r['job_id']}",
+        )
     if command == "drawer":
-        return "drawer.open", {"drawer": args.name} if args.name else {}, lambda r: f"drawer opened; sensor: {r['state']}"
+        return (
+            "drawer.open",
+            {"drawer": args.name} if args.name else {},
+            lambda r: f"drawer opened; sensor: {r['state']}",
+        )
     if command == "print" and args.action == "reprint":
         if not args.job_id:
             raise ControlError("kassactl print reprint JOB_ID: which job? (kassactl print jobs lists them)")
@@ -143,13 +163,21 @@ def _simple(args: argparse.Namespace) -> tuple[str, dict[str, Any], Any]:
     if command == "print" and args.action == "dismiss":
         if not args.job_id:
             raise ControlError("kassactl print dismiss JOB_ID: which job? (kassactl print jobs lists them)")
-        return "print.dismiss", {"job_id": args.job_id}, lambda r: f"job {r['job_id']} dismissed: it will not print again"
+        return (
+            "print.dismiss",
+            {"job_id": args.job_id},
+            lambda r: f"job {r['job_id']} dismissed: it will not print again",
+        )
     if command == "print":
         return "print.jobs", {}, ctl_format.print_jobs
     if command == "logs":
         return "logs", {"lines": args.lines}, lambda lines: "\n".join(lines)
     if command == "pairing" and args.print_code:
-        return "pairing.print", {"printer": args.printer} if args.printer else {}, lambda r: f"pairing code queued for printing as job {r['job_id']}"
+        return (
+            "pairing.print",
+            {"printer": args.printer} if args.printer else {},
+            lambda r: f"pairing code queued for printing as job {r['job_id']}",
+        )
     if command == "pairing":
         return "pairing", {}, ctl_format.pairing
     if command == "licence":
@@ -180,7 +208,11 @@ def _config(client: ControlClient, args: argparse.Namespace) -> int:
     if args.action == "get":
         result = client.call("config.get", **({"key": args.key} if args.key else {}))
         value = result if not args.key else result["value"]
-        print(json.dumps(result if args.json else value, indent=2, default=str) if isinstance(value, (dict, list)) or args.json else value)
+        print(
+            json.dumps(result if args.json else value, indent=2, default=str)
+            if isinstance(value, (dict, list)) or args.json
+            else value
+        )
         return EXIT_OK
     if args.key is None or args.value is None:
         raise ControlError("kassactl config set KEY VALUE: both are needed, e.g. kassactl config set log.level debug")
@@ -218,7 +250,11 @@ def _diagnostics(client: ControlClient, args: argparse.Namespace) -> int:
             info.size, info.mtime, info.mode = len(data), int(time.time()), 0o600
             tar.addfile(info, io.BytesIO(data))
     summary = {"file": str(output), "files": sorted(files), "store_integrity": bundle["store_integrity"]}
-    print(json.dumps(summary, indent=2) if args.json else f"wrote {output} ({len(files)} files; store integrity: {', '.join(bundle['store_integrity'])})")
+    print(
+        json.dumps(summary, indent=2)
+        if args.json
+        else f"wrote {output} ({len(files)} files; store integrity: {', '.join(bundle['store_integrity'])})"
+    )
     return EXIT_OK
 
 

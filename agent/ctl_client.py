@@ -50,13 +50,21 @@ class ControlClient:
             sock.connect(str(self.path))
         except FileNotFoundError:
             sock.close()
-            raise ControlError(f"the agent is not running (no control socket at {self.path}). Start it: systemctl start kassa-agent", EXIT_UNAVAILABLE) from None
+            raise ControlError(
+                f"the agent is not running (no control socket at {self.path}). Start it: systemctl start kassa-agent",
+                EXIT_UNAVAILABLE,
+            ) from None
         except ConnectionRefusedError:
             sock.close()
-            raise ControlError(f"the agent is not answering on {self.path} (stopped or restarting). Check: systemctl status kassa-agent", EXIT_UNAVAILABLE) from None
+            raise ControlError(
+                f"the agent is not answering on {self.path} (stopped or restarting). Check: systemctl status kassa-agent",
+                EXIT_UNAVAILABLE,
+            ) from None
         except PermissionError:
             sock.close()
-            raise ControlError(f"permission denied on {self.path}: run as root or join the 'kassa-admin' group", EXIT_NOPERM) from None
+            raise ControlError(
+                f"permission denied on {self.path}: run as root or join the 'kassa-admin' group", EXIT_NOPERM
+            ) from None
         return sock
 
     def _send(self, sock: socket.socket, method: str, params: dict[str, Any]) -> int:
@@ -85,5 +93,7 @@ def _messages(sock: socket.socket) -> Iterator[dict[str, Any]]:
 def _result(message: dict[str, Any]) -> Any:
     if "error" in message:
         error = message["error"]
-        raise ControlError(error.get("message", "unknown error"), EXIT_NOPERM if error.get("code") == PERMISSION_DENIED else EXIT_ERROR)
+        raise ControlError(
+            error.get("message", "unknown error"), EXIT_NOPERM if error.get("code") == PERMISSION_DENIED else EXIT_ERROR
+        )
     return message.get("result")

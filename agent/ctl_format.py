@@ -18,7 +18,9 @@ def status(result: dict[str, Any]) -> str:
         lines.append(f"restart     needed for: {', '.join(result['restart_needed'])}")
     components = result.get("components", {})
     for name, component in sorted(components.items()):
-        summary = component.get("summary") or ", ".join(f"{k}={v}" for k, v in component.items() if not isinstance(v, (dict, list)))
+        summary = component.get("summary") or ", ".join(
+            f"{k}={v}" for k, v in component.items() if not isinstance(v, (dict, list))
+        )
         lines.append(f"{name:<11} {summary}")
     cloud = components.get("cloud")
     if cloud is not None:
@@ -45,7 +47,9 @@ def devices(result: dict[str, Any]) -> str:
         default = " (cash)" if name == result.get("cash_drawer") else ""
         lines.append(f"drawer   {name:<12}{default}")
     for device in result.get("discovered", []):
-        lines.append(f"found    {device['identity']:<28} {device['kind']:<8} driver {device.get('driver') or '-'}  {device.get('description', '')}")
+        lines.append(
+            f"found    {device['identity']:<28} {device['kind']:<8} driver {device.get('driver') or '-'}  {device.get('description', '')}"
+        )
     return "\n".join(lines) or "no devices configured or found"
 
 
@@ -54,12 +58,20 @@ def print_jobs(result: list[dict[str, Any]]) -> str:
         return "no print jobs"
     rows = []
     for job in result:
-        copy = f" {'automatic ' if job.get('automatic') else ''}copy of {job['copy_of'][:12]}" if job.get("copy_of") else ""
+        copy = (
+            f" {'automatic ' if job.get('automatic') else ''}copy of {job['copy_of'][:12]}"
+            if job.get("copy_of")
+            else ""
+        )
         error = f"  ({job['last_error']})" if job.get("last_error") and job["state"] != "printed" else ""
-        rows.append(f"{job['job_id'][:12]}  {job['printer']:<10} {job['kind']:<8} {job['state']:<15} tries {job['attempts']}{copy}{error}")
+        rows.append(
+            f"{job['job_id'][:12]}  {job['printer']:<10} {job['kind']:<8} {job['state']:<15} tries {job['attempts']}{copy}{error}"
+        )
     if any(job["state"] == "needs_attention" for job in result):
-        rows.append("needs_attention: not known whether it came out; the agent prints a copy once, never a copy of a copy.\n"
-                    "  Reprint it (kassactl print reprint JOB_ID, or the POS reprint) or, if it came out, kassactl print dismiss JOB_ID.")
+        rows.append(
+            "needs_attention: not known whether it came out; the agent prints a copy once, never a copy of a copy.\n"
+            "  Reprint it (kassactl print reprint JOB_ID, or the POS reprint) or, if it came out, kassactl print dismiss JOB_ID."
+        )
     return "\n".join(rows)
 
 
@@ -77,17 +89,23 @@ def methods(result: list[dict[str, Any]]) -> str:
 def pairing(result: dict[str, Any]) -> str:
     state = result["state"]
     if state == "waiting":
-        lines = [f"waiting for a company admin to claim this terminal with the code  {result['pairing_code']}",
-                 f"the code is valid until {result.get('expires_at') or '?'}"]
+        lines = [
+            f"waiting for a company admin to claim this terminal with the code  {result['pairing_code']}",
+            f"the code is valid until {result.get('expires_at') or '?'}",
+        ]
     elif state == "unpaired":
         lines = [f"unpaired: registering with {result.get('api_url')}"]
         if result.get("pairing_code"):
             lines.append(f"code (valid once registered)  {result['pairing_code']}")
     elif state == "paired":
         cert = result.get("certificate") or {}
-        lines = [f"paired: certificate for {cert.get('device', '?')} valid until {cert.get('not_after', '?')} ({cert.get('file', '-')})"]
+        lines = [
+            f"paired: certificate for {cert.get('device', '?')} valid until {cert.get('not_after', '?')} ({cert.get('file', '-')})"
+        ]
     else:
-        lines = ["pairing is off: set [cloud] api_url to pair through the cloud (the broker certificate is configured by hand)"]
+        lines = [
+            "pairing is off: set [cloud] api_url to pair through the cloud (the broker certificate is configured by hand)"
+        ]
     if result.get("last_error") and state != "paired":
         lines.append(f"last error: {result['last_error']}")
     return "\n".join(lines)
@@ -95,7 +113,9 @@ def pairing(result: dict[str, Any]) -> str:
 
 def licence(result: dict[str, Any]) -> str:
     if result["ok"]:
-        lines = [f"licensed    {result['licence_id']} (epoch {result['epoch']}), lease valid until {result['expires_at']}"]
+        lines = [
+            f"licensed    {result['licence_id']} (epoch {result['epoch']}), lease valid until {result['expires_at']}"
+        ]
     else:
         lines = [f"no sales    {result['code']}: {result['message']}"]
     if result.get("released"):
@@ -110,15 +130,25 @@ def licence(result: dict[str, Any]) -> str:
 
 
 def licence_check(result: dict[str, Any]) -> str:
-    return f"ok: sales allowed on {result['licence_id']}" if result["ok"] else f"refused ({result['code']}): {result['message']}"
+    return (
+        f"ok: sales allowed on {result['licence_id']}"
+        if result["ok"]
+        else f"refused ({result['code']}): {result['message']}"
+    )
 
 
 def licence_entered(result: dict[str, Any]) -> str:
-    where = "sent to the cloud" if result.get("cloud_connected") else "queued; it goes to the cloud once the terminal is online"
+    where = (
+        "sent to the cloud"
+        if result.get("cloud_connected")
+        else "queued; it goes to the cloud once the terminal is online"
+    )
     return f"licence key {result['key_hint']} {where}; `kassactl licence` shows the outcome"
 
 
 def licence_release_file(result: dict[str, Any]) -> str:
     printed = f"\nprinted as job {result['job_id']}" if result.get("job_id") else ""
-    return (f"{result['qr']}\n\nlicence {result['licence_id']} (epoch {result['epoch']}) released on this terminal for good.\n"
-            f"release file: {result['path']}\nupload it (or scan the QR code) in the kassa cloud to move the licence.{printed}")
+    return (
+        f"{result['qr']}\n\nlicence {result['licence_id']} (epoch {result['epoch']}) released on this terminal for good.\n"
+        f"release file: {result['path']}\nupload it (or scan the QR code) in the kassa cloud to move the licence.{printed}"
+    )

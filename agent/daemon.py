@@ -25,12 +25,12 @@ from agent.control.permissions import Authorizer
 from agent.control.server import ControlServer
 from agent.events import EventBus
 from agent.logbuffer import LogBuffer
-from broker import contract as kc
-from broker.logs import setup_logging
 from agent.scheduler import Scheduler
 from agent.sdnotify import Notifier
 from agent.store import Store
 from agent.version import agent_version
+from broker import contract as kc
+from broker.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,16 @@ def build_components(agent: Agent) -> list[Component]:
     pairing = Pairing(agent)
     # Without a broker certificate yet, the link is started by pairing once it has one.
     link = [] if pairing.needed else [CloudLink(agent)]
-    return [Hardware(agent), Licence(agent), Cashiers(agent), Sales(agent), *link, pairing, Provisioner(agent), PosApi(agent)]
+    return [
+        Hardware(agent),
+        Licence(agent),
+        Cashiers(agent),
+        Sales(agent),
+        *link,
+        pairing,
+        Provisioner(agent),
+        PosApi(agent),
+    ]
 
 
 class Agent:
@@ -115,7 +124,10 @@ class Agent:
         try:
             await asyncio.wait_for(self._stop(), timeout=self.config.lifecycle.shutdown_timeout_s)
         except TimeoutError:
-            log.error("clean stop took too long; closing the store and exiting", extra={"timeout_s": self.config.lifecycle.shutdown_timeout_s})
+            log.error(
+                "clean stop took too long; closing the store and exiting",
+                extra={"timeout_s": self.config.lifecycle.shutdown_timeout_s},
+            )
             self._close_store()
             return 1
         return 0
@@ -126,20 +138,29 @@ class Agent:
         self.boot_count = meta.claim_for_device(self.store, self.config.device_id)
         if self.notifier.watchdog_interval_s:
             # On the loop itself: a stuck loop stops the pings and systemd restarts us.
-            self.scheduler.every("systemd-watchdog", self.notifier.watchdog_interval_s, self.notifier.watchdog, run_now=True)
+            self.scheduler.every(
+                "systemd-watchdog", self.notifier.watchdog_interval_s, self.notifier.watchdog, run_now=True
+            )
         self.scheduler.start()
         self.components = build_components(self)
         for component in self.components:
             await component.start()
         self._control = ControlServer(
-            self, self.config.paths.control_socket, Authorizer(self.config.control.admin_group, self.config.control.read_group)
+            self,
+            self.config.paths.control_socket,
+            Authorizer(self.config.control.admin_group, self.config.control.read_group),
         )
         await self._control.start()
         self.state = "running"
         self.notifier.ready(f"running as {self.config.device_id}")
         log.info(
             "agent running",
-            extra={"device_id": self.config.device_id, "boot_id": str(self.boot_id), "boot": self.boot_count, "version": agent_version()},
+            extra={
+                "device_id": self.config.device_id,
+                "boot_id": str(self.boot_id),
+                "boot": self.boot_count,
+                "version": agent_version(),
+            },
         )
 
     def request_stop(self, reason: str = "requested") -> None:
@@ -225,7 +246,9 @@ class Agent:
     def call_from_thread(self, func: Callable[..., Any], *args: Any) -> None:
         """Hand work from an I/O thread to the loop; the only safe way into agent state."""
         if self._loop is None or self._loop.is_closed():
-            log.warning("event dropped: the agent loop is not running", extra={"func": getattr(func, "__name__", repr(func))})
+            log.warning(
+                "event dropped: the agent loop is not running", extra={"func": getattr(func, "__name__", repr(func))}
+            )
             return
         self._loop.call_soon_threadsafe(func, *args)
 
@@ -249,7 +272,10 @@ class Agent:
         if any(k.startswith("log.") for k in applied):
             setup_logging("debug" if self.verbose else self.config.log.level, self.config.log.format)
         self.restart_needed = sorted(set(self.restart_needed) | set(needs_restart))
-        log.info("config reloaded", extra={"applied": ",".join(applied) or "-", "restart_needed": ",".join(self.restart_needed) or "-"})
+        log.info(
+            "config reloaded",
+            extra={"applied": ",".join(applied) or "-", "restart_needed": ",".join(self.restart_needed) or "-"},
+        )
         return {"applied": applied, "restart_needed": self.restart_needed, "error": None}
 
     # ------------------------------------------------------------------- status

@@ -185,7 +185,9 @@ def _language(tag: str, catalogues: Catalogues) -> Language:
         locale = None
     translations = catalogues.translations(locale.language) if locale is not None else None
     if locale is None or (translations is None and locale.language != SOURCE_LANGUAGE):
-        log.warning("no catalogue for this language: receipts and messages are in English",
-                    extra={"language": tag, "languages": ",".join(catalogues.languages())})
+        log.warning(
+            "no catalogue for this language: receipts and messages are in English",
+            extra={"language": tag, "languages": ",".join(catalogues.languages())},
+        )
         return _language(SOURCE_LANGUAGE, catalogues)
     return Language(locale, translations or gettext.NullTranslations())

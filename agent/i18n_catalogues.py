@@ -52,12 +52,23 @@ def template(package_dir: Path = PACKAGE_DIR, catalogues: Catalogues = AGENT_CAT
     """Every string marked in the package's code, as ``pybabel extract`` would write it."""
     with (catalogues.directory / "babel.cfg").open(encoding="utf-8") as mapping:
         method_map, options_map = parse_mapping_cfg(mapping)
-    pot = Catalog(domain=catalogues.domain, project="kassa", version=catalogues.domain, fuzzy=False, msgid_bugs_address="kassa team",
-                  header_comment=f"# Messages of kassa's {catalogues.domain} (gettext domain {catalogues.domain!r}).\n"
-                                 "# Kept in step with the code by `make translations`; see agent/i18n_catalogues.py.\n#")
+    pot = Catalog(
+        domain=catalogues.domain,
+        project="kassa",
+        version=catalogues.domain,
+        fuzzy=False,
+        msgid_bugs_address="kassa team",
+        header_comment=f"# Messages of kassa's {catalogues.domain} (gettext domain {catalogues.domain!r}).\n"
+        "# Kept in step with the code by `make translations`; see agent/i18n_catalogues.py.\n#",
+    )
     root = package_dir.parent
     for filename, lineno, message, comments, context in extract_from_dir(
-        package_dir, method_map, options_map, keywords=KEYWORDS, comment_tags=("Translators:",), strip_comment_tags=True,
+        package_dir,
+        method_map,
+        options_map,
+        keywords=KEYWORDS,
+        comment_tags=("Translators:",),
+        strip_comment_tags=True,
     ):
         where = (package_dir / filename).relative_to(root).as_posix()
         pot.add(message, None, [(where, lineno)], auto_comments=comments, context=context)
@@ -142,7 +153,11 @@ def problems(catalogues: Catalogues = AGENT_CATALOGUES, package_dir: Path = PACK
         catalogue = read_catalogue(path, language)
         have = {_key(m): m for m in catalogue if m.id}
         for msgid, context in sorted(wanted - set(have), key=str):
-            found.append(f"{path}: missing {msgid!r}" + (f" (context {context!r})" if context else "") + ": run `make translations`")
+            found.append(
+                f"{path}: missing {msgid!r}"
+                + (f" (context {context!r})" if context else "")
+                + ": run `make translations`"
+            )
         for msgid, context in sorted(set(have) - wanted, key=str):
             found.append(f"{path}: {msgid!r} is no longer in the code: run `make translations`")
         for key, message in have.items():
@@ -153,7 +168,9 @@ def problems(catalogues: Catalogues = AGENT_CATALOGUES, package_dir: Path = PACK
             expected = _fields(" ".join(_strings(message.id)))
             for text in translations:
                 if _fields(text) != expected:
-                    found.append(f"{path}: {key[0]!r}: the translation {text!r} has the placeholders {sorted(_fields(text))}, not {sorted(expected)}")
+                    found.append(
+                        f"{path}: {key[0]!r}: the translation {text!r} has the placeholders {sorted(_fields(text))}, not {sorted(expected)}"
+                    )
         mo = mo_path(catalogues, language)
         if not mo.is_file():
             found.append(f"{mo}: missing: run `make translations`")
@@ -168,8 +185,11 @@ def problems(catalogues: Catalogues = AGENT_CATALOGUES, package_dir: Path = PACK
 def _translated(messages: Iterable[Message]) -> dict[tuple[str, str | None], tuple[str, ...]]:
     """What a catalogue changes: an untranslated plural compiles with its msgids as the strings,
     and a translation may equal its msgid ("TOTAL"), so both count as no change."""
-    return {_key(m): tuple(_strings(m.string)) for m in messages
-            if m.id and any(_strings(m.string)) and _strings(m.string) != _strings(m.id)}
+    return {
+        _key(m): tuple(_strings(m.string))
+        for m in messages
+        if m.id and any(_strings(m.string)) and _strings(m.string) != _strings(m.id)
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from agent.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
 from agent.daemon import Agent
+from agent.store import StoreError, StoreFullError, StoreReadOnlyError
 from agent.version import agent_version
 from broker.logs import setup_logging
-from agent.store import StoreError, StoreFullError, StoreReadOnlyError
 
 log = logging.getLogger("agent")
 
@@ -27,7 +27,9 @@ EXIT_CONFIG = 78
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kassa-agent", description="kassa on-device agent for POS terminals.")
-    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG_PATH, help=f"config file (default {DEFAULT_CONFIG_PATH})")
+    parser.add_argument(
+        "-c", "--config", type=Path, default=DEFAULT_CONFIG_PATH, help=f"config file (default {DEFAULT_CONFIG_PATH})"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
     parser.add_argument("--version", action="version", version=f"kassa-agent {agent_version()}")

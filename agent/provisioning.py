@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from functools import partial
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from agent import meta
@@ -84,15 +84,28 @@ class Provisioner:
             return self.last_result
         self.applied += 1
         self.last_result = {"ok": True, **result}
-        log.info("configuration code applied", extra={"keys": ",".join(result["changed"]), "restart_needed": ",".join(result["restart_needed"]) or "-"})
-        self.agent.call_from_thread(partial(self.agent.events.publish, "provisioning", ok=True, changed=result["changed"], restart_needed=result["restart_needed"]))
+        log.info(
+            "configuration code applied",
+            extra={"keys": ",".join(result["changed"]), "restart_needed": ",".join(result["restart_needed"]) or "-"},
+        )
+        self.agent.call_from_thread(
+            partial(
+                self.agent.events.publish,
+                "provisioning",
+                ok=True,
+                changed=result["changed"],
+                restart_needed=result["restart_needed"],
+            )
+        )
         return self.last_result
 
     def _check_newer(self, issued_at: datetime) -> None:
         assert self.agent.store is not None
         last = meta.get(self.agent.store.read(), LAST_ISSUED_KEY)
         if last is not None and issued_at.isoformat() <= last:
-            raise kc.ProvisioningError(f"configuration code issued {issued_at.isoformat()} is not newer than the one applied ({last})")
+            raise kc.ProvisioningError(
+                f"configuration code issued {issued_at.isoformat()} is not newer than the one applied ({last})"
+            )
 
     def _write(self, settings: kc.Provisioning) -> dict[str, Any]:
         if self.agent.config_path is None:
@@ -113,4 +126,3 @@ class Provisioner:
             meta.put(conn, LAST_ISSUED_KEY, settings.issued_at.isoformat())
         reload = self.agent.run_on_loop(self.agent.reload_config)
         return {"changed": sorted(changes), "restart_needed": [k for k in changes if k in reload["restart_needed"]]}
-

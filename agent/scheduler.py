@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
@@ -23,14 +23,16 @@ JobFunc = Callable[[], Any] | Callable[[], Awaitable[Any]]
 
 class Scheduler:
     def __init__(self) -> None:
-        self._scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_listener(self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
 
-    def every(self, name: str, seconds: float, func: JobFunc, *, jitter_s: float | None = None, run_now: bool = False) -> None:
+    def every(
+        self, name: str, seconds: float, func: JobFunc, *, jitter_s: float | None = None, run_now: bool = False
+    ) -> None:
         """Run ``func`` every ``seconds``; ``name`` is the job's id in status and logs (unique)."""
         if self._scheduler.get_job(name) is not None:
             raise ValueError(f"a job named {name!r} is already scheduled")
-        trigger = IntervalTrigger(seconds=seconds, jitter=jitter_s, timezone=timezone.utc)
+        trigger = IntervalTrigger(seconds=seconds, jitter=jitter_s, timezone=UTC)
         self._scheduler.add_job(
             func,
             trigger,
@@ -39,7 +41,7 @@ class Scheduler:
             coalesce=True,  # after a stall, run once, not once per missed slot
             max_instances=1,
             misfire_grace_time=max(1, int(seconds)),
-            **({"next_run_time": datetime.now(timezone.utc)} if run_now else {}),
+            **({"next_run_time": datetime.now(UTC)} if run_now else {}),
         )
 
     def cancel(self, name: str) -> None:
@@ -65,4 +67,3 @@ class Scheduler:
             log.error("scheduled job failed", extra={"job": event.job_id, "error": repr(event.exception)})
         else:
             log.warning("scheduled job missed its time", extra={"job": event.job_id})
-

@@ -162,7 +162,9 @@ class Store:
         with self._write_lock:
             mode = self._writer.execute("PRAGMA journal_mode").fetchone()[0]
         size = self.path.stat().st_size if self.path.exists() else 0
-        return StoreInfo(str(self.path), self.schema_version, self._integrity, mode, size, self._full is not None, self._full)
+        return StoreInfo(
+            str(self.path), self.schema_version, self._integrity, mode, size, self._full is not None, self._full
+        )
 
     def close(self) -> None:
         """Checkpoint the WAL into the main file and close every connection."""
@@ -248,7 +250,13 @@ def _migrate(conn: sqlite3.Connection, migrations: Sequence[Migration], path: Pa
 
 
 _FULL_CODES = {"SQLITE_FULL"}
-_READONLY_CODES = {"SQLITE_READONLY", "SQLITE_READONLY_DIRECTORY", "SQLITE_READONLY_DBMOVED", "SQLITE_CANTOPEN", "SQLITE_PERM"}
+_READONLY_CODES = {
+    "SQLITE_READONLY",
+    "SQLITE_READONLY_DIRECTORY",
+    "SQLITE_READONLY_DBMOVED",
+    "SQLITE_CANTOPEN",
+    "SQLITE_PERM",
+}
 
 
 def translate_error(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:

@@ -34,7 +34,12 @@ def machine() -> str:
 def save(name: str, result: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
-    result = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), **result}
+    result = {
+        "benchmark": name,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        **result,
+    }
     path.write_text(json.dumps(result, indent=2))
     return path
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.cloud.outbox import Outbox  # noqa: E402
-from agent.store import Store  # noqa: E402
-from bench._stats import BareInsert, save, summary_ms  # noqa: E402
-from broker import contract as kc  # noqa: E402
-from broker.contract.examples import examples  # noqa: E402
+from agent.cloud.outbox import Outbox
+from agent.store import Store
+from bench._stats import BareInsert, save, summary_ms
+from broker import contract as kc
+from broker.contract.examples import examples
 
 
 def sample_sale() -> kc.Sale:
@@ -35,14 +35,18 @@ def sample_sale() -> kc.Sale:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--dir", type=Path, default=None, help="where the databases go (default: a temp dir under /var/tmp)")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="where the databases go (default: a temp dir under /var/tmp)"
+    )
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="kassa-bench-", dir=args.dir or "/var/tmp"))
 
     store = Store.open(workdir / "agent.db")
     outbox = Outbox(store, "bench-0001", kc.uuid7(), lambda: True)
     sale = sample_sale()
-    payload_size = len(kc.encode(kc.up_message(sale, device_id="bench-0001", seq=1, boot_id=kc.uuid7(), clock_trusted=True)))
+    payload_size = len(
+        kc.encode(kc.up_message(sale, device_id="bench-0001", seq=1, boot_id=kc.uuid7(), clock_trusted=True))
+    )
 
     bare = BareInsert(workdir / "bare.db", payload_size)
 
@@ -70,11 +74,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sale-sized commit ({payload_size} B payload, n={args.n}, WAL + synchronous=FULL)")
     print(f"  {'':<40}{'p50 ms':>10}{'p99 ms':>10}{'p50 ratio':>11}")
     print(f"  {'bare SQLite insert (baseline)':<40}{baseline['p50_ms']:>10.3f}{baseline['p99_ms']:>10.3f}{1:>10.2f}x")
-    print(f"  {'outbox transaction, message drafted':<40}{in_txn['p50_ms']:>10.3f}{in_txn['p99_ms']:>10.3f}{txn_ratio:>10.2f}x")
+    print(
+        f"  {'outbox transaction, message drafted':<40}{in_txn['p50_ms']:>10.3f}{in_txn['p99_ms']:>10.3f}{txn_ratio:>10.2f}x"
+    )
     print(f"  {'outbox enqueue_one (all included)':<40}{kassa['p50_ms']:>10.3f}{kassa['p99_ms']:>10.3f}{ratio:>10.2f}x")
     print("  target: p50 <= 1.3x")
-    save("commit", {"n": args.n, "payload_bytes": payload_size, "bare": baseline, "transaction": in_txn, "enqueue_one": kassa,
-                    "p50_ratio_transaction": round(txn_ratio, 3), "p50_ratio_enqueue_one": round(ratio, 3)})
+    save(
+        "commit",
+        {
+            "n": args.n,
+            "payload_bytes": payload_size,
+            "bare": baseline,
+            "transaction": in_txn,
+            "enqueue_one": kassa,
+            "p50_ratio_transaction": round(txn_ratio, 3),
+            "p50_ratio_enqueue_one": round(ratio, 3),
+        },
+    )
     return 0
 
 

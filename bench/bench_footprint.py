@@ -29,13 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._stats import save  # noqa: E402
-from broker.launcher import Mosquitto  # noqa: E402
-from drivers.sim.printer import VirtualPrinter  # noqa: E402
-from drivers.sim.scanner import VirtualSerialScanner  # noqa: E402
-from tests.posapi.support import push_roster_and_lease, terminal_config, wait_for  # noqa: E402
-from tests.support.agent_process import REPO_ROOT, AgentProcess  # noqa: E402
-from tests.support.mqtt_peer import MqttPeer  # noqa: E402
+from bench._stats import save
+from broker.launcher import Mosquitto
+from drivers.sim.printer import VirtualPrinter
+from drivers.sim.scanner import VirtualSerialScanner
+from tests.posapi.support import push_roster_and_lease, terminal_config, wait_for
+from tests.support.agent_process import REPO_ROOT, AgentProcess
+from tests.support.mqtt_peer import MqttPeer
 
 TARGET_RSS_MB = 60.0
 TARGET_READY_S = 1.5
@@ -74,15 +74,29 @@ def wait_ready(sock: socket.socket) -> None:
 def baseline(workdir: Path) -> dict[str, float]:
     """A bare interpreter: how long it takes to start and exit, and its RSS at exit."""
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", "import pathlib,re;print(re.search(r'VmRSS:\\s+(\\d+)', pathlib.Path('/proc/self/status').read_text())[1])"],
-                            capture_output=True, text=True, check=True, cwd=workdir)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import pathlib,re;print(re.search(r'VmRSS:\\s+(\\d+)', pathlib.Path('/proc/self/status').read_text())[1])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=workdir,
+    )
     return {"start_s": time.perf_counter() - started, "rss_kib": int(result.stdout)}
 
 
 def library_floor() -> dict[str, int]:
     """RSS in KiB after each library stage of footprint_floor.py, in its own interpreter."""
-    result = subprocess.run([sys.executable, str(Path(__file__).with_name("footprint_floor.py"))],
-                            capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    result = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("footprint_floor.py"))],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+    )
     return json.loads(result.stdout.splitlines()[-1])
 
 
@@ -92,7 +106,14 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def one_run(workdir: Path, broker: Mosquitto, printer: VirtualPrinter, scanner: VirtualSerialScanner, peer: MqttPeer, idle_s: float) -> dict[str, float]:
+def one_run(
+    workdir: Path,
+    broker: Mosquitto,
+    printer: VirtualPrinter,
+    scanner: VirtualSerialScanner,
+    peer: MqttPeer,
+    idle_s: float,
+) -> dict[str, float]:
     """One start of the agent in `workdir` (the first makes its state; later ones are restarts)."""
     config = terminal_config(workdir / "agent", broker, printer, scanner)
     sock, path = notify_socket(workdir)
@@ -134,8 +155,11 @@ def main(argv: list[str] | None = None) -> int:
             run = one_run(workdir, broker, printer, scanner, peer, args.idle)
             runs.append(run)
             kind = "first start" if index == 0 else "restart"
-            print(f"  run {index + 1}/{args.runs} ({kind}): ready {run['ready_s']:.2f} s ({run['ready_cpu_s']:.2f} s CPU), RSS {run['rss_kib'] / 1024:.1f} MiB "
-                  f"(PSS {run['pss_kib'] / 1024:.1f}, USS {run['uss_kib'] / 1024:.1f})", flush=True)
+            print(
+                f"  run {index + 1}/{args.runs} ({kind}): ready {run['ready_s']:.2f} s ({run['ready_cpu_s']:.2f} s CPU), RSS {run['rss_kib'] / 1024:.1f} MiB "
+                f"(PSS {run['pss_kib'] / 1024:.1f}, USS {run['uss_kib'] / 1024:.1f})",
+                flush=True,
+            )
     finally:
         peer.close()
         scanner.stop()
@@ -154,18 +178,34 @@ def main(argv: list[str] | None = None) -> int:
     restarts = runs[1:] or runs
     ready, rss_mb = median(restarts, "ready_s"), median(runs, "rss_kib") * 1024 / 1e6
     base_start, base_rss_mb = median(bases, "start_s"), median(bases, "rss_kib") * 1024 / 1e6
-    print(f"ready (READY=1 from fork): first start {runs[0]['ready_s']:.2f} s ({runs[0]['ready_cpu_s']:.2f} s CPU); "
-          f"restarts median {ready:.2f} s ({median(restarts, 'ready_cpu_s'):.2f} s CPU), max {max(r['ready_s'] for r in restarts):.2f} s; "
-          f"bare interpreter {base_start * 1000:.0f} ms ({ready / base_start:.1f}x)  target <= {TARGET_READY_S} s")
-    print(f"idle RSS: median {rss_mb:.1f} MB ({rss_mb * 1e6 / MIB:.1f} MiB), max {max(r['rss_kib'] for r in runs) * 1024 / 1e6:.1f} MB; "
-          f"PSS {median(runs, 'pss_kib') * 1024 / 1e6:.1f} MB, USS {median(runs, 'uss_kib') * 1024 / 1e6:.1f} MB; "
-          f"bare interpreter {base_rss_mb:.1f} MB  target <= {TARGET_RSS_MB:.0f} MB")
+    print(
+        f"ready (READY=1 from fork): first start {runs[0]['ready_s']:.2f} s ({runs[0]['ready_cpu_s']:.2f} s CPU); "
+        f"restarts median {ready:.2f} s ({median(restarts, 'ready_cpu_s'):.2f} s CPU), max {max(r['ready_s'] for r in restarts):.2f} s; "
+        f"bare interpreter {base_start * 1000:.0f} ms ({ready / base_start:.1f}x)  target <= {TARGET_READY_S} s"
+    )
+    print(
+        f"idle RSS: median {rss_mb:.1f} MB ({rss_mb * 1e6 / MIB:.1f} MiB), max {max(r['rss_kib'] for r in runs) * 1024 / 1e6:.1f} MB; "
+        f"PSS {median(runs, 'pss_kib') * 1024 / 1e6:.1f} MB, USS {median(runs, 'uss_kib') * 1024 / 1e6:.1f} MB; "
+        f"bare interpreter {base_rss_mb:.1f} MB  target <= {TARGET_RSS_MB:.0f} MB"
+    )
     floor_mb = list(floor_stages.values())[-1] * 1024 / 1e6
     print(f"library floor: {floor_mb:.1f} MB; kassa's own code and state: {rss_mb - floor_mb:.1f} MB")
     met = ready <= TARGET_READY_S and rss_mb <= TARGET_RSS_MB
-    save("footprint", {"runs": runs, "baseline": bases, "ready_s_median": ready, "first_start_ready_s": runs[0]["ready_s"], "rss_mb_median": rss_mb,
-                       "baseline_start_s_median": base_start, "baseline_rss_mb_median": base_rss_mb,
-                       "library_floor_kib": floor_stages, "library_floor_mb": floor_mb, "targets_met": met})
+    save(
+        "footprint",
+        {
+            "runs": runs,
+            "baseline": bases,
+            "ready_s_median": ready,
+            "first_start_ready_s": runs[0]["ready_s"],
+            "rss_mb_median": rss_mb,
+            "baseline_start_s_median": base_start,
+            "baseline_rss_mb_median": base_rss_mb,
+            "library_floor_kib": floor_stages,
+            "library_floor_mb": floor_mb,
+            "targets_met": met,
+        },
+    )
     print("targets met" if met else "TARGET MISSED")
     return 0 if met else 1
 

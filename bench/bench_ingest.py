@@ -31,22 +31,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
-from paho.mqtt.packettypes import PacketTypes  # noqa: E402
-from paho.mqtt.properties import Properties  # noqa: E402
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
-from bench._stats import save  # noqa: E402
-from broker import contract as kc  # noqa: E402
-from broker.launcher import Mosquitto  # noqa: E402
-from cloud_api.db import make_engine  # noqa: E402
-from cloud_api.ingest import IngestWorker, apply_batch  # noqa: E402
-from cloud_api.ingest.fastparse import parse  # noqa: E402
-from cloud_api.models import IngestedMessage, SaleRecord  # noqa: E402
-from tests.support.cloud import Cloud  # noqa: E402
+from bench._stats import save
+from broker import contract as kc
+from broker.launcher import Mosquitto
+from cloud_api.db import make_engine
+from cloud_api.ingest import IngestWorker, apply_batch
+from cloud_api.ingest.fastparse import parse
+from cloud_api.models import IngestedMessage, SaleRecord
+from tests.support.cloud import Cloud
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 LINES = [  # (sku, name, qty_milli, unit_price, tax_rate_bp, discount)
@@ -59,22 +59,40 @@ LINES = [  # (sku, name, qty_milli, unit_price, tax_rate_bp, discount)
 
 
 def sale(receipt_no: int) -> kc.Sale:
-    lines = [kc.SaleLine(sku=sku, name=name, qty_milli=qty, unit_price=price, tax_rate_bp=rate,
-                         discount=discount, total=kc.line_gross(price, qty) - discount)
-             for sku, name, qty, price, rate, discount in LINES]
+    lines = [
+        kc.SaleLine(
+            sku=sku,
+            name=name,
+            qty_milli=qty,
+            unit_price=price,
+            tax_rate_bp=rate,
+            discount=discount,
+            total=kc.line_gross(price, qty) - discount,
+        )
+        for sku, name, qty, price, rate, discount in LINES
+    ]
     bases: dict[int, int] = {}
     for line in lines:
         bases[line.tax_rate_bp] = bases.get(line.tax_rate_bp, 0) + line.total
-    taxes = [kc.TaxLine(rate_bp=rate, base=base, tax=base * rate // (10_000 + rate))
-             for rate, base in sorted(bases.items())]
+    taxes = [
+        kc.TaxLine(rate_bp=rate, base=base, tax=base * rate // (10_000 + rate)) for rate, base in sorted(bases.items())
+    ]
     total = sum(line.total for line in lines)
     return kc.Sale(
         # sale ids time-ordered (UUIDv7), as devices make them
-        sale_id=kc.uuid7(), receipt_no=receipt_no, cashier_id="C-0107",
-        point_of_sale_id="POS-MAIN", till_session_id=uuid.UUID(int=receipt_no // 50),
-        currency="EUR", tax_included=True, lines=lines, taxes=taxes,
+        sale_id=kc.uuid7(),
+        receipt_no=receipt_no,
+        cashier_id="C-0107",
+        point_of_sale_id="POS-MAIN",
+        till_session_id=uuid.UUID(int=receipt_no // 50),
+        currency="EUR",
+        tax_included=True,
+        lines=lines,
+        taxes=taxes,
         payments=[kc.Payment(method=kc.PaymentMethod.CARD, amount=total)],
-        total=total, tax_total=sum(tax.tax for tax in taxes), change=0,
+        total=total,
+        tax_total=sum(tax.tax for tax in taxes),
+        change=0,
     )
 
 
@@ -84,8 +102,7 @@ def make_messages(n: int, devices: int) -> list[tuple[str, bytes]]:
     for i in range(n):
         device = f"bench-{i % devices:04d}"
         seq = i // devices + 1
-        _, payload = kc.encode_up(sale(seq), device_id=device, seq=seq, boot_id=boot,
-                                  clock_trusted=True)
+        _, payload = kc.encode_up(sale(seq), device_id=device, seq=seq, boot_id=boot, clock_trusted=True)
         messages.append((kc.up_topic(device, kc.MessageType.SALE), payload))
     return messages
 
@@ -94,14 +111,13 @@ def publish_all(broker: Mosquitto, messages: list[tuple[str, bytes]]) -> None:
     done = threading.Event()
     acked = 0
 
-    def on_publish(client, userdata, mid, reason_code, properties):  # noqa: ANN001
+    def on_publish(client, userdata, mid, reason_code, properties):
         nonlocal acked
         acked += 1
         if acked == len(messages):
             done.set()
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-ingest-pub",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-ingest-pub", protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(256)
     client.max_queued_messages_set(0)
     client.on_publish = on_publish
@@ -128,7 +144,7 @@ def raw_receive(broker: Mosquitto, messages: list[tuple[str, bytes]]) -> dict:
     done = threading.Event()
     subscribed = threading.Event()
 
-    def on_message(client, userdata, message):  # noqa: ANN001
+    def on_message(client, userdata, message):
         nonlocal got, first, last
         got += 1
         last = time.perf_counter()
@@ -138,8 +154,7 @@ def raw_receive(broker: Mosquitto, messages: list[tuple[str, bytes]]) -> dict:
             done.set()
 
     def connect() -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw-sub",
-                             protocol=mqtt.MQTTv5)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw-sub", protocol=mqtt.MQTTv5)
         client.on_message = on_message
         client.on_subscribe = lambda *args: subscribed.set()
         client.on_socket_open = lambda c, u, sock: sock.setsockopt(6, 1, 1)  # TCP_NODELAY
@@ -185,8 +200,9 @@ def drop_schema(base_url: str, schema: str) -> None:
     admin.dispose()
 
 
-def workers_ingest(workdir: Path, broker: Mosquitto, base_url: str,
-                   messages: list[tuple[str, bytes]], workers: int) -> dict:
+def workers_ingest(
+    workdir: Path, broker: Mosquitto, base_url: str, messages: list[tuple[str, bytes]], workers: int
+) -> dict:
     schema, url = private_schema(base_url)
     try:
         cloud = Cloud(workdir / f"cloud-{workers}", broker, url)
@@ -223,8 +239,7 @@ def workers_ingest(workdir: Path, broker: Mosquitto, base_url: str,
         cloud.stop()
         if sales != n:
             raise RuntimeError(f"{sales} sales stored for {n} messages")
-        return {"rate": (n - at_first) / (last - first), "cpu_s": cpu * n / (n - at_first),
-                "sales": sales}
+        return {"rate": (n - at_first) / (last - first), "cpu_s": cpu * n / (n - at_first), "sales": sales}
     finally:
         drop_schema(base_url, schema)
 
@@ -239,7 +254,7 @@ def apply_only(base_url: str, messages: list[tuple[str, bytes]], batch: int) -> 
         cpu0 = time.process_time()
         started = time.perf_counter()
         for start in range(0, len(messages), batch):
-            items = [parse(topic, payload) for topic, payload in messages[start:start + batch]]
+            items = [parse(topic, payload) for topic, payload in messages[start : start + batch]]
             with Session(engine) as session, session.begin():
                 plan = apply_batch(session, items)
             plan.envelopes()  # the acks are built too (publishing is the worker's)
@@ -274,31 +289,49 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{workers} worker(s)...", file=sys.stderr)
         broker = fresh_broker(f"mosquitto-{workers}")
         try:
-            results[f"workers_{workers}"] = workers_ingest(workdir, broker, args.database_url,
-                                                          messages, workers)
+            results[f"workers_{workers}"] = workers_ingest(workdir, broker, args.database_url, messages, workers)
         finally:
             broker.stop()
     print("apply_batch only...", file=sys.stderr)
     results["apply_only"] = apply_only(args.database_url, messages, args.batch)
 
     raw = results["raw"]["rate"]
-    print(f"ingest into PostgreSQL, {args.n} sales of {len(LINES)} lines ({len(messages[0][1])} B), "
-          f"{args.devices} devices, dedupe on (exactly-once ledger), one Mosquitto")
+    print(
+        f"ingest into PostgreSQL, {args.n} sales of {len(LINES)} lines ({len(messages[0][1])} B), "
+        f"{args.devices} devices, dedupe on (exactly-once ledger), one Mosquitto"
+    )
     print(f"  {'consumer':<26}{'msg/s':>10}{'x raw':>8}{'CPU s':>8}{'us CPU/msg':>12}")
-    labels = {"raw": "raw subscriber (QoS 1)", "workers_1": "1 worker", "workers_2": "2 workers",
-              "apply_only": f"apply_batch only ({args.batch})"}
+    labels = {
+        "raw": "raw subscriber (QoS 1)",
+        "workers_1": "1 worker",
+        "workers_2": "2 workers",
+        "apply_only": f"apply_batch only ({args.batch})",
+    }
     for key, label in labels.items():
         row = results[key]
-        print(f"  {label:<26}{row['rate']:>10.0f}{row['rate'] / raw:>8.2f}{row['cpu_s']:>8.1f}"
-              f"{row['cpu_s'] / args.n * 1e6:>12.0f}")
-    save("ingest", {
-        "n": args.n, "devices": args.devices, "lines_per_sale": len(LINES),
-        "payload_bytes": len(messages[0][1]), "apply_batch_size": args.batch,
-        "database": make_url(args.database_url).get_backend_name(),
-        **{key: {"msgs_per_s": round(row["rate"]), "cpu_s": round(row["cpu_s"], 2),
-                 "us_cpu_per_msg": round(row["cpu_s"] / args.n * 1e6)}
-           for key, row in results.items()},
-    })
+        print(
+            f"  {label:<26}{row['rate']:>10.0f}{row['rate'] / raw:>8.2f}{row['cpu_s']:>8.1f}"
+            f"{row['cpu_s'] / args.n * 1e6:>12.0f}"
+        )
+    save(
+        "ingest",
+        {
+            "n": args.n,
+            "devices": args.devices,
+            "lines_per_sale": len(LINES),
+            "payload_bytes": len(messages[0][1]),
+            "apply_batch_size": args.batch,
+            "database": make_url(args.database_url).get_backend_name(),
+            **{
+                key: {
+                    "msgs_per_s": round(row["rate"]),
+                    "cpu_s": round(row["cpu_s"], 2),
+                    "us_cpu_per_msg": round(row["cpu_s"] / args.n * 1e6),
+                }
+                for key, row in results.items()
+            },
+        },
+    )
     return 0
 
 

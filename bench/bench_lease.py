@@ -15,24 +15,24 @@ import argparse
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import meta  # noqa: E402
-from agent.cloud.inbound import Inbound  # noqa: E402
-from agent.config import load_config  # noqa: E402
-from agent.daemon import Agent  # noqa: E402
-from agent.licence.component import Licence  # noqa: E402
-from agent.store import Store  # noqa: E402
-from bench._stats import percentile, save  # noqa: E402
-from broker import contract as kc  # noqa: E402
-from broker.contract import licence as kl  # noqa: E402
-from broker.contract.signing import public_key_text  # noqa: E402
+from agent import meta
+from agent.cloud.inbound import Inbound
+from agent.config import load_config
+from agent.daemon import Agent
+from agent.licence.component import Licence
+from agent.store import Store
+from bench._stats import percentile, save
+from broker import contract as kc
+from broker.contract import licence as kl
+from broker.contract.signing import public_key_text
 
 DEVICE = "bench-0001"
 TARGET_MS = 0.2
@@ -54,10 +54,22 @@ def licensed_terminal(workdir: Path) -> Licence:
     inbound = Inbound(agent.store, licence.outbox, DEVICE)
     licence.attach_cloud(SimpleNamespace(inbound=inbound, connect_listeners=[], mqtt=SimpleNamespace(connected=False)))  # type: ignore[arg-type]
     now = int(time.time())
-    claims = kl.LeaseClaims(licence_id="LIC-BENCH", company_id=1, device_id=DEVICE, device_key=licence.device_key_fingerprint,
-                            epoch=1, issued_at=now, expires_at=now + 7 * 86400, renew_after_s=3600)
-    doc = kc.StateDoc(domain=kc.StateDomain.LICENCE, version=1, doc={"leases": [kl.sign_lease(claims, cloud_key, "cloud-1")]},
-                      issued_at=datetime.now(timezone.utc))
+    claims = kl.LeaseClaims(
+        licence_id="LIC-BENCH",
+        company_id=1,
+        device_id=DEVICE,
+        device_key=licence.device_key_fingerprint,
+        epoch=1,
+        issued_at=now,
+        expires_at=now + 7 * 86400,
+        renew_after_s=3600,
+    )
+    doc = kc.StateDoc(
+        domain=kc.StateDomain.LICENCE,
+        version=1,
+        doc={"leases": [kl.sign_lease(claims, cloud_key, "cloud-1")]},
+        issued_at=datetime.now(UTC),
+    )
     inbound.handle_state(kc.down_message(doc, device_id=DEVICE))
     if not licence.sale_verdict().ok:
         raise SystemExit(f"the bench lease was not accepted: {licence.sale_verdict()}")
@@ -94,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     licence.store.close()
 
     # microseconds: the calls are far below summary_ms's 0.1 us rounding
-    stats = {name: {"p50_us": round(percentile(v, 50) * 1e6, 3), "p99_us": round(percentile(v, 99) * 1e6, 3)} for name, v in samples.items()}
+    stats = {
+        name: {"p50_us": round(percentile(v, 50) * 1e6, 3), "p99_us": round(percentile(v, 99) * 1e6, 3)}
+        for name, v in samples.items()
+    }
     ours = stats["sale_verdict"]["p50_us"]
     print(f"licence check per sale (n={args.n} calls each, timed in blocks of {args.block}; one accepted lease)")
     print(f"  {'':<28}{'p50 us':>10}{'p99 us':>10}{'p50 ratio':>12}")

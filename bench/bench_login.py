@@ -17,16 +17,16 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._stats import save, summary_ms  # noqa: E402
-from broker import contract as kc  # noqa: E402
-from broker.contract.roster import DEFAULT_SCRYPT, hash_pin  # noqa: E402
-from tests.support.agent_process import write_agent_config  # noqa: E402
-from tests.support.inprocess import InProcessAgent  # noqa: E402
+from bench._stats import save, summary_ms
+from broker import contract as kc
+from broker.contract.roster import DEFAULT_SCRYPT, hash_pin
+from tests.support.agent_process import write_agent_config
+from tests.support.inprocess import InProcessAgent
 
 PIN = "4711"
 
@@ -38,9 +38,19 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="kassa-bench-login-", dir="/var/tmp"))
     agent = InProcessAgent(write_agent_config(workdir / "agent", device_id="bench-0001")).start()
     try:
-        doc = {"cashiers": [{"cashier_id": "anna", "name": "Anna", "operator_code": "1001", "pin_hash": hash_pin(PIN),
-                             "roles": ["cashier"], "details": []}]}
-        body = kc.StateDoc(domain=kc.StateDomain.CASHIERS, version=1, doc=doc, issued_at=datetime.now(timezone.utc))
+        doc = {
+            "cashiers": [
+                {
+                    "cashier_id": "anna",
+                    "name": "Anna",
+                    "operator_code": "1001",
+                    "pin_hash": hash_pin(PIN),
+                    "roles": ["cashier"],
+                    "details": [],
+                }
+            ]
+        }
+        body = kc.StateDoc(domain=kc.StateDomain.CASHIERS, version=1, doc=doc, issued_at=datetime.now(UTC))
         agent.call(lambda: agent.cloud.inbound.handle_state(kc.down_message(body, device_id="bench-0001")))
         cashiers = agent.agent.component("cashiers")
         assert agent._loop is not None
@@ -52,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run_coroutine_threadsafe(cashiers.login("anna", PIN), agent._loop).result(30)
             logins.append(time.perf_counter() - started)
             started = time.perf_counter()
-            hashlib.scrypt(PIN.encode(), salt=salt, n=1 << log_n, r=r, p=p, maxmem=256 * (1 << log_n) * r + (1 << 20), dklen=32)
+            hashlib.scrypt(
+                PIN.encode(), salt=salt, n=1 << log_n, r=r, p=p, maxmem=256 * (1 << log_n) * r + (1 << 20), dklen=32
+            )
             bare.append(time.perf_counter() - started)
     finally:
         agent.stop()
@@ -64,8 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'bare hashlib.scrypt (baseline)':<34} {bare_ms['p50_ms']:>8.1f} ms {bare_ms['p99_ms']:>8.1f} ms")
     print(f"{'login through the component':<34} {login_ms['p50_ms']:>8.1f} ms {login_ms['p99_ms']:>8.1f} ms")
     print(f"ratio login / bare: {ratio:.2f}x; target 50-500 ms: {'met' if within else 'NOT met'}")
-    save("login", {"n": args.n, "scrypt": {"log_n": log_n, "r": r, "p": p}, "login": login_ms, "bare_scrypt": bare_ms,
-                   "ratio_p50": round(ratio, 3), "target_met": within})
+    save(
+        "login",
+        {
+            "n": args.n,
+            "scrypt": {"log_n": log_n, "r": r, "p": p},
+            "login": login_ms,
+            "bare_scrypt": bare_ms,
+            "ratio_p50": round(ratio, 3),
+            "target_met": within,
+        },
+    )
     return 0 if within else 1
 
 

@@ -27,17 +27,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.cloud.outbox import Outbox  # noqa: E402
-from agent.store import Store  # noqa: E402
-from bench._stats import save  # noqa: E402
-from broker import contract as kc  # noqa: E402
-from broker.launcher import Mosquitto  # noqa: E402
-from tests.support.agent_process import AgentProcess, write_agent_config  # noqa: E402
-from tests.support.cloud import Cloud  # noqa: E402
-from tests.support.sales import make_sale  # noqa: E402
+from agent.cloud.outbox import Outbox
+from agent.store import Store
+from bench._stats import save
+from broker import contract as kc
+from broker.launcher import Mosquitto
+from tests.support.agent_process import AgentProcess, write_agent_config
+from tests.support.cloud import Cloud
+from tests.support.sales import make_sale
 
 DEVICE = "bench-0001"
 
@@ -47,7 +47,7 @@ def raw_publish_rate(broker: Mosquitto, payloads: list[bytes], window: int) -> f
     acked = 0
     total = len(payloads)
 
-    def on_publish(client, userdata, mid, reason_code, properties):  # noqa: ANN001
+    def on_publish(client, userdata, mid, reason_code, properties):
         nonlocal acked
         acked += 1
         if acked == total:
@@ -108,10 +108,19 @@ def depth(db: Path) -> int:
         conn.close()
 
 
-def drain(workdir: Path, broker: Mosquitto, filled: Path, n: int, window: int, batch: int, mqtt: dict, workers: int) -> dict:
+def drain(
+    workdir: Path, broker: Mosquitto, filled: Path, n: int, window: int, batch: int, mqtt: dict, workers: int
+) -> dict:
     """Start an agent on a copy of the filled outbox and a fresh cloud; time until it is empty."""
-    config = write_agent_config(workdir / "agent", device_id=DEVICE, host=broker.host, port=broker.port,
-                                max_inflight=window, batch_max_messages=batch, **mqtt)
+    config = write_agent_config(
+        workdir / "agent",
+        device_id=DEVICE,
+        host=broker.host,
+        port=broker.port,
+        max_inflight=window,
+        batch_max_messages=batch,
+        **mqtt,
+    )
     db = workdir / "agent" / "state" / "agent.db"
     db.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(filled, db)
@@ -149,7 +158,13 @@ def drain(workdir: Path, broker: Mosquitto, filled: Path, n: int, window: int, b
     agent.stop()
     applied = cloud.sales(DEVICE)  # the agent's own state reports travel too; count the sales
     cloud.stop()
-    return {"rate": (initial - acked_before) / elapsed, "elapsed": elapsed, "peak_rss_kib": peak_rss, "cpu": cpu, "applied": applied}
+    return {
+        "rate": (initial - acked_before) / elapsed,
+        "elapsed": elapsed,
+        "peak_rss_kib": peak_rss,
+        "cpu": cpu,
+        "applied": applied,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--batch", type=int, default=50, help="the agent's mqtt.batch_max_messages (its default: 50)")
-    parser.add_argument("--ack-window", type=int, default=None, help="the agent's mqtt.ack_window (default: the agent's default)")
+    parser.add_argument(
+        "--ack-window", type=int, default=None, help="the agent's mqtt.ack_window (default: the agent's default)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="cloud ingest worker processes sharing the subscription")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="kassa-bench-outbox-", dir="/var/tmp"))
@@ -181,22 +198,48 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         broker.stop()
 
-    print(f"outbox drain, {args.n} sale messages ({len(payloads[0])} B), in-flight window {args.window}, one Mosquitto, "
-          f"{args.workers} cloud worker(s)")
+    print(
+        f"outbox drain, {args.n} sale messages ({len(payloads[0])} B), in-flight window {args.window}, one Mosquitto, "
+        f"{args.workers} cloud worker(s)"
+    )
     for name, r in results.items():
         ratio = r["rate"] / r["raw"]
-        print(f"  {name:<16} raw paho QoS 1 {r['raw']:>8.0f} msg/s | drain with cloud acks {r['rate']:>8.0f} msg/s"
-              f"  ({ratio:.2f}x raw, target >= 0.6x)")
+        print(
+            f"  {name:<16} raw paho QoS 1 {r['raw']:>8.0f} msg/s | drain with cloud acks {r['rate']:>8.0f} msg/s"
+            f"  ({ratio:.2f}x raw, target >= 0.6x)"
+        )
         per_message = {k: v / args.n * 1e6 for k, v in r["cpu"].items()}
-        print(f"  {'':<16} cloud applied {r['applied']}; agent peak RSS {r['peak_rss_kib'] / 1024:.1f} MiB; CPU s: "
-              + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu"].items()) + f" (wall {r['elapsed']:.1f} s)")
-        print(f"  {'':<16} CPU per message: raw client {r['raw_cpu_us']:.0f} µs; "
-              + ", ".join(f"{k} {v:.0f} µs" for k, v in per_message.items()))
-    save("outbox", {"n": args.n, "window": args.window, "workers": args.workers, "batch_max_messages": args.batch, "payload_bytes": len(payloads[0]),
-                    "runs": {name: {"raw_msgs_per_s": round(r["raw"]), "drain_msgs_per_s": round(r["rate"]),
-                                    "ratio": round(r["rate"] / r["raw"], 3), "raw_cpu_us_per_msg": round(r["raw_cpu_us"]), "cloud_applied": r["applied"],
-                                    "agent_peak_rss_mib": round(r["peak_rss_kib"] / 1024, 1),
-                                    "cpu_s": {k: round(v, 1) for k, v in r["cpu"].items()}} for name, r in results.items()}})
+        print(
+            f"  {'':<16} cloud applied {r['applied']}; agent peak RSS {r['peak_rss_kib'] / 1024:.1f} MiB; CPU s: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu"].items())
+            + f" (wall {r['elapsed']:.1f} s)"
+        )
+        print(
+            f"  {'':<16} CPU per message: raw client {r['raw_cpu_us']:.0f} µs; "
+            + ", ".join(f"{k} {v:.0f} µs" for k, v in per_message.items())
+        )
+    save(
+        "outbox",
+        {
+            "n": args.n,
+            "window": args.window,
+            "workers": args.workers,
+            "batch_max_messages": args.batch,
+            "payload_bytes": len(payloads[0]),
+            "runs": {
+                name: {
+                    "raw_msgs_per_s": round(r["raw"]),
+                    "drain_msgs_per_s": round(r["rate"]),
+                    "ratio": round(r["rate"] / r["raw"], 3),
+                    "raw_cpu_us_per_msg": round(r["raw_cpu_us"]),
+                    "cloud_applied": r["applied"],
+                    "agent_peak_rss_mib": round(r["peak_rss_kib"] / 1024, 1),
+                    "cpu_s": {k: round(v, 1) for k, v in r["cpu"].items()},
+                }
+                for name, r in results.items()
+            },
+        },
+    )
     return 0 if all(r["applied"] == args.n for r in results.values()) else 1
 
 

@@ -20,12 +20,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._stats import BareInsert, save, summary_ms  # noqa: E402
-from broker.launcher import Mosquitto  # noqa: E402
-from drivers.sim.printer import VirtualPrinter  # noqa: E402
-from tests.posapi.support import SALE_TOTAL, Pos, api_url, create_pos_token, push_roster_and_lease, sale_body, terminal_config, wait_for  # noqa: E402
-from tests.support.agent_process import AgentProcess  # noqa: E402
-from tests.support.mqtt_peer import MqttPeer  # noqa: E402
+from bench._stats import BareInsert, save, summary_ms
+from broker.launcher import Mosquitto
+from drivers.sim.printer import VirtualPrinter
+from tests.posapi.support import (
+    SALE_TOTAL,
+    Pos,
+    api_url,
+    create_pos_token,
+    push_roster_and_lease,
+    sale_body,
+    terminal_config,
+    wait_for,
+)
+from tests.support.agent_process import AgentProcess
+from tests.support.mqtt_peer import MqttPeer
 
 TARGET_P99_MS = 15.0
 
@@ -33,14 +42,19 @@ TARGET_P99_MS = 15.0
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--dir", type=Path, default=None, help="where the agent state and databases go (default: a temp dir under /var/tmp)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where the agent state and databases go (default: a temp dir under /var/tmp)",
+    )
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="kassa-bench-pos-", dir=args.dir or "/var/tmp"))
 
     broker = Mosquitto(workdir / "mosquitto").start()
     printer = VirtualPrinter().start()
     printer.set_paper("out")  # receipts are queued durably, never printed during the run
-    config = terminal_config(workdir / "agent", broker, printer, extra="[log]\nlevel = \"warning\"\n")
+    config = terminal_config(workdir / "agent", broker, printer, extra='[log]\nlevel = "warning"\n')
     agent = AgentProcess(config).start()
     peer = MqttPeer(broker, "bench-cloud")
     try:
@@ -82,10 +96,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'':<44}{'p50 ms':>10}{'p99 ms':>10}")
     print(f"  {'POST /v1/sales -> 201':<44}{api['p50_ms']:>10.3f}{api['p99_ms']:>10.3f}")
     print(f"  {'bare SQLite insert, WAL + synchronous=FULL':<44}{baseline['p50_ms']:>10.3f}{baseline['p99_ms']:>10.3f}")
-    print(f"  p99 target < {TARGET_P99_MS} ms: {'met' if api['p99_ms'] < TARGET_P99_MS else 'MISSED'}; "
-          f"{queued} receipts queued, outbox depth {depth}")
-    save("bench_pos_api", {"n": args.n, "pos_api_sale": api, "bare_sqlite_insert": baseline, "target_p99_ms": TARGET_P99_MS,
-                           "receipts_queued": queued, "outbox_depth": depth})
+    print(
+        f"  p99 target < {TARGET_P99_MS} ms: {'met' if api['p99_ms'] < TARGET_P99_MS else 'MISSED'}; "
+        f"{queued} receipts queued, outbox depth {depth}"
+    )
+    save(
+        "bench_pos_api",
+        {
+            "n": args.n,
+            "pos_api_sale": api,
+            "bare_sqlite_insert": baseline,
+            "target_p99_ms": TARGET_P99_MS,
+            "receipts_queued": queued,
+            "outbox_depth": depth,
+        },
+    )
     return 0 if api["p99_ms"] < TARGET_P99_MS else 1
 
 

@@ -16,15 +16,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from escpos.constants import QR_ECLEVEL_M  # noqa: E402
-from escpos.printer import Dummy  # noqa: E402
+from escpos.constants import QR_ECLEVEL_M
+from escpos.printer import Dummy
 
-from drivers import Columns, Cut, QrCode, Receipt, Rule, Style, Text, load_profile  # noqa: E402
-from drivers.receipt.escpos import EscposRenderer  # noqa: E402
+from drivers import Columns, Cut, QrCode, Receipt, Rule, Style, Text, load_profile
+from drivers.receipt.escpos import EscposRenderer
 
 PROFILE = "TM-T88V"
-ITEMS = ("Espresso", "Cappuccino", "Croissant", "Orange juice", "Bagel with cream cheese", "Mineral water",
-         "Chocolate muffin", "Green tea", "Club sandwich", "Apple pie", "Latte macchiato", "Brownie")
+ITEMS = (
+    "Espresso",
+    "Cappuccino",
+    "Croissant",
+    "Orange juice",
+    "Bagel with cream cheese",
+    "Mineral water",
+    "Chocolate muffin",
+    "Green tea",
+    "Club sandwich",
+    "Apple pie",
+    "Latte macchiato",
+    "Brownie",
+)
 BOLD, CENTER_BOLD_BIG = Style(bold=True), Style(bold=True, width=2, height=2, align="center")
 CENTER = Style(align="center")
 VARIANTS = 64
@@ -42,13 +54,23 @@ def receipt_lines(variant: int) -> list[tuple[str, str]]:
 def kassa_document(variant: int) -> Receipt:
     items = receipt_lines(variant)
     total = sum(int(price.replace(".", "")) for _, price in items)
-    blocks = [Text("KASSA CAFE", CENTER_BOLD_BIG), Text("Main Street 1, 8000 Zurich", CENTER),
-              Text(f"Receipt 2024-{variant:05d}", CENTER), Rule()]
+    blocks = [
+        Text("KASSA CAFE", CENTER_BOLD_BIG),
+        Text("Main Street 1, 8000 Zurich", CENTER),
+        Text(f"Receipt 2024-{variant:05d}", CENTER),
+        Rule(),
+    ]
     blocks += [Columns(item) for item in items]
-    blocks += [Rule(), Columns(("TOTAL", f"{total // 100}.{total % 100:02d}"), style=BOLD),
-               Columns(("Paid by card", f"{total // 100}.{total % 100:02d}")), Rule(),
-               Text("Thank you for your visit!", CENTER), Text("VAT no. CHE-123.456.789", CENTER),
-               QrCode(f"https://kassa.example/r/2024-{variant:05d}", size=6, error_correction="M"), Cut()]
+    blocks += [
+        Rule(),
+        Columns(("TOTAL", f"{total // 100}.{total % 100:02d}"), style=BOLD),
+        Columns(("Paid by card", f"{total // 100}.{total % 100:02d}")),
+        Rule(),
+        Text("Thank you for your visit!", CENTER),
+        Text("VAT no. CHE-123.456.789", CENTER),
+        QrCode(f"https://kassa.example/r/2024-{variant:05d}", size=6, error_correction="M"),
+        Cut(),
+    ]
     return Receipt(tuple(blocks))
 
 
@@ -126,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     baseline = summary(measure(lambda v: dummy_render(dummy, v, width), args.runs))
 
     size = len(renderer.render(documents[0]))
-    print(f"receipt: {lines} text lines + native QR, profile {PROFILE}, {size} bytes; "
-          f"{args.runs} runs each; output identical to Dummy: yes")
+    print(
+        f"receipt: {lines} text lines + native QR, profile {PROFILE}, {size} bytes; "
+        f"{args.runs} runs each; output identical to Dummy: yes"
+    )
     print(f"{'renderer':<26}{'median ms':>12}{'p99 ms':>12}")
     print(f"{'kassa EscposRenderer':<26}{kassa[0]:>12.3f}{kassa[1]:>12.3f}")
     print(f"{'python-escpos Dummy':<26}{baseline[0]:>12.3f}{baseline[1]:>12.3f}")

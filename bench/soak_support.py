@@ -86,7 +86,7 @@ class Sampler:
         try:
             cloud = self.terminal.process.client().call("status")["components"]["cloud"]
             row.update(outbox=cloud["outbox_depth"], connected=cloud["connected"])
-        except Exception as exc:  # noqa: BLE001 - a busy or restarting agent: note it, keep sampling
+        except Exception as exc:
             row.update(outbox=None, connected=None, error=str(exc)[:100])
         self.samples.append(row)
         return row
@@ -180,7 +180,11 @@ class Till:
             return "none"
         sale_id = rng.choice(candidates)
         self._refunded.add(sale_id)
-        body: dict[str, Any] = {"request_id": f"r-{uuid.uuid4()}", "sale_id": sale_id, "reason": "soak: customer return"}
+        body: dict[str, Any] = {
+            "request_id": f"r-{uuid.uuid4()}",
+            "sale_id": sale_id,
+            "reason": "soak: customer return",
+        }
         if rng.random() < 0.5:
             body.update(scope="whole")
         else:
@@ -224,7 +228,9 @@ class Till:
         self.stream.settle(timeout_s)
         deadline = time.monotonic() + timeout_s
         while self.refunds_uncertain:
-            assert time.monotonic() < deadline, f"{len(self.refunds_uncertain)} refunds still uncertain after {timeout_s} s"
+            assert time.monotonic() < deadline, (
+                f"{len(self.refunds_uncertain)} refunds still uncertain after {timeout_s} s"
+            )
             for body in list(self.refunds_uncertain.values()):
                 if self._send_refund(body) == "uncertain":
                     time.sleep(0.2)
@@ -236,7 +242,11 @@ class Till:
 
     def expect_cloud_refunds_exact(self, timeout_s: float = 60) -> None:
         expected = set(self.refunds.values())
-        wait_for(lambda: set(self.cloud_refund_ids()) >= expected, timeout_s, f"{len(expected)} committed refunds in the cloud")
+        wait_for(
+            lambda: set(self.cloud_refund_ids()) >= expected,
+            timeout_s,
+            f"{len(expected)} committed refunds in the cloud",
+        )
         in_cloud = self.cloud_refund_ids()
         assert len(in_cloud) == len(set(in_cloud)), "refunds stored twice"
         assert set(in_cloud) == expected, f"cloud has {len(set(in_cloud) - expected)} refunds the agent never confirmed"
@@ -245,8 +255,11 @@ class Till:
         values = sorted(self.latencies_ms)
         if not values:
             return {"p50_ms": None, "p99_ms": None, "max_ms": None}
-        return {"p50_ms": round(values[len(values) // 2], 1), "p99_ms": round(values[int(len(values) * 0.99)], 1),
-                "max_ms": round(values[-1], 1)}
+        return {
+            "p50_ms": round(values[len(values) // 2], 1),
+            "p99_ms": round(values[int(len(values) * 0.99)], 1),
+            "max_ms": round(values[-1], 1),
+        }
 
 
 # ---------------------------------------------------------------------- the faults
@@ -256,8 +269,17 @@ class Faults:
 
     ROTATION = ("broker_restart", "worker_kill", "paper_out", "printer_offline")
 
-    def __init__(self, terminal: Terminal, start: float, every_s: float, *, first_s: float = 45.0, hold_s: float = 20.0,
-                 worker_id: str = "p1", seed: int = 2) -> None:
+    def __init__(
+        self,
+        terminal: Terminal,
+        start: float,
+        every_s: float,
+        *,
+        first_s: float = 45.0,
+        hold_s: float = 20.0,
+        worker_id: str = "p1",
+        seed: int = 2,
+    ) -> None:
         self.terminal, self.start_t, self.every_s = terminal, start, every_s
         self.first_s, self.hold_s, self.worker_id = first_s, hold_s, worker_id
         self.rng = random.Random(seed)
@@ -289,7 +311,7 @@ class Faults:
             entry: dict[str, Any] = {"t": elapsed(self.start_t), "fault": name}
             try:
                 entry.update(getattr(self, name)(index // len(self.ROTATION)))
-            except Exception as exc:  # noqa: BLE001 - a fault that could not be injected or undone is a finding
+            except Exception as exc:
                 entry["error"] = f"{type(exc).__name__}: {exc}"
                 self.not_recovered.append(f"{name} @{entry['t']}s: {entry['error']}")
             entry["took_s"] = round(time.monotonic() - began, 1)
@@ -319,7 +341,9 @@ class Faults:
         time.sleep(5.0)
         cloud.start_worker_process(self.worker_id)
         depth = self._status()["cloud"]["outbox_depth"]
-        recovered = self._recovered(lambda c: c["cloud"]["outbox_depth"] <= 10, "the outbox to drain after the worker restart", 180)
+        recovered = self._recovered(
+            lambda c: c["cloud"]["outbox_depth"] <= 10, "the outbox to drain after the worker restart", 180
+        )
         return {"outbox_when_back": depth, "recovered_s": recovered}
 
     def paper_out(self, _round: int) -> dict[str, Any]:
@@ -341,7 +365,11 @@ class Faults:
             queued = self._status()["hardware"]["printers"]["front"]["queued"]
         finally:
             printer.go_online()
-        return {"mode": mode, "queued_at_end": queued, "recovered_s": self._recovered(_printer_idle, "the print queue to drain", 120)}
+        return {
+            "mode": mode,
+            "queued_at_end": queued,
+            "recovered_s": self._recovered(_printer_idle, "the print queue to drain", 120),
+        }
 
 
 def _printer_idle(components: dict[str, Any]) -> bool:
@@ -353,7 +381,7 @@ def _printer_idle(components: dict[str, Any]) -> bool:
 def _quiet(check: Any) -> Any:
     try:
         return check()
-    except Exception:  # noqa: BLE001 - the agent busy or briefly not answering: ask again
+    except Exception:
         return False
 
 

@@ -35,12 +35,27 @@ def build(out: Path, *, compiler: str | None = None) -> Path:
         raise PluginBuildError("no C compiler: install gcc (apt-get install gcc)")
     missing = [header for header in HEADERS if not Path(header).exists()]
     if missing:
-        raise PluginBuildError(f"missing {', '.join(missing)}: apt-get install mosquitto-dev libssl-dev (make setup does this)")
+        raise PluginBuildError(
+            f"missing {', '.join(missing)}: apt-get install mosquitto-dev libssl-dev (make setup does this)"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     # Built beside the target and renamed: a broker never loads a half-written library.
     with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
         partial = Path(scratch) / out.name
-        command = [cc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-std=c11", "-o", str(partial), str(SOURCE), "-lcrypto"]
+        command = [
+            cc,
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-std=c11",
+            "-o",
+            str(partial),
+            str(SOURCE),
+            "-lcrypto",
+        ]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise PluginBuildError(f"{' '.join(command)} failed:\n{result.stderr}")

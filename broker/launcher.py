@@ -30,7 +30,9 @@ class BrokerError(RuntimeError):
 def find_mosquitto() -> str:
     found = shutil.which("mosquitto") or next((p for p in DEFAULT_BINARY_PATHS if os.access(p, os.X_OK)), None)
     if found is None:
-        raise BrokerError("mosquitto is not installed. Install it with `apt-get install mosquitto` (make test does this).")
+        raise BrokerError(
+            "mosquitto is not installed. Install it with `apt-get install mosquitto` (make test does this)."
+        )
     return found
 
 
@@ -129,7 +131,9 @@ class Mosquitto:
             if self.wait_listening(self.port, timeout_s):
                 return self
             self.kill()
-        raise BrokerError(f"mosquitto did not start listening on {self.host}:{self.port}; see {self.log_path}:\n{self.log_tail()}")
+        raise BrokerError(
+            f"mosquitto did not start listening on {self.host}:{self.port}; see {self.log_path}:\n{self.log_tail()}"
+        )
 
     def wait_listening(self, port: int, timeout_s: float = 10.0) -> bool:
         """True once ``port`` accepts connections; False if the broker exits first or time runs out.
@@ -202,7 +206,9 @@ class Mosquitto:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m broker.launcher", description="Run a private Mosquitto until Ctrl-C.")
+    parser = argparse.ArgumentParser(
+        prog="python -m broker.launcher", description="Run a private Mosquitto until Ctrl-C."
+    )
     parser.add_argument("--port", type=int, help="port (default: a free one)")
     parser.add_argument("--dir", type=Path, help="working directory (default: a new temp dir)")
     args = parser.parse_args(argv)

@@ -40,7 +40,9 @@ class TextFormatter(logging.Formatter):
         parts = [_timestamp(record), record.levelname.lower(), record.name, record.getMessage()]
         for key, value in _fields(record).items():
             text = str(value)
-            parts.append(f"{key}={text}" if _PLAIN_VALUE.match(text) else f"{key}={json.dumps(text, ensure_ascii=False)}")
+            parts.append(
+                f"{key}={text}" if _PLAIN_VALUE.match(text) else f"{key}={json.dumps(text, ensure_ascii=False)}"
+            )
         line = " ".join(parts)
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
@@ -49,7 +51,12 @@ class TextFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        event = {"ts": _timestamp(record), "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage()}
+        event = {
+            "ts": _timestamp(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
         event.update(_fields(record))
         if record.exc_info:
             event["exc"] = self.formatException(record.exc_info)
@@ -82,7 +89,9 @@ def setup_logging(level: str = "info", fmt: str = "text", stream: Any = None) ->
     root = logging.getLogger()
     # Some libraries (python-escpos) call logging.basicConfig() at import: their plain
     # handler would print every event a second time, unstructured.
-    for foreign in [h for h in root.handlers if not (getattr(h, "_kassa", False) or getattr(h, "keep_on_setup", False))]:
+    for foreign in [
+        h for h in root.handlers if not (getattr(h, "_kassa", False) or getattr(h, "keep_on_setup", False))
+    ]:
         root.removeHandler(foreign)
     handler = next((h for h in root.handlers if getattr(h, "_kassa", False)), None)
     if handler is None:

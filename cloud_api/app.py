@@ -7,23 +7,49 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from cloud_api.api import auth, devices, errors, licences, links, pairing, pushes, tenancy
-from cloud_api.api import cashiers, device_certificates, device_sales, z_reports
+from cloud_api.api import (
+    auth,
+    cashiers,
+    device_certificates,
+    device_sales,
+    devices,
+    errors,
+    licences,
+    links,
+    pairing,
+    pushes,
+    tenancy,
+    z_reports,
+)
 from cloud_api.settings import CloudSettings
 
 
 def create_app(settings: CloudSettings, engine: Engine) -> FastAPI:
     """The HTTP API on `engine`, whose schema must be current (`schema_init.create_schema`)."""
-    app = FastAPI(title="kassa cloud", version="1",
-                  description="Admin API of the kassa cloud: tenancy, users and tokens, devices, "
-                  "sales, pairing. Every endpoint but /healthz, /pki/device-crl.pem and the devices' own /pairing/registrations, "
-                  "/pairing/poll, /pairing/renewals and /device-api/sales/lookup (signed with the device key) needs "
-                  "`Authorization: Bearer <token>`.")
+    app = FastAPI(
+        title="kassa cloud",
+        version="1",
+        description="Admin API of the kassa cloud: tenancy, users and tokens, devices, "
+        "sales, pairing. Every endpoint but /healthz, /pki/device-crl.pem and the devices' own /pairing/registrations, "
+        "/pairing/poll, /pairing/renewals and /device-api/sales/lookup (signed with the device key) needs "
+        "`Authorization: Bearer <token>`.",
+    )
     app.state.settings = settings
     app.state.engine = engine
     errors.install(app)
-    for module in (auth, tenancy, links, devices, device_certificates, z_reports, pairing, device_sales, pushes, cashiers,
-                   licences):
+    for module in (
+        auth,
+        tenancy,
+        links,
+        devices,
+        device_certificates,
+        z_reports,
+        pairing,
+        device_sales,
+        pushes,
+        cashiers,
+        licences,
+    ):
         app.include_router(module.router)
 
     @app.get("/healthz", summary="Liveness and database reachability")
@@ -32,7 +58,9 @@ def create_app(settings: CloudSettings, engine: Engine) -> FastAPI:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
-            return JSONResponse({"status": "unhealthy", "database": "unreachable", "detail": str(exc.__cause__ or exc)}, status_code=503)
+            return JSONResponse(
+                {"status": "unhealthy", "database": "unreachable", "detail": str(exc.__cause__ or exc)}, status_code=503
+            )
         return JSONResponse({"status": "ok", "database": engine.dialect.name})
 
     return app

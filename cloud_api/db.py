@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Table, create_engine, event, select, update
@@ -19,7 +19,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001 - DBAPI types
+        def _sqlite_pragmas(dbapi_conn, _record):
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
@@ -32,7 +32,7 @@ def make_engine(url: str) -> Engine:
 
 def utc(moment: datetime) -> datetime:
     """A stored timestamp with its zone: SQLite gives them back without one; all are UTC."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def locked_row(session: Session, model: Any, where: ColumnElement[bool], touch: Any) -> Any:

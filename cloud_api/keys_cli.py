@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ def _provisioning_qr(key: signing_keys.SigningKey, args: dict[str, Any]) -> int:
             print("kassa-cloud: --broker must be HOST:PORT, e.g. mqtt.example.com:8883", file=sys.stderr)
             return 2
         port = int(port_text)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     try:
         settings = kc.Provisioning(
             point_of_sale=args.get("point_of_sale"),

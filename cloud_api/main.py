@@ -1,11 +1,11 @@
 """``kassa-cloud``: run the cloud service.
 
-    kassa-cloud serve  [--host H] [--port P] [--database-url URL]
-    kassa-cloud worker [--mqtt-host H] [--mqtt-port P] [--worker-id ID] [--no-pushes] [--database-url URL]
-    kassa-cloud keys generate [--key-file F] [--key-id ID]
-    kassa-cloud provisioning-qr [--point-of-sale P] [--language L] [--broker H:P] ... --out code.png
-    kassa-cloud owner create --name N [--admin-name A] [--database-url URL]
-    kassa-cloud pki crl [--out FILE] | pki revoke --certificate FILE [--reason R] [--out FILE]
+kassa-cloud serve  [--host H] [--port P] [--database-url URL]
+kassa-cloud worker [--mqtt-host H] [--mqtt-port P] [--worker-id ID] [--no-pushes] [--database-url URL]
+kassa-cloud keys generate [--key-file F] [--key-id ID]
+kassa-cloud provisioning-qr [--point-of-sale P] [--language L] [--broker H:P] ... --out code.png
+kassa-cloud owner create --name N [--admin-name A] [--database-url URL]
+kassa-cloud pki crl [--out FILE] | pki revoke --certificate FILE [--reason R] [--out FILE]
 """
 
 from __future__ import annotations
@@ -26,30 +26,37 @@ def build_parser() -> argparse.ArgumentParser:
     # Accepted before or after the command; SUPPRESS keeps a subcommand from erasing a value
     # given before it.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--database-url", default=argparse.SUPPRESS,
-                        help="SQLAlchemy URL (env KASSA_CLOUD_DATABASE_URL)")
-    parser = argparse.ArgumentParser(prog="kassa-cloud", description="kassa cloud service.",
-                                     parents=[common])
+    common.add_argument(
+        "--database-url", default=argparse.SUPPRESS, help="SQLAlchemy URL (env KASSA_CLOUD_DATABASE_URL)"
+    )
+    parser = argparse.ArgumentParser(prog="kassa-cloud", description="kassa cloud service.", parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the admin HTTP API", parents=[common])
-    serve.add_argument("--host", dest="http_host",
-                       help="listen address (env KASSA_CLOUD_HTTP_HOST)")
-    serve.add_argument("--port", dest="http_port", type=int,
-                       help="listen port (env KASSA_CLOUD_HTTP_PORT)")
-    worker = sub.add_parser("worker", parents=[common],
-                            help="apply device messages from the broker (any number may run)")
+    serve.add_argument("--host", dest="http_host", help="listen address (env KASSA_CLOUD_HTTP_HOST)")
+    serve.add_argument("--port", dest="http_port", type=int, help="listen port (env KASSA_CLOUD_HTTP_PORT)")
+    worker = sub.add_parser(
+        "worker", parents=[common], help="apply device messages from the broker (any number may run)"
+    )
     worker.add_argument("--mqtt-host", help="broker address (env KASSA_CLOUD_MQTT_HOST)")
     worker.add_argument("--mqtt-port", type=int, help="broker port (env KASSA_CLOUD_MQTT_PORT)")
-    worker.add_argument("--worker-id",
-                        help="stable worker id, default the host name (env KASSA_CLOUD_WORKER_ID)")
-    worker.add_argument("--no-pushes", dest="push_enabled", action="store_const", const=False,
-                        help="do not run the push publisher in this worker (env KASSA_CLOUD_PUSH_ENABLED=false)")
+    worker.add_argument("--worker-id", help="stable worker id, default the host name (env KASSA_CLOUD_WORKER_ID)")
+    worker.add_argument(
+        "--no-pushes",
+        dest="push_enabled",
+        action="store_const",
+        const=False,
+        help="do not run the push publisher in this worker (env KASSA_CLOUD_PUSH_ENABLED=false)",
+    )
     key_options = argparse.ArgumentParser(add_help=False)
-    key_options.add_argument("--key-file", dest="signing_key_file", help="private key file (env KASSA_CLOUD_SIGNING_KEY_FILE)")
+    key_options.add_argument(
+        "--key-file", dest="signing_key_file", help="private key file (env KASSA_CLOUD_SIGNING_KEY_FILE)"
+    )
     key_options.add_argument("--key-id", dest="signing_key_id", help="key id (env KASSA_CLOUD_SIGNING_KEY_ID)")
     keys = sub.add_parser("keys", parents=[key_options], help="the cloud signing key")
     keys.add_argument("action", choices=["generate", "show"])
-    qr = sub.add_parser("provisioning-qr", parents=[key_options], help="make a signed configuration QR code for terminals")
+    qr = sub.add_parser(
+        "provisioning-qr", parents=[key_options], help="make a signed configuration QR code for terminals"
+    )
     qr.add_argument("--point-of-sale")
     qr.add_argument("--language")
     qr.add_argument("--scanner", help="name of the terminal's scanner to use for sales")
@@ -62,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     owner.add_argument("--name", dest="owner_name", required=True, help="the owner's name")
     owner.add_argument("--admin-name", help="name of the owner_admin user (default: '<name> admin')")
     pki = sub.add_parser("pki", parents=[common], help="the device CA's revocation list (CRL)")
-    pki.add_argument("action", choices=["crl", "revoke"], help="crl: print the newest CRL; revoke: add a certificate made elsewhere")
+    pki.add_argument(
+        "action", choices=["crl", "revoke"], help="crl: print the newest CRL; revoke: add a certificate made elsewhere"
+    )
     pki.add_argument("--certificate", help="revoke: the device certificate (PEM) to revoke")
     pki.add_argument("--reason", help="revoke: why, for the audit")
     pki.add_argument("--out", help="write the CRL to this file instead of printing it (atomic, 0644)")
@@ -75,7 +84,9 @@ SETTINGS_KEYS = set(CloudSettings.model_fields)
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     command = args.pop("command")
-    settings = CloudSettings(**{key: value for key, value in args.items() if value is not None and key in SETTINGS_KEYS})
+    settings = CloudSettings(
+        **{key: value for key, value in args.items() if value is not None and key in SETTINGS_KEYS}
+    )
     setup_logging(settings.log_level)
     if command in ("keys", "provisioning-qr"):
         from cloud_api.keys_cli import run_keys_command
@@ -96,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 
         create_schema(engine)
 
-        uvicorn.run(create_app(settings, engine), host=settings.http_host,
-                    port=settings.http_port, log_level=settings.log_level)
+        uvicorn.run(
+            create_app(settings, engine), host=settings.http_host, port=settings.http_port, log_level=settings.log_level
+        )
         return 0
     return run_worker(settings, engine)
 
@@ -141,10 +153,20 @@ def run_worker(settings: CloudSettings, engine: Engine) -> int:
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
     tls = None
     if settings.mqtt_ca_file is not None:
-        tls = TlsFiles(str(settings.mqtt_ca_file), str(settings.mqtt_cert_file) if settings.mqtt_cert_file else None,
-                       str(settings.mqtt_key_file) if settings.mqtt_key_file else None)
-    worker = IngestWorker(engine, settings.mqtt_host, settings.mqtt_port, settings.worker_id,
-                          username=settings.mqtt_username, password=password, tls=tls).start()
+        tls = TlsFiles(
+            str(settings.mqtt_ca_file),
+            str(settings.mqtt_cert_file) if settings.mqtt_cert_file else None,
+            str(settings.mqtt_key_file) if settings.mqtt_key_file else None,
+        )
+    worker = IngestWorker(
+        engine,
+        settings.mqtt_host,
+        settings.mqtt_port,
+        settings.worker_id,
+        username=settings.mqtt_username,
+        password=password,
+        tls=tls,
+    ).start()
     publisher = None
     if settings.push_enabled:
         from cloud_api.pushes.config import publisher_from_settings

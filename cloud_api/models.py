@@ -97,9 +97,13 @@ class IngestedMessage(Base):
         Index("ix_ingested_messages_device_seq", "device_id", "seq"),
         # Rejected rows only (few): a device's rejection count and newest-first list, at no
         # cost to the inserts of applied messages.
-        Index("ix_ingested_messages_rejected", "device_id", "received_at",
-              sqlite_where=text("outcome = 'rejected'"),
-              postgresql_where=text("outcome = 'rejected'")),
+        Index(
+            "ix_ingested_messages_rejected",
+            "device_id",
+            "received_at",
+            sqlite_where=text("outcome = 'rejected'"),
+            postgresql_where=text("outcome = 'rejected'"),
+        ),
     )
 
 
@@ -160,9 +164,7 @@ class SaleRecord(Base):
     payload: Mapped[Any] = mapped_column(ReceivedJson)  # the body as received (audit)
     message_id: Mapped[uuid.UUID]
 
-    __table_args__ = (
-        Index("uq_sales_device_receipt", "device_id", "receipt_number", unique=True),
-    )
+    __table_args__ = (Index("uq_sales_device_receipt", "device_id", "receipt_number", unique=True),)
 
 
 # Child rows carry no foreign key to their sale or refund on purpose: the ingest writes them

@@ -37,14 +37,19 @@ def run_pki_command(settings: CloudSettings, engine: Engine, args: dict[str, Any
                 certificate, device_id = _read_certificate(args.get("certificate"))
                 ca = load_device_ca(settings)
                 if certificate.issuer != ca.certificate.subject:
-                    print(f"kassa-cloud pki revoke: {args['certificate']} was not issued by the device CA "
-                          f"({ca.certificate.subject.rfc4514_string()})", file=sys.stderr)
+                    print(
+                        f"kassa-cloud pki revoke: {args['certificate']} was not issued by the device CA "
+                        f"({ca.certificate.subject.rfc4514_string()})",
+                        file=sys.stderr,
+                    )
                     return 2
                 fresh = import_revoked(session, certificate, device_id, args.get("reason") or "revoked", now)
                 crl = issue_crl(session, ca, now)
                 session.commit()
-                print(f"{'revoked' if fresh else 'already revoked'}: {device_id} serial {certificate.serial_number:x}; CRL {crl.number}",
-                      file=sys.stderr)
+                print(
+                    f"{'revoked' if fresh else 'already revoked'}: {device_id} serial {certificate.serial_number:x}; CRL {crl.number}",
+                    file=sys.stderr,
+                )
             else:
                 crl = current_crl(session, settings, now)
             written = write_crl_file(target, crl.crl_pem)

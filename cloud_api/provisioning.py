@@ -26,7 +26,9 @@ def write_qr_png(text: str, path: Path) -> Path:
     try:
         code.make(fit=True)
     except ValueError:  # qrcode: "Invalid version (was 41, expected 1 to 40)"
-        raise QrTooLarge(f"{len(text)} characters do not fit in one QR code (at most about 2,300 with medium error "
-                         "correction): give fewer rooms or shorter names") from None
+        raise QrTooLarge(
+            f"{len(text)} characters do not fit in one QR code (at most about 2,300 with medium error "
+            "correction): give fewer rooms or shorter names"
+        ) from None
     code.make_image().save(str(path))
     return path

@@ -31,13 +31,13 @@ ADVISORY_LOCK_KEY = 0x6B61737361_0001
 
 def metadata() -> MetaData:
     """The metadata of every table; importing the model modules registers them on `Base`."""
-    import cloud_api.models  # noqa: F401
+    import cloud_api.cashiers.models
+    import cloud_api.licences.models
+    import cloud_api.models
+    import cloud_api.pairing.models
+    import cloud_api.pushes.models
+    import cloud_api.reports.models
     import cloud_api.tenancy.models  # noqa: F401 - registers the tenancy tables
-    import cloud_api.pairing.models  # noqa: F401 - registers the pairing tables
-    import cloud_api.pushes.models  # noqa: F401 - registers the pushes tables
-    import cloud_api.licences.models  # noqa: F401 - registers the licence book tables
-    import cloud_api.cashiers.models  # noqa: F401 - registers the cashier tables
-    import cloud_api.reports.models  # noqa: F401 - registers the z_reports table
 
     return Base.metadata
 

@@ -19,8 +19,17 @@ from drivers.drawers.factory import open_drawer
 from drivers.drawers.printer_drawer import PrinterDrawer
 from drivers.drawers.serial_drawer import SerialDrawer
 from drivers.errors import (
-    ConfigError, CoverOpenError, DocumentError, DrawerError, DriverError, PaperOutError, PrinterOfflineError,
-    PrinterStatusUnknownError, PrinterUnavailableError, ScannerError, TransportError,
+    ConfigError,
+    CoverOpenError,
+    DocumentError,
+    DrawerError,
+    DriverError,
+    PaperOutError,
+    PrinterOfflineError,
+    PrinterStatusUnknownError,
+    PrinterUnavailableError,
+    ScannerError,
+    TransportError,
 )
 from drivers.identity import DeviceDescriptor, DeviceKind, Transport
 from drivers.interfaces import Drawer, Printer, PrintResult, Scanner
@@ -28,7 +37,19 @@ from drivers.printers.escpos_printer import EscposPrinter
 from drivers.printers.factory import open_printer
 from drivers.printers.profile import PrinterProfile, load_profile
 from drivers.receipt.document import (
-    Align, Barcode, Column, Columns, Cut, DrawerKick, Feed, Logo, QrCode, Receipt, ReceiptBuilder, Rule, Style,
+    Align,
+    Barcode,
+    Column,
+    Columns,
+    Cut,
+    DrawerKick,
+    Feed,
+    Logo,
+    QrCode,
+    Receipt,
+    ReceiptBuilder,
+    Rule,
+    Style,
     Text,
 )
 from drivers.receipt.escpos import EscposRenderer, render_escpos

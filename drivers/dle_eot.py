@@ -145,8 +145,9 @@ def query_byte(channel: StatusChannel, query: bytes, timeout: float) -> int | No
     return value
 
 
-def read_status(channel: StatusChannel, timeout: float, *, drawer_open_level: str = "high",
-                first_timeout: float | None = None) -> PrinterStatus:
+def read_status(
+    channel: StatusChannel, timeout: float, *, drawer_open_level: str = "high", first_timeout: float | None = None
+) -> PrinterStatus:
     """Query DLE EOT 1, 2, 4 (and 3 if needed) and interpret the answers.
 
     ``first_timeout`` is the wait for the first answer when the query queues behind bytes

@@ -43,7 +43,7 @@ class PrinterUnavailableError(DriverError):
     reason: DeviceStatus = DeviceStatus.UNKNOWN
     retryable = True
 
-    def __init__(self, message: str, *, status: "PrinterStatus | None" = None, job_id: str | None = None):
+    def __init__(self, message: str, *, status: PrinterStatus | None = None, job_id: str | None = None):
         super().__init__(message)
         self.status = status
         self.job_id = job_id
@@ -76,7 +76,9 @@ _ERROR_FOR_STATUS = {
 }
 
 
-def error_for_status(status: "PrinterStatus", job_id: str | None = None, action: str = "print") -> PrinterUnavailableError:
+def error_for_status(
+    status: PrinterStatus, job_id: str | None = None, action: str = "print"
+) -> PrinterUnavailableError:
     """The typed error that explains why ``status`` prevents ``action``."""
     error_class = _ERROR_FOR_STATUS.get(status.status, PrinterStatusUnknownError)
     detail = "; ".join(status.details)

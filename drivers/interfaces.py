@@ -9,8 +9,9 @@ from their own reader threads.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from drivers.status import DeviceStatus, PrinterStatus
 
@@ -35,19 +36,20 @@ class PrintResult:
 
 class Printer(abc.ABC):
     identity: str
-    profile: "PrinterProfile"
+    profile: PrinterProfile
 
     @abc.abstractmethod
     def status(self) -> PrinterStatus:
         """Query the printer now. Never raises for an unreachable printer: returns OFFLINE/UNKNOWN."""
 
     @abc.abstractmethod
-    def print_document(self, document: "Receipt", job_id: str) -> PrintResult:
+    def print_document(self, document: Receipt, job_id: str) -> PrintResult:
         """Print, or raise a :class:`drivers.errors.PrinterUnavailableError` subclass saying why not."""
 
     @abc.abstractmethod
-    def send_raw(self, data: bytes, job_id: str, *, check_status: bool = True,
-                 before_write: Callable[[], None] | None = None) -> PrintResult:
+    def send_raw(
+        self, data: bytes, job_id: str, *, check_status: bool = True, before_write: Callable[[], None] | None = None
+    ) -> PrintResult:
         """Write already-rendered ESC/POS bytes with the same guarantees as :meth:`print_document`.
 
         ``before_write()`` runs once the printer was found ready, just before the first byte

@@ -8,8 +8,9 @@ vendor beats USB class, a configured kind beats nothing).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, TypeVar
+from typing import TypeVar
 
 from drivers.identity import DeviceDescriptor, DeviceKind, Transport
 
@@ -43,7 +44,11 @@ class Supports:
         if d.kind_hint is not None and d.kind_hint is not self.kind:
             return 0
         # classes are only known for devices enumerated on the USB bus itself
-        if self.require_usb_classes and d.transport is Transport.USB and not d.usb_classes & set(self.require_usb_classes):
+        if (
+            self.require_usb_classes
+            and d.transport is Transport.USB
+            and not d.usb_classes & set(self.require_usb_classes)
+        ):
             return 0
         score = 0
         for usb_id in self.usb_ids:

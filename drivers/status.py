@@ -103,11 +103,11 @@ class PrinterStatus:
         return not self.status.blocks_printing
 
     @classmethod
-    def unknown(cls, detail: str, raw: bytes = b"") -> "PrinterStatus":
+    def unknown(cls, detail: str, raw: bytes = b"") -> PrinterStatus:
         return cls(DeviceStatus.UNKNOWN, frozenset({DeviceStatus.UNKNOWN}), details=(detail,), raw=raw)
 
     @classmethod
-    def offline(cls, detail: str) -> "PrinterStatus":
+    def offline(cls, detail: str) -> PrinterStatus:
         return cls(DeviceStatus.OFFLINE, frozenset({DeviceStatus.OFFLINE}), details=(detail,))
 
     def as_dict(self) -> dict:

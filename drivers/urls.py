@@ -8,8 +8,9 @@ the same options; unknown options are an error so typos do not pass silently.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from drivers.errors import ConfigError
@@ -104,7 +105,9 @@ def to_bytes(value: Any) -> bytes:
         raise ConfigError(f"cannot read {value!r} as bytes: {error}") from None
 
 
-def convert_options(options: Mapping[str, Any], schema: Mapping[str, Callable[[Any], Any]], what: str) -> dict[str, Any]:
+def convert_options(
+    options: Mapping[str, Any], schema: Mapping[str, Callable[[Any], Any]], what: str
+) -> dict[str, Any]:
     unknown = sorted(set(options) - set(schema))
     if unknown:
         raise ConfigError(f"unknown {what} option(s): {', '.join(unknown)}; known: {', '.join(sorted(schema))}")

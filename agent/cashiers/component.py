@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from agent.cashiers import audit, control, lockout, sessions  # control: registers the control methods
+from agent.cashiers import audit, lockout, sessions  # control: registers the control methods
 from agent.cashiers.audit import Audit
-from agent.cashiers.login import LoginRefused, LoginResult, VERIFY_SLOTS, describe, iso
+from agent.cashiers.login import VERIFY_SLOTS, LoginRefused, LoginResult, describe, iso
 from agent.cashiers.login import login as _login
 from agent.cashiers.permissions import Action, Gate, Grant, PermissionRefused
 from agent.cashiers.roster import Roster, applied_roster_doc, load_accepted, parse_roster, save_accepted
@@ -84,8 +84,11 @@ class Cashiers:
         conn = self.agent.store.read()
         open_sessions = sessions.count(conn)
         locked = lockout.locked_cashiers(conn, self.clock())
-        summary = (f"roster v{self.roster.version}, {len(self.roster.by_id)} cashiers, {open_sessions} session(s) open"
-                   if self.roster.loaded else "no roster yet (connect to the cloud, then kassactl cashiers load)")
+        summary = (
+            f"roster v{self.roster.version}, {len(self.roster.by_id)} cashiers, {open_sessions} session(s) open"
+            if self.roster.loaded
+            else "no roster yet (connect to the cloud, then kassactl cashiers load)"
+        )
         if locked:
             summary += f", {len(locked)} locked"
         if self.refused:
@@ -135,16 +138,24 @@ class Cashiers:
             doc = parse_roster(raw)
         except ValueError as exc:
             self.refused = {"version": version, "problem": str(exc)}
-            log.error("pushed cashier roster refused; the previous one stays in use", extra={"version": version, "kept": self.roster.version, "problem": str(exc)})
+            log.error(
+                "pushed cashier roster refused; the previous one stays in use",
+                extra={"version": version, "kept": self.roster.version, "problem": str(exc)},
+            )
             return
         new = Roster.build(version, doc)
         with self.agent.store.transaction() as conn:
             save_accepted(conn, version, doc)
             ended = self._end_not_allowed(conn, new)
         self.roster, self.refused = new, None
-        log.info("cashier roster applied", extra={"version": version, "cashiers": len(new.by_id), "sessions_ended": len(ended)})
+        log.info(
+            "cashier roster applied",
+            extra={"version": version, "cashiers": len(new.by_id), "sessions_ended": len(ended)},
+        )
         for session, reason in ended:
-            self.audit.publish("cashier.logout", cashier_id=session.cashier_id, reason=reason, till_session_id=session.till_session_id)
+            self.audit.publish(
+                "cashier.logout", cashier_id=session.cashier_id, reason=reason, till_session_id=session.till_session_id
+            )
         self.audit.publish("cashiers.roster", version=version, cashiers=len(new.by_id))
 
     def _end_not_allowed(self, conn: Any, roster: Roster) -> list[tuple[CashierSession, str]]:
@@ -157,9 +168,14 @@ class Cashiers:
                 reason = None if session.point_of_sale in held else "cashier.point_of_sale"
             if reason is not None:
                 sessions.end(conn, session)
-                self.audit.record(conn, audit.LOGOUT, session.cashier_id, reason=reason, till_session_id=session.till_session_id)
+                self.audit.record(
+                    conn, audit.LOGOUT, session.cashier_id, reason=reason, till_session_id=session.till_session_id
+                )
                 ended.append((session, reason))
-                log.info("cashier session ended by a roster change", extra={"cashier_id": session.cashier_id, "reason": reason})
+                log.info(
+                    "cashier session ended by a roster change",
+                    extra={"cashier_id": session.cashier_id, "reason": reason},
+                )
         return ended
 
     async def load(self, timeout_s: float = 5.0) -> dict[str, Any]:
@@ -167,15 +183,25 @@ class Cashiers:
         document again; an unchanged one is a no-op. Reports the version before and after."""
         before = self.roster.version
         if self.link is None:
-            raise LoadError(f"this terminal has no cloud link yet (pairing not finished); roster v{before} stays in use")
+            raise LoadError(
+                f"this terminal has no cloud link yet (pairing not finished); roster v{before} stays in use"
+            )
         if not self.link.mqtt.connected:
-            raise LoadError(f"not connected to the cloud ({self.link.mqtt.last_error or 'connecting'}); roster v{before} stays in use, try Load again later")
+            raise LoadError(
+                f"not connected to the cloud ({self.link.mqtt.last_error or 'connecting'}); roster v{before} stays in use, try Load again later"
+            )
         received = await self.link.refresh_state(kc.StateDomain.CASHIERS, timeout_s)
         self.catch_up()
         after = self.roster.version
         log.info("cashier roster load asked", extra={"before": before, "after": after, "received": received})
-        return {"before": before, "after": after, "changed": after != before, "received": received,
-                "refused": self.refused, "cashiers": len(self.roster.by_id)}
+        return {
+            "before": before,
+            "after": after,
+            "changed": after != before,
+            "received": received,
+            "refused": self.refused,
+            "cashiers": len(self.roster.by_id),
+        }
 
     def _cmd_load(self, args: dict[str, Any]) -> dict[str, Any]:
         """The cloud's `cashiers.load` command: fetch the retained roster again (answered at once;
@@ -213,7 +239,13 @@ class Cashiers:
     def refuse(self, cashier_id: str | None, code: str, message: str, **data: Any) -> LoginRefused:
         """Record a refused login (audit event, counter) and return the exception to raise."""
         with self.agent.store.transaction() as conn:
-            self.audit.record(conn, audit.LOGIN_FAILED, cashier_id, reason=code, **{k: v for k, v in data.items() if k != "points_of_sale"})
+            self.audit.record(
+                conn,
+                audit.LOGIN_FAILED,
+                cashier_id,
+                reason=code,
+                **{k: v for k, v in data.items() if k != "points_of_sale"},
+            )
         self.failed_logins += 1
         log.info("cashier login refused", extra={"cashier_id": cashier_id or "-", "reason": code})
         return LoginRefused(code, message, **data)
@@ -232,7 +264,10 @@ class Cashiers:
         cashier = self.roster.by_id.get(session.cashier_id)
         if cashier is None:
             self.end_session(session, "cashier.removed")
-            raise PermissionRefused("session.invalid", f"cashier {session.cashier_id} is no longer on this terminal's roster; the session ended")
+            raise PermissionRefused(
+                "session.invalid",
+                f"cashier {session.cashier_id} is no longer on this terminal's roster; the session ended",
+            )
         return describe(session, cashier, self.agent.config.cashiers.session_timeout_s)
 
     def authorize(self, token: str, action: Action | str, *, sale_till_session: str | None = None) -> Grant:
@@ -243,9 +278,13 @@ class Cashiers:
         with self.agent.store.transaction() as conn:
             if not sessions.end(conn, session):
                 return  # ended meanwhile
-            self.audit.record(conn, audit.LOGOUT, session.cashier_id, reason=reason, till_session_id=session.till_session_id)
+            self.audit.record(
+                conn, audit.LOGOUT, session.cashier_id, reason=reason, till_session_id=session.till_session_id
+            )
         log.info("cashier session ended", extra={"cashier_id": session.cashier_id, "reason": reason})
-        self.audit.publish("cashier.logout", cashier_id=session.cashier_id, reason=reason, till_session_id=session.till_session_id)
+        self.audit.publish(
+            "cashier.logout", cashier_id=session.cashier_id, reason=reason, till_session_id=session.till_session_id
+        )
 
     def sweep_idle(self) -> int:
         """End sessions idle longer than `cashiers.session_timeout_s` (also checked at each use)."""

@@ -52,7 +52,9 @@ def _refused(exc: LoginRefused | PermissionRefused) -> MethodError:
 async def _login(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
     cashiers = _cashiers(agent)
     try:
-        result = await cashiers.login(_text(params, "code"), _text(params, "pin"), _text(params, "point_of_sale", required=False))  # type: ignore[arg-type]
+        result = await cashiers.login(
+            _text(params, "code"), _text(params, "pin"), _text(params, "point_of_sale", required=False)
+        )  # type: ignore[arg-type]
     except LoginRefused as exc:
         raise _refused(exc) from None
     return result.as_dict(agent.config.cashiers.session_timeout_s)
@@ -95,10 +97,25 @@ async def _load(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
 
 
 for _method in (
-    Method("cashier.login", Role.READ, "Log a cashier in offline (params: code, pin, point_of_sale); returns a session token and its details.", _login),
+    Method(
+        "cashier.login",
+        Role.READ,
+        "Log a cashier in offline (params: code, pin, point_of_sale); returns a session token and its details.",
+        _login,
+    ),
     Method("cashier.logout", Role.READ, "End a cashier session (params: token).", _logout),
-    Method("cashier.session", Role.READ, "Who a session is: cashier, roles, point-of-sale details, expiry (params: token).", _session),
-    Method("cashier.authorize", Role.READ, "May this session do an action now (params: token, action, sale_till_session)? allowed or the refusal.", _authorize),
+    Method(
+        "cashier.session",
+        Role.READ,
+        "Who a session is: cashier, roles, point-of-sale details, expiry (params: token).",
+        _session,
+    ),
+    Method(
+        "cashier.authorize",
+        Role.READ,
+        "May this session do an action now (params: token, action, sale_till_session)? allowed or the refusal.",
+        _authorize,
+    ),
     Method("cashiers.list", Role.READ, "The cached cashier roster (no PIN hashes), its version and lockouts.", _list),
     Method("cashiers.load", Role.ADMIN, "Ask the cloud for the current roster now; version before and after.", _load),
 ):

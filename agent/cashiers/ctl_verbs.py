@@ -21,14 +21,20 @@ def add_parsers(sub: Any) -> None:
     cashier = sub.add_parser("cashier", help="cashier sessions: log in (the PIN is asked for, never an argument)")
     cashier.add_argument("action", choices=["login"])
     cashier.add_argument("code", help="cashier code or 4-digit operator code")
-    cashier.add_argument("--point-of-sale", help="point of sale whose details the session uses (default: the terminal's)")
+    cashier.add_argument(
+        "--point-of-sale", help="point of sale whose details the session uses (default: the terminal's)"
+    )
 
 
 def run(client: ControlClient, args: argparse.Namespace) -> int | None:
     """Handle the cashier verbs; None for any other command."""
     if args.command == "cashiers":
         result = client.call("cashiers.load" if args.action == "load" else "cashiers.list")
-        print(json.dumps(result, indent=2) if args.json else (load_text(result) if args.action == "load" else roster_text(result)))
+        print(
+            json.dumps(result, indent=2)
+            if args.json
+            else (load_text(result) if args.action == "load" else roster_text(result))
+        )
         return EXIT_OK
     if args.command == "cashier":
         params = {"code": args.code, "pin": read_pin()}
@@ -57,10 +63,19 @@ def roster_text(result: dict[str, Any]) -> str:
     if result.get("refused"):
         lines.append(f"refused v{result['refused']['version']}: {result['refused']['problem']}")
     for c in result["cashiers"]:
-        flags = [x for x, on in (("disabled", not c["enabled"]), ("no PIN", not c["has_pin"]),
-                                 (f"locked until {c.get('locked_until')}", bool(c.get("locked_until")))) if on]
+        flags = [
+            x
+            for x, on in (
+                ("disabled", not c["enabled"]),
+                ("no PIN", not c["has_pin"]),
+                (f"locked until {c.get('locked_until')}", bool(c.get("locked_until"))),
+            )
+            if on
+        ]
         points = ", ".join(f"{d['point_of_sale']} ({details_text(d)})" for d in c["details"])
-        lines.append(f"{c['cashier_id']:<12} {c['operator_code']}  {c['name']:<24} {','.join(c['roles']):<22} {' '.join(flags)}")
+        lines.append(
+            f"{c['cashier_id']:<12} {c['operator_code']}  {c['name']:<24} {','.join(c['roles']):<22} {' '.join(flags)}"
+        )
         if points:
             lines.append(f"{'':<12} details: {points}")
     return "\n".join(lines)
@@ -69,8 +84,13 @@ def roster_text(result: dict[str, Any]) -> str:
 def details_text(details: dict[str, Any]) -> str:
     """One details set: its session label if it has one, terminal id, operator code."""
     label = details.get("session_label")
-    return ", ".join([*([label] if label else []), f"terminal {details.get('terminal_id') or '-'}",
-                      f"operator {details['operator_code']}"])
+    return ", ".join(
+        [
+            *([label] if label else []),
+            f"terminal {details.get('terminal_id') or '-'}",
+            f"operator {details['operator_code']}",
+        ]
+    )
 
 
 def load_text(result: dict[str, Any]) -> str:
@@ -82,9 +102,11 @@ def load_text(result: dict[str, Any]) -> str:
 
 
 def session_text(result: dict[str, Any]) -> str:
-    return "\n".join([
-        f"logged in: {result['name']} ({result['cashier_id']}), roles {', '.join(result['roles'])}",
-        f"point of sale {result['point_of_sale'] or '-'}: {details_text(result)}",
-        f"till session {result['till_session_id']}, expires {result['expires_at']} if unused",
-        f"token {result['token']}",
-    ])
+    return "\n".join(
+        [
+            f"logged in: {result['name']} ({result['cashier_id']}), roles {', '.join(result['roles'])}",
+            f"point of sale {result['point_of_sale'] or '-'}: {details_text(result)}",
+            f"till session {result['till_session_id']}, expires {result['expires_at']} if unused",
+            f"token {result['token']}",
+        ]
+    )

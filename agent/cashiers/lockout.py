@@ -50,4 +50,7 @@ def reset(conn: sqlite3.Connection, cashier_id: str) -> None:
 
 
 def locked_cashiers(conn: sqlite3.Connection, now: float) -> dict[str, float]:
-    return {row[0]: row[1] for row in conn.execute("SELECT cashier_id, locked_until FROM cashier_lockouts WHERE locked_until > ?", (now,))}
+    return {
+        row[0]: row[1]
+        for row in conn.execute("SELECT cashier_id, locked_until FROM cashier_lockouts WHERE locked_until > ?", (now,))
+    }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from agent.cashiers import audit, lockout, sessions
@@ -78,10 +78,12 @@ def session_label(cashier: RosterCashier, point_of_sale: str | None) -> str | No
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-def choose_details(cashier: RosterCashier, wanted: str | None, default: str | None) -> tuple[str | None, CashierDetails | None]:
+def choose_details(
+    cashier: RosterCashier, wanted: str | None, default: str | None
+) -> tuple[str | None, CashierDetails | None]:
     """The point of sale and its details set for this login, or LoginRefused(cashier.point_of_sale).
 
     An explicit choice must be one of the cashier's points of sale. Without one, the
@@ -95,10 +97,12 @@ def choose_details(cashier: RosterCashier, wanted: str | None, default: str | No
             return wanted, by_pos[wanted]
         if not by_pos and wanted == default:
             return wanted, None  # a cashier without details works at the terminal's own point of sale
-        raise LoginRefused("cashier.point_of_sale",
-                           f"cashier {cashier.cashier_id} has no details for point of sale {wanted}"
-                           + (f"; choose one of: {listed}" if listed else "; ask an admin to add details in the cloud"),
-                           points_of_sale=sorted(by_pos))
+        raise LoginRefused(
+            "cashier.point_of_sale",
+            f"cashier {cashier.cashier_id} has no details for point of sale {wanted}"
+            + (f"; choose one of: {listed}" if listed else "; ask an admin to add details in the cloud"),
+            points_of_sale=sorted(by_pos),
+        )
     if not by_pos:
         return default, None
     if default in by_pos:
@@ -106,56 +110,98 @@ def choose_details(cashier: RosterCashier, wanted: str | None, default: str | No
     if len(by_pos) == 1:
         only = next(iter(by_pos.values()))
         return only.point_of_sale, only
-    raise LoginRefused("cashier.point_of_sale", f"cashier {cashier.cashier_id} works at several points of sale; choose one of: {listed}",
-                       points_of_sale=sorted(by_pos))
+    raise LoginRefused(
+        "cashier.point_of_sale",
+        f"cashier {cashier.cashier_id} works at several points of sale; choose one of: {listed}",
+        points_of_sale=sorted(by_pos),
+    )
 
 
 async def login(cashiers: Cashiers, code: str, pin: str, point_of_sale: str | None = None) -> LoginResult:
     config = cashiers.agent.config
     roster = cashiers.roster
     if not roster.loaded:
-        raise cashiers.refuse(None, "cashier.not_allowed",
-                              "no cashier roster on this terminal yet: connect it to the cloud, then press Load (kassactl cashiers load)")
+        raise cashiers.refuse(
+            None,
+            "cashier.not_allowed",
+            "no cashier roster on this terminal yet: connect it to the cloud, then press Load (kassactl cashiers load)",
+        )
     cashier = roster.find(code.strip()) if isinstance(code, str) else None
     if cashier is None:
-        raise cashiers.refuse(None, "cashier.unknown", "no cashier with this code is allowed on this terminal; check the code")
+        raise cashiers.refuse(
+            None, "cashier.unknown", "no cashier with this code is allowed on this terminal; check the code"
+        )
     if not cashier.enabled:
-        raise cashiers.refuse(cashier.cashier_id, "cashier.disabled", f"cashier {cashier.cashier_id} is disabled; ask an admin")
+        raise cashiers.refuse(
+            cashier.cashier_id, "cashier.disabled", f"cashier {cashier.cashier_id} is disabled; ask an admin"
+        )
     if cashier.pin_hash is None:
-        raise cashiers.refuse(cashier.cashier_id, "cashier.no_pin", f"cashier {cashier.cashier_id} has no PIN yet; set one in the cloud, then press Load")
+        raise cashiers.refuse(
+            cashier.cashier_id,
+            "cashier.no_pin",
+            f"cashier {cashier.cashier_id} has no PIN yet; set one in the cloud, then press Load",
+        )
     async with cashiers.lock_for(cashier.cashier_id):
         await _check_not_locked(cashiers, cashier.cashier_id)
         async with cashiers.verify_slots:
             try:
                 correct = await asyncio.to_thread(verify_pin, pin if isinstance(pin, str) else "", cashier.pin_hash)
             except PinHashError:
-                raise cashiers.refuse(cashier.cashier_id, "cashier.no_pin",
-                                      f"the PIN of cashier {cashier.cashier_id} cannot be checked on this agent; set it again in the cloud") from None
+                raise cashiers.refuse(
+                    cashier.cashier_id,
+                    "cashier.no_pin",
+                    f"the PIN of cashier {cashier.cashier_id} cannot be checked on this agent; set it again in the cloud",
+                ) from None
         if not correct:
             raise _wrong_pin(cashiers, cashier.cashier_id)
         current = cashiers.roster  # the roster may have changed while the hash was computed
         why_not = current.allows(cashier.cashier_id)
         if why_not is not None:
-            raise cashiers.refuse(cashier.cashier_id, why_not.replace("removed", "not_allowed"),
-                                  f"cashier {cashier.cashier_id} was just {why_not.split('.')[1]} on this terminal")
+            raise cashiers.refuse(
+                cashier.cashier_id,
+                why_not.replace("removed", "not_allowed"),
+                f"cashier {cashier.cashier_id} was just {why_not.split('.')[1]} on this terminal",
+            )
         cashier = current.by_id[cashier.cashier_id]
         try:
             chosen, details = choose_details(cashier, point_of_sale, config.site.point_of_sale)
         except LoginRefused as refused:
             with cashiers.agent.store.transaction() as conn:
                 lockout.reset(conn, cashier.cashier_id)  # the PIN was right
-                cashiers.audit.record(conn, audit.LOGIN_FAILED, cashier.cashier_id, reason=refused.code, point_of_sale=point_of_sale)
+                cashiers.audit.record(
+                    conn, audit.LOGIN_FAILED, cashier.cashier_id, reason=refused.code, point_of_sale=point_of_sale
+                )
             raise
         with cashiers.agent.store.transaction() as conn:
             lockout.reset(conn, cashier.cashier_id)
             token, session = sessions.open_session(
-                conn, cashier_id=cashier.cashier_id, point_of_sale=chosen, terminal_id=details.terminal_id if details else None,
-                operator_code=details.operator_code if details else cashier.operator_code, now=cashiers.clock(),
+                conn,
+                cashier_id=cashier.cashier_id,
+                point_of_sale=chosen,
+                terminal_id=details.terminal_id if details else None,
+                operator_code=details.operator_code if details else cashier.operator_code,
+                now=cashiers.clock(),
             )
-            cashiers.audit.record(conn, audit.LOGIN, cashier.cashier_id, till_session_id=session.till_session_id,
-                                  point_of_sale=chosen, terminal_id=session.terminal_id, operator_code=session.operator_code)
-    log.info("cashier logged in", extra={"cashier_id": cashier.cashier_id, "point_of_sale": chosen or "-", "till_session": session.till_session_id})
-    cashiers.audit.publish("cashier.login", cashier_id=cashier.cashier_id, point_of_sale=chosen, till_session_id=session.till_session_id)
+            cashiers.audit.record(
+                conn,
+                audit.LOGIN,
+                cashier.cashier_id,
+                till_session_id=session.till_session_id,
+                point_of_sale=chosen,
+                terminal_id=session.terminal_id,
+                operator_code=session.operator_code,
+            )
+    log.info(
+        "cashier logged in",
+        extra={
+            "cashier_id": cashier.cashier_id,
+            "point_of_sale": chosen or "-",
+            "till_session": session.till_session_id,
+        },
+    )
+    cashiers.audit.publish(
+        "cashier.login", cashier_id=cashier.cashier_id, point_of_sale=chosen, till_session_id=session.till_session_id
+    )
     return LoginResult(token, session, cashier)
 
 
@@ -163,23 +209,43 @@ async def _check_not_locked(cashiers: Cashiers, cashier_id: str) -> None:
     config = cashiers.agent.config.cashiers
     until = lockout.locked_until(cashiers.agent.store.read(), cashier_id, cashiers.clock(), config.lockout_s)
     if until is not None:
-        raise cashiers.refuse(cashier_id, "cashier.locked", f"cashier {cashier_id} is locked after too many wrong PINs until {iso(until)}; try again then",
-                              locked_until=iso(until))
+        raise cashiers.refuse(
+            cashier_id,
+            "cashier.locked",
+            f"cashier {cashier_id} is locked after too many wrong PINs until {iso(until)}; try again then",
+            locked_until=iso(until),
+        )
 
 
 def _wrong_pin(cashiers: Cashiers, cashier_id: str) -> LoginRefused:
     config = cashiers.agent.config.cashiers
     with cashiers.agent.store.transaction() as conn:
         failure = lockout.record_failure(conn, cashier_id, cashiers.clock(), config.lockout_attempts, config.lockout_s)
-        cashiers.audit.record(conn, audit.LOGIN_FAILED, cashier_id, reason="cashier.wrong_pin", attempts_left=failure.attempts_left)
+        cashiers.audit.record(
+            conn, audit.LOGIN_FAILED, cashier_id, reason="cashier.wrong_pin", attempts_left=failure.attempts_left
+        )
         if failure.locked_until is not None:
-            cashiers.audit.record(conn, audit.LOCKED, cashier_id, locked_until=iso(failure.locked_until), lockout_s=config.lockout_s)
+            cashiers.audit.record(
+                conn, audit.LOCKED, cashier_id, locked_until=iso(failure.locked_until), lockout_s=config.lockout_s
+            )
     cashiers.failed_logins += 1
     if failure.locked_until is not None:
-        log.warning("cashier locked after too many wrong PINs", extra={"cashier_id": cashier_id, "locked_until": iso(failure.locked_until)})
+        log.warning(
+            "cashier locked after too many wrong PINs",
+            extra={"cashier_id": cashier_id, "locked_until": iso(failure.locked_until)},
+        )
         cashiers.audit.publish("cashier.locked", cashier_id=cashier_id, locked_until=iso(failure.locked_until))
-        return LoginRefused("cashier.locked", f"wrong PIN; cashier {cashier_id} is now locked until {iso(failure.locked_until)}",
-                            locked_until=iso(failure.locked_until), attempts_left=0)
-    log.info("cashier login failed: wrong PIN", extra={"cashier_id": cashier_id, "attempts_left": failure.attempts_left})
-    return LoginRefused("cashier.wrong_pin", f"wrong PIN; {failure.attempts_left} attempt(s) left before cashier {cashier_id} is locked",
-                        attempts_left=failure.attempts_left)
+        return LoginRefused(
+            "cashier.locked",
+            f"wrong PIN; cashier {cashier_id} is now locked until {iso(failure.locked_until)}",
+            locked_until=iso(failure.locked_until),
+            attempts_left=0,
+        )
+    log.info(
+        "cashier login failed: wrong PIN", extra={"cashier_id": cashier_id, "attempts_left": failure.attempts_left}
+    )
+    return LoginRefused(
+        "cashier.wrong_pin",
+        f"wrong PIN; {failure.attempts_left} attempt(s) left before cashier {cashier_id} is locked",
+        attempts_left=failure.attempts_left,
+    )

@@ -92,11 +92,22 @@ class Grant:
     def sale_fields(self) -> dict[str, Any]:
         """What every sale or refund made under this grant must carry."""
         s = self.session
-        return {"cashier_id": s.cashier_id, "point_of_sale": s.point_of_sale, "terminal_id": s.terminal_id,
-                "operator_code": s.operator_code, "till_session_id": s.till_session_id}
+        return {
+            "cashier_id": s.cashier_id,
+            "point_of_sale": s.point_of_sale,
+            "terminal_id": s.terminal_id,
+            "operator_code": s.operator_code,
+            "till_session_id": s.till_session_id,
+        }
 
     def as_dict(self) -> dict[str, Any]:
-        return {"allowed": True, "action": self.action.value, "name": self.name, "roles": list(self.roles), **self.sale_fields}
+        return {
+            "allowed": True,
+            "action": self.action.value,
+            "name": self.name,
+            "roles": list(self.roles),
+            **self.sale_fields,
+        }
 
 
 P = ParamSpec("P")
@@ -118,7 +129,9 @@ def requires(action: Action) -> Callable[[Callable[P, T]], Callable[P, T]]:
             if not isinstance(grant, Grant):
                 raise TypeError(f"{func.__qualname__} needs a Grant from Gate.authorize as its first argument")
             if grant.action not in covered:
-                raise PermissionRefused("permission.denied", f"this grant is for {grant.action.value}, not {action.value}")
+                raise PermissionRefused(
+                    "permission.denied", f"this grant is for {grant.action.value}, not {action.value}"
+                )
             if time.monotonic() - grant.issued_monotonic > GRANT_TTL_S:
                 raise PermissionRefused("session.invalid", "the permission was granted too long ago; ask again")
             return func(*args, **kwargs)
@@ -138,25 +151,36 @@ def parse_action(value: object) -> Action:
     try:
         return Action(value)
     except ValueError:
-        raise PermissionRefused("permission.unknown_action", f"unknown action {value!r}; one of: {', '.join(a.value for a in Action)}") from None
+        raise PermissionRefused(
+            "permission.unknown_action", f"unknown action {value!r}; one of: {', '.join(a.value for a in Action)}"
+        ) from None
 
 
-def check_role(action: Action, roles: list[CashierRole], session: CashierSession, sale_till_session: str | None) -> Action:
+def check_role(
+    action: Action, roles: list[CashierRole], session: CashierSession, sale_till_session: str | None
+) -> Action:
     """The action granted (refund_own of another till session becomes refund_any for an
     admin), or PermissionRefused ``permission.denied`` saying which role is missing."""
     allowed = actions_of(roles)
     if action is Action.TECHNICIAN:
-        raise PermissionRefused("permission.denied", "technician functions are not for cashiers: a technician uses kassactl")
+        raise PermissionRefused(
+            "permission.denied", "technician functions are not for cashiers: a technician uses kassactl"
+        )
     if action is Action.REFUND_OWN:
         if sale_till_session is None:
             raise PermissionRefused("permission.denied", "refund_own needs the sale's till session (sale_till_session)")
         if sale_till_session != session.till_session_id:
             if Action.REFUND_ANY in allowed:
                 return Action.REFUND_ANY
-            raise PermissionRefused("permission.denied", "this sale belongs to another till session; only an admin may refund it")
+            raise PermissionRefused(
+                "permission.denied", "this sale belongs to another till session; only an admin may refund it"
+            )
     if action not in allowed:
         needed = sorted(r.value for r, acts in ROLE_ACTIONS.items() if action in acts)
-        raise PermissionRefused("permission.denied", f"{action.value} needs the role {' or '.join(needed)}; ask an admin to add it in the cloud")
+        raise PermissionRefused(
+            "permission.denied",
+            f"{action.value} needs the role {' or '.join(needed)}; ask an admin to add it in the cloud",
+        )
     return action
 
 
@@ -165,7 +189,9 @@ def licence_check(agent: Any) -> None:
     try:
         licence = agent.component("licence")
     except LookupError:
-        raise PermissionRefused("licence.none", "no licence on this terminal: enter a licence key (kassactl licence) before selling") from None
+        raise PermissionRefused(
+            "licence.none", "no licence on this terminal: enter a licence key (kassactl licence) before selling"
+        ) from None
     verdict_of = getattr(licence, "sale_verdict", None)
     if verdict_of is None:
         raise PermissionRefused("licence.none", "this agent's licence module cannot check sales; update the agent")
@@ -200,7 +226,9 @@ class Gate:
         now = self.clock()
         if now - session.last_used_at > timeout_s:
             self.end_session(session, "session.expired")
-            raise PermissionRefused("session.expired", f"the session ended after {timeout_s / 60:.0f} min without use: log in again")
+            raise PermissionRefused(
+                "session.expired", f"the session ended after {timeout_s / 60:.0f} min without use: log in again"
+            )
         if now - session.last_used_at >= sessions.TOUCH_EVERY_S:  # any use keeps it open; no commit (fsync) per scan
             with self.agent.store.transaction() as conn:
                 sessions.touch(conn, session, now)
@@ -215,7 +243,9 @@ class Gate:
         if why_not is not None:
             self.end_session(session, why_not)
             state = "removed from" if why_not == "cashier.removed" else "disabled on"
-            raise PermissionRefused("session.invalid", f"cashier {session.cashier_id} was {state} this terminal's roster; the session ended")
+            raise PermissionRefused(
+                "session.invalid", f"cashier {session.cashier_id} was {state} this terminal's roster; the session ended"
+            )
         cashier = roster.by_id[session.cashier_id]
         granted = check_role(wanted, list(cashier.roles), session, sale_till_session)
         if granted in LICENSED_ACTIONS:

@@ -43,7 +43,13 @@ def token_hash(token: str) -> str:
 
 
 def open_session(
-    conn: sqlite3.Connection, *, cashier_id: str, point_of_sale: str | None, terminal_id: str | None, operator_code: str, now: float
+    conn: sqlite3.Connection,
+    *,
+    cashier_id: str,
+    point_of_sale: str | None,
+    terminal_id: str | None,
+    operator_code: str,
+    now: float,
 ) -> tuple[str, CashierSession]:
     """A new session inside the caller's transaction; returns (token, session)."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
@@ -67,15 +73,21 @@ def find(conn: sqlite3.Connection, token: str) -> CashierSession | None:
 
 
 def touch(conn: sqlite3.Connection, session: CashierSession, now: float) -> None:
-    conn.execute("UPDATE cashier_sessions SET last_used_at = ? WHERE till_session_id = ?", (now, session.till_session_id))
+    conn.execute(
+        "UPDATE cashier_sessions SET last_used_at = ? WHERE till_session_id = ?", (now, session.till_session_id)
+    )
 
 
 def end(conn: sqlite3.Connection, session: CashierSession) -> bool:
-    return conn.execute("DELETE FROM cashier_sessions WHERE till_session_id = ?", (session.till_session_id,)).rowcount > 0
+    return (
+        conn.execute("DELETE FROM cashier_sessions WHERE till_session_id = ?", (session.till_session_id,)).rowcount > 0
+    )
 
 
 def all_sessions(conn: sqlite3.Connection) -> list[CashierSession]:
-    return [CashierSession(*row) for row in conn.execute(f"SELECT {_COLUMNS} FROM cashier_sessions ORDER BY started_at")]
+    return [
+        CashierSession(*row) for row in conn.execute(f"SELECT {_COLUMNS} FROM cashier_sessions ORDER BY started_at")
+    ]
 
 
 def idle_since(conn: sqlite3.Connection, cutoff: float) -> list[CashierSession]:

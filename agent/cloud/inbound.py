@@ -15,7 +15,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from agent.cloud.outbox import Outbox
@@ -59,7 +59,10 @@ class Inbound:
     # ----------------------------------------------------------------- dispatch
     def reject(self, rejection: kc.Rejection) -> None:
         self.rejections[rejection.reason.value] += 1
-        log.warning("inbound message dropped", extra={"reason": rejection.reason.value, "detail": str(rejection), "topic": rejection.topic[:200]})
+        log.warning(
+            "inbound message dropped",
+            extra={"reason": rejection.reason.value, "detail": str(rejection), "topic": rejection.topic[:200]},
+        )
 
     def handle_state(self, envelope: kc.Envelope) -> bool:
         """Apply a state doc if newer than the applied version. Returns True when applied."""
@@ -70,7 +73,9 @@ class Inbound:
             row = conn.execute("SELECT version FROM applied_state WHERE domain = ?", (domain,)).fetchone()
             applied = row[0] if row else 0
             if doc.version <= applied:
-                log.debug("state doc not newer; ignored", extra={"domain": domain, "version": doc.version, "applied": applied})
+                log.debug(
+                    "state doc not newer; ignored", extra={"domain": domain, "version": doc.version, "applied": applied}
+                )
                 return False
             if handler is not None:
                 try:
@@ -79,7 +84,10 @@ class Inbound:
                     # The doc is refused but its version is recorded: redelivery of the same
                     # retained doc must not retry forever; the next version gets a new chance.
                     self.rejections["state_refused"] += 1
-                    log.error("state doc refused by its handler", extra={"domain": domain, "version": doc.version, "problem": str(exc)})
+                    log.error(
+                        "state doc refused by its handler",
+                        extra={"domain": domain, "version": doc.version, "problem": str(exc)},
+                    )
             conn.execute(
                 "INSERT INTO applied_state(domain, version, doc, applied_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(domain) DO UPDATE SET version = excluded.version, doc = excluded.doc, applied_at = excluded.applied_at",
@@ -93,9 +101,14 @@ class Inbound:
     def handle_command(self, envelope: kc.Envelope) -> None:
         """Apply a command once; answer every delivery with the same stored reply."""
         command: kc.Command = envelope.body  # type: ignore[assignment]
-        stored = self.store.read().execute("SELECT reply FROM inbox WHERE message_id = ?", (str(envelope.id),)).fetchone()
+        stored = (
+            self.store.read().execute("SELECT reply FROM inbox WHERE message_id = ?", (str(envelope.id),)).fetchone()
+        )
         if stored is not None:
-            log.info("command redelivered; answering with the stored reply", extra={"command": command.name, "id": str(envelope.id)})
+            log.info(
+                "command redelivered; answering with the stored reply",
+                extra={"command": command.name, "id": str(envelope.id)},
+            )
             parsed = kc.parse_message(kc.up_topic(self.device_id, kc.MessageType.REPLY), stored[0])
             if isinstance(parsed, kc.Parsed):
                 self.republish(kc.publication(parsed.envelope))
@@ -110,11 +123,19 @@ class Inbound:
         log.info("command applied", extra={"command": command.name, "ok": reply.ok})
 
     def _run(self, command: kc.Command) -> kc.Reply:
-        if command.expires_at is not None and command.expires_at < datetime.now(timezone.utc):
-            return kc.Reply(ok=False, error=kc.ErrorInfo(code="expired", message=f"command {command.name} expired at {command.expires_at.isoformat()}"))
+        if command.expires_at is not None and command.expires_at < datetime.now(UTC):
+            return kc.Reply(
+                ok=False,
+                error=kc.ErrorInfo(
+                    code="expired", message=f"command {command.name} expired at {command.expires_at.isoformat()}"
+                ),
+            )
         handler = self.command_handlers.get(command.name)
         if handler is None:
-            return kc.Reply(ok=False, error=kc.ErrorInfo(code="unknown_command", message=f"this agent has no command {command.name!r}"))
+            return kc.Reply(
+                ok=False,
+                error=kc.ErrorInfo(code="unknown_command", message=f"this agent has no command {command.name!r}"),
+            )
         try:
             return kc.Reply(ok=True, result=handler(dict(command.args)) or {})
         except CommandError as exc:
@@ -129,4 +150,3 @@ class Inbound:
     def applied_doc(self, domain: str) -> tuple[int, dict[str, Any]] | None:
         row = self.store.read().execute("SELECT version, doc FROM applied_state WHERE domain = ?", (domain,)).fetchone()
         return None if row is None else (row[0], json.loads(row[1]))
-

@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agent.clock import kernel_clock_synchronized
-from agent.version import agent_version
 from agent.cloud.inbound import Inbound
 from agent.cloud.mqtt_client import LinkCallbacks, MqttLink
 from agent.cloud.outbox import OutboxRow
 from agent.loop_failures import LoopFailures
+from agent.version import agent_version
 from broker import contract as kc
 
 if TYPE_CHECKING:
@@ -209,14 +209,20 @@ class CloudLink:
             if not self.mqtt.publish(row.topic, row.payload):
                 self._next_due = now  # disconnected: a reconnect sends everything again anyway
                 break
-            wait = self.config.ack_timeout_s * min(2 ** (entry.resends + 1), RESEND_BACKOFF_MAX) * self._rng.uniform(*RESEND_JITTER)
+            wait = (
+                self.config.ack_timeout_s
+                * min(2 ** (entry.resends + 1), RESEND_BACKOFF_MAX)
+                * self._rng.uniform(*RESEND_JITTER)
+            )
             self._in_flight[message_id] = InFlight(entry.seq, now + wait, entry.resends + 1)
             self._next_due = min(self._next_due, now + wait)
             resent += 1
         self.resent += resent
         if resent:
-            log.info("resent messages the cloud did not ack in time",
-                     extra={"count": resent, "most_resends": max(entry.resends for _id, entry in overdue) + 1})
+            log.info(
+                "resent messages the cloud did not ack in time",
+                extra={"count": resent, "most_resends": max(entry.resends for _id, entry in overdue) + 1},
+            )
 
     def _flush_settled(self) -> None:
         settled, refused = self._settled, self._refused
@@ -253,7 +259,9 @@ class CloudLink:
             first = self.outbox.after(0, 1)
             body = kc.DeviceState(
                 software_version=agent_version(),
-                applied_versions={kc.StateDomain(d): v for d, v in self.inbound.applied_versions().items() if d in _DOMAINS},
+                applied_versions={
+                    kc.StateDomain(d): v for d, v in self.inbound.applied_versions().items() if d in _DOMAINS
+                },
                 outbox_depth=stats.depth,
                 oldest_unacked_seq=first[0].seq if first else None,
                 hardware=self._peripherals(),
@@ -267,9 +275,18 @@ class CloudLink:
             hardware = self.agent.component("hardware").status()
         except LookupError:
             return []
-        found = [kc.Peripheral(kind=kc.PeripheralKind.PRINTER, model=name, status=p["status"]) for name, p in hardware["printers"].items()]
-        found += [kc.Peripheral(kind=kc.PeripheralKind.SCANNER, model=name, status=sc["status"]) for name, sc in hardware["scanners"].items()]
-        found += [kc.Peripheral(kind=kc.PeripheralKind.DRAWER, model=name, status="configured") for name in hardware["drawers"]]
+        found = [
+            kc.Peripheral(kind=kc.PeripheralKind.PRINTER, model=name, status=p["status"])
+            for name, p in hardware["printers"].items()
+        ]
+        found += [
+            kc.Peripheral(kind=kc.PeripheralKind.SCANNER, model=name, status=sc["status"])
+            for name, sc in hardware["scanners"].items()
+        ]
+        found += [
+            kc.Peripheral(kind=kc.PeripheralKind.DRAWER, model=name, status="configured")
+            for name in hardware["drawers"]
+        ]
         return found[:32]
 
     async def refresh_state(self, domain: kc.StateDomain, timeout_s: float = 5.0) -> bool:
@@ -309,7 +326,15 @@ class CloudLink:
             self.inbound.reject(parsed)
             return
         if parsed.topic.device_id != self.device_id:
-            self.inbound.reject(kc.Rejection(kc.RejectReason.WRONG_DEVICE, f"message for {parsed.topic.device_id}", topic, parsed.topic.device_id, parsed.envelope.id))
+            self.inbound.reject(
+                kc.Rejection(
+                    kc.RejectReason.WRONG_DEVICE,
+                    f"message for {parsed.topic.device_id}",
+                    topic,
+                    parsed.topic.device_id,
+                    parsed.envelope.id,
+                )
+            )
             return
         try:
             match parsed.type:
@@ -322,11 +347,21 @@ class CloudLink:
                 case kc.MessageType.COMMAND:
                     self.inbound.handle_command(parsed.envelope)
                 case _:
-                    self.inbound.reject(kc.Rejection(kc.RejectReason.TYPE_MISMATCH, f"{parsed.type} is not sent to devices", topic, self.device_id, parsed.envelope.id))
+                    self.inbound.reject(
+                        kc.Rejection(
+                            kc.RejectReason.TYPE_MISMATCH,
+                            f"{parsed.type} is not sent to devices",
+                            topic,
+                            self.device_id,
+                            parsed.envelope.id,
+                        )
+                    )
         except Exception:
             # e.g. a full disk while recording a command: nothing was recorded, and the loop
             # goes on; retained state comes again on reconnect, commands when the cloud resends.
-            log.exception("inbound message could not be applied", extra={"type": str(parsed.type), "id": str(parsed.envelope.id)})
+            log.exception(
+                "inbound message could not be applied", extra={"type": str(parsed.type), "id": str(parsed.envelope.id)}
+            )
 
     def _on_ack(self, ack: kc.Ack) -> None:
         # Only acks for messages in the current window count. An ack for a message sent
@@ -340,7 +375,10 @@ class CloudLink:
         for rejection in ack.rejected:
             entry = self._in_flight.pop(rejection.id, None)
             if entry is not None:
-                log.error("cloud refused a message for good; kept in outbox_rejected", extra={"seq": entry.seq, "reason": rejection.reason, "detail": rejection.detail})
+                log.error(
+                    "cloud refused a message for good; kept in outbox_rejected",
+                    extra={"seq": entry.seq, "reason": rejection.reason, "detail": rejection.detail},
+                )
                 self._refused.append((entry.seq, rejection.reason))
         self._wake.set()
 

@@ -55,7 +55,14 @@ def backoff_delay(attempt: int, minimum: float, maximum: float, rng: random.Rand
 
 
 class MqttLink:
-    def __init__(self, config: MqttConfig, device_id: str, boot_id: uuid.UUID, callbacks: LinkCallbacks, clock_trusted: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        config: MqttConfig,
+        device_id: str,
+        boot_id: uuid.UUID,
+        callbacks: LinkCallbacks,
+        clock_trusted: Callable[[], bool],
+    ) -> None:
         self.config = config
         self.device_id = device_id
         self.boot_id = boot_id
@@ -86,7 +93,9 @@ class MqttLink:
         if self.config.tls:
             # Our own context rather than tls_set's: reload_certificate() swaps the certificate
             # in it for the next handshake (paho configures TLS only once per client).
-            self._tls_context = ssl.create_default_context(cafile=str(self.config.ca_file) if self.config.ca_file else None)
+            self._tls_context = ssl.create_default_context(
+                cafile=str(self.config.ca_file) if self.config.ca_file else None
+            )
             if self.config.cert_file:
                 self._load_client_certificate()
             client.tls_set_context(self._tls_context)
@@ -104,7 +113,9 @@ class MqttLink:
 
     def _load_client_certificate(self) -> None:
         assert self._tls_context is not None and self.config.cert_file is not None
-        self._tls_context.load_cert_chain(str(self.config.cert_file), str(self.config.key_file) if self.config.key_file else None)
+        self._tls_context.load_cert_chain(
+            str(self.config.cert_file), str(self.config.key_file) if self.config.key_file else None
+        )
 
     # ----------------------------------------------------------------- control
     def start(self) -> None:
@@ -199,10 +210,20 @@ class MqttLink:
         properties.SessionExpiryInterval = self.config.session_expiry_s
         will = kc.will_publication(self.device_id, self.boot_id, clock_trusted=self.clock_trusted())
         self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
-        self.client.connect(self.config.host, self.config.port, keepalive=self.config.keepalive_s, clean_start=False, properties=properties)
+        self.client.connect(
+            self.config.host,
+            self.config.port,
+            keepalive=self.config.keepalive_s,
+            clean_start=False,
+            properties=properties,
+        )
 
     def _publish_status(self, presence: kc.Presence) -> paho.MQTTMessageInfo:
-        status = kc.publication(kc.status_message(presence, device_id=self.device_id, boot_id=self.boot_id, clock_trusted=self.clock_trusted()))
+        status = kc.publication(
+            kc.status_message(
+                presence, device_id=self.device_id, boot_id=self.boot_id, clock_trusted=self.clock_trusted()
+            )
+        )
         return self.client.publish(status.topic, status.payload, qos=status.qos, retain=status.retain)
 
     # ------------------------------------------------------------ paho callbacks
@@ -225,7 +246,10 @@ class MqttLink:
         client.subscribe(kc.device_subscription(self.device_id), qos=kc.QOS)
         self._publish_status(kc.Presence.ONLINE)
         session_present = bool(getattr(flags, "session_present", False))
-        log.info("connected to broker", extra={"host": self.config.host, "port": self.config.port, "session_present": session_present})
+        log.info(
+            "connected to broker",
+            extra={"host": self.config.host, "port": self.config.port, "session_present": session_present},
+        )
         self.callbacks.on_connected(session_present)
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
@@ -235,7 +259,10 @@ class MqttLink:
             return
         failed = [str(code) for code in reason_codes if code.is_failure]
         if failed:
-            log.error("broker refused the subscription to our down topics; check the broker ACL", extra={"reasons": ",".join(failed)})
+            log.error(
+                "broker refused the subscription to our down topics; check the broker ACL",
+                extra={"reasons": ",".join(failed)},
+            )
             return
         self.subscribed = True
 

@@ -62,8 +62,13 @@ class Outbox:
         Call it before the transaction opens: the store's write lock is then held only for
         the insert. Raises PayloadTooLargeError before anything is written.
         """
-        return kc.draft_up(body, device_id=self.device_id, boot_id=self.boot_id,
-                           clock_trusted=self.clock_trusted(), correlation_id=correlation_id)
+        return kc.draft_up(
+            body,
+            device_id=self.device_id,
+            boot_id=self.boot_id,
+            clock_trusted=self.clock_trusted(),
+            correlation_id=correlation_id,
+        )
 
     def enqueue(
         self, conn: sqlite3.Connection, message: kc.Body | kc.UpDraft, *, correlation_id: uuid.UUID | None = None
@@ -96,17 +101,31 @@ class Outbox:
         The drain loop pages through the table this way, so a backlog of any size
         is streamed a window at a time and never loaded whole.
         """
-        rows = self.store.read().execute(
-            "SELECT seq, message_id, type, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
-        ).fetchall()
+        rows = (
+            self.store.read()
+            .execute(
+                "SELECT seq, message_id, type, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+            )
+            .fetchall()
+        )
         return [self._row(r) for r in rows]
 
     def get(self, seq: int) -> OutboxRow | None:
-        row = self.store.read().execute("SELECT seq, message_id, type, payload FROM outbox WHERE seq = ?", (seq,)).fetchone()
+        row = (
+            self.store.read()
+            .execute("SELECT seq, message_id, type, payload FROM outbox WHERE seq = ?", (seq,))
+            .fetchone()
+        )
         return None if row is None else self._row(row)
 
     def _row(self, row: sqlite3.Row) -> OutboxRow:
-        return OutboxRow(row["seq"], uuid.UUID(row["message_id"]), row["type"], row["payload"], self._topics[kc.MessageType(row["type"])])
+        return OutboxRow(
+            row["seq"],
+            uuid.UUID(row["message_id"]),
+            row["type"],
+            row["payload"],
+            self._topics[kc.MessageType(row["type"])],
+        )
 
     def settle(self, acked: Iterable[tuple[int, uuid.UUID]], rejected: Iterable[tuple[int, str]] = ()) -> int:
         """Delete rows the cloud acked; move rows it refused for good aside. One transaction."""

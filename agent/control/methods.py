@@ -114,8 +114,8 @@ async def _drawer_open(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _config_get(agent: Agent, params: dict[str, Any]) -> Any:
-    from agent.config_edit import get_value
     from agent.config import ConfigError, redacted
+    from agent.config_edit import get_value
 
     key = str_param(params, "key")
     if key is None:
@@ -199,21 +199,60 @@ METHODS: dict[str, Method] = {
         Method("ping", Role.READ, "Check that the agent answers.", _ping),
         Method("methods", Role.READ, "List the methods and the role each needs.", _methods),
         Method("status", Role.READ, "Agent, store, scheduler and component status.", _status),
-        Method("config.reload", Role.ADMIN, "Re-read the config file (like SIGHUP); lists keys needing a restart.", _reload),
+        Method(
+            "config.reload", Role.ADMIN, "Re-read the config file (like SIGHUP); lists keys needing a restart.", _reload
+        ),
         Method("devices", Role.READ, "Configured printers, scanners and drawers with their status.", _devices),
-        Method("print.jobs", Role.READ, "Recent print jobs and their state, those waiting for a person first (params: limit).", _print_jobs),
+        Method(
+            "print.jobs",
+            Role.READ,
+            "Recent print jobs and their state, those waiting for a person first (params: limit).",
+            _print_jobs,
+        ),
         Method("print.test", Role.ADMIN, "Queue a test page (params: printer).", _print_test),
         Method("print.reprint", Role.ADMIN, "Print a job again, marked as a copy (params: job_id).", _print_reprint),
-        Method("print.dismiss", Role.ADMIN, "A job waiting for a person needs no reprint (params: job_id).", _print_dismiss),
+        Method(
+            "print.dismiss", Role.ADMIN, "A job waiting for a person needs no reprint (params: job_id).", _print_dismiss
+        ),
         Method("drawer.open", Role.ADMIN, "Open a cash drawer without a sale (params: drawer).", _drawer_open),
-        Method("scan.watch", Role.READ, "Stream scans as they happen (one notification per scan or rejected input).", _scan_watch),
-        Method("config.get", Role.READ, "The effective configuration, or one key (params: key); secrets masked.", _config_get),
-        Method("config.set", Role.ADMIN, "Change one key in the config file (params: key, value); validated, applied or flagged restart.", _config_set),
+        Method(
+            "scan.watch",
+            Role.READ,
+            "Stream scans as they happen (one notification per scan or rejected input).",
+            _scan_watch,
+        ),
+        Method(
+            "config.get",
+            Role.READ,
+            "The effective configuration, or one key (params: key); secrets masked.",
+            _config_get,
+        ),
+        Method(
+            "config.set",
+            Role.ADMIN,
+            "Change one key in the config file (params: key, value); validated, applied or flagged restart.",
+            _config_set,
+        ),
         Method("logs", Role.READ, "Recent log lines (params: lines).", _logs),
         Method("logs.follow", Role.READ, "Stream new log lines as they are written.", _logs_follow),
-        Method("pairing", Role.READ, "Pairing with the cloud: stage (unpaired, waiting, paired), the code to claim, last error.", _pairing),
-        Method("pairing.print", Role.ADMIN, "Print the pairing code on a receipt printer (params: printer).", _pairing_print),
-        Method("diagnostics", Role.ADMIN, "Everything support needs: status, config minus secrets, versions, logs, devices, store integrity.", _diagnostics),
+        Method(
+            "pairing",
+            Role.READ,
+            "Pairing with the cloud: stage (unpaired, waiting, paired), the code to claim, last error.",
+            _pairing,
+        ),
+        Method(
+            "pairing.print",
+            Role.ADMIN,
+            "Print the pairing code on a receipt printer (params: printer).",
+            _pairing_print,
+        ),
+        Method(
+            "diagnostics",
+            Role.ADMIN,
+            "Everything support needs: status, config minus secrets, versions, logs, devices, store integrity.",
+            _diagnostics,
+        ),
     )
 }
 

@@ -52,9 +52,14 @@ class ControlServer:
         try:
             os.chown(self.path, -1, grp.getgrnam(self.authorizer.admin_group).gr_gid)
         except KeyError:
-            log.info("admin group does not exist; socket stays in the agent's group", extra={"group": self.authorizer.admin_group})
+            log.info(
+                "admin group does not exist; socket stays in the agent's group",
+                extra={"group": self.authorizer.admin_group},
+            )
         except PermissionError:
-            log.warning("cannot give the control socket to the admin group", extra={"group": self.authorizer.admin_group})
+            log.warning(
+                "cannot give the control socket to the admin group", extra={"group": self.authorizer.admin_group}
+            )
         log.info("control socket listening", extra={"path": str(self.path)})
 
     async def stop(self) -> None:
@@ -79,7 +84,9 @@ class ControlServer:
                 try:
                     line = await reader.readline()
                 except (asyncio.LimitOverrunError, ValueError):
-                    await self._send(writer, _error(None, INVALID_REQUEST, f"request longer than {MAX_REQUEST_BYTES} bytes"))
+                    await self._send(
+                        writer, _error(None, INVALID_REQUEST, f"request longer than {MAX_REQUEST_BYTES} bytes")
+                    )
                     break
                 if not line:
                     break
@@ -129,8 +136,12 @@ class ControlServer:
             request = json.loads(line)
         except (ValueError, RecursionError) as exc:  # also numbers over 4300 digits and too deep nesting
             return _error(None, PARSE_ERROR, f"not JSON: {exc}")
-        if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or not isinstance(request.get("method"), str):
-            return _error(None, INVALID_REQUEST, "expected {\"jsonrpc\": \"2.0\", \"method\": ..., \"id\": ...}")
+        if (
+            not isinstance(request, dict)
+            or request.get("jsonrpc") != "2.0"
+            or not isinstance(request.get("method"), str)
+        ):
+            return _error(None, INVALID_REQUEST, 'expected {"jsonrpc": "2.0", "method": ..., "id": ...}')
         req_id = request.get("id")
         params = request.get("params", {})
         if not isinstance(params, dict):
@@ -139,7 +150,9 @@ class ControlServer:
         if method is None:
             return _error(req_id, METHOD_NOT_FOUND, f"no method {request['method']!r}; 'methods' lists them")
         if role < method.role:
-            log.warning("control method denied", extra={"method": method.name, "uid": peer.uid, "role": role.name.lower()})
+            log.warning(
+                "control method denied", extra={"method": method.name, "uid": peer.uid, "role": role.name.lower()}
+            )
             return _error(
                 req_id,
                 PERMISSION_DENIED,

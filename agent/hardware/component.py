@@ -51,7 +51,9 @@ class Hardware:
         self.drawers: dict[str, drivers.KickableDrawer] = {}
         for drawer in config.drawers:
             try:
-                self.drawers[drawer.name] = drivers.open_drawer(drawer.url, printer=self.printers.get(drawer.printer or ""), **drawer.options)
+                self.drawers[drawer.name] = drivers.open_drawer(
+                    drawer.url, printer=self.printers.get(drawer.printer or ""), **drawer.options
+                )
             except drivers.ConfigError as exc:
                 raise HardwareError(f"drawer '{drawer.name}': {exc}") from None
         self.sensor_poll_s = {drawer.name: drawer.sensor_poll_s for drawer in config.drawers}
@@ -60,13 +62,16 @@ class Hardware:
         self.scanners: dict[str, drivers.Scanner] = {}
         for scanner in config.scanners:
             try:
-                self.scanners[scanner.name] = drivers.open_scanner(scanner.url, max_length=scanner.max_length, **scanner.options)
+                self.scanners[scanner.name] = drivers.open_scanner(
+                    scanner.url, max_length=scanner.max_length, **scanner.options
+                )
             except drivers.ConfigError as exc:
                 raise HardwareError(f"scanner '{scanner.name}': {exc}") from None
         self.receipt_printer = config.hardware.receipt_printer or next(iter(self.printers), None)
         self.cash_drawer = config.hardware.cash_drawer or next(iter(self.drawers), None)
-        self.queue = PrintQueue(agent.store, self.printers, config.hardware.status_poll_s, on_event=self._event,
-                                copy_mark=self._copy_mark)
+        self.queue = PrintQueue(
+            agent.store, self.printers, config.hardware.status_poll_s, on_event=self._event, copy_mark=self._copy_mark
+        )
         self.statuses: dict[str, str] = {}
         self.scans = 0
         self.scans_rejected = 0
@@ -80,15 +85,24 @@ class Hardware:
         self.queue.start()
         for name, scanner in self.scanners.items():
             try:
-                scanner.start(lambda event, name=name: self.agent.call_from_thread(self._on_scan, name, event),
-                              lambda rejection, name=name: self.agent.call_from_thread(self._on_scan_rejected, name, rejection))
+                scanner.start(
+                    lambda event, name=name: self.agent.call_from_thread(self._on_scan, name, event),
+                    lambda rejection, name=name: self.agent.call_from_thread(self._on_scan_rejected, name, rejection),
+                )
             except drivers.DriverError as exc:
                 # A missing scanner must not stop the till: sales go on with manual entry.
-                log.error("scanner could not start; check the cable and the configured path", extra={"scanner": name, "problem": str(exc)})
+                log.error(
+                    "scanner could not start; check the cable and the configured path",
+                    extra={"scanner": name, "problem": str(exc)},
+                )
         if self.printers:
-            self.agent.scheduler.every("printer-status", self.agent.config.hardware.status_poll_s, self.poll_status, run_now=True)
+            self.agent.scheduler.every(
+                "printer-status", self.agent.config.hardware.status_poll_s, self.poll_status, run_now=True
+            )
         if self.agent.config.hardware.discovery_interval_s:
-            self.agent.scheduler.every("device-discovery", self.agent.config.hardware.discovery_interval_s, self.discover, run_now=True)
+            self.agent.scheduler.every(
+                "device-discovery", self.agent.config.hardware.discovery_interval_s, self.discover, run_now=True
+            )
 
     async def stop(self) -> None:
         self.agent.scheduler.cancel("printer-status")
@@ -105,8 +119,12 @@ class Hardware:
 
     def status(self) -> dict[str, Any]:
         printers = {
-            name: {"status": self.statuses.get(name, "unknown"), "queued": self.queue.waiting(name),
-                   "needs_attention": self.queue.needing_attention(name), "last_error": self.queue.last_error.get(name)}
+            name: {
+                "status": self.statuses.get(name, "unknown"),
+                "queued": self.queue.waiting(name),
+                "needs_attention": self.queue.needing_attention(name),
+                "last_error": self.queue.last_error.get(name),
+            }
             for name in self.printers
         }
         parts = [f"{n} {p['status']}" + _waiting_note(p) for n, p in printers.items()]
@@ -124,7 +142,9 @@ class Hardware:
                     "identity": identity,
                     "kind": descriptor.transport.value,
                     "driver": driver.__name__ if driver else None,
-                    "description": " ".join(filter(None, [descriptor.manufacturer, descriptor.product, descriptor.device_path])),
+                    "description": " ".join(
+                        filter(None, [descriptor.manufacturer, descriptor.product, descriptor.device_path])
+                    ),
                 }
                 for identity, (descriptor, driver) in sorted(self.discovery.devices.items())
             ],
@@ -142,15 +162,24 @@ class Hardware:
     def _on_scan(self, scanner: str, event: drivers.ScanEvent) -> None:
         self.scans += 1
         self.agent.events.publish(
-            "scan", scanner=scanner, data=event.data, symbology=str(event.symbology.value), valid=event.valid, source=event.source
+            "scan",
+            scanner=scanner,
+            data=event.data,
+            symbology=str(event.symbology.value),
+            valid=event.valid,
+            source=event.source,
         )
 
     def _on_scan_rejected(self, scanner: str, rejection: drivers.ScanRejection) -> None:
         # the driver has logged it (rate-limited); the POS can tell the cashier the scan did not count
         self.scans_rejected += 1
         self.agent.events.publish(
-            "scan.rejected", scanner=scanner, reason=rejection.reason.value, message=rejection.message,
-            length=rejection.length, source=rejection.source,
+            "scan.rejected",
+            scanner=scanner,
+            reason=rejection.reason.value,
+            message=rejection.message,
+            length=rejection.length,
+            source=rejection.source,
         )
 
     async def discover(self) -> None:
@@ -168,7 +197,9 @@ class Hardware:
             if self.statuses.get(name) != value:
                 log.info("printer status", extra={"printer": name, "status": value})
                 self.statuses[name] = value
-                self._event("printer.status", {"printer": name, "status": value, "severity": status.severity.name.lower()})
+                self._event(
+                    "printer.status", {"printer": name, "status": value, "severity": status.severity.name.lower()}
+                )
                 if status.can_print and self.queue.waiting(name):
                     self.queue.wake(name)  # back to ready: retry now, not at the next poll
 
@@ -179,7 +210,10 @@ class Hardware:
             raise HardwareError("no printer is configured; add a [[printers]] table to the config")
         try:
             return self.queue.submit_document(
-                name, test_page(self.agent.config.device_id, name, socket.gethostname(), time.time()), kind="test", ref=None
+                name,
+                test_page(self.agent.config.device_id, name, socket.gethostname(), time.time()),
+                kind="test",
+                ref=None,
             )
         except PrintQueueError as exc:
             raise HardwareError(str(exc)) from None
@@ -213,7 +247,9 @@ class Hardware:
         if name in self._drawer_opened_at:
             return
         self._drawer_opened_at[name] = time.monotonic()
-        self.agent.scheduler.every(f"drawer-watch-{name}", self.sensor_poll_s[name], functools.partial(self._check_drawer, name))
+        self.agent.scheduler.every(
+            f"drawer-watch-{name}", self.sensor_poll_s[name], functools.partial(self._check_drawer, name)
+        )
 
     def _stop_watching(self, name: str) -> None:
         self._drawer_opened_at.pop(name, None)

@@ -95,8 +95,18 @@ class PrintQueue:
         """Queue rendered bytes inside the caller's transaction; returns the job id."""
         return self._insert(conn, printer, data, kind=kind, ref=ref)
 
-    def _insert(self, conn: sqlite3.Connection, printer: str, data: bytes, *, kind: str, ref: str | None,
-                copy_of: str | None = None, automatic: bool = False, queue_order: float | None = None) -> str:
+    def _insert(
+        self,
+        conn: sqlite3.Connection,
+        printer: str,
+        data: bytes,
+        *,
+        kind: str,
+        ref: str | None,
+        copy_of: str | None = None,
+        automatic: bool = False,
+        queue_order: float | None = None,
+    ) -> str:
         if printer not in self.printers:
             raise PrintQueueError(f"no printer named '{printer}' (configured: {', '.join(self.printers) or 'none'})")
         job_id = uuid.uuid4().hex
@@ -105,7 +115,17 @@ class PrintQueue:
         conn.execute(
             "INSERT INTO print_jobs(job_id, printer, kind, ref, data, state, created_at, copy_of, automatic, queue_order)"
             " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
-            (job_id, printer, kind, ref, data, now, copy_of, int(automatic), now if queue_order is None else queue_order),
+            (
+                job_id,
+                printer,
+                kind,
+                ref,
+                data,
+                now,
+                copy_of,
+                int(automatic),
+                now if queue_order is None else queue_order,
+            ),
         )
         return job_id
 
@@ -123,8 +143,10 @@ class PrintQueue:
             job = self._find(conn, job_id)
             original = job.copy_of or job.job_id
             new_id = self._copy(conn, job, mark, automatic=False)
-            conn.execute("UPDATE print_jobs SET state = 'failed' WHERE state = ? AND (job_id = ? OR copy_of = ?)",
-                         (NEEDS_ATTENTION, original, original))
+            conn.execute(
+                "UPDATE print_jobs SET state = 'failed' WHERE state = ? AND (job_id = ? OR copy_of = ?)",
+                (NEEDS_ATTENTION, original, original),
+            )
         return new_id
 
     def dismiss(self, job_id: str) -> PrintJob:
@@ -132,9 +154,14 @@ class PrintQueue:
         with self.store.transaction() as conn:
             job = self._find(conn, job_id)
             if job.state != NEEDS_ATTENTION:
-                raise PrintQueueError(f"print job {job.job_id} does not wait for a person (it is {job.state}); nothing to dismiss")
-            conn.execute("UPDATE print_jobs SET state = 'failed', last_error = substr(coalesce(last_error, '') || '; dismissed by a person', 1, 500)"
-                         " WHERE job_id = ?", (job.job_id,))
+                raise PrintQueueError(
+                    f"print job {job.job_id} does not wait for a person (it is {job.state}); nothing to dismiss"
+                )
+            conn.execute(
+                "UPDATE print_jobs SET state = 'failed', last_error = substr(coalesce(last_error, '') || '; dismissed by a person', 1, 500)"
+                " WHERE job_id = ?",
+                (job.job_id,),
+            )
             return self._get(conn, job.job_id)  # type: ignore[return-value]
 
     def _copy(self, conn: sqlite3.Connection, job: PrintJob, mark: Receipt, *, automatic: bool) -> str:
@@ -144,17 +171,29 @@ class PrintQueue:
         original = job.copy_of or job.job_id
         data, order = conn.execute("SELECT data, queue_order FROM print_jobs WHERE job_id = ?", (original,)).fetchone()
         header = self._printer(job.printer).render(mark)
-        return self._insert(conn, job.printer, header + data, kind=job.kind, ref=job.ref, copy_of=original,
-                            automatic=automatic, queue_order=order if automatic else None)
+        return self._insert(
+            conn,
+            job.printer,
+            header + data,
+            kind=job.kind,
+            ref=job.ref,
+            copy_of=original,
+            automatic=automatic,
+            queue_order=order if automatic else None,
+        )
 
     def _settle_unknown_in(self, conn: sqlite3.Connection, job: PrintJob, why: str, mark: Receipt) -> str | None:
         """A job that may or may not have come out. An original: 'failed' and its one automatic
         copy queued (returns the copy's id). A copy: 'needs_attention', nothing queued (None).
         Inside the caller's transaction: a crash never leaves the one without the other."""
         if job.copy_of is None:
-            conn.execute("UPDATE print_jobs SET state = 'failed', last_error = ? WHERE job_id = ?", (why[:500], job.job_id))
+            conn.execute(
+                "UPDATE print_jobs SET state = 'failed', last_error = ? WHERE job_id = ?", (why[:500], job.job_id)
+            )
             return self._copy(conn, job, mark, automatic=True)
-        conn.execute("UPDATE print_jobs SET state = ?, last_error = ? WHERE job_id = ?", (NEEDS_ATTENTION, why[:500], job.job_id))
+        conn.execute(
+            "UPDATE print_jobs SET state = ?, last_error = ? WHERE job_id = ?", (NEEDS_ATTENTION, why[:500], job.job_id)
+        )
         return None
 
     def recover_interrupted(self) -> int:
@@ -237,7 +276,9 @@ class PrintQueue:
             # during the status check (seconds, with a silent printer) leaves the job plainly queued
             nonlocal started
             with self.store.transaction() as conn:
-                conn.execute("UPDATE print_jobs SET state = 'printing', attempts = attempts + 1 WHERE job_id = ?", (job.job_id,))
+                conn.execute(
+                    "UPDATE print_jobs SET state = 'printing', attempts = attempts + 1 WHERE job_id = ?", (job.job_id,)
+                )
             started = True
 
         try:
@@ -251,14 +292,23 @@ class PrintQueue:
                 return self._settle_unknown(name, job, reason, f"interrupted while printing: {reason}: {exc}")
             self._requeue(job, f"{reason}: {exc}", counted=started)
             if self.last_error[name] != reason:
-                log.warning("printer cannot print; job stays queued", extra={"printer": name, "job": job.job_id, "reason": reason})
+                log.warning(
+                    "printer cannot print; job stays queued",
+                    extra={"printer": name, "job": job.job_id, "reason": reason},
+                )
                 self.on_event("print.waiting", {"printer": name, "job_id": job.job_id, "reason": reason})
             self.last_error[name] = reason
             return False
         except DocumentError as exc:
             with self.store.transaction() as conn:
-                conn.execute("UPDATE print_jobs SET state = 'failed', last_error = ? WHERE job_id = ?", (str(exc)[:500], job.job_id))
-            log.error("print job cannot be printed on this printer", extra={"printer": name, "job": job.job_id, "problem": str(exc)})
+                conn.execute(
+                    "UPDATE print_jobs SET state = 'failed', last_error = ? WHERE job_id = ?",
+                    (str(exc)[:500], job.job_id),
+                )
+            log.error(
+                "print job cannot be printed on this printer",
+                extra={"printer": name, "job": job.job_id, "problem": str(exc)},
+            )
             return True
         after = getattr(result, "status_after", None)
         if after is not None and not after.can_print:
@@ -268,9 +318,14 @@ class PrintQueue:
             # silently lost), once: a copy in the same situation waits for a person.
             reason = after.status.value
             detail = f" ({'; '.join(after.details)})" if after.details else ""
-            return self._settle_unknown(name, job, reason, f"not confirmed: the printer reported {reason} right after the job{detail}")
+            return self._settle_unknown(
+                name, job, reason, f"not confirmed: the printer reported {reason} right after the job{detail}"
+            )
         with self.store.transaction() as conn:
-            conn.execute("UPDATE print_jobs SET state = 'printed', printed_at = ?, last_error = NULL WHERE job_id = ?", (time.time(), job.job_id))
+            conn.execute(
+                "UPDATE print_jobs SET state = 'printed', printed_at = ?, last_error = NULL WHERE job_id = ?",
+                (time.time(), job.job_id),
+            )
         if self.last_error[name] is not None:
             log.info("printer is back; queued jobs printing", extra={"printer": name})
         self.last_error[name] = None
@@ -285,14 +340,27 @@ class PrintQueue:
         with self.store.transaction() as conn:
             new_id = self._settle_unknown_in(conn, job, why, mark)
         self.last_error[name] = reason
-        self._report_unknown(job, new_id, why, "printer did not confirm a job; it prints again as a copy when ready",
-                             printer=name, reason=reason)
+        self._report_unknown(
+            job,
+            new_id,
+            why,
+            "printer did not confirm a job; it prints again as a copy when ready",
+            printer=name,
+            reason=reason,
+        )
         if new_id is not None:
             self.on_event("print.waiting", {"printer": name, "job_id": new_id, "reason": reason})
         return False
 
-    def _report_unknown(self, job: PrintJob, copy_id: str | None, why: str, copied: str,
-                        printer: str | None = None, reason: str | None = None) -> None:
+    def _report_unknown(
+        self,
+        job: PrintJob,
+        copy_id: str | None,
+        why: str,
+        copied: str,
+        printer: str | None = None,
+        reason: str | None = None,
+    ) -> None:
         """After the commit of ``_settle_unknown_in``: a copy that waits for a person is announced;
         an original that prints again as ``copy_id`` is logged with the message ``copied``."""
         if copy_id is None:
@@ -305,21 +373,38 @@ class PrintQueue:
         """Not sent (printer not ready) or the write failed: it stays an original or a copy in
         its place. ``counted``: the attempt was already counted when it started writing."""
         with self.store.transaction() as conn:
-            conn.execute("UPDATE print_jobs SET state = 'queued', last_error = ?, attempts = attempts + ? WHERE job_id = ?",
-                         (error[:500], 0 if counted else 1, job.job_id))
+            conn.execute(
+                "UPDATE print_jobs SET state = 'queued', last_error = ?, attempts = attempts + ? WHERE job_id = ?",
+                (error[:500], 0 if counted else 1, job.job_id),
+            )
 
     def _needs_attention(self, job: PrintJob, why: str) -> None:
-        log.warning("a copy of a print job may not have come out either; it waits for a person (reprint or dismiss)",
-                    extra={"printer": job.printer, "job": job.job_id, "copy_of": job.copy_of, "problem": why})
-        self.on_event("print.needs_attention", {"printer": job.printer, "job_id": job.job_id, "copy_of": job.copy_of,
-                                                "job_kind": job.kind, "ref": job.ref, "reason": why})
+        log.warning(
+            "a copy of a print job may not have come out either; it waits for a person (reprint or dismiss)",
+            extra={"printer": job.printer, "job": job.job_id, "copy_of": job.copy_of, "problem": why},
+        )
+        self.on_event(
+            "print.needs_attention",
+            {
+                "printer": job.printer,
+                "job_id": job.job_id,
+                "copy_of": job.copy_of,
+                "job_kind": job.kind,
+                "ref": job.ref,
+                "reason": why,
+            },
+        )
 
     # ------------------------------------------------------------------ queries
     def _next_job(self, printer: str) -> PrintJob | None:
-        row = self.store.read().execute(
-            f"SELECT {_COLUMNS} FROM print_jobs WHERE printer = ? AND state IN ('queued', 'printing') ORDER BY queue_order, created_at LIMIT 1",
-            (printer,),
-        ).fetchone()
+        row = (
+            self.store.read()
+            .execute(
+                f"SELECT {_COLUMNS} FROM print_jobs WHERE printer = ? AND state IN ('queued', 'printing') ORDER BY queue_order, created_at LIMIT 1",
+                (printer,),
+            )
+            .fetchone()
+        )
         return None if row is None else PrintJob.from_row(row)
 
     def get(self, job_id: str) -> PrintJob | None:
@@ -329,7 +414,9 @@ class PrintQueue:
         """A job by its id or by the start of it that `kassactl print jobs` shows (if only one matches)."""
         job = self._get(conn, job_id)
         if job is None and len(job_id) >= 8 and job_id.isalnum():
-            rows = conn.execute(f"SELECT {_COLUMNS} FROM print_jobs WHERE job_id LIKE ? LIMIT 2", (job_id + "%",)).fetchall()
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM print_jobs WHERE job_id LIKE ? LIMIT 2", (job_id + "%",)
+            ).fetchall()
             job = PrintJob.from_row(rows[0]) if len(rows) == 1 else None
         if job is None:
             raise PrintQueueError(f"no print job {job_id}")
@@ -341,23 +428,40 @@ class PrintQueue:
         return None if row is None else PrintJob.from_row(row)
 
     def waiting(self, printer: str) -> int:
-        return self.store.read().execute("SELECT count(*) FROM print_jobs WHERE printer = ? AND state IN ('queued', 'printing')", (printer,)).fetchone()[0]
+        return (
+            self.store.read()
+            .execute(
+                "SELECT count(*) FROM print_jobs WHERE printer = ? AND state IN ('queued', 'printing')", (printer,)
+            )
+            .fetchone()[0]
+        )
 
     def needing_attention(self, printer: str) -> int:
-        return self.store.read().execute("SELECT count(*) FROM print_jobs WHERE printer = ? AND state = ?", (printer, NEEDS_ATTENTION)).fetchone()[0]
+        return (
+            self.store.read()
+            .execute("SELECT count(*) FROM print_jobs WHERE printer = ? AND state = ?", (printer, NEEDS_ATTENTION))
+            .fetchone()[0]
+        )
 
     def recent(self, limit: int = 20) -> list[PrintJob]:
         """The newest jobs, those waiting for a person first however old they are."""
-        rows = self.store.read().execute(
-            f"SELECT {_COLUMNS} FROM print_jobs ORDER BY state = ? DESC, created_at DESC LIMIT ?", (NEEDS_ATTENTION, limit)
-        ).fetchall()
+        rows = (
+            self.store.read()
+            .execute(
+                f"SELECT {_COLUMNS} FROM print_jobs ORDER BY state = ? DESC, created_at DESC LIMIT ?",
+                (NEEDS_ATTENTION, limit),
+            )
+            .fetchall()
+        )
         return [PrintJob.from_row(row) for row in rows]
 
     def _printer(self, name: str) -> Printer:
         try:
             return self.printers[name]
         except KeyError:
-            raise PrintQueueError(f"no printer named '{name}' (configured: {', '.join(self.printers) or 'none'})") from None
+            raise PrintQueueError(
+                f"no printer named '{name}' (configured: {', '.join(self.printers) or 'none'})"
+            ) from None
 
 
 _COLUMNS = "job_id, printer, kind, ref, state, attempts, last_error, created_at, printed_at, copy_of, automatic"

@@ -14,10 +14,10 @@ _ADVICE = {
     "licence.revoked": "This licence was revoked. Ask your partner.",
     "licence.expired": "This licence has run out. Ask your partner.",
     "licence.other_company": "This licence belongs to another company. Ask the company that holds it to release "
-                             "it to the partner, or ask your partner for a licence of your own.",
+    "it to the partner, or ask your partner for a licence of your own.",
     "licence.returning": "The company that held this licence is giving it back to the partner. Enter it again "
-                         "once its old terminal has let go (at once if that terminal is online, otherwise when "
-                         "its lease has run out).",
+    "once its old terminal has let go (at once if that terminal is online, otherwise when "
+    "its lease has run out).",
     "licence.move_rate_limited": "This licence was moved too often in the last hour. Enter it again later.",
     "licence.wrong_device_key": "The cloud knows this terminal by another key. Ask support to check the terminal.",
     "licence.device_unknown": "The cloud does not know this terminal. Pair it with the cloud first.",

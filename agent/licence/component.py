@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from agent.licence import control as _control  # noqa: F401 - registers the licence.* control methods
@@ -48,7 +48,9 @@ MAX_REPORTED = 100  # LeaseReport list limits
 class Licence:
     name = "licence"
 
-    def __init__(self, agent: Agent, *, wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, agent: Agent, *, wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic
+    ) -> None:
         assert agent.store is not None
         self.agent = agent
         self.store = agent.store
@@ -86,7 +88,10 @@ class Licence:
             try:
                 claims = self.accept(row.token, epochs, now)
             except LeaseRefused as refused:
-                log.error("stored licence lease refused; not used", extra={"licence_id": row.licence_id, "code": refused.code.value, "reason": str(refused)})
+                log.error(
+                    "stored licence lease refused; not used",
+                    extra={"licence_id": row.licence_id, "code": refused.code.value, "reason": str(refused)},
+                )
                 self.last_refusal = Verdict.refused(refused.code, row.licence_id)
                 continue
             if claims.licence_id != row.licence_id or claims.epoch != row.epoch:
@@ -95,7 +100,13 @@ class Licence:
                 continue
             # Received in an earlier boot: the monotonic clock restarted, the wall clock decides.
             self.leases[row.licence_id] = HeldLease(claims, row.token, None, row.released)
-        log.info("licence state loaded", extra={"held": sum(not h.released for h in self.leases.values()), "released": sum(h.released for h in self.leases.values())})
+        log.info(
+            "licence state loaded",
+            extra={
+                "held": sum(not h.released for h in self.leases.values()),
+                "released": sum(h.released for h in self.leases.values()),
+            },
+        )
 
     async def start(self) -> None:
         await asyncio.to_thread(self.load)
@@ -140,16 +151,26 @@ class Licence:
     def trusted_keys(self) -> dict[str, Any]:
         return {key_id: load_public_key(text) for key_id, text in self.agent.config.trust.cloud_keys.items()}
 
-    def accept(self, token: str, highest_epochs: Mapping[str, int], now_wall: float, trusted: dict[str, Any] | None = None) -> kc.LeaseClaims:
+    def accept(
+        self, token: str, highest_epochs: Mapping[str, int], now_wall: float, trusted: dict[str, Any] | None = None
+    ) -> kc.LeaseClaims:
         """The claims of a lease this device may hold, or LeaseRefused saying why not."""
-        claims = accept_token(token, device_id=self.device_id, device_key=self.device_key_fingerprint,
-                              trusted_keys=self.trusted_keys() if trusted is None else trusted,
-                              highest_epoch=0, now_wall=now_wall)
+        claims = accept_token(
+            token,
+            device_id=self.device_id,
+            device_key=self.device_key_fingerprint,
+            trusted_keys=self.trusted_keys() if trusted is None else trusted,
+            highest_epoch=0,
+            now_wall=now_wall,
+        )
         # The licence id is known only once the signature checked out: compare the epoch now.
         highest = highest_epochs.get(claims.licence_id, 0)
         if claims.epoch < highest:
-            raise LeaseRefused(Refusal.OLD_EPOCH, f"lease epoch {claims.epoch} is below {highest}, already seen",
-                               licence_id=claims.licence_id)
+            raise LeaseRefused(
+                Refusal.OLD_EPOCH,
+                f"lease epoch {claims.epoch} is below {highest}, already seen",
+                licence_id=claims.licence_id,
+            )
         return claims
 
     def _apply_doc(self, conn: Any, doc: dict[str, Any]) -> None:
@@ -165,20 +186,39 @@ class Licence:
         self.leases = update.leases
         self.last_refusal = update.refusal
         self._schedule_next_report()
-        log.info("licence document applied", extra={"version": version, "held": sum(not h.released for h in self.leases.values()),
-                                                     "refused": update.refused, "released": update.released})
+        log.info(
+            "licence document applied",
+            extra={
+                "version": version,
+                "held": sum(not h.released for h in self.leases.values()),
+                "refused": update.refused,
+                "released": update.released,
+            },
+        )
         verdict = self.sale_verdict()  # the POS event stream shows the new verdict (agent/events.py)
-        self.agent.events.publish("licence.changed", ok=verdict.ok, code=verdict.code, licence_id=verdict.licence_id, version=version)
+        self.agent.events.publish(
+            "licence.changed", ok=verdict.ok, code=verdict.code, licence_id=verdict.licence_id, version=version
+        )
 
     # ---------------------------------------------------------------- reporting
     def lease_report(self, conn: Any, leases: Mapping[str, HeldLease] | None = None) -> kc.LeaseReport:
-        held = [kc.HeldLease(licence_id=h.claims.licence_id, epoch=h.claims.epoch,
-                             lease_expires_at=datetime.fromtimestamp(h.claims.expires_at, timezone.utc))
-                for h in (self.leases if leases is None else leases).values() if not h.released]
+        held = [
+            kc.HeldLease(
+                licence_id=h.claims.licence_id,
+                epoch=h.claims.epoch,
+                lease_expires_at=datetime.fromtimestamp(h.claims.expires_at, UTC),
+            )
+            for h in (self.leases if leases is None else leases).values()
+            if not h.released
+        ]
         since = self.wall() - TOMBSTONE_REPORT_DAYS * 86400
-        stones = [kc.Tombstone(licence_id=t.licence_id, epoch=t.epoch, receipt=t.receipt)
-                  for t in db.tombstones(conn, unconfirmed_since=since)]
-        return kc.LeaseReport(kind=kc.LicenceKind.LEASE_REPORT, leases=held[:MAX_REPORTED], tombstones=stones[-MAX_REPORTED:])
+        stones = [
+            kc.Tombstone(licence_id=t.licence_id, epoch=t.epoch, receipt=t.receipt)
+            for t in db.tombstones(conn, unconfirmed_since=since)
+        ]
+        return kc.LeaseReport(
+            kind=kc.LicenceKind.LEASE_REPORT, leases=held[:MAX_REPORTED], tombstones=stones[-MAX_REPORTED:]
+        )
 
     def report(self) -> None:
         """Queue a LeaseReport: on every (re)connect and every renew_after_s while connected."""
@@ -219,16 +259,24 @@ class Licence:
     def enter_key(self, typed_key: str) -> dict[str, Any]:
         """Queue a BindRequest for a typed licence key; LicenceKeyError says what is wrong with it."""
         key = kc.normalize_licence_key(typed_key)
-        draft = self.outbox.draft(kc.BindRequest(kind=kc.LicenceKind.BIND_REQUEST, licence_key=key,
-                                                 device_public_key=self.device_public_key))
+        draft = self.outbox.draft(
+            kc.BindRequest(kind=kc.LicenceKind.BIND_REQUEST, licence_key=key, device_public_key=self.device_public_key)
+        )
         hint = key[-4:]
         now = self.wall()
         with self.store.transaction() as conn:
             self.outbox.enqueue(conn, draft)
             db.add_bind_request(conn, str(draft.message_id), hint, now)
-        log.info("licence key entered; bind request queued", extra={"key_hint": f"...{hint}", "message_id": str(draft.message_id)})
-        return {"message_id": str(draft.message_id), "key_hint": f"...{hint}", "requested_at": _iso(now),
-                "cloud_connected": self._link is not None and self._link.mqtt.connected}
+        log.info(
+            "licence key entered; bind request queued",
+            extra={"key_hint": f"...{hint}", "message_id": str(draft.message_id)},
+        )
+        return {
+            "message_id": str(draft.message_id),
+            "key_hint": f"...{hint}",
+            "requested_at": _iso(now),
+            "cloud_connected": self._link is not None and self._link.mqtt.connected,
+        }
 
     def _release_command(self, args: dict[str, Any]) -> dict[str, Any]:
         assert self.releaser is not None
@@ -246,10 +294,14 @@ class Licence:
                     db.decide_bind_request(conn, request["message_id"], "refused", reason, self.wall())
                 request = db.latest_bind_request(self.store.read()) or request
         refused = request["outcome"] == "refused"
-        return {"key_hint": f"...{request['key_hint']}", "requested_at": _iso(request["requested_at"]),
-                "outcome": request["outcome"] or "pending", "detail": request["detail"],
-                "message": bind_refusal_advice(request["detail"]) if refused else None,
-                "decided_at": _iso(request["decided_at"]) if request["decided_at"] else None}
+        return {
+            "key_hint": f"...{request['key_hint']}",
+            "requested_at": _iso(request["requested_at"]),
+            "outcome": request["outcome"] or "pending",
+            "detail": request["detail"],
+            "message": bind_refusal_advice(request["detail"]) if refused else None,
+            "decided_at": _iso(request["decided_at"]) if request["decided_at"] else None,
+        }
 
     def status(self) -> dict[str, Any]:
         verdict = self.sale_verdict()
@@ -261,7 +313,8 @@ class Licence:
             summary = f"no sales: {verdict.code} ({verdict.message})"
         if bind is not None and bind["outcome"] != "granted":
             summary += f"; key {bind['key_hint']} {bind['outcome']}" + (
-                f": {bind['detail']} ({bind['message']})" if bind["outcome"] == "refused" else "")
+                f": {bind['detail']} ({bind['message']})" if bind["outcome"] == "refused" else ""
+            )
         return {
             "summary": summary,
             "ok": verdict.ok,
@@ -278,4 +331,4 @@ class Licence:
 
 
 def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")

@@ -27,8 +27,13 @@ def _status(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
 
 def _check(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
     verdict = _licence(agent).sale_verdict()
-    return {"ok": verdict.ok, "code": verdict.code, "message": verdict.message,
-            "licence_id": verdict.licence_id, "expires_at": verdict.expires_at}
+    return {
+        "ok": verdict.ok,
+        "code": verdict.code,
+        "message": verdict.message,
+        "licence_id": verdict.licence_id,
+        "expires_at": verdict.expires_at,
+    }
 
 
 def _enter(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
@@ -67,9 +72,8 @@ def _release_file(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
 
 def _release_slip(device_id: str, result: dict[str, Any], language_tag: str) -> Any:
     """The printed release file, in the terminal's language (``site.language``)."""
-    from drivers import ReceiptBuilder
-
     from agent.i18n import language
+    from drivers import ReceiptBuilder
 
     _ = language(language_tag).gettext
     return (
@@ -88,10 +92,24 @@ def _release_slip(device_id: str, result: dict[str, Any], language_tag: str) -> 
 
 
 for _method in (
-    Method("licence.status", Role.READ, "Licence: lease in use, expiry, sale verdict, pending key (never keys or tokens).", _status),
+    Method(
+        "licence.status",
+        Role.READ,
+        "Licence: lease in use, expiry, sale verdict, pending key (never keys or tokens).",
+        _status,
+    ),
     Method("licence.check", Role.READ, "May this terminal sell now? The sale verdict: ok, code, message.", _check),
-    Method("licence.enter", Role.ADMIN, "Send a licence key to the cloud to bind it to this terminal (params: key).", _enter),
-    Method("licence.release_file", Role.ADMIN,
-           "Release the licence here for good and write a release file + QR for the cloud (params: licence_id, printer).", _release_file),
+    Method(
+        "licence.enter",
+        Role.ADMIN,
+        "Send a licence key to the cloud to bind it to this terminal (params: key).",
+        _enter,
+    ),
+    Method(
+        "licence.release_file",
+        Role.ADMIN,
+        "Release the licence here for good and write a release file + QR for the cloud (params: licence_id, printer).",
+        _release_file,
+    ),
 ):
     register(_method)

@@ -50,8 +50,11 @@ def apply_doc(licence: Licence, conn: sqlite3.Connection, doc: dict[str, Any]) -
         try:
             claims = licence.accept(token, epochs, now_wall, trusted)
             if db.tombstone(conn, claims.licence_id, claims.epoch) is not None:
-                raise LeaseRefused(Refusal.RELEASED, f"licence {claims.licence_id} epoch {claims.epoch} was released here",
-                                   licence_id=claims.licence_id)
+                raise LeaseRefused(
+                    Refusal.RELEASED,
+                    f"licence {claims.licence_id} epoch {claims.epoch} was released here",
+                    licence_id=claims.licence_id,
+                )
         except LeaseRefused as exc:
             refused += 1
             unreadable |= exc.code in UNREADABLE
@@ -78,20 +81,27 @@ def apply_doc(licence: Licence, conn: sqlite3.Connection, doc: dict[str, Any]) -
         leases[licence_id] = HeldLease(claims, token, now_mono, False)
         if held is None or held.released:
             db.grant_pending_bind_requests(conn, licence_id, now_wall)
-            log.info("licence granted", extra={"licence_id": licence_id, "epoch": claims.epoch, "expires_at": claims.expires_at})
+            log.info(
+                "licence granted",
+                extra={"licence_id": licence_id, "epoch": claims.epoch, "expires_at": claims.expires_at},
+            )
 
     released = 0
     for licence_id, held in licence.leases.items():
         if licence_id in leases:
             continue
         if not held.released and unreadable:
-            log.warning("licence document had unreadable leases; keeping the held one until a readable document",
-                        extra={"licence_id": licence_id})
+            log.warning(
+                "licence document had unreadable leases; keeping the held one until a readable document",
+                extra={"licence_id": licence_id},
+            )
         elif not held.released and licence_id in named:
             # Still listed, in a lease this terminal refused (its clock may be behind the cloud's):
             # the cloud did not take it away, so keep the one held until it runs out.
-            log.warning("the cloud's newer lease for a held licence was refused; keeping the held one",
-                        extra={"licence_id": licence_id, "code": named[licence_id].value})
+            log.warning(
+                "the cloud's newer lease for a held licence was refused; keeping the held one",
+                extra={"licence_id": licence_id, "code": named[licence_id].value},
+            )
         elif not held.released:
             epoch = held.claims.epoch
             receipt = licence.releaser.sign(licence_id, epoch, now_wall)
@@ -99,7 +109,9 @@ def apply_doc(licence: Licence, conn: sqlite3.Connection, doc: dict[str, Any]) -
             db.add_tombstone(conn, licence_id, epoch, receipt, now_wall, "taken_away")
             held = replace(held, released=True)
             released += 1
-            log.warning("licence taken away by the cloud; sales on it stop", extra={"licence_id": licence_id, "epoch": epoch})
+            log.warning(
+                "licence taken away by the cloud; sales on it stop", extra={"licence_id": licence_id, "epoch": epoch}
+            )
         leases[licence_id] = held
 
     listed = {(claims.licence_id, claims.epoch) for claims, _ in accepted.values()}

@@ -56,13 +56,21 @@ class Refusal(StrEnum):
 _ADVICE = {
     Refusal.NO_LICENCE: N_("No licence on this terminal. Ask a technician to enter a licence key."),
     Refusal.TAMPERED: N_("The licence on this terminal is damaged. Ask a technician to enter the licence key again."),
-    Refusal.UNKNOWN_SIGNER: N_("The licence was not issued by a trusted kassa cloud. Ask a technician to check the terminal's trusted keys."),
+    Refusal.UNKNOWN_SIGNER: N_(
+        "The licence was not issued by a trusted kassa cloud. Ask a technician to check the terminal's trusted keys."
+    ),
     Refusal.NOT_A_LEASE: N_("The licence data is not a licence. Ask a technician to enter the licence key again."),
-    Refusal.WRONG_DEVICE: N_("The licence belongs to another terminal. Ask a technician to enter a licence key for this one."),
+    Refusal.WRONG_DEVICE: N_(
+        "The licence belongs to another terminal. Ask a technician to enter a licence key for this one."
+    ),
     Refusal.OLD_EPOCH: N_("This licence was moved to another terminal since. Ask a technician to enter a licence key."),
     Refusal.ISSUED_IN_FUTURE: N_("The terminal's clock is behind. Ask a technician to set the date and time."),
-    Refusal.EXPIRED: N_("The licence has run out. Connect the terminal to the network so it can renew, or ask your partner."),
-    Refusal.CLOCK_ROLLED_BACK: N_("The terminal's clock was set back. Ask a technician to set the correct date and time."),
+    Refusal.EXPIRED: N_(
+        "The licence has run out. Connect the terminal to the network so it can renew, or ask your partner."
+    ),
+    Refusal.CLOCK_ROLLED_BACK: N_(
+        "The terminal's clock was set back. Ask a technician to set the correct date and time."
+    ),
     Refusal.RELEASED: N_("The licence was moved to another terminal. Ask a technician to enter a licence key."),
 }
 
@@ -136,14 +144,23 @@ def accept_token(
     except (MalformedTokenError, TokenError) as exc:
         raise LeaseRefused(Refusal.TAMPERED, str(exc)) from None
     if claims.device_id != device_id or claims.device_key != device_key:
-        raise LeaseRefused(Refusal.WRONG_DEVICE, f"lease for device {claims.device_id}, this is {device_id}",
-                           licence_id=claims.licence_id)
+        raise LeaseRefused(
+            Refusal.WRONG_DEVICE,
+            f"lease for device {claims.device_id}, this is {device_id}",
+            licence_id=claims.licence_id,
+        )
     if claims.epoch < highest_epoch:
-        raise LeaseRefused(Refusal.OLD_EPOCH, f"lease epoch {claims.epoch} is below {highest_epoch}, already seen",
-                           licence_id=claims.licence_id)
+        raise LeaseRefused(
+            Refusal.OLD_EPOCH,
+            f"lease epoch {claims.epoch} is below {highest_epoch}, already seen",
+            licence_id=claims.licence_id,
+        )
     if claims.issued_at > now_wall + MAX_ISSUED_AHEAD_S:
-        raise LeaseRefused(Refusal.ISSUED_IN_FUTURE, f"issued {claims.issued_at - now_wall:.0f} s ahead of this terminal's clock",
-                           licence_id=claims.licence_id)
+        raise LeaseRefused(
+            Refusal.ISSUED_IN_FUTURE,
+            f"issued {claims.issued_at - now_wall:.0f} s ahead of this terminal's clock",
+            licence_id=claims.licence_id,
+        )
     return claims
 
 

@@ -40,8 +40,13 @@ class Releaser:
         self._device_key = device_key
 
     def sign(self, licence_id: str, epoch: int, released_at: float) -> str:
-        claims = kl.ReleaseClaims(licence_id=licence_id, device_id=self.licence.device_id,
-                                  device_key=self.licence.device_key_fingerprint, epoch=epoch, released_at=int(released_at))
+        claims = kl.ReleaseClaims(
+            licence_id=licence_id,
+            device_id=self.licence.device_id,
+            device_key=self.licence.device_key_fingerprint,
+            epoch=epoch,
+            released_at=int(released_at),
+        )
         return kl.sign_release(claims, self._device_key)
 
     def release(self, licence_id: str, epoch: int, cause: str) -> str:
@@ -61,16 +66,24 @@ class Releaser:
             db.mark_released(conn, licence_id, epoch)
             db.add_tombstone(conn, licence_id, epoch, receipt, now, cause)
             db.raise_epoch(conn, licence_id, epoch)  # a lease of this epoch or older never comes back
-            licence.outbox.enqueue(conn, kc.ReleaseReceipt(kind=kc.LicenceKind.RELEASE_RECEIPT, licence_id=licence_id,
-                                                           epoch=epoch, receipt=receipt))
-        log.warning("licence released; sales on it stop", extra={"licence_id": licence_id, "epoch": epoch, "cause": cause})
+            licence.outbox.enqueue(
+                conn,
+                kc.ReleaseReceipt(
+                    kind=kc.LicenceKind.RELEASE_RECEIPT, licence_id=licence_id, epoch=epoch, receipt=receipt
+                ),
+            )
+        log.warning(
+            "licence released; sales on it stop", extra={"licence_id": licence_id, "epoch": epoch, "cause": cause}
+        )
         return receipt
 
     def command(self, args: dict[str, Any]) -> dict[str, Any]:
         """The ``licence.release`` command: ``{"licence_id", "epoch"}`` -> ``{"receipt"}``."""
         licence_id, epoch = args.get("licence_id"), args.get("epoch")
         if not isinstance(licence_id, str) or not licence_id or type(epoch) is not int or not 1 <= epoch <= MAX_EPOCH:
-            raise CommandError("bad_args", f"licence.release needs licence_id (text) and epoch (an integer from 1 to {MAX_EPOCH})")
+            raise CommandError(
+                "bad_args", f"licence.release needs licence_id (text) and epoch (an integer from 1 to {MAX_EPOCH})"
+            )
         try:
             return {"receipt": self.release(licence_id, epoch, "command")}
         except LicenceNotHeld as exc:
@@ -97,7 +110,9 @@ class Releaser:
             stones = [t for t in db.tombstones(self.licence.store.read()) if t.licence_id == licence_id]
             if stones:
                 return licence_id, max(t.epoch for t in stones)
-            raise LicenceNotHeld(f"this terminal never held licence {licence_id}; `kassactl licence` shows the one it has")
+            raise LicenceNotHeld(
+                f"this terminal never held licence {licence_id}; `kassactl licence` shows the one it has"
+            )
         held = [h for h in leases.values() if not h.released]
         if len(held) > 1:
             raise LicenceNotHeld(f"this terminal holds {len(held)} licences; say which one (licence_id)")
@@ -121,5 +136,7 @@ def qr_text(data: str) -> str:
         matrix.append([False] * len(matrix[0]))
     # Light modules are drawn (terminals are mostly dark), so scanners see dark modules as dark.
     cells = {(False, False): "\u2588", (False, True): "\u2580", (True, False): "\u2584", (True, True): " "}
-    return "\n".join("".join(cells[(top, bottom)] for top, bottom in zip(matrix[row], matrix[row + 1]))
-                     for row in range(0, len(matrix), 2))
+    return "\n".join(
+        "".join(cells[(top, bottom)] for top, bottom in zip(matrix[row], matrix[row + 1]))
+        for row in range(0, len(matrix), 2)
+    )

@@ -91,7 +91,9 @@ def tombstones(conn: sqlite3.Connection, *, unconfirmed_since: float | None = No
     return [StoredTombstone(*r) for r in conn.execute(sql + " ORDER BY released_at", params)]
 
 
-def add_tombstone(conn: sqlite3.Connection, licence_id: str, epoch: int, receipt: str, released_at: float, cause: str) -> None:
+def add_tombstone(
+    conn: sqlite3.Connection, licence_id: str, epoch: int, receipt: str, released_at: float, cause: str
+) -> None:
     conn.execute(
         "INSERT INTO licence_tombstones(licence_id, epoch, receipt, released_at, cause) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT(licence_id, epoch) DO NOTHING",
@@ -104,8 +106,10 @@ def confirm_tombstones(conn: sqlite3.Connection, listed: set[tuple[str, int]], o
     confirmed = 0
     for stone in tombstones(conn, unconfirmed_since=0.0):
         if stone.released_at < older_than and (stone.licence_id, stone.epoch) not in listed:
-            conn.execute("UPDATE licence_tombstones SET confirmed_at = ? WHERE licence_id = ? AND epoch = ?",
-                         (now, stone.licence_id, stone.epoch))
+            conn.execute(
+                "UPDATE licence_tombstones SET confirmed_at = ? WHERE licence_id = ? AND epoch = ?",
+                (now, stone.licence_id, stone.epoch),
+            )
             confirmed += 1
     return confirmed
 
@@ -126,8 +130,10 @@ def put_wall_high_water(conn: sqlite3.Connection, value: float) -> None:
 
 # ----------------------------------------------------------------- bind requests
 def add_bind_request(conn: sqlite3.Connection, message_id: str, key_hint: str, requested_at: float) -> None:
-    conn.execute("INSERT INTO licence_bind_requests(message_id, key_hint, requested_at) VALUES (?, ?, ?)",
-                 (message_id, key_hint, requested_at))
+    conn.execute(
+        "INSERT INTO licence_bind_requests(message_id, key_hint, requested_at) VALUES (?, ?, ?)",
+        (message_id, key_hint, requested_at),
+    )
 
 
 def latest_bind_request(conn: sqlite3.Connection) -> dict[str, Any] | None:
@@ -137,7 +143,14 @@ def latest_bind_request(conn: sqlite3.Connection) -> dict[str, Any] | None:
     ).fetchone()
     if row is None:
         return None
-    return {"message_id": row[0], "key_hint": row[1], "requested_at": row[2], "outcome": row[3], "detail": row[4], "decided_at": row[5]}
+    return {
+        "message_id": row[0],
+        "key_hint": row[1],
+        "requested_at": row[2],
+        "outcome": row[3],
+        "detail": row[4],
+        "decided_at": row[5],
+    }
 
 
 def refusal_of(conn: sqlite3.Connection, message_id: str) -> str | None:

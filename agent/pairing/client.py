@@ -12,7 +12,7 @@ import random
 import ssl
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from agent.version import agent_version
-from broker.contract.pairing import BrokerCredentials, PollReply, PollRequest, Registration, RegistrationRequest, RenewalRequest
+from broker.contract.pairing import (
+    BrokerCredentials,
+    PollReply,
+    PollRequest,
+    Registration,
+    RegistrationRequest,
+    RenewalRequest,
+)
 
 MAX_REPLY_BYTES = 256 * 1024
 # Date headers outside these years are garbled (or a proxy's), not the cloud's clock: taken as
@@ -56,11 +63,15 @@ class PairingClient:
         self.api_url = api_url.rstrip("/")
         self.timeout_s = timeout_s
         self.clock_offset = timedelta(0)  # the cloud's clock minus ours, from the last Date header
-        self._context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None) if self.api_url.startswith("https:") else None
+        self._context = (
+            ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+            if self.api_url.startswith("https:")
+            else None
+        )
 
     def now(self) -> datetime:
         """Our best idea of the cloud's time."""
-        return datetime.now(timezone.utc) + self.clock_offset
+        return datetime.now(UTC) + self.clock_offset
 
     def register(self, request: RegistrationRequest) -> Registration:
         return self._post("/pairing/registrations", request, Registration)
@@ -73,11 +84,17 @@ class PairingClient:
 
     def _post(self, path: str, body: BaseModel, reply_model: type[Any]) -> Any:
         request = urllib.request.Request(
-            self.api_url + path, data=body.model_dump_json().encode(), method="POST",
-            headers={"Content-Type": "application/json", "Accept": "application/json", "User-Agent": f"kassa-agent/{agent_version()}"},
+            self.api_url + path,
+            data=body.model_dump_json().encode(),
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": f"kassa-agent/{agent_version()}",
+            },
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._context) as response:  # noqa: S310 - URL checked by config
+            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._context) as response:
                 self._note_clock(response.headers.get("Date"))
                 data = response.read(MAX_REPLY_BYTES + 1)
         except urllib.error.HTTPError as exc:
@@ -91,7 +108,9 @@ class PairingClient:
         try:
             return reply_model.model_validate_json(data)
         except ValidationError as exc:
-            raise PairingNetworkError(f"{self.api_url}{path} answered with something that is not a kassa pairing reply ({exc.error_count()} problems)") from None
+            raise PairingNetworkError(
+                f"{self.api_url}{path} answered with something that is not a kassa pairing reply ({exc.error_count()} problems)"
+            ) from None
 
     def _refusal(self, exc: urllib.error.HTTPError) -> PairingHttpError:
         retry_after = exc.headers.get("Retry-After") if exc.headers else None
@@ -104,7 +123,11 @@ class PairingClient:
             code, message = "http_error", f"HTTP {exc.code} {exc.reason} (not a kassa cloud error reply)"
         # Delay-seconds only (RFC 9110); str.isdigit alone also takes digits such as "²".
         # A day at most: 400 nines would be an infinite float.
-        seconds = min(float(retry_after), 86400.0) if retry_after and retry_after.isascii() and retry_after.isdigit() else None
+        seconds = (
+            min(float(retry_after), 86400.0)
+            if retry_after and retry_after.isascii() and retry_after.isdigit()
+            else None
+        )
         return PairingHttpError(exc.code, code, message, seconds)
 
     def _note_clock(self, date_header: str | None) -> None:
@@ -115,4 +138,4 @@ class PairingClient:
         except (TypeError, ValueError):
             return
         if cloud_time.tzinfo is not None and cloud_time.year in PLAUSIBLE_CLOUD_YEARS:
-            self.clock_offset = cloud_time - datetime.now(timezone.utc)
+            self.clock_offset = cloud_time - datetime.now(UTC)

@@ -78,7 +78,11 @@ class Pairing:
             self.state = PairingState.OFF
         else:
             self.state = PairingState.UNPAIRED if self.needed else PairingState.PAIRED
-        self.client = PairingClient(self.config.api_url, self.config.ca_file, self.config.timeout_s) if self.config.api_url else None
+        self.client = (
+            PairingClient(self.config.api_url, self.config.ca_file, self.config.timeout_s)
+            if self.config.api_url
+            else None
+        )
         self.code: str | None = None
         self.expires_at: datetime | None = None
         self.certificate: dict[str, str] | None = None
@@ -110,9 +114,14 @@ class Pairing:
         if self.client is None or self.renewal is not None or not renews(state_dir, mqtt.cert_file):
             return  # no cloud to ask, or a certificate configured by hand
         assert mqtt.cert_file is not None
-        settings = RenewalSettings(state_dir, self.device_id, mqtt.cert_file,
-                                   timedelta(days=self.config.certificate_renew_before_days),
-                                   self.config.retry_min_s, self.config.retry_max_s)
+        settings = RenewalSettings(
+            state_dir,
+            self.device_id,
+            mqtt.cert_file,
+            timedelta(days=self.config.certificate_renew_before_days),
+            self.config.retry_min_s,
+            self.config.retry_max_s,
+        )
         self.renewal = CertificateRenewal(settings, self.client, self._use_renewed_certificate)
         self.renewal.start()
 
@@ -135,7 +144,9 @@ class Pairing:
             summary = f"waiting for claim (code {shown}), until {expires}"
         else:
             cert = self.certificate or {}
-            summary = f"paired: certificate for {cert.get('device', self.device_id)} valid until {cert.get('not_after', '?')}"
+            summary = (
+                f"paired: certificate for {cert.get('device', self.device_id)} valid until {cert.get('not_after', '?')}"
+            )
         if self.last_error and self.state != PairingState.PAIRED:
             summary += f"; last error: {self.last_error}"
         return {
@@ -197,7 +208,9 @@ class Pairing:
         if self.code is None:
             self._new_code()
         # The code is a claim credential while it waits: shown on request (kassactl pairing), never logged.
-        log.info("pairing: registering with the cloud", extra={"device_id": self.device_id, "api_url": self.config.api_url})
+        log.info(
+            "pairing: registering with the cloud", extra={"device_id": self.device_id, "api_url": self.config.api_url}
+        )
         return keys
 
     def _new_code(self) -> None:
@@ -221,8 +234,11 @@ class Pairing:
             await asyncio.to_thread(self._new_code)  # another device waits with ours: make a new one
             log.info("pairing: another device waits with the same code; made a new one")
             return False, 0.0
-        self._fail(exc.message if exc.code not in ("device_paired", "device_id_taken") else
-                   f"{exc.message} (check device_id in the config: it must be unique)")
+        self._fail(
+            exc.message
+            if exc.code not in ("device_paired", "device_id_taken")
+            else f"{exc.message} (check device_id in the config: it must be unique)"
+        )
         # A poll the cloud cannot match to our key: our registration is gone (expired, and maybe
         # another key registered the id since). Registering again says which.
         if exc.code in ("not_registered", "registration_expired") or (exc.code == "bad_signature" and registered):
@@ -236,16 +252,23 @@ class Pairing:
         assert reply.credentials is not None and self.client is not None
         if self.agent.config_path is None:
             raise ConfigError("the agent runs without a config file: nowhere to save the broker settings")
-        checked = await asyncio.to_thread(check_credentials, reply.credentials, self.device_id, broker_key, self.client.now())
+        checked = await asyncio.to_thread(
+            check_credentials, reply.credentials, self.device_id, broker_key, self.client.now()
+        )
         changes = await asyncio.to_thread(install, self.agent.config.paths.state_dir, checked)
         new = await asyncio.to_thread(set_values, self.agent.config_path, changes)
         self.agent.config.mqtt = new.mqtt
         self.agent.config.site.point_of_sale = new.site.point_of_sale
         self.state, self.needed, self.last_error, self.expires_at = PairingState.PAIRED, False, None, None
         self._describe_certificate(checked.certificate)
-        log.info("pairing: paired; starting the cloud link", extra={"broker": f"{new.mqtt.host}:{new.mqtt.port}",
-                                                                     "point_of_sale": new.site.point_of_sale or "-",
-                                                                     "not_after": checked.not_after.isoformat()})
+        log.info(
+            "pairing: paired; starting the cloud link",
+            extra={
+                "broker": f"{new.mqtt.host}:{new.mqtt.port}",
+                "point_of_sale": new.site.point_of_sale or "-",
+                "not_after": checked.not_after.isoformat(),
+            },
+        )
         from agent.cloud.link import CloudLink
 
         await self.agent.add_component(CloudLink(self.agent))
@@ -261,9 +284,12 @@ class Pairing:
             return
         if certificate is not None:
             names = certificate.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
-            self.certificate = {"device": str(names[0].value) if names else "?", "file": str(cert_file),
-                                "serial": format(certificate.serial_number, "x"),
-                                "not_after": certificate.not_valid_after_utc.date().isoformat()}
+            self.certificate = {
+                "device": str(names[0].value) if names else "?",
+                "file": str(cert_file),
+                "serial": format(certificate.serial_number, "x"),
+                "not_after": certificate.not_valid_after_utc.date().isoformat(),
+            }
 
     # ---------------------------------------------------------------- helpers
     def _fail(self, message: str) -> None:
@@ -288,5 +314,7 @@ class Pairing:
         name = printer or hardware.receipt_printer
         if name is None:
             raise PairingError("no printer is configured; read the code with `kassactl pairing`")
-        slip = pairing_slip(self.device_id, format_pairing_code(self.code), self.expires_at, self.agent.config.site.language)
+        slip = pairing_slip(
+            self.device_id, format_pairing_code(self.code), self.expires_at, self.agent.config.site.language
+        )
         return hardware.queue.submit_document(name, slip, kind="pairing")

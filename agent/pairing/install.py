@@ -21,10 +21,11 @@ from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyB
 from agent.pairing.keys import BROKER_CA, BROKER_CERT, BROKER_KEY, keys_dir, same_public_key, write_public_file
 from broker.contract.pairing import BrokerCredentials
 
-
 # Web PKI rules for the chain, except that a broker client certificate names its device in the
 # CN (what Mosquitto reads) and needs no subjectAltName.
-_CLIENT_POLICY = ExtensionPolicy.webpki_defaults_ee().may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+_CLIENT_POLICY = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+    x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
+)
 
 
 class InstallError(Exception):
@@ -41,7 +42,9 @@ class CheckedCredentials:
         return self.certificate.not_valid_after_utc
 
 
-def check_credentials(credentials: BrokerCredentials, device_id: str, key: ec.EllipticCurvePrivateKey, now: datetime) -> CheckedCredentials:
+def check_credentials(
+    credentials: BrokerCredentials, device_id: str, key: ec.EllipticCurvePrivateKey, now: datetime
+) -> CheckedCredentials:
     """The parsed certificate if it is this device's and chains to the CA sent, else InstallError."""
     try:
         certificate = x509.load_pem_x509_certificate(credentials.certificate.encode())
@@ -56,7 +59,8 @@ def check_credentials(credentials: BrokerCredentials, device_id: str, key: ec.El
         raise InstallError(f"the certificate names {names}, not this device ({device_id})")
     try:
         PolicyBuilder().store(Store(issuers)).time(now).extension_policies(
-            ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_CLIENT_POLICY).build_client_verifier().verify(certificate, [])
+            ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_CLIENT_POLICY
+        ).build_client_verifier().verify(certificate, [])
     except VerificationError as exc:
         raise InstallError(f"the certificate does not verify against the CA sent with it: {exc}") from None
     return CheckedCredentials(credentials, certificate)

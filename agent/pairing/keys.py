@@ -85,8 +85,15 @@ def load_or_create_csr(state_dir: Path, device_id: str, key: ec.EllipticCurvePri
         if same_key and [n.value for n in names] == [device_id]:
             return path.read_text()
         log.warning("stored CSR does not match this device's id or key; making a new one", extra={"path": str(path)})
-    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kassa"), x509.NameAttribute(NameOID.COMMON_NAME, device_id)])
-    pem = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kassa"), x509.NameAttribute(NameOID.COMMON_NAME, device_id)]
+    )
+    pem = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject)
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+    )
     write_public_file(path, pem)
     return pem.decode()
 
@@ -99,7 +106,7 @@ def same_public_key(a: object, b: object) -> bool:
     return _spki(a) == _spki(b)
 
 
-def _load_or_create(path: Path, generate):  # noqa: ANN001, ANN202 - a key factory, a private key
+def _load_or_create(path: Path, generate):
     try:
         return _load_private(path)
     except FileNotFoundError:
@@ -123,7 +130,7 @@ def _load_or_create(path: Path, generate):  # noqa: ANN001, ANN202 - a key facto
     return key
 
 
-def _load_private(path: Path):  # noqa: ANN202 - a private key of any type
+def _load_private(path: Path):
     mode = path.stat().st_mode & 0o777  # FileNotFoundError: the caller makes one
     if mode & 0o077:
         log.warning("device key was readable by others; set to 0600", extra={"path": str(path), "mode": f"{mode:o}"})
@@ -131,8 +138,10 @@ def _load_private(path: Path):  # noqa: ANN202 - a private key of any type
     try:
         return serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError):
-        raise KeyFileError(f"{path} is not an unencrypted PEM private key; move it away to make a new one "
-                           "(the device must then be paired again)") from None
+        raise KeyFileError(
+            f"{path} is not an unencrypted PEM private key; move it away to make a new one "
+            "(the device must then be paired again)"
+        ) from None
 
 
 def write_public_file(path: Path, data: bytes, mode: int = 0o644) -> None:

@@ -19,7 +19,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,9 @@ class CertificateRenewal:
     """The renewal loop of one paired terminal; `on_renewed` (given the new certificate) makes the
     cloud link use the new files."""
 
-    def __init__(self, settings: RenewalSettings, client: PairingClient, on_renewed: Callable[[x509.Certificate], None]) -> None:
+    def __init__(
+        self, settings: RenewalSettings, client: PairingClient, on_renewed: Callable[[x509.Certificate], None]
+    ) -> None:
         self.settings = settings
         self.client = client
         self.on_renewed = on_renewed
@@ -81,10 +83,13 @@ class CertificateRenewal:
             await asyncio.gather(self._task, return_exceptions=True)
 
     def status(self) -> dict[str, Any]:
-        return {"renewals": self.renewals,
-                "last_renewed_at": self.last_renewed_at.isoformat(timespec="seconds") if self.last_renewed_at else None,
-                "next_check_at": self.next_check_at.isoformat(timespec="minutes") if self.next_check_at else None,
-                "last_error": self.last_error, "stopped": self.stopped_reason}
+        return {
+            "renewals": self.renewals,
+            "last_renewed_at": self.last_renewed_at.isoformat(timespec="seconds") if self.last_renewed_at else None,
+            "next_check_at": self.next_check_at.isoformat(timespec="minutes") if self.next_check_at else None,
+            "last_error": self.last_error,
+            "stopped": self.stopped_reason,
+        }
 
     async def _run(self) -> None:
         failures = 0
@@ -111,7 +116,9 @@ class CertificateRenewal:
                     self._stop(f"the cloud refuses renewals: {exc.message}")
                     return
                 failures += 1
-                delay = exc.retry_after_s if exc.code == "rate_limited" and exc.retry_after_s else self._backoff(failures)
+                delay = (
+                    exc.retry_after_s if exc.code == "rate_limited" and exc.retry_after_s else self._backoff(failures)
+                )
                 self._failed(exc.message, delay)
             except (PairingNetworkError, InstallError, KeyFileError, OSError) as exc:
                 failures += 1
@@ -138,18 +145,22 @@ class CertificateRenewal:
 
     def _after_renewal(self, certificate: x509.Certificate) -> float:
         self.renewals += 1
-        self.last_renewed_at = datetime.now(timezone.utc)
+        self.last_renewed_at = datetime.now(UTC)
         self.last_error = None
         not_after = certificate.not_valid_after_utc
-        log.info("broker certificate renewed", extra={"serial": format(certificate.serial_number, "x"),
-                                                      "not_after": not_after.isoformat()})
+        log.info(
+            "broker certificate renewed",
+            extra={"serial": format(certificate.serial_number, "x"), "not_after": not_after.isoformat()},
+        )
         left = not_after - self.client.now()
         if left < self.settings.renew_before:
             # The cloud issues certificates shorter than our margin: renewing again at once would
             # loop. Wait half of what is left (it only ever gets a fresh certificate).
-            log.warning("the renewed certificate is again inside certificate_renew_before_days; "
-                        "lower it below the cloud's certificate lifetime",
-                        extra={"not_after": not_after.isoformat(), "renew_before_days": self.settings.renew_before.days})
+            log.warning(
+                "the renewed certificate is again inside certificate_renew_before_days; "
+                "lower it below the cloud's certificate lifetime",
+                extra={"not_after": not_after.isoformat(), "renew_before_days": self.settings.renew_before.days},
+            )
             wait = max(left / 2, timedelta(seconds=self.settings.retry_max_s))
             self.next_check_at = self.client.now() + wait
             return wait.total_seconds()
@@ -157,7 +168,9 @@ class CertificateRenewal:
 
     def _failed(self, message: str, delay: float) -> None:
         if message != self.last_error:
-            log.warning("broker certificate renewal failed; will retry", extra={"error": message, "retry_in_s": round(delay, 1)})
+            log.warning(
+                "broker certificate renewal failed; will retry", extra={"error": message, "retry_in_s": round(delay, 1)}
+            )
         self.last_error = message
 
     def _stop(self, reason: str) -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from drivers import Receipt, ReceiptBuilder
-
 from agent.i18n import language
+from drivers import Receipt, ReceiptBuilder
 
 
 def pairing_slip(device_id: str, shown_code: str, expires_at: datetime | None, language_tag: str = "en") -> Receipt:

@@ -27,16 +27,23 @@ class BodyLimit:
         if scope["type"] == "http":
             length = dict(scope["headers"]).get(b"content-length", b"0")
             if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                response = errors.ApiError("request.too_large", f"the request body is over {MAX_BODY_BYTES} bytes").response(
-                    language_tag=errors.site_language(scope.get("app")))
+                response = errors.ApiError(
+                    "request.too_large", f"the request body is over {MAX_BODY_BYTES} bytes"
+                ).response(language_tag=errors.site_language(scope.get("app")))
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
 def build_app(pos: PosApi | Any) -> FastAPI:
-    app = FastAPI(title="kassa POS API", version=agent_version(), openapi_url=None, docs_url=None, redoc_url=None,
-                  description="The terminal's local API for a web POS: see docs/pos-api.md.")
+    app = FastAPI(
+        title="kassa POS API",
+        version=agent_version(),
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        description="The terminal's local API for a web POS: see docs/pos-api.md.",
+    )
     app.state.pos = pos
     app.state.agent = pos.agent
     errors.install(app)
@@ -44,6 +51,11 @@ def build_app(pos: PosApi | Any) -> FastAPI:
     app.add_api_websocket_route(routes.WEBSOCKET.path, events_ws.events)
     app.add_middleware(BodyLimit)
     if pos.config.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(pos.config.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type", routes.SESSION_HEADER], max_age=600)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(pos.config.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", routes.SESSION_HEADER],
+            max_age=600,
+        )
     return app

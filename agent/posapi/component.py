@@ -67,7 +67,9 @@ class PosApi:
             return
         if self.config.tls_cert_file is not None:
             try:  # a clear error now rather than a failed handshake later
-                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.config.tls_cert_file, self.config.tls_key_file)
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                    self.config.tls_cert_file, self.config.tls_key_file
+                )
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(f"[pos_api] tls_cert_file / tls_key_file cannot be used: {exc}") from None
         self._task = asyncio.create_task(self._serve(), name="pos-api")
@@ -90,12 +92,23 @@ class PosApi:
                 continue
             self.port, self.error = sock.getsockname()[1], None
             config = uvicorn.Config(
-                build_app(self), log_config=None, access_log=False, lifespan="off", server_header=False, date_header=False,
-                proxy_headers=False, timeout_graceful_shutdown=2, ws_max_size=64 * 1024,
-                ssl_certfile=self.config.tls_cert_file, ssl_keyfile=self.config.tls_key_file,
+                build_app(self),
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                server_header=False,
+                date_header=False,
+                proxy_headers=False,
+                timeout_graceful_shutdown=2,
+                ws_max_size=64 * 1024,
+                ssl_certfile=self.config.tls_cert_file,
+                ssl_keyfile=self.config.tls_key_file,
             )
             self._server = _Server(config)
-            log.info("POS API listening", extra={"url": self.url, "tls": self.scheme == "https", "tokens": self.tokens.active})
+            log.info(
+                "POS API listening",
+                extra={"url": self.url, "tls": self.scheme == "https", "tokens": self.tokens.active},
+            )
             self._bound.set()
             try:
                 await self._server.serve(sockets=[sock])
@@ -138,5 +151,13 @@ class PosApi:
             summary = f"not serving: {self.error}"
         else:
             summary = f"serving {self.url}; {self.tokens.active} POS token(s), {self.websockets} event stream(s)"
-        return {"summary": summary, "enabled": self.config.enabled, "url": self.url, "port": self.port, "error": self.error,
-                "tokens": self.tokens.active, "websockets": self.websockets, "cors_origins": self.config.cors_origins}
+        return {
+            "summary": summary,
+            "enabled": self.config.enabled,
+            "url": self.url,
+            "port": self.port,
+            "error": self.error,
+            "tokens": self.tokens.active,
+            "websockets": self.websockets,
+            "cors_origins": self.config.cors_origins,
+        }

@@ -47,8 +47,20 @@ def _revoke(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
 
 
 for _method in (
-    Method("pos.token.create", Role.ADMIN, "Create a POS access token (params: label); the token is shown once.", _create),
-    Method("pos.token.list", Role.READ, "POS access tokens: id, label, created, last used, revoked (never the token).", _list),
-    Method("pos.token.revoke", Role.ADMIN, "Revoke a POS access token (params: token_id); its POS is refused at once.", _revoke),
+    Method(
+        "pos.token.create", Role.ADMIN, "Create a POS access token (params: label); the token is shown once.", _create
+    ),
+    Method(
+        "pos.token.list",
+        Role.READ,
+        "POS access tokens: id, label, created, last used, revoked (never the token).",
+        _list,
+    ),
+    Method(
+        "pos.token.revoke",
+        Role.ADMIN,
+        "Revoke a POS access token (params: token_id); its POS is refused at once.",
+        _revoke,
+    ),
 ):
     register(_method)

@@ -30,7 +30,11 @@ def run(client: ControlClient, args: argparse.Namespace) -> int | None:
         if not args.token_id:
             raise ControlError("kassactl pos token revoke ID: which token? (kassactl pos token list shows them)")
         result = client.call("pos.token.revoke", token_id=args.token_id)
-        print(json.dumps(result, indent=2) if args.json else f"POS token {result['token_id']} revoked" + (" (it already was)" if result["already_revoked"] else ""))
+        print(
+            json.dumps(result, indent=2)
+            if args.json
+            else f"POS token {result['token_id']} revoked" + (" (it already was)" if result["already_revoked"] else "")
+        )
     else:
         result = client.call("pos.token.list")
         print(json.dumps(result, indent=2) if args.json else list_text(result))
@@ -38,11 +42,13 @@ def run(client: ControlClient, args: argparse.Namespace) -> int | None:
 
 
 def created_text(result: dict[str, Any]) -> str:
-    return "\n".join([
-        f"POS token {result['token_id']} for {result['label']} created.",
-        f"token: {result['token']}",
-        "Enter it in the POS now: it is shown only this once (the terminal keeps only its hash).",
-    ])
+    return "\n".join(
+        [
+            f"POS token {result['token_id']} for {result['label']} created.",
+            f"token: {result['token']}",
+            "Enter it in the POS now: it is shown only this once (the terminal keeps only its hash).",
+        ]
+    )
 
 
 def list_text(result: dict[str, Any]) -> str:

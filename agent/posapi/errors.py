@@ -80,28 +80,44 @@ def site_language(app: Any) -> str | None:
 def from_refusal(exc: Exception) -> ApiError:
     """SalesRefused, PermissionRefused, LoginRefused (anything with ``.code``/``.message``)."""
     details = dict(getattr(exc, "details", None) or getattr(exc, "data", None) or {})
-    return ApiError(str(getattr(exc, "code")), str(getattr(exc, "message", exc)), **details)
+    return ApiError(str(exc.code), str(getattr(exc, "message", exc)), **details)
 
 
 def from_store_error(exc: StoreError) -> ApiError:
     """The store refused a write (a full disk, ...): nothing of the request was saved. 503 with a
     stable code, never a 500: the agent is fine and resumes by itself once the cause is gone."""
     if isinstance(exc, StoreFullError):
-        return ApiError("store.disk_full", "The terminal's disk is full: this was not saved (nothing was corrupted). "
-                        "Ask a technician to free space on the terminal (kassactl status shows where); "
-                        "it works again by itself once there is room, then try again.", store=str(exc))
+        return ApiError(
+            "store.disk_full",
+            "The terminal's disk is full: this was not saved (nothing was corrupted). "
+            "Ask a technician to free space on the terminal (kassactl status shows where); "
+            "it works again by itself once there is room, then try again.",
+            store=str(exc),
+        )
     return ApiError("store.unavailable", f"The terminal could not save this: {exc}")
 
 
 ERROR_SCHEMA = {
     "type": "object",
     "required": ["error"],
-    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-        "code": {"type": "string", "example": "licence.expired"},
-        "message": {"type": "string", "example": "the licence lease expired: connect the terminal to the cloud"},
-        "detail": {"type": "string", "description": "the agent's English message, when `message` is a translation of it"},
-        "details": {"type": "object"},
-    }}},
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "example": "licence.expired"},
+                "message": {
+                    "type": "string",
+                    "example": "the licence lease expired: connect the terminal to the cloud",
+                },
+                "detail": {
+                    "type": "string",
+                    "description": "the agent's English message, when `message` is a translation of it",
+                },
+                "details": {"type": "object"},
+            },
+        }
+    },
 }
 
 
@@ -115,22 +131,34 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StoreError)
     async def _store(request: Request, exc: StoreError) -> JSONResponse:
-        log.error("POS API request refused: the store cannot write", extra={"path": request.url.path, "problem": str(exc)})
+        log.error(
+            "POS API request refused: the store cannot write", extra={"path": request.url.path, "problem": str(exc)}
+        )
         return from_store_error(exc).response(language_tag=site_language(request.app))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())) or 'body'}: {e.get('msg')}" for e in exc.errors()[:5])
-        return ApiError("request.invalid", f"the request is malformed: {problems}"[:1000]).response(language_tag=site_language(request.app))
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())) or 'body'}: {e.get('msg')}" for e in exc.errors()[:5]
+        )
+        return ApiError("request.invalid", f"the request is malformed: {problems}"[:1000]).response(
+            language_tag=site_language(request.app)
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "http.not_found", 405: "http.method_not_allowed"}.get(exc.status_code, f"http.{exc.status_code}")
-        message = {404: f"no such API route: {request.method} {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
-        return ApiError(code, message.get(exc.status_code, str(exc.detail)), exc.status_code).response(language_tag=site_language(request.app))
+        message = {
+            404: f"no such API route: {request.method} {request.url.path}",
+            405: f"{request.method} is not allowed on {request.url.path}",
+        }
+        return ApiError(code, message.get(exc.status_code, str(exc.detail)), exc.status_code).response(
+            language_tag=site_language(request.app)
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("POS API request failed", extra={"path": request.url.path})
-        return ApiError("internal", "the terminal could not do this (an error in the agent); see kassactl logs").response(
-            language_tag=site_language(request.app))
+        return ApiError(
+            "internal", "the terminal could not do this (an error in the agent); see kassactl logs"
+        ).response(language_tag=site_language(request.app))

@@ -27,7 +27,21 @@ log = logging.getLogger(__name__)
 
 AUTH_TIMEOUT_S = 10.0
 # Event kinds a POS sees (prefix match). Anything else on the bus stays inside the agent.
-FORWARDED = ("scan", "printer.", "print.", "drawer", "device.", "cashier.", "cashiers.", "licence", "sale", "refund", "report", "till.", "provisioning")
+FORWARDED = (
+    "scan",
+    "printer.",
+    "print.",
+    "drawer",
+    "device.",
+    "cashier.",
+    "cashiers.",
+    "licence",
+    "sale",
+    "refund",
+    "report",
+    "till.",
+    "provisioning",
+)
 NEVER_SENT = frozenset({"token", "pin", "pin_hash", "session_token"})
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_GOING_AWAY = 1001
@@ -51,7 +65,9 @@ async def _refuse_origin(websocket: WebSocket) -> None:
     """Answer the handshake with 403 and the POS API's JSON error (browsers hide it; other clients can read it)."""
     origin = websocket.headers.get("origin", "")[:200]
     log.warning("POS event stream refused: origin not allowed", extra={"origin": origin})
-    refusal = ApiError("pos.origin_forbidden", f"origin {origin!r} may not open the event stream; add it to [pos_api] cors_origins")
+    refusal = ApiError(
+        "pos.origin_forbidden", f"origin {origin!r} may not open the event stream; add it to [pos_api] cors_origins"
+    )
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(refusal.response())
     else:  # a server without the denial-response extension answers a close before accept with a bare 403
@@ -76,7 +92,9 @@ async def events(websocket: WebSocket) -> None:
         if not isinstance(hello, dict):
             raise ValueError
     except (TimeoutError, ValueError, KeyError, RecursionError):  # RecursionError: JSON nested too deep
-        await _refuse(websocket, "pos.token_missing", 'send {"token": "<POS token>"} as the first message', CLOSE_UNAUTHORIZED)
+        await _refuse(
+            websocket, "pos.token_missing", 'send {"token": "<POS token>"} as the first message', CLOSE_UNAUTHORIZED
+        )
         return
     except WebSocketDisconnect:
         return
@@ -89,7 +107,11 @@ async def events(websocket: WebSocket) -> None:
     subscription = agent.events.subscribe(wanted)
     pos.websockets += 1
     try:
-        await websocket.send_text(json.dumps({"kind": "hello", "device_id": agent.config.device_id, "kinds": sorted(wanted) if wanted else None}))
+        await websocket.send_text(
+            json.dumps(
+                {"kind": "hello", "device_id": agent.config.device_id, "kinds": sorted(wanted) if wanted else None}
+            )
+        )
         reader = asyncio.create_task(_drain_incoming(websocket))
         dropped = 0
         while not reader.done() and not pos.closing:
@@ -97,11 +119,15 @@ async def events(websocket: WebSocket) -> None:
                 event = await subscription.next(1.0)
             except TimeoutError:
                 if not pos.tokens.is_active(entry.token_id):
-                    await _refuse(websocket, "pos.token_invalid", "the POS access token was revoked", CLOSE_UNAUTHORIZED)
+                    await _refuse(
+                        websocket, "pos.token_invalid", "the POS access token was revoked", CLOSE_UNAUTHORIZED
+                    )
                     return
                 continue
             if subscription.dropped != dropped:
-                await websocket.send_text(json.dumps({"kind": "events.dropped", "count": subscription.dropped - dropped}))
+                await websocket.send_text(
+                    json.dumps({"kind": "events.dropped", "count": subscription.dropped - dropped})
+                )
                 dropped = subscription.dropped
             if forwarded(event.kind):
                 await websocket.send_text(json.dumps(_clean(event.as_dict()), default=str))

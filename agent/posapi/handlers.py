@@ -30,7 +30,9 @@ class _Body(WholeBody):
 class LoginBody(_Body):
     code: StrictStr = Field(min_length=1, max_length=64, description="cashier id or 4-digit operator code")
     pin: StrictStr = Field(min_length=1, max_length=64, description="the cashier's PIN (never logged)")
-    point_of_sale: StrictStr | None = Field(None, max_length=64, description="whose details the session uses (default: the terminal's)")
+    point_of_sale: StrictStr | None = Field(
+        None, max_length=64, description="whose details the session uses (default: the terminal's)"
+    )
 
 
 class DrawerBody(_Body):
@@ -52,7 +54,9 @@ def component(request: Request, name: str) -> Any:
     try:
         return request.app.state.agent.component(name)
     except LookupError:
-        raise ApiError("unavailable", f"the {name} module of this terminal is not running; see kassactl status") from None
+        raise ApiError(
+            "unavailable", f"the {name} module of this terminal is not running; see kassactl status"
+        ) from None
 
 
 def session_token(request: Request) -> str:
@@ -81,7 +85,9 @@ async def call(func: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(getattr(exc, "code", None), str) and isinstance(getattr(exc, "message", None), str):
             raise from_refusal(exc) from None
         log.exception("POS API call failed", extra={"call": getattr(func, "__qualname__", "?")})
-        raise ApiError("internal", "the terminal could not do this (an error in the agent); see kassactl logs") from None
+        raise ApiError(
+            "internal", "the terminal could not do this (an error in the agent); see kassactl logs"
+        ) from None
 
 
 def dump(result: Any) -> Any:
@@ -100,18 +106,37 @@ def status(request: Request) -> dict[str, Any]:
     cloud = parts["cloud"].status() if "cloud" in parts else None
     return {
         "device_id": agent.config.device_id,
-        "agent": {"state": agent.state, "version": agent.status()["version"], "boot_id": str(agent.boot_id), "point_of_sale": agent.config.site.point_of_sale},
-        "licence": None if licence is None else {"ok": licence.ok, "code": licence.code,
-                                                 "message": localize(language(agent.config.site.language), licence.code, licence.message, {})[0],
-                                                 "licence_id": licence.licence_id, "expires_at": licence.expires_at},
-        "cashiers": {"roster_version": cashiers.get("roster_version", 0), "cashiers": cashiers.get("cashiers", 0),
-                     "open_sessions": cashiers.get("open_sessions", 0)},
+        "agent": {
+            "state": agent.state,
+            "version": agent.status()["version"],
+            "boot_id": str(agent.boot_id),
+            "point_of_sale": agent.config.site.point_of_sale,
+        },
+        "licence": None
+        if licence is None
+        else {
+            "ok": licence.ok,
+            "code": licence.code,
+            "message": localize(language(agent.config.site.language), licence.code, licence.message, {})[0],
+            "licence_id": licence.licence_id,
+            "expires_at": licence.expires_at,
+        },
+        "cashiers": {
+            "roster_version": cashiers.get("roster_version", 0),
+            "cashiers": cashiers.get("cashiers", 0),
+            "open_sessions": cashiers.get("open_sessions", 0),
+        },
         "printers": hardware.get("printers", {}),
         "receipt_printer": hardware.get("receipt_printer"),
         "scanners": hardware.get("scanners", {}),
         "drawers": hardware.get("drawers", []),
-        "cloud": None if cloud is None else {"connected": cloud["connected"], "outbox_depth": cloud["outbox_depth"],
-                                             "outbox_oldest_age_s": cloud["outbox_oldest_age_s"]},
+        "cloud": None
+        if cloud is None
+        else {
+            "connected": cloud["connected"],
+            "outbox_depth": cloud["outbox_depth"],
+            "outbox_oldest_age_s": cloud["outbox_oldest_age_s"],
+        },
     }
 
 

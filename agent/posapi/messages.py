@@ -78,13 +78,17 @@ def _with_details(lang: Language, code: str, details: dict[str, Any]) -> str | N
     """Sentences that say more when the refusal's details allow it."""
     if code == "cashier.wrong_pin" and isinstance(details.get("attempts_left"), int):
         count = details["attempts_left"]
-        return lang.ngettext("Wrong PIN: {count} attempt left.", "Wrong PIN: {count} attempts left.", count).format(count=count)
+        return lang.ngettext("Wrong PIN: {count} attempt left.", "Wrong PIN: {count} attempts left.", count).format(
+            count=count
+        )
     if code == "cashier.locked" and isinstance(details.get("locked_until"), str):
         try:
             until = datetime.fromisoformat(details["locked_until"]).timestamp()
         except ValueError:
             return None
-        return lang.gettext("Too many wrong PINs: this cashier is locked until {time}.").format(time=lang.datetime(until))
+        return lang.gettext("Too many wrong PINs: this cashier is locked until {time}.").format(
+            time=lang.datetime(until)
+        )
     return None
 
 

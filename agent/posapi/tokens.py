@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from agent.store import Store
@@ -41,9 +41,14 @@ class PosToken:
     revoked_at: float | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"token_id": self.token_id, "label": self.label, "created_at": _iso(self.created_at),
-                "last_used_at": _iso(self.last_used_at), "revoked": self.revoked_at is not None,
-                "revoked_at": _iso(self.revoked_at)}
+        return {
+            "token_id": self.token_id,
+            "label": self.label,
+            "created_at": _iso(self.created_at),
+            "last_used_at": _iso(self.last_used_at),
+            "revoked": self.revoked_at is not None,
+            "revoked_at": _iso(self.revoked_at),
+        }
 
 
 class PosTokens:
@@ -57,9 +62,13 @@ class PosTokens:
         self.reload()
 
     def reload(self) -> None:
-        rows = self.store.read().execute(
-            "SELECT token_id, label, token_hash, created_at, last_used_at, revoked_at FROM pos_tokens WHERE revoked_at IS NULL"
-        ).fetchall()
+        rows = (
+            self.store.read()
+            .execute(
+                "SELECT token_id, label, token_hash, created_at, last_used_at, revoked_at FROM pos_tokens WHERE revoked_at IS NULL"
+            )
+            .fetchall()
+        )
         self._active = {bytes(r[2]): PosToken(r[0], r[1], r[3], r[4], r[5]) for r in rows}
 
     @property
@@ -81,9 +90,11 @@ class PosTokens:
         return {**entry.as_dict(), "token": token}
 
     def listing(self) -> list[dict[str, Any]]:
-        rows = self.store.read().execute(
-            "SELECT token_id, label, created_at, last_used_at, revoked_at FROM pos_tokens ORDER BY created_at"
-        ).fetchall()
+        rows = (
+            self.store.read()
+            .execute("SELECT token_id, label, created_at, last_used_at, revoked_at FROM pos_tokens ORDER BY created_at")
+            .fetchall()
+        )
         tokens = [PosToken(*r) for r in rows]
         for entry in tokens:  # memory is newer than the store for last use
             entry.last_used_at = self._touched.get(entry.token_id, entry.last_used_at)
@@ -123,4 +134,4 @@ class PosTokens:
 
 
 def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")

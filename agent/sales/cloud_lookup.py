@@ -25,7 +25,7 @@ from broker.contract.device_requests import SALE_LOOKUP_PATH, SaleLookupReply, S
 if TYPE_CHECKING:
     from agent.daemon import Agent
 
-__all__ = ["LOOKUP_TIMEOUT_S", "CloudUnreachable", "CloudRefused", "lookup_sale"]
+__all__ = ["LOOKUP_TIMEOUT_S", "CloudRefused", "CloudUnreachable", "lookup_sale"]
 
 LOOKUP_TIMEOUT_S = 5.0  # a cashier is waiting: at most this, or [cloud] timeout_s if shorter
 

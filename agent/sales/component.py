@@ -67,7 +67,9 @@ class Sales(TillMixin):
         conn = self.agent.store.read()
         return {
             "summary": f"period {ledger.open_period(conn)}, next receipt #{ledger.next_receipt_no(conn)}",
-            "open_period": ledger.open_period(conn), "next_receipt_no": ledger.next_receipt_no(conn), **self.committed,
+            "open_period": ledger.open_period(conn),
+            "next_receipt_no": ledger.next_receipt_no(conn),
+            **self.committed,
         }
 
     # ------------------------------------------------------------------- helpers
@@ -123,7 +125,9 @@ class Sales(TillMixin):
             return DrawerOutcome.NO_DRAWER, None
         try:
             await hardware.open_drawer()
-        except Exception as exc:  # HardwareError or a driver bug: the sale stands either way (drawer.failed is published)
+        except (
+            Exception
+        ) as exc:  # HardwareError or a driver bug: the sale stands either way (drawer.failed is published)
             log.warning("cash drawer did not open after a commit", extra={"problem": str(exc)})
             return DrawerOutcome.FAILED, str(exc)
         return DrawerOutcome.OPENED, None
@@ -153,15 +157,25 @@ class Sales(TillMixin):
         cash = any(p.method is PaymentMethod.CASH for p in priced.payments)
         drawer, drawer_error = await self._kick_drawer(cash)
         result = result.model_copy(update={"drawer": drawer, "drawer_error": drawer_error})
-        self.agent.events.publish("sale.committed", sale_id=result.sale_id, receipt_no=result.receipt_no, total=result.total,
-                                  currency=result.currency, change=result.change, cashier_id=grant.cashier_id,
-                                  print_job_id=result.print_job_id, drawer=drawer.value)
+        self.agent.events.publish(
+            "sale.committed",
+            sale_id=result.sale_id,
+            receipt_no=result.receipt_no,
+            total=result.total,
+            currency=result.currency,
+            change=result.change,
+            cashier_id=grant.cashier_id,
+            print_job_id=result.print_job_id,
+            drawer=drawer.value,
+        )
         return result
 
     def _replay(self, earlier: tuple[str, dict[str, Any]], digest: str, family: str) -> Any:
         stored_hash, stored = earlier
         if stored_hash != digest:
-            raise SalesRefused(f"{family}.request_id_reused", f"request id {stored['request_id']} was used for a different {family}")
+            raise SalesRefused(
+                f"{family}.request_id_reused", f"request id {stored['request_id']} was used for a different {family}"
+            )
         self.committed["replays"] += 1
         # Nothing happens again: no second receipt, no second drawer opening.
         model = SaleResult if family == "sale" else RefundResult
@@ -170,7 +184,9 @@ class Sales(TillMixin):
     # @requires wants the grant as the first argument: a static method taking the component second.
     @staticmethod
     @requires(Action.SELL)
-    def _commit_sale(grant: Grant, self: Sales, request: SaleRequest, priced: compute.Computed, digest: str) -> SaleResult:
+    def _commit_sale(
+        grant: Grant, self: Sales, request: SaleRequest, priced: compute.Computed, digest: str
+    ) -> SaleResult:
         store = self.agent.store
         template = self._template()
         for _ in range(COMMIT_ATTEMPTS):
@@ -181,7 +197,9 @@ class Sales(TillMixin):
             draft = self.outbox.draft(sale)
             rendered = None
             if request.print_receipt:
-                rendered = self._render(receipts.sale_receipt(body, created_at=now, device_id=self.device_id, template=template))
+                rendered = self._render(
+                    receipts.sale_receipt(body, created_at=now, device_id=self.device_id, template=template)
+                )
             try:
                 with store.transaction() as conn:
                     again = ledger.sale_by_request(conn, request.request_id)
@@ -191,14 +209,31 @@ class Sales(TillMixin):
                     job_id = self._submit(conn, rendered, kind="sale", ref=body["sale_id"])
                     self.outbox.enqueue(conn, draft)
                     result = SaleResult(
-                        sale_id=body["sale_id"], request_id=request.request_id, receipt_no=receipt_no, created_at=now,
-                        currency=sale.currency, tax_included=sale.tax_included, total=sale.total, tax_total=sale.tax_total,
-                        discount_total=priced.discount_total, paid=sum(p.amount for p in sale.payments), change=sale.change,
-                        sale=body, print_job_id=job_id, drawer=DrawerOutcome.NOT_NEEDED,
+                        sale_id=body["sale_id"],
+                        request_id=request.request_id,
+                        receipt_no=receipt_no,
+                        created_at=now,
+                        currency=sale.currency,
+                        tax_included=sale.tax_included,
+                        total=sale.total,
+                        tax_total=sale.tax_total,
+                        discount_total=priced.discount_total,
+                        paid=sum(p.amount for p in sale.payments),
+                        change=sale.change,
+                        sale=body,
+                        print_job_id=job_id,
+                        drawer=DrawerOutcome.NOT_NEEDED,
                     )
-                    ledger.insert_sale(conn, sale=body, request_id=request.request_id, request_hash=digest,
-                                       period_no=ledger.open_period(conn), created_at=now,
-                                       result=result.model_dump(mode="json"), print_job_id=job_id)
+                    ledger.insert_sale(
+                        conn,
+                        sale=body,
+                        request_id=request.request_id,
+                        request_hash=digest,
+                        period_no=ledger.open_period(conn),
+                        created_at=now,
+                        result=result.model_dump(mode="json"),
+                        print_job_id=job_id,
+                    )
                 return result
             except ledger.CounterMoved:
                 continue
@@ -237,8 +272,13 @@ class Sales(TillMixin):
             found = await find_foreign_sale(self.agent, sale_uuid, counted=ledger.refund_ids(conn, sale_uuid))
             sale, device, cloud_refunded = found.sale, found.device, found.refunded
             paid_out = {m: paid_out.get(m, 0) + found.paid_out.get(m, 0) for m in set(paid_out) | set(found.paid_out)}
-        merged = {i: (refunded.get(i, (0, 0))[0] + cloud_refunded.get(i, (0, 0))[0], refunded.get(i, (0, 0))[1] + cloud_refunded.get(i, (0, 0))[1])
-                  for i in set(refunded) | set(cloud_refunded)}
+        merged = {
+            i: (
+                refunded.get(i, (0, 0))[0] + cloud_refunded.get(i, (0, 0))[0],
+                refunded.get(i, (0, 0))[1] + cloud_refunded.get(i, (0, 0))[1],
+            )
+            for i in set(refunded) | set(cloud_refunded)
+        }
         scope, plans = refunds.plan(sale, merged, request)
         amount = sum(p.amount for p in plans)
         if request.payments is not None:
@@ -249,22 +289,54 @@ class Sales(TillMixin):
         else:
             payments = compute.default_refund_payments(sale, amount, paid_out)
         self._check_currency(sale["currency"], "refund.currency")
-        result = self._commit_refund(grant, self, request, digest, sale, device, scope, plans, payments, refunded,
-                                     foreign=local is None, remaining=refunds.remaining(sale, sum(a for _, a in merged.values()) + amount))
+        result = self._commit_refund(
+            grant,
+            self,
+            request,
+            digest,
+            sale,
+            device,
+            scope,
+            plans,
+            payments,
+            refunded,
+            foreign=local is None,
+            remaining=refunds.remaining(sale, sum(a for _, a in merged.values()) + amount),
+        )
         if result.replayed:
             return result
         self.committed["refunds"] += 1
         drawer, drawer_error = await self._kick_drawer(any(p.method is PaymentMethod.CASH for p in payments))
         result = result.model_copy(update={"drawer": drawer, "drawer_error": drawer_error})
-        self.agent.events.publish("refund.committed", refund_id=result.refund_id, sale_id=result.sale_id, receipt_no=result.receipt_no,
-                                  amount=result.amount, currency=result.currency, cashier_id=grant.cashier_id, drawer=drawer.value)
+        self.agent.events.publish(
+            "refund.committed",
+            refund_id=result.refund_id,
+            sale_id=result.sale_id,
+            receipt_no=result.receipt_no,
+            amount=result.amount,
+            currency=result.currency,
+            cashier_id=grant.cashier_id,
+            drawer=drawer.value,
+        )
         return result
 
     @staticmethod
     @requires(Action.REFUND_OWN)
-    def _commit_refund(grant: Grant, self: Sales, request: RefundRequest, digest: str, sale: dict[str, Any], device: str,
-                       scope: kc.RefundScope, plans: list[compute.RefundLinePlan], payments: list[kc.Payment],
-                       refunded: dict[int, tuple[int, int]], *, foreign: bool, remaining: int) -> RefundResult:
+    def _commit_refund(
+        grant: Grant,
+        self: Sales,
+        request: RefundRequest,
+        digest: str,
+        sale: dict[str, Any],
+        device: str,
+        scope: kc.RefundScope,
+        plans: list[compute.RefundLinePlan],
+        payments: list[kc.Payment],
+        refunded: dict[int, tuple[int, int]],
+        *,
+        foreign: bool,
+        remaining: int,
+    ) -> RefundResult:
         store = self.agent.store
         fields = grant.sale_fields
         template = self._template()
@@ -273,20 +345,36 @@ class Sales(TillMixin):
             receipt_no = ledger.next_receipt_no(store.read())
             try:
                 refund = kc.Refund(
-                    refund_id=kc.uuid7(), original_sale_id=uuid.UUID(sale["sale_id"]), original_device_id=device, scope=scope,
-                    lines=[] if scope is kc.RefundScope.WHOLE else
-                    [kc.RefundLine(line_index=p.line_index, qty_milli=p.qty_milli, amount=p.amount) for p in plans],
-                    currency=sale["currency"], amount=sum(p.amount for p in plans), payments=payments,
-                    cashier_id=fields["cashier_id"], till_session_id=uuid.UUID(fields["till_session_id"]), reason=request.reason,
-                    receipt_no=receipt_no, terminal_id=fields["terminal_id"], operator_code=fields["operator_code"],
+                    refund_id=kc.uuid7(),
+                    original_sale_id=uuid.UUID(sale["sale_id"]),
+                    original_device_id=device,
+                    scope=scope,
+                    lines=[]
+                    if scope is kc.RefundScope.WHOLE
+                    else [
+                        kc.RefundLine(line_index=p.line_index, qty_milli=p.qty_milli, amount=p.amount) for p in plans
+                    ],
+                    currency=sale["currency"],
+                    amount=sum(p.amount for p in plans),
+                    payments=payments,
+                    cashier_id=fields["cashier_id"],
+                    till_session_id=uuid.UUID(fields["till_session_id"]),
+                    reason=request.reason,
+                    receipt_no=receipt_no,
+                    terminal_id=fields["terminal_id"],
+                    operator_code=fields["operator_code"],
                 )
             except ValidationError as exc:
-                raise SalesRefused("refund.invalid_request", f"the refund is not valid: {exc.errors()[0]['msg']}") from None
+                raise SalesRefused(
+                    "refund.invalid_request", f"the refund is not valid: {exc.errors()[0]['msg']}"
+                ) from None
             body = refund.model_dump(mode="json")
             draft = self.outbox.draft(refund)
             rendered = None
             if request.print_receipt:
-                rendered = self._render(receipts.refund_receipt(body, sale, created_at=now, device_id=self.device_id, template=template))
+                rendered = self._render(
+                    receipts.refund_receipt(body, sale, created_at=now, device_id=self.device_id, template=template)
+                )
             try:
                 with store.transaction() as conn:
                     again = ledger.refund_by_request(conn, request.request_id)
@@ -298,17 +386,36 @@ class Sales(TillMixin):
                     job_id = self._submit(conn, rendered, kind="refund", ref=body["refund_id"])
                     self.outbox.enqueue(conn, draft)
                     result = RefundResult(
-                        refund_id=body["refund_id"], request_id=request.request_id, sale_id=sale["sale_id"], receipt_no=receipt_no,
-                        created_at=now, currency=refund.currency, amount=refund.amount, refund=body, remaining=remaining,
-                        print_job_id=job_id, drawer=DrawerOutcome.NOT_NEEDED,
+                        refund_id=body["refund_id"],
+                        request_id=request.request_id,
+                        sale_id=sale["sale_id"],
+                        receipt_no=receipt_no,
+                        created_at=now,
+                        currency=refund.currency,
+                        amount=refund.amount,
+                        refund=body,
+                        remaining=remaining,
+                        print_job_id=job_id,
+                        drawer=DrawerOutcome.NOT_NEEDED,
                     )
-                    ledger.insert_refund(conn, refund=body, request_id=request.request_id, request_hash=digest,
-                                         period_no=ledger.open_period(conn), created_at=now, tax_total=sum(p.tax for p in plans),
-                                         lines=plans, result=result.model_dump(mode="json"), sale_body=sale if foreign else None,
-                                         print_job_id=job_id)
+                    ledger.insert_refund(
+                        conn,
+                        refund=body,
+                        request_id=request.request_id,
+                        request_hash=digest,
+                        period_no=ledger.open_period(conn),
+                        created_at=now,
+                        tax_total=sum(p.tax for p in plans),
+                        lines=plans,
+                        result=result.model_dump(mode="json"),
+                        sale_body=sale if foreign else None,
+                        print_job_id=job_id,
+                    )
                 return result
             except ledger.CounterMoved:
-                raise SalesRefused("refund.concurrent", "the sale was refunded at the same moment; look at it again") from None
+                raise SalesRefused(
+                    "refund.concurrent", "the sale was refunded at the same moment; look at it again"
+                ) from None
         raise SalesRefused("store.busy", "try again")
 
     # -------------------------------------------------------------- drawer, print
@@ -327,10 +434,17 @@ class Sales(TillMixin):
         if hardware is None or name is None or name not in hardware.drawers:
             raise SalesRefused("drawer.none", "this terminal has no cash drawer configured")
         # Recorded first: an opening is never without its audit trail, even if we crash right after.
-        self.outbox.enqueue_one(kc.Event(kind="drawer.no_sale", cashier_id=grant.cashier_id,
-                                         details={"drawer": name, "till_session_id": grant.session.till_session_id}))
+        self.outbox.enqueue_one(
+            kc.Event(
+                kind="drawer.no_sale",
+                cashier_id=grant.cashier_id,
+                details={"drawer": name, "till_session_id": grant.session.till_session_id},
+            )
+        )
         try:
-            state = await hardware.open_drawer(name, cashier_id=grant.cashier_id)  # a failure is published as drawer.failed
+            state = await hardware.open_drawer(
+                name, cashier_id=grant.cashier_id
+            )  # a failure is published as drawer.failed
         except Exception as exc:
             raise SalesRefused("drawer.failed", f"the drawer did not open: {exc}") from None
         self.agent.events.publish("drawer.no_sale", drawer=name, cashier_id=grant.cashier_id)
@@ -352,9 +466,11 @@ class Sales(TillMixin):
         """A copy (marked ``*** COPY ***``, in the terminal's language) of a sale's or refund's receipt (any logged-in cashier)."""
         self._session(token)
         conn = self.agent.store.read()
-        row = conn.execute("SELECT print_job_id, body, created_at, 'sale' FROM sales WHERE sale_id = ?"
-                           " UNION ALL SELECT print_job_id, body, created_at, 'refund' FROM refunds WHERE refund_id = ?",
-                           (sale_id, sale_id)).fetchone()
+        row = conn.execute(
+            "SELECT print_job_id, body, created_at, 'sale' FROM sales WHERE sale_id = ?"
+            " UNION ALL SELECT print_job_id, body, created_at, 'refund' FROM refunds WHERE refund_id = ?",
+            (sale_id, sale_id),
+        ).fetchone()
         if row is None:
             raise SalesRefused("sale.unknown", f"no sale or refund {sale_id} on this terminal")
         hardware = self._hardware()
@@ -368,7 +484,11 @@ class Sales(TillMixin):
             document = receipts.sale_receipt(body, created_at=row[2], device_id=self.device_id, template=template)
         else:
             sale = ledger.sale(conn, body["original_sale_id"])
-            original = sale.body if sale is not None else (ledger.foreign_sale(conn, body["original_sale_id"]) or ({},))[0]
-            document = receipts.refund_receipt(body, original, created_at=row[2], device_id=self.device_id, template=template)
+            original = (
+                sale.body if sale is not None else (ledger.foreign_sale(conn, body["original_sale_id"]) or ({},))[0]
+            )
+            document = receipts.refund_receipt(
+                body, original, created_at=row[2], device_id=self.device_id, template=template
+            )
         copy = ReceiptBuilder().add(*receipts.copy_mark(template).blocks, *document.blocks).build()
         return self._print(copy, kind=row[3], ref=sale_id)

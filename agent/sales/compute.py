@@ -17,11 +17,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from agent.sales.models import PaymentIn, SaleRequest, SalesRefused
 from broker import contract as kc
 from broker.contract.fields import MAX_MINOR_UNITS
 from broker.contract.sales import MAX_LINES, MAX_PAYMENTS, PaymentMethod, line_gross
-
-from agent.sales.models import PaymentIn, SaleRequest, SalesRefused
 
 CODE_RE = re.compile(r"^[^\s\x00-\x1f\x7f]{1,64}$")
 NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")  # the contract's item name: no control characters
@@ -71,7 +70,10 @@ def taxes_for(lines: list[kc.SaleLine] | list[dict[str, Any]], tax_included: boo
     for line in lines:
         rate, total = (line["tax_rate_bp"], line["total"]) if isinstance(line, dict) else (line.tax_rate_bp, line.total)
         bases[rate] = bases.get(rate, 0) + total
-    return [kc.TaxLine(rate_bp=rate, base=base, tax=tax_of(base, rate, tax_included)) for rate, base in sorted(bases.items())]
+    return [
+        kc.TaxLine(rate_bp=rate, base=base, tax=tax_of(base, rate, tax_included))
+        for rate, base in sorted(bases.items())
+    ]
 
 
 def _refuse_line(index: int, message: str) -> SalesRefused:
@@ -83,9 +85,15 @@ def check_payments(payments: list[PaymentIn], code_prefix: str) -> None:
         raise SalesRefused(f"{code_prefix}.invalid_payments", f"at most {MAX_PAYMENTS} payments")
     for i, payment in enumerate(payments):
         if not 0 < payment.amount <= MAX_MINOR_UNITS:
-            raise SalesRefused(f"{code_prefix}.invalid_payments", f"payment {i + 1}: the amount must be a positive number of minor units")
+            raise SalesRefused(
+                f"{code_prefix}.invalid_payments",
+                f"payment {i + 1}: the amount must be a positive number of minor units",
+            )
         if payment.reference is not None and not CODE_RE.match(payment.reference):
-            raise SalesRefused(f"{code_prefix}.invalid_payments", f"payment {i + 1}: the reference must be 1-64 characters without spaces")
+            raise SalesRefused(
+                f"{code_prefix}.invalid_payments",
+                f"payment {i + 1}: the reference must be 1-64 characters without spaces",
+            )
 
 
 @dataclass(frozen=True)
@@ -102,18 +110,30 @@ class Computed:
 
     def sale(self, request: SaleRequest, *, sale_id: uuid.UUID, receipt_no: int, fields: dict[str, Any]) -> kc.Sale:
         return kc.Sale(
-            sale_id=sale_id, receipt_no=receipt_no, cashier_id=fields["cashier_id"],
-            point_of_sale_id=fields["point_of_sale"] or "default", till_session_id=uuid.UUID(fields["till_session_id"]),
-            terminal_id=fields["terminal_id"], operator_code=fields["operator_code"], currency=request.currency,
-            tax_included=request.tax_included, lines=self.lines, taxes=self.taxes, payments=self.payments,
-            total=self.total, tax_total=self.tax_total, change=self.change,
+            sale_id=sale_id,
+            receipt_no=receipt_no,
+            cashier_id=fields["cashier_id"],
+            point_of_sale_id=fields["point_of_sale"] or "default",
+            till_session_id=uuid.UUID(fields["till_session_id"]),
+            terminal_id=fields["terminal_id"],
+            operator_code=fields["operator_code"],
+            currency=request.currency,
+            tax_included=request.tax_included,
+            lines=self.lines,
+            taxes=self.taxes,
+            payments=self.payments,
+            total=self.total,
+            tax_total=self.tax_total,
+            change=self.change,
         )
 
 
 def price_sale(request: SaleRequest) -> Computed:
     """Check and price a sale request; SalesRefused with a stable code when it is not valid."""
     if not CURRENCY_RE.match(request.currency):
-        raise SalesRefused("sale.currency", f"currency {request.currency!r} is not an ISO 4217 code (three capital letters)")
+        raise SalesRefused(
+            "sale.currency", f"currency {request.currency!r} is not an ISO 4217 code (three capital letters)"
+        )
     if not 1 <= len(request.lines) <= MAX_LINES:
         raise SalesRefused("sale.invalid_lines", f"a sale has 1 to {MAX_LINES} lines")
     nets: list[int] = []
@@ -137,11 +157,20 @@ def price_sale(request: SaleRequest) -> Computed:
     if sum(nets) > MAX_MINOR_UNITS:
         raise SalesRefused("sale.invalid_lines", "the sale's total is too large")
     if not 0 <= request.discount <= sum(nets):
-        raise SalesRefused("sale.invalid_discount", f"the receipt discount must be between 0 and the lines' total {sum(nets)}")
+        raise SalesRefused(
+            "sale.invalid_discount", f"the receipt discount must be between 0 and the lines' total {sum(nets)}"
+        )
     spread = allocate(request.discount, nets, caps=nets)
     lines = [
-        kc.SaleLine(sku=line.sku, name=line.name, qty_milli=line.qty_milli, unit_price=line.unit_price,
-                    tax_rate_bp=line.tax_rate_bp, discount=line.discount + share, total=net - share)
+        kc.SaleLine(
+            sku=line.sku,
+            name=line.name,
+            qty_milli=line.qty_milli,
+            unit_price=line.unit_price,
+            tax_rate_bp=line.tax_rate_bp,
+            discount=line.discount + share,
+            total=net - share,
+        )
         for line, net, share in zip(request.lines, nets, spread)
     ]
     taxes = taxes_for(lines, request.tax_included)
@@ -154,10 +183,20 @@ def price_sale(request: SaleRequest) -> Computed:
     paid = sum(p.amount for p in request.payments)
     non_cash = sum(p.amount for p in request.payments if p.method is not PaymentMethod.CASH)
     if non_cash > total:
-        raise SalesRefused("sale.overpaid_non_cash", f"card and other payments ({non_cash}) exceed the total {total}; only cash gives change",
-                           total=total, non_cash=non_cash)
+        raise SalesRefused(
+            "sale.overpaid_non_cash",
+            f"card and other payments ({non_cash}) exceed the total {total}; only cash gives change",
+            total=total,
+            non_cash=non_cash,
+        )
     if paid < total:
-        raise SalesRefused("sale.underpaid", f"paid {paid} of {total}: {total - paid} missing", total=total, paid=paid, missing=total - paid)
+        raise SalesRefused(
+            "sale.underpaid",
+            f"paid {paid} of {total}: {total - paid} missing",
+            total=total,
+            paid=paid,
+            missing=total - paid,
+        )
     payments = [kc.Payment(method=p.method, amount=p.amount, reference=p.reference) for p in request.payments]
     discount_total = sum(line.discount for line in lines)
     return Computed(lines, taxes, payments, total, tax_total, paid - total, discount_total)
@@ -202,7 +241,9 @@ def plan_line(sale: dict[str, Any], index: int, qty_before: int, qty: int) -> Re
 
     after = qty_before + qty
     return RefundLinePlan(
-        line_index=index, qty_milli=qty, tax_rate_bp=line["tax_rate_bp"],
+        line_index=index,
+        qty_milli=qty,
+        tax_rate_bp=line["tax_rate_bp"],
         amount=upto(payable[index], after) - upto(payable[index], qty_before),
         base=upto(line["total"], after) - upto(line["total"], qty_before),
         tax=upto(tax_shares[index], after) - upto(tax_shares[index], qty_before),

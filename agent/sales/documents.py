@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from drivers import DocumentError, Receipt, ReceiptBuilder
-
 from agent.sales.models import SalesRefused
+from drivers import DocumentError, Receipt, ReceiptBuilder
 
 MAX_BLOCKS = 1000
 STYLE_KEYS = frozenset({"bold", "underline", "width", "height", "font", "align", "invert"})

@@ -14,9 +14,8 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from broker import contract as kc
-
 from agent.sales.models import SalesRefused
+from broker import contract as kc
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +38,28 @@ async def find_foreign_sale(agent: Any, sale_id: str, counted: frozenset[str] = 
     try:
         from agent.sales import cloud_lookup
     except ImportError:
-        raise SalesRefused("refund.cloud_unreachable", "this terminal cannot ask the cloud for sales of other devices yet") from None
+        raise SalesRefused(
+            "refund.cloud_unreachable", "this terminal cannot ask the cloud for sales of other devices yet"
+        ) from None
     try:
         answer = await asyncio.to_thread(cloud_lookup.lookup_sale, agent, uuid.UUID(sale_id))  # blocking HTTP
     except cloud_lookup.CloudUnreachable as exc:
-        raise SalesRefused("refund.cloud_unreachable", f"the cloud cannot be reached to find sale {sale_id}: {exc}") from None
+        raise SalesRefused(
+            "refund.cloud_unreachable", f"the cloud cannot be reached to find sale {sale_id}: {exc}"
+        ) from None
     if answer is None:
         raise SalesRefused("refund.sale_unknown", f"sale {sale_id} is not known on this terminal nor in the cloud")
     # The cloud's answer is either the sale body with its device, or {"sale": ..., "device_id": ...}.
     body = answer.get("sale", answer) if isinstance(answer, dict) else None
     device = (answer.get("device_id") or answer.get("original_device_id")) if isinstance(answer, dict) else None
     try:
-        sale = kc.Sale.model_validate({k: v for k, v in body.items() if k in kc.Sale.model_fields}).model_dump(mode="json")
+        sale = kc.Sale.model_validate({k: v for k, v in body.items() if k in kc.Sale.model_fields}).model_dump(
+            mode="json"
+        )
     except (ValidationError, AttributeError) as exc:
-        log.error("the cloud's answer for a sale is not a valid sale", extra={"sale_id": sale_id, "problem": str(exc)[:300]})
+        log.error(
+            "the cloud's answer for a sale is not a valid sale", extra={"sale_id": sale_id, "problem": str(exc)[:300]}
+        )
         raise SalesRefused("refund.sale_unknown", f"the cloud's copy of sale {sale_id} is not valid") from None
     if sale["sale_id"] != sale_id or not isinstance(device, str) or not device:
         raise SalesRefused("refund.sale_unknown", f"the cloud answered another sale or no device for {sale_id}")

@@ -56,14 +56,37 @@ def sale_by_request(conn: sqlite3.Connection, request_id: str) -> tuple[str, dic
     return None if row is None else (row[0], json.loads(row[1]))
 
 
-def insert_sale(conn: sqlite3.Connection, *, sale: dict[str, Any], request_id: str, request_hash: str, period_no: int,
-                created_at: float, result: dict[str, Any], print_job_id: str | None) -> None:
+def insert_sale(
+    conn: sqlite3.Connection,
+    *,
+    sale: dict[str, Any],
+    request_id: str,
+    request_hash: str,
+    period_no: int,
+    created_at: float,
+    result: dict[str, Any],
+    print_job_id: str | None,
+) -> None:
     conn.execute(
         "INSERT INTO sales(sale_id, request_id, request_hash, receipt_no, period_no, created_at, cashier_id, till_session_id,"
         " currency, total, tax_total, change, body, result, print_job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (sale["sale_id"], request_id, request_hash, sale["receipt_no"], period_no, created_at, sale["cashier_id"],
-         sale["till_session_id"], sale["currency"], sale["total"], sale["tax_total"], sale["change"],
-         json.dumps(sale, separators=(",", ":")), json.dumps(result, separators=(",", ":")), print_job_id),
+        (
+            sale["sale_id"],
+            request_id,
+            request_hash,
+            sale["receipt_no"],
+            period_no,
+            created_at,
+            sale["cashier_id"],
+            sale["till_session_id"],
+            sale["currency"],
+            sale["total"],
+            sale["tax_total"],
+            sale["change"],
+            json.dumps(sale, separators=(",", ":")),
+            json.dumps(result, separators=(",", ":")),
+            print_job_id,
+        ),
     )
 
 
@@ -82,7 +105,8 @@ def sale(conn: sqlite3.Connection, sale_id: str) -> StoredSale | None:
 def foreign_sale(conn: sqlite3.Connection, sale_id: str) -> tuple[dict[str, Any], str] | None:
     """A sale of another device this one refunded before: (the cloud's copy, its device)."""
     row = conn.execute(
-        "SELECT sale_body, original_device_id FROM refunds WHERE sale_id = ? AND sale_body IS NOT NULL LIMIT 1", (sale_id,)
+        "SELECT sale_body, original_device_id FROM refunds WHERE sale_id = ? AND sale_body IS NOT NULL LIMIT 1",
+        (sale_id,),
     ).fetchone()
     return None if row is None else (json.loads(row[0]), row[1])
 
@@ -96,7 +120,8 @@ def refund_by_request(conn: sqlite3.Connection, request_id: str) -> tuple[str, d
 def refunded_lines(conn: sqlite3.Connection, sale_id: str) -> dict[int, tuple[int, int]]:
     """line index -> (quantity refunded, amount refunded) over every refund of the sale."""
     rows = conn.execute(
-        "SELECT line_index, sum(qty_milli), sum(amount) FROM refund_lines WHERE sale_id = ? GROUP BY line_index", (sale_id,)
+        "SELECT line_index, sum(qty_milli), sum(amount) FROM refund_lines WHERE sale_id = ? GROUP BY line_index",
+        (sale_id,),
     ).fetchall()
     return {row[0]: (row[1], row[2]) for row in rows}
 
@@ -114,23 +139,59 @@ def paid_out_by_method(conn: sqlite3.Connection, sale_id: str) -> dict[str, int]
     return out
 
 
-def insert_refund(conn: sqlite3.Connection, *, refund: dict[str, Any], request_id: str, request_hash: str, period_no: int,
-                  created_at: float, tax_total: int, lines: list[Any], result: dict[str, Any],
-                  sale_body: dict[str, Any] | None, print_job_id: str | None) -> None:
+def insert_refund(
+    conn: sqlite3.Connection,
+    *,
+    refund: dict[str, Any],
+    request_id: str,
+    request_hash: str,
+    period_no: int,
+    created_at: float,
+    tax_total: int,
+    lines: list[Any],
+    result: dict[str, Any],
+    sale_body: dict[str, Any] | None,
+    print_job_id: str | None,
+) -> None:
     conn.execute(
         "INSERT INTO refunds(refund_id, request_id, request_hash, sale_id, original_device_id, receipt_no, period_no, created_at,"
         " cashier_id, currency, amount, tax_total, body, result, sale_body, print_job_id)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (refund["refund_id"], request_id, request_hash, refund["original_sale_id"], refund["original_device_id"],
-         refund["receipt_no"], period_no, created_at, refund["cashier_id"], refund["currency"], refund["amount"], tax_total,
-         json.dumps(refund, separators=(",", ":")), json.dumps(result, separators=(",", ":")),
-         None if sale_body is None else json.dumps(sale_body, separators=(",", ":")), print_job_id),
+        (
+            refund["refund_id"],
+            request_id,
+            request_hash,
+            refund["original_sale_id"],
+            refund["original_device_id"],
+            refund["receipt_no"],
+            period_no,
+            created_at,
+            refund["cashier_id"],
+            refund["currency"],
+            refund["amount"],
+            tax_total,
+            json.dumps(refund, separators=(",", ":")),
+            json.dumps(result, separators=(",", ":")),
+            None if sale_body is None else json.dumps(sale_body, separators=(",", ":")),
+            print_job_id,
+        ),
     )
     conn.executemany(
         "INSERT INTO refund_lines(refund_id, sale_id, line_index, qty_milli, amount, base, tax, tax_rate_bp)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(refund["refund_id"], refund["original_sale_id"], p.line_index, p.qty_milli, p.amount, p.base, p.tax, p.tax_rate_bp)
-         for p in lines],
+        [
+            (
+                refund["refund_id"],
+                refund["original_sale_id"],
+                p.line_index,
+                p.qty_milli,
+                p.amount,
+                p.base,
+                p.tax,
+                p.tax_rate_bp,
+            )
+            for p in lines
+        ],
     )
 
 
@@ -144,7 +205,9 @@ def period_sales(conn: sqlite3.Connection, period_no: int) -> Iterator[tuple[dic
 
 
 def period_refunds(conn: sqlite3.Connection, period_no: int) -> Iterator[tuple[dict[str, Any], int, float]]:
-    rows = conn.execute("SELECT body, tax_total, created_at FROM refunds WHERE period_no = ? ORDER BY receipt_no", (period_no,))
+    rows = conn.execute(
+        "SELECT body, tax_total, created_at FROM refunds WHERE period_no = ? ORDER BY receipt_no", (period_no,)
+    )
     return ((json.loads(body), tax_total, created_at) for body, tax_total, created_at in rows)
 
 
@@ -152,13 +215,23 @@ def period_refund_taxes(conn: sqlite3.Connection, period_no: int) -> dict[int, t
     """rate -> (base, tax) refunded in the period."""
     rows = conn.execute(
         "SELECT l.tax_rate_bp, sum(l.base), sum(l.tax) FROM refund_lines l JOIN refunds r USING (refund_id)"
-        " WHERE r.period_no = ? GROUP BY l.tax_rate_bp", (period_no,)
+        " WHERE r.period_no = ? GROUP BY l.tax_rate_bp",
+        (period_no,),
     )
     return {rate: (base, tax) for rate, base, tax in rows}
 
 
-def insert_z(conn: sqlite3.Connection, *, z_no: int, report_id: str, opened_at: float, closed_at: float, closed_by: str,
-             body: dict[str, Any], print_job_id: str | None) -> None:
+def insert_z(
+    conn: sqlite3.Connection,
+    *,
+    z_no: int,
+    report_id: str,
+    opened_at: float,
+    closed_at: float,
+    closed_by: str,
+    body: dict[str, Any],
+    print_job_id: str | None,
+) -> None:
     conn.execute(
         "INSERT INTO z_reports(z_no, report_id, opened_at, closed_at, closed_by, body, print_job_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (z_no, report_id, opened_at, closed_at, closed_by, json.dumps(body, separators=(",", ":")), print_job_id),

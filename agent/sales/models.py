@@ -19,8 +19,11 @@ from broker.contract.sales import PaymentMethod, RefundScope
 
 __all__ = [
     "HTTP_STATUS",
+    "DrawerOutcome",
+    "DrawerResult",
     "PaymentIn",
     "PaymentMethod",
+    "PrintResult",
     "RefundLineIn",
     "RefundRequest",
     "RefundResult",
@@ -31,9 +34,6 @@ __all__ = [
     "SaleResult",
     "SalesRefused",
     "WholeBody",
-    "DrawerOutcome",
-    "DrawerResult",
-    "PrintResult",
     "http_status",
     "parse",
 ]

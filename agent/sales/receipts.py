@@ -18,9 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivers import Receipt, ReceiptBuilder
-
 from agent.sales.wording import Wording, parse_labels
+from drivers import Receipt, ReceiptBuilder
 
 
 @dataclass(frozen=True)
@@ -43,8 +42,13 @@ class Template:
             return None
 
         logo = doc.get("receipt_logo_text")
-        return cls(lines(doc.get("receipt_header")) or (), lines(doc.get("receipt_footer")),
-                   logo if isinstance(logo, str) and logo else None, parse_labels(doc.get("receipt_labels")), language)
+        return cls(
+            lines(doc.get("receipt_header")) or (),
+            lines(doc.get("receipt_footer")),
+            logo if isinstance(logo, str) and logo else None,
+            parse_labels(doc.get("receipt_labels")),
+            language,
+        )
 
     def wording(self) -> Wording:
         return Wording.of(self.language, self.labels)
@@ -126,14 +130,19 @@ def sale_receipt(sale: dict[str, Any], *, created_at: float, device_id: str, tem
         for tax in sale["taxes"]:
             amount = w.money(tax["tax"], cur)
             # the base where it fits on the line, else only the rate: never a base wrapped under the amount
-            b.columns(w.tax("tax_included_of", tax["rate_bp"], base=w.money(tax["base"], cur)), amount,
-                      shorter=[(w.tax("tax_included", tax["rate_bp"]), amount)])
+            b.columns(
+                w.tax("tax_included_of", tax["rate_bp"], base=w.money(tax["base"], cur)),
+                amount,
+                shorter=[(w.tax("tax_included", tax["rate_bp"]), amount)],
+            )
     b.feed(1).qr(f"kassa:sale:{sale['sale_id']}", size=4)
     _foot(b, w, template)
     return b.build()
 
 
-def refund_receipt(refund: dict[str, Any], sale: dict[str, Any], *, created_at: float, device_id: str, template: Template) -> Receipt:
+def refund_receipt(
+    refund: dict[str, Any], sale: dict[str, Any], *, created_at: float, device_id: str, template: Template
+) -> Receipt:
     cur = refund["currency"]
     w = template.wording()
     b = ReceiptBuilder()

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker.contract.sales import PaymentMethod, RefundScope
-
 from agent.sales.compute import RefundLinePlan, check_payments, plan_line, taken_by_method
 from agent.sales.models import RefundRequest, SalesRefused
+from broker.contract.sales import PaymentMethod, RefundScope
 
 
-def plan(sale: dict[str, Any], refunded: dict[int, tuple[int, int]], request: RefundRequest) -> tuple[RefundScope, list[RefundLinePlan]]:
+def plan(
+    sale: dict[str, Any], refunded: dict[int, tuple[int, int]], request: RefundRequest
+) -> tuple[RefundScope, list[RefundLinePlan]]:
     """The wire scope and one plan per refunded line; SalesRefused when not possible."""
     sold = [line["qty_milli"] for line in sale["lines"]]
     left = [qty - refunded.get(i, (0, 0))[0] for i, qty in enumerate(sold)]
@@ -32,7 +33,9 @@ def plan(sale: dict[str, Any], refunded: dict[int, tuple[int, int]], request: Re
         wanted = {}
         for line in request.lines:
             if not 0 <= line.line_index < len(sold):
-                raise SalesRefused("refund.invalid_lines", f"the sale has no line {line.line_index} (it has {len(sold)})")
+                raise SalesRefused(
+                    "refund.invalid_lines", f"the sale has no line {line.line_index} (it has {len(sold)})"
+                )
             if line.line_index in wanted:
                 raise SalesRefused("refund.invalid_lines", f"line {line.line_index} is listed twice")
             if line.qty_milli <= 0:
@@ -41,7 +44,8 @@ def plan(sale: dict[str, Any], refunded: dict[int, tuple[int, int]], request: Re
                 raise SalesRefused(
                     "refund.exceeds_sale",
                     f"line {line.line_index}: {line.qty_milli} asked, {left[line.line_index]} of {sold[line.line_index]} left to refund",
-                    line_index=line.line_index, left_milli=left[line.line_index],
+                    line_index=line.line_index,
+                    left_milli=left[line.line_index],
                 )
             wanted[line.line_index] = line.qty_milli
     plans = [plan_line(sale, i, sold[i] - left[i], qty) for i, qty in sorted(wanted.items())]
@@ -57,7 +61,12 @@ def check_refund_payments(request: RefundRequest, amount: int) -> None:
     check_payments(request.payments, "refund")
     given = sum(p.amount for p in request.payments)
     if given != amount:
-        raise SalesRefused("refund.payments_mismatch", f"the payments give back {given}, the refund is {amount}", amount=amount, given=given)
+        raise SalesRefused(
+            "refund.payments_mismatch",
+            f"the payments give back {given}, the refund is {amount}",
+            amount=amount,
+            given=given,
+        )
 
 
 def check_cash_room(request: RefundRequest, sale: dict[str, Any], paid_out_before: dict[str, int]) -> None:
@@ -68,8 +77,12 @@ def check_cash_room(request: RefundRequest, sale: dict[str, Any], paid_out_befor
     given = sum(p.amount for p in request.payments if p.method is PaymentMethod.CASH)
     left = max(0, taken_by_method(sale).get(cash, 0) - paid_out_before.get(cash, 0))
     if given > left:
-        raise SalesRefused("refund.invalid_payments", f"the payments give back {given} in cash, the sale has {left} cash left to give back",
-                           cash_given=given, cash_left=left)
+        raise SalesRefused(
+            "refund.invalid_payments",
+            f"the payments give back {given} in cash, the sale has {left} cash left to give back",
+            cash_given=given,
+            cash_left=left,
+        )
 
 
 def remaining(sale: dict[str, Any], refunded_amount: int) -> int:

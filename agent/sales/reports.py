@@ -14,9 +14,8 @@ import sqlite3
 import time
 from typing import Any
 
-from broker.contract.sales import PaymentMethod
-
 from agent.sales import ledger
+from broker.contract.sales import PaymentMethod
 
 DEFAULT_CURRENCY = "EUR"
 
@@ -35,8 +34,12 @@ def totals(conn: sqlite3.Connection, config: dict[str, Any], *, now: float | Non
     """The open period's totals in the shape of ``ReportResult`` (kind "x")."""
     period = ledger.open_period(conn)
     previous = ledger.last_z(conn)
-    currency = period_currency(conn, config) or _configured_currency(config) or (
-        previous is not None and previous["body"] and _z_currency(previous)) or DEFAULT_CURRENCY
+    currency = (
+        period_currency(conn, config)
+        or _configured_currency(config)
+        or (previous is not None and previous["body"] and _z_currency(previous))
+        or DEFAULT_CURRENCY
+    )
 
     # Summed row by row as they are read: the period's rows are never all in memory at once.
     taken = dict.fromkeys((m.value for m in PaymentMethod), 0)
@@ -70,23 +73,33 @@ def totals(conn: sqlite3.Connection, config: dict[str, Any], *, now: float | Non
         last_no = refund["receipt_no"] if last_no is None else max(last_no, refund["receipt_no"])
         for payment in refund["payments"]:
             paid_out[payment["method"]] += payment["amount"]
-    opened_at = previous["closed_at"] if previous is not None else (first_at if first_at is not None else (now or time.time()))
+    opened_at = (
+        previous["closed_at"] if previous is not None else (first_at if first_at is not None else (now or time.time()))
+    )
     for rate, (base, tax) in ledger.period_refund_taxes(conn, period).items():
         entry = bases.setdefault(rate, [0, 0])
         entry[0] -= base
         entry[1] -= tax
     return {
-        "kind": "x", "z_no": None, "report_id": None, "currency": currency,
-        "opened_at": opened_at, "closed_at": None,
+        "kind": "x",
+        "z_no": None,
+        "report_id": None,
+        "currency": currency,
+        "opened_at": opened_at,
+        "closed_at": None,
         "first_receipt_no": first_no,
         "last_receipt_no": last_no,
-        "sales_count": sales_count, "refunds_count": refunds_count,
+        "sales_count": sales_count,
+        "refunds_count": refunds_count,
         "sales_total": sales_total,
         "refunds_total": refunds_total,
         "tax_total": max(0, sales_tax - refunds_tax),
-        "payments": [{"method": m, "taken": max(0, taken[m]), "paid_out": paid_out[m]}
-                     for m in taken if taken[m] or paid_out[m]],
-        "taxes": [{"rate_bp": rate, "base": max(0, base), "tax": max(0, tax)} for rate, (base, tax) in sorted(bases.items())],
+        "payments": [
+            {"method": m, "taken": max(0, taken[m]), "paid_out": paid_out[m]} for m in taken if taken[m] or paid_out[m]
+        ],
+        "taxes": [
+            {"rate_bp": rate, "base": max(0, base), "tax": max(0, tax)} for rate, (base, tax) in sorted(bases.items())
+        ],
     }
 
 

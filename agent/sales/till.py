@@ -11,7 +11,7 @@ Who may do what (decided here, documented in docs/architecture.md):
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from agent.cashiers.permissions import Action, Grant
@@ -21,7 +21,7 @@ from broker import contract as kc
 
 
 def _at(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, timezone.utc)
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 class TillMixin:
@@ -51,10 +51,18 @@ class TillMixin:
             try:
                 grant = self._authorize(token, Action.REFUND_ANY)  # type: ignore[attr-defined]
             except SalesRefused:
-                raise SalesRefused("permission.denied", "closing the till (Z report) needs the role cashier or admin") from None
+                raise SalesRefused(
+                    "permission.denied", "closing the till (Z report) needs the role cashier or admin"
+                ) from None
         result = self._close_period(grant, print_it)
-        self.agent.events.publish("till.z_report", z_no=result.z_no, report_id=result.report_id, closed_by=grant.cashier_id,
-                                  sales_count=result.sales_count, sales_total=result.sales_total)
+        self.agent.events.publish(
+            "till.z_report",
+            z_no=result.z_no,
+            report_id=result.report_id,
+            closed_by=grant.cashier_id,
+            sales_count=result.sales_count,
+            sales_total=result.sales_total,
+        )
         return result
 
     def _close_period(self, grant: Grant, print_it: bool) -> ReportResult:
@@ -68,22 +76,42 @@ class TillMixin:
         z_no = ledger.open_period(conn)
         receipt_counter = ledger.next_receipt_no(conn)
         body = kc.ZReport(
-            report_id=kc.uuid7(), z_no=z_no, currency=report["currency"], opened_at=_at(report["opened_at"]), closed_at=_at(now),
-            closed_by=grant.cashier_id, first_receipt_no=report["first_receipt_no"], last_receipt_no=report["last_receipt_no"],
-            sales_count=report["sales_count"], refunds_count=report["refunds_count"], sales_total=report["sales_total"],
-            refunds_total=report["refunds_total"], tax_total=report["tax_total"],
-            payments=[kc.PaymentTotal(**p) for p in report["payments"]], taxes=[kc.TaxLine(**t) for t in report["taxes"]],
+            report_id=kc.uuid7(),
+            z_no=z_no,
+            currency=report["currency"],
+            opened_at=_at(report["opened_at"]),
+            closed_at=_at(now),
+            closed_by=grant.cashier_id,
+            first_receipt_no=report["first_receipt_no"],
+            last_receipt_no=report["last_receipt_no"],
+            sales_count=report["sales_count"],
+            refunds_count=report["refunds_count"],
+            sales_total=report["sales_total"],
+            refunds_total=report["refunds_total"],
+            tax_total=report["tax_total"],
+            payments=[kc.PaymentTotal(**p) for p in report["payments"]],
+            taxes=[kc.TaxLine(**t) for t in report["taxes"]],
         )
         report = {**report, "kind": "z", "z_no": z_no, "report_id": str(body.report_id), "closed_at": now}
         draft = self.outbox.draft(body)
         rendered = None
         if print_it:
-            rendered = self._render(receipts.report_receipt(report, device_id=self.device_id, template=self._template()))  # type: ignore[attr-defined]
+            rendered = self._render(
+                receipts.report_receipt(report, device_id=self.device_id, template=self._template())
+            )  # type: ignore[attr-defined]
         with store.transaction() as tx:
             if ledger.open_period(tx) != z_no or ledger.next_receipt_no(tx) != receipt_counter:
                 raise SalesRefused("report.concurrent", "a sale or another Z report came in meanwhile; close again")
             job = self._submit(tx, rendered, kind="report", ref=str(body.report_id))  # type: ignore[attr-defined]
             self.outbox.enqueue(tx, draft)
-            ledger.insert_z(tx, z_no=z_no, report_id=str(body.report_id), opened_at=report["opened_at"], closed_at=now,
-                            closed_by=grant.cashier_id, body=json.loads(body.model_dump_json()), print_job_id=job)
+            ledger.insert_z(
+                tx,
+                z_no=z_no,
+                report_id=str(body.report_id),
+                opened_at=report["opened_at"],
+                closed_at=now,
+                closed_by=grant.cashier_id,
+                body=json.loads(body.model_dump_json()),
+                print_job_id=job,
+            )
         return ReportResult(**report, print_job_id=job)

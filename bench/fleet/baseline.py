@@ -12,7 +12,9 @@ from bench.fleet.measure import BROKER_EXTRA, _broker_rss, _count, _memory, _res
 from broker.launcher import Mosquitto
 
 
-def run_baseline(run: Run, workdir: Path, device_count: int, processes: int, sale_payload: bytes, roster_payload: bytes) -> dict[str, Any]:
+def run_baseline(
+    run: Run, workdir: Path, device_count: int, processes: int, sale_payload: bytes, roster_payload: bytes
+) -> dict[str, Any]:
     o = run.o
     out: dict[str, Any] = {}
     run.say(f"\n== baseline: {device_count} bare paho clients, {processes} worker processes ==")
@@ -22,7 +24,9 @@ def run_baseline(run: Run, workdir: Path, device_count: int, processes: int, sal
     try:
         ids = [f"bare-{i:05d}" for i in range(device_count)]
         idle = swarms.stats()
-        swarms.call_each("bare_build", [{"ids": part, "host": broker.host, "port": broker.port} for part in chunks(ids, processes)])
+        swarms.call_each(
+            "bare_build", [{"ids": part, "host": broker.host, "port": broker.port} for part in chunks(ids, processes)]
+        )
 
         connect_all(run, swarms, "bare_connect", device_count, out)
         broker_connected = _broker_rss(broker)
@@ -33,7 +37,9 @@ def run_baseline(run: Run, workdir: Path, device_count: int, processes: int, sal
         consumer.subscribed.wait(10)
         t0 = time.monotonic()
         swarms.call_all("bare_publish", count=o.sales, payload=sale_payload)
-        done_at = run.wait("publish", lambda: _count(consumer.received, total, "received by the subscriber"), poll_s=0.05)
+        done_at = run.wait(
+            "publish", lambda: _count(consumer.received, total, "received by the subscriber"), poll_s=0.05
+        )
         out["publish_msgs_per_s"] = round(total / (done_at - t0), 1)
         consumer.stop()
 

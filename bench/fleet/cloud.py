@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, func, insert, select, update
@@ -45,7 +45,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -74,8 +74,14 @@ class FleetCloud:
 
     # ------------------------------------------------------------------ set-up
     @classmethod
-    def prepare(cls, workdir: Path, database_url: str | None, device_ids: list[str], cashiers: int,
-                say: Callable[[str], None] = print) -> FleetCloud:
+    def prepare(
+        cls,
+        workdir: Path,
+        database_url: str | None,
+        device_ids: list[str],
+        cashiers: int,
+        say: Callable[[str], None] = print,
+    ) -> FleetCloud:
         workdir.mkdir(parents=True, exist_ok=True)
         url = database_url or f"sqlite:///{workdir / 'cloud.db'}"
         engine = make_engine(url)
@@ -88,26 +94,47 @@ class FleetCloud:
             company = Company(owner_id=owner.id, name="Fleet shop", created_at=now)
             session.add_all([partner, company])
             session.flush()
-            session.add(PartnerLink(company_id=company.id, partner_id=partner.id, state=LinkState.ACTIVE,
-                                    open_company_id=company.id, requested_by=admin.id, requested_at=now, decided_at=now))
+            session.add(
+                PartnerLink(
+                    company_id=company.id,
+                    partner_id=partner.id,
+                    state=LinkState.ACTIVE,
+                    open_company_id=company.id,
+                    requested_by=admin.id,
+                    requested_at=now,
+                    decided_at=now,
+                )
+            )
             session.commit()
             company_id, partner_id, admin_id = company.id, partner.id, admin.id
         cashier_ids = []
         with Session(engine, expire_on_commit=False) as session:
             for number in range(cashiers):
-                cashier = service.create_cashier(session, company_id, service.NewCashier(
-                    name=f"Cashier {number + 1}", operator_code=f"{1000 + number:04d}", devices=service.ALL_DEVICES,
-                    roles=("cashier",) if number else ("cashier", "refund", "admin")), by_user=admin_id)
+                cashier = service.create_cashier(
+                    session,
+                    company_id,
+                    service.NewCashier(
+                        name=f"Cashier {number + 1}",
+                        operator_code=f"{1000 + number:04d}",
+                        devices=service.ALL_DEVICES,
+                        roles=("cashier",) if number else ("cashier", "refund", "admin"),
+                    ),
+                    by_user=admin_id,
+                )
                 cashier_ids.append(cashier.id)
         # Every roster entry carries a PIN hash. Written straight into the rows (no device has a
         # roster yet): the API's check_pin_hash runs a full scrypt (~0.23 s) per cashier.
         pin_hash = hash_pin("2468")
         with Session(engine) as session, session.begin():
-            session.execute(update(Cashier).where(Cashier.company_id == company_id).values(pin_hash=pin_hash, pin_set_at=now))
+            session.execute(
+                update(Cashier).where(Cashier.company_id == company_id).values(pin_hash=pin_hash, pin_set_at=now)
+            )
         say(f"  cloud: company {company_id} with {cashiers} cashiers")
         started = time.monotonic()
         with Session(engine) as session, session.begin():
-            session.execute(insert(Device), [{"device_id": d, "company_id": company_id, "created_at": now} for d in device_ids])
+            session.execute(
+                insert(Device), [{"device_id": d, "company_id": company_id, "created_at": now} for d in device_ids]
+            )
             publish_rosters(session, company_id, by_user=admin_id)  # roster v1 of every device
         say(f"  cloud: {len(device_ids)} devices registered, rosters built ({time.monotonic() - started:.1f} s)")
         started = time.monotonic()
@@ -117,13 +144,23 @@ class FleetCloud:
             assert partner_row is not None
             for first in range(0, len(device_ids), book.MAX_ISSUE):
                 count = min(book.MAX_ISSUE, len(device_ids) - first)
-                for licence in book.issue_licences(session, partner_row, count, {"seats": 1}, now + timedelta(days=365),
-                                                   by_user=admin_id, now=now):
+                for licence in book.issue_licences(
+                    session, partner_row, count, {"seats": 1}, now + timedelta(days=365), by_user=admin_id, now=now
+                ):
                     book.assign(session, licence.id, company_id, by_user=admin_id, now=now)
                     keys.append(licence.licence_key)
         say(f"  cloud: {len(keys)} licences issued and assigned ({time.monotonic() - started:.1f} s)")
-        return cls(workdir, url, engine, workdir / "signing.pem", key.public_text, company_id, admin_id,
-                   cashier_ids, dict(zip(device_ids, keys)))
+        return cls(
+            workdir,
+            url,
+            engine,
+            workdir / "signing.pem",
+            key.public_text,
+            company_id,
+            admin_id,
+            cashier_ids,
+            dict(zip(device_ids, keys)),
+        )
 
     # ------------------------------------------------------------------ the worker
     @property
@@ -132,14 +169,32 @@ class FleetCloud:
 
     def start_worker(self, host: str, port: int, log_level: str = "info") -> None:
         """`kassa-cloud worker`: the ingest, the push publisher and the licence sweeper."""
-        env = {**os.environ, "KASSA_CLOUD_DATABASE_URL": self.database_url,
-               "KASSA_CLOUD_SIGNING_KEY_FILE": str(self.key_file), "KASSA_CLOUD_SIGNING_KEY_ID": KEY_ID,
-               "KASSA_CLOUD_LOG_LEVEL": log_level}
+        env = {
+            **os.environ,
+            "KASSA_CLOUD_DATABASE_URL": self.database_url,
+            "KASSA_CLOUD_SIGNING_KEY_FILE": str(self.key_file),
+            "KASSA_CLOUD_SIGNING_KEY_ID": KEY_ID,
+            "KASSA_CLOUD_LOG_LEVEL": log_level,
+        }
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cloud_api.main", "worker", "--mqtt-host", host, "--mqtt-port", str(port),
-                 "--worker-id", WORKER_ID],
-                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "cloud_api.main",
+                    "worker",
+                    "--mqtt-host",
+                    host,
+                    "--mqtt-port",
+                    str(port),
+                    "--worker-id",
+                    WORKER_ID,
+                ],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def wait_worker_subscribed(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -171,25 +226,46 @@ class FleetCloud:
     # ------------------------------------------------------------------ queries
     def pending_docs(self, domain: str) -> int:
         with self.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(DesiredState).where(
-                DesiredState.domain == domain, DesiredState.publish_pending.is_(True))).scalar_one()
+            return conn.execute(
+                select(func.count())
+                .select_from(DesiredState)
+                .where(DesiredState.domain == domain, DesiredState.publish_pending.is_(True))
+            ).scalar_one()
 
     def doc_versions(self, domain: str) -> dict[str, int]:
         with self.engine.connect() as conn:
-            return dict(conn.execute(select(DesiredState.device_id, DesiredState.version).where(DesiredState.domain == domain)).all())
+            return dict(
+                conn.execute(
+                    select(DesiredState.device_id, DesiredState.version).where(DesiredState.domain == domain)
+                ).all()
+            )
 
     def published_at(self, domain: str) -> dict[str, float]:
         """When the publisher recorded each device's document as PUBACKed (Unix time)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(DesiredState.device_id, DesiredState.published_at).where(DesiredState.domain == domain))
-            return {device: (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp() for device, at in rows if at is not None}
+            rows = conn.execute(
+                select(DesiredState.device_id, DesiredState.published_at).where(DesiredState.domain == domain)
+            )
+            return {
+                device: (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+                for device, at in rows
+                if at is not None
+            }
 
     def sales(self) -> SalesCount:
         with self.engine.connect() as conn:
             rows, distinct = conn.execute(select(func.count(), func.count(SaleRecord.sale_id.distinct()))).one()
-            ledger = conn.execute(select(func.count()).select_from(IngestedMessage).where(IngestedMessage.type == kc.MessageType.SALE.value)).scalar_one()
-            per_device = select(func.count().label("n")).select_from(SaleRecord).group_by(SaleRecord.device_id).subquery()
-            devices, low, high = conn.execute(select(func.count(), func.min(per_device.c.n), func.max(per_device.c.n))).one()
+            ledger = conn.execute(
+                select(func.count())
+                .select_from(IngestedMessage)
+                .where(IngestedMessage.type == kc.MessageType.SALE.value)
+            ).scalar_one()
+            per_device = (
+                select(func.count().label("n")).select_from(SaleRecord).group_by(SaleRecord.device_id).subquery()
+            )
+            devices, low, high = conn.execute(
+                select(func.count(), func.min(per_device.c.n), func.max(per_device.c.n))
+            ).one()
         return SalesCount(rows, distinct, ledger, devices, low or 0, high or 0)
 
     def sale_rows(self) -> int:
@@ -207,5 +283,10 @@ class FleetCloud:
         """Rename the first cashier, as the admin API does: every device's roster gets a new version."""
         self.renames += 1
         with Session(self.engine) as session:
-            service.update_cashier(session, self.company_id, self.cashier_ids[0],
-                                   service.CashierChanges(name=f"Cashier 1 (renamed {self.renames})"), by_user=self.admin_user_id)
+            service.update_cashier(
+                session,
+                self.company_id,
+                self.cashier_ids[0],
+                service.CashierChanges(name=f"Cashier 1 (renamed {self.renames})"),
+                by_user=self.admin_user_id,
+            )

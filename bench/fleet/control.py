@@ -48,8 +48,12 @@ class Swarms:
         self._next_id = 0
         for index in range(count):
             parent, child = context.Pipe()
-            process = context.Process(target=worker_main, args=(child, index, str(logdir / f"swarm-{index}.log"), nice),
-                                      name=f"fleet-swarm-{index}", daemon=True)
+            process = context.Process(
+                target=worker_main,
+                args=(child, index, str(logdir / f"swarm-{index}.log"), nice),
+                name=f"fleet-swarm-{index}",
+                daemon=True,
+            )
             process.start()
             child.close()
             self.conns.append(parent)
@@ -71,7 +75,9 @@ class Swarms:
             try:
                 reply = conn.recv()
             except (EOFError, OSError) as exc:
-                raise SwarmError(f"worker {index} is gone (exit code {self.processes[index].exitcode}): {exc!r}") from None
+                raise SwarmError(
+                    f"worker {index} is gone (exit code {self.processes[index].exitcode}): {exc!r}"
+                ) from None
             if reply.get("id") != wanted:
                 raise SwarmError(f"worker {index} answered {reply.get('id')} to request {wanted}")
             if "error" in reply:
@@ -84,11 +90,25 @@ class Swarms:
 
     def stats(self, since: float | None = None) -> dict[str, Any]:
         replies = self.call_all("stats", since=since)
-        total: dict[str, Any] = {"rss": [r["rss"] for r in replies], "idle_rss": [r["idle_rss"] for r in replies],
-                                 "busy": sorted({b for r in replies for b in r["busy"]}),
-                                 "errors": [e for r in replies for e in r["errors"]], "roster_versions": {}}
-        for key in ("built", "terminals", "connected", "connected_since", "licensed", "sold", "refused", "acked",
-                    "resent", "received"):
+        total: dict[str, Any] = {
+            "rss": [r["rss"] for r in replies],
+            "idle_rss": [r["idle_rss"] for r in replies],
+            "busy": sorted({b for r in replies for b in r["busy"]}),
+            "errors": [e for r in replies for e in r["errors"]],
+            "roster_versions": {},
+        }
+        for key in (
+            "built",
+            "terminals",
+            "connected",
+            "connected_since",
+            "licensed",
+            "sold",
+            "refused",
+            "acked",
+            "resent",
+            "received",
+        ):
             total[key] = sum(r[key] for r in replies)
         for reply in replies:
             for version, count in reply["roster_versions"].items():
@@ -127,8 +147,10 @@ class CpuMeter:
         return {pid: cpu_seconds(pid) for pids in self.groups().values() for pid in pids}
 
     def since(self, snapshot: dict[int, float], started: float) -> dict[str, float]:
-        used = {name: round(sum(cpu_seconds(pid) - snapshot.get(pid, 0.0) for pid in pids), 2)
-                for name, pids in self.groups().items()}
+        used = {
+            name: round(sum(cpu_seconds(pid) - snapshot.get(pid, 0.0) for pid in pids), 2)
+            for name, pids in self.groups().items()
+        }
         used["wall"] = round(time.monotonic() - started, 2)
         return used
 
@@ -136,14 +158,22 @@ class CpuMeter:
 class Run:
     def __init__(self, options: Options) -> None:
         self.o = options
-        self.result: dict[str, Any] = {"options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(options).items()}}
+        self.result: dict[str, Any] = {
+            "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(options).items()}
+        }
 
     def say(self, text: str) -> None:
         if not self.o.quiet:
             print(text, flush=True)
 
-    def wait(self, what: str, check: Callable[[], tuple[bool, Any]], timeout_s: float | None = None, every_s: float = 1.0,
-             poll_s: float = 0.25) -> float:
+    def wait(
+        self,
+        what: str,
+        check: Callable[[], tuple[bool, Any]],
+        timeout_s: float | None = None,
+        every_s: float = 1.0,
+        poll_s: float = 0.25,
+    ) -> float:
         """Poll ``check`` until it says done; print its progress line every ``every_s``.
         Returns the monotonic time at which it was seen done."""
         started = time.monotonic()
@@ -165,7 +195,7 @@ class Run:
 
 def chunks(items: list[str], parts: int) -> list[list[str]]:
     size = -(-len(items) // parts)
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def raise_fd_limit() -> int:

@@ -10,15 +10,18 @@ from bench.fleet.control import Run, Swarms
 from bench.fleet.swarm import rss_bytes
 from broker.launcher import Mosquitto
 
-
 BROKER_EXTRA = "autosave_interval 60\nset_tcp_nodelay true\n"
 
 
 def distribution(samples: list[float]) -> dict[str, float]:
     if not samples:
         return {"n": 0}
-    return {"n": len(samples), "p50_s": round(percentile(samples, 50), 3), "p90_s": round(percentile(samples, 90), 3),
-            "max_s": round(max(samples), 3)}
+    return {
+        "n": len(samples),
+        "p50_s": round(percentile(samples, 50), 3),
+        "p90_s": round(percentile(samples, 90), 3),
+        "max_s": round(max(samples), 3),
+    }
 
 
 def first_after(stamps: list[float], moment: float) -> float | None:
@@ -63,11 +66,18 @@ def _restart(run: Run, broker: Mosquitto, swarms: Swarms, count: int) -> dict[st
     killed = time.monotonic()
     broker.restart(hard=run.o.restart == "kill", timeout_s=30)  # same port, same persistence
     up = time.monotonic()
-    run.say(f"  broker {'stopped' if run.o.restart == 'term' else 'killed'} and listening again after {up - killed:.2f} s")
+    run.say(
+        f"  broker {'stopped' if run.o.restart == 'term' else 'killed'} and listening again after {up - killed:.2f} s"
+    )
     run.wait("reconnect", lambda: _count(swarms.stats(since=killed)["connected_since"], count, "reconnected"))
     clients = swarms.times()
     back = [first_after(c["connects"], killed) - killed for c in clients]  # type: ignore[operator]
     # The first attempt after the disconnect: when the backoff let each client try again.
     tried = [t - killed for t in (first_after(c.get("attempt_times", []), killed) for c in clients) if t is not None]
-    return {"killed_at": killed, "broker_down_s": round(up - killed, 3), "reconnect_all_s": round(max(back), 3),
-            "reconnect": distribution(back), "first_attempt": distribution(tried)}
+    return {
+        "killed_at": killed,
+        "broker_down_s": round(up - killed, 3),
+        "reconnect_all_s": round(max(back), 3),
+        "reconnect": distribution(back),
+        "first_attempt": distribution(tried),
+    }

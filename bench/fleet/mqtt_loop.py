@@ -50,7 +50,7 @@ def tcp_established(client: paho.Client) -> bool:
 def abort_connecting(client: paho.Client) -> None:
     """Give up a TCP connect that did not complete in time (what paho's connect timeout does
     to a blocking connect): the socket is closed, which ends the attempt."""
-    client._sock_close()  # noqa: SLF001 - paho has no public call for this state
+    client._sock_close()
 
 
 class PahoOnLoop:
@@ -82,7 +82,7 @@ class PahoOnLoop:
         client.on_socket_close = on_close
         client.on_socket_register_write = lambda c, userdata, sock: loop.add_writer(sock, self._writable, c)
         client.on_socket_unregister_write = lambda c, userdata, sock: loop.remove_writer(sock)
-        client._create_socket_connection = functools.partial(nonblocking_connection, client)  # noqa: SLF001
+        client._create_socket_connection = functools.partial(nonblocking_connection, client)
         self.clients.add(client)
         if self._misc_task is None:
             self._misc_task = loop.create_task(self._misc(), name="paho-misc")

@@ -30,24 +30,46 @@ def format_report(result: dict[str, Any]) -> str:
     def row(name: str, ours: str, baseline: str = "-", times: str = "-") -> None:
         rows.append((name, ours, baseline, times))
 
-    row("connect all (from start)", _s(fleet["connect_all_s"]), _s(base.get("connect_all_s")), _x(ratios.get("connect_all")))
+    row(
+        "connect all (from start)",
+        _s(fleet["connect_all_s"]),
+        _s(base.get("connect_all_s")),
+        _x(ratios.get("connect_all")),
+    )
     row("  connect distribution", _dist(fleet["connect"]), _dist(base.get("connect")))
     row("licence bind, all leased", _s(fleet["licence_all_s"]))
     sales = fleet["sales"]
-    row(f"sales end to end ({sales['count']})", f"{sales['sales_per_s']:.0f} sales/s ({sales['seconds']:.2f} s)",
-        f"{base['publish_msgs_per_s']:.0f} msg/s" if base else "-", _x(ratios.get("sales_per_s_vs_bare_publish")))
+    row(
+        f"sales end to end ({sales['count']})",
+        f"{sales['sales_per_s']:.0f} sales/s ({sales['seconds']:.2f} s)",
+        f"{base['publish_msgs_per_s']:.0f} msg/s" if base else "-",
+        _x(ratios.get("sales_per_s_vs_bare_publish")),
+    )
     row("  exactly once in the cloud", "yes" if sales["exact"] else "NO")
     if sales.get("cpu_ms_per_sale"):
         cost = sales["cpu_ms_per_sale"]
-        row("  CPU ms per sale", f"terminals {cost['terminals']:.2f}, broker {cost['broker']:.2f}, cloud {cost['cloud']:.2f}")
-    row("roster fan-out to all", _s(fleet["roster"]["fanout_s"]), _s(base.get("fanout_s")), _x(ratios.get("roster_fanout")))
+        row(
+            "  CPU ms per sale",
+            f"terminals {cost['terminals']:.2f}, broker {cost['broker']:.2f}, cloud {cost['cloud']:.2f}",
+        )
+    row(
+        "roster fan-out to all",
+        _s(fleet["roster"]["fanout_s"]),
+        _s(base.get("fanout_s")),
+        _x(ratios.get("roster_fanout")),
+    )
     row("  adopted by terminals", _dist(fleet["roster"]["arrival"]), _dist(base.get("fanout")))
     row("  read off the socket", _dist(fleet["roster"].get("delivered")))
     row("  PUBACK recorded by cloud", _dist(fleet["roster"].get("published")))
     row("  change committed (API)", _s(fleet["roster"]["commit_s"]))
     restart = fleet["restart"]
     base_restart = base.get("restart") or {}
-    row("broker restart: reconnect all", _s(restart["reconnect_all_s"]), _s(base_restart.get("reconnect_all_s")), _x(ratios.get("reconnect_all")))
+    row(
+        "broker restart: reconnect all",
+        _s(restart["reconnect_all_s"]),
+        _s(base_restart.get("reconnect_all_s")),
+        _x(ratios.get("reconnect_all")),
+    )
     row("  reconnect distribution", _dist(restart["reconnect"]), _dist(base_restart.get("reconnect")))
     row("  first attempt after the kill", _dist(restart.get("first_attempt")), _dist(base_restart.get("first_attempt")))
     row("  connection attempts", str(restart["connect_attempts"]), str(base_restart.get("connect_attempts", "-")))
@@ -57,20 +79,44 @@ def format_report(result: dict[str, Any]) -> str:
     row("  adopted by terminals", _dist(fleet["roster_after_restart"]["arrival"]))
     row("  read off the socket", _dist(fleet["roster_after_restart"].get("delivered")))
     mem, base_mem = fleet["memory"], base.get("memory") or {}
-    row("memory per device (workers)", f"{mem['per_device_kb']:.0f} KiB", f"{base_mem['per_device_kb']:.0f} KiB" if base_mem else "-",
-        _x(ratios.get("memory_per_device")))
-    row("broker memory per connection", f"{mem['broker_per_connection_kb']:.1f} KiB",
-        f"{base_mem['broker_per_connection_kb']:.1f} KiB" if base_mem else "-", _x(ratios.get("broker_memory_per_connection")))
-    row("  broker per device, end of run", f"{mem['broker_per_device_kb']:.1f} KiB", f"{base_mem['broker_per_device_kb']:.1f} KiB" if base_mem else "-")
+    row(
+        "memory per device (workers)",
+        f"{mem['per_device_kb']:.0f} KiB",
+        f"{base_mem['per_device_kb']:.0f} KiB" if base_mem else "-",
+        _x(ratios.get("memory_per_device")),
+    )
+    row(
+        "broker memory per connection",
+        f"{mem['broker_per_connection_kb']:.1f} KiB",
+        f"{base_mem['broker_per_connection_kb']:.1f} KiB" if base_mem else "-",
+        _x(ratios.get("broker_memory_per_connection")),
+    )
+    row(
+        "  broker per device, end of run",
+        f"{mem['broker_per_device_kb']:.1f} KiB",
+        f"{base_mem['broker_per_device_kb']:.1f} KiB" if base_mem else "-",
+    )
     for phase, used in (fleet.get("cpu_s") or {}).items():
-        row(f"CPU s during {phase}", f"terminals {used['terminals']:.1f}, broker {used['broker']:.1f}, "
-                                     f"cloud {used['cloud']:.1f} in {used['wall']:.1f} s")
+        row(
+            f"CPU s during {phase}",
+            f"terminals {used['terminals']:.1f}, broker {used['broker']:.1f}, "
+            f"cloud {used['cloud']:.1f} in {used['wall']:.1f} s",
+        )
     widths = [max(len(r[i]) for r in rows + [("", "kassa", "bare paho", "ratio")]) for i in range(4)]
-    lines = [f"fleet of {n} terminals, {result['processes']} worker processes, cloud database {result.get('database')}, {result['machine']}",
-             "  ".join(h.ljust(w) for h, w in zip(("", "kassa", "bare paho", "ratio"), widths))]
+    lines = [
+        f"fleet of {n} terminals, {result['processes']} worker processes, cloud database {result.get('database')}, {result['machine']}",
+        "  ".join(h.ljust(w) for h, w in zip(("", "kassa", "bare paho", "ratio"), widths)),
+    ]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    lines.append(f"load average (1/5/15 min) at start {result.get('load_average_at_start')}, at end {result.get('load_average_at_end')}")
-    lines.append("targets: " + ", ".join(f"{k} {'met' if v is True else 'MISSED' if v is False else v}" for k, v in result["targets"].items()))
+    lines.append(
+        f"load average (1/5/15 min) at start {result.get('load_average_at_start')}, at end {result.get('load_average_at_end')}"
+    )
+    lines.append(
+        "targets: "
+        + ", ".join(
+            f"{k} {'met' if v is True else 'MISSED' if v is False else v}" for k, v in result["targets"].items()
+        )
+    )
     return "\n".join(lines)
 
 
@@ -91,7 +137,9 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
         "sales_per_s_vs_bare_publish": ratio(fleet["sales"]["sales_per_s"], base["publish_msgs_per_s"]),
         "roster_fanout": ratio(fleet["roster"]["fanout_s"], base["fanout_s"]),
         "memory_per_device": ratio(fleet["memory"]["per_device_kb"], base["memory"]["per_device_kb"]),
-        "broker_memory_per_connection": ratio(fleet["memory"]["broker_per_connection_kb"], base["memory"]["broker_per_connection_kb"]),
+        "broker_memory_per_connection": ratio(
+            fleet["memory"]["broker_per_connection_kb"], base["memory"]["broker_per_connection_kb"]
+        ),
     }
 
 

@@ -39,7 +39,9 @@ from tests.support.sales import make_sale
 
 
 # ---------------------------------------------------------------------- the fleet
-def run_fleet(run: Run, workdir: Path, store_root: Path, device_count: int, processes: int, cloud: FleetCloud) -> dict[str, Any]:
+def run_fleet(
+    run: Run, workdir: Path, store_root: Path, device_count: int, processes: int, cloud: FleetCloud
+) -> dict[str, Any]:
     o = run.o
     out: dict[str, Any] = {}
     run.say(f"\n== fleet: {device_count} simulated terminals, {processes} worker processes ==")
@@ -53,22 +55,40 @@ def run_fleet(run: Run, workdir: Path, store_root: Path, device_count: int, proc
         started = time.monotonic()
         cloud.start_worker(broker.host, cloud_port, log_level=o.cloud_log_level)
         cloud.wait_worker_subscribed()
-        run.wait("cloud publishes roster v1", lambda: _left(cloud.pending_docs("cashiers"), "roster documents to publish"))
+        run.wait(
+            "cloud publishes roster v1", lambda: _left(cloud.pending_docs("cashiers"), "roster documents to publish")
+        )
         run.say(f"  kassa-cloud worker up and rosters retained ({time.monotonic() - started:.1f} s)")
 
         devices = sorted(cloud.licence_keys)
         parts = chunks(devices, processes)
         swarms = Swarms(len(parts), workdir, o.nice)
         swarms.stats()  # every worker has imported everything
-        mqtt = {"host": broker.host, "port": broker.port, "ack_timeout_s": o.ack_timeout_s, "reconnect_max_s": o.reconnect_max_s}
+        mqtt = {
+            "host": broker.host,
+            "port": broker.port,
+            "ack_timeout_s": o.ack_timeout_s,
+            "reconnect_max_s": o.reconnect_max_s,
+        }
         started = time.monotonic()
-        swarms.call_each("build", [{"devices": part, "state_root": str(store_root), "mqtt": mqtt,
-                                    "cloud_keys": {KEY_ID: cloud.public_key}} for part in parts])
+        swarms.call_each(
+            "build",
+            [
+                {"devices": part, "state_root": str(store_root), "mqtt": mqtt, "cloud_keys": {KEY_ID: cloud.public_key}}
+                for part in parts
+            ],
+        )
         run.wait("build", lambda: _built(swarms.stats(), device_count), every_s=2.0)
         out["build_s"] = round(time.monotonic() - started, 1)
         live = swarms
-        meter = CpuMeter(lambda: {"terminals": live.pids(), "broker": [broker.process.pid] if broker.process else [],
-                                  "cloud": [cloud.worker_pid()] if cloud.worker_pid() else [], "orchestrator": [os.getpid()]})
+        meter = CpuMeter(
+            lambda: {
+                "terminals": live.pids(),
+                "broker": [broker.process.pid] if broker.process else [],
+                "cloud": [cloud.worker_pid()] if cloud.worker_pid() else [],
+                "orchestrator": [os.getpid()],
+            }
+        )
         cpu: dict[str, Any] = {}
         out["cpu_s"] = cpu
 
@@ -98,13 +118,22 @@ def run_fleet(run: Run, workdir: Path, store_root: Path, device_count: int, proc
         per_sale = {name: round(used * 1000 / total, 3) for name, used in cpu["sales"].items() if name != "wall"}
         first = min(c["first_sale_at"] for c in swarms.times() if c["first_sale_at"] is not None)
         counted = cloud.sales()
-        out["sales"] = {"count": total, "seconds": round(done_at - first, 3), "sales_per_s": round(total / (done_at - first), 1),
-                        "cloud": vars(counted), "before": vars(before), "cpu_ms_per_sale": per_sale,
-                        "exact": counted.rows == counted.distinct == counted.ledger == total and counted.devices == device_count
-                        and counted.per_device_min == counted.per_device_max == o.sales}
-        run.say(f"  cloud count: {counted.rows} rows, {counted.distinct} distinct sale ids, {counted.ledger} in the ledger, "
-                f"{counted.devices} devices with {counted.per_device_min}-{counted.per_device_max} each: "
-                f"{'exactly once' if out['sales']['exact'] else 'NOT EXACT'}")
+        out["sales"] = {
+            "count": total,
+            "seconds": round(done_at - first, 3),
+            "sales_per_s": round(total / (done_at - first), 1),
+            "cloud": vars(counted),
+            "before": vars(before),
+            "cpu_ms_per_sale": per_sale,
+            "exact": counted.rows == counted.distinct == counted.ledger == total
+            and counted.devices == device_count
+            and counted.per_device_min == counted.per_device_max == o.sales,
+        }
+        run.say(
+            f"  cloud count: {counted.rows} rows, {counted.distinct} distinct sale ids, {counted.ledger} in the ledger, "
+            f"{counted.devices} devices with {counted.per_device_min}-{counted.per_device_max} each: "
+            f"{'exactly once' if out['sales']['exact'] else 'NOT EXACT'}"
+        )
 
         # 4. roster fan-out: rename a cashier in the cloud; every terminal gets a new roster version
         snap, t0 = meter.snapshot(), time.monotonic()
@@ -128,11 +157,15 @@ def run_fleet(run: Run, workdir: Path, store_root: Path, device_count: int, proc
         counted = cloud.sales()
         restart["all_sales_applied_s"] = round(recovered_at - restart.pop("killed_at"), 3)
         restart["cloud"] = vars(counted)
-        restart["exact"] = (counted.rows == counted.distinct == counted.ledger == storm_total
-                            and counted.per_device_min == counted.per_device_max == o.sales + o.storm_sales)
+        restart["exact"] = (
+            counted.rows == counted.distinct == counted.ledger == storm_total
+            and counted.per_device_min == counted.per_device_max == o.sales + o.storm_sales
+        )
         out["restart"] = restart
-        run.say(f"  cloud count after the restart: {counted.rows} rows, {counted.distinct} distinct, {counted.ledger} in the ledger: "
-                f"{'exactly once' if restart['exact'] else 'NOT EXACT'}")
+        run.say(
+            f"  cloud count after the restart: {counted.rows} rows, {counted.distinct} distinct, {counted.ledger} in the ledger: "
+            f"{'exactly once' if restart['exact'] else 'NOT EXACT'}"
+        )
 
         # 6. the same roster fan-out on the restarted broker
         snap, t0 = meter.snapshot(), time.monotonic()
@@ -146,8 +179,12 @@ def run_fleet(run: Run, workdir: Path, store_root: Path, device_count: int, proc
         out["refused_sales"] = stats["refused"]
         out["resent"] = stats["resent"]
         # every outbox empties: each sale, report and reply acked by the cloud, none left behind
-        run.wait("outboxes", lambda: _left(sum(r["depth"] for r in live.call_all("outbox")), "outbox rows not acked yet"),
-                 timeout_s=o.ack_timeout_s + 60, poll_s=1.0)
+        run.wait(
+            "outboxes",
+            lambda: _left(sum(r["depth"] for r in live.call_all("outbox")), "outbox rows not acked yet"),
+            timeout_s=o.ack_timeout_s + 60,
+            poll_s=1.0,
+        )
         out["outbox_left"] = 0
     finally:
         if swarms is not None:
@@ -174,6 +211,7 @@ def _sales_line(in_cloud: int, total: int, swarms: Swarms) -> tuple[bool, Callab
     def line() -> str:
         stats = swarms.stats()
         return f"{stats['sold']} committed, {stats['acked']} messages acked, {in_cloud}/{total} applied in the cloud"
+
     return in_cloud >= total, line
 
 
@@ -196,10 +234,14 @@ def _fanout(run: Run, cloud: FleetCloud, swarms: Swarms, count: int) -> dict[str
         if came:
             delivered.append(min(came) - t0)
     published = [at - wall0 for at in cloud.published_at("cashiers").values() if at >= wall0]
-    return {"devices": changed, "commit_s": round(committed - t0, 3), "fanout_s": round(max(reached), 3),
-            "arrival": distribution(reached),  # the terminal has parsed and adopted the new roster
-            "delivered": distribution(delivered),  # the message came off the terminal's socket
-            "published": distribution(published)}  # the publisher recorded the broker's PUBACK
+    return {
+        "devices": changed,
+        "commit_s": round(committed - t0, 3),
+        "fanout_s": round(max(reached), 3),
+        "arrival": distribution(reached),  # the terminal has parsed and adopted the new roster
+        "delivered": distribution(delivered),  # the message came off the terminal's socket
+        "published": distribution(published),
+    }  # the publisher recorded the broker's PUBACK
 
 
 def _roster_target(swarms: Swarms, target: dict[str, int], lowest: int, count: int) -> tuple[bool, str]:
@@ -229,10 +271,21 @@ def run(options: Options) -> dict[str, Any]:
     store_root.mkdir(parents=True, exist_ok=True)
     processes = max(1, -(-o.devices // o.per_process))
     r = Run(o)
-    r.result.update({"machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                     "fd_limit": fds, "processes": processes, "load_average_at_start": [round(x, 2) for x in os.getloadavg()], "workdir": str(workdir), "store_root": str(store_root)})
-    r.say(f"kassa fleet: {o.devices} terminals, {o.sales} sales each (+{o.storm_sales} through the restart), "
-          f"{processes} worker processes, work dir {workdir}, terminal stores in {store_root}")
+    r.result.update(
+        {
+            "machine": machine(),
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "fd_limit": fds,
+            "processes": processes,
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+            "workdir": str(workdir),
+            "store_root": str(store_root),
+        }
+    )
+    r.say(
+        f"kassa fleet: {o.devices} terminals, {o.sales} sales each (+{o.storm_sales} through the restart), "
+        f"{processes} worker processes, work dir {workdir}, terminal stores in {store_root}"
+    )
     cloud: FleetCloud | None = None
     try:
         device_ids = [f"fleet-{i:05d}" for i in range(o.devices)]
@@ -240,7 +293,9 @@ def run(options: Options) -> dict[str, Any]:
         cloud = FleetCloud.prepare(workdir / "cloud", o.database_url, device_ids, o.cashiers, r.say)
         r.result["database"] = cloud.engine.dialect.name
         roster_payload = cloud.roster_payload(device_ids[0])
-        sale_payload = kc.draft_up(make_sale(1), device_id=device_ids[0], boot_id=kc.uuid7(), clock_trusted=True).payload(1)
+        sale_payload = kc.draft_up(
+            make_sale(1), device_id=device_ids[0], boot_id=kc.uuid7(), clock_trusted=True
+        ).payload(1)
         r.result["payload_bytes"] = {"sale": len(sale_payload), "roster": len(roster_payload)}
         if o.baseline:
             r.result["baseline"] = run_baseline(r, workdir, o.devices, processes, sale_payload, roster_payload)
@@ -260,30 +315,64 @@ def run(options: Options) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Options, Path | None]:
-    p = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.fleet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--devices", type=int, default=2000, help="simulated terminals (default 2000)")
     p.add_argument("--per-process", type=int, default=500, help="terminals per worker process (default 500)")
     p.add_argument("--sales", type=int, default=10, help="sales per terminal in the measured round (default 10)")
-    p.add_argument("--storm-sales", type=int, default=2, help="sales per terminal draining when the broker is killed (default 2)")
+    p.add_argument(
+        "--storm-sales", type=int, default=2, help="sales per terminal draining when the broker is killed (default 2)"
+    )
     p.add_argument("--cashiers", type=int, default=20, help="cashiers on every roster (default 20)")
-    p.add_argument("--restart", choices=["kill", "term"], default="kill", help="kill: SIGKILL (a crash); term: a clean stop")
-    p.add_argument("--ack-timeout", type=float, default=30.0, help="the terminals' mqtt.ack_timeout_s (default 30, the agent's)")
-    p.add_argument("--reconnect-max", type=float, default=30.0, help="the terminals' mqtt.reconnect_max_s (default 30, the agent's)")
+    p.add_argument(
+        "--restart", choices=["kill", "term"], default="kill", help="kill: SIGKILL (a crash); term: a clean stop"
+    )
+    p.add_argument(
+        "--ack-timeout", type=float, default=30.0, help="the terminals' mqtt.ack_timeout_s (default 30, the agent's)"
+    )
+    p.add_argument(
+        "--reconnect-max",
+        type=float,
+        default=30.0,
+        help="the terminals' mqtt.reconnect_max_s (default 30, the agent's)",
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip the bare-paho baseline")
     p.add_argument("--database-url", help="cloud database (default: a SQLite file in the work dir)")
-    p.add_argument("--store-dir", type=Path, help="directory for the terminals' stores (default: a tmpfs dir under /dev/shm)")
+    p.add_argument(
+        "--store-dir", type=Path, help="directory for the terminals' stores (default: a tmpfs dir under /dev/shm)"
+    )
     p.add_argument("--workdir", type=Path, help="work directory (default: a new temp dir, removed afterwards)")
     p.add_argument("--keep", action="store_true", help="keep the work directory and the stores")
     p.add_argument("--timeout", type=float, default=300.0, help="upper bound of each waiting phase in seconds")
-    p.add_argument("--nice", type=int, default=10, help="niceness of the simulating worker processes (default 10: the "
-                   "broker and the cloud, which have machines of their own in the field, come first; 0: equal)")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=10,
+        help="niceness of the simulating worker processes (default 10: the "
+        "broker and the cloud, which have machines of their own in the field, come first; 0: equal)",
+    )
     p.add_argument("--cloud-log-level", default="info", choices=["debug", "info"], help="kassa-cloud worker log level")
     p.add_argument("--json", type=Path, help="also write the result as JSON to this file")
     a = p.parse_args(argv)
-    options = Options(devices=a.devices, per_process=a.per_process, sales=a.sales, storm_sales=a.storm_sales, cashiers=a.cashiers,
-                      restart=a.restart, ack_timeout_s=a.ack_timeout, reconnect_max_s=a.reconnect_max, baseline=not a.no_baseline,
-                      database_url=a.database_url, store_dir=a.store_dir, workdir=a.workdir, keep=a.keep, timeout_s=a.timeout,
-                      cloud_log_level=a.cloud_log_level, nice=a.nice)
+    options = Options(
+        devices=a.devices,
+        per_process=a.per_process,
+        sales=a.sales,
+        storm_sales=a.storm_sales,
+        cashiers=a.cashiers,
+        restart=a.restart,
+        ack_timeout_s=a.ack_timeout,
+        reconnect_max_s=a.reconnect_max,
+        baseline=not a.no_baseline,
+        database_url=a.database_url,
+        store_dir=a.store_dir,
+        workdir=a.workdir,
+        keep=a.keep,
+        timeout_s=a.timeout,
+        cloud_log_level=a.cloud_log_level,
+        nice=a.nice,
+    )
     return options, a.json
 
 

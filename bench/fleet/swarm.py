@@ -54,8 +54,9 @@ def worker_main(conn: Connection, index: int, log_path: str, nice: int = 0) -> N
     the broker and the cloud, which in the field run on machines of their own."""
     if nice:
         os.nice(nice)
-    logging.basicConfig(filename=log_path, level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True)
+    logging.basicConfig(
+        filename=log_path, level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True
+    )
     # Thousands of long-lived objects (stores, clients, models): keep them out of full GC passes.
     gc.collect()
     gc.freeze()
@@ -63,8 +64,12 @@ def worker_main(conn: Connection, index: int, log_path: str, nice: int = 0) -> N
     if profile_dir:
         import cProfile
 
-        cProfile.runctx("asyncio.run(Swarm(conn, index).serve())", globals(), locals(),
-                        filename=str(Path(profile_dir) / f"swarm-{index}.prof"))
+        cProfile.runctx(
+            "asyncio.run(Swarm(conn, index).serve())",
+            globals(),
+            locals(),
+            filename=str(Path(profile_dir) / f"swarm-{index}.prof"),
+        )
         return
     asyncio.run(Swarm(conn, index).serve())
 
@@ -96,7 +101,7 @@ class Swarm:
                 message = self.conn.recv()
                 try:
                     reply = getattr(self, "cmd_" + message["cmd"])(**message.get("args", {}))
-                except Exception:  # noqa: BLE001 - reported to the orchestrator, which stops the run
+                except Exception:
                     reply = {"error": traceback.format_exc()}
                 self.conn.send({"id": message["id"], **(reply or {})})
         except (EOFError, OSError):  # the orchestrator went away
@@ -121,7 +126,9 @@ class Swarm:
     def cmd_stats(self, since: float | None = None) -> dict[str, Any]:
         """Counters of the whole process; ``connected_since``: clients connected after ``since``."""
         terminals = self.terminals
-        stamps = [b.connect_times for b in self.bare] + [t.link.mqtt.connect_times for t in terminals if t.link is not None]  # type: ignore[attr-defined]
+        stamps = [b.connect_times for b in self.bare] + [
+            t.link.mqtt.connect_times for t in terminals if t.link is not None
+        ]  # type: ignore[attr-defined]
         return {
             "connected_since": 0 if since is None else sum(bool(times) and times[-1] > since for times in stamps),
             "rss": rss_bytes(),
@@ -143,20 +150,34 @@ class Swarm:
     def cmd_times(self) -> dict[str, Any]:
         """Everything timed per client, for the orchestrator's distributions."""
         if self.bare:
-            return {"clients": [{"id": b.client_id, "connects": b.connect_times, "attempts": b.attempts,
-                                 "attempt_times": b.attempt_times,
-                                 "received": b.received[:1]} for b in self.bare]}
-        return {"clients": [{
-            "id": t.device_id,
-            "connects": t.link.mqtt.connect_times if t.link else [],  # type: ignore[attr-defined]
-            "disconnects": t.link.mqtt.disconnect_times if t.link else [],  # type: ignore[attr-defined]
-            "attempts": t.link.mqtt.attempts if t.link else 0,  # type: ignore[attr-defined]
-            "attempt_times": t.link.mqtt.attempt_times if t.link else [],  # type: ignore[attr-defined]
-            "licensed_at": t.licensed_at,
-            "first_sale_at": t.first_sale_at,
-            "rosters": t.roster_times,
-            "roster_arrivals": t.link.mqtt.roster_arrivals if t.link else [],  # type: ignore[attr-defined]
-        } for t in self.terminals]}
+            return {
+                "clients": [
+                    {
+                        "id": b.client_id,
+                        "connects": b.connect_times,
+                        "attempts": b.attempts,
+                        "attempt_times": b.attempt_times,
+                        "received": b.received[:1],
+                    }
+                    for b in self.bare
+                ]
+            }
+        return {
+            "clients": [
+                {
+                    "id": t.device_id,
+                    "connects": t.link.mqtt.connect_times if t.link else [],  # type: ignore[attr-defined]
+                    "disconnects": t.link.mqtt.disconnect_times if t.link else [],  # type: ignore[attr-defined]
+                    "attempts": t.link.mqtt.attempts if t.link else 0,  # type: ignore[attr-defined]
+                    "attempt_times": t.link.mqtt.attempt_times if t.link else [],  # type: ignore[attr-defined]
+                    "licensed_at": t.licensed_at,
+                    "first_sale_at": t.first_sale_at,
+                    "rosters": t.roster_times,
+                    "roster_arrivals": t.link.mqtt.roster_arrivals if t.link else [],  # type: ignore[attr-defined]
+                }
+                for t in self.terminals
+            ]
+        }
 
     def cmd_outbox(self) -> dict[str, Any]:
         return {"depth": sum(t.outbox_depth() for t in self.terminals)}
@@ -172,7 +193,7 @@ class Swarm:
             for terminal in self.terminals:
                 try:
                     await terminal.stop()
-                except Exception:  # noqa: BLE001 - the others still stop, and the process ends
+                except Exception:
                     log.exception("terminal %s did not stop cleanly", terminal.device_id)
             await asyncio.sleep(0.2)
         finally:
@@ -194,11 +215,15 @@ class Swarm:
         return {}
 
     # ------------------------------------------------------------------ terminals
-    def cmd_build(self, devices: list[str], state_root: str, mqtt: dict[str, Any], cloud_keys: dict[str, str]) -> dict[str, Any]:
+    def cmd_build(
+        self, devices: list[str], state_root: str, mqtt: dict[str, Any], cloud_keys: dict[str, str]
+    ) -> dict[str, Any]:
         self._spawn("build", self._build(devices, Path(state_root), mqtt, cloud_keys))
         return {}
 
-    async def _build(self, devices: list[str], state_root: Path, mqtt: dict[str, Any], cloud_keys: dict[str, str]) -> None:
+    async def _build(
+        self, devices: list[str], state_root: Path, mqtt: dict[str, Any], cloud_keys: dict[str, str]
+    ) -> None:
         for device_id in devices:
             terminal = SimTerminal(terminal_config(device_id, state_root, mqtt, cloud_keys), self.driver)
             await terminal.build()
@@ -238,4 +263,3 @@ def _histogram(values: Any) -> dict[int, int]:
     for value in values:
         counts[value] = counts.get(value, 0) + 1
     return counts
-

@@ -68,7 +68,7 @@ class SimTerminal:
     async def build(self) -> None:
         """Open the store and start the components the way ``Agent._start`` does (no link yet)."""
         agent = self.agent
-        agent._loop = asyncio.get_running_loop()  # noqa: SLF001 - what Agent.run() sets: call_from_thread needs it
+        agent._loop = asyncio.get_running_loop()
         agent.store = Store.open(self.config.paths.store_path)
         agent.boot_count = meta.claim_for_device(agent.store, self.device_id)
         self.licence = Licence(agent)
@@ -91,10 +91,10 @@ class SimTerminal:
 
     async def stop(self) -> None:
         link = self.link
-        if link is not None and link._task is not None:  # noqa: SLF001
-            link._task.cancel()  # noqa: SLF001 - the drain; CloudLink.stop would also stop paho from a thread
-            await asyncio.gather(link._task, return_exceptions=True)  # noqa: SLF001
-            link._flush_settled()  # noqa: SLF001 - acks already received are kept, as CloudLink.stop does
+        if link is not None and link._task is not None:
+            link._task.cancel()
+            await asyncio.gather(link._task, return_exceptions=True)
+            link._flush_settled()
             mqtt: LoopMqttLink = link.mqtt  # type: ignore[assignment]
             mqtt.stop()
             try:

@@ -23,18 +23,18 @@ from pydantic_core import from_json
 
 from .envelope import MAX_PAYLOAD_BYTES
 from .parse import Parsed, _peek_message_id, _peek_seq, parse_message
-from .rejection import RejectReason, Rejection
+from .rejection import Rejection, RejectReason
 from .topics import TOPIC_PREFIX, MessageType, check_device_id, is_valid_device_id, up_topic
 
 __all__ = [
     "BATCH_TOPIC_LEVEL",
-    "MAX_BATCH_MESSAGES",
     "MAX_BATCH_BYTES",
-    "batch_topic",
+    "MAX_BATCH_MESSAGES",
     "batch_device",
+    "batch_topic",
     "encode_batch",
-    "split_batch",
     "parse_batch_line",
+    "split_batch",
 ]
 
 BATCH_TOPIC_LEVEL = "batch"
@@ -53,7 +53,7 @@ def batch_device(topic: str) -> str | None:
     """The device id when `topic` is a valid batch topic, else None."""
     if not (isinstance(topic, str) and topic.startswith(_PREFIX) and topic.endswith(_SUFFIX)):
         return None
-    device_id = topic[len(_PREFIX):-len(_SUFFIX)]
+    device_id = topic[len(_PREFIX) : -len(_SUFFIX)]
     return device_id if is_valid_device_id(device_id) else None
 
 
@@ -79,14 +79,23 @@ def split_batch(topic: str, payload: bytes) -> tuple[str, list[bytes]] | Rejecti
     if device_id is None:
         return Rejection(RejectReason.BAD_TOPIC, "not a kassa batch topic", str(topic)[:256])
     if not isinstance(payload, (bytes, bytearray)):
-        return Rejection(RejectReason.NOT_UTF8, f"payload must be bytes, not {type(payload).__name__}", topic, device_id)
+        return Rejection(
+            RejectReason.NOT_UTF8, f"payload must be bytes, not {type(payload).__name__}", topic, device_id
+        )
     if len(payload) > MAX_BATCH_BYTES:
-        return Rejection(RejectReason.TOO_LARGE, f"batch is {len(payload)} bytes, limit {MAX_BATCH_BYTES}", topic, device_id)
+        return Rejection(
+            RejectReason.TOO_LARGE, f"batch is {len(payload)} bytes, limit {MAX_BATCH_BYTES}", topic, device_id
+        )
     lines = bytes(payload).split(_SEPARATOR)
     if lines and not lines[-1]:
         lines.pop()  # a trailing newline is tolerated
     if not 1 <= len(lines) <= MAX_BATCH_MESSAGES:
-        return Rejection(RejectReason.SCHEMA, f"a batch holds 1-{MAX_BATCH_MESSAGES} messages, this one {len(lines)}", topic, device_id)
+        return Rejection(
+            RejectReason.SCHEMA,
+            f"a batch holds 1-{MAX_BATCH_MESSAGES} messages, this one {len(lines)}",
+            topic,
+            device_id,
+        )
     return device_id, lines
 
 
@@ -95,7 +104,9 @@ def parse_batch_line(device_id: str, line: bytes, index: int) -> Parsed | Reject
     try:
         raw = from_json(line, allow_inf_nan=False)
     except ValueError as error:
-        return Rejection(RejectReason.NOT_JSON, f"batch line {index + 1}: {str(error)[:200]}", batch_topic(device_id), device_id)
+        return Rejection(
+            RejectReason.NOT_JSON, f"batch line {index + 1}: {str(error)[:200]}", batch_topic(device_id), device_id
+        )
     type_name = raw.get("type") if isinstance(raw, dict) else None
     try:
         message_type = MessageType(type_name)
@@ -103,6 +114,12 @@ def parse_batch_line(device_id: str, line: bytes, index: int) -> Parsed | Reject
         message_type = None
     if message_type is None or not message_type.is_up:
         message_id, seq = (_peek_message_id(raw), _peek_seq(raw)) if isinstance(raw, dict) else (None, None)
-        return Rejection(RejectReason.UNKNOWN_TYPE, f"batch line {index + 1}: {str(type_name)[:64]!r} is not an up message type",
-                         batch_topic(device_id), device_id, message_id, seq)
+        return Rejection(
+            RejectReason.UNKNOWN_TYPE,
+            f"batch line {index + 1}: {str(type_name)[:64]!r} is not an up message type",
+            batch_topic(device_id),
+            device_id,
+            message_id,
+            seq,
+        )
     return parse_message(up_topic(device_id, message_type), line)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 
-__all__ = ["CODE_ALPHABET", "CodeError", "check_character", "new_code", "normalize_code", "group_code"]
+__all__ = ["CODE_ALPHABET", "CodeError", "check_character", "group_code", "new_code", "normalize_code"]
 
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _VALUES = {char: index for index, char in enumerate(CODE_ALPHABET)}
@@ -51,7 +51,9 @@ def normalize_code(typed: object, length: int, what: str, example: str) -> str:
     code = typed.upper().translate(_SEPARATORS).translate(_CONFUSABLES)
     wrong = sorted({char for char in code if char not in _VALUES})
     if wrong:
-        raise CodeError(f"a {what} has no {', '.join(repr(c) for c in wrong)}: letters and digits only (U is never used)")
+        raise CodeError(
+            f"a {what} has no {', '.join(repr(c) for c in wrong)}: letters and digits only (U is never used)"
+        )
     if len(code) != length:
         raise CodeError(f"a {what} is {length} characters, got {len(code)}")
     if check_character(code[:-1]) != code[-1]:
@@ -61,4 +63,4 @@ def normalize_code(typed: object, length: int, what: str, example: str) -> str:
 
 def group_code(code: str, size: int) -> str:
     """``7KQ2M9XDT`` grouped for reading: ``7KQ-2M9-XDT`` (size 3)."""
-    return "-".join(code[i:i + size] for i in range(0, len(code), size))
+    return "-".join(code[i : i + size] for i in range(0, len(code), size))

@@ -18,7 +18,7 @@ from the HTTP ``Date`` header when its own clock is off).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,15 +29,15 @@ from .sales import RefundScope, Sale
 from .signing import TokenError, load_public_key, sign, verify
 
 __all__ = [
+    "MAX_CLOCK_SKEW",
     "SALE_LOOKUP_KIND",
     "SALE_LOOKUP_PATH",
-    "MAX_CLOCK_SKEW",
     "DeviceProofError",
-    "SaleLookupRequest",
+    "LookupRefund",
     "LookupRefundLine",
     "LookupRefundPayment",
-    "LookupRefund",
     "SaleLookupReply",
+    "SaleLookupRequest",
     "sale_lookup_request",
     "verify_sale_lookup",
 ]
@@ -60,8 +60,10 @@ class SaleLookupRequest(WireModel):
 
     device_id: DeviceId
     sale_id: uuid.UUID
-    proof: SignedToken = Field(description="A device.sale_lookup token signed with the identity key (kid = device id) "
-                               "over device_id, sale_id and issued_at.")
+    proof: SignedToken = Field(
+        description="A device.sale_lookup token signed with the identity key (kid = device id) "
+        "over device_id, sale_id and issued_at."
+    )
 
 
 class _Reply(BaseModel):
@@ -88,8 +90,10 @@ class LookupRefund(_Reply):
     amount: int
     lines: list[LookupRefundLine] = Field(description="refunded lines (empty for a whole-receipt refund)")
     payments: list[LookupRefundPayment] = Field(
-        default_factory=list, description="how the money went back, as the refund's device reported it "
-        "(missing in replies of clouds older than this field: read as an empty list)")
+        default_factory=list,
+        description="how the money went back, as the refund's device reported it "
+        "(missing in replies of clouds older than this field: read as an empty list)",
+    )
     cashier_id: str
     till_session_id: uuid.UUID
     receipt_no: int | None = Field(None, description="the refund receipt's number, when the device sent it")
@@ -103,12 +107,13 @@ class SaleLookupReply(_Reply):
     refunds: list[LookupRefund] = Field(description="refunds of the sale the cloud has, oldest first")
     refunded_amount: int = Field(description="sum of the refunds' amounts")
     refunded_lines: list[LookupRefundLine] = Field(
-        description="per sale line, the quantity and amount refunded by line refunds (lines never refunded are left out)")
+        description="per sale line, the quantity and amount refunded by line refunds (lines never refunded are left out)"
+    )
     whole_refunded: bool = Field(description="a whole-receipt refund of the sale exists")
 
 
 def _stamp(now: datetime) -> str:
-    return now.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def sale_lookup_request(device_id: str, identity_key: Any, sale_id: uuid.UUID, now: datetime) -> SaleLookupRequest:
@@ -125,7 +130,9 @@ def verify_sale_lookup(request: SaleLookupRequest, identity_key: str, now: datet
     try:
         payload = verify(request.proof, SALE_LOOKUP_KIND, {request.device_id: load_public_key(identity_key)})
     except TokenError as exc:
-        raise DeviceProofError("bad_signature", f"the proof is not signed by the device's identity key: {exc}") from None
+        raise DeviceProofError(
+            "bad_signature", f"the proof is not signed by the device's identity key: {exc}"
+        ) from None
     expected = {"device_id": request.device_id, "sale_id": str(request.sale_id)}
     if {key: payload.get(key) for key in expected} != expected or set(payload) != {*expected, "issued_at"}:
         raise DeviceProofError("proof_mismatch", "the proof does not sign this device id and sale id")
@@ -139,4 +146,5 @@ def verify_sale_lookup(request: SaleLookupRequest, identity_key: str, now: datet
         raise DeviceProofError(
             "clock_skew",
             f"the proof was made at {_stamp(issued)} but the cloud's time is {_stamp(now)}; "
-            "sign with the time of the HTTP Date header")
+            "sign with the time of the HTTP Date header",
+        )

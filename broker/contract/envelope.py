@@ -11,10 +11,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from pydantic import SkipValidation, StrictBool, StrictInt, TypeAdapter, ValidationError, field_validator
-from pydantic import ValidationInfo, model_validator
+from pydantic import (
+    SkipValidation,
+    StrictBool,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from .fields import DeviceId, MessageId, Seq, Timestamp, WireModel, _format_timestamp, _to_utc_millis
@@ -41,20 +49,20 @@ __all__ = [
     "MAX_STATE_DOC_BYTES",
     "Body",
     "Envelope",
-    "Publication",
     "PayloadTooLargeError",
-    "payload_limit",
-    "message_type_of",
-    "up_message",
+    "Publication",
     "UpDraft",
-    "draft_up",
-    "encode_up",
-    "down_message",
-    "status_message",
-    "encode",
-    "publication",
-    "will_publication",
     "describe_errors",
+    "down_message",
+    "draft_up",
+    "encode",
+    "encode_up",
+    "message_type_of",
+    "payload_limit",
+    "publication",
+    "status_message",
+    "up_message",
+    "will_publication",
 ]
 
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -162,9 +170,7 @@ class Envelope(WireModel):
             try:
                 return _BODY_SCHEMA[message_type].validate_python(body)
             except ValidationError as error:
-                raise PydanticCustomError(
-                    "body_invalid", "{errors}", {"errors": describe_errors(error)}
-                ) from None
+                raise PydanticCustomError("body_invalid", "{errors}", {"errors": describe_errors(error)}) from None
         if _TYPE_OF_BODY.get(type(body)) is not message_type:
             raise PydanticCustomError(
                 "body_type",
@@ -213,7 +219,7 @@ def _require_direction(body: Body, *, up: bool) -> None:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def up_message(
@@ -291,9 +297,7 @@ def encode(envelope: Envelope) -> bytes:
     payload = envelope.model_dump_json(exclude_none=True).encode()
     limit = payload_limit(envelope.type)
     if len(payload) > limit:
-        raise PayloadTooLargeError(
-            f"{envelope.type} message {envelope.id} is {len(payload)} bytes, limit {limit}"
-        )
+        raise PayloadTooLargeError(f"{envelope.type} message {envelope.id} is {len(payload)} bytes, limit {limit}")
     return payload
 
 
@@ -321,7 +325,9 @@ class UpDraft:
             raise ValueError("seq starts at 1")
         payload = b"%s%d%s" % (self.head, seq, self.tail)
         if len(payload) > self.limit:
-            raise PayloadTooLargeError(f"{self.type} message {self.message_id} is {len(payload)} bytes, limit {self.limit}")
+            raise PayloadTooLargeError(
+                f"{self.type} message {self.message_id} is {len(payload)} bytes, limit {self.limit}"
+            )
         return payload
 
 
@@ -350,15 +356,18 @@ def draft_up(
     message_type = message_type_of(body)
     stamp = _format_timestamp(_to_utc_millis(created_at or _now()))
     head = (
-        f'{{"v":{PROTOCOL_VERSION},"id":"{message_id}","type":"{message_type.value}",'
-        f'"device_id":"{device_id}","seq":'
+        f'{{"v":{PROTOCOL_VERSION},"id":"{message_id}","type":"{message_type.value}","device_id":"{device_id}","seq":'
     ).encode()
     tail = f',"boot_id":"{boot_id}","created_at":"{stamp}","clock_trusted":{"true" if clock_trusted else "false"},'
     if correlation_id is not None:
         tail += f'"correlation_id":"{correlation_id}",'
-    draft = UpDraft(message_id, message_type, head,
-                    tail.encode() + b'"body":' + (body_json if body_json is not None else body_json_of(body)) + b"}",
-                    payload_limit(message_type))
+    draft = UpDraft(
+        message_id,
+        message_type,
+        head,
+        tail.encode() + b'"body":' + (body_json if body_json is not None else body_json_of(body)) + b"}",
+        payload_limit(message_type),
+    )
     if len(draft.head) + 1 + len(draft.tail) > draft.limit:
         raise PayloadTooLargeError(f"{message_type} message {message_id} is over {draft.limit} bytes")
     return draft
@@ -379,9 +388,16 @@ def encode_up(
     """`draft_up` with the seq filled in: the message id and the payload bytes."""
     if seq < 1:
         raise ValueError("seq starts at 1")
-    draft = draft_up(body, device_id=device_id, boot_id=boot_id, clock_trusted=clock_trusted,
-                     correlation_id=correlation_id, created_at=created_at, message_id=message_id,
-                     body_json=body_json)
+    draft = draft_up(
+        body,
+        device_id=device_id,
+        boot_id=boot_id,
+        clock_trusted=clock_trusted,
+        correlation_id=correlation_id,
+        created_at=created_at,
+        message_id=message_id,
+        body_json=body_json,
+    )
     return draft.message_id, draft.payload(seq)
 
 
@@ -395,7 +411,5 @@ def will_publication(device_id: str, boot_id: uuid.UUID, *, clock_trusted: bool)
     Its `created_at` is the connect time: the broker publishes it later, unchanged.
     """
     return publication(
-        status_message(
-            Presence.OFFLINE, device_id=device_id, boot_id=boot_id, clock_trusted=clock_trusted
-        )
+        status_message(Presence.OFFLINE, device_id=device_id, boot_id=boot_id, clock_trusted=clock_trusted)
     )

@@ -18,7 +18,7 @@ import re
 import sys
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -46,6 +46,7 @@ from .messages import (
     StateDoc,
     Tombstone,
 )
+from .roster import CashierDetails, CashierRole, RosterCashier, RosterDoc, hash_pin
 from .sales import (
     Payment,
     PaymentMethod,
@@ -58,16 +59,15 @@ from .sales import (
     TaxLine,
     ZReport,
 )
-from .roster import CashierDetails, CashierRole, RosterCashier, RosterDoc, hash_pin
 from .signing import public_key_fingerprint, public_key_text
 from .topics import StateDomain
 from .uuid7 import make_uuid7
 
-__all__ = ["Example", "examples", "render_example", "update_document", "main"]
+__all__ = ["Example", "examples", "main", "render_example", "update_document"]
 
 DEVICE_ID = "till-0042"
 BOOT_ID = uuid.UUID("5f0c6d2e-8a41-4c7b-9e53-2d7f1a6b9c01")
-_START = datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc)
+_START = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 # A fixed, published key for examples only: Ed25519 signatures are deterministic, so the
 # example tokens are identical on every run.
 _EXAMPLE_DEVICE_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -109,12 +109,19 @@ def _sale() -> Sale:
         currency="EUR",
         tax_included=True,
         lines=[
-            SaleLine(sku="4006381333931", name="Espresso", qty_milli=2000, unit_price=250,
-                     tax_rate_bp=700, total=500),
-            SaleLine(sku="PLU-4131", name="Apples, per kg", qty_milli=1250, unit_price=299,
-                     tax_rate_bp=700, discount=24, total=350),
-            SaleLine(sku="9780201633610", name="Notebook A5", qty_milli=1000, unit_price=1190,
-                     tax_rate_bp=1900, total=1190),
+            SaleLine(sku="4006381333931", name="Espresso", qty_milli=2000, unit_price=250, tax_rate_bp=700, total=500),
+            SaleLine(
+                sku="PLU-4131",
+                name="Apples, per kg",
+                qty_milli=1250,
+                unit_price=299,
+                tax_rate_bp=700,
+                discount=24,
+                total=350,
+            ),
+            SaleLine(
+                sku="9780201633610", name="Notebook A5", qty_milli=1000, unit_price=1190, tax_rate_bp=1900, total=1190
+            ),
         ],
         taxes=[TaxLine(rate_bp=700, base=850, tax=56), TaxLine(rate_bp=1900, base=1190, tax=190)],
         payments=[
@@ -162,8 +169,10 @@ def _z_report() -> ZReport:
         sales_total=2040,
         refunds_total=1190,
         tax_total=246 - 190,
-        payments=[PaymentTotal(method=PaymentMethod.CASH, taken=1040, paid_out=1190),
-                  PaymentTotal(method=PaymentMethod.CARD, taken=1000, paid_out=0)],
+        payments=[
+            PaymentTotal(method=PaymentMethod.CASH, taken=1040, paid_out=1190),
+            PaymentTotal(method=PaymentMethod.CARD, taken=1000, paid_out=0),
+        ],
         taxes=[TaxLine(rate_bp=700, base=850, tax=56), TaxLine(rate_bp=1900, base=0, tax=0)],
     )
 
@@ -174,28 +183,48 @@ def _device_key_fingerprint() -> str:
 
 def _receipt_token() -> str:
     """The device's release receipt for LIC-7F3K-22QX epoch 3 (kind licence.release, kid device)."""
-    claims = ReleaseClaims(licence_id="LIC-7F3K-22QX", device_id=DEVICE_ID, device_key=_device_key_fingerprint(),
-                           epoch=3, released_at=int(_at(181).timestamp()))
+    claims = ReleaseClaims(
+        licence_id="LIC-7F3K-22QX",
+        device_id=DEVICE_ID,
+        device_key=_device_key_fingerprint(),
+        epoch=3,
+        released_at=int(_at(181).timestamp()),
+    )
     return sign_release(claims, _EXAMPLE_DEVICE_KEY)
 
 
 def _lease_token() -> str:
     """A 7-day lease of LIC-9A1B-77KD for this device (kind licence.lease, signed by cloud key cloud-2025)."""
-    claims = LeaseClaims(licence_id="LIC-9A1B-77KD", company_id=17, device_id=DEVICE_ID, device_key=_device_key_fingerprint(),
-                         epoch=1, entitlements={"tills": 1}, issued_at=int(_at(0).timestamp()),
-                         expires_at=int(_at(604800).timestamp()), renew_after_s=3600)
+    claims = LeaseClaims(
+        licence_id="LIC-9A1B-77KD",
+        company_id=17,
+        device_id=DEVICE_ID,
+        device_key=_device_key_fingerprint(),
+        epoch=1,
+        entitlements={"tills": 1},
+        issued_at=int(_at(0).timestamp()),
+        expires_at=int(_at(604800).timestamp()),
+        renew_after_s=3600,
+    )
     return sign_lease(claims, _EXAMPLE_CLOUD_KEY, "cloud-2025")
 
 
 def _up(name: str, n: int, seconds: float, body, **extra) -> Example:
-    envelope = up_message(body, device_id=DEVICE_ID, seq=n, boot_id=BOOT_ID, clock_trusted=True,
-                          created_at=_at(seconds), message_id=_id(n, seconds), **extra)
+    envelope = up_message(
+        body,
+        device_id=DEVICE_ID,
+        seq=n,
+        boot_id=BOOT_ID,
+        clock_trusted=True,
+        created_at=_at(seconds),
+        message_id=_id(n, seconds),
+        **extra,
+    )
     return Example(name, envelope)
 
 
 def _down(name: str, message_id: uuid.UUID, seconds: float, body) -> Example:
-    envelope = down_message(body, device_id=DEVICE_ID, created_at=_at(seconds),
-                            message_id=message_id)
+    envelope = down_message(body, device_id=DEVICE_ID, created_at=_at(seconds), message_id=message_id)
     return Example(name, envelope)
 
 
@@ -207,12 +236,20 @@ def _example_pin_hash() -> str:
 
 def _roster() -> dict:
     """A `cashiers` document: one cashier in two airline sessions, its own code in both."""
-    details = [CashierDetails(point_of_sale="POS-AIRPORT", terminal_id="SU-5531", operator_code="4821",
-                              session_label="Aeroflot SU direct"),
-               CashierDetails(point_of_sale="POS-MAIN", terminal_id="T-5531", operator_code="4821")]
-    cashier = RosterCashier(cashier_id="C-0107", name="Dana Ito", operator_code="4821",
-                            pin_hash=_example_pin_hash(),
-                            roles=[CashierRole.CASHIER, CashierRole.REFUND], details=details)
+    details = [
+        CashierDetails(
+            point_of_sale="POS-AIRPORT", terminal_id="SU-5531", operator_code="4821", session_label="Aeroflot SU direct"
+        ),
+        CashierDetails(point_of_sale="POS-MAIN", terminal_id="T-5531", operator_code="4821"),
+    ]
+    cashier = RosterCashier(
+        cashier_id="C-0107",
+        name="Dana Ito",
+        operator_code="4821",
+        pin_hash=_example_pin_hash(),
+        roles=[CashierRole.CASHIER, CashierRole.REFUND],
+        details=details,
+    )
     return RosterDoc(cashiers=[cashier]).model_dump(mode="json")
 
 
@@ -223,56 +260,137 @@ def examples() -> list[Example]:
         _up("up.sale", 41, 0, _sale()),
         _up("up.refund", 42, 60, _refund()),
         _up("up.z_report", 51, 600, _z_report()),
-        _up("up.licence.lease_report", 43, 61, LeaseReport(
-            kind=LicenceKind.LEASE_REPORT,
-            leases=[HeldLease(licence_id="LIC-9A1B-77KD", epoch=1, lease_expires_at=_at(604800))],
-            tombstones=[Tombstone(licence_id="LIC-7F3K-22QX", epoch=3, receipt=receipt)])),
-        _up("up.licence.release_receipt", 46, 181, ReleaseReceipt(
-            kind=LicenceKind.RELEASE_RECEIPT, licence_id="LIC-7F3K-22QX", epoch=3,
-            receipt=receipt), correlation_id=RELEASE_ID),
-        _up("up.licence.bind_request", 47, 200, BindRequest(
-            kind=LicenceKind.BIND_REQUEST, licence_key=_EXAMPLE_LICENCE_KEY,
-            device_public_key=public_key_text(_EXAMPLE_DEVICE_KEY.public_key()))),
-        _up("up.state", 44, 62, DeviceState(
-            software_version="0.1.0", applied_versions={StateDomain.CASHIERS: 12,
-                                                        StateDomain.CONFIG: 4},
-            outbox_depth=2, oldest_unacked_seq=41,
-            hardware=[Peripheral(kind=PeripheralKind.PRINTER, model="Epson TM-T20III",
-                                 status="paper_near_end"),
-                      Peripheral(kind=PeripheralKind.SCANNER, model="Honeywell 1900g",
-                                 status="ok")])),
-        _up("up.reply.ok", 45, 121, Reply(ok=True, result={"pong": True}),
-            correlation_id=PING_ID),
-        _up("up.reply.licence_release", 50, 182, Reply(ok=True, result={"receipt": receipt}),
-            correlation_id=RELEASE_ID),
-        _up("up.reply.error", 48, 240, Reply(ok=False, error=ErrorInfo(
-            code="unknown_command", message="no handler for 'printer.selftest'")),
-            correlation_id=_id(0x52, 239)),
-        _up("up.event", 49, 300, Event(
-            kind="cashier.lockout", cashier_id="C-0107",
-            details={"failed_attempts": 5, "locked_for_s": 300})),
-        _down("down.ack", _id(0x60, 2), 2, Ack(
-            acked_ids=[_id(41, 0), _id(42, 60)], high_water=42,
-            rejected=[AckRejection(id=_id(40, -30), reason="sale.receipt_no_reused",
-                                   detail="receipt 1186 is already recorded for another sale")])),
-        _down("down.state.cashiers", _id(0x61, 30), 30, StateDoc(
-            domain=StateDomain.CASHIERS, version=13, issued_at=_at(30),
-            doc=_roster())),
-        _down("down.state.config", _id(0x62, 31), 31, StateDoc(
-            domain=StateDomain.CONFIG, version=5, issued_at=_at(31),
-            doc={"language": "en", "points_of_sale": ["POS-MAIN"], "receipt_footer": "Thank you"})),
-        _down("down.state.licence", _id(0x63, 32), 32, StateDoc(
-            domain=StateDomain.LICENCE, version=7, issued_at=_at(32), doc={"leases": [_lease_token()]})),
+        _up(
+            "up.licence.lease_report",
+            43,
+            61,
+            LeaseReport(
+                kind=LicenceKind.LEASE_REPORT,
+                leases=[HeldLease(licence_id="LIC-9A1B-77KD", epoch=1, lease_expires_at=_at(604800))],
+                tombstones=[Tombstone(licence_id="LIC-7F3K-22QX", epoch=3, receipt=receipt)],
+            ),
+        ),
+        _up(
+            "up.licence.release_receipt",
+            46,
+            181,
+            ReleaseReceipt(kind=LicenceKind.RELEASE_RECEIPT, licence_id="LIC-7F3K-22QX", epoch=3, receipt=receipt),
+            correlation_id=RELEASE_ID,
+        ),
+        _up(
+            "up.licence.bind_request",
+            47,
+            200,
+            BindRequest(
+                kind=LicenceKind.BIND_REQUEST,
+                licence_key=_EXAMPLE_LICENCE_KEY,
+                device_public_key=public_key_text(_EXAMPLE_DEVICE_KEY.public_key()),
+            ),
+        ),
+        _up(
+            "up.state",
+            44,
+            62,
+            DeviceState(
+                software_version="0.1.0",
+                applied_versions={StateDomain.CASHIERS: 12, StateDomain.CONFIG: 4},
+                outbox_depth=2,
+                oldest_unacked_seq=41,
+                hardware=[
+                    Peripheral(kind=PeripheralKind.PRINTER, model="Epson TM-T20III", status="paper_near_end"),
+                    Peripheral(kind=PeripheralKind.SCANNER, model="Honeywell 1900g", status="ok"),
+                ],
+            ),
+        ),
+        _up("up.reply.ok", 45, 121, Reply(ok=True, result={"pong": True}), correlation_id=PING_ID),
+        _up(
+            "up.reply.licence_release", 50, 182, Reply(ok=True, result={"receipt": receipt}), correlation_id=RELEASE_ID
+        ),
+        _up(
+            "up.reply.error",
+            48,
+            240,
+            Reply(ok=False, error=ErrorInfo(code="unknown_command", message="no handler for 'printer.selftest'")),
+            correlation_id=_id(0x52, 239),
+        ),
+        _up(
+            "up.event",
+            49,
+            300,
+            Event(kind="cashier.lockout", cashier_id="C-0107", details={"failed_attempts": 5, "locked_for_s": 300}),
+        ),
+        _down(
+            "down.ack",
+            _id(0x60, 2),
+            2,
+            Ack(
+                acked_ids=[_id(41, 0), _id(42, 60)],
+                high_water=42,
+                rejected=[
+                    AckRejection(
+                        id=_id(40, -30),
+                        reason="sale.receipt_no_reused",
+                        detail="receipt 1186 is already recorded for another sale",
+                    )
+                ],
+            ),
+        ),
+        _down(
+            "down.state.cashiers",
+            _id(0x61, 30),
+            30,
+            StateDoc(domain=StateDomain.CASHIERS, version=13, issued_at=_at(30), doc=_roster()),
+        ),
+        _down(
+            "down.state.config",
+            _id(0x62, 31),
+            31,
+            StateDoc(
+                domain=StateDomain.CONFIG,
+                version=5,
+                issued_at=_at(31),
+                doc={"language": "en", "points_of_sale": ["POS-MAIN"], "receipt_footer": "Thank you"},
+            ),
+        ),
+        _down(
+            "down.state.licence",
+            _id(0x63, 32),
+            32,
+            StateDoc(domain=StateDomain.LICENCE, version=7, issued_at=_at(32), doc={"leases": [_lease_token()]}),
+        ),
         _down("down.cmd", PING_ID, 120, Command(name=CommandName.PING)),
-        _down("down.cmd.licence_release", RELEASE_ID, 180, Command(
-            name=CommandName.LICENCE_RELEASE, args={"licence_id": "LIC-7F3K-22QX", "epoch": 3},
-            expires_at=_at(180 + 86400))),
-        Example("status.online", status_message(
-            Presence.ONLINE, device_id=DEVICE_ID, boot_id=BOOT_ID, clock_trusted=True,
-            created_at=_at(-5), message_id=_id(0x70, -5))),
-        Example("status.offline", status_message(
-            Presence.OFFLINE, device_id=DEVICE_ID, boot_id=BOOT_ID, clock_trusted=True,
-            created_at=_at(-5), message_id=_id(0x71, -5))),
+        _down(
+            "down.cmd.licence_release",
+            RELEASE_ID,
+            180,
+            Command(
+                name=CommandName.LICENCE_RELEASE,
+                args={"licence_id": "LIC-7F3K-22QX", "epoch": 3},
+                expires_at=_at(180 + 86400),
+            ),
+        ),
+        Example(
+            "status.online",
+            status_message(
+                Presence.ONLINE,
+                device_id=DEVICE_ID,
+                boot_id=BOOT_ID,
+                clock_trusted=True,
+                created_at=_at(-5),
+                message_id=_id(0x70, -5),
+            ),
+        ),
+        Example(
+            "status.offline",
+            status_message(
+                Presence.OFFLINE,
+                device_id=DEVICE_ID,
+                boot_id=BOOT_ID,
+                clock_trusted=True,
+                created_at=_at(-5),
+                message_id=_id(0x71, -5),
+            ),
+        ),
     ]
 
 
@@ -295,8 +413,10 @@ def _pretty(value: object, indent: int = 0, width: int = 92) -> str:
 def render_example(example: Example) -> str:
     """The marked block for one example: its topic and its payload, pretty-printed."""
     pretty = _pretty(json.loads(encode(example.envelope)))
-    return (f"<!-- example: {example.name} -->\n"
-            f"Topic: `{example.envelope.topic}`\n\n```json\n{pretty}\n```\n<!-- /example -->")
+    return (
+        f"<!-- example: {example.name} -->\n"
+        f"Topic: `{example.envelope.topic}`\n\n```json\n{pretty}\n```\n<!-- /example -->"
+    )
 
 
 def update_document(text: str) -> str:

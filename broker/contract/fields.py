@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -24,21 +24,21 @@ from .uuid7 import is_uuid7
 
 __all__ = [
     "MAX_MINOR_UNITS",
-    "WireModel",
-    "MinorUnits",
-    "PositiveMinorUnits",
-    "MilliQuantity",
     "BasisPoints",
+    "Code",
     "CurrencyCode",
     "DeviceId",
-    "Code",
     "DottedName",
-    "MessageId",
-    "Timestamp",
     "JsonObject",
+    "MessageId",
+    "MilliQuantity",
+    "MinorUnits",
+    "PositiveMinorUnits",
+    "PublicKeyText",
     "Seq",
     "SignedToken",
-    "PublicKeyText",
+    "Timestamp",
+    "WireModel",
     "text",
 ]
 
@@ -64,7 +64,7 @@ def _integer_only(value: Any) -> Any:
 
 def _to_utc_millis(value: datetime) -> datetime:
     try:
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC: a ValueError, so pydantic refuses it
         raise ValueError("timestamp is outside the years 1-9999 in UTC") from None
     return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
@@ -105,16 +105,12 @@ def text(max_length: int) -> Any:
     """Human text of 1..max_length characters without control characters."""
     return Annotated[
         str,
-        StringConstraints(
-            strict=True, min_length=1, max_length=max_length, pattern=r"^[^\x00-\x1f\x7f]+$"
-        ),
+        StringConstraints(strict=True, min_length=1, max_length=max_length, pattern=r"^[^\x00-\x1f\x7f]+$"),
     ]
 
 
 MinorUnits = Annotated[StrictInt, BeforeValidator(_integer_only), Field(ge=0, le=MAX_MINOR_UNITS)]
-PositiveMinorUnits = Annotated[
-    StrictInt, BeforeValidator(_integer_only), Field(gt=0, le=MAX_MINOR_UNITS)
-]
+PositiveMinorUnits = Annotated[StrictInt, BeforeValidator(_integer_only), Field(gt=0, le=MAX_MINOR_UNITS)]
 # Quantities in thousandths of a unit: 1 piece = 1000, 250 g sold by the kg = 250.
 MilliQuantity = Annotated[StrictInt, BeforeValidator(_integer_only), Field(gt=0, le=10**9)]
 BasisPoints = Annotated[StrictInt, BeforeValidator(_integer_only), Field(ge=0, le=10_000)]
@@ -128,9 +124,7 @@ Code = Annotated[
 ]
 DottedName = Annotated[
     str,
-    StringConstraints(
-        strict=True, max_length=64, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
-    ),
+    StringConstraints(strict=True, max_length=64, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"),
 ]
 MessageId = Annotated[uuid.UUID, AfterValidator(_check_uuid7)]
 Timestamp = Annotated[

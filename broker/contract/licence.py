@@ -36,25 +36,25 @@ from .fields import Code, DeviceId, JsonObject, SignedToken
 from .signing import MalformedTokenError, load_public_key, public_key_fingerprint, sign, verify
 
 __all__ = [
-    "LICENCE_KEY_LENGTH",
-    "LEASE_KIND",
-    "RELEASE_KIND",
     "DEVICE_KEY_ID",
+    "LEASE_KIND",
+    "LICENCE_KEY_LENGTH",
     "RELEASE_FILE_FORMAT",
-    "LicenceKeyError",
+    "RELEASE_KIND",
     "LeaseClaims",
-    "ReleaseClaims",
     "LicenceDoc",
+    "LicenceKeyError",
+    "ReleaseClaims",
     "ReleaseFile",
+    "format_licence_key",
     "new_licence_key",
     "normalize_licence_key",
-    "format_licence_key",
-    "sign_lease",
     "read_lease",
-    "sign_release",
     "read_release",
-    "release_file_text",
     "read_release_file",
+    "release_file_text",
+    "sign_lease",
+    "sign_release",
 ]
 
 LICENCE_KEY_DATA_LENGTH = 15  # 75 random bits: guessing is hopeless behind the rate limits

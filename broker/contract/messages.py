@@ -29,26 +29,26 @@ from .fields import (
 from .topics import StateDomain
 
 __all__ = [
-    "LicenceKind",
-    "HeldLease",
-    "Tombstone",
-    "LeaseReport",
-    "ReleaseReceipt",
+    "Ack",
+    "AckRejection",
     "BindRequest",
-    "LicenceReport",
-    "PeripheralKind",
-    "Peripheral",
+    "Command",
+    "CommandName",
     "DeviceState",
     "ErrorInfo",
-    "Reply",
     "Event",
-    "AckRejection",
-    "Ack",
-    "StateDoc",
-    "CommandName",
-    "Command",
+    "HeldLease",
+    "LeaseReport",
+    "LicenceKind",
+    "LicenceReport",
+    "Peripheral",
+    "PeripheralKind",
     "Presence",
+    "ReleaseReceipt",
+    "Reply",
+    "StateDoc",
     "Status",
+    "Tombstone",
 ]
 
 MAX_ACK_IDS = 1000
@@ -105,9 +105,7 @@ class BindRequest(WireModel):
     device_public_key: PublicKeyText
 
 
-LicenceReport = Annotated[
-    LeaseReport | ReleaseReceipt | BindRequest, Field(discriminator="kind")
-]
+LicenceReport = Annotated[LeaseReport | ReleaseReceipt | BindRequest, Field(discriminator="kind")]
 
 
 # --- up/state ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ swap of neighbours. Reading is forgiving: lower case, I/L for 1, O for 0, spaces
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -33,30 +33,30 @@ from .signing import TokenError, load_public_key, public_key_text, sign, verify
 
 __all__ = [
     "CODE_ALPHABET",
-    "PairingCode",
     "CODE_LENGTH",
     "MAX_CLOCK_SKEW",
-    "REGISTER_KIND",
     "POLL_KIND",
+    "REGISTER_KIND",
     "RENEW_KIND",
+    "BrokerCredentials",
+    "PairingCode",
     "PairingCodeError",
     "PairingProofError",
-    "RegistrationState",
-    "RegistrationRequest",
-    "PollRequest",
-    "RenewalRequest",
-    "Registration",
-    "BrokerCredentials",
     "PollReply",
+    "PollRequest",
+    "Registration",
+    "RegistrationRequest",
+    "RegistrationState",
+    "RenewalRequest",
+    "check_character",
+    "format_pairing_code",
     "new_pairing_code",
     "normalize_pairing_code",
-    "format_pairing_code",
-    "check_character",
-    "registration_request",
     "poll_request",
+    "registration_request",
     "renewal_request",
-    "verify_registration",
     "verify_poll",
+    "verify_registration",
     "verify_renewal",
 ]
 
@@ -113,7 +113,11 @@ def _canonical_code(value: str) -> str:
 PairingCode = Annotated[str, StringConstraints(strict=True, max_length=32), AfterValidator(_canonical_code)]
 CsrPem = Annotated[
     str,
-    StringConstraints(strict=True, max_length=MAX_CSR_LENGTH, pattern=r"^-----BEGIN CERTIFICATE REQUEST-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE REQUEST-----\n?$"),
+    StringConstraints(
+        strict=True,
+        max_length=MAX_CSR_LENGTH,
+        pattern=r"^-----BEGIN CERTIFICATE REQUEST-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE REQUEST-----\n?$",
+    ),
 ]
 CertificatePem = Annotated[str, StringConstraints(max_length=64 * 1024)]
 
@@ -128,8 +132,12 @@ class RegistrationRequest(WireModel):
     """``POST /pairing/registrations``: a device asks to be paired."""
 
     device_id: DeviceId
-    identity_key: PublicKeyText = Field(description="The device's Ed25519 identity public key (base64url, 43 characters).")
-    csr: CsrPem = Field(description="PEM certificate signing request for the broker client certificate; CN = device id, EC P-256 key.")
+    identity_key: PublicKeyText = Field(
+        description="The device's Ed25519 identity public key (base64url, 43 characters)."
+    )
+    csr: CsrPem = Field(
+        description="PEM certificate signing request for the broker client certificate; CN = device id, EC P-256 key."
+    )
     pairing_code: PairingCode = Field(description="The code the terminal shows; dashes and case do not matter.")
     proof: SignedToken = Field(description="A pairing.register token signed with the identity key (kid = device id).")
 
@@ -145,8 +153,12 @@ class RenewalRequest(WireModel):
     """``POST /pairing/renewals``: a paired device asks for a new broker certificate."""
 
     device_id: DeviceId
-    csr: CsrPem = Field(description="PEM CSR for the new certificate (CN = device id, EC P-256; the same key may be kept).")
-    proof: SignedToken = Field(description="A pairing.renew token signed with the identity key the device was paired with (kid = device id).")
+    csr: CsrPem = Field(
+        description="PEM CSR for the new certificate (CN = device id, EC P-256; the same key may be kept)."
+    )
+    proof: SignedToken = Field(
+        description="A pairing.renew token signed with the identity key the device was paired with (kid = device id)."
+    )
 
 
 class _Reply(BaseModel):
@@ -159,13 +171,17 @@ class Registration(_Reply):
     state: RegistrationState
     pairing_code: str = Field(description="Canonical code, e.g. 7KQ2M9XDT (shown as 7KQ-2M9-XDT).")
     expires_at: Timestamp | None = Field(None, description="An unclaimed registration is forgotten after this.")
-    poll_interval_s: float = Field(ge=0, allow_inf_nan=False, description="How long the device should wait between polls.")
+    poll_interval_s: float = Field(
+        ge=0, allow_inf_nan=False, description="How long the device should wait between polls."
+    )
 
 
 class BrokerCredentials(_Reply):
     certificate: CertificatePem = Field(description="The device's broker client certificate (PEM), CN = device id.")
     ca_certificate: CertificatePem = Field(description="The CA that signed it (PEM).")
-    broker_ca_certificates: CertificatePem = Field(description="CA bundle (PEM) that signed the broker's server certificate.")
+    broker_ca_certificates: CertificatePem = Field(
+        description="CA bundle (PEM) that signed the broker's server certificate."
+    )
     broker_host: str
     broker_port: int = Field(ge=1, le=65535)
     point_of_sale: str | None = Field(None, description="Code of the point of sale the device was claimed into.")
@@ -186,15 +202,25 @@ def _csr_digest(csr: str) -> str:
 
 
 def _stamp(now: datetime) -> str:
-    return now.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def registration_request(device_id: str, identity_key: Ed25519PrivateKey, csr: str, pairing_code: str, now: datetime) -> RegistrationRequest:
+def registration_request(
+    device_id: str, identity_key: Ed25519PrivateKey, csr: str, pairing_code: str, now: datetime
+) -> RegistrationRequest:
     """What the device sends to register; ``now`` should be the cloud's time as far as known."""
     identity = public_key_text(identity_key.public_key())
-    payload = {"device_id": device_id, "identity_key": identity, "csr_sha256": _csr_digest(csr), "pairing_code": pairing_code, "issued_at": _stamp(now)}
+    payload = {
+        "device_id": device_id,
+        "identity_key": identity,
+        "csr_sha256": _csr_digest(csr),
+        "pairing_code": pairing_code,
+        "issued_at": _stamp(now),
+    }
     proof = sign(REGISTER_KIND, payload, identity_key, device_id)
-    return RegistrationRequest(device_id=device_id, identity_key=identity, csr=csr, pairing_code=pairing_code, proof=proof)
+    return RegistrationRequest(
+        device_id=device_id, identity_key=identity, csr=csr, pairing_code=pairing_code, proof=proof
+    )
 
 
 def poll_request(device_id: str, identity_key: Ed25519PrivateKey, now: datetime) -> PollRequest:
@@ -209,25 +235,49 @@ def renewal_request(device_id: str, identity_key: Ed25519PrivateKey, csr: str, n
 
 def verify_registration(request: RegistrationRequest, now: datetime) -> None:
     """Check that the identity key's owner signed exactly this registration, recently."""
-    expected = {"device_id": request.device_id, "identity_key": request.identity_key, "csr_sha256": _csr_digest(request.csr),
-                "pairing_code": request.pairing_code}
-    _check_proof(request.proof, REGISTER_KIND, request.identity_key, expected, now,
-                 "the proof does not sign this registration's device id, key, CSR and code")
+    expected = {
+        "device_id": request.device_id,
+        "identity_key": request.identity_key,
+        "csr_sha256": _csr_digest(request.csr),
+        "pairing_code": request.pairing_code,
+    }
+    _check_proof(
+        request.proof,
+        REGISTER_KIND,
+        request.identity_key,
+        expected,
+        now,
+        "the proof does not sign this registration's device id, key, CSR and code",
+    )
 
 
 def verify_poll(request: PollRequest, identity_key: str, now: datetime) -> None:
     """Check that the holder of the registered identity key signed this poll, recently."""
-    _check_proof(request.proof, POLL_KIND, identity_key, {"device_id": request.device_id}, now,
-                 "the proof does not name this device")
+    _check_proof(
+        request.proof,
+        POLL_KIND,
+        identity_key,
+        {"device_id": request.device_id},
+        now,
+        "the proof does not name this device",
+    )
 
 
 def verify_renewal(request: RenewalRequest, identity_key: str, now: datetime) -> None:
     """Check that the holder of the device's registered identity key signed exactly this CSR, recently."""
-    _check_proof(request.proof, RENEW_KIND, identity_key, {"device_id": request.device_id, "csr_sha256": _csr_digest(request.csr)},
-                 now, "the proof does not sign this renewal's device id and CSR")
+    _check_proof(
+        request.proof,
+        RENEW_KIND,
+        identity_key,
+        {"device_id": request.device_id, "csr_sha256": _csr_digest(request.csr)},
+        now,
+        "the proof does not sign this renewal's device id and CSR",
+    )
 
 
-def _check_proof(token: str, kind: str, identity_key: str, expected: dict[str, str], now: datetime, mismatch: str) -> None:
+def _check_proof(
+    token: str, kind: str, identity_key: str, expected: dict[str, str], now: datetime, mismatch: str
+) -> None:
     """A `kind` token signed by `identity_key` (kid = the device id) whose payload is exactly
     `expected` plus a recent `issued_at`; else PairingProofError."""
     payload = _verified(token, kind, expected["device_id"], identity_key)
@@ -240,7 +290,9 @@ def _verified(token: str, kind: str, device_id: str, identity_key: str) -> dict[
     try:
         return verify(token, kind, {device_id: load_public_key(identity_key)})
     except TokenError as exc:
-        raise PairingProofError("bad_signature", f"the proof is not signed by the device's identity key: {exc}") from None
+        raise PairingProofError(
+            "bad_signature", f"the proof is not signed by the device's identity key: {exc}"
+        ) from None
 
 
 def _check_fresh(payload: dict[str, Any], now: datetime) -> None:

@@ -16,7 +16,7 @@ from pydantic_core import from_json
 from .envelope import Body, Envelope, describe_errors, payload_limit
 from .fields import MAX_SEQ
 from .messages import StateDoc
-from .rejection import RejectReason, Rejection
+from .rejection import Rejection, RejectReason
 from .topics import PROTOCOL_VERSION, MessageType, TopicInfo, parse_topic
 
 __all__ = ["Parsed", "parse_message"]
@@ -38,9 +38,7 @@ class Parsed:
         return self.envelope.body
 
 
-def parse_message(
-    topic: str, payload: bytes, *, max_bytes: int | None = None
-) -> Parsed | Rejection:
+def parse_message(topic: str, payload: bytes, *, max_bytes: int | None = None) -> Parsed | Rejection:
     """Validate one received message. Never raises, whatever the topic and payload hold.
 
     `max_bytes` overrides the default limit for the topic's message type (see payload_limit).
@@ -50,7 +48,9 @@ def parse_message(
         return info
 
     def reject(
-        reason: RejectReason, detail: str, message_id: uuid.UUID | None = None,
+        reason: RejectReason,
+        detail: str,
+        message_id: uuid.UUID | None = None,
         seq: int | None = None,
     ) -> Rejection:
         return Rejection(reason, detail, topic, info.device_id, message_id, seq)
@@ -130,9 +130,14 @@ def _peek_seq(raw: dict) -> int | None:
     """
     seq = raw.get("seq")
     type_name = raw.get("type")
-    if (type(raw.get("v")) is int and raw["v"] == PROTOCOL_VERSION
-            and isinstance(type_name, str) and type_name.startswith("up.")
-            and type(seq) is int and 1 <= seq <= MAX_SEQ):
+    if (
+        type(raw.get("v")) is int
+        and raw["v"] == PROTOCOL_VERSION
+        and isinstance(type_name, str)
+        and type_name.startswith("up.")
+        and type(seq) is int
+        and 1 <= seq <= MAX_SEQ
+    ):
         return seq
     return None
 

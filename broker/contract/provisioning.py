@@ -8,7 +8,7 @@ use this module: the cloud to make the text, the agent to check it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import Field, ValidationError
@@ -46,20 +46,24 @@ def looks_like_provisioning(scanned: str) -> bool:
     return scanned.startswith(QR_PREFIX)
 
 
-def read_qr_text(scanned: str, trusted_keys: Mapping[str, Ed25519PublicKey], now: datetime | None = None) -> Provisioning:
+def read_qr_text(
+    scanned: str, trusted_keys: Mapping[str, Ed25519PublicKey], now: datetime | None = None
+) -> Provisioning:
     """Verify and parse a scanned configuration code, or raise ProvisioningError."""
     if not looks_like_provisioning(scanned):
         raise ProvisioningError("not a kassa configuration code")
     try:
-        payload = verify(scanned[len(QR_PREFIX):].strip(), TOKEN_KIND, trusted_keys)
+        payload = verify(scanned[len(QR_PREFIX) :].strip(), TOKEN_KIND, trusted_keys)
     except TokenError as exc:
         raise ProvisioningError(f"configuration code refused: {exc}") from None
     try:
         settings = Provisioning.model_validate(payload)
     except ValidationError as exc:
         # Which settings, so the technician can tell the administrator what to fix.
-        raise ProvisioningError(f"configuration code has invalid settings ({exc.error_count()} problem(s)): {describe_errors(exc, 3)}") from None
-    now = now or datetime.now(timezone.utc)
+        raise ProvisioningError(
+            f"configuration code has invalid settings ({exc.error_count()} problem(s)): {describe_errors(exc, 3)}"
+        ) from None
+    now = now or datetime.now(UTC)
     if settings.expires_at is not None and settings.expires_at < now:
         raise ProvisioningError(f"configuration code expired at {settings.expires_at.isoformat()}")
     return settings

@@ -35,20 +35,20 @@ from pydantic import (
 from .fields import Code, text
 
 __all__ = [
+    "DEFAULT_SCRYPT",
+    "PIN_PATTERN",
+    "CashierDetails",
     "CashierRole",
     "OperatorCode",
-    "SessionLabel",
     "Pin",
     "PinHash",
     "PinHashError",
-    "PIN_PATTERN",
-    "DEFAULT_SCRYPT",
-    "CashierDetails",
     "RosterCashier",
     "RosterDoc",
+    "SessionLabel",
+    "check_pin_format",
     "hash_pin",
     "verify_pin",
-    "check_pin_format",
 ]
 
 PIN_PATTERN = r"^[0-9]{4,12}$"
@@ -58,8 +58,11 @@ SessionLabel = text(100)
 Pin = Annotated[str, StringConstraints(strict=True, pattern=PIN_PATTERN)]
 PinHash = Annotated[
     str,
-    StringConstraints(strict=True, max_length=200,
-                      pattern=r"^scrypt\$[0-9]{1,2}\$[0-9]{1,2}\$[0-9]{1,2}\$[A-Za-z0-9_-]+\$[A-Za-z0-9_-]+$"),
+    StringConstraints(
+        strict=True,
+        max_length=200,
+        pattern=r"^scrypt\$[0-9]{1,2}\$[0-9]{1,2}\$[0-9]{1,2}\$[A-Za-z0-9_-]+\$[A-Za-z0-9_-]+$",
+    ),
 ]
 # log2 N = 15, r = 8 (32 MiB), p = 2: about 130 ms on a 2-core terminal, within the 50-500 ms
 # the product asks for (slow against a stolen roster, quick enough for a queue).

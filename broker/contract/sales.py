@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
-
 from typing import Annotated
 
 from pydantic import Field, StrictBool, StrictInt, StringConstraints, model_validator
@@ -19,26 +18,26 @@ from .fields import (
     BasisPoints,
     Code,
     CurrencyCode,
-    Timestamp,
     DeviceId,
     MilliQuantity,
     MinorUnits,
     PositiveMinorUnits,
+    Timestamp,
     WireModel,
     text,
 )
 
 __all__ = [
     "MAX_LINES",
-    "PaymentMethod",
     "Payment",
+    "PaymentMethod",
+    "PaymentTotal",
+    "Refund",
+    "RefundLine",
+    "RefundScope",
+    "Sale",
     "SaleLine",
     "TaxLine",
-    "Sale",
-    "RefundScope",
-    "RefundLine",
-    "Refund",
-    "PaymentTotal",
     "ZReport",
     "line_gross",
 ]
@@ -81,10 +80,7 @@ class SaleLine(WireModel):
         if self.discount > gross:
             raise ValueError(f"discount {self.discount} exceeds the line gross {gross}")
         if self.total != gross - self.discount:
-            raise ValueError(
-                f"line total {self.total} != round(unit_price x qty) - discount = "
-                f"{gross - self.discount}"
-            )
+            raise ValueError(f"line total {self.total} != round(unit_price x qty) - discount = {gross - self.discount}")
         return self
 
 
@@ -142,15 +138,10 @@ def _check_taxes(lines: list[SaleLine], taxes: list[TaxLine], tax_included: bool
     if len(set(rates)) != len(rates):
         raise ValueError("taxes list a rate more than once")
     if set(rates) != set(base_by_rate):
-        raise ValueError(
-            f"taxes cover rates {sorted(rates)} but the lines use {sorted(base_by_rate)}"
-        )
+        raise ValueError(f"taxes cover rates {sorted(rates)} but the lines use {sorted(base_by_rate)}")
     for tax in taxes:
         if tax.base != base_by_rate[tax.rate_bp]:
-            raise ValueError(
-                f"tax base {tax.base} at {tax.rate_bp} bp != sum of its lines "
-                f"{base_by_rate[tax.rate_bp]}"
-            )
+            raise ValueError(f"tax base {tax.base} at {tax.rate_bp} bp != sum of its lines {base_by_rate[tax.rate_bp]}")
         if tax_included and tax.tax > tax.base:
             raise ValueError(f"included tax {tax.tax} exceeds its base {tax.base}")
 

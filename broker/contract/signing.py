@@ -30,17 +30,17 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 __all__ = [
     "MAX_TOKEN_LENGTH",
-    "TokenError",
-    "MalformedTokenError",
-    "WrongKindError",
-    "UnknownKeyError",
     "BadSignatureError",
+    "MalformedTokenError",
+    "TokenError",
+    "UnknownKeyError",
+    "WrongKindError",
     "canonical_json",
-    "sign",
-    "verify",
-    "public_key_text",
     "load_public_key",
     "public_key_fingerprint",
+    "public_key_text",
+    "sign",
+    "verify",
 ]
 
 MAX_TOKEN_LENGTH = 8192
@@ -73,9 +73,7 @@ class BadSignatureError(TokenError):
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no whitespace, UTF-8; refuses floats, NaN and non-string keys."""
     _refuse_floats(value)
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def sign(kind: str, payload: dict[str, Any], private_key: Ed25519PrivateKey, key_id: str) -> str:

@@ -16,34 +16,34 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .rejection import RejectReason, Rejection
+from .rejection import Rejection, RejectReason
 
 __all__ = [
-    "PROTOCOL_VERSION",
-    "QOS",
-    "TOPIC_PREFIX",
-    "MAX_TOPIC_LENGTH",
-    "DEVICE_ID_MAX_LENGTH",
-    "DEVICE_ACL_LINES",
     "CLOUD_INGEST_SUBSCRIPTION",
     "CLOUD_STATUS_SUBSCRIPTION",
+    "DEVICE_ACL_LINES",
+    "DEVICE_ID_MAX_LENGTH",
+    "MAX_TOPIC_LENGTH",
+    "PROTOCOL_VERSION",
+    "QOS",
+    "RESERVED_DEVICE_ID_PREFIX",
+    "TOPIC_PREFIX",
+    "InvalidDeviceIdError",
     "MessageType",
     "StateDomain",
     "TopicInfo",
-    "InvalidDeviceIdError",
-    "RESERVED_DEVICE_ID_PREFIX",
-    "is_reserved_device_id",
-    "is_valid_device_id",
-    "check_device_id",
-    "up_topic",
     "ack_topic",
-    "state_topic",
+    "check_device_id",
     "cmd_topic",
-    "status_topic",
     "device_subscription",
-    "topic_for",
+    "is_reserved_device_id",
     "is_retained",
+    "is_valid_device_id",
     "parse_topic",
+    "state_topic",
+    "status_topic",
+    "topic_for",
+    "up_topic",
 ]
 
 PROTOCOL_VERSION = 1
@@ -134,7 +134,11 @@ def is_reserved_device_id(device_id: str) -> bool:
 
 
 def is_valid_device_id(device_id: object) -> bool:
-    return isinstance(device_id, str) and _DEVICE_ID_RE.fullmatch(device_id) is not None and not is_reserved_device_id(device_id)
+    return (
+        isinstance(device_id, str)
+        and _DEVICE_ID_RE.fullmatch(device_id) is not None
+        and not is_reserved_device_id(device_id)
+    )
 
 
 def check_device_id(device_id: str) -> str:
@@ -175,9 +179,7 @@ def device_subscription(device_id: str) -> str:
     return f"{TOPIC_PREFIX}/{check_device_id(device_id)}/down/#"
 
 
-def topic_for(
-    message_type: MessageType, device_id: str, domain: StateDomain | None = None
-) -> str:
+def topic_for(message_type: MessageType, device_id: str, domain: StateDomain | None = None) -> str:
     """The topic a message of `message_type` is published on."""
     if message_type is MessageType.STATE:
         if domain is None:
@@ -244,9 +246,7 @@ def _classify_tail(topic: str, device_id: str, tail: list[str]) -> TopicInfo | R
             return unknown(f"unknown state domain {domain!r}")
         case ["down", name] if name != "state" and _SEGMENT_RE.fullmatch(name):
             return unknown(f"unknown down message type {name!r}")
-    return Rejection(
-        RejectReason.BAD_TOPIC, f"unrecognised topic layout: {_clip(topic)}", topic, device_id
-    )
+    return Rejection(RejectReason.BAD_TOPIC, f"unrecognised topic layout: {_clip(topic)}", topic, device_id)
 
 
 def _clip(value: object, limit: int = 80) -> str:

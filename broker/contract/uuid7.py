@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-__all__ = ["UUID7Generator", "uuid7", "make_uuid7", "uuid7_unix_ms", "is_uuid7"]
+__all__ = ["UUID7Generator", "is_uuid7", "make_uuid7", "uuid7", "uuid7_unix_ms"]
 
 _MAX_UNIX_MS = (1 << 48) - 1
 _COUNTER_BITS = 12
@@ -59,7 +59,9 @@ class UUID7Generator:
             unix_ms, counter = self._last_ms, self._counter
         if unix_ms > _MAX_UNIX_MS:
             raise ValueError(f"timestamp {unix_ms} ms does not fit in 48 bits")
-        return uuid.UUID(int=(unix_ms << 80) | _VERSION_BITS | (counter << 64) | _VARIANT_BITS | (entropy & _RANDOM_MASK))
+        return uuid.UUID(
+            int=(unix_ms << 80) | _VERSION_BITS | (counter << 64) | _VARIANT_BITS | (entropy & _RANDOM_MASK)
+        )
 
 
 def make_uuid7(unix_ms: int, counter: int = 0, random_bits: int = 0) -> uuid.UUID:

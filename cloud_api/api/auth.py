@@ -44,12 +44,22 @@ def _check_new_user(session: SessionDep, p: Principal, body: UserIn) -> tuple[in
     return None, company.id
 
 
-@router.post("/users", status_code=201, response_model=UserCreated,
-             summary="Create a user with a role at one level; returns its first token once")
+@router.post(
+    "/users",
+    status_code=201,
+    response_model=UserCreated,
+    summary="Create a user with a role at one level; returns its first token once",
+)
 def create_user(body: UserIn, session: SessionDep, p: PrincipalDep) -> UserCreated:
     partner_id, company_id = _check_new_user(session, p, body)
-    user = User(name=body.name, role=body.role, owner_id=p.owner_id, partner_id=partner_id,
-                company_id=company_id, created_at=utcnow())
+    user = User(
+        name=body.name,
+        role=body.role,
+        owner_id=p.owner_id,
+        partner_id=partner_id,
+        company_id=company_id,
+        created_at=utcnow(),
+    )
     session.add(user)
     session.flush()
     _row, token = issue_token(session, user, label="first")
@@ -74,8 +84,12 @@ def _managed_user(session: SessionDep, p: Principal, user_id: int) -> User:
     return user
 
 
-@router.post("/users/{user_id}/tokens", status_code=201, response_model=NewToken,
-             summary="Issue another token for a user (yours, or one you manage); shown once")
+@router.post(
+    "/users/{user_id}/tokens",
+    status_code=201,
+    response_model=NewToken,
+    summary="Issue another token for a user (yours, or one you manage); shown once",
+)
 def create_token(user_id: IdPath, body: TokenIn, session: SessionDep, p: PrincipalDep) -> NewToken:
     user = _managed_user(session, p, user_id)
     row, token = issue_token(session, user, label=body.label)
@@ -83,8 +97,11 @@ def create_token(user_id: IdPath, body: TokenIn, session: SessionDep, p: Princip
     return NewToken(token=token, info=TokenOut.model_validate(row))
 
 
-@router.get("/users/{user_id}/tokens", response_model=list[TokenOut],
-            summary="A user's tokens (metadata only; the tokens themselves are never shown again)")
+@router.get(
+    "/users/{user_id}/tokens",
+    response_model=list[TokenOut],
+    summary="A user's tokens (metadata only; the tokens themselves are never shown again)",
+)
 def list_tokens(user_id: IdPath, session: SessionDep, p: PrincipalDep) -> list[ApiToken]:
     user = _managed_user(session, p, user_id)
     return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)))

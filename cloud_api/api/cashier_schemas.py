@@ -17,25 +17,47 @@ from broker.contract.roster import CashierRole
 from cloud_api.api.schemas import DEVICE_ID_PATTERN, Name, Utc
 
 DeviceIdText = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN, max_length=64)]
-DeviceChoice = Annotated[Literal["all"] | list[DeviceIdText],
-                         Field(description='"all" (every device of the company, also those added later) '
-                               "or a list of the company's device ids")]
-OperatorCodeText = Annotated[str, Field(max_length=16, description="exactly 4 digits: a new code (never used in "
-                                        "the company) or one that is already this cashier's; a code belongs to "
-                                        "one cashier for ever, also after it is deleted")]
-SessionLabelText = Annotated[str, Field(max_length=200, description="free text naming the airline session or "
-                                        "counter, up to 100 characters; blank or omitted: no label")]
+DeviceChoice = Annotated[
+    Literal["all"] | list[DeviceIdText],
+    Field(
+        description='"all" (every device of the company, also those added later) or a list of the company\'s device ids'
+    ),
+]
+OperatorCodeText = Annotated[
+    str,
+    Field(
+        max_length=16,
+        description="exactly 4 digits: a new code (never used in "
+        "the company) or one that is already this cashier's; a code belongs to "
+        "one cashier for ever, also after it is deleted",
+    ),
+]
+SessionLabelText = Annotated[
+    str,
+    Field(
+        max_length=200,
+        description="free text naming the airline session or counter, up to 100 characters; blank or omitted: no label",
+    ),
+]
 PinText = Annotated[str, Field(max_length=64, description="4 to 12 digits; stored only as a slow salted hash")]
 CodeText = Annotated[str, Field(max_length=64, description="1-64 characters, no spaces")]
-Roles = Annotated[list[CashierRole], Field(min_length=1, max_length=8,
-                                           description="cashier: sell; refund: refund own till session's sales; "
-                                           "admin: refund any sale; no_sale: open the drawer; void: void lines")]
+Roles = Annotated[
+    list[CashierRole],
+    Field(
+        min_length=1,
+        max_length=8,
+        description="cashier: sell; refund: refund own till session's sales; "
+        "admin: refund any sale; no_sale: open the drawer; void: void lines",
+    ),
+]
 
 
 class CashierIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    code: CodeText | None = Field(None, description="the cashier id typed at login, unique in the company; "
-                                  "omitted: the next free C-0001-style code")
+    code: CodeText | None = Field(
+        None,
+        description="the cashier id typed at login, unique in the company; omitted: the next free C-0001-style code",
+    )
     name: Name
     operator_code: OperatorCodeText
     roles: Roles = [CashierRole.CASHIER]
@@ -47,8 +69,9 @@ class CashierIn(BaseModel):
 class CashierPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name | None = None
-    operator_code: OperatorCodeText | None = Field(None, description="a new operator code, or one the cashier "
-                                                   "had before; the old one stays the cashier's")
+    operator_code: OperatorCodeText | None = Field(
+        None, description="a new operator code, or one the cashier had before; the old one stays the cashier's"
+    )
     roles: Roles | None = None
     enabled: bool | None = Field(None, description="a disabled cashier stays in rosters, marked disabled")
 
@@ -66,8 +89,9 @@ class DevicesIn(BaseModel):
 class DetailsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     terminal_id: CodeText
-    operator_code: OperatorCodeText | None = Field(None, description="omitted: the set carries the cashier's own "
-                                                   "operator code (also after it changes)")
+    operator_code: OperatorCodeText | None = Field(
+        None, description="omitted: the set carries the cashier's own operator code (also after it changes)"
+    )
     session_label: SessionLabelText | None = None
 
 
@@ -76,8 +100,9 @@ class DetailsOut(BaseModel):
     point_of_sale_code: str
     terminal_id: str
     operator_code: str = Field(description="the operator code sales under this set carry")
-    own_operator_code: bool = Field(description="true: the set names no code of its own and carries the "
-                                    "cashier's operator code")
+    own_operator_code: bool = Field(
+        description="true: the set names no code of its own and carries the cashier's operator code"
+    )
     session_label: str | None
 
 
@@ -116,8 +141,10 @@ class RosterCashierOut(BaseModel):
 
 class RosterOut(BaseModel):
     device_id: str
-    version: int | None = Field(description="version of the roster document (null: none was made yet; "
-                                "cashiers then shows what the device would get)")
+    version: int | None = Field(
+        description="version of the roster document (null: none was made yet; "
+        "cashiers then shows what the device would get)"
+    )
     published_version: int | None = Field(description="newest version the broker has accepted")
     updated_at: Utc | None
     cashiers: list[RosterCashierOut]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -30,17 +30,27 @@ from cloud_api.api.schemas import (
     GapOut,
     PaymentOut,
     RefundLineOut,
-    RejectionOut,
     RefundOut,
+    RejectionOut,
     SaleDetail,
     SaleLineOut,
     SaleOut,
     SalesPage,
     TaxOut,
 )
-from cloud_api.models import DevicePresence, DeviceStream, IngestedMessage, Outcome, RefundLine, RefundPayment
-from cloud_api.models import RefundRecord, SequenceGap
-from cloud_api.models import SaleLine, SalePayment, SaleRecord
+from cloud_api.models import (
+    DevicePresence,
+    DeviceStream,
+    IngestedMessage,
+    Outcome,
+    RefundLine,
+    RefundPayment,
+    RefundRecord,
+    SaleLine,
+    SalePayment,
+    SaleRecord,
+    SequenceGap,
+)
 from cloud_api.tenancy import access
 from cloud_api.tenancy.models import Company, Device
 
@@ -48,10 +58,20 @@ router = APIRouter(tags=["devices and sales"], responses=ERROR_RESPONSES)
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 DeviceIdPath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, max_length=64)]
 CODE_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
-CSV_COLUMNS = ["sale_id", "sold_at", "device_id", "point_of_sale", "cashier_id", "receipt_number",
-               "currency", "total_minor", "refunded_minor", "refund_count"]
+CSV_COLUMNS = [
+    "sale_id",
+    "sold_at",
+    "device_id",
+    "point_of_sale",
+    "cashier_id",
+    "receipt_number",
+    "currency",
+    "total_minor",
+    "refunded_minor",
+    "refund_count",
+]
 # Years a datetime may have here: Python and both databases handle all of them.
-EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc)
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 # The WHERE of the partial index ix_ingested_messages_rejected, spelled as the index has it:
 # SQLite uses a partial index only for a literal, not for a bound parameter.
 _REJECTED = IngestedMessage.outcome == literal_column(f"'{Outcome.REJECTED}'")
@@ -60,51 +80,98 @@ _NEWEST_REJECTION = (IngestedMessage.received_at.desc(), IngestedMessage.message
 
 
 def _devices_with_presence(company: Company) -> Select:
-    open_gaps = (select(func.count()).select_from(SequenceGap)
-                 .where(SequenceGap.device_id == Device.device_id, SequenceGap.closed_at.is_(None))
-                 .correlate(Device).scalar_subquery())
-    rejected = (select(func.count()).select_from(IngestedMessage)
-                .where(IngestedMessage.device_id == Device.device_id, _REJECTED)
-                .correlate(Device).scalar_subquery())
-    last_rejected = (select(IngestedMessage.message_id)
-                     .where(IngestedMessage.device_id == Device.device_id, _REJECTED)
-                     .order_by(*_NEWEST_REJECTION).limit(1).correlate(Device).scalar_subquery())
-    return (select(Device, DevicePresence.state, DevicePresence.last_seen_at,
-                   DeviceStream.last_seen_at, DeviceStream.high_water, DeviceStream.max_seq, open_gaps,
-                   rejected, last_rejected)
-            .outerjoin(DevicePresence, DevicePresence.device_id == Device.device_id)
-            .outerjoin(DeviceStream, DeviceStream.device_id == Device.device_id)
-            .where(Device.company_id == company.id))
+    open_gaps = (
+        select(func.count())
+        .select_from(SequenceGap)
+        .where(SequenceGap.device_id == Device.device_id, SequenceGap.closed_at.is_(None))
+        .correlate(Device)
+        .scalar_subquery()
+    )
+    rejected = (
+        select(func.count())
+        .select_from(IngestedMessage)
+        .where(IngestedMessage.device_id == Device.device_id, _REJECTED)
+        .correlate(Device)
+        .scalar_subquery()
+    )
+    last_rejected = (
+        select(IngestedMessage.message_id)
+        .where(IngestedMessage.device_id == Device.device_id, _REJECTED)
+        .order_by(*_NEWEST_REJECTION)
+        .limit(1)
+        .correlate(Device)
+        .scalar_subquery()
+    )
+    return (
+        select(
+            Device,
+            DevicePresence.state,
+            DevicePresence.last_seen_at,
+            DeviceStream.last_seen_at,
+            DeviceStream.high_water,
+            DeviceStream.max_seq,
+            open_gaps,
+            rejected,
+            last_rejected,
+        )
+        .outerjoin(DevicePresence, DevicePresence.device_id == Device.device_id)
+        .outerjoin(DeviceStream, DeviceStream.device_id == Device.device_id)
+        .where(Device.company_id == company.id)
+    )
 
 
 def _device_outs(session: Session, rows: list[Any]) -> list[DeviceOut]:
     latest = [row[-1] for row in rows if row[-1] is not None]
-    rejections = {} if not latest else {
-        message.message_id: _rejection_out(message)
-        for message in session.scalars(select(IngestedMessage).where(IngestedMessage.message_id.in_(latest)))}
+    rejections = (
+        {}
+        if not latest
+        else {
+            message.message_id: _rejection_out(message)
+            for message in session.scalars(select(IngestedMessage).where(IngestedMessage.message_id.in_(latest)))
+        }
+    )
     return [_device_out(row, rejections.get(row[-1])) for row in rows]
 
 
 def _device_out(row: Any, last_rejection: RejectionOut | None) -> DeviceOut:
     device, state, status_seen, up_seen, high_water, max_seq, open_gaps, rejected, _ = row
     seen = [moment for moment in (status_seen, up_seen) if moment is not None]
-    return DeviceOut(device_id=device.device_id, company_id=device.company_id,
-                     point_of_sale_id=device.point_of_sale_id, paired=device.public_key is not None,
-                     created_at=device.created_at, presence=state or "unknown",
-                     last_seen_at=max(seen) if seen else None, high_water=high_water or 0,
-                     max_seq=max_seq or 0, open_gaps=open_gaps or 0, rejected=rejected or 0,
-                     last_rejection=last_rejection)
+    return DeviceOut(
+        device_id=device.device_id,
+        company_id=device.company_id,
+        point_of_sale_id=device.point_of_sale_id,
+        paired=device.public_key is not None,
+        created_at=device.created_at,
+        presence=state or "unknown",
+        last_seen_at=max(seen) if seen else None,
+        high_water=high_water or 0,
+        max_seq=max_seq or 0,
+        open_gaps=open_gaps or 0,
+        rejected=rejected or 0,
+        last_rejection=last_rejection,
+    )
 
 
 def _rejection_out(message: IngestedMessage) -> RejectionOut:
-    return RejectionOut(message_id=message.message_id, seq=message.seq, type=message.type,
-                        reason=message.reject_reason or "rejected", detail=message.reject_detail or "",
-                        received_at=message.received_at)
+    return RejectionOut(
+        message_id=message.message_id,
+        seq=message.seq,
+        type=message.type,
+        reason=message.reject_reason or "rejected",
+        detail=message.reject_detail or "",
+        received_at=message.received_at,
+    )
 
 
 @router.get("/companies/{company_id}/devices", response_model=list[DeviceOut], summary="A company's devices")
-def list_devices(company_id: IdPath, session: SessionDep, p: PrincipalDep,
-                 point_of_sale: Annotated[int | None, Query(ge=1, le=MAX_ID, description="only devices assigned to this point of sale")] = None) -> list[DeviceOut]:
+def list_devices(
+    company_id: IdPath,
+    session: SessionDep,
+    p: PrincipalDep,
+    point_of_sale: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="only devices assigned to this point of sale")
+    ] = None,
+) -> list[DeviceOut]:
     company = access.company_data(session, p, company_id)
     query = _devices_with_presence(company)
     if point_of_sale is not None:
@@ -122,29 +189,56 @@ def get_device(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep,
     return _device_outs(session, [row])[0]
 
 
-@router.get("/companies/{company_id}/devices/{device_id}/gaps", response_model=list[GapOut],
-            summary="Sequence gaps of one device: seqs skipped, open until they arrive")
-def list_gaps(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep, p: PrincipalDep,
-              state: Annotated[Literal["open", "all"], Query(description="open gaps only, or closed ones too")] = "open",
-              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[GapOut]:
+@router.get(
+    "/companies/{company_id}/devices/{device_id}/gaps",
+    response_model=list[GapOut],
+    summary="Sequence gaps of one device: seqs skipped, open until they arrive",
+)
+def list_gaps(
+    company_id: IdPath,
+    device_id: DeviceIdPath,
+    session: SessionDep,
+    p: PrincipalDep,
+    state: Annotated[Literal["open", "all"], Query(description="open gaps only, or closed ones too")] = "open",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[GapOut]:
     access.company_device(session, access.company_data(session, p, company_id), device_id)
     query = select(SequenceGap).where(SequenceGap.device_id == device_id)
     if state == "open":
         query = query.where(SequenceGap.closed_at.is_(None))
     gaps = session.scalars(query.order_by(SequenceGap.first_missing.desc()).limit(limit))
-    return [GapOut(first_missing=g.first_missing, last_missing=g.last_missing, detected_at=_utc(g.detected_at),
-                   closed_at=_utc(g.closed_at)) for g in gaps]
+    return [
+        GapOut(
+            first_missing=g.first_missing,
+            last_missing=g.last_missing,
+            detected_at=_utc(g.detected_at),
+            closed_at=_utc(g.closed_at),
+        )
+        for g in gaps
+    ]
 
 
-@router.get("/companies/{company_id}/devices/{device_id}/rejections", response_model=list[RejectionOut],
-            summary="Up messages of one device refused for good, newest first")
-def list_rejections(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep, p: PrincipalDep,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[RejectionOut]:
+@router.get(
+    "/companies/{company_id}/devices/{device_id}/rejections",
+    response_model=list[RejectionOut],
+    summary="Up messages of one device refused for good, newest first",
+)
+def list_rejections(
+    company_id: IdPath,
+    device_id: DeviceIdPath,
+    session: SessionDep,
+    p: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> list[RejectionOut]:
     access.company_device(session, access.company_data(session, p, company_id), device_id)
-    messages = session.scalars(select(IngestedMessage)
-                               .where(IngestedMessage.device_id == device_id, _REJECTED)
-                               .order_by(*_NEWEST_REJECTION).limit(limit).offset(offset))
+    messages = session.scalars(
+        select(IngestedMessage)
+        .where(IngestedMessage.device_id == device_id, _REJECTED)
+        .order_by(*_NEWEST_REJECTION)
+        .limit(limit)
+        .offset(offset)
+    )
     return [_rejection_out(message) for message in messages]
 
 
@@ -155,18 +249,22 @@ def _company_devices(company: Company) -> Select:
 def _utc(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     if not EARLIEST <= moment <= LATEST:
         raise invalid("since and until must lie between 1970 and 9999")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
-@router.get("/companies/{company_id}/sales", response_model=SalesPage,
-            responses={200: {"content": {"text/csv": {}},
-                             "description": "a page of sales (JSON), or CSV with ?format=csv"}},
-            summary="A company's sales, newest first, filtered; ?format=csv exports CSV")
+@router.get(
+    "/companies/{company_id}/sales",
+    response_model=SalesPage,
+    responses={200: {"content": {"text/csv": {}}, "description": "a page of sales (JSON), or CSV with ?format=csv"}},
+    summary="A company's sales, newest first, filtered; ?format=csv exports CSV",
+)
 def list_sales(
-    company_id: IdPath, session: SessionDep, p: PrincipalDep,
+    company_id: IdPath,
+    session: SessionDep,
+    p: PrincipalDep,
     point_of_sale: Annotated[int | None, Query(ge=1, le=MAX_ID, description="point of sale id")] = None,
     device: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN, max_length=64)] = None,
     cashier: Annotated[str | None, Query(pattern=CODE_PATTERN, max_length=64, description="cashier id (code)")] = None,
@@ -174,14 +272,20 @@ def list_sales(
     until: Annotated[datetime | None, Query(description="sold before (ISO 8601; UTC if no zone)")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-    format: Annotated[Literal["json", "csv"], Query()] = "json",  # noqa: A002 - the query name
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> Any:
     company = access.company_data(session, p, company_id)
     start, end = _utc(since), _utc(until)
-    query = (select(SaleRecord.sale_id, SaleRecord.device_id, SaleRecord.point_of_sale_code,
-                    SaleRecord.cashier_id, SaleRecord.receipt_number, SaleRecord.currency,
-                    SaleRecord.total_minor, SaleRecord.sold_at)
-             .where(SaleRecord.device_id.in_(_company_devices(company))))
+    query = select(
+        SaleRecord.sale_id,
+        SaleRecord.device_id,
+        SaleRecord.point_of_sale_code,
+        SaleRecord.cashier_id,
+        SaleRecord.receipt_number,
+        SaleRecord.currency,
+        SaleRecord.total_minor,
+        SaleRecord.sold_at,
+    ).where(SaleRecord.device_id.in_(_company_devices(company)))
     if point_of_sale is not None:
         code = access.visible_point_of_sale(session, company, point_of_sale).code
         query = query.where(SaleRecord.point_of_sale_code == code)
@@ -193,87 +297,140 @@ def list_sales(
         query = query.where(SaleRecord.sold_at >= start)
     if end is not None:
         query = query.where(SaleRecord.sold_at < end)
-    rows = session.execute(query.order_by(SaleRecord.sold_at.desc(), SaleRecord.sale_id)
-                           .limit(limit + 1).offset(offset)).all()
+    rows = session.execute(
+        query.order_by(SaleRecord.sold_at.desc(), SaleRecord.sale_id).limit(limit + 1).offset(offset)
+    ).all()
     more = len(rows) > limit
     refunded = _refund_totals(session, company, [(r[0], r[1]) for r in rows[:limit]])
-    sales = [SaleOut(sale_id=r[0], device_id=r[1], point_of_sale=r[2], cashier_id=r[3],
-                     receipt_number=r[4], currency=r[5], total_minor=r[6], sold_at=r[7],
-                     refunded_minor=refunded.get((r[0], r[1]), (0, 0))[0],
-                     refund_count=refunded.get((r[0], r[1]), (0, 0))[1])
-             for r in rows[:limit]]
+    sales = [
+        SaleOut(
+            sale_id=r[0],
+            device_id=r[1],
+            point_of_sale=r[2],
+            cashier_id=r[3],
+            receipt_number=r[4],
+            currency=r[5],
+            total_minor=r[6],
+            sold_at=r[7],
+            refunded_minor=refunded.get((r[0], r[1]), (0, 0))[0],
+            refund_count=refunded.get((r[0], r[1]), (0, 0))[1],
+        )
+        for r in rows[:limit]
+    ]
     if format == "csv":
         return _csv(sales, company.id, more)
     return SalesPage(items=sales, next_offset=offset + limit if more else None)
 
 
-@router.get("/companies/{company_id}/sales/{sale_id}", response_model=SaleDetail,
-            summary="One sale with its lines, taxes, payments and refunds")
+@router.get(
+    "/companies/{company_id}/sales/{sale_id}",
+    response_model=SaleDetail,
+    summary="One sale with its lines, taxes, payments and refunds",
+)
 def get_sale(company_id: IdPath, sale_id: uuid.UUID, session: SessionDep, p: PrincipalDep) -> SaleDetail:
     company = access.company_data(session, p, company_id)
-    sale = session.scalar(select(SaleRecord).where(
-        SaleRecord.sale_id == sale_id, SaleRecord.device_id.in_(_company_devices(company))))
+    sale = session.scalar(
+        select(SaleRecord).where(SaleRecord.sale_id == sale_id, SaleRecord.device_id.in_(_company_devices(company)))
+    )
     if sale is None:
         raise not_found(f"sale {sale_id}")
-    lines = session.scalars(select(SaleLine).where(SaleLine.sale_id == sale_id)
-                            .order_by(SaleLine.line_index))
-    payments = session.scalars(select(SalePayment).where(SalePayment.sale_id == sale_id)
-                               .order_by(SalePayment.payment_index))
+    lines = session.scalars(select(SaleLine).where(SaleLine.sale_id == sale_id).order_by(SaleLine.line_index))
+    payments = session.scalars(
+        select(SalePayment).where(SalePayment.sale_id == sale_id).order_by(SalePayment.payment_index)
+    )
     refunds = _refunds_of(session, company, sale)
     # Taxes are a per-receipt summary nothing filters on: read from the body as received.
-    taxes = [TaxOut(rate_bp=tax["rate_bp"], base_minor=tax["base"], tax_minor=tax["tax"])
-             for tax in sale.payload["taxes"]]
+    taxes = [
+        TaxOut(rate_bp=tax["rate_bp"], base_minor=tax["base"], tax_minor=tax["tax"]) for tax in sale.payload["taxes"]
+    ]
     return SaleDetail(
-        sale_id=sale.sale_id, device_id=sale.device_id, point_of_sale=sale.point_of_sale_code,
-        cashier_id=sale.cashier_id, receipt_number=sale.receipt_number, currency=sale.currency,
-        total_minor=sale.total_minor, sold_at=sale.sold_at, till_session_id=sale.till_session_id,
-        tax_included=sale.tax_included, tax_total_minor=sale.tax_total_minor,
-        change_minor=sale.change_minor, lines=[SaleLineOut.model_validate(line) for line in lines],
-        taxes=taxes, payments=[PaymentOut.model_validate(payment) for payment in payments],
-        refunds=refunds, refunded_minor=sum(refund.amount_minor for refund in refunds),
-        refund_count=len(refunds))
+        sale_id=sale.sale_id,
+        device_id=sale.device_id,
+        point_of_sale=sale.point_of_sale_code,
+        cashier_id=sale.cashier_id,
+        receipt_number=sale.receipt_number,
+        currency=sale.currency,
+        total_minor=sale.total_minor,
+        sold_at=sale.sold_at,
+        till_session_id=sale.till_session_id,
+        tax_included=sale.tax_included,
+        tax_total_minor=sale.tax_total_minor,
+        change_minor=sale.change_minor,
+        lines=[SaleLineOut.model_validate(line) for line in lines],
+        taxes=taxes,
+        payments=[PaymentOut.model_validate(payment) for payment in payments],
+        refunds=refunds,
+        refunded_minor=sum(refund.amount_minor for refund in refunds),
+        refund_count=len(refunds),
+    )
 
 
-def _refund_totals(session: Session, company: Company,
-                   sales: list[tuple[uuid.UUID, str]]) -> dict[tuple[uuid.UUID, str], tuple[int, int]]:
+def _refund_totals(
+    session: Session, company: Company, sales: list[tuple[uuid.UUID, str]]
+) -> dict[tuple[uuid.UUID, str], tuple[int, int]]:
     """(refunded amount, refund count) per (sale id, device id) of a page of sales, counting
     the refunds `_refunds_of` shows. A refund stored before its sale arrived counts as soon
     as the sale is there: refunds are matched by the sale's id at read time."""
     if not sales:
         return {}
     rows = session.execute(
-        select(RefundRecord.original_sale_id, RefundRecord.original_device_id,
-               func.sum(RefundRecord.amount_minor), func.count())
-        .where(RefundRecord.original_sale_id.in_(sorted({sale_id for sale_id, _ in sales}, key=str)),
-               RefundRecord.device_id.in_(_company_devices(company)))
-        .group_by(RefundRecord.original_sale_id, RefundRecord.original_device_id))
+        select(
+            RefundRecord.original_sale_id,
+            RefundRecord.original_device_id,
+            func.sum(RefundRecord.amount_minor),
+            func.count(),
+        )
+        .where(
+            RefundRecord.original_sale_id.in_(sorted({sale_id for sale_id, _ in sales}, key=str)),
+            RefundRecord.device_id.in_(_company_devices(company)),
+        )
+        .group_by(RefundRecord.original_sale_id, RefundRecord.original_device_id)
+    )
     return {(sale_id, device_id): (int(total or 0), int(count)) for sale_id, device_id, total, count in rows}
 
 
 def _refunds_of(session: Session, company: Company, sale: SaleRecord) -> list[RefundOut]:
     """Refunds of the sale made on the company's own devices: a refund from another company's
     device naming this sale is that company's business, not shown here."""
-    refunds = list(session.scalars(
-        select(RefundRecord)
-        .where(RefundRecord.original_sale_id == sale.sale_id,
-               RefundRecord.original_device_id == sale.device_id,
-               RefundRecord.device_id.in_(_company_devices(company)))
-        .order_by(RefundRecord.refunded_at, RefundRecord.refund_id)))
+    refunds = list(
+        session.scalars(
+            select(RefundRecord)
+            .where(
+                RefundRecord.original_sale_id == sale.sale_id,
+                RefundRecord.original_device_id == sale.device_id,
+                RefundRecord.device_id.in_(_company_devices(company)),
+            )
+            .order_by(RefundRecord.refunded_at, RefundRecord.refund_id)
+        )
+    )
     ids = [refund.refund_id for refund in refunds]
     lines: dict[uuid.UUID, list[RefundLineOut]] = {refund_id: [] for refund_id in ids}
     payments: dict[uuid.UUID, list[PaymentOut]] = {refund_id: [] for refund_id in ids}
     if ids:
-        for line in session.scalars(select(RefundLine).where(RefundLine.refund_id.in_(ids))
-                                    .order_by(RefundLine.line_index)):
+        for line in session.scalars(
+            select(RefundLine).where(RefundLine.refund_id.in_(ids)).order_by(RefundLine.line_index)
+        ):
             lines[line.refund_id].append(RefundLineOut.model_validate(line))
-        for payment in session.scalars(select(RefundPayment).where(RefundPayment.refund_id.in_(ids))
-                                       .order_by(RefundPayment.payment_index)):
+        for payment in session.scalars(
+            select(RefundPayment).where(RefundPayment.refund_id.in_(ids)).order_by(RefundPayment.payment_index)
+        ):
             payments[payment.refund_id].append(PaymentOut.model_validate(payment))
-    return [RefundOut(refund_id=r.refund_id, device_id=r.device_id, scope=r.scope,
-                      cashier_id=r.cashier_id, till_session_id=r.till_session_id, reason=r.reason,
-                      currency=r.currency, amount_minor=r.amount_minor, refunded_at=r.refunded_at,
-                      lines=lines[r.refund_id], payments=payments[r.refund_id])
-            for r in refunds]
+    return [
+        RefundOut(
+            refund_id=r.refund_id,
+            device_id=r.device_id,
+            scope=r.scope,
+            cashier_id=r.cashier_id,
+            till_session_id=r.till_session_id,
+            reason=r.reason,
+            currency=r.currency,
+            amount_minor=r.amount_minor,
+            refunded_at=r.refunded_at,
+            lines=lines[r.refund_id],
+            payments=payments[r.refund_id],
+        )
+        for r in refunds
+    ]
 
 
 def _csv(sales: list[SaleOut], company_id: int, more: bool) -> Response:

@@ -70,9 +70,18 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     ]
 }
 
-_STATUS_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
-                 413: "too_large", 415: "unsupported_media_type", 422: "invalid_request"}
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+}
 
 
 def _body(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

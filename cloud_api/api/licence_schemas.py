@@ -27,8 +27,9 @@ class AssignIn(BaseModel):
 
 class MoveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    device_id: Annotated[str, Field(pattern=DEVICE_ID_PATTERN, max_length=64,
-                                    description="another device of the licence's company")]
+    device_id: Annotated[
+        str, Field(pattern=DEVICE_ID_PATTERN, max_length=64, description="another device of the licence's company")
+    ]
 
 
 class RevokeIn(BaseModel):
@@ -39,10 +40,12 @@ class RevokeIn(BaseModel):
 class ReleasingOut(BaseModel):
     from_device_id: str
     from_epoch: int
-    to_device_id: str | None = Field(description="the new device; null: back to the partner's stock (the holder "
-                                     "released it)")
-    deadline: Utc = Field(description="granted to the new device (or returned to the stock) at the latest then, "
-                          "receipt or not")
+    to_device_id: str | None = Field(
+        description="the new device; null: back to the partner's stock (the holder released it)"
+    )
+    deadline: Utc = Field(
+        description="granted to the new device (or returned to the stock) at the latest then, receipt or not"
+    )
 
 
 class LicenceOut(BaseModel):
@@ -55,7 +58,9 @@ class LicenceOut(BaseModel):
     valid_until: Utc
     device_id: str | None = Field(description="the bound device (while releasing: the old one)")
     epoch: int = Field(description="raised on every binding; 0 before the first")
-    lease_expires_at: Utc | None = Field(description="expiry of the newest lease of the bound device (while releasing: of the old device)")
+    lease_expires_at: Utc | None = Field(
+        description="expiry of the newest lease of the bound device (while releasing: of the old device)"
+    )
     releasing: ReleasingOut | None
     created_at: Utc
     updated_at: Utc

@@ -10,7 +10,7 @@ partner while the licence is in its unsealed stock, the company's admins once it
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -21,8 +21,16 @@ from broker.contract import licence as kl
 from cloud_api.api.deps import PrincipalDep, SessionDep, require_role
 from cloud_api.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse, conflict, not_found
 from cloud_api.api.licence_schemas import (
-    LICENCE_ID_PATTERN, AssignIn, IssueIn, LicenceEventOut, LicenceOut, MoveIn, ReleaseFileIn, ReleaseUploadOut,
-    ReleasingOut, RevokeIn,
+    LICENCE_ID_PATTERN,
+    AssignIn,
+    IssueIn,
+    LicenceEventOut,
+    LicenceOut,
+    MoveIn,
+    ReleaseFileIn,
+    ReleaseUploadOut,
+    ReleasingOut,
+    RevokeIn,
 )
 from cloud_api.api.schemas import MAX_ID
 from cloud_api.licences import book
@@ -44,7 +52,7 @@ _INVALID = {"licence.invalid_count", "licence.invalid_expiry", "licence.key_inva
 
 # ------------------------------------------------------------------------------ helpers
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _policy(request: Request) -> LicencePolicy:
@@ -90,15 +98,27 @@ def _shows_key(p: Principal, licence: Licence) -> bool:
 def licence_out(p: Principal, licence: Licence) -> LicenceOut:
     releasing = None
     if licence.state == LicenceState.RELEASING:
-        releasing = ReleasingOut(from_device_id=licence.releasing_from_device_id, from_epoch=licence.releasing_from_epoch,  # type: ignore[arg-type]
-                                 to_device_id=licence.releasing_to_device_id, deadline=licence.release_deadline)  # type: ignore[arg-type]
+        releasing = ReleasingOut(
+            from_device_id=licence.releasing_from_device_id,
+            from_epoch=licence.releasing_from_epoch,  # type: ignore[arg-type]
+            to_device_id=licence.releasing_to_device_id,
+            deadline=licence.release_deadline,
+        )  # type: ignore[arg-type]
     return LicenceOut(
-        id=licence.id, state=licence.state, partner_id=licence.partner_id, company_id=licence.company_id,  # type: ignore[arg-type]
+        id=licence.id,
+        state=licence.state,
+        partner_id=licence.partner_id,
+        company_id=licence.company_id,  # type: ignore[arg-type]
         key=kl.format_licence_key(licence.licence_key) if _shows_key(p, licence) else None,
-        entitlements=licence.entitlements, valid_until=licence.valid_until,
+        entitlements=licence.entitlements,
+        valid_until=licence.valid_until,
         device_id=licence.device_id if licence.state in (LicenceState.BOUND, LicenceState.RELEASING) else None,
-        epoch=licence.epoch, lease_expires_at=book.lease_expiry(licence), releasing=releasing,
-        created_at=licence.created_at, updated_at=licence.updated_at)
+        epoch=licence.epoch,
+        lease_expires_at=book.lease_expiry(licence),
+        releasing=releasing,
+        created_at=licence.created_at,
+        updated_at=licence.updated_at,
+    )
 
 
 def _reread(session: Session, p: Principal, licence_id: str) -> LicenceOut:
@@ -106,15 +126,20 @@ def _reread(session: Session, p: Principal, licence_id: str) -> LicenceOut:
 
 
 # ------------------------------------------------------------------------------ owner and partners
-@router.post("/partners/{partner_id}/licences", status_code=201, response_model=list[LicenceOut],
-             summary="Issue sealed licences to a partner (owner_admin)")
+@router.post(
+    "/partners/{partner_id}/licences",
+    status_code=201,
+    response_model=list[LicenceOut],
+    summary="Issue sealed licences to a partner (owner_admin)",
+)
 def issue(partner_id: IdPath, body: IssueIn, session: SessionDep, p: PrincipalDep) -> list[LicenceOut]:
     require_role(p, Role.OWNER_ADMIN)
     partner = access.visible_partner(session, p, partner_id)
-    valid_until = body.valid_until if body.valid_until.tzinfo else body.valid_until.replace(tzinfo=timezone.utc)
+    valid_until = body.valid_until if body.valid_until.tzinfo else body.valid_until.replace(tzinfo=UTC)
     try:
-        issued = book.issue_licences(session, partner, body.count, body.entitlements, valid_until,
-                                     by_user=p.user_id, now=_now())
+        issued = book.issue_licences(
+            session, partner, body.count, body.entitlements, valid_until, by_user=p.user_id, now=_now()
+        )
     except LicenceRefused as exc:
         raise _refused(exc) from None
     ids = [licence.id for licence in issued]
@@ -122,12 +147,19 @@ def issue(partner_id: IdPath, body: IssueIn, session: SessionDep, p: PrincipalDe
     return [_reread(session, p, licence_id) for licence_id in ids]
 
 
-@router.get("/partners/{partner_id}/licences", response_model=list[LicenceOut],
-            summary="A partner's licences: its stock (sealed and unsealed), or all it sold")
-def partner_licences(partner_id: IdPath, session: SessionDep, p: PrincipalDep,
-                     scope: Annotated[Literal["stock", "all"], Query(description="stock: not yet with a company")] = "stock",
-                     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[LicenceOut]:
+@router.get(
+    "/partners/{partner_id}/licences",
+    response_model=list[LicenceOut],
+    summary="A partner's licences: its stock (sealed and unsealed), or all it sold",
+)
+def partner_licences(
+    partner_id: IdPath,
+    session: SessionDep,
+    p: PrincipalDep,
+    scope: Annotated[Literal["stock", "all"], Query(description="stock: not yet with a company")] = "stock",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> list[LicenceOut]:
     require_role(p, Role.OWNER_ADMIN, Role.PARTNER_ADMIN)
     partner = access.visible_partner(session, p, partner_id)
     query = select(Licence).where(Licence.partner_id == partner.id)
@@ -137,8 +169,11 @@ def partner_licences(partner_id: IdPath, session: SessionDep, p: PrincipalDep,
     return [licence_out(p, licence) for licence in rows]
 
 
-@router.post("/licences/{licence_id}/assign", response_model=LicenceOut,
-             summary="Hand a licence of the partner's stock to a linked company (partner_admin of the seller)")
+@router.post(
+    "/licences/{licence_id}/assign",
+    response_model=LicenceOut,
+    summary="Hand a licence of the partner's stock to a linked company (partner_admin of the seller)",
+)
 def assign(licence_id: LicenceIdPath, body: AssignIn, session: SessionDep, p: PrincipalDep) -> LicenceOut:
     visible_licence(session, p, licence_id)
     require_role(p, Role.PARTNER_ADMIN)
@@ -150,8 +185,11 @@ def assign(licence_id: LicenceIdPath, body: AssignIn, session: SessionDep, p: Pr
     return _reread(session, p, licence_id)
 
 
-@router.post("/licences/{licence_id}/unseal", response_model=LicenceOut,
-             summary="Unseal a licence for the partner itself: the response shows its key (partner_admin of the seller)")
+@router.post(
+    "/licences/{licence_id}/unseal",
+    response_model=LicenceOut,
+    summary="Unseal a licence for the partner itself: the response shows its key (partner_admin of the seller)",
+)
 def unseal(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalDep) -> LicenceOut:
     visible_licence(session, p, licence_id)
     require_role(p, Role.PARTNER_ADMIN)
@@ -163,8 +201,11 @@ def unseal(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalDep) -> L
     return _reread(session, p, licence_id)
 
 
-@router.post("/licences/{licence_id}/revoke", response_model=LicenceOut,
-             summary="Revoke a licence for good; its device drops the lease (owner_admin, partner_admin of the seller)")
+@router.post(
+    "/licences/{licence_id}/revoke",
+    response_model=LicenceOut,
+    summary="Revoke a licence for good; its device drops the lease (owner_admin, partner_admin of the seller)",
+)
 def revoke(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalDep, body: RevokeIn | None = None) -> LicenceOut:
     visible_licence(session, p, licence_id)
     require_role(p, Role.OWNER_ADMIN, Role.PARTNER_ADMIN)
@@ -177,20 +218,36 @@ def revoke(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalDep, body
 
 
 # ------------------------------------------------------------------------------ companies
-@router.get("/companies/{company_id}/licences", response_model=list[LicenceOut],
-            summary="The licences a company holds, with bound device, state, epoch and lease expiry")
-def company_licences(company_id: IdPath, session: SessionDep, p: PrincipalDep,
-                     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[LicenceOut]:
+@router.get(
+    "/companies/{company_id}/licences",
+    response_model=list[LicenceOut],
+    summary="The licences a company holds, with bound device, state, epoch and lease expiry",
+)
+def company_licences(
+    company_id: IdPath,
+    session: SessionDep,
+    p: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> list[LicenceOut]:
     company = access.company_data(session, p, company_id)
-    rows = session.scalars(select(Licence).where(Licence.company_id == company.id)
-                           .order_by(Licence.created_at, Licence.id).limit(limit).offset(offset))
+    rows = session.scalars(
+        select(Licence)
+        .where(Licence.company_id == company.id)
+        .order_by(Licence.created_at, Licence.id)
+        .limit(limit)
+        .offset(offset)
+    )
     return [licence_out(p, licence) for licence in rows]
 
 
-@router.post("/licences/{licence_id}/move", response_model=LicenceOut, responses=_UNAVAILABLE,
-             summary="Move a bound licence to another device of its company (company_admin of the holder, "
-             "partner_admin of the seller): the old device is told to release it first")
+@router.post(
+    "/licences/{licence_id}/move",
+    response_model=LicenceOut,
+    responses=_UNAVAILABLE,
+    summary="Move a bound licence to another device of its company (company_admin of the holder, "
+    "partner_admin of the seller): the old device is told to release it first",
+)
 def move(licence_id: LicenceIdPath, body: MoveIn, request: Request, session: SessionDep, p: PrincipalDep) -> LicenceOut:
     visible_licence(session, p, licence_id)
     require_role(p, Role.COMPANY_ADMIN, Role.PARTNER_ADMIN)
@@ -202,16 +259,20 @@ def move(licence_id: LicenceIdPath, body: MoveIn, request: Request, session: Ses
     return _reread(session, p, licence_id)
 
 
-@router.post("/licences/{licence_id}/release-to-partner", response_model=LicenceOut,
-             summary="Give a licence back to the partner's stock (company_admin of the holder): a free one at once, "
-             "a bound one once its device has let go (release order, receipt or lease expiry + margin)")
+@router.post(
+    "/licences/{licence_id}/release-to-partner",
+    response_model=LicenceOut,
+    summary="Give a licence back to the partner's stock (company_admin of the holder): a free one at once, "
+    "a bound one once its device has let go (release order, receipt or lease expiry + margin)",
+)
 def release_to_partner(licence_id: LicenceIdPath, request: Request, session: SessionDep, p: PrincipalDep) -> LicenceOut:
     visible_licence(session, p, licence_id)
     require_role(p, Role.COMPANY_ADMIN)
     assert p.company_id is not None
     try:
-        book.release_to_partner(session, licence_id, p.company_id, by_user=p.user_id, now=_now(),
-                                policy=_policy(request))
+        book.release_to_partner(
+            session, licence_id, p.company_id, by_user=p.user_id, now=_now(), policy=_policy(request)
+        )
     except LicenceRefused as exc:
         raise _refused(exc) from None
     session.commit()
@@ -224,15 +285,30 @@ def get_licence(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalDep)
     return licence_out(p, visible_licence(session, p, licence_id))
 
 
-@router.get("/licences/{licence_id}/events", response_model=list[LicenceEventOut],
-            summary="A licence's audit trail, oldest first: every transition for its partner and the owner; for a company, "
-            "those while it held the licence")
+@router.get(
+    "/licences/{licence_id}/events",
+    response_model=list[LicenceEventOut],
+    summary="A licence's audit trail, oldest first: every transition for its partner and the owner; for a company, "
+    "those while it held the licence",
+)
 def licence_events(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalDep) -> list[LicenceEventOut]:
     licence = visible_licence(session, p, licence_id)
-    return [LicenceEventOut(at=event.at, actor=event.actor, action=event.action, from_state=event.from_state,  # type: ignore[arg-type]
-                            to_state=event.to_state, from_device_id=event.from_device_id,  # type: ignore[arg-type]
-                            to_device_id=event.to_device_id, epoch=event.epoch, detail=event.detail)
-            for event in book.licence_events(session, licence.id, company_id=p.company_id if p.role in Role.COMPANY else None)]
+    return [
+        LicenceEventOut(
+            at=event.at,
+            actor=event.actor,
+            action=event.action,
+            from_state=event.from_state,  # type: ignore[arg-type]
+            to_state=event.to_state,
+            from_device_id=event.from_device_id,  # type: ignore[arg-type]
+            to_device_id=event.to_device_id,
+            epoch=event.epoch,
+            detail=event.detail,
+        )
+        for event in book.licence_events(
+            session, licence.id, company_id=p.company_id if p.role in Role.COMPANY else None
+        )
+    ]
 
 
 # ------------------------------------------------------------------------------ offline release
@@ -243,12 +319,22 @@ def _device_for_upload(session: Session, p: Principal, device_id: str) -> Device
     if device is None:
         raise not_found(f"device {device_id}")
     if p.role == Role.OWNER_ADMIN:
-        visible = session.scalar(select(Company.id).where(Company.id == device.company_id,
-                                                          Company.owner_id == p.owner_id)) is not None
+        visible = (
+            session.scalar(select(Company.id).where(Company.id == device.company_id, Company.owner_id == p.owner_id))
+            is not None
+        )
     elif p.role == Role.PARTNER_ADMIN:
-        visible = bool(session.scalar(select(exists().where(
-            PartnerLink.company_id == device.company_id, PartnerLink.partner_id == p.partner_id,
-            PartnerLink.state == LinkState.ACTIVE))))
+        visible = bool(
+            session.scalar(
+                select(
+                    exists().where(
+                        PartnerLink.company_id == device.company_id,
+                        PartnerLink.partner_id == p.partner_id,
+                        PartnerLink.state == LinkState.ACTIVE,
+                    )
+                )
+            )
+        )
     else:
         visible = device.company_id == p.company_id
     if not visible:
@@ -257,14 +343,26 @@ def _device_for_upload(session: Session, p: Principal, device_id: str) -> Device
     return device
 
 
-@router.post("/licences/release-receipts", response_model=ReleaseUploadOut, responses=_UNAVAILABLE,
-             summary="Upload a release file from a device that will not come online again "
-             "(company_admin of the device's company, a linked partner_admin, owner_admin)")
+@router.post(
+    "/licences/release-receipts",
+    response_model=ReleaseUploadOut,
+    responses=_UNAVAILABLE,
+    summary="Upload a release file from a device that will not come online again "
+    "(company_admin of the device's company, a linked partner_admin, owner_admin)",
+)
 def upload_release(body: ReleaseFileIn, request: Request, session: SessionDep, p: PrincipalDep) -> ReleaseUploadOut:
     device = _device_for_upload(session, p, body.device_id)
     try:
-        accepted = accept_release(session, device.device_id, body.licence_id, body.epoch, body.receipt, _now(),
-                                  _policy(request), actor=user_actor(p.user_id))
+        accepted = accept_release(
+            session,
+            device.device_id,
+            body.licence_id,
+            body.epoch,
+            body.receipt,
+            _now(),
+            _policy(request),
+            actor=user_actor(p.user_id),
+        )
     except LicenceRefused as exc:
         if exc.code == "licence.unknown":
             raise not_found(f"licence {body.licence_id}") from None

@@ -23,8 +23,12 @@ router = APIRouter(tags=["partner links"], responses=ERROR_RESPONSES)
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-@router.post("/companies/{company_id}/link-requests", status_code=201, response_model=LinkOut,
-             summary="Ask a partner to serve the company (company_admin of the company)")
+@router.post(
+    "/companies/{company_id}/link-requests",
+    status_code=201,
+    response_model=LinkOut,
+    summary="Ask a partner to serve the company (company_admin of the company)",
+)
 def request_link(company_id: IdPath, body: LinkRequestIn, session: SessionDep, p: PrincipalDep) -> PartnerLink:
     company = access.visible_company(session, p, company_id)
     if p.role != Role.COMPANY_ADMIN:
@@ -32,19 +36,31 @@ def request_link(company_id: IdPath, body: LinkRequestIn, session: SessionDep, p
     partner = access.visible_partner(session, p, body.partner_id)
     open_link = session.scalar(select(PartnerLink).where(PartnerLink.open_company_id == company.id))
     if open_link is not None:
-        raise conflict("link_exists", f"the company already has a {open_link.state} link "
-                       f"{open_link.id} with partner {open_link.partner_id}; end it first")
-    link = PartnerLink(company_id=company.id, partner_id=partner.id, state=LinkState.PENDING,
-                       open_company_id=company.id, message=body.message, requested_by=p.user_id,
-                       requested_at=utcnow())
+        raise conflict(
+            "link_exists",
+            f"the company already has a {open_link.state} link "
+            f"{open_link.id} with partner {open_link.partner_id}; end it first",
+        )
+    link = PartnerLink(
+        company_id=company.id,
+        partner_id=partner.id,
+        state=LinkState.PENDING,
+        open_company_id=company.id,
+        message=body.message,
+        requested_by=p.user_id,
+        requested_at=utcnow(),
+    )
     session.add(link)
     session.commit()
     return link
 
 
 @router.get("/links", response_model=list[LinkOut], summary="Links and link requests of your tenant")
-def list_links(session: SessionDep, p: PrincipalDep,
-               state: Annotated[LinkStateName | None, Query(description="only links in this state")] = None) -> list[PartnerLink]:
+def list_links(
+    session: SessionDep,
+    p: PrincipalDep,
+    state: Annotated[LinkStateName | None, Query(description="only links in this state")] = None,
+) -> list[PartnerLink]:
     query = select(PartnerLink).where(access.link_scope(p))
     if state is not None:
         query = query.where(PartnerLink.state == state)
@@ -65,9 +81,12 @@ def _transition(session: SessionDep, link: PartnerLink, p: Principal, new_state:
         values["decided_at"] = now
     if new_state != LinkState.ACTIVE:
         values.update(open_company_id=None, closed_at=now, closed_by=p.user_id)
-    result = session.execute(update(PartnerLink)
-                             .where(PartnerLink.id == link.id, PartnerLink.state == link.state)
-                             .values(**values).execution_options(synchronize_session=False))
+    result = session.execute(
+        update(PartnerLink)
+        .where(PartnerLink.id == link.id, PartnerLink.state == link.state)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
     if result.rowcount != 1:
         session.rollback()
         raise conflict("link_state", f"link {link.id} changed meanwhile; read it again")
@@ -84,20 +103,25 @@ def _partner_answer(session: SessionDep, p: Principal, link_id: int, new_state: 
     return _transition(session, link, p, new_state)
 
 
-@router.post("/links/{link_id}/accept", response_model=LinkOut,
-             summary="Accept a pending request (partner_admin of the partner)")
+@router.post(
+    "/links/{link_id}/accept", response_model=LinkOut, summary="Accept a pending request (partner_admin of the partner)"
+)
 def accept_link(link_id: IdPath, session: SessionDep, p: PrincipalDep) -> PartnerLink:
     return _partner_answer(session, p, link_id, LinkState.ACTIVE)
 
 
-@router.post("/links/{link_id}/reject", response_model=LinkOut,
-             summary="Reject a pending request (partner_admin of the partner)")
+@router.post(
+    "/links/{link_id}/reject", response_model=LinkOut, summary="Reject a pending request (partner_admin of the partner)"
+)
 def reject_link(link_id: IdPath, session: SessionDep, p: PrincipalDep) -> PartnerLink:
     return _partner_answer(session, p, link_id, LinkState.REJECTED)
 
 
-@router.post("/links/{link_id}/end", response_model=LinkOut,
-             summary="End an active link (either side), or withdraw a pending request (the company)")
+@router.post(
+    "/links/{link_id}/end",
+    response_model=LinkOut,
+    summary="End an active link (either side), or withdraw a pending request (the company)",
+)
 def end_link(link_id: IdPath, session: SessionDep, p: PrincipalDep) -> PartnerLink:
     link = access.visible_link(session, p, link_id)
     if p.role not in (Role.PARTNER_ADMIN, Role.COMPANY_ADMIN):

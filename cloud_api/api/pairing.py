@@ -7,8 +7,8 @@ Rules in cloud_api/pairing/service.py; the wire formats in broker/contract/pairi
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request
@@ -18,7 +18,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from broker.contract.pairing import BrokerCredentials, PairingCode, PollReply, PollRequest, Registration, RegistrationRequest, RenewalRequest
+from broker.contract.pairing import (
+    BrokerCredentials,
+    PairingCode,
+    PollReply,
+    PollRequest,
+    Registration,
+    RegistrationRequest,
+    RenewalRequest,
+)
 from cloud_api.api.deps import PrincipalDep, SessionDep
 from cloud_api.api.errors import ERROR_RESPONSES, ErrorResponse, invalid
 from cloud_api.api.schemas import MAX_ID, Id, Utc
@@ -44,7 +52,10 @@ DEVICE_RESPONSES: dict[int | str, dict[str, Any]] = {
         (410, "registration_expired: register again"),
         (413, "too_large: body over 16 KiB"),
         (422, "invalid_request, invalid_csr, clock_skew"),
-        (429, "rate_limited (see Retry-After): too many requests from this address, or a renewal moments after the last"),
+        (
+            429,
+            "rate_limited (see Retry-After): too many requests from this address, or a renewal moments after the last",
+        ),
         (503, "pairing_unavailable: the cloud has no device CA configured"),
     ]
 }
@@ -85,7 +96,7 @@ class PairingEventOut(BaseModel):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _settings(request: Request) -> CloudSettings:
@@ -119,11 +130,17 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
-@router.post("/pairing/registrations", response_model=Registration, status_code=201,
-             responses={200: {"model": Registration, "description": "the same device (same identity key) registered before"},
-                        **DEVICE_RESPONSES},
-             openapi_extra=_body_schema(RegistrationRequest),
-             summary="A device registers for pairing (no token; signed with its identity key). 201 new, 200 known")
+@router.post(
+    "/pairing/registrations",
+    response_model=Registration,
+    status_code=201,
+    responses={
+        200: {"model": Registration, "description": "the same device (same identity key) registered before"},
+        **DEVICE_RESPONSES,
+    },
+    openapi_extra=_body_schema(RegistrationRequest),
+    summary="A device registers for pairing (no token; signed with its identity key). 201 new, 200 known",
+)
 async def register(request: Request) -> JSONResponse:
     client = _check_rate(request)
     body = _parse(RegistrationRequest, await read_body(request))
@@ -137,7 +154,9 @@ async def register(request: Request) -> JSONResponse:
     return JSONResponse(reply.model_dump(mode="json"), status_code=201 if created else 200)
 
 
-async def _signed_request(request: Request, model: type[_Body], rule: Callable[[Session, CloudSettings, _Body, datetime], _Reply]) -> _Reply:
+async def _signed_request(
+    request: Request, model: type[_Body], rule: Callable[[Session, CloudSettings, _Body, datetime], _Reply]
+) -> _Reply:
     """A device's signed request: counted against its address, read with the size limit,
     parsed, and answered by `rule` in a session of its own (off the event loop)."""
     _check_rate(request)
@@ -150,35 +169,68 @@ async def _signed_request(request: Request, model: type[_Body], rule: Callable[[
     return await run_in_threadpool(work)
 
 
-@router.post("/pairing/poll", response_model=PollReply, responses=DEVICE_RESPONSES, openapi_extra=_body_schema(PollRequest),
-             summary="A registered device asks whether it was claimed; the reply holds its certificate once it was")
+@router.post(
+    "/pairing/poll",
+    response_model=PollReply,
+    responses=DEVICE_RESPONSES,
+    openapi_extra=_body_schema(PollRequest),
+    summary="A registered device asks whether it was claimed; the reply holds its certificate once it was",
+)
 async def poll(request: Request) -> PollReply:
     return await _signed_request(request, PollRequest, service.poll)
 
 
-@router.post("/pairing/renewals", response_model=BrokerCredentials, responses=DEVICE_RESPONSES,
-             openapi_extra=_body_schema(RenewalRequest),
-             summary="A paired device asks for a new broker certificate before its own runs out (no token; signed with its identity key)")
+@router.post(
+    "/pairing/renewals",
+    response_model=BrokerCredentials,
+    responses=DEVICE_RESPONSES,
+    openapi_extra=_body_schema(RenewalRequest),
+    summary="A paired device asks for a new broker certificate before its own runs out (no token; signed with its identity key)",
+)
 async def renew(request: Request) -> BrokerCredentials:
     return await _signed_request(request, RenewalRequest, service.renew)
 
 
-@router.post("/companies/{company_id}/pairing/claims", status_code=201, response_model=ClaimOut, responses=CLAIM_RESPONSES,
-             summary="Claim the device showing this pairing code into one of the company's points of sale")
+@router.post(
+    "/companies/{company_id}/pairing/claims",
+    status_code=201,
+    response_model=ClaimOut,
+    responses=CLAIM_RESPONSES,
+    summary="Claim the device showing this pairing code into one of the company's points of sale",
+)
 def claim(company_id: IdPath, body: ClaimIn, request: Request, session: SessionDep, p: PrincipalDep) -> ClaimOut:
     company = access.company_data(session, p, company_id, write=True)
     pos = access.visible_point_of_sale(session, company, body.point_of_sale_id)
     registration = service.claim(session, _settings(request), p, company, pos, body.pairing_code, _now())
-    assert registration.claimed_at and registration.certificate_serial and registration.certificate_not_after  # set by the claim
-    return ClaimOut(device_id=registration.device_id, company_id=company.id, point_of_sale_id=pos.id,
-                    claimed_at=registration.claimed_at, claimed_by=p.user_id, certificate_serial=registration.certificate_serial,
-                    certificate_not_after=registration.certificate_not_after)
+    assert (
+        registration.claimed_at and registration.certificate_serial and registration.certificate_not_after
+    )  # set by the claim
+    return ClaimOut(
+        device_id=registration.device_id,
+        company_id=company.id,
+        point_of_sale_id=pos.id,
+        claimed_at=registration.claimed_at,
+        claimed_by=p.user_id,
+        certificate_serial=registration.certificate_serial,
+        certificate_not_after=registration.certificate_not_after,
+    )
 
 
-@router.get("/companies/{company_id}/pairing/events", response_model=list[PairingEventOut], responses=ERROR_RESPONSES,
-            summary="The company's pairing audit: claims, failed claims, certificates fetched; newest first")
-def list_events(company_id: IdPath, session: SessionDep, p: PrincipalDep,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[PairingAudit]:
+@router.get(
+    "/companies/{company_id}/pairing/events",
+    response_model=list[PairingEventOut],
+    responses=ERROR_RESPONSES,
+    summary="The company's pairing audit: claims, failed claims, certificates fetched; newest first",
+)
+def list_events(
+    company_id: IdPath, session: SessionDep, p: PrincipalDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[PairingAudit]:
     company = access.company_data(session, p, company_id)
-    return list(session.scalars(select(PairingAudit).where(PairingAudit.company_id == company.id)
-                                .order_by(PairingAudit.id.desc()).limit(limit)))
+    return list(
+        session.scalars(
+            select(PairingAudit)
+            .where(PairingAudit.company_id == company.id)
+            .order_by(PairingAudit.id.desc())
+            .limit(limit)
+        )
+    )

@@ -5,7 +5,7 @@ recorded here (cloud_api/pushes)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -32,8 +32,9 @@ DEVICE_PATH = "/companies/{company_id}/devices/{device_id}"
 # ------------------------------------------------------------------------------ bodies
 class ConfigDocIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    doc: dict[str, Any] = Field(description="The whole config document (replaces the previous one); "
-                                "the device's config module validates it.")
+    doc: dict[str, Any] = Field(
+        description="The whole config document (replaces the previous one); the device's config module validates it."
+    )
 
 
 class DesiredStateOut(BaseModel):
@@ -68,8 +69,9 @@ class CommandIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: AdminCommandName
     args: dict[str, Any] = Field(default_factory=dict)
-    expires_in_s: int = Field(3600, ge=10, le=7 * 86400,
-                              description="the device refuses the command after this; resends stop")
+    expires_in_s: int = Field(
+        3600, ge=10, le=7 * 86400, description="the device refuses the command after this; resends stop"
+    )
 
 
 class ReplyError(BaseModel):
@@ -85,13 +87,16 @@ class CommandReplyOut(BaseModel):
 
 
 class CommandOut(BaseModel):
-    id: uuid.UUID = Field(description="the command id: the message id of every send and the "
-                          "correlation id of the device's reply")
+    id: uuid.UUID = Field(
+        description="the command id: the message id of every send and the correlation id of the device's reply"
+    )
     device_id: str
     name: str
     args: dict[str, Any]
-    state: CommandStateName = Field(description="queued: not at the broker yet; sent: waiting for the reply "
-                                    "(resent on schedule); answered: see reply; expired / gave_up: no reply came")
+    state: CommandStateName = Field(
+        description="queued: not at the broker yet; sent: waiting for the reply "
+        "(resent on schedule); answered: see reply; expired / gave_up: no reply came"
+    )
     created_by: int | None
     created_at: Utc
     expires_at: Utc
@@ -107,24 +112,43 @@ class CommandsPage(BaseModel):
 
 # ------------------------------------------------------------------------------ helpers
 def _desired_out(row: DesiredState) -> DesiredStateOut:
-    return DesiredStateOut(device_id=row.device_id, domain=row.domain, version=row.version, doc=row.doc,  # type: ignore[arg-type]
-                           updated_at=row.updated_at, updated_by=row.updated_by,
-                           published_version=row.published_version, published_at=row.published_at)
+    return DesiredStateOut(
+        device_id=row.device_id,
+        domain=row.domain,
+        version=row.version,
+        doc=row.doc,  # type: ignore[arg-type]
+        updated_at=row.updated_at,
+        updated_by=row.updated_by,
+        published_version=row.published_version,
+        published_at=row.published_at,
+    )
 
 
 def _command_out(command: DeviceCommand, reply: CommandReply | None) -> CommandOut:
-    state = commands.command_state(command, reply, datetime.now(timezone.utc))
+    state = commands.command_state(command, reply, datetime.now(UTC))
     reply_out = None
     if reply is not None:
         body = reply.reply if isinstance(reply.reply, dict) else {}
         error = body.get("error")
-        reply_out = CommandReplyOut(ok=reply.ok, result=body.get("result"),
-                                    error=ReplyError(**error) if isinstance(error, dict) else None,
-                                    received_at=reply.received_at)
-    return CommandOut(id=command.command_id, device_id=command.device_id, name=command.name, args=command.args,
-                      state=state.value, created_by=command.created_by, created_at=command.created_at,  # type: ignore[arg-type]
-                      expires_at=command.expires_at, attempts=command.attempts,
-                      last_sent_at=command.last_sent_at, reply=reply_out)
+        reply_out = CommandReplyOut(
+            ok=reply.ok,
+            result=body.get("result"),
+            error=ReplyError(**error) if isinstance(error, dict) else None,
+            received_at=reply.received_at,
+        )
+    return CommandOut(
+        id=command.command_id,
+        device_id=command.device_id,
+        name=command.name,
+        args=command.args,
+        state=state.value,
+        created_by=command.created_by,
+        created_at=command.created_at,  # type: ignore[arg-type]
+        expires_at=command.expires_at,
+        attempts=command.attempts,
+        last_sent_at=command.last_sent_at,
+        reply=reply_out,
+    )
 
 
 def _applied_versions(report: DeviceReport | None) -> tuple[dict[str, int], str | None]:
@@ -138,10 +162,14 @@ def _applied_versions(report: DeviceReport | None) -> tuple[dict[str, int], str 
 
 
 # ------------------------------------------------------------------------------ state
-@router.put(f"{DEVICE_PATH}/state/config", response_model=DesiredStateOut,
-            summary="Set a device's config document (company_admin, owner_admin); pushed with a new version")
-def set_config(company_id: IdPath, device_id: DeviceIdPath, body: ConfigDocIn, session: SessionDep,
-               p: PrincipalDep) -> DesiredStateOut:
+@router.put(
+    f"{DEVICE_PATH}/state/config",
+    response_model=DesiredStateOut,
+    summary="Set a device's config document (company_admin, owner_admin); pushed with a new version",
+)
+def set_config(
+    company_id: IdPath, device_id: DeviceIdPath, body: ConfigDocIn, session: SessionDep, p: PrincipalDep
+) -> DesiredStateOut:
     company = access.company_data(session, p, company_id, write=True)
     device = access.company_device(session, company, device_id)
     try:
@@ -154,8 +182,9 @@ def set_config(company_id: IdPath, device_id: DeviceIdPath, body: ConfigDocIn, s
     return _desired_out(row)
 
 
-@router.get(f"{DEVICE_PATH}/state", response_model=DeviceStateOut,
-            summary="Desired vs. reported state of a device, per domain")
+@router.get(
+    f"{DEVICE_PATH}/state", response_model=DeviceStateOut, summary="Desired vs. reported state of a device, per domain"
+)
 def device_state(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep, p: PrincipalDep) -> DeviceStateOut:
     company = access.company_data(session, p, company_id)
     device = access.company_device(session, company, device_id)
@@ -168,19 +197,34 @@ def device_state(company_id: IdPath, device_id: DeviceIdPath, session: SessionDe
         row = desired.get(domain.value)
         applied_version = applied.get(domain.value)
         up_to_date = row is None or (applied_version is not None and applied_version >= row.version)
-        domains.append(DomainStatus(domain=domain.value, desired_version=row.version if row else None,
-                                    published_version=row.published_version if row else None,
-                                    applied_version=applied_version, up_to_date=up_to_date))
+        domains.append(
+            DomainStatus(
+                domain=domain.value,
+                desired_version=row.version if row else None,
+                published_version=row.published_version if row else None,
+                applied_version=applied_version,
+                up_to_date=up_to_date,
+            )
+        )
     state = presence.state if presence is not None and presence.state in ("online", "offline") else None
-    return DeviceStateOut(device_id=device.device_id, presence=state,  # type: ignore[arg-type]
-                          reported_at=report.reported_at if report else None, software_version=software,
-                          up_to_date=all(d.up_to_date for d in domains), domains=domains)
+    return DeviceStateOut(
+        device_id=device.device_id,
+        presence=state,  # type: ignore[arg-type]
+        reported_at=report.reported_at if report else None,
+        software_version=software,
+        up_to_date=all(d.up_to_date for d in domains),
+        domains=domains,
+    )
 
 
-@router.get(f"{DEVICE_PATH}/state/{{domain}}", response_model=DesiredStateOut,
-            summary="A device's desired document of one domain")
-def desired_doc(company_id: IdPath, device_id: DeviceIdPath, domain: DomainName, session: SessionDep,
-                p: PrincipalDep) -> DesiredStateOut:
+@router.get(
+    f"{DEVICE_PATH}/state/{{domain}}",
+    response_model=DesiredStateOut,
+    summary="A device's desired document of one domain",
+)
+def desired_doc(
+    company_id: IdPath, device_id: DeviceIdPath, domain: DomainName, session: SessionDep, p: PrincipalDep
+) -> DesiredStateOut:
     company = access.company_data(session, p, company_id)
     device = access.company_device(session, company, device_id)
     row = session.get(DesiredState, (device.device_id, domain))
@@ -190,26 +234,45 @@ def desired_doc(company_id: IdPath, device_id: DeviceIdPath, domain: DomainName,
 
 
 # ------------------------------------------------------------------------------ commands
-@router.post(f"{DEVICE_PATH}/commands", status_code=201, response_model=CommandOut,
-             summary="Send a command to a device (company_admin, owner_admin); resent until it answers")
-def send_command(company_id: IdPath, device_id: DeviceIdPath, body: CommandIn, session: SessionDep,
-                 p: PrincipalDep) -> CommandOut:
+@router.post(
+    f"{DEVICE_PATH}/commands",
+    status_code=201,
+    response_model=CommandOut,
+    summary="Send a command to a device (company_admin, owner_admin); resent until it answers",
+)
+def send_command(
+    company_id: IdPath, device_id: DeviceIdPath, body: CommandIn, session: SessionDep, p: PrincipalDep
+) -> CommandOut:
     company = access.company_data(session, p, company_id, write=True)
     device = access.company_device(session, company, device_id)
     try:
-        command = commands.create_command(session, device.device_id, body.name, body.args,
-                                          expires_in=timedelta(seconds=body.expires_in_s), by_user=p.user_id)
+        command = commands.create_command(
+            session,
+            device.device_id,
+            body.name,
+            body.args,
+            expires_in=timedelta(seconds=body.expires_in_s),
+            by_user=p.user_id,
+        )
     except commands.InvalidCommandError as exc:
         raise invalid(str(exc)) from None
     session.commit()
     return _command_out(command, None)
 
 
-@router.get(f"{DEVICE_PATH}/commands", response_model=CommandsPage,
-            summary="A device's commands, newest first, with their replies")
-def list_commands(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep, p: PrincipalDep,
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> CommandsPage:
+@router.get(
+    f"{DEVICE_PATH}/commands",
+    response_model=CommandsPage,
+    summary="A device's commands, newest first, with their replies",
+)
+def list_commands(
+    company_id: IdPath,
+    device_id: DeviceIdPath,
+    session: SessionDep,
+    p: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> CommandsPage:
     company = access.company_data(session, p, company_id)
     device = access.company_device(session, company, device_id)
     rows = commands.device_commands(session, device.device_id, limit + 1, offset)
@@ -217,10 +280,12 @@ def list_commands(company_id: IdPath, device_id: DeviceIdPath, session: SessionD
     return CommandsPage(items=items, next_offset=offset + limit if len(rows) > limit else None)
 
 
-@router.get(f"{DEVICE_PATH}/commands/{{command_id}}", response_model=CommandOut,
-            summary="One command with the device's reply")
-def get_command(company_id: IdPath, device_id: DeviceIdPath, command_id: uuid.UUID, session: SessionDep,
-                p: PrincipalDep) -> CommandOut:
+@router.get(
+    f"{DEVICE_PATH}/commands/{{command_id}}", response_model=CommandOut, summary="One command with the device's reply"
+)
+def get_command(
+    company_id: IdPath, device_id: DeviceIdPath, command_id: uuid.UUID, session: SessionDep, p: PrincipalDep
+) -> CommandOut:
     company = access.company_data(session, p, company_id)
     device = access.company_device(session, company, device_id)
     found = commands.device_command(session, device.device_id, command_id)

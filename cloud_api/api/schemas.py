@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
@@ -12,8 +12,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 # which PostgreSQL text cannot hold), so bad input is a 422, never a database error.
 MAX_ID = 2**31 - 1
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
-                                        pattern=r"^[^\x00-\x1f\x7f]+$")]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 Message = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
@@ -24,7 +25,7 @@ LinkStateName = Literal["pending", "active", "rejected", "withdrawn", "ended"]
 def _utc(value: object) -> object:
     # SQLite returns stored timestamps without a zone; every stored timestamp is UTC.
     if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 
@@ -128,9 +129,15 @@ class LinkOut(Out):
 
 class RejectionOut(Out):
     message_id: uuid.UUID
-    seq: int | None = Field(description="The seq the message carried, counted as delivered; null when its envelope held no usable one (not a version-1 up envelope).")
-    type: str | None = Field(description="The message type (for a message refused unread, the one its up topic names); null for a line of an up/batch of a type the cloud does not know.")
-    reason: str = Field(description="A rejection reason of the protocol (schema, wrong_device, unknown_type, ...) or a business reason (sale.receipt_no_reused, ...).")
+    seq: int | None = Field(
+        description="The seq the message carried, counted as delivered; null when its envelope held no usable one (not a version-1 up envelope)."
+    )
+    type: str | None = Field(
+        description="The message type (for a message refused unread, the one its up topic names); null for a line of an up/batch of a type the cloud does not know."
+    )
+    reason: str = Field(
+        description="A rejection reason of the protocol (schema, wrong_device, unknown_type, ...) or a business reason (sale.receipt_no_reused, ...)."
+    )
     detail: str
     received_at: Utc
 
@@ -146,14 +153,19 @@ class DeviceOut(Out):
     created_at: Utc
     presence: PresenceName = Field(
         description="From the device's retained status topic: online, offline (its MQTT will "
-        "or a clean goodbye), unknown (never connected).")
+        "or a clean goodbye), unknown (never connected)."
+    )
     last_seen_at: Utc | None = Field(
-        description="When the cloud last heard from the device: a status change or an up "
-        "message. Null if never.")
-    high_water: int = Field(description="Every up message with a seq up to this one has been delivered: applied, or rejected for good (0: none yet).")
+        description="When the cloud last heard from the device: a status change or an up message. Null if never."
+    )
+    high_water: int = Field(
+        description="Every up message with a seq up to this one has been delivered: applied, or rejected for good (0: none yet)."
+    )
     max_seq: int = Field(description="The highest seq delivered; above high_water there are gaps.")
     open_gaps: int = Field(description="Runs of seqs skipped and not (yet) received: GET .../gaps lists them.")
-    rejected: int = Field(description="Up messages the cloud refused for good (the device set them aside; their seqs count as delivered): GET .../rejections lists them.")
+    rejected: int = Field(
+        description="Up messages the cloud refused for good (the device set them aside; their seqs count as delivered): GET .../rejections lists them."
+    )
     last_rejection: RejectionOut | None = Field(description="The latest of those; null if none.")
 
 

@@ -28,8 +28,11 @@ def create_partner(body: NameIn, session: SessionDep, p: PrincipalDep) -> Partne
     return partner
 
 
-@router.get("/partners", response_model=list[PartnerOut],
-            summary="Partners: all (owner), your own (partner), the directory to choose from (company)")
+@router.get(
+    "/partners",
+    response_model=list[PartnerOut],
+    summary="Partners: all (owner), your own (partner), the directory to choose from (company)",
+)
 def list_partners(session: SessionDep, p: PrincipalDep) -> list[Partner]:
     return list(session.scalars(select(Partner).where(access.partner_scope(p)).order_by(Partner.id)))
 
@@ -49,8 +52,11 @@ def create_company(body: NameIn, session: SessionDep, p: PrincipalDep) -> Compan
     return company
 
 
-@router.get("/companies", response_model=list[CompanyOut],
-            summary="Companies: all (owner), linked clients (partner), your own (company)")
+@router.get(
+    "/companies",
+    response_model=list[CompanyOut],
+    summary="Companies: all (owner), linked clients (partner), your own (company)",
+)
 def list_companies(session: SessionDep, p: PrincipalDep) -> list[Company]:
     return list(session.scalars(select(Company).where(access.company_scope(p)).order_by(Company.id)))
 
@@ -61,13 +67,17 @@ def get_company(company_id: IdPath, session: SessionDep, p: PrincipalDep) -> Com
 
 
 # ------------------------------------------------------------------------------ points of sale
-@router.post("/companies/{company_id}/points-of-sale", status_code=201, response_model=PointOfSaleOut,
-             summary="Add a point of sale (store) to a company (company_admin, owner_admin)")
-def create_point_of_sale(company_id: IdPath, body: PointOfSaleIn, session: SessionDep,
-                         p: PrincipalDep) -> PointOfSale:
+@router.post(
+    "/companies/{company_id}/points-of-sale",
+    status_code=201,
+    response_model=PointOfSaleOut,
+    summary="Add a point of sale (store) to a company (company_admin, owner_admin)",
+)
+def create_point_of_sale(company_id: IdPath, body: PointOfSaleIn, session: SessionDep, p: PrincipalDep) -> PointOfSale:
     company = access.company_data(session, p, company_id, write=True)
-    taken = session.scalar(select(PointOfSale.id).where(PointOfSale.company_id == company.id,
-                                                        PointOfSale.code == body.code))
+    taken = session.scalar(
+        select(PointOfSale.id).where(PointOfSale.company_id == company.id, PointOfSale.code == body.code)
+    )
     if taken is not None:
         raise conflict("code_taken", f"point of sale {taken} already has code {body.code!r}")
     pos = PointOfSale(company_id=company.id, name=body.name, code=body.code, created_at=utcnow())
@@ -76,16 +86,19 @@ def create_point_of_sale(company_id: IdPath, body: PointOfSaleIn, session: Sessi
     return pos
 
 
-@router.get("/companies/{company_id}/points-of-sale", response_model=list[PointOfSaleOut],
-            summary="A company's points of sale")
+@router.get(
+    "/companies/{company_id}/points-of-sale", response_model=list[PointOfSaleOut], summary="A company's points of sale"
+)
 def list_points_of_sale(company_id: IdPath, session: SessionDep, p: PrincipalDep) -> list[PointOfSale]:
     company = access.company_data(session, p, company_id)
-    return list(session.scalars(select(PointOfSale).where(PointOfSale.company_id == company.id)
-                                .order_by(PointOfSale.id)))
+    return list(
+        session.scalars(select(PointOfSale).where(PointOfSale.company_id == company.id).order_by(PointOfSale.id))
+    )
 
 
-@router.get("/companies/{company_id}/points-of-sale/{pos_id}", response_model=PointOfSaleOut,
-            summary="One point of sale")
+@router.get(
+    "/companies/{company_id}/points-of-sale/{pos_id}", response_model=PointOfSaleOut, summary="One point of sale"
+)
 def get_point_of_sale(company_id: IdPath, pos_id: IdPath, session: SessionDep, p: PrincipalDep) -> PointOfSale:
     company = access.company_data(session, p, company_id)
     return access.visible_point_of_sale(session, company, pos_id)

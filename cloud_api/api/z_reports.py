@@ -59,24 +59,39 @@ class ZReportsPage(BaseModel):
 
 def _out(report: ZReportRecord) -> ZReportOut:
     return ZReportOut(
-        report_id=report.report_id, device_id=report.device_id, z_no=report.z_no,
-        currency=report.currency, opened_at=report.opened_at, closed_at=report.closed_at,
-        closed_by=report.closed_by, first_receipt_no=report.first_receipt_no,
-        last_receipt_no=report.last_receipt_no, sales_count=report.sales_count,
-        refunds_count=report.refunds_count, sales_total_minor=report.sales_total_minor,
+        report_id=report.report_id,
+        device_id=report.device_id,
+        z_no=report.z_no,
+        currency=report.currency,
+        opened_at=report.opened_at,
+        closed_at=report.closed_at,
+        closed_by=report.closed_by,
+        first_receipt_no=report.first_receipt_no,
+        last_receipt_no=report.last_receipt_no,
+        sales_count=report.sales_count,
+        refunds_count=report.refunds_count,
+        sales_total_minor=report.sales_total_minor,
         refunds_total_minor=report.refunds_total_minor,
         net_total_minor=report.sales_total_minor - report.refunds_total_minor,
         tax_total_minor=report.tax_total_minor,
-        payments=[PaymentTotalOut(method=p["method"], taken_minor=p["taken"], paid_out_minor=p["paid_out"])
-                  for p in report.payments],
+        payments=[
+            PaymentTotalOut(method=p["method"], taken_minor=p["taken"], paid_out_minor=p["paid_out"])
+            for p in report.payments
+        ],
         taxes=[TaxOut(rate_bp=t["rate_bp"], base_minor=t["base"], tax_minor=t["tax"]) for t in report.taxes],
-        received_at=report.received_at)
+        received_at=report.received_at,
+    )
 
 
-@router.get("/companies/{company_id}/z-reports", response_model=ZReportsPage,
-            summary="A company's Z reports, newest close first, filtered by device and period")
+@router.get(
+    "/companies/{company_id}/z-reports",
+    response_model=ZReportsPage,
+    summary="A company's Z reports, newest close first, filtered by device and period",
+)
 def list_z_reports(
-    company_id: IdPath, session: SessionDep, p: PrincipalDep,
+    company_id: IdPath,
+    session: SessionDep,
+    p: PrincipalDep,
     device: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN, max_length=64)] = None,
     since: Annotated[datetime | None, Query(description="closed at or after (ISO 8601; UTC if no zone)")] = None,
     until: Annotated[datetime | None, Query(description="closed before (ISO 8601; UTC if no zone)")] = None,
@@ -92,23 +107,37 @@ def list_z_reports(
         query = query.where(ZReportRecord.closed_at >= start)
     if end is not None:
         query = query.where(ZReportRecord.closed_at < end)
-    rows = list(session.scalars(query.order_by(ZReportRecord.closed_at.desc(), ZReportRecord.device_id,
-                                               ZReportRecord.z_no.desc())
-                                .limit(limit + 1).offset(offset)))
+    rows = list(
+        session.scalars(
+            query.order_by(ZReportRecord.closed_at.desc(), ZReportRecord.device_id, ZReportRecord.z_no.desc())
+            .limit(limit + 1)
+            .offset(offset)
+        )
+    )
     more = len(rows) > limit
-    return ZReportsPage(items=[_out(row) for row in rows[:limit]],
-                        next_offset=offset + limit if more else None)
+    return ZReportsPage(items=[_out(row) for row in rows[:limit]], next_offset=offset + limit if more else None)
 
 
-@router.get("/companies/{company_id}/devices/{device_id}/z-reports/{z_no}", response_model=ZReportOut,
-            summary="One Z report of a device, by its Z number")
-def get_z_report(company_id: IdPath, device_id: DeviceIdPath,
-                 z_no: Annotated[int, Path(ge=1, le=MAX_STORED_INT)],
-                 session: SessionDep, p: PrincipalDep) -> ZReportOut:
+@router.get(
+    "/companies/{company_id}/devices/{device_id}/z-reports/{z_no}",
+    response_model=ZReportOut,
+    summary="One Z report of a device, by its Z number",
+)
+def get_z_report(
+    company_id: IdPath,
+    device_id: DeviceIdPath,
+    z_no: Annotated[int, Path(ge=1, le=MAX_STORED_INT)],
+    session: SessionDep,
+    p: PrincipalDep,
+) -> ZReportOut:
     company = access.company_data(session, p, company_id)
-    report = session.scalar(select(ZReportRecord).where(
-        ZReportRecord.device_id == device_id, ZReportRecord.z_no == z_no,
-        ZReportRecord.device_id.in_(_company_devices(company))))
+    report = session.scalar(
+        select(ZReportRecord).where(
+            ZReportRecord.device_id == device_id,
+            ZReportRecord.z_no == z_no,
+            ZReportRecord.device_id.in_(_company_devices(company)),
+        )
+    )
     if report is None:
         raise not_found(f"Z report {z_no} of device {device_id}")
     return _out(report)

@@ -70,9 +70,13 @@ class CashierDetailsSet(Base):
     operator_code: Mapped[str | None] = mapped_column(OPERATOR_CODE)
     session_label: Mapped[str | None] = mapped_column(SESSION_LABEL)
 
-    __table_args__ = (ForeignKeyConstraint(["cashier_id", "operator_code"],
-                                           ["operator_codes.cashier_id", "operator_codes.code"],
-                                           name="fk_cashier_details_owned_code"),)
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["cashier_id", "operator_code"],
+            ["operator_codes.cashier_id", "operator_codes.code"],
+            name="fk_cashier_details_owned_code",
+        ),
+    )
 
 
 class OperatorCodeUse(Base):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -40,16 +40,19 @@ def lock_company(session: Session, company_id: int) -> None:
     Call it first in the transaction: every read after it sees the other changes committed.
     """
     table = CashierRosterLock.__table__
-    statement = upsert_insert(session, table).values(company_id=company_id, changes=1,
-                                                     changed_at=datetime.now(timezone.utc))
-    session.execute(statement.on_conflict_do_update(
-        index_elements=[table.c.company_id],
-        set_={"changes": table.c.changes + 1, "changed_at": statement.excluded.changed_at}))
+    statement = upsert_insert(session, table).values(company_id=company_id, changes=1, changed_at=datetime.now(UTC))
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[table.c.company_id],
+            set_={"changes": table.c.changes + 1, "changed_at": statement.excluded.changed_at},
+        )
+    )
 
 
 def company_devices(session: Session, company_id: int) -> list[str]:
-    return list(session.scalars(select(Device.device_id).where(Device.company_id == company_id)
-                                .order_by(Device.device_id)))
+    return list(
+        session.scalars(select(Device.device_id).where(Device.company_id == company_id).order_by(Device.device_id))
+    )
 
 
 def cashier_devices(session: Session, cashier: Cashier) -> set[str]:
@@ -66,26 +69,41 @@ def build_rosters(session: Session, company_id: int, device_ids: Iterable[str]) 
     device_ids = sorted(set(device_ids))
     if not device_ids:
         return {}
-    cashiers = list(session.scalars(select(Cashier).where(Cashier.company_id == company_id,
-                                                          Cashier.deleted_at.is_(None))
-                                    .order_by(Cashier.code)))
+    cashiers = list(
+        session.scalars(
+            select(Cashier).where(Cashier.company_id == company_id, Cashier.deleted_at.is_(None)).order_by(Cashier.code)
+        )
+    )
     by_id = {cashier.id: cashier for cashier in cashiers}
     ids = list(by_id)
     chosen: dict[int, set[str]] = defaultdict(set)
     details: dict[int, list[CashierDetails]] = defaultdict(list)
     if ids:
         for cashier_id, device_id in session.execute(
-                select(CashierDevice.cashier_id, CashierDevice.device_id).where(CashierDevice.cashier_id.in_(ids))):
+            select(CashierDevice.cashier_id, CashierDevice.device_id).where(CashierDevice.cashier_id.in_(ids))
+        ):
             chosen[cashier_id].add(device_id)
         rows = session.execute(
-            select(CashierDetailsSet.cashier_id, PointOfSale.code, CashierDetailsSet.terminal_id,
-                   CashierDetailsSet.operator_code, CashierDetailsSet.session_label)
+            select(
+                CashierDetailsSet.cashier_id,
+                PointOfSale.code,
+                CashierDetailsSet.terminal_id,
+                CashierDetailsSet.operator_code,
+                CashierDetailsSet.session_label,
+            )
             .join(PointOfSale, PointOfSale.id == CashierDetailsSet.point_of_sale_id)
-            .where(CashierDetailsSet.cashier_id.in_(ids)).order_by(PointOfSale.code))
+            .where(CashierDetailsSet.cashier_id.in_(ids))
+            .order_by(PointOfSale.code)
+        )
         for cashier_id, pos_code, terminal_id, operator_code, session_label in rows:
-            details[cashier_id].append(CashierDetails(
-                point_of_sale=pos_code, terminal_id=terminal_id, session_label=session_label,
-                operator_code=operator_code or by_id[cashier_id].operator_code))
+            details[cashier_id].append(
+                CashierDetails(
+                    point_of_sale=pos_code,
+                    terminal_id=terminal_id,
+                    session_label=session_label,
+                    operator_code=operator_code or by_id[cashier_id].operator_code,
+                )
+            )
     entries = {cashier.id: _roster_entry(cashier, details[cashier.id]) for cashier in cashiers}
     docs = {}
     # Devices listing the same cashiers share one document (one object: set_docs checks it
@@ -96,26 +114,39 @@ def build_rosters(session: Session, company_id: int, device_ids: Iterable[str]) 
         doc = built.get(listed_ids)
         if doc is None:
             if len(listed_ids) > MAX_ROSTER:
-                raise ApiError(409, "cashier.roster_full",
-                               f"device {device_id} would list {len(listed_ids)} cashiers; a roster holds at most {MAX_ROSTER}")
+                raise ApiError(
+                    409,
+                    "cashier.roster_full",
+                    f"device {device_id} would list {len(listed_ids)} cashiers; a roster holds at most {MAX_ROSTER}",
+                )
             try:
                 doc = RosterDoc(cashiers=[entries[i] for i in listed_ids]).model_dump(mode="json")
             except ValidationError as exc:  # the database constraints make this unreachable
-                raise ApiError(409, "cashier.roster_invalid",
-                               f"the roster of device {device_id} is not valid: {exc.errors()[0]['msg']}") from None
+                raise ApiError(
+                    409,
+                    "cashier.roster_invalid",
+                    f"the roster of device {device_id} is not valid: {exc.errors()[0]['msg']}",
+                ) from None
             built[listed_ids] = doc
         docs[device_id] = doc
     return docs
 
 
 def _roster_entry(cashier: Cashier, details: list[CashierDetails]) -> RosterCashier:
-    return RosterCashier(cashier_id=cashier.code, name=cashier.name, operator_code=cashier.operator_code,
-                         pin_hash=cashier.pin_hash, roles=list(cashier.roles), enabled=cashier.enabled,
-                         details=details)
+    return RosterCashier(
+        cashier_id=cashier.code,
+        name=cashier.name,
+        operator_code=cashier.operator_code,
+        pin_hash=cashier.pin_hash,
+        roles=list(cashier.roles),
+        enabled=cashier.enabled,
+        details=details,
+    )
 
 
-def publish_rosters(session: Session, company_id: int, device_ids: Iterable[str] | None = None,
-                    *, by_user: int | None = None) -> dict[str, int]:
+def publish_rosters(
+    session: Session, company_id: int, device_ids: Iterable[str] | None = None, *, by_user: int | None = None
+) -> dict[str, int]:
     """Give each device (default: every device of the company) whose roster differs from
     its current document a new roster version built from the current cashier tables;
     returns those devices' new versions. Call it in the transaction that changed the data
@@ -139,8 +170,11 @@ def publish_rosters(session: Session, company_id: int, device_ids: Iterable[str]
 def _current_docs(session: Session, device_ids: list[str]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for start in range(0, len(device_ids), 1000):
-        chunk = device_ids[start:start + 1000]
-        rows = session.execute(select(DesiredState.device_id, DesiredState.doc)
-                               .where(DesiredState.domain == DOMAIN.value, DesiredState.device_id.in_(chunk)))
+        chunk = device_ids[start : start + 1000]
+        rows = session.execute(
+            select(DesiredState.device_id, DesiredState.doc).where(
+                DesiredState.domain == DOMAIN.value, DesiredState.device_id.in_(chunk)
+            )
+        )
         found.update((device_id, doc) for device_id, doc in rows)
     return found

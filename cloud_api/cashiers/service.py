@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy import delete, func, select
@@ -65,14 +65,15 @@ class CashierChanges:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # --------------------------------------------------------------------------- reading
 def get_cashier(session: Session, company_id: int, cashier_id: int, *, fresh: bool = False) -> Cashier:
     """A non-deleted cashier of the company, else 404 `cashier.not_found`."""
-    query = select(Cashier).where(Cashier.id == cashier_id, Cashier.company_id == company_id,
-                                  Cashier.deleted_at.is_(None))
+    query = select(Cashier).where(
+        Cashier.id == cashier_id, Cashier.company_id == company_id, Cashier.deleted_at.is_(None)
+    )
     cashier = session.scalar(query.execution_options(populate_existing=fresh))
     if cashier is None:
         raise ApiError(404, "cashier.not_found", f"cashier {cashier_id} not found")
@@ -80,22 +81,33 @@ def get_cashier(session: Session, company_id: int, cashier_id: int, *, fresh: bo
 
 
 def list_cashiers(session: Session, company_id: int) -> list[Cashier]:
-    return list(session.scalars(select(Cashier).where(Cashier.company_id == company_id, Cashier.deleted_at.is_(None))
-                                .order_by(Cashier.code)))
+    return list(
+        session.scalars(
+            select(Cashier).where(Cashier.company_id == company_id, Cashier.deleted_at.is_(None)).order_by(Cashier.code)
+        )
+    )
 
 
 def chosen_devices(session: Session, cashier: Cashier) -> list[str] | Literal["all"]:
     if cashier.all_devices:
         return ALL_DEVICES
-    return list(session.scalars(select(CashierDevice.device_id).where(CashierDevice.cashier_id == cashier.id)
-                                .order_by(CashierDevice.device_id)))
+    return list(
+        session.scalars(
+            select(CashierDevice.device_id)
+            .where(CashierDevice.cashier_id == cashier.id)
+            .order_by(CashierDevice.device_id)
+        )
+    )
 
 
 def details_of(session: Session, cashier: Cashier) -> list[tuple[CashierDetailsSet, str]]:
     """The cashier's details sets with their point of sale's code, by code."""
-    rows = session.execute(select(CashierDetailsSet, PointOfSale.code)
-                           .join(PointOfSale, PointOfSale.id == CashierDetailsSet.point_of_sale_id)
-                           .where(CashierDetailsSet.cashier_id == cashier.id).order_by(PointOfSale.code))
+    rows = session.execute(
+        select(CashierDetailsSet, PointOfSale.code)
+        .join(PointOfSale, PointOfSale.id == CashierDetailsSet.point_of_sale_id)
+        .where(CashierDetailsSet.cashier_id == cashier.id)
+        .order_by(PointOfSale.code)
+    )
     return [(details, code) for details, code in rows]
 
 
@@ -134,9 +146,12 @@ def check_session_label(label: str | None) -> str | None:
         return None
     checked = _plain_text(label, MAX_SESSION_LABEL)
     if checked is None:
-        raise ApiError(422, "cashier.session_label_format",
-                       f"a session label is up to {MAX_SESSION_LABEL} characters without control characters, "
-                       'e.g. "SU direct" or "Counter 3"')
+        raise ApiError(
+            422,
+            "cashier.session_label_format",
+            f"a session label is up to {MAX_SESSION_LABEL} characters without control characters, "
+            'e.g. "SU direct" or "Counter 3"',
+        )
     return checked or None
 
 
@@ -150,8 +165,15 @@ def check_pin_hash(pin_hash: str) -> str:
 
 def _company_device_set(session: Session, company_id: int, devices: Sequence[str]) -> set[str]:
     wanted = set(devices)
-    found = set(session.scalars(select(Device.device_id).where(Device.company_id == company_id,
-                                                               Device.device_id.in_(wanted)))) if wanted else set()
+    found = (
+        set(
+            session.scalars(
+                select(Device.device_id).where(Device.company_id == company_id, Device.device_id.in_(wanted))
+            )
+        )
+        if wanted
+        else set()
+    )
     missing = sorted(wanted - found)
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
@@ -185,8 +207,10 @@ def _publish(session: Session, cashier: Cashier, before: set[str], by_user: int 
 
 def _next_code(session: Session, company_id: int) -> str:
     number = session.scalar(select(func.count()).select_from(Cashier).where(Cashier.company_id == company_id)) + 1
-    while session.scalar(select(Cashier.id).where(Cashier.company_id == company_id,
-                                                  Cashier.code == f"C-{number:04d}")) is not None:
+    while (
+        session.scalar(select(Cashier.id).where(Cashier.company_id == company_id, Cashier.code == f"C-{number:04d}"))
+        is not None
+    ):
         number += 1
     return f"C-{number:04d}"
 
@@ -199,10 +223,20 @@ def create_cashier(session: Session, company_id: int, new: NewCashier, *, by_use
     now = utcnow()
     with _writing(session, company_id, code):
         chosen = set() if new.devices == ALL_DEVICES else _company_device_set(session, company_id, new.devices)
-        cashier = Cashier(company_id=company_id, code=code or _next_code(session, company_id), name=name,
-                          operator_code=operator_code, pin_hash=pin_hash, pin_set_at=now if pin_hash else None,
-                          roles=roles, enabled=new.enabled, all_devices=new.devices == ALL_DEVICES,
-                          deleted_at=None, created_at=now, updated_at=now)
+        cashier = Cashier(
+            company_id=company_id,
+            code=code or _next_code(session, company_id),
+            name=name,
+            operator_code=operator_code,
+            pin_hash=pin_hash,
+            pin_set_at=now if pin_hash else None,
+            roles=roles,
+            enabled=new.enabled,
+            all_devices=new.devices == ALL_DEVICES,
+            deleted_at=None,
+            created_at=now,
+            updated_at=now,
+        )
         session.add(cashier)
         session.flush()  # the cashier code's unique key, and the id the rows below need
         codes.take_operator_code(session, company_id, operator_code, cashier.id)
@@ -211,8 +245,9 @@ def create_cashier(session: Session, company_id: int, new: NewCashier, *, by_use
     return cashier
 
 
-def update_cashier(session: Session, company_id: int, cashier_id: int, changes: CashierChanges,
-                   *, by_user: int | None = None) -> Cashier:
+def update_cashier(
+    session: Session, company_id: int, cashier_id: int, changes: CashierChanges, *, by_user: int | None = None
+) -> Cashier:
     name = check_name(changes.name) if changes.name is not None else None
     roles = normalise_roles(changes.roles) if changes.roles is not None else None
     operator_code = codes.check_operator_code(changes.operator_code) if changes.operator_code is not None else None
@@ -243,8 +278,9 @@ def delete_cashier(session: Session, company_id: int, cashier_id: int, *, by_use
         _publish(session, cashier, before, by_user)
 
 
-def set_pin_hash(session: Session, company_id: int, cashier_id: int, pin_hash: str | None,
-                 *, by_user: int | None = None) -> Cashier:
+def set_pin_hash(
+    session: Session, company_id: int, cashier_id: int, pin_hash: str | None, *, by_user: int | None = None
+) -> Cashier:
     """Set (or with None clear) the cashier's PIN, given as its hash (`hash_pin(pin)`)."""
     if pin_hash is not None:
         check_pin_hash(pin_hash)
@@ -257,8 +293,9 @@ def set_pin_hash(session: Session, company_id: int, cashier_id: int, pin_hash: s
     return cashier
 
 
-def set_devices(session: Session, company_id: int, cashier_id: int, devices: DeviceChoice,
-                *, by_user: int | None = None) -> Cashier:
+def set_devices(
+    session: Session, company_id: int, cashier_id: int, devices: DeviceChoice, *, by_user: int | None = None
+) -> Cashier:
     """Allow the cashier on exactly `devices` (device ids of the company) or on "all"."""
     with _writing(session, company_id):
         cashier = get_cashier(session, company_id, cashier_id, fresh=True)
@@ -272,9 +309,17 @@ def set_devices(session: Session, company_id: int, cashier_id: int, devices: Dev
     return cashier
 
 
-def put_details(session: Session, company_id: int, cashier_id: int, point_of_sale_id: int, terminal_id: str,
-                operator_code: str | None = None, *, session_label: str | None = None,
-                by_user: int | None = None) -> Cashier:
+def put_details(
+    session: Session,
+    company_id: int,
+    cashier_id: int,
+    point_of_sale_id: int,
+    terminal_id: str,
+    operator_code: str | None = None,
+    *,
+    session_label: str | None = None,
+    by_user: int | None = None,
+) -> Cashier:
     """Set (or replace) the cashier's details for a point of sale (one set per point of sale).
 
     `operator_code` None: the set carries the cashier's own operator code; else a new code or
@@ -285,21 +330,30 @@ def put_details(session: Session, company_id: int, cashier_id: int, point_of_sal
     label = check_session_label(session_label)
     with _writing(session, company_id):
         cashier = get_cashier(session, company_id, cashier_id, fresh=True)
-        pos = session.scalar(select(PointOfSale).where(PointOfSale.id == point_of_sale_id,
-                                                       PointOfSale.company_id == company_id))
+        pos = session.scalar(
+            select(PointOfSale).where(PointOfSale.id == point_of_sale_id, PointOfSale.company_id == company_id)
+        )
         if pos is None:
             raise ApiError(404, "not_found", f"point of sale {point_of_sale_id} not found")
         existing = session.get(CashierDetailsSet, (cashier.id, pos.id), populate_existing=True)
         if existing is None:
-            count = session.scalar(select(func.count()).select_from(CashierDetailsSet)
-                                   .where(CashierDetailsSet.cashier_id == cashier.id))
+            count = session.scalar(
+                select(func.count()).select_from(CashierDetailsSet).where(CashierDetailsSet.cashier_id == cashier.id)
+            )
             if count >= MAX_DETAILS:
                 raise ApiError(409, "cashier.too_many_details", f"a cashier has at most {MAX_DETAILS} details sets")
         if operator_code is not None:
             codes.take_operator_code(session, company_id, operator_code, cashier.id, pos.id)
         if existing is None:
-            session.add(CashierDetailsSet(cashier_id=cashier.id, point_of_sale_id=pos.id, terminal_id=terminal_id,
-                                          operator_code=operator_code, session_label=label))
+            session.add(
+                CashierDetailsSet(
+                    cashier_id=cashier.id,
+                    point_of_sale_id=pos.id,
+                    terminal_id=terminal_id,
+                    operator_code=operator_code,
+                    session_label=label,
+                )
+            )
         else:
             existing.terminal_id, existing.operator_code, existing.session_label = terminal_id, operator_code, label
         cashier.updated_at = utcnow()
@@ -307,15 +361,22 @@ def put_details(session: Session, company_id: int, cashier_id: int, point_of_sal
     return cashier
 
 
-def remove_details(session: Session, company_id: int, cashier_id: int, point_of_sale_id: int,
-                   *, by_user: int | None = None) -> None:
+def remove_details(
+    session: Session, company_id: int, cashier_id: int, point_of_sale_id: int, *, by_user: int | None = None
+) -> None:
     """Remove the details set; its operator code stays the cashier's (usable by it again, by no one else)."""
     with _writing(session, company_id):
         cashier = get_cashier(session, company_id, cashier_id, fresh=True)
-        removed = session.execute(delete(CashierDetailsSet).where(CashierDetailsSet.cashier_id == cashier.id,
-                                                                  CashierDetailsSet.point_of_sale_id == point_of_sale_id))
+        removed = session.execute(
+            delete(CashierDetailsSet).where(
+                CashierDetailsSet.cashier_id == cashier.id, CashierDetailsSet.point_of_sale_id == point_of_sale_id
+            )
+        )
         if removed.rowcount != 1:
-            raise ApiError(404, "cashier.details_not_found",
-                           f"cashier {cashier_id} has no details for point of sale {point_of_sale_id}")
+            raise ApiError(
+                404,
+                "cashier.details_not_found",
+                f"cashier {cashier_id} has no details for point of sale {point_of_sale_id}",
+            )
         cashier.updated_at = utcnow()
         _publish(session, cashier, set(), by_user)

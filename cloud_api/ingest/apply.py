@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -41,8 +41,17 @@ from cloud_api.models import IngestedMessage, Outcome
 log = logging.getLogger(__name__)
 
 _messages = IngestedMessage.__table__
-_LEDGER_COLUMNS = ("message_id", "device_id", "seq", "type", "boot_id", "created_at",
-                   "clock_trusted", "received_at", "outcome")
+_LEDGER_COLUMNS = (
+    "message_id",
+    "device_id",
+    "seq",
+    "type",
+    "boot_id",
+    "created_at",
+    "clock_trusted",
+    "received_at",
+    "outcome",
+)
 _REJECTION_COLUMNS = ("reject_reason", "reject_detail")
 
 
@@ -73,7 +82,7 @@ def apply_batch(
     Does not commit: the caller commits, then publishes `plan.envelopes()`. Raises
     `ConcurrentChangeError` (roll back and retry) when a concurrent worker got in the way.
     """
-    now = received_at or datetime.now(timezone.utc)
+    now = received_at or datetime.now(UTC)
     plan = AckPlan()
     ups: dict[uuid.UUID, Up] = {}
     refused: dict[uuid.UUID, kc.Rejection] = {}
@@ -97,8 +106,9 @@ def apply_batch(
             continue
         else:
             plan.ignored += 1
-            log.warning("message type not for the ingest; ignored",
-                        extra={"type": str(item.type), "topic": item.topic.topic})
+            log.warning(
+                "message type not for the ingest; ignored", extra={"type": str(item.type), "topic": item.topic.topic}
+            )
             continue
         if up.id in ups:
             plan.duplicates += 1  # redelivered while the first copy waited in this batch
@@ -121,18 +131,37 @@ def _apply_up_messages(
 ) -> None:
     # the wider statement only when needed (measured: 6-20 % of this insert)
     columns, extra = (_LEDGER_COLUMNS + _REJECTION_COLUMNS, (None, None)) if refused else (_LEDGER_COLUMNS, ())
-    rows = [(up.id, up.device_id, up.seq, up.type.value, up.boot_id, up.created_at,
-             up.clock_trusted, now, Outcome.APPLIED, *extra) for up in ups]
+    rows = [
+        (
+            up.id,
+            up.device_id,
+            up.seq,
+            up.type.value,
+            up.boot_id,
+            up.created_at,
+            up.clock_trusted,
+            now,
+            Outcome.APPLIED,
+            *extra,
+        )
+        for up in ups
+    ]
     rows += [_refused_row(rejection, now) for rejection in refused]
     rows.sort(key=lambda row: row[0].int)  # UUID order, without UUID.__lt__ in Python
     new_ids = insert_rows(session, _messages, columns, rows, conflict_key="message_id")
     new = [up for up in ups if up.id in new_ids]
     new_refused = [rejection for rejection in refused if rejection.message_id in new_ids]
     if len(new) + len(new_refused) < len(rows):
-        _answer_known(session, plan,
-                      [(up.id, up.device_id, None) for up in ups if up.id not in new_ids]
-                      + [(rejection.message_id, rejection.device_id, rejection)
-                         for rejection in refused if rejection.message_id not in new_ids])
+        _answer_known(
+            session,
+            plan,
+            [(up.id, up.device_id, None) for up in ups if up.id not in new_ids]
+            + [
+                (rejection.message_id, rejection.device_id, rejection)
+                for rejection in refused
+                if rejection.message_id not in new_ids
+            ],
+        )
 
     refusals: bodies.Refusals = {}
     for message_type, applier in _APPLIERS.items():
@@ -141,30 +170,31 @@ def _apply_up_messages(
             refusals.update(applier(session, of_type, now))
     for message_id, (reason, detail) in sorted(refusals.items()):
         session.execute(
-            update(_messages).where(_messages.c.message_id == message_id)
-            .values(outcome=Outcome.REJECTED, reject_reason=reason,
-                    reject_detail=clean_detail(detail))
+            update(_messages)
+            .where(_messages.c.message_id == message_id)
+            .values(outcome=Outcome.REJECTED, reject_reason=reason, reject_detail=clean_detail(detail))
         )
     for up in new:
         if up.id in refusals:
             reason, detail = refusals[up.id]
             plan.reject(up.device_id, up.id, reason, detail)
             plan.rejected += 1
-            log.warning("message refused by a business rule",
-                        extra={"device_id": up.device_id, "id": str(up.id),
-                               "seq": up.seq, "reason": reason, "detail": detail})
+            log.warning(
+                "message refused by a business rule",
+                extra={"device_id": up.device_id, "id": str(up.id), "seq": up.seq, "reason": reason, "detail": detail},
+            )
         else:
             plan.ack(up.device_id, up.id)
             plan.applied += 1
     for rejection in new_refused:
-        plan.reject(rejection.device_id, rejection.message_id, rejection.reason.value,
-                    rejection.detail)
+        plan.reject(rejection.device_id, rejection.message_id, rejection.reason.value, rejection.detail)
         plan.rejected += 1
         log.warning("invalid message refused", extra=_fields(rejection))
 
     settled: list[Sequenced] = list(new)
-    settled += [RefusedSeq(rejection.device_id, rejection.seq)
-                for rejection in new_refused if rejection.seq is not None]
+    settled += [
+        RefusedSeq(rejection.device_id, rejection.seq) for rejection in new_refused if rejection.seq is not None
+    ]
     positions = track_sequences(session, settled, now)
     for device_id, position in positions.items():
         if not position.seq_reused:
@@ -176,9 +206,7 @@ def _apply_up_messages(
             plan.device(device_id).high_water = high_water or None
 
 
-def _answer_known(
-    session: Session, plan: AckPlan, known: list[tuple[uuid.UUID, str, kc.Rejection | None]]
-) -> None:
+def _answer_known(session: Session, plan: AckPlan, known: list[tuple[uuid.UUID, str, kc.Rejection | None]]) -> None:
     """Answer redelivered messages exactly as the first time.
 
     `known`: (message id, device id, the contract's rejection of this copy or None when it
@@ -187,7 +215,8 @@ def _answer_known(
     stored = {
         row[0]: row
         for row in select_where_in(
-            session, _messages,
+            session,
+            _messages,
             ("message_id", "device_id", "outcome", "reject_reason", "reject_detail"),
             [("message_id", sorted((message_id for message_id, _, _ in known), key=_uuid_order))],
         )
@@ -200,13 +229,17 @@ def _answer_known(
         if device_id != sender:
             # Another device's id: nothing is recorded for the sender, whose copy is refused
             # (for what is wrong with it, if the contract refused it).
-            reason, detail = ((rejection.reason.value, rejection.detail) if rejection else
-                              ("message.id_reused",
-                               f"message id {message_id} is already recorded for another device"))
+            reason, detail = (
+                (rejection.reason.value, rejection.detail)
+                if rejection
+                else ("message.id_reused", f"message id {message_id} is already recorded for another device")
+            )
             plan.reject(sender, message_id, reason, detail)
             plan.rejected += 1
-            log.warning("message id already used by another device",
-                        extra={"device_id": sender, "id": str(message_id), "reason": reason})
+            log.warning(
+                "message id already used by another device",
+                extra={"device_id": sender, "id": str(message_id), "reason": reason},
+            )
             continue
         plan.duplicates += 1
         if outcome == Outcome.REJECTED:
@@ -224,8 +257,10 @@ def _reportable(rejection: kc.Rejection) -> bool:
         and rejection.message_id is not None
         and kc.is_uuid7(rejection.message_id)
         # an up topic, or a line of an up/batch (its own type unreadable)
-        and ((isinstance(topic, kc.TopicInfo) and topic.message_type.is_up)
-             or kc.batch_device(rejection.topic) == rejection.device_id)
+        and (
+            (isinstance(topic, kc.TopicInfo) and topic.message_type.is_up)
+            or kc.batch_device(rejection.topic) == rejection.device_id
+        )
     )
 
 
@@ -234,12 +269,27 @@ def _refused_row(rejection: kc.Rejection, now: datetime) -> tuple:
     batch line), the envelope's seq when usable; the device's boot id and clock unknown."""
     topic = kc.parse_topic(rejection.topic)
     message_type = topic.message_type.value if isinstance(topic, kc.TopicInfo) else None
-    return (rejection.message_id, rejection.device_id, rejection.seq, message_type, None, None,
-            None, now, Outcome.REJECTED, rejection.reason.value, clean_detail(rejection.detail))
+    return (
+        rejection.message_id,
+        rejection.device_id,
+        rejection.seq,
+        message_type,
+        None,
+        None,
+        None,
+        now,
+        Outcome.REJECTED,
+        rejection.reason.value,
+        clean_detail(rejection.detail),
+    )
 
 
 def _fields(rejection: kc.Rejection) -> dict[str, object]:
-    return {"reason": rejection.reason.value, "detail": rejection.detail,
-            "topic": rejection.topic[:256], "device_id": rejection.device_id,
-            "id": str(rejection.message_id) if rejection.message_id else None,
-            "seq": rejection.seq}
+    return {
+        "reason": rejection.reason.value,
+        "detail": rejection.detail,
+        "topic": rejection.topic[:256],
+        "device_id": rejection.device_id,
+        "id": str(rejection.message_id) if rejection.message_id else None,
+        "seq": rejection.seq,
+    }

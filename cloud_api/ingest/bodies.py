@@ -19,12 +19,21 @@ from sqlalchemy.orm import Session
 
 from broker import contract as kc
 from broker.contract.fields import MAX_STORED_INT  # sales.receipt_number; the contract's receipt_no has no upper bound
-from cloud_api.ingest.sql import ConcurrentChangeError, copy_rows, insert_new, select_where_in
 from cloud_api.db import upsert_insert
+from cloud_api.ingest.sql import ConcurrentChangeError, copy_rows, insert_new, select_where_in
 from cloud_api.ingest.up import Up
-from cloud_api.models import CommandReply, DeviceEvent, DevicePresence, DeviceReport
-from cloud_api.models import RefundLine, RefundPayment, RefundRecord, SaleLine, SalePayment
-from cloud_api.models import SaleRecord
+from cloud_api.models import (
+    CommandReply,
+    DeviceEvent,
+    DevicePresence,
+    DeviceReport,
+    RefundLine,
+    RefundPayment,
+    RefundRecord,
+    SaleLine,
+    SalePayment,
+    SaleRecord,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +49,33 @@ _events = DeviceEvent.__table__
 _replies = CommandReply.__table__
 _reports = DeviceReport.__table__
 _presence = DevicePresence.__table__
-_SALE_COLUMNS = ("sale_id", "device_id", "receipt_number", "cashier_id", "point_of_sale_code",
-                 "till_session_id", "currency", "tax_included", "total_minor", "tax_total_minor",
-                 "change_minor", "sold_at", "payload", "message_id")
-_LINE_COLUMNS = ("sale_id", "line_index", "sku", "name", "qty_milli", "unit_price_minor",
-                 "tax_rate_bp", "discount_minor", "total_minor")
+_SALE_COLUMNS = (
+    "sale_id",
+    "device_id",
+    "receipt_number",
+    "cashier_id",
+    "point_of_sale_code",
+    "till_session_id",
+    "currency",
+    "tax_included",
+    "total_minor",
+    "tax_total_minor",
+    "change_minor",
+    "sold_at",
+    "payload",
+    "message_id",
+)
+_LINE_COLUMNS = (
+    "sale_id",
+    "line_index",
+    "sku",
+    "name",
+    "qty_milli",
+    "unit_price_minor",
+    "tax_rate_bp",
+    "discount_minor",
+    "total_minor",
+)
 _PAYMENT_COLUMNS = ("sale_id", "payment_index", "method", "amount_minor", "reference")
 
 
@@ -65,15 +96,23 @@ def apply_sales(session: Session, ups: list[Up], now: datetime) -> Refusals:
     stored = {
         sale_id: (device_id, payload)
         for sale_id, device_id, payload in select_where_in(
-            session, _sales, ("sale_id", "device_id", "payload"),
-            [("sale_id", sorted(sale_ids, key=_uuid_order))])
+            session, _sales, ("sale_id", "device_id", "payload"), [("sale_id", sorted(sale_ids, key=_uuid_order))]
+        )
     }
     receipts = {
         (device_id, receipt_number): sale_id
         for device_id, receipt_number, sale_id in select_where_in(
-            session, _sales, ("device_id", "receipt_number", "sale_id"),
-            [("device_id", sorted({up.device_id for up in ups})),
-             ("receipt_number", sorted({wire["receipt_no"] for _, wire in sales if wire["receipt_no"] <= MAX_STORED_INT}))])
+            session,
+            _sales,
+            ("device_id", "receipt_number", "sale_id"),
+            [
+                ("device_id", sorted({up.device_id for up in ups})),
+                (
+                    "receipt_number",
+                    sorted({wire["receipt_no"] for _, wire in sales if wire["receipt_no"] <= MAX_STORED_INT}),
+                ),
+            ],
+        )
     }
     refusals: Refusals = {}
     new: list[tuple[uuid.UUID, Up, dict[str, Any]]] = []
@@ -81,16 +120,14 @@ def apply_sales(session: Session, ups: list[Up], now: datetime) -> Refusals:
         receipt_no = payload["receipt_no"]
         if sale_id in stored:
             if stored[sale_id] != (up.device_id, payload):
-                refusals[up.id] = ("sale.conflict", f"sale {sale_id} is already "
-                                   "recorded with different content")
+                refusals[up.id] = ("sale.conflict", f"sale {sale_id} is already recorded with different content")
             continue
         if receipt_no > MAX_STORED_INT:  # refused with a reason, not failed on every resend
             refusals[up.id] = ("message.unstorable", "the receipt number exceeds 2^63-1")
             continue
         owner = receipts.get((up.device_id, receipt_no))
         if owner is not None:
-            refusals[up.id] = ("sale.receipt_no_reused", f"receipt {receipt_no} is "
-                               f"already recorded for sale {owner}")
+            refusals[up.id] = ("sale.receipt_no_reused", f"receipt {receipt_no} is already recorded for sale {owner}")
             continue
         stored[sale_id] = (up.device_id, payload)
         receipts[(up.device_id, receipt_no)] = sale_id
@@ -106,20 +143,46 @@ def _insert_sales(session: Session, new: list[tuple[uuid.UUID, Up, dict[str, Any
     new.sort(key=lambda item: item[0].int)
     sales, lines, payments = [], [], []
     for sale_id, up, sale in new:
-        sales.append((sale_id, up.device_id, sale["receipt_no"], sale["cashier_id"],
-                      sale["point_of_sale_id"], uuid.UUID(sale["till_session_id"]), sale["currency"],
-                      sale["tax_included"], sale["total"], sale["tax_total"], sale["change"],
-                      up.created_at, up.wire_document(), up.id))
-        lines += [(sale_id, index, line["sku"], line["name"], line["qty_milli"],
-                   line["unit_price"], line["tax_rate_bp"], line["discount"], line["total"])
-                  for index, line in enumerate(sale["lines"])]
-        payments += [(sale_id, index, payment["method"], payment["amount"], payment.get("reference"))
-                     for index, payment in enumerate(sale["payments"])]
+        sales.append(
+            (
+                sale_id,
+                up.device_id,
+                sale["receipt_no"],
+                sale["cashier_id"],
+                sale["point_of_sale_id"],
+                uuid.UUID(sale["till_session_id"]),
+                sale["currency"],
+                sale["tax_included"],
+                sale["total"],
+                sale["tax_total"],
+                sale["change"],
+                up.created_at,
+                up.wire_document(),
+                up.id,
+            )
+        )
+        lines += [
+            (
+                sale_id,
+                index,
+                line["sku"],
+                line["name"],
+                line["qty_milli"],
+                line["unit_price"],
+                line["tax_rate_bp"],
+                line["discount"],
+                line["total"],
+            )
+            for index, line in enumerate(sale["lines"])
+        ]
+        payments += [
+            (sale_id, index, payment["method"], payment["amount"], payment.get("reference"))
+            for index, payment in enumerate(sale["payments"])
+        ]
     try:
         copy_rows(session, _sales, _SALE_COLUMNS, sales)
     except IntegrityError as exc:
-        raise ConcurrentChangeError("sales: a sale id or receipt number was stored "
-                                    "concurrently") from exc
+        raise ConcurrentChangeError("sales: a sale id or receipt number was stored concurrently") from exc
     # Keyed by sale id: a clash here would have failed the sales insert above first.
     copy_rows(session, _sale_lines, _LINE_COLUMNS, lines)
     copy_rows(session, _sale_payments, _PAYMENT_COLUMNS, payments)
@@ -136,8 +199,9 @@ def apply_refunds(session: Session, envelopes: list[Up], now: datetime) -> Refus
     stored = {
         row.refund_id: (row.device_id, row.payload)
         for row in session.execute(
-            select(_refunds.c.refund_id, _refunds.c.device_id, _refunds.c.payload)
-            .where(_refunds.c.refund_id.in_(refund_ids))
+            select(_refunds.c.refund_id, _refunds.c.device_id, _refunds.c.payload).where(
+                _refunds.c.refund_id.in_(refund_ids)
+            )
         )
     }
     refusals: Refusals = {}
@@ -147,26 +211,48 @@ def apply_refunds(session: Session, envelopes: list[Up], now: datetime) -> Refus
         payload = envelope.wire_form()
         if refund.refund_id in stored:
             if stored[refund.refund_id] != (envelope.device_id, payload):
-                refusals[envelope.id] = ("refund.conflict", f"refund {refund.refund_id} is "
-                                         "already recorded with different content")
+                refusals[envelope.id] = (
+                    "refund.conflict",
+                    f"refund {refund.refund_id} is already recorded with different content",
+                )
             continue
         stored[refund.refund_id] = (envelope.device_id, payload)
-        rows.append({
-            "refund_id": refund.refund_id, "device_id": envelope.device_id,
-            "original_sale_id": refund.original_sale_id,
-            "original_device_id": refund.original_device_id, "scope": refund.scope.value,
-            "cashier_id": refund.cashier_id, "till_session_id": refund.till_session_id,
-            "reason": refund.reason, "currency": refund.currency,
-            "amount_minor": refund.amount, "refunded_at": envelope.created_at,
-            "payload": payload, "message_id": envelope.id,
-        })
-        lines += [{"refund_id": refund.refund_id, "line_index": line.line_index,
-                   "qty_milli": line.qty_milli, "amount_minor": line.amount}
-                  for line in sorted(refund.lines, key=lambda line: line.line_index)]
-        payments += [{"refund_id": refund.refund_id, "payment_index": index,
-                      "method": payment.method.value, "amount_minor": payment.amount,
-                      "reference": payment.reference}
-                     for index, payment in enumerate(refund.payments)]
+        rows.append(
+            {
+                "refund_id": refund.refund_id,
+                "device_id": envelope.device_id,
+                "original_sale_id": refund.original_sale_id,
+                "original_device_id": refund.original_device_id,
+                "scope": refund.scope.value,
+                "cashier_id": refund.cashier_id,
+                "till_session_id": refund.till_session_id,
+                "reason": refund.reason,
+                "currency": refund.currency,
+                "amount_minor": refund.amount,
+                "refunded_at": envelope.created_at,
+                "payload": payload,
+                "message_id": envelope.id,
+            }
+        )
+        lines += [
+            {
+                "refund_id": refund.refund_id,
+                "line_index": line.line_index,
+                "qty_milli": line.qty_milli,
+                "amount_minor": line.amount,
+            }
+            for line in sorted(refund.lines, key=lambda line: line.line_index)
+        ]
+        payments += [
+            {
+                "refund_id": refund.refund_id,
+                "payment_index": index,
+                "method": payment.method.value,
+                "amount_minor": payment.amount,
+                "reference": payment.reference,
+            }
+            for index, payment in enumerate(refund.payments)
+        ]
     _insert_all_or_retry(session, _refunds, rows, "refund_id")
     # Child rows in their refund's order (the sort is stable), after the refunds themselves.
     _insert_all_or_retry(session, _refund_lines, lines, "refund_id")
@@ -176,11 +262,18 @@ def apply_refunds(session: Session, envelopes: list[Up], now: datetime) -> Refus
 
 def apply_events(session: Session, envelopes: list[Up], now: datetime) -> Refusals:
     refusals = _refuse_unstorable(envelopes)
-    rows = [{
-        "message_id": envelope.id, "device_id": envelope.device_id,
-        "kind": envelope.body.kind, "cashier_id": envelope.body.cashier_id,
-        "details": envelope.body.details, "occurred_at": envelope.created_at,
-    } for envelope in envelopes if envelope.id not in refusals]
+    rows = [
+        {
+            "message_id": envelope.id,
+            "device_id": envelope.device_id,
+            "kind": envelope.body.kind,
+            "cashier_id": envelope.body.cashier_id,
+            "details": envelope.body.details,
+            "occurred_at": envelope.created_at,
+        }
+        for envelope in envelopes
+        if envelope.id not in refusals
+    ]
     _insert_all_or_retry(session, _events, rows, "message_id")
     return refusals
 
@@ -192,18 +285,25 @@ def apply_replies(session: Session, envelopes: list[Up], now: datetime) -> Refus
     envelopes = [envelope for envelope in envelopes if envelope.id not in refusals]
     rows: dict[uuid.UUID, dict[str, Any]] = {}
     for envelope in sorted(envelopes, key=lambda envelope: envelope.seq):
-        rows.setdefault(envelope.correlation_id, {
-            "correlation_id": envelope.correlation_id, "device_id": envelope.device_id,
-            "ok": envelope.body.ok, "reply": envelope.wire_form(),
-            "message_id": envelope.id, "received_at": now,
-        })
+        rows.setdefault(
+            envelope.correlation_id,
+            {
+                "correlation_id": envelope.correlation_id,
+                "device_id": envelope.device_id,
+                "ok": envelope.body.ok,
+                "reply": envelope.wire_form(),
+                "message_id": envelope.id,
+                "received_at": now,
+            },
+        )
     inserted = insert_new(session, _replies, list(rows.values()), "correlation_id")
     for envelope in envelopes:
         first = rows[envelope.correlation_id]["message_id"] == envelope.id
         if not first or envelope.correlation_id not in inserted:
-            log.info("command already answered; later reply ignored",
-                     extra={"device_id": envelope.device_id,
-                            "correlation_id": str(envelope.correlation_id)})
+            log.info(
+                "command already answered; later reply ignored",
+                extra={"device_id": envelope.device_id, "correlation_id": str(envelope.correlation_id)},
+            )
     return refusals
 
 
@@ -215,16 +315,19 @@ def apply_reports(session: Session, envelopes: list[Up], now: datetime) -> Refus
         key = (envelope.device_id, _report_kind(envelope.body))
         if key not in latest or latest[key]["seq"] < envelope.seq:
             latest[key] = {
-                "device_id": key[0], "kind": key[1], "seq": envelope.seq,
-                "report": envelope.wire_form(), "message_id": envelope.id,
+                "device_id": key[0],
+                "kind": key[1],
+                "seq": envelope.seq,
+                "report": envelope.wire_form(),
+                "message_id": envelope.id,
                 "reported_at": envelope.created_at,
             }
     statement = upsert_insert(session, _reports)
-    newer = {name: statement.excluded[name]
-             for name in ("seq", "report", "message_id", "reported_at")}
+    newer = {name: statement.excluded[name] for name in ("seq", "report", "message_id", "reported_at")}
     session.execute(
         statement.on_conflict_do_update(
-            index_elements=[_reports.c.device_id, _reports.c.kind], set_=newer,
+            index_elements=[_reports.c.device_id, _reports.c.kind],
+            set_=newer,
             where=_reports.c.seq < statement.excluded.seq,
         ),
         [latest[key] for key in sorted(latest)],
@@ -241,17 +344,25 @@ def record_presence(session: Session, envelopes: list[kc.Envelope], now: datetim
     latest: dict[str, kc.Envelope] = {}
     for envelope in envelopes:
         latest[envelope.device_id] = envelope
-    rows = [{
-        "device_id": device_id, "state": envelope.body.state.value,
-        "boot_id": envelope.boot_id, "status_message_id": envelope.id,
-        "status_at": envelope.created_at, "last_seen_at": now,
-    } for device_id, envelope in sorted(latest.items())]
+    rows = [
+        {
+            "device_id": device_id,
+            "state": envelope.body.state.value,
+            "boot_id": envelope.boot_id,
+            "status_message_id": envelope.id,
+            "status_at": envelope.created_at,
+            "last_seen_at": now,
+        }
+        for device_id, envelope in sorted(latest.items())
+    ]
     statement = upsert_insert(session, _presence)
     session.execute(
         statement.on_conflict_do_update(
             index_elements=[_presence.c.device_id],
-            set_={name: statement.excluded[name] for name in
-                  ("state", "boot_id", "status_message_id", "status_at", "last_seen_at")},
+            set_={
+                name: statement.excluded[name]
+                for name in ("state", "boot_id", "status_message_id", "status_at", "last_seen_at")
+            },
             where=_presence.c.status_message_id != statement.excluded.status_message_id,
         ),
         rows,

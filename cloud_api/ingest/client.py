@@ -106,16 +106,17 @@ class IngestClient(paho.Client):
         return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
 
     @staticmethod
-    def _publish_received(sink: Callable[[int, int, bytes, bytes], None], qos: int,
-                          buffer: bytes, start: int, end: int) -> paho.MQTTErrorCode:
+    def _publish_received(
+        sink: Callable[[int, int, bytes, bytes], None], qos: int, buffer: bytes, start: int, end: int
+    ) -> paho.MQTTErrorCode:
         """A QoS 0/1 PUBLISH: topic, packet id, properties (skipped), payload."""
         if end - start < 2:
             return paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
-        position = start + 2 + int.from_bytes(buffer[start:start + 2], "big")
-        topic = buffer[start + 2:position]
+        position = start + 2 + int.from_bytes(buffer[start : start + 2], "big")
+        topic = buffer[start + 2 : position]
         mid = 0
         if qos:
-            mid = int.from_bytes(buffer[position:position + 2], "big")
+            mid = int.from_bytes(buffer[position : position + 2], "big")
             position += 2
         length = shift = 0
         while True:
@@ -136,9 +137,14 @@ class IngestClient(paho.Client):
     def _handle_framed(self, command: int, packet: bytes) -> paho.MQTTErrorCode:
         """Any other packet: paho's handler, with paho's read state as its reader leaves it."""
         self._in_packet = {
-            "command": command, "have_remaining": 1, "remaining_count": [],
-            "remaining_mult": 1, "remaining_length": len(packet),
-            "packet": bytearray(packet), "to_process": 0, "pos": 0,
+            "command": command,
+            "have_remaining": 1,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": len(packet),
+            "packet": bytearray(packet),
+            "to_process": 0,
+            "pos": 0,
         }
         try:
             rc = self._packet_handle()
@@ -146,8 +152,14 @@ class IngestClient(paho.Client):
             self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
             rc = paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
         self._in_packet = {
-            "command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
-            "remaining_length": 0, "packet": bytearray(b""), "to_process": 0, "pos": 0,
+            "command": 0,
+            "have_remaining": 0,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": 0,
+            "packet": bytearray(b""),
+            "to_process": 0,
+            "pos": 0,
         }
         return rc
 

@@ -20,11 +20,11 @@ when the contract gains a field this module does not know.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from broker import contract as kc
 from broker.contract.fields import MAX_MINOR_UNITS, MAX_SEQ
@@ -45,18 +45,20 @@ _Seq = Annotated[int, Field(strict=True, ge=1, le=MAX_SEQ)]
 _UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 _UuidText = Annotated[str, StringConstraints(strict=True, pattern=_UUID_PATTERN)]
 # UUIDv7: version nibble 7, RFC 9562 variant (10xx).
-_MessageIdText = Annotated[str, StringConstraints(
-    strict=True, pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")]
+_MessageIdText = Annotated[
+    str,
+    StringConstraints(strict=True, pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"),
+]
 # The contract's Code is 1-64 characters without whitespace or control characters; printable
 # ASCII without the space is a subset of that.
 _Code = Annotated[str, StringConstraints(strict=True, pattern=r"^[!-~]{1,64}$")]
-_ItemName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200,
-                                             pattern=r"^[^\x00-\x1f\x7f]+$")]
+_ItemName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 _Currency = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z]{3}$")]
 _OperatorCode = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9]{4}$")]
 # What the contract's encoder writes (UTC, milliseconds, "Z"); calendar checked afterwards.
-_Timestamp = Annotated[str, StringConstraints(
-    strict=True, pattern=r"^2[0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$")]
+_Timestamp = Annotated[
+    str, StringConstraints(strict=True, pattern=r"^2[0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$")
+]
 _Version = Annotated[int, Field(strict=True, ge=kc.PROTOCOL_VERSION, le=kc.PROTOCOL_VERSION)]
 
 
@@ -144,7 +146,7 @@ def parse(topic: str, payload: bytes) -> kc.Parsed | kc.Rejection | Up:
     whatever `kc.parse_message` makes of it. Never raises."""
     try:
         checked = _check_sale(topic, payload)
-    except Exception:  # noqa: BLE001 - a surprise in the fast path only costs the slow path
+    except Exception:
         checked = None
     if checked is not None:
         return checked
@@ -164,7 +166,7 @@ def parse_batch(topic: str, payload: bytes) -> list[kc.Parsed | kc.Rejection | U
     for index, line in enumerate(lines):
         try:
             checked = _check_sale(sale_topic, line)
-        except Exception:  # noqa: BLE001 - as in parse: only costs the slow path
+        except Exception:
             checked = None
         messages.append(checked if checked is not None else kc.parse_batch_line(device_id, line, index))
     return messages
@@ -217,14 +219,21 @@ def _check_sale(topic: str, payload: bytes) -> Up | None:
         stamp = datetime.fromisoformat(envelope["created_at"])  # a real date and time?
     except ValueError:
         return None
-    if stamp.tzinfo is not timezone.utc:
+    if stamp.tzinfo is not UTC:
         return None
     correlation_id = envelope.get("correlation_id")
     return Up(
-        uuid.UUID(envelope["id"]), _SALE, info.device_id, envelope["seq"],
-        _boot_id(envelope["boot_id"]), stamp, envelope["clock_trusted"],
+        uuid.UUID(envelope["id"]),
+        _SALE,
+        info.device_id,
+        envelope["seq"],
+        _boot_id(envelope["boot_id"]),
+        stamp,
+        envelope["clock_trusted"],
         None if correlation_id is None else uuid.UUID(correlation_id),
-        None, sale, _body_text(payload, envelope, sale),
+        None,
+        sale,
+        _body_text(payload, envelope, sale),
     )
 
 
@@ -281,4 +290,4 @@ def _body_text(payload: bytes, envelope: dict[str, Any], sale: dict[str, Any]) -
     start = payload.find(_BODY_KEY)
     if any(payload.find(key) > start for key in _OTHER_KEYS):
         return None
-    return payload[start + len(_BODY_KEY):-1].decode("utf-8")
+    return payload[start + len(_BODY_KEY) : -1].decode("utf-8")

@@ -68,13 +68,7 @@ class AckPlan:
         entry = self.device(device_id)
         if message_id in entry.acked:
             return
-        entry.rejected[message_id] = kc.AckRejection(
-            id=message_id, reason=reason, detail=clean_detail(detail)
-        )
+        entry.rejected[message_id] = kc.AckRejection(id=message_id, reason=reason, detail=clean_detail(detail))
 
     def envelopes(self) -> list[kc.Envelope]:
-        return [
-            envelope
-            for device_id, entry in self.devices.items()
-            for envelope in entry.envelopes(device_id)
-        ]
+        return [envelope for device_id, entry in self.devices.items() for envelope in entry.envelopes(device_id)]

@@ -32,15 +32,23 @@ def apply_z_reports(session: Session, ups: list[Up], now: datetime) -> Refusals:
     stored = {
         report_id: (device_id, payload)
         for report_id, device_id, payload in select_where_in(
-            session, _z_reports, ("report_id", "device_id", "payload"),
-            [("report_id", sorted({body.report_id for _, body, _ in reports}, key=lambda u: u.int))])
+            session,
+            _z_reports,
+            ("report_id", "device_id", "payload"),
+            [("report_id", sorted({body.report_id for _, body, _ in reports}, key=lambda u: u.int))],
+        )
     }
     numbers = {
         (device_id, z_no): report_id
         for device_id, z_no, report_id in select_where_in(
-            session, _z_reports, ("device_id", "z_no", "report_id"),
-            [("device_id", sorted({up.device_id for up in ups})),
-             ("z_no", sorted({body.z_no for _, body, _ in reports if body.z_no <= MAX_STORED_INT}))])
+            session,
+            _z_reports,
+            ("device_id", "z_no", "report_id"),
+            [
+                ("device_id", sorted({up.device_id for up in ups})),
+                ("z_no", sorted({body.z_no for _, body, _ in reports if body.z_no <= MAX_STORED_INT})),
+            ],
+        )
     }
     refusals: Refusals = {}
     rows: list[dict[str, Any]] = []
@@ -48,35 +56,55 @@ def apply_z_reports(session: Session, ups: list[Up], now: datetime) -> Refusals:
         report: kc.ZReport
         if report.report_id in stored:
             if stored[report.report_id] != (up.device_id, payload):
-                refusals[up.id] = ("z_report.conflict", f"Z report {report.report_id} is already "
-                                   "recorded with different content")
+                refusals[up.id] = (
+                    "z_report.conflict",
+                    f"Z report {report.report_id} is already recorded with different content",
+                )
             continue
-        if max(report.z_no, report.sales_count, report.refunds_count,
-               report.first_receipt_no or 0, report.last_receipt_no or 0) > MAX_STORED_INT:
+        if (
+            max(
+                report.z_no,
+                report.sales_count,
+                report.refunds_count,
+                report.first_receipt_no or 0,
+                report.last_receipt_no or 0,
+            )
+            > MAX_STORED_INT
+        ):
             refusals[up.id] = ("message.unstorable", "a counter of the Z report exceeds 2^63-1")
             continue
         owner = numbers.get((up.device_id, report.z_no))
         if owner is not None:
-            refusals[up.id] = ("z_report.number_reused", f"Z {report.z_no} is already recorded "
-                               f"for report {owner}")
+            refusals[up.id] = ("z_report.number_reused", f"Z {report.z_no} is already recorded for report {owner}")
             continue
         stored[report.report_id] = (up.device_id, payload)
         numbers[(up.device_id, report.z_no)] = report.report_id
-        rows.append({
-            "report_id": report.report_id, "device_id": up.device_id, "z_no": report.z_no,
-            "currency": report.currency, "opened_at": report.opened_at,
-            "closed_at": report.closed_at, "closed_by": report.closed_by,
-            "first_receipt_no": report.first_receipt_no, "last_receipt_no": report.last_receipt_no,
-            "sales_count": report.sales_count, "refunds_count": report.refunds_count,
-            "sales_total_minor": report.sales_total, "refunds_total_minor": report.refunds_total,
-            "tax_total_minor": report.tax_total, "payments": payload.get("payments", []),
-            "taxes": payload.get("taxes", []), "payload": payload, "message_id": up.id,
-            "received_at": now,
-        })
+        rows.append(
+            {
+                "report_id": report.report_id,
+                "device_id": up.device_id,
+                "z_no": report.z_no,
+                "currency": report.currency,
+                "opened_at": report.opened_at,
+                "closed_at": report.closed_at,
+                "closed_by": report.closed_by,
+                "first_receipt_no": report.first_receipt_no,
+                "last_receipt_no": report.last_receipt_no,
+                "sales_count": report.sales_count,
+                "refunds_count": report.refunds_count,
+                "sales_total_minor": report.sales_total,
+                "refunds_total_minor": report.refunds_total,
+                "tax_total_minor": report.tax_total,
+                "payments": payload.get("payments", []),
+                "taxes": payload.get("taxes", []),
+                "payload": payload,
+                "message_id": up.id,
+                "received_at": now,
+            }
+        )
     if rows:
         try:
             session.execute(_z_reports.insert(), sorted(rows, key=lambda row: row["report_id"].int))
         except IntegrityError as exc:
-            raise ConcurrentChangeError("z_reports: a report id or Z number was stored "
-                                        "concurrently") from exc
+            raise ConcurrentChangeError("z_reports: a report id or Z number was stored concurrently") from exc
     return refusals

@@ -19,12 +19,11 @@ which cost more than the database work.
 
 from __future__ import annotations
 
-from itertools import chain
-
 import json
 import re
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 from pydantic_core import to_json
@@ -42,10 +41,7 @@ class ConcurrentChangeError(RuntimeError):
     """Another transaction changed a row this batch relied on; the batch is retried whole."""
 
 
-
-def insert_new(
-    session: Session, table: Table, rows: Sequence[dict[str, Any]], key: str
-) -> set[Any]:
+def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]], key: str) -> set[Any]:
     """Insert rows whose `key` is not stored yet; return the keys actually inserted.
 
     Rows go in key order so that concurrent transactions lock keys in the same order and
@@ -56,10 +52,7 @@ def insert_new(
         return set()
     ordered = sorted(rows, key=lambda row: row[key])
     column = table.c[key]
-    statement = (
-        upsert_insert(session, table).on_conflict_do_nothing(index_elements=[column])
-        .returning(column)
-    )
+    statement = upsert_insert(session, table).on_conflict_do_nothing(index_elements=[column]).returning(column)
     return set(session.execute(statement, ordered).scalars())
 
 
@@ -81,15 +74,13 @@ def _to_json_text(value: Any) -> str:
 def _dialect(session: Session) -> Dialect:
     dialect = session.get_bind().dialect
     if dialect.name not in ("sqlite", "postgresql"):
-        raise UnsupportedDatabaseError(
-            f"the ingest supports SQLite and PostgreSQL, not {dialect.name}")
+        raise UnsupportedDatabaseError(f"the ingest supports SQLite and PostgreSQL, not {dialect.name}")
     return dialect
 
 
 # Per dialect (i.e. per engine) and column: the function turning a value into what the
 # DBAPI driver is given.
-_converters: weakref.WeakKeyDictionary[Dialect, dict[Column, Callable[[Any], Any] | None]] = (
-    weakref.WeakKeyDictionary())
+_converters: weakref.WeakKeyDictionary[Dialect, dict[Column, Callable[[Any], Any] | None]] = weakref.WeakKeyDictionary()
 
 
 def _converter(column: Column, dialect: Dialect) -> Callable[[Any], Any] | None:
@@ -133,9 +124,7 @@ def _array_type(column: Column, dialect: Dialect) -> str:
     return f"{column.type.compile(dialect=dialect)}[]"
 
 
-def _convert_columns(
-    columns: Sequence[Column], rows: Sequence[Sequence[Any]], dialect: Dialect
-) -> list[list[Any]]:
+def _convert_columns(columns: Sequence[Column], rows: Sequence[Sequence[Any]], dialect: Dialect) -> list[list[Any]]:
     """Column-wise values, each through its column's bind processor."""
     converted = []
     for index, column in enumerate(columns):
@@ -202,7 +191,7 @@ def insert_rows(
         placeholder = "(" + ", ".join("?" * per_row) + ")"
         flat_rows = list(zip(*values, strict=True))
         for start in range(0, len(flat_rows), chunk):
-            part = flat_rows[start:start + chunk]
+            part = flat_rows[start : start + chunk]
             statement = f"{head}VALUES {', '.join([placeholder] * len(part))}{tail}"
             params = tuple(chain.from_iterable(part))
             result = connection.exec_driver_sql(statement, params)
@@ -216,9 +205,7 @@ def insert_rows(
     return {given[value] for value in results}
 
 
-def copy_rows(
-    session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
-) -> None:
+def copy_rows(session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """A plain INSERT of rows (tuples in `columns` order): COPY on PostgreSQL, `insert_rows`
     on SQLite. A duplicate key raises IntegrityError, as an INSERT would; rows go in the
     given order (see insert_rows)."""
@@ -230,8 +217,10 @@ def copy_rows(
         return
     preparer = dialect.identifier_preparer
     cols = [table.c[name] for name in columns]
-    statement = (f"COPY {preparer.format_table(table)} "
-                 f"({', '.join(preparer.quote(name) for name in columns)}) FROM STDIN (FORMAT BINARY)")
+    statement = (
+        f"COPY {preparer.format_table(table)} "
+        f"({', '.join(preparer.quote(name) for name in columns)}) FROM STDIN (FORMAT BINARY)"
+    )
     if any(_converter(column, dialect) is not None for column in cols):
         rows = list(zip(*_convert_columns(cols, rows, dialect), strict=True))
     connection = session.connection()
@@ -247,8 +236,9 @@ def copy_rows(
         lost = dialect.is_disconnect(exc, driver_connection, None)
         if lost:
             connection.invalidate(exc)
-        raise DBAPIError.instance(statement, None, exc, dialect.loaded_dbapi.Error,
-                                  connection_invalidated=lost, dialect=dialect) from exc
+        raise DBAPIError.instance(
+            statement, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
+        ) from exc
 
 
 def _copy_type(column: Column, dialect: Dialect) -> str:
@@ -283,6 +273,7 @@ def update_rows(
         raise ValueError("the key comes first")
     connection = session.connection()
     if dialect.name == "postgresql":
+
         def value(column: str) -> str:
             new = f"v.{preparer.quote(column)}"
             return f"COALESCE({new}, {name}.{preparer.quote(column)})" if column in keep else new
@@ -292,7 +283,9 @@ def update_rows(
         aliases = ", ".join(preparer.quote(column) for column in columns)
         connection.exec_driver_sql(
             f"UPDATE {name} SET {sets} FROM unnest({arrays}) AS v({aliases}) "
-            f"WHERE {name}.{quoted_key} = v.{quoted_key}", tuple(values))
+            f"WHERE {name}.{quoted_key} = v.{quoted_key}",
+            tuple(values),
+        )
         return
 
     def assign(column: str) -> str:
@@ -323,8 +316,11 @@ def select_where_in(
         if bound > _SQLITE_MAX_PARAMETERS and len(conditions[0][1]) > 1:
             (name, first), rest = conditions[0], conditions[1:]
             half = len(first) // 2
-            return [row for part in (first[:half], first[half:])
-                    for row in select_where_in(session, table, columns, [(name, part), *rest])]
+            return [
+                row
+                for part in (first[:half], first[half:])
+                for row in select_where_in(session, table, columns, [(name, part), *rest])
+            ]
     preparer = dialect.identifier_preparer
     clauses = []
     params: list[Any] = []
@@ -342,14 +338,18 @@ def select_where_in(
             clauses.append(f"{preparer.quote(name)} IN ({', '.join('?' * len(values))})")
             params.extend(values)
     selected = [table.c[name] for name in columns]
-    statement = (f"SELECT {', '.join(preparer.quote(name) for name in columns)} "
-                 f"FROM {preparer.format_table(table)} WHERE {' AND '.join(clauses)}")
+    statement = (
+        f"SELECT {', '.join(preparer.quote(name) for name in columns)} "
+        f"FROM {preparer.format_table(table)} WHERE {' AND '.join(clauses)}"
+    )
     rows = session.connection().exec_driver_sql(statement, tuple(params)).fetchall()
     converters = [_result_converter(column, dialect) for column in selected]
     if not any(converters):
         return [tuple(row) for row in rows]
     return [
-        tuple(value if convert is None or value is None else convert(value)
-              for convert, value in zip(converters, row, strict=True))
+        tuple(
+            value if convert is None or value is None else convert(value)
+            for convert, value in zip(converters, row, strict=True)
+        )
         for row in rows
     ]

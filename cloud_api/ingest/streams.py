@@ -70,9 +70,7 @@ class _Gap:
         return self.first <= seq <= self.last
 
 
-def track_sequences(
-    session: Session, envelopes: list[Sequenced], now: datetime
-) -> dict[str, StreamPosition]:
+def track_sequences(session: Session, envelopes: list[Sequenced], now: datetime) -> dict[str, StreamPosition]:
     """Advance each device's stream over newly recorded messages (already inserted)."""
     by_device: dict[str, list[Sequenced]] = defaultdict(list)
     for envelope in envelopes:
@@ -80,14 +78,18 @@ def track_sequences(
     devices = sorted(by_device)
     if not devices:
         return {}
-    insert_rows(session, _streams, ("device_id", "high_water", "max_seq"),
-                [(device_id, 0, 0) for device_id in devices], conflict_key="device_id")
+    insert_rows(
+        session,
+        _streams,
+        ("device_id", "high_water", "max_seq"),
+        [(device_id, 0, 0) for device_id in devices],
+        conflict_key="device_id",
+    )
     # Locked in device order: concurrent workers serialise per device, never deadlock.
     streams = {
         row.device_id: row
         for row in session.execute(
-            select(_streams).where(_streams.c.device_id.in_(devices))
-            .order_by(_streams.c.device_id).with_for_update()
+            select(_streams).where(_streams.c.device_id.in_(devices)).order_by(_streams.c.device_id).with_for_update()
         )
     }
     open_gaps: dict[str, list[_Gap]] = defaultdict(list)
@@ -100,19 +102,18 @@ def track_sequences(
     positions = {}
     rows = []
     for device_id in devices:
-        positions[device_id], row = _advance(session, streams[device_id], open_gaps[device_id],
-                                             by_device[device_id], now)
+        positions[device_id], row = _advance(
+            session, streams[device_id], open_gaps[device_id], by_device[device_id], now
+        )
         rows.append(row)
     # One statement for every device of the batch (their rows are locked above).
-    update_rows(session, _streams, "device_id", _STREAM_COLUMNS, rows,
-                keep_when_null={"last_boot_id"})
+    update_rows(session, _streams, "device_id", _STREAM_COLUMNS, rows, keep_when_null={"last_boot_id"})
     return positions
 
 
 def current_high_water(session: Session, device_ids: list[str]) -> dict[str, int]:
     rows = session.execute(
-        select(_streams.c.device_id, _streams.c.high_water)
-        .where(_streams.c.device_id.in_(device_ids))
+        select(_streams.c.device_id, _streams.c.high_water).where(_streams.c.device_id.in_(device_ids))
     )
     return {row.device_id: row.high_water for row in rows}
 
@@ -130,8 +131,10 @@ def _advance(
         if not any(gap.holds(seq) for gap in gaps):
             reused = True
     if reused:
-        log.warning("device reused sequence numbers; high-water mark withheld from acks",
-                    extra={"device_id": device_id, "max_seq": old_max})
+        log.warning(
+            "device reused sequence numbers; high-water mark withheld from acks",
+            extra={"device_id": device_id, "max_seq": old_max},
+        )
 
     new_gaps = []
     previous = old_max
@@ -140,22 +143,29 @@ def _advance(
             new_gaps.append(_Gap(None, previous + 1, seq - 1))
         previous = seq
     if new_gaps:
-        session.execute(_gaps.insert(), [
-            {"device_id": device_id, "first_missing": gap.first, "last_missing": gap.last,
-             "detected_at": now} for gap in new_gaps
-        ])
+        session.execute(
+            _gaps.insert(),
+            [
+                {"device_id": device_id, "first_missing": gap.first, "last_missing": gap.last, "detected_at": now}
+                for gap in new_gaps
+            ],
+        )
         for gap in new_gaps:
             # debug: with several workers gaps open and close all the time; a lasting one
             # shows in the device API (open_gaps, GET .../gaps)
-            log.debug("sequence gap opened", extra={"device_id": device_id,
-                     "first_missing": gap.first, "last_missing": gap.last})
+            log.debug(
+                "sequence gap opened",
+                extra={"device_id": device_id, "first_missing": gap.first, "last_missing": gap.last},
+            )
 
     still_open = []
     for gap in gaps:
         if any(gap.holds(seq) for seq in filled) and _fully_recorded(session, device_id, gap):
             session.execute(update(_gaps).where(_gaps.c.id == gap.id).values(closed_at=now))
-            log.debug("sequence gap closed", extra={"device_id": device_id,
-                     "first_missing": gap.first, "last_missing": gap.last})
+            log.debug(
+                "sequence gap closed",
+                extra={"device_id": device_id, "first_missing": gap.first, "last_missing": gap.last},
+            )
         else:
             still_open.append(gap)
     still_open = sorted(still_open + new_gaps, key=lambda gap: gap.first)
@@ -177,7 +187,8 @@ def _advance(
 
 def _recorded_seqs(device_id: str, first: int, last: int) -> Select:
     return (
-        select(_messages.c.seq).distinct()
+        select(_messages.c.seq)
+        .distinct()
         .where(_messages.c.device_id == device_id, _messages.c.seq.between(first, last))
     )
 

@@ -35,9 +35,17 @@ class Up:
 
     @classmethod
     def of(cls, envelope: kc.Envelope) -> Up:
-        return cls(envelope.id, envelope.type, envelope.device_id, envelope.seq,
-                   envelope.boot_id, envelope.created_at, envelope.clock_trusted,
-                   envelope.correlation_id, envelope.body)
+        return cls(
+            envelope.id,
+            envelope.type,
+            envelope.device_id,
+            envelope.seq,
+            envelope.boot_id,
+            envelope.created_at,
+            envelope.clock_trusted,
+            envelope.correlation_id,
+            envelope.body,
+        )
 
     def wire_form(self) -> dict[str, Any]:
         if self.wire is None:

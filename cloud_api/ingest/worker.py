@@ -109,7 +109,7 @@ def _freeze_startup_objects() -> None:
     """What exists when the first worker starts (modules, schemas, metadata) lives as long as
     the process: keep it out of the collector's full passes, which batches of parsed
     messages trigger often. Once per process."""
-    global _frozen  # noqa: PLW0603
+    global _frozen
     if not _frozen:
         _frozen = True
         gc.collect()
@@ -159,14 +159,13 @@ class IngestWorker:
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self.options.session_expiry_s
         properties.ReceiveMaximum = self.options.receive_maximum
-        self._client.connect_async(self.host, self.port, keepalive=self.options.keepalive_s,
-                                   clean_start=False, properties=properties)
+        self._client.connect_async(
+            self.host, self.port, keepalive=self.options.keepalive_s, clean_start=False, properties=properties
+        )
         self._client.loop_start()
-        self._applier = threading.Thread(target=self._apply_loop, name=f"ingest-{self.worker_id}",
-                                         daemon=True)
+        self._applier = threading.Thread(target=self._apply_loop, name=f"ingest-{self.worker_id}", daemon=True)
         self._applier.start()
-        log.info("ingest worker started", extra={"client_id": self.client_id,
-                                                 "host": self.host, "port": self.port})
+        log.info("ingest worker started", extra={"client_id": self.client_id, "host": self.host, "port": self.port})
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -180,8 +179,7 @@ class IngestWorker:
             self._client.disconnect()
             self._client.loop_stop()
             self._client = None
-        log.info("ingest worker stopped", extra={"client_id": self.client_id,
-                                                 **vars(self.stats())})
+        log.info("ingest worker stopped", extra={"client_id": self.client_id, **vars(self.stats())})
 
     def stats(self) -> IngestStats:
         with self._stats_lock:
@@ -194,13 +192,19 @@ class IngestWorker:
 
     # ------------------------------------------------------------------ MQTT side
     def _make_client(self) -> IngestClient:
-        client = IngestClient(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                               protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
+        client = IngestClient(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True
+        )
         if self._username is not None:
             client.username_pw_set(self._username, self._password)
         if self._tls is not None:
             # mutual TLS: the broker maps the certificate's CN (kassa-cloud) to the ACL user
-            client.tls_set(ca_certs=self._tls.ca_file, certfile=self._tls.cert_file, keyfile=self._tls.key_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            client.tls_set(
+                ca_certs=self._tls.ca_file,
+                certfile=self._tls.cert_file,
+                keyfile=self._tls.key_file,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
         client.max_inflight_messages_set(100)
         client.reconnect_delay_set(self.options.reconnect_min_s, self.options.reconnect_min_s)
         client.on_socket_open = set_nodelay
@@ -212,8 +216,7 @@ class IngestWorker:
         client.on_publish_received = self._on_publish
         return client
 
-    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
-                    properties: Any) -> None:
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
             log.warning("broker refused the connection", extra={"reason": str(reason_code)})
             self._schedule_reconnect()
@@ -224,13 +227,17 @@ class IngestWorker:
         self._count(connects=1)
         # Subscribing again on every connect is harmless and makes the broker resend the
         # retained status of every device.
-        client.subscribe([(kc.CLOUD_INGEST_SUBSCRIPTION, SubscribeOptions(qos=kc.QOS)),
-                          (kc.CLOUD_STATUS_SUBSCRIPTION, SubscribeOptions(qos=kc.QOS))])
-        log.info("connected to broker", extra={
-            "client_id": self.client_id, "session_present": bool(flags.session_present)})
+        client.subscribe(
+            [
+                (kc.CLOUD_INGEST_SUBSCRIPTION, SubscribeOptions(qos=kc.QOS)),
+                (kc.CLOUD_STATUS_SUBSCRIPTION, SubscribeOptions(qos=kc.QOS)),
+            ]
+        )
+        log.info(
+            "connected to broker", extra={"client_id": self.client_id, "session_present": bool(flags.session_present)}
+        )
 
-    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any,
-                      properties: Any) -> None:
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
         failed = [str(code) for code in reason_codes if code.is_failure]
         if failed:
             log.error("broker refused a subscription", extra={"reasons": ",".join(failed)})
@@ -242,8 +249,7 @@ class IngestWorker:
         log.debug("broker connection failed", extra={"host": self.host, "port": self.port})
         self._schedule_reconnect()
 
-    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
-                       properties: Any) -> None:
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         with self._connection_lock:  # waits for an ack round in progress on the old connection
             self._connection += 1
         if not self._stopping.is_set():
@@ -255,14 +261,13 @@ class IngestWorker:
     def _schedule_reconnect(self) -> None:
         # paho waits its "minimum" delay before the next attempt; a fresh jittered value
         # each time turns its fixed doubling into full-jitter backoff.
-        delay = backoff_delay(self._reconnect_attempt, self.options.reconnect_min_s,
-                              self.options.reconnect_max_s)
+        delay = backoff_delay(self._reconnect_attempt, self.options.reconnect_min_s, self.options.reconnect_max_s)
         self._reconnect_attempt += 1
         if self._client is not None:
             self._client.reconnect_delay_set(delay, delay)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self._on_publish(message.mid, message.qos, message._topic, message.payload)  # noqa: SLF001
+        self._on_publish(message.mid, message.qos, message._topic, message.payload)
 
     def _on_publish(self, mid: int, qos: int, topic: bytes, payload: bytes) -> None:
         try:
@@ -276,7 +281,7 @@ class IngestWorker:
                 message: Message | list[Message] = parse_batch(text, bytes(payload))
             else:
                 message = parse(text, bytes(payload))
-        except Exception:  # noqa: BLE001 - parse never raises; a bug must not end this loop
+        except Exception:
             # Not PUBACKed: the broker delivers it again after the next reconnect.
             log.exception("received message could not be parsed", extra={"topic": text[:256]})
             return
@@ -292,9 +297,8 @@ class IngestWorker:
                 continue
             try:
                 self._process(batch)
-            except Exception:  # noqa: BLE001 - the loop must survive anything a batch does
-                log.exception("ingest batch failed; messages left for redelivery",
-                              extra={"messages": len(batch)})
+            except Exception:
+                log.exception("ingest batch failed; messages left for redelivery", extra={"messages": len(batch)})
 
     def _collect(self) -> list[_Received]:
         inbox = self._inbox
@@ -338,9 +342,10 @@ class IngestWorker:
         self._count(received=len(messages))
         try:
             plan = self._commit(messages)
-        except Exception:  # noqa: BLE001 - a message the code cannot handle must not block others
-            log.exception("batch could not be applied; applying its messages one by one",
-                          extra={"messages": len(messages)})
+        except Exception:
+            log.exception(
+                "batch could not be applied; applying its messages one by one", extra={"messages": len(messages)}
+            )
             for message in messages:
                 if not self._apply_alone(message):
                     return  # stopping: no PUBACK, the whole batch comes back (as duplicates)
@@ -349,10 +354,16 @@ class IngestWorker:
                 return  # stopping while the database kept failing: no PUBACK, redelivered later
             committed = time.perf_counter()
             self._publish(plan)
-            log.debug("batch applied", extra={
-                "messages": len(batch), "applied": plan.applied, "duplicates": plan.duplicates,
-                "commit_ms": round((committed - started) * 1000, 1),
-                "publish_ms": round((time.perf_counter() - committed) * 1000, 1)})
+            log.debug(
+                "batch applied",
+                extra={
+                    "messages": len(batch),
+                    "applied": plan.applied,
+                    "duplicates": plan.duplicates,
+                    "commit_ms": round((committed - started) * 1000, 1),
+                    "publish_ms": round((time.perf_counter() - committed) * 1000, 1),
+                },
+            )
         self._puback(batch)
         self._count(batches=1)
 
@@ -374,8 +385,10 @@ class IngestWorker:
                     if races > MAX_RACE_RETRIES:  # not a race after all: let the caller isolate it
                         raise
                 attempt += 1
-                log.warning("database unavailable or busy; retrying the batch",
-                            extra={"attempt": attempt, "error": str(exc)[:300]})
+                log.warning(
+                    "database unavailable or busy; retrying the batch",
+                    extra={"attempt": attempt, "error": str(exc)[:300]},
+                )
                 if self._stopping.wait(backoff_delay(attempt, 0.05, self.options.db_retry_max_s)):
                     return None
 
@@ -383,15 +396,16 @@ class IngestWorker:
         """Apply one message in its own transaction; False when stopped before it could."""
         try:
             plan = self._commit([message])
-        except Exception:  # noqa: BLE001
+        except Exception:
             # PUBACKed anyway so that it does not hold the receive window; the device keeps
             # it in its outbox and resends it after its ack timeout.
             self._count(failed=1)
             known = message.envelope if isinstance(message, kc.Parsed) else message
             message_id = getattr(known, "id", None)
-            log.exception("message could not be applied; the device will send it again",
-                          extra={"id": str(message_id) if message_id else None,
-                                 "device_id": getattr(known, "device_id", None)})
+            log.exception(
+                "message could not be applied; the device will send it again",
+                extra={"id": str(message_id) if message_id else None, "device_id": getattr(known, "device_id", None)},
+            )
             return True
         if plan is None:
             return False
@@ -401,16 +415,20 @@ class IngestWorker:
     def _publish(self, plan: AckPlan) -> None:
         """Send the down/acks of a committed batch (QoS 1; a lost ack only costs a resend)."""
         # Counted first: whoever sees an ack also sees it in the counters.
-        self._count(applied=plan.applied, duplicates=plan.duplicates, rejected=plan.rejected,
-                    invalid=plan.invalid, presence=plan.presence)
+        self._count(
+            applied=plan.applied,
+            duplicates=plan.duplicates,
+            rejected=plan.rejected,
+            invalid=plan.invalid,
+            presence=plan.presence,
+        )
         client = self._client
         if client is None:
             return
         envelopes = plan.envelopes()
         for envelope in envelopes:
             publication = kc.publication(envelope)
-            client.publish(publication.topic, publication.payload, qos=publication.qos,
-                           retain=publication.retain)
+            client.publish(publication.topic, publication.payload, qos=publication.qos, retain=publication.retain)
         self._count(acks_published=len(envelopes))
 
     def _puback(self, batch: list[_Received]) -> None:
@@ -420,8 +438,7 @@ class IngestWorker:
         with self._connection_lock:
             # Received on an earlier connection: the broker delivers it again on this one.
             connection = self._connection
-            client.ack_many(item.mid for item in batch
-                            if item.connection == connection and item.qos == 1)
+            client.ack_many(item.mid for item in batch if item.connection == connection and item.qos == 1)
             for item in batch:
                 if item.connection == connection and item.qos > 1:
                     client.ack(item.mid, item.qos)

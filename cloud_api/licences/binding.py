@@ -30,8 +30,15 @@ from cloud_api.licences.leases import granted_licences, issue_lease, lease_is_fr
 from cloud_api.licences.models import Licence, LicenceAction, LicenceState
 from cloud_api.licences.policy import LicencePolicy
 from cloud_api.licences.records import (
-    SYSTEM, LicenceRefused, canonical_key, check_move_rate, device_actor, locked_licence, locked_licence_by_key,
-    record_event, utc,
+    SYSTEM,
+    LicenceRefused,
+    canonical_key,
+    check_move_rate,
+    device_actor,
+    locked_licence,
+    locked_licence_by_key,
+    record_event,
+    utc,
 )
 from cloud_api.pushes.commands import create_command
 from cloud_api.tenancy.models import Device
@@ -64,22 +71,27 @@ def refuse_returning(licence: Licence) -> None:
     if is_returning(licence):
         deadline = utc(licence.release_deadline)
         assert deadline is not None
-        raise LicenceRefused("licence.returning",
-                             "the company that held this licence released it to the partner's stock; it can be "
-                             f"entered again once its terminal has let go (at the latest at {deadline.isoformat()})")
+        raise LicenceRefused(
+            "licence.returning",
+            "the company that held this licence released it to the partner's stock; it can be "
+            f"entered again once its terminal has let go (at the latest at {deadline.isoformat()})",
+        )
 
 
 def refuse_other_company(licence: Licence, device: Device) -> None:
     """A licence held by a company binds only to that company's devices (partner stock, with
     no company, binds to anybody's). The message names no company: it is another tenant's."""
     if licence.company_id is not None and licence.company_id != device.company_id:
-        raise LicenceRefused("licence.other_company",
-                             "this licence belongs to another company: ask the company that holds it to release it "
-                             "to the partner, or ask your partner for a licence of your own")
+        raise LicenceRefused(
+            "licence.other_company",
+            "this licence belongs to another company: ask the company that holds it to release it "
+            "to the partner, or ask your partner for a licence of your own",
+        )
 
 
-def bind(session: Session, device_id: str, typed_key: str, device_public_key: str, now: datetime,
-         policy: LicencePolicy) -> BindOutcome:
+def bind(
+    session: Session, device_id: str, typed_key: str, device_public_key: str, now: datetime, policy: LicencePolicy
+) -> BindOutcome:
     """A licence key typed on device `device_id` (an up/licence BindRequest)."""
     key = canonical_key(typed_key)
     require_signer(policy)
@@ -94,8 +106,9 @@ def bind(session: Session, device_id: str, typed_key: str, device_public_key: st
         raise LicenceRefused("licence.expired", "this licence has run out; ask your partner")
     device = known_device(session, device_id)
     if device.public_key is not None and device.public_key != device_public_key:
-        raise LicenceRefused("licence.wrong_device_key",
-                             "the request is signed for another key than the one this device registered")
+        raise LicenceRefused(
+            "licence.wrong_device_key", "the request is signed for another key than the one this device registered"
+        )
     refuse_returning(licence)
     refuse_other_company(licence, device)
     if licence.state == LicenceState.BOUND and licence.device_id == device_id:
@@ -117,8 +130,9 @@ def bind(session: Session, device_id: str, typed_key: str, device_public_key: st
     return BindOutcome(licence.id, licence.state, licence.epoch, True)
 
 
-def bind_free(session: Session, licence: Licence, device: Device, now: datetime, policy: LicencePolicy,
-              actor: str) -> None:
+def bind_free(
+    session: Session, licence: Licence, device: Device, now: datetime, policy: LicencePolicy, actor: str
+) -> None:
     """ASSIGNED -> BOUND(device, epoch + 1). The licence already is the device's company's, or
     was the partner's unsealed stock: then the first device's company becomes its holder."""
     from_state = licence.state
@@ -128,13 +142,15 @@ def bind_free(session: Session, licence: Licence, device: Device, now: datetime,
     licence.epoch += 1
     licence.lease_expires_at = None
     issue_lease(session, licence, device, now, policy)
-    record_event(session, licence, actor=actor, action=LicenceAction.BOUND, from_state=from_state,
-                 from_device_id=None, now=now)
+    record_event(
+        session, licence, actor=actor, action=LicenceAction.BOUND, from_state=from_state, from_device_id=None, now=now
+    )
     publish_doc(session, device.device_id, now)
 
 
-def request_move(session: Session, licence: Licence, target: Device | None, now: datetime, policy: LicencePolicy,
-                 actor: str) -> None:
+def request_move(
+    session: Session, licence: Licence, target: Device | None, now: datetime, policy: LicencePolicy, actor: str
+) -> None:
     """BOUND(old) -> RELEASING(old -> target), or a RELEASING licence aimed at a new target.
     `target` None: back to the partner's stock (the holder released it) instead of a device.
 
@@ -147,12 +163,23 @@ def request_move(session: Session, licence: Licence, target: Device | None, now:
         previous_target = licence.releasing_to_device_id
         licence.releasing_to_device_id = target_id
         if target_id is None:
-            action, detail = (LicenceAction.RETURN_REQUESTED, f"move to {previous_target} cancelled; back to the partner's "
-                              f"stock once {licence.releasing_from_device_id} has let go")
+            action, detail = (
+                LicenceAction.RETURN_REQUESTED,
+                f"move to {previous_target} cancelled; back to the partner's "
+                f"stock once {licence.releasing_from_device_id} has let go",
+            )
         else:
             action, detail = LicenceAction.MOVE_RETARGETED, f"target changed from {previous_target} to {target_id}"
-        record_event(session, licence, actor=actor, action=action, from_state=from_state,
-                     from_device_id=licence.releasing_from_device_id, now=now, detail=detail)
+        record_event(
+            session,
+            licence,
+            actor=actor,
+            action=action,
+            from_state=from_state,
+            from_device_id=licence.releasing_from_device_id,
+            now=now,
+            detail=detail,
+        )
         return
     old_device_id = licence.device_id
     assert old_device_id is not None
@@ -162,19 +189,30 @@ def request_move(session: Session, licence: Licence, target: Device | None, now:
     licence.releasing_from_epoch = licence.epoch
     licence.releasing_to_device_id = target_id
     licence.release_deadline = max(now, last_expiry) + timedelta(seconds=policy.clock_margin_s)
-    create_command(session, old_device_id, kc.CommandName.LICENCE_RELEASE,
-                   {"licence_id": licence.id, "epoch": licence.epoch},
-                   expires_in=max(licence.release_deadline - now, timedelta(seconds=MIN_RELEASE_COMMAND_S)))
+    create_command(
+        session,
+        old_device_id,
+        kc.CommandName.LICENCE_RELEASE,
+        {"licence_id": licence.id, "epoch": licence.epoch},
+        expires_in=max(licence.release_deadline - now, timedelta(seconds=MIN_RELEASE_COMMAND_S)),
+    )
     destination = "the partner's stock" if target_id is None else target_id
-    record_event(session, licence, actor=actor,
-                 action=LicenceAction.RETURN_REQUESTED if target_id is None else LicenceAction.MOVE_REQUESTED,
-                 from_state=from_state, from_device_id=old_device_id, now=now,
-                 detail=f"release ordered; to {destination} at the latest at {licence.release_deadline.isoformat()}")
+    record_event(
+        session,
+        licence,
+        actor=actor,
+        action=LicenceAction.RETURN_REQUESTED if target_id is None else LicenceAction.MOVE_REQUESTED,
+        from_state=from_state,
+        from_device_id=old_device_id,
+        now=now,
+        detail=f"release ordered; to {destination} at the latest at {licence.release_deadline.isoformat()}",
+    )
     publish_doc(session, old_device_id, now)  # second channel: the document drops the lease too
 
 
-def grant_to_target(session: Session, licence: Licence, now: datetime, policy: LicencePolicy, *, actor: str,
-                    action: str, detail: str) -> None:
+def grant_to_target(
+    session: Session, licence: Licence, now: datetime, policy: LicencePolicy, *, actor: str, action: str, detail: str
+) -> None:
     """Once the old device let go: RELEASING(old -> new) -> BOUND(new, epoch + 1), or
     RELEASING(old -> partner) -> ASSIGNED in the partner's unsealed stock (no company: its key
     has been seen, so not sealed again; the next binding is epoch + 1)."""
@@ -197,16 +235,33 @@ def grant_to_target(session: Session, licence: Licence, now: datetime, policy: L
         licence.device_id = target.device_id
         licence.epoch += 1
         issue_lease(session, licence, target, now, policy)
-    record_event(session, licence, actor=actor, action=action, from_state=from_state,
-                 from_device_id=old_device_id, now=now, detail=detail)
+    record_event(
+        session,
+        licence,
+        actor=actor,
+        action=action,
+        from_state=from_state,
+        from_device_id=old_device_id,
+        now=now,
+        detail=detail,
+    )
     if target is not None:
         publish_doc(session, target.device_id, now)
     if target_id != old_device_id:
         publish_doc(session, old_device_id, now)
 
 
-def accept_release(session: Session, device_id: str, licence_id: str, epoch: int, receipt: str, now: datetime,
-                   policy: LicencePolicy, *, actor: str | None = None) -> bool:
+def accept_release(
+    session: Session,
+    device_id: str,
+    licence_id: str,
+    epoch: int,
+    receipt: str,
+    now: datetime,
+    policy: LicencePolicy,
+    *,
+    actor: str | None = None,
+) -> bool:
     """A release receipt of device `device_id` (message, tombstone or uploaded file).
 
     True when it moved the licence on; False when it changed nothing (already superseded or
@@ -222,32 +277,54 @@ def accept_release(session: Session, device_id: str, licence_id: str, epoch: int
     try:
         claims = kl.read_release(receipt, device.public_key)
     except (TokenError, ValueError) as exc:
-        raise LicenceRefused("licence.receipt_invalid", f"not a genuine release receipt of {device_id}: {exc}") from None
+        raise LicenceRefused(
+            "licence.receipt_invalid", f"not a genuine release receipt of {device_id}: {exc}"
+        ) from None
     if (claims.licence_id, claims.device_id, claims.epoch) != (licence_id, device_id, epoch):
         raise LicenceRefused("licence.receipt_mismatch", "the signed receipt names another licence, device or epoch")
     actor = actor or device_actor(device_id)
-    if (licence.state == LicenceState.RELEASING and licence.releasing_from_device_id == device_id
-            and licence.releasing_from_epoch == epoch):
-        grant_to_target(session, licence, now, policy, actor=actor, action=LicenceAction.RELEASED,
-                        detail=f"release receipt of {device_id} for epoch {epoch}")
+    if (
+        licence.state == LicenceState.RELEASING
+        and licence.releasing_from_device_id == device_id
+        and licence.releasing_from_epoch == epoch
+    ):
+        grant_to_target(
+            session,
+            licence,
+            now,
+            policy,
+            actor=actor,
+            action=LicenceAction.RELEASED,
+            detail=f"release receipt of {device_id} for epoch {epoch}",
+        )
         return True
     if licence.state == LicenceState.BOUND and licence.device_id == device_id and licence.epoch == epoch:
         # Released on the device before any move was asked: the licence is free again.
         licence.state = LicenceState.ASSIGNED
         licence.device_id = None
         licence.lease_token = None
-        record_event(session, licence, actor=actor, action=LicenceAction.RELEASED, from_state=LicenceState.BOUND,
-                     from_device_id=device_id, now=now, detail=f"released on {device_id} for epoch {epoch}")
+        record_event(
+            session,
+            licence,
+            actor=actor,
+            action=LicenceAction.RELEASED,
+            from_state=LicenceState.BOUND,
+            from_device_id=device_id,
+            now=now,
+            detail=f"released on {device_id} for epoch {epoch}",
+        )
         publish_doc(session, device_id, now)
         return True
     if epoch < licence.epoch or licence.state in (LicenceState.REVOKED, LicenceState.ASSIGNED):
         return False  # a resend, or an old binding: nothing left to do
-    raise LicenceRefused("licence.receipt_mismatch",
-                         f"licence {licence_id} is not held by {device_id} at epoch {epoch}")
+    raise LicenceRefused(
+        "licence.receipt_mismatch", f"licence {licence_id} is not held by {device_id} at epoch {epoch}"
+    )
 
 
-def apply_lease_report(session: Session, device_id: str, report: kc.LeaseReport, now: datetime,
-                       policy: LicencePolicy) -> None:
+def apply_lease_report(
+    session: Session, device_id: str, report: kc.LeaseReport, now: datetime, policy: LicencePolicy
+) -> None:
     """Tombstones count as receipts; leases the cloud still grants are renewed; the device's
     document is republished when it holds something it no longer may, or lacks a lease."""
     device = session.get(Device, device_id)
@@ -257,8 +334,15 @@ def apply_lease_report(session: Session, device_id: str, report: kc.LeaseReport,
         try:
             accept_release(session, device_id, tombstone.licence_id, tombstone.epoch, tombstone.receipt, now, policy)
         except LicenceRefused as exc:  # one bad tombstone does not refuse the whole report
-            log.warning("tombstone refused", extra={"device_id": device_id, "licence_id": tombstone.licence_id,
-                                                    "reason": exc.code, "detail": exc.message})
+            log.warning(
+                "tombstone refused",
+                extra={
+                    "device_id": device_id,
+                    "licence_id": tombstone.licence_id,
+                    "reason": exc.code,
+                    "detail": exc.message,
+                },
+            )
     granted = {licence.id: licence for licence in granted_licences(session, device_id)}
     if granted:
         require_signer(policy)
@@ -273,5 +357,15 @@ def apply_lease_report(session: Session, device_id: str, report: kc.LeaseReport,
         publish_doc(session, device_id, now)
 
 
-__all__ = ["BindOutcome", "bind", "is_returning", "refuse_returning", "refuse_other_company", "request_move",
-           "grant_to_target", "accept_release", "apply_lease_report", "SYSTEM"]
+__all__ = [
+    "SYSTEM",
+    "BindOutcome",
+    "accept_release",
+    "apply_lease_report",
+    "bind",
+    "grant_to_target",
+    "is_returning",
+    "refuse_other_company",
+    "refuse_returning",
+    "request_move",
+]

@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 _report_adapter: TypeAdapter[Any] = TypeAdapter(kc.LicenceReport)
 
 
-def apply_licence_messages(session: Session, ups: list[Up], now: datetime,
-                           policy: LicencePolicy | None = None) -> bodies.Refusals:
+def apply_licence_messages(
+    session: Session, ups: list[Up], now: datetime, policy: LicencePolicy | None = None
+) -> bodies.Refusals:
     refusals = bodies.apply_reports(session, ups, now)
     policy = policy or current_policy()
     # In the order the device sent them: a bind before the report that follows it.
@@ -42,13 +43,25 @@ def apply_licence_messages(session: Session, ups: list[Up], now: datetime,
     return refusals
 
 
-def apply_licence_message(session: Session, device_id: str, body: kc.BindRequest | kc.ReleaseReceipt | kc.LeaseReport,
-                          now: datetime, policy: LicencePolicy) -> None:
+def apply_licence_message(
+    session: Session,
+    device_id: str,
+    body: kc.BindRequest | kc.ReleaseReceipt | kc.LeaseReport,
+    now: datetime,
+    policy: LicencePolicy,
+) -> None:
     """One up/licence body from `device_id`; raises LicenceRefused to refuse it."""
     if isinstance(body, kc.BindRequest):
         outcome = bind(session, device_id, body.licence_key, body.device_public_key, now, policy)
-        log.info("licence bind request", extra={"device_id": device_id, "licence_id": outcome.licence_id,
-                                                "state": outcome.state, "epoch": outcome.epoch})
+        log.info(
+            "licence bind request",
+            extra={
+                "device_id": device_id,
+                "licence_id": outcome.licence_id,
+                "state": outcome.state,
+                "epoch": outcome.epoch,
+            },
+        )
     elif isinstance(body, kc.ReleaseReceipt):
         accept_release(session, device_id, body.licence_id, body.epoch, body.receipt, now, policy)
     elif isinstance(body, kc.LeaseReport):

@@ -25,7 +25,7 @@ from cloud_api.signing_keys import SigningKeyError
 from cloud_api.tenancy.models import Device
 
 
-def require_signer(policy: LicencePolicy):  # noqa: ANN201 - Ed25519PrivateKey
+def require_signer(policy: LicencePolicy):
     """The lease signing key; transitions call this before changing anything, so a service
     without its key refuses cleanly instead of failing half-way."""
     try:
@@ -47,9 +47,14 @@ def issue_lease(session: Session, licence: Licence, device: Device, now: datetim
     issued_at = unix(now)
     expires_at = min(issued_at + policy.lease_s, unix(valid_until))
     claims = kl.LeaseClaims(
-        licence_id=licence.id, company_id=licence.company_id or device.company_id, device_id=device.device_id,
-        device_key=public_key_fingerprint(load_public_key(device.public_key)), epoch=licence.epoch,
-        entitlements=dict(licence.entitlements or {}), issued_at=issued_at, expires_at=expires_at,
+        licence_id=licence.id,
+        company_id=licence.company_id or device.company_id,
+        device_id=device.device_id,
+        device_key=public_key_fingerprint(load_public_key(device.public_key)),
+        epoch=licence.epoch,
+        entitlements=dict(licence.entitlements or {}),
+        issued_at=issued_at,
+        expires_at=expires_at,
         renew_after_s=policy.renew_after_s,
     )
     private_key = require_signer(policy)
@@ -64,22 +69,32 @@ def issue_lease(session: Session, licence: Licence, device: Device, now: datetim
 
 def lease_is_fresh(licence: Licence, now: datetime, policy: LicencePolicy) -> bool:
     issued = utc(licence.lease_issued_at)
-    return (licence.lease_token is not None and issued is not None
-            and now - issued < timedelta(seconds=policy.renew_min_age_s))
+    return (
+        licence.lease_token is not None
+        and issued is not None
+        and now - issued < timedelta(seconds=policy.renew_min_age_s)
+    )
 
 
 def granted_licences(session: Session, device_id: str) -> list[Licence]:
     """Licences BOUND to the device (in id order: documents list leases in a stable order)."""
-    return list(session.scalars(select(Licence).where(Licence.device_id == device_id,
-                                                      Licence.state == LicenceState.BOUND)
-                                .order_by(Licence.id)))
+    return list(
+        session.scalars(
+            select(Licence)
+            .where(Licence.device_id == device_id, Licence.state == LicenceState.BOUND)
+            .order_by(Licence.id)
+        )
+    )
 
 
 def device_doc(session: Session, device_id: str, now: datetime) -> dict[str, list[str]]:
     session.flush()
-    leases = [licence.lease_token for licence in granted_licences(session, device_id)
-              if licence.lease_token is not None and utc(licence.valid_until) > now]  # type: ignore[operator]
-    return kl.LicenceDoc(leases=leases[:kl.MAX_LEASES_PER_DEVICE]).model_dump()
+    leases = [
+        licence.lease_token
+        for licence in granted_licences(session, device_id)
+        if licence.lease_token is not None and utc(licence.valid_until) > now
+    ]  # type: ignore[operator]
+    return kl.LicenceDoc(leases=leases[: kl.MAX_LEASES_PER_DEVICE]).model_dump()
 
 
 def publish_doc(session: Session, device_id: str, now: datetime) -> int:

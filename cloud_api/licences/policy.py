@@ -57,8 +57,10 @@ class LicencePolicy:
 def policy_from_settings(settings: CloudSettings) -> LicencePolicy:
     return LicencePolicy(
         signer=LeaseSigner(settings.signing_key_id, settings.signing_key_file),
-        lease_s=settings.licence_lease_s, renew_after_s=settings.licence_renew_after_s,
-        clock_margin_s=settings.licence_clock_margin_s, moves_per_hour=settings.licence_moves_per_hour,
+        lease_s=settings.licence_lease_s,
+        renew_after_s=settings.licence_renew_after_s,
+        clock_margin_s=settings.licence_clock_margin_s,
+        moves_per_hour=settings.licence_moves_per_hour,
     )
 
 

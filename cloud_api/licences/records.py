@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
@@ -30,7 +30,7 @@ def utc(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes (stored as UTC): make every one aware."""
     if moment is None or moment.tzinfo is not None:
         return moment
-    return moment.replace(tzinfo=timezone.utc)
+    return moment.replace(tzinfo=UTC)
 
 
 def unix(moment: datetime) -> int:
@@ -38,7 +38,7 @@ def unix(moment: datetime) -> int:
 
 
 def from_unix(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, timezone.utc)
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def new_licence_id() -> str:
@@ -80,16 +80,35 @@ def device_actor(device_id: str) -> str:
     return f"device:{device_id}"
 
 
-def record_event(session: Session, licence: Licence, *, actor: str, action: str, from_state: str | None,
-                 from_device_id: str | None, now: datetime, detail: str | None = None) -> LicenceEvent:
+def record_event(
+    session: Session,
+    licence: Licence,
+    *,
+    actor: str,
+    action: str,
+    from_state: str | None,
+    from_device_id: str | None,
+    now: datetime,
+    detail: str | None = None,
+) -> LicenceEvent:
     """The audit row of a transition; call after changing `licence` (its new state, device
     and epoch are what the row records as "to"; while releasing, the target: none when the
     licence goes back to the partner's stock)."""
     licence.updated_at = now
     to_device_id = licence.releasing_to_device_id if licence.state == LicenceState.RELEASING else licence.device_id
-    event = LicenceEvent(licence_id=licence.id, at=now, actor=actor, action=action, from_state=from_state,
-                         to_state=licence.state, from_device_id=from_device_id, to_device_id=to_device_id,
-                         epoch=licence.epoch, detail=(detail or None) and detail[:500], company_id=licence.company_id)
+    event = LicenceEvent(
+        licence_id=licence.id,
+        at=now,
+        actor=actor,
+        action=action,
+        from_state=from_state,
+        to_state=licence.state,
+        from_device_id=from_device_id,
+        to_device_id=to_device_id,
+        epoch=licence.epoch,
+        detail=(detail or None) and detail[:500],
+        company_id=licence.company_id,
+    )
     session.add(event)
     return event
 
@@ -97,10 +116,17 @@ def record_event(session: Session, licence: Licence, *, actor: str, action: str,
 def check_move_rate(session: Session, licence: Licence, now: datetime, moves_per_hour: int) -> None:
     """Refuse a move beyond `moves_per_hour` in the last hour. Moves are never limited in
     total: a licence can follow its company's hardware for years."""
-    recent = session.scalar(select(func.count()).select_from(LicenceEvent).where(
-        LicenceEvent.licence_id == licence.id, LicenceEvent.action.in_(LicenceAction.MOVES),
-        LicenceEvent.at > now - timedelta(hours=1)))
+    recent = session.scalar(
+        select(func.count())
+        .select_from(LicenceEvent)
+        .where(
+            LicenceEvent.licence_id == licence.id,
+            LicenceEvent.action.in_(LicenceAction.MOVES),
+            LicenceEvent.at > now - timedelta(hours=1),
+        )
+    )
     if (recent or 0) >= moves_per_hour:
-        raise LicenceRefused("licence.move_rate_limited",
-                             f"licence {licence.id} was moved {recent} times in the last hour "
-                             f"(limit {moves_per_hour}); try again later")
+        raise LicenceRefused(
+            "licence.move_rate_limited",
+            f"licence {licence.id} was moved {recent} times in the last hour (limit {moves_per_hour}); try again later",
+        )

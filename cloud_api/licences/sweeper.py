@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -38,20 +38,43 @@ def sweep(session: Session, now: datetime, policy: LicencePolicy) -> SweepResult
     """One pass, inside the caller's transaction (commit afterwards)."""
     require_signer(policy)
     result = SweepResult()
-    due = session.scalars(select(Licence).where(Licence.state == LicenceState.RELEASING,
-                                                Licence.release_deadline <= now)
-                          .order_by(Licence.id).limit(BATCH).with_for_update())
+    due = session.scalars(
+        select(Licence)
+        .where(Licence.state == LicenceState.RELEASING, Licence.release_deadline <= now)
+        .order_by(Licence.id)
+        .limit(BATCH)
+        .with_for_update()
+    )
     for licence in list(due):
-        grant_to_target(session, licence, now, policy, actor=SYSTEM, action=LicenceAction.RELEASED_BY_TIMEOUT,
-                        detail="old device silent; its lease ran out")
+        grant_to_target(
+            session,
+            licence,
+            now,
+            policy,
+            actor=SYSTEM,
+            action=LicenceAction.RELEASED_BY_TIMEOUT,
+            detail="old device silent; its lease ran out",
+        )
         result.granted += 1
-    ran_out = session.scalars(select(Licence).where(Licence.state == LicenceState.BOUND,
-                                                    Licence.valid_until <= now, Licence.lease_token.is_not(None))
-                              .order_by(Licence.id).limit(BATCH).with_for_update())
+    ran_out = session.scalars(
+        select(Licence)
+        .where(Licence.state == LicenceState.BOUND, Licence.valid_until <= now, Licence.lease_token.is_not(None))
+        .order_by(Licence.id)
+        .limit(BATCH)
+        .with_for_update()
+    )
     for licence in list(ran_out):
         licence.lease_token = None
-        record_event(session, licence, actor=SYSTEM, action=LicenceAction.EXPIRED, from_state=licence.state,
-                     from_device_id=licence.device_id, now=now, detail="the licence ran out")
+        record_event(
+            session,
+            licence,
+            actor=SYSTEM,
+            action=LicenceAction.EXPIRED,
+            from_state=licence.state,
+            from_device_id=licence.device_id,
+            now=now,
+            detail="the licence ran out",
+        )
         assert licence.device_id is not None
         publish_doc(session, licence.device_id, now)
         result.expired += 1
@@ -83,7 +106,7 @@ class LicenceSweeper:
 
     def run_once(self) -> SweepResult:
         with Session(self.engine) as session, session.begin():
-            return sweep(session, datetime.now(timezone.utc), self.policy)
+            return sweep(session, datetime.now(UTC), self.policy)
 
     def _run(self) -> None:
         while not self._stopping.wait(self.every_s):
@@ -93,5 +116,5 @@ class LicenceSweeper:
                     log.info("licence sweep", extra=vars(result))
             except LicenceRefused as exc:
                 log.warning("licence sweep skipped", extra={"reason": exc.code, "detail": exc.message})
-            except Exception:  # noqa: BLE001 - the loop must survive anything one pass does
+            except Exception:
                 log.exception("licence sweep failed; retrying")

@@ -73,26 +73,36 @@ def _describe_key(key: object) -> str:
 def load_device_ca(settings: CloudSettings) -> DeviceCa:
     """The configured device CA, checked (private key 0600 and matching the certificate)."""
     if settings.device_ca_cert_file is None or settings.device_ca_key_file is None:
-        raise CaUnavailable("pairing is not set up on this cloud: set KASSA_CLOUD_DEVICE_CA_CERT_FILE and KASSA_CLOUD_DEVICE_CA_KEY_FILE")
+        raise CaUnavailable(
+            "pairing is not set up on this cloud: set KASSA_CLOUD_DEVICE_CA_CERT_FILE and KASSA_CLOUD_DEVICE_CA_KEY_FILE"
+        )
     certificate = _load_certificates(settings.device_ca_cert_file)[0]
     key_path = settings.device_ca_key_file
     try:
         private_key = load_private_pem(key_path, "device CA key")
     except ValueError as exc:
         raise CaUnavailable(str(exc)) from None
-    if not isinstance(private_key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+    if not isinstance(
+        private_key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)
+    ):
         raise CaUnavailable(f"{key_path} holds a key type that cannot sign certificates")
     public = serialization.PublicFormat.SubjectPublicKeyInfo
-    if private_key.public_key().public_bytes(serialization.Encoding.DER, public) != certificate.public_key().public_bytes(serialization.Encoding.DER, public):
+    if private_key.public_key().public_bytes(
+        serialization.Encoding.DER, public
+    ) != certificate.public_key().public_bytes(serialization.Encoding.DER, public):
         raise CaUnavailable(f"the device CA key {key_path} does not belong to {settings.device_ca_cert_file}")
     broker_ca_file = settings.pairing_broker_ca_file or settings.mqtt_ca_file
     if broker_ca_file is None:
-        raise CaUnavailable("set KASSA_CLOUD_PAIRING_BROKER_CA_FILE to the CA of the broker's server certificate "
-                            "(make-certs.sh's cloud-ca.crt): paired terminals trust it for the broker")
+        raise CaUnavailable(
+            "set KASSA_CLOUD_PAIRING_BROKER_CA_FILE to the CA of the broker's server certificate "
+            "(make-certs.sh's cloud-ca.crt): paired terminals trust it for the broker"
+        )
     broker_cas = _load_certificates(broker_ca_file)
     if any(ca == certificate for ca in broker_cas):
-        raise CaUnavailable(f"{broker_ca_file} holds the device CA: the broker's certificate must come from the cloud CA, "
-                            "never from the CA that signs devices (docs/deployment.md, 'Certificates')")
+        raise CaUnavailable(
+            f"{broker_ca_file} holds the device CA: the broker's certificate must come from the cloud CA, "
+            "never from the CA that signs devices (docs/deployment.md, 'Certificates')"
+        )
     broker_ca_pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in broker_cas)
     return DeviceCa(certificate, private_key, broker_ca_pem)
 
@@ -107,7 +117,9 @@ def _load_certificates(path: Path) -> list[x509.Certificate]:
     return certificates
 
 
-def issue_certificate(ca: DeviceCa, csr: x509.CertificateSigningRequest, device_id: str, days: float, now: datetime) -> x509.Certificate:
+def issue_certificate(
+    ca: DeviceCa, csr: x509.CertificateSigningRequest, device_id: str, days: float, now: datetime
+) -> x509.Certificate:
     """Sign a client certificate for `device_id` with the CSR's key, valid for `days` (at most
     as long as the CA itself)."""
     public_key = csr.public_key()
@@ -116,22 +128,41 @@ def issue_certificate(ca: DeviceCa, csr: x509.CertificateSigningRequest, device_
         raise CaUnavailable("the device CA certificate has expired; renew it (make-certs.sh) before pairing")
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kassa"),
-                                 x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kassa"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, device_id),
+                ]
+            )
+        )
         .issuer_name(ca.certificate.subject)
         .public_key(public_key)  # type: ignore[arg-type] - checked to be EC P-256 by check_csr
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - NOT_BEFORE_MARGIN)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)  # type: ignore[arg-type]
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key()), critical=False)  # type: ignore[arg-type]
     )
-    algorithm = None if isinstance(ca.private_key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) else hashes.SHA256()
+    algorithm = (
+        None if isinstance(ca.private_key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) else hashes.SHA256()
+    )
     return builder.sign(ca.private_key, algorithm)
 
 

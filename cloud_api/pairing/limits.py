@@ -38,8 +38,12 @@ class RateLimiter:
                 hits.popleft()
             if len(hits) >= self.per_minute:
                 retry = max(1, int(hits[0] + WINDOW_S - now) + 1)
-                raise ApiError(429, "rate_limited", f"too many pairing requests from {key}; retry in {retry} s",
-                               {"Retry-After": str(retry)})
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    f"too many pairing requests from {key}; retry in {retry} s",
+                    {"Retry-After": str(retry)},
+                )
             hits.append(now)
             if len(self._hits) > _MAX_TRACKED_CLIENTS:
                 self._forget_idle(now)

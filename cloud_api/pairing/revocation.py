@@ -41,18 +41,30 @@ def serial_text(serial: int) -> str:
     return format(serial, "x")
 
 
-def record_certificate(session: Session, device_id: str, certificate: x509.Certificate, source: str, now: datetime) -> DeviceCertificate:
-    row = DeviceCertificate(serial=serial_text(certificate.serial_number), device_id=device_id, source=source,
-                            certificate_pem=certificate_pem(certificate) if source != CertificateSource.IMPORTED else None,
-                            not_before=certificate.not_valid_before_utc, not_after=certificate.not_valid_after_utc,
-                            issued_at=now)
+def record_certificate(
+    session: Session, device_id: str, certificate: x509.Certificate, source: str, now: datetime
+) -> DeviceCertificate:
+    row = DeviceCertificate(
+        serial=serial_text(certificate.serial_number),
+        device_id=device_id,
+        source=source,
+        certificate_pem=certificate_pem(certificate) if source != CertificateSource.IMPORTED else None,
+        not_before=certificate.not_valid_before_utc,
+        not_after=certificate.not_valid_after_utc,
+        issued_at=now,
+    )
     session.add(row)
     return row
 
 
 def device_certificates(session: Session, device_id: str) -> list[DeviceCertificate]:
-    return list(session.scalars(select(DeviceCertificate).where(DeviceCertificate.device_id == device_id)
-                                .order_by(DeviceCertificate.issued_at.desc(), DeviceCertificate.serial)))
+    return list(
+        session.scalars(
+            select(DeviceCertificate)
+            .where(DeviceCertificate.device_id == device_id)
+            .order_by(DeviceCertificate.issued_at.desc(), DeviceCertificate.serial)
+        )
+    )
 
 
 def has_certificates(session: Session, device_id: str) -> bool:
@@ -64,12 +76,20 @@ def revoke_device(session: Session, device: Device, *, by_user: int | None, reas
     """Mark every certificate of `device` revoked and the device as shut out of the broker;
     returns the serials revoked now. The caller signs the new CRL (`issue_crl`) in the same
     transaction and commits."""
-    serials = list(session.scalars(select(DeviceCertificate.serial).where(
-        DeviceCertificate.device_id == device.device_id, DeviceCertificate.revoked_at.is_(None))))
+    serials = list(
+        session.scalars(
+            select(DeviceCertificate.serial).where(
+                DeviceCertificate.device_id == device.device_id, DeviceCertificate.revoked_at.is_(None)
+            )
+        )
+    )
     if serials:
-        session.execute(update(DeviceCertificate).where(DeviceCertificate.serial.in_(serials))
-                        .values(revoked_at=now, revoked_by=by_user, revocation_reason=reason[:200])
-                        .execution_options(synchronize_session=False))
+        session.execute(
+            update(DeviceCertificate)
+            .where(DeviceCertificate.serial.in_(serials))
+            .values(revoked_at=now, revoked_by=by_user, revocation_reason=reason[:200])
+            .execution_options(synchronize_session=False)
+        )
     shut_out(device, now)
     return serials
 
@@ -103,21 +123,32 @@ def issue_crl(session: Session, ca: DeviceCa, now: datetime) -> DeviceCrl:
     if state is not None and this_update <= utc(state.this_update):
         this_update = utc(state.this_update) + timedelta(seconds=1)
     number = (state.number if state is not None else 0) + 1
-    revoked = session.scalars(select(DeviceCertificate).where(DeviceCertificate.revoked_at.is_not(None),
-                                                              DeviceCertificate.not_after > now)
-                              .order_by(DeviceCertificate.serial))
-    builder = (x509.CertificateRevocationListBuilder()
-               .issuer_name(ca.certificate.subject)
-               .last_update(this_update)
-               .next_update(max(ca.certificate.not_valid_after_utc, this_update + timedelta(days=1)))
-               .add_extension(x509.CRLNumber(number), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key()),  # type: ignore[arg-type]
-                              critical=False))
+    revoked = session.scalars(
+        select(DeviceCertificate)
+        .where(DeviceCertificate.revoked_at.is_not(None), DeviceCertificate.not_after > now)
+        .order_by(DeviceCertificate.serial)
+    )
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(this_update)
+        .next_update(max(ca.certificate.not_valid_after_utc, this_update + timedelta(days=1)))
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key()),  # type: ignore[arg-type]
+            critical=False,
+        )
+    )
     for row in revoked:
         builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(int(row.serial, 16))
-            .revocation_date(utc(row.revoked_at).replace(microsecond=0)).build())  # type: ignore[arg-type]
-    algorithm = None if isinstance(ca.private_key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) else hashes.SHA256()
+            x509.RevokedCertificateBuilder()
+            .serial_number(int(row.serial, 16))
+            .revocation_date(utc(row.revoked_at).replace(microsecond=0))
+            .build()
+        )  # type: ignore[arg-type]
+    algorithm = (
+        None if isinstance(ca.private_key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) else hashes.SHA256()
+    )
     crl_pem = builder.sign(ca.private_key, algorithm).public_bytes(serialization.Encoding.PEM).decode()  # type: ignore[arg-type]
     if state is None:
         state = DeviceCrl(id=CRL_ROW, number=number, this_update=this_update, crl_pem=crl_pem)

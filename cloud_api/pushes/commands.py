@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -54,20 +54,39 @@ def check_command(name: str, args: Mapping[str, Any], expires_at: datetime) -> k
         where = ".".join(str(part) for part in first["loc"])
         raise InvalidCommandError(f"invalid command: {where}: {first['msg']}") from None
     except kc.PayloadTooLargeError:
-        raise InvalidCommandError(f"the command is larger than {kc.MAX_PAYLOAD_BYTES} bytes with its envelope") from None
+        raise InvalidCommandError(
+            f"the command is larger than {kc.MAX_PAYLOAD_BYTES} bytes with its envelope"
+        ) from None
     return body
 
 
-def create_command(session: Session, device_id: str, name: str, args: Mapping[str, Any], *,
-                   expires_in: timedelta, by_user: int | None = None) -> DeviceCommand:
+def create_command(
+    session: Session,
+    device_id: str,
+    name: str,
+    args: Mapping[str, Any],
+    *,
+    expires_in: timedelta,
+    by_user: int | None = None,
+) -> DeviceCommand:
     """Record a command for the device (inside the caller's transaction); the publisher
     sends it once that commits. The device must exist (`devices` row)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     body = check_command(name, args, now + expires_in)
-    command = DeviceCommand(command_id=kc.uuid7(), device_id=device_id, name=body.name,
-                            args=body.args, created_by=by_user, created_at=now,
-                            expires_at=body.expires_at, attempts=0, last_sent_at=None,
-                            next_attempt_at=now, open=True, closed_at=None)
+    command = DeviceCommand(
+        command_id=kc.uuid7(),
+        device_id=device_id,
+        name=body.name,
+        args=body.args,
+        created_by=by_user,
+        created_at=now,
+        expires_at=body.expires_at,
+        attempts=0,
+        last_sent_at=None,
+        next_attempt_at=now,
+        open=True,
+        closed_at=None,
+    )
     session.add(command)
     session.flush()
     return command
@@ -85,28 +104,40 @@ def command_state(command: DeviceCommand, reply: CommandReply | None, now: datet
     return CommandState.EXPIRED if closed_at >= expires_at else CommandState.GAVE_UP
 
 
-def _with_reply():  # noqa: ANN202 - a select
+def _with_reply():
     # The reply must come from the device the command was for: a device cannot answer (or
     # spoil the answer of) another device's command by reusing its id.
-    return select(DeviceCommand, CommandReply).outerjoin(CommandReply, and_(
-        CommandReply.correlation_id == DeviceCommand.command_id,
-        CommandReply.device_id == DeviceCommand.device_id))
+    return select(DeviceCommand, CommandReply).outerjoin(
+        CommandReply,
+        and_(
+            CommandReply.correlation_id == DeviceCommand.command_id, CommandReply.device_id == DeviceCommand.device_id
+        ),
+    )
 
 
-def device_commands(session: Session, device_id: str, limit: int, offset: int) -> list[tuple[DeviceCommand, CommandReply | None]]:
+def device_commands(
+    session: Session, device_id: str, limit: int, offset: int
+) -> list[tuple[DeviceCommand, CommandReply | None]]:
     """The device's commands, newest first, each with its reply (or None)."""
-    query = (_with_reply().where(DeviceCommand.device_id == device_id)
-             .order_by(DeviceCommand.created_at.desc(), DeviceCommand.command_id.desc())
-             .limit(limit).offset(offset))
+    query = (
+        _with_reply()
+        .where(DeviceCommand.device_id == device_id)
+        .order_by(DeviceCommand.created_at.desc(), DeviceCommand.command_id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
     return [(command, reply) for command, reply in session.execute(query)]
 
 
-def device_command(session: Session, device_id: str, command_id: uuid.UUID) -> tuple[DeviceCommand, CommandReply | None] | None:
-    row = session.execute(_with_reply().where(DeviceCommand.device_id == device_id,
-                                              DeviceCommand.command_id == command_id)).first()
+def device_command(
+    session: Session, device_id: str, command_id: uuid.UUID
+) -> tuple[DeviceCommand, CommandReply | None] | None:
+    row = session.execute(
+        _with_reply().where(DeviceCommand.device_id == device_id, DeviceCommand.command_id == command_id)
+    ).first()
     return None if row is None else (row[0], row[1])
 
 
 def _aware(moment: datetime) -> datetime:
     # SQLite hands stored timestamps back without a zone; every stored timestamp is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -13,7 +13,7 @@ nothing should not call).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -38,15 +38,16 @@ class InvalidDocError(ValueError):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def state_domain(domain: kc.StateDomain | str) -> kc.StateDomain:
     try:
         return kc.StateDomain(domain)
     except ValueError:
-        raise InvalidDocError(f"unknown state domain {str(domain)[:32]!r} (one of: "
-                              f"{', '.join(d.value for d in kc.StateDomain)})") from None
+        raise InvalidDocError(
+            f"unknown state domain {str(domain)[:32]!r} (one of: {', '.join(d.value for d in kc.StateDomain)})"
+        ) from None
 
 
 def check_doc(domain: kc.StateDomain | str, doc: Mapping[str, Any]) -> kc.StateDomain:
@@ -61,19 +62,27 @@ def check_doc(domain: kc.StateDomain | str, doc: Mapping[str, Any]) -> kc.StateD
     except ValidationError as exc:
         raise InvalidDocError(f"not a valid {domain.value} document: {exc.errors()[0]['msg']}") from None
     except kc.PayloadTooLargeError:
-        raise InvalidDocError(f"the document is larger than a state message may be "
-                              f"({kc.MAX_STATE_DOC_BYTES} bytes with its envelope)") from None
+        raise InvalidDocError(
+            f"the document is larger than a state message may be ({kc.MAX_STATE_DOC_BYTES} bytes with its envelope)"
+        ) from None
     return domain
 
 
-def set_doc(session: Session, device_id: str, domain: kc.StateDomain | str, doc: Mapping[str, Any],
-            *, by_user: int | None = None) -> int:
+def set_doc(
+    session: Session,
+    device_id: str,
+    domain: kc.StateDomain | str,
+    doc: Mapping[str, Any],
+    *,
+    by_user: int | None = None,
+) -> int:
     """Make `doc` the desired `domain` document of the device; returns its new version."""
     return set_docs(session, domain, {device_id: doc}, by_user=by_user)[device_id]
 
 
-def set_docs(session: Session, domain: kc.StateDomain | str, docs: Mapping[str, Mapping[str, Any]],
-             *, by_user: int | None = None) -> dict[str, int]:
+def set_docs(
+    session: Session, domain: kc.StateDomain | str, docs: Mapping[str, Mapping[str, Any]], *, by_user: int | None = None
+) -> dict[str, int]:
     """Set the `domain` document of many devices in one statement; returns each new version.
 
     The devices must exist (`devices` rows). Rows are written in device id order, so two
@@ -88,16 +97,30 @@ def set_docs(session: Session, domain: kc.StateDomain | str, docs: Mapping[str, 
             check_doc(domain, doc)
             checked.add(id(doc))
     now = utcnow()
-    rows = [{"device_id": device_id, "domain": domain.value, "version": 1, "doc": dict(docs[device_id]),
-             "updated_at": now, "updated_by": by_user, "published_version": 0,
-             "published_at": None, "publish_pending": True}
-            for device_id in sorted(docs)]
+    rows = [
+        {
+            "device_id": device_id,
+            "domain": domain.value,
+            "version": 1,
+            "doc": dict(docs[device_id]),
+            "updated_at": now,
+            "updated_by": by_user,
+            "published_version": 0,
+            "published_at": None,
+            "publish_pending": True,
+        }
+        for device_id in sorted(docs)
+    ]
     statement = upsert_insert(session, _table)
     statement = statement.on_conflict_do_update(
         index_elements=[_table.c.device_id, _table.c.domain],
-        set_={"version": _table.c.version + 1, "doc": statement.excluded.doc,
-              "updated_at": statement.excluded.updated_at,
-              "updated_by": statement.excluded.updated_by, "publish_pending": True},
+        set_={
+            "version": _table.c.version + 1,
+            "doc": statement.excluded.doc,
+            "updated_at": statement.excluded.updated_at,
+            "updated_by": statement.excluded.updated_by,
+            "publish_pending": True,
+        },
     )
     if len(rows) == 1:
         version = session.execute(statement.returning(_table.c.version), rows[0]).scalar_one()
@@ -107,9 +130,12 @@ def set_docs(session: Session, domain: kc.StateDomain | str, docs: Mapping[str, 
     versions: dict[str, int] = {}
     device_ids = [row["device_id"] for row in rows]
     for start in range(0, len(device_ids), 1000):
-        chunk = device_ids[start:start + 1000]
-        found = session.execute(select(_table.c.device_id, _table.c.version)
-                                .where(_table.c.domain == domain.value, _table.c.device_id.in_(chunk)))
+        chunk = device_ids[start : start + 1000]
+        found = session.execute(
+            select(_table.c.device_id, _table.c.version).where(
+                _table.c.domain == domain.value, _table.c.device_id.in_(chunk)
+            )
+        )
         versions.update((device_id, version) for device_id, version in found)
     return versions
 

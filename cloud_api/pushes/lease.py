@@ -10,7 +10,7 @@ which is harmless (devices ignore versions they have, commands run once).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
@@ -24,32 +24,39 @@ _lease = PublisherLease.__table__
 
 def take_or_renew(engine: Engine, holder: str, duration_s: float, name: str = PUBLISHER_LEASE) -> bool:
     """True if `holder` holds the lease for the next `duration_s` seconds."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     until = now + timedelta(seconds=duration_s)
     with Session(engine) as session, session.begin():
         current = session.execute(select(_lease.c.holder, _lease.c.expires_at).where(_lease.c.name == name)).first()
         if current is not None and current.holder != holder and _aware(current.expires_at) >= now:
             return False  # held by another: a standby only reads (SQLite has one write lock)
         if current is None:
-            session.execute(upsert_insert(session, _lease)
-                            .values(name=name, holder=holder, acquired_at=now, expires_at=until)
-                            .on_conflict_do_nothing(index_elements=[_lease.c.name]))
+            session.execute(
+                upsert_insert(session, _lease)
+                .values(name=name, holder=holder, acquired_at=now, expires_at=until)
+                .on_conflict_do_nothing(index_elements=[_lease.c.name])
+            )
         renewed = session.execute(
-            update(_lease).where(_lease.c.name == name, _lease.c.holder == holder)
-            .values(expires_at=until))
+            update(_lease).where(_lease.c.name == name, _lease.c.holder == holder).values(expires_at=until)
+        )
         if renewed.rowcount == 1:
             return True
         taken = session.execute(
-            update(_lease).where(_lease.c.name == name, _lease.c.expires_at < now)
-            .values(holder=holder, acquired_at=now, expires_at=until))
+            update(_lease)
+            .where(_lease.c.name == name, _lease.c.expires_at < now)
+            .values(holder=holder, acquired_at=now, expires_at=until)
+        )
         return taken.rowcount == 1
 
 
 def release(engine: Engine, holder: str, name: str = PUBLISHER_LEASE) -> None:
     """Give the lease up now (a clean stop), so a standby takes over at its next look."""
     with Session(engine) as session, session.begin():
-        session.execute(update(_lease).where(_lease.c.name == name, _lease.c.holder == holder)
-                        .values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+        session.execute(
+            update(_lease)
+            .where(_lease.c.name == name, _lease.c.holder == holder)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
 
 
 def current_holder(engine: Engine, name: str = PUBLISHER_LEASE) -> str | None:
@@ -58,9 +65,9 @@ def current_holder(engine: Engine, name: str = PUBLISHER_LEASE) -> str | None:
         lease = session.get(PublisherLease, name)
         if lease is None:
             return None
-        return lease.holder if _aware(lease.expires_at) > datetime.now(timezone.utc) else None
+        return lease.holder if _aware(lease.expires_at) > datetime.now(UTC) else None
 
 
 def _aware(moment: datetime) -> datetime:
     # SQLite hands stored timestamps back without a zone; every stored timestamp is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -37,8 +37,9 @@ class DesiredState(Base):
     publish_pending: Mapped[bool] = mapped_column(index=True)
 
     __table_args__ = (
-        CheckConstraint("version >= 1 AND published_version >= 0 AND published_version <= version",
-                        name="ck_desired_state_versions"),
+        CheckConstraint(
+            "version >= 1 AND published_version >= 0 AND published_version <= version", name="ck_desired_state_versions"
+        ),
     )
 
 

@@ -86,8 +86,9 @@ class PushClient:
         return self._connected.wait(timeout_s)
 
     def start(self) -> PushClient:
-        self._client.connect_async(self.options.host, self.options.port, keepalive=self.options.keepalive_s,
-                                   clean_start=True)
+        self._client.connect_async(
+            self.options.host, self.options.port, keepalive=self.options.keepalive_s, clean_start=True
+        )
         self._client.loop_start()
         return self
 
@@ -99,8 +100,9 @@ class PushClient:
         self._client.loop_stop()
 
     def publish(self, publication: kc.Publication) -> int | None:
-        info = self._client.publish(publication.topic, publication.payload, qos=publication.qos,
-                                    retain=publication.retain)
+        info = self._client.publish(
+            publication.topic, publication.payload, qos=publication.qos, retain=publication.retain
+        )
         # NO_CONN: the connection dropped just now; paho keeps the message and sends it
         # after reconnecting, so its PUBACK is still to come.
         if info.rc in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
@@ -121,8 +123,9 @@ class PushClient:
         if o.username is not None:
             client.username_pw_set(o.username, o.password)
         if o.ca_file is not None:
-            client.tls_set(ca_certs=o.ca_file, certfile=o.cert_file, keyfile=o.key_file,
-                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            client.tls_set(
+                ca_certs=o.ca_file, certfile=o.cert_file, keyfile=o.key_file, tls_version=ssl.PROTOCOL_TLS_CLIENT
+            )
         client.max_inflight_messages_set(o.max_inflight)
         client.reconnect_delay_set(o.reconnect_min_s, o.reconnect_min_s)
         client.on_socket_open = set_nodelay
@@ -142,14 +145,17 @@ class PushClient:
         # live connection): the configured window must not exceed it.
         receive_maximum = getattr(properties, "ReceiveMaximum", None)
         if receive_maximum and int(receive_maximum) < self.options.max_inflight:
-            log.warning("the broker accepts fewer unacknowledged messages than the publisher sends; "
-                        "lower its max_inflight", extra={"receive_maximum": int(receive_maximum),
-                                                         "max_inflight": self.options.max_inflight})
+            log.warning(
+                "the broker accepts fewer unacknowledged messages than the publisher sends; lower its max_inflight",
+                extra={"receive_maximum": int(receive_maximum), "max_inflight": self.options.max_inflight},
+            )
         self._connected_at = time.monotonic()
         self.last_error = None
         self._connected.set()
-        log.info("publisher connected to broker", extra={"client_id": self.options.client_id,
-                                                         "host": self.options.host, "port": self.options.port})
+        log.info(
+            "publisher connected to broker",
+            extra={"client_id": self.options.client_id, "host": self.options.host, "port": self.options.port},
+        )
         self._on_ack()  # wake the publisher: there may be work that waited for the broker
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:

@@ -24,14 +24,14 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from cloud_api.pushes import lease, outgoing
 from cloud_api.mqtt_support import backoff_delay
+from cloud_api.pushes import lease, outgoing
 from cloud_api.pushes.mqtt import BrokerOptions, PushClient
 from cloud_api.pushes.outgoing import CommandToSend, DocToSend, Key
 from cloud_api.pushes.stale import StaleCheck
@@ -74,8 +74,14 @@ class PublisherStats:
 
 
 class PushPublisher:
-    def __init__(self, engine: Engine, broker: BrokerOptions, *, holder: str | None = None,
-                 options: PublisherOptions | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        broker: BrokerOptions,
+        *,
+        holder: str | None = None,
+        options: PublisherOptions | None = None,
+    ) -> None:
         self.engine = engine
         self.broker = broker
         self.options = options or PublisherOptions()
@@ -102,7 +108,9 @@ class PushPublisher:
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="push-publisher", daemon=True)
         self._thread.start()
-        log.info("push publisher started", extra={"holder": self.holder, "host": self.broker.host, "port": self.broker.port})
+        log.info(
+            "push publisher started", extra={"holder": self.holder, "host": self.broker.host, "port": self.broker.port}
+        )
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -138,7 +146,7 @@ class PushPublisher:
             self._wake.clear()
             try:
                 wait_s = self._step()
-            except Exception:  # noqa: BLE001 - the loop must survive anything one step does
+            except Exception:
                 log.exception("publisher step failed; retrying")
                 wait_s = self.options.poll_s
             self._wake.wait(wait_s)
@@ -152,8 +160,10 @@ class PushPublisher:
         if self._in_flight:
             waited = time.monotonic() - max(self._wave_started, client.connected_since)
             if client.connected and waited > self.options.ack_timeout_s:
-                log.warning("broker did not acknowledge a wave in time; reconnecting",
-                            extra={"unacknowledged": len(self._in_flight), "ack_timeout_s": self.options.ack_timeout_s})
+                log.warning(
+                    "broker did not acknowledge a wave in time; reconnecting",
+                    extra={"unacknowledged": len(self._in_flight), "ack_timeout_s": self.options.ack_timeout_s},
+                )
                 self._count(connection_resets=1)
                 self._drop_client()
             return self.options.poll_s
@@ -226,14 +236,16 @@ class PushPublisher:
             delay = backoff_delay(failures, 1.0, self.options.failed_retry_max_s)
             self._refused[key] = (failures, time.monotonic() + delay)
             self._count(refused=1)
-            log.error("broker refused a push; retrying later", extra={
-                "what": "/".join(key), "reason": ack.reason, "retry_in_s": round(delay, 1)})
+            log.error(
+                "broker refused a push; retrying later",
+                extra={"what": "/".join(key), "reason": ack.reason, "retry_in_s": round(delay, 1)},
+            )
 
     # ------------------------------------------------------------------ database
     def _record_accepted(self) -> bool:
         docs = [(i.device_id, i.domain, i.version) for i in self._accepted if isinstance(i, DocToSend)]
         commands = [i for i in self._accepted if isinstance(i, CommandToSend)]
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         sent = [(c.command_id, now + timedelta(seconds=self._resend_delay(c.attempts + 1))) for c in commands]
         try:
             with Session(self.engine) as session, session.begin():
@@ -252,8 +264,11 @@ class PushPublisher:
         with Session(self.engine) as session, session.begin():
             marked = self._stale.run(session)
         if marked:
-            log.warning("documents marked for publishing again: devices reported older versions "
-                        "(a broker restart may have lost retained messages)", extra={"documents": marked})
+            log.warning(
+                "documents marked for publishing again: devices reported older versions "
+                "(a broker restart may have lost retained messages)",
+                extra={"documents": marked},
+            )
             self._count(republished=marked)
 
     def _resend_delay(self, attempts: int) -> float:
@@ -272,10 +287,10 @@ class PushPublisher:
         with Session(self.engine) as session, session.begin():
             if now >= self._next_close:
                 self._next_close = now + o.close_commands_every_s
-                closed = outgoing.close_finished_commands(session, datetime.now(timezone.utc), o.command_max_attempts)
+                closed = outgoing.close_finished_commands(session, datetime.now(UTC), o.command_max_attempts)
                 if closed:
                     self._count(commands_closed=closed)
-            due = outgoing.due_commands(session, datetime.now(timezone.utc), o.wave_max + len(waiting), o.command_max_attempts)
+            due = outgoing.due_commands(session, datetime.now(UTC), o.wave_max + len(waiting), o.command_max_attempts)
             for item in itertools.chain(due, outgoing.unpublished_docs(session)):
                 # The lease is checked again: reading may have taken long enough for it to lapse.
                 if sent >= o.wave_max or size >= o.wave_max_bytes or time.monotonic() >= self._lease_valid_until:
@@ -285,8 +300,10 @@ class PushPublisher:
                 try:
                     publication = item.publication()
                 except ValueError as exc:  # a row written around set_doc / create_command
-                    log.error("cannot build a push from the database row; skipped", extra={
-                        "what": "/".join(item.key), "problem": str(exc)[:300]})
+                    log.error(
+                        "cannot build a push from the database row; skipped",
+                        extra={"what": "/".join(item.key), "problem": str(exc)[:300]},
+                    )
                     self._refused[item.key] = (1, now + o.failed_retry_max_s)
                     continue
                 mid = client.publish(publication)

@@ -12,7 +12,7 @@ marked for publishing again. One report triggers at most one republish (the publ
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, select, update
@@ -33,16 +33,23 @@ def republish_stale(session: Session, reported_after: datetime, reported_before:
     rows = session.execute(
         select(_state.c.device_id, _state.c.domain, _state.c.published_version, _reports.c.report)
         .join(_reports, and_(_reports.c.device_id == _state.c.device_id, _reports.c.kind == STATE_REPORT))
-        .where(_reports.c.reported_at > reported_after, _reports.c.reported_at <= reported_before,
-               _state.c.published_at < _reports.c.reported_at, _state.c.published_version > 0,
-               _state.c.publish_pending.is_(False))
+        .where(
+            _reports.c.reported_at > reported_after,
+            _reports.c.reported_at <= reported_before,
+            _state.c.published_at < _reports.c.reported_at,
+            _state.c.published_version > 0,
+            _state.c.publish_pending.is_(False),
+        )
     ).all()
-    stale = [(device_id, domain) for device_id, domain, published, report in rows
-             if _applied(report, domain) < published]
+    stale = [
+        (device_id, domain) for device_id, domain, published, report in rows if _applied(report, domain) < published
+    ]
     for device_id, domain in stale:
-        session.execute(update(_state).where(_state.c.device_id == device_id, _state.c.domain == domain,
-                                             _state.c.publish_pending.is_(False))
-                        .values(publish_pending=True))
+        session.execute(
+            update(_state)
+            .where(_state.c.device_id == device_id, _state.c.domain == domain, _state.c.publish_pending.is_(False))
+            .values(publish_pending=True)
+        )
     return len(stale)
 
 
@@ -60,12 +67,12 @@ class StaleCheck:
         self.settle = timedelta(seconds=settle_s)
         self.every = timedelta(seconds=every_s)
         # After a start, reports from the last hour get their look (a restart loses nothing recent).
-        self._checked_until = datetime.now(timezone.utc) - timedelta(seconds=lookback_s)
-        self._next = datetime.min.replace(tzinfo=timezone.utc)
+        self._checked_until = datetime.now(UTC) - timedelta(seconds=lookback_s)
+        self._next = datetime.min.replace(tzinfo=UTC)
 
     def run(self, session: Session, now: datetime | None = None) -> int | None:
         """Mark stale documents if a check is due; None when it was not."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         if now < self._next:
             return None
         until = now - self.settle

@@ -33,9 +33,11 @@ def company_scope(p: Principal) -> ColumnElement[bool]:
     if p.role == Role.OWNER_ADMIN:
         return Company.owner_id == p.owner_id
     if p.role == Role.PARTNER_ADMIN:
-        return exists().where(PartnerLink.company_id == Company.id,
-                              PartnerLink.partner_id == p.partner_id,
-                              PartnerLink.state == LinkState.ACTIVE)
+        return exists().where(
+            PartnerLink.company_id == Company.id,
+            PartnerLink.partner_id == p.partner_id,
+            PartnerLink.state == LinkState.ACTIVE,
+        )
     return Company.id == p.company_id
 
 
@@ -93,8 +95,7 @@ def company_data(session: Session, p: Principal, company_id: int, *, write: bool
 
 
 def visible_point_of_sale(session: Session, company: Company, pos_id: int) -> PointOfSale:
-    pos = session.scalar(select(PointOfSale).where(PointOfSale.id == pos_id,
-                                                   PointOfSale.company_id == company.id))
+    pos = session.scalar(select(PointOfSale).where(PointOfSale.id == pos_id, PointOfSale.company_id == company.id))
     if pos is None:
         raise not_found(f"point of sale {pos_id}")
     return pos

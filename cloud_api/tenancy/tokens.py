@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,7 +26,7 @@ LAST_USED_RESOLUTION = timedelta(minutes=5)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_token() -> str:
@@ -52,8 +52,7 @@ class Principal:
 def issue_token(session: Session, user: User, label: str | None = None) -> tuple[ApiToken, str]:
     """Create a token for `user`; returns the row and the token text (never stored)."""
     token = new_token()
-    row = ApiToken(user_id=user.id, token_hash=token_hash(token), prefix=token[:12], label=label,
-                   created_at=utcnow())
+    row = ApiToken(user_id=user.id, token_hash=token_hash(token), prefix=token[:12], label=label, created_at=utcnow())
     session.add(row)
     session.flush()
     return row, token
@@ -64,7 +63,8 @@ def authenticate(session: Session, token: str) -> Principal | None:
     if not token.startswith(TOKEN_PREFIX) or len(token) > MAX_TOKEN_LENGTH:
         return None
     found = session.execute(
-        select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.user_id)
         .where(ApiToken.token_hash == token_hash(token), ApiToken.revoked_at.is_(None))
     ).first()
     if found is None:
@@ -79,7 +79,7 @@ def authenticate(session: Session, token: str) -> Principal | None:
 
 def _aware(moment: datetime) -> datetime:
     # SQLite gives timestamps back without their zone; every stored timestamp is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def create_owner(session: Session, name: str, admin_name: str | None = None) -> tuple[Owner, User, str]:
@@ -88,8 +88,7 @@ def create_owner(session: Session, name: str, admin_name: str | None = None) -> 
     owner = Owner(name=name, created_at=now)
     session.add(owner)
     session.flush()
-    admin = User(name=admin_name or f"{name} admin", role=Role.OWNER_ADMIN, owner_id=owner.id,
-                 created_at=now)
+    admin = User(name=admin_name or f"{name} admin", role=Role.OWNER_ADMIN, owner_id=owner.id, created_at=now)
     session.add(admin)
     session.flush()
     _row, token = issue_token(session, admin, label="bootstrap")

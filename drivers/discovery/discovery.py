@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
-from drivers.identity import DeviceDescriptor
 from drivers.discovery.sources import DeviceSource
+from drivers.identity import DeviceDescriptor
 from drivers.registry import DriverRegistry, default_registry
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,9 @@ class Discovery:
                     logger.info("discovery source %s works again", source.name)
                 events += self._diff(source, present)
         for event in events:
-            logger.info("%s %s (%s)", event.action, event.identity, event.driver.__name__ if event.driver else "no driver")
+            logger.info(
+                "%s %s (%s)", event.action, event.identity, event.driver.__name__ if event.driver else "no driver"
+            )
         return events
 
     def _diff(self, source: DeviceSource, present: dict[str, DeviceDescriptor]) -> list[DeviceEvent]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import evdev
 
@@ -37,10 +37,16 @@ def sysfs_port_path(event_path: str) -> str | None:
 class InputSource(DeviceSource):
     name = "input"
 
-    def __init__(self, *, allow: Iterable[tuple[int, int | None]] = (), deny: Iterable[tuple[int, int | None]] = (),
-                 name_heuristic: bool = True, lister: Callable[[], list[str]] = evdev.list_devices,
-                 opener: Callable[[str], object] = evdev.InputDevice,
-                 port_path_of: Callable[[str], str | None] = sysfs_port_path) -> None:
+    def __init__(
+        self,
+        *,
+        allow: Iterable[tuple[int, int | None]] = (),
+        deny: Iterable[tuple[int, int | None]] = (),
+        name_heuristic: bool = True,
+        lister: Callable[[], list[str]] = evdev.list_devices,
+        opener: Callable[[str], object] = evdev.InputDevice,
+        port_path_of: Callable[[str], str | None] = sysfs_port_path,
+    ) -> None:
         self.allow, self.deny = tuple(allow), tuple(deny)
         self.name_heuristic = name_heuristic
         self.lister, self.opener, self.port_path_of = lister, opener, port_path_of
@@ -62,12 +68,26 @@ class InputSource(DeviceSource):
             key = f"{path}:{facts.vendor:04x}:{facts.product:04x}"
             if key not in self._logged:
                 self._logged.add(key)
-                logger.info("%s (%s, %04x:%04x): %s — %s", path, facts.name, facts.vendor, facts.product,
-                            "scanner" if verdict else "not a scanner", reason)
+                logger.info(
+                    "%s (%s, %04x:%04x): %s — %s",
+                    path,
+                    facts.name,
+                    facts.vendor,
+                    facts.product,
+                    "scanner" if verdict else "not a scanner",
+                    reason,
+                )
             if verdict:
-                found.append(DeviceDescriptor(
-                    transport=Transport.HID, vendor_id=facts.vendor, product_id=facts.product,
-                    serial_number=facts.uniq or None, port_path=self.port_path_of(path), device_path=path,
-                    product=facts.name, kind_hint=DeviceKind.SCANNER,
-                ))
+                found.append(
+                    DeviceDescriptor(
+                        transport=Transport.HID,
+                        vendor_id=facts.vendor,
+                        product_id=facts.product,
+                        serial_number=facts.uniq or None,
+                        port_path=self.port_path_of(path),
+                        device_path=path,
+                        product=facts.name,
+                        kind_hint=DeviceKind.SCANNER,
+                    )
+                )
         return found

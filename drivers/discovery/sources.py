@@ -9,8 +9,8 @@ import os
 import select
 import socket
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Callable, Iterable, Mapping
 
 import usb.core
 import usb.util
@@ -62,7 +62,9 @@ class UsbSource(DeviceSource):
         try:
             devices = list(usb.core.find(find_all=True, backend=self.backend))
         except usb.core.NoBackendError:
-            raise DiscoveryUnavailableError("no USB backend: install libusb (Debian: apt-get install libusb-1.0-0)") from None
+            raise DiscoveryUnavailableError(
+                "no USB backend: install libusb (Debian: apt-get install libusb-1.0-0)"
+            ) from None
         for device in devices:
             try:
                 descriptor = DeviceDescriptor(
@@ -91,9 +93,13 @@ class SerialSource(DeviceSource):
 
     name = "serial"
 
-    def __init__(self, registry: DriverRegistry = default_registry, *,
-                 lister: Callable[[], Iterable] = list_ports.comports,
-                 configured: Mapping[str, DeviceKind] | None = None) -> None:
+    def __init__(
+        self,
+        registry: DriverRegistry = default_registry,
+        *,
+        lister: Callable[[], Iterable] = list_ports.comports,
+        configured: Mapping[str, DeviceKind] | None = None,
+    ) -> None:
         self.registry = registry
         self.lister = lister
         self.configured = dict(configured or {})
@@ -135,8 +141,11 @@ class NetworkSource(DeviceSource):
 
     def scan(self) -> list[DeviceDescriptor]:
         reachable = self._probe_all() if self.probe else set(self.targets)
-        return [DeviceDescriptor(Transport.TCP, device_path=f"{host}:{port}", kind_hint=DeviceKind.PRINTER)
-                for host, port in self.targets if (host, port) in reachable]
+        return [
+            DeviceDescriptor(Transport.TCP, device_path=f"{host}:{port}", kind_hint=DeviceKind.PRINTER)
+            for host, port in self.targets
+            if (host, port) in reachable
+        ]
 
     def _probe_all(self) -> set[tuple[str, int]]:
         """Connect to every target at once so one dead printer costs ``timeout``, not one per printer."""

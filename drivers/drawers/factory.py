@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from drivers.drawers.base import KickableDrawer
 from drivers.drawers.printer_drawer import PrinterDrawer
@@ -17,8 +18,16 @@ from drivers.urls import convert_options, merge_spec, to_bool, to_bytes, to_floa
 
 COMMON = {"settle_time": to_float, "poll_interval": to_float, "identity": str}
 PRINTER_OPTIONS = {"pin": to_int, "on_ms": to_int, "off_ms": to_int, "realtime": to_bool}
-SERIAL_OPTIONS = {"path": str, "baudrate": to_int, "kick": to_bytes, "status_query": to_bytes, "open_mask": to_int,
-                  "open_when_set": to_bool, "status_timeout": to_float, "write_timeout": to_float}
+SERIAL_OPTIONS = {
+    "path": str,
+    "baudrate": to_int,
+    "kick": to_bytes,
+    "status_query": to_bytes,
+    "open_mask": to_int,
+    "open_when_set": to_bool,
+    "status_timeout": to_float,
+    "write_timeout": to_float,
+}
 
 
 def open_drawer(spec: str | Mapping[str, Any], *, printer: Printer | None = None, **overrides: Any) -> KickableDrawer:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 
-from drivers.interfaces import Printer
 from drivers.drawers.base import KickableDrawer
 from drivers.errors import ConfigError
+from drivers.interfaces import Printer
 from drivers.receipt.escpos import drawer_kick_command
 from drivers.status import DeviceStatus
 
@@ -27,13 +27,23 @@ class PrinterDrawer(KickableDrawer):
     error then; ``realtime`` pulses work offline but not all models support them.
     """
 
-    def __init__(self, printer: Printer, *, pin: int = 2, on_ms: int = 100, off_ms: int = 100,
-                 realtime: bool = False, settle_time: float = 0.3, poll_interval: float = 0.2,
-                 identity: str | None = None) -> None:
+    def __init__(
+        self,
+        printer: Printer,
+        *,
+        pin: int = 2,
+        on_ms: int = 100,
+        off_ms: int = 100,
+        realtime: bool = False,
+        settle_time: float = 0.3,
+        poll_interval: float = 0.2,
+        identity: str | None = None,
+    ) -> None:
         if pin not in (2, 5):  # a configuration mistake: the agent reports it as such at start
             raise ConfigError(f"drawer kick pin must be 2 or 5, not {pin!r}")
-        super().__init__(identity or f"{printer.identity}#drawer-pin{pin}", settle_time=settle_time,
-                         poll_interval=poll_interval)
+        super().__init__(
+            identity or f"{printer.identity}#drawer-pin{pin}", settle_time=settle_time, poll_interval=poll_interval
+        )
         self.printer, self.pin, self.on_ms, self.off_ms, self.realtime = printer, pin, on_ms, off_ms, realtime
 
     def _kick(self) -> None:

@@ -24,13 +24,27 @@ logger = logging.getLogger(__name__)
 
 @register_driver
 class SerialDrawer(KickableDrawer):
-    supports = Supports(kind=DeviceKind.DRAWER, transports=frozenset({Transport.SERIAL}),
-                        notes="serial drawers named in the configuration")
+    supports = Supports(
+        kind=DeviceKind.DRAWER,
+        transports=frozenset({Transport.SERIAL}),
+        notes="serial drawers named in the configuration",
+    )
 
-    def __init__(self, path: str, *, baudrate: int = 9600, kick: bytes = b"\x07", status_query: bytes | None = b"\x06",
-                 open_mask: int = 0x40, open_when_set: bool = True, status_timeout: float = 0.5,
-                 write_timeout: float = 2.0, settle_time: float = 0.3, poll_interval: float = 0.2,
-                 identity: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        baudrate: int = 9600,
+        kick: bytes = b"\x07",
+        status_query: bytes | None = b"\x06",
+        open_mask: int = 0x40,
+        open_when_set: bool = True,
+        status_timeout: float = 0.5,
+        write_timeout: float = 2.0,
+        settle_time: float = 0.3,
+        poll_interval: float = 0.2,
+        identity: str | None = None,
+    ) -> None:
         super().__init__(identity or f"serial:{path}#drawer", settle_time=settle_time, poll_interval=poll_interval)
         if not kick:
             raise DrawerError("a serial drawer needs a kick command")
@@ -42,14 +56,15 @@ class SerialDrawer(KickableDrawer):
         self._io_lock = threading.Lock()
 
     @classmethod
-    def from_descriptor(cls, descriptor: DeviceDescriptor, **options) -> "SerialDrawer":
+    def from_descriptor(cls, descriptor: DeviceDescriptor, **options) -> SerialDrawer:
         return cls(descriptor.device_path, identity=descriptor.identity, **options)
 
     def _ensure_open(self) -> serial.Serial:
         if self._port is None:
             try:
-                self._port = serial.Serial(self.path, self.baudrate, timeout=self.status_timeout,
-                                           write_timeout=self.write_timeout)
+                self._port = serial.Serial(
+                    self.path, self.baudrate, timeout=self.status_timeout, write_timeout=self.write_timeout
+                )
             except serial.SerialException as error:
                 raise DrawerError(f"cannot open drawer port {self.path}: {error}") from error
         return self._port

@@ -14,7 +14,15 @@ import logging
 from PIL import Image
 
 from drivers.preview.model import (
-    DrawerPulse, Page, PaperCut, PaperFeed, PrintedBarcode, PrintedImage, PrintedLine, PrintedQr, StatusQuery,
+    DrawerPulse,
+    Page,
+    PaperCut,
+    PaperFeed,
+    PrintedBarcode,
+    PrintedImage,
+    PrintedLine,
+    PrintedQr,
+    StatusQuery,
     TextRun,
 )
 from drivers.printers.profile import PrinterProfile, load_profile
@@ -27,15 +35,84 @@ ESC, GS, DLE, FS = 0x1B, 0x1D, 0x10, 0x1C
 LINE_DOTS = 30  # default line spacing, dots
 _ALIGNS = {0: Align.LEFT, 1: Align.CENTER, 2: Align.RIGHT, 48: Align.LEFT, 49: Align.CENTER, 50: Align.RIGHT}
 _HRI = {0: "off", 1: "above", 2: "below", 3: "both", 48: "off", 49: "above", 50: "below", 51: "both"}
-_BARCODE_NAMES = {0: "UPC-A", 1: "UPC-E", 2: "EAN13", 3: "EAN8", 4: "CODE39", 5: "ITF", 6: "CODABAR",
-                  65: "UPC-A", 66: "UPC-E", 67: "EAN13", 68: "EAN8", 69: "CODE39", 70: "ITF", 71: "CODABAR",
-                  72: "CODE93", 73: "CODE128", 74: "GS1-128"}
+_BARCODE_NAMES = {
+    0: "UPC-A",
+    1: "UPC-E",
+    2: "EAN13",
+    3: "EAN8",
+    4: "CODE39",
+    5: "ITF",
+    6: "CODABAR",
+    65: "UPC-A",
+    66: "UPC-E",
+    67: "EAN13",
+    68: "EAN8",
+    69: "CODE39",
+    70: "ITF",
+    71: "CODABAR",
+    72: "CODE93",
+    73: "CODE128",
+    74: "GS1-128",
+}
 # ESC commands with a fixed number of parameter bytes
-_ESC_FIXED = {ord(c): n for c, n in {"@": 0, "2": 0, "!": 1, "E": 1, "-": 1, "M": 1, "a": 1, "t": 1, "d": 1,
-              "J": 1, "3": 1, "G": 1, "{": 1, "r": 1, "V": 1, "U": 1, "=": 1, "R": 1, " ": 1, "p": 3, "B": 2,
-              "$": 2, "\\": 2, "K": 1, "e": 1, "S": 0, "L": 0, "T": 1, "i": 0, "m": 0}.items()}
-_GS_FIXED = {ord(c): n for c, n in {"!": 1, "B": 1, "h": 1, "w": 1, "f": 1, "H": 1, "b": 1, "|": 1, "L": 2,
-             "W": 2, "P": 2, "a": 1, "r": 1, "I": 1, "^": 3, "$": 2, "\\": 2, "T": 1}.items()}
+_ESC_FIXED = {
+    ord(c): n
+    for c, n in {
+        "@": 0,
+        "2": 0,
+        "!": 1,
+        "E": 1,
+        "-": 1,
+        "M": 1,
+        "a": 1,
+        "t": 1,
+        "d": 1,
+        "J": 1,
+        "3": 1,
+        "G": 1,
+        "{": 1,
+        "r": 1,
+        "V": 1,
+        "U": 1,
+        "=": 1,
+        "R": 1,
+        " ": 1,
+        "p": 3,
+        "B": 2,
+        "$": 2,
+        "\\": 2,
+        "K": 1,
+        "e": 1,
+        "S": 0,
+        "L": 0,
+        "T": 1,
+        "i": 0,
+        "m": 0,
+    }.items()
+}
+_GS_FIXED = {
+    ord(c): n
+    for c, n in {
+        "!": 1,
+        "B": 1,
+        "h": 1,
+        "w": 1,
+        "f": 1,
+        "H": 1,
+        "b": 1,
+        "|": 1,
+        "L": 2,
+        "W": 2,
+        "P": 2,
+        "a": 1,
+        "r": 1,
+        "I": 1,
+        "^": 3,
+        "$": 2,
+        "\\": 2,
+        "T": 1,
+    }.items()
+}
 
 
 class _Incomplete(Exception):
@@ -173,7 +250,7 @@ class EscposDecoder:
             logger.debug("unknown ESC 0x%02x skipped", command)
             return i + 2
         self._need(buffer, i + 2 + count)
-        args = buffer[i + 2:i + 2 + count]
+        args = buffer[i + 2 : i + 2 + count]
         self._apply_esc(chr(command), args, events)
         return i + 2 + count
 
@@ -243,7 +320,7 @@ class EscposDecoder:
             return self._gs_paren(buffer, i)
         if command == ord("8"):  # GS 8 L p1 p2 p3 p4 m fn ...: large graphics, skipped
             self._need(buffer, i + 7)
-            return i + 7 + int.from_bytes(buffer[i + 3:i + 7], "little")
+            return i + 7 + int.from_bytes(buffer[i + 3 : i + 7], "little")
         count = _GS_FIXED.get(command)
         if count is None:
             logger.debug("unknown GS 0x%02x skipped", command)
@@ -275,8 +352,12 @@ class EscposDecoder:
         if command == 0x14:  # DLE DC4 fn m t
             self._need(buffer, i + 5)
             if buffer[i + 2] == 1:
-                pulse = DrawerPulse(pin=2 if buffer[i + 3] == 0 else 5, on_ms=buffer[i + 4] * 100,
-                                    off_ms=buffer[i + 4] * 100, realtime=True)
+                pulse = DrawerPulse(
+                    pin=2 if buffer[i + 3] == 0 else 5,
+                    on_ms=buffer[i + 4] * 100,
+                    off_ms=buffer[i + 4] * 100,
+                    realtime=True,
+                )
                 self.page.elements.append(pulse)
                 events.append(pulse)
             return i + 5
@@ -303,24 +384,24 @@ class EscposDecoder:
 
     def _raster(self, buffer: bytearray, i: int) -> int:
         self._need(buffer, i + 8)
-        width_bytes = int.from_bytes(buffer[i + 4:i + 6], "little")
-        rows = int.from_bytes(buffer[i + 6:i + 8], "little")
+        width_bytes = int.from_bytes(buffer[i + 4 : i + 6], "little")
+        rows = int.from_bytes(buffer[i + 6 : i + 8], "little")
         end = i + 8 + width_bytes * rows
         self._need(buffer, end)
         self._flush_line(force=False)
         if width_bytes and rows:
-            bitmap = Image.frombytes("1", (width_bytes * 8, rows), bytes(buffer[i + 8:end]))
+            bitmap = Image.frombytes("1", (width_bytes * 8, rows), bytes(buffer[i + 8 : end]))
             self.page.elements.append(PrintedImage(bitmap, self.align))
         return end
 
     def _column_image(self, buffer: bytearray, i: int) -> int:
         self._need(buffer, i + 5)
         mode = buffer[i + 2]
-        columns = int.from_bytes(buffer[i + 3:i + 5], "little")
+        columns = int.from_bytes(buffer[i + 3 : i + 5], "little")
         bytes_per_column = 3 if mode in (32, 33) else 1
         end = i + 5 + columns * bytes_per_column
         self._need(buffer, end)
-        data = buffer[i + 5:end]
+        data = buffer[i + 5 : end]
         height = bytes_per_column * 8
         # column data is top-to-bottom per column; build it transposed, then turn it upright
         transposed = Image.frombytes("1", (height, columns), bytes(data))
@@ -337,28 +418,35 @@ class EscposDecoder:
             end = buffer.find(b"\x00", i + 3)
             if end < 0:
                 raise _Incomplete
-            data, next_position = bytes(buffer[i + 3:end]), end + 1
+            data, next_position = bytes(buffer[i + 3 : end]), end + 1
         else:
             self._need(buffer, i + 4)
             length = buffer[i + 3]
             self._need(buffer, i + 4 + length)
-            data, next_position = bytes(buffer[i + 4:i + 4 + length]), i + 4 + length
+            data, next_position = bytes(buffer[i + 4 : i + 4 + length]), i + 4 + length
         text = data.decode("ascii", "replace")
         if kind == 73 and text.startswith("{"):
             text = text[2:].replace("{{", "{")
         self._flush_line(force=False)
-        self.page.elements.append(PrintedBarcode(_BARCODE_NAMES.get(kind, f"type {kind}"), text,
-                                                 self.barcode["height"], self.barcode["width"],
-                                                 self.barcode["hri"], self.align))
+        self.page.elements.append(
+            PrintedBarcode(
+                _BARCODE_NAMES.get(kind, f"type {kind}"),
+                text,
+                self.barcode["height"],
+                self.barcode["width"],
+                self.barcode["hri"],
+                self.align,
+            )
+        )
         return next_position
 
     def _gs_paren(self, buffer: bytearray, i: int) -> int:
         self._need(buffer, i + 5)
         function = chr(buffer[i + 2])
-        length = int.from_bytes(buffer[i + 3:i + 5], "little")
+        length = int.from_bytes(buffer[i + 3 : i + 5], "little")
         end = i + 5 + length
         self._need(buffer, end)
-        body = bytes(buffer[i + 5:end])
+        body = bytes(buffer[i + 5 : end])
         if function == "k" and len(body) >= 2 and body[0] == 0x31:
             self._qr_command(body)
         elif function == "L" and len(body) >= 2:
@@ -383,7 +471,7 @@ class EscposDecoder:
         if fn == 112 and len(body) >= 10:  # store raster graphics
             width = int.from_bytes(body[6:8], "little")
             height = int.from_bytes(body[8:10], "little")
-            data = body[10:10 + ((width + 7) // 8) * height]
+            data = body[10 : 10 + ((width + 7) // 8) * height]
             self.qr["graphics"] = Image.frombytes("1", (width, height), data)
         elif fn == 50 and "graphics" in self.qr:  # print stored graphics
             self._flush_line(force=False)

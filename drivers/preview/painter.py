@@ -8,7 +8,14 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from drivers.preview.model import (
-    Page, PaperCut, PaperFeed, PrintedBarcode, PrintedImage, PrintedLine, PrintedQr, TextRun,
+    Page,
+    PaperCut,
+    PaperFeed,
+    PrintedBarcode,
+    PrintedImage,
+    PrintedLine,
+    PrintedQr,
+    TextRun,
 )
 from drivers.printers.profile import FONT_CELL_HEIGHT, FONT_CELL_WIDTH
 from drivers.receipt.document import Align
@@ -17,10 +24,14 @@ from drivers.receipt.symbols import barcode_bitmap, qr_bitmap
 
 MARGIN = 8
 _MONO_FONTS = {
-    False: ("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
-            "/usr/share/fonts/truetype/liberation/LiberationMono-Regular.ttf"),
-    True: ("/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf",
-           "/usr/share/fonts/truetype/liberation/LiberationMono-Bold.ttf"),
+    False: (
+        "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
+        "/usr/share/fonts/truetype/liberation/LiberationMono-Regular.ttf",
+    ),
+    True: (
+        "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf",
+        "/usr/share/fonts/truetype/liberation/LiberationMono-Bold.ttf",
+    ),
 }
 
 

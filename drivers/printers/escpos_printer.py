@@ -48,10 +48,19 @@ class EscposPrinter(Printer):
         notes="ESC/POS receipt printers (Star models in ESC/POS emulation mode)",
     )
 
-    def __init__(self, transport: PrinterTransport, profile: PrinterProfile | None = None, *,
-                 identity: str | None = None, status_check: str = "auto", status_timeout: float = 0.5,
-                 drawer_open_level: str = "high", keep_open: bool | None = None, name: str | None = None,
-                 link_bytes_per_s: float | None = None) -> None:
+    def __init__(
+        self,
+        transport: PrinterTransport,
+        profile: PrinterProfile | None = None,
+        *,
+        identity: str | None = None,
+        status_check: str = "auto",
+        status_timeout: float = 0.5,
+        drawer_open_level: str = "high",
+        keep_open: bool | None = None,
+        name: str | None = None,
+        link_bytes_per_s: float | None = None,
+    ) -> None:
         if status_check not in STATUS_CHECKS:
             raise ConfigError(f"status_check must be one of {STATUS_CHECKS}")
         if link_bytes_per_s is not None and not float(link_bytes_per_s) > 0:
@@ -65,14 +74,16 @@ class EscposPrinter(Printer):
         self.name = name or self.identity
         self.status_check = status_check
         self.status_timeout = float(status_timeout)
-        self.link_bytes_per_s = float(link_bytes_per_s) if link_bytes_per_s is not None else transport.nominal_bytes_per_s
+        self.link_bytes_per_s = (
+            float(link_bytes_per_s) if link_bytes_per_s is not None else transport.nominal_bytes_per_s
+        )
         self.drawer_open_level = drawer_open_level
         self.keep_open = transport.keep_open_default if keep_open is None else keep_open
         self._lock = threading.RLock()
         self.last_status: PrinterStatus | None = None
 
     @classmethod
-    def from_descriptor(cls, descriptor: DeviceDescriptor, **options) -> "EscposPrinter":
+    def from_descriptor(cls, descriptor: DeviceDescriptor, **options) -> EscposPrinter:
         """Bind to a discovered device (see :mod:`drivers.discovery`)."""
         from drivers.printers.factory import open_printer, url_for_descriptor
 
@@ -93,8 +104,12 @@ class EscposPrinter(Printer):
         if not self.transport.bidirectional:
             return PrinterStatus.unknown(f"{self.transport.describe()} cannot report status")
         try:
-            status = dle_eot.read_status(self.transport, self.status_timeout, drawer_open_level=self.drawer_open_level,
-                                         first_timeout=first_timeout)
+            status = dle_eot.read_status(
+                self.transport,
+                self.status_timeout,
+                drawer_open_level=self.drawer_open_level,
+                first_timeout=first_timeout,
+            )
         except TransportError as error:
             # the link broke mid-query (peer closed, device gone): unreachable, not merely silent
             self.transport.close()
@@ -113,7 +128,9 @@ class EscposPrinter(Printer):
         with self._lock:
             try:
                 self.transport.open()
-                return dle_eot.read_drawer(self.transport, self.status_timeout, drawer_open_level=self.drawer_open_level)
+                return dle_eot.read_drawer(
+                    self.transport, self.status_timeout, drawer_open_level=self.drawer_open_level
+                )
             except TransportError as error:
                 logger.debug("drawer status of %s: %s", self.name, error)
                 return DeviceStatus.UNKNOWN
@@ -129,8 +146,9 @@ class EscposPrinter(Printer):
         data = self.render(document)  # outside the lock: a DocumentError must not need the printer
         return self.send_raw(data, job_id)
 
-    def send_raw(self, data: bytes, job_id: str, *, check_status: bool = True,
-                 before_write: Callable[[], None] | None = None) -> PrintResult:
+    def send_raw(
+        self, data: bytes, job_id: str, *, check_status: bool = True, before_write: Callable[[], None] | None = None
+    ) -> PrintResult:
         started = time.monotonic()
         with self._lock:
             try:
@@ -138,8 +156,9 @@ class EscposPrinter(Printer):
             finally:
                 self._release_locked()
 
-    def _send_locked(self, data: bytes, job_id: str, check: bool, started: float,
-                     before_write: Callable[[], None] | None) -> PrintResult:
+    def _send_locked(
+        self, data: bytes, job_id: str, check: bool, started: float, before_write: Callable[[], None] | None
+    ) -> PrintResult:
         before = None
         if check:
             before = self._query_locked()
@@ -161,7 +180,9 @@ class EscposPrinter(Printer):
             # answered in stream order: an answer means every byte before it arrived
             after = self._query_locked(first_timeout=self.confirmation_wait(len(data), writing))
             if after.status is DeviceStatus.UNKNOWN:
-                logger.warning("job %s written to %s but not confirmed: %s", job_id, self.name, "; ".join(after.details))
+                logger.warning(
+                    "job %s written to %s but not confirmed: %s", job_id, self.name, "; ".join(after.details)
+                )
         seconds = time.monotonic() - started
         logger.debug("job %s: %d bytes to %s in %.3fs", job_id, len(data), self.name, seconds)
         return PrintResult(job_id, len(data), before, after, seconds)

@@ -10,7 +10,8 @@ Opening is lazy: nothing touches the device until the first status query or job.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from drivers.errors import ConfigError
 from drivers.identity import DeviceDescriptor, Transport
@@ -22,15 +23,30 @@ from drivers.printers.serial_transport import SerialTransport
 from drivers.printers.transport import PrinterTransport
 from drivers.printers.usb_transport import UsbTransport
 from drivers.urls import (
-    convert_options, merge_spec, parse_usb_id, to_bool, to_float, to_int, to_names,
+    convert_options,
+    merge_spec,
+    parse_usb_id,
+    to_bool,
+    to_float,
+    to_int,
+    to_names,
 )
 from drivers.vendors import DEFAULT_PROFILE_BY_VENDOR
 
 PRINTER_OPTIONS = {
-    "profile": str, "paper_mm": to_int, "width_px": to_int, "columns": to_int, "code_pages": to_names,
+    "profile": str,
+    "paper_mm": to_int,
+    "width_px": to_int,
+    "columns": to_int,
+    "code_pages": to_names,
     "cancel_kanji": to_bool,
-    "status_check": str, "status_timeout": to_float, "drawer_open_level": str, "keep_open": to_bool,
-    "name": str, "write_timeout": to_float, "link_bytes_per_s": to_float,
+    "status_check": str,
+    "status_timeout": to_float,
+    "drawer_open_level": str,
+    "keep_open": to_bool,
+    "name": str,
+    "write_timeout": to_float,
+    "link_bytes_per_s": to_float,
 }
 TRANSPORT_OPTIONS = {
     "tcp": {"host": str, "port": to_int, "connect_timeout": to_float},
@@ -41,8 +57,9 @@ TRANSPORT_OPTIONS = {
 SCHEME_ALIASES = {"socket": "tcp", "network": "tcp", "lp": "file"}
 
 
-def open_printer(spec: str | Mapping[str, Any], *, identity: str | None = None, usb_backend=None,
-                 **overrides: Any) -> EscposPrinter:
+def open_printer(
+    spec: str | Mapping[str, Any], *, identity: str | None = None, usb_backend=None, **overrides: Any
+) -> EscposPrinter:
     """A ready-to-use :class:`EscposPrinter` (not yet connected).
 
     ``spec`` is a URL or a dict (``{"url": ..., **options}`` or
@@ -70,8 +87,11 @@ def open_printer(spec: str | Mapping[str, Any], *, identity: str | None = None, 
         code_pages=values.pop("code_pages", ()),
         cancel_kanji=values.pop("cancel_kanji", None),
     )
-    printer_kwargs = {k: values[k] for k in ("status_check", "status_timeout", "drawer_open_level", "keep_open", "name",
-                                             "link_bytes_per_s") if k in values}
+    printer_kwargs = {
+        k: values[k]
+        for k in ("status_check", "status_timeout", "drawer_open_level", "keep_open", "name", "link_bytes_per_s")
+        if k in values
+    }
     return EscposPrinter(transport, profile, identity=identity, **printer_kwargs)
 
 
@@ -93,14 +113,23 @@ def _transport(scheme: str, parsed, values: dict[str, Any], usb_backend) -> Prin
             vendor, product = parse_usb_id(parsed.netloc)
         else:
             raise ConfigError("a usb printer needs vendor and product ids: usb://04b8:0202")
-        return UsbTransport(vendor, product, serial_number=values.pop("serial", None), port_path=values.pop("port", None),
-                            in_ep=values.pop("in_ep", None), out_ep=values.pop("out_ep", None), backend=usb_backend,
-                            **timeouts)
+        return UsbTransport(
+            vendor,
+            product,
+            serial_number=values.pop("serial", None),
+            port_path=values.pop("port", None),
+            in_ep=values.pop("in_ep", None),
+            out_ep=values.pop("out_ep", None),
+            backend=usb_backend,
+            **timeouts,
+        )
     path = values.pop("path", None) or (parsed.path if parsed else None)
     if not path:
         raise ConfigError(f"a {scheme} printer needs a device path")
     if scheme == "serial":
-        serial_options = {k: values.pop(k) for k in ("baudrate", "bytesize", "parity", "stopbits", "flow") if k in values}
+        serial_options = {
+            k: values.pop(k) for k in ("baudrate", "bytesize", "parity", "stopbits", "flow") if k in values
+        }
         return SerialTransport(path, **serial_options, **timeouts)
     return FileTransport(path, **timeouts)
 
@@ -108,8 +137,11 @@ def _transport(scheme: str, parsed, values: dict[str, Any], usb_backend) -> Prin
 def url_for_descriptor(descriptor: DeviceDescriptor) -> str:
     """The URL that reaches a discovered device again (by serial number or port, never bus address)."""
     if descriptor.transport is Transport.USB:
-        query = f"?serial={descriptor.serial_number}" if descriptor.serial_number else (
-            f"?port={descriptor.port_path}" if descriptor.port_path else "")
+        query = (
+            f"?serial={descriptor.serial_number}"
+            if descriptor.serial_number
+            else (f"?port={descriptor.port_path}" if descriptor.port_path else "")
+        )
         return f"usb://{descriptor.vendor_id:04x}:{descriptor.product_id:04x}{query}"
     if descriptor.transport is Transport.TCP:
         return f"tcp://{descriptor.device_path}"

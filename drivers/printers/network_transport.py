@@ -8,7 +8,11 @@ from escpos.exceptions import DeviceNotFoundError
 from escpos.printer import Network
 
 from drivers.printers.transport import (
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_WRITE_TIMEOUT, PrinterTransport, fail, positive_timeout,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_WRITE_TIMEOUT,
+    PrinterTransport,
+    fail,
+    positive_timeout,
 )
 
 DEFAULT_PORT = 9100
@@ -19,8 +23,14 @@ class NetworkTransport(PrinterTransport):
     # many printers serve one TCP client at a time: do not hold the port between jobs
     keep_open_default = False
 
-    def __init__(self, host: str, port: int = DEFAULT_PORT, *, write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int = DEFAULT_PORT,
+        *,
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
         super().__init__(write_timeout=write_timeout)
         self.host, self.port = host, int(port)
         self.connect_timeout = positive_timeout(connect_timeout, "connect_timeout")
@@ -49,7 +59,7 @@ class NetworkTransport(PrinterTransport):
         try:
             self._socket.settimeout(self.write_timeout)
             self.escpos._raw(data)
-        except socket.timeout as error:
+        except TimeoutError as error:
             self.close()
             raise fail(f"write to {self.describe()} timed out", error, timed_out=True) from error
         except OSError as error:
@@ -60,7 +70,7 @@ class NetworkTransport(PrinterTransport):
         try:
             self._socket.settimeout(max(timeout, 0.001))
             chunk = self._socket.recv(64)
-        except socket.timeout:
+        except TimeoutError:
             return b""
         except OSError as error:
             self.close()

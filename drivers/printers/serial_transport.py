@@ -14,8 +14,13 @@ from drivers.errors import ConfigError
 from drivers.printers.transport import DEFAULT_WRITE_TIMEOUT, PrinterTransport, fail
 
 FLOW_CONTROLS = ("none", "rtscts", "dsrdtr", "xonxoff")
-PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD,
-            "M": serial.PARITY_MARK, "S": serial.PARITY_SPACE}
+PARITIES = {
+    "N": serial.PARITY_NONE,
+    "E": serial.PARITY_EVEN,
+    "O": serial.PARITY_ODD,
+    "M": serial.PARITY_MARK,
+    "S": serial.PARITY_SPACE,
+}
 
 
 class HardenedSerial(Serial):
@@ -27,9 +32,16 @@ class HardenedSerial(Serial):
     def open(self, raise_not_found: bool = True) -> None:
         try:
             self.device = serial.Serial(
-                port=self.devfile, baudrate=self.baudrate, bytesize=self.bytesize, parity=self.parity,
-                stopbits=self.stopbits, timeout=self.timeout, xonxoff=self.xonxoff, dsrdtr=self.dsrdtr,
-                rtscts=self.rtscts, write_timeout=self.write_timeout,
+                port=self.devfile,
+                baudrate=self.baudrate,
+                bytesize=self.bytesize,
+                parity=self.parity,
+                stopbits=self.stopbits,
+                timeout=self.timeout,
+                xonxoff=self.xonxoff,
+                dsrdtr=self.dsrdtr,
+                rtscts=self.rtscts,
+                write_timeout=self.write_timeout,
             )
         except (ValueError, serial.SerialException) as error:
             self.device = None
@@ -39,8 +51,17 @@ class HardenedSerial(Serial):
 class SerialTransport(PrinterTransport):
     scheme = "serial"
 
-    def __init__(self, path: str, *, baudrate: int = 9600, bytesize: int = 8, parity: str = "N",
-                 stopbits: float = 1, flow: str = "dsrdtr", write_timeout: float = DEFAULT_WRITE_TIMEOUT) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        baudrate: int = 9600,
+        bytesize: int = 8,
+        parity: str = "N",
+        stopbits: float = 1,
+        flow: str = "dsrdtr",
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+    ) -> None:
         super().__init__(write_timeout=write_timeout)
         if flow not in FLOW_CONTROLS:
             raise ConfigError(f"flow must be one of {FLOW_CONTROLS}")
@@ -62,9 +83,16 @@ class SerialTransport(PrinterTransport):
 
     def _open(self) -> None:
         self.escpos = HardenedSerial(
-            devfile=self.path, baudrate=self.baudrate, bytesize=self.bytesize, parity=self.parity,
-            stopbits=self.stopbits, timeout=0.5, xonxoff=self.flow == "xonxoff", dsrdtr=self.flow == "dsrdtr",
-            rtscts=self.flow == "rtscts", write_timeout=self.write_timeout,
+            devfile=self.path,
+            baudrate=self.baudrate,
+            bytesize=self.bytesize,
+            parity=self.parity,
+            stopbits=self.stopbits,
+            timeout=0.5,
+            xonxoff=self.flow == "xonxoff",
+            dsrdtr=self.flow == "dsrdtr",
+            rtscts=self.flow == "rtscts",
+            write_timeout=self.write_timeout,
         )
         try:
             self.escpos.open()

@@ -104,7 +104,7 @@ class PrinterTransport(abc.ABC):
         piece = max(64, int(self.nominal_bytes_per_s))
         for start in range(0, len(data), piece):
             try:
-                self._write(data[start:start + piece])
+                self._write(data[start : start + piece])
             except TransportError as error:
                 error.partial = True  # even a first piece may have gone out in part
                 raise

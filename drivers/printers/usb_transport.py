@@ -54,9 +54,18 @@ class HardenedUsb(Usb):
 class UsbTransport(PrinterTransport):
     scheme = "usb"
 
-    def __init__(self, vendor_id: int, product_id: int, *, serial_number: str | None = None,
-                 port_path: str | None = None, write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-                 in_ep: int | None = None, out_ep: int | None = None, backend=None) -> None:
+    def __init__(
+        self,
+        vendor_id: int,
+        product_id: int,
+        *,
+        serial_number: str | None = None,
+        port_path: str | None = None,
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+        in_ep: int | None = None,
+        out_ep: int | None = None,
+        backend=None,
+    ) -> None:
         super().__init__(write_timeout=write_timeout)
         self.vendor_id, self.product_id = vendor_id, product_id
         self.serial_number, self.port_path = serial_number, port_path
@@ -89,8 +98,9 @@ class UsbTransport(PrinterTransport):
         if self.backend is not None:
             usb_args["backend"] = self.backend
         in_ep, out_ep = self._configured_endpoints
-        self.escpos = HardenedUsb(usb_args=usb_args, timeout=self.timeout_ms,
-                                  in_ep=in_ep or 0x82, out_ep=out_ep or 0x01)
+        self.escpos = HardenedUsb(
+            usb_args=usb_args, timeout=self.timeout_ms, in_ep=in_ep or 0x82, out_ep=out_ep or 0x01
+        )
         try:
             self.escpos.open()
         except (DeviceNotFoundError, usb.core.USBError) as error:
@@ -108,14 +118,20 @@ class UsbTransport(PrinterTransport):
             logger.debug("no active configuration on %s: %s", self.describe(), error)
             return
         interfaces = list(configuration)
-        interface = next((i for i in interfaces if i.bInterfaceClass == USB_CLASS_PRINTER), interfaces[0] if interfaces else None)
+        interface = next(
+            (i for i in interfaces if i.bInterfaceClass == USB_CLASS_PRINTER), interfaces[0] if interfaces else None
+        )
         if interface is None:
             return
 
         def bulk(direction):
             return usb.util.find_descriptor(
-                interface, custom_match=lambda e: usb.util.endpoint_direction(e.bEndpointAddress) == direction
-                and usb.util.endpoint_type(e.bmAttributes) == usb.util.ENDPOINT_TYPE_BULK)
+                interface,
+                custom_match=lambda e: (
+                    usb.util.endpoint_direction(e.bEndpointAddress) == direction
+                    and usb.util.endpoint_type(e.bmAttributes) == usb.util.ENDPOINT_TYPE_BULK
+                ),
+            )
 
         found_out, found_in = bulk(usb.util.ENDPOINT_OUT), bulk(usb.util.ENDPOINT_IN)
         if out_ep is None and found_out is not None:
@@ -129,8 +145,9 @@ class UsbTransport(PrinterTransport):
         try:
             self.escpos._raw(data)
         except usb.core.USBTimeoutError as error:
-            raise fail(f"USB write to {self.describe()} timed out after {self.timeout_ms} ms", error,
-                       timed_out=True) from error
+            raise fail(
+                f"USB write to {self.describe()} timed out after {self.timeout_ms} ms", error, timed_out=True
+            ) from error
         except usb.core.USBError as error:
             self.close()
             raise fail(f"USB write to {self.describe()} failed", error) from error
@@ -145,5 +162,9 @@ class UsbTransport(PrinterTransport):
             raise fail(f"USB read from {self.describe()} failed", error) from error
 
     def describe(self) -> str:
-        anchor = f"?serial={self.serial_number}" if self.serial_number else (f"?port={self.port_path}" if self.port_path else "")
+        anchor = (
+            f"?serial={self.serial_number}"
+            if self.serial_number
+            else (f"?port={self.port_path}" if self.port_path else "")
+        )
         return f"usb://{self.vendor_id:04x}:{self.product_id:04x}{anchor}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from escpos.capabilities import CAPABILITIES
 
@@ -59,7 +59,7 @@ def _upper_half(name: str) -> list[str | None] | None:
     return chars
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_code_page(name: str, index: int) -> CodePage | None:
     chars = _upper_half(name)
     if chars is None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import enum
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Union
 
-from PIL import Image as PILImage, ImageOps
+from PIL import Image as PILImage
+from PIL import ImageOps
 
 from drivers.errors import DocumentError
 
@@ -137,8 +139,10 @@ class Columns:
             object.__setattr__(self, "columns", tuple(self.columns))
             if len(self.columns) != len(cells):
                 raise DocumentError(f"{len(cells)} cells but {len(self.columns)} column specs")
-        shorter = tuple(tuple(_require_text(c, f"shorter form {n}, cell {i}") for i, c in enumerate(form))
-                        for n, form in enumerate(self.shorter))
+        shorter = tuple(
+            tuple(_require_text(c, f"shorter form {n}, cell {i}") for i, c in enumerate(form))
+            for n, form in enumerate(self.shorter)
+        )
         if any(len(form) != len(cells) for form in shorter):
             raise DocumentError(f"every shorter form needs {len(cells)} cells, like the row")
         object.__setattr__(self, "shorter", shorter)
@@ -225,7 +229,9 @@ class Barcode:
         _require_text(self.symbology, "barcode symbology")
         object.__setattr__(self, "align", Align(self.align))
         sym = self.symbology.upper().replace("_", "-")
-        sym = {"EAN-13": "EAN13", "EAN-8": "EAN8", "UPCA": "UPC-A", "CODE-128": "CODE128", "CODE-39": "CODE39"}.get(sym, sym)
+        sym = {"EAN-13": "EAN13", "EAN-8": "EAN8", "UPCA": "UPC-A", "CODE-128": "CODE128", "CODE-39": "CODE39"}.get(
+            sym, sym
+        )
         object.__setattr__(self, "symbology", sym)
         if sym not in BARCODE_SYMBOLOGIES:
             raise DocumentError(f"barcode symbology must be one of {BARCODE_SYMBOLOGIES}")
@@ -260,8 +266,9 @@ class Logo:
     align: Align = Align.CENTER
 
     @classmethod
-    def from_image(cls, source: Union[PILImage.Image, str, Path], *, max_width: int | None = None,
-                   align: Align = Align.CENTER) -> "Logo":
+    def from_image(
+        cls, source: PILImage.Image | str | Path, *, max_width: int | None = None, align: Align = Align.CENTER
+    ) -> Logo:
         image = source if isinstance(source, PILImage.Image) else PILImage.open(source)
         if max_width and image.width > max_width:
             image = image.resize((max_width, max(1, image.height * max_width // image.width)))
@@ -338,37 +345,44 @@ class ReceiptBuilder:
     def __init__(self) -> None:
         self._blocks: list[Block] = []
 
-    def add(self, *blocks: Block) -> "ReceiptBuilder":
+    def add(self, *blocks: Block) -> ReceiptBuilder:
         self._blocks.extend(blocks)
         return self
 
-    def text(self, text: str, **style) -> "ReceiptBuilder":
+    def text(self, text: str, **style) -> ReceiptBuilder:
         return self.add(Text(text, Style(**style)))
 
-    def columns(self, *cells: str, columns: Iterable[Column] | None = None,
-                shorter: Iterable[Iterable[str]] = (), **style) -> "ReceiptBuilder":
-        return self.add(Columns(tuple(cells), tuple(columns) if columns is not None else None, Style(**style),
-                                tuple(tuple(form) for form in shorter)))
+    def columns(
+        self, *cells: str, columns: Iterable[Column] | None = None, shorter: Iterable[Iterable[str]] = (), **style
+    ) -> ReceiptBuilder:
+        return self.add(
+            Columns(
+                tuple(cells),
+                tuple(columns) if columns is not None else None,
+                Style(**style),
+                tuple(tuple(form) for form in shorter),
+            )
+        )
 
-    def rule(self, char: str = "-", **style) -> "ReceiptBuilder":
+    def rule(self, char: str = "-", **style) -> ReceiptBuilder:
         return self.add(Rule(char, Style(**style)))
 
-    def feed(self, lines: int = 1) -> "ReceiptBuilder":
+    def feed(self, lines: int = 1) -> ReceiptBuilder:
         return self.add(Feed(lines))
 
-    def qr(self, data: str, **options) -> "ReceiptBuilder":
+    def qr(self, data: str, **options) -> ReceiptBuilder:
         return self.add(QrCode(data, **options))
 
-    def barcode(self, data: str, symbology: str = "EAN13", **options) -> "ReceiptBuilder":
+    def barcode(self, data: str, symbology: str = "EAN13", **options) -> ReceiptBuilder:
         return self.add(Barcode(data, symbology, **options))
 
-    def logo(self, image, **options) -> "ReceiptBuilder":
+    def logo(self, image, **options) -> ReceiptBuilder:
         return self.add(image if isinstance(image, Logo) else Logo.from_image(image, **options))
 
-    def cut(self, partial: bool = False, feed_lines: int = 6) -> "ReceiptBuilder":
+    def cut(self, partial: bool = False, feed_lines: int = 6) -> ReceiptBuilder:
         return self.add(Cut(partial, feed_lines))
 
-    def drawer_kick(self, pin: int = 2, on_ms: int = 100, off_ms: int = 100) -> "ReceiptBuilder":
+    def drawer_kick(self, pin: int = 2, on_ms: int = 100, off_ms: int = 100) -> ReceiptBuilder:
         return self.add(DrawerKick(pin, on_ms, off_ms))
 
     def build(self) -> Receipt:

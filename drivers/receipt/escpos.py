@@ -18,7 +18,19 @@ from drivers.errors import DocumentError
 from drivers.printers.profile import FONT_CELL_HEIGHT, FONT_CELL_WIDTH, PrinterProfile
 from drivers.receipt.codepages import CodePage, CodePagePlanner
 from drivers.receipt.document import (
-    Align, Barcode, Columns, Cut, DrawerKick, Feed, Logo, QrCode, Receipt, Rule, Style, Text, sanitize,
+    Align,
+    Barcode,
+    Columns,
+    Cut,
+    DrawerKick,
+    Feed,
+    Logo,
+    QrCode,
+    Receipt,
+    Rule,
+    Style,
+    Text,
+    sanitize,
 )
 from drivers.receipt.layout import CellSpan, chosen_forms, layout_columns, simple_row, wrap
 from drivers.receipt.raster import is_right_to_left, place, raster_command, rasterise_line
@@ -45,7 +57,7 @@ _BARCODE_B = {"CODE128": 73}
 
 
 class _State:
-    __slots__ = ("size", "bold", "underline", "font", "align", "invert", "page", "forms")
+    __slots__ = ("align", "bold", "font", "forms", "invert", "page", "size", "underline")
 
     def __init__(self) -> None:
         # what ESC @ leaves the printer with; the code page is unknown until selected
@@ -72,8 +84,15 @@ class EscposRenderer:
         self._native_qr = profile.supports("qrCode")
         self._native_barcode = profile.supports("barcodeA") and profile.supports("barcodeB")
         self._handlers = {
-            Text: self._text, Columns: self._columns, Rule: self._rule, Feed: self._feed, QrCode: self._qr,
-            Barcode: self._barcode, Logo: self._logo, Cut: self._cut, DrawerKick: self._drawer_kick,
+            Text: self._text,
+            Columns: self._columns,
+            Rule: self._rule,
+            Feed: self._feed,
+            QrCode: self._qr,
+            Barcode: self._barcode,
+            Logo: self._logo,
+            Cut: self._cut,
+            DrawerKick: self._drawer_kick,
         }
 
     def render(self, document: Receipt) -> bytes:
@@ -110,8 +129,9 @@ class EscposRenderer:
             out += _INVERT[style.invert]
             state.invert = style.invert
 
-    def _line(self, out: bytearray, state: _State, text: str, style: Style,
-              cells: tuple[CellSpan, ...] | None = None) -> None:
+    def _line(
+        self, out: bytearray, state: _State, text: str, style: Style, cells: tuple[CellSpan, ...] | None = None
+    ) -> None:
         if text.isascii():
             if state.page is None and self._pages:
                 state.page = self._pages[0]
@@ -122,8 +142,9 @@ class EscposRenderer:
         plan = self._plan(text, state.page)
         if plan is None:
             logger.debug("rasterising %r: no code page of %s carries it", text, self.profile.name)
-            out += rasterise_line(text, cells, style, self.profile.width_px,
-                                  FONT_CELL_WIDTH[style.font], FONT_CELL_HEIGHT[style.font])
+            out += rasterise_line(
+                text, cells, style, self.profile.width_px, FONT_CELL_WIDTH[style.font], FONT_CELL_HEIGHT[style.font]
+            )
             return
         for page, data in plan:
             if page is not state.page:
@@ -256,7 +277,9 @@ def _qr_raster(data: str, size: int, level: str, width_px: int, align: Align) ->
 def _logo_raster(logo: Logo, width_px: int) -> bytes:
     bitmap: Image.Image = logo.bitmap
     if bitmap.width > width_px:
-        raise DocumentError(f"logo is {bitmap.width} dots wide, the paper {width_px}: use Logo.from_image(max_width=...)")
+        raise DocumentError(
+            f"logo is {bitmap.width} dots wide, the paper {width_px}: use Logo.from_image(max_width=...)"
+        )
     return raster_command(place(bitmap, width_px, logo.align))
 
 

@@ -7,10 +7,9 @@ combining marks none, so columns still line up on paper.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-
-from collections.abc import Callable, Sequence
 
 from drivers.receipt.document import NO_BREAK_SPACES, Align, Column, Columns, Style, sanitize
 
@@ -167,11 +166,23 @@ def chosen_forms(blocks: Sequence[object], line_width: Callable[[Style], int]) -
             group.append(block)
             continue
         if group:
-            rows = [(tuple(tuple(sanitize(c) for c in form) for form in (row.cells, *row.shorter)), row.specs(), line_width(row.style))
-                    for row in group]
+            rows = [
+                (
+                    tuple(tuple(sanitize(c) for c in form) for form in (row.cells, *row.shorter)),
+                    row.specs(),
+                    line_width(row.style),
+                )
+                for row in group
+            ]
             count = min(len(forms) for forms, _, _ in rows)
-            index = next((i for i in range(count) if all(len(layout_columns(forms[i], specs, width)) == 1
-                                                         for forms, specs, width in rows)), count - 1)
+            index = next(
+                (
+                    i
+                    for i in range(count)
+                    if all(len(layout_columns(forms[i], specs, width)) == 1 for forms, specs, width in rows)
+                ),
+                count - 1,
+            )
             chosen.update((id(row), forms[index]) for row, (forms, _, _) in zip(group, rows))
             group = []
     return chosen

@@ -15,7 +15,18 @@ from drivers.preview.decoder import EscposDecoder
 from drivers.preview.painter import paint
 from drivers.printers.profile import PrinterProfile
 from drivers.receipt.document import (
-    Align, Barcode, Columns, Cut, DrawerKick, Feed, Logo, QrCode, Receipt, Rule, Text, sanitize,
+    Align,
+    Barcode,
+    Columns,
+    Cut,
+    DrawerKick,
+    Feed,
+    Logo,
+    QrCode,
+    Receipt,
+    Rule,
+    Text,
+    sanitize,
 )
 from drivers.receipt.escpos import EscposRenderer
 from drivers.receipt.layout import chosen_forms, layout_columns, pad, wrap
@@ -30,7 +41,9 @@ def preview_text(document: Receipt, profile: PrinterProfile) -> str:
             width = profile.columns(block.style.font, block.style.width)
             for paragraph in sanitize(block.text).split("\n"):
                 for line in wrap(paragraph, width):
-                    lines.append(pad(line, width, block.style.align).rstrip() if block.style.align is not Align.LEFT else line)
+                    lines.append(
+                        pad(line, width, block.style.align).rstrip() if block.style.align is not Align.LEFT else line
+                    )
         elif isinstance(block, Columns):
             width = profile.columns(block.style.font, block.style.width)
             cells = forms.get(id(block)) or tuple(sanitize(c) for c in block.cells)

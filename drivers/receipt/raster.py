@@ -75,8 +75,11 @@ def pick_font_path(text: str) -> str | None:
     for char in sorted(needed):
         if not _has_glyph(fallback, char) and char not in _warned_missing:
             _warned_missing.add(char)
-            logger.warning("no raster font has a glyph for U+%04X; it prints as a box. Install a font "
-                           "covering it or list one in KASSA_RASTER_FONTS", ord(char))
+            logger.warning(
+                "no raster font has a glyph for U+%04X; it prints as a box. Install a font "
+                "covering it or list one in KASSA_RASTER_FONTS",
+                ord(char),
+            )
     return fallback
 
 
@@ -86,8 +89,9 @@ def raster_command(bitmap: Image.Image) -> bytes:
     width_bytes = (bitmap.width + 7) // 8
     for top in range(0, bitmap.height, RASTER_FRAGMENT_ROWS):
         part = bitmap.crop((0, top, bitmap.width, min(bitmap.height, top + RASTER_FRAGMENT_ROWS)))
-        chunks.append(GS + b"v0\x00" + width_bytes.to_bytes(2, "little") + part.height.to_bytes(2, "little")
-                      + part.tobytes())
+        chunks.append(
+            GS + b"v0\x00" + width_bytes.to_bytes(2, "little") + part.height.to_bytes(2, "little") + part.tobytes()
+        )
     return b"".join(chunks)
 
 
@@ -101,8 +105,9 @@ def place(bitmap: Image.Image, width: int, align: Align) -> Image.Image:
     return strip
 
 
-def _draw_run(draw: ImageDraw.ImageDraw, text: str, box: tuple[int, int, int, int], align: Align,
-              style: Style, font) -> None:
+def _draw_run(
+    draw: ImageDraw.ImageDraw, text: str, box: tuple[int, int, int, int], align: Align, style: Style, font
+) -> None:
     left, top, right, bottom = box
     length = font.getlength(text)
     if is_right_to_left(text) and align is Align.LEFT:
@@ -121,8 +126,9 @@ def _draw_run(draw: ImageDraw.ImageDraw, text: str, box: tuple[int, int, int, in
 
 
 @lru_cache(maxsize=512)
-def rasterise_line(text: str, cells: tuple[CellSpan, ...] | None, style: Style, width_px: int,
-                   cell_width: int, cell_height: int) -> bytes:
+def rasterise_line(
+    text: str, cells: tuple[CellSpan, ...] | None, style: Style, width_px: int, cell_width: int, cell_height: int
+) -> bytes:
     """One printed line as ``GS v 0``. ``cells`` keeps column positions of a Columns row."""
     height = cell_height * style.height
     image = Image.new("L", (width_px, height), 255 if style.invert else 0)

@@ -15,8 +15,14 @@ _QR_LEVELS = {
     "H": qrcode.constants.ERROR_CORRECT_H,
 }
 # python-barcode names for the symbologies the document model allows
-_BARCODE_NAMES = {"EAN13": "ean13", "EAN8": "ean8", "UPC-A": "upca", "CODE39": "code39", "CODE128": "code128",
-                  "ITF": "itf"}
+_BARCODE_NAMES = {
+    "EAN13": "ean13",
+    "EAN8": "ean8",
+    "UPC-A": "upca",
+    "CODE39": "code39",
+    "CODE128": "code128",
+    "ITF": "itf",
+}
 
 
 @lru_cache(maxsize=128)

@@ -10,8 +10,16 @@ import time
 from drivers.errors import ConfigError, ScannerError
 from drivers.interfaces import RejectCallback, ScanCallback, Scanner
 from drivers.scanners.events import (
-    DEFAULT_MAX_LENGTH, PREVIEW_LENGTH, DuplicateFilter, RejectReason, ScanEvent, ScanRejected, ScanRejection, TooLong,
-    check_text, classify,
+    DEFAULT_MAX_LENGTH,
+    PREVIEW_LENGTH,
+    DuplicateFilter,
+    RejectReason,
+    ScanEvent,
+    ScanRejected,
+    ScanRejection,
+    TooLong,
+    check_text,
+    classify,
 )
 from drivers.status import DeviceStatus
 
@@ -31,8 +39,15 @@ class ThreadedScanner(Scanner):
 
     length_unit = "bytes"  # what max_length counts for this kind of scanner
 
-    def __init__(self, identity: str, *, dedupe_window: float = 1.0, aim_ids: bool = False,
-                 reconnect_interval: float = 2.0, max_length: int = DEFAULT_MAX_LENGTH) -> None:
+    def __init__(
+        self,
+        identity: str,
+        *,
+        dedupe_window: float = 1.0,
+        aim_ids: bool = False,
+        reconnect_interval: float = 2.0,
+        max_length: int = DEFAULT_MAX_LENGTH,
+    ) -> None:
         if not 1 <= max_length <= 1024 * 1024:
             raise ConfigError(f"max_length must be from 1 to 1048576, got {max_length!r}")
         self.identity = identity
@@ -143,19 +158,33 @@ class ThreadedScanner(Scanner):
         return event
 
     def _emit_too_long(self, too_long: TooLong) -> ScanRejection:
-        message = (f"{too_long.length} {self.length_unit} without an end, more than max_length {self.max_length}: "
-                   "dropped; check the scanner's suffix (it may not end its codes) or raise max_length")
+        message = (
+            f"{too_long.length} {self.length_unit} without an end, more than max_length {self.max_length}: "
+            "dropped; check the scanner's suffix (it may not end its codes) or raise max_length"
+        )
         return self._reject(RejectReason.TOO_LONG, message, too_long.length, too_long.start)
 
     def _reject(self, reason: RejectReason, message: str, length: int, start: bytes | str) -> ScanRejection:
         preview = start[:PREVIEW_LENGTH]
-        escaped = repr(preview)[2:-1] if isinstance(preview, bytes) else preview.encode("unicode_escape").decode("ascii")
+        escaped = (
+            repr(preview)[2:-1] if isinstance(preview, bytes) else preview.encode("unicode_escape").decode("ascii")
+        )
         rejection = ScanRejection(reason=reason, message=message, length=length, source=self.identity, preview=escaped)
         self.rejections += 1
         if rejection.monotonic - self._rejection_logged_at >= REJECTION_LOG_INTERVAL:
-            more = f" ({self._rejections_not_logged} more rejected since the last warning)" if self._rejections_not_logged else ""
-            logger.warning('scanner %s: input rejected (%s): %s; it starts "%s"%s', self.identity, reason.value, message,
-                           escaped, more)
+            more = (
+                f" ({self._rejections_not_logged} more rejected since the last warning)"
+                if self._rejections_not_logged
+                else ""
+            )
+            logger.warning(
+                'scanner %s: input rejected (%s): %s; it starts "%s"%s',
+                self.identity,
+                reason.value,
+                message,
+                escaped,
+                more,
+            )
             self._rejection_logged_at, self._rejections_not_logged = rejection.monotonic, 0
         else:
             self._rejections_not_logged += 1

@@ -63,7 +63,7 @@ def _listed(facts: InputDeviceFacts, entries) -> bool:
 
 
 def parse_id_list(text: str) -> tuple[tuple[int, int | None], ...]:
-    """"0c2e,05e0:1200" -> ((0x0c2e, None), (0x05e0, 0x1200))."""
+    """ "0c2e,05e0:1200" -> ((0x0c2e, None), (0x05e0, 0x1200))."""
     entries = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         vendor, _, product = item.partition(":")
@@ -71,8 +71,9 @@ def parse_id_list(text: str) -> tuple[tuple[int, int | None], ...]:
     return tuple(entries)
 
 
-def is_scanner(facts: InputDeviceFacts, *, allow=(), deny=(), known_vendors=tuple(SCANNER_VENDORS),
-               name_heuristic: bool = True) -> tuple[bool, str]:
+def is_scanner(
+    facts: InputDeviceFacts, *, allow=(), deny=(), known_vendors=tuple(SCANNER_VENDORS), name_heuristic: bool = True
+) -> tuple[bool, str]:
     """(verdict, reason) — the reason is logged so a technician can see why."""
     if _listed(facts, deny):
         return False, "on the deny list"

@@ -78,8 +78,13 @@ class TooLong:
 # AIM symbology identifiers ("]" + code letter + modifier digit), sent when the
 # scanner is configured to; they make the symbology certain instead of guessed.
 _AIM = re.compile(r"^\](?P<code>[A-Za-z])(?P<modifier>[0-9A-Za-z])")
-_AIM_SYMBOLOGIES = {"E": Symbology.EAN13, "C": Symbology.CODE128, "A": Symbology.CODE39, "Q": Symbology.QR,
-                    "d": Symbology.DATAMATRIX}
+_AIM_SYMBOLOGIES = {
+    "E": Symbology.EAN13,
+    "C": Symbology.CODE128,
+    "A": Symbology.CODE39,
+    "Q": Symbology.QR,
+    "d": Symbology.DATAMATRIX,
+}
 # longest data a receipt-sized linear code realistically carries; longer is a 2D code
 LINEAR_MAX_LENGTH = 48
 # QR version 40 at error correction L: the most a QR code can hold
@@ -94,7 +99,9 @@ _CONTROL = re.compile(r"[\x00-\x1c\x1e-\x1f\x7f-\x9f]")
 
 def gtin_valid(digits: str) -> bool:
     # ASCII only: "²" is a digit to str.isdigit() but not to int()
-    return digits.isascii() and digits.isdigit() and len(digits) >= 2 and gtin_check_digit(digits[:-1]) == int(digits[-1])
+    return (
+        digits.isascii() and digits.isdigit() and len(digits) >= 2 and gtin_check_digit(digits[:-1]) == int(digits[-1])
+    )
 
 
 def _by_length(digits: str) -> Symbology | None:
@@ -104,16 +111,24 @@ def _by_length(digits: str) -> Symbology | None:
 def check_text(text: str, max_length: int) -> None:
     """Raise :class:`ScanRejected` for text that cannot be a scanned code."""
     if len(text) > max_length:
-        raise ScanRejected(RejectReason.TOO_LONG, f"{len(text)} characters, more than max_length {max_length}: not a "
-                                                  "barcode; check the scanner's suffix (it may not end its codes)")
+        raise ScanRejected(
+            RejectReason.TOO_LONG,
+            f"{len(text)} characters, more than max_length {max_length}: not a "
+            "barcode; check the scanner's suffix (it may not end its codes)",
+        )
     if "\ufffd" in text:
-        raise ScanRejected(RejectReason.NOT_TEXT, "input that is not text (binary data, a wrong baud rate or encoding): "
-                                                  "check the scanner's baudrate and encoding")
+        raise ScanRejected(
+            RejectReason.NOT_TEXT,
+            "input that is not text (binary data, a wrong baud rate or encoding): "
+            "check the scanner's baudrate and encoding",
+        )
     control = _CONTROL.search(text)
     if control:
-        raise ScanRejected(RejectReason.CONTROL_CHARACTERS,
-                           f"control character {control.group()!r} at position {control.start()}: only the terminator "
-                           "may be one; check the scanner's prefix and suffix settings")
+        raise ScanRejected(
+            RejectReason.CONTROL_CHARACTERS,
+            f"control character {control.group()!r} at position {control.start()}: only the terminator "
+            "may be one; check the scanner's prefix and suffix settings",
+        )
 
 
 def classify(data: str, *, aim_ids: bool = False) -> tuple[str, Symbology, bool | None]:
@@ -128,7 +143,7 @@ def classify(data: str, *, aim_ids: bool = False) -> tuple[str, Symbology, bool 
         match = _AIM.match(data)
         if match:
             code, modifier = match["code"], match["modifier"]
-            payload = data[match.end():]
+            payload = data[match.end() :]
             symbology = _AIM_SYMBOLOGIES.get(code, Symbology.UNKNOWN)
             if code == "E":
                 # UPC-A travels as ]E0 with 13 digits (a leading 0), so it reads as EAN-13
@@ -145,12 +160,16 @@ def classify(data: str, *, aim_ids: bool = False) -> tuple[str, Symbology, bool 
     linear = data.isascii() and data.replace(GS1_SEPARATOR, "").isprintable() and "://" not in data
     if linear and len(data) <= LINEAR_MAX_LENGTH:
         return data, Symbology.CODE128, None
-    size, limit, unit = (len(data), QR_MAX_DIGITS, "digits") if digits else (len(data.encode("utf-8")), QR_MAX_BYTES, "bytes")
+    size, limit, unit = (
+        (len(data), QR_MAX_DIGITS, "digits") if digits else (len(data.encode("utf-8")), QR_MAX_BYTES, "bytes")
+    )
     if size <= limit:
         return data, Symbology.QR, None
-    raise ScanRejected(RejectReason.NO_SYMBOLOGY,
-                       f"{size} {unit} fit no barcode (Code 128 holds up to {LINEAR_MAX_LENGTH} characters, a QR code "
-                       f"{limit} {unit}): not a scan; check the scanner's suffix (it may not end its codes)")
+    raise ScanRejected(
+        RejectReason.NO_SYMBOLOGY,
+        f"{size} {unit} fit no barcode (Code 128 holds up to {LINEAR_MAX_LENGTH} characters, a QR code "
+        f"{limit} {unit}): not a scan; check the scanner's suffix (it may not end its codes)",
+    )
 
 
 class DuplicateFilter:

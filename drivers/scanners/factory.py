@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from drivers.errors import ConfigError
 from drivers.scanners.base import ThreadedScanner
@@ -15,10 +16,24 @@ from drivers.scanners.hid import HidScanner
 from drivers.scanners.serial_scanner import SerialScanner
 from drivers.urls import convert_options, merge_spec, parse_usb_id, to_bool, to_bytes, to_float, to_int
 
-COMMON_OPTIONS = {"dedupe_window": to_float, "aim_ids": to_bool, "reconnect_interval": to_float, "identity": str,
-                  "max_length": to_int}
-SERIAL_OPTIONS = {"path": str, "baudrate": to_int, "bytesize": to_int, "parity": str, "stopbits": to_float,
-                  "prefix": to_bytes, "suffix": to_bytes, "frame_gap": to_float, "encoding": str}
+COMMON_OPTIONS = {
+    "dedupe_window": to_float,
+    "aim_ids": to_bool,
+    "reconnect_interval": to_float,
+    "identity": str,
+    "max_length": to_int,
+}
+SERIAL_OPTIONS = {
+    "path": str,
+    "baudrate": to_int,
+    "bytesize": to_int,
+    "parity": str,
+    "stopbits": to_float,
+    "prefix": to_bytes,
+    "suffix": to_bytes,
+    "frame_gap": to_float,
+    "encoding": str,
+}
 HID_OPTIONS = {"path": str, "layout": str, "grab": to_bool, "serial": str, "port": str}
 
 
@@ -43,7 +58,7 @@ def open_scanner(spec: str | Mapping[str, Any], **overrides: Any) -> ThreadedSca
             if not (parsed and parsed.netloc):
                 raise ConfigError("a HID scanner needs hid:///dev/input/eventN or hid://vvvv:pppp")
             ids["vendor_id"], ids["product_id"] = parse_usb_id(parsed.netloc)
-        return HidScanner(path, serial_number=values.pop("serial", None), port_path=values.pop("port", None),
-                          **ids, **values)
+        return HidScanner(
+            path, serial_number=values.pop("serial", None), port_path=values.pop("port", None), **ids, **values
+        )
     raise ConfigError(f"unknown scanner transport {scheme!r}; use serial:// or hid://")
-

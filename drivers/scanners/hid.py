@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import select
 import unicodedata
-from typing import Callable
+from collections.abc import Callable
 
 from evdev import InputDevice, ecodes, list_devices
 
@@ -39,7 +39,9 @@ class KeyDecoder:
     a :class:`TooLong` instead of the text.
     """
 
-    def __init__(self, layout: Keymap | str = "us", terminators=TERMINATORS, max_length: int = DEFAULT_MAX_LENGTH) -> None:
+    def __init__(
+        self, layout: Keymap | str = "us", terminators=TERMINATORS, max_length: int = DEFAULT_MAX_LENGTH
+    ) -> None:
         self.layout = get_layout(layout) if isinstance(layout, str) else layout
         self.terminators = frozenset(terminators)
         self.max_length = max_length
@@ -137,8 +139,14 @@ def _alt_code_char(digits: str) -> str:
         return "\ufffd"
 
 
-def find_input_device(vendor_id: int, product_id: int, *, serial_number: str | None = None,
-                      port_path: str | None = None, paths: list[str] | None = None) -> str | None:
+def find_input_device(
+    vendor_id: int,
+    product_id: int,
+    *,
+    serial_number: str | None = None,
+    port_path: str | None = None,
+    paths: list[str] | None = None,
+) -> str | None:
     """The /dev/input/event* node of a USB HID device, matched by ids and serial or port."""
     for path in paths if paths is not None else list_devices():
         try:
@@ -172,10 +180,20 @@ class HidScanner(ThreadedScanner):
     )
     length_unit = "characters"
 
-    def __init__(self, path: str | None = None, *, vendor_id: int | None = None, product_id: int | None = None,
-                 serial_number: str | None = None, port_path: str | None = None, layout: str = "us",
-                 grab: bool = True, identity: str | None = None,
-                 opener: Callable[[str], InputDevice] = InputDevice, **options) -> None:
+    def __init__(
+        self,
+        path: str | None = None,
+        *,
+        vendor_id: int | None = None,
+        product_id: int | None = None,
+        serial_number: str | None = None,
+        port_path: str | None = None,
+        layout: str = "us",
+        grab: bool = True,
+        identity: str | None = None,
+        opener: Callable[[str], InputDevice] = InputDevice,
+        **options,
+    ) -> None:
         if path is None and (vendor_id is None or product_id is None):
             raise ScannerError("a HID scanner needs an event device path or USB vendor/product ids")
         super().__init__(identity or f"hid:{path or f'{vendor_id:04x}:{product_id:04x}'}", **options)
@@ -187,15 +205,22 @@ class HidScanner(ThreadedScanner):
         self._device = None
 
     @classmethod
-    def from_descriptor(cls, descriptor: DeviceDescriptor, **options) -> "HidScanner":
+    def from_descriptor(cls, descriptor: DeviceDescriptor, **options) -> HidScanner:
         path = descriptor.device_path if descriptor.transport is Transport.HID else None
-        return cls(path, vendor_id=descriptor.vendor_id, product_id=descriptor.product_id,
-                   serial_number=descriptor.serial_number, port_path=descriptor.port_path,
-                   identity=descriptor.identity, **options)
+        return cls(
+            path,
+            vendor_id=descriptor.vendor_id,
+            product_id=descriptor.product_id,
+            serial_number=descriptor.serial_number,
+            port_path=descriptor.port_path,
+            identity=descriptor.identity,
+            **options,
+        )
 
     def _open(self) -> None:
-        path = self.path or find_input_device(self.vendor_id, self.product_id, serial_number=self.serial_number,
-                                              port_path=self.port_path)
+        path = self.path or find_input_device(
+            self.vendor_id, self.product_id, serial_number=self.serial_number, port_path=self.port_path
+        )
         if path is None:
             raise ScannerError(f"no input device for {self.identity}")
         self._device = self._opener(path)

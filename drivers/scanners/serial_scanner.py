@@ -16,8 +16,13 @@ from drivers.vendors import SCANNER_VENDORS
 
 logger = logging.getLogger(__name__)
 
-PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD,
-            "M": serial.PARITY_MARK, "S": serial.PARITY_SPACE}
+PARITIES = {
+    "N": serial.PARITY_NONE,
+    "E": serial.PARITY_EVEN,
+    "O": serial.PARITY_ODD,
+    "M": serial.PARITY_MARK,
+    "S": serial.PARITY_SPACE,
+}
 STOPBITS = {1: serial.STOPBITS_ONE, 1.5: serial.STOPBITS_ONE_POINT_FIVE, 2: serial.STOPBITS_TWO}
 
 
@@ -31,8 +36,13 @@ class FrameSplitter:
     its end yields a :class:`TooLong` in its place.
     """
 
-    def __init__(self, prefix: bytes = b"", suffix: bytes | None = None, frame_gap: float = 0.0,
-                 max_length: int = DEFAULT_MAX_LENGTH) -> None:
+    def __init__(
+        self,
+        prefix: bytes = b"",
+        suffix: bytes | None = None,
+        frame_gap: float = 0.0,
+        max_length: int = DEFAULT_MAX_LENGTH,
+    ) -> None:
         if suffix == b"" and frame_gap <= 0:
             raise ConfigError("an empty suffix needs frame_gap > 0 to know where a code ends")
         self.prefix, self.suffix, self.frame_gap = prefix, suffix, frame_gap
@@ -74,7 +84,7 @@ class FrameSplitter:
     def _finish(self, end: int, terminator: int) -> bytes | TooLong:
         """The code ending at ``end`` in the buffer, consumed with its terminator."""
         frame = bytes(self._buffer[:end])
-        del self._buffer[:end + terminator]
+        del self._buffer[: end + terminator]
         length, dropped, self._dropped = self._dropped + len(frame), self._dropped, 0
         if length > self.max_length + len(self.prefix):
             return TooLong(length, self._dropped_start if dropped else frame[:PREVIEW_LENGTH])
@@ -83,7 +93,7 @@ class FrameSplitter:
     def _strip_prefix(self, frame: bytes) -> bytes:
         if self.prefix:
             if frame.startswith(self.prefix):
-                return frame[len(self.prefix):]
+                return frame[len(self.prefix) :]
             logger.debug("code %r arrived without the configured prefix", frame)
         return frame
 
@@ -97,9 +107,21 @@ class SerialScanner(ThreadedScanner):
         notes="serial scanners and USB scanners in virtual COM port mode",
     )
 
-    def __init__(self, path: str, *, baudrate: int = 9600, bytesize: int = 8, parity: str = "N",
-                 stopbits: float = 1, prefix: bytes = b"", suffix: bytes | None = None, frame_gap: float = 0.0,
-                 encoding: str = "utf-8", identity: str | None = None, **options) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        baudrate: int = 9600,
+        bytesize: int = 8,
+        parity: str = "N",
+        stopbits: float = 1,
+        prefix: bytes = b"",
+        suffix: bytes | None = None,
+        frame_gap: float = 0.0,
+        encoding: str = "utf-8",
+        identity: str | None = None,
+        **options,
+    ) -> None:
         super().__init__(identity or f"serial:{path}", **options)
         if parity.upper() not in PARITIES or stopbits not in STOPBITS or bytesize not in (5, 6, 7, 8):
             raise ConfigError("bad serial framing (parity N/E/O/M/S, stop bits 1/1.5/2, data bits 5-8)")
@@ -114,13 +136,19 @@ class SerialScanner(ThreadedScanner):
         self._port: serial.Serial | None = None
 
     @classmethod
-    def from_descriptor(cls, descriptor: DeviceDescriptor, **options) -> "SerialScanner":
+    def from_descriptor(cls, descriptor: DeviceDescriptor, **options) -> SerialScanner:
         return cls(descriptor.device_path, identity=descriptor.identity, **options)
 
     def _open(self) -> None:
         try:
-            self._port = serial.Serial(self.path, baudrate=self.baudrate, bytesize=self.bytesize, parity=self.parity,
-                                       stopbits=self.stopbits, timeout=0.1)
+            self._port = serial.Serial(
+                self.path,
+                baudrate=self.baudrate,
+                bytesize=self.bytesize,
+                parity=self.parity,
+                stopbits=self.stopbits,
+                timeout=0.1,
+            )
         except serial.SerialException as error:
             raise ScannerError(str(error)) from error
 
@@ -141,8 +169,13 @@ class SerialScanner(ThreadedScanner):
         try:
             text = frame.decode(self.encoding)
         except UnicodeDecodeError as error:
-            self._reject(RejectReason.NOT_TEXT, f"bytes that are not {self.encoding} text at position {error.start} "
-                         "(binary data, or a wrong baudrate or encoding): check the scanner's settings", len(frame), frame)
+            self._reject(
+                RejectReason.NOT_TEXT,
+                f"bytes that are not {self.encoding} text at position {error.start} "
+                "(binary data, or a wrong baudrate or encoding): check the scanner's settings",
+                len(frame),
+                frame,
+            )
             return
         self._emit(text, frame)
 

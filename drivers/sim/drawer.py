@@ -35,8 +35,9 @@ class VirtualDrawer:
     :meth:`close` (the cashier pushes it shut) or ``auto_close_after`` seconds.
     """
 
-    def __init__(self, *, open_level: str = "high", min_pulse_ms: int = 20,
-                 auto_close_after: float | None = None) -> None:
+    def __init__(
+        self, *, open_level: str = "high", min_pulse_ms: int = 20, auto_close_after: float | None = None
+    ) -> None:
         self.open_level = open_level
         self.min_pulse_ms = min_pulse_ms
         self.auto_close_after = auto_close_after
@@ -94,8 +95,14 @@ class VirtualDrawer:
 class VirtualSerialDrawer(VirtualDrawer):
     """A serial drawer on a pseudo-terminal: ``kick`` bytes open it, ``status_query`` gets one answer byte."""
 
-    def __init__(self, *, kick_command: bytes = SERIAL_KICK, status_query: bytes = SERIAL_STATUS_QUERY,
-                 open_mask: int = SERIAL_OPEN_MASK, **options) -> None:
+    def __init__(
+        self,
+        *,
+        kick_command: bytes = SERIAL_KICK,
+        status_query: bytes = SERIAL_STATUS_QUERY,
+        open_mask: int = SERIAL_OPEN_MASK,
+        **options,
+    ) -> None:
         super().__init__(**options)
         self.kick_command, self.status_query, self.open_mask = kick_command, status_query, open_mask
         self._master, slave = os.openpty()
@@ -105,7 +112,7 @@ class VirtualSerialDrawer(VirtualDrawer):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "VirtualSerialDrawer":
+    def start(self) -> VirtualSerialDrawer:
         self._thread = threading.Thread(target=self._serve, name="sim-serial-drawer", daemon=True)
         self._thread.start()
         return self
@@ -124,10 +131,10 @@ class VirtualSerialDrawer(VirtualDrawer):
             while buffer:
                 if buffer.startswith(self.kick_command):
                     self.kick(0, self.min_pulse_ms)
-                    buffer = buffer[len(self.kick_command):]
+                    buffer = buffer[len(self.kick_command) :]
                 elif buffer.startswith(self.status_query):
                     os.write(self._master, bytes([self.open_mask if self.is_open else 0]))
-                    buffer = buffer[len(self.status_query):]
+                    buffer = buffer[len(self.status_query) :]
                 elif self.kick_command.startswith(buffer) or self.status_query.startswith(buffer):
                     break  # wait for the rest of a command
                 else:

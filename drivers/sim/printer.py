@@ -37,8 +37,15 @@ class Offline(str, enum.Enum):
 
 
 class VirtualPrinter:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, preview_dir: str | Path | None = None,
-                 profile: str = "default", drawer: VirtualDrawer | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        preview_dir: str | Path | None = None,
+        profile: str = "default",
+        drawer: VirtualDrawer | None = None,
+    ) -> None:
         self.host = host
         self.drawer = drawer if drawer is not None else VirtualDrawer()
         self.core = VirtualPrinterCore(profile, preview_dir=preview_dir, drawer=self.drawer)
@@ -53,7 +60,7 @@ class VirtualPrinter:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def start(self) -> "VirtualPrinter":
+    def start(self) -> VirtualPrinter:
         self._stop.clear()
         self._listen()
         return self
@@ -66,8 +73,9 @@ class VirtualPrinter:
         listener.settimeout(0.1)
         self.port = listener.getsockname()[1]
         self._listener = listener
-        thread = threading.Thread(target=self._accept_loop, args=(listener,), name=f"sim-printer-{self.port}",
-                                  daemon=True)
+        thread = threading.Thread(
+            target=self._accept_loop, args=(listener,), name=f"sim-printer-{self.port}", daemon=True
+        )
         self._threads.append(thread)
         thread.start()
         logger.info("virtual printer listening on %s", self.url)
@@ -82,7 +90,7 @@ class VirtualPrinter:
             thread.join(2)
         self._threads.clear()
 
-    def __enter__(self) -> "VirtualPrinter":
+    def __enter__(self) -> VirtualPrinter:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -148,14 +156,15 @@ class VirtualPrinter:
         while not self._stop.is_set() and self._listener is listener:
             try:
                 connection, peer = listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 break
             with self._lock:
                 self._connections.add(connection)
-            thread = threading.Thread(target=self._serve, args=(connection,), daemon=True,
-                                      name=f"sim-printer-{self.port}-{peer[1]}")
+            thread = threading.Thread(
+                target=self._serve, args=(connection,), daemon=True, name=f"sim-printer-{self.port}-{peer[1]}"
+            )
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
             thread.start()
 
@@ -166,7 +175,7 @@ class VirtualPrinter:
             while not self._stop.is_set():
                 try:
                     data = connection.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 if not data:
                     break
@@ -233,8 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     drawer = VirtualDrawer(open_level=args.drawer_open_level, auto_close_after=args.drawer_auto_close)
-    printer = VirtualPrinter(args.host, args.port, preview_dir=args.preview_dir, profile=args.profile,
-                             drawer=drawer).start()
+    printer = VirtualPrinter(
+        args.host, args.port, preview_dir=args.preview_dir, profile=args.profile, drawer=drawer
+    ).start()
     if args.port_file:
         Path(args.port_file).write_text(str(printer.port))
     try:

@@ -60,8 +60,13 @@ class SensorState:
 
 
 class VirtualPrinterCore:
-    def __init__(self, profile: PrinterProfile | str | None = None, *, preview_dir: str | Path | None = None,
-                 drawer: VirtualDrawer | None = None) -> None:
+    def __init__(
+        self,
+        profile: PrinterProfile | str | None = None,
+        *,
+        preview_dir: str | Path | None = None,
+        drawer: VirtualDrawer | None = None,
+    ) -> None:
         self.profile = load_profile(profile) if isinstance(profile, str) else (profile or load_profile("default"))
         self.preview_dir = Path(preview_dir) if preview_dir else None
         self.drawer = drawer
@@ -92,7 +97,7 @@ class VirtualPrinterCore:
 
     # -- streams --------------------------------------------------------------------------
 
-    def open_stream(self) -> "PrinterStream":
+    def open_stream(self) -> PrinterStream:
         return PrinterStream(self)
 
     def _finish_page(self, page: Page, raw: bytes) -> CapturedReceipt | None:
@@ -100,8 +105,13 @@ class VirtualPrinterCore:
             return None
         with self._changed:
             number = len(self.receipts) + 1
-            receipt = CapturedReceipt(number, page_text(page, self.profile.columns()), paint(page, self.profile.width_px),
-                                      raw, page.drawer_pulses)
+            receipt = CapturedReceipt(
+                number,
+                page_text(page, self.profile.columns()),
+                paint(page, self.profile.width_px),
+                raw,
+                page.drawer_pulses,
+            )
             if self.preview_dir is not None:
                 self.preview_dir.mkdir(parents=True, exist_ok=True)
                 receipt.png_path = self.preview_dir / f"receipt-{number:04d}.png"

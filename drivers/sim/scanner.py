@@ -36,7 +36,7 @@ class VirtualSerialScanner:
         self.path: str | None = None
         self.scanned: list[str] = []
 
-    def start(self) -> "VirtualSerialScanner":
+    def start(self) -> VirtualSerialScanner:
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)  # raw from the start: no echo, no CR->LF translation before the reader opens it
         self.path = os.ttyname(self._slave)
@@ -54,7 +54,7 @@ class VirtualSerialScanner:
             raise RuntimeError("virtual scanner is not started")
         view = memoryview(data)
         while view:  # a large write may be taken in parts
-            view = view[os.write(self._master, view):]
+            view = view[os.write(self._master, view) :]
 
     def stop(self) -> None:
         for fd in (self._master, self._slave):
@@ -65,7 +65,7 @@ class VirtualSerialScanner:
                     pass
         self._master = self._slave = None
 
-    def __enter__(self) -> "VirtualSerialScanner":
+    def __enter__(self) -> VirtualSerialScanner:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

@@ -130,33 +130,72 @@ class VirtualUsbBus(usb.backend.IBackend):
     def get_device_descriptor(self, dev: VirtualUsbDevice):
         strings = dev.strings
         return SimpleNamespace(
-            bLength=18, bDescriptorType=1, bcdUSB=0x0200, bDeviceClass=dev.device_class, bDeviceSubClass=0,
-            bDeviceProtocol=0, bMaxPacketSize0=64, idVendor=dev.vendor_id, idProduct=dev.product_id,
-            bcdDevice=0x0100, iManufacturer=1 if 1 in strings else 0, iProduct=2 if 2 in strings else 0,
-            iSerialNumber=3 if 3 in strings else 0, bNumConfigurations=1, address=dev.address, bus=dev.bus,
-            port_number=dev.port_numbers[-1] if dev.port_numbers else None, port_numbers=dev.port_numbers,
+            bLength=18,
+            bDescriptorType=1,
+            bcdUSB=0x0200,
+            bDeviceClass=dev.device_class,
+            bDeviceSubClass=0,
+            bDeviceProtocol=0,
+            bMaxPacketSize0=64,
+            idVendor=dev.vendor_id,
+            idProduct=dev.product_id,
+            bcdDevice=0x0100,
+            iManufacturer=1 if 1 in strings else 0,
+            iProduct=2 if 2 in strings else 0,
+            iSerialNumber=3 if 3 in strings else 0,
+            bNumConfigurations=1,
+            address=dev.address,
+            bus=dev.bus,
+            port_number=dev.port_numbers[-1] if dev.port_numbers else None,
+            port_numbers=dev.port_numbers,
             speed=3,
         )
 
     def get_configuration_descriptor(self, dev: VirtualUsbDevice, config: int):
         if config != 0:
             raise IndexError("configuration index out of range")
-        return SimpleNamespace(bLength=9, bDescriptorType=2, wTotalLength=32, bNumInterfaces=len(dev.interfaces),
-                               bConfigurationValue=1, iConfiguration=0, bmAttributes=0xC0, bMaxPower=50,
-                               extra_descriptors=[])
+        return SimpleNamespace(
+            bLength=9,
+            bDescriptorType=2,
+            wTotalLength=32,
+            bNumInterfaces=len(dev.interfaces),
+            bConfigurationValue=1,
+            iConfiguration=0,
+            bmAttributes=0xC0,
+            bMaxPower=50,
+            extra_descriptors=[],
+        )
 
     def get_interface_descriptor(self, dev: VirtualUsbDevice, intf: int, alt: int, config: int):
         if config != 0 or alt != 0 or intf >= len(dev.interfaces):
             raise IndexError("interface index out of range")
         interface = dev.interfaces[intf]
-        return SimpleNamespace(bLength=9, bDescriptorType=4, bInterfaceNumber=intf, bAlternateSetting=0,
-                               bNumEndpoints=len(interface.endpoints), bInterfaceClass=interface.interface_class,
-                               bInterfaceSubClass=1, bInterfaceProtocol=2, iInterface=0, extra_descriptors=[])
+        return SimpleNamespace(
+            bLength=9,
+            bDescriptorType=4,
+            bInterfaceNumber=intf,
+            bAlternateSetting=0,
+            bNumEndpoints=len(interface.endpoints),
+            bInterfaceClass=interface.interface_class,
+            bInterfaceSubClass=1,
+            bInterfaceProtocol=2,
+            iInterface=0,
+            extra_descriptors=[],
+        )
 
     def get_endpoint_descriptor(self, dev: VirtualUsbDevice, ep: int, intf: int, alt: int, config: int):
         address, attributes = dev.interfaces[intf].endpoints[ep]
-        return SimpleNamespace(bLength=7, bDescriptorType=5, bEndpointAddress=address, bmAttributes=attributes,
-                               wMaxPacketSize=64, bInterval=0, bRefresh=0, bSynchAddress=0, extra_descriptors=[])
+        return SimpleNamespace(
+            bLength=7,
+            bDescriptorType=5,
+            bEndpointAddress=address,
+            bmAttributes=attributes,
+            wMaxPacketSize=64,
+            bInterval=0,
+            bRefresh=0,
+            bSynchAddress=0,
+            extra_descriptors=[],
+        )
 
     # -- handles -------------------------------------------------------------------------
 
@@ -238,7 +277,7 @@ class VirtualUsbBus(usb.backend.IBackend):
         chunk = dev_handle._take_answer(len(buff), timeout)
         if not chunk:
             raise usb.core.USBTimeoutError("Operation timed out", errno=errno.ETIMEDOUT)
-        buff[:len(chunk)] = array.array("B", chunk)
+        buff[: len(chunk)] = array.array("B", chunk)
         return len(chunk)
 
     intr_read = bulk_read

@@ -13,16 +13,29 @@ from tests.support.inprocess import InProcessAgent
 
 
 def kassactl(socket: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", str(socket), *args], cwd=REPO_ROOT,
-                          input=stdin, capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "agent.ctl", "--socket", str(socket), *args],
+        cwd=REPO_ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_kassactl_cashiers_list_login_and_load(tmp_path: Path) -> None:
     config = write_agent_config(tmp_path / "agent", device_id=DEVICE)
     # give the store a roster first (an in-process agent takes it through inbound), then run the real process
     seeded = InProcessAgent(config).start()
-    doc = roster(cashier("anna", "1001", ["cashier"], pin="4711",
-                         details=[("airport", "T-1", "2001", "SU direct"), ("station", "T-2", "2002")]))
+    doc = roster(
+        cashier(
+            "anna",
+            "1001",
+            ["cashier"],
+            pin="4711",
+            details=[("airport", "T-1", "2001", "SU direct"), ("station", "T-2", "2002")],
+        )
+    )
     seeded.call(lambda: seeded.cloud.inbound.handle_state(roster_envelope(7, doc)))
     seeded.stop()
 
@@ -32,7 +45,9 @@ def test_kassactl_cashiers_list_login_and_load(tmp_path: Path) -> None:
         listed = kassactl(socket, "cashiers")
         assert listed.returncode == 0 and "roster v7, 1 cashier(s)" in listed.stdout and "anna" in listed.stdout
         assert "scrypt" not in listed.stdout and "scrypt" not in kassactl(socket, "--json", "cashiers", "list").stdout
-        assert "airport (SU direct, terminal T-1, operator 2001), station (terminal T-2, operator 2002)" in listed.stdout
+        assert (
+            "airport (SU direct, terminal T-1, operator 2001), station (terminal T-2, operator 2002)" in listed.stdout
+        )
 
         ambiguous = kassactl(socket, "cashier", "login", "1001", stdin="4711\n")
         assert ambiguous.returncode == 1 and "choose one of: airport, station" in ambiguous.stderr

@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.agent.test_cashiers_support import (
-    DEVICE, cashier, control, push_inprocess, raw_error, roster,
+    DEVICE,
+    cashier,
+    control,
+    push_inprocess,
+    raw_error,
+    roster,
 )
 from tests.support.agent_process import write_agent_config
 from tests.support.inprocess import InProcessAgent
@@ -27,12 +32,22 @@ ROSTER = roster(
     cashier("anna", "1001", ["cashier"], pin="4711"),
     cashier("ben", "1002", ["cashier"], pin="2222", enabled=False),
     cashier("cleo", "1003", ["cashier"], pin=None),
-    cashier("dora", "1004", ["cashier", "refund"], pin="5555",
-            details=[("airport", "T-100", "2001", "SU direct"), ("station", "T-200", "2002")]),
+    cashier(
+        "dora",
+        "1004",
+        ["cashier", "refund"],
+        pin="5555",
+        details=[("airport", "T-100", "2001", "SU direct"), ("station", "T-200", "2002")],
+    ),
     cashier("emil", "1005", ["cashier"], pin="6666", details=[("station", "T-300", "2003")]),
     # the seed's case: one cashier in two airline sessions, its own code in both
-    cashier("fred", "1006", ["cashier"], pin="7777",
-            details=[("airport", "SU-7", "1006", "Aeroflot SU"), ("harbour", "S7-2", "1006", "S7 Airlines")]),
+    cashier(
+        "fred",
+        "1006",
+        ["cashier"],
+        pin="7777",
+        details=[("airport", "SU-7", "1006", "Aeroflot SU"), ("harbour", "S7-2", "1006", "S7 Airlines")],
+    ),
 )
 
 
@@ -89,8 +104,12 @@ def test_login_with_cashier_code_or_operator_code_then_logout(agent: InProcessAg
 
 @pytest.mark.parametrize(
     ("code", "pin", "expected"),
-    [("nobody", "1234", "cashier.unknown"), ("ben", "2222", "cashier.disabled"), ("1003", "1234", "cashier.no_pin"),
-     ("anna", "0000", "cashier.wrong_pin")],
+    [
+        ("nobody", "1234", "cashier.unknown"),
+        ("ben", "2222", "cashier.disabled"),
+        ("1003", "1234", "cashier.no_pin"),
+        ("anna", "0000", "cashier.wrong_pin"),
+    ],
 )
 def test_refused_logins_have_stable_codes(agent: InProcessAgent, code: str, pin: str, expected: str) -> None:
     refused = refusal(agent, "cashier.login", code=code, pin=pin)
@@ -146,7 +165,9 @@ def test_session_survives_restart_and_ends_when_idle(config: Path) -> None:
         assert client.call("cashier.session", token=token)["cashier_id"] == "anna"
         assert client.call("cashiers.list")["version"] == 1, "the roster cache survived the restart"
         clock.now += 3000
-        assert client.call("cashier.authorize", token=token, action="no_sale")["code"] == "permission.denied"  # used: idle clock restarts
+        assert (
+            client.call("cashier.authorize", token=token, action="no_sale")["code"] == "permission.denied"
+        )  # used: idle clock restarts
         clock.now += 3000
         assert client.call("cashier.session", token=token)["cashier_id"] == "anna"
         clock.now += 3601
@@ -182,18 +203,28 @@ def test_one_operator_code_in_two_airline_sessions(agent: InProcessAgent) -> Non
         assert client.call("cashier.session", token=session["token"])["session_label"] == session["session_label"]
     assert chosen == {"airport": ("SU-7", "1006", "Aeroflot SU"), "harbour": ("S7-2", "1006", "S7 Airlines")}
     listed = {c["cashier_id"]: c for c in client.call("cashiers.list")["cashiers"]}
-    assert listed["fred"]["details"][0] == {"point_of_sale": "airport", "terminal_id": "SU-7", "operator_code": "1006",
-                                            "session_label": "Aeroflot SU"}
+    assert listed["fred"]["details"][0] == {
+        "point_of_sale": "airport",
+        "terminal_id": "SU-7",
+        "operator_code": "1006",
+        "session_label": "Aeroflot SU",
+    }
     assert "session_label" not in listed["dora"]["details"][1]  # absent, not null: as older rosters had it
 
 
 def test_terminal_point_of_sale_is_the_default(tmp_path: Path) -> None:
-    config = write_agent_config(tmp_path / "agent", device_id=DEVICE, extra=CONFIG + '\n[site]\npoint_of_sale = "airport"\n')
+    config = write_agent_config(
+        tmp_path / "agent", device_id=DEVICE, extra=CONFIG + '\n[site]\npoint_of_sale = "airport"\n'
+    )
     running = start(config)
     try:
         push_inprocess(running, 1, ROSTER)
         session = control(running).call("cashier.login", code="dora", pin="5555")
-        assert (session["point_of_sale"], session["terminal_id"], session["session_label"]) == ("airport", "T-100", "SU direct")
+        assert (session["point_of_sale"], session["terminal_id"], session["session_label"]) == (
+            "airport",
+            "T-100",
+            "SU direct",
+        )
     finally:
         running.stop()
 
@@ -204,11 +235,16 @@ def test_no_pin_or_hash_or_token_in_logs_or_events(agent: InProcessAgent, caplog
     refusal(agent, "cashier.login", code="anna", pin="8642")
     token = client.call("cashier.login", code="anna", pin="4711")["token"]
     client.call("cashier.logout", token=token)
-    payloads = [bytes(row[0]).decode() for row in agent.agent.store.read().execute("SELECT payload FROM outbox WHERE type = 'up.event'")]
+    payloads = [
+        bytes(row[0]).decode()
+        for row in agent.agent.store.read().execute("SELECT payload FROM outbox WHERE type = 'up.event'")
+    ]
     kinds = [json.loads(p)["body"]["kind"] for p in payloads]
     assert kinds == ["cashier.login_failed", "cashier.login", "cashier.logout"]
     secrets = ["8642", "4711", token, ROSTER["cashiers"][0]["pin_hash"]]
-    everything = "\n".join(payloads) + "\n".join(r.getMessage() + json.dumps(r.__dict__, default=str) for r in caplog.records)
+    everything = "\n".join(payloads) + "\n".join(
+        r.getMessage() + json.dumps(r.__dict__, default=str) for r in caplog.records
+    )
     everything += "\n".join(agent.agent.log_buffer.recent(1000))
     for secret in secrets:
         assert secret not in everything

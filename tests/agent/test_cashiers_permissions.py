@@ -107,7 +107,9 @@ def licensed(agent: InProcessAgent) -> Iterator[LicenceStandIn]:
 
 
 @pytest.mark.parametrize(("who", "action", "till", "expected"), MATRIX)
-def test_role_matrix_through_the_control_socket(agent: InProcessAgent, licensed: LicenceStandIn, who: str, action: str, till: str | None, expected: str) -> None:
+def test_role_matrix_through_the_control_socket(
+    agent: InProcessAgent, licensed: LicenceStandIn, who: str, action: str, till: str | None, expected: str
+) -> None:
     client = control(agent)
     session = client.call("cashier.login", code=who, pin="1234")
     params = {"token": session["token"], "action": action}
@@ -118,7 +120,10 @@ def test_role_matrix_through_the_control_socket(agent: InProcessAgent, licensed:
         assert answer["allowed"] is False and answer["code"] == expected and answer["message"]
     else:
         assert answer["allowed"] is True and answer["action"] == expected
-        assert answer["till_session_id"] == session["till_session_id"] and answer["operator_code"] == session["operator_code"]
+        assert (
+            answer["till_session_id"] == session["till_session_id"]
+            and answer["operator_code"] == session["operator_code"]
+        )
     client.call("cashier.logout", token=session["token"])
 
 
@@ -130,7 +135,9 @@ def test_sales_and_refunds_need_the_licence(agent: InProcessAgent) -> None:
     sell = client.call("cashier.authorize", token=seller["token"], action="sell")
     assert sell == {"allowed": False, "code": "licence.none", "message": sell["message"]} and sell["message"]
     assert client.call("cashier.authorize", token=admin["token"], action="refund_any")["code"] == "licence.none"
-    assert client.call("cashier.authorize", token=admin["token"], action="no_sale")["allowed"] is True, "no sale needs no licence"
+    assert client.call("cashier.authorize", token=admin["token"], action="no_sale")["allowed"] is True, (
+        "no sale needs no licence"
+    )
 
 
 def test_licence_refusal_code_is_passed_through(agent: InProcessAgent, licensed: LicenceStandIn) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from agent.ctl_client import ControlClient, ControlError
@@ -16,17 +16,28 @@ DEVICE = "pos-0001"
 TEST_SCRYPT = (10, 8, 1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def pin_hash(pin: str) -> str:
     return hash_pin(pin, TEST_SCRYPT)
 
 
-def cashier(cashier_id: str, operator_code: str, roles: list[str], *, pin: str | None = "1234", enabled: bool = True,
-            details: list[tuple[str, ...]] = ()) -> dict[str, Any]:
+def cashier(
+    cashier_id: str,
+    operator_code: str,
+    roles: list[str],
+    *,
+    pin: str | None = "1234",
+    enabled: bool = True,
+    details: list[tuple[str, ...]] = (),
+) -> dict[str, Any]:
     """A roster entry; each details set is (point of sale, terminal id, operator code[, session label])."""
     return {
-        "cashier_id": cashier_id, "name": f"Cashier {cashier_id}", "operator_code": operator_code,
-        "pin_hash": pin_hash(pin) if pin else None, "roles": roles, "enabled": enabled,
+        "cashier_id": cashier_id,
+        "name": f"Cashier {cashier_id}",
+        "operator_code": operator_code,
+        "pin_hash": pin_hash(pin) if pin else None,
+        "roles": roles,
+        "enabled": enabled,
         "details": [dict(zip(("point_of_sale", "terminal_id", "operator_code", "session_label"), d)) for d in details],
     }
 
@@ -36,7 +47,7 @@ def roster(*cashiers: dict[str, Any]) -> dict[str, Any]:
 
 
 def roster_envelope(version: int, doc: dict[str, Any], device_id: str = DEVICE) -> kc.Envelope:
-    body = kc.StateDoc(domain=kc.StateDomain.CASHIERS, version=version, doc=doc, issued_at=datetime.now(timezone.utc))
+    body = kc.StateDoc(domain=kc.StateDomain.CASHIERS, version=version, doc=doc, issued_at=datetime.now(UTC))
     return kc.down_message(body, device_id=device_id)
 
 

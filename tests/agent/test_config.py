@@ -37,13 +37,22 @@ def test_good_file_loads_with_fhs_defaults(tmp_path: Path) -> None:
         ('device_id = "pos-7"\n[mqtt]\nport = 70000\n', "key 'mqtt.port': Input should be less than or equal to 65535"),
         ("[mqtt]\nport = 1883\n", "key 'device_id': required value is missing"),
         ('device_id = "pos/7"\n', "key 'device_id': String should match pattern"),
-        ('device_id = "pos-7"\n[log]\nlevel = "loud"\n', "key 'log.level': Input should be 'debug', 'info', 'warning' or 'error'"),
-        ('device_id = "pos-7"\n[[scanners]]\nname = "hand"\nurl = "serial:///dev/ttyACM0"\nmax_length = 2\n',
-         "key 'scanners.0.max_length': Input should be greater than or equal to 16"),
-        ('device_id = "pos-7"\n[[scanners]]\nname = "hand"\nurl = "serial:///dev/ttyACM0?max_length=99"\n',
-         "set max_length as a key of its [[scanners]] table"),
-        ('device_id = "pos-7"\n[[drawers]]\nname = "cash"\nurl = "serial:///dev/ttyS1"\nsensor_poll_s = 0\n',
-         "key 'drawers.0.sensor_poll_s': Input should be greater than 0"),
+        (
+            'device_id = "pos-7"\n[log]\nlevel = "loud"\n',
+            "key 'log.level': Input should be 'debug', 'info', 'warning' or 'error'",
+        ),
+        (
+            'device_id = "pos-7"\n[[scanners]]\nname = "hand"\nurl = "serial:///dev/ttyACM0"\nmax_length = 2\n',
+            "key 'scanners.0.max_length': Input should be greater than or equal to 16",
+        ),
+        (
+            'device_id = "pos-7"\n[[scanners]]\nname = "hand"\nurl = "serial:///dev/ttyACM0?max_length=99"\n',
+            "set max_length as a key of its [[scanners]] table",
+        ),
+        (
+            'device_id = "pos-7"\n[[drawers]]\nname = "cash"\nurl = "serial:///dev/ttyS1"\nsensor_poll_s = 0\n',
+            "key 'drawers.0.sensor_poll_s': Input should be greater than 0",
+        ),
     ],
 )
 def test_bad_input_names_file_key_and_expectation(tmp_path: Path, text: str, expected: str) -> None:
@@ -76,7 +85,9 @@ def test_not_utf8(tmp_path: Path) -> None:
 
 def test_environment_overrides_win(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD + '[log]\nlevel = "warning"\n')
-    config = load_config(path, environ={"KASSA_MQTT__PORT": "1999", "KASSA_DEVICE_ID": "pos-8", "KASSA_PATHS__STATE_DIR": str(tmp_path)})
+    config = load_config(
+        path, environ={"KASSA_MQTT__PORT": "1999", "KASSA_DEVICE_ID": "pos-8", "KASSA_PATHS__STATE_DIR": str(tmp_path)}
+    )
     assert config.mqtt.port == 1999
     assert config.device_id == "pos-8"
     assert config.paths.state_dir == tmp_path
@@ -95,12 +106,18 @@ def test_password_is_never_shown(tmp_path: Path) -> None:
     assert "s3cret-pw" not in str(config.model_dump(mode="json"))
 
 
-@pytest.mark.parametrize("text", ['device_id = "pos-7"\nbogus = 1\n', "device_id = \n", 'device_id = "pos-7"\n[mqtt]\nport = "x"\n'])
+@pytest.mark.parametrize(
+    "text", ['device_id = "pos-7"\nbogus = 1\n', "device_id = \n", 'device_id = "pos-7"\n[mqtt]\nport = "x"\n']
+)
 def test_agent_refuses_to_start_with_exit_code_78(tmp_path: Path, text: str) -> None:
     state = tmp_path / "state"
     path = write(tmp_path, text + f'\n[paths]\nstate_dir = "{state}"\nrun_dir = "{tmp_path / "run"}"\n')
     result = subprocess.run(
-        [sys.executable, "-m", "agent.main", "--config", str(path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "agent.main", "--config", str(path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == EXIT_CONFIG == 78
     assert str(path) in result.stderr
@@ -111,7 +128,10 @@ def test_agent_refuses_to_start_with_exit_code_78(tmp_path: Path, text: str) -> 
 def test_check_config_flag(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "agent.main", "--config", str(write(tmp_path, GOOD)), "--check-config"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0
     assert "configuration is valid (device pos-7)" in result.stdout

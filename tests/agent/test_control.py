@@ -74,7 +74,12 @@ def test_permission_enforced_per_method(peer: PeerCredentials, method: str, allo
 
 @pytest.mark.parametrize(
     ("line", "code"),
-    [(b"{nope", -32700), (b'{"jsonrpc": "1.0", "method": "ping"}', -32600), (b'{"jsonrpc": "2.0", "method": "fly", "id": 1}', -32601), (b'{"jsonrpc": "2.0", "method": "ping", "params": [1], "id": 1}', -32602)],
+    [
+        (b"{nope", -32700),
+        (b'{"jsonrpc": "1.0", "method": "ping"}', -32600),
+        (b'{"jsonrpc": "2.0", "method": "fly", "id": 1}', -32601),
+        (b'{"jsonrpc": "2.0", "method": "ping", "params": [1], "id": 1}', -32602),
+    ],
 )
 def test_malformed_requests_get_jsonrpc_errors(line: bytes, code: int) -> None:
     server = ControlServer(_StubAgent(), Path("/nonexistent"), AUTH)  # type: ignore[arg-type]
@@ -83,7 +88,13 @@ def test_malformed_requests_get_jsonrpc_errors(line: bytes, code: int) -> None:
 
 
 def kassactl(socket_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", str(socket_path), *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "agent.ctl", "--socket", str(socket_path), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_kassactl_status_human_and_json(agent_process: AgentProcess) -> None:

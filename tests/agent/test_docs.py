@@ -6,7 +6,9 @@ from tests.support.agent_process import REPO_ROOT
 
 def test_configuration_reference_is_current() -> None:
     on_disk = (REPO_ROOT / "docs" / "configuration.md").read_text()
-    assert on_disk == render(), "docs/configuration.md is stale: run `python -m agent.config_doc > docs/configuration.md`"
+    assert on_disk == render(), (
+        "docs/configuration.md is stale: run `python -m agent.config_doc > docs/configuration.md`"
+    )
 
 
 def test_reference_lists_every_key() -> None:

@@ -54,7 +54,11 @@ def test_paper_money_uses_only_what_a_printer_code_page_carries() -> None:
 
 def test_numbers_rates_quantities_and_dates_per_locale(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (language("ru").rate(550), language("en").rate(550), language("de").rate(1900)) == ("5,5", "5.5", "19")
-    assert (language("fr").quantity(1500), language("de").quantity(2000), language("en").quantity(10_250)) == ("1,5", "2", "10.25")
+    assert (language("fr").quantity(1500), language("de").quantity(2000), language("en").quantity(10_250)) == (
+        "1,5",
+        "2",
+        "10.25",
+    )
     at = datetime(2025, 3, 4, 14, 5, 9).timestamp()  # local time: the receipt shows the terminal's clock
     assert language("de").datetime(at) == "04.03.2025 14:05:09"
     assert language("fr").datetime(at, seconds=False) == "04/03/2025 14:05"
@@ -66,7 +70,7 @@ def test_an_unknown_language_is_english_with_one_warning(caplog: pytest.LogCaptu
         first, again = language("qq"), language("qq")
     assert first is again and first.code == "en" and first.gettext("TOTAL") == "TOTAL"
     warnings = [r for r in caplog.records if r.name == "agent.i18n"]
-    assert len(warnings) == 1 and getattr(warnings[0], "language") == "qq"
+    assert len(warnings) == 1 and warnings[0].language == "qq"
     # a region of a language with a catalogue takes the catalogue and the region's formats
     swiss = language("de-CH")
     assert swiss.gettext("TOTAL") == "SUMME" and swiss.money(500, "CHF") == f"CHF{NBSP}5.00"
@@ -106,15 +110,27 @@ def test_the_checker_finds_missing_stale_untranslated_and_broken_entries(tmp_pat
         assert [m.id for m in read_po(handle) if m.id] == ["Total {amount}", "Change"]
 
 
-def test_company_labels_are_checked_and_bad_ones_ignored_once(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_company_labels_are_checked_and_bad_ones_ignored_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(wording, "_reported", set())  # what earlier tests of this process reported
-    given = {"total": "ZU ZAHLEN", "tax": "USt.", "tax_included": "inkl. {tax} {rate} %", "cash": 5, "change": "x" * (MAX_LABEL + 1),
-             "card": "Karte\x1b@", "tax_row": "{tax} zu {percent} %", "number": "{number", "tax_total": "{tax:{x}}", "nonsense": "?"}
+    given = {
+        "total": "ZU ZAHLEN",
+        "tax": "USt.",
+        "tax_included": "inkl. {tax} {rate} %",
+        "cash": 5,
+        "change": "x" * (MAX_LABEL + 1),
+        "card": "Karte\x1b@",
+        "tax_row": "{tax} zu {percent} %",
+        "number": "{number",
+        "tax_total": "{tax:{x}}",
+        "nonsense": "?",
+    }
     with caplog.at_level(logging.WARNING, logger="agent.sales.wording"):
         labels = parse_labels(given)
         parse_labels(given)
     assert labels == {"total": "ZU ZAHLEN", "tax": "USt.", "tax_included": "inkl. {tax} {rate} %"}
-    problems_logged = [getattr(r, "problem") for r in caplog.records if r.name == "agent.sales.wording"]
+    problems_logged = [r.problem for r in caplog.records if r.name == "agent.sales.wording"]
     assert len(problems_logged) == len(set(problems_logged)) == 7  # each bad entry once, not per receipt
     assert parse_labels(["total"]) == {} and parse_labels(None) == {}
     words = Wording.of("de", labels)
@@ -133,13 +149,27 @@ def test_pos_api_messages_in_the_terminal_language() -> None:
     ru, de, en = language("ru"), language("de"), language("en")
     english = "wrong PIN; 2 attempt(s) left before cashier anna is locked"
     assert localize(en, "cashier.wrong_pin", english, {"attempts_left": 2}) == (english, None)
-    assert localize(ru, "cashier.wrong_pin", english, {"attempts_left": 1}) == ("Неверный PIN-код: осталась 1 попытка.", english)
-    assert localize(ru, "cashier.wrong_pin", english, {"attempts_left": 3})[0] == "Неверный PIN-код: осталось 3 попытки."
-    assert localize(ru, "cashier.wrong_pin", english, {"attempts_left": 5})[0] == "Неверный PIN-код: осталось 5 попыток."
+    assert localize(ru, "cashier.wrong_pin", english, {"attempts_left": 1}) == (
+        "Неверный PIN-код: осталась 1 попытка.",
+        english,
+    )
+    assert (
+        localize(ru, "cashier.wrong_pin", english, {"attempts_left": 3})[0] == "Неверный PIN-код: осталось 3 попытки."
+    )
+    assert (
+        localize(ru, "cashier.wrong_pin", english, {"attempts_left": 5})[0] == "Неверный PIN-код: осталось 5 попыток."
+    )
     until = datetime(2025, 3, 4, 14, 5, 9).astimezone().isoformat()
-    assert localize(de, "cashier.locked", "locked", {"locked_until": until})[0] == "Zu viele falsche PINs: Dieser Kassierer ist bis 04.03.2025 14:05:09 gesperrt."
-    assert localize(de, "licence.expired", "The licence has run out. Connect the terminal to the network so it can renew, or ask your partner.", {})[0] \
-        .startswith("Die Lizenz ist abgelaufen.")
+    assert (
+        localize(de, "cashier.locked", "locked", {"locked_until": until})[0]
+        == "Zu viele falsche PINs: Dieser Kassierer ist bis 04.03.2025 14:05:09 gesperrt."
+    )
+    assert localize(
+        de,
+        "licence.expired",
+        "The licence has run out. Connect the terminal to the network so it can renew, or ask your partner.",
+        {},
+    )[0].startswith("Die Lizenz ist abgelaufen.")
     assert localize(de, "http.not_found", "no such API route: GET /x", {}) == ("no such API route: GET /x", None)
     for code, sentence in SENTENCES.items():
         assert ru.gettext(sentence) != sentence, f"{code} has no Russian sentence"

@@ -6,9 +6,8 @@ import contextlib
 import errno
 import io
 import json
-import queue
-import threading
 import os
+import queue
 import select
 import shutil
 import signal
@@ -17,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -47,13 +47,19 @@ def _lines_of(process: subprocess.Popen[str]) -> queue.Queue[str]:
 
 
 class Site:
-    def __init__(self, agent: AgentProcess, printer: VirtualPrinter, scanner: VirtualSerialScanner, config: Path) -> None:
+    def __init__(
+        self, agent: AgentProcess, printer: VirtualPrinter, scanner: VirtualSerialScanner, config: Path
+    ) -> None:
         self.agent, self.printer, self.scanner, self.config = agent, printer, scanner, config
 
     def ctl(self, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "agent.ctl", "--socket", str(self.agent.socket_path), *args],
-            cwd=cwd or REPO_ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            cwd=cwd or REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         )
         if check:
             assert result.returncode == 0, f"kassactl {' '.join(args)} failed: {result.stderr}"
@@ -154,7 +160,16 @@ def test_drawer_open(site: Site) -> None:
 
 def test_scan_watch_streams_scans(site: Site) -> None:
     for json_mode in (False, True):
-        args = [sys.executable, "-m", "agent.ctl", "--socket", str(site.agent.socket_path), *(["--json"] if json_mode else []), "scan", "--watch"]
+        args = [
+            sys.executable,
+            "-m",
+            "agent.ctl",
+            "--socket",
+            str(site.agent.socket_path),
+            *(["--json"] if json_mode else []),
+            "scan",
+            "--watch",
+        ]
         watcher = subprocess.Popen(args, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             time.sleep(1.5)  # let it subscribe
@@ -197,7 +212,10 @@ def test_logs(site: Site) -> None:
     assert any("agent running" in line for line in lines)
     assert isinstance(site.ctl_json("logs", "-n", "5"), list)
     follower = subprocess.Popen(
-        [sys.executable, "-m", "agent.ctl", "--socket", str(site.agent.socket_path), "logs", "-n", "1", "-f"], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "agent.ctl", "--socket", str(site.agent.socket_path), "logs", "-n", "1", "-f"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         lines = _lines_of(follower)
@@ -221,7 +239,14 @@ def test_diagnostics_bundle(site: Site, tmp_path: Path) -> None:
     assert out.stat().st_mode & 0o777 == 0o600
     with tarfile.open(out) as tar:
         names = {Path(n).name for n in tar.getnames()}
-        assert {"status.json", "config.json", "versions.json", "logs.txt", "devices.json", "store_integrity.txt"} <= names
+        assert {
+            "status.json",
+            "config.json",
+            "versions.json",
+            "logs.txt",
+            "devices.json",
+            "store_integrity.txt",
+        } <= names
         config = json.loads(tar.extractfile("kassa-diagnostics/config.json").read())  # type: ignore[union-attr]
         assert config["device_id"] == "pos-0001"
     summary = site.ctl_json("diagnostics", "-o", str(tmp_path / "again.tar.gz"))
@@ -233,7 +258,13 @@ def test_diagnostics_never_contains_the_broker_password(tmp_path: Path) -> None:
     agent = AgentProcess(config).start()
     try:
         out = tmp_path / "d.tar.gz"
-        subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", str(agent.socket_path), "diagnostics", "-o", str(out)], cwd=REPO_ROOT, check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-m", "agent.ctl", "--socket", str(agent.socket_path), "diagnostics", "-o", str(out)],
+            cwd=REPO_ROOT,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         with tarfile.open(out) as tar:
             for member in tar.getmembers():
                 data = tar.extractfile(member).read()  # type: ignore[union-attr]
@@ -261,7 +292,7 @@ def _as_outsider(action: Callable[[], dict[str, Any]], timeout_s: float = 60.0) 
             os.setgid(OUTSIDER)
             os.setuid(OUTSIDER)
             result = action()
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent, never raised into pytest
+        except BaseException as exc:
             result = {"child_failed": repr(exc)}
         try:
             os.write(write_end, json.dumps(result).encode())

@@ -25,7 +25,17 @@ from broker import contract as kc
 from broker.contract import licence as kl
 from broker.contract.signing import public_key_fingerprint
 from tests.support.agent_process import write_agent_config
-from tests.support.licence import T0, WEEK, Clocks, flip, identity_public_key, lease_token, licence_doc, release_command, trust_section
+from tests.support.licence import (
+    T0,
+    WEEK,
+    Clocks,
+    flip,
+    identity_public_key,
+    lease_token,
+    licence_doc,
+    release_command,
+    trust_section,
+)
 
 DEVICE = "pos-0001"
 
@@ -101,7 +111,9 @@ def test_no_licence_refuses_with_licence_none(terminal: Terminal) -> None:
 def test_valid_lease_allows_sales_and_is_reported(terminal: Terminal) -> None:
     terminal.push(terminal.token())
     verdict = terminal.licence.sale_verdict()
-    assert verdict.ok and verdict.code == "ok" and verdict.licence_id == "LIC-1" and verdict.expires_at == int(T0) + WEEK
+    assert (
+        verdict.ok and verdict.code == "ok" and verdict.licence_id == "LIC-1" and verdict.expires_at == int(T0) + WEEK
+    )
     report = terminal.up("lease_report")[-1].body
     assert [(h.licence_id, h.epoch) for h in report.leases] == [("LIC-1", 1)] and report.tombstones == []
 
@@ -170,7 +182,11 @@ def test_release_command_stops_sales_and_answers_with_a_device_signed_receipt(te
     command = release_command("LIC-1", 2, DEVICE)
     terminal.inbound.handle_command(command)
     assert terminal.code() == "licence.released"
-    replies = [e for e in (kc.parse_message(r.topic, r.payload).envelope for r in terminal.licence.outbox.after(0, 100)) if e.type == kc.MessageType.REPLY]
+    replies = [
+        e
+        for e in (kc.parse_message(r.topic, r.payload).envelope for r in terminal.licence.outbox.after(0, 100))
+        if e.type == kc.MessageType.REPLY
+    ]
     reply = replies[-1].body
     assert reply.ok and replies[-1].correlation_id == command.id
     claims = kl.read_release(reply.result["receipt"], identity_public_key(terminal.agent.config.paths.state_dir))
@@ -178,7 +194,9 @@ def test_release_command_stops_sales_and_answers_with_a_device_signed_receipt(te
     receipt_msg = terminal.up("release_receipt")[-1].body
     assert (receipt_msg.licence_id, receipt_msg.epoch, receipt_msg.receipt) == ("LIC-1", 2, reply.result["receipt"])
     # a new command for the same release (not a redelivery) gets the same receipt, not a new one
-    assert terminal.licence.releaser.command({"licence_id": "LIC-1", "epoch": 2}) == {"receipt": reply.result["receipt"]}
+    assert terminal.licence.releaser.command({"licence_id": "LIC-1", "epoch": 2}) == {
+        "receipt": reply.result["receipt"]
+    }
     assert len(terminal.up("release_receipt")) == 1
     # the cloud's doc still listing that epoch does not bring it back
     terminal.push(terminal.token(epoch=2))
@@ -328,10 +346,20 @@ def test_every_refusal_of_a_bind_request_has_advice_on_the_terminal() -> None:
     from agent.licence.bind_refusals import UNKNOWN, bind_refusal_advice
     from cloud_api.licences import binding, records
 
-    bind_path = [binding.bind, binding.known_device, binding.refuse_returning, binding.refuse_other_company,
-                 records.canonical_key, records.check_move_rate, binding.require_signer]
-    codes = {code for function in bind_path
-             for code in re.findall(r'LicenceRefused\(\s*"(licence\.[a-z_]+)"', inspect.getsource(function))}
+    bind_path = [
+        binding.bind,
+        binding.known_device,
+        binding.refuse_returning,
+        binding.refuse_other_company,
+        records.canonical_key,
+        records.check_move_rate,
+        binding.require_signer,
+    ]
+    codes = {
+        code
+        for function in bind_path
+        for code in re.findall(r'LicenceRefused\(\s*"(licence\.[a-z_]+)"', inspect.getsource(function))
+    }
     assert {"licence.other_company", "licence.returning", "licence.key_unknown"} <= codes
     assert [code for code in sorted(codes) if bind_refusal_advice(code) == UNKNOWN] == []
 

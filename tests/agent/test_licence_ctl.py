@@ -34,7 +34,11 @@ class Site:
     def ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "agent.ctl", "--socket", str(self.agent.socket_path), *args],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         )
         if check:
             assert result.returncode == 0, f"kassactl {' '.join(args)} failed: {result.stderr}"
@@ -49,7 +53,9 @@ class Site:
         device_key = public_key_fingerprint(identity_public_key(self.state_dir))
         token = lease_token(DEVICE, device_key, licence_id=licence_id, epoch=epoch, issued_at=time.time())
         with Store.open(load_config(self.config).paths.store_path) as store, store.transaction() as conn:
-            conn.execute("INSERT INTO licence_leases VALUES (?, ?, ?, ?, 'held')", (licence_id, epoch, token, time.time()))
+            conn.execute(
+                "INSERT INTO licence_leases VALUES (?, ?, ?, ?, 'held')", (licence_id, epoch, token, time.time())
+            )
             conn.execute("INSERT INTO licence_epochs VALUES (?, ?)", (licence_id, epoch))
         self.agent.start()
 
@@ -76,7 +82,11 @@ def test_without_a_licence_sales_are_refused_but_technician_paths_work(site: Sit
     assert "test page queued" in site.ctl("test-print").stdout
     site.printer.wait_for_receipts(before + 1, timeout=10)
     methods = {m["name"]: m["role"] for m in site.ctl_json("methods")}  # type: ignore[union-attr]
-    assert methods["licence.check"] == "read" and methods["licence.enter"] == "admin" and methods["licence.release_file"] == "admin"
+    assert (
+        methods["licence.check"] == "read"
+        and methods["licence.enter"] == "admin"
+        and methods["licence.release_file"] == "admin"
+    )
 
 
 def test_enter_key_typo_and_pending_request(site: Site) -> None:

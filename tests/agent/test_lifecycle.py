@@ -105,7 +105,13 @@ def test_unwritable_state_dir_exits_with_clear_error(tmp_path: Path) -> None:
     blocker.write_text("")
     config = write_agent_config(tmp_path / "agent", extra="")
     config.write_text(config.read_text().replace(str(tmp_path / "agent" / "state"), str(blocker / "state")))
-    result = subprocess.run([sys.executable, "-m", "agent.main", "-c", str(config)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.main", "-c", str(config)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 73
     assert "cannot create the state directory" in result.stderr
 

@@ -30,5 +30,8 @@ def test_a_bug_keeps_its_traceback_and_a_different_failure_is_logged_again(caplo
         for _ in range(3):
             failures.failed(KeyError("seq"))
         failures.failed(StoreFullError("full"))
-    assert [r.getMessage() for r in caplog.records] == ["outbox drain step failed; retrying", "outbox drain paused while the disk is full; retrying"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "outbox drain step failed; retrying",
+        "outbox drain paused while the disk is full; retrying",
+    ]
     assert caplog.records[0].exc_info is not None and caplog.records[0].levelname == "ERROR"

@@ -34,8 +34,14 @@ def cloud(tmp_path: Path) -> Iterator[LiveApi]:
 
 
 def ctl(agent: AgentProcess, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", str(agent.socket_path), *args], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.ctl", "--socket", str(agent.socket_path), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -78,19 +84,34 @@ url = "{printer.url}"
         assert {p.name: p.read_bytes() for p in (tmp_path / "agent" / "state" / "keys").iterdir()} == keys
 
         cid, admin, pos = cloud.company_with_admin("Pairing Shop", "SHOP-1")
-        cloud.call("POST", f"/companies/{cid}/pairing/claims", admin, 201, json={"pairing_code": code, "point_of_sale_id": pos})
-        status = wait_for(agent, lambda s: pairing_state(s) == "paired" and "cloud" in s["components"], "paired with a cloud link")
+        cloud.call(
+            "POST", f"/companies/{cid}/pairing/claims", admin, 201, json={"pairing_code": code, "point_of_sale_id": pos}
+        )
+        status = wait_for(
+            agent, lambda s: pairing_state(s) == "paired" and "cloud" in s["components"], "paired with a cloud link"
+        )
         assert status["restart_needed"] == [], "the link was started with the new settings, no restart"
         assert "paired: certificate for till-pair-1" in ctl(agent, "status")
         written = tomllib.loads(config_path.read_text())
         keys_dir = tmp_path / "agent" / "state" / "keys"
-        assert {"tls": True, "host": "127.0.0.1", "cert_file": str(keys_dir / "broker.crt"), "key_file": str(keys_dir / "broker.key"),
-                "ca_file": str(keys_dir / "broker-ca.crt")}.items() <= written["mqtt"].items()
+        assert {
+            "tls": True,
+            "host": "127.0.0.1",
+            "cert_file": str(keys_dir / "broker.crt"),
+            "key_file": str(keys_dir / "broker.key"),
+            "ca_file": str(keys_dir / "broker-ca.crt"),
+        }.items() <= written["mqtt"].items()
         assert written["site"]["point_of_sale"] == "SHOP-1" and written["cloud"]["api_url"] == cloud.url
         assert load_config(config_path).mqtt.tls is True
         with cloud.engine.connect() as conn:
-            events = list(conn.execute(select(PairingAudit.event).where(PairingAudit.device_id == DEVICE).order_by(PairingAudit.id)).scalars())
-        assert events == [AuditEvent.REGISTERED, AuditEvent.CLAIMED, AuditEvent.CERTIFICATE_DELIVERED], "one registration across the restart"
+            events = list(
+                conn.execute(
+                    select(PairingAudit.event).where(PairingAudit.device_id == DEVICE).order_by(PairingAudit.id)
+                ).scalars()
+            )
+        assert events == [AuditEvent.REGISTERED, AuditEvent.CLAIMED, AuditEvent.CERTIFICATE_DELIVERED], (
+            "one registration across the restart"
+        )
 
         assert agent.stop() == 0  # and after a restart it simply is paired
         agent = AgentProcess(config_path).start()

@@ -44,7 +44,7 @@ def test_every_single_mistyped_character_is_caught() -> None:
     for position, wrong in itertools.product(range(CODE_LENGTH), CODE_ALPHABET):
         if code[position] == wrong:
             continue
-        typo = code[:position] + wrong + code[position + 1:]
+        typo = code[:position] + wrong + code[position + 1 :]
         with pytest.raises(PairingCodeError, match="check character"):
             normalize_pairing_code(typo)
 
@@ -54,9 +54,11 @@ def test_swapped_neighbours_are_caught_except_0_and_z() -> None:
     missed = set()
     for first, second in itertools.permutations(CODE_ALPHABET, 2):
         for position in range(CODE_LENGTH - 2):
-            data = "".join(first if i == position else second if i == position + 1 else "A" for i in range(CODE_LENGTH - 1))
+            data = "".join(
+                first if i == position else second if i == position + 1 else "A" for i in range(CODE_LENGTH - 1)
+            )
             code = data + check_character(data)
-            swapped = code[:position] + code[position + 1] + code[position] + code[position + 2:]
+            swapped = code[:position] + code[position + 1] + code[position] + code[position + 2 :]
             try:
                 normalize_pairing_code(swapped)
                 missed.add((first, second))
@@ -65,14 +67,17 @@ def test_swapped_neighbours_are_caught_except_0_and_z() -> None:
     assert missed == {("0", "Z"), ("Z", "0")}
 
 
-@pytest.mark.parametrize("typed, problem", [
-    ("", "9 characters, got 0"),
-    ("7KQ-2M9", "9 characters, got 6"),
-    ("7KQ-2M9-XDTT", "9 characters, got 10"),
-    ("7KQ-2M9-XDU", "no 'U'"),
-    ("7KQ-2M9-XD!", "no '!'"),
-    ("x" * 40, "9 characters"),
-])
+@pytest.mark.parametrize(
+    "typed, problem",
+    [
+        ("", "9 characters, got 0"),
+        ("7KQ-2M9", "9 characters, got 6"),
+        ("7KQ-2M9-XDTT", "9 characters, got 10"),
+        ("7KQ-2M9-XDU", "no 'U'"),
+        ("7KQ-2M9-XD!", "no '!'"),
+        ("x" * 40, "9 characters"),
+    ],
+)
 def test_what_is_not_a_code_says_why(typed: str, problem: str) -> None:
     with pytest.raises(PairingCodeError, match=problem):
         normalize_pairing_code(typed)

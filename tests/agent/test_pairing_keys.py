@@ -4,7 +4,7 @@ cloud sends back, and the [cloud] settings."""
 from __future__ import annotations
 
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -48,13 +48,25 @@ def pkis(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return out[0], out[1]
 
 
-def credentials(pki: Path, csr: str, device_id: str, *, cn: str | None = None, now: datetime | None = None) -> BrokerCredentials:
-    ca = load_device_ca(CloudSettings(device_ca_cert_file=pki / "device-ca.crt", device_ca_key_file=pki / "device-ca.key",
-                                      pairing_broker_ca_file=pki / "cloud-ca.crt"))
-    cert = issue_certificate(ca, check_csr(csr, device_id), cn or device_id, 30, now or datetime.now(timezone.utc))
-    return BrokerCredentials(certificate=certificate_pem(cert), ca_certificate=ca.certificate_pem,
-                             broker_ca_certificates=ca.broker_ca_pem, broker_host="mqtt.example.com", broker_port=8883,
-                             point_of_sale="POS-1")
+def credentials(
+    pki: Path, csr: str, device_id: str, *, cn: str | None = None, now: datetime | None = None
+) -> BrokerCredentials:
+    ca = load_device_ca(
+        CloudSettings(
+            device_ca_cert_file=pki / "device-ca.crt",
+            device_ca_key_file=pki / "device-ca.key",
+            pairing_broker_ca_file=pki / "cloud-ca.crt",
+        )
+    )
+    cert = issue_certificate(ca, check_csr(csr, device_id), cn or device_id, 30, now or datetime.now(UTC))
+    return BrokerCredentials(
+        certificate=certificate_pem(cert),
+        ca_certificate=ca.certificate_pem,
+        broker_ca_certificates=ca.broker_ca_pem,
+        broker_host="mqtt.example.com",
+        broker_port=8883,
+        point_of_sale="POS-1",
+    )
 
 
 def test_keys_are_made_once_private_and_reused(tmp_path: Path) -> None:
@@ -91,8 +103,11 @@ def test_a_damaged_or_foreign_key_file_is_refused_not_replaced(tmp_path: Path) -
         load_or_create_identity_key(tmp_path)
     assert path.read_bytes() == b"not a key", "never overwritten: the device's identity may be in it"
     broker = load_or_create_broker_key(tmp_path)
-    (keys_dir(tmp_path) / "identity.key").write_bytes(broker.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (keys_dir(tmp_path) / "identity.key").write_bytes(
+        broker.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     with pytest.raises(KeyFileError, match="not an Ed25519 key"):
         load_or_create_identity_key(tmp_path)
 
@@ -101,7 +116,7 @@ def test_the_certificate_must_be_for_this_device(tmp_path: Path, pkis: tuple[Pat
     pki, other = pkis
     key = load_or_create_broker_key(tmp_path)
     csr = load_or_create_csr(tmp_path, "till-7", key)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     good = credentials(pki, csr, "till-7")
     assert check_credentials(good, "till-7", key, now).not_after > now
 
@@ -123,14 +138,22 @@ def test_the_certificate_must_be_for_this_device(tmp_path: Path, pkis: tuple[Pat
 
 def test_install_writes_the_files_and_names_them_for_the_config(tmp_path: Path, pkis: tuple[Path, Path]) -> None:
     key = load_or_create_broker_key(tmp_path)
-    checked = check_credentials(credentials(pkis[0], load_or_create_csr(tmp_path, "till-7", key), "till-7"),
-                                "till-7", key, datetime.now(timezone.utc))
+    checked = check_credentials(
+        credentials(pkis[0], load_or_create_csr(tmp_path, "till-7", key), "till-7"),
+        "till-7",
+        key,
+        datetime.now(UTC),
+    )
     changes = install(tmp_path, checked)
     directory = keys_dir(tmp_path)
     assert changes == {
-        "mqtt.host": "mqtt.example.com", "mqtt.port": 8883, "mqtt.tls": True,
-        "mqtt.ca_file": str(directory / BROKER_CA), "mqtt.cert_file": str(directory / BROKER_CERT),
-        "mqtt.key_file": str(directory / "broker.key"), "site.point_of_sale": "POS-1",
+        "mqtt.host": "mqtt.example.com",
+        "mqtt.port": 8883,
+        "mqtt.tls": True,
+        "mqtt.ca_file": str(directory / BROKER_CA),
+        "mqtt.cert_file": str(directory / BROKER_CERT),
+        "mqtt.key_file": str(directory / "broker.key"),
+        "site.point_of_sale": "POS-1",
     }
     assert (directory / BROKER_CERT).read_text() == checked.credentials.certificate
     assert (directory / BROKER_CA).read_bytes() == (pkis[0] / "cloud-ca.crt").read_bytes()
@@ -138,18 +161,21 @@ def test_install_writes_the_files_and_names_them_for_the_config(tmp_path: Path, 
     assert not [p for p in directory.iterdir() if p.name.startswith(".")], "no temp files left"
 
 
-@pytest.mark.parametrize("url, ok", [
-    ("https://cloud.example.com", True),
-    ("https://cloud.example.com:8443/api", True),
-    ("http://127.0.0.1:8080", True),
-    ("http://localhost:8080", True),
-    ("http://[::1]:8080", True),
-    ("http://cloud.example.com", False),
-    ("http://127.example.com", False),
-    ("ftp://cloud.example.com", False),
-    ("cloud.example.com", False),
-    ("https://cloud.example.com/?x=1", False),
-])
+@pytest.mark.parametrize(
+    "url, ok",
+    [
+        ("https://cloud.example.com", True),
+        ("https://cloud.example.com:8443/api", True),
+        ("http://127.0.0.1:8080", True),
+        ("http://localhost:8080", True),
+        ("http://[::1]:8080", True),
+        ("http://cloud.example.com", False),
+        ("http://127.example.com", False),
+        ("ftp://cloud.example.com", False),
+        ("cloud.example.com", False),
+        ("https://cloud.example.com/?x=1", False),
+    ],
+)
 def test_api_url_must_be_https_except_on_loopback(tmp_path: Path, url: str, ok: bool) -> None:
     path = tmp_path / "agent.toml"
     path.write_text(f'device_id = "till-7"\n[cloud]\napi_url = "{url}"\n')

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,13 @@ from cryptography import x509
 
 from agent.pairing.client import PairingClient
 from agent.pairing.install import check_credentials, install
-from agent.pairing.keys import BROKER_CERT, keys_dir, load_or_create_broker_key, load_or_create_csr, load_or_create_identity_key
+from agent.pairing.keys import (
+    BROKER_CERT,
+    keys_dir,
+    load_or_create_broker_key,
+    load_or_create_csr,
+    load_or_create_identity_key,
+)
 from agent.pairing.renewal import MAX_SLEEP, CertificateRenewal, RenewalSettings, next_check, renews
 from broker.contract.pairing import new_pairing_code, poll_request, registration_request
 from tests.support.cloud_http import LiveApi, live_pairing_api
@@ -33,9 +39,13 @@ def pair(cloud: LiveApi, state_dir: Path) -> tuple[PairingClient, int, str]:
     client = PairingClient(cloud.url, None, 10)
     identity, broker_key = load_or_create_identity_key(state_dir), load_or_create_broker_key(state_dir)
     code = new_pairing_code()
-    client.register(registration_request(DEVICE, identity, load_or_create_csr(state_dir, DEVICE, broker_key), code, client.now()))
+    client.register(
+        registration_request(DEVICE, identity, load_or_create_csr(state_dir, DEVICE, broker_key), code, client.now())
+    )
     cid, admin, pos = cloud.company_with_admin("Renewal Shop", "RS-1")
-    cloud.call("POST", f"/companies/{cid}/pairing/claims", admin, 201, json={"pairing_code": code, "point_of_sale_id": pos})
+    cloud.call(
+        "POST", f"/companies/{cid}/pairing/claims", admin, 201, json={"pairing_code": code, "point_of_sale_id": pos}
+    )
     reply = client.poll(poll_request(DEVICE, identity, client.now()))
     assert reply.credentials is not None
     install(state_dir, check_credentials(reply.credentials, DEVICE, broker_key, client.now()))
@@ -46,7 +56,7 @@ def serial(path: Path) -> int:
     return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
 
 
-async def until(predicate, what: str, timeout_s: float = 20) -> None:  # noqa: ANN001
+async def until(predicate, what: str, timeout_s: float = 20) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, what
@@ -54,7 +64,7 @@ async def until(predicate, what: str, timeout_s: float = 20) -> None:  # noqa: A
 
 
 def test_when_to_renew() -> None:
-    now = datetime(2026, 12, 7, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 7, tzinfo=UTC)
     month = timedelta(days=30)
     assert next_check(now + timedelta(days=10), now, month) == timedelta(0), "inside the margin: now"
     assert next_check(now - timedelta(days=1), now, month) == timedelta(0), "already expired: now"
@@ -90,7 +100,9 @@ def test_a_paired_terminal_renews_once_and_a_revoked_one_stops_asking(tmp_path: 
     asyncio.run(run())
     assert serial(cert_file) != paired_serial and reconnects == [serial(cert_file)], "reconnected with the new file"
     listed = cloud.call("GET", f"/companies/{cid}/devices/{DEVICE}/certificates", admin, 200).json()
-    assert [c["source"] for c in listed] == ["renewal", "pairing"] and listed[0]["serial"] == format(serial(cert_file), "x")
+    assert [c["source"] for c in listed] == ["renewal", "pairing"] and listed[0]["serial"] == format(
+        serial(cert_file), "x"
+    )
 
     cloud.call("POST", f"/companies/{cid}/devices/{DEVICE}/certificates/revoke", admin, 200)
     installed = cert_file.read_bytes()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,12 @@ CLOUD_KEY = SigningKey("cloud-2026", Ed25519PrivateKey.generate())
 
 
 def settings(**overrides: object) -> kc.Provisioning:
-    values: dict[str, object] = {"point_of_sale": "POS-BERLIN-1", "language": "de", "rooms": ["Saal 1", "Saal 2"], "issued_at": datetime.now(timezone.utc)}
+    values: dict[str, object] = {
+        "point_of_sale": "POS-BERLIN-1",
+        "language": "de",
+        "rooms": ["Saal 1", "Saal 2"],
+        "issued_at": datetime.now(UTC),
+    }
     values.update(overrides)
     return kc.Provisioning(**values)  # type: ignore[arg-type]
 
@@ -58,7 +63,9 @@ def file_settings(agent: InProcessAgent) -> dict:
     return tomllib.loads(agent.agent.config_path.read_text())
 
 
-def test_signed_code_scanned_on_the_serial_scanner_reconfigures(agent: InProcessAgent, scanner: VirtualSerialScanner, tmp_path: Path) -> None:
+def test_signed_code_scanned_on_the_serial_scanner_reconfigures(
+    agent: InProcessAgent, scanner: VirtualSerialScanner, tmp_path: Path
+) -> None:
     text = qr_text(settings(broker_host="mqtt.shop.example", broker_port=8883), CLOUD_KEY)
     assert write_qr_png(text, tmp_path / "code.png").stat().st_size > 0
     scanner.scan(text)
@@ -75,7 +82,7 @@ def test_signed_code_scanned_on_the_serial_scanner_reconfigures(agent: InProcess
 
 def test_tampered_code_changes_nothing(agent: InProcessAgent, scanner: VirtualSerialScanner) -> None:
     good = qr_text(settings(point_of_sale="POS-GOOD"), CLOUD_KEY)
-    _body, signature = good[len("KASSA-PROV1:"):].split(".")
+    _body, signature = good[len("KASSA-PROV1:") :].split(".")
     forged_settings = settings(point_of_sale="POS-EVIL")
     forged_body = kc.make_qr_text(forged_settings, Ed25519PrivateKey.generate(), CLOUD_KEY.key_id)[12:].split(".")[0]
     before = file_settings(agent)
@@ -86,17 +93,22 @@ def test_tampered_code_changes_nothing(agent: InProcessAgent, scanner: VirtualSe
     assert agent.agent.config.site.point_of_sale is None
 
 
-def test_foreign_key_expired_and_replayed_codes_are_ignored(agent: InProcessAgent, scanner: VirtualSerialScanner) -> None:
+def test_foreign_key_expired_and_replayed_codes_are_ignored(
+    agent: InProcessAgent, scanner: VirtualSerialScanner
+) -> None:
     foreign = SigningKey(CLOUD_KEY.key_id, Ed25519PrivateKey.generate())
     scanner.scan(qr_text(settings(point_of_sale="POS-FOREIGN"), foreign))
     unknown_kid = SigningKey("someone-else", Ed25519PrivateKey.generate())
     scanner.scan(qr_text(settings(point_of_sale="POS-UNKNOWN"), unknown_kid))
-    expired = settings(point_of_sale="POS-LATE", expires_at=datetime.now(timezone.utc) - timedelta(minutes=1))
+    expired = settings(point_of_sale="POS-LATE", expires_at=datetime.now(UTC) - timedelta(minutes=1))
     scanner.scan(qr_text(expired, CLOUD_KEY))
     agent.wait_until(lambda: provisioner(agent).refused == 3, 15, "three refusals")
     assert agent.agent.config.site.point_of_sale is None
 
-    newer, older = settings(point_of_sale="POS-NEW"), settings(point_of_sale="POS-OLD", issued_at=datetime.now(timezone.utc) - timedelta(days=1))
+    newer, older = (
+        settings(point_of_sale="POS-NEW"),
+        settings(point_of_sale="POS-OLD", issued_at=datetime.now(UTC) - timedelta(days=1)),
+    )
     scanner.scan(qr_text(newer, CLOUD_KEY))
     agent.wait_until(lambda: provisioner(agent).applied == 1, 15, "newer applied")
     scanner.scan(qr_text(older, CLOUD_KEY))  # an old code must not roll the terminal back

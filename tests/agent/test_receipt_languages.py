@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,46 +66,94 @@ def sale(currency: str, *, tax_included: bool = True, scale: int = 1) -> dict[st
     espresso, beans = 2 * 350 * scale, 1500 * 1090 * scale // 1000
     discount = 60 * scale
     lines = [
-        {"line_index": 0, "sku": "ESP", "name": "Espresso", "qty_milli": 2000, "unit_price": 350 * scale, "total": espresso,
-         "discount": 0, "tax_rate_bp": 2000},
-        {"line_index": 1, "sku": "BEANS", "name": "Coffee beans", "qty_milli": 1500, "unit_price": 1090 * scale,
-         "total": beans - discount, "discount": discount, "tax_rate_bp": 550},
+        {
+            "line_index": 0,
+            "sku": "ESP",
+            "name": "Espresso",
+            "qty_milli": 2000,
+            "unit_price": 350 * scale,
+            "total": espresso,
+            "discount": 0,
+            "tax_rate_bp": 2000,
+        },
+        {
+            "line_index": 1,
+            "sku": "BEANS",
+            "name": "Coffee beans",
+            "qty_milli": 1500,
+            "unit_price": 1090 * scale,
+            "total": beans - discount,
+            "discount": discount,
+            "tax_rate_bp": 550,
+        },
     ]
     bases = {2000: espresso, 550: beans - discount}
     if tax_included:
-        taxes = [{"rate_bp": rate, "base": base, "tax": (base * rate + (10_000 + rate) // 2) // (10_000 + rate)}
-                 for rate, base in sorted(bases.items())]
+        taxes = [
+            {"rate_bp": rate, "base": base, "tax": (base * rate + (10_000 + rate) // 2) // (10_000 + rate)}
+            for rate, base in sorted(bases.items())
+        ]
         total = sum(bases.values())
     else:
-        taxes = [{"rate_bp": rate, "base": base, "tax": (base * rate + 5_000) // 10_000} for rate, base in sorted(bases.items())]
+        taxes = [
+            {"rate_bp": rate, "base": base, "tax": (base * rate + 5_000) // 10_000}
+            for rate, base in sorted(bases.items())
+        ]
         total = sum(bases.values()) + sum(t["tax"] for t in taxes)
     card = 1000 * scale
     cash = (total - card) // 1000 * 1000 + 1000 * scale
     return {
-        "sale_id": "0195510b-02d8-7000-8000-00000000a001", "receipt_no": 1187, "currency": currency, "tax_included": tax_included,
-        "cashier_id": "c-anna", "operator_code": "3101", "terminal_id": "T-01", "lines": lines, "taxes": taxes,
-        "tax_total": sum(t["tax"] for t in taxes), "total": total,
-        "payments": [{"method": "card", "amount": card}, {"method": "cash", "amount": cash}], "change": card + cash - total,
+        "sale_id": "0195510b-02d8-7000-8000-00000000a001",
+        "receipt_no": 1187,
+        "currency": currency,
+        "tax_included": tax_included,
+        "cashier_id": "c-anna",
+        "operator_code": "3101",
+        "terminal_id": "T-01",
+        "lines": lines,
+        "taxes": taxes,
+        "tax_total": sum(t["tax"] for t in taxes),
+        "total": total,
+        "payments": [{"method": "card", "amount": card}, {"method": "cash", "amount": cash}],
+        "change": card + cash - total,
     }
 
 
 def refund(sold: dict[str, Any]) -> dict[str, Any]:
     amount = sold["lines"][0]["total"] // 2
     return {
-        "refund_id": "0195510b-02d8-7000-8000-00000000b001", "original_sale_id": sold["sale_id"], "receipt_no": 1188,
-        "currency": sold["currency"], "cashier_id": "c-anna", "operator_code": "3101", "terminal_id": "T-01",
-        "lines": [{"line_index": 0, "qty_milli": 1000, "amount": amount}], "amount": amount,
-        "payments": [{"method": "cash", "amount": amount}], "reason": "cup broken",
+        "refund_id": "0195510b-02d8-7000-8000-00000000b001",
+        "original_sale_id": sold["sale_id"],
+        "receipt_no": 1188,
+        "currency": sold["currency"],
+        "cashier_id": "c-anna",
+        "operator_code": "3101",
+        "terminal_id": "T-01",
+        "lines": [{"line_index": 0, "qty_milli": 1000, "amount": amount}],
+        "amount": amount,
+        "payments": [{"method": "cash", "amount": amount}],
+        "reason": "cup broken",
     }
 
 
 def z_report(sold: dict[str, Any], back: dict[str, Any]) -> dict[str, Any]:
     return {
-        "kind": "z", "z_no": 42, "currency": sold["currency"], "opened_at": SOLD_AT - 8 * 3600, "closed_at": SOLD_AT + 3600,
-        "first_receipt_no": 1187, "last_receipt_no": 1188, "sales_count": 1, "refunds_count": 1,
-        "sales_total": sold["total"], "refunds_total": back["amount"], "tax_total": sold["tax_total"],
-        "payments": [{"method": "card", "taken": sold["payments"][0]["amount"], "paid_out": 0},
-                     {"method": "cash", "taken": sold["payments"][1]["amount"] - sold["change"], "paid_out": back["amount"]}],
+        "kind": "z",
+        "z_no": 42,
+        "currency": sold["currency"],
+        "opened_at": SOLD_AT - 8 * 3600,
+        "closed_at": SOLD_AT + 3600,
+        "first_receipt_no": 1187,
+        "last_receipt_no": 1188,
+        "sales_count": 1,
+        "refunds_count": 1,
+        "sales_total": sold["total"],
+        "refunds_total": back["amount"],
+        "tax_total": sold["tax_total"],
+        "payments": [
+            {"method": "card", "taken": sold["payments"][0]["amount"], "paid_out": 0},
+            {"method": "cash", "taken": sold["payments"][1]["amount"] - sold["change"], "paid_out": back["amount"]},
+        ],
         "taxes": sold["taxes"],
     }
 
@@ -116,17 +164,25 @@ def documents(language: str, *, scale: int = 1) -> list[Receipt]:
     currency = CURRENCY[language]
     sold = sale(currency, scale=scale)
     back = refund(sold)
-    copy = receipts.copy_mark(template).blocks + receipts.sale_receipt(sold, created_at=SOLD_AT, device_id=DEVICE, template=template).blocks
+    copy = (
+        receipts.copy_mark(template).blocks
+        + receipts.sale_receipt(sold, created_at=SOLD_AT, device_id=DEVICE, template=template).blocks
+    )
     return [
         Receipt(copy),
         receipts.refund_receipt(back, sold, created_at=SOLD_AT + 600, device_id=DEVICE, template=template),
-        receipts.sale_receipt(sale(currency, tax_included=False, scale=scale), created_at=SOLD_AT + 1200, device_id=DEVICE, template=template),
+        receipts.sale_receipt(
+            sale(currency, tax_included=False, scale=scale),
+            created_at=SOLD_AT + 1200,
+            device_id=DEVICE,
+            template=template,
+        ),
         receipts.report_receipt(z_report(sold, back), device_id=DEVICE, template=template),
     ]
 
 
 def slips(language: str) -> list[Receipt]:
-    expires = datetime.fromtimestamp(SOLD_AT + 86_400, timezone.utc)
+    expires = datetime.fromtimestamp(SOLD_AT + 86_400, UTC)
     released = {"licence_id": "LIC-7F3K-22QX", "epoch": 3, "text": '{"format": "kassa.licence-release.v1"}'}
     return [pairing_slip(DEVICE, "K7Q-2MX-9TD", expires, language), _release_slip(DEVICE, released, language)]
 
@@ -141,7 +197,9 @@ def printed_text(data: bytes, columns: int) -> str:
             width = columns // max(run.width for run in element.runs) if element.runs else columns
             text = element.text.rstrip()
             gap = max(0, width - display_width(text))
-            out.append({Align.LEFT: text, Align.CENTER: " " * (gap // 2) + text, Align.RIGHT: " " * gap + text}[element.align])
+            out.append(
+                {Align.LEFT: text, Align.CENTER: " " * (gap // 2) + text, Align.RIGHT: " " * gap + text}[element.align]
+            )
         elif isinstance(element, PaperFeed):
             out.extend([""] * max(1, element.dots // LINE_DOTS))
         elif isinstance(element, PrintedQr):
@@ -170,14 +228,56 @@ def test_receipts_print_in_the_language_as_the_golden_shows(language: str, colum
         path.parent.mkdir(exist_ok=True)
         path.write_text(text, encoding="utf-8")
     assert path.is_file(), f"no golden {path}: write it with KASSA_WRITE_GOLDEN=1 and review it"
-    assert text == path.read_text(encoding="utf-8"), f"{path} differs: if the change is meant, write it again and review"
+    assert text == path.read_text(encoding="utf-8"), (
+        f"{path} differs: if the change is meant, write it again and review"
+    )
 
 
 EXPECTED = {  # what a reader of the language looks for, on every width
-    "en": ["Receipt", "*** COPY ***", "TOTAL", "£22.75", "Change", "incl. VAT 5.5%", "REFUND", "Z REPORT #42", "Thank you!"],
-    "ru": ["Чек", "*** КОПИЯ ***", "ИТОГО", "22,75 руб.", "Сдача", "в т.ч. НДС 5,5%", "ВОЗВРАТ", "Z-ОТЧЁТ № 42", "Спасибо за покупку!"],
-    "fr": ["Ticket", "*** COPIE ***", "TOTAL", "22,75 €", "Rendu", "dont TVA 5,5 %", "REMBOURSEMENT", "RAPPORT Z n° 42", "Merci !"],
-    "de": ["Beleg", "*** KOPIE ***", "SUMME", "22,75 €", "Rückgeld", "enth. MwSt. 5,5 %", "RÜCKGABE", "Z-BON Nr. 42", "Vielen Dank!"],
+    "en": [
+        "Receipt",
+        "*** COPY ***",
+        "TOTAL",
+        "£22.75",
+        "Change",
+        "incl. VAT 5.5%",
+        "REFUND",
+        "Z REPORT #42",
+        "Thank you!",
+    ],
+    "ru": [
+        "Чек",
+        "*** КОПИЯ ***",
+        "ИТОГО",
+        "22,75 руб.",
+        "Сдача",
+        "в т.ч. НДС 5,5%",
+        "ВОЗВРАТ",
+        "Z-ОТЧЁТ № 42",
+        "Спасибо за покупку!",
+    ],
+    "fr": [
+        "Ticket",
+        "*** COPIE ***",
+        "TOTAL",
+        "22,75 €",
+        "Rendu",
+        "dont TVA 5,5 %",
+        "REMBOURSEMENT",
+        "RAPPORT Z n° 42",
+        "Merci !",
+    ],
+    "de": [
+        "Beleg",
+        "*** KOPIE ***",
+        "SUMME",
+        "22,75 €",
+        "Rückgeld",
+        "enth. MwSt. 5,5 %",
+        "RÜCKGABE",
+        "Z-BON Nr. 42",
+        "Vielen Dank!",
+    ],
 }
 
 
@@ -206,7 +306,9 @@ def test_every_row_fits_the_paper_on_one_line(language: str, columns: int) -> No
         for row in rows(document):
             width = profile.columns(row.style.font, row.style.width)
             lines = layout_columns(forms.get(id(row)) or tuple(map(sanitize, row.cells)), row.specs(), width)
-            assert len(lines) == 1, f"{language} at {columns} columns wraps {row.cells}:\n" + "\n".join(line.text for line in lines)
+            assert len(lines) == 1, f"{language} at {columns} columns wraps {row.cells}:\n" + "\n".join(
+                line.text for line in lines
+            )
 
 
 def test_the_included_tax_block_shows_the_bases_only_where_all_fit() -> None:

@@ -4,7 +4,7 @@ against a closed port, and without [cloud] api_url."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,7 +24,7 @@ from cloud_api.tenancy.models import Company, Device
 from tests.cloud.api_support import migrated_engine
 from tests.support.cloud_http import live_api
 
-T0 = datetime(2026, 7, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
 
 
 def agent_for(tmp_path: Path, device_id: str, api_url: str | None) -> SimpleNamespace:
@@ -53,13 +53,27 @@ def test_lookup_sale_from_a_live_cloud(cloud, tmp_path: Path) -> None:
             session.add(Device(device_id=device_id, company_id=cid, public_key=public_key, created_at=T0))
         session.commit()
     sale = _sale().model_copy(update={"sale_id": uuid.uuid4(), "receipt_no": 3})
-    refund = _refund().model_copy(update={"refund_id": uuid.uuid4(), "original_sale_id": sale.sale_id,
-                                          "original_device_id": "till-a"})
-    envelopes = [kc.up_message(body, device_id="till-a", seq=seq, boot_id=uuid.uuid4(), clock_trusted=True,
-                               created_at=T0 + timedelta(minutes=seq)) for seq, body in ((1, sale), (2, refund))]
+    refund = _refund().model_copy(
+        update={"refund_id": uuid.uuid4(), "original_sale_id": sale.sale_id, "original_device_id": "till-a"}
+    )
+    envelopes = [
+        kc.up_message(
+            body,
+            device_id="till-a",
+            seq=seq,
+            boot_id=uuid.uuid4(),
+            clock_trusted=True,
+            created_at=T0 + timedelta(minutes=seq),
+        )
+        for seq, body in ((1, sale), (2, refund))
+    ]
     with Session(cloud.engine) as session, session.begin():
-        assert apply_batch(session, [kc.parse_message(kc.publication(e).topic, kc.publication(e).payload)
-                                     for e in envelopes]).applied == 2
+        assert (
+            apply_batch(
+                session, [kc.parse_message(kc.publication(e).topic, kc.publication(e).payload) for e in envelopes]
+            ).applied
+            == 2
+        )
 
     found = lookup_sale(till_b, sale.sale_id)
     assert found is not None
@@ -81,22 +95,26 @@ def test_lookup_sale_from_a_live_cloud(cloud, tmp_path: Path) -> None:
 
 def test_lookup_sale_with_no_cloud(tmp_path: Path) -> None:
     closed = agent_for(tmp_path, "till-c", f"http://127.0.0.1:{free_port()}")
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     with pytest.raises(CloudUnreachable, match="cannot reach"):
         lookup_sale(closed, uuid.uuid4())
-    assert datetime.now(timezone.utc) - started < timedelta(seconds=5)
+    assert datetime.now(UTC) - started < timedelta(seconds=5)
     with pytest.raises(CloudUnreachable, match="api_url"):
         lookup_sale(agent_for(tmp_path, "till-d", None), uuid.uuid4())
 
 
-def test_a_wrong_device_clock_is_corrected_from_the_cloud(cloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_wrong_device_clock_is_corrected_from_the_cloud(
+    cloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import agent.sales.cloud_lookup as cloud_lookup
 
     till = agent_for(tmp_path, "till-w", cloud.url)
     key = load_or_create_identity_key(till.config.paths.state_dir)
     cid, _admin, _pos = cloud.company_with_admin("Agent Clock Co", "POS-MAIN")
     with Session(cloud.engine) as session:
-        session.add(Device(device_id="till-w", company_id=cid, public_key=public_key_text(key.public_key()), created_at=T0))
+        session.add(
+            Device(device_id="till-w", company_id=cid, public_key=public_key_text(key.public_key()), created_at=T0)
+        )
         session.commit()
     sale = _sale().model_copy(update={"sale_id": uuid.uuid4(), "receipt_no": 1})
     envelope = kc.up_message(sale, device_id="till-w", seq=1, boot_id=uuid.uuid4(), clock_trusted=True, created_at=T0)
@@ -105,13 +123,13 @@ def test_a_wrong_device_clock_is_corrected_from_the_cloud(cloud, tmp_path: Path,
     original_init = cloud_lookup._LookupClient.__init__
     attempts = []
 
-    def skewed_init(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+    def skewed_init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
         self.clock_offset = -timedelta(hours=3)  # as if the terminal's clock were 3 h behind
 
     original_lookup = cloud_lookup._LookupClient.lookup
 
-    def counted(self, request):  # noqa: ANN001
+    def counted(self, request):
         attempts.append(request)
         return original_lookup(self, request)
 

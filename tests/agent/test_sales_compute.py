@@ -8,17 +8,39 @@ import uuid
 import pytest
 
 from agent.sales import compute, refunds
-from agent.sales.models import PaymentIn, RefundLineIn, RefundRequest, SaleLineIn, SaleRequest, SalesRefused, http_status, parse
+from agent.sales.models import (
+    PaymentIn,
+    RefundLineIn,
+    RefundRequest,
+    SaleLineIn,
+    SaleRequest,
+    SalesRefused,
+    http_status,
+    parse,
+)
 from broker import contract as kc
 
-FIELDS = {"cashier_id": "c1", "point_of_sale": "shop-1", "terminal_id": "T-01", "operator_code": "1234",
-          "till_session_id": str(uuid.uuid4())}
+FIELDS = {
+    "cashier_id": "c1",
+    "point_of_sale": "shop-1",
+    "terminal_id": "T-01",
+    "operator_code": "1234",
+    "till_session_id": str(uuid.uuid4()),
+}
 
 
-def request(lines: list[tuple[int, int, int, int]], pay: list[tuple[str, int]], *, discount: int = 0, tax_included: bool = True) -> SaleRequest:
+def request(
+    lines: list[tuple[int, int, int, int]], pay: list[tuple[str, int]], *, discount: int = 0, tax_included: bool = True
+) -> SaleRequest:
     return SaleRequest(
-        request_id="r1", currency="EUR", tax_included=tax_included, discount=discount,
-        lines=[SaleLineIn(sku=f"S{i}", name=f"N{i}", qty_milli=q, unit_price=p, tax_rate_bp=r, discount=d) for i, (q, p, r, d) in enumerate(lines)],
+        request_id="r1",
+        currency="EUR",
+        tax_included=tax_included,
+        discount=discount,
+        lines=[
+            SaleLineIn(sku=f"S{i}", name=f"N{i}", qty_milli=q, unit_price=p, tax_rate_bp=r, discount=d)
+            for i, (q, p, r, d) in enumerate(lines)
+        ],
         payments=[PaymentIn(method=m, amount=a) for m, a in pay],
     )
 
@@ -28,7 +50,9 @@ def priced_sale(req: SaleRequest) -> kc.Sale:
 
 
 def test_receipt_discount_is_spread_proportionally_with_the_remainder_to_the_largest_line() -> None:
-    sale = priced_sale(request([(1000, 1000, 1900, 0), (1000, 500, 1900, 0), (1000, 250, 700, 0)], [("cash", 2000)], discount=100))
+    sale = priced_sale(
+        request([(1000, 1000, 1900, 0), (1000, 500, 1900, 0), (1000, 250, 700, 0)], [("cash", 2000)], discount=100)
+    )
     # 100 over 1750: floor 57, 28, 14 = 99; the remainder 1 goes to the largest line
     assert [line.discount for line in sale.lines] == [58, 28, 14]
     assert sale.total == 1650 and sale.change == 350
@@ -75,14 +99,17 @@ def test_cash_gives_change_card_overpay_is_refused_underpay_is_refused() -> None
     assert under.value.code == "sale.underpaid" and under.value.details["missing"] == 99
 
 
-@pytest.mark.parametrize(("lines", "discount", "code"), [
-    ([], 0, "sale.invalid_lines"),
-    ([(0, 100, 0, 0)], 0, "sale.invalid_lines"),
-    ([(1000, -1, 0, 0)], 0, "sale.invalid_lines"),
-    ([(1000, 100, 10_001, 0)], 0, "sale.invalid_lines"),
-    ([(1000, 100, 0, 101)], 0, "sale.invalid_lines"),
-    ([(1000, 100, 0, 0)], 101, "sale.invalid_discount"),
-])
+@pytest.mark.parametrize(
+    ("lines", "discount", "code"),
+    [
+        ([], 0, "sale.invalid_lines"),
+        ([(0, 100, 0, 0)], 0, "sale.invalid_lines"),
+        ([(1000, -1, 0, 0)], 0, "sale.invalid_lines"),
+        ([(1000, 100, 10_001, 0)], 0, "sale.invalid_lines"),
+        ([(1000, 100, 0, 101)], 0, "sale.invalid_lines"),
+        ([(1000, 100, 0, 0)], 101, "sale.invalid_discount"),
+    ],
+)
 def test_invalid_lines_have_stable_codes(lines: list, discount: int, code: str) -> None:
     with pytest.raises(SalesRefused) as refused:
         compute.price_sale(request(lines, [("cash", 100)], discount=discount))
@@ -95,35 +122,71 @@ def test_bad_currency_and_malformed_json_are_refused() -> None:
         compute.price_sale(req)
     assert refused.value.code == "sale.currency"
     with pytest.raises(SalesRefused) as malformed:
-        parse(SaleRequest, {"request_id": "x", "currency": "EUR", "lines": [{"sku": "a", "name": "b", "qty_milli": 1.5,
-                                                                             "unit_price": 1, "tax_rate_bp": 0}], "payments": []})
+        parse(
+            SaleRequest,
+            {
+                "request_id": "x",
+                "currency": "EUR",
+                "lines": [{"sku": "a", "name": "b", "qty_milli": 1.5, "unit_price": 1, "tax_rate_bp": 0}],
+                "payments": [],
+            },
+        )
     assert malformed.value.code == "sale.invalid_request"
 
 
 def test_http_status_suggestions() -> None:
-    assert [http_status(c) for c in ("session.expired", "permission.denied", "licence.none", "sale.underpaid",
-                                     "sale.request_id_reused", "refund.exceeds_sale", "refund.sale_unknown",
-                                     "refund.cloud_unreachable")] == [401, 403, 403, 422, 409, 409, 404, 503]
+    assert [
+        http_status(c)
+        for c in (
+            "session.expired",
+            "permission.denied",
+            "licence.none",
+            "sale.underpaid",
+            "sale.request_id_reused",
+            "refund.exceeds_sale",
+            "refund.sale_unknown",
+            "refund.cloud_unreachable",
+        )
+    ] == [401, 403, 403, 422, 409, 409, 404, 503]
 
 
 def test_partial_refunds_of_a_line_add_up_to_exactly_what_was_paid() -> None:
-    sale = priced_sale(request([(3000, 333, 1900, 0), (1000, 100, 700, 0)], [("cash", 1300)], tax_included=False)).model_dump(mode="json")
+    sale = priced_sale(
+        request([(3000, 333, 1900, 0), (1000, 100, 700, 0)], [("cash", 1300)], tax_included=False)
+    ).model_dump(mode="json")
     payable, tax_shares = compute.line_payables(sale)
     assert sum(payable) == sale["total"] and sum(tax_shares) == sale["tax_total"]
     done: dict[int, tuple[int, int]] = {}
     amounts = []
     for qty in (1000, 1000, 1000):
-        req = RefundRequest(request_id="x", sale_id=sale["sale_id"], scope="lines", lines=[RefundLineIn(line_index=0, qty_milli=qty)], reason="r")
+        req = RefundRequest(
+            request_id="x",
+            sale_id=sale["sale_id"],
+            scope="lines",
+            lines=[RefundLineIn(line_index=0, qty_milli=qty)],
+            reason="r",
+        )
         _, plans = refunds.plan(sale, done, req)
         amounts.append(plans[0].amount)
         q, a = done.get(0, (0, 0))
         done[0] = (q + qty, a + plans[0].amount)
     assert sum(amounts) == payable[0]
     with pytest.raises(SalesRefused) as refused:
-        refunds.plan(sale, done, RefundRequest(request_id="y", sale_id=sale["sale_id"], scope="lines",
-                                               lines=[RefundLineIn(line_index=0, qty_milli=1)], reason="r"))
+        refunds.plan(
+            sale,
+            done,
+            RefundRequest(
+                request_id="y",
+                sale_id=sale["sale_id"],
+                scope="lines",
+                lines=[RefundLineIn(line_index=0, qty_milli=1)],
+                reason="r",
+            ),
+        )
     assert refused.value.code == "refund.exceeds_sale"
-    scope, rest = refunds.plan(sale, done, RefundRequest(request_id="z", sale_id=sale["sale_id"], scope="whole", reason="r"))
+    scope, rest = refunds.plan(
+        sale, done, RefundRequest(request_id="z", sale_id=sale["sale_id"], scope="whole", reason="r")
+    )
     assert scope is kc.RefundScope.LINES and [p.line_index for p in rest] == [1] and rest[0].amount == payable[1]
 
 

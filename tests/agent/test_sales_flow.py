@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.hardware.print_queue import PrintQueue
-from agent.sales.models import PaymentIn, RefundLineIn, RefundRequest, SalesRefused
+from agent.sales.models import RefundLineIn, RefundRequest, SalesRefused
 from drivers.sim.printer import VirtualPrinter
 from tests.agent.test_sales_support import Till, printer, sale_request, start_till, till, wait_printed  # noqa: F401
 
@@ -43,9 +43,14 @@ def test_same_request_id_sells_once_and_a_different_body_is_refused(till: Till) 
     assert other.code == "sale.request_id_reused" and other.http_status == 409
 
 
-def test_a_failing_print_job_insert_leaves_no_sale_no_outbox_row_and_no_receipt_number(till: Till, monkeypatch: pytest.MonkeyPatch) -> None:
-    before = (till.count("SELECT count(*) FROM sales"), till.count("SELECT count(*) FROM outbox"),
-              till.count("SELECT value FROM sales_counters WHERE name = 'receipt_no'"))
+def test_a_failing_print_job_insert_leaves_no_sale_no_outbox_row_and_no_receipt_number(
+    till: Till, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = (
+        till.count("SELECT count(*) FROM sales"),
+        till.count("SELECT count(*) FROM outbox"),
+        till.count("SELECT value FROM sales_counters WHERE name = 'receipt_no'"),
+    )
 
     def broken(self, conn, *args, **kwargs):
         conn.execute("INSERT INTO print_jobs(job_id) VALUES (NULL)")  # a real failing insert inside the transaction
@@ -54,28 +59,62 @@ def test_a_failing_print_job_insert_leaves_no_sale_no_outbox_row_and_no_receipt_
     with pytest.raises(Exception):
         till.sell("c-sell", sale_request("flow-broken"))
     monkeypatch.undo()
-    after = (till.count("SELECT count(*) FROM sales"), till.count("SELECT count(*) FROM outbox"),
-             till.count("SELECT value FROM sales_counters WHERE name = 'receipt_no'"))
+    after = (
+        till.count("SELECT count(*) FROM sales"),
+        till.count("SELECT count(*) FROM outbox"),
+        till.count("SELECT value FROM sales_counters WHERE name = 'receipt_no'"),
+    )
     assert after == before
     ok = till.sell("c-sell", sale_request("flow-broken"))  # the same request goes through afterwards
     assert ok.receipt_no == before[2] + 1 and not ok.replayed
 
 
 def test_refund_partial_then_the_rest_never_more_than_sold(till: Till) -> None:
-    sale = till.sell("c-refund", sale_request("flow-r1", lines=[(3000, 100, 1900), (1000, 50, 700)], pay=[("cash", 350)]))
-    part = till.refund("c-refund", RefundRequest(request_id="flow-rf1", sale_id=sale.sale_id, scope="lines",
-                                                 lines=[RefundLineIn(line_index=0, qty_milli=1000)], reason="broken"))
+    sale = till.sell(
+        "c-refund", sale_request("flow-r1", lines=[(3000, 100, 1900), (1000, 50, 700)], pay=[("cash", 350)])
+    )
+    part = till.refund(
+        "c-refund",
+        RefundRequest(
+            request_id="flow-rf1",
+            sale_id=sale.sale_id,
+            scope="lines",
+            lines=[RefundLineIn(line_index=0, qty_milli=1000)],
+            reason="broken",
+        ),
+    )
     assert part.amount == 100 and part.remaining == 250 and part.drawer.value == "opened"
     assert part.receipt_no == sale.receipt_no + 1  # one counter for sales and refunds
-    over = refused(lambda: till.refund("c-refund", RefundRequest(request_id="flow-rf2", sale_id=sale.sale_id, scope="lines",
-                                                                 lines=[RefundLineIn(line_index=0, qty_milli=2001)], reason="x")))
+    over = refused(
+        lambda: till.refund(
+            "c-refund",
+            RefundRequest(
+                request_id="flow-rf2",
+                sale_id=sale.sale_id,
+                scope="lines",
+                lines=[RefundLineIn(line_index=0, qty_milli=2001)],
+                reason="x",
+            ),
+        )
+    )
     assert over.code == "refund.exceeds_sale"
-    rest = till.refund("c-refund", RefundRequest(request_id="flow-rf3", sale_id=sale.sale_id, scope="whole", reason="all"))
+    rest = till.refund(
+        "c-refund", RefundRequest(request_id="flow-rf3", sale_id=sale.sale_id, scope="whole", reason="all")
+    )
     assert rest.amount == 250 and rest.remaining == 0
-    assert rest.refund["scope"] == "lines" and [(l["line_index"], l["qty_milli"]) for l in rest.refund["lines"]] == [(0, 2000), (1, 1000)]
-    again = refused(lambda: till.refund("c-refund", RefundRequest(request_id="flow-rf4", sale_id=sale.sale_id, scope="whole", reason="x")))
+    assert rest.refund["scope"] == "lines" and [(l["line_index"], l["qty_milli"]) for l in rest.refund["lines"]] == [
+        (0, 2000),
+        (1, 1000),
+    ]
+    again = refused(
+        lambda: till.refund(
+            "c-refund", RefundRequest(request_id="flow-rf4", sale_id=sale.sale_id, scope="whole", reason="x")
+        )
+    )
     assert again.code == "refund.exceeds_sale"
-    replay = till.refund("c-refund", RefundRequest(request_id="flow-rf3", sale_id=sale.sale_id, scope="whole", reason="all"))
+    replay = till.refund(
+        "c-refund", RefundRequest(request_id="flow-rf3", sale_id=sale.sale_id, scope="whole", reason="all")
+    )
     assert replay.replayed and replay.refund_id == rest.refund_id
     bodies = [b for b in till.outbox("up.refund") if b["original_sale_id"] == sale.sale_id]
     assert [b["amount"] for b in bodies] == [100, 250]
@@ -85,13 +124,17 @@ def test_role_rules_for_refunds(till: Till) -> None:
     own = till.sell("c-sell", sale_request("flow-role", pay=[("card", 648)]))
     ask = RefundRequest(request_id="flow-role-r", sale_id=own.sale_id, scope="whole", reason="x")
     assert refused(lambda: till.refund("c-sell", ask)).code == "permission.denied"  # cashier: no refunds
-    assert refused(lambda: till.refund("c-refund", ask)).code == "permission.denied"  # refund role: only own till session
+    assert (
+        refused(lambda: till.refund("c-refund", ask)).code == "permission.denied"
+    )  # refund role: only own till session
     done = till.refund("c-admin", ask)  # admin: any
     assert done.amount == 648 and done.refund["payments"] == [{"method": "card", "amount": 648, "reference": None}]
     assert refused(lambda: till.sell("c-admin", sale_request("flow-admin-sell"))).code == "permission.denied"
 
 
-def test_paper_out_at_sale_time_the_sale_stands_and_prints_when_paper_returns(till: Till, printer: VirtualPrinter) -> None:
+def test_paper_out_at_sale_time_the_sale_stands_and_prints_when_paper_returns(
+    till: Till, printer: VirtualPrinter
+) -> None:
     printer.set_paper("out")
     try:
         result = till.sell("c-sell", sale_request("flow-paper", pay=[("card", 648)]))
@@ -118,9 +161,15 @@ def test_reprint_and_print_document(till: Till, printer: VirtualPrinter) -> None
     copy = till.run(till.sales.reprint(till.tokens["c-sell"], sale.sale_id))
     wait_printed(till, copy.job_id)
     assert till.hardware.queue.get(copy.job_id).copy_of == sale.print_job_id
-    doc = till.run(till.sales.print_document(till.tokens["c-sell2"], {"blocks": [{"type": "text", "text": "Table 4"}, {"type": "cut"}]}))
+    doc = till.run(
+        till.sales.print_document(
+            till.tokens["c-sell2"], {"blocks": [{"type": "text", "text": "Table 4"}, {"type": "cut"}]}
+        )
+    )
     wait_printed(till, doc.job_id)
-    bad = refused(lambda: till.run(till.sales.print_document(till.tokens["c-sell2"], {"blocks": [{"type": "drawer_kick"}]})))
+    bad = refused(
+        lambda: till.run(till.sales.print_document(till.tokens["c-sell2"], {"blocks": [{"type": "drawer_kick"}]}))
+    )
     assert bad.code == "print.invalid_document"
     assert refused(lambda: till.run(till.sales.print_document("nope", {"blocks": []}))).code == "session.invalid"
 
@@ -131,7 +180,12 @@ def test_x_then_z_numbers_and_reset(till: Till) -> None:
     assert x.kind == "x" and x.sales_count >= 1 and x.sales_total >= 648
     cash = next(p for p in x.payments if p["method"] == "cash")
     z1 = till.run(till.sales.z_report(till.tokens["c-sell"]))
-    assert (z1.z_no, z1.sales_count, z1.sales_total, z1.refunds_total) == (1, x.sales_count, x.sales_total, x.refunds_total)
+    assert (z1.z_no, z1.sales_count, z1.sales_total, z1.refunds_total) == (
+        1,
+        x.sales_count,
+        x.sales_total,
+        x.refunds_total,
+    )
     assert next(p for p in z1.payments if p["method"] == "cash") == cash
     wait_printed(till, z1.print_job_id)
     empty = till.run(till.sales.x_report(till.tokens["c-sell"]))
@@ -141,7 +195,10 @@ def test_x_then_z_numbers_and_reset(till: Till) -> None:
     assert (z2.z_no, z2.sales_count, z2.sales_total) == (2, 1, 648)
     messages = till.outbox("up.z_report")
     assert [m["z_no"] for m in messages][-2:] == [1, 2] and messages[-1]["sales_total"] == 648
-    assert refused(lambda: till.run(till.sales.z_report(till.tokens["c-refund"] if False else "bad"))).code == "session.invalid"
+    assert (
+        refused(lambda: till.run(till.sales.z_report(till.tokens["c-refund"] if False else "bad"))).code
+        == "session.invalid"
+    )
 
 
 def test_no_licence_and_locked_cashier(tmp_path: Path, printer: VirtualPrinter) -> None:

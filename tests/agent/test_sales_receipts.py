@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,9 @@ class Printed:
         self.data = data
         self.lines = [e.text.strip() for e in page.elements if isinstance(e, PrintedLine)]
         self.qr_codes = [e.data for e in page.elements if isinstance(e, PrintedQr)]
-        self.bold = {e.text.strip() for e in page.elements if isinstance(e, PrintedLine) and any(r.bold for r in e.runs)}
+        self.bold = {
+            e.text.strip() for e in page.elements if isinstance(e, PrintedLine) and any(r.bold for r in e.runs)
+        }
 
     def row(self, left: str, right: str) -> str:
         """The printed line with `left` at its start and `right` at its end (a columns row)."""
@@ -66,7 +68,7 @@ def printed(till: Till, job_id: str) -> Printed:
 
 
 def push_template(till: Till, version: int, doc: dict[str, Any]) -> None:
-    body = kc.StateDoc(domain=kc.StateDomain.CONFIG, version=version, doc=doc, issued_at=datetime.now(timezone.utc))
+    body = kc.StateDoc(domain=kc.StateDomain.CONFIG, version=version, doc=doc, issued_at=datetime.now(UTC))
     assert till.agent.call(lambda: till.agent.cloud.inbound.handle_state(kc.down_message(body, device_id=DEVICE)))
 
 
@@ -86,9 +88,12 @@ def till(tmp_path: Path, printer: VirtualPrinter) -> Iterator[Till]:  # noqa: F8
 def test_sale_receipt_uses_the_pushed_template_and_shows_everything(till: Till, printer: VirtualPrinter) -> None:  # noqa: F811
     before = len(printer.receipts)
     # Net prices (tax added): 2 x 2.50 at 19 %, 1.5 x 1.99 at 7 % with 0.10 off; paid 5.00 card + 5.00 cash.
-    request = sale_request("rcpt-1", lines=[(2000, 250, 1900), (1500, 199, 700)], tax_included=False,
-                           pay=[("card", 500), ("cash", 500)])
-    request = request.model_copy(update={"lines": [request.lines[0], request.lines[1].model_copy(update={"discount": 10})]})
+    request = sale_request(
+        "rcpt-1", lines=[(2000, 250, 1900), (1500, 199, 700)], tax_included=False, pay=[("card", 500), ("cash", 500)]
+    )
+    request = request.model_copy(
+        update={"lines": [request.lines[0], request.lines[1].model_copy(update={"discount": 10})]}
+    )
     sale = till.sell("c-sell", request)
     body = sale.sale
     assert body["terminal_id"] == "T-01" and body["operator_code"] == "3101"
@@ -126,7 +131,9 @@ def test_sale_receipt_uses_the_pushed_template_and_shows_everything(till: Till, 
     receipt.row("Cash", "€5.00")
     receipt.row("Change", f"€{sale.change // 100}.{sale.change % 100:02d}")
     assert sale.change == 1000 - sale.total > 0
-    assert receipt.lines.index(receipt.row("Net", "€7.89")) < receipt.lines.index(receipt.row("TOTAL", f"€{sale.total // 100}.{sale.total % 100:02d}"))
+    assert receipt.lines.index(receipt.row("Net", "€7.89")) < receipt.lines.index(
+        receipt.row("TOTAL", f"€{sale.total // 100}.{sale.total % 100:02d}")
+    )
 
     # the QR code carries the sale id
     assert receipt.qr_codes == [f"kassa:sale:{sale.sale_id}"]
@@ -154,9 +161,19 @@ def test_a_new_template_applies_to_the_next_receipt(till: Till) -> None:
 
 
 def test_refund_receipt_is_marked_and_lists_what_went_back(till: Till) -> None:
-    sale = till.sell("c-refund", sale_request("rcpt-r-sale", lines=[(3000, 100, 1900), (1000, 50, 700)], pay=[("cash", 400)]))
-    refund = till.refund("c-refund", RefundRequest(request_id="rcpt-r-1", sale_id=sale.sale_id, scope="lines",
-                                                   lines=[RefundLineIn(line_index=0, qty_milli=2000)], reason="two were broken"))
+    sale = till.sell(
+        "c-refund", sale_request("rcpt-r-sale", lines=[(3000, 100, 1900), (1000, 50, 700)], pay=[("cash", 400)])
+    )
+    refund = till.refund(
+        "c-refund",
+        RefundRequest(
+            request_id="rcpt-r-1",
+            sale_id=sale.sale_id,
+            scope="lines",
+            lines=[RefundLineIn(line_index=0, qty_milli=2000)],
+            reason="two were broken",
+        ),
+    )
     assert refund.print_job_id is not None and refund.print_job_id != sale.print_job_id
     job = till.hardware.queue.get(refund.print_job_id)
     assert job.kind == "refund" and job.ref == refund.refund_id
@@ -191,7 +208,9 @@ def test_reprints_are_marked_as_copies(till: Till) -> None:
     assert till.hardware.queue.get(copy.job_id).copy_of == sale.print_job_id
 
     # a sale committed without printing: the copy is rendered from the stored sale
-    quiet = till.sell("c-sell", sale_request("rcpt-quiet", pay=[("card", 648)]).model_copy(update={"print_receipt": False}))
+    quiet = till.sell(
+        "c-sell", sale_request("rcpt-quiet", pay=[("card", 648)]).model_copy(update={"print_receipt": False})
+    )
     assert quiet.print_job_id is None
     late = till.run(till.sales.reprint(till.tokens["c-sell"], quiet.sale_id))
     wait_printed(till, late.job_id)
@@ -202,7 +221,9 @@ def test_reprints_are_marked_as_copies(till: Till) -> None:
 
     # a refund's receipt: the copy is marked too and still says REFUND
     own = till.sell("c-refund", sale_request("rcpt-copy-r", pay=[("card", 648)]))
-    refund = till.refund("c-refund", RefundRequest(request_id="rcpt-copy-rf", sale_id=own.sale_id, scope="whole", reason="x"))
+    refund = till.refund(
+        "c-refund", RefundRequest(request_id="rcpt-copy-rf", sale_id=own.sale_id, scope="whole", reason="x")
+    )
     wait_printed(till, refund.print_job_id)
     refund_copy = printed(till, till.run(till.sales.reprint(till.tokens["c-refund"], refund.refund_id)).job_id)
     assert refund_copy.lines[0] == "*** COPY ***" and "REFUND" in refund_copy.lines
@@ -221,8 +242,14 @@ def test_a_drawer_that_fails_leaves_the_cash_sale_committed(tmp_path: Path, prin
         sale = till.sell("c-sell", sale_request("drawer-broken", pay=[("cash", 1000)]))
         assert sale.drawer.value == "failed" and sale.drawer_error and "no-such-tty" in sale.drawer_error
         failed, committed = till.run(events.next(5)), till.run(events.next(5))
-        assert (failed.kind, failed.data["drawer"]) == ("drawer.failed", "cash") and "no-such-tty" in failed.data["error"]
-        assert (committed.kind, committed.data["sale_id"], committed.data["drawer"]) == ("sale.committed", sale.sale_id, "failed")
+        assert (failed.kind, failed.data["drawer"]) == ("drawer.failed", "cash") and "no-such-tty" in failed.data[
+            "error"
+        ]
+        assert (committed.kind, committed.data["sale_id"], committed.data["drawer"]) == (
+            "sale.committed",
+            sale.sale_id,
+            "failed",
+        )
         assert not sale.replayed and sale.change == 1000 - sale.total
         # committed all the same: the sale, its outbox message and its receipt
         assert till.count("SELECT count(*) FROM sales WHERE sale_id = ?", sale.sale_id) == 1
@@ -258,16 +285,25 @@ def test_the_language_changes_without_a_restart(till: Till) -> None:
     german.row("Bar", "10,00 €")
     german.row("Rückgeld", "3,52 €")
     german.row("enth. MwSt. 19 % in 2,50 €", "0,40 €")
-    assert any(line.startswith("Datum") and line.endswith(time.strftime("%d.%m.%Y", time.localtime(sale.created_at)) + line[-9:])
-               for line in german.lines)
-    assert german.lines[-2:] == english.lines[-2:] == ["Thank you for your visit", "Returns within 30 days"]  # the company's own footer
-    quiet = till.sell("c-sell", sale_request("lang-de-quiet", pay=[("card", 648)]).model_copy(update={"print_receipt": False}))
+    assert any(
+        line.startswith("Datum")
+        and line.endswith(time.strftime("%d.%m.%Y", time.localtime(sale.created_at)) + line[-9:])
+        for line in german.lines
+    )
+    assert (
+        german.lines[-2:] == english.lines[-2:] == ["Thank you for your visit", "Returns within 30 days"]
+    )  # the company's own footer
+    quiet = till.sell(
+        "c-sell", sale_request("lang-de-quiet", pay=[("card", 648)]).model_copy(update={"print_receipt": False})
+    )
     copy = printed(till, till.run(till.sales.reprint(till.tokens["c-sell"], quiet.sale_id)).job_id)
     assert copy.lines[0] == "*** KOPIE ***" and copy.row("Karte", "6,48 €")
 
 
 def test_company_labels_replace_the_translation(till: Till) -> None:
-    push_template(till, 2, {**TEMPLATE, "receipt_labels": {"total": "TO PAY", "tax": "GST", "cash": 5, "unheard_of": "x"}})
+    push_template(
+        till, 2, {**TEMPLATE, "receipt_labels": {"total": "TO PAY", "tax": "GST", "cash": 5, "unheard_of": "x"}}
+    )
     sale = till.sell("c-sell", sale_request("labels", lines=[(1000, 119, 1900)], pay=[("cash", 200)]))
     receipt = printed(till, sale.print_job_id)
     receipt.row("TO PAY", "€1.19")

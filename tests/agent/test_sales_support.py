@@ -76,7 +76,11 @@ class Till:
 
     def outbox(self, type_: str) -> list[dict[str, Any]]:
         """Bodies of queued up messages of ``type_`` (e.g. "up.sale"), oldest first."""
-        rows = self.agent.agent.store.read().execute("SELECT payload FROM outbox WHERE type = ? ORDER BY seq", (type_,)).fetchall()
+        rows = (
+            self.agent.agent.store.read()
+            .execute("SELECT payload FROM outbox WHERE type = ? ORDER BY seq", (type_,))
+            .fetchall()
+        )
         return [json.loads(row[0])["body"] for row in rows]
 
     def count(self, sql: str, *args: Any) -> int:
@@ -93,13 +97,26 @@ def start_till(directory: Path, printer: VirtualPrinter) -> Till:
     return till
 
 
-def sale_request(request_id: str, *, lines: list[tuple[int, int, int]] | None = None, pay: list[tuple[str, int]] | None = None,
-                 discount: int = 0, tax_included: bool = True, currency: str = "EUR") -> SaleRequest:
+def sale_request(
+    request_id: str,
+    *,
+    lines: list[tuple[int, int, int]] | None = None,
+    pay: list[tuple[str, int]] | None = None,
+    discount: int = 0,
+    tax_included: bool = True,
+    currency: str = "EUR",
+) -> SaleRequest:
     """lines: (qty_milli, unit_price, tax_rate_bp); pay: (method, amount)."""
     lines = lines or [(1000, 250, 1900), (2000, 199, 700)]
     return SaleRequest(
-        request_id=request_id, currency=currency, tax_included=tax_included, discount=discount,
-        lines=[SaleLineIn(sku=f"SKU{i}", name=f"Item {i}", qty_milli=q, unit_price=p, tax_rate_bp=r) for i, (q, p, r) in enumerate(lines)],
+        request_id=request_id,
+        currency=currency,
+        tax_included=tax_included,
+        discount=discount,
+        lines=[
+            SaleLineIn(sku=f"SKU{i}", name=f"Item {i}", qty_milli=q, unit_price=p, tax_rate_bp=r)
+            for i, (q, p, r) in enumerate(lines)
+        ],
         payments=[PaymentIn(method=m, amount=a) for m, a in (pay or [("cash", 1000)])],
     )
 
@@ -124,7 +141,9 @@ def till(tmp_path_factory: pytest.TempPathFactory, printer: VirtualPrinter) -> I
 
 
 def wait_printed(till: Till, job_id: str, timeout_s: float = 10) -> None:
-    till.agent.wait_until(lambda: till.hardware.queue.get(job_id).state == "printed", timeout_s, f"job {job_id} printed")
+    till.agent.wait_until(
+        lambda: till.hardware.queue.get(job_id).state == "printed", timeout_s, f"job {job_id} printed"
+    )
 
 
-__all__ = ["Till", "start_till", "sale_request", "printer", "till", "wait_printed", "kc", "DEVICE"]
+__all__ = ["DEVICE", "Till", "kc", "printer", "sale_request", "start_till", "till", "wait_printed"]

@@ -17,7 +17,9 @@ from agent.store import Store, StoreCorruptError, StoreError, StoreFullError, St
 from tests.support.agent_process import REPO_ROOT
 from tests.support.store_writer import TEST_MIGRATIONS
 
-EXTRA = Migration(MIGRATIONS[-1].version + 1, "things", ("CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT NOT NULL) STRICT",))
+EXTRA = Migration(
+    MIGRATIONS[-1].version + 1, "things", ("CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT NOT NULL) STRICT",)
+)
 
 
 def test_pragmas_wal_full_sync_foreign_keys(tmp_path: Path) -> None:
@@ -62,10 +64,9 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
     with Store.open(tmp_path / "a.db", (*MIGRATIONS, EXTRA)) as store:
-        with pytest.raises(RuntimeError):
-            with store.transaction() as conn:
-                conn.execute("INSERT INTO things(name) VALUES ('lost')")
-                raise RuntimeError("boom")
+        with pytest.raises(RuntimeError), store.transaction() as conn:
+            conn.execute("INSERT INTO things(name) VALUES ('lost')")
+            raise RuntimeError("boom")
         assert store.read().execute("SELECT count(*) FROM things").fetchone()[0] == 0
 
 
@@ -107,9 +108,8 @@ def test_store_bound_to_its_device(tmp_path: Path) -> None:
 
 def test_corrupt_file_fails_integrity_check(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
-    with Store.open(path, (*MIGRATIONS, EXTRA)) as store:
-        with store.transaction() as conn:
-            conn.executemany("INSERT INTO things(name) VALUES (?)", [(f"row {i}" * 20,) for i in range(2000)])
+    with Store.open(path, (*MIGRATIONS, EXTRA)) as store, store.transaction() as conn:
+        conn.executemany("INSERT INTO things(name) VALUES (?)", [(f"row {i}" * 20,) for i in range(2000)])
     data = bytearray(path.read_bytes())
     page = 4096
     pages = len(data) // page
@@ -137,10 +137,17 @@ def test_database_size_limit_gives_disk_full_error_and_keeps_data(tmp_path: Path
 
 def _mount_tmpfs(target: Path, size: str) -> bool:
     target.mkdir()
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)], capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root; the page-limit test covers SQLITE_FULL otherwise")
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="mounting a tmpfs needs root; the page-limit test covers SQLITE_FULL otherwise"
+)
 def test_real_full_filesystem(tmp_path: Path) -> None:
     mount = tmp_path / "small"
     assert _mount_tmpfs(mount, "600k"), "mount tmpfs failed"
@@ -186,7 +193,10 @@ def test_sigkill_mid_stream_loses_no_committed_row(tmp_path: Path) -> None:
     rng = random.Random(seed)
     for round_no in range(3):
         child = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.store_writer", str(path)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-m", "tests.support.store_writer", str(path)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert child.stdout is not None
         target = rng.randint(20, 300)
@@ -215,8 +225,7 @@ def test_sigkill_mid_stream_loses_no_committed_row(tmp_path: Path) -> None:
 def test_closed_store_refuses_work(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "a.db")
     store.close()
-    with pytest.raises(StoreError, match="closed"):
-        with store.transaction():
-            pass
+    with pytest.raises(StoreError, match="closed"), store.transaction():
+        pass
     with pytest.raises(StoreError, match="closed"):
         store.read()

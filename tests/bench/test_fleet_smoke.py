@@ -18,11 +18,21 @@ STORM_SALES = 2
 
 
 def test_fleet_of_20_end_to_end(tmp_path: Path) -> None:
-    result = run(Options(
-        devices=DEVICES, sales=SALES, storm_sales=STORM_SALES, cashiers=3, baseline=False,
-        ack_timeout_s=3.0,  # a resend after the broker crash takes seconds, not the default 30
-        reconnect_max_s=5.0, workdir=tmp_path / "fleet", store_dir=tmp_path / "stores", timeout_s=60.0, quiet=True,
-    ))
+    result = run(
+        Options(
+            devices=DEVICES,
+            sales=SALES,
+            storm_sales=STORM_SALES,
+            cashiers=3,
+            baseline=False,
+            ack_timeout_s=3.0,  # a resend after the broker crash takes seconds, not the default 30
+            reconnect_max_s=5.0,
+            workdir=tmp_path / "fleet",
+            store_dir=tmp_path / "stores",
+            timeout_s=60.0,
+            quiet=True,
+        )
+    )
     fleet = result["fleet"]
 
     assert fleet["connect"]["n"] == DEVICES

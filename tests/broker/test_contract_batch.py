@@ -21,8 +21,15 @@ def test_batch_topic_round_trip_and_foreign_topics() -> None:
     topic = kc.batch_topic(DEVICE)
     assert topic == "kassa/v1/dev/till-7/up/batch"
     assert kc.batch_device(topic) == DEVICE
-    for other in ("kassa/v1/dev/till-7/up/sale", "kassa/v2/dev/till-7/up/batch", "kassa/v1/dev/a/b/up/batch",
-                  "kassa/v1/dev/+/up/batch", "kassa/v1/dev/kassa-cloud/up/batch", "", None):
+    for other in (
+        "kassa/v1/dev/till-7/up/sale",
+        "kassa/v2/dev/till-7/up/batch",
+        "kassa/v1/dev/a/b/up/batch",
+        "kassa/v1/dev/+/up/batch",
+        "kassa/v1/dev/kassa-cloud/up/batch",
+        "",
+        None,
+    ):
         assert kc.batch_device(other) is None  # type: ignore[arg-type]
     with pytest.raises(kc.InvalidDeviceIdError):
         kc.batch_topic("a/b")

@@ -30,9 +30,7 @@ def test_the_document_shows_every_message_type():
 
 def test_the_document_examples_are_up_to_date():
     text = DOC.read_text(encoding="utf-8")
-    assert update_document(text) == text, (
-        "regenerate: python -m broker.contract.examples docs/protocol.md"
-    )
+    assert update_document(text) == text, "regenerate: python -m broker.contract.examples docs/protocol.md"
 
 
 def test_the_document_states_the_acl_line_and_shared_subscription():

@@ -2,7 +2,7 @@
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -75,7 +75,10 @@ def test_every_message_round_trips_through_the_wire(name):
 def test_encoding_is_compact_utf8_with_absent_optionals():
     envelope = up_message(
         Event(kind="cashier.login", details={"name": "Zoë"}),
-        device_id=DEVICE_ID, seq=1, boot_id=BOOT, clock_trusted=False,
+        device_id=DEVICE_ID,
+        seq=1,
+        boot_id=BOOT,
+        clock_trusted=False,
     )
     payload = encode(envelope)
     assert b" " not in payload.replace(b'"Zo\xc3\xab"', b"")
@@ -88,7 +91,7 @@ def test_encoding_is_compact_utf8_with_absent_optionals():
 
 
 def test_builders_infer_the_type_and_fill_in_ids_and_time():
-    before = datetime.now(timezone.utc) - timedelta(seconds=1)
+    before = datetime.now(UTC) - timedelta(seconds=1)
     envelope = down_message(Command(name="config.reload"), device_id=DEVICE_ID)
     assert envelope.type is MessageType.COMMAND
     assert envelope.id.version == 7
@@ -99,8 +102,7 @@ def test_builders_infer_the_type_and_fill_in_ids_and_time():
 
 def test_builders_refuse_bodies_of_the_other_direction():
     with pytest.raises(TypeError):
-        up_message(Command(name="ping"), device_id=DEVICE_ID, seq=1, boot_id=BOOT,
-                   clock_trusted=True)
+        up_message(Command(name="ping"), device_id=DEVICE_ID, seq=1, boot_id=BOOT, clock_trusted=True)
     with pytest.raises(TypeError):
         down_message(EXAMPLES["up.sale"].body, device_id=DEVICE_ID)
     with pytest.raises(TypeError):
@@ -122,8 +124,14 @@ def test_reply_needs_the_command_id_as_correlation_id():
     with pytest.raises(ValidationError, match="correlation_id"):
         up_message(Reply(ok=True), device_id=DEVICE_ID, seq=3, boot_id=BOOT, clock_trusted=True)
     command = down_message(Command(name="ping"), device_id=DEVICE_ID)
-    reply = up_message(Reply(ok=True, result={"pong": True}), device_id=DEVICE_ID, seq=3,
-                       boot_id=BOOT, clock_trusted=True, correlation_id=command.id)
+    reply = up_message(
+        Reply(ok=True, result={"pong": True}),
+        device_id=DEVICE_ID,
+        seq=3,
+        boot_id=BOOT,
+        clock_trusted=True,
+        correlation_id=command.id,
+    )
     assert reply.correlation_id == command.id
 
 
@@ -138,7 +146,7 @@ def test_reply_ok_and_error_are_exclusive():
 def test_timestamps_are_normalised_to_utc_milliseconds_and_must_be_aware():
     raw = json.loads(encode(EXAMPLES["down.cmd"]))
     envelope = Envelope.model_validate({**raw, "created_at": "2025-03-01T12:30:00.123456+03:00"})
-    assert envelope.created_at == datetime(2025, 3, 1, 9, 30, 0, 123000, tzinfo=timezone.utc)
+    assert envelope.created_at == datetime(2025, 3, 1, 9, 30, 0, 123000, tzinfo=UTC)
     for bad in ("2025-03-01T12:30:00", 1740821400, 1740821400.5):
         with pytest.raises(ValidationError):
             Envelope.model_validate({**raw, "created_at": bad})
@@ -151,8 +159,7 @@ def test_message_id_must_be_uuid7():
 
 
 def test_status_and_will_payloads():
-    online = status_message(Presence.ONLINE, device_id=DEVICE_ID, boot_id=BOOT,
-                            clock_trusted=True)
+    online = status_message(Presence.ONLINE, device_id=DEVICE_ID, boot_id=BOOT, clock_trusted=True)
     assert publication(online).retain and online.topic.endswith("/status")
     will = will_publication(DEVICE_ID, BOOT, clock_trusted=True)
     parsed = parse_message(will.topic, will.payload)
@@ -214,10 +221,20 @@ def test_line_gross_rounds_half_up():
         ({"change": 61}, "payments"),
         ({"payments": [{"method": "card", "amount": 2100}]}, "change 60 exceeds the cash"),
         ({"taxes": [{"rate_bp": 700, "base": 850, "tax": 56}]}, "rates"),
-        ({"taxes": [{"rate_bp": 700, "base": 851, "tax": 56},
-                    {"rate_bp": 1900, "base": 1190, "tax": 190}]}, "tax base"),
-        ({"taxes": [{"rate_bp": 700, "base": 850, "tax": 56}, {"rate_bp": 700, "base": 850,
-                    "tax": 56}, {"rate_bp": 1900, "base": 1190, "tax": 190}]}, "more than once"),
+        (
+            {"taxes": [{"rate_bp": 700, "base": 851, "tax": 56}, {"rate_bp": 1900, "base": 1190, "tax": 190}]},
+            "tax base",
+        ),
+        (
+            {
+                "taxes": [
+                    {"rate_bp": 700, "base": 850, "tax": 56},
+                    {"rate_bp": 700, "base": 850, "tax": 56},
+                    {"rate_bp": 1900, "base": 1190, "tax": 190},
+                ]
+            },
+            "more than once",
+        ),
         ({"lines": []}, "at least 1"),
     ],
 )
@@ -235,8 +252,7 @@ def test_line_total_must_be_gross_less_discount():
 
 
 def test_tax_exclusive_sale_adds_tax_to_the_total():
-    body = sale_body(tax_included=False, total=2040 + 246, change=0,
-                     payments=[{"method": "card", "amount": 2286}])
+    body = sale_body(tax_included=False, total=2040 + 246, change=0, payments=[{"method": "card", "amount": 2286}])
     assert Sale.model_validate(body).total == 2286
     with pytest.raises(ValidationError, match="total"):
         Sale.model_validate(dict(body, total=2040))
@@ -254,13 +270,11 @@ def test_unknown_fields_are_rejected():
 
 
 def test_whole_refund_lists_no_lines_and_pays_out_the_amount():
-    body = refund_body(scope="whole", lines=[], amount=2040,
-                       payments=[{"method": "cash", "amount": 2040}])
+    body = refund_body(scope="whole", lines=[], amount=2040, payments=[{"method": "cash", "amount": 2040}])
     refund = Refund.model_validate(body)
     assert refund.scope is RefundScope.WHOLE and refund.lines == []
     with pytest.raises(ValidationError, match="no lines"):
-        Refund.model_validate(dict(body, lines=[{"line_index": 0, "qty_milli": 1000,
-                                                 "amount": 250}]))
+        Refund.model_validate(dict(body, lines=[{"line_index": 0, "qty_milli": 1000, "amount": 250}]))
 
 
 @pytest.mark.parametrize(
@@ -269,8 +283,14 @@ def test_whole_refund_lists_no_lines_and_pays_out_the_amount():
         ({"lines": []}, "at least one line"),
         ({"amount": 1000}, "amount 1000"),
         ({"payments": [{"method": "cash", "amount": 1189}]}, "payments 1189"),
-        ({"lines": [{"line_index": 2, "qty_milli": 500, "amount": 595}] * 2, "amount": 1190,
-          "payments": [{"method": "cash", "amount": 1190}]}, "more than once"),
+        (
+            {
+                "lines": [{"line_index": 2, "qty_milli": 500, "amount": 595}] * 2,
+                "amount": 1190,
+                "payments": [{"method": "cash", "amount": 1190}],
+            },
+            "more than once",
+        ),
         ({"original_device_id": "bad/id"}, "original_device_id"),
         ({"reason": ""}, "reason"),
         ({"amount": 1190.0}, "never floats"),
@@ -292,8 +312,9 @@ def test_refund_line_model_keeps_index_and_quantity():
 
 def test_ack_settles_listed_and_rejected_ids_only():
     acked, rejected, later = uuid7(), uuid7(), uuid7()
-    ack = Ack(acked_ids=[acked], high_water=10,
-              rejected=[AckRejection(id=rejected, reason="schema", detail="bad body")])
+    ack = Ack(
+        acked_ids=[acked], high_water=10, rejected=[AckRejection(id=rejected, reason="schema", detail="bad body")]
+    )
     assert ack.settles(acked)
     assert ack.settles(rejected)
     assert not ack.settles(later), "high_water is information, never a reason to delete"
@@ -310,12 +331,11 @@ def test_ack_must_say_something_and_not_contradict_itself():
 
 
 def test_state_doc_versions_start_at_one_and_docs_stay_json():
-    issued = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    issued = datetime(2025, 1, 1, tzinfo=UTC)
     with pytest.raises(ValidationError):
         StateDoc(domain=StateDomain.CONFIG, version=0, doc={}, issued_at=issued)
     with pytest.raises(ValidationError, match="NaN"):
-        StateDoc(domain=StateDomain.CONFIG, version=1, doc={"x": [float("inf")]},
-                 issued_at=issued)
+        StateDoc(domain=StateDomain.CONFIG, version=1, doc={"x": [float("inf")]}, issued_at=issued)
     doc = StateDoc(domain="config", version=7, doc={"a": {"b": [1, None]}}, issued_at=issued)
     assert doc.domain is StateDomain.CONFIG and doc.doc == {"a": {"b": [1, None]}}
 
@@ -329,8 +349,12 @@ def test_command_names_are_dotted_lowercase():
 
 def test_encode_refuses_messages_receivers_would_drop():
     huge = down_message(
-        StateDoc(domain="cashiers", version=1, doc={"blob": "x" * (3 * 1024 * 1024)},
-                 issued_at=datetime(2025, 1, 1, tzinfo=timezone.utc)),
+        StateDoc(
+            domain="cashiers",
+            version=1,
+            doc={"blob": "x" * (3 * 1024 * 1024)},
+            issued_at=datetime(2025, 1, 1, tzinfo=UTC),
+        ),
         device_id=DEVICE_ID,
     )
     with pytest.raises(PayloadTooLargeError):

@@ -10,8 +10,8 @@ from broker.contract import (
     MAX_PAYLOAD_BYTES,
     MAX_STATE_DOC_BYTES,
     Parsed,
-    RejectReason,
     Rejection,
+    RejectReason,
     encode,
     parse_message,
     payload_limit,
@@ -74,8 +74,17 @@ def test_non_bytes_payload_is_refused():
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"   ", b"{", b"{'v': 1}", b'{"v":NaN}', b'{"v":1} trailing', b"[" * 5000,
-     b'{"v":1,"s":"\\ud800"}', b"\xef\xbb\xbf{}"],
+    [
+        b"",
+        b"   ",
+        b"{",
+        b"{'v': 1}",
+        b'{"v":NaN}',
+        b'{"v":1} trailing',
+        b"[" * 5000,
+        b'{"v":1,"s":"\\ud800"}',
+        b"\xef\xbb\xbf{}",
+    ],
 )
 def test_not_json(data):
     assert rejected(SALE_TOPIC, data).reason is RejectReason.NOT_JSON
@@ -83,8 +92,19 @@ def test_not_json(data):
 
 @pytest.mark.parametrize(
     "data",
-    [b"[]", b"42", b'"text"', b"null", payload(v="1"), payload(v=True), payload(type=7),
-     payload(seq=0), payload(seq=1.5), payload(body={}), payload(extra_field=1)],
+    [
+        b"[]",
+        b"42",
+        b'"text"',
+        b"null",
+        payload(v="1"),
+        payload(v=True),
+        payload(type=7),
+        payload(seq=0),
+        payload(seq=1.5),
+        payload(body={}),
+        payload(extra_field=1),
+    ],
 )
 def test_schema(data):
     assert rejected(SALE_TOPIC, data).reason is RejectReason.SCHEMA
@@ -151,8 +171,16 @@ def test_a_refused_message_keeps_its_seq_only_from_a_version_1_up_envelope():
     assert rejected(foreign_topic, encode(SALE)).seq == SALE.seq  # wrong_device
     assert rejected(SALE_TOPIC, payload(type="up.coupon")).seq == SALE.seq  # unknown_type
     assert rejected(EXAMPLES["up.refund"].topic, encode(SALE)).seq == SALE.seq  # type_mismatch
-    for unusable in (payload(v=2), payload(type="down.ack"), payload(type=None), payload(seq=0),
-                     payload(seq=True), payload(seq=1.5), payload(seq="41"), payload(seq=2**63)):
+    for unusable in (
+        payload(v=2),
+        payload(type="down.ack"),
+        payload(type=None),
+        payload(seq=0),
+        payload(seq=True),
+        payload(seq=1.5),
+        payload(seq="41"),
+        payload(seq=2**63),
+    ):
         assert rejected(SALE_TOPIC, unusable).seq is None, unusable[:80]
     assert rejected(SALE_TOPIC, b"\xff garbage").seq is None
 
@@ -160,9 +188,15 @@ def test_a_refused_message_keeps_its_seq_only_from_a_version_1_up_envelope():
 def test_every_reason_is_reachable_by_these_tests():
     # Keeps this module honest if a reason is added to the enum without a test above.
     covered = {
-        RejectReason.TOO_LARGE, RejectReason.NOT_UTF8, RejectReason.NOT_JSON,
-        RejectReason.SCHEMA, RejectReason.UNKNOWN_TYPE, RejectReason.WRONG_DEVICE,
-        RejectReason.BAD_TOPIC, RejectReason.UNSUPPORTED_VERSION, RejectReason.TYPE_MISMATCH,
+        RejectReason.TOO_LARGE,
+        RejectReason.NOT_UTF8,
+        RejectReason.NOT_JSON,
+        RejectReason.SCHEMA,
+        RejectReason.UNKNOWN_TYPE,
+        RejectReason.WRONG_DEVICE,
+        RejectReason.BAD_TOPIC,
+        RejectReason.UNSUPPORTED_VERSION,
+        RejectReason.TYPE_MISMATCH,
     }
     assert covered == set(RejectReason)
 
@@ -171,8 +205,7 @@ def test_every_reason_is_reachable_by_these_tests():
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=20,
 )
 ENVELOPE_KEYS = list(SALE_RAW) + ["body.total", "body.lines", "body.payments"]
@@ -196,8 +229,7 @@ def test_random_json_never_raises(topic, value):
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(sorted(EXAMPLES)), key=st.sampled_from(ENVELOPE_KEYS),
-       value=json_values)
+@given(name=st.sampled_from(sorted(EXAMPLES)), key=st.sampled_from(ENVELOPE_KEYS), value=json_values)
 def test_mutated_valid_messages_never_raise(name, key, value):
     envelope = EXAMPLES[name]
     raw = json.loads(encode(envelope))

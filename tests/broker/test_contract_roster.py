@@ -12,8 +12,13 @@ from broker.contract.roster import CashierDetails, RosterDoc, verify_pin
 
 
 def cashier(cashier_id: str, operator_code: str, *details: dict) -> dict:
-    return {"cashier_id": cashier_id, "name": cashier_id.title(), "operator_code": operator_code,
-            "roles": ["cashier"], "details": list(details)}
+    return {
+        "cashier_id": cashier_id,
+        "name": cashier_id.title(),
+        "operator_code": operator_code,
+        "roles": ["cashier"],
+        "details": list(details),
+    }
 
 
 def details(pos: str, operator_code: str, **extra: object) -> dict:
@@ -37,17 +42,30 @@ def test_a_bad_label_is_refused(label: object) -> None:
 
 
 def test_one_cashier_may_use_one_code_in_several_sets() -> None:
-    doc = {"cashiers": [cashier("anna", "1000", details("MAIN", "1000"), details("AIRPORT", "1000"),
-                                details("HARBOUR", "2000"), details("STATION", "2000")),
-                        cashier("ben", "1001", details("MAIN", "2001"))]}
+    doc = {
+        "cashiers": [
+            cashier(
+                "anna",
+                "1000",
+                details("MAIN", "1000"),
+                details("AIRPORT", "1000"),
+                details("HARBOUR", "2000"),
+                details("STATION", "2000"),
+            ),
+            cashier("ben", "1001", details("MAIN", "2001")),
+        ]
+    }
     assert len(RosterDoc.model_validate(doc).cashiers) == 2
 
 
-@pytest.mark.parametrize("ben", [
-    cashier("ben", "1001", details("MAIN", "1000")),  # Anna's own code in Ben's set
-    cashier("ben", "1001", details("MAIN", "2000")),  # Anna's details code in Ben's set
-    cashier("ben", "2000"),  # Anna's details code as Ben's own
-])
+@pytest.mark.parametrize(
+    "ben",
+    [
+        cashier("ben", "1001", details("MAIN", "1000")),  # Anna's own code in Ben's set
+        cashier("ben", "1001", details("MAIN", "2000")),  # Anna's details code in Ben's set
+        cashier("ben", "2000"),  # Anna's details code as Ben's own
+    ],
+)
 def test_two_cashiers_never_share_a_code(ben: dict) -> None:
     doc = {"cashiers": [cashier("anna", "1000", details("AIRPORT", "2000")), ben]}
     with pytest.raises(ValidationError, match="belongs to two cashiers"):

@@ -43,8 +43,7 @@ def test_round_trip_returns_the_payload():
 def test_token_body_is_canonical_json_naming_key_and_kind():
     token = sign("licence.lease", {"b": 1, "a": "ü"}, CLOUD_KEY, "cloud-2025")
     body = unb64(token.split(".")[0])
-    assert body == canonical_json({"kid": "cloud-2025", "kind": "licence.lease",
-                                   "payload": {"a": "ü", "b": 1}})
+    assert body == canonical_json({"kid": "cloud-2025", "kind": "licence.lease", "payload": {"a": "ü", "b": 1}})
     assert body == '{"kid":"cloud-2025","kind":"licence.lease","payload":{"a":"ü","b":1}}'.encode()
 
 
@@ -108,14 +107,28 @@ def test_key_rotation():
 
 @pytest.mark.parametrize(
     "token",
-    ["", "abc", "a.b.c", "!!!.abc", "abc.", ".abc", "YQ.YQ", "x" * 9000, None, 42,
-     # valid base64 bodies that are not token bodies
-     *(f"{b64(body)}.{b64(bytes(64))}" for body in (
-         b"[1,2]",
-         b'{"kid":"k","kind":"x"}',
-         b'{"kid":1,"kind":"x","payload":{}}',
-         b"\xff",
-     ))],
+    [
+        "",
+        "abc",
+        "a.b.c",
+        "!!!.abc",
+        "abc.",
+        ".abc",
+        "YQ.YQ",
+        "x" * 9000,
+        None,
+        42,
+        # valid base64 bodies that are not token bodies
+        *(
+            f"{b64(body)}.{b64(bytes(64))}"
+            for body in (
+                b"[1,2]",
+                b'{"kid":"k","kind":"x"}',
+                b'{"kid":1,"kind":"x","payload":{}}',
+                b"\xff",
+            )
+        ),
+    ],
 )
 def test_malformed_tokens_are_refused(token):
     with pytest.raises(MalformedTokenError):

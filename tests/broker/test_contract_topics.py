@@ -12,8 +12,8 @@ from broker.contract import (
     DEVICE_ACL_LINES,
     InvalidDeviceIdError,
     MessageType,
-    RejectReason,
     Rejection,
+    RejectReason,
     StateDomain,
     TopicInfo,
     ack_topic,
@@ -63,9 +63,7 @@ def test_topic_for_matches_the_specific_builders():
     assert topic_for(MessageType.ACK, "d1") == "kassa/v1/dev/d1/down/ack"
     assert topic_for(MessageType.COMMAND, "d1") == "kassa/v1/dev/d1/down/cmd"
     assert topic_for(MessageType.STATUS, "d1") == "kassa/v1/dev/d1/status"
-    assert topic_for(MessageType.STATE, "d1", StateDomain.CONFIG) == (
-        "kassa/v1/dev/d1/down/state/config"
-    )
+    assert topic_for(MessageType.STATE, "d1", StateDomain.CONFIG) == ("kassa/v1/dev/d1/down/state/config")
     with pytest.raises(ValueError):
         topic_for(MessageType.STATE, "d1")
     with pytest.raises(ValueError):
@@ -83,8 +81,12 @@ def test_subscriptions_and_acl_line():
         "pattern write kassa/v1/dev/%u/status",
         "pattern read kassa/v1/dev/%u/down/#",
     )
-    production = (Path(__file__).resolve().parents[2] / "broker" / "production" / "acl-devices").read_text().splitlines()
-    assert all(line in production for line in DEVICE_ACL_LINES), "broker/production/acl-devices grants what the contract says"
+    production = (
+        (Path(__file__).resolve().parents[2] / "broker" / "production" / "acl-devices").read_text().splitlines()
+    )
+    assert all(line in production for line in DEVICE_ACL_LINES), (
+        "broker/production/acl-devices grants what the contract says"
+    )
 
 
 def test_only_state_docs_and_status_are_retained():
@@ -93,7 +95,24 @@ def test_only_state_docs_and_status_are_retained():
 
 @pytest.mark.parametrize(
     "device_id",
-    ["", "a+b", "a#", "a/b", "a\x00b", "$SYS", "-lead", ".lead", "x" * 65, "dev ice", "é", 7, None, "kassa-cloud", "kassa-ingest-w1", "KASSA-pushes-1"],
+    [
+        "",
+        "a+b",
+        "a#",
+        "a/b",
+        "a\x00b",
+        "$SYS",
+        "-lead",
+        ".lead",
+        "x" * 65,
+        "dev ice",
+        "é",
+        7,
+        None,
+        "kassa-cloud",
+        "kassa-ingest-w1",
+        "KASSA-pushes-1",
+    ],
 )
 def test_unsafe_device_ids_are_refused_by_builders(device_id):
     assert not is_valid_device_id(device_id)
@@ -152,8 +171,27 @@ def test_parse_topic_never_raises_on_garbage(topic):
 
 @given(
     st.lists(
-        st.sampled_from(["kassa", "v1", "v9", "dev", "till-7", "up", "down", "sale", "state",
-                         "config", "ack", "cmd", "status", "+", "#", "", "\x00"]),
+        st.sampled_from(
+            [
+                "kassa",
+                "v1",
+                "v9",
+                "dev",
+                "till-7",
+                "up",
+                "down",
+                "sale",
+                "state",
+                "config",
+                "ack",
+                "cmd",
+                "status",
+                "+",
+                "#",
+                "",
+                "\x00",
+            ]
+        ),
         max_size=8,
     )
 )

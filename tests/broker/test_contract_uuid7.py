@@ -62,7 +62,11 @@ def test_make_uuid7_places_each_field():
     assert uuid7_unix_ms(value) == 1_740_821_400_000
     assert (value.int >> 64) & 0xFFF == 0xABC
     assert value.int & ((1 << 62) - 1) == 0x2A
-    for bad in ({"unix_ms": -1}, {"unix_ms": 1 << 48}, {"unix_ms": 0, "counter": 1 << 12},
-                {"unix_ms": 0, "random_bits": 1 << 62}):
+    for bad in (
+        {"unix_ms": -1},
+        {"unix_ms": 1 << 48},
+        {"unix_ms": 0, "counter": 1 << 12},
+        {"unix_ms": 0, "random_bits": 1 << 62},
+    ):
         with pytest.raises(ValueError):
             make_uuid7(**bad)

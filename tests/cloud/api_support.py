@@ -8,7 +8,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,19 +101,28 @@ class Api:
 
     def link(self, company_token: str, company_id: int, partner_token: str, partner_id: int) -> int:
         """An active link: the company asks, the partner accepts."""
-        link = self.call("POST", f"/companies/{company_id}/link-requests", company_token, 201,
-                         json={"partner_id": partner_id}).json()
+        link = self.call(
+            "POST", f"/companies/{company_id}/link-requests", company_token, 201, json={"partner_id": partner_id}
+        ).json()
         self.call("POST", f"/links/{link['id']}/accept", partner_token, 200)
         return link["id"]
 
 
-def add_device(api: Api, device_id: str, company_id: int, pos_id: int | None = None, public_key: str | None = None) -> None:
+def add_device(
+    api: Api, device_id: str, company_id: int, pos_id: int | None = None, public_key: str | None = None
+) -> None:
     """Pairing is not built yet: devices are put in the table directly."""
     with Session(api.engine) as session:
-        session.add(Device(device_id=device_id, company_id=company_id, point_of_sale_id=pos_id,
-                           public_key=public_key, created_at=datetime.now(timezone.utc)))
+        session.add(
+            Device(
+                device_id=device_id,
+                company_id=company_id,
+                point_of_sale_id=pos_id,
+                public_key=public_key,
+                created_at=datetime.now(UTC),
+            )
+        )
         session.commit()
-
 
 
 @contextlib.contextmanager

@@ -45,15 +45,19 @@ class Shop:
     def registry(self) -> dict[str, tuple[int, Any]]:
         """The company's `operator_codes` rows: code -> (owner cashier id, first use)."""
         with Session(self.api.engine) as session:
-            rows = session.execute(select(OperatorCodeUse.code, OperatorCodeUse.cashier_id, OperatorCodeUse.taken_at)
-                                   .where(OperatorCodeUse.company_id == self.company_id))
+            rows = session.execute(
+                select(OperatorCodeUse.code, OperatorCodeUse.cashier_id, OperatorCodeUse.taken_at).where(
+                    OperatorCodeUse.company_id == self.company_id
+                )
+            )
             return {code: (owner, taken_at) for code, owner, taken_at in rows}
 
     def rosters(self) -> dict[str, tuple[int, dict[str, Any]]]:
         """The shop's devices that have a roster document: device -> (version, doc)."""
         with Session(self.api.engine) as session:
-            rows = session.scalars(select(DesiredState).where(DesiredState.domain == "cashiers",
-                                                              DesiredState.device_id.in_(self.devices)))
+            rows = session.scalars(
+                select(DesiredState).where(DesiredState.domain == "cashiers", DesiredState.device_id.in_(self.devices))
+            )
             return {row.device_id: (row.version, row.doc) for row in rows}
 
     def versions(self) -> dict[str, int]:
@@ -70,8 +74,9 @@ def new_shop(api: Api, name: str, devices: int = 3, stores: tuple[str, ...] = ("
     company_id, admin = api.company(name)
     shop = Shop(api, company_id, admin)
     for code in stores:
-        shop.pos_ids[code] = api.call("POST", f"/companies/{company_id}/points-of-sale", admin, 201,
-                                      json={"name": code.title(), "code": code}).json()["id"]
+        shop.pos_ids[code] = api.call(
+            "POST", f"/companies/{company_id}/points-of-sale", admin, 201, json={"name": code.title(), "code": code}
+        ).json()["id"]
     for n in range(1, devices + 1):
         device_id = f"c{company_id}-till-{n}"
         add_device(api, device_id, company_id, next(iter(shop.pos_ids.values()), None))

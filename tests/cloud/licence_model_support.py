@@ -84,7 +84,7 @@ class SimDevice:
         self.persisted_high_water = self.high_water
 
     # ------------------------------------------------------------ as agent/licence/docs.py
-    def apply_doc(self, version: int, tokens: list[str], trusted, cloud_s: float) -> kc.LeaseReport | None:  # noqa: ANN001
+    def apply_doc(self, version: int, tokens: list[str], trusted, cloud_s: float) -> kc.LeaseReport | None:
         if version <= self.doc_version:
             return None  # an older (retained, delayed) copy: ignored by version
         self.doc_version = version
@@ -92,8 +92,14 @@ class SimDevice:
         accepted: dict[str, tuple] = {}
         for token in tokens:
             try:
-                claims = accept_token(token, device_id=self.device_id, device_key=self.key.fingerprint,
-                                      trusted_keys=trusted, highest_epoch=0, now_wall=now_wall)
+                claims = accept_token(
+                    token,
+                    device_id=self.device_id,
+                    device_key=self.key.fingerprint,
+                    trusted_keys=trusted,
+                    highest_epoch=0,
+                    now_wall=now_wall,
+                )
                 if claims.epoch < self.highest_epoch.get(claims.licence_id, 0):
                     raise LeaseRefused(Refusal.OLD_EPOCH)
                 if (claims.licence_id, claims.epoch) in self.tombstones:
@@ -146,28 +152,48 @@ class SimDevice:
 
     # ------------------------------------------------------- as agent/licence/component.py
     def verdict(self, licence_id: str, cloud_s: float) -> Verdict:
-        return agent_lease.sale_verdict(self.held.get(licence_id), now_wall=self.wall(cloud_s),
-                                        now_mono=self.mono(cloud_s), wall_high_water=self.high_water)
+        return agent_lease.sale_verdict(
+            self.held.get(licence_id),
+            now_wall=self.wall(cloud_s),
+            now_mono=self.mono(cloud_s),
+            wall_high_water=self.high_water,
+        )
 
     def can_sell(self, licence_id: str, cloud_s: float) -> bool:
         return self.powered and self.verdict(licence_id, cloud_s).ok
 
     def report(self) -> kc.LeaseReport:
-        leases = [kc.HeldLease(licence_id=lid, epoch=h.claims.epoch,
-                               lease_expires_at=T0 + timedelta(seconds=h.claims.expires_at - T0.timestamp()))
-                  for lid, h in sorted(self.held.items()) if not h.released]
-        stones = [kc.Tombstone(licence_id=lid, epoch=epoch, receipt=receipt)
-                  for (lid, epoch), (receipt, _at, confirmed) in sorted(self.tombstones.items()) if not confirmed]
+        leases = [
+            kc.HeldLease(
+                licence_id=lid,
+                epoch=h.claims.epoch,
+                lease_expires_at=T0 + timedelta(seconds=h.claims.expires_at - T0.timestamp()),
+            )
+            for lid, h in sorted(self.held.items())
+            if not h.released
+        ]
+        stones = [
+            kc.Tombstone(licence_id=lid, epoch=epoch, receipt=receipt)
+            for (lid, epoch), (receipt, _at, confirmed) in sorted(self.tombstones.items())
+            if not confirmed
+        ]
         return kc.LeaseReport(kind="lease_report", leases=leases, tombstones=stones)
 
     def describe(self, licence_id: str, cloud_s: float) -> str:
         held = self.held.get(licence_id)
-        lease = "none" if held is None else (
-            f"epoch {held.claims.epoch} expires {held.claims.expires_at - T0.timestamp():.0f}"
-            f"{' released' if held.released else ''}"
-            f" mono {'-' if held.received_mono is None else f'{held.received_mono:.0f}'}")
-        return (f"{self.device_id}[{lease}; skew {self.skew_s:+.0f}, boot {self.boot_at:.0f}, "
-                f"{'on' if self.powered else 'off'}, cut until {self.cut_until:.0f}]")
+        lease = (
+            "none"
+            if held is None
+            else (
+                f"epoch {held.claims.epoch} expires {held.claims.expires_at - T0.timestamp():.0f}"
+                f"{' released' if held.released else ''}"
+                f" mono {'-' if held.received_mono is None else f'{held.received_mono:.0f}'}"
+            )
+        )
+        return (
+            f"{self.device_id}[{lease}; skew {self.skew_s:+.0f}, boot {self.boot_at:.0f}, "
+            f"{'on' if self.powered else 'off'}, cut until {self.cut_until:.0f}]"
+        )
 
 
 class Violation(AssertionError):
@@ -194,31 +220,36 @@ class Ownership:
         before, after = self.holder[licence.id], licence.company_id
         change = None
         if after != before:
-            if (before is None and licence.state == LicenceState.BOUND
-                    and self.company_of[licence.device_id] == after):
+            if before is None and licence.state == LicenceState.BOUND and self.company_of[licence.device_id] == after:
                 change = "stock_bound"
             elif after is None and before is not None and self.released_by.get(licence.id) == before:
                 del self.released_by[licence.id]
                 change = "returned"
             else:
-                raise Violation(f"{where}: licence {licence.id} went from company {before} to company {after} "
-                                f"({licence.state}, {licence.device_id}) without the owning company's release")
+                raise Violation(
+                    f"{where}: licence {licence.id} went from company {before} to company {after} "
+                    f"({licence.state}, {licence.device_id}) without the owning company's release"
+                )
             self.holder[licence.id] = after
         with_devices = []
         if licence.state in (LicenceState.BOUND, LicenceState.RELEASING):
             with_devices = [licence.device_id, licence.releasing_to_device_id]
         for device_id in with_devices:
             if device_id is not None and self.company_of[device_id] != after:
-                raise Violation(f"{where}: licence {licence.id} of company {after} is {licence.state} with "
-                                f"{device_id} of company {self.company_of[device_id]}")
+                raise Violation(
+                    f"{where}: licence {licence.id} of company {after} is {licence.state} with "
+                    f"{device_id} of company {self.company_of[device_id]}"
+                )
         return change
 
     def check_seller(self, licence_id: str, device_id: str, where: str) -> None:
         holder = self.holder[licence_id]
         if self.company_of[device_id] != holder:
             held = "the partner's stock" if holder is None else f"company {holder}"
-            raise Violation(f"{where}: {device_id} of company {self.company_of[device_id]} can sell under licence "
-                            f"{licence_id}, which the cloud gives to {held}")
+            raise Violation(
+                f"{where}: {device_id} of company {self.company_of[device_id]} can sell under licence "
+                f"{licence_id}, which the cloud gives to {held}"
+            )
 
 
 @dataclasses.dataclass(order=True)
@@ -228,17 +259,20 @@ class Packet:
     device_id: str = dataclasses.field(compare=False)
     up: kc.Body | None = dataclasses.field(default=None, compare=False)  # device -> cloud
     doc: tuple[int, list[str]] | None = dataclasses.field(default=None, compare=False)  # cloud -> device
-    release: tuple[str, int, float] | None = dataclasses.field(default=None, compare=False)  # licence, epoch, expires (s)
+    release: tuple[str, int, float] | None = dataclasses.field(
+        default=None, compare=False
+    )  # licence, epoch, expires (s)
 
 
 # ------------------------------------------------------------------------ mutations
 # Each plants one bug in the cloud licence book or in the device's sale check. The model
 # must find a violation of an invariant for every one of them.
 
-def _wrap_request_move(monkeypatch: pytest.MonkeyPatch, after: Callable) -> None:  # noqa: ANN401
+
+def _wrap_request_move(monkeypatch: pytest.MonkeyPatch, after: Callable) -> None:
     original = binding.request_move
 
-    def mutated(session, licence, target, now, policy, actor):  # noqa: ANN001, ANN202
+    def mutated(session, licence, target, now, policy, actor):
         was_bound = licence.state == LicenceState.BOUND
         original(session, licence, target, now, policy, actor)
         if was_bound:
@@ -249,23 +283,36 @@ def _wrap_request_move(monkeypatch: pytest.MonkeyPatch, after: Callable) -> None
 
 def deadline_now(monkeypatch: pytest.MonkeyPatch) -> None:
     """The sweep grants at its next pass: deadline = now instead of last expiry + margin."""
-    def after(session, licence, now, policy, actor):  # noqa: ANN001, ANN202
+
+    def after(session, licence, now, policy, actor):
         licence.release_deadline = now
+
     _wrap_request_move(monkeypatch, after)
 
 
 def no_margin(monkeypatch: pytest.MonkeyPatch) -> None:
     """The sweep grants at the old lease's expiry, without the clock margin."""
-    def after(session, licence, now, policy, actor):  # noqa: ANN001, ANN202
+
+    def after(session, licence, now, policy, actor):
         licence.release_deadline -= timedelta(seconds=policy.clock_margin_s)
+
     _wrap_request_move(monkeypatch, after)
 
 
 def grant_without_receipt(monkeypatch: pytest.MonkeyPatch) -> None:
     """The new device is granted at once, without waiting for a receipt or the deadline."""
-    def after(session, licence, now, policy, actor):  # noqa: ANN001, ANN202
-        binding.grant_to_target(session, licence, now, policy, actor=actor, action=LicenceAction.RELEASED,
-                                detail="mutant: granted without a receipt")
+
+    def after(session, licence, now, policy, actor):
+        binding.grant_to_target(
+            session,
+            licence,
+            now,
+            policy,
+            actor=actor,
+            action=LicenceAction.RELEASED,
+            detail="mutant: granted without a receipt",
+        )
+
     _wrap_request_move(monkeypatch, after)
 
 
@@ -275,7 +322,7 @@ def no_release_channel(monkeypatch: pytest.MonkeyPatch) -> None:
     original = binding.request_move
     publish, moving = binding.publish_doc, []
 
-    def mutated(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def mutated(*args, **kwargs):
         moving.append(True)
         try:
             return original(*args, **kwargs)
@@ -297,14 +344,26 @@ def release_skips_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
     waiting for its terminal to let go (the document still drops the lease)."""
     original = binding.request_move
 
-    def mutated(session, licence, target, now, policy, actor):  # noqa: ANN001, ANN202
+    def mutated(session, licence, target, now, policy, actor):
         if target is not None or licence.state != LicenceState.BOUND:
             return original(session, licence, target, now, policy, actor)
         old_device_id = licence.device_id
         licence.state, licence.device_id, licence.company_id, licence.lease_token = (
-            LicenceState.ASSIGNED, None, None, None)
-        record_event(session, licence, actor=actor, action=LicenceAction.RETURNED, from_state=LicenceState.BOUND,
-                     from_device_id=old_device_id, now=now, detail="mutant: returned at once")
+            LicenceState.ASSIGNED,
+            None,
+            None,
+            None,
+        )
+        record_event(
+            session,
+            licence,
+            actor=actor,
+            action=LicenceAction.RETURNED,
+            from_state=LicenceState.BOUND,
+            from_device_id=old_device_id,
+            now=now,
+            detail="mutant: returned at once",
+        )
         binding.publish_doc(session, old_device_id, now)
         return None
 
@@ -315,14 +374,18 @@ def _verdict_without(check: str) -> Callable[[pytest.MonkeyPatch], None]:
     real = agent_lease.sale_verdict
 
     def plant(monkeypatch: pytest.MonkeyPatch) -> None:
-        def mutated(lease, *, now_wall, now_mono, wall_high_water):  # noqa: ANN001, ANN202
+        def mutated(lease, *, now_wall, now_mono, wall_high_water):
             if lease is not None and check == "released":
                 lease = dataclasses.replace(lease, released=False)
             if lease is not None and check == "monotonic":
                 lease = dataclasses.replace(lease, received_mono=None)
             verdict = real(lease, now_wall=now_wall, now_mono=now_mono, wall_high_water=wall_high_water)
-            if check == "wall_expiry" and verdict.code == Refusal.EXPIRED and lease is not None and (
-                    lease.received_mono is None or now_mono - lease.received_mono < lease.claims.lifetime_s):
+            if (
+                check == "wall_expiry"
+                and verdict.code == Refusal.EXPIRED
+                and lease is not None
+                and (lease.received_mono is None or now_mono - lease.received_mono < lease.claims.lifetime_s)
+            ):
                 return Verdict(True, "ok", "mutant", lease.claims.licence_id, lease.claims.expires_at)
             return verdict
 

@@ -8,7 +8,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,17 @@ LEASE_S = 600
 RENEW_S = 60
 MARGIN_S = 30
 MOVES_PER_HOUR = 3
-T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def short_policy(cloud_key: Ed25519PrivateKey, **overrides: Any) -> LicencePolicy:
-    values = {"lease_s": LEASE_S, "renew_after_s": RENEW_S, "clock_margin_s": MARGIN_S,
-              "moves_per_hour": MOVES_PER_HOUR, **overrides}
+    values = {
+        "lease_s": LEASE_S,
+        "renew_after_s": RENEW_S,
+        "clock_margin_s": MARGIN_S,
+        "moves_per_hour": MOVES_PER_HOUR,
+        **overrides,
+    }
     return LicencePolicy(signer=LeaseSigner(CLOUD_KEY_ID, private_key=cloud_key), **values)
 
 
@@ -59,8 +64,13 @@ class DeviceKey:
         return public_key_fingerprint(self.private_key.public_key())
 
     def receipt(self, licence_id: str, epoch: int, at: datetime = T0) -> str:
-        claims = kl.ReleaseClaims(licence_id=licence_id, device_id=self.device_id, device_key=self.fingerprint,
-                                  epoch=epoch, released_at=int(at.timestamp()))
+        claims = kl.ReleaseClaims(
+            licence_id=licence_id,
+            device_id=self.device_id,
+            device_key=self.fingerprint,
+            epoch=epoch,
+            released_at=int(at.timestamp()),
+        )
         return kl.sign_release(claims, self.private_key)
 
 
@@ -86,18 +96,31 @@ class LicenceDb:
     def add_device(self, device_id: str, company_id: int | None = None, *, with_key: bool = False) -> DeviceKey:
         key = DeviceKey(device_id)
         with Session(self.engine) as session, session.begin():
-            session.add(Device(device_id=device_id, company_id=company_id or self.company_id,
-                               public_key=key.public_text if with_key else None, created_at=T0))
+            session.add(
+                Device(
+                    device_id=device_id,
+                    company_id=company_id or self.company_id,
+                    public_key=key.public_text if with_key else None,
+                    created_at=T0,
+                )
+            )
         return key
 
-    def issue(self, count: int = 1, valid_until: datetime = T0 + timedelta(days=365), *,
-              assign_to: int | None = None, unseal: bool = False) -> list[tuple[str, str]]:
+    def issue(
+        self,
+        count: int = 1,
+        valid_until: datetime = T0 + timedelta(days=365),
+        *,
+        assign_to: int | None = None,
+        unseal: bool = False,
+    ) -> list[tuple[str, str]]:
         """(licence id, canonical key) of new licences, assigned to a company or unsealed into
         the partner's stock when asked."""
         with Session(self.engine) as session, session.begin():
             partner = session.get(Partner, self.partner_id)
-            issued = book.issue_licences(session, partner, count, {"seats": 1}, valid_until,
-                                         by_user=self.admin_user_id, now=T0)
+            issued = book.issue_licences(
+                session, partner, count, {"seats": 1}, valid_until, by_user=self.admin_user_id, now=T0
+            )
             for licence in issued:
                 if assign_to is not None:
                     book.assign(session, licence.id, assign_to, by_user=self.admin_user_id, now=T0)
@@ -113,8 +136,11 @@ class LicenceDb:
 
     def events(self, licence_id: str) -> list[LicenceEvent]:
         with Session(self.engine, expire_on_commit=False) as session:
-            return list(session.scalars(select(LicenceEvent).where(LicenceEvent.licence_id == licence_id)
-                                        .order_by(LicenceEvent.id)))
+            return list(
+                session.scalars(
+                    select(LicenceEvent).where(LicenceEvent.licence_id == licence_id).order_by(LicenceEvent.id)
+                )
+            )
 
     def doc(self, device_id: str) -> tuple[int, list[str]] | None:
         """(version, lease tokens) of the device's desired licence document."""
@@ -128,14 +154,27 @@ class LicenceDb:
 
     def release_commands(self, device_id: str) -> list[DeviceCommand]:
         with Session(self.engine, expire_on_commit=False) as session:
-            return list(session.scalars(select(DeviceCommand).where(
-                DeviceCommand.device_id == device_id, DeviceCommand.name == kc.CommandName.LICENCE_RELEASE)
-                .order_by(DeviceCommand.created_at)))
+            return list(
+                session.scalars(
+                    select(DeviceCommand)
+                    .where(DeviceCommand.device_id == device_id, DeviceCommand.name == kc.CommandName.LICENCE_RELEASE)
+                    .order_by(DeviceCommand.created_at)
+                )
+            )
 
 
 def _link(session: Session, company_id: int, partner_id: int, user_id: int) -> None:
-    session.add(PartnerLink(company_id=company_id, partner_id=partner_id, state=LinkState.ACTIVE,
-                            open_company_id=company_id, requested_by=user_id, requested_at=T0, decided_at=T0))
+    session.add(
+        PartnerLink(
+            company_id=company_id,
+            partner_id=partner_id,
+            state=LinkState.ACTIVE,
+            open_company_id=company_id,
+            requested_by=user_id,
+            requested_at=T0,
+            decided_at=T0,
+        )
+    )
 
 
 @contextlib.contextmanager
@@ -151,15 +190,17 @@ def licence_database(backend: str, directory: Path) -> Iterator[LicenceDb]:
             session.flush()
             _link(session, company.id, partner.id, admin.id)
             session.commit()
-        yield LicenceDb(engine, Ed25519PrivateKey.generate(), owner.id, admin.id, partner.id, company.id, other.id,
-                        third.id)
+        yield LicenceDb(
+            engine, Ed25519PrivateKey.generate(), owner.id, admin.id, partner.id, company.id, other.id, third.id
+        )
 
 
 def write_signing_key(directory: Path) -> tuple[Path, Ed25519PrivateKey]:
     key = Ed25519PrivateKey.generate()
     path = directory / "signing.pem"
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     os.chmod(path, 0o600)
     return path, key
 
@@ -171,9 +212,15 @@ def licence_api(backend: str, directory: Path) -> Iterator[tuple[Api, Ed25519Pri
     with migrated_engine(backend, directory) as engine:
         with Session(engine, expire_on_commit=False) as session:
             _owner, _admin, token = create_owner(session, "Owner")
-        settings = CloudSettings(database_url=str(engine.url), signing_key_file=key_file, signing_key_id=CLOUD_KEY_ID,
-                                 licence_lease_s=LEASE_S, licence_renew_after_s=RENEW_S,
-                                 licence_clock_margin_s=MARGIN_S, licence_moves_per_hour=MOVES_PER_HOUR)
+        settings = CloudSettings(
+            database_url=str(engine.url),
+            signing_key_file=key_file,
+            signing_key_id=CLOUD_KEY_ID,
+            licence_lease_s=LEASE_S,
+            licence_renew_after_s=RENEW_S,
+            licence_clock_margin_s=MARGIN_S,
+            licence_moves_per_hour=MOVES_PER_HOUR,
+        )
         with TestClient(create_app(settings, engine), raise_server_exceptions=False) as client:
             yield Api(client, engine, token), key
 

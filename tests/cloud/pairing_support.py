@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +33,17 @@ def make_pki(out: Path) -> Path:
 
 
 def pairing_settings(database_url: str, pki: Path | None, **overrides: Any) -> CloudSettings:
-    values: dict[str, Any] = {"database_url": database_url, "pairing_broker_host": "mqtt.example.com",
-                              "pairing_requests_per_minute": 100_000}
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "pairing_broker_host": "mqtt.example.com",
+        "pairing_requests_per_minute": 100_000,
+    }
     if pki is not None:
-        values |= {"device_ca_cert_file": pki / "device-ca.crt", "device_ca_key_file": pki / "device-ca.key",
-                   "pairing_broker_ca_file": pki / "cloud-ca.crt"}
+        values |= {
+            "device_ca_cert_file": pki / "device-ca.crt",
+            "device_ca_key_file": pki / "device-ca.key",
+            "pairing_broker_ca_file": pki / "cloud-ca.crt",
+        }
     return CloudSettings(**(values | overrides))
 
 
@@ -71,11 +77,13 @@ class Terminal:
         return csr_pem(self.device_id, self.tls_key)
 
     def registration(self, *, csr: str | None = None, now: datetime | None = None) -> dict[str, Any]:
-        request = registration_request(self.device_id, self.identity, csr or self.csr(), self.code, now or datetime.now(timezone.utc))
+        request = registration_request(
+            self.device_id, self.identity, csr or self.csr(), self.code, now or datetime.now(UTC)
+        )
         return request.model_dump(mode="json")
 
     def poll(self, now: datetime | None = None) -> dict[str, Any]:
-        return poll_request(self.device_id, self.identity, now or datetime.now(timezone.utc)).model_dump(mode="json")
+        return poll_request(self.device_id, self.identity, now or datetime.now(UTC)).model_dump(mode="json")
 
 
 def register(api: Api, terminal: Terminal, expect: int | None = 201, **kw: Any) -> Any:
@@ -93,9 +101,16 @@ def poll(api: Api, terminal: Terminal, expect: int | None = 200) -> Any:
 
 
 def claim(api: Api, token: str, company_id: int, code: str, pos_id: int, expect: int | None = 201) -> Any:
-    return api.call("POST", f"/companies/{company_id}/pairing/claims", token, expect,
-                    json={"pairing_code": code, "point_of_sale_id": pos_id})
+    return api.call(
+        "POST",
+        f"/companies/{company_id}/pairing/claims",
+        token,
+        expect,
+        json={"pairing_code": code, "point_of_sale_id": pos_id},
+    )
 
 
 def store(api: Api, token: str, company_id: int, code: str = "MAIN") -> int:
-    return api.call("POST", f"/companies/{company_id}/points-of-sale", token, 201, json={"name": code, "code": code}).json()["id"]
+    return api.call(
+        "POST", f"/companies/{company_id}/points-of-sale", token, 201, json={"name": code, "code": code}
+    ).json()["id"]

@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, insert, select
@@ -26,10 +26,11 @@ class PushDb:
     owner_token: str
 
     def add_devices(self, *device_ids: str) -> list[str]:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with Session(self.engine) as session, session.begin():
-            session.execute(insert(Device), [{"device_id": d, "company_id": self.company_id, "created_at": now}
-                                             for d in device_ids])
+            session.execute(
+                insert(Device), [{"device_id": d, "company_id": self.company_id, "created_at": now} for d in device_ids]
+            )
         return list(device_ids)
 
     def state(self, device_id: str, domain: str = "config") -> DesiredState | None:
@@ -38,9 +39,11 @@ class PushDb:
 
     def pending(self) -> int:
         with Session(self.engine) as session:
-            return len(session.scalars(select(DesiredState.device_id).where(DesiredState.publish_pending.is_(True))).all())
+            return len(
+                session.scalars(select(DesiredState.device_id).where(DesiredState.publish_pending.is_(True))).all()
+            )
 
-    def command(self, command_id) -> DeviceCommand:  # noqa: ANN001 - a UUID
+    def command(self, command_id) -> DeviceCommand:
         with Session(self.engine, expire_on_commit=False) as session:
             command = session.get(DeviceCommand, command_id)
             assert command is not None
@@ -52,7 +55,7 @@ def push_database(backend: str, directory: Path) -> Iterator[PushDb]:
     with migrated_engine(backend, directory) as engine:
         with Session(engine, expire_on_commit=False) as session:
             owner, _admin, token = create_owner(session, "Push owner")
-            company = Company(owner_id=owner.id, name="Push Co", created_at=datetime.now(timezone.utc))
+            company = Company(owner_id=owner.id, name="Push Co", created_at=datetime.now(UTC))
             session.add(company)
             session.commit()
         yield PushDb(engine, company.id, token)

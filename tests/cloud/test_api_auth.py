@@ -17,13 +17,22 @@ from cloud_api.settings import CloudSettings
 from cloud_api.tenancy.models import ApiToken, User
 from tests.cloud.api_support import Api, auth, error_code
 
-PROTECTED = [("GET", "/me"), ("GET", "/users"), ("GET", "/partners"), ("POST", "/partners"),
-             ("GET", "/companies"), ("GET", "/companies/1/sales"), ("GET", "/links"),
-             ("POST", "/links/1/accept"), ("DELETE", "/tokens/1")]
+PROTECTED = [
+    ("GET", "/me"),
+    ("GET", "/users"),
+    ("GET", "/partners"),
+    ("POST", "/partners"),
+    ("GET", "/companies"),
+    ("GET", "/companies/1/sales"),
+    ("GET", "/links"),
+    ("POST", "/links/1/accept"),
+    ("DELETE", "/tokens/1"),
+]
 
 
-@pytest.mark.parametrize("header", [None, "Bearer", "Bearer kst_not-a-real-token", "Basic dXNlcjpwdw==",
-                                    "Bearer " + "x" * 500])
+@pytest.mark.parametrize(
+    "header", [None, "Bearer", "Bearer kst_not-a-real-token", "Basic dXNlcjpwdw==", "Bearer " + "x" * 500]
+)
 def test_every_endpoint_needs_a_valid_bearer_token(api: Api, header: str | None) -> None:
     headers = {"Authorization": header} if header else {}
     for method, path in PROTECTED:
@@ -75,16 +84,23 @@ def test_roles_gate_user_creation(api: Api) -> None:
     other_cid, _ = api.company("Other Gate Co")
     viewer = api.user("company_viewer", company_admin, company_id=cid)
     # a company admin makes users of its own company only, never a partner or owner admin
-    assert error_code(api.call("POST", "/users", company_admin, 403, json={"name": "x", "role": "owner_admin"})) == "forbidden"
+    assert (
+        error_code(api.call("POST", "/users", company_admin, 403, json={"name": "x", "role": "owner_admin"}))
+        == "forbidden"
+    )
     # (partners are a directory companies can see, so that one is a 403, not a 404)
     api.call("POST", "/users", company_admin, 403, json={"name": "x", "role": "partner_admin", "partner_id": pid})
-    api.call("POST", "/users", company_admin, 404, json={"name": "x", "role": "company_viewer", "company_id": other_cid})
+    api.call(
+        "POST", "/users", company_admin, 404, json={"name": "x", "role": "company_viewer", "company_id": other_cid}
+    )
     api.call("POST", "/users", viewer, 403, json={"name": "x", "role": "company_viewer", "company_id": cid})
     # a partner admin adds admins to its own partner
     api.call("POST", "/users", partner, 201, json={"name": "x", "role": "partner_admin", "partner_id": pid})
     api.call("POST", "/users", partner, 404, json={"name": "x", "role": "company_admin", "company_id": cid})
     # the tenant ids must match the role
-    reply = api.call("POST", "/users", api.owner_token, 422, json={"name": "x", "role": "company_admin", "partner_id": pid})
+    reply = api.call(
+        "POST", "/users", api.owner_token, 422, json={"name": "x", "role": "company_admin", "partner_id": pid}
+    )
     assert error_code(reply) == "invalid_request"
 
 

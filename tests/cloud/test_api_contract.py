@@ -46,22 +46,22 @@ def contract_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture(scope="module")
-def contract_schema(contract_api: Api):  # noqa: ANN201 - a schemathesis schema
+def contract_schema(contract_api: Api):
     return schemathesis.openapi.from_asgi("/openapi.json", contract_api.client.app)
 
 
 @pytest.mark.parametrize("label", operation_labels())
-def test_no_server_error(label: str, contract_api: Api, contract_schema) -> None:  # noqa: ANN001
+def test_no_server_error(label: str, contract_api: Api, contract_schema) -> None:
     method, path = label.split(" ", 1)
     operation = contract_schema[path][method]
     headers = auth(contract_api.owner_token)
     seen: list[int] = []
 
     for mode in GenerationMode:
+
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=EXAMPLES_PER_MODE, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        def check(case) -> None:  # noqa: ANN001 - schemathesis Case
+        @settings(max_examples=EXAMPLES_PER_MODE, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def check(case) -> None:
             response = case.call(headers={**(case.headers or {}), **headers})
             seen.append(response.status_code)
             assert response.status_code < 500, (case.method, case.formatted_path, case.query, case.body, response.text)
@@ -79,6 +79,14 @@ def test_no_server_error(label: str, contract_api: Api, contract_schema) -> None
 
 def test_spec_lists_every_area() -> None:
     paths = {label.split(" ", 1)[1] for label in operation_labels()}
-    assert {"/me", "/users", "/partners", "/companies/{company_id}/points-of-sale",
-            "/companies/{company_id}/link-requests", "/links/{link_id}/accept",
-            "/companies/{company_id}/devices", "/companies/{company_id}/sales", "/healthz"} <= paths
+    assert {
+        "/me",
+        "/users",
+        "/partners",
+        "/companies/{company_id}/points-of-sale",
+        "/companies/{company_id}/link-requests",
+        "/links/{link_id}/accept",
+        "/companies/{company_id}/devices",
+        "/companies/{company_id}/sales",
+        "/healthz",
+    } <= paths

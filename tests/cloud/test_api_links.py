@@ -6,8 +6,13 @@ from tests.cloud.api_support import Api, error_code
 
 
 def request(api: Api, token: str, company_id: int, partner_id: int, expect: int = 201) -> dict:
-    return api.call("POST", f"/companies/{company_id}/link-requests", token, expect,
-                    json={"partner_id": partner_id, "message": "please serve us"}).json()
+    return api.call(
+        "POST",
+        f"/companies/{company_id}/link-requests",
+        token,
+        expect,
+        json={"partner_id": partner_id, "message": "please serve us"},
+    ).json()
 
 
 def test_request_accept_and_end_by_either_side(api: Api) -> None:

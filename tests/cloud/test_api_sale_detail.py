@@ -5,7 +5,7 @@ itself (apply_batch), as devices would report it."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.orm import Session
@@ -16,7 +16,7 @@ from cloud_api.ingest.apply import apply_batch
 from cloud_api.ingest.plan import AckPlan
 from tests.cloud.api_support import Api, add_device, error_code
 
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 BOOT = uuid.UUID("6a1f0000-0000-4000-8000-000000000002")
 
 
@@ -28,8 +28,7 @@ def ingest(api: Api, envelopes: list[kc.Envelope], at: datetime | None = None) -
 
 
 def up(body: kc.Body, device_id: str, seq: int, at: datetime = T0) -> kc.Envelope:
-    return kc.up_message(body, device_id=device_id, seq=seq, boot_id=BOOT, clock_trusted=True,
-                         created_at=at)
+    return kc.up_message(body, device_id=device_id, seq=seq, boot_id=BOOT, clock_trusted=True, created_at=at)
 
 
 def status(state: kc.Presence, device_id: str) -> kc.Envelope:
@@ -45,55 +44,103 @@ def shop(api: Api) -> dict:
     other_cid, other_admin = api.company("Detail Other Co")
     add_device(api, "detail-other", other_cid)
     sale = _sale().model_copy(update={"sale_id": uuid.uuid4(), "receipt_no": 77})
-    line_refund = _refund().model_copy(update={
-        "refund_id": uuid.uuid4(), "original_sale_id": sale.sale_id,
-        "original_device_id": "detail-till"})
-    rest = kc.Refund(refund_id=uuid.uuid4(), original_sale_id=sale.sale_id,
-                     original_device_id="detail-till", scope=kc.RefundScope.LINES,
-                     lines=[kc.RefundLine(line_index=0, qty_milli=1000, amount=250)],
-                     currency="EUR", amount=250,
-                     payments=[kc.Payment(method=kc.PaymentMethod.CARD, amount=250, reference="RF-9")],
-                     cashier_id="C-0200", till_session_id=uuid.uuid4(), reason="one espresso spilt")
+    line_refund = _refund().model_copy(
+        update={"refund_id": uuid.uuid4(), "original_sale_id": sale.sale_id, "original_device_id": "detail-till"}
+    )
+    rest = kc.Refund(
+        refund_id=uuid.uuid4(),
+        original_sale_id=sale.sale_id,
+        original_device_id="detail-till",
+        scope=kc.RefundScope.LINES,
+        lines=[kc.RefundLine(line_index=0, qty_milli=1000, amount=250)],
+        currency="EUR",
+        amount=250,
+        payments=[kc.Payment(method=kc.PaymentMethod.CARD, amount=250, reference="RF-9")],
+        cashier_id="C-0200",
+        till_session_id=uuid.uuid4(),
+        reason="one espresso spilt",
+    )
     stranger = rest.model_copy(update={"refund_id": uuid.uuid4(), "reason": "not ours to see"})
     other_sale = _sale().model_copy(update={"sale_id": uuid.uuid4(), "receipt_no": 1})
-    plan = ingest(api, [up(sale, "detail-till", 1), up(line_refund, "detail-till", 2, T0 + timedelta(hours=1)),
-                        up(rest, "detail-till", 3, T0 + timedelta(hours=2)),
-                        up(stranger, "detail-other", 1), up(other_sale, "detail-other", 2)])
+    plan = ingest(
+        api,
+        [
+            up(sale, "detail-till", 1),
+            up(line_refund, "detail-till", 2, T0 + timedelta(hours=1)),
+            up(rest, "detail-till", 3, T0 + timedelta(hours=2)),
+            up(stranger, "detail-other", 1),
+            up(other_sale, "detail-other", 2),
+        ],
+    )
     assert (plan.applied, plan.rejected) == (5, 0)
-    return {"cid": cid, "admin": admin, "viewer": api.user("company_viewer", admin, company_id=cid),
-            "sale": sale, "refunds": [line_refund, rest], "other_cid": other_cid,
-            "other_admin": other_admin, "other_sale": other_sale}
+    return {
+        "cid": cid,
+        "admin": admin,
+        "viewer": api.user("company_viewer", admin, company_id=cid),
+        "sale": sale,
+        "refunds": [line_refund, rest],
+        "other_cid": other_cid,
+        "other_admin": other_admin,
+        "other_sale": other_sale,
+    }
 
 
 def test_sale_detail_has_lines_taxes_payments_and_refunds(api: Api, shop: dict) -> None:
     sale: kc.Sale = shop["sale"]
     line_refund, rest = shop["refunds"]
     detail = api.call("GET", f"/companies/{shop['cid']}/sales/{sale.sale_id}", shop["viewer"], 200).json()
-    assert {key: value for key, value in detail.items()
-            if key not in ("lines", "taxes", "payments", "refunds")} == {
-        "sale_id": str(sale.sale_id), "device_id": "detail-till", "point_of_sale": "POS-MAIN",
-        "cashier_id": "C-0107", "receipt_number": 77, "currency": "EUR", "total_minor": 2040,
-        "sold_at": "2026-03-01T09:00:00Z", "till_session_id": str(sale.till_session_id),
-        "tax_included": True, "tax_total_minor": 246, "change_minor": 60,
-        "refunded_minor": 1190 + 250, "refund_count": 2}
+    assert {key: value for key, value in detail.items() if key not in ("lines", "taxes", "payments", "refunds")} == {
+        "sale_id": str(sale.sale_id),
+        "device_id": "detail-till",
+        "point_of_sale": "POS-MAIN",
+        "cashier_id": "C-0107",
+        "receipt_number": 77,
+        "currency": "EUR",
+        "total_minor": 2040,
+        "sold_at": "2026-03-01T09:00:00Z",
+        "till_session_id": str(sale.till_session_id),
+        "tax_included": True,
+        "tax_total_minor": 246,
+        "change_minor": 60,
+        "refunded_minor": 1190 + 250,
+        "refund_count": 2,
+    }
     assert detail["lines"] == [
-        {"line_index": i, "sku": line.sku, "name": line.name, "qty_milli": line.qty_milli,
-         "unit_price_minor": line.unit_price, "tax_rate_bp": line.tax_rate_bp,
-         "discount_minor": line.discount, "total_minor": line.total}
-        for i, line in enumerate(sale.lines)]
-    assert detail["taxes"] == [{"rate_bp": 700, "base_minor": 850, "tax_minor": 56},
-                               {"rate_bp": 1900, "base_minor": 1190, "tax_minor": 190}]
-    assert detail["payments"] == [{"method": "card", "amount_minor": 1000, "reference": "A1B2C3"},
-                                  {"method": "cash", "amount_minor": 1100, "reference": None}]
+        {
+            "line_index": i,
+            "sku": line.sku,
+            "name": line.name,
+            "qty_milli": line.qty_milli,
+            "unit_price_minor": line.unit_price,
+            "tax_rate_bp": line.tax_rate_bp,
+            "discount_minor": line.discount,
+            "total_minor": line.total,
+        }
+        for i, line in enumerate(sale.lines)
+    ]
+    assert detail["taxes"] == [
+        {"rate_bp": 700, "base_minor": 850, "tax_minor": 56},
+        {"rate_bp": 1900, "base_minor": 1190, "tax_minor": 190},
+    ]
+    assert detail["payments"] == [
+        {"method": "card", "amount_minor": 1000, "reference": "A1B2C3"},
+        {"method": "cash", "amount_minor": 1100, "reference": None},
+    ]
     # oldest first; the other company's refund naming this sale is not shown
     assert [r["refund_id"] for r in detail["refunds"]] == [str(line_refund.refund_id), str(rest.refund_id)]
     assert detail["refunds"][1] == {
-        "refund_id": str(rest.refund_id), "device_id": "detail-till", "scope": "lines",
-        "cashier_id": "C-0200", "till_session_id": str(rest.till_session_id),
-        "reason": "one espresso spilt", "currency": "EUR", "amount_minor": 250,
+        "refund_id": str(rest.refund_id),
+        "device_id": "detail-till",
+        "scope": "lines",
+        "cashier_id": "C-0200",
+        "till_session_id": str(rest.till_session_id),
+        "reason": "one espresso spilt",
+        "currency": "EUR",
+        "amount_minor": 250,
         "refunded_at": "2026-03-01T11:00:00Z",
         "lines": [{"line_index": 0, "qty_milli": 1000, "amount_minor": 250}],
-        "payments": [{"method": "card", "amount_minor": 250, "reference": "RF-9"}]}
+        "payments": [{"method": "card", "amount_minor": 250, "reference": "RF-9"}],
+    }
     assert detail["refunds"][0]["lines"] == [{"line_index": 2, "qty_milli": 1000, "amount_minor": 1190}]
     owner_view = api.call("GET", f"/companies/{shop['cid']}/sales/{sale.sale_id}", api.owner_token, 200).json()
     assert owner_view == detail
@@ -129,8 +176,7 @@ def test_devices_show_presence_and_last_seen(api: Api) -> None:
     for name in ("pres-a", "pres-b", "pres-never"):
         add_device(api, name, cid)
     ingest(api, [status(kc.Presence.ONLINE, "pres-a"), status(kc.Presence.ONLINE, "pres-b")], T0)
-    ingest(api, [up(_sale().model_copy(update={"sale_id": uuid.uuid4()}), "pres-a", 1)],
-           T0 + timedelta(minutes=5))
+    ingest(api, [up(_sale().model_copy(update={"sale_id": uuid.uuid4()}), "pres-a", 1)], T0 + timedelta(minutes=5))
     will = status(kc.Presence.OFFLINE, "pres-b")
     ingest(api, [will], T0 + timedelta(minutes=7))
     ingest(api, [will], T0 + timedelta(hours=3))  # the retained copy, re-sent on a resubscribe
@@ -139,7 +185,8 @@ def test_devices_show_presence_and_last_seen(api: Api) -> None:
     assert [(d["presence"], d["last_seen_at"]) for d in listed.values()] == [
         ("online", "2026-03-01T09:05:00Z"),  # its sale came after its status
         ("offline", "2026-03-01T09:07:00Z"),  # when its will arrived, not when it was re-sent
-        ("unknown", None)]
+        ("unknown", None),
+    ]
     one = api.call("GET", f"/companies/{cid}/devices/pres-b", admin, 200).json()
     assert one == listed["pres-b"] and one["paired"] is False
 

@@ -48,11 +48,11 @@ def test_concurrent_starts_migrate_once(backend: str, tmp_path: Path) -> None:
         errors: list[BaseException] = []
         start = threading.Barrier(len(engines))
 
-        def run(engine) -> None:  # noqa: ANN001
+        def run(engine) -> None:
             try:
                 start.wait()
                 create_schema(engine)
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=run, args=(e,)) for e in engines]
@@ -78,8 +78,10 @@ def test_adopts_a_database_made_before_alembic(backend: str, tmp_path: Path) -> 
             create_schema(engine)
             assert schema.current_revision(engine) == head()
             with engine.connect() as conn:
-                assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
-                                        schema.metadata()) == []
+                assert (
+                    compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), schema.metadata())
+                    == []
+                )
         finally:
             engine.dispose()
 

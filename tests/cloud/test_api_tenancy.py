@@ -36,15 +36,23 @@ def test_partner_sees_the_company_but_not_its_data(api: Api) -> None:
 def test_company_cannot_read_another_company(api: Api) -> None:
     cid_a, company_a = api.company("Shop A")
     cid_b, company_b = api.company("Shop B")
-    pos_b = api.call("POST", f"/companies/{cid_b}/points-of-sale", company_b, 201,
-                     json={"name": "B main", "code": "B-MAIN"}).json()
+    pos_b = api.call(
+        "POST", f"/companies/{cid_b}/points-of-sale", company_b, 201, json={"name": "B main", "code": "B-MAIN"}
+    ).json()
     add_device(api, "till-b-1", cid_b, pos_b["id"])
     assert [c["id"] for c in api.call("GET", "/companies", company_a, 200).json()] == [cid_a]
-    not_found = [f"/companies/{cid_b}", f"/companies/{cid_b}/points-of-sale",
-                 f"/companies/{cid_b}/points-of-sale/{pos_b['id']}", f"/companies/{cid_b}/devices",
-                 f"/companies/{cid_b}/devices/till-b-1", f"/companies/{cid_b}/sales",
-                 f"/companies/{cid_b}/sales?format=csv", f"/companies/{cid_a}/points-of-sale/{pos_b['id']}",
-                 f"/companies/{cid_a}/devices/till-b-1", "/companies/999999"]
+    not_found = [
+        f"/companies/{cid_b}",
+        f"/companies/{cid_b}/points-of-sale",
+        f"/companies/{cid_b}/points-of-sale/{pos_b['id']}",
+        f"/companies/{cid_b}/devices",
+        f"/companies/{cid_b}/devices/till-b-1",
+        f"/companies/{cid_b}/sales",
+        f"/companies/{cid_b}/sales?format=csv",
+        f"/companies/{cid_a}/points-of-sale/{pos_b['id']}",
+        f"/companies/{cid_a}/devices/till-b-1",
+        "/companies/999999",
+    ]
     for path in not_found:
         reply = api.call("GET", path, company_a, 404)
         assert error_code(reply) == "not_found", path
@@ -58,8 +66,12 @@ def test_company_cannot_read_another_company(api: Api) -> None:
 
 def test_points_of_sale_and_devices(api: Api) -> None:
     cid, admin = api.company("Stores Co")
-    main = api.call("POST", f"/companies/{cid}/points-of-sale", admin, 201, json={"name": "Main street", "code": "MAIN"}).json()
-    kiosk = api.call("POST", f"/companies/{cid}/points-of-sale", api.owner_token, 201, json={"name": "Kiosk", "code": "KIOSK"}).json()
+    main = api.call(
+        "POST", f"/companies/{cid}/points-of-sale", admin, 201, json={"name": "Main street", "code": "MAIN"}
+    ).json()
+    kiosk = api.call(
+        "POST", f"/companies/{cid}/points-of-sale", api.owner_token, 201, json={"name": "Kiosk", "code": "KIOSK"}
+    ).json()
     assert main["company_id"] == cid and main["code"] == "MAIN"
     reply = api.call("POST", f"/companies/{cid}/points-of-sale", admin, 409, json={"name": "Again", "code": "MAIN"})
     assert error_code(reply) == "code_taken"
@@ -70,7 +82,10 @@ def test_points_of_sale_and_devices(api: Api) -> None:
     add_device(api, "stores-3", cid)
     devices = api.call("GET", f"/companies/{cid}/devices", admin, 200).json()
     assert [(d["device_id"], d["point_of_sale_id"], d["paired"]) for d in devices] == [
-        ("stores-1", main["id"], True), ("stores-2", kiosk["id"], False), ("stores-3", None, False)]
+        ("stores-1", main["id"], True),
+        ("stores-2", kiosk["id"], False),
+        ("stores-3", None, False),
+    ]
     at_kiosk = api.call("GET", f"/companies/{cid}/devices?point_of_sale={kiosk['id']}", admin, 200).json()
     assert [d["device_id"] for d in at_kiosk] == ["stores-2"]
     assert api.call("GET", f"/companies/{cid}/devices/stores-3", admin, 200).json()["company_id"] == cid
@@ -94,10 +109,16 @@ def test_owner_sees_everything_of_its_own_platform_only(api: Api) -> None:
 
 
 def test_bad_input_is_a_4xx_with_an_error_code(api: Api) -> None:
-    cases = [("POST", "/partners", {"name": ""}), ("POST", "/partners", {"name": "a\x00b"}),
-             ("POST", "/partners", {"name": "x" * 201}), ("POST", "/partners", {"name": "ok", "extra": 1}),
-             ("POST", "/companies", None), ("GET", "/companies/0", None),
-             ("GET", f"/companies/{2**40}", None), ("GET", "/companies/abc", None)]
+    cases = [
+        ("POST", "/partners", {"name": ""}),
+        ("POST", "/partners", {"name": "a\x00b"}),
+        ("POST", "/partners", {"name": "x" * 201}),
+        ("POST", "/partners", {"name": "ok", "extra": 1}),
+        ("POST", "/companies", None),
+        ("GET", "/companies/0", None),
+        ("GET", f"/companies/{2**40}", None),
+        ("GET", "/companies/abc", None),
+    ]
     for method, path, body in cases:
         reply = api.call(method, path, api.owner_token, 422, json=body)
         assert error_code(reply) == "invalid_request", (path, body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -23,18 +23,33 @@ PIN = "918273645546"  # 12 digits: no timestamp or id in the database holds such
 
 def test_create_read_update_list_and_delete(api: Api) -> None:
     shop = new_shop(api, "Crud Co")
-    anna = shop.create(code="ANNA-1", name="Anna", operator_code="0427", roles=["refund", "cashier", "refund"],
-                       devices=[shop.devices[0]])
-    assert {k: anna[k] for k in ("code", "name", "operator_code", "roles", "enabled", "pin_set", "devices", "details")} == {
-        "code": "ANNA-1", "name": "Anna", "operator_code": "0427", "roles": ["cashier", "refund"], "enabled": True,
-        "pin_set": False, "devices": [shop.devices[0]], "details": []}
+    anna = shop.create(
+        code="ANNA-1",
+        name="Anna",
+        operator_code="0427",
+        roles=["refund", "cashier", "refund"],
+        devices=[shop.devices[0]],
+    )
+    assert {
+        k: anna[k] for k in ("code", "name", "operator_code", "roles", "enabled", "pin_set", "devices", "details")
+    } == {
+        "code": "ANNA-1",
+        "name": "Anna",
+        "operator_code": "0427",
+        "roles": ["cashier", "refund"],
+        "enabled": True,
+        "pin_set": False,
+        "devices": [shop.devices[0]],
+        "details": [],
+    }
     generated = shop.create(name="Ben", operator_code="0428")
     assert generated["code"] == "C-0002" and generated["devices"] == [] and generated["roles"] == ["cashier"]
 
     path = f"{shop.path}/{anna['id']}"
     assert shop.call("GET", path, 200).json() == anna
-    changed = shop.call("PATCH", path, 200, json={"name": "Anna B.", "roles": ["admin", "void", "no_sale"],
-                                                  "enabled": False}).json()
+    changed = shop.call(
+        "PATCH", path, 200, json={"name": "Anna B.", "roles": ["admin", "void", "no_sale"], "enabled": False}
+    ).json()
     assert (changed["name"], changed["roles"], changed["enabled"]) == ("Anna B.", ["admin", "no_sale", "void"], False)
     assert changed["operator_code"] == "0427" and changed["updated_at"] >= anna["updated_at"]
     assert [c["code"] for c in shop.call("GET", shop.path, 200).json()] == ["ANNA-1", "C-0002"]
@@ -73,8 +88,11 @@ def test_bad_input_gets_a_clear_error(api: Api) -> None:
     for body in ({"pin": "12"}, {"pin": "1234567890123"}, {"pin": 1234}, {}):
         reply = shop.call("PUT", f"{shop.path}/{cashier['id']}/pin", json=body)
         assert reply.status_code == 422 and error_code(reply) in ("cashier.pin_format", "invalid_request"), body
-    reply = shop.call("PUT", f"{shop.path}/{cashier['id']}/details/{shop.pos_ids['MAIN']}",
-                      json={"terminal_id": "T 1", "operator_code": "5555"})
+    reply = shop.call(
+        "PUT",
+        f"{shop.path}/{cashier['id']}/details/{shop.pos_ids['MAIN']}",
+        json={"terminal_id": "T 1", "operator_code": "5555"},
+    )
     assert (reply.status_code, error_code(reply)) == (422, "cashier.terminal_id_format")
 
 
@@ -92,8 +110,11 @@ def test_pin_is_hashed_and_never_shown_or_logged(api: Api, caplog: pytest.LogCap
     assert shop.call("PUT", f"{path}/pin", 204, json={"pin": new_pin}).content == b""
     second_hash = _pin_hash(api, cashier["id"])
     assert second_hash != first_hash and verify_pin(new_pin, second_hash) and not verify_pin(PIN, second_hash)
-    replies = [shop.call("GET", path, 200).text, shop.call("GET", shop.path, 200).text,
-               shop.call("GET", f"/companies/{shop.company_id}/devices/{shop.devices[0]}/roster", 200).text]
+    replies = [
+        shop.call("GET", path, 200).text,
+        shop.call("GET", shop.path, 200).text,
+        shop.call("GET", f"/companies/{shop.company_id}/devices/{shop.devices[0]}/roster", 200).text,
+    ]
     roster = shop.call("GET", f"/companies/{shop.company_id}/devices/{shop.devices[0]}/roster", 200).json()
     assert roster["cashiers"][0]["pin_set"] is True
     # the pushed document carries the hash (the device checks PINs offline), nothing else does
@@ -117,20 +138,28 @@ def test_details_per_point_of_sale(api: Api) -> None:
     shop.call("PUT", f"{path}/{main}", 200, json={"terminal_id": "T-100", "operator_code": "2001"})
     shown = shop.call("PUT", f"{path}/{airport}", 200, json={"terminal_id": "SU-7", "operator_code": "2002"}).json()
     assert [(d["point_of_sale_code"], d["terminal_id"], d["operator_code"]) for d in shown["details"]] == [
-        ("AIRPORT", "SU-7", "2002"), ("MAIN", "T-100", "2001")]
+        ("AIRPORT", "SU-7", "2002"),
+        ("MAIN", "T-100", "2001"),
+    ]
     # the same set again with a new terminal id keeps its operator code
     again = shop.call("PUT", f"{path}/{main}", 200, json={"terminal_id": "T-101", "operator_code": "2001"}).json()
     assert [d["terminal_id"] for d in again["details"]] == ["SU-7", "T-101"]
     listed = shop.listed(shop.devices[0])[cashier["code"]]["details"]
-    assert listed == [{"point_of_sale": "AIRPORT", "terminal_id": "SU-7", "operator_code": "2002"},
-                      {"point_of_sale": "MAIN", "terminal_id": "T-101", "operator_code": "2001"}]
+    assert listed == [
+        {"point_of_sale": "AIRPORT", "terminal_id": "SU-7", "operator_code": "2002"},
+        {"point_of_sale": "MAIN", "terminal_id": "T-101", "operator_code": "2001"},
+    ]
 
     assert shop.call("DELETE", f"{path}/{airport}", 204)
     assert error_code(shop.call("DELETE", f"{path}/{airport}", 404)) == "cashier.details_not_found"
     assert [d["point_of_sale"] for d in shop.listed(shop.devices[0])[cashier["code"]]["details"]] == ["MAIN"]
     other = new_shop(api, "Details Other Co", devices=0)
-    assert error_code(shop.call("PUT", f"{path}/{other.pos_ids['MAIN']}", 404,
-                                json={"terminal_id": "T", "operator_code": "2003"})) == "not_found"
+    assert (
+        error_code(
+            shop.call("PUT", f"{path}/{other.pos_ids['MAIN']}", 404, json={"terminal_id": "T", "operator_code": "2003"})
+        )
+        == "not_found"
+    )
 
 
 def test_tenants_and_roles(api: Api) -> None:
@@ -138,11 +167,17 @@ def test_tenants_and_roles(api: Api) -> None:
     cashier = shop.create(operator_code="3000")
     path = f"{shop.path}/{cashier['id']}"
     stranger = new_shop(api, "Stranger Co", devices=1)
-    for method, url, body in [("GET", path, None), ("PATCH", path, {"name": "X"}), ("DELETE", path, None),
-                              ("PUT", f"{path}/pin", {"pin": "1234"}), ("GET", f"{path}/events", None),
-                              ("PUT", f"{path}/devices", {"devices": "all"}), ("GET", shop.path, None),
-                              ("POST", shop.path, {"name": "X", "operator_code": "3001"}),
-                              ("GET", f"/companies/{shop.company_id}/devices/{shop.devices[0]}/roster", None)]:
+    for method, url, body in [
+        ("GET", path, None),
+        ("PATCH", path, {"name": "X"}),
+        ("DELETE", path, None),
+        ("PUT", f"{path}/pin", {"pin": "1234"}),
+        ("GET", f"{path}/events", None),
+        ("PUT", f"{path}/devices", {"devices": "all"}),
+        ("GET", shop.path, None),
+        ("POST", shop.path, {"name": "X", "operator_code": "3001"}),
+        ("GET", f"/companies/{shop.company_id}/devices/{shop.devices[0]}/roster", None),
+    ]:
         reply = shop.call(method, url, token=stranger.admin, json=body)
         assert (reply.status_code, error_code(reply)) == (404, "not_found"), (method, url)
     # a cashier id of another company is not found in one's own company
@@ -151,10 +186,14 @@ def test_tenants_and_roles(api: Api) -> None:
     viewer = api.user("company_viewer", shop.admin, company_id=shop.company_id)
     assert shop.call("GET", path, 200, token=viewer).json()["id"] == cashier["id"]
     assert shop.call("GET", shop.path, 200, token=viewer)
-    for method, url, body in [("PATCH", path, {"name": "X"}), ("DELETE", path, None), ("PUT", f"{path}/pin", {"pin": "1234"}),
-                              ("POST", shop.path, {"name": "X", "operator_code": "3001"}),
-                              ("PUT", f"{path}/devices", {"devices": "all"}),
-                              ("PUT", f"{path}/details/{shop.pos_ids['MAIN']}", {"terminal_id": "T", "operator_code": "3002"})]:
+    for method, url, body in [
+        ("PATCH", path, {"name": "X"}),
+        ("DELETE", path, None),
+        ("PUT", f"{path}/pin", {"pin": "1234"}),
+        ("POST", shop.path, {"name": "X", "operator_code": "3001"}),
+        ("PUT", f"{path}/devices", {"devices": "all"}),
+        ("PUT", f"{path}/details/{shop.pos_ids['MAIN']}", {"terminal_id": "T", "operator_code": "3002"}),
+    ]:
         reply = shop.call(method, url, token=viewer, json=body)
         assert (reply.status_code, error_code(reply)) == (403, "forbidden"), (method, url)
     partner_id, partner = api.partner("Cashier Partner")
@@ -168,19 +207,36 @@ def test_login_audit_events(api: Api) -> None:
     shop = new_shop(api, "Audit Co", devices=2)
     other = new_shop(api, "Audit Other Co", devices=1)
     cashier = shop.create(code="AUD-1", operator_code="4000", devices="all")
-    start = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
-    events = [(shop.devices[0], "cashier.login", "AUD-1", 0), (shop.devices[1], "cashier.login_failed", "AUD-1", 1),
-              (shop.devices[1], "cashier.locked", "AUD-1", 2), (shop.devices[0], "cashier.logout", "AUD-1", 3),
-              (shop.devices[0], "cashier.login", "SOMEONE-ELSE", 4),
-              (other.devices[0], "cashier.login", "AUD-1", 5)]  # the same code in another company's device
+    start = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    events = [
+        (shop.devices[0], "cashier.login", "AUD-1", 0),
+        (shop.devices[1], "cashier.login_failed", "AUD-1", 1),
+        (shop.devices[1], "cashier.locked", "AUD-1", 2),
+        (shop.devices[0], "cashier.logout", "AUD-1", 3),
+        (shop.devices[0], "cashier.login", "SOMEONE-ELSE", 4),
+        (other.devices[0], "cashier.login", "AUD-1", 5),
+    ]  # the same code in another company's device
     with Session(api.engine) as session:
-        session.add_all(DeviceEvent(message_id=uuid.uuid4(), device_id=device, kind=kind, cashier_id=code,
-                                    details={"n": n}, occurred_at=start + timedelta(minutes=n))
-                        for device, kind, code, n in events)
+        session.add_all(
+            DeviceEvent(
+                message_id=uuid.uuid4(),
+                device_id=device,
+                kind=kind,
+                cashier_id=code,
+                details={"n": n},
+                occurred_at=start + timedelta(minutes=n),
+            )
+            for device, kind, code, n in events
+        )
         session.commit()
     path = f"{shop.path}/{cashier['id']}/events"
     page = shop.call("GET", path, 200).json()
-    assert [e["kind"] for e in page["items"]] == ["cashier.logout", "cashier.locked", "cashier.login_failed", "cashier.login"]
+    assert [e["kind"] for e in page["items"]] == [
+        "cashier.logout",
+        "cashier.locked",
+        "cashier.login_failed",
+        "cashier.login",
+    ]
     assert page["next_offset"] is None and page["items"][0]["details"] == {"n": 3}
     first = shop.call("GET", f"{path}?limit=3", 200).json()
     assert len(first["items"]) == 3 and first["next_offset"] == 3
@@ -200,8 +256,17 @@ def test_roster_view_of_a_device(api: Api) -> None:
     shop.create(code="RV-2", name="Rolf", operator_code="6001", devices=[shop.devices[0]])
     view = shop.call("GET", url, 200).json()
     assert view["version"] == 1 and view["published_version"] == 0
-    assert view["cashiers"] == [{"cashier_id": "RV-1", "name": "Rita", "operator_code": "6000", "pin_set": False,
-                                 "roles": ["cashier", "refund"], "enabled": True, "details": []}]
+    assert view["cashiers"] == [
+        {
+            "cashier_id": "RV-1",
+            "name": "Rita",
+            "operator_code": "6000",
+            "pin_set": False,
+            "roles": ["cashier", "refund"],
+            "enabled": True,
+            "details": [],
+        }
+    ]
     assert error_code(shop.call("GET", f"/companies/{shop.company_id}/devices/nope/roster", 404)) == "not_found"
 
 

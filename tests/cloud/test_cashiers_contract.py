@@ -28,28 +28,32 @@ def cashier_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
             shop = new_shop(api, f"Contract cashiers {n}", devices=2)
             for m in (1, 2):
                 cashier = shop.create(code=f"K{n}{m}", operator_code=f"{n}{m}00", devices="all", pin="1234")
-                shop.call("PUT", f"{shop.path}/{cashier['id']}/details/{shop.pos_ids['MAIN']}", 200,
-                          json={"terminal_id": "T-1", "operator_code": f"{n}{m}01"})
+                shop.call(
+                    "PUT",
+                    f"{shop.path}/{cashier['id']}/details/{shop.pos_ids['MAIN']}",
+                    200,
+                    json={"terminal_id": "T-1", "operator_code": f"{n}{m}01"},
+                )
         yield api
 
 
 @pytest.fixture(scope="module")
-def cashier_schema(cashier_api: Api):  # noqa: ANN201 - a schemathesis schema
+def cashier_schema(cashier_api: Api):
     return schemathesis.openapi.from_asgi("/openapi.json", cashier_api.client.app)
 
 
 @pytest.mark.parametrize("label", LABELS)
-def test_no_server_error(label: str, cashier_api: Api, cashier_schema) -> None:  # noqa: ANN001
+def test_no_server_error(label: str, cashier_api: Api, cashier_schema) -> None:
     method, path = label.split(" ", 1)
     operation = cashier_schema[path][method]
     headers = auth(cashier_api.owner_token)
     seen: list[int] = []
 
     for mode in GenerationMode:
+
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=EXAMPLES_PER_MODE, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        def check(case) -> None:  # noqa: ANN001 - schemathesis Case
+        @settings(max_examples=EXAMPLES_PER_MODE, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def check(case) -> None:
             if mode is GenerationMode.POSITIVE:
                 _aim_at_existing_objects(case, method)
             response = case.call(headers={**(case.headers or {}), **headers})
@@ -66,11 +70,15 @@ def test_no_server_error(label: str, cashier_api: Api, cashier_schema) -> None: 
     assert seen
 
 
-def _aim_at_existing_objects(case, method: str) -> None:  # noqa: ANN001 - schemathesis Case
+def _aim_at_existing_objects(case, method: str) -> None:
     """Valid requests go to company 1's objects, so they reach the service, not a 404.
     Deleting takes cashier 2, so cashier 1 lives on for the other operations."""
-    known = {"company_id": 1, "cashier_id": 2 if method == "DELETE" and case.path.endswith("{cashier_id}") else 1,
-             "point_of_sale_id": 1, "device_id": "c1-till-1"}
+    known = {
+        "company_id": 1,
+        "cashier_id": 2 if method == "DELETE" and case.path.endswith("{cashier_id}") else 1,
+        "point_of_sale_id": 1,
+        "device_id": "c1-till-1",
+    }
     case.path_parameters = {name: known.get(name, value) for name, value in (case.path_parameters or {}).items()}
 
 

@@ -32,7 +32,9 @@ def test_each_change_raises_the_version_of_exactly_the_affected_devices(api: Api
     assert shop.versions() == {d1: 2, d2: 2}
     assert shop.listed(d2)["P-1"]["name"] == "Renamed"
 
-    shop.call("PUT", f"{path}/details/{shop.pos_ids['MAIN']}", 200, json={"terminal_id": "T-1", "operator_code": "1001"})
+    shop.call(
+        "PUT", f"{path}/details/{shop.pos_ids['MAIN']}", 200, json={"terminal_id": "T-1", "operator_code": "1001"}
+    )
     assert shop.versions() == {d1: 3, d2: 3}
 
     # moved off d1 onto d3: d1 gets a roster without it, d3 its first one, d2 (unchanged) nothing
@@ -90,9 +92,18 @@ def test_service_functions_for_other_modules(api: Api) -> None:
 
     shop = new_shop(api, "Service Co", devices=1)
     with Session(api.engine, expire_on_commit=False) as session:
-        cashier = service.create_cashier(session, shop.company_id, service.NewCashier(
-            name="Eve", code="E-1", operator_code="4000", roles=["cashier", "refund"], devices=[shop.devices[0]],
-            pin_hash=hash_pin("4321")))
+        cashier = service.create_cashier(
+            session,
+            shop.company_id,
+            service.NewCashier(
+                name="Eve",
+                code="E-1",
+                operator_code="4000",
+                roles=["cashier", "refund"],
+                devices=[shop.devices[0]],
+                pin_hash=hash_pin("4321"),
+            ),
+        )
         service.put_details(session, shop.company_id, cashier.id, shop.pos_ids["AIRPORT"], "SU-1", "4001")
     listed = shop.listed(shop.devices[0])["E-1"]
     assert verify_pin("4321", listed["pin_hash"]) and listed["roles"] == ["cashier", "refund"]

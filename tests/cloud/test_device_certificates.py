@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,8 +26,13 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module", params=BACKENDS)
 def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pki: Path) -> Iterator[Api]:
     directory = tmp_path_factory.mktemp("certificates")
-    with pairing_api(request.param, directory, pki, device_crl_file=directory / "crl" / "device-crl.pem",
-                     device_cert_renew_interval_s=0) as value:
+    with pairing_api(
+        request.param,
+        directory,
+        pki,
+        device_crl_file=directory / "crl" / "device-crl.pem",
+        device_cert_renew_interval_s=0,
+    ) as value:
         value.crl_file = directory / "crl" / "device-crl.pem"  # type: ignore[attr-defined]
         yield value
 
@@ -42,8 +47,10 @@ def paired(api: Api, device_id: str) -> tuple[Terminal, int, str, x509.Certifica
     return till, cid, admin, x509.load_pem_x509_certificate(pem.encode())
 
 
-def renew(api: Api, till: Terminal, *, csr: str | None = None, expect: int | None = 200, now: datetime | None = None):  # noqa: ANN201
-    body = renewal_request(till.device_id, till.identity, csr or till.csr(), now or datetime.now(timezone.utc)).model_dump(mode="json")
+def renew(api: Api, till: Terminal, *, csr: str | None = None, expect: int | None = 200, now: datetime | None = None):
+    body = renewal_request(till.device_id, till.identity, csr or till.csr(), now or datetime.now(UTC)).model_dump(
+        mode="json"
+    )
     reply = api.client.post("/pairing/renewals", json=body)
     if expect is not None:
         assert reply.status_code == expect, reply.text
@@ -68,7 +75,9 @@ def test_a_paired_device_renews_with_its_identity_key(api: Api, pki: Path) -> No
     assert credentials["broker_ca_certificates"] == (pki / "cloud-ca.crt").read_text()
     listed = api.call("GET", f"/companies/{cid}/devices/renew-till-1/certificates", admin, 200).json()
     assert [(c["serial"], c["source"], c["revoked_at"]) for c in listed] == [
-        (format(second.serial_number, "x"), "renewal", None), (format(first.serial_number, "x"), "pairing", None)]
+        (format(second.serial_number, "x"), "renewal", None),
+        (format(first.serial_number, "x"), "pairing", None),
+    ]
     events = api.call("GET", f"/companies/{cid}/pairing/events", admin, 200).json()
     assert events[0]["event"] == "certificate_renewed" and events[0]["device_id"] == "renew-till-1"
 
@@ -79,12 +88,16 @@ def test_renewal_refusals(api: Api) -> None:
     assert error_code(renew(api, stranger, expect=401)) == "bad_signature"
     assert error_code(renew(api, Terminal("never-paired"), expect=404)) == "not_paired"
     assert error_code(renew(api, till, csr=csr_pem("renew-till-9", till.tls_key), expect=422)) == "invalid_csr"
-    old = datetime.now(timezone.utc) - timedelta(hours=1)
+    old = datetime.now(UTC) - timedelta(hours=1)
     assert error_code(renew(api, till, now=old, expect=422)) == "clock_skew"
-    body = renewal_request(till.device_id, till.identity, till.csr(), datetime.now(timezone.utc)).model_dump(mode="json")
+    body = renewal_request(till.device_id, till.identity, till.csr(), datetime.now(UTC)).model_dump(mode="json")
     body["csr"] = csr_pem(till.device_id)  # the proof signs another CSR
     mismatch = api.client.post("/pairing/renewals", json=body)
-    assert mismatch.status_code == 422 and error_code(mismatch) == "invalid_request" and "CSR" in mismatch.json()["error"]["message"]
+    assert (
+        mismatch.status_code == 422
+        and error_code(mismatch) == "invalid_request"
+        and "CSR" in mismatch.json()["error"]["message"]
+    )
 
 
 def test_renewals_are_rate_limited_per_device(tmp_path: Path, pki: Path) -> None:
@@ -99,7 +112,9 @@ def test_one_call_revokes_a_device_and_the_crl_lists_it(api: Api, pki: Path) -> 
     renewed = x509.load_pem_x509_certificate(renew(api, till).json()["certificate"].encode())
     _other_till, _other_cid, _other_admin, bystander = paired(api, "bystander-till")
     before = crl(api)
-    reply = api.call("POST", f"/companies/{cid}/devices/stolen-till/certificates/revoke", admin, 200, json={"reason": "stolen"}).json()
+    reply = api.call(
+        "POST", f"/companies/{cid}/devices/stolen-till/certificates/revoke", admin, 200, json={"reason": "stolen"}
+    ).json()
     serials = {format(first.serial_number, "x"), format(renewed.serial_number, "x")}
     assert set(reply["revoked"]) == serials and reply["crl_written_to"] == str(api.crl_file)  # type: ignore[attr-defined]
     after = crl(api)
@@ -164,8 +179,9 @@ def test_a_device_the_cloud_issued_nothing_to_cannot_be_revoked_by_the_api(api: 
     cid, admin = api.company("By hand Co")
     pos = store(api, admin, cid)
     with Session(api.engine) as session, session.begin():  # a terminal with a make-certs.sh certificate
-        session.add(Device(device_id="hand-made-till", company_id=cid, point_of_sale_id=pos,
-                           created_at=datetime.now(timezone.utc)))
+        session.add(
+            Device(device_id="hand-made-till", company_id=cid, point_of_sale_id=pos, created_at=datetime.now(UTC))
+        )
     reply = api.call("POST", f"/companies/{cid}/devices/hand-made-till/certificates/revoke", admin, 409)
     assert error_code(reply) == "certificates_unknown" and "kassa-cloud pki revoke" in reply.json()["error"]["message"]
     events = [e["event"] for e in api.call("GET", f"/companies/{cid}/pairing/events", admin, 200).json()]
@@ -179,8 +195,14 @@ def test_the_cli_revokes_a_certificate_and_the_device_renews_nothing_more(api: A
     pem = tmp_path / "cli-revoked-till.crt"
     pem.write_text(poll(api, till).json()["credentials"]["certificate"])
     settings = api.client.app.state.settings.model_copy(update={"device_crl_file": None})  # type: ignore[attr-defined]
-    assert run_pki_command(settings, api.engine, {"action": "revoke", "certificate": str(pem), "reason": "stolen",
-                                                  "out": str(tmp_path / "crl.pem")}) == 0
+    assert (
+        run_pki_command(
+            settings,
+            api.engine,
+            {"action": "revoke", "certificate": str(pem), "reason": "stolen", "out": str(tmp_path / "crl.pem")},
+        )
+        == 0
+    )
     written = x509.load_pem_x509_crl((tmp_path / "crl.pem").read_bytes())
     assert written.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
     assert error_code(renew(api, till, expect=403)) == "device_revoked"
@@ -196,17 +218,30 @@ def test_crl_files_written_out_of_order_keep_the_newest(tmp_path: Path, pki: Pat
     ca = x509.load_pem_x509_certificate((pki / "device-ca.crt").read_bytes())
 
     def numbered(number: int) -> str:
-        now = datetime.now(timezone.utc)
-        built = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject).last_update(now)
-                 .next_update(now + timedelta(days=1)).add_extension(x509.CRLNumber(number), critical=False)
-                 .sign(key, hashes.SHA256()))  # type: ignore[arg-type]
+        now = datetime.now(UTC)
+        built = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca.subject)
+            .last_update(now)
+            .next_update(now + timedelta(days=1))
+            .add_extension(x509.CRLNumber(number), critical=False)
+            .sign(key, hashes.SHA256())
+        )  # type: ignore[arg-type]
         return built.public_bytes(serialization.Encoding.PEM).decode()
 
     settings = CloudSettings(device_crl_file=tmp_path / "crl" / "device-crl.pem")
     write_crl_file(settings.device_crl_file, numbered(8))
     write_crl_file(settings.device_crl_file, numbered(7))  # the slower of two revocations writes last
-    assert x509.load_pem_x509_crl(settings.device_crl_file.read_bytes()).extensions.get_extension_for_class(
-        x509.CRLNumber).value.crl_number == 8
+    assert (
+        x509.load_pem_x509_crl(settings.device_crl_file.read_bytes())
+        .extensions.get_extension_for_class(x509.CRLNumber)
+        .value.crl_number
+        == 8
+    )
     write_crl_file(settings.device_crl_file, numbered(9))
-    assert x509.load_pem_x509_crl(settings.device_crl_file.read_bytes()).extensions.get_extension_for_class(
-        x509.CRLNumber).value.crl_number == 9
+    assert (
+        x509.load_pem_x509_crl(settings.device_crl_file.read_bytes())
+        .extensions.get_extension_for_class(x509.CRLNumber)
+        .value.crl_number
+        == 9
+    )

@@ -68,8 +68,9 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 # --------------------------------------------------------------------------- builders
 def sale(receipt_no: int, sale_id: uuid.UUID | None = None, cashier_id: str = "C-0107") -> kc.Sale:
-    return _sale().model_copy(update={"sale_id": sale_id or uuid.uuid4(),
-                                      "receipt_no": receipt_no, "cashier_id": cashier_id})
+    return _sale().model_copy(
+        update={"sale_id": sale_id or uuid.uuid4(), "receipt_no": receipt_no, "cashier_id": cashier_id}
+    )
 
 
 def event(kind: str = "cashier.login") -> kc.Event:
@@ -77,8 +78,7 @@ def event(kind: str = "cashier.login") -> kc.Event:
 
 
 def up(body: kc.Body, seq: int, device_id: str = DEVICE, **extra) -> kc.Envelope:
-    return kc.up_message(body, device_id=device_id, seq=seq, boot_id=BOOT, clock_trusted=True,
-                         **extra)
+    return kc.up_message(body, device_id=device_id, seq=seq, boot_id=BOOT, clock_trusted=True, **extra)
 
 
 def received(envelope: kc.Envelope) -> kc.Parsed | kc.Rejection:
@@ -105,8 +105,9 @@ def stream(engine: Engine, device_id: str = DEVICE) -> DeviceStream:
 
 def gaps(engine: Engine, device_id: str = DEVICE) -> list[tuple[int, int, bool]]:
     with Session(engine) as session:
-        rows = session.scalars(select(SequenceGap).where(SequenceGap.device_id == device_id)
-                               .order_by(SequenceGap.first_missing))
+        rows = session.scalars(
+            select(SequenceGap).where(SequenceGap.device_id == device_id).order_by(SequenceGap.first_missing)
+        )
         return [(g.first_missing, g.last_missing, g.closed_at is not None) for g in rows]
 
 
@@ -114,7 +115,10 @@ def gaps(engine: Engine, device_id: str = DEVICE) -> list[tuple[int, int, bool]]
 def test_every_type_applied_once_and_redelivery_changes_nothing(engine: Engine) -> None:
     command_id = uuid.uuid4()
     batch = [
-        up(sale(1), 1), up(sale(2), 2), up(event(), 3), up(_refund(), 4),
+        up(sale(1), 1),
+        up(sale(2), 2),
+        up(event(), 3),
+        up(_refund(), 4),
         up(kc.Reply(ok=True, result={"pong": True}), 5, correlation_id=command_id),
         up(kc.DeviceState(software_version="0.1.0", applied_versions={}, outbox_depth=0), 6),
         up(kc.LeaseReport(kind="lease_report", leases=[], tombstones=[]), 7),
@@ -125,8 +129,14 @@ def test_every_type_applied_once_and_redelivery_changes_nothing(engine: Engine) 
     assert plan.devices[DEVICE].high_water == 7
     tables = (IngestedMessage, SaleRecord, DeviceEvent, RefundRecord, CommandReply, DeviceReport)
     before = {model.__tablename__: count(engine, model) for model in tables}
-    assert before == {"ingested_messages": 7, "sales": 2, "device_events": 1, "refunds": 1,
-                      "command_replies": 1, "device_reports": 2}
+    assert before == {
+        "ingested_messages": 7,
+        "sales": 2,
+        "device_events": 1,
+        "refunds": 1,
+        "command_replies": 1,
+        "device_reports": 2,
+    }
 
     again = apply(engine, batch + batch[:2])  # redelivered, twice for some
     assert (again.applied, again.duplicates) == (0, 9)
@@ -217,10 +227,14 @@ def test_reports_keep_the_newest_and_replies_the_first(engine: Engine) -> None:
         return kc.DeviceState(software_version="0.1.0", applied_versions={}, outbox_depth=depth)
 
     command_id = uuid.uuid4()
-    apply(engine, [up(state(10), 10),
-                   up(kc.Reply(ok=True, result={"n": 1}), 11, correlation_id=command_id)])
-    plan = apply(engine, [up(state(9), 9),  # older, arrived late
-                          up(kc.Reply(ok=True, result={"n": 2}), 12, correlation_id=command_id)])
+    apply(engine, [up(state(10), 10), up(kc.Reply(ok=True, result={"n": 1}), 11, correlation_id=command_id)])
+    plan = apply(
+        engine,
+        [
+            up(state(9), 9),  # older, arrived late
+            up(kc.Reply(ok=True, result={"n": 2}), 12, correlation_id=command_id),
+        ],
+    )
     assert plan.applied == 2
     with Session(engine) as session:
         assert session.get(DeviceReport, (DEVICE, "state")).report["outbox_depth"] == 10
@@ -228,10 +242,8 @@ def test_reports_keep_the_newest_and_replies_the_first(engine: Engine) -> None:
 
 
 def test_status_messages_record_presence(engine: Engine) -> None:
-    online = kc.status_message(kc.Presence.ONLINE, device_id=DEVICE, boot_id=BOOT,
-                               clock_trusted=True)
-    offline = kc.status_message(kc.Presence.OFFLINE, device_id=DEVICE, boot_id=BOOT,
-                                clock_trusted=True)
+    online = kc.status_message(kc.Presence.ONLINE, device_id=DEVICE, boot_id=BOOT, clock_trusted=True)
+    offline = kc.status_message(kc.Presence.OFFLINE, device_id=DEVICE, boot_id=BOOT, clock_trusted=True)
     plan = apply(engine, [online])
     assert plan.presence == 1 and not plan.devices  # statuses are never acked
     with Session(engine) as session:

@@ -54,13 +54,22 @@ def test_a_bad_line_is_refused_alone(engine, workers, devices) -> None:
     broken = up(sale(3), 3, device_id=DEVICE)
     foreign = up(sale(5), 5, device_id="till-2")  # another device's message inside till-1's batch
     unknown = up(sale(6), 6, device_id=DEVICE)  # sent with a type no one knows
-    lines = [kc.encode(good[0]), kc.encode(good[1]),
-             kc.encode(broken).replace(b'"total":', b'"total":-', 1),
-             kc.encode(foreign), b"garbage, not JSON", kc.encode(good[2]),
-             kc.encode(unknown).replace(b'"type":"up.sale"', b'"type":"up.nonsense"')]
+    lines = [
+        kc.encode(good[0]),
+        kc.encode(good[1]),
+        kc.encode(broken).replace(b'"total":', b'"total":-', 1),
+        kc.encode(foreign),
+        b"garbage, not JSON",
+        kc.encode(good[2]),
+        kc.encode(unknown).replace(b'"type":"up.sale"', b'"type":"up.nonsense"'),
+    ]
     device.send_raw(kc.batch_topic(DEVICE), b"\n".join(lines))
-    wait_for(lambda: device.settled([e.id for e in good] + [broken.id, foreign.id, unknown.id])
-             and worker.stats().invalid >= 1, what="the good lines acked and the bad ones refused")
+    wait_for(
+        lambda: (
+            device.settled([e.id for e in good] + [broken.id, foreign.id, unknown.id]) and worker.stats().invalid >= 1
+        ),
+        what="the good lines acked and the bad ones refused",
+    )
     # Every refusal with a readable id goes back to the sender, so its outbox sets the row aside.
     assert device.rejected == {broken.id: "schema", foreign.id: "wrong_device", unknown.id: "unknown_type"}
     assert count(engine, SaleRecord) == 3

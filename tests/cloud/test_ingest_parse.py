@@ -21,8 +21,16 @@ from broker import contract as kc
 from broker.contract.sales import Sale
 from cloud_api.db import make_engine
 from cloud_api.ingest import apply_batch
-from cloud_api.ingest.fastparse import _ENVELOPE_KEYS, _LINE_KEYS, _PAYMENT_KEYS, _SALE_KEYS
-from cloud_api.ingest.fastparse import _TAX_KEYS, _check_sale, parse, parse_up
+from cloud_api.ingest.fastparse import (
+    _ENVELOPE_KEYS,
+    _LINE_KEYS,
+    _PAYMENT_KEYS,
+    _SALE_KEYS,
+    _TAX_KEYS,
+    _check_sale,
+    parse,
+    parse_up,
+)
 from cloud_api.ingest.up import Up
 from cloud_api.models import IngestedMessage, SaleLine, SalePayment, SaleRecord
 from cloud_api.schema_init import create_schema
@@ -35,8 +43,7 @@ BOOT = uuid.UUID("6a1f0000-0000-4000-8000-000000000001")
 
 
 def payload(receipt_no: int = 1, seq: int = 1, **extra: Any) -> bytes:
-    return kc.encode_up(make_sale(receipt_no), device_id=DEVICE, seq=seq, boot_id=BOOT,
-                        clock_trusted=True, **extra)[1]
+    return kc.encode_up(make_sale(receipt_no), device_id=DEVICE, seq=seq, boot_id=BOOT, clock_trusted=True, **extra)[1]
 
 
 def as_dict(data: bytes) -> dict[str, Any]:
@@ -59,10 +66,25 @@ def assert_agrees(topic: str, data: bytes) -> bool:
         return False
     assert isinstance(slow, kc.Parsed), f"fast path accepted what the contract refuses: {slow}"
     envelope = slow.envelope
-    assert (fast.id, fast.type, fast.device_id, fast.seq, fast.boot_id, fast.created_at,
-            fast.clock_trusted, fast.correlation_id) == (
-        envelope.id, envelope.type, envelope.device_id, envelope.seq, envelope.boot_id,
-        envelope.created_at, envelope.clock_trusted, envelope.correlation_id)
+    assert (
+        fast.id,
+        fast.type,
+        fast.device_id,
+        fast.seq,
+        fast.boot_id,
+        fast.created_at,
+        fast.clock_trusted,
+        fast.correlation_id,
+    ) == (
+        envelope.id,
+        envelope.type,
+        envelope.device_id,
+        envelope.seq,
+        envelope.boot_id,
+        envelope.created_at,
+        envelope.clock_trusted,
+        envelope.correlation_id,
+    )
     assert fast.created_at.tzinfo == envelope.created_at.tzinfo
     assert fast.body is None
     assert fast.wire == envelope.body.model_dump(mode="json", exclude_none=True)
@@ -106,25 +128,80 @@ def test_the_fast_path_knows_every_field_of_the_contract() -> None:
 
 
 UUID_SPELLINGS = [
-    "0B3C8F52-1F6A-4E0E-9D4A-6C2B7E915A10", "0b3c8f521f6a4e0e9d4a6c2b7e915a10",
-    "{0b3c8f52-1f6a-4e0e-9d4a-6c2b7e915a10}", "urn:uuid:0b3c8f52-1f6a-4e0e-9d4a-6c2b7e915a10",
-    "00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff",
-    "0b3c8f52-1f6a-4e0e-9d4a-6c2b7e915a1", "0b3c8f52-1f6a-4e0e-9d4a-6c2b7e915a100",
-    "0195510a-89c0-7000-c000-000000000029", "0195510a-89c0-6000-8000-000000000029",
+    "0B3C8F52-1F6A-4E0E-9D4A-6C2B7E915A10",
+    "0b3c8f521f6a4e0e9d4a6c2b7e915a10",
+    "{0b3c8f52-1f6a-4e0e-9d4a-6c2b7e915a10}",
+    "urn:uuid:0b3c8f52-1f6a-4e0e-9d4a-6c2b7e915a10",
+    "00000000-0000-0000-0000-000000000000",
+    "ffffffff-ffff-ffff-ffff-ffffffffffff",
+    "0b3c8f52-1f6a-4e0e-9d4a-6c2b7e915a1",
+    "0b3c8f52-1f6a-4e0e-9d4a-6c2b7e915a100",
+    "0195510a-89c0-7000-c000-000000000029",
+    "0195510a-89c0-6000-8000-000000000029",
 ]
 TIMESTAMPS = [
-    "2025-03-01T09:30:00Z", "2025-03-01T09:30:00.000+00:00", "2025-03-01T09:30:00.0001Z",
-    "2025-03-01T09:30:00.000+01:00", "2025-03-01 09:30:00.000Z", "2025-02-30T09:30:00.000Z",
-    "2025-03-01T24:00:00.000Z", "2025-03-01T23:59:60.000Z", "1999-03-01T09:30:00.000Z",
-    "2999-12-31T23:59:59.999Z", "2025-03-01T09:30:00.000z", "2025-03-01T09:30:00.000",
-    "2024-02-29T00:00:00.000Z", "2025-13-01T00:00:00.000Z", "2025-00-10T00:00:00.000Z",
+    "2025-03-01T09:30:00Z",
+    "2025-03-01T09:30:00.000+00:00",
+    "2025-03-01T09:30:00.0001Z",
+    "2025-03-01T09:30:00.000+01:00",
+    "2025-03-01 09:30:00.000Z",
+    "2025-02-30T09:30:00.000Z",
+    "2025-03-01T24:00:00.000Z",
+    "2025-03-01T23:59:60.000Z",
+    "1999-03-01T09:30:00.000Z",
+    "2999-12-31T23:59:59.999Z",
+    "2025-03-01T09:30:00.000z",
+    "2025-03-01T09:30:00.000",
+    "2024-02-29T00:00:00.000Z",
+    "2025-13-01T00:00:00.000Z",
+    "2025-00-10T00:00:00.000Z",
 ]
 STRANGE = [
-    None, 0, 1, -1, 1.0, 1.5, True, False, "", " ", "x", "A B", "a\tb", "a\u007fb", "é",
-    "\u00a0", "\u2028", "\u3000", "x" * 64, "x" * 65, "x" * 200, "x" * 201, "€" * 64,
-    "EUR", "eur", "EURO", 10**15, 10**15 + 1, 2**63 - 1, 2**63, 10**9, 10**9 + 1, 10_000,
-    10_001, [], {}, [1], {"a": 1}, "cash", "card", "other", "CASH", "7",
-    *UUID_SPELLINGS, *TIMESTAMPS,
+    None,
+    0,
+    1,
+    -1,
+    1.0,
+    1.5,
+    True,
+    False,
+    "",
+    " ",
+    "x",
+    "A B",
+    "a\tb",
+    "a\u007fb",
+    "é",
+    "\u00a0",
+    "\u2028",
+    "\u3000",
+    "x" * 64,
+    "x" * 65,
+    "x" * 200,
+    "x" * 201,
+    "€" * 64,
+    "EUR",
+    "eur",
+    "EURO",
+    10**15,
+    10**15 + 1,
+    2**63 - 1,
+    2**63,
+    10**9,
+    10**9 + 1,
+    10_000,
+    10_001,
+    [],
+    {},
+    [1],
+    {"a": 1},
+    "cash",
+    "card",
+    "other",
+    "CASH",
+    "7",
+    *UUID_SPELLINGS,
+    *TIMESTAMPS,
 ]
 
 
@@ -181,8 +258,11 @@ def test_every_field_set_to_every_strange_value_agrees() -> None:
 def test_amounts_that_do_not_add_up_agree() -> None:
     base = as_dict(payload())
     body = ("body",)
-    amounts = [path for path in leaves(base) if path[:1] == body
-               and isinstance(_get(base, path), int) and not isinstance(_get(base, path), bool)]
+    amounts = [
+        path
+        for path in leaves(base)
+        if path[:1] == body and isinstance(_get(base, path), int) and not isinstance(_get(base, path), bool)
+    ]
     for path in amounts:
         value = _get(base, path)
         for delta in (-1, 1, -value, 1000):
@@ -191,11 +271,9 @@ def test_amounts_that_do_not_add_up_agree() -> None:
     one_rate = put(base, ("body", "taxes"), base["body"]["taxes"][:1])
     one_rate["body"]["tax_total"] = one_rate["body"]["taxes"][0]["tax"]
     assert not assert_agrees(TOPIC, dumps(one_rate))
-    extra_rate = put(base, ("body", "taxes"), [*base["body"]["taxes"],
-                                               {"rate_bp": 0, "base": 0, "tax": 0}])
+    extra_rate = put(base, ("body", "taxes"), [*base["body"]["taxes"], {"rate_bp": 0, "base": 0, "tax": 0}])
     assert not assert_agrees(TOPIC, dumps(extra_rate))
-    listed_twice = put(base, ("body", "taxes"), [*base["body"]["taxes"],
-                                                 {**base["body"]["taxes"][0], "tax": 0}])
+    listed_twice = put(base, ("body", "taxes"), [*base["body"]["taxes"], {**base["body"]["taxes"][0], "tax": 0}])
     assert not assert_agrees(TOPIC, dumps(listed_twice))
     over_base = copy.deepcopy(base)  # an included tax above its base, totals consistent
     tax = over_base["body"]["taxes"][0]
@@ -233,17 +311,32 @@ def test_envelope_and_encoding_oddities_go_to_the_contract() -> None:
         data.replace(b'"name":"Espresso"', b'"name":"Esp\\"resso"'),
         data.replace(b'"name":"Espresso"', '"name":"Espréssö ☕"'.encode()),  # raw UTF-8: fine
         data.replace(b'"Espresso"', b'"Espresso","name":"Tea"'),  # duplicate key
-        data + b" ", b" " + data, data[:-1], data + b"{}", b"", b"null", b"[]",
-        b"\xef\xbb\xbf" + data, data.replace(b"Espresso", b"Espr\xffsso"),
+        data + b" ",
+        b" " + data,
+        data[:-1],
+        data + b"{}",
+        b"",
+        b"null",
+        b"[]",
+        b"\xef\xbb\xbf" + data,
+        data.replace(b"Espresso", b"Espr\xffsso"),
         json.dumps(document, indent=1).encode(),
-        dumps({**document, "v": 2}), dumps({**document, "type": "up.refund"}),
-        dumps({**document, "device_id": "till-8"}), dumps({**document, "seq": 0}),
-        dumps({**document, "body": None}), dumps({**document, "correlation_id": None}),
+        dumps({**document, "v": 2}),
+        dumps({**document, "type": "up.refund"}),
+        dumps({**document, "device_id": "till-8"}),
+        dumps({**document, "seq": 0}),
+        dumps({**document, "body": None}),
+        dumps({**document, "correlation_id": None}),
     ]
     for case in cases:
         assert_agrees(TOPIC, case)
-    for topic in (kc.up_topic("till-8", kc.MessageType.SALE), kc.up_topic(DEVICE, kc.MessageType.REFUND),
-                  "kassa/v1/dev/till-7/up/sale/x", "kassa/v2/dev/till-7/up/sale", ""):
+    for topic in (
+        kc.up_topic("till-8", kc.MessageType.SALE),
+        kc.up_topic(DEVICE, kc.MessageType.REFUND),
+        "kassa/v1/dev/till-7/up/sale/x",
+        "kassa/v2/dev/till-7/up/sale",
+        "",
+    ):
         assert_agrees(topic, data)
     assert assert_agrees(TOPIC, cases[2])
     # A repeated key: valid (the last copy counts) but its text is not stored as received.
@@ -263,16 +356,19 @@ def test_envelope_and_encoding_oddities_go_to_the_contract() -> None:
 
 # A valid sale of random lines, taxes and payments, to show the fast path takes what the
 # contract takes, and random damage to it, to show it never takes what the contract refuses.
-line_strategy = st.fixed_dictionaries({
-    "sku": st.sampled_from(["4006381333931", "PLU-4131", "x"]),
-    # Any character the contract allows in a name (C0 controls come out escaped).
-    "name": st.text(alphabet=st.characters(blacklist_categories=("Cs",),
-                                           blacklist_characters="\x7f"), min_size=1, max_size=40),
-    "qty_milli": st.integers(1, 10**6),
-    "unit_price": st.integers(0, 10**6),
-    "tax_rate_bp": st.sampled_from([0, 700, 1900]),
-    "discount_share": st.integers(0, 100),
-})
+line_strategy = st.fixed_dictionaries(
+    {
+        "sku": st.sampled_from(["4006381333931", "PLU-4131", "x"]),
+        # Any character the contract allows in a name (C0 controls come out escaped).
+        "name": st.text(
+            alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x7f"), min_size=1, max_size=40
+        ),
+        "qty_milli": st.integers(1, 10**6),
+        "unit_price": st.integers(0, 10**6),
+        "tax_rate_bp": st.sampled_from([0, 700, 1900]),
+        "discount_share": st.integers(0, 100),
+    }
+)
 
 
 @st.composite
@@ -286,8 +382,7 @@ def sales(draw: st.DrawFn) -> dict[str, Any]:
         lines.append(line)
         bases[line["tax_rate_bp"]] = bases.get(line["tax_rate_bp"], 0) + line["total"]
     included = draw(st.booleans())
-    taxes = [{"rate_bp": rate, "base": base, "tax": base * rate // 10_000}
-             for rate, base in bases.items()]
+    taxes = [{"rate_bp": rate, "base": base, "tax": base * rate // 10_000} for rate, base in bases.items()]
     tax_total = sum(t["tax"] for t in taxes)
     total = sum(line["total"] for line in lines) + (0 if included else tax_total)
     change = draw(st.integers(0, 500))
@@ -300,11 +395,19 @@ def sales(draw: st.DrawFn) -> dict[str, Any]:
     else:
         change = 0
     return {
-        "sale_id": str(uuid.uuid4()), "receipt_no": draw(st.integers(1, 10**9)),
-        "cashier_id": "C-0107", "point_of_sale_id": "POS-MAIN",
-        "till_session_id": str(uuid.uuid4()), "currency": "EUR", "tax_included": included,
-        "lines": lines, "taxes": taxes, "payments": payments, "total": total,
-        "tax_total": tax_total, "change": change,
+        "sale_id": str(uuid.uuid4()),
+        "receipt_no": draw(st.integers(1, 10**9)),
+        "cashier_id": "C-0107",
+        "point_of_sale_id": "POS-MAIN",
+        "till_session_id": str(uuid.uuid4()),
+        "currency": "EUR",
+        "tax_included": included,
+        "lines": lines,
+        "taxes": taxes,
+        "payments": payments,
+        "total": total,
+        "tax_total": tax_total,
+        "change": change,
     }
 
 
@@ -315,10 +418,8 @@ def envelope_of(body: dict[str, Any]) -> dict[str, Any]:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.floats(allow_nan=False)
-    | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                max_size=3),
+    st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=5,
 )
 
@@ -361,29 +462,45 @@ def test_fast_and_contract_parsed_sales_are_stored_alike(database_url: str) -> N
             assert list(again.devices[DEVICE].acked) == [as_id(data) for data in payloads]
             with Session(engine) as session, session.begin():
                 sales_rows = session.execute(
-                    select(SaleRecord.sale_id, SaleRecord.device_id, SaleRecord.receipt_number,
-                           SaleRecord.currency, SaleRecord.total_minor, SaleRecord.sold_at,
-                           SaleRecord.payload, SaleRecord.message_id)
-                    .order_by(SaleRecord.receipt_number)).all()
+                    select(
+                        SaleRecord.sale_id,
+                        SaleRecord.device_id,
+                        SaleRecord.receipt_number,
+                        SaleRecord.currency,
+                        SaleRecord.total_minor,
+                        SaleRecord.sold_at,
+                        SaleRecord.payload,
+                        SaleRecord.message_id,
+                    ).order_by(SaleRecord.receipt_number)
+                ).all()
                 ledger = session.execute(
-                    select(IngestedMessage.message_id, IngestedMessage.device_id,
-                           IngestedMessage.seq, IngestedMessage.type, IngestedMessage.boot_id,
-                           IngestedMessage.created_at, IngestedMessage.clock_trusted,
-                           IngestedMessage.outcome, IngestedMessage.reject_reason)
-                    .order_by(IngestedMessage.seq)).all()
-                children = [tuple(row) for model in (SaleLine, SalePayment)
-                            for row in session.execute(select(model.__table__)
-                                                       .order_by(*model.__table__.primary_key))]
-                stored.append(([tuple(row) for row in sales_rows], [tuple(row) for row in ledger],
-                               children))
+                    select(
+                        IngestedMessage.message_id,
+                        IngestedMessage.device_id,
+                        IngestedMessage.seq,
+                        IngestedMessage.type,
+                        IngestedMessage.boot_id,
+                        IngestedMessage.created_at,
+                        IngestedMessage.clock_trusted,
+                        IngestedMessage.outcome,
+                        IngestedMessage.reject_reason,
+                    ).order_by(IngestedMessage.seq)
+                ).all()
+                children = [
+                    tuple(row)
+                    for model in (SaleLine, SalePayment)
+                    for row in session.execute(select(model.__table__).order_by(*model.__table__.primary_key))
+                ]
+                stored.append(([tuple(row) for row in sales_rows], [tuple(row) for row in ledger], children))
                 for model in (SaleRecord, SaleLine, SalePayment, IngestedMessage):
                     session.execute(model.__table__.delete())
     finally:
         engine.dispose()
     assert stored[0] == stored[1]
     assert len(stored[0][0]) == 5 and stored[0][0][0][6] == as_dict(payloads[0])["body"]
-    assert len(stored[0][2]) == sum(len(as_dict(data)["body"]["lines"]) + len(as_dict(data)["body"]["payments"])
-                                    for data in payloads)
+    assert len(stored[0][2]) == sum(
+        len(as_dict(data)["body"]["lines"]) + len(as_dict(data)["body"]["payments"]) for data in payloads
+    )
 
 
 def as_id(data: bytes) -> uuid.UUID:

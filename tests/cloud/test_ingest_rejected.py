@@ -6,7 +6,7 @@ names; a redelivered rejection changes nothing; the device API shows what was re
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -30,7 +30,7 @@ from tests.cloud.test_ingest_apply import (  # noqa: F401 - fixtures used by nam
 )
 
 OTHER = "till-8"
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 def from_newer_terminal(envelope: kc.Envelope) -> kc.Rejection:
@@ -51,11 +51,21 @@ def on_topic_of(device_id: str, envelope: kc.Envelope) -> kc.Rejection:
 
 def ledger(engine: Engine) -> list[tuple]:
     with Session(engine) as session:
-        return [tuple(row) for row in session.execute(
-            select(IngestedMessage.message_id, IngestedMessage.device_id, IngestedMessage.seq,
-                   IngestedMessage.type, IngestedMessage.created_at, IngestedMessage.outcome,
-                   IngestedMessage.reject_reason, IngestedMessage.received_at)
-            .order_by(IngestedMessage.device_id, IngestedMessage.seq))]
+        return [
+            tuple(row)
+            for row in session.execute(
+                select(
+                    IngestedMessage.message_id,
+                    IngestedMessage.device_id,
+                    IngestedMessage.seq,
+                    IngestedMessage.type,
+                    IngestedMessage.created_at,
+                    IngestedMessage.outcome,
+                    IngestedMessage.reject_reason,
+                    IngestedMessage.received_at,
+                ).order_by(IngestedMessage.device_id, IngestedMessage.seq)
+            )
+        ]
 
 
 def position(engine: Engine, device_id: str = DEVICE) -> tuple[int, int]:
@@ -94,8 +104,9 @@ def test_a_late_rejection_closes_the_gap_its_seq_opened(engine: Engine) -> None:
 def test_a_wrong_device_seq_is_charged_to_the_topic_device_only(engine: Engine) -> None:
     # till-8 has a gap at seq 2. till-7 publishes, on its own topic, envelopes naming till-8
     # (a store copied from till-8, say): they settle till-7's seqs and never till-8's.
-    apply(engine, [up(sale(1, cashier_id="C-8"), 1, device_id=OTHER),
-                   up(sale(3, cashier_id="C-8"), 3, device_id=OTHER)])
+    apply(
+        engine, [up(sale(1, cashier_id="C-8"), 1, device_id=OTHER), up(sale(3, cashier_id="C-8"), 3, device_id=OTHER)]
+    )
     apply(engine, [up(sale(1), 1)])
     foreign = up(sale(2), 2, device_id=OTHER)
     plan = apply(engine, [on_topic_of(DEVICE, foreign), up(sale(3), 3)])
@@ -124,9 +135,11 @@ def test_a_rejection_without_a_usable_seq_is_recorded_but_settles_no_seq(engine:
 def test_a_message_type_newer_than_the_cloud_settles_its_seq(engine: Engine) -> None:
     # In an up/batch, a line of an unknown up type is answered (unknown_type) and its seq counts.
     newer = up(event(), 2)
-    lines = [kc.encode(up(sale(1), 1)),
-             kc.encode(newer).replace(b'"type":"up.event"', b'"type":"up.coupon"', 1),
-             kc.encode(up(sale(3), 3))]
+    lines = [
+        kc.encode(up(sale(1), 1)),
+        kc.encode(newer).replace(b'"type":"up.event"', b'"type":"up.coupon"', 1),
+        kc.encode(up(sale(3), 3)),
+    ]
     items = parse_batch(kc.batch_topic(DEVICE), b"\n".join(lines))
     assert isinstance(items, list)
     plan = apply(engine, items)
@@ -172,8 +185,7 @@ def test_a_malformed_message_with_another_devices_id_is_refused_and_not_recorded
 
 # --------------------------------------------------------------------------- device API
 def ingest(api: Api, items: list, at: datetime) -> None:
-    items = [parse(kc.publication(i).topic, kc.encode(i)) if isinstance(i, kc.Envelope) else i
-             for i in items]
+    items = [parse(kc.publication(i).topic, kc.encode(i)) if isinstance(i, kc.Envelope) else i for i in items]
     with Session(api.engine) as session, session.begin():
         apply_batch(session, items, received_at=at)
 
@@ -185,15 +197,19 @@ def test_the_device_api_shows_what_was_rejected(api: Api) -> None:
     newer = up(sale(2), 2, device_id="rej-till")
     foreign = up(sale(4), 4, device_id="rej-other")
     ingest(api, [up(sale(1), 1, device_id="rej-till"), from_newer_terminal(newer)], T0)
-    ingest(api, [up(sale(3), 3, device_id="rej-till"), on_topic_of("rej-till", foreign)],
-           T0 + timedelta(hours=1))
+    ingest(api, [up(sale(3), 3, device_id="rej-till"), on_topic_of("rej-till", foreign)], T0 + timedelta(hours=1))
 
     device = api.call("GET", f"/companies/{cid}/devices/rej-till", admin, 200).json()
     assert (device["high_water"], device["max_seq"], device["open_gaps"]) == (4, 4, 0)
     assert device["rejected"] == 2
     last = device["last_rejection"]
     assert (last["message_id"], last["seq"], last["type"], last["reason"], last["received_at"]) == (
-        str(foreign.id), 4, "up.sale", "wrong_device", "2026-03-01T10:00:00Z")
+        str(foreign.id),
+        4,
+        "up.sale",
+        "wrong_device",
+        "2026-03-01T10:00:00Z",
+    )
     assert "rej-other" in last["detail"]
     listed = api.call("GET", f"/companies/{cid}/devices", admin, 200).json()
     assert [d for d in listed if d["device_id"] == "rej-till"] == [device]

@@ -57,27 +57,42 @@ def test_sale_stored_with_its_lines_and_payments(engine: Engine) -> None:
 
     [stored] = rows(engine, SaleRecord)
     assert {key: value for key, value in stored.items() if key not in ("sold_at", "payload")} == {
-        "sale_id": body.sale_id, "device_id": DEVICE, "receipt_number": 1187,
-        "cashier_id": body.cashier_id, "point_of_sale_code": body.point_of_sale_id,
-        "till_session_id": body.till_session_id, "currency": "EUR", "tax_included": True,
-        "total_minor": 2040, "tax_total_minor": 246, "change_minor": 60,
-        "message_id": envelope.id}
+        "sale_id": body.sale_id,
+        "device_id": DEVICE,
+        "receipt_number": 1187,
+        "cashier_id": body.cashier_id,
+        "point_of_sale_code": body.point_of_sale_id,
+        "till_session_id": body.till_session_id,
+        "currency": "EUR",
+        "tax_included": True,
+        "total_minor": 2040,
+        "tax_total_minor": 246,
+        "change_minor": 60,
+        "message_id": envelope.id,
+    }
     assert stored["payload"] == body.model_dump(mode="json", exclude_none=True)
     with engine.connect() as conn:  # kept as text, the body exactly as it arrived
         raw = conn.execute(text("SELECT payload FROM sales")).scalar_one()
     assert isinstance(raw, str) and raw == fast.wire_text
 
     assert rows(engine, SaleLine) == [
-        {"sale_id": body.sale_id, "line_index": index, "sku": line.sku, "name": line.name,
-         "qty_milli": line.qty_milli, "unit_price_minor": line.unit_price,
-         "tax_rate_bp": line.tax_rate_bp, "discount_minor": line.discount,
-         "total_minor": line.total}
-        for index, line in enumerate(body.lines)]
+        {
+            "sale_id": body.sale_id,
+            "line_index": index,
+            "sku": line.sku,
+            "name": line.name,
+            "qty_milli": line.qty_milli,
+            "unit_price_minor": line.unit_price,
+            "tax_rate_bp": line.tax_rate_bp,
+            "discount_minor": line.discount,
+            "total_minor": line.total,
+        }
+        for index, line in enumerate(body.lines)
+    ]
     assert rows(engine, SalePayment) == [
-        {"sale_id": body.sale_id, "payment_index": 0, "method": "card", "amount_minor": 1000,
-         "reference": "A1B2C3"},
-        {"sale_id": body.sale_id, "payment_index": 1, "method": "cash", "amount_minor": 1100,
-         "reference": None}]
+        {"sale_id": body.sale_id, "payment_index": 0, "method": "card", "amount_minor": 1000, "reference": "A1B2C3"},
+        {"sale_id": body.sale_id, "payment_index": 1, "method": "cash", "amount_minor": 1100, "reference": None},
+    ]
 
 
 def test_sales_of_a_batch_and_their_resends_store_each_row_once(engine: Engine) -> None:
@@ -90,21 +105,28 @@ def test_sales_of_a_batch_and_their_resends_store_each_row_once(engine: Engine) 
     assert len(rows(engine, SaleLine)) == 30 * 3 and len(rows(engine, SalePayment)) == 30 * 2
     with Session(engine) as session:  # each sale's lines add up to its total
         for sale_row in session.scalars(select(SaleRecord)):
-            lines = session.scalars(select(SaleLine.total_minor)
-                                    .where(SaleLine.sale_id == sale_row.sale_id)).all()
+            lines = session.scalars(select(SaleLine.total_minor).where(SaleLine.sale_id == sale_row.sale_id)).all()
             assert sum(lines) == sale_row.total_minor
 
 
 def test_refund_stored_with_its_lines_and_payments(engine: Engine) -> None:
     original = up(sale(1), 1)
-    refund = _refund().model_copy(update={"original_sale_id": original.body.sale_id,
-                                          "original_device_id": DEVICE})
-    whole = kc.Refund(refund_id=uuid.uuid4(), original_sale_id=original.body.sale_id,
-                      original_device_id=DEVICE, scope=kc.RefundScope.WHOLE, currency="EUR",
-                      amount=2040, payments=[kc.Payment(method=kc.PaymentMethod.CARD, amount=2000,
-                                                        reference="R-1"),
-                                             kc.Payment(method=kc.PaymentMethod.CASH, amount=40)],
-                      cashier_id="C-0001", till_session_id=uuid.uuid4(), reason="wrong order")
+    refund = _refund().model_copy(update={"original_sale_id": original.body.sale_id, "original_device_id": DEVICE})
+    whole = kc.Refund(
+        refund_id=uuid.uuid4(),
+        original_sale_id=original.body.sale_id,
+        original_device_id=DEVICE,
+        scope=kc.RefundScope.WHOLE,
+        currency="EUR",
+        amount=2040,
+        payments=[
+            kc.Payment(method=kc.PaymentMethod.CARD, amount=2000, reference="R-1"),
+            kc.Payment(method=kc.PaymentMethod.CASH, amount=40),
+        ],
+        cashier_id="C-0001",
+        till_session_id=uuid.uuid4(),
+        reason="wrong order",
+    )
     batch = [original, up(refund, 2), up(whole, 3)]
     plan = apply(engine, batch)
     assert (plan.applied, plan.rejected) == (3, 0)
@@ -112,19 +134,26 @@ def test_refund_stored_with_its_lines_and_payments(engine: Engine) -> None:
     stored = {row.pop("refund_id"): row for row in rows(engine, RefundRecord)}
     del stored[refund.refund_id]["refunded_at"]
     assert stored[refund.refund_id] == {
-        "device_id": DEVICE, "original_sale_id": original.body.sale_id,
-        "original_device_id": DEVICE, "scope": "lines", "cashier_id": refund.cashier_id,
-        "till_session_id": refund.till_session_id, "reason": refund.reason, "currency": "EUR",
-        "amount_minor": 1190, "payload": refund.model_dump(mode="json", exclude_none=True),
-        "message_id": batch[1].id}
+        "device_id": DEVICE,
+        "original_sale_id": original.body.sale_id,
+        "original_device_id": DEVICE,
+        "scope": "lines",
+        "cashier_id": refund.cashier_id,
+        "till_session_id": refund.till_session_id,
+        "reason": refund.reason,
+        "currency": "EUR",
+        "amount_minor": 1190,
+        "payload": refund.model_dump(mode="json", exclude_none=True),
+        "message_id": batch[1].id,
+    }
     assert stored[whole.refund_id]["scope"] == "whole"
-    assert rows(engine, RefundLine) == [{"refund_id": refund.refund_id, "line_index": 2,
-                                         "qty_milli": 1000, "amount_minor": 1190}]
+    assert rows(engine, RefundLine) == [
+        {"refund_id": refund.refund_id, "line_index": 2, "qty_milli": 1000, "amount_minor": 1190}
+    ]
     assert rows(engine, RefundPayment, refund_id=whole.refund_id) == [
-        {"refund_id": whole.refund_id, "payment_index": 0, "method": "card", "amount_minor": 2000,
-         "reference": "R-1"},
-        {"refund_id": whole.refund_id, "payment_index": 1, "method": "cash", "amount_minor": 40,
-         "reference": None}]
+        {"refund_id": whole.refund_id, "payment_index": 0, "method": "card", "amount_minor": 2000, "reference": "R-1"},
+        {"refund_id": whole.refund_id, "payment_index": 1, "method": "cash", "amount_minor": 40, "reference": None},
+    ]
     assert len(rows(engine, RefundPayment, refund_id=refund.refund_id)) == 1
 
 
@@ -141,12 +170,17 @@ def test_reused_receipt_number_is_refused_without_blocking_the_batch(engine: Eng
     assert list(acked) == [twins[0].id, fine.id]
     assert list(plan.devices["till-8"].acked) == [other_device.id]
     assert {message_id: r.reason for message_id, r in rejected.items()} == {
-        reused_later.id: "sale.receipt_no_reused", twins[1].id: "sale.receipt_no_reused"}
-    assert rejected[reused_later.id].detail == (
-        f"receipt 500 is already recorded for sale {first.body.sale_id}")
+        reused_later.id: "sale.receipt_no_reused",
+        twins[1].id: "sale.receipt_no_reused",
+    }
+    assert rejected[reused_later.id].detail == (f"receipt 500 is already recorded for sale {first.body.sale_id}")
     assert plan.devices[DEVICE].high_water == 5  # refused messages are settled too
     assert {(r["device_id"], r["receipt_number"]) for r in rows(engine, SaleRecord)} == {
-        (DEVICE, 500), (DEVICE, 501), (DEVICE, 502), ("till-8", 500)}
+        (DEVICE, 500),
+        (DEVICE, 501),
+        (DEVICE, 502),
+        ("till-8", 500),
+    }
     assert not rows(engine, SaleLine, sale_id=reused_later.body.sale_id)
     assert not rows(engine, SalePayment, sale_id=twins[1].body.sale_id)
 
@@ -214,8 +248,9 @@ def wait_until_blocked(engine: Engine, thread: threading.Thread, pid: list[int])
         assert thread.is_alive()
         if pid:
             with engine.connect() as conn:
-                waiting = conn.execute(text("SELECT wait_event_type FROM pg_stat_activity "
-                                            "WHERE pid = :pid"), {"pid": pid[0]}).scalar()
+                waiting = conn.execute(
+                    text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid[0]}
+                ).scalar()
             if waiting == "Lock":
                 return
         time.sleep(0.02)

@@ -48,8 +48,9 @@ class AckListener:
         self.rejected: dict[uuid.UUID, str] = {}
         self.lock = threading.Lock()
         subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="scale-acks",
-                                  protocol=MQTTProtocolVersion.MQTTv5)
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id="scale-acks", protocol=MQTTProtocolVersion.MQTTv5
+        )
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: subscribed.set()
         self.client.connect(broker.host, broker.port)
@@ -78,8 +79,9 @@ class AckListener:
 def device_publishers(broker: Mosquitto) -> list[paho.Client]:
     clients = []
     for n in range(DEVICES):
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"scale-till-{n:02d}",
-                             protocol=MQTTProtocolVersion.MQTTv5)
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"scale-till-{n:02d}", protocol=MQTTProtocolVersion.MQTTv5
+        )
         client.max_inflight_messages_set(100)
         client.connect(broker.host, broker.port)
         client.loop_start()
@@ -95,8 +97,10 @@ def wait_for_line(log: Path, text: str, timeout_s: float = 30) -> str:
                 if text in line:
                     return line
         time.sleep(0.05)
-    raise AssertionError(f"{log.name}: no {text!r} within {timeout_s} s:\n"
-                         + (log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"))
+    raise AssertionError(
+        f"{log.name}: no {text!r} within {timeout_s} s:\n"
+        + (log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)")
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -121,11 +125,14 @@ def test_two_workers_ingest_10000_sales_from_20_devices_exactly_once(
             for seq in range(1, SALES_PER_DEVICE + 1):  # interleaved, like 20 busy tills
                 for device_id, client in zip(devices, publishers, strict=True):
                     sale = make_sale(seq)
-                    message_id, payload = kc.encode_up(sale, device_id=device_id, seq=seq,
-                                                       boot_id=boot_id, clock_trusted=True)
+                    message_id, payload = kc.encode_up(
+                        sale, device_id=device_id, seq=seq, boot_id=boot_id, clock_trusted=True
+                    )
                     sent[message_id] = (device_id, sale)
-                    assert client.publish(kc.up_topic(device_id, kc.MessageType.SALE), payload,
-                                          qos=1).rc == paho.MQTT_ERR_SUCCESS
+                    assert (
+                        client.publish(kc.up_topic(device_id, kc.MessageType.SALE), payload, qos=1).rc
+                        == paho.MQTT_ERR_SUCCESS
+                    )
             total = DEVICES * SALES_PER_DEVICE
             while listener.count() < total and time.monotonic() - started < DEADLINE_S:
                 time.sleep(0.1)
@@ -145,8 +152,9 @@ def test_two_workers_ingest_10000_sales_from_20_devices_exactly_once(
             for process in cloud.processes.values():  # both stop at once, not one by one
                 process.terminate()
             cloud.stop()  # each worker logs its counters as it stops (SIGTERM)
-        stopped = [wait_for_line(cloud.workdir / f"worker-{worker_id}.log", "ingest worker stopped")
-                   for worker_id in WORKERS]
+        stopped = [
+            wait_for_line(cloud.workdir / f"worker-{worker_id}.log", "ingest worker stopped") for worker_id in WORKERS
+        ]
         applied = [int(re.search(r" applied=(\d+) ", line).group(1)) for line in stopped]
         assert sum(applied) == total and min(applied) > 0, applied  # both took part
         print(f"\n{backend}: {total} sales settled in {elapsed:.1f} s by two workers {applied}")
@@ -156,21 +164,25 @@ def check_database(cloud: Cloud, sent: dict[uuid.UUID, tuple[str, kc.Sale]]) -> 
     total = len(sent)
     sales = {sale.sale_id: sale for _, sale in sent.values()}
     with cloud.engine.connect() as conn:
-        ledger = conn.execute(select(IngestedMessage.outcome, func.count())
-                              .group_by(IngestedMessage.outcome)).all()
+        ledger = conn.execute(select(IngestedMessage.outcome, func.count()).group_by(IngestedMessage.outcome)).all()
         assert [tuple(row) for row in ledger] == [("applied", total)]
-        stored = conn.execute(select(SaleRecord.sale_id, SaleRecord.device_id,
-                                     SaleRecord.receipt_number, SaleRecord.total_minor)).all()
+        stored = conn.execute(
+            select(SaleRecord.sale_id, SaleRecord.device_id, SaleRecord.receipt_number, SaleRecord.total_minor)
+        ).all()
         assert len(stored) == total
         assert {row.sale_id for row in stored} == set(sales)
         assert {(row.device_id, row.receipt_number) for row in stored} == {
-            (device, sale.receipt_no) for device, sale in sent.values()}
+            (device, sale.receipt_no) for device, sale in sent.values()
+        }
         assert all(row.total_minor == sales[row.sale_id].total for row in stored)
 
         # lines and payments: each sale has all of its own, and they add up
         lines = dict(conn.execute(select(SaleLine.sale_id, func.count()).group_by(SaleLine.sale_id)).all())
-        payments = dict(conn.execute(select(SalePayment.sale_id, func.sum(SalePayment.amount_minor))
-                                     .group_by(SalePayment.sale_id)).all())
+        payments = dict(
+            conn.execute(
+                select(SalePayment.sale_id, func.sum(SalePayment.amount_minor)).group_by(SalePayment.sale_id)
+            ).all()
+        )
         assert lines == {sale_id: len(sale.lines) for sale_id, sale in sales.items()}
         assert payments == {sale_id: sum(p.amount for p in sale.payments) for sale_id, sale in sales.items()}
         line_totals = conn.execute(select(func.sum(SaleLine.total_minor))).scalar_one()
@@ -179,6 +191,7 @@ def check_database(cloud: Cloud, sent: dict[uuid.UUID, tuple[str, kc.Sale]]) -> 
         # sequences: complete per device, no gap left open
         streams = conn.execute(select(DeviceStream.high_water, DeviceStream.max_seq)).all()
         assert [tuple(row) for row in streams] == [(SALES_PER_DEVICE, SALES_PER_DEVICE)] * DEVICES
-        open_gaps = conn.execute(select(func.count()).select_from(SequenceGap)
-                                 .where(SequenceGap.closed_at.is_(None))).scalar_one()
+        open_gaps = conn.execute(
+            select(func.count()).select_from(SequenceGap).where(SequenceGap.closed_at.is_(None))
+        ).scalar_one()
         assert open_gaps == 0

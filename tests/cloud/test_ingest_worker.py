@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import collections
 import os
-import sqlite3
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -66,11 +66,9 @@ class Device:
         self.high_waters: list[int | None] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=device_id,
-                                  protocol=MQTTProtocolVersion.MQTTv5)
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=MQTTProtocolVersion.MQTTv5)
         self.client.max_inflight_messages_set(200)
-        self.client.on_socket_open = lambda c, u, sock: sock.setsockopt(
-            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.client.on_socket_open = lambda c, u, sock: sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         will = kc.will_publication(device_id, BOOT, clock_trusted=True)
@@ -127,8 +125,9 @@ def workers(engine: Engine, mosquitto: Mosquitto) -> Iterator[Callable[[str], In
     started: list[IngestWorker] = []
 
     def start(worker_id: str) -> IngestWorker:
-        worker = IngestWorker(engine, mosquitto.host, mosquitto.port, worker_id,
-                              options=WorkerOptions(reconnect_min_s=0.1)).start()
+        worker = IngestWorker(
+            engine, mosquitto.host, mosquitto.port, worker_id, options=WorkerOptions(reconnect_min_s=0.1)
+        ).start()
         started.append(worker)
         assert worker.wait_subscribed(10), "worker did not subscribe"
         return worker
@@ -146,8 +145,7 @@ def sales(n: int, first_seq: int = 1, device_id: str = "till-1") -> list[kc.Enve
 def test_messages_applied_once_and_acked_again_when_resent(engine, workers, devices) -> None:
     worker = workers("solo")
     device = devices("till-1")
-    batch = [up(sale(n), n, device_id="till-1") if n % 3 else
-             up(event(), n, device_id="till-1") for n in range(1, 61)]
+    batch = [up(sale(n), n, device_id="till-1") if n % 3 else up(event(), n, device_id="till-1") for n in range(1, 61)]
     for envelope in batch:
         device.send(envelope)
     ids = [e.id for e in batch]
@@ -184,9 +182,7 @@ def test_two_workers_share_the_load_each_message_applied_once(engine, workers, d
         assert session.scalars(select(DeviceStream.high_water)).all() == [500] * 4
 
 
-def test_worker_restart_and_broker_restart_lose_nothing(
-    engine, workers, devices, mosquitto
-) -> None:
+def test_worker_restart_and_broker_restart_lose_nothing(engine, workers, devices, mosquitto) -> None:
     workers("steady").stop()  # its session, with the subscription, outlives it
     device = devices("till-1")
     batch = sales(90)
@@ -226,9 +222,7 @@ def test_sequence_gap_detected_and_closed_over_mqtt(engine, workers, devices) ->
         assert session.get(DeviceStream, "till-1").high_water == 5
 
 
-def test_invalid_payloads_rejected_or_counted_and_the_worker_goes_on(
-    engine, workers, devices
-) -> None:
+def test_invalid_payloads_rejected_or_counted_and_the_worker_goes_on(engine, workers, devices) -> None:
     worker = workers("strict")
     device = devices("till-1")
     bad = up(sale(1), 1, device_id="till-1")
@@ -240,8 +234,10 @@ def test_invalid_payloads_rejected_or_counted_and_the_worker_goes_on(
     # A type this cloud does not know, on a topic of its own: the topic is refused before the
     # payload is read, so there is no id to answer by: no down/ack (the device sends it again).
     newer = up(event(), 2, device_id="till-1")
-    device.send_raw(kc.up_topic("till-1", kc.MessageType.EVENT).replace("/up/event", "/up/coupon"),
-                    kc.encode(newer).replace(b'"type":"up.event"', b'"type":"up.coupon"'))
+    device.send_raw(
+        kc.up_topic("till-1", kc.MessageType.EVENT).replace("/up/event", "/up/coupon"),
+        kc.encode(newer).replace(b'"type":"up.event"', b'"type":"up.coupon"'),
+    )
     good = up(sale(3), 3, device_id="till-1")
     device.send(good)
     wait_for(lambda: device.settled([good.id]) and worker.stats().invalid == 2)
@@ -282,8 +278,7 @@ def test_a_message_that_cannot_be_applied_does_not_block_the_others(
 def test_presence_follows_status_and_will(engine, workers, devices) -> None:
     worker = workers("presence")
     device = devices("till-9")
-    online = kc.status_message(kc.Presence.ONLINE, device_id="till-9", boot_id=BOOT,
-                               clock_trusted=True)
+    online = kc.status_message(kc.Presence.ONLINE, device_id="till-9", boot_id=BOOT, clock_trusted=True)
     publication = kc.publication(online)
     device.client.publish(publication.topic, publication.payload, qos=1, retain=True)
 
@@ -304,11 +299,25 @@ class WorkerProcess:
 
     def __init__(self, database_url: str, broker: Mosquitto, worker_id: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cloud_api.main", "worker", "--database-url", database_url,
-             "--mqtt-host", broker.host, "--mqtt-port", str(broker.port),
-             "--worker-id", worker_id],
-            cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "cloud_api.main",
+                "worker",
+                "--database-url",
+                database_url,
+                "--mqtt-host",
+                broker.host,
+                "--mqtt-port",
+                str(broker.port),
+                "--worker-id",
+                worker_id,
+            ],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, "PYTHONPATH": str(REPO), "KASSA_CLOUD_LOG_LEVEL": "debug"},
         )
         self.lines: list[str] = []
@@ -320,8 +329,10 @@ class WorkerProcess:
 
     def wait_line(self, text: str, after: int = 0) -> str:
         """The first log line from index `after` on that contains `text`."""
+
         def found() -> bool:
             return any(text in line for line in self.lines[after:])
+
         wait_for(lambda: found() or self.process.poll() is not None, what=repr(text))
         assert found(), "".join(self.lines[-20:])
         return next(line for line in self.lines[after:] if text in line)
@@ -355,9 +366,7 @@ def database_write_locked(database_url: str) -> Iterator[None]:
     engine.dispose()
 
 
-def test_killed_worker_loses_nothing_and_applies_once(
-    database_url, engine, mosquitto, devices
-) -> None:
+def test_killed_worker_loses_nothing_and_applies_once(database_url, engine, mosquitto, devices) -> None:
     device = devices("till-1")
     batch = sales(600)
     ids = [e.id for e in batch]
@@ -382,8 +391,9 @@ def test_killed_worker_loses_nothing_and_applies_once(
         wait_for(lambda: device.settled(ids), what="acks after the restart")
         assert count(engine, IngestedMessage) == 600
         with Session(engine) as session:
-            totals = session.execute(select(func.count(func.distinct(SaleRecord.sale_id)),
-                                            func.sum(SaleRecord.total_minor))).one()
+            totals = session.execute(
+                select(func.count(func.distinct(SaleRecord.sale_id)), func.sum(SaleRecord.total_minor))
+            ).one()
             assert tuple(totals) == (600, 600 * 2040)
             assert session.get(DeviceStream, "till-1").high_water == 600
 

@@ -4,10 +4,9 @@ other company, viewer)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
-
 import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.orm import Session
@@ -19,7 +18,7 @@ from cloud_api.licences.records import LicenceRefused
 from tests.cloud.api_support import BACKENDS, Api, add_device, error_code
 from tests.cloud.licence_support import CLOUD_KEY_ID, DeviceKey, licence_api
 
-VALID_UNTIL = (datetime.now(timezone.utc) + timedelta(days=365)).isoformat()
+VALID_UNTIL = (datetime.now(UTC) + timedelta(days=365)).isoformat()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -28,7 +27,7 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         yield value
 
 
-def test_sealed_assigned_bound_moved_and_isolated(env) -> None:  # noqa: ANN001
+def test_sealed_assigned_bound_moved_and_isolated(env) -> None:
     api, cloud_key = env
     pid, partner = api.partner("Seller")
     _other_pid, other_partner = api.partner("Other seller")
@@ -37,10 +36,18 @@ def test_sealed_assigned_bound_moved_and_isolated(env) -> None:  # noqa: ANN001
     viewer = api.user("company_viewer", company_id=cid)
     api.link(company, cid, partner, pid)
 
-    issued = api.call("POST", f"/partners/{pid}/licences", api.owner_token, 201,
-                      json={"count": 2, "entitlements": {"seats": 2}, "valid_until": VALID_UNTIL}).json()
+    issued = api.call(
+        "POST",
+        f"/partners/{pid}/licences",
+        api.owner_token,
+        201,
+        json={"count": 2, "entitlements": {"seats": 2}, "valid_until": VALID_UNTIL},
+    ).json()
     assert [(l["state"], l["key"]) for l in issued] == [("sealed", None)] * 2
-    assert error_code(api.call("POST", f"/partners/{pid}/licences", partner, 403, json={"valid_until": VALID_UNTIL})) == "forbidden"
+    assert (
+        error_code(api.call("POST", f"/partners/{pid}/licences", partner, 403, json={"valid_until": VALID_UNTIL}))
+        == "forbidden"
+    )
     stock = api.call("GET", f"/partners/{pid}/licences", partner, 200).json()
     assert {l["id"] for l in stock} == {l["id"] for l in issued} and all(l["key"] is None for l in stock)
     first, second = issued[0]["id"], issued[1]["id"]
@@ -49,7 +56,10 @@ def test_sealed_assigned_bound_moved_and_isolated(env) -> None:  # noqa: ANN001
     assert error_code(api.call("GET", f"/licences/{first}", other_partner, 404)) == "not_found"
     assert error_code(api.call("POST", f"/licences/{first}/unseal", other_partner, 404)) == "not_found"
     assert error_code(api.call("GET", f"/partners/{pid}/licences", other_partner, 404)) == "not_found"
-    assert error_code(api.call("POST", f"/licences/{first}/assign", partner, 409, json={"company_id": other_cid})) == "licence.company_not_linked"
+    assert (
+        error_code(api.call("POST", f"/licences/{first}/assign", partner, 409, json={"company_id": other_cid}))
+        == "licence.company_not_linked"
+    )
 
     unsealed = api.call("POST", f"/licences/{second}/unseal", partner, 200).json()
     assert unsealed["state"] == "assigned" and kl.normalize_licence_key(unsealed["key"])
@@ -68,24 +78,39 @@ def test_sealed_assigned_bound_moved_and_isolated(env) -> None:  # noqa: ANN001
     add_device(api, new.device_id, cid, public_key=new.public_text)
     policy = LicencePolicy(LeaseSigner(CLOUD_KEY_ID, private_key=cloud_key))
     with Session(api.engine) as session, session.begin():
-        bind(session, old.device_id, mine[0]["key"], old.public_text, datetime.now(timezone.utc), policy)
+        bind(session, old.device_id, mine[0]["key"], old.public_text, datetime.now(UTC), policy)
     bound = api.call("GET", f"/licences/{first}", company, 200).json()
     assert (bound["state"], bound["device_id"], bound["epoch"]) == ("bound", old.device_id, 1)
     assert bound["lease_expires_at"] is not None
-    assert error_code(api.call("POST", f"/licences/{first}/move", viewer, 403, json={"device_id": new.device_id})) == "forbidden"
-    assert error_code(api.call("POST", f"/licences/{first}/move", company, 404, json={"device_id": "nope"})) == "not_found"
+    assert (
+        error_code(api.call("POST", f"/licences/{first}/move", viewer, 403, json={"device_id": new.device_id}))
+        == "forbidden"
+    )
+    assert (
+        error_code(api.call("POST", f"/licences/{first}/move", company, 404, json={"device_id": "nope"})) == "not_found"
+    )
     moving = api.call("POST", f"/licences/{first}/move", company, 200, json={"device_id": new.device_id}).json()
     assert moving["state"] == "releasing" and moving["releasing"]["to_device_id"] == new.device_id
 
     # The old device is gone for good: its release file is uploaded by hand.
-    receipt = old.receipt(first, 1, datetime.now(timezone.utc))
+    receipt = old.receipt(first, 1, datetime.now(UTC))
     file = kl.release_file_text(old.device_id, first, 1, receipt)
-    assert error_code(api.call("POST", "/licences/release-receipts", other_company, 404, json=json.loads(file))) == "not_found"
+    assert (
+        error_code(api.call("POST", "/licences/release-receipts", other_company, 404, json=json.loads(file)))
+        == "not_found"
+    )
     forged = kl.release_file_text(old.device_id, first, 1, new.receipt(first, 1))
-    assert error_code(api.call("POST", "/licences/release-receipts", company, 409, json=json.loads(forged))) == "licence.receipt_invalid"
+    assert (
+        error_code(api.call("POST", "/licences/release-receipts", company, 409, json=json.loads(forged)))
+        == "licence.receipt_invalid"
+    )
     done = api.call("POST", "/licences/release-receipts", company, 200, json=json.loads(file)).json()
     assert done["accepted"] is True
-    assert (done["licence"]["state"], done["licence"]["device_id"], done["licence"]["epoch"]) == ("bound", new.device_id, 2)
+    assert (done["licence"]["state"], done["licence"]["device_id"], done["licence"]["epoch"]) == (
+        "bound",
+        new.device_id,
+        2,
+    )
     again = api.call("POST", "/licences/release-receipts", company, 200, json=json.loads(file)).json()
     assert again["accepted"] is False
 
@@ -93,7 +118,9 @@ def test_sealed_assigned_bound_moved_and_isolated(env) -> None:  # noqa: ANN001
     assert [e["action"] for e in trail] == ["issued", "assigned", "bound", "move_requested", "released"]
     assert trail[-1]["actor"].startswith("user:") and trail[2]["actor"] == f"device:{old.device_id}"
     # The company sees its own part: from the moment the licence was assigned to it.
-    assert [e["action"] for e in api.call("GET", f"/licences/{first}/events", company, 200).json()] == [e["action"] for e in trail][1:]
+    assert [e["action"] for e in api.call("GET", f"/licences/{first}/events", company, 200).json()] == [
+        e["action"] for e in trail
+    ][1:]
 
     assert error_code(api.call("POST", f"/licences/{first}/revoke", company, 403)) == "forbidden"
     revoked = api.call("POST", f"/licences/{first}/revoke", partner, 200, json={"reason": "unpaid"}).json()
@@ -102,7 +129,7 @@ def test_sealed_assigned_bound_moved_and_isolated(env) -> None:  # noqa: ANN001
     assert error_code(api.call("GET", "/licences/bad id", partner, 422)) == "invalid_request"
 
 
-def test_the_company_releases_its_licence_to_the_partners_stock(env) -> None:  # noqa: ANN001
+def test_the_company_releases_its_licence_to_the_partners_stock(env) -> None:
     """Another company's terminal cannot take a company's licence; the company's admin
     releases it to the partner's stock (the terminal stops first), then another company's
     terminal binds it and the licence is listed under that company."""
@@ -112,8 +139,9 @@ def test_the_company_releases_its_licence_to_the_partners_stock(env) -> None:  #
     c_cid, company_c = api.company("Release shop C")
     a_viewer = api.user("company_viewer", company_id=a_cid)
     api.link(company_a, a_cid, partner, pid)
-    issued = api.call("POST", f"/partners/{pid}/licences", api.owner_token, 201,
-                      json={"count": 1, "valid_until": VALID_UNTIL}).json()[0]
+    issued = api.call(
+        "POST", f"/partners/{pid}/licences", api.owner_token, 201, json={"count": 1, "valid_until": VALID_UNTIL}
+    ).json()[0]
     licence_id = issued["id"]
     api.call("POST", f"/licences/{licence_id}/assign", partner, 200, json={"company_id": a_cid})
     key = api.call("GET", f"/licences/{licence_id}", company_a, 200).json()["key"]
@@ -126,7 +154,7 @@ def test_the_company_releases_its_licence_to_the_partners_stock(env) -> None:  #
         """The key typed on `till` (an up/licence bind request): the new state, or the refusal code."""
         try:
             with Session(api.engine) as session, session.begin():
-                return bind(session, till.device_id, key, till.public_text, datetime.now(timezone.utc), policy).state
+                return bind(session, till.device_id, key, till.public_text, datetime.now(UTC), policy).state
         except LicenceRefused as exc:
             return exc.code
 
@@ -140,12 +168,14 @@ def test_the_company_releases_its_licence_to_the_partners_stock(env) -> None:  #
     assert error_code(api.call("POST", path, partner, 403)) == "forbidden"  # the partner cannot take it back
     releasing = api.call("POST", path, company_a, 200).json()
     assert releasing["state"] == "releasing" and releasing["company_id"] == a_cid
-    assert releasing["releasing"]["from_device_id"] == till_a.device_id and releasing["releasing"]["to_device_id"] is None
+    assert (
+        releasing["releasing"]["from_device_id"] == till_a.device_id and releasing["releasing"]["to_device_id"] is None
+    )
     assert api.call("POST", path, company_a, 200).json()["releasing"] == releasing["releasing"]  # asked again
     assert enter(till_c) == "licence.returning"
 
     # The terminal stops and sends its receipt (here: the release file, uploaded by hand).
-    receipt = till_a.receipt(licence_id, 1, datetime.now(timezone.utc))
+    receipt = till_a.receipt(licence_id, 1, datetime.now(UTC))
     file = json.loads(kl.release_file_text(till_a.device_id, licence_id, 1, receipt))
     done = api.call("POST", "/licences/release-receipts", company_a, 200, json=file).json()
     assert done["accepted"] is True and (done["licence"]["state"], done["licence"]["company_id"]) == ("assigned", None)

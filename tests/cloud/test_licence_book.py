@@ -29,38 +29,46 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LicenceDb]:
         yield value
 
 
-def bind(db: LicenceDb, device: DeviceKey, key: str, now=T0, policy=None) -> binding.BindOutcome:  # noqa: ANN001
+def bind(db: LicenceDb, device: DeviceKey, key: str, now=T0, policy=None) -> binding.BindOutcome:
     with Session(db.engine) as session, session.begin():
         return binding.bind(session, device.device_id, key, device.public_text, now, policy or db.policy)
 
 
-def release(db: LicenceDb, device: DeviceKey, licence_id: str, epoch: int, receipt: str, now=T0) -> bool:  # noqa: ANN001
+def release(db: LicenceDb, device: DeviceKey, licence_id: str, epoch: int, receipt: str, now=T0) -> bool:
     with Session(db.engine) as session, session.begin():
         return binding.accept_release(session, device.device_id, licence_id, epoch, receipt, now, db.policy)
 
 
-def refused(call, *args) -> str:  # noqa: ANN001
+def refused(call, *args) -> str:
     with pytest.raises(LicenceRefused) as caught:
         call(*args)
     return caught.value.code
 
 
-def report(db: LicenceDb, device: DeviceKey, leases: list[tuple[str, int]], now, tombstones=(), policy=None) -> None:  # noqa: ANN001
-    body = kc.LeaseReport(kind="lease_report", leases=[
-        kc.HeldLease(licence_id=lid, epoch=epoch, lease_expires_at=now) for lid, epoch in leases],
-        tombstones=[kc.Tombstone(licence_id=lid, epoch=epoch, receipt=r) for lid, epoch, r in tombstones])
+def report(db: LicenceDb, device: DeviceKey, leases: list[tuple[str, int]], now, tombstones=(), policy=None) -> None:
+    body = kc.LeaseReport(
+        kind="lease_report",
+        leases=[kc.HeldLease(licence_id=lid, epoch=epoch, lease_expires_at=now) for lid, epoch in leases],
+        tombstones=[kc.Tombstone(licence_id=lid, epoch=epoch, receipt=r) for lid, epoch, r in tombstones],
+    )
     with Session(db.engine) as session, session.begin():
         binding.apply_lease_report(session, device.device_id, body, now, policy or db.policy)
 
 
 def test_bind_free_licence_then_again_is_idempotent(db: LicenceDb) -> None:
-    (licence_id, key), = db.issue(assign_to=db.company_id)
+    ((licence_id, key),) = db.issue(assign_to=db.company_id)
     till = db.add_device("till-1")
     outcome = bind(db, till, key)
     assert (outcome.state, outcome.epoch, outcome.changed) == ("bound", 1, True)
-    lease, = db.leases("till-1")
-    claims = accept_token(db.doc("till-1")[1][0], device_id="till-1", device_key=till.fingerprint,
-                          trusted_keys=db.trusted, highest_epoch=0, now_wall=T0.timestamp())
+    (lease,) = db.leases("till-1")
+    claims = accept_token(
+        db.doc("till-1")[1][0],
+        device_id="till-1",
+        device_key=till.fingerprint,
+        trusted_keys=db.trusted,
+        highest_epoch=0,
+        now_wall=T0.timestamp(),
+    )
     assert claims == lease and (lease.licence_id, lease.epoch, lease.company_id) == (licence_id, 1, db.company_id)
     assert lease.expires_at - lease.issued_at == LEASE_S and lease.entitlements == {"seats": 1}
     again = bind(db, till, key, T0 + timedelta(seconds=5))
@@ -69,32 +77,33 @@ def test_bind_free_licence_then_again_is_idempotent(db: LicenceDb) -> None:
 
 
 def test_typed_key_forms_and_refusals(db: LicenceDb) -> None:
-    (licence_id, key), = db.issue(assign_to=db.company_id)
+    ((licence_id, key),) = db.issue(assign_to=db.company_id)
     till = db.add_device("till-1")
-    typed = "-".join(key[i:i + 4] for i in range(0, 16, 4)).lower().replace("1", "l").replace("0", "o")
+    typed = "-".join(key[i : i + 4] for i in range(0, 16, 4)).lower().replace("1", "l").replace("0", "o")
     assert bind(db, till, typed).licence_id == licence_id
     wrong_check = key[:-1] + ("0" if key[-1] != "0" else "1")
     assert refused(bind, db, till, wrong_check) == "licence.key_invalid"
     assert refused(bind, db, till, "NOT-A-KEY") == "licence.key_invalid"
     from broker.contract.licence import new_licence_key
+
     assert refused(bind, db, till, new_licence_key()) == "licence.key_unknown"
-    (_sealed_id, sealed_key), = db.issue()
+    ((_sealed_id, sealed_key),) = db.issue()
     assert refused(bind, db, till, sealed_key) == "licence.not_assigned"
     impostor = DeviceKey("till-1")  # same id, another key than the registered one
     assert refused(bind, db, impostor, key) == "licence.wrong_device_key"
-    (_old_id, old_key), = db.issue(valid_until=T0 + timedelta(days=1), assign_to=db.company_id)
+    ((_old_id, old_key),) = db.issue(valid_until=T0 + timedelta(days=1), assign_to=db.company_id)
     assert refused(bind, db, till, old_key, T0 + timedelta(days=2)) == "licence.expired"
 
 
 def test_move_with_receipt_grants_next_epoch_and_keeps_the_audit(db: LicenceDb) -> None:
-    (licence_id, key), = db.issue(assign_to=db.company_id)
+    ((licence_id, key),) = db.issue(assign_to=db.company_id)
     old, new = db.add_device("till-old"), db.add_device("till-new")
     bind(db, old, key)
     moving = bind(db, new, key, T0 + timedelta(seconds=10))
     assert (moving.state, moving.epoch) == ("releasing", 1)
     licence = db.licence(licence_id)
     assert (licence.releasing_from_device_id, licence.releasing_to_device_id) == ("till-old", "till-new")
-    command, = db.release_commands("till-old")
+    (command,) = db.release_commands("till-old")
     assert command.args == {"licence_id": licence_id, "epoch": 1}
     assert db.leases("till-old") == [] and db.doc("till-new") is None
     bind(db, new, key, T0 + timedelta(seconds=11))  # asked again: nothing new
@@ -105,12 +114,19 @@ def test_move_with_receipt_grants_next_epoch_and_keeps_the_audit(db: LicenceDb) 
 
     assert release(db, old, licence_id, 1, old.receipt(licence_id, 1), T0 + timedelta(seconds=20)) is True
     licence = db.licence(licence_id)
-    assert (licence.state, licence.device_id, licence.epoch, licence.company_id) == ("bound", "till-new", 2, db.company_id)
-    lease, = db.leases("till-new")
+    assert (licence.state, licence.device_id, licence.epoch, licence.company_id) == (
+        "bound",
+        "till-new",
+        2,
+        db.company_id,
+    )
+    (lease,) = db.leases("till-new")
     assert (lease.device_id, lease.epoch, lease.device_key) == ("till-new", 2, new.fingerprint)
     assert db.leases("till-old") == []
-    trail = [(e.actor, e.action, e.from_state, e.to_state, e.from_device_id, e.to_device_id, e.epoch)
-             for e in db.events(licence_id)]
+    trail = [
+        (e.actor, e.action, e.from_state, e.to_state, e.from_device_id, e.to_device_id, e.epoch)
+        for e in db.events(licence_id)
+    ]
     assert trail[2:] == [
         ("device:till-old", "bound", "assigned", "bound", None, "till-old", 1),
         ("device:till-new", "move_requested", "bound", "releasing", "till-old", "till-new", 1),
@@ -123,7 +139,7 @@ def test_move_with_receipt_grants_next_epoch_and_keeps_the_audit(db: LicenceDb) 
 
 
 def test_forged_receipts_are_refused(db: LicenceDb) -> None:
-    (licence_id, key), = db.issue(assign_to=db.company_id)
+    ((licence_id, key),) = db.issue(assign_to=db.company_id)
     old, new = db.add_device("till-old"), db.add_device("till-new")
     bind(db, old, key)
     bind(db, new, key)
@@ -142,7 +158,7 @@ def test_forged_receipts_are_refused(db: LicenceDb) -> None:
 
 
 def test_silent_old_device_loses_the_licence_after_its_lease_and_margin(db: LicenceDb) -> None:
-    (licence_id, key), = db.issue(assign_to=db.company_id)
+    ((licence_id, key),) = db.issue(assign_to=db.company_id)
     old, new = db.add_device("till-old"), db.add_device("till-new")
     bind(db, old, key)
     bind(db, new, key, T0 + timedelta(seconds=100))
@@ -155,21 +171,25 @@ def test_silent_old_device_loses_the_licence_after_its_lease_and_margin(db: Lice
     licence = db.licence(licence_id)
     assert (licence.state, licence.device_id, licence.epoch) == ("bound", "till-new", 2)
     last = db.events(licence_id)[-1]
-    assert (last.actor, last.action, last.detail) == ("system", "released_by_timeout", "old device silent; its lease ran out")
+    assert (last.actor, last.action, last.detail) == (
+        "system",
+        "released_by_timeout",
+        "old device silent; its lease ran out",
+    )
     assert [lease.epoch for lease in db.leases("till-new")] == [2]
 
 
 def test_lease_report_renews_and_drops_what_is_no_longer_granted(db: LicenceDb) -> None:
-    (licence_id, key), = db.issue(assign_to=db.company_id)
+    ((licence_id, key),) = db.issue(assign_to=db.company_id)
     till = db.add_device("till-1")
     bind(db, till, key)
-    first, = db.leases("till-1")
+    (first,) = db.leases("till-1")
     version = db.doc("till-1")[0]
     report(db, till, [(licence_id, 1)], T0 + timedelta(seconds=10))  # too soon to re-sign
     assert db.doc("till-1")[0] == version
     later = T0 + timedelta(seconds=300)
     report(db, till, [(licence_id, 1), ("lic_gone", 4)], later)
-    renewed, = db.leases("till-1")
+    (renewed,) = db.leases("till-1")
     assert renewed.issued_at == int(later.timestamp()) and renewed.expires_at > first.expires_at
     assert db.licence(licence_id).lease_expires_at.replace(tzinfo=T0.tzinfo).timestamp() == renewed.expires_at
 
@@ -178,25 +198,25 @@ def test_reports_after_a_reconnect_storm_do_not_re_sign_young_leases(db: Licence
     """Devices report on every connect; with the default hourly renewal a lease issued minutes
     ago is kept (no signature, no document), and one past half the period is renewed."""
     hourly = short_policy(db.cloud_key, lease_s=7 * 86400, renew_after_s=3600)
-    (licence_id, key), = db.issue(assign_to=db.company_id)
+    ((licence_id, key),) = db.issue(assign_to=db.company_id)
     till = db.add_device("till-1")
     bind(db, till, key, policy=hourly)
-    first, = db.leases("till-1")
+    (first,) = db.leases("till-1")
     version = db.doc("till-1")[0]
     report(db, till, [(licence_id, 1)], T0 + timedelta(minutes=5), policy=hourly)  # the broker restarted
     report(db, till, [(licence_id, 1)], T0 + timedelta(minutes=29), policy=hourly)
     assert db.doc("till-1")[0] == version and db.leases("till-1") == [first]
     later = T0 + timedelta(minutes=31)
     report(db, till, [(licence_id, 1)], later, policy=hourly)
-    renewed, = db.leases("till-1")
+    (renewed,) = db.leases("till-1")
     assert db.doc("till-1")[0] > version and renewed.issued_at == int(later.timestamp())
 
 
 def test_lease_never_outlives_the_licence_and_sweep_drops_it(db: LicenceDb) -> None:
-    (licence_id, key), = db.issue(valid_until=T0 + timedelta(seconds=100), assign_to=db.company_id)
+    ((licence_id, key),) = db.issue(valid_until=T0 + timedelta(seconds=100), assign_to=db.company_id)
     till = db.add_device("till-1")
     bind(db, till, key)
-    lease, = db.leases("till-1")
+    (lease,) = db.leases("till-1")
     assert lease.expires_at == int((T0 + timedelta(seconds=100)).timestamp())
     with Session(db.engine) as session, session.begin():
         assert sweep(session, T0 + timedelta(seconds=101), db.policy).expired == 1
@@ -204,7 +224,7 @@ def test_lease_never_outlives_the_licence_and_sweep_drops_it(db: LicenceDb) -> N
 
 
 def test_revocation_drops_the_lease(db: LicenceDb) -> None:
-    (licence_id, key), = db.issue(assign_to=db.company_id)
+    ((licence_id, key),) = db.issue(assign_to=db.company_id)
     till = db.add_device("till-1")
     bind(db, till, key)
     with Session(db.engine) as session, session.begin():
@@ -213,11 +233,16 @@ def test_revocation_drops_the_lease(db: LicenceDb) -> None:
     assert refused(bind, db, till, key) == "licence.revoked"
     event = db.events(licence_id)[-1]
     assert (event.action, event.from_state, event.to_state, event.from_device_id, event.detail) == (
-        "revoked", "bound", "revoked", "till-1", "unpaid")
+        "revoked",
+        "bound",
+        "revoked",
+        "till-1",
+        "unpaid",
+    )
 
 
 def test_moves_are_rate_limited_per_hour_not_in_total(db: LicenceDb) -> None:
-    (licence_id, key), = db.issue(assign_to=db.company_id)
+    ((licence_id, key),) = db.issue(assign_to=db.company_id)
     tills = [db.add_device(f"till-{n}") for n in range(6)]
     bind(db, tills[0], key)
     for n in range(1, 4):  # retargets count as moves too
@@ -233,7 +258,7 @@ def test_moves_are_rate_limited_per_hour_not_in_total(db: LicenceDb) -> None:
 
 
 def test_release_on_the_device_frees_the_licence(db: LicenceDb) -> None:
-    (licence_id, key), = db.issue(assign_to=db.company_id)
+    ((licence_id, key),) = db.issue(assign_to=db.company_id)
     old, new = db.add_device("till-old"), db.add_device("till-new")
     bind(db, old, key)
     report(db, old, [], T0 + timedelta(seconds=5), tombstones=[(licence_id, 1, old.receipt(licence_id, 1))])
@@ -247,18 +272,20 @@ def test_ingest_routes_licence_messages_and_refuses_with_the_reason(db: LicenceD
     from cloud_api.ingest.apply import apply_batch
     from cloud_api.licences.policy import use_policy
 
-    (licence_id, key), = db.issue(assign_to=db.company_id)
+    ((licence_id, key),) = db.issue(assign_to=db.company_id)
     till = db.add_device("till-1")
     boot = uuid.uuid4()
 
-    def message(body, seq):  # noqa: ANN001, ANN202
+    def message(body, seq):
         envelope = kc.up_message(body, device_id="till-1", seq=seq, boot_id=boot, clock_trusted=True)
         publication = kc.publication(envelope)
         return kc.parse_message(publication.topic, publication.payload)
 
     typo = key[:-1] + ("0" if key[-1] != "0" else "1")
-    batch = [message(kc.BindRequest(kind="bind_request", licence_key=typo, device_public_key=till.public_text), 1),
-             message(kc.BindRequest(kind="bind_request", licence_key=key, device_public_key=till.public_text), 2)]
+    batch = [
+        message(kc.BindRequest(kind="bind_request", licence_key=typo, device_public_key=till.public_text), 1),
+        message(kc.BindRequest(kind="bind_request", licence_key=key, device_public_key=till.public_text), 2),
+    ]
     use_policy(db.policy)
     try:
         with Session(db.engine) as session, session.begin():
@@ -266,20 +293,21 @@ def test_ingest_routes_licence_messages_and_refuses_with_the_reason(db: LicenceD
     finally:
         use_policy(None)
     assert (plan.applied, plan.rejected) == (1, 1)
-    rejection, = plan.devices["till-1"].rejected.values()
+    (rejection,) = plan.devices["till-1"].rejected.values()
     assert rejection.reason == "licence.key_invalid" and "check character" in rejection.detail
     assert db.licence(licence_id).state == "bound" and db.leases("till-1")[0].epoch == 1
 
 
 # ------------------------------------------------------------------ which company holds it
-def release_to_partner(db: LicenceDb, licence_id: str, company_id: int, now=T0):  # noqa: ANN001, ANN201
+def release_to_partner(db: LicenceDb, licence_id: str, company_id: int, now=T0):
     with Session(db.engine) as session, session.begin():
-        return book.release_to_partner(session, licence_id, company_id, by_user=db.admin_user_id, now=now,
-                                       policy=db.policy).state
+        return book.release_to_partner(
+            session, licence_id, company_id, by_user=db.admin_user_id, now=now, policy=db.policy
+        ).state
 
 
 def test_a_key_assigned_to_a_company_is_refused_on_another_companys_terminal(db: LicenceDb) -> None:
-    (licence_id, key), = db.issue(assign_to=db.company_id)
+    ((licence_id, key),) = db.issue(assign_to=db.company_id)
     mine, theirs = db.add_device("till-a"), db.add_device("till-b", db.other_company_id)
     with pytest.raises(LicenceRefused) as free:
         bind(db, theirs, key)
@@ -292,7 +320,12 @@ def test_a_key_assigned_to_a_company_is_refused_on_another_companys_terminal(db:
     for seconds in (10, 20):
         assert refused(bind, db, theirs, key, T0 + timedelta(seconds=seconds)) == "licence.other_company"
     licence = db.licence(licence_id)
-    assert (licence.state, licence.device_id, licence.company_id, licence.epoch) == ("bound", "till-a", db.company_id, 1)
+    assert (licence.state, licence.device_id, licence.company_id, licence.epoch) == (
+        "bound",
+        "till-a",
+        db.company_id,
+        1,
+    )
     assert db.doc("till-a") == document and db.doc("till-b") is None and db.release_commands("till-a") == []
     assert [e.action for e in db.events(licence_id)] == ["issued", "assigned", "bound"]
     # The holder's own move to the other company's terminal is no different.
@@ -305,7 +338,7 @@ def test_a_key_assigned_to_a_company_is_refused_on_another_companys_terminal(db:
 
 
 def test_unsealed_stock_belongs_to_the_first_company_and_stays_there(db: LicenceDb) -> None:
-    (licence_id, key), = db.issue(unseal=True)
+    ((licence_id, key),) = db.issue(unseal=True)
     assert db.licence(licence_id).company_id is None
     b1, b2 = db.add_device("till-b1", db.other_company_id), db.add_device("till-b2", db.other_company_id)
     c1 = db.add_device("till-c1", db.third_company_id)
@@ -320,7 +353,12 @@ def test_unsealed_stock_belongs_to_the_first_company_and_stays_there(db: Licence
     assert db.licence(licence_id).releasing_to_device_id == "till-b2"
     assert release(db, b1, licence_id, 1, b1.receipt(licence_id, 1), T0 + timedelta(seconds=12))
     licence = db.licence(licence_id)
-    assert (licence.state, licence.device_id, licence.company_id, licence.epoch) == ("bound", "till-b2", db.other_company_id, 2)
+    assert (licence.state, licence.device_id, licence.company_id, licence.epoch) == (
+        "bound",
+        "till-b2",
+        db.other_company_id,
+        2,
+    )
     # Released on the terminal itself, the licence is free but still B's.
     report(db, b2, [], T0 + timedelta(seconds=20), tombstones=[(licence_id, 2, b2.receipt(licence_id, 2))])
     assert (db.licence(licence_id).state, db.licence(licence_id).company_id) == ("assigned", db.other_company_id)
@@ -328,15 +366,18 @@ def test_unsealed_stock_belongs_to_the_first_company_and_stays_there(db: Licence
 
 
 def test_the_holder_releases_a_bound_licence_then_another_company_binds_it(db: LicenceDb) -> None:
-    (licence_id, key), = db.issue(assign_to=db.company_id)
+    ((licence_id, key),) = db.issue(assign_to=db.company_id)
     a1, c1 = db.add_device("till-a1"), db.add_device("till-c1", db.third_company_id)
     bind(db, a1, key)
     assert release_to_partner(db, licence_id, db.company_id, T0 + timedelta(seconds=10)) == "releasing"
     licence = db.licence(licence_id)
     # The terminal is told to stop first, as in a move; the company holds it until then.
     assert (licence.company_id, licence.releasing_from_device_id, licence.releasing_to_device_id) == (
-        db.company_id, "till-a1", None)
-    command, = db.release_commands("till-a1")
+        db.company_id,
+        "till-a1",
+        None,
+    )
+    (command,) = db.release_commands("till-a1")
     assert command.args == {"licence_id": licence_id, "epoch": 1} and db.leases("till-a1") == []
     assert release_to_partner(db, licence_id, db.company_id, T0 + timedelta(seconds=11)) == "releasing"  # again
     assert len(db.release_commands("till-a1")) == 1
@@ -357,8 +398,10 @@ def test_the_holder_releases_a_bound_licence_then_another_company_binds_it(db: L
     assert db.licence(licence_id).company_id == db.third_company_id
     assert db.leases("till-c1")[0].company_id == db.third_company_id
     assert refused(bind, db, a1, key, T0 + timedelta(seconds=31)) == "licence.other_company"
-    trail = [(e.actor, e.action, e.from_state, e.to_state, e.from_device_id, e.to_device_id, e.epoch)
-             for e in db.events(licence_id)]
+    trail = [
+        (e.actor, e.action, e.from_state, e.to_state, e.from_device_id, e.to_device_id, e.epoch)
+        for e in db.events(licence_id)
+    ]
     user = f"user:{db.admin_user_id}"
     assert trail[3:] == [
         (user, "return_requested", "bound", "releasing", "till-a1", None, 1),
@@ -373,7 +416,7 @@ def test_the_holder_releases_a_bound_licence_then_another_company_binds_it(db: L
 
 
 def test_a_silent_terminal_gives_the_released_licence_back_after_its_lease(db: LicenceDb) -> None:
-    (licence_id, key), = db.issue(assign_to=db.company_id)
+    ((licence_id, key),) = db.issue(assign_to=db.company_id)
     a1 = db.add_device("till-a1")
     bind(db, a1, key)
     release_to_partner(db, licence_id, db.company_id, T0 + timedelta(seconds=100))
@@ -387,7 +430,12 @@ def test_a_silent_terminal_gives_the_released_licence_back_after_its_lease(db: L
     licence = db.licence(licence_id)
     assert (licence.state, licence.company_id, licence.epoch) == ("assigned", None, 1)
     last = db.events(licence_id)[-1]
-    assert (last.actor, last.action, last.to_state, last.to_device_id) == ("system", "released_by_timeout", "assigned", None)
+    assert (last.actor, last.action, last.to_state, last.to_device_id) == (
+        "system",
+        "released_by_timeout",
+        "assigned",
+        None,
+    )
     assert db.leases("till-a1") == []
 
 
@@ -399,7 +447,11 @@ def test_releasing_a_free_or_moving_licence(db: LicenceDb) -> None:
     assert release_to_partner(db, free_id, db.company_id) == "assigned"
     last = db.events(free_id)[-1]
     assert (last.action, last.from_state, last.to_state, db.licence(free_id).company_id) == (
-        "returned", "assigned", "assigned", None)
+        "returned",
+        "assigned",
+        "assigned",
+        None,
+    )
     assert bind(db, b1, free_key).state == "bound" and db.licence(free_id).company_id == db.other_company_id
     # Moving from a1 to a2: a2 never gets it; it returns once a1 lets go.
     bind(db, a1, moving_key)
@@ -418,7 +470,7 @@ def test_releasing_a_free_or_moving_licence(db: LicenceDb) -> None:
     with pytest.raises(LicenceRefused) as foreign:
         release_to_partner(db, free_id, db.company_id)
     assert foreign.value.code == "not_found"
-    (revoked_id, _key), = db.issue(assign_to=db.company_id)
+    ((revoked_id, _key),) = db.issue(assign_to=db.company_id)
     with Session(db.engine) as session, session.begin():
         book.revoke(session, revoked_id, by_user=db.admin_user_id, now=T0)
     with pytest.raises(LicenceRefused) as revoked:
@@ -435,7 +487,7 @@ def test_a_locked_licence_stays_locked_on_sqlite_too(tmp_path: Path) -> None:
     from cloud_api.licences.records import locked_licence
 
     with licence_database("sqlite", tmp_path) as db:
-        (licence_id, _key), = db.issue()
+        ((licence_id, _key),) = db.issue()
         impatient = create_engine(db.engine.url, connect_args={"timeout": 0.05})  # no waiting for the lock
         with Session(db.engine) as first, Session(impatient) as second:
             assert locked_licence(first, licence_id) is not None  # holds the lock until it ends

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,21 +49,32 @@ class Fleet:
         self.company_id, self.company_token = api.company("Shop")
         api.link(self.company_token, self.company_id, self.partner_token, self.partner_id)
         with Session(cloud.engine) as session:
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             session.add_all([Device(device_id=device, company_id=self.company_id, created_at=now) for device in (A, B)])
             session.commit()
         trust = f'\n[trust]\ncloud_keys = {{ "{key.key_id}" = "{key.public_text}" }}\n'
-        self.agents = {device: AgentProcess(write_agent_config(tmp_path / device, device_id=device, host=mosquitto.host,
-                                                               port=mosquitto.port, extra=trust))
-                       for device in (A, B)}
+        self.agents = {
+            device: AgentProcess(
+                write_agent_config(
+                    tmp_path / device, device_id=device, host=mosquitto.host, port=mosquitto.port, extra=trust
+                )
+            )
+            for device in (A, B)
+        }
 
     def sealed_licence_for_the_company(self) -> dict[str, Any]:
-        valid_until = (datetime.now(timezone.utc) + timedelta(days=365)).isoformat()
-        licence = self.api.call("POST", f"/partners/{self.partner_id}/licences", self.api.owner_token, 201,
-                                json={"count": 1, "entitlements": {"points_of_sale": 1}, "valid_until": valid_until}).json()[0]
+        valid_until = (datetime.now(UTC) + timedelta(days=365)).isoformat()
+        licence = self.api.call(
+            "POST",
+            f"/partners/{self.partner_id}/licences",
+            self.api.owner_token,
+            201,
+            json={"count": 1, "entitlements": {"points_of_sale": 1}, "valid_until": valid_until},
+        ).json()[0]
         assert licence["state"] == "sealed" and licence["key"] is None
-        assigned = self.api.call("POST", f"/licences/{licence['id']}/assign", self.partner_token, 200,
-                                 json={"company_id": self.company_id}).json()
+        assigned = self.api.call(
+            "POST", f"/licences/{licence['id']}/assign", self.partner_token, 200, json={"company_id": self.company_id}
+        ).json()
         assert assigned["state"] == "assigned"
         # the company holds it now: its admin reads the key to type it in
         return self.api.call("GET", f"/licences/{licence['id']}", self.company_token, 200).json()
@@ -101,7 +112,9 @@ def fleet_factory(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Callable[...
     with Session(cloud.engine, expire_on_commit=False) as session:
         _owner, _admin, owner_token = create_owner(session, "Owner")
     fleets: list[Fleet] = []
-    with TestClient(create_app(CloudSettings(database_url=cloud.database_url), cloud.engine), raise_server_exceptions=False) as client:
+    with TestClient(
+        create_app(CloudSettings(database_url=cloud.database_url), cloud.engine), raise_server_exceptions=False
+    ) as client:
         api = Api(client, cloud.engine, owner_token)
 
         def make(**licence: int) -> Fleet:
@@ -134,12 +147,19 @@ def test_migration_with_both_terminals_online(fleet_factory: Callable[..., Fleet
     fleet.wait(lambda: fleet.check(B)["ok"], "B to be granted after A's receipt")
     assert fleet.check(A)["ok"] is False
     moved = fleet.licence(licence["id"])
-    assert (moved["state"], moved["device_id"], moved["epoch"], moved["company_id"]) == ("bound", B, 2, fleet.company_id)
+    assert (moved["state"], moved["device_id"], moved["epoch"], moved["company_id"]) == (
+        "bound",
+        B,
+        2,
+        fleet.company_id,
+    )
     listed = fleet.api.call("GET", f"/companies/{fleet.company_id}/licences", fleet.company_token, 200).json()
     assert [(item["id"], item["device_id"]) for item in listed] == [(licence["id"], B)]
 
     events = fleet.api.call("GET", f"/licences/{licence['id']}/events", fleet.company_token, 200).json()
-    trail = [(event["from_state"], event["to_state"], event["from_device_id"], event["to_device_id"]) for event in events]
+    trail = [
+        (event["from_state"], event["to_state"], event["from_device_id"], event["to_device_id"]) for event in events
+    ]
     # The company's part of the trail starts when the licence was assigned to it (the partner's
     # purchase before that is the partner's business).
     assert trail[0][:2] == ("sealed", "assigned")
@@ -166,7 +186,7 @@ def test_migration_while_the_old_terminal_is_offline(fleet_factory: Callable[...
     deadline = datetime.fromisoformat(releasing["releasing"]["deadline"])
     old_expiry = datetime.fromisoformat(releasing["lease_expires_at"])
     assert deadline >= old_expiry + timedelta(seconds=margin_s)
-    while datetime.now(timezone.utc) < old_expiry:
+    while datetime.now(UTC) < old_expiry:
         assert not fleet.check(B)["ok"], "B was granted while A's lease could still be in use"
         time.sleep(0.5)
     fleet.wait(lambda: fleet.check(B)["ok"], "B to be granted once A's lease ran out", timeout_s=lease_s + 20)

@@ -66,19 +66,30 @@ class World:
         self.now_s, self.step_no, self.order = 0.0, 0, 0
         companies = {"a": db.company_id, "b": db.other_company_id, "c": db.third_company_id}
         company_of = {device_id: companies[name] for name, tills in TILLS.items() for device_id in tills}
-        self.devices = {device_id: SimDevice(db.add_device(device_id, company)) for device_id, company in company_of.items()}
-        self.ownership = Ownership(company_of, {licence_id: db.licence(licence_id).company_id for licence_id, _ in keys})
+        self.devices = {
+            device_id: SimDevice(db.add_device(device_id, company)) for device_id, company in company_of.items()
+        }
+        self.ownership = Ownership(
+            company_of, {licence_id: db.licence(licence_id).company_id for licence_id, _ in keys}
+        )
         self.network: list[Packet] = []
         self.docs: dict[str, list[tuple[int, list[str]]]] = {d: [] for d in self.devices}  # every version sent
         self.commands: dict[object, tuple[str, str, int, float]] = {}  # id -> device, licence, epoch, expires
         self.next_sweep_s, self.sweeper_down_until, self.next_resend_s = SWEEP_S, 0.0, RESEND_S
         self.releasing_due: float | None = None  # earliest release deadline (cloud s), None: nothing releasing
         self.calm = False  # no loss, short delays
-        self.stats = {"moves": 0, "partitioned_moves": 0, "sold": set(), "releases": 0, "returned": 0,
-                      "stock_bound": 0, "refused": {}}
+        self.stats = {
+            "moves": 0,
+            "partitioned_moves": 0,
+            "sold": set(),
+            "releases": 0,
+            "returned": 0,
+            "stock_bound": 0,
+            "refused": {},
+        }
 
     @property
-    def now(self):  # noqa: ANN201
+    def now(self):
         return T0 + timedelta(seconds=self.now_s)
 
     @property
@@ -93,11 +104,14 @@ class World:
     def cloud_receive(self, device_id: str, body: kc.Body) -> None:
         device = self.devices[device_id]
         device.seq += 1
-        envelope = kc.up_message(body, device_id=device_id, seq=device.seq, boot_id=device.boot_id,
-                                 clock_trusted=True, created_at=self.now)
+        envelope = kc.up_message(
+            body, device_id=device_id, seq=device.seq, boot_id=device.boot_id, clock_trusted=True, created_at=self.now
+        )
         publication = kc.publication(envelope)
         with Session(self.db.engine) as session, session.begin():
-            plan = apply_batch(session, [kc.parse_message(publication.topic, publication.payload)], received_at=self.now)
+            plan = apply_batch(
+                session, [kc.parse_message(publication.topic, publication.payload)], received_at=self.now
+            )
         for rejection in plan.device(device_id).rejected.values():
             self.stats["refused"][rejection.reason] = self.stats["refused"].get(rejection.reason, 0) + 1
         self.publish()
@@ -114,8 +128,9 @@ class World:
         if holder is None:
             return
         with Session(self.db.engine) as session, session.begin():
-            book.release_to_partner(session, licence_id, holder, by_user=self.db.admin_user_id, now=self.now,
-                                    policy=self.policy)
+            book.release_to_partner(
+                session, licence_id, holder, by_user=self.db.admin_user_id, now=self.now, policy=self.policy
+            )
         self.ownership.released(licence_id, holder)
         self.stats["releases"] += 1
         self.publish()
@@ -131,26 +146,40 @@ class World:
                 change = self.ownership.observe(licences[licence_id], self.where)
                 if change is not None:
                     self.stats[change] += 1
-            for row in session.scalars(select(DesiredState).where(DesiredState.domain == "licence")
-                                       .order_by(DesiredState.device_id)):
+            for row in session.scalars(
+                select(DesiredState).where(DesiredState.domain == "licence").order_by(DesiredState.device_id)
+            ):
                 sent = self.docs[row.device_id]
                 if not sent or row.version > sent[-1][0]:
                     sent.append((row.version, list(row.doc["leases"])))
                     self.send_down(Packet(0, 0, row.device_id, doc=sent[-1]))
                 elif resend_to == row.device_id:
                     self.send_down(Packet(0, 0, row.device_id, doc=sent[-1]))
-            for command in session.scalars(select(DeviceCommand).where(DeviceCommand.name == "licence.release")
-                                           .order_by(DeviceCommand.created_at, DeviceCommand.device_id)):
+            for command in session.scalars(
+                select(DeviceCommand)
+                .where(DeviceCommand.name == "licence.release")
+                .order_by(DeviceCommand.created_at, DeviceCommand.device_id)
+            ):
                 expires = (command.expires_at.replace(tzinfo=T0.tzinfo) - T0).total_seconds()
                 if command.command_id not in self.commands:
-                    self.commands[command.command_id] = (command.device_id, command.args["licence_id"],
-                                                         command.args["epoch"], expires)
+                    self.commands[command.command_id] = (
+                        command.device_id,
+                        command.args["licence_id"],
+                        command.args["epoch"],
+                        expires,
+                    )
                     self.send_down(Packet(0, 0, command.device_id, release=self.commands[command.command_id][1:]))
-            releasing = min((licence.release_deadline for licence in licences.values()  # as SQL MIN: NULLs left out
-                             if licence.state == LicenceState.RELEASING and licence.release_deadline is not None),
-                            default=None)
-            self.releasing_due = None if releasing is None else (
-                (releasing.replace(tzinfo=T0.tzinfo) - T0).total_seconds())
+            releasing = min(
+                (
+                    licence.release_deadline
+                    for licence in licences.values()  # as SQL MIN: NULLs left out
+                    if licence.state == LicenceState.RELEASING and licence.release_deadline is not None
+                ),
+                default=None,
+            )
+            self.releasing_due = (
+                None if releasing is None else ((releasing.replace(tzinfo=T0.tzinfo) - T0).total_seconds())
+            )
         if resend_to is not None:
             self.resend_commands(resend_to)
 
@@ -205,8 +234,10 @@ class World:
                 return  # the agent refuses an expired command (by its own clock)
             receipt = device.release(licence_id, epoch, self.now_s)
             if receipt is not None:
-                self.send_up(device, kc.ReleaseReceipt(kind="release_receipt", licence_id=licence_id, epoch=epoch,
-                                                       receipt=receipt))
+                self.send_up(
+                    device,
+                    kc.ReleaseReceipt(kind="release_receipt", licence_id=licence_id, epoch=epoch, receipt=receipt),
+                )
 
     def reconnect(self, device: SimDevice) -> None:
         """The link is back: the outbox flushes, a report goes up, retained doc and open commands come."""
@@ -225,8 +256,13 @@ class World:
             if self.now_s >= self.sweeper_down_until:
                 times.append(self.next_sweep_s)
             for device in self.devices.values():
-                times += [device.on_at if not device.powered else device.cut_until if device.cut_until > self.now_s
-                          else device.next_report_s]
+                times += [
+                    device.on_at
+                    if not device.powered
+                    else device.cut_until
+                    if device.cut_until > self.now_s
+                    else device.next_report_s
+                ]
             if self.network:
                 times.append(min(self.network).deliver_at)
             self.now_s = max(self.now_s, min(times))
@@ -257,7 +293,7 @@ class World:
         if now >= self.next_sweep_s:
             self.next_sweep_s = now + SWEEP_S
             # A sweep with nothing due changes nothing; skip most of those (time), never a due one.
-            if self.releasing_due is not None and self.releasing_due <= now or self.rng.random() < 0.1:
+            if (self.releasing_due is not None and self.releasing_due <= now) or self.rng.random() < 0.1:
                 self.cloud_sweep()
         if now >= self.next_resend_s:
             self.next_resend_s = now + RESEND_S
@@ -265,8 +301,9 @@ class World:
 
     # ------------------------------------------------------------------- events
     def pick_skew(self) -> float:
-        return self.rng.choice([-MARGIN_S, -MARGIN_S, -0.8 * MARGIN_S, 0.0, MARGIN_S,
-                                self.rng.uniform(-MARGIN_S, MARGIN_S)])
+        return self.rng.choice(
+            [-MARGIN_S, -MARGIN_S, -0.8 * MARGIN_S, 0.0, MARGIN_S, self.rng.uniform(-MARGIN_S, MARGIN_S)]
+        )
 
     def bound_licences(self) -> list[tuple[str, str, str]]:
         with Session(self.db.engine) as session:
@@ -274,8 +311,10 @@ class World:
             return [(row.id, row.licence_key, row.device_id) for row in rows if row.state == LicenceState.BOUND]
 
     def bind_request(self, device: SimDevice, key: str) -> None:
-        self.send_up(device, kc.BindRequest(kind="bind_request", licence_key=key.lower(),
-                                            device_public_key=device.key.public_text))
+        self.send_up(
+            device,
+            kc.BindRequest(kind="bind_request", licence_key=key.lower(), device_public_key=device.key.public_text),
+        )
 
     def partition(self, device: SimDevice, duration: float) -> None:
         device.cut_until = max(device.cut_until, self.now_s + duration)
@@ -320,8 +359,13 @@ class World:
         rng = self.rng
         self.step_no += 1
         roll = rng.random()
-        dt = (rng.uniform(0.5, 12) if roll < 0.55 else rng.choice([15, 20, 30, 45, 60, 90]) if roll < 0.88
-              else rng.choice([150, 300, LEASE_S // 2, LEASE_S, LEASE_S + MARGIN_S]))
+        dt = (
+            rng.uniform(0.5, 12)
+            if roll < 0.55
+            else rng.choice([15, 20, 30, 45, 60, 90])
+            if roll < 0.88
+            else rng.choice([150, 300, LEASE_S // 2, LEASE_S, LEASE_S + MARGIN_S])
+        )
         self.run_until(self.now_s + dt)
         device = self.devices[rng.choice(sorted(self.devices))]
         roll = rng.random()
@@ -356,8 +400,9 @@ class World:
                 self.ownership.check_seller(licence_id, seller.device_id, self.where)
             if len(sellers) > 1:
                 states = "; ".join(d.describe(licence_id, self.now_s) for d in self.devices.values())
-                raise Violation(f"{self.where}: licence {licence_id} usable on {[d.device_id for d in sellers]} "
-                                f"({states})")
+                raise Violation(
+                    f"{self.where}: licence {licence_id} usable on {[d.device_id for d in sellers]} ({states})"
+                )
 
     def heal(self) -> None:
         for device in self.devices.values():
@@ -379,9 +424,12 @@ class World:
                 if licence.state not in (LicenceState.BOUND, LicenceState.ASSIGNED):
                     raise Violation(f"{where} stuck in {licence.state}")
                 if licence.state == LicenceState.BOUND and not self.devices[licence.device_id].can_sell(
-                        licence_id, self.now_s):
-                    raise Violation(f"{where} bound to {licence.device_id}, which cannot sell: "
-                                    f"{self.devices[licence.device_id].verdict(licence_id, self.now_s).code}")
+                    licence_id, self.now_s
+                ):
+                    raise Violation(
+                        f"{where} bound to {licence.device_id}, which cannot sell: "
+                        f"{self.devices[licence.device_id].verdict(licence_id, self.now_s).code}"
+                    )
 
     def calm_bind(self, licence_id: str, key: str, target: str, what: str) -> None:
         """The key typed on `target` in calm weather: bound there, selling, within seconds."""
@@ -389,8 +437,10 @@ class World:
         self.run_until(self.now_s + CALM_MOVE_S)
         licence = self.db.licence(licence_id)
         if licence.device_id != target or not self.devices[target].can_sell(licence_id, self.now_s):
-            raise Violation(f"{self.where}: licence {licence_id} not {what} {target} within {CALM_MOVE_S:.0f} s "
-                            f"in calm weather ({licence.state}, {licence.device_id})")
+            raise Violation(
+                f"{self.where}: licence {licence_id} not {what} {target} within {CALM_MOVE_S:.0f} s "
+                f"in calm weather ({licence.state}, {licence.device_id})"
+            )
 
     def calm_moves(self) -> None:
         """In calm weather, with every device online: a bind or a move completes within seconds;
@@ -413,17 +463,24 @@ class World:
             self.bind_request(self.devices[outsider], key)
             self.run_until(self.now_s + CALM_MOVE_S)
             after = self.db.licence(licence_id)
-            if ((after.state, after.device_id, after.epoch) != (before.state, before.device_id, before.epoch)
-                    or not self.devices[before.device_id].can_sell(licence_id, self.now_s)):
-                raise Violation(f"{self.where}: licence {licence_id} of {before.device_id} disturbed by a key "
-                                f"typed on {outsider} of another company ({after.state}, {after.device_id})")
+            if (after.state, after.device_id, after.epoch) != (
+                before.state,
+                before.device_id,
+                before.epoch,
+            ) or not self.devices[before.device_id].can_sell(licence_id, self.now_s):
+                raise Violation(
+                    f"{self.where}: licence {licence_id} of {before.device_id} disturbed by a key "
+                    f"typed on {outsider} of another company ({after.state}, {after.device_id})"
+                )
             self.company_release(licence_id)
             self.run_until(self.now_s + CALM_MOVE_S)
             returned = self.db.licence(licence_id)
             if (returned.state, returned.company_id) != (LicenceState.ASSIGNED, None):
-                raise Violation(f"{self.where}: licence {licence_id} released by its company is not back in the "
-                                f"partner's stock within {CALM_MOVE_S:.0f} s in calm weather ({returned.state}, "
-                                f"{returned.device_id})")
+                raise Violation(
+                    f"{self.where}: licence {licence_id} released by its company is not back in the "
+                    f"partner's stock within {CALM_MOVE_S:.0f} s in calm weather ({returned.state}, "
+                    f"{returned.device_id})"
+                )
             self.calm_bind(licence_id, key, outsider, "bound from the stock to")
         self.calm = False
 
@@ -434,8 +491,9 @@ class World:
         (licence_id, epoch), (receipt, _at, _confirmed) = self.rng.choice(list(device.tombstones.items()))
         with Session(self.db.engine) as session, session.begin():
             try:
-                binding.accept_release(session, device.device_id, licence_id, epoch, receipt, self.now, self.policy,
-                                       actor="user:1")
+                binding.accept_release(
+                    session, device.device_id, licence_id, epoch, receipt, self.now, self.policy, actor="user:1"
+                )
             except LicenceRefused:
                 pass
         self.publish()
@@ -473,10 +531,12 @@ def test_never_two_usable_leases_and_never_stuck(seed: int, tmp_path: Path) -> N
     # the stock and bound from it by another company.
     assert stats["refused"].get("licence.other_company", 0) >= 3 and stats["returned"] >= 3, stats
     assert stats["stock_bound"] >= 3, stats
-    print(f"seed {seed}: {stats['moves']} moves ({stats['partitioned_moves']} with the old device cut off), "
-          f"{len(world.commands)} release orders, {len(stats['sold'])} (licence, device) pairs sold, "
-          f"{stats['releases']} company releases, {stats['returned']} back in the stock, "
-          f"{stats['stock_bound']} bound from the stock, refused {stats['refused']}, cloud time +{world.now_s:.0f} s")
+    print(
+        f"seed {seed}: {stats['moves']} moves ({stats['partitioned_moves']} with the old device cut off), "
+        f"{len(world.commands)} release orders, {len(stats['sold'])} (licence, device) pairs sold, "
+        f"{stats['releases']} company releases, {stats['returned']} back in the stock, "
+        f"{stats['stock_bound']} bound from the stock, refused {stats['refused']}, cloud time +{world.now_s:.0f} s"
+    )
 
 
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))

@@ -5,7 +5,7 @@ signed by the device CA. Strangers can neither take over, fetch nor claim what i
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -41,7 +41,7 @@ def test_register_claim_and_fetch_the_certificate(api: Api, pki: Path) -> None:
     till = Terminal("pair-till-1")
     first = register(api, till).json()
     assert first["state"] == "pending" and first["pairing_code"] == till.code and first["device_id"] == "pair-till-1"
-    assert datetime.fromisoformat(first["expires_at"]) > datetime.now(timezone.utc) + timedelta(hours=23)
+    assert datetime.fromisoformat(first["expires_at"]) > datetime.now(UTC) + timedelta(hours=23)
     again = register(api, till, expect=200).json()  # a restart before the claim: same registration
     assert again["pairing_code"] == till.code and again["expires_at"] == first["expires_at"]
     waiting = poll(api, till).json()
@@ -55,15 +55,23 @@ def test_register_claim_and_fetch_the_certificate(api: Api, pki: Path) -> None:
     reply = poll(api, till).json()
     assert reply["state"] == "claimed" and reply["expires_at"] is None
     credentials = reply["credentials"]
-    assert (credentials["broker_host"], credentials["broker_port"], credentials["point_of_sale"]) == ("mqtt.example.com", 8883, "P-MAIN")
+    assert (credentials["broker_host"], credentials["broker_port"], credentials["point_of_sale"]) == (
+        "mqtt.example.com",
+        8883,
+        "P-MAIN",
+    )
     certificate = x509.load_pem_x509_certificate(credentials["certificate"].encode())
     ca = x509.load_pem_x509_certificate((pki / "device-ca.crt").read_bytes())
     certificate.verify_directly_issued_by(ca)
     assert credentials["ca_certificate"] == (pki / "device-ca.crt").read_text(), "the device CA signed it"
-    assert credentials["broker_ca_certificates"] == (pki / "cloud-ca.crt").read_text(), "the broker's certificate is the cloud CA's"
+    assert credentials["broker_ca_certificates"] == (pki / "cloud-ca.crt").read_text(), (
+        "the broker's certificate is the cloud CA's"
+    )
     assert certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "pair-till-1"
     assert spki(certificate.public_key()) == spki(till.tls_key.public_key()), "the device's own key, never a new one"
-    assert certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])
+    assert certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage(
+        [ExtendedKeyUsageOID.CLIENT_AUTH]
+    )
     assert certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     assert format(certificate.serial_number, "x") == claimed["certificate_serial"]
 
@@ -141,7 +149,9 @@ def test_claims_are_tenant_scoped(api: Api) -> None:
     assert api.call("GET", f"/companies/{cid_a}/devices", admin_a, 200).json() == []
     api.call("GET", f"/companies/{cid_a}/devices/pair-till-6", admin_a, 404)
     assert api.call("GET", f"/companies/{cid_b}/devices/pair-till-6", admin_b, 200).json()["paired"] is True
-    assert [e["event"] for e in api.call("GET", f"/companies/{cid_a}/pairing/events", admin_a, 200).json()] == ["claim_failed"]
+    assert [e["event"] for e in api.call("GET", f"/companies/{cid_a}/pairing/events", admin_a, 200).json()] == [
+        "claim_failed"
+    ]
     api.call("GET", f"/companies/{cid_b}/pairing/events", admin_a, 404)
 
 
@@ -159,8 +169,11 @@ def test_an_expired_code_cannot_be_claimed_and_the_device_registers_again(api: A
     till = Terminal("pair-till-8")
     register(api, till)
     with api.engine.begin() as conn:
-        conn.execute(update(PairingRegistration).where(PairingRegistration.device_id == "pair-till-8")
-                     .values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+        conn.execute(
+            update(PairingRegistration)
+            .where(PairingRegistration.device_id == "pair-till-8")
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
     assert error_code(claim(api, admin, cid, till.code, pos, 410)) == "pairing_code_expired"
     assert error_code(poll(api, till, expect=410)) == "registration_expired"
     stranger = Terminal("pair-till-8")
@@ -182,7 +195,9 @@ def test_mistyped_and_unknown_codes(api: Api) -> None:
     for bad in ("", "ABC", "ABCDEFGHU", "ABCD EFGH !", "x" * 40):
         assert error_code(claim(api, admin, cid, bad, pos, 422)) == "invalid_request", bad
     # I/L read as 1 and O as 0: a code with 1s and 0s typed with letters still claims
-    assert claim(api, admin, cid, till.code.replace("1", "l").replace("0", "O"), pos).json()["device_id"] == "pair-till-9"
+    assert (
+        claim(api, admin, cid, till.code.replace("1", "l").replace("0", "O"), pos).json()["device_id"] == "pair-till-9"
+    )
 
 
 def test_failed_claims_are_limited_per_company(api: Api) -> None:

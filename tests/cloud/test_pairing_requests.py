@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,11 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
 
 def post(api: Api, body: Any, path: str = "/pairing/registrations") -> Any:
-    return api.client.post(path, content=body if isinstance(body, (bytes, str)) else json.dumps(body),
-                           headers={"Content-Type": "application/json"})
+    return api.client.post(
+        path,
+        content=body if isinstance(body, (bytes, str)) else json.dumps(body),
+        headers={"Content-Type": "application/json"},
+    )
 
 
 def bad_signature_csr(device_id: str) -> str:
@@ -47,7 +50,7 @@ def bad_signature_csr(device_id: str) -> str:
         if len(other.signature) == len(good.signature):
             break
     der = bytearray(good.public_bytes(serialization.Encoding.DER))
-    der[-len(good.signature):] = other.signature
+    der[-len(good.signature) :] = other.signature
     return x509.load_der_x509_csr(bytes(der)).public_bytes(serialization.Encoding.PEM).decode()
 
 
@@ -71,9 +74,9 @@ def test_proofs_must_come_from_the_identity_key(api: Api) -> None:
 @pytest.mark.parametrize("skew", [timedelta(minutes=-20), timedelta(minutes=20)])
 def test_a_proof_far_from_the_clouds_time_is_refused(api: Api, skew: timedelta) -> None:
     till = Terminal(f"req-skew-{int(skew.total_seconds())}")
-    reply = register(api, till, expect=422, now=datetime.now(timezone.utc) + skew)
+    reply = register(api, till, expect=422, now=datetime.now(UTC) + skew)
     assert error_code(reply) == "clock_skew" and "Date header" in reply.json()["error"]["message"]
-    register(api, till, now=datetime.now(timezone.utc) + timedelta(minutes=10))  # within the margin
+    register(api, till, now=datetime.now(UTC) + timedelta(minutes=10))  # within the margin
 
 
 def test_csrs_are_checked(api: Api) -> None:
@@ -95,9 +98,16 @@ def test_csrs_are_checked(api: Api) -> None:
 def test_malformed_requests_are_invalid(api: Api) -> None:
     good = Terminal("req-till-3").registration()
     variants: list[Any] = [
-        b"not json", b"[]", b"{}", {**good, "extra": 1}, {**good, "device_id": "kassa-cloud"},
-        {**good, "device_id": "a/b"}, {**good, "pairing_code": good["pairing_code"][:-1]},
-        {**good, "identity_key": "short"}, {**good, "proof": "x"}, {**good, "csr": 5},
+        b"not json",
+        b"[]",
+        b"{}",
+        {**good, "extra": 1},
+        {**good, "device_id": "kassa-cloud"},
+        {**good, "device_id": "a/b"},
+        {**good, "pairing_code": good["pairing_code"][:-1]},
+        {**good, "identity_key": "short"},
+        {**good, "proof": "x"},
+        {**good, "csr": 5},
     ]
     for body in variants:
         reply = post(api, body)
@@ -122,7 +132,7 @@ def test_polls_before_registering_and_with_forged_proofs(api: Api) -> None:
     assert error_code(api.client.post("/pairing/poll", json=Terminal("req-never").poll())) == "not_registered"
     till = Terminal("req-till-4")
     register(api, till)
-    old = till.poll(now=datetime.now(timezone.utc) - timedelta(hours=1))
+    old = till.poll(now=datetime.now(UTC) - timedelta(hours=1))
     assert error_code(api.client.post("/pairing/poll", json=old)) == "clock_skew", "an old poll cannot be replayed"
     registration_proof = till.registration()["proof"]
     reply = api.client.post("/pairing/poll", json={"device_id": "req-till-4", "proof": registration_proof})
@@ -136,7 +146,9 @@ def test_floods_from_one_address_are_limited(tmp_path: Path, pki: Path) -> None:
         reply = register(api, Terminal("flood-2"), expect=429)
         assert error_code(reply) == "rate_limited" and "waiting" in reply.json()["error"]["message"], "the pending cap"
         reply = api.client.post("/pairing/poll", json=Terminal("flood-0").poll())
-        assert reply.status_code == 429 and error_code(reply) == "rate_limited" and int(reply.headers["Retry-After"]) >= 1
+        assert (
+            reply.status_code == 429 and error_code(reply) == "rate_limited" and int(reply.headers["Retry-After"]) >= 1
+        )
         cid, admin = api.company("Flooded")
         api.call("GET", f"/companies/{cid}/pairing/events", admin, 200)  # admin endpoints are not limited by it
 
@@ -144,7 +156,10 @@ def test_floods_from_one_address_are_limited(tmp_path: Path, pki: Path) -> None:
 def test_without_a_device_ca_pairing_is_unavailable(tmp_path: Path) -> None:
     with pairing_api("sqlite", tmp_path, None) as api:
         reply = register(api, Terminal("no-ca-till"), expect=503)
-        assert error_code(reply) == "pairing_unavailable" and "KASSA_CLOUD_DEVICE_CA_CERT_FILE" in reply.json()["error"]["message"]
+        assert (
+            error_code(reply) == "pairing_unavailable"
+            and "KASSA_CLOUD_DEVICE_CA_CERT_FILE" in reply.json()["error"]["message"]
+        )
 
 
 def test_a_device_ca_key_readable_by_others_is_refused(tmp_path: Path, pki: Path) -> None:
@@ -166,8 +181,11 @@ def test_registration_and_poll_are_in_the_openapi_spec(api: Api) -> None:
 def test_registration_built_by_the_contract_helper_round_trips(api: Api) -> None:
     identity = Ed25519PrivateKey.generate()
     key = ec.generate_private_key(ec.SECP256R1())
-    csr = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "req-till-5")])).sign(key, hashes.SHA256())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "req-till-5")]))
+        .sign(key, hashes.SHA256())
+    )
     pem = csr.public_bytes(serialization.Encoding.PEM).decode()
-    request = registration_request("req-till-5", identity, pem, Terminal("x").code, datetime.now(timezone.utc))
+    request = registration_request("req-till-5", identity, pem, Terminal("x").code, datetime.now(UTC))
     assert post(api, request.model_dump(mode="json")).status_code == 201

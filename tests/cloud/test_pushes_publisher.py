@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,8 +25,14 @@ from tests.cloud.api_support import BACKENDS
 from tests.cloud.pushes_support import PushDb, push_database, wait_for
 from tests.support.mqtt_peer import MqttPeer
 
-FAST = PublisherOptions(poll_s=0.05, lease_s=1.5, command_resend_s=0.3, command_resend_max_s=0.3,
-                        command_max_attempts=3, close_commands_every_s=0.1)
+FAST = PublisherOptions(
+    poll_s=0.05,
+    lease_s=1.5,
+    command_resend_s=0.3,
+    command_resend_max_s=0.3,
+    command_max_attempts=3,
+    close_commands_every_s=0.1,
+)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -42,8 +48,9 @@ def sqlite_db(tmp_path: Path) -> Iterator[PushDb]:
 
 
 def publisher(db: PushDb, broker: Mosquitto, name: str = "p1", options: PublisherOptions = FAST) -> PushPublisher:
-    return PushPublisher(db.engine, BrokerOptions(broker.host, broker.port, f"kassa-pushes-{name}", reconnect_max_s=1.0),
-                         options=options)
+    return PushPublisher(
+        db.engine, BrokerOptions(broker.host, broker.port, f"kassa-pushes-{name}", reconnect_max_s=1.0), options=options
+    )
 
 
 def set_docs(db: PushDb, domain: str, docs: dict[str, dict]) -> dict[str, int]:
@@ -74,8 +81,10 @@ def test_latest_versions_are_published_retained_and_marked_after_puback(db: Push
         wait_for(lambda: db.pending() == 0, "every document published")
         docs = retained_docs(mosquitto, 3)
         assert {key: (doc.version, doc.doc) for key, doc in docs.items()} == {
-            ("pub-1", "config"): (2, {"language": "de"}), ("pub-2", "config"): (1, {"language": "en"}),
-            ("pub-2", "cashiers"): (1, {"cashiers": []})}
+            ("pub-1", "config"): (2, {"language": "de"}),
+            ("pub-2", "config"): (1, {"language": "en"}),
+            ("pub-2", "cashiers"): (1, {"cashiers": []}),
+        }
         row = db.state("pub-1")
         assert row is not None and (row.published_version, row.publish_pending) == (2, False) and row.published_at
         # a change while it runs is on its way within a few polls
@@ -240,9 +249,16 @@ def test_command_is_resent_until_answered(db: PushDb, mosquitto: Mosquitto) -> N
             assert isinstance(first.body, kc.Command) and first.body.name == "ping" and first.body.expires_at
             # the reply, as the ingest records it
             with Session(db.engine) as session, session.begin():
-                session.add(CommandReply(correlation_id=command_id, device_id=device, ok=True,
-                                         reply={"ok": True, "result": {"pong": True}}, message_id=kc.uuid7(),
-                                         received_at=datetime.now(timezone.utc)))
+                session.add(
+                    CommandReply(
+                        correlation_id=command_id,
+                        device_id=device,
+                        ok=True,
+                        reply={"ok": True, "result": {"pong": True}},
+                        message_id=kc.uuid7(),
+                        received_at=datetime.now(UTC),
+                    )
+                )
             wait_for(lambda: not db.command(command_id).open, "the answered command closed")
             sends = db.command(command_id).attempts
             time.sleep(3 * FAST.command_resend_s)
@@ -257,13 +273,21 @@ def test_unanswered_commands_stop_after_the_last_attempt_or_expiry(db: PushDb, m
     expiring = new_command(db, device, timedelta(milliseconds=400))  # before its last attempt
     # a reply from another device with this id is not an answer
     with Session(db.engine) as session, session.begin():
-        session.add(CommandReply(correlation_id=command_id, device_id=other, ok=True, reply={"ok": True},
-                                 message_id=kc.uuid7(), received_at=datetime.now(timezone.utc)))
+        session.add(
+            CommandReply(
+                correlation_id=command_id,
+                device_id=other,
+                ok=True,
+                reply={"ok": True},
+                message_id=kc.uuid7(),
+                received_at=datetime.now(UTC),
+            )
+        )
     running = publisher(db, mosquitto).start()
     try:
         wait_for(lambda: not db.command(command_id).open, "giving up", 10)
         wait_for(lambda: not db.command(expiring).open, "the expired command closed", 10)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with Session(db.engine) as session:
             found = commands.device_command(session, device, command_id)
             assert found is not None and found[1] is None
@@ -291,11 +315,20 @@ def test_the_worker_runs_a_publisher_unless_told_not_to(monkeypatch: pytest.Monk
     assert worker_settings().push_enabled is False
     monkeypatch.setenv("KASSA_CLOUD_COMMAND_RESEND_S", "5")
     settings = worker_settings("--worker-id", "w7", "--mqtt-host", "broker.example", "--mqtt-port", "8884")
-    settings = settings.model_copy(update={"mqtt_ca_file": Path("/etc/kassa/ca.crt"), "mqtt_cert_file": Path("/etc/kassa/cloud.crt"),
-                                           "mqtt_key_file": Path("/etc/kassa/cloud.key")})
+    settings = settings.model_copy(
+        update={
+            "mqtt_ca_file": Path("/etc/kassa/ca.crt"),
+            "mqtt_cert_file": Path("/etc/kassa/cloud.crt"),
+            "mqtt_key_file": Path("/etc/kassa/cloud.key"),
+        }
+    )
     built = publisher_from_settings(settings, sqlite_db.engine)
     assert (built.broker.client_id, built.broker.host, built.broker.port) == ("kassa-pushes-w7", "broker.example", 8884)
-    assert (built.broker.ca_file, built.broker.cert_file, built.broker.key_file) == ("/etc/kassa/ca.crt", "/etc/kassa/cloud.crt", "/etc/kassa/cloud.key")
+    assert (built.broker.ca_file, built.broker.cert_file, built.broker.key_file) == (
+        "/etc/kassa/ca.crt",
+        "/etc/kassa/cloud.crt",
+        "/etc/kassa/cloud.key",
+    )
     assert built.options.command_resend_s == 5.0 and built.options.poll_s == settings.push_poll_s
 
 

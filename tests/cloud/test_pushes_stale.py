@@ -6,7 +6,7 @@ from __future__ import annotations
 import queue
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from tests.cloud.api_support import BACKENDS
 from tests.cloud.pushes_support import PushDb, push_database, wait_for
 from tests.cloud.test_pushes_publisher import publisher, retained_docs, set_docs
 
-T0 = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -35,15 +35,26 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PushDb]:
 def report(db: PushDb, device_id: str, at: datetime, applied: dict[str, int]) -> None:
     body = kc.DeviceState(software_version="1.0", applied_versions=applied, outbox_depth=0)
     with Session(db.engine) as session, session.begin():
-        session.execute(insert(DeviceReport), [{
-            "device_id": device_id, "kind": "state", "seq": 1, "report": body.model_dump(mode="json", exclude_none=True),
-            "message_id": uuid.uuid4(), "reported_at": at}])
+        session.execute(
+            insert(DeviceReport),
+            [
+                {
+                    "device_id": device_id,
+                    "kind": "state",
+                    "seq": 1,
+                    "report": body.model_dump(mode="json", exclude_none=True),
+                    "message_id": uuid.uuid4(),
+                    "reported_at": at,
+                }
+            ],
+        )
 
 
 def published(db: PushDb, at: datetime) -> None:
     with Session(db.engine) as session, session.begin():
-        session.execute(update(DesiredState).values(published_version=DesiredState.version, published_at=at,
-                                                    publish_pending=False))
+        session.execute(
+            update(DesiredState).values(published_version=DesiredState.version, published_at=at, publish_pending=False)
+        )
 
 
 def test_only_a_settled_report_made_after_the_publish_and_showing_less_marks_a_doc(db: PushDb) -> None:
@@ -67,7 +78,9 @@ def test_only_a_settled_report_made_after_the_publish_and_showing_less_marks_a_d
 def test_a_retained_doc_the_broker_lost_is_published_again(db: PushDb, mosquitto: Mosquitto) -> None:
     [device] = db.add_devices("lost-doc")
     set_docs(db, "config", {device: {"language": "en"}})
-    running = publisher(db, mosquitto, options=PublisherOptions(poll_s=0.05, lease_s=1.5, stale_settle_s=0.2, stale_every_s=0.1)).start()
+    running = publisher(
+        db, mosquitto, options=PublisherOptions(poll_s=0.05, lease_s=1.5, stale_settle_s=0.2, stale_every_s=0.1)
+    ).start()
     try:
         wait_for(lambda: db.pending() == 0, "the document published")
         assert retained_docs(mosquitto, 1)[(device, "config")].version == 1
@@ -79,9 +92,8 @@ def test_a_retained_doc_the_broker_lost_is_published_again(db: PushDb, mosquitto
         with pytest.raises(queue.Empty):  # nothing retained any more
             retained_docs(mosquitto, 1, timeout_s=1)
         # ... and the device, connecting to it, reports that it has nothing applied.
-        report(db, device, datetime.now(timezone.utc), {})
+        report(db, device, datetime.now(UTC), {})
         wait_for(lambda: running.stats().republished == 1 and db.pending() == 0, "the document published again", 20)
         assert retained_docs(mosquitto, 1)[(device, "config")].version == 1
     finally:
         running.stop()
-

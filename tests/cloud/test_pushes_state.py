@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy.orm import Session
@@ -54,7 +54,7 @@ def test_bulk_change_gives_every_device_its_next_version(db: PushDb) -> None:
     set_doc(db, devices[7], {"early": 2})
     with Session(db.engine) as session, session.begin():
         versions = desired_state.set_docs(session, "cashiers", {d: {"roster": [d]} for d in devices})
-    assert versions == {d: 1 for d in devices}
+    assert versions == dict.fromkeys(devices, 1)
     with Session(db.engine) as session, session.begin():
         versions = desired_state.set_docs(session, "config", {d: {"language": "de"} for d in devices})
     assert versions[devices[7]] == 3 and all(versions[d] == 1 for d in devices if d != devices[7])
@@ -77,7 +77,7 @@ def test_concurrent_changes_never_share_a_version(db: PushDb) -> None:
             for n in range(changes):
                 marker = f"w{writer}-{n}"
                 got.append((set_doc(db, device, {"marker": marker}), marker))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
@@ -101,10 +101,12 @@ def test_concurrent_bulk_changes_do_not_deadlock_or_lose_a_bump(db: PushDb) -> N
             for _ in range(5):
                 with Session(db.engine) as session, session.begin():
                     desired_state.set_docs(session, "licence", {d: {"n": 1} for d in order})
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=bump, args=(order,)) for order in (devices, devices[::-1], devices[50:] + devices[:50])]
+    threads = [
+        threading.Thread(target=bump, args=(order,)) for order in (devices, devices[::-1], devices[50:] + devices[:50])
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -116,14 +118,17 @@ def test_concurrent_bulk_changes_do_not_deadlock_or_lose_a_bump(db: PushDb) -> N
 BAD_DEVICE_NUMBERS = itertools.count()
 
 
-@pytest.mark.parametrize(("domain", "doc", "problem"), [
-    ("bogus", {}, "unknown state domain 'bogus'"),
-    ("config", {"footer": "a\x00b"}, "NUL character"),
-    ("config", {"ratio": float("nan")}, "not JSON"),
-    ("config", {"tags": {"a", "b"}}, "not JSON"),
-    ("config", {"text": "\ud800"}, "not JSON"),
-    ("config", {"blob": "x" * (2 * 1024 * 1024)}, "larger than a state message"),
-])
+@pytest.mark.parametrize(
+    ("domain", "doc", "problem"),
+    [
+        ("bogus", {}, "unknown state domain 'bogus'"),
+        ("config", {"footer": "a\x00b"}, "NUL character"),
+        ("config", {"ratio": float("nan")}, "not JSON"),
+        ("config", {"tags": {"a", "b"}}, "not JSON"),
+        ("config", {"text": "\ud800"}, "not JSON"),
+        ("config", {"blob": "x" * (2 * 1024 * 1024)}, "larger than a state message"),
+    ],
+)
 def test_documents_that_cannot_be_sent_are_refused(db: PushDb, domain: str, doc: dict, problem: str) -> None:
     [device] = db.add_devices(f"state-bad-{next(BAD_DEVICE_NUMBERS)}")
     with pytest.raises(InvalidDocError, match=problem):
@@ -135,7 +140,7 @@ def test_published_version_only_moves_forward(db: PushDb) -> None:
     [device] = db.add_devices("state-mark")
     for n in range(3):
         set_doc(db, device, {"n": n})
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     def mark(version: int) -> tuple[int, bool]:
         with Session(db.engine) as session, session.begin():
@@ -156,7 +161,11 @@ def test_unpublished_docs_are_listed_oldest_change_first(db: PushDb) -> None:
     for device in devices:
         set_doc(db, device, {"d": device}, "licence")
     with Session(db.engine) as session:
-        listed = [d for d in outgoing.unpublished_docs(session, page_size=7) if d.domain == "licence" and d.device_id.startswith("order-")]
+        listed = [
+            d
+            for d in outgoing.unpublished_docs(session, page_size=7)
+            if d.domain == "licence" and d.device_id.startswith("order-")
+        ]
     assert [d.device_id for d in listed] == devices
     publication = listed[0].publication()
     assert publication.retain and publication.qos == 1

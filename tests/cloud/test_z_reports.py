@@ -5,7 +5,7 @@ On SQLite and PostgreSQL (the `api` fixture)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -19,7 +19,7 @@ from cloud_api.models import IngestedMessage
 from cloud_api.reports.models import ZReportRecord
 from tests.cloud.api_support import Api, add_device, error_code
 
-T0 = datetime(2026, 4, 1, 20, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 4, 1, 20, 0, tzinfo=UTC)
 BOOT = uuid.UUID("6a1f0000-0000-4000-8000-000000000007")
 
 
@@ -36,8 +36,15 @@ def up(body: kc.Body, device_id: str, seq: int) -> kc.Envelope:
 
 def z(z_no: int, day: int, **update) -> kc.ZReport:
     closed = T0 + timedelta(days=day)
-    return _z_report().model_copy(update={"report_id": uuid.uuid4(), "z_no": z_no,
-                                          "opened_at": closed - timedelta(hours=12), "closed_at": closed, **update})
+    return _z_report().model_copy(
+        update={
+            "report_id": uuid.uuid4(),
+            "z_no": z_no,
+            "opened_at": closed - timedelta(hours=12),
+            "closed_at": closed,
+            **update,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +57,25 @@ def shop(api: Api) -> dict:
     add_device(api, "z-other", other_cid)
     reports = [z(1, 0), z(2, 1), z(1, 2, sales_total=5000, sales_count=3)]
     theirs = z(1, 0)
-    plan = ingest(api, [up(reports[0], "z-till-1", 1), up(reports[1], "z-till-1", 2),
-                        up(reports[2], "z-till-2", 1), up(theirs, "z-other", 1)])
+    plan = ingest(
+        api,
+        [
+            up(reports[0], "z-till-1", 1),
+            up(reports[1], "z-till-1", 2),
+            up(reports[2], "z-till-2", 1),
+            up(theirs, "z-other", 1),
+        ],
+    )
     assert (plan.applied, plan.rejected) == (4, 0)
-    return {"cid": cid, "admin": admin, "viewer": api.user("company_viewer", admin, company_id=cid),
-            "reports": reports, "other_cid": other_cid, "other_admin": other_admin, "theirs": theirs}
+    return {
+        "cid": cid,
+        "admin": admin,
+        "viewer": api.user("company_viewer", admin, company_id=cid),
+        "reports": reports,
+        "other_cid": other_cid,
+        "other_admin": other_admin,
+        "theirs": theirs,
+    }
 
 
 def listed(api: Api, shop: dict, query: str = "") -> list[str]:
@@ -68,15 +89,30 @@ def test_a_z_report_is_stored_with_its_totals(api: Api, shop: dict) -> None:
     received_at = got.pop("received_at")
     assert received_at.endswith("Z")
     assert got == {
-        "report_id": str(report.report_id), "device_id": "z-till-1", "z_no": 1, "currency": "EUR",
-        "opened_at": "2026-04-01T08:00:00Z", "closed_at": "2026-04-01T20:00:00Z", "closed_by": "C-0107",
-        "first_receipt_no": 1187, "last_receipt_no": 1188, "sales_count": 1, "refunds_count": 1,
-        "sales_total_minor": 2040, "refunds_total_minor": 1190, "net_total_minor": 850,
+        "report_id": str(report.report_id),
+        "device_id": "z-till-1",
+        "z_no": 1,
+        "currency": "EUR",
+        "opened_at": "2026-04-01T08:00:00Z",
+        "closed_at": "2026-04-01T20:00:00Z",
+        "closed_by": "C-0107",
+        "first_receipt_no": 1187,
+        "last_receipt_no": 1188,
+        "sales_count": 1,
+        "refunds_count": 1,
+        "sales_total_minor": 2040,
+        "refunds_total_minor": 1190,
+        "net_total_minor": 850,
         "tax_total_minor": 56,
-        "payments": [{"method": "cash", "taken_minor": 1040, "paid_out_minor": 1190},
-                     {"method": "card", "taken_minor": 1000, "paid_out_minor": 0}],
-        "taxes": [{"rate_bp": 700, "base_minor": 850, "tax_minor": 56},
-                  {"rate_bp": 1900, "base_minor": 0, "tax_minor": 0}]}
+        "payments": [
+            {"method": "cash", "taken_minor": 1040, "paid_out_minor": 1190},
+            {"method": "card", "taken_minor": 1000, "paid_out_minor": 0},
+        ],
+        "taxes": [
+            {"rate_bp": 700, "base_minor": 850, "tax_minor": 56},
+            {"rate_bp": 1900, "base_minor": 0, "tax_minor": 0},
+        ],
+    }
 
 
 def test_list_filters_and_pages(api: Api, shop: dict) -> None:
@@ -94,7 +130,10 @@ def test_list_filters_and_pages(api: Api, shop: dict) -> None:
     owner = api.call("GET", f"/companies/{shop['cid']}/z-reports", api.owner_token, 200).json()
     assert [i["report_id"] for i in owner["items"]] == [r[2], r[1], r[0]]
     for query in ("?limit=0", "?since=yesterday", "?device=a%20b", "?offset=-1"):
-        assert error_code(api.call("GET", f"/companies/{shop['cid']}/z-reports{query}", shop["admin"], 422)) == "invalid_request"
+        assert (
+            error_code(api.call("GET", f"/companies/{shop['cid']}/z-reports{query}", shop["admin"], 422))
+            == "invalid_request"
+        )
 
 
 def test_tenant_scope_and_not_found(api: Api, shop: dict) -> None:
@@ -109,7 +148,9 @@ def test_tenant_scope_and_not_found(api: Api, shop: dict) -> None:
 
 def _stored(api: Api, device_id: str) -> int:
     with Session(api.engine) as session:
-        return session.scalar(select(func.count()).select_from(ZReportRecord).where(ZReportRecord.device_id == device_id))
+        return session.scalar(
+            select(func.count()).select_from(ZReportRecord).where(ZReportRecord.device_id == device_id)
+        )
 
 
 def _outcome(api: Api, message_id: uuid.UUID) -> tuple[str, str | None]:
@@ -150,8 +191,12 @@ def test_exactly_once_and_the_business_refusals(api: Api) -> None:
     assert (plan.applied, plan.rejected) == (1, 1)
     assert _stored(api, "z-rules") == 2
     with Session(api.engine) as session:
-        assert session.scalar(select(ZReportRecord.report_id).where(
-            ZReportRecord.device_id == "z-rules", ZReportRecord.z_no == 8)) == a.report_id
+        assert (
+            session.scalar(
+                select(ZReportRecord.report_id).where(ZReportRecord.device_id == "z-rules", ZReportRecord.z_no == 8)
+            )
+            == a.report_id
+        )
     # Z numbers are per device: another device may use 7
     add_device(api, "z-rules-2", cid)
     assert ingest(api, [up(z(7, 0), "z-rules-2", 1)]).applied == 1

@@ -29,7 +29,9 @@ def cloud(mosquitto: Mosquitto) -> Iterator[MqttPeer]:
 
 
 def config_for(tmp_path: Path, mosquitto: Mosquitto, extra: str = "") -> Path:
-    return write_agent_config(tmp_path / "agent", device_id=DEVICE, host=mosquitto.host, port=mosquitto.port, extra=extra)
+    return write_agent_config(
+        tmp_path / "agent", device_id=DEVICE, host=mosquitto.host, port=mosquitto.port, extra=extra
+    )
 
 
 def start_linked(config: Path) -> InProcessAgent:
@@ -78,8 +80,15 @@ def test_versions_out_of_order_restart_and_offline_login(tmp_path: Path, mosquit
         assert listing["version"] == 6 and all("pin_hash" not in c for c in listing["cashiers"])
         session = control(again).call("cashier.login", code="1002", pin="2222")
         assert session["cashier_id"] == "ben" and not again.cloud.mqtt.connected
-        assert control(again).call("cashier.authorize", token=session["token"], action="refund_own",
-                                   sale_till_session=session["till_session_id"])["code"] == "licence.none"
+        assert (
+            control(again).call(
+                "cashier.authorize",
+                token=session["token"],
+                action="refund_own",
+                sale_till_session=session["till_session_id"],
+            )["code"]
+            == "licence.none"
+        )
     finally:
         again.stop()
 
@@ -132,7 +141,14 @@ def test_load_asks_the_broker_for_the_retained_roster(tmp_path: Path, mosquitto:
         publish(cloud, 4, ANNA)
         agent.wait_until(lambda: roster_version(agent) == 4, 10, "roster v4")
         unchanged = control(agent).call("cashiers.load")
-        assert unchanged == {"before": 4, "after": 4, "changed": False, "received": True, "refused": None, "cashiers": 1}
+        assert unchanged == {
+            "before": 4,
+            "after": 4,
+            "changed": False,
+            "received": True,
+            "refused": None,
+            "cashiers": 1,
+        }
 
         # a lost cache (e.g. the store restored from a backup): Load gets it back from the broker
         cashiers = agent.agent.component("cashiers")
@@ -159,7 +175,9 @@ def test_load_asks_the_broker_for_the_retained_roster(tmp_path: Path, mosquitto:
         agent.stop()
 
 
-def test_printed_receipts_trigger_a_rate_limited_version_report(tmp_path: Path, mosquitto: Mosquitto, cloud: MqttPeer) -> None:
+def test_printed_receipts_trigger_a_rate_limited_version_report(
+    tmp_path: Path, mosquitto: Mosquitto, cloud: MqttPeer
+) -> None:
     printer = VirtualPrinter(preview_dir=tmp_path / "previews").start()
     extra = f'[cashiers]\ncheck_interval_s = 300\n[hardware]\ndiscovery_interval_s = 0\n[[printers]]\nname = "front"\nurl = "{printer.url}"\n'
     agent = start_linked(config_for(tmp_path, mosquitto, extra=extra))
@@ -172,7 +190,9 @@ def test_printed_receipts_trigger_a_rate_limited_version_report(tmp_path: Path, 
         from drivers import ReceiptBuilder
 
         def print_receipt() -> str:
-            return agent.call(lambda: queue.submit_document("front", ReceiptBuilder().text("sale").build(), kind="receipt"))
+            return agent.call(
+                lambda: queue.submit_document("front", ReceiptBuilder().text("sale").build(), kind="receipt")
+            )
 
         print_receipt()
         agent.wait_until(lambda: cashiers.version_checks == 1, 10, "a version check after the receipt")

@@ -60,7 +60,9 @@ def assert_exactly_once(cloud: Cloud, sales: int) -> None:
 
 
 @pytest.mark.parametrize("batch_max_messages", [50, 1], ids=["batched", "one-per-publish"])
-def test_1000_enqueued_while_broker_down_all_arrive_once(tmp_path: Path, mosquitto: Mosquitto, cloud: Cloud, batch_max_messages: int) -> None:
+def test_1000_enqueued_while_broker_down_all_arrive_once(
+    tmp_path: Path, mosquitto: Mosquitto, cloud: Cloud, batch_max_messages: int
+) -> None:
     mosquitto.stop()
     agent = InProcessAgent(agent_config(tmp_path, mosquitto, batch_max_messages=batch_max_messages)).start()
     try:
@@ -93,7 +95,9 @@ def test_broker_killed_three_times_during_5000_stream(tmp_path: Path, mosquitto:
             cloud.wait_sales(DEVICE, target, 60)
             # Each kill must hit a live connection: the worker can reach the next target from
             # messages it already held while the agent is still waiting to reconnect.
-            agent.wait_until(lambda: agent.cloud.mqtt.connects > kill and agent.cloud.mqtt.subscribed, 30, f"connection {kill + 1}")
+            agent.wait_until(
+                lambda: agent.cloud.mqtt.connects > kill and agent.cloud.mqtt.subscribed, 30, f"connection {kill + 1}"
+            )
             mosquitto.restart(hard=True)
         producer.join(60)
         cloud.wait_sales(DEVICE, 5000, 120)

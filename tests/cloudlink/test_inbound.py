@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,9 @@ UP_ALL = f"kassa/v1/dev/{DEVICE}/up/#"
 
 
 def state_doc(version: int, marker: str) -> kc.Envelope:
-    body = kc.StateDoc(domain=kc.StateDomain.CONFIG, version=version, doc={"marker": marker}, issued_at=datetime.now(timezone.utc))
+    body = kc.StateDoc(
+        domain=kc.StateDomain.CONFIG, version=version, doc={"marker": marker}, issued_at=datetime.now(UTC)
+    )
     return kc.down_message(body, device_id=DEVICE)
 
 
@@ -43,7 +45,9 @@ def cloud(mosquitto: Mosquitto) -> Iterator[MqttPeer]:
         yield peer
 
 
-def test_state_versions_3_5_4_apply_5_and_survive_restart(tmp_path: Path, mosquitto: Mosquitto, cloud: MqttPeer) -> None:
+def test_state_versions_3_5_4_apply_5_and_survive_restart(
+    tmp_path: Path, mosquitto: Mosquitto, cloud: MqttPeer
+) -> None:
     config = write_agent_config(tmp_path / "agent", device_id=DEVICE, host=mosquitto.host, port=mosquitto.port)
     agent = InProcessAgent(config).start()
     applied: list[int] = []
@@ -70,7 +74,9 @@ def test_state_versions_3_5_4_apply_5_and_survive_restart(tmp_path: Path, mosqui
     again.stop()
 
 
-def test_device_reports_its_state_on_connect_and_after_each_push(tmp_path: Path, mosquitto: Mosquitto, cloud: MqttPeer) -> None:
+def test_device_reports_its_state_on_connect_and_after_each_push(
+    tmp_path: Path, mosquitto: Mosquitto, cloud: MqttPeer
+) -> None:
     cloud.subscribe(UP_ALL)
     config = write_agent_config(tmp_path / "agent", device_id=DEVICE, host=mosquitto.host, port=mosquitto.port)
     agent = InProcessAgent(config).start()
@@ -108,8 +114,13 @@ def test_unknown_and_expired_commands_get_error_replies(agent: InProcessAgent, c
     cloud.subscribe(UP_ALL)
     cloud.send(kc.down_message(kc.Command(name="no.such.thing"), device_id=DEVICE))
     reply = cloud.next_parsed(topic_suffix="/up/reply").body
-    assert isinstance(reply, kc.Reply) and not reply.ok and reply.error is not None and reply.error.code == "unknown_command"
-    expired = kc.Command(name="ping", expires_at=datetime(2020, 1, 1, tzinfo=timezone.utc))
+    assert (
+        isinstance(reply, kc.Reply)
+        and not reply.ok
+        and reply.error is not None
+        and reply.error.code == "unknown_command"
+    )
+    expired = kc.Command(name="ping", expires_at=datetime(2020, 1, 1, tzinfo=UTC))
     cloud.send(kc.down_message(expired, device_id=DEVICE))
     reply = cloud.next_parsed(topic_suffix="/up/reply").body
     assert isinstance(reply, kc.Reply) and reply.error is not None and reply.error.code == "expired"
@@ -125,11 +136,23 @@ def test_wrong_device_in_envelope_is_dropped(agent: InProcessAgent, cloud: MqttP
     assert agent.cloud.inbound.applied_doc("config") is None
 
 
-TAILS = st.sampled_from(["down/ack", "down/cmd", "down/state/cashiers", "down/state/config", "down/state/licence", "down/state/bogus", "down/other"])
+TAILS = st.sampled_from(
+    [
+        "down/ack",
+        "down/cmd",
+        "down/state/cashiers",
+        "down/state/config",
+        "down/state/licence",
+        "down/state/bogus",
+        "down/other",
+    ]
+)
 PAYLOADS = st.one_of(
     st.binary(max_size=300),
     st.text(max_size=200).map(str.encode),
-    st.dictionaries(st.text(max_size=8), st.one_of(st.integers(), st.text(max_size=8), st.none()), max_size=6).map(lambda d: repr(d).encode()),
+    st.dictionaries(st.text(max_size=8), st.one_of(st.integers(), st.text(max_size=8), st.none()), max_size=6).map(
+        lambda d: repr(d).encode()
+    ),
     st.just(b'{"v": 1, "type": "down.ack", "body": {}}'),
     st.just(b"\xff\xfe"),
 )
@@ -137,13 +160,22 @@ PAYLOADS = st.one_of(
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=st.lists(st.tuples(TAILS, PAYLOADS), min_size=5, max_size=25))
-def test_garbage_on_every_inbound_topic_is_counted_and_valid_messages_still_flow(agent: InProcessAgent, cloud: MqttPeer, batch: list[tuple[str, bytes]]) -> None:
+def test_garbage_on_every_inbound_topic_is_counted_and_valid_messages_still_flow(
+    agent: InProcessAgent, cloud: MqttPeer, batch: list[tuple[str, bytes]]
+) -> None:
     before = agent.cloud.inbound.rejections.total()
     for tail, payload in batch:
         cloud.publish(f"kassa/v1/dev/{DEVICE}/{tail}", payload)
-    agent.wait_until(lambda: agent.cloud.inbound.rejections.total() - before == len(batch), 20, f"{len(batch)} rejections counted")
+    agent.wait_until(
+        lambda: agent.cloud.inbound.rejections.total() - before == len(batch), 20, f"{len(batch)} rejections counted"
+    )
     # the loop is still alive: a valid doc right after the garbage is applied
     current = (agent.cloud.inbound.applied_doc("cashiers") or (0, {}))[0]
-    valid = kc.down_message(kc.StateDoc(domain=kc.StateDomain.CASHIERS, version=current + 1, doc={"ok": True}, issued_at=datetime.now(timezone.utc)), device_id=DEVICE)
+    valid = kc.down_message(
+        kc.StateDoc(domain=kc.StateDomain.CASHIERS, version=current + 1, doc={"ok": True}, issued_at=datetime.now(UTC)),
+        device_id=DEVICE,
+    )
     cloud.send(valid)
-    agent.wait_until(lambda: (agent.cloud.inbound.applied_doc("cashiers") or (0, {}))[0] == current + 1, 10, "valid doc applied")
+    agent.wait_until(
+        lambda: (agent.cloud.inbound.applied_doc("cashiers") or (0, {}))[0] == current + 1, 10, "valid doc applied"
+    )

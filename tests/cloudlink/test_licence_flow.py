@@ -34,8 +34,14 @@ def cloud(mosquitto: Mosquitto) -> Iterator[MqttPeer]:
 def agent(tmp_path: Path, mosquitto: Mosquitto, cloud: MqttPeer) -> Iterator[InProcessAgent]:
     # A short ack timeout: this cloud never acks, so a report sent before a test's peer
     # subscribed (after a broker restart) comes again soon.
-    config = write_agent_config(tmp_path / "agent", device_id=DEVICE, host=mosquitto.host, port=mosquitto.port,
-                                ack_timeout_s=3.0, extra=trust_section())
+    config = write_agent_config(
+        tmp_path / "agent",
+        device_id=DEVICE,
+        host=mosquitto.host,
+        port=mosquitto.port,
+        ack_timeout_s=3.0,
+        extra=trust_section(),
+    )
     running = InProcessAgent(config).start()
     running.wait_until(lambda: running.cloud.mqtt.subscribed, 20, "broker connection")
     try:
@@ -80,7 +86,13 @@ def test_key_grant_release_and_redelivery(agent: InProcessAgent, cloud: MqttPeer
     assert device_key == licence.device_key_fingerprint
 
     # the cloud grants: a retained licence document with the lease
-    cloud.send(licence_doc(1, [lease_token(DEVICE, device_key, licence_id="LIC-1", epoch=1, issued_at=agent.call(licence.wall))], DEVICE))
+    cloud.send(
+        licence_doc(
+            1,
+            [lease_token(DEVICE, device_key, licence_id="LIC-1", epoch=1, issued_at=agent.call(licence.wall))],
+            DEVICE,
+        )
+    )
     report = next_licence(cloud, "lease_report").body
     assert [(h.licence_id, h.epoch) for h in report.leases] == [("LIC-1", 1)]
     agent.wait_until(lambda: check(agent)["ok"], 10, "sales allowed")
@@ -130,8 +142,11 @@ def test_newer_doc_without_the_lease_releases_it_and_reconnect_reports_tombstone
     with MqttPeer(mosquitto, "test-cloud-2") as again:
         again.subscribe(UP_ALL)
         # unacked messages are resent too (this cloud never acks): look for the new report
-        report = next_up(again, lambda e: e.type == kc.MessageType.LICENCE and e.seq > before and e.body.kind == "lease_report",
-                         timeout_s=30).body
+        report = next_up(
+            again,
+            lambda e: e.type == kc.MessageType.LICENCE and e.seq > before and e.body.kind == "lease_report",
+            timeout_s=30,
+        ).body
         assert [h.licence_id for h in report.leases] == ["LIC-B"]
         assert [(t.licence_id, t.epoch) for t in report.tombstones] == [("LIC-A", 2)]
 

@@ -30,10 +30,9 @@ def outbox(tmp_path: Path):
 
 
 def test_enqueue_commits_with_the_callers_transaction(outbox: Outbox) -> None:
-    with pytest.raises(RuntimeError, match="sale failed"):
-        with outbox.store.transaction() as conn:
-            outbox.enqueue(conn, event(1))
-            raise RuntimeError("sale failed")
+    with pytest.raises(RuntimeError, match="sale failed"), outbox.store.transaction() as conn:
+        outbox.enqueue(conn, event(1))
+        raise RuntimeError("sale failed")
     assert outbox.stats().depth == 0
     assert outbox.last_seq() == 0, "a rolled-back message does not consume a sequence number"
     with outbox.store.transaction() as conn:
@@ -105,7 +104,9 @@ def test_killed_agent_turns_offline_through_the_will(tmp_path: Path, mosquitto: 
     with MqttPeer(mosquitto, "late") as late:
         late.subscribe(kc.status_topic("pos-0001"))
         _topic, payload, retained = late.next_message()
-        assert retained and kc.parse_message(kc.status_topic("pos-0001"), payload).body == kc.Status(state=kc.Presence.OFFLINE)  # type: ignore[union-attr]
+        assert retained and kc.parse_message(kc.status_topic("pos-0001"), payload).body == kc.Status(
+            state=kc.Presence.OFFLINE
+        )  # type: ignore[union-attr]
 
 
 def test_clean_stop_publishes_offline(tmp_path: Path, mosquitto: Mosquitto) -> None:

@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         demo.teardown()
-    print(f"\nkassa demo: all {demo.steps_done} steps passed in {time.monotonic() - started:.1f} s (files in {workdir})")
+    print(
+        f"\nkassa demo: all {demo.steps_done} steps passed in {time.monotonic() - started:.1f} s (files in {workdir})"
+    )
     return 0
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +19,14 @@ from agent.ctl_client import ControlClient
 from broker import contract as kc
 from broker.launcher import free_port
 from cloud_api import signing_keys
-from cloud_api.tenancy.tokens import create_owner
 from cloud_api.provisioning import qr_text, write_qr_png
+from cloud_api.tenancy.tokens import create_owner
 from tests.demo.business import BusinessSteps
 from tests.demo.resilience import ResilienceSteps
 from tests.demo.trust import TrustSteps
+from tests.deploy.tls_broker import ProductionBroker, make_certs, start_production_broker
 from tests.support.agent_process import REPO_ROOT, AgentProcess, write_agent_config
 from tests.support.cloud import Cloud, api_request
-from tests.deploy.tls_broker import ProductionBroker, make_certs, start_production_broker
 
 DEVICE = "demo-pos-1"
 
@@ -75,8 +75,10 @@ class Demo(BusinessSteps, ResilienceSteps, TrustSteps):
             ("a second terminal pairs and the licence migrates to it", self.migrate_licence),
             ("broker down: the cashier logs in offline; permissions follow roles and licence", self.offline_login),
             ("stop the second terminal cleanly", self.stop_second_terminal),
-            ("the second terminal is stolen: its certificate reaches no other terminal's messages, and one call revokes it",
-             self.stolen_terminal),
+            (
+                "the second terminal is stolen: its certificate reaches no other terminal's messages, and one call revokes it",
+                self.stolen_terminal,
+            ),
             ("stop agent cleanly", self.stop_agent),
         ]
         for name, step in steps:
@@ -106,25 +108,37 @@ class Demo(BusinessSteps, ResilienceSteps, TrustSteps):
         key_file = self.workdir / "cloud" / "signing.pem"
         self.signing_key = signing_keys.generate(key_file, "demo-cloud-1")
         signing = {"KASSA_CLOUD_SIGNING_KEY_FILE": str(key_file), "KASSA_CLOUD_SIGNING_KEY_ID": self.signing_key.key_id}
-        self.cloud.start_worker_process("demo", port=self.broker.cloud_port, env={
-            **signing,
-            "KASSA_CLOUD_MQTT_CA_FILE": str(pki / "cloud-ca.crt"),
-            "KASSA_CLOUD_MQTT_CERT_FILE": str(pki / "clients" / "kassa-cloud.crt"),
-            "KASSA_CLOUD_MQTT_KEY_FILE": str(pki / "clients" / "kassa-cloud.key"),
-        })
+        self.cloud.start_worker_process(
+            "demo",
+            port=self.broker.cloud_port,
+            env={
+                **signing,
+                "KASSA_CLOUD_MQTT_CA_FILE": str(pki / "cloud-ca.crt"),
+                "KASSA_CLOUD_MQTT_CERT_FILE": str(pki / "clients" / "kassa-cloud.crt"),
+                "KASSA_CLOUD_MQTT_KEY_FILE": str(pki / "clients" / "kassa-cloud.key"),
+            },
+        )
         port = free_port()
         log = open(self.workdir / "cloud" / "http.log", "ab")
         env = {
-            **os.environ, **signing, "KASSA_CLOUD_DATABASE_URL": self.cloud.database_url,
+            **os.environ,
+            **signing,
+            "KASSA_CLOUD_DATABASE_URL": self.cloud.database_url,
             # pairing: the device CA (the one the broker's device listener trusts) signs terminals;
             # they are sent the cloud CA to trust the broker with. The cloud CA's key stays out of it.
-            "KASSA_CLOUD_DEVICE_CA_CERT_FILE": str(pki / "device-ca.crt"), "KASSA_CLOUD_DEVICE_CA_KEY_FILE": str(pki / "device-ca.key"),
+            "KASSA_CLOUD_DEVICE_CA_CERT_FILE": str(pki / "device-ca.crt"),
+            "KASSA_CLOUD_DEVICE_CA_KEY_FILE": str(pki / "device-ca.key"),
             "KASSA_CLOUD_PAIRING_BROKER_CA_FILE": str(pki / "cloud-ca.crt"),
-            "KASSA_CLOUD_PAIRING_BROKER_HOST": "127.0.0.1", "KASSA_CLOUD_PAIRING_BROKER_PORT": str(self.broker.device_port),
+            "KASSA_CLOUD_PAIRING_BROKER_HOST": "127.0.0.1",
+            "KASSA_CLOUD_PAIRING_BROKER_PORT": str(self.broker.device_port),
             "KASSA_CLOUD_PAIRING_POLL_INTERVAL_S": "1",
         }
         self.http = subprocess.Popen(
-            [sys.executable, "-m", "cloud_api.main", "serve", "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "cloud_api.main", "serve", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.api_url = f"http://127.0.0.1:{port}"
         health = self._wait_http(f"{self.api_url}/healthz", "start cloud service")
@@ -132,8 +146,23 @@ class Demo(BusinessSteps, ResilienceSteps, TrustSteps):
 
     def start_hardware(self) -> str:
         port_file, path_file = self.workdir / "printer.port", self.workdir / "scanner.path"
-        self.printer = self._spawn("printer", [sys.executable, "-m", "drivers.sim.printer", "--port", "0", "--port-file", str(port_file), "--preview-dir", str(self.preview_dir)])
-        self.scanner = self._spawn("scanner", [sys.executable, "-m", "drivers.sim.scanner", "--path-file", str(path_file)])
+        self.printer = self._spawn(
+            "printer",
+            [
+                sys.executable,
+                "-m",
+                "drivers.sim.printer",
+                "--port",
+                "0",
+                "--port-file",
+                str(port_file),
+                "--preview-dir",
+                str(self.preview_dir),
+            ],
+        )
+        self.scanner = self._spawn(
+            "scanner", [sys.executable, "-m", "drivers.sim.scanner", "--path-file", str(path_file)]
+        )
         self.printer_port = int(self._wait_file(port_file, "printer"))
         self.scanner_path = self._wait_file(path_file, "scanner")
         return f"ESC/POS printer on tcp://127.0.0.1:{self.printer_port}, serial scanner on {self.scanner_path}"
@@ -148,24 +177,45 @@ class Demo(BusinessSteps, ResilienceSteps, TrustSteps):
         assert self.cloud is not None and self.broker is not None
         code = self._status()["components"]["pairing"]["pairing_code"]
         self._kassactl("pairing", "--print")
-        self._wait(lambda: any(code in path.read_text() for path in self.preview_dir.glob("*.txt")), "pair", "the pairing code on the printed slip")
+        self._wait(
+            lambda: any(code in path.read_text() for path in self.preview_dir.glob("*.txt")),
+            "pair",
+            "the pairing code on the printed slip",
+        )
         with Session(self.cloud.engine) as session:  # `kassa-cloud owner create` does the same
             _owner, _admin, self.owner_token = create_owner(session, "Demo owner")
         _, company = self._api(self.owner_token, "POST", "/companies", {"name": "Demo shop"}, 201)
-        _, admin = self._api(self.owner_token, "POST", "/users", {"name": "Demo shop admin", "role": "company_admin", "company_id": company["id"]}, 201)
+        _, admin = self._api(
+            self.owner_token,
+            "POST",
+            "/users",
+            {"name": "Demo shop admin", "role": "company_admin", "company_id": company["id"]},
+            201,
+        )
         self.company_id, self.api_token = company["id"], admin["token"]
-        _, pos = self._api(self.api_token, "POST", f"/companies/{self.company_id}/points-of-sale", {"name": "Front till", "code": "POS-DEMO-1"}, 201)
+        _, pos = self._api(
+            self.api_token,
+            "POST",
+            f"/companies/{self.company_id}/points-of-sale",
+            {"name": "Front till", "code": "POS-DEMO-1"},
+            201,
+        )
         self.claim(self.agent, pos["id"])
         if self._client().call("config.get", key="site.point_of_sale")["value"] != "POS-DEMO-1":
             raise DemoFailure("pair", "pairing did not set the point of sale it was claimed into", self.collect_logs())
         if f"as {DEVICE} (" not in self.broker.log():
-            raise DemoFailure("pair", "the broker log does not show the device logged in under its certificate's name", self.collect_logs())
+            raise DemoFailure(
+                "pair",
+                "the broker log does not show the device logged in under its certificate's name",
+                self.collect_logs(),
+            )
         return f"code {code} printed and claimed into point of sale POS-DEMO-1; certificate CN={DEVICE} accepted by the broker"
 
     # ------------------------------------------------------------- terminals
     def start_terminal(self, device_id: str, directory: Path, *, with_hardware: bool = True) -> AgentProcess:
         """An unpaired agent that trusts the cloud's signing key; waits until it shows a code."""
-        hardware = f"""
+        hardware = (
+            f"""
 [hardware]
 status_poll_s = 1.0
 
@@ -181,31 +231,58 @@ printer = "front"
 [[scanners]]
 name = "hand"
 url = "serial://{self.scanner_path}"
-""" if with_hardware else ""
+"""
+            if with_hardware
+            else ""
+        )
         trust = f'\n[trust]\ncloud_keys = {{ "{self.signing_key.key_id}" = "{self.signing_key.public_text}" }}\n'
         # No broker certificate: only where the cloud's API is. Pairing does the rest.
         cloud = f'\n[cloud]\napi_url = "{self.api_url}"\nretry_min_s = 0.2\nretry_max_s = 1.0\n'
         config = write_agent_config(directory, device_id=device_id, extra=hardware + trust + cloud)
         agent = AgentProcess(config).start()
-        self._wait(lambda: agent.client().call("status")["components"]["pairing"]["state"] == "waiting", "start agent", f"{device_id} to register and wait for a claim")
+        self._wait(
+            lambda: agent.client().call("status")["components"]["pairing"]["state"] == "waiting",
+            "start agent",
+            f"{device_id} to register and wait for a claim",
+        )
         return agent
 
     def claim(self, agent: AgentProcess, point_of_sale_id: int) -> None:
         """The company admin claims the terminal's code; waits for its mTLS connection."""
         code = agent.client().call("status")["components"]["pairing"]["pairing_code"]
-        self._api(self.api_token, "POST", f"/companies/{self.company_id}/pairing/claims", {"pairing_code": code, "point_of_sale_id": point_of_sale_id}, 201)
-        self._wait(lambda: agent.client().call("status")["components"].get("cloud", {}).get("connected"), "pair", "the agent's mTLS connection with its new certificate")
+        self._api(
+            self.api_token,
+            "POST",
+            f"/companies/{self.company_id}/pairing/claims",
+            {"pairing_code": code, "point_of_sale_id": point_of_sale_id},
+            201,
+        )
+        self._wait(
+            lambda: agent.client().call("status")["components"].get("cloud", {}).get("connected"),
+            "pair",
+            "the agent's mTLS connection with its new certificate",
+        )
 
     def show_status(self) -> str:
         assert self.agent is not None
-        self._wait(lambda: self._status()["components"]["hardware"]["printers"]["front"]["status"] == "ready", "agent status", "printer status ready")
+        self._wait(
+            lambda: self._status()["components"]["hardware"]["printers"]["front"]["status"] == "ready",
+            "agent status",
+            "printer status ready",
+        )
         result = self._kassactl("status")
         print("\n".join("        " + line for line in result.splitlines()))
         return "agent answered"
 
     def test_print(self) -> str:
         job = self._client().call("print.test")
-        self._wait(lambda: any(j["job_id"] == job["job_id"] and j["state"] == "printed" for j in self._client().call("print.jobs")), "test print", "job printed")
+        self._wait(
+            lambda: any(
+                j["job_id"] == job["job_id"] and j["state"] == "printed" for j in self._client().call("print.jobs")
+            ),
+            "test print",
+            "job printed",
+        )
         previews = sorted(self.preview_dir.glob("*.png"))
         if not previews:
             raise DemoFailure("test print", f"no receipt preview in {self.preview_dir}", self.collect_logs())
@@ -223,42 +300,68 @@ url = "serial://{self.scanner_path}"
         before = self._status()["components"]["hardware"]["scans"]
         self.scanner.stdin.write("4006381333931\n")
         self.scanner.stdin.flush()
-        self._wait(lambda: self._status()["components"]["hardware"]["scans"] == before + 1, "scan", "the scan to reach the agent")
+        self._wait(
+            lambda: self._status()["components"]["hardware"]["scans"] == before + 1,
+            "scan",
+            "the scan to reach the agent",
+        )
         return "EAN-13 4006381333931 delivered to the agent's event stream"
 
     def provision(self) -> str:
         assert self.scanner is not None and self.scanner.stdin is not None
         # Pairing set the point of sale to POS-DEMO-1; the code moves the terminal to the bar.
         # ... and makes it Russian: the shift's receipts print in Russian, without a restart.
-        settings = kc.Provisioning(point_of_sale="POS-DEMO-BAR", language="ru", rooms=["Hall A"], issued_at=datetime.now(timezone.utc))
+        settings = kc.Provisioning(
+            point_of_sale="POS-DEMO-BAR", language="ru", rooms=["Hall A"], issued_at=datetime.now(UTC)
+        )
         text = qr_text(settings, self.signing_key)
         write_qr_png(text, self.workdir / "configuration-qr.png")
         self.scanner.stdin.write(text + "\n")
         self.scanner.stdin.flush()
-        self._wait(lambda: self._client().call("config.get", key="site.point_of_sale")["value"] == "POS-DEMO-BAR"
-                   and self._client().call("config.get", key="site.language")["value"] == "ru", "provision", "the QR settings applied")
+        self._wait(
+            lambda: (
+                self._client().call("config.get", key="site.point_of_sale")["value"] == "POS-DEMO-BAR"
+                and self._client().call("config.get", key="site.language")["value"] == "ru"
+            ),
+            "provision",
+            "the QR settings applied",
+        )
         return f"point of sale POS-DEMO-1 -> POS-DEMO-BAR, language ru applied (QR image {self.workdir / 'configuration-qr.png'})"
 
     def push_config(self) -> str:
         assert self.cloud is not None and self.api_token  # the company admin of the pairing step
         self.device_path = f"/companies/{self.company_id}/devices/{DEVICE}"
         doc = {"language": "en", "receipt_footer": "Thank you!"}
-        status, desired = api_request(self.api_url, self.api_token, "PUT", f"{self.device_path}/state/config", {"doc": doc})
+        status, desired = api_request(
+            self.api_url, self.api_token, "PUT", f"{self.device_path}/state/config", {"doc": doc}
+        )
         if status != 200:
-            raise DemoFailure("push config", f"PUT {self.device_path}/state/config answered {status}: {desired}", self.collect_logs())
+            raise DemoFailure(
+                "push config", f"PUT {self.device_path}/state/config answered {status}: {desired}", self.collect_logs()
+            )
         version = desired["version"]
-        self._wait(lambda: self._status()["components"]["cloud"]["state_versions"].get("config") == version, "push config", f"config v{version} applied")
+        self._wait(
+            lambda: self._status()["components"]["cloud"]["state_versions"].get("config") == version,
+            "push config",
+            f"config v{version} applied",
+        )
 
         def reported_up_to_date() -> bool:
-            return api_request(self.api_url, self.api_token, "GET", f"{self.device_path}/state")[1]["up_to_date"] is True
+            return (
+                api_request(self.api_url, self.api_token, "GET", f"{self.device_path}/state")[1]["up_to_date"] is True
+            )
 
         self._wait(reported_up_to_date, "push config", "the device's state report to show it up to date")
         return f"PUT config through the HTTP API -> v{version} published retained by the worker's publisher -> applied by the agent -> reported up to date"
 
     def ping(self) -> str:
-        status, command = api_request(self.api_url, self.api_token, "POST", f"{self.device_path}/commands", {"name": "ping"})
+        status, command = api_request(
+            self.api_url, self.api_token, "POST", f"{self.device_path}/commands", {"name": "ping"}
+        )
         if status != 201:
-            raise DemoFailure("ping", f"POST {self.device_path}/commands answered {status}: {command}", self.collect_logs())
+            raise DemoFailure(
+                "ping", f"POST {self.device_path}/commands answered {status}: {command}", self.collect_logs()
+            )
 
         def answered() -> dict[str, Any] | None:
             found = api_request(self.api_url, self.api_token, "GET", f"{self.device_path}/commands/{command['id']}")[1]
@@ -292,7 +395,11 @@ url = "serial://{self.scanner_path}"
     def _kassactl(self, *args: str) -> str:
         assert self.agent is not None
         result = subprocess.run(
-            [sys.executable, "-m", "agent.ctl", "--socket", str(self.agent.socket_path), *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
+            [sys.executable, "-m", "agent.ctl", "--socket", str(self.agent.socket_path), *args],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         if result.returncode != 0:
             raise DemoFailure(f"kassactl {' '.join(args)}", result.stderr, self.collect_logs())
@@ -301,12 +408,16 @@ url = "serial://{self.scanner_path}"
     def _api(self, token: str, method: str, path: str, body: object, expected: int) -> tuple[int, Any]:
         status, reply = api_request(self.api_url, token, method, path, body)
         if status != expected:
-            raise DemoFailure(f"{method} {path}", f"answered {status}, expected {expected}: {reply}", self.collect_logs())
+            raise DemoFailure(
+                f"{method} {path}", f"answered {status}, expected {expected}: {reply}", self.collect_logs()
+            )
         return status, reply
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[str]:
         log = open(self.workdir / f"{name}.log", "a")
-        process = subprocess.Popen(argv, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            argv, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
         log.close()
         return process
 
@@ -342,7 +453,15 @@ url = "serial://{self.scanner_path}"
 
     def collect_logs(self) -> str:
         parts = []
-        for name in ("agent/agent.log", "agent2/agent.log", "cloud/http.log", "cloud/worker-demo.log", "printer.log", "scanner.log", "mosquitto/mosquitto.log"):
+        for name in (
+            "agent/agent.log",
+            "agent2/agent.log",
+            "cloud/http.log",
+            "cloud/worker-demo.log",
+            "printer.log",
+            "scanner.log",
+            "mosquitto/mosquitto.log",
+        ):
             path = self.workdir / name
             if path.exists():
                 tail = "\n".join(path.read_text(errors="replace").splitlines()[-30:])

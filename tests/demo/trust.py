@@ -34,31 +34,49 @@ class TrustSteps:
             raise self.failure("stolen terminal", "the broker's cloud listener did not come back")
         keys = self.agent2.config_path.parent / "state" / "keys"
         refused = self._rogue_subscriptions(keys)
-        _, revoked = self._api(self.api_token, "POST", f"/companies/{self.company_id}/devices/{SECOND_DEVICE}/certificates/revoke",
-                               {"reason": "stolen (demo)"}, 200)
+        _, revoked = self._api(
+            self.api_token,
+            "POST",
+            f"/companies/{self.company_id}/devices/{SECOND_DEVICE}/certificates/revoke",
+            {"reason": "stolen (demo)"},
+            200,
+        )
         before = self.broker.log().count("certificate verify failed")
         fetched = fetch_crl(  # what kassa-broker-crl.timer runs on the broker host every minute
-            f"{self.api_url}/pki/device-crl.pem", self.broker.pki, self.broker.pki / "device-crl.pem",
-            f"kill -HUP {self.broker.broker.process.pid}")
+            f"{self.api_url}/pki/device-crl.pem",
+            self.broker.pki,
+            self.broker.pki / "device-crl.pem",
+            f"kill -HUP {self.broker.broker.process.pid}",
+        )
         if fetched.returncode != 0:
             raise self.failure("stolen terminal", f"fetch-crl.sh failed: {fetched.stderr}")
-        self._wait(lambda: "revoked certificate(s)" in self.broker.log().split("Reloading config.")[-1], "stolen terminal",
-                   "the broker to reload with the new CRL")
+        self._wait(
+            lambda: "revoked certificate(s)" in self.broker.log().split("Reloading config.")[-1],
+            "stolen terminal",
+            "the broker to reload with the new CRL",
+        )
         self.agent2 = AgentProcess(self.agent2.config_path).start()
-        self._wait(lambda: self.broker.log().count("certificate verify failed") > before, "stolen terminal",
-                   "the broker to refuse the revoked certificate")
+        self._wait(
+            lambda: self.broker.log().count("certificate verify failed") > before,
+            "stolen terminal",
+            "the broker to refuse the revoked certificate",
+        )
         if self.agent2.client().call("status")["components"]["cloud"]["connected"]:
             raise self.failure("stolen terminal", "the revoked terminal is connected")
         if self.agent2.stop() != 0:
             raise self.failure("stolen terminal", "the revoked terminal did not stop cleanly")
-        return (f"its certificate's subscriptions refused ({refused}); one call revoked {len(revoked['revoked'])} "
-                f"certificate(s), CRL {revoked['crl_number']} installed by fetch-crl.sh; the terminal is refused at TLS")
+        return (
+            f"its certificate's subscriptions refused ({refused}); one call revoked {len(revoked['revoked'])} "
+            f"certificate(s), CRL {revoked['crl_number']} installed by fetch-crl.sh; the terminal is refused at TLS"
+        )
 
-    def _rogue_subscriptions(self: Demo, keys) -> str:  # noqa: ANN001 - a Path
+    def _rogue_subscriptions(self: Demo, keys) -> str:
         assert self.broker is not None
         acks: queue.Queue[list[int]] = queue.Queue()
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=SECOND_DEVICE, protocol=mqtt.MQTTv5)
-        client.tls_set(ca_certs=str(keys / "broker-ca.crt"), certfile=str(keys / "broker.crt"), keyfile=str(keys / "broker.key"))
+        client.tls_set(
+            ca_certs=str(keys / "broker-ca.crt"), certfile=str(keys / "broker.crt"), keyfile=str(keys / "broker.key")
+        )
         client.username_pw_set(SECOND_DEVICE)  # the devices' listener wants the certificate's name
         client.on_subscribe = lambda _c, _u, _mid, codes, _p: acks.put([code.value for code in codes])
         connected: queue.Queue[bool] = queue.Queue()
@@ -73,7 +91,9 @@ class TrustSteps:
                 client.subscribe(topic_filter, qos=1)
                 codes = acks.get(timeout=10)
                 if codes != [135]:
-                    raise self.failure("stolen terminal", f"the broker granted {topic_filter} to a device certificate: {codes}")
+                    raise self.failure(
+                        "stolen terminal", f"the broker granted {topic_filter} to a device certificate: {codes}"
+                    )
         finally:
             client.disconnect()
             client.loop_stop()

@@ -43,5 +43,5 @@ def peers() -> Iterator[list[Peer]]:
     for peer in opened:
         try:
             peer.close()
-        except Exception:  # noqa: BLE001 - best effort at teardown
+        except Exception:
             pass

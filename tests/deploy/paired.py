@@ -27,11 +27,15 @@ def tls_worker(workdir: Path, broker: ProductionBroker) -> Iterator[Cloud]:
     """The cloud's database and one worker process, as kassa-cloud over mutual TLS."""
     running = Cloud(workdir, broker.broker)
     clients = broker.pki / "clients"
-    running.start_worker_process("tls", port=broker.cloud_port, env={
-        "KASSA_CLOUD_MQTT_CA_FILE": str(broker.pki / "cloud-ca.crt"),
-        "KASSA_CLOUD_MQTT_CERT_FILE": str(clients / "kassa-cloud.crt"),
-        "KASSA_CLOUD_MQTT_KEY_FILE": str(clients / "kassa-cloud.key"),
-    })
+    running.start_worker_process(
+        "tls",
+        port=broker.cloud_port,
+        env={
+            "KASSA_CLOUD_MQTT_CA_FILE": str(broker.pki / "cloud-ca.crt"),
+            "KASSA_CLOUD_MQTT_CERT_FILE": str(clients / "kassa-cloud.crt"),
+            "KASSA_CLOUD_MQTT_KEY_FILE": str(clients / "kassa-cloud.key"),
+        },
+    )
     try:
         yield running
     finally:
@@ -43,10 +47,18 @@ def pairing_api(cloud: Cloud, broker: ProductionBroker, **overrides: Any) -> Ite
     """The API (uvicorn, HTTPS with the broker's server certificate) signing with the device CA."""
     pki = broker.pki
     settings = CloudSettings(
-        database_url=cloud.database_url, device_ca_cert_file=pki / "device-ca.crt", device_ca_key_file=pki / "device-ca.key",
-        pairing_broker_ca_file=pki / "cloud-ca.crt", pairing_broker_host="127.0.0.1", pairing_broker_port=broker.device_port,
-        pairing_poll_interval_s=1, **overrides)
-    with live_api(settings, cloud.engine, tls=(pki / "server.crt", pki / "server.key", pki / "cloud-ca.crt")) as running:
+        database_url=cloud.database_url,
+        device_ca_cert_file=pki / "device-ca.crt",
+        device_ca_key_file=pki / "device-ca.key",
+        pairing_broker_ca_file=pki / "cloud-ca.crt",
+        pairing_broker_host="127.0.0.1",
+        pairing_broker_port=broker.device_port,
+        pairing_poll_interval_s=1,
+        **overrides,
+    )
+    with live_api(
+        settings, cloud.engine, tls=(pki / "server.crt", pki / "server.key", pki / "cloud-ca.crt")
+    ) as running:
         yield running
 
 
@@ -55,14 +67,20 @@ def tls_agent_config(directory: Path, broker: ProductionBroker, device_id: str, 
     certificate from the broker's PKI (make-certs.sh's clients/); `mqtt`: more [mqtt] keys."""
     clients = broker.pki / "clients"
     return write_agent_config(
-        directory, device_id=device_id, port=broker.device_port,
+        directory,
+        device_id=device_id,
+        port=broker.device_port,
         extra="tls = true",  # still inside [mqtt], the last table written
-        ca_file=str(broker.pki / "cloud-ca.crt"), cert_file=str(clients / f"{device_id}.crt"),
-        key_file=str(clients / f"{device_id}.key"), **mqtt,
+        ca_file=str(broker.pki / "cloud-ca.crt"),
+        cert_file=str(clients / f"{device_id}.crt"),
+        key_file=str(clients / f"{device_id}.key"),
+        **mqtt,
     )
 
 
-def wait_for(agent: AgentProcess, predicate: Callable[[dict[str, Any]], Any], what: str, timeout_s: float = 30) -> dict[str, Any]:
+def wait_for(
+    agent: AgentProcess, predicate: Callable[[dict[str, Any]], Any], what: str, timeout_s: float = 30
+) -> dict[str, Any]:
     """The agent's status once `predicate` holds for it."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

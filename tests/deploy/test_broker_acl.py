@@ -41,7 +41,9 @@ def granted(codes: list) -> bool:
     return all(code.value == 1 for code in codes)  # "Granted QoS 1"
 
 
-def test_device_up_and_status_reach_the_cloud_through_the_shared_subscription(production_broker: ProductionBroker, peers: list[Peer]) -> None:
+def test_device_up_and_status_reach_the_cloud_through_the_shared_subscription(
+    production_broker: ProductionBroker, peers: list[Peer]
+) -> None:
     worker = cloud(production_broker, peers)
     assert granted(worker.subscribe(INGEST)), "the cloud may subscribe to the shared ingest filter"
     assert granted(worker.subscribe(STATUS))
@@ -55,7 +57,9 @@ def test_device_up_and_status_reach_the_cloud_through_the_shared_subscription(pr
     assert (msg.topic, msg.payload) == (dev("pos-a", "status"), b"online")
 
 
-def test_shared_subscription_spreads_one_devices_messages_over_workers(production_broker: ProductionBroker, peers: list[Peer]) -> None:
+def test_shared_subscription_spreads_one_devices_messages_over_workers(
+    production_broker: ProductionBroker, peers: list[Peer]
+) -> None:
     workers = [cloud(production_broker, peers, f"kassa-ingest-w{i}") for i in (1, 2)]
     for worker in workers:
         assert granted(worker.subscribe(INGEST))
@@ -68,7 +72,9 @@ def test_shared_subscription_spreads_one_devices_messages_over_workers(productio
     assert got[0] and got[1], "Mosquitto hands a shared subscription's messages round-robin"
 
 
-def test_device_gets_its_own_down_messages_and_retained_state(production_broker: ProductionBroker, peers: list[Peer]) -> None:
+def test_device_gets_its_own_down_messages_and_retained_state(
+    production_broker: ProductionBroker, peers: list[Peer]
+) -> None:
     worker = cloud(production_broker, peers)
     for device_id in ("pos-a", "pos-b"):
         rc = worker.publish(dev(device_id, "down/state/cashiers"), f"roster of {device_id}".encode(), retain=True)
@@ -112,7 +118,9 @@ def test_device_cannot_read_another_devices_topics(production_broker: Production
     assert a.pending() == []
 
 
-def test_device_cannot_publish_outside_its_up_and_status(production_broker: ProductionBroker, peers: list[Peer]) -> None:
+def test_device_cannot_publish_outside_its_up_and_status(
+    production_broker: ProductionBroker, peers: list[Peer]
+) -> None:
     worker = cloud(production_broker, peers)
     worker.subscribe(INGEST)
     worker.subscribe(STATUS)
@@ -158,10 +166,14 @@ def test_the_certificate_decides_the_identity(production_broker: ProductionBroke
     assert b.disconnects.empty(), "pos-b was not disconnected by a client claiming its client id"
     assert b.publish(dev("pos-b", "up/sale"), b"b still here").value == 0
     assert worker.next_message().payload == b"b still here"
-    assert "as pos-a (p5, c1, k30, u'pos-a')" in production_broker.log(), "the broker replaced the client id with the CN"
+    assert "as pos-a (p5, c1, k30, u'pos-a')" in production_broker.log(), (
+        "the broker replaced the client id with the CN"
+    )
 
 
-def test_clients_without_a_valid_certificate_are_refused(production_broker: ProductionBroker, pki: Path, rogue_pki: Path) -> None:
+def test_clients_without_a_valid_certificate_are_refused(
+    production_broker: ProductionBroker, pki: Path, rogue_pki: Path
+) -> None:
     for port in (production_broker.device_port, production_broker.cloud_port):
         outcome = Peer(port, pki, None).try_connect()
         assert outcome.startswith("refused"), f"no client certificate: {outcome}"
@@ -189,14 +201,23 @@ def test_will_and_status_only_for_the_devices_own_topic(production_broker: Produ
     assert (msg.topic, msg.payload) == (dev("pos-a", "status"), b"offline")
     # A will on another device's status: Mosquitto 2.0.11 accepts the CONNECT, but the will is
     # checked against the ACL when it fires and is dropped.
-    liar = Peer(production_broker.device_port, production_broker.pki, "pos-a", client_id="liar",
-                will=(dev("pos-b", "status"), b"offline"))
+    liar = Peer(
+        production_broker.device_port,
+        production_broker.pki,
+        "pos-a",
+        client_id="liar",
+        will=(dev("pos-b", "status"), b"offline"),
+    )
     peers.append(liar)
     assert not liar.connect().is_failure
     liar.client.loop_stop()
     liar.client.socket().close()
     deadline = time.monotonic() + 10
-    while production_broker.log().count("pos-a closed its connection") + production_broker.log().count("Socket error on client pos-a") < 2:
+    while (
+        production_broker.log().count("pos-a closed its connection")
+        + production_broker.log().count("Socket error on client pos-a")
+        < 2
+    ):
         assert time.monotonic() < deadline, production_broker.log()
         time.sleep(0.05)
     b = device(production_broker, peers, "pos-b")
@@ -205,7 +226,9 @@ def test_will_and_status_only_for_the_devices_own_topic(production_broker: Produ
     assert (msg.topic, msg.payload) == (dev("pos-b", "status"), b"b online"), "the forged will was not published"
 
 
-def test_state_documents_of_2_mib_pass_and_larger_packets_are_refused(production_broker: ProductionBroker, peers: list[Peer]) -> None:
+def test_state_documents_of_2_mib_pass_and_larger_packets_are_refused(
+    production_broker: ProductionBroker, peers: list[Peer]
+) -> None:
     worker = cloud(production_broker, peers)
     a = device(production_broker, peers, "pos-a")
     a.subscribe(dev("pos-a", "down/#"))
@@ -227,7 +250,11 @@ def test_a_share_prefixed_acl_line_alone_grants_nothing(tmp_path: Path, pki: Pat
     Mosquitto 2.0 checks each delivered message's topic against `read`; a line with the
     `$share/ingest/` prefix never matches a message topic, so the workers would get nothing.
     """
-    acl = (PRODUCTION / "acl-cloud").read_text().replace("topic read kassa/v1/dev/+/up/#", "topic read $share/ingest/kassa/v1/dev/+/up/#")
+    acl = (
+        (PRODUCTION / "acl-cloud")
+        .read_text()
+        .replace("topic read kassa/v1/dev/+/up/#", "topic read $share/ingest/kassa/v1/dev/+/up/#")
+    )
     assert "topic read $share/ingest/" in acl
     pb = start_production_broker(tmp_path / "variant", pki, acl_text=acl)
     try:
@@ -255,14 +282,16 @@ def test_cloud_account_cannot_forge_device_messages(production_broker: Productio
     assert worker.pending() == []
 
 
-def test_the_real_agent_logs_in_with_its_certificate(production_broker: ProductionBroker, peers: list[Peer], tmp_path: Path) -> None:
+def test_the_real_agent_logs_in_with_its_certificate(
+    production_broker: ProductionBroker, peers: list[Peer], tmp_path: Path
+) -> None:
     """kassa-agent with [mqtt] tls = true and pos-a's certificate, against the production config."""
     worker = cloud(production_broker, peers)
     worker.subscribe(INGEST)
     worker.subscribe(STATUS)
     agent = AgentProcess(tls_agent_config(tmp_path / "agent", production_broker, "pos-a")).start()
 
-    def next_status():  # noqa: ANN202 - a paho message
+    def next_status():
         # the agent's state report (up/state) arrives on the ingest subscription too
         while True:
             message = worker.next_message(timeout_s=20)
@@ -283,13 +312,16 @@ def test_the_real_agent_logs_in_with_its_certificate(production_broker: Producti
         agent.kill()
 
 
-def test_agent_and_cloud_worker_exchange_through_the_production_broker(production_broker: ProductionBroker, tmp_path: Path) -> None:
+def test_agent_and_cloud_worker_exchange_through_the_production_broker(
+    production_broker: ProductionBroker, tmp_path: Path
+) -> None:
     """The whole loop over TLS with client certificates and the production ACL: the agent's
     up/state reaches a real `kassa-cloud worker` (CN kassa-cloud, $share/ingest), is applied,
     and the worker's down/ack empties the agent's outbox."""
     with tls_worker(tmp_path / "cloud", production_broker) as worker:
-        config = tls_agent_config(tmp_path / "agent", production_broker, "pos-a",
-                                  ack_timeout_s=2.0)  # the worker may subscribe a moment after the agent's first report
+        config = tls_agent_config(
+            tmp_path / "agent", production_broker, "pos-a", ack_timeout_s=2.0
+        )  # the worker may subscribe a moment after the agent's first report
         agent = AgentProcess(config).start()
         try:
             worker.wait_applied("pos-a", 1, timeout_s=30)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -69,17 +69,24 @@ def device_ca_certificate(pki: Path, cn: str, out: Path) -> Path:
     ca_key = serialization.load_pem_private_key((pki / "device-ca.key").read_bytes(), None)
     ca = x509.load_pem_x509_certificate((pki / "device-ca.crt").read_bytes())
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # type: ignore[arg-type]
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{cn}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (out / f"{cn}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                      serialization.NoEncryption()))
+    (out / f"{cn}.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     (out / f"{cn}.key").chmod(0o600)
     return out
 
@@ -97,7 +104,8 @@ ROGUE_FILTERS = (
 
 @pytest.mark.parametrize("protocol", [mqtt.MQTTv5, mqtt.MQTTv311], ids=["mqtt5", "mqtt311"])
 def test_a_device_cannot_join_the_ingest_share_and_every_sale_reaches_the_worker(
-        production_broker: ProductionBroker, peers: list[Peer], protocol: int) -> None:
+    production_broker: ProductionBroker, peers: list[Peer], protocol: int
+) -> None:
     cloud = worker(production_broker, peers)
     rogue = connected(peers, Peer(production_broker.device_port, production_broker.pki, "pos-b", protocol=protocol))
     refused = 0x80 if protocol == mqtt.MQTTv311 else NOT_AUTHORIZED
@@ -107,17 +115,24 @@ def test_a_device_cannot_join_the_ingest_share_and_every_sale_reaches_the_worker
     got = sales_reach_the_worker(production_broker, peers, cloud)
     assert got == [f"sale {n}".encode() for n in range(SALES)], "every sale of pos-a, in order, to the worker"
     assert rogue.pending() == []
-    assert "kassa_device_acl: refused subscription of 'pos-b' to '$share/ingest/kassa/v1/dev/+/up/#'" in production_broker.log()
+    assert (
+        "kassa_device_acl: refused subscription of 'pos-b' to '$share/ingest/kassa/v1/dev/+/up/#'"
+        in production_broker.log()
+    )
 
 
-def test_without_the_plugin_a_device_diverts_sales_from_the_worker(tmp_path: Path, pki: Path, peers: list[Peer]) -> None:
+def test_without_the_plugin_a_device_diverts_sales_from_the_worker(
+    tmp_path: Path, pki: Path, peers: list[Peer]
+) -> None:
     """Why the devices' listener loads kassa_device_acl: Mosquitto's acl_file grants the rogue's
     SUBACK, the broker hands the rogue its turn of the shared group, and the delivery check then
     drops those messages. Nothing reaches the worker for them (the outbox would resend)."""
     config = (PRODUCTION / "mosquitto.conf").read_text()
     # The devices' listener as it was before the plugin: the CN taken as username by Mosquitto.
     stripped = "\n".join(line for line in config.splitlines() if not line.startswith("plugin"))
-    stripped = stripped.replace("use_username_as_clientid true", "use_identity_as_username true\nuse_username_as_clientid true", 1)
+    stripped = stripped.replace(
+        "use_username_as_clientid true", "use_identity_as_username true\nuse_username_as_clientid true", 1
+    )
     pb = start_production_broker(tmp_path / "variant", pki, config_text=stripped)
     try:
         cloud = worker(pb, peers)
@@ -131,14 +146,18 @@ def test_without_the_plugin_a_device_diverts_sales_from_the_worker(tmp_path: Pat
 
 
 def test_device_certificates_are_refused_on_the_cloud_listener(production_broker: ProductionBroker) -> None:
-    outcome = Peer(production_broker.cloud_port, production_broker.pki, "pos-a", client_id="kassa-ingest-w1").try_connect()
+    outcome = Peer(
+        production_broker.cloud_port, production_broker.pki, "pos-a", client_id="kassa-ingest-w1"
+    ).try_connect()
     assert outcome.startswith("refused"), outcome
     production_broker.wait_for_log("certificate verify failed")
 
 
 def test_a_device_cannot_take_over_a_workers_client_id(production_broker: ProductionBroker, peers: list[Peer]) -> None:
     cloud = worker(production_broker, peers)
-    impostor = connected(peers, Peer(production_broker.device_port, production_broker.pki, "pos-a", client_id="kassa-ingest-w1"))
+    impostor = connected(
+        peers, Peer(production_broker.device_port, production_broker.pki, "pos-a", client_id="kassa-ingest-w1")
+    )
     assert impostor.publish(dev("pos-a", "up/sale"), b"from pos-a").value == 0
     assert cloud.next_message().payload == b"from pos-a", "the worker is still connected and subscribed"
     assert cloud.disconnects.empty()
@@ -147,17 +166,22 @@ def test_a_device_cannot_take_over_a_workers_client_id(production_broker: Produc
 
 @pytest.mark.parametrize("cn", ["kassa-cloud", "KASSA-CLOUD", "kassa-ingest-w1", "+"])
 def test_a_device_ca_certificate_named_like_the_cloud_gets_no_rights_anywhere(
-        production_broker: ProductionBroker, peers: list[Peer], tmp_path: Path, cn: str) -> None:
+    production_broker: ProductionBroker, peers: list[Peer], tmp_path: Path, cn: str
+) -> None:
     """What whoever holds the device CA key (the API host) could make: refused on both listeners,
     and, named like a worker's client id, unable to disconnect that worker."""
     rogue_dir = device_ca_certificate(production_broker.pki, cn, tmp_path / "rogue")
-    on_cloud_listener = Peer(production_broker.cloud_port, production_broker.pki, cn, cert_dir=rogue_dir, client_id="x").try_connect()
+    on_cloud_listener = Peer(
+        production_broker.cloud_port, production_broker.pki, cn, cert_dir=rogue_dir, client_id="x"
+    ).try_connect()
     assert on_cloud_listener.startswith("refused"), "the cloud's listener trusts only the cloud CA"
     cloud = worker(production_broker, peers)  # client id kassa-ingest-w1
     rogue = Peer(production_broker.device_port, production_broker.pki, cn, cert_dir=rogue_dir)
     peers.append(rogue)
     refused = rogue.connect()
-    assert refused.is_failure and refused.getName() == "Not authorized", "refused at CONNECT, before its client id is looked at"
+    assert refused.is_failure and refused.getName() == "Not authorized", (
+        "refused at CONNECT, before its client id is looked at"
+    )
     production_broker.wait_for_log("kassa_device_acl: refused a connection: the certificate's CN is not a device id")
     assert "already connected, closing old connection" not in production_broker.log()
     b = connected(peers, Peer(production_broker.device_port, production_broker.pki, "pos-b"))
@@ -167,7 +191,8 @@ def test_a_device_ca_certificate_named_like_the_cloud_gets_no_rights_anywhere(
 
 
 def test_a_revoked_certificate_is_refused_at_tls_and_disconnected_if_connected(
-        tmp_path: Path, pki: Path, peers: list[Peer]) -> None:
+    tmp_path: Path, pki: Path, peers: list[Peer]
+) -> None:
     crl = tmp_path / "device-crl.pem"
     crl.write_bytes((pki / "device-crl.pem").read_bytes())
     pb = start_production_broker(tmp_path / "broker", pki, crl=crl)
@@ -178,12 +203,31 @@ def test_a_revoked_certificate_is_refused_at_tls_and_disconnected_if_connected(
         assert cloud.next_message().payload == b"before"
         # The certificate was made by make-certs.sh, not the cloud: named to the cloud's CRL by the CLI.
         revoke = subprocess.run(
-            [sys.executable, "-m", "cloud_api.main", "pki", "revoke", "--certificate", str(pki / "clients" / "pos-b.crt"),
-             "--reason", "stolen", "--out", str(crl)],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-            env={"KASSA_CLOUD_DATABASE_URL": f"sqlite:///{tmp_path / 'cloud.db'}", "PATH": "/usr/bin:/bin",
-                 "KASSA_CLOUD_DEVICE_CA_CERT_FILE": str(pki / "device-ca.crt"), "KASSA_CLOUD_DEVICE_CA_KEY_FILE": str(pki / "device-ca.key"),
-                 "KASSA_CLOUD_PAIRING_BROKER_CA_FILE": str(pki / "cloud-ca.crt")})
+            [
+                sys.executable,
+                "-m",
+                "cloud_api.main",
+                "pki",
+                "revoke",
+                "--certificate",
+                str(pki / "clients" / "pos-b.crt"),
+                "--reason",
+                "stolen",
+                "--out",
+                str(crl),
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={
+                "KASSA_CLOUD_DATABASE_URL": f"sqlite:///{tmp_path / 'cloud.db'}",
+                "PATH": "/usr/bin:/bin",
+                "KASSA_CLOUD_DEVICE_CA_CERT_FILE": str(pki / "device-ca.crt"),
+                "KASSA_CLOUD_DEVICE_CA_KEY_FILE": str(pki / "device-ca.key"),
+                "KASSA_CLOUD_PAIRING_BROKER_CA_FILE": str(pki / "cloud-ca.crt"),
+            },
+        )
         assert revoke.returncode == 0, revoke.stderr
         revoked = x509.load_pem_x509_crl(crl.read_bytes())
         serial = x509.load_pem_x509_certificate((pki / "clients" / "pos-b.crt").read_bytes()).serial_number
@@ -205,8 +249,20 @@ def test_a_revoked_certificate_is_refused_at_tls_and_disconnected_if_connected(
         outcome = Peer(pb.device_port, pki, "pos-b", client_id="again").try_connect()
         assert outcome.startswith("refused"), outcome
         pb.wait_for_log("certificate verify failed", failures + 1)
-        why = subprocess.run(["openssl", "verify", "-crl_check", "-CRLfile", str(crl), "-CAfile", str(pki / "device-ca.crt"),
-                              str(pki / "clients" / "pos-b.crt")], capture_output=True, text=True)
+        why = subprocess.run(
+            [
+                "openssl",
+                "verify",
+                "-crl_check",
+                "-CRLfile",
+                str(crl),
+                "-CAfile",
+                str(pki / "device-ca.crt"),
+                str(pki / "clients" / "pos-b.crt"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert why.returncode != 0 and "certificate revoked" in why.stdout + why.stderr
     finally:
         pb.broker.kill()

@@ -6,7 +6,7 @@ from the real API in test_certificate_lifecycle.py.)"""
 from __future__ import annotations
 
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,17 +16,23 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.deploy.tls_broker import fetch_crl
 
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def crl(pki: Path, number: int, *, key: ec.EllipticCurvePrivateKey | None = None, next_update: datetime | None = None) -> bytes:
+def crl(
+    pki: Path, number: int, *, key: ec.EllipticCurvePrivateKey | None = None, next_update: datetime | None = None
+) -> bytes:
     """A CRL in the device CA's name, signed by its key unless another `key` is given."""
     ca = x509.load_pem_x509_certificate((pki / "device-ca.crt").read_bytes())
     signer = key or serialization.load_pem_private_key((pki / "device-ca.key").read_bytes(), None)
-    built = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject)
-             .last_update(NOW - timedelta(hours=2)).next_update(next_update or NOW + timedelta(days=30))
-             .add_extension(x509.CRLNumber(number), critical=False)
-             .sign(signer, hashes.SHA256()))  # type: ignore[arg-type]
+    built = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.subject)
+        .last_update(NOW - timedelta(hours=2))
+        .next_update(next_update or NOW + timedelta(days=30))
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .sign(signer, hashes.SHA256())
+    )  # type: ignore[arg-type]
     return built.public_bytes(serialization.Encoding.PEM)
 
 
@@ -81,4 +87,6 @@ def test_a_crl_that_must_not_be_installed_is_refused_and_changes_nothing(fetch: 
     result = fetch(served)
     assert result.returncode == 1 and why in result.stderr, (result.stdout, result.stderr)
     assert fetch.out.read_bytes() == installed and fetch.reload_count() == 1
-    assert [p.name for p in fetch.directory.iterdir() if p.name.startswith("device-crl.pem.")] == [], "no temp file left"
+    assert [p.name for p in fetch.directory.iterdir() if p.name.startswith("device-crl.pem.")] == [], (
+        "no temp file left"
+    )

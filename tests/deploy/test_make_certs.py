@@ -48,7 +48,9 @@ def test_makes_two_cas_server_cloud_and_device_certificates_and_an_empty_crl(tmp
         other_ca = device_ca if ca is cloud_ca else cloud_ca
         assert cert.issuer != other_ca.subject, f"{name}: one CA never signs for the other's listener"
         assert cn(cert) == name, "the CN is the MQTT username (use_identity_as_username)"
-        assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+        assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+            ExtendedKeyUsageOID.CLIENT_AUTH
+        ]
         lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
         assert lifetime.days == 30
     crl = x509.load_pem_x509_crl((out / "device-crl.pem").read_bytes())
@@ -85,8 +87,11 @@ def test_a_single_ca_pki_from_before_the_split_is_not_mixed_in(tmp_path: Path) -
 
 def test_server_names_go_into_the_subject_alt_name(tmp_path: Path) -> None:
     out = tmp_path / "pki"
-    subprocess.run(["sh", str(MAKE_CERTS), "--out", str(out), "--server-name", "mqtt.example.com",
-                    "--server-name", "10.1.2.3"], check=True, capture_output=True)
+    subprocess.run(
+        ["sh", str(MAKE_CERTS), "--out", str(out), "--server-name", "mqtt.example.com", "--server-name", "10.1.2.3"],
+        check=True,
+        capture_output=True,
+    )
     server = load(out / "server.crt")
     san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["mqtt.example.com"]

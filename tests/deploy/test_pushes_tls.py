@@ -25,9 +25,17 @@ def test_publisher_pushes_over_tls_with_the_production_acl(production_broker: Pr
             desired_state.set_docs(session, "config", {"pos-a": {"for": "pos-a"}, "pos-b": {"for": "pos-b"}})
             # more than the broker's Receive Maximum in one wave
             desired_state.set_docs(session, "cashiers", {f"tls-bulk-{n:03d}": {"n": n} for n in range(200)})
-            command_id = commands.create_command(session, "pos-a", "ping", {}, expires_in=timedelta(minutes=5)).command_id
-        broker = BrokerOptions("127.0.0.1", production_broker.cloud_port, "kassa-pushes-tls", ca_file=str(pki / "cloud-ca.crt"),
-                               cert_file=str(pki / "clients" / "kassa-cloud.crt"), key_file=str(pki / "clients" / "kassa-cloud.key"))
+            command_id = commands.create_command(
+                session, "pos-a", "ping", {}, expires_in=timedelta(minutes=5)
+            ).command_id
+        broker = BrokerOptions(
+            "127.0.0.1",
+            production_broker.cloud_port,
+            "kassa-pushes-tls",
+            ca_file=str(pki / "cloud-ca.crt"),
+            cert_file=str(pki / "clients" / "kassa-cloud.crt"),
+            key_file=str(pki / "clients" / "kassa-cloud.key"),
+        )
         device = Peer(production_broker.device_port, pki, "pos-a")
         assert not device.connect().is_failure
         # Subscribed before the publisher starts (a command is not retained), as widely as the
@@ -67,7 +75,7 @@ def next_parsed(peer: Peer) -> kc.Parsed:
     return next_parsed_payload(peer.next_message())
 
 
-def next_parsed_payload(message) -> kc.Parsed:  # noqa: ANN001 - a paho MQTTMessage
+def next_parsed_payload(message) -> kc.Parsed:
     parsed = kc.parse_message(message.topic, bytes(message.payload))
     assert isinstance(parsed, kc.Parsed), parsed
     return parsed

@@ -51,7 +51,9 @@ def installable_copy(directory: Path, text_edit: dict[str, str] | None = None) -
 
 def run_verify(tool: str, paths: list[Path]) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SYSTEMD_LOG_LEVEL": "notice", "SYSTEMD_PAGER": "", "LC_ALL": "C"}
-    return subprocess.run([tool, "verify", "--man=no", *map(str, paths)], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(
+        [tool, "verify", "--man=no", *map(str, paths)], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 def test_units_pass_systemd_analyze_verify(systemd_analyze: str, tmp_path: Path) -> None:
@@ -63,7 +65,9 @@ def test_units_pass_systemd_analyze_verify(systemd_analyze: str, tmp_path: Path)
     assert about_ours == [], "systemd-analyze verify complains about our units:\n" + output
 
 
-def test_broker_crl_timer_and_service_pass_verify_and_call_the_shipped_script(systemd_analyze: str, tmp_path: Path) -> None:
+def test_broker_crl_timer_and_service_pass_verify_and_call_the_shipped_script(
+    systemd_analyze: str, tmp_path: Path
+) -> None:
     """kassa-broker-crl.{service,timer} on the broker host: valid units, and the service runs
     fetch-crl.sh with the paths broker/production/mosquitto.conf reads."""
     directory = tmp_path / "units"
@@ -77,8 +81,13 @@ def test_broker_crl_timer_and_service_pass_verify_and_call_the_shipped_script(sy
     conf = (REPO_ROOT / "broker" / "production" / "mosquitto.conf").read_text().splitlines()
     exec_start = " ".join(service.get("ExecStart").split())
     assert "/usr/local/lib/kassa/fetch-crl.sh" in exec_start
-    assert "--ca /etc/mosquitto/kassa/device-ca.crt" in exec_start and "cafile /etc/mosquitto/kassa/device-ca.crt" in conf
-    assert "--out /etc/mosquitto/kassa/device-crl.pem" in exec_start and "crlfile /etc/mosquitto/kassa/device-crl.pem" in conf
+    assert (
+        "--ca /etc/mosquitto/kassa/device-ca.crt" in exec_start and "cafile /etc/mosquitto/kassa/device-ca.crt" in conf
+    )
+    assert (
+        "--out /etc/mosquitto/kassa/device-crl.pem" in exec_start
+        and "crlfile /etc/mosquitto/kassa/device-crl.pem" in conf
+    )
     # The sandbox must leave the CRL's directory writable, or every run fails to install it.
     assert service.get("ProtectSystem") == "strict" and service.all("ReadWritePaths") == ["/etc/mosquitto/kassa"]
     assert unit("kassa-broker-crl.timer").get("OnUnitActiveSec", section="Timer") == "60s"
@@ -86,9 +95,14 @@ def test_broker_crl_timer_and_service_pass_verify_and_call_the_shipped_script(sy
 
 def test_verify_would_catch_a_broken_unit(systemd_analyze: str, tmp_path: Path) -> None:
     """The check above is not vacuous: a typo, a bad time and a missing binary are all reported."""
-    paths = installable_copy(tmp_path / "units", {"WatchdogSec=30": "WatchdogSec=thirty", "RestartSec=2": "RestartSecs=2"})
+    paths = installable_copy(
+        tmp_path / "units", {"WatchdogSec=30": "WatchdogSec=thirty", "RestartSec=2": "RestartSecs=2"}
+    )
     (tmp_path / "units" / "kassa-agent.service").write_text(
-        (tmp_path / "units" / "kassa-agent.service").read_text().replace(str(venv_binary("kassa-agent")), "/nonexistent/kassa-agent"))
+        (tmp_path / "units" / "kassa-agent.service")
+        .read_text()
+        .replace(str(venv_binary("kassa-agent")), "/nonexistent/kassa-agent")
+    )
     result = run_verify(systemd_analyze, paths)
     output = result.stdout + result.stderr
     assert result.returncode != 0
@@ -101,8 +115,13 @@ def test_verify_would_catch_a_broken_unit(systemd_analyze: str, tmp_path: Path) 
 def test_sandbox_exposure_is_low(systemd_analyze: str, tmp_path: Path, name: str) -> None:
     """systemd-analyze security --offline: the sandbox settings take effect (lower is better, 10 = none)."""
     path = next(p for p in installable_copy(tmp_path / "units") if p.name.startswith(name.split("@")[0]))
-    result = subprocess.run([systemd_analyze, "security", "--offline=yes", "--no-pager", str(path)],
-                            capture_output=True, text=True, timeout=60, env={**os.environ, "LC_ALL": "C"})
+    result = subprocess.run(
+        [systemd_analyze, "security", "--offline=yes", "--no-pager", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "LC_ALL": "C"},
+    )
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d)", result.stdout)
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) <= 2.0, result.stdout
@@ -129,8 +148,12 @@ def test_sysusers_and_tmpfiles_in_a_scratch_root(tmp_path: Path) -> None:
     members = {name: set(filter(None, fields[3].split(","))) for name, fields in groups.items()}
     assert {"kassa-admin", "dialout", "lp"} <= {g for g, m in members.items() if "kassa" in m}
     assert "kassa" not in members.get("input", set()), "no access to every keyboard"
-    subprocess.run([tmpfiles, f"--root={root}", "--create", str(UNIT_DIR / "tmpfiles.d" / "kassa.conf")],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [tmpfiles, f"--root={root}", "--create", str(UNIT_DIR / "tmpfiles.d" / "kassa.conf")],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     uid, gid = int(passwd["kassa"][2]), int(groups["kassa"][2])
     state, etc = (root / "var/lib/kassa").stat(), (root / "etc/kassa").stat()
     assert (stat.S_IMODE(state.st_mode), state.st_uid, state.st_gid) == (0o700, uid, gid)
@@ -142,7 +165,9 @@ def test_units_udev_sysusers_and_agent_agree() -> None:
     defaults = load_config_defaults()
     # the kassa group everywhere
     assert agent_unit.get("User") == "kassa" and agent_unit.get("Group") == "kassa"
-    rules = [line for line in (UNIT_DIR / "99-kassa-devices.rules").read_text().splitlines() if not line.startswith("#")]
+    rules = [
+        line for line in (UNIT_DIR / "99-kassa-devices.rules").read_text().splitlines() if not line.startswith("#")
+    ]
     assert set(re.findall(r'GROUP="([^"]+)"', "\n".join(rules))) == {"kassa"}
     assert set(re.findall(r'MODE="([^"]+)"', "\n".join(rules))) == {"0660"}, "group access only, never 0666"
     sysusers = (UNIT_DIR / "sysusers.d" / "kassa.conf").read_text()
@@ -152,17 +177,26 @@ def test_units_udev_sysusers_and_agent_agree() -> None:
     assert defaults.control.admin_group in supplementary, "the agent chowns its socket to the admin group"
     assert set(supplementary) <= declared | {"dialout", "lp"}
     for group in supplementary:
-        assert re.search(rf"(?m)^m\s+kassa\s+{re.escape(group)}\s*$", sysusers), f"sysusers makes kassa a member of {group}"
+        assert re.search(rf"(?m)^m\s+kassa\s+{re.escape(group)}\s*$", sysusers), (
+            f"sysusers makes kassa a member of {group}"
+        )
     # directories: the unit's, the agent's defaults and tmpfiles' are the same
     assert Path("/var/lib") / agent_unit.get("StateDirectory") == defaults.paths.state_dir
     assert Path("/run") / agent_unit.get("RuntimeDirectory") == defaults.paths.run_dir
     exec_start = agent_unit.get("ExecStart").split()
     assert exec_start[:3] == ["/usr/bin/kassa-agent", "--config", str(DEFAULT_CONFIG_PATH)]
     assert Path("/etc") / agent_unit.get("ConfigurationDirectory") == DEFAULT_CONFIG_PATH.parent
-    tmpfiles = {fields[1]: fields for fields in (line.split() for line in (UNIT_DIR / "tmpfiles.d" / "kassa.conf").read_text().splitlines())
-                if fields and not fields[0].startswith("#")}
+    tmpfiles = {
+        fields[1]: fields
+        for fields in (line.split() for line in (UNIT_DIR / "tmpfiles.d" / "kassa.conf").read_text().splitlines())
+        if fields and not fields[0].startswith("#")
+    }
     assert tmpfiles[str(defaults.paths.state_dir)][2:] == [agent_unit.get("StateDirectoryMode"), "kassa", "kassa"]
-    assert tmpfiles[str(DEFAULT_CONFIG_PATH.parent)][2:] == [agent_unit.get("ConfigurationDirectoryMode"), "root", "kassa"]
+    assert tmpfiles[str(DEFAULT_CONFIG_PATH.parent)][2:] == [
+        agent_unit.get("ConfigurationDirectoryMode"),
+        "root",
+        "kassa",
+    ]
     # a clean stop fits in the unit's stop timeout; watchdog and restart settings as documented
     assert defaults.lifecycle.shutdown_timeout_s < agent_unit.seconds("TimeoutStopSec")
     assert "78" in agent_unit.get("RestartPreventExitStatus").split(), "EX_CONFIG is not retried"
@@ -177,7 +211,12 @@ def test_units_udev_sysusers_and_agent_agree() -> None:
         assert url == f"sqlite:///{u.get('WorkingDirectory')}/kassa-cloud.db"
         assert u.get("WorkingDirectory") == f"/var/lib/{u.get('StateDirectory')}"
         assert u.get("User") == "kassa-cloud" and u.get("EnvironmentFile") == "-/etc/kassa/cloud.env"
-    assert cloud_parser().parse_args(unit("kassa-cloud-worker@.service").get("ExecStart").replace("%i", "w1").split()[1:]).worker_id == "w1"
+    assert (
+        cloud_parser()
+        .parse_args(unit("kassa-cloud-worker@.service").get("ExecStart").replace("%i", "w1").split()[1:])
+        .worker_id
+        == "w1"
+    )
     # the console scripts the units name exist in pyproject.toml
     scripts = (REPO_ROOT / "pyproject.toml").read_text()
     assert 'kassa-agent = "agent.main:main"' in scripts and 'kassa-cloud = "cloud_api.main:main"' in scripts
@@ -188,10 +227,14 @@ def test_agent_runs_as_the_unit_says_notify_watchdog_reload_stop(tmp_path: Path)
     assert (agent_unit.get("Type"), agent_unit.get("NotifyAccess")) == ("notify", "main")
     watchdog_s = agent_unit.seconds("WatchdogSec")
     config = write_agent_config(tmp_path / "agent")
-    run = ServiceRun(agent_unit, tmp_path / "service", {
-        "/usr/bin/kassa-agent": str(venv_binary("kassa-agent")),
-        str(DEFAULT_CONFIG_PATH): str(config),
-    })
+    run = ServiceRun(
+        agent_unit,
+        tmp_path / "service",
+        {
+            "/usr/bin/kassa-agent": str(venv_binary("kassa-agent")),
+            str(DEFAULT_CONFIG_PATH): str(config),
+        },
+    )
     assert run.argv[1:] == ["--config", str(config)], run.argv
     try:
         started = time.monotonic()
@@ -219,16 +262,22 @@ def test_agent_runs_as_the_unit_says_notify_watchdog_reload_stop(tmp_path: Path)
 
         second_ping = run.wait_for("WATCHDOG", watchdog_s)
         gap = second_ping.at - first_ping.at
-        assert gap <= watchdog_s / 2 + 0.5, f"pings {gap:.1f} s apart; WatchdogSec={watchdog_s:g} wants <= {watchdog_s / 2:g}"
+        assert gap <= watchdog_s / 2 + 0.5, (
+            f"pings {gap:.1f} s apart; WatchdogSec={watchdog_s:g} wants <= {watchdog_s / 2:g}"
+        )
 
         code, took = run.stop()
         stopping = run.wait_for("STOPPING", 5)
         assert stopping.fields["STOPPING"] == "1"
         assert code == 0, f"exit {code} after SIGTERM; Restart=on-failure would restart it\n{run.log()}"
         assert took < agent_unit.seconds("TimeoutStopSec")
-        assert {n.pid for n in run.notifications} == {run.main_pid}, "NotifyAccess=main: every notification from the main pid"
+        assert {n.pid for n in run.notifications} == {run.main_pid}, (
+            "NotifyAccess=main: every notification from the main pid"
+        )
         prelude = re.search(r"prelude: umask=(\d+) no_new_privs=(\w+) mdwe=(\w+)", run.log())
-        assert prelude and prelude.group(1) == str(int(agent_unit.get("UMask"), 8)) and prelude.group(2) == "True", run.log()
+        assert prelude and prelude.group(1) == str(int(agent_unit.get("UMask"), 8)) and prelude.group(2) == "True", (
+            run.log()
+        )
         # "unsupported" only on kernels before 6.3, which test_cpython_needs_no_writable_executable_memory reports
         assert prelude.group(3) in ("on", "unsupported"), run.log()
     finally:
@@ -238,10 +287,14 @@ def test_agent_runs_as_the_unit_says_notify_watchdog_reload_stop(tmp_path: Path)
 def test_a_bad_config_exits_78_which_the_unit_does_not_restart(tmp_path: Path) -> None:
     agent_unit = unit("kassa-agent.service")
     config = write_agent_config(tmp_path / "agent", extra="[mqtt\n")
-    run = ServiceRun(agent_unit, tmp_path / "service", {
-        "/usr/bin/kassa-agent": str(venv_binary("kassa-agent")),
-        str(DEFAULT_CONFIG_PATH): str(config),
-    })
+    run = ServiceRun(
+        agent_unit,
+        tmp_path / "service",
+        {
+            "/usr/bin/kassa-agent": str(venv_binary("kassa-agent")),
+            str(DEFAULT_CONFIG_PATH): str(config),
+        },
+    )
     try:
         run.start()
         assert run.process is not None
@@ -271,9 +324,13 @@ try:
 except PermissionError:
     print("ok: W+X mapping refused, the rule is active")
 """
-    result = subprocess.run([str(venv_binary("python")), "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(venv_binary("python")), "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
     if "PR_SET_MDWE unsupported" in result.stderr:
-        pytest.fail(f"this kernel ({os.uname().release}) lacks PR_SET_MDWE (Linux >= 6.3), so MemoryDenyWriteExecute "
-                    "cannot be checked here; run on a newer kernel, or start the units under systemd and watch for SIGSYS/EPERM")
+        pytest.fail(
+            f"this kernel ({os.uname().release}) lacks PR_SET_MDWE (Linux >= 6.3), so MemoryDenyWriteExecute "
+            "cannot be checked here; run on a newer kernel, or start the units under systemd and watch for SIGSYS/EPERM"
+        )
     assert result.returncode == 0, result.stderr
     assert "ok: W+X mapping refused" in result.stdout

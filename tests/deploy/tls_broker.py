@@ -53,18 +53,37 @@ def make_certs(out: Path, *device_ids: str, days: int = 400) -> subprocess.Compl
     renew only where a test asks for it (short `device_cert_days`)."""
     return subprocess.run(
         ["sh", str(MAKE_CERTS), "--out", str(out), "--days", str(days), *device_ids],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
-def fetch_crl(url: str, pki: Path, out: Path, reload_command: str, cacert: Path | None = None) -> subprocess.CompletedProcess[str]:
+def fetch_crl(
+    url: str, pki: Path, out: Path, reload_command: str, cacert: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """broker/production/fetch-crl.sh as kassa-broker-crl.timer runs it: the CRL at `url` must be
     signed by `pki`'s device CA to be installed at `out`; `cacert` checks an HTTPS `url`."""
     https = ["--cacert", str(cacert)] if cacert is not None else []
     return subprocess.run(
-        ["sh", str(FETCH_CRL), "--url", url, *https, "--ca", str(pki / "device-ca.crt"), "--out", str(out),
-         "--reload-command", reload_command],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            "sh",
+            str(FETCH_CRL),
+            "--url",
+            url,
+            *https,
+            "--ca",
+            str(pki / "device-ca.crt"),
+            "--out",
+            str(out),
+            "--reload-command",
+            reload_command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -83,7 +102,9 @@ class ProductionBroker:
         has already seen the connection end)."""
         deadline = time.monotonic() + timeout_s
         while (log := self.log()).count(text) < count:
-            assert time.monotonic() < deadline, f"{text!r} not logged {count} times within {timeout_s} s:\n{self.broker.log_tail()}"
+            assert time.monotonic() < deadline, (
+                f"{text!r} not logged {count} times within {timeout_s} s:\n{self.broker.log_tail()}"
+            )
             time.sleep(0.02)
         return log
 
@@ -100,15 +121,24 @@ class ProductionBroker:
             time.sleep(0.02)
 
 
-def production_config(workdir: Path, pki: Path, device_port: int, cloud_port: int, acl_text: str | None = None,
-                      crl: Path | None = None, config_text: str | None = None) -> Path:
+def production_config(
+    workdir: Path,
+    pki: Path,
+    device_port: int,
+    cloud_port: int,
+    acl_text: str | None = None,
+    crl: Path | None = None,
+    config_text: str | None = None,
+) -> Path:
     """A runnable copy of the production config; fails if a production path was left in it.
 
     ``acl_text`` replaces the cloud listener's ACL; ``crl`` the device CA's CRL (default the
     one make-certs.sh made in ``pki``); ``config_text`` a variant of mosquitto.conf itself."""
     text = config_text if config_text is not None else (PRODUCTION / "mosquitto.conf").read_text()
     lines = text.splitlines()
-    assert lines.count(DEVICE_LISTENER) == 1 and lines.count(CLOUD_LISTENER) == 1, "listener lines changed: update tests/deploy/tls_broker.py"
+    assert lines.count(DEVICE_LISTENER) == 1 and lines.count(CLOUD_LISTENER) == 1, (
+        "listener lines changed: update tests/deploy/tls_broker.py"
+    )
     acl_devices, acl_cloud = workdir / "acl-devices", workdir / "acl-cloud"
     acl_devices.write_text((PRODUCTION / "acl-devices").read_text())
     acl_cloud.write_text(acl_text if acl_text is not None else (PRODUCTION / "acl-cloud").read_text())
@@ -135,7 +165,9 @@ def production_config(workdir: Path, pki: Path, device_port: int, cloud_port: in
     for line in lines:
         out.append(replacements.get(line, line))
     rewritten = "\n".join(out)
-    leftovers = [line for line in out if re.search(r"(^|\s)/(etc|var|run|usr)/", line) and not line.lstrip().startswith("#")]
+    leftovers = [
+        line for line in out if re.search(r"(^|\s)/(etc|var|run|usr)/", line) and not line.lstrip().startswith("#")
+    ]
     assert not leftovers, f"production paths not rewritten for the test: {leftovers}"
     # Started as root, Mosquitto would switch to user 'mosquitto', which cannot read our temp dir.
     rewritten += f"\nuser {pwd.getpwuid(os.geteuid()).pw_name}\n"
@@ -144,8 +176,9 @@ def production_config(workdir: Path, pki: Path, device_port: int, cloud_port: in
     return config
 
 
-def start_production_broker(workdir: Path, pki: Path, acl_text: str | None = None, crl: Path | None = None,
-                            config_text: str | None = None) -> ProductionBroker:
+def start_production_broker(
+    workdir: Path, pki: Path, acl_text: str | None = None, crl: Path | None = None, config_text: str | None = None
+) -> ProductionBroker:
     workdir.mkdir(parents=True, exist_ok=True)
     last: Exception | None = None
     for _attempt in range(3):  # a free port can be taken between choosing and binding it
@@ -156,7 +189,7 @@ def start_production_broker(workdir: Path, pki: Path, acl_text: str | None = Non
         broker = Mosquitto(workdir, port=device_port, config_file=config)
         try:
             broker.start()
-        except Exception as exc:  # noqa: BLE001 - retried, then re-raised
+        except Exception as exc:
             last = exc
             continue
         if broker.wait_listening(cloud_port):  # the cloud listener binds after the device one
@@ -169,9 +202,20 @@ def start_production_broker(workdir: Path, pki: Path, acl_text: str | None = Non
 class Peer:
     """One paho client (MQTT 5, TLS) whose callbacks land in queues the test can wait on."""
 
-    def __init__(self, port: int, pki: Path, cn: str | None, *, client_id: str = "", ca: Path | None = None,
-                 cert_dir: Path | None = None, username: str | None = None, tls: bool = True,
-                 will: tuple[str, bytes] | None = None, protocol: int = mqtt.MQTTv5) -> None:
+    def __init__(
+        self,
+        port: int,
+        pki: Path,
+        cn: str | None,
+        *,
+        client_id: str = "",
+        ca: Path | None = None,
+        cert_dir: Path | None = None,
+        username: str | None = None,
+        tls: bool = True,
+        will: tuple[str, bytes] | None = None,
+        protocol: int = mqtt.MQTTv5,
+    ) -> None:
         self.port = port
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or (cn or "anon"), protocol=protocol)
         if tls:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shlex
 import shutil
 import signal
 import socket
 import struct
-import queue
 import subprocess
 import sys
 import threading
@@ -181,7 +181,11 @@ class ServiceRun:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _PRELUDE, json.dumps(spec)],
-                cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         return self
 
@@ -214,19 +218,27 @@ class ServiceRun:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"no {key} within {timeout_s} s; got {[n.fields for n in self.notifications]}\n{self.log()}")
+                raise AssertionError(
+                    f"no {key} within {timeout_s} s; got {[n.fields for n in self.notifications]}\n{self.log()}"
+                )
             try:
                 note = self._queue.get(timeout=min(remaining, 0.2))
             except queue.Empty:
                 if self.process is not None and self.process.poll() is not None and self._queue.empty():
-                    raise AssertionError(f"service exited with {self.process.returncode} before {key}:\n{self.log()}") from None
+                    raise AssertionError(
+                        f"service exited with {self.process.returncode} before {key}:\n{self.log()}"
+                    ) from None
                 continue
             if key in note.fields:
                 return note
 
     def reload(self) -> subprocess.CompletedProcess[str]:
         """ExecReload= with $MAINPID (and ${MAINPID}) replaced, as systemctl reload runs it."""
-        command = self.unit.get("ExecReload").replace("${MAINPID}", str(self.main_pid)).replace("$MAINPID", str(self.main_pid))
+        command = (
+            self.unit.get("ExecReload")
+            .replace("${MAINPID}", str(self.main_pid))
+            .replace("$MAINPID", str(self.main_pid))
+        )
         return subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=10)
 
     def stop(self) -> tuple[int, float]:

@@ -65,12 +65,16 @@ def test_russian_receipt_switches_only_for_the_runs_that_need_it():
     # only «, » and € go out in WPC1252. Sunmi printers may start in Chinese mode: FS . first.
     profile = load_profile("Sunmi-V2")
     data = render(RUSSIAN_RECEIPT, profile)
-    expected = dummy_bytes("Sunmi-V2", [
-        [("CP866", "ООО "), ("CP1252", "«"), ("CP866", "Ромашка"), ("CP1252", "»")],
-        [("CP866", "Кофе 150,00 "), ("CP1252", "€")],
-        [("CP866", "Итого: 150,00 "), ("CP1252", "€")],
-        [("CP866", "Спасибо!")],
-    ], cancel_kanji=True)
+    expected = dummy_bytes(
+        "Sunmi-V2",
+        [
+            [("CP866", "ООО "), ("CP1252", "«"), ("CP866", "Ромашка"), ("CP1252", "»")],
+            [("CP866", "Кофе 150,00 "), ("CP1252", "€")],
+            [("CP866", "Итого: 150,00 "), ("CP1252", "€")],
+            [("CP866", "Спасибо!")],
+        ],
+        cancel_kanji=True,
+    )
     assert data == expected
     assert "CP855" not in selected_pages(data, profile)
     assert printed_lines(data, profile) == list(RUSSIAN_RECEIPT)

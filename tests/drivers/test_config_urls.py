@@ -28,7 +28,11 @@ def test_usb_url_with_hex_ids_serial_and_vendor_default_profile():
     transport = printer.transport
     assert isinstance(transport, UsbTransport)
     assert (transport.vendor_id, transport.product_id, transport.serial_number, transport.port_path) == (
-        0x04B8, 0x0E28, "X5", "1-1.4")
+        0x04B8,
+        0x0E28,
+        "X5",
+        "1-1.4",
+    )
     assert printer.profile.name == "TM-T88V"  # Epson's default
     assert transport.timeout_ms == 10_000
 
@@ -51,17 +55,20 @@ def test_dict_config_overrides_url_query_and_may_omit_url():
     assert [p.name for p in explicit.profile.code_pages[:2]] == ["CP858", "CP866"]
 
 
-@pytest.mark.parametrize("spec", [
-    "tcp://h?unknown_option=1",  # typos are errors, not silently ignored
-    "usb://epson",
-    "ftp://h",
-    "tcp://h?profile=NoSuchModel",
-    "tcp://h?status_check=sometimes",
-    "tcp://h?write_timeout=0",
-    "serial:///dev/ttyS0?flow=magic",
-    {"transport": "tcp"},
-    "no-scheme",
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "tcp://h?unknown_option=1",  # typos are errors, not silently ignored
+        "usb://epson",
+        "ftp://h",
+        "tcp://h?profile=NoSuchModel",
+        "tcp://h?status_check=sometimes",
+        "tcp://h?write_timeout=0",
+        "serial:///dev/ttyS0?flow=magic",
+        {"transport": "tcp"},
+        "no-scheme",
+    ],
+)
 def test_bad_printer_configuration_is_rejected(spec):
     with pytest.raises(ConfigError):
         open_printer(spec)
@@ -79,8 +86,10 @@ def test_scanner_urls():
     assert (hid_ids.vendor_id, hid_ids.product_id, hid_ids.serial_number) == (0x0C2E, 0x0B61, "17012B4F5")
 
 
-@pytest.mark.parametrize("spec", ["hid://", "serial://", "bluetooth://x", "serial:///dev/x?parity=Q",
-                                  "hid:///dev/input/event1?layout=klingon"])
+@pytest.mark.parametrize(
+    "spec",
+    ["hid://", "serial://", "bluetooth://x", "serial:///dev/x?parity=Q", "hid:///dev/input/event1?layout=klingon"],
+)
 def test_bad_scanner_configuration_is_rejected(spec):
     with pytest.raises((ConfigError, ValueError)):
         open_scanner(spec)

@@ -7,8 +7,18 @@ import os
 from serial.tools.list_ports_common import ListPortInfo
 
 from drivers import (
-    ATTACHED, DETACHED, DeviceKind, Discovery, EscposPrinter, HidScanner, NetworkSource, SerialScanner,
-    SerialSource, Transport, UsbSource, bind,
+    ATTACHED,
+    DETACHED,
+    DeviceKind,
+    Discovery,
+    EscposPrinter,
+    HidScanner,
+    NetworkSource,
+    SerialScanner,
+    SerialSource,
+    Transport,
+    UsbSource,
+    bind,
 )
 from drivers.identity import DeviceDescriptor
 from drivers.registry import default_registry
@@ -18,18 +28,21 @@ from drivers.sim.usb_backend import HID_INTERFACE, VirtualUsbBus, VirtualUsbDevi
 
 
 def printer(serial="E1", port=(1, 4), address=5):
-    return VirtualUsbDevice(0x04B8, 0x0202, serial_number=serial, port_numbers=port, address=address,
-                            core=VirtualPrinterCore("TM-T88V"))
+    return VirtualUsbDevice(
+        0x04B8, 0x0202, serial_number=serial, port_numbers=port, address=address, core=VirtualPrinterCore("TM-T88V")
+    )
 
 
 def hid_scanner(serial="H1", port=(1, 2), address=6):
-    return VirtualUsbDevice(0x0C2E, 0x0B61, serial_number=serial, port_numbers=port, address=address,
-                            interfaces=(HID_INTERFACE,))
+    return VirtualUsbDevice(
+        0x0C2E, 0x0B61, serial_number=serial, port_numbers=port, address=address, interfaces=(HID_INTERFACE,)
+    )
 
 
 def keyboard():
-    return VirtualUsbDevice(0x046D, 0xC31C, serial_number=None, port_numbers=(1, 1), address=3,
-                            interfaces=(HID_INTERFACE,))
+    return VirtualUsbDevice(
+        0x046D, 0xC31C, serial_number=None, port_numbers=(1, 1), address=3, interfaces=(HID_INTERFACE,)
+    )
 
 
 def test_usb_attach_detach_reattach_keeps_identity_and_driver():
@@ -100,7 +113,7 @@ def test_a_failing_source_does_not_detach_its_devices():
 
 def test_serial_scanner_on_a_pty_is_discovered_from_configuration():
     with VirtualSerialScanner() as sim:
-        source = SerialSource(lister=lambda: [], configured={sim.path: DeviceKind.SCANNER})
+        source = SerialSource(lister=list, configured={sim.path: DeviceKind.SCANNER})
         discovery = Discovery([source])
         [attached] = discovery.poll()
         assert attached.action == ATTACHED and attached.driver is SerialScanner
@@ -120,9 +133,11 @@ def port_info(device, vid=None, pid=None, serial=None, location=None):
 
 
 def test_serial_ports_from_a_lister_are_bound_by_vendor_and_identified_by_serial_number():
-    ports = [port_info("/dev/ttyACM0", 0x0C2E, 0x0CAA, "SCN42", "1-1.3:1.0"),
-             port_info("/dev/ttyS0"),  # an onboard port nobody configured: ignored
-             port_info("/dev/ttyUSB0", 0x1A86, 0x7523, None, "1-1.4:1.0")]  # unknown adapter, unconfigured
+    ports = [
+        port_info("/dev/ttyACM0", 0x0C2E, 0x0CAA, "SCN42", "1-1.3:1.0"),
+        port_info("/dev/ttyS0"),  # an onboard port nobody configured: ignored
+        port_info("/dev/ttyUSB0", 0x1A86, 0x7523, None, "1-1.4:1.0"),
+    ]  # unknown adapter, unconfigured
     discovery = Discovery([SerialSource(lister=lambda: ports)])
     [attached] = discovery.poll()
     assert attached.identity == "serial:0c2e:0caa:sn=SCN42" and attached.driver is SerialScanner
@@ -198,8 +213,9 @@ def test_input_source_deny_list_wins_over_the_name():
     from drivers import InputSource
 
     devices = {"/dev/input/event5": FakeEvdevDevice("/dev/input/event5", "USB Barcode Scanner", 0x1A86, 0xE026)}
-    source = InputSource(deny=((0x1A86, None),), lister=lambda: list(devices), opener=devices.__getitem__,
-                         port_path_of=lambda path: None)
+    source = InputSource(
+        deny=((0x1A86, None),), lister=lambda: list(devices), opener=devices.__getitem__, port_path_of=lambda path: None
+    )
     assert Discovery([source]).poll() == []
 
 
@@ -208,7 +224,7 @@ def test_configured_serial_drawer_binds_the_serial_drawer_driver():
     from drivers.sim.drawer import VirtualSerialDrawer
 
     with VirtualSerialDrawer() as sim:
-        [event] = Discovery([SerialSource(lister=lambda: [], configured={sim.path: DeviceKind.DRAWER})]).poll()
+        [event] = Discovery([SerialSource(lister=list, configured={sim.path: DeviceKind.DRAWER})]).poll()
         assert event.driver is SerialDrawer
         drawer = bind(event.descriptor, settle_time=0.01)
         try:

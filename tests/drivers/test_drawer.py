@@ -83,8 +83,9 @@ def test_drawer_open_level_low(tmp_path):
 def test_drawer_kick_inside_a_receipt_opens_the_drawer(virtual_printer):
     from drivers import ReceiptBuilder
 
-    open_printer(virtual_printer.url).print_document(ReceiptBuilder().text("sale").cut().drawer_kick(pin=2).build(),
-                                                     job_id="sale-1")
+    open_printer(virtual_printer.url).print_document(
+        ReceiptBuilder().text("sale").cut().drawer_kick(pin=2).build(), job_id="sale-1"
+    )
     assert virtual_printer.drawer.wait_for_kicks(1, timeout=2)
     assert virtual_printer.drawer.is_open
 

@@ -40,7 +40,7 @@ class PtyPrinter:
             if answers:
                 os.write(self.master, answers)
 
-    def __enter__(self) -> "PtyPrinter":
+    def __enter__(self) -> PtyPrinter:
         self._thread.start()
         return self
 

@@ -6,11 +6,12 @@ import os
 import queue
 
 import pytest
-from evdev import InputEvent, ecodes as e
+from evdev import InputEvent
+from evdev import ecodes as e
 
 from drivers.scanners.classify import InputDeviceFacts, is_scanner, parse_id_list
-from drivers.scanners.hid import HidScanner, KeyDecoder
 from drivers.scanners.events import Symbology
+from drivers.scanners.hid import HidScanner, KeyDecoder
 
 SHIFT, ALTGR, ALT = e.KEY_LEFTSHIFT, e.KEY_RIGHTALT, e.KEY_LEFTALT
 
@@ -45,31 +46,71 @@ def decode(layout: str, strokes: list[list[InputEvent]], terminator: int = e.KEY
 
 
 def test_us_layout_with_shifted_characters():
-    strokes = [tap(e.KEY_A, shift=True), tap(e.KEY_B, shift=True), tap(e.KEY_MINUS), tap(e.KEY_1), tap(e.KEY_2),
-               tap(e.KEY_MINUS, shift=True), tap(e.KEY_X), tap(e.KEY_2, shift=True), tap(e.KEY_SEMICOLON, shift=True),
-               tap(e.KEY_SLASH), tap(e.KEY_APOSTROPHE, shift=True)]
+    strokes = [
+        tap(e.KEY_A, shift=True),
+        tap(e.KEY_B, shift=True),
+        tap(e.KEY_MINUS),
+        tap(e.KEY_1),
+        tap(e.KEY_2),
+        tap(e.KEY_MINUS, shift=True),
+        tap(e.KEY_X),
+        tap(e.KEY_2, shift=True),
+        tap(e.KEY_SEMICOLON, shift=True),
+        tap(e.KEY_SLASH),
+        tap(e.KEY_APOSTROPHE, shift=True),
+    ]
     assert decode("us", strokes) == 'AB-12_x@:/"'
 
 
 def test_german_layout_swaps_y_z_and_shifts_differently():
-    strokes = [tap(e.KEY_Y, shift=True), tap(e.KEY_LEFTBRACE), tap(e.KEY_R), tap(e.KEY_I), tap(e.KEY_C),
-               tap(e.KEY_H), tap(e.KEY_SLASH), tap(e.KEY_4), tap(e.KEY_2), tap(e.KEY_7, shift=True),
-               tap(e.KEY_0, shift=True), tap(e.KEY_Z, shift=True), tap(e.KEY_MINUS), tap(e.KEY_2, shift=True)]
+    strokes = [
+        tap(e.KEY_Y, shift=True),
+        tap(e.KEY_LEFTBRACE),
+        tap(e.KEY_R),
+        tap(e.KEY_I),
+        tap(e.KEY_C),
+        tap(e.KEY_H),
+        tap(e.KEY_SLASH),
+        tap(e.KEY_4),
+        tap(e.KEY_2),
+        tap(e.KEY_7, shift=True),
+        tap(e.KEY_0, shift=True),
+        tap(e.KEY_Z, shift=True),
+        tap(e.KEY_MINUS),
+        tap(e.KEY_2, shift=True),
+    ]
     assert decode("de", strokes) == 'Zürich-42/=Yß"'
 
 
 def test_german_altgr_characters():
-    strokes = [tap(e.KEY_Q, altgr=True), tap(e.KEY_E, altgr=True), tap(e.KEY_8, altgr=True),
-               tap(e.KEY_9, altgr=True), tap(e.KEY_102ND, altgr=True), tap(e.KEY_102ND, shift=True)]
+    strokes = [
+        tap(e.KEY_Q, altgr=True),
+        tap(e.KEY_E, altgr=True),
+        tap(e.KEY_8, altgr=True),
+        tap(e.KEY_9, altgr=True),
+        tap(e.KEY_102ND, altgr=True),
+        tap(e.KEY_102ND, shift=True),
+    ]
     assert decode("de", strokes) == "@€[]|>"
 
 
 def test_french_layout_needs_shift_for_digits():
-    digits = [tap(code, shift=True) for code in (e.KEY_1, e.KEY_2, e.KEY_3, e.KEY_4, e.KEY_5, e.KEY_6, e.KEY_7,
-                                                 e.KEY_8, e.KEY_9, e.KEY_0)]
+    digits = [
+        tap(code, shift=True)
+        for code in (e.KEY_1, e.KEY_2, e.KEY_3, e.KEY_4, e.KEY_5, e.KEY_6, e.KEY_7, e.KEY_8, e.KEY_9, e.KEY_0)
+    ]
     assert decode("fr", digits) == "1234567890"
-    unshifted = [tap(e.KEY_1), tap(e.KEY_2), tap(e.KEY_Q), tap(e.KEY_A), tap(e.KEY_SEMICOLON), tap(e.KEY_W),
-                 tap(e.KEY_M, shift=True), tap(e.KEY_0, altgr=True), tap(e.KEY_SLASH, shift=True)]
+    unshifted = [
+        tap(e.KEY_1),
+        tap(e.KEY_2),
+        tap(e.KEY_Q),
+        tap(e.KEY_A),
+        tap(e.KEY_SEMICOLON),
+        tap(e.KEY_W),
+        tap(e.KEY_M, shift=True),
+        tap(e.KEY_0, altgr=True),
+        tap(e.KEY_SLASH, shift=True),
+    ]
     assert decode("fr", unshifted) == "&éaqmz?@§"
 
 
@@ -81,8 +122,14 @@ def test_dead_keys_compose_or_stand_alone():
 
 
 def test_caps_lock_affects_letters_only():
-    strokes = [tap(e.KEY_CAPSLOCK), tap(e.KEY_A), tap(e.KEY_1), tap(e.KEY_B, shift=True), tap(e.KEY_CAPSLOCK),
-               tap(e.KEY_C)]
+    strokes = [
+        tap(e.KEY_CAPSLOCK),
+        tap(e.KEY_A),
+        tap(e.KEY_1),
+        tap(e.KEY_B, shift=True),
+        tap(e.KEY_CAPSLOCK),
+        tap(e.KEY_C),
+    ]
     assert decode("us", strokes) == "A1bc"
 
 
@@ -144,19 +191,41 @@ class FakeInputDevice:
 
 def test_hid_scanner_grabs_the_device_and_delivers_scan_events():
     device = FakeInputDevice()
-    scanner = HidScanner("/dev/input/event-fake", layout="de", opener=lambda path: device, identity="usb:0c2e:0b61:sn=1")
+    scanner = HidScanner(
+        "/dev/input/event-fake", layout="de", opener=lambda path: device, identity="usb:0c2e:0b61:sn=1"
+    )
     events: queue.Queue = queue.Queue()
     scanner.start(events.put)
     assert scanner.ready.wait(2)
     assert device.grabbed and device.grab_calls == 1
-    codes = [tap(c) for c in (e.KEY_4, e.KEY_0, e.KEY_0, e.KEY_6, e.KEY_3, e.KEY_8, e.KEY_1, e.KEY_3, e.KEY_3,
-                              e.KEY_3, e.KEY_9, e.KEY_3, e.KEY_1)]
+    codes = [
+        tap(c)
+        for c in (
+            e.KEY_4,
+            e.KEY_0,
+            e.KEY_0,
+            e.KEY_6,
+            e.KEY_3,
+            e.KEY_8,
+            e.KEY_1,
+            e.KEY_3,
+            e.KEY_3,
+            e.KEY_3,
+            e.KEY_9,
+            e.KEY_3,
+            e.KEY_1,
+        )
+    ]
     device.push([event for stroke in codes for event in stroke] + tap(e.KEY_ENTER))
     device.push(tap(e.KEY_Y, shift=True) + tap(e.KEY_1) + tap(e.KEY_ENTER))
     first, second = events.get(timeout=2), events.get(timeout=2)
     scanner.stop()
     assert (first.data, first.symbology, first.valid, first.source) == (
-        "4006381333931", Symbology.EAN13, True, "usb:0c2e:0b61:sn=1")
+        "4006381333931",
+        Symbology.EAN13,
+        True,
+        "usb:0c2e:0b61:sn=1",
+    )
     assert second.data == "Z1"
     assert not device.grabbed and device.closed
 
@@ -164,17 +233,20 @@ def test_hid_scanner_grabs_the_device_and_delivers_scan_events():
 FACTS = dict(path="/dev/input/event5", has_enter=True, has_digits=True)
 
 
-@pytest.mark.parametrize("facts, options, expected", [
-    (InputDeviceFacts("Honeywell Imaging 1900", 0x0C2E, 0x0B61, **FACTS), {}, True),
-    (InputDeviceFacts("Logitech USB Keyboard", 0x046D, 0xC31C, has_leds=True, **FACTS), {}, False),
-    (InputDeviceFacts("USB Barcode Scanner", 0x1A86, 0xE026, **FACTS), {}, True),
-    (InputDeviceFacts("USB Barcode Scanner", 0x1A86, 0xE026, **FACTS), {"name_heuristic": False}, False),
-    (InputDeviceFacts("Keyboard with scanner name", 0x1A86, 0xE026, has_leds=True, **FACTS), {}, False),
-    (InputDeviceFacts("Generic HID", 0x1234, 0x5678, **FACTS), {"allow": ((0x1234, 0x5678),)}, True),
-    (InputDeviceFacts("Generic HID", 0x1234, 0x9999, **FACTS), {"allow": ((0x1234, 0x5678),)}, False),
-    (InputDeviceFacts("Zebra DS2208", 0x05E0, 0x1200, **FACTS), {"deny": ((0x05E0, None),)}, False),
-    (InputDeviceFacts("Zebra combo", 0x05E0, 0x1300, has_pointer=True, **FACTS), {}, False),
-])
+@pytest.mark.parametrize(
+    "facts, options, expected",
+    [
+        (InputDeviceFacts("Honeywell Imaging 1900", 0x0C2E, 0x0B61, **FACTS), {}, True),
+        (InputDeviceFacts("Logitech USB Keyboard", 0x046D, 0xC31C, has_leds=True, **FACTS), {}, False),
+        (InputDeviceFacts("USB Barcode Scanner", 0x1A86, 0xE026, **FACTS), {}, True),
+        (InputDeviceFacts("USB Barcode Scanner", 0x1A86, 0xE026, **FACTS), {"name_heuristic": False}, False),
+        (InputDeviceFacts("Keyboard with scanner name", 0x1A86, 0xE026, has_leds=True, **FACTS), {}, False),
+        (InputDeviceFacts("Generic HID", 0x1234, 0x5678, **FACTS), {"allow": ((0x1234, 0x5678),)}, True),
+        (InputDeviceFacts("Generic HID", 0x1234, 0x9999, **FACTS), {"allow": ((0x1234, 0x5678),)}, False),
+        (InputDeviceFacts("Zebra DS2208", 0x05E0, 0x1200, **FACTS), {"deny": ((0x05E0, None),)}, False),
+        (InputDeviceFacts("Zebra combo", 0x05E0, 0x1300, has_pointer=True, **FACTS), {}, False),
+    ],
+)
 def test_scanner_or_keyboard(facts, options, expected):
     verdict, reason = is_scanner(facts, **options)
     assert verdict is expected, reason

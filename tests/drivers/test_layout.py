@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers import Align, Column, Columns, Receipt, Style, Text, load_profile
 from drivers.preview.decoder import EscposDecoder
@@ -42,10 +43,10 @@ def test_fast_row_matches_the_general_layout():
 
 
 def test_long_item_names_wrap_and_the_price_stays_on_the_first_line():
-    lines = layout_columns(("Bagel with cream cheese and smoked salmon, extra capers", "12.50"),
-                           Columns(("a", "b")).specs(), 32)
-    assert [line.text for line in lines] == ["Bagel with cream cheese    12.50", "and smoked salmon, extra",
-                                             "capers"]
+    lines = layout_columns(
+        ("Bagel with cream cheese and smoked salmon, extra capers", "12.50"), Columns(("a", "b")).specs(), 32
+    )
+    assert [line.text for line in lines] == ["Bagel with cream cheese    12.50", "and smoked salmon, extra", "capers"]
 
 
 def test_explicit_column_widths_and_alignment():
@@ -72,8 +73,13 @@ def test_a_row_prints_its_first_form_that_fits_and_a_table_never_mixes_forms():
     long_rate = ("incl. VAT 5.5% of 1\u00a0383,20\u00a0€", "72,10\u00a0€")
     short_rate = ("incl. VAT 5.5%", "72,10\u00a0€")
     other = ("incl. VAT 20% of 7,00\u00a0€", "1,17\u00a0€")  # fits 32 columns on its own
-    table = Receipt((Columns(long_rate, shorter=(short_rate,)), Columns(other, shorter=((other[0][:13], other[1]),)), Text("end")))
-    for columns, expected in ((48, ["incl. VAT 5.5% of 1 383,20 €", "incl. VAT 20% of 7,00 €"]), (32, ["incl. VAT 5.5%", "incl. VAT 20%"])):
+    table = Receipt(
+        (Columns(long_rate, shorter=(short_rate,)), Columns(other, shorter=((other[0][:13], other[1]),)), Text("end"))
+    )
+    for columns, expected in (
+        (48, ["incl. VAT 5.5% of 1 383,20 €", "incl. VAT 20% of 7,00 €"]),
+        (32, ["incl. VAT 5.5%", "incl. VAT 20%"]),
+    ):
         profile = load_profile("default", columns=columns)
         printed = preview_text(table, profile).splitlines()
         assert [line.rsplit("  ", 1)[0].rstrip() for line in printed[:2]] == expected
@@ -82,7 +88,12 @@ def test_a_row_prints_its_first_form_that_fits_and_a_table_never_mixes_forms():
         decoder.feed(EscposRenderer(profile).render(table))
         paper = [element.text for element in decoder.take_all().elements if isinstance(element, PrintedLine)]
         assert [line.rsplit("  ", 1)[0].rstrip() for line in paper[:2]] == expected and paper[0].endswith("72,10 €")
-    assert preview_text(Receipt((Columns(("a " * 30, "1"), shorter=(("b " * 30, "2"),)),)), load_profile("default", columns=32)).count("b") == 30
+    assert (
+        preview_text(
+            Receipt((Columns(("a " * 30, "1"), shorter=(("b " * 30, "2"),)),)), load_profile("default", columns=32)
+        ).count("b")
+        == 30
+    )
 
 
 def test_shorter_forms_must_match_the_row():
@@ -94,10 +105,14 @@ def test_shorter_forms_must_match_the_row():
         Columns(("Tea", "2.50"), shorter=(("Tea",),))
     with pytest.raises(DocumentError, match="float"):
         Columns(("Tea", "2.50"), shorter=(("Tea", 2.5),))
-    assert ReceiptBuilder().columns("Tea", "2.50", shorter=[["T", "2.50"]]).build().blocks[0].shorter == (("T", "2.50"),)
+    assert ReceiptBuilder().columns("Tea", "2.50", shorter=[["T", "2.50"]]).build().blocks[0].shorter == (
+        ("T", "2.50"),
+    )
 
 
 def test_money_never_breaks_at_its_no_break_spaces():
-    lines = layout_columns(("Remboursements exceptionnels (12)", "-12\u202f345,67\u00a0€"), Columns(("a", "b")).specs(), 32)
+    lines = layout_columns(
+        ("Remboursements exceptionnels (12)", "-12\u202f345,67\u00a0€"), Columns(("a", "b")).specs(), 32
+    )
     assert lines[0].text.endswith("-12 345,67 €") and all("€" not in line.text for line in lines[1:])
     assert wrap("Merci\u202f! Au revoir", 8) == ("Merci !", "Au", "revoir")  # "!" never alone on a line

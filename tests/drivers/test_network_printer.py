@@ -12,8 +12,14 @@ import pytest
 from PIL import Image
 
 from drivers import (
-    CoverOpenError, DeviceStatus, PaperOutError, PrinterOfflineError, PrinterStatusUnknownError,
-    PrinterUnavailableError, ReceiptBuilder, open_printer,
+    CoverOpenError,
+    DeviceStatus,
+    PaperOutError,
+    PrinterOfflineError,
+    PrinterStatusUnknownError,
+    PrinterUnavailableError,
+    ReceiptBuilder,
+    open_printer,
 )
 from drivers.sim.printer_core import Paper
 
@@ -23,8 +29,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def small_receipt(number: int):
-    return (ReceiptBuilder().text(f"Receipt {number}", bold=True, align="center")
-            .columns("1 x Tea", "2.50").columns("TOTAL", "2.50", bold=True).cut().build())
+    return (
+        ReceiptBuilder()
+        .text(f"Receipt {number}", bold=True, align="center")
+        .columns("1 x Tea", "2.50")
+        .columns("TOTAL", "2.50", bold=True)
+        .cut()
+        .build()
+    )
 
 
 def test_print_sample_receipt_gives_preview_png_and_text(virtual_printer):
@@ -39,8 +51,15 @@ def test_print_sample_receipt_gives_preview_png_and_text(virtual_printer):
     with Image.open(receipt.png_path) as image:
         assert image.width >= 512 and image.height > 300
     text = receipt.txt_path.read_text(encoding="utf-8")
-    for line in ("KASSA CAFE", "Bahnhofstrasse 1, Zürich", "2 x Espresso", "TOTAL CHF", "15.70",
-                 "[QR: https://kassa.example/r/2024-000042]", "[EAN13: 4006381333931]"):
+    for line in (
+        "KASSA CAFE",
+        "Bahnhofstrasse 1, Zürich",
+        "2 x Espresso",
+        "TOTAL CHF",
+        "15.70",
+        "[QR: https://kassa.example/r/2024-000042]",
+        "[EAN13: 4006381333931]",
+    ):
         assert line in text
     assert "1 x Croissant                         3.20" in receipt.lines
 
@@ -120,9 +139,23 @@ def test_virtual_printer_runs_as_a_subprocess(tmp_path):
     port_file, previews = tmp_path / "port", tmp_path / "previews"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "drivers.sim.printer", "--port", "0", "--port-file", str(port_file),
-         "--preview-dir", str(previews), "--log-level", "WARNING"],
-        stdin=subprocess.PIPE, cwd=ROOT, env=env, text=True,
+        [
+            sys.executable,
+            "-m",
+            "drivers.sim.printer",
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+            "--preview-dir",
+            str(previews),
+            "--log-level",
+            "WARNING",
+        ],
+        stdin=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 20

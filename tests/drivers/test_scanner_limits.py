@@ -6,7 +6,8 @@ from __future__ import annotations
 import queue
 
 import pytest
-from evdev import InputEvent, ecodes as e
+from evdev import InputEvent
+from evdev import ecodes as e
 
 from drivers import RejectReason, ScanEvent, ScanRejection, Symbology, open_scanner
 from drivers.errors import ConfigError
@@ -50,14 +51,17 @@ def sim():
         yield virtual
 
 
-@pytest.mark.parametrize("garbage, options, reason", [
-    (b"7" * (2 * 1024 * 1024), {}, RejectReason.TOO_LONG),  # 2 MiB without a line end
-    (bytes(range(0x80, 0x100)) * 4, {}, RejectReason.NOT_TEXT),  # binary, not UTF-8
-    (b"ABC\x1b[2J\x07123", {}, RejectReason.CONTROL_CHARACTERS),
-    (b"\x00" * 8, {}, RejectReason.CONTROL_CHARACTERS),
-    (b"9" * 10_000, {}, RejectReason.TOO_LONG),  # longer than the default max_length (4096)
-    (b"9" * 10_000, {"max_length": 16384}, RejectReason.NO_SYMBOLOGY),  # allowed length, but no barcode holds it
-])
+@pytest.mark.parametrize(
+    "garbage, options, reason",
+    [
+        (b"7" * (2 * 1024 * 1024), {}, RejectReason.TOO_LONG),  # 2 MiB without a line end
+        (bytes(range(0x80, 0x100)) * 4, {}, RejectReason.NOT_TEXT),  # binary, not UTF-8
+        (b"ABC\x1b[2J\x07123", {}, RejectReason.CONTROL_CHARACTERS),
+        (b"\x00" * 8, {}, RejectReason.CONTROL_CHARACTERS),
+        (b"9" * 10_000, {}, RejectReason.TOO_LONG),  # longer than the default max_length (4096)
+        (b"9" * 10_000, {"max_length": 16384}, RejectReason.NO_SYMBOLOGY),  # allowed length, but no barcode holds it
+    ],
+)
 def test_bad_input_is_rejected_with_a_reason_and_the_next_code_arrives_once(sim, garbage, options, reason):
     scanner, recorder = start_serial(sim, **options)
     try:
@@ -105,20 +109,23 @@ def test_max_length_must_be_sensible():
         open_scanner("serial:///dev/ttyS0?max_length=0")
 
 
-@pytest.mark.parametrize("data, expected", [
-    ("96385074", Symbology.EAN8),
-    ("036000291452", Symbology.UPCA),
-    ("4006381333931", Symbology.EAN13),
-    ("1" * 14, Symbology.CODE128),  # Code 128 set C carries digit runs...
-    ("1" * 48, Symbology.CODE128),
-    ("1" * 49, Symbology.QR),  # ...of a length that fits a receipt; longer is a 2D code
-    ("1" * 7089, Symbology.QR),
-    ("A" * 48, Symbology.CODE128),
-    ("A" * 49, Symbology.QR),
-    ("0104607028393878215'Wx>y\x1d93dGVz", Symbology.CODE128),  # GS1 data: GS separates fields
-    ("01046070283938782154LPgJ2J8n2b\x1d91EE06\x1d92" + "x" * 44, Symbology.QR),
-    ("Grüezi", Symbology.QR),
-])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ("96385074", Symbology.EAN8),
+        ("036000291452", Symbology.UPCA),
+        ("4006381333931", Symbology.EAN13),
+        ("1" * 14, Symbology.CODE128),  # Code 128 set C carries digit runs...
+        ("1" * 48, Symbology.CODE128),
+        ("1" * 49, Symbology.QR),  # ...of a length that fits a receipt; longer is a 2D code
+        ("1" * 7089, Symbology.QR),
+        ("A" * 48, Symbology.CODE128),
+        ("A" * 49, Symbology.QR),
+        ("0104607028393878215'Wx>y\x1d93dGVz", Symbology.CODE128),  # GS1 data: GS separates fields
+        ("01046070283938782154LPgJ2J8n2b\x1d91EE06\x1d92" + "x" * 44, Symbology.QR),
+        ("Grüezi", Symbology.QR),
+    ],
+)
 def test_symbology_is_guessed_where_length_and_alphabet_fit(data, expected):
     assert classify(data)[1] is expected
 
@@ -147,7 +154,10 @@ def test_a_hid_scanner_rejects_an_endless_line_and_control_characters():
     finally:
         scanner.stop()
     assert [(type(i).__name__, getattr(i, "reason", None)) for i in items] == [
-        ("ScanRejection", RejectReason.TOO_LONG), ("ScanRejection", RejectReason.CONTROL_CHARACTERS), ("ScanEvent", None)]
+        ("ScanRejection", RejectReason.TOO_LONG),
+        ("ScanRejection", RejectReason.CONTROL_CHARACTERS),
+        ("ScanEvent", None),
+    ]
     assert items[0].length == 100 and "characters" in items[0].message
     assert items[2].data == GOOD
 

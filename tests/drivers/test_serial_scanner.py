@@ -144,10 +144,13 @@ def test_callback_exceptions_do_not_kill_the_reader(pty_scanner):
         scanner.stop()
 
 
-@pytest.mark.parametrize("suffix, chunks, expected", [
-    (None, [b"123\r\n456\n789\r"], [b"123", b"456", b"789"]),
-    (b"\t", [b"AB\tC", b"D\t"], [b"AB", b"CD"]),
-])
+@pytest.mark.parametrize(
+    "suffix, chunks, expected",
+    [
+        (None, [b"123\r\n456\n789\r"], [b"123", b"456", b"789"]),
+        (b"\t", [b"AB\tC", b"D\t"], [b"AB", b"CD"]),
+    ],
+)
 def test_frame_splitter(suffix, chunks, expected):
     splitter = FrameSplitter(suffix=suffix)
     assert [f for chunk in chunks for f in splitter.feed(chunk)] == expected
@@ -159,26 +162,32 @@ def test_frame_splitter_uses_silence_when_there_is_no_suffix():
     assert splitter.feed(b"", now=10.1) == [b"4006381333931"]
 
 
-@pytest.mark.parametrize("data, expected", [
-    ("4006381333931", ("4006381333931", Symbology.EAN13, True)),
-    ("036000291452", ("036000291452", Symbology.UPCA, True)),
-    ("036000291453", ("036000291453", Symbology.UPCA, False)),
-    ("12345678901234", ("12345678901234", Symbology.CODE128, None)),
-    ("https://kassa.example/config?x=1", ("https://kassa.example/config?x=1", Symbology.QR, None)),
-    ('{"lang": "fr", "rooms": [1, 2]}', ('{"lang": "fr", "rooms": [1, 2]}', Symbology.CODE128, None)),
-    ("Grüezi", ("Grüezi", Symbology.QR, None)),
-])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ("4006381333931", ("4006381333931", Symbology.EAN13, True)),
+        ("036000291452", ("036000291452", Symbology.UPCA, True)),
+        ("036000291453", ("036000291453", Symbology.UPCA, False)),
+        ("12345678901234", ("12345678901234", Symbology.CODE128, None)),
+        ("https://kassa.example/config?x=1", ("https://kassa.example/config?x=1", Symbology.QR, None)),
+        ('{"lang": "fr", "rooms": [1, 2]}', ('{"lang": "fr", "rooms": [1, 2]}', Symbology.CODE128, None)),
+        ("Grüezi", ("Grüezi", Symbology.QR, None)),
+    ],
+)
 def test_symbology_guess_without_aim_ids(data, expected):
     assert classify(data) == expected
 
 
-@pytest.mark.parametrize("data, expected", [
-    ("]E04006381333931", ("4006381333931", Symbology.EAN13, True)),
-    ("]E496385074", ("96385074", Symbology.EAN8, True)),
-    ("]C0ABC", ("ABC", Symbology.CODE128, None)),
-    ("]C1010761234567890", ("010761234567890", Symbology.GS1_128, None)),
-    ("]Q1hello", ("hello", Symbology.QR, None)),
-])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ("]E04006381333931", ("4006381333931", Symbology.EAN13, True)),
+        ("]E496385074", ("96385074", Symbology.EAN8, True)),
+        ("]C0ABC", ("ABC", Symbology.CODE128, None)),
+        ("]C1010761234567890", ("010761234567890", Symbology.GS1_128, None)),
+        ("]Q1hello", ("hello", Symbology.QR, None)),
+    ],
+)
 def test_aim_identifiers_make_the_symbology_certain(data, expected):
     assert classify(data, aim_ids=True) == expected
 

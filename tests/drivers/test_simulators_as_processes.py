@@ -15,8 +15,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def start(module: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", module, *args, "--log-level", "WARNING"], stdin=subprocess.PIPE,
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args, "--log-level", "WARNING"],
+        stdin=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        text=True,
+    )
 
 
 def wait_for_file(path: Path, timeout: float = 20) -> str:

@@ -48,31 +48,38 @@ def test_every_valid_answer_combination_maps_to_the_documented_status():
         expected = expected_conditions(printer, offline, paper)
         assert status.conditions == frozenset(expected), (hex(printer), hex(offline), hex(paper))
         assert status.status is most_severe(expected)
-        assert status.can_print == (not expected & {DeviceStatus.COVER_OPEN, DeviceStatus.PAPER_OUT,
-                                                    DeviceStatus.OFFLINE})
+        assert status.can_print == (
+            not expected & {DeviceStatus.COVER_OPEN, DeviceStatus.PAPER_OUT, DeviceStatus.OFFLINE}
+        )
         checked += 1
-    assert checked == 16 ** 3
+    assert checked == 16**3
 
 
-@pytest.mark.parametrize("printer, offline, paper, expected", [
-    (0x12, 0x12, 0x12, DeviceStatus.READY),
-    (0x1A, 0x16, 0x12, DeviceStatus.COVER_OPEN),  # cover open: offline bit set too, the cause wins
-    (0x1A, 0x32, 0x72, DeviceStatus.PAPER_OUT),
-    (0x12, 0x12, 0x1E, DeviceStatus.PAPER_NEAR_END),
-    (0x1A, 0x52, 0x12, DeviceStatus.OFFLINE),  # error flagged
-    (0x1A, 0x12, 0x12, DeviceStatus.OFFLINE),  # offline with no stated cause
-    (0x1A, 0x36, 0x72, DeviceStatus.COVER_OPEN),  # cover open and paper out: cover first
-])
+@pytest.mark.parametrize(
+    "printer, offline, paper, expected",
+    [
+        (0x12, 0x12, 0x12, DeviceStatus.READY),
+        (0x1A, 0x16, 0x12, DeviceStatus.COVER_OPEN),  # cover open: offline bit set too, the cause wins
+        (0x1A, 0x32, 0x72, DeviceStatus.PAPER_OUT),
+        (0x12, 0x12, 0x1E, DeviceStatus.PAPER_NEAR_END),
+        (0x1A, 0x52, 0x12, DeviceStatus.OFFLINE),  # error flagged
+        (0x1A, 0x12, 0x12, DeviceStatus.OFFLINE),  # offline with no stated cause
+        (0x1A, 0x36, 0x72, DeviceStatus.COVER_OPEN),  # cover open and paper out: cover first
+    ],
+)
 def test_named_patterns(printer, offline, paper, expected):
     assert dle_eot.interpret(printer, offline, paper).status is expected
 
 
-@pytest.mark.parametrize("open_level, pin_high, expected", [
-    ("high", True, DeviceStatus.DRAWER_OPEN),
-    ("high", False, DeviceStatus.DRAWER_CLOSED),
-    ("low", True, DeviceStatus.DRAWER_CLOSED),
-    ("low", False, DeviceStatus.DRAWER_OPEN),
-])
+@pytest.mark.parametrize(
+    "open_level, pin_high, expected",
+    [
+        ("high", True, DeviceStatus.DRAWER_OPEN),
+        ("high", False, DeviceStatus.DRAWER_CLOSED),
+        ("low", True, DeviceStatus.DRAWER_CLOSED),
+        ("low", False, DeviceStatus.DRAWER_OPEN),
+    ],
+)
 def test_drawer_sensor_bit_and_configured_open_level(open_level, pin_high, expected):
     printer = FIXED | (0x04 if pin_high else 0)
     status = dle_eot.interpret(printer, FIXED, FIXED, drawer_open_level=open_level)

@@ -26,19 +26,22 @@ def code_page_index(profile: str, name: str) -> int:
     return load_profile(profile).code_page(name).index
 
 
-@pytest.mark.parametrize("text, pages", [
-    ("Καλημέρα κόσμε", {"CP737"}),  # Greek is in no common page: the lowest-numbered Greek page wins
-    ("Привет, мир", {"CP866"}),  # Cyrillic: PC866 first of the common pages
-    ("Grüße aus Zürich", {"CP1252"}),  # Western: WPC1252 before PC858 and PC437
-    ("Ça coûte 5,00 €", {"CP1252", "CP858"}),  # the euro sign is not in CP437
-])
+@pytest.mark.parametrize(
+    "text, pages",
+    [
+        ("Καλημέρα κόσμε", {"CP737"}),  # Greek is in no common page: the lowest-numbered Greek page wins
+        ("Привет, мир", {"CP866"}),  # Cyrillic: PC866 first of the common pages
+        ("Grüße aus Zürich", {"CP1252"}),  # Western: WPC1252 before PC858 and PC437
+        ("Ça coûte 5,00 €", {"CP1252", "CP858"}),  # the euro sign is not in CP437
+    ],
+)
 def test_text_a_code_page_can_carry_is_sent_as_text_in_that_page(text, pages):
     profile = load_profile("TM-T88V")
     data = render(Text(text))
     selected = data.rfind(b"\x1bt")
     page = next(p for p in profile.code_pages if p.index == data[selected + 2])
     assert page.name in pages
-    assert data[selected + 3:].split(b"\n")[0] == page.encode(text)
+    assert data[selected + 3 :].split(b"\n")[0] == page.encode(text)
     assert GS_V0 not in data
     [line] = [e for e in decoded(data) if isinstance(e, PrintedLine)]
     assert line.text == text  # round trip through the printer's code page
@@ -51,12 +54,15 @@ def test_mixed_scripts_switch_code_pages_mid_line():
     assert line.text == "Москва – Αθήνα"
 
 
-@pytest.mark.parametrize("text", [
-    "שלום עולם",  # Hebrew, right-to-left
-    "مرحبا بالعالم",  # Arabic, right-to-left and shaped
-    "你好，世界",  # CJK: in no code page of the profile
-    "ภาษาไทย",  # Thai: not in this profile's code pages (and no font here: printed as boxes, with a warning)
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "שלום עולם",  # Hebrew, right-to-left
+        "مرحبا بالعالم",  # Arabic, right-to-left and shaped
+        "你好，世界",  # CJK: in no code page of the profile
+        "ภาษาไทย",  # Thai: not in this profile's code pages (and no font here: printed as boxes, with a warning)
+    ],
+)
 def test_text_no_code_page_can_carry_is_rasterised(text):
     data = render(Text("before"), Text(text), Text("after"))
     assert GS_V0 in data

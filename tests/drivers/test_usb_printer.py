@@ -19,8 +19,16 @@ def bus():
 
 
 def epson(bus, serial="TM0001", core=None, port=(1,)):
-    return bus.plug(VirtualUsbDevice(0x04B8, 0x0202, serial_number=serial, core=core or VirtualPrinterCore("TM-T88V"),
-                                     port_numbers=port, address=len(bus.devices) + 2))
+    return bus.plug(
+        VirtualUsbDevice(
+            0x04B8,
+            0x0202,
+            serial_number=serial,
+            core=core or VirtualPrinterCore("TM-T88V"),
+            port_numbers=port,
+            address=len(bus.devices) + 2,
+        )
+    )
 
 
 def test_every_usb_write_carries_the_configured_timeout(bus):
@@ -84,7 +92,8 @@ def test_a_stalled_usb_printer_raises_instead_of_hanging(bus):
 def test_serial_number_picks_the_right_printer_among_identical_models(bus):
     first, second = epson(bus, "AAA", port=(1,)), epson(bus, "BBB", port=(2,))
     open_printer("usb://04b8:0202?serial=BBB", usb_backend=bus).print_document(
-        ReceiptBuilder().text("for BBB").cut().build(), job_id="pick")
+        ReceiptBuilder().text("for BBB").cut().build(), job_id="pick"
+    )
     assert not first.core.receipts
     assert "for BBB" in second.core.receipts[0].text
 
@@ -92,7 +101,8 @@ def test_serial_number_picks_the_right_printer_among_identical_models(bus):
 def test_port_path_picks_a_printer_without_serial_number(bus):
     left, right = epson(bus, None, port=(1, 2)), epson(bus, None, port=(1, 3))
     open_printer("usb://04b8:0202?port=1-1.3", usb_backend=bus).print_document(
-        ReceiptBuilder().text("right socket").cut().build(), job_id="port")
+        ReceiptBuilder().text("right socket").cut().build(), job_id="port"
+    )
     assert not left.core.receipts and right.core.receipts
 
 
@@ -112,8 +122,13 @@ def test_unplugged_printer_is_offline_and_replugged_printer_prints_again(bus):
 def test_endpoints_are_taken_from_the_printer_interface(bus):
     from drivers.sim.usb_backend import VirtualInterface
 
-    device = VirtualUsbDevice(0x0519, 0x0003, serial_number="STAR", core=VirtualPrinterCore("TSP600"),
-                              interfaces=(VirtualInterface(7, ((0x02, 0x02), (0x81, 0x02))),))
+    device = VirtualUsbDevice(
+        0x0519,
+        0x0003,
+        serial_number="STAR",
+        core=VirtualPrinterCore("TSP600"),
+        interfaces=(VirtualInterface(7, ((0x02, 0x02), (0x81, 0x02))),),
+    )
     bus.plug(device)
     open_printer("usb://0519:0003", usb_backend=bus).status()
     assert {endpoint for endpoint, _, _ in device.writes} == {0x02}

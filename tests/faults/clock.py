@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+
 def _find_libfaketime() -> Path:
     """Where Debian put it: /usr/lib/<multiarch triplet>/faketime/ (x86_64, aarch64, ...)."""
     if "KASSA_LIBFAKETIME" in os.environ:
@@ -40,27 +41,41 @@ class FakeWallClock:
         self.offset = offset
 
     def env(self) -> dict[str, str]:
-        return {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME_TIMESTAMP_FILE": str(self.path),
-                "FAKETIME_NO_CACHE": "1", "DONT_FAKE_MONOTONIC": "1"}
+        return {
+            "LD_PRELOAD": str(LIBFAKETIME),
+            "FAKETIME_TIMESTAMP_FILE": str(self.path),
+            "FAKETIME_NO_CACHE": "1",
+            "DONT_FAKE_MONOTONIC": "1",
+        }
 
     def check(self) -> None:
         """Fail (never skip) unless a Python subprocess under this clock sees the offset on
         time.time() and the real time on time.monotonic()."""
         if not LIBFAKETIME.exists():
-            pytest.fail(f"the clock-jump fault test needs libfaketime at {LIBFAKETIME}: run `make faketime` "
-                        "(installs the Debian package libfaketime)")
+            pytest.fail(
+                f"the clock-jump fault test needs libfaketime at {LIBFAKETIME}: run `make faketime` "
+                "(installs the Debian package libfaketime)"
+            )
         previous = self.offset
         self.set("+3h")
         try:
             probe = "import time; print(time.time(), time.monotonic())"
             before_wall, before_mono = time.time(), time.monotonic()
-            result = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **self.env()},
-                                    capture_output=True, text=True, timeout=30)
+            result = subprocess.run(
+                [sys.executable, "-c", probe],
+                env={**os.environ, **self.env()},
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             after_wall, after_mono = time.time(), time.monotonic()
         finally:
             self.set(previous)
         assert result.returncode == 0, f"python under libfaketime failed: {result.stderr}"
         wall, mono = map(float, result.stdout.split())
         assert before_wall + 3 * 3600 - 5 <= wall <= after_wall + 3 * 3600 + 5, (
-            f"libfaketime did not move time.time() by +3h (got {wall - after_wall:+.0f} s)")
-        assert before_mono - 1 <= mono <= after_mono + 1, "libfaketime moved time.monotonic() too (DONT_FAKE_MONOTONIC ignored)"
+            f"libfaketime did not move time.time() by +3h (got {wall - after_wall:+.0f} s)"
+        )
+        assert before_mono - 1 <= mono <= after_mono + 1, (
+            "libfaketime moved time.monotonic() too (DONT_FAKE_MONOTONIC ignored)"
+        )

@@ -58,7 +58,9 @@ class SaleStream:
 
     def sell(self, *, cash: bool = False, request_id: str | None = None) -> str:
         """One sale; returns "committed", "refused:<code>" or "uncertain"."""
-        body = sale_body(cash=1500 if cash else None, card=None if cash else 1249, request_id=request_id or str(uuid.uuid4()))
+        body = sale_body(
+            cash=1500 if cash else None, card=None if cash else 1249, request_id=request_id or str(uuid.uuid4())
+        )
         return self._send(body)
 
     def _send(self, body: dict[str, Any]) -> str:
@@ -74,7 +76,9 @@ class SaleStream:
             self.uncertain.pop(request_id, None)
             return "committed"
         error = reply.json().get("error") or {}
-        assert error.get("code") and error.get("message"), f"a refusal without a reason: {reply.status_code} {reply.text}"
+        assert error.get("code") and error.get("message"), (
+            f"a refusal without a reason: {reply.status_code} {reply.text}"
+        )
         if reply.status_code == 401 and error["code"].startswith("session."):
             self.reconnect()  # the session ended (idle timeout); log in again and retry this one
             self.uncertain[request_id] = body
@@ -95,6 +99,7 @@ class SaleStream:
     # ------------------------------------------------------------------ in the background
     def start(self, every_s: float = 0.05) -> SaleStream:
         """Sell continuously in a thread (a busy till) until `stop()`."""
+
         def run() -> None:
             while not self._stop.is_set():
                 outcome = self.sell(cash=len(self.committed) % 5 == 0)
@@ -125,7 +130,9 @@ class SaleStream:
         assert not self.uncertain, "settle() first: uncertain sales are neither counted nor excluded"
         expected = set(self.committed.values())
         assert len(expected) == len(self.committed), "two request ids came back with one sale id"
-        wait_for(lambda: set(self.cloud_sale_ids()) >= expected, timeout_s, f"{len(expected)} committed sales in the cloud")
+        wait_for(
+            lambda: set(self.cloud_sale_ids()) >= expected, timeout_s, f"{len(expected)} committed sales in the cloud"
+        )
         wait_for(lambda: self.outbox_depth() == 0, timeout_s, "the agent's outbox to drain")
         in_cloud = self.cloud_sale_ids()
         doubled = [sale for sale, count in Counter(in_cloud).items() if count > 1]
@@ -150,7 +157,12 @@ class SaleStream:
 
     def wait_link(self, connected: bool, timeout_s: float = 30) -> None:
         """Wait until the agent itself reports its broker connection up (or down)."""
-        wait_for(lambda: self.connected() == connected, timeout_s, f"agent link {'up' if connected else 'down'}", every_s=0.02)
+        wait_for(
+            lambda: self.connected() == connected,
+            timeout_s,
+            f"agent link {'up' if connected else 'down'}",
+            every_s=0.02,
+        )
 
     def cloud_count(self) -> int:
         return len(self.cloud_sale_ids())
@@ -170,6 +182,7 @@ class SaleStream:
 
 # ====================================================================== the agent going away, its store,
 # its printed receipts (the SIGKILL, disk-full, printer and clock faults)
+
 
 class AgentAway(OSError):
     """The agent is not there to take a sale (killed, restarting): the sale stays uncertain."""
@@ -235,10 +248,14 @@ def expect_store_sound(stream: SaleStream, note: str = "") -> dict[str, int]:
     assert problems == ["ok"], f"{note} store integrity check failed: {problems[:5]}"
     sales = stored_sales(path)
     committed = set(stream.committed.values())
-    assert set(sales) == committed, (f"{note} store and POS disagree: {len(committed - set(sales))} committed sales missing, "
-                                     f"{len(set(sales) - committed)} stored sales never confirmed")
+    assert set(sales) == committed, (
+        f"{note} store and POS disagree: {len(committed - set(sales))} committed sales missing, "
+        f"{len(set(sales) - committed)} stored sales never confirmed"
+    )
     numbers = sorted(sales.values())
-    assert numbers == list(range(1, len(numbers) + 1)), f"{note} receipt numbers are not gap-free 1..{len(numbers)}: {_gaps(numbers)}"
+    assert numbers == list(range(1, len(numbers) + 1)), (
+        f"{note} receipt numbers are not gap-free 1..{len(numbers)}: {_gaps(numbers)}"
+    )
     return sales
 
 
@@ -275,7 +292,9 @@ def print_jobs(path: Path) -> list[dict[str, Any]]:
 def waiting_for_a_person(path: Path) -> dict[str, str | None]:
     """Print jobs the agent will not print again by itself (a copy whose outcome is unknown too):
     job id -> its ref (the sale id of a receipt)."""
-    return {str(job): ref for job, ref in _read(path, "SELECT job_id, ref FROM print_jobs WHERE state = 'needs_attention'")}
+    return {
+        str(job): ref for job, ref in _read(path, "SELECT job_id, ref FROM print_jobs WHERE state = 'needs_attention'")
+    }
 
 
 def expect_copies_bounded(path: Path, note: str = "") -> None:
@@ -284,10 +303,18 @@ def expect_copies_bounded(path: Path, note: str = "") -> None:
     copy_of = {job: original for job, original, _ in rows if original is not None}
     assert not [job for job, original in copy_of.items() if original in copy_of], f"{note} copies of copies: {copy_of}"
     automatic = Counter(original for _, original, made_by_agent in rows if made_by_agent)
-    assert all(count == 1 for count in automatic.values()), f"{note} jobs copied more than once by the agent: {dict(automatic)}"
+    assert all(count == 1 for count in automatic.values()), (
+        f"{note} jobs copied more than once by the agent: {dict(automatic)}"
+    )
 
 
 def copy_reasons(path: Path) -> list[str]:
     """For each copy job the agent made: why, as recorded on the job it copies (the documented
     rule: "interrupted by an agent restart", or "not confirmed: ..." by the printer)."""
-    return [str(row[0]) for row in _read(path, "SELECT original.last_error FROM print_jobs copy JOIN print_jobs original ON original.job_id = copy.copy_of")]
+    return [
+        str(row[0])
+        for row in _read(
+            path,
+            "SELECT original.last_error FROM print_jobs copy JOIN print_jobs original ON original.job_id = copy.copy_of",
+        )
+    ]

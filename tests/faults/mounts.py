@@ -15,13 +15,19 @@ def mount_tmpfs(path: Path, size: str) -> Path:
     machine does not let us mount: this fault needs a real full filesystem."""
     path.mkdir(parents=True, exist_ok=True)
     try:
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-                                capture_output=True, text=True, timeout=30)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except FileNotFoundError:
         pytest.fail("the disk-full fault test needs the `mount` command (util-linux) to mount a small tmpfs")
     if result.returncode != 0:
-        pytest.fail(f"the disk-full fault test mounts a small tmpfs over {path} and so needs root or CAP_SYS_ADMIN "
-                    f"(running as uid {os.getuid()}): mount said: {result.stderr.strip() or result.returncode}")
+        pytest.fail(
+            f"the disk-full fault test mounts a small tmpfs over {path} and so needs root or CAP_SYS_ADMIN "
+            f"(running as uid {os.getuid()}): mount said: {result.stderr.strip() or result.returncode}"
+        )
     return path
 
 

@@ -100,7 +100,9 @@ class _MqttFramer:
 class _Connection:
     """One agent connection and its target side, pumped by one thread."""
 
-    def __init__(self, proxy: TcpProxy, client: socket.socket, upstream: socket.socket | None, mode: str, number: int) -> None:
+    def __init__(
+        self, proxy: TcpProxy, client: socket.socket, upstream: socket.socket | None, mode: str, number: int
+    ) -> None:
         self.proxy = proxy
         self.number = number  # in the order the proxy accepted them
         self.client = client
@@ -230,8 +232,15 @@ class TcpProxy:
     ``mqtt=False`` for a target that does not speak MQTT (a printer: its answers are single
     bytes, not packets; ``lose_acks`` needs MQTT). ``bytes_per_s`` makes the link slow."""
 
-    def __init__(self, target_host: str, target_port: int, *, host: str = "127.0.0.1", mqtt: bool = True,
-                 bytes_per_s: float | None = None) -> None:
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        *,
+        host: str = "127.0.0.1",
+        mqtt: bool = True,
+        bytes_per_s: float | None = None,
+    ) -> None:
         self.target = (target_host, target_port)
         self.host = host
         self.mqtt = mqtt
@@ -369,7 +378,7 @@ class TcpProxy:
         while not self._stopping.is_set():
             try:
                 client, _address = self._listener.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -18,7 +18,6 @@ import tty
 
 from tests.faults.throttle import Throttle
 
-
 TICK_S = 0.01
 
 

@@ -29,7 +29,13 @@ from agent.hardware.print_queue import PrintQueue
 from agent.store import Store
 from broker.launcher import Mosquitto
 from tests.faults.harness import (
-    RestartingSaleStream, copy_reasons, expect_copies_bounded, expect_store_sound, print_queue_idle, printed_receipts, store_path,
+    RestartingSaleStream,
+    copy_reasons,
+    expect_copies_bounded,
+    expect_store_sound,
+    print_queue_idle,
+    printed_receipts,
+    store_path,
     waiting_for_a_person,
 )
 from tests.posapi.support import wait_for
@@ -76,7 +82,9 @@ def test_sigkill_at_random_points_during_sales(selling: Terminal, seed: int) -> 
     try:
         run_kills(selling, stream, seed, kills)
     except (AssertionError, TimeoutError) as exc:  # every failure names the seed and the kills so far
-        raise AssertionError(f"[seed {seed}, replay with KASSA_FAULT_SEED={seed}] {exc}\nkills: {', '.join(kills)}") from exc
+        raise AssertionError(
+            f"[seed {seed}, replay with KASSA_FAULT_SEED={seed}] {exc}\nkills: {', '.join(kills)}"
+        ) from exc
     finally:
         stream._stop.set()  # a failed run must not leave the stream selling into the teardown
 
@@ -101,13 +109,17 @@ def run_kills(selling: Terminal, stream: RestartingSaleStream, seed: int, kills:
             kills.append(f"#{number} running+{delay:.2f}s")
         selling.process.kill()
         code = selling.process.process.returncode if selling.process.process is not None else None
-        assert code == -signal.SIGKILL, f"{note} the agent exited by itself (code {code}) before kill {kills[-1]}:\n{selling.process.log()[-3000:]}"
+        assert code == -signal.SIGKILL, (
+            f"{note} the agent exited by itself (code {code}) before kill {kills[-1]}:\n{selling.process.log()[-3000:]}"
+        )
     restart(selling, note)
     print(f"{note} {len(kills)} kills: " + ", ".join(kills))
 
     # Some sales after the last restart, then the verdict.
     sold = stream.sold()
-    stream.wait_sold(sold + 3, 30, f"{note} sales after the last restart (uncertain: {len(stream.uncertain)}, {stream.last_away})")
+    stream.wait_sold(
+        sold + 3, 30, f"{note} sales after the last restart (uncertain: {len(stream.uncertain)}, {stream.last_away})"
+    )
     stream.stop()
     stream.settle(timeout_s=60)
     assert len(kills) >= 20, f"{note} only {len(kills)} kills"
@@ -125,20 +137,31 @@ def run_kills(selling: Terminal, stream: RestartingSaleStream, seed: int, kills:
     waiting = waiting_for_a_person(store_path(selling))  # copies a kill cut short: never copied again
     asked = {sales[str(sale_id)] for sale_id in waiting.values()}
     never = sorted(expected - set(originals) - set(copies))
-    assert set(never) <= asked, f"{note} committed sales whose receipt never printed and nobody was asked to: {sorted(set(never) - asked)}"
+    assert set(never) <= asked, (
+        f"{note} committed sales whose receipt never printed and nobody was asked to: {sorted(set(never) - asked)}"
+    )
     expect_copies_bounded(store_path(selling), note)
-    assert (set(originals) | set(copies)) <= expected, f"{note} receipts of sales never sold: {sorted(set(originals) | set(copies) - expected)}"
+    assert (set(originals) | set(copies)) <= expected, (
+        f"{note} receipts of sales never sold: {sorted(set(originals) | set(copies) - expected)}"
+    )
     twice = {number: count for number, count in originals.items() if count > 1}
     assert not twice, f"{note} receipts printed more than once unmarked: {twice}"
     reasons = Counter(copy_reasons(store_path(selling)))
     # Every marked copy printed is a copy job the agent made (a copy may itself be cut short).
-    assert sum(copies.values()) <= sum(reasons.values()), f"{note} {dict(copies)} copies printed, copy jobs: {dict(reasons)}"
+    assert sum(copies.values()) <= sum(reasons.values()), (
+        f"{note} {dict(copies)} copies printed, copy jobs: {dict(reasons)}"
+    )
     interrupted = reasons.pop("interrupted by an agent restart", 0)
-    assert interrupted <= len(kills), f"{note} {interrupted} jobs cut short by {len(kills)} kills (at most one per kill)"
-    assert all(reason.startswith(("not confirmed", "interrupted while printing")) for reason in reasons), \
+    assert interrupted <= len(kills), (
+        f"{note} {interrupted} jobs cut short by {len(kills)} kills (at most one per kill)"
+    )
+    assert all(reason.startswith(("not confirmed", "interrupted while printing")) for reason in reasons), (
         f"{note} copies the documented rule does not make: {dict(reasons)}"
-    print(f"{note} {len(sales)} sales, {len(printed)} receipts printed ({sum(copies.values())} marked copies, "
-          f"{len(waiting)} waiting for a person), {len(stream.committed)} committed, refused {dict(stream.refused)}")
+    )
+    print(
+        f"{note} {len(sales)} sales, {len(printed)} receipts printed ({sum(copies.values())} marked copies, "
+        f"{len(waiting)} waiting for a person), {len(stream.committed)} committed, refused {dict(stream.refused)}"
+    )
 
     # A person reprints what waits for them (kassactl print reprint): then every receipt has printed.
     for job_id in waiting:
@@ -149,7 +172,11 @@ def run_kills(selling: Terminal, stream: RestartingSaleStream, seed: int, kills:
         return expected - {number for number, _ in printed_receipts(selling.printer)}
 
     # the queue is idle once each job is confirmed; the virtual printer may still be cutting the last one
-    wait_for(lambda: not missing(), 30, f"{note} every receipt printed after a person's reprints (missing {sorted(missing())})")
+    wait_for(
+        lambda: not missing(),
+        30,
+        f"{note} every receipt printed after a person's reprints (missing {sorted(missing())})",
+    )
     assert not waiting_for_a_person(store_path(selling)), f"{note} jobs still waiting after the reprints"
 
 

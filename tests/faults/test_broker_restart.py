@@ -71,7 +71,11 @@ def test_broker_down_longer_than_reconnect_cap_sales_go_on_offline(selling: Term
     assert stream.link()["outbox_depth"] >= offline, "sales made offline must wait in the outbox"
     selling.mosquitto.start()
     stream.wait_link(True, 20)
-    wait_for(lambda: stream.agent_log_count("session_present=True") > kept_sessions, 10, "a reconnect to the agent's restored session")
+    wait_for(
+        lambda: stream.agent_log_count("session_present=True") > kept_sessions,
+        10,
+        "a reconnect to the agent's restored session",
+    )
     stream.wait_sold(stream.sold() + 6)
     stream.stop()
     stream.settle()
@@ -95,7 +99,9 @@ def test_broker_restart_that_lost_its_persistence(selling: Terminal) -> None:
     broker.start()
     assert not any(broker.persistence_dir.iterdir()), "the new broker should start empty"
     stream.wait_link(True, 20)
-    wait_for(lambda: stream.agent_log_count("session_present=False") > sessionless, 10, "a reconnect that found no session")
+    wait_for(
+        lambda: stream.agent_log_count("session_present=False") > sessionless, 10, "a reconnect that found no session"
+    )
     stream.wait_sold(stream.sold() + 6)  # retained roster and lease gone: the till still sells
     stream.stop()
     stream.settle()

@@ -83,7 +83,9 @@ def take_over_session(mosquitto: Mosquitto) -> None:
         kicker.loop_stop()
 
 
-def test_wall_clock_jumps_back_and_forward_by_hours(selling: Terminal, clock: FakeWallClock, mosquitto: Mosquitto) -> None:
+def test_wall_clock_jumps_back_and_forward_by_hours(
+    selling: Terminal, clock: FakeWallClock, mosquitto: Mosquitto
+) -> None:
     stream = SaleStream(selling).start(every_s=0.05)
     stream.wait_sold(PHASE_SALES)
     connects = log_count(selling, "connected to broker")
@@ -97,11 +99,16 @@ def test_wall_clock_jumps_back_and_forward_by_hours(selling: Terminal, clock: Fa
     assert reply.status_code == 403 and error["code"] == "licence.clock_rolled_back", reply.text
     assert "clock was set back" in error["message"] and "date and time" in error["message"], error
     take_over_session(mosquitto)
-    wait_for(lambda: log_count(selling, "connected to broker") > connects and connected(selling), 15,
-             "the agent to reconnect by itself with its wall clock 2 h back")
+    wait_for(
+        lambda: log_count(selling, "connected to broker") > connects and connected(selling),
+        15,
+        "the agent to reconnect by itself with its wall clock 2 h back",
+    )
     quiet_until = time.monotonic() + 1.6 * KEEPALIVE_S  # no sale traffic: only the keepalive holds the link
     while time.monotonic() < quiet_until:
-        assert connected(selling), "the MQTT link dropped while the wall clock was 2 h back (keepalive on the wall clock?)"
+        assert connected(selling), (
+            "the MQTT link dropped while the wall clock was 2 h back (keepalive on the wall clock?)"
+        )
         time.sleep(0.25)
     assert log_count(selling, "connected to broker") == connects + 1, "the link reconnected more than once"
 
@@ -119,7 +126,9 @@ def test_wall_clock_jumps_back_and_forward_by_hours(selling: Terminal, clock: Fa
 
     # 4. From +3 h back to the true time: the terminal has seen +3 h, so this is a rollback too.
     clock.set("+0")
-    wait_for(lambda: sum(stream.refused.values()) >= refused + 3, 10, "sales refused after the clock went back from +3 h")
+    wait_for(
+        lambda: sum(stream.refused.values()) >= refused + 3, 10, "sales refused after the clock went back from +3 h"
+    )
     assert set(stream.refused) == {"licence.clock_rolled_back"}, dict(stream.refused)
 
     # 5. The wall clock passes the latest time seen: sales resume without a hand.
@@ -138,5 +147,9 @@ def test_wall_clock_jumps_back_and_forward_by_hours(selling: Terminal, clock: Fa
     assert seqs == list(range(seqs[0], seqs[-1] + 1)), f"sequence numbers with gaps: {seqs}"
     assert cloud.open_gaps(DEVICE) == 0
     with cloud.engine.connect() as conn:
-        stamps = list(conn.execute(select(IngestedMessage.created_at).where(IngestedMessage.device_id == DEVICE)).scalars())
-    assert max(stamps) - min(stamps) > timedelta(hours=4.9), f"message timestamps did not follow the clock: {min(stamps)} .. {max(stamps)}"
+        stamps = list(
+            conn.execute(select(IngestedMessage.created_at).where(IngestedMessage.device_id == DEVICE)).scalars()
+        )
+    assert max(stamps) - min(stamps) > timedelta(hours=4.9), (
+        f"message timestamps did not follow the clock: {min(stamps)} .. {max(stamps)}"
+    )

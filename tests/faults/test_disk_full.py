@@ -53,8 +53,10 @@ def sales_without_receipt_job(path: Path) -> list[str]:
     """Half sales: a sale row without the print job of its receipt (they commit together)."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
-        rows = conn.execute("SELECT sale_id FROM sales s WHERE NOT EXISTS"
-                            " (SELECT 1 FROM print_jobs j WHERE j.job_id = s.print_job_id AND j.ref = s.sale_id)")
+        rows = conn.execute(
+            "SELECT sale_id FROM sales s WHERE NOT EXISTS"
+            " (SELECT 1 FROM print_jobs j WHERE j.job_id = s.print_job_id AND j.ref = s.sale_id)"
+        )
         return [str(row[0]) for row in rows]
     finally:
         conn.close()
@@ -72,7 +74,11 @@ def test_disk_full_refuses_sales_clearly_and_recovers(selling: Terminal) -> None
     ballast = fill(state)
     wait_for(lambda: stream.refused["store.disk_full"] >= 3, 20, "sales refused for the full disk")
     cloud.start_worker("w1")
-    wait_for(lambda: set(stream.cloud_sale_ids()) >= set(stream.committed.values()), 20, "the cloud to get the sales before the disk filled")
+    wait_for(
+        lambda: set(stream.cloud_sale_ids()) >= set(stream.committed.values()),
+        20,
+        "the cloud to get the sales before the disk filled",
+    )
     stream.stop()
     before = stream.sold()
 
@@ -83,7 +89,9 @@ def test_disk_full_refuses_sales_clearly_and_recovers(selling: Terminal) -> None
     assert error["code"] == "store.disk_full", error
     assert all(words in error["message"] for words in ("disk is full", "not saved", "free space")), error
     status = selling.process.client().call("status")
-    assert status["store"]["disk_full"] is True and "disk is full" in (status["store"]["problem"] or ""), status["store"]
+    assert status["store"]["disk_full"] is True and "disk is full" in (status["store"]["problem"] or ""), status[
+        "store"
+    ]
     assert "DISK FULL" in status_text(status), status_text(status)  # kassactl status
     assert selling.process.process.poll() is None, "the agent died of the full disk"
     assert set(stream.refused) == {"store.disk_full"}, dict(stream.refused)
@@ -102,7 +110,9 @@ def test_disk_full_refuses_sales_clearly_and_recovers(selling: Terminal) -> None
     wait_for(lambda: not store_status(selling)["disk_full"], 10, "the status to stop reporting a full disk")
     # The log says so once, not once a second while it lasts, and says when it is over.
     log = selling.process.log()
-    assert log.count("outbox drain paused") <= 1 and log.count("print queue paused") <= 1 and "Traceback" not in log, log[-4000:]
+    assert log.count("outbox drain paused") <= 1 and log.count("print queue paused") <= 1 and "Traceback" not in log, (
+        log[-4000:]
+    )
     assert "outbox drain works again" in log or "outbox drain paused" not in log, log[-4000:]
     stream.expect_cloud_exact(timeout_s=30)
     expect_store_sound(stream, "(after the disk full)")

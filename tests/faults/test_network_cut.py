@@ -29,8 +29,14 @@ ACK_TIMEOUT_S = 1.0  # short: while acks are lost the agent resends, and the clo
 @pytest.fixture
 def network(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[tuple[Terminal, TcpProxy]]:
     with TcpProxy(mosquitto.host, mosquitto.port) as proxy:
-        for terminal in make_terminal(tmp_path, mosquitto, port=proxy.port, keepalive_s=KEEPALIVE_S, reconnect_max_s=RECONNECT_MAX_S,
-                                      ack_timeout_s=ACK_TIMEOUT_S):
+        for terminal in make_terminal(
+            tmp_path,
+            mosquitto,
+            port=proxy.port,
+            keepalive_s=KEEPALIVE_S,
+            reconnect_max_s=RECONNECT_MAX_S,
+            ack_timeout_s=ACK_TIMEOUT_S,
+        ):
             terminal.ready_to_sell()
             yield terminal, proxy
 
@@ -76,7 +82,11 @@ def test_half_open_link_is_noticed_by_the_keepalive(network: tuple[Terminal, Tcp
     stream.wait_link(False, 6 * KEEPALIVE_S)
     silent_sales = stream.sold() - at_silence
     assert proxy.stats.dropped_bytes > 0, "nothing was sent into the silent connection"
-    wait_for(lambda: stream.agent_log_count("disconnected from broker") > disconnects, 10, "the agent's log saying it lost the broker")
+    wait_for(
+        lambda: stream.agent_log_count("disconnected from broker") > disconnects,
+        10,
+        "the agent's log saying it lost the broker",
+    )
     proxy.heal()
     stream.wait_link(True, 15)  # by itself: nobody restarted or poked it
     stream.wait_sold(stream.sold() + 5)

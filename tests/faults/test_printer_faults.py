@@ -24,7 +24,13 @@ from broker.launcher import Mosquitto
 from drivers.interfaces import PrintResult
 from drivers.status import DeviceStatus, PrinterStatus
 from tests.faults.harness import (
-    SaleStream, copy_reasons, expect_copies_bounded, expect_store_sound, print_queue_idle, printed_receipts, store_path,
+    SaleStream,
+    copy_reasons,
+    expect_copies_bounded,
+    expect_store_sound,
+    print_queue_idle,
+    printed_receipts,
+    store_path,
 )
 from tests.posapi.support import wait_for
 from tests.support.terminal import Terminal, make_terminal
@@ -88,7 +94,8 @@ def test_paper_out_then_offline_then_back_during_sales(selling: Terminal) -> Non
     expected = set(sales.values())
     assert set(originals) | set(copies) == expected, (
         f"receipts never printed: {sorted(expected - set(originals) - set(copies))}; "
-        f"printed but never sold: {sorted((set(originals) | set(copies)) - expected)}")
+        f"printed but never sold: {sorted((set(originals) | set(copies)) - expected)}"
+    )
     twice = {number: count for number, count in originals.items() if count > 1}
     assert not twice, f"receipts printed more than once (not as a marked copy): {twice}"
     # A copy only where the documented rule makes one: a job the printer did not confirm.

@@ -32,7 +32,15 @@ from websockets.sync.client import connect
 from broker.launcher import Mosquitto
 from drivers import ConfigError, open_printer
 from drivers.sim.printer import VirtualPrinter
-from tests.faults.harness import COPY_MARK, SaleStream, print_jobs, print_queue_idle, printed_receipts, store_path, stored_sales
+from tests.faults.harness import (
+    COPY_MARK,
+    SaleStream,
+    print_jobs,
+    print_queue_idle,
+    printed_receipts,
+    store_path,
+    stored_sales,
+)
 from tests.faults.proxy import TcpProxy
 from tests.faults.serial_line import SerialLine
 from tests.posapi.support import api_url, wait_for
@@ -54,7 +62,9 @@ def _terminal_behind(tmp_path: Path, mosquitto: Mosquitto, link: Any) -> Iterato
 
 
 @pytest.fixture
-def tcp_link(tmp_path: Path, mosquitto: Mosquitto, request: pytest.FixtureRequest) -> Iterator[tuple[Terminal, TcpProxy]]:
+def tcp_link(
+    tmp_path: Path, mosquitto: Mosquitto, request: pytest.FixtureRequest
+) -> Iterator[tuple[Terminal, TcpProxy]]:
     """The printer behind a 1 kB/s TCP link; `request.param` adds printer URL options."""
     query = getattr(request, "param", "")
     proxies: list[TcpProxy] = []
@@ -168,8 +178,13 @@ def needs_attention_events(terminal: Terminal) -> Iterator[Any]:
 
 
 def kassactl(terminal: Terminal, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", str(terminal.socket), *args],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.ctl", "--socket", str(terminal.socket), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -186,7 +201,9 @@ def test_a_stalled_link_makes_at_most_one_marked_copy_per_sale(tcp_link: tuple[T
         (stalled,) = sell(stream)
         assert proxy.wait_paused(60), "the receipt never crossed the link"
         original = job_of_sale(terminal, stalled)
-        wait_for(lambda: state(terminal, original["job_id"]) == "failed", 60, "the stalled receipt to count as unconfirmed")
+        wait_for(
+            lambda: state(terminal, original["job_id"]) == "failed", 60, "the stalled receipt to count as unconfirmed"
+        )
         (copy,) = copies_of(terminal, original["job_id"])
         assert copy["automatic"] == 1 and copy["state"] in ("queued", "printing"), copy
         later = sell(stream, 2)  # queued behind, while nothing gets through
@@ -195,13 +212,21 @@ def test_a_stalled_link_makes_at_most_one_marked_copy_per_sale(tcp_link: tuple[T
         proxy.pause_after(STALL_AFTER)
         proxy.resume()
         assert proxy.wait_paused(60), "the copy never crossed the link"
-        wait_for(lambda: state(terminal, copy["job_id"]) == "needs_attention", 60, "the unconfirmed copy to wait for a person")
+        wait_for(
+            lambda: state(terminal, copy["job_id"]) == "needs_attention",
+            60,
+            "the unconfirmed copy to wait for a person",
+        )
         # it went ahead of the receipts queued after its original: those were not sent yet
         assert [job_of_sale(terminal, sale)["state"] for sale in later] == ["queued", "queued"], jobs(terminal)
-        assert [c["job_id"] for c in copies_of(terminal, original["job_id"])] == [copy["job_id"]], "a second automatic copy"
+        assert [c["job_id"] for c in copies_of(terminal, original["job_id"])] == [copy["job_id"]], (
+            "a second automatic copy"
+        )
         assert not copies_of(terminal, copy["job_id"]), "a copy of a copy"
         event = json.loads(events.recv(30))
-        assert (event["kind"], event["job_id"], event["ref"]) == ("print.needs_attention", copy["job_id"], stalled), event
+        assert (event["kind"], event["job_id"], event["ref"]) == ("print.needs_attention", copy["job_id"], stalled), (
+            event
+        )
     listing = kassactl(terminal, "print", "jobs")
     assert listing.splitlines()[0].startswith(copy["job_id"][:12]) and "needs_attention" in listing, listing
     assert "need a person" in terminal.process.client().call("status")["components"]["hardware"]["summary"]
@@ -223,7 +248,9 @@ def test_a_stalled_link_makes_at_most_one_marked_copy_per_sale(tcp_link: tuple[T
     reprint = reply.json()["job_id"]
     wait_for(lambda: state(terminal, reprint) == "printed", QUEUE_IDLE_S, "the person's reprint")
     assert state(terminal, copy["job_id"]) == "failed"
-    assert terminal.process.client().call("status")["components"]["hardware"]["printers"]["front"]["needs_attention"] == 0
+    assert (
+        terminal.process.client().call("status")["components"]["hardware"]["printers"]["front"]["needs_attention"] == 0
+    )
     assert sum(COPY_MARK in receipt.text for receipt in terminal.printer.receipts) == 2
 
 
@@ -252,7 +279,9 @@ def test_a_kill_while_a_copy_prints_leaves_no_copy_of_the_copy(tcp_link: tuple[T
     terminal.printer.wait_for_receipts(2, 60)
 
     terminal.restart()
-    wait_for(lambda: state(terminal, copy["job_id"]) == "needs_attention", 30, "the interrupted copy to wait for a person")
+    wait_for(
+        lambda: state(terminal, copy["job_id"]) == "needs_attention", 30, "the interrupted copy to wait for a person"
+    )
     assert state(terminal, original["job_id"]) == "failed"
     assert [c["job_id"] for c in copies_of(terminal, original["job_id"])] == [copy["job_id"]], jobs(terminal)
     assert not copies_of(terminal, copy["job_id"]), "a copy of a copy"

@@ -33,8 +33,14 @@ def start_workers(cloud: Cloud, *worker_ids: str) -> None:
     before = {worker_id: worker_log(cloud, worker_id).count("ingest subscribed") for worker_id in worker_ids}
     processes = {worker_id: cloud.start_worker_process(worker_id) for worker_id in worker_ids}
     for worker_id, process in processes.items():
-        wait_for(lambda: process.poll() is not None or worker_log(cloud, worker_id).count("ingest subscribed") > before[worker_id],
-                 30, f"worker {worker_id} subscribed")
+        wait_for(
+            lambda: (
+                process.poll() is not None
+                or worker_log(cloud, worker_id).count("ingest subscribed") > before[worker_id]
+            ),
+            30,
+            f"worker {worker_id} subscribed",
+        )
         assert process.poll() is None, f"worker {worker_id} exited:\n{worker_log(cloud, worker_id)[-3000:]}"
 
 

@@ -21,7 +21,9 @@ class Throttle:
         """How many of `wanted` bytes may go now."""
         with self._lock:
             now = time.monotonic()
-            self._allowance = min(self.bytes_per_s * self.BURST_S, self._allowance + (now - self._last) * self.bytes_per_s)
+            self._allowance = min(
+                self.bytes_per_s * self.BURST_S, self._allowance + (now - self._last) * self.bytes_per_s
+            )
             self._last = now
             granted = min(wanted, int(self._allowance))
             self._allowance -= granted

@@ -16,20 +16,81 @@ from typing import Any
 from hypothesis import strategies as st
 
 # Values that sit on or just past the limits the contract, the POS API and the config use.
-NASTY_INTS = [0, 1, -1, 2, 999, 1000, 10_000, 10_001, 65535, 65536, 2**31 - 1, 2**31, 2**53 + 1,
-              10**9, 10**9 + 1, 10**15, 10**15 + 1, 2**63 - 1, 2**63, -(2**63) - 1, 2**64, 10**30, 10**300]  # longer digit runs: damaged("digits")
+NASTY_INTS = [
+    0,
+    1,
+    -1,
+    2,
+    999,
+    1000,
+    10_000,
+    10_001,
+    65535,
+    65536,
+    2**31 - 1,
+    2**31,
+    2**53 + 1,
+    10**9,
+    10**9 + 1,
+    10**15,
+    10**15 + 1,
+    2**63 - 1,
+    2**63,
+    -(2**63) - 1,
+    2**64,
+    10**30,
+    10**300,
+]  # longer digit runs: damaged("digits")
 NASTY_FLOATS = [0.0, -0.0, 0.5, 1.5, 2040.0, 1e308, -1e308, 5e-324, float("inf"), float("-inf"), float("nan")]
 NASTY_TEXT = [
-    "", " ", "x", "\x00", "\n", "a\nb", "\t", "\x7f", "\u2028", "\ufeff", "\ud800", "a\udfffb", "é", "💥",
-    "Zürich ☕", "x" * 64, "x" * 65, "x" * 201, "€" * 64, "x" * 9000, "EUR", "eur", "cash", "card",
-    "null", "true", "NaN", "1e999", "../..", "kassa/v1/dev/#", "${jndi}", "\u202eevil",
+    "",
+    " ",
+    "x",
+    "\x00",
+    "\n",
+    "a\nb",
+    "\t",
+    "\x7f",
+    "\u2028",
+    "\ufeff",
+    "\ud800",
+    "a\udfffb",
+    "é",
+    "💥",
+    "Zürich ☕",
+    "x" * 64,
+    "x" * 65,
+    "x" * 201,
+    "€" * 64,
+    "x" * 9000,
+    "EUR",
+    "eur",
+    "cash",
+    "card",
+    "null",
+    "true",
+    "NaN",
+    "1e999",
+    "../..",
+    "kassa/v1/dev/#",
+    "${jndi}",
+    "\u202eevil",
     # timestamps: valid, odd, and at the edges of the calendar (offsets push them past year 1/9999)
-    "2025-03-01T09:30:00.125Z", "2025-03-01T09:30:00", "2025-02-30T09:30:00Z", "1970-01-01T00:00:00Z",
-    "0001-01-01T00:00:00Z", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59-14:00",
+    "2025-03-01T09:30:00.125Z",
+    "2025-03-01T09:30:00",
+    "2025-02-30T09:30:00Z",
+    "1970-01-01T00:00:00Z",
+    "0001-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59.999Z",
+    "9999-12-31T23:59:59-14:00",
     # ids: UUIDv7, other versions, other spellings
-    "0195510b-02d8-7000-8000-000000000062", "0b3c8f52-1f6a-4e0e-9d4a-6c2b7e915a10",
-    "00000000-0000-0000-0000-000000000000", "0B3C8F52-1F6A-4E0E-9D4A-6C2B7E915A10",
-    "{0195510b-02d8-7000-8000-000000000062}", "0195510b02d870008000000000000062",
+    "0195510b-02d8-7000-8000-000000000062",
+    "0b3c8f52-1f6a-4e0e-9d4a-6c2b7e915a10",
+    "00000000-0000-0000-0000-000000000000",
+    "0B3C8F52-1F6A-4E0E-9D4A-6C2B7E915A10",
+    "{0195510b-02d8-7000-8000-000000000062}",
+    "0195510b02d870008000000000000062",
 ]
 NASTY = [None, True, False, [], {}, [None], {"": None}, *NASTY_INTS, *NASTY_FLOATS, *NASTY_TEXT]
 NASTY_TIMESTAMPS = [t for t in NASTY_TEXT if t[:4].isdigit()]
@@ -39,8 +100,12 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-")
 
 _scalars = st.one_of(
     st.sampled_from(NASTY).map(copy.deepcopy),  # a copy: a mutation must never change the shared list
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
-    st.text(max_size=40), st.text(st.characters(codec="utf-8"), max_size=12),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=40),
+    st.text(st.characters(codec="utf-8"), max_size=12),
 )
 scalars = st.deferred(lambda: _scalars)  # deferred: a short repr in hypothesis' reports
 _json_values = st.recursive(
@@ -165,7 +230,9 @@ def mutated(draw: st.DrawFn, document: Any, *, keep: tuple[str, ...] = (), max_c
 
 def dumps(document: Any, *, ascii_only: bool = False) -> bytes:
     """Compact JSON as a peer might send it; NaN/Infinity come out as the non-JSON words."""
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=ascii_only, allow_nan=True).encode("utf-8", "surrogatepass")
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=ascii_only, allow_nan=True).encode(
+        "utf-8", "surrogatepass"
+    )
 
 
 @st.composite
@@ -176,7 +243,11 @@ def damaged(draw: st.DrawFn, data: bytes) -> bytes:
     if how == "cut":
         return data[:at]
     if how == "insert":
-        return data[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x00", b"\n", b"\"", b"}", b"\\"])) + data[at:]
+        return (
+            data[:at]
+            + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x00", b"\n", b'"', b"}", b"\\"]))
+            + data[at:]
+        )
     if how in ("nest", "digits"):
         colon = data.find(b":", at)
         if colon < 0:
@@ -185,7 +256,7 @@ def damaged(draw: st.DrawFn, data: bytes) -> bytes:
         end = len(data) - 1 if end < 0 else end
         depth = draw(st.sampled_from([64, 600, 5000]))
         filler = b"[" * depth + b"]" * depth if how == "nest" else b"9" * draw(st.sampled_from([20, 4400, 6000]))
-        return data[:colon + 1] + filler + data[end:]
+        return data[: colon + 1] + filler + data[end:]
     if how == "bom":
         return b"\xef\xbb\xbf" + data
     if how == "dup" and data.startswith(b"{"):

@@ -40,8 +40,16 @@ BASE: dict[str, Any] = {
     "device_id": "pos-7",
     "paths": {"state_dir": "/tmp/kassa-fuzz/state", "run_dir": "/tmp/kassa-fuzz/run"},
     "log": {"level": "info", "format": "text"},
-    "mqtt": {"host": "127.0.0.1", "port": 1883, "password": "secret", "keepalive_s": 30, "ack_window": 1000,
-             "reconnect_min_s": 0.5, "batch_max_bytes": 65536, "tls": False},
+    "mqtt": {
+        "host": "127.0.0.1",
+        "port": 1883,
+        "password": "secret",
+        "keepalive_s": 30,
+        "ack_window": 1000,
+        "reconnect_min_s": 0.5,
+        "batch_max_bytes": 65536,
+        "tls": False,
+    },
     "cloud": {"api_url": "https://cloud.example.com", "timeout_s": 10.0},
     "hardware": {"receipt_printer": "front", "cash_drawer": "cash", "status_poll_s": 5.0},
     "site": {"point_of_sale": "STORE-1", "language": "de-DE", "rooms": ["Bar", "Terrasse"]},
@@ -57,15 +65,17 @@ BASE: dict[str, Any] = {
 def write(path: Path, document: Any) -> bool:
     """agent.toml from a document (None values left out: TOML has no null). False when tomlkit
     cannot write it (a top-level array, say): then there is no such file to read."""
+
     def without_none(value: Any) -> Any:
         if isinstance(value, dict):
             return {str(k): without_none(v) for k, v in value.items() if v is not None}
         if isinstance(value, list):
             return [without_none(v) for v in value if v is not None]
         return value
+
     try:
         text = tomlkit.dumps(without_none(document))
-    except Exception:  # noqa: BLE001 - tomlkit's own refusals (not our parser under test)
+    except Exception:
         return False
     path.write_bytes(text.encode("utf-8", "surrogatepass"))
     return True
@@ -85,7 +95,9 @@ def changed(base: Any, other: Any, prefix: tuple = ()) -> list[tuple]:
     if isinstance(base, dict) and isinstance(other, dict):
         found = []
         for key in {*base, *other}:
-            found += changed(base[key], other[key], (*prefix, key)) if key in base and key in other else [(*prefix, key)]
+            found += (
+                changed(base[key], other[key], (*prefix, key)) if key in base and key in other else [(*prefix, key)]
+            )
         return found
     if isinstance(base, list) and isinstance(other, list) and len(base) == len(other):
         return [p for index, (a, b) in enumerate(zip(base, other)) for p in changed(a, b, (*prefix, index))]
@@ -93,10 +105,24 @@ def changed(base: Any, other: Any, prefix: tuple = ()) -> list[tuple]:
 
 
 toml_texts = st.one_of(
-    st.text(max_size=200), st.binary(max_size=100).map(lambda raw: raw.decode("latin-1")),
-    st.sampled_from(["", "device_id = ", "a = " + "1" * 5000, "a = " + "[" * 3000, "a = " + "{b=" * 2000, "[mqtt", "[[printers]]\n",
-                     'device_id = "pos-7"\n[mqtt]\nport = 99999999999999999999999', 'device_id = "pos-7"\n[site]\nrooms = [1, "a"]',
-                     'device_id = "pos-7"\n\x00', 'device_id = "pos-7"\n[mqtt]\nport = nan', 'device_id = """\n"""']),
+    st.text(max_size=200),
+    st.binary(max_size=100).map(lambda raw: raw.decode("latin-1")),
+    st.sampled_from(
+        [
+            "",
+            "device_id = ",
+            "a = " + "1" * 5000,
+            "a = " + "[" * 3000,
+            "a = " + "{b=" * 2000,
+            "[mqtt",
+            "[[printers]]\n",
+            'device_id = "pos-7"\n[mqtt]\nport = 99999999999999999999999',
+            'device_id = "pos-7"\n[site]\nrooms = [1, "a"]',
+            'device_id = "pos-7"\n\x00',
+            'device_id = "pos-7"\n[mqtt]\nport = nan',
+            'device_id = """\n"""',
+        ]
+    ),
 )
 
 
@@ -111,7 +137,9 @@ def test_any_text_loads_or_is_refused_naming_the_file(tmp_path: Path, text: str)
         assert "line" in str(result) or "end of document" in str(result)  # where the syntax breaks
 
 
-@settings(max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(document=mutated(BASE))
 def test_wrong_values_are_refused_naming_a_changed_key(tmp_path: Path, document: Any) -> None:
     path = tmp_path / "agent.toml"
@@ -124,8 +152,12 @@ def test_wrong_values_are_refused_naming_a_changed_key(tmp_path: Path, document:
     message = str(result)
     if "TOML syntax error" in message or "not UTF-8" in message:  # a key or text tomlkit wrote that TOML cannot read
         return
-    keys = [".".join(map(str, path_[:length])) for path_ in changed(BASE, document) for length in range(1, len(path_) + 1)]
-    values = [str(value)[:20] for path_ in changed(BASE, document) if path_ and (value := _at(document, path_)) is not None]
+    keys = [
+        ".".join(map(str, path_[:length])) for path_ in changed(BASE, document) for length in range(1, len(path_) + 1)
+    ]
+    values = [
+        str(value)[:20] for path_ in changed(BASE, document) if path_ and (value := _at(document, path_)) is not None
+    ]
     named = any(re.search(rf"'{re.escape(key)}['.]|{re.escape(key)}:", message) for key in keys)
     across = "key '" not in message and re.search(r"'[^']+'", message)  # a rule across keys names the devices involved
     assert named or across or any(value in message for value in values), (keys, message)
@@ -148,9 +180,24 @@ def config_file(tmp_path: Path) -> Path:
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=st.sampled_from(["site.language", "site.rooms", "mqtt.port", "cashiers.lockout_s", "hardware.receipt_printer", "log",
-                            "printers", "nope", "mqtt.nope.deeper", ""]),
-       typed=st.text(max_size=30) | st.sampled_from(NASTY_TEXT + ["1" * 5000, "[" * 3000, "[1, 2]", "true", "'x'", "{a = 1}"]))
+@given(
+    key=st.sampled_from(
+        [
+            "site.language",
+            "site.rooms",
+            "mqtt.port",
+            "cashiers.lockout_s",
+            "hardware.receipt_printer",
+            "log",
+            "printers",
+            "nope",
+            "mqtt.nope.deeper",
+            "",
+        ]
+    ),
+    typed=st.text(max_size=30)
+    | st.sampled_from(NASTY_TEXT + ["1" * 5000, "[" * 3000, "[1, 2]", "true", "'x'", "{a = 1}"]),
+)
 def test_config_set_values_are_written_or_refused_naming_the_key(config_file: Path, key: str, typed: str) -> None:
     before = config_file.read_bytes()
     try:
@@ -166,28 +213,94 @@ def test_config_set_values_are_written_or_refused_naming_the_key(config_file: Pa
 
 # ------------------------------------------------------------------------ device specs
 schemes = st.sampled_from(["tcp", "usb", "serial", "file", "hid", "printer", "socket", "lp", "ftp", "", "TCP"])
-netlocs = st.sampled_from(["", "10.0.0.5:9100", "[::1", "[::1]:9100", "host:x", "04b8:0202", "04b8", "zz:yy", "a:b:c", "h:99999"])
+netlocs = st.sampled_from(
+    ["", "10.0.0.5:9100", "[::1", "[::1]:9100", "host:x", "04b8:0202", "04b8", "zz:yy", "a:b:c", "h:99999"]
+)
 url_paths = st.sampled_from(["", "/dev/ttyS0", "/dev/null", "/%00", "/dev/input/event3"])
-queries = st.lists(st.tuples(
-    st.sampled_from(["suffix", "prefix", "baudrate", "bytesize", "parity", "stopbits", "frame_gap", "encoding", "dedupe_window",
-                     "aim_ids", "reconnect_interval", "layout", "grab", "profile", "paper_mm", "columns", "status_check",
-                     "status_timeout", "code_pages", "pin", "on_ms", "settle_time", "kick", "open_mask", "port", "x"]),
-    st.sampled_from(["", "1", "-1", "0", "0x10", "nan", "inf", "1e999", "abc", "%0D%0A", "\\x", "\\x0", "\\r\\n", "bogus",
-                     "de", "klingon", "never", "always", "utf-8", "9" * 5000, "é"])), max_size=3)
-BASE_URLS = {"printer": ["tcp://10.0.0.5:9100", "usb://04b8:0202", "serial:///dev/ttyS0", "file:///dev/usb/lp0", "socket://h"],
-             "scanner": ["serial:///dev/ttyACM0", "hid:///dev/input/event3", "hid://0c2e:0b61"],
-             "drawer": ["printer:", "serial:///dev/ttyS1"]}
+queries = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "suffix",
+                "prefix",
+                "baudrate",
+                "bytesize",
+                "parity",
+                "stopbits",
+                "frame_gap",
+                "encoding",
+                "dedupe_window",
+                "aim_ids",
+                "reconnect_interval",
+                "layout",
+                "grab",
+                "profile",
+                "paper_mm",
+                "columns",
+                "status_check",
+                "status_timeout",
+                "code_pages",
+                "pin",
+                "on_ms",
+                "settle_time",
+                "kick",
+                "open_mask",
+                "port",
+                "x",
+            ]
+        ),
+        st.sampled_from(
+            [
+                "",
+                "1",
+                "-1",
+                "0",
+                "0x10",
+                "nan",
+                "inf",
+                "1e999",
+                "abc",
+                "%0D%0A",
+                "\\x",
+                "\\x0",
+                "\\r\\n",
+                "bogus",
+                "de",
+                "klingon",
+                "never",
+                "always",
+                "utf-8",
+                "9" * 5000,
+                "é",
+            ]
+        ),
+    ),
+    max_size=3,
+)
+BASE_URLS = {
+    "printer": ["tcp://10.0.0.5:9100", "usb://04b8:0202", "serial:///dev/ttyS0", "file:///dev/usb/lp0", "socket://h"],
+    "scanner": ["serial:///dev/ttyACM0", "hid:///dev/input/event3", "hid://0c2e:0b61"],
+    "drawer": ["printer:", "serial:///dev/ttyS1"],
+}
 query_strings = queries.map(lambda query: "?" + "&".join(f"{k}={v}" for k, v in query) if query else "")
-random_urls = st.builds(lambda scheme, netloc, path, query: f"{scheme}://{netloc}{path}{query}", schemes, netlocs, url_paths, query_strings)
+random_urls = st.builds(
+    lambda scheme, netloc, path, query: f"{scheme}://{netloc}{path}{query}", schemes, netlocs, url_paths, query_strings
+)
 
 
 def device_urls(kind: str) -> st.SearchStrategy[str]:
-    return st.one_of(st.builds(str.__add__, st.sampled_from(BASE_URLS[kind]), query_strings), random_urls, st.text(max_size=40))
+    return st.one_of(
+        st.builds(str.__add__, st.sampled_from(BASE_URLS[kind]), query_strings), random_urls, st.text(max_size=40)
+    )
 
 
-device_options = st.dictionaries(st.sampled_from(["dedupe_window", "encoding", "suffix", "baudrate", "columns", "pin", "layout",
-                                                  "status_timeout", "bogus"]),
-                                 st.one_of(st.integers(), st.floats(), st.booleans(), st.text(max_size=10)), max_size=1)
+device_options = st.dictionaries(
+    st.sampled_from(
+        ["dedupe_window", "encoding", "suffix", "baudrate", "columns", "pin", "layout", "status_timeout", "bogus"]
+    ),
+    st.one_of(st.integers(), st.floats(), st.booleans(), st.text(max_size=10)),
+    max_size=1,
+)
 
 
 @settings(max_examples=70, deadline=2000)
@@ -196,8 +309,11 @@ def test_device_specs_give_a_device_or_a_config_error(data: st.DataObject, optio
     url = data.draw(device_urls(kind), label="url")
     printer = open_printer("file:///dev/null")
     try:
-        device = {"printer": lambda: open_printer(url, **options), "scanner": lambda: open_scanner(url, **options),
-                  "drawer": lambda: open_drawer(url, printer=printer, **options)}[kind]()
+        device = {
+            "printer": lambda: open_printer(url, **options),
+            "scanner": lambda: open_scanner(url, **options),
+            "drawer": lambda: open_drawer(url, printer=printer, **options),
+        }[kind]()
     except DriverConfigError as exc:
         assert str(exc).strip()
         event(f"{kind}: refused")
@@ -216,18 +332,32 @@ def test_the_base_file_is_valid(tmp_path: Path) -> None:
 
 
 NASTY_SPECS = [
-    ("scanner", "hid:///dev/input/event3?layout=klingon"), ("scanner", "serial:///dev/ttyACM0?encoding=bogus"),
-    ("scanner", "serial:///dev/ttyACM0?encoding=rot13"), ("scanner", "serial:///dev/ttyACM0?dedupe_window=-1"),
-    ("scanner", "serial:///dev/ttyACM0?dedupe_window=nan"), ("scanner", "serial:///dev/ttyACM0?suffix=\\x"),
-    ("scanner", "serial:///dev/ttyACM0?suffix=&frame_gap=0"), ("scanner", "hid://0c2e"), ("scanner", "hid://zz:yy"),
-    ("printer", "tcp://[::1"), ("printer", "tcp://10.0.0.5:9100?profile=nope"), ("printer", "serial:///dev/ttyS0?baudrate=abc"),
-    ("printer", "usb://04b8"), ("drawer", "printer:?pin=7"), ("drawer", "serial:///dev/ttyS1?kick=\\x0"), ("drawer", "ftp://x"),
+    ("scanner", "hid:///dev/input/event3?layout=klingon"),
+    ("scanner", "serial:///dev/ttyACM0?encoding=bogus"),
+    ("scanner", "serial:///dev/ttyACM0?encoding=rot13"),
+    ("scanner", "serial:///dev/ttyACM0?dedupe_window=-1"),
+    ("scanner", "serial:///dev/ttyACM0?dedupe_window=nan"),
+    ("scanner", "serial:///dev/ttyACM0?suffix=\\x"),
+    ("scanner", "serial:///dev/ttyACM0?suffix=&frame_gap=0"),
+    ("scanner", "hid://0c2e"),
+    ("scanner", "hid://zz:yy"),
+    ("printer", "tcp://[::1"),
+    ("printer", "tcp://10.0.0.5:9100?profile=nope"),
+    ("printer", "serial:///dev/ttyS0?baudrate=abc"),
+    ("printer", "usb://04b8"),
+    ("drawer", "printer:?pin=7"),
+    ("drawer", "serial:///dev/ttyS1?kick=\\x0"),
+    ("drawer", "ftp://x"),
 ]
 
 
 @pytest.mark.parametrize(("kind", "url"), NASTY_SPECS, ids=[url for _, url in NASTY_SPECS])
 def test_known_bad_device_specs_are_config_errors(kind: str, url: str) -> None:
-    factory = {"printer": open_printer, "scanner": open_scanner, "drawer": lambda spec: open_drawer(spec, printer=open_printer("file:///dev/null"))}
+    factory = {
+        "printer": open_printer,
+        "scanner": open_scanner,
+        "drawer": lambda spec: open_drawer(spec, printer=open_printer("file:///dev/null")),
+    }
     with pytest.raises(DriverConfigError) as refused:
         factory[kind](url)
     assert str(refused.value).strip()

@@ -33,17 +33,75 @@ pytestmark = pytest.mark.timeout(120)
 
 STREAMS = {"scan.watch", "logs.follow"}  # answered with notifications until the client hangs up
 # Methods the running agent serves (components add theirs at start: cashiers, licence, POS tokens).
-SERVED = sorted({*METHODS, "cashier.login", "cashier.logout", "cashier.session", "cashier.authorize", "cashiers.list",
-                 "cashiers.load", "licence.status", "licence.check", "licence.enter", "licence.release_file",
-                 "pos.token.create", "pos.token.list", "pos.token.revoke"} - STREAMS)
-PARAM_NAMES = ["printer", "job_id", "limit", "drawer", "key", "value", "lines", "code", "pin", "point_of_sale", "token",
-               "action", "sale_till_session", "licence_id", "label", "token_id"]
+SERVED = sorted(
+    {
+        *METHODS,
+        "cashier.login",
+        "cashier.logout",
+        "cashier.session",
+        "cashier.authorize",
+        "cashiers.list",
+        "cashiers.load",
+        "licence.status",
+        "licence.check",
+        "licence.enter",
+        "licence.release_file",
+        "pos.token.create",
+        "pos.token.list",
+        "pos.token.revoke",
+    }
+    - STREAMS
+)
+PARAM_NAMES = [
+    "printer",
+    "job_id",
+    "limit",
+    "drawer",
+    "key",
+    "value",
+    "lines",
+    "code",
+    "pin",
+    "point_of_sale",
+    "token",
+    "action",
+    "sale_till_session",
+    "licence_id",
+    "label",
+    "token_id",
+]
 # config.set writes the file: keys a test agent may take (validated like any other, applied live).
-SETTABLE = ["log.level", "site.language", "site.rooms", "cashiers.lockout_s", "mqtt.batch_max_bytes", "no.such.key", "paths"]
+SETTABLE = [
+    "log.level",
+    "site.language",
+    "site.rooms",
+    "cashiers.lockout_s",
+    "mqtt.batch_max_bytes",
+    "no.such.key",
+    "paths",
+]
 
 # What a technician may type after `kassactl config set KEY`: TOML literals, text, and neither.
-VALUES = ["debug", "de-DE", '["a", 1]', "1" * 5000, "[" * 3000, "{a=", '"\\ud800"', "300.5", "-1", "nan", "inf",
-          "1979-05-27", '"x"\n[mqtt]\nport = 1', "'''\n'''", "0x10", "1_000", "true", ""]
+VALUES = [
+    "debug",
+    "de-DE",
+    '["a", 1]',
+    "1" * 5000,
+    "[" * 3000,
+    "{a=",
+    '"\\ud800"',
+    "300.5",
+    "-1",
+    "nan",
+    "inf",
+    "1979-05-27",
+    '"x"\n[mqtt]\nport = 1',
+    "'''\n'''",
+    "0x10",
+    "1_000",
+    "true",
+    "",
+]
 ids = st.none() | st.integers() | st.sampled_from(NASTY_INTS + NASTY_TEXT[:20]) | json_values
 params = st.dictionaries(st.sampled_from(PARAM_NAMES) | st.text(max_size=8), json_values, max_size=4)
 
@@ -51,11 +109,17 @@ params = st.dictionaries(st.sampled_from(PARAM_NAMES) | st.text(max_size=8), jso
 @st.composite
 def request(draw: st.DrawFn, methods: list[str]) -> Any:
     method = draw(mostly(st.sampled_from(methods), st.text(max_size=20) | json_values))
-    body: dict[str, Any] = {"jsonrpc": draw(mostly(st.just("2.0"), st.sampled_from(["1.0", 2.0, None]))), "method": method}
+    body: dict[str, Any] = {
+        "jsonrpc": draw(mostly(st.just("2.0"), st.sampled_from(["1.0", 2.0, None]))),
+        "method": method,
+    }
     if draw(st.booleans()):
         body["id"] = draw(ids)
     if method == "config.set":
-        body["params"] = {"key": draw(st.sampled_from(SETTABLE)), "value": draw(st.text(max_size=30) | st.sampled_from(VALUES))}
+        body["params"] = {
+            "key": draw(st.sampled_from(SETTABLE)),
+            "value": draw(st.text(max_size=30) | st.sampled_from(VALUES)),
+        }
     else:
         shape = draw(st.integers(0, 9))  # mostly an object of the methods' own param names
         if shape < 7:
@@ -72,10 +136,23 @@ def lines(methods: list[str]) -> st.SearchStrategy[bytes]:
     return weighted((3, whole), (1, broken), (1, st.binary(max_size=80))).map(lambda line: line.replace(b"\n", b" "))
 
 
-NASTY_LINES = [b"", b" ", b"\xef\xbb\xbf{}", b"1" * 5000, b"[" * 60000, b'{"a":' * 12000, b"null", b"[]", b"NaN",
-               b'{"jsonrpc":"2.0","method":"ping","id":NaN}', b'{"jsonrpc":"2.0","method":"ping","id":1e999}',
-               b'{"jsonrpc":"2.0","method":"ping","params":[]}', b'{"jsonrpc":"2.0","method":"ping","id":' + b"9" * 4400 + b"}",
-               b'{"jsonrpc":"2.0","method":"logs","params":{"lines":true}}', b'{"jsonrpc":"2.0","method":"\xff"}']
+NASTY_LINES = [
+    b"",
+    b" ",
+    b"\xef\xbb\xbf{}",
+    b"1" * 5000,
+    b"[" * 60000,
+    b'{"a":' * 12000,
+    b"null",
+    b"[]",
+    b"NaN",
+    b'{"jsonrpc":"2.0","method":"ping","id":NaN}',
+    b'{"jsonrpc":"2.0","method":"ping","id":1e999}',
+    b'{"jsonrpc":"2.0","method":"ping","params":[]}',
+    b'{"jsonrpc":"2.0","method":"ping","id":' + b"9" * 4400 + b"}",
+    b'{"jsonrpc":"2.0","method":"logs","params":{"lines":true}}',
+    b'{"jsonrpc":"2.0","method":"\xff"}',
+]
 
 
 def assert_reply(reply: dict[str, Any], sent: bytes) -> None:
@@ -144,7 +221,9 @@ def exchange(socket_path: Path, sent: list[bytes]) -> list[dict[str, Any]]:
         return replies
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(sent=st.lists(lines(SERVED), min_size=1, max_size=4))
 def test_a_running_agent_answers_every_line(agent: AgentProcess, sent: list[bytes]) -> None:
     for reply, line in zip(exchange(agent.socket_path, sent), sent, strict=True):
@@ -153,7 +232,9 @@ def test_a_running_agent_answers_every_line(agent: AgentProcess, sent: list[byte
 
 
 @pytest.mark.parametrize("method", SERVED)
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=st.data())
 def test_every_method_answers_any_params(agent: AgentProcess, method: str, data: st.DataObject) -> None:
     body = data.draw(request([method]).filter(lambda body: body["method"] == method), label="request")
@@ -185,7 +266,9 @@ def test_config_set_takes_any_typed_value_or_says_why(agent: AgentProcess, value
 
 
 def test_a_line_over_the_limit_is_refused_and_the_agent_still_answers(agent: AgentProcess) -> None:
-    [reply] = exchange(agent.socket_path, [b'{"jsonrpc":"2.0","method":"ping","id":"' + b"x" * MAX_REQUEST_BYTES + b'"}'])
+    [reply] = exchange(
+        agent.socket_path, [b'{"jsonrpc":"2.0","method":"ping","id":"' + b"x" * MAX_REQUEST_BYTES + b'"}']
+    )
     assert reply["error"]["code"] == -32600 and str(MAX_REQUEST_BYTES) in reply["error"]["message"]
     assert agent.client().call("ping")["pong"] is True
     assert agent.process is not None and agent.process.poll() is None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -113,8 +113,30 @@ def test_every_field_of_every_example_takes_every_nasty_value_of_its_kind() -> N
     assert tried > 3000
 
 
-segments = st.sampled_from(["kassa", "v1", "v2", "v01", "dev", DEVICE, "till+7", "", "#", "up", "down", "state",
-                            "cashiers", "sale", "batch", "cmd", "ack", "status", "é", "x" * 70])
+segments = st.sampled_from(
+    [
+        "kassa",
+        "v1",
+        "v2",
+        "v01",
+        "dev",
+        DEVICE,
+        "till+7",
+        "",
+        "#",
+        "up",
+        "down",
+        "state",
+        "cashiers",
+        "sale",
+        "batch",
+        "cmd",
+        "ack",
+        "status",
+        "é",
+        "x" * 70,
+    ]
+)
 topics = st.lists(segments, min_size=1, max_size=8).map("/".join) | st.text(max_size=300)
 
 
@@ -128,7 +150,9 @@ def test_any_topic_and_bytes_are_parsed_or_rejected_by_every_receiver(topic: str
         assert batch.detail.strip()
     else:
         for item in batch:
-            assert isinstance(item, (kc.Parsed, kc.Rejection, Up)) and (not isinstance(item, kc.Rejection) or item.detail)
+            assert isinstance(item, (kc.Parsed, kc.Rejection, Up)) and (
+                not isinstance(item, kc.Rejection) or item.detail
+            )
 
 
 # ------------------------------------------------------------------------ the cloud ingest
@@ -142,7 +166,9 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sent=message(UP), fresh_id=st.booleans())
-def test_uploads_are_applied_or_refused_with_a_reason(engine: Engine, sent: tuple[str, str, bytes], fresh_id: bool) -> None:
+def test_uploads_are_applied_or_refused_with_a_reason(
+    engine: Engine, sent: tuple[str, str, bytes], fresh_id: bool
+) -> None:
     name, topic, data = sent
     if fresh_id:  # a new message id: applied as new, not answered as a duplicate of an earlier one
         data = data.replace(RAW[name]["id"].encode(), str(kc.uuid7()).encode())
@@ -162,7 +188,7 @@ def test_uploads_are_applied_or_refused_with_a_reason(engine: Engine, sent: tupl
     elif type(item) is Up or item.type.is_up:
         message_id = item.id if type(item) is Up else item.envelope.id
         assert entry is not None and (message_id in entry.acked or message_id in entry.rejected), plan
-    for refusal in (entry.rejected.values() if entry else ()):
+    for refusal in entry.rejected.values() if entry else ():
         assert refusal.reason and refusal.detail.strip()
 
 
@@ -187,9 +213,19 @@ def test_numbers_at_the_database_limit_are_applied_or_refused_with_a_reason(engi
 
 
 @settings(max_examples=40, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
-@given(lines=st.lists(message(UP).map(lambda sent: sent[2].replace(b"\n", b" ")) | st.binary(max_size=60).map(
-    lambda raw: raw.replace(b"\n", b"")), min_size=1, max_size=12), trailing=st.booleans(), other_device=st.booleans())
-def test_batches_split_into_their_lines_each_parsed_alone(lines: list[bytes], trailing: bool, other_device: bool) -> None:
+@given(
+    lines=st.lists(
+        message(UP).map(lambda sent: sent[2].replace(b"\n", b" "))
+        | st.binary(max_size=60).map(lambda raw: raw.replace(b"\n", b"")),
+        min_size=1,
+        max_size=12,
+    ),
+    trailing=st.booleans(),
+    other_device=st.booleans(),
+)
+def test_batches_split_into_their_lines_each_parsed_alone(
+    lines: list[bytes], trailing: bool, other_device: bool
+) -> None:
     topic = kc.batch_topic("till-0043" if other_device else DEVICE)
     payload = b"\n".join(lines) + (b"\n" if trailing else b"")
     result = parse_batch(topic, payload)
@@ -237,13 +273,22 @@ def signed_lease(claims: Any) -> str:
         return "eyJ9.AAAA"
 
 
-NOW = int(datetime.now(timezone.utc).timestamp())  # fixed for the run: hypothesis replays must draw alike
+NOW = int(datetime.now(UTC).timestamp())  # fixed for the run: hypothesis replays must draw alike
 VERSION, MESSAGE_ID = 987654321, "01a2044f-0000-7000-8000-00000000abcd"  # filled in after drawing
 
 
 def lease_claims(device_key: str) -> dict[str, Any]:
-    return {"licence_id": "LIC-1", "company_id": 1, "device_id": DEVICE, "device_key": device_key, "epoch": 1,
-            "entitlements": {"tills": 1}, "issued_at": NOW, "expires_at": NOW + 86400, "renew_after_s": 3600}
+    return {
+        "licence_id": "LIC-1",
+        "company_id": 1,
+        "device_id": DEVICE,
+        "device_key": device_key,
+        "epoch": 1,
+        "entitlements": {"tills": 1},
+        "issued_at": NOW,
+        "expires_at": NOW + 86400,
+        "renew_after_s": 3600,
+    }
 
 
 @st.composite
@@ -262,9 +307,13 @@ def pushed_message(draw: st.DrawFn, device_key: str) -> tuple[str, bytes]:
     return EXAMPLES[name].topic, draw(damaged(dumps(document)))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
-def test_pushed_messages_are_applied_or_refused_by_a_running_agent(pushed: tuple[InProcessAgent, Tracebacks], data: st.DataObject) -> None:
+def test_pushed_messages_are_applied_or_refused_by_a_running_agent(
+    pushed: tuple[InProcessAgent, Tracebacks], data: st.DataObject
+) -> None:
     agent, catcher = pushed
     catcher.records.clear()
     device_key = public_key_fingerprint(identity_public_key(agent.config.paths.state_dir))
@@ -296,8 +345,15 @@ def test_every_command_with_arguments_at_the_limits_is_answered(pushed: tuple[In
 def test_a_valid_document_still_applies_after_the_fuzzing(pushed: tuple[InProcessAgent, Tracebacks]) -> None:
     agent, catcher = pushed
     version = max(agent.cloud.inbound.applied_versions().values(), default=0) + 1
-    doc = kc.down_message(kc.StateDoc(domain=kc.StateDomain.CONFIG, version=version, doc={"receipt_footer": "ok"},
-                                      issued_at=datetime.now(timezone.utc)), device_id=DEVICE)
+    doc = kc.down_message(
+        kc.StateDoc(
+            domain=kc.StateDomain.CONFIG,
+            version=version,
+            doc={"receipt_footer": "ok"},
+            issued_at=datetime.now(UTC),
+        ),
+        device_id=DEVICE,
+    )
     agent.call(lambda: agent.cloud._on_message(doc.topic, kc.encode(doc)))
     assert agent.cloud.inbound.applied_doc("config") == (version, {"receipt_footer": "ok"})
     assert agent.call(lambda: agent.agent.state) == "running" and not catcher.records
@@ -306,17 +362,35 @@ def test_a_valid_document_still_applies_after_the_fuzzing(pushed: tuple[InProces
 # ------------------------------------------------------------------------ the documents' parsers
 CHEAP_HASH = hash_pin("4711", (10, 1, 1))
 pin_hashes = st.one_of(
-    st.just(CHEAP_HASH), st.none(), json_values,
-    st.builds("scrypt${}${}${}${}${}".format, st.sampled_from([1, 9, 10, 21, 99]), st.sampled_from([0, 1, 16, 17]),
-              st.sampled_from([0, 1, 8, 9]), st.sampled_from(["", "A", "AA", "AAA", "AAAA", "c2FsdA", "_-_-"]),
-              st.sampled_from(["A", "AAAAA", CHEAP_HASH.rsplit("$", 1)[1], "x" * 150])),
+    st.just(CHEAP_HASH),
+    st.none(),
+    json_values,
+    st.builds(
+        "scrypt${}${}${}${}${}".format,
+        st.sampled_from([1, 9, 10, 21, 99]),
+        st.sampled_from([0, 1, 16, 17]),
+        st.sampled_from([0, 1, 8, 9]),
+        st.sampled_from(["", "A", "AA", "AAA", "AAAA", "c2FsdA", "_-_-"]),
+        st.sampled_from(["A", "AAAAA", CHEAP_HASH.rsplit("$", 1)[1], "x" * 150]),
+    ),
 )
 
 
 @settings(max_examples=40, deadline=2000)
-@given(doc=mutated(RAW["down.state.cashiers"]["body"]["doc"]), pin_hash=pin_hashes, pin=st.sampled_from(["4711", "0000", "", "٤٧١١", "4711\n"]))
-def test_rosters_are_accepted_or_refused_and_accepted_pin_hashes_verify_or_say_why(doc: Any, pin_hash: Any, pin: str) -> None:
-    if isinstance(doc, dict) and isinstance(doc.get("cashiers"), list) and doc["cashiers"] and isinstance(doc["cashiers"][0], dict):
+@given(
+    doc=mutated(RAW["down.state.cashiers"]["body"]["doc"]),
+    pin_hash=pin_hashes,
+    pin=st.sampled_from(["4711", "0000", "", "٤٧١١", "4711\n"]),
+)
+def test_rosters_are_accepted_or_refused_and_accepted_pin_hashes_verify_or_say_why(
+    doc: Any, pin_hash: Any, pin: str
+) -> None:
+    if (
+        isinstance(doc, dict)
+        and isinstance(doc.get("cashiers"), list)
+        and doc["cashiers"]
+        and isinstance(doc["cashiers"][0], dict)
+    ):
         doc["cashiers"][0]["pin_hash"] = pin_hash
     try:
         roster = parse_roster(doc)
@@ -339,8 +413,14 @@ def test_signed_leases_are_accepted_or_refused_with_a_code(claims: Any, forged: 
         token = token[:-2] + ("AA" if not token.endswith("AA") else "BA")
     trusted = {CLOUD_KEY_ID: load_public_key(public_key_text(CLOUD_KEY.public_key()))}
     try:
-        accepted = accept_token(token, device_id=DEVICE, device_key="0" * 64, trusted_keys=trusted, highest_epoch=0,
-                                now_wall=datetime.now(timezone.utc).timestamp())
+        accepted = accept_token(
+            token,
+            device_id=DEVICE,
+            device_key="0" * 64,
+            trusted_keys=trusted,
+            highest_epoch=0,
+            now_wall=datetime.now(UTC).timestamp(),
+        )
     except LeaseRefused as exc:
         assert exc.code.value.startswith("licence.") and str(exc)
         return
@@ -351,8 +431,10 @@ SALE_BODY = RAW["up.sale"]["body"]
 
 
 @settings(max_examples=40, deadline=2000)
-@given(doc=mutated(RAW["down.state.config"]["body"]["doc"]) | st.dictionaries(
-    st.sampled_from(["receipt_header", "receipt_footer", "receipt_logo_text"]), json_values))
+@given(
+    doc=mutated(RAW["down.state.config"]["body"]["doc"])
+    | st.dictionaries(st.sampled_from(["receipt_header", "receipt_footer", "receipt_logo_text"]), json_values)
+)
 def test_pushed_config_documents_give_receipts_that_render(doc: Any) -> None:
     template = Template.from_config(doc if isinstance(doc, dict) else None)
     receipt = sale_receipt(SALE_BODY, created_at=1_740_000_000.0, device_id=DEVICE, template=template)

@@ -15,7 +15,7 @@ import asyncio
 import math
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import Any
@@ -35,23 +35,67 @@ from tests.support.agent_process import write_agent_config
 
 pytestmark = pytest.mark.timeout(120)
 
-REGISTRATION = {"device_id": "pos-0001", "state": "pending", "pairing_code": "7KQ2M9XDT",
-                "expires_at": "2026-11-22T20:00:00Z", "poll_interval_s": 5.0}
-POLL = {**REGISTRATION, "state": "claimed", "credentials": {
-    "certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-    "ca_certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-    "broker_ca_certificates": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-    "broker_host": "mqtt.example.invalid", "broker_port": 8883}}
+REGISTRATION = {
+    "device_id": "pos-0001",
+    "state": "pending",
+    "pairing_code": "7KQ2M9XDT",
+    "expires_at": "2026-11-22T20:00:00Z",
+    "poll_interval_s": 5.0,
+}
+POLL = {
+    **REGISTRATION,
+    "state": "claimed",
+    "credentials": {
+        "certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        "ca_certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        "broker_ca_certificates": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        "broker_host": "mqtt.example.invalid",
+        "broker_port": 8883,
+    },
+}
 ERROR = {"error": {"code": "rate_limited", "message": "too many requests from this address"}}
 
 # Header values as an HTTP server can send them: latin-1, no line breaks.
 header_text = st.text(st.characters(max_codepoint=255, blacklist_characters="\r\n"), max_size=40)
-dates = st.sampled_from(["Sun, 22 Nov 2026 19:00:00 GMT", "Fri, 31 Dec 9999 23:59:59 GMT", "Mon, 01 Jan 0001 00:00:00 GMT",
-                         "Thu, 01 Jan 1970 00:00:00 GMT", "Sun, 22 Nov 2026 19:00:00 +1400", "Sun, 22 Nov 2026 19:00:00",
-                         "22 Nov 2026", "yesterday", ""]) | header_text
-retry_afters = st.sampled_from(["120", "0", "1.5", "-1", "\xb2", "\xb9\xb2", "9" * 30, "9" * 400, "99999999999", "Sun, 22 Nov 2026 19:05:00 GMT", ""]) | header_text
-statuses = weighted((3, st.sampled_from([200, 201])), (2, st.sampled_from([202, 204, 400, 401, 403, 404, 409, 410, 422, 429, 500, 502, 503])),
-                    (1, st.integers(200, 599)))
+dates = (
+    st.sampled_from(
+        [
+            "Sun, 22 Nov 2026 19:00:00 GMT",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+            "Mon, 01 Jan 0001 00:00:00 GMT",
+            "Thu, 01 Jan 1970 00:00:00 GMT",
+            "Sun, 22 Nov 2026 19:00:00 +1400",
+            "Sun, 22 Nov 2026 19:00:00",
+            "22 Nov 2026",
+            "yesterday",
+            "",
+        ]
+    )
+    | header_text
+)
+retry_afters = (
+    st.sampled_from(
+        [
+            "120",
+            "0",
+            "1.5",
+            "-1",
+            "\xb2",
+            "\xb9\xb2",
+            "9" * 30,
+            "9" * 400,
+            "99999999999",
+            "Sun, 22 Nov 2026 19:05:00 GMT",
+            "",
+        ]
+    )
+    | header_text
+)
+statuses = weighted(
+    (3, st.sampled_from([200, 201])),
+    (2, st.sampled_from([202, 204, 400, 401, 403, 404, 409, 410, 422, 429, 500, 502, 503])),
+    (1, st.integers(200, 599)),
+)
 
 
 @st.composite
@@ -69,7 +113,7 @@ class FakeCloud:
         cloud = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status, headers, body = cloud.reply
                 self.send_response_only(status)
@@ -103,13 +147,17 @@ def cloud() -> Iterator[FakeCloud]:
 
 BROKER_KEY = ec.generate_private_key(ec.SECP256R1())
 # Requests built without their checks: the client only serialises them.
-REGISTER = RegistrationRequest.model_construct(device_id="pos-0001", identity_key="k" * 43, csr="csr", pairing_code="7KQ2M9XDT", proof="p")
+REGISTER = RegistrationRequest.model_construct(
+    device_id="pos-0001", identity_key="k" * 43, csr="csr", pairing_code="7KQ2M9XDT", proof="p"
+)
 POLL_REQUEST = PollRequest.model_construct(device_id="pos-0001", proof="p")
 
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory, cloud: FakeCloud) -> AgentConfig:
-    path = write_agent_config(tmp_path_factory.mktemp("agent"), extra=f'[cloud]\napi_url = "{cloud.url}"\nretry_max_s = 120\n')
+    path = write_agent_config(
+        tmp_path_factory.mktemp("agent"), extra=f'[cloud]\napi_url = "{cloud.url}"\nretry_max_s = 120\n'
+    )
     return load_config(path)
 
 
@@ -118,10 +166,19 @@ def pairing_loop(config: AgentConfig) -> Pairing:
     return Pairing(SimpleNamespace(config=config))  # type: ignore[arg-type]
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(status=statuses, body=bodies(), date=st.none() | dates, retry_after=st.none() | retry_afters, poll=st.booleans())
-def test_every_cloud_answer_is_a_reply_or_a_refusal_with_a_reason(cloud: FakeCloud, config: AgentConfig, status: int, body: bytes,
-                                                                 date: str | None, retry_after: str | None, poll: bool) -> None:
+def test_every_cloud_answer_is_a_reply_or_a_refusal_with_a_reason(
+    cloud: FakeCloud,
+    config: AgentConfig,
+    status: int,
+    body: bytes,
+    date: str | None,
+    retry_after: str | None,
+    poll: bool,
+) -> None:
     headers = {"Content-Type": "application/json"}
     if date is not None:
         headers["Date"] = date
@@ -134,7 +191,9 @@ def test_every_cloud_answer_is_a_reply_or_a_refusal_with_a_reason(cloud: FakeClo
         reply = client.poll(POLL_REQUEST) if poll else client.register(REGISTER)
     except PairingHttpError as exc:
         assert exc.code.strip() and exc.message.strip(), exc
-        assert exc.retry_after_s is None or (math.isfinite(exc.retry_after_s) and exc.retry_after_s >= 0), exc.retry_after_s
+        assert exc.retry_after_s is None or (math.isfinite(exc.retry_after_s) and exc.retry_after_s >= 0), (
+            exc.retry_after_s
+        )
         event(f"refused {exc.code}")
         if exc.code not in ("pairing_code_taken",):  # that one makes a new code in the store
             _registered, delay = asyncio.run(loop._refused(exc, failures=1, registered=True))
@@ -153,7 +212,7 @@ def test_every_cloud_answer_is_a_reply_or_a_refusal_with_a_reason(cloud: FakeClo
         assert POLL_BOUNDS_S[0] <= loop._interval <= POLL_BOUNDS_S[1], loop._interval
         event("reply")
     now = client.now()  # signed proofs carry this time: no Date header may make it fail or absurd
-    assert datetime(2000, 1, 1, tzinfo=timezone.utc) <= now <= datetime(3000, 1, 1, tzinfo=timezone.utc), now
+    assert datetime(2000, 1, 1, tzinfo=UTC) <= now <= datetime(3000, 1, 1, tzinfo=UTC), now
 
 
 def test_a_date_at_the_end_of_the_calendar_leaves_the_clock_offset_alone(cloud: FakeCloud) -> None:
@@ -172,8 +231,16 @@ def test_retry_after_is_plain_seconds_and_finite(cloud: FakeCloud, header: str, 
     assert refused.value.code == "rate_limited" and refused.value.retry_after_s == seconds
 
 
-@pytest.mark.parametrize("body", [{"error": {"code": "", "message": "slow down"}}, {"error": {"code": "rate_limited", "message": " "}},
-                                  {"error": "rate_limited"}, "[" * 5000], ids=["empty code", "blank message", "not an object", "deep"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": {"code": "", "message": "slow down"}},
+        {"error": {"code": "rate_limited", "message": " "}},
+        {"error": "rate_limited"},
+        "[" * 5000,
+    ],
+    ids=["empty code", "blank message", "not an object", "deep"],
+)
 def test_an_error_reply_without_a_code_and_message_is_a_plain_http_error(cloud: FakeCloud, body: object) -> None:
     cloud.reply = (400, {}, body.encode() if isinstance(body, str) else dumps(body))
     with pytest.raises(PairingHttpError) as refused:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -39,9 +39,16 @@ from tests.support.licence import CLOUD_KEY, CLOUD_KEY_ID
 pytestmark = pytest.mark.timeout(120)
 
 TRUSTED = {CLOUD_KEY_ID: CLOUD_KEY.public_key()}
-SETTINGS = {"point_of_sale": "STORE-1", "language": "de-DE", "scanner": "hand", "rooms": ["Bar", "Terrasse"],
-            "broker_host": "mqtt.example.com", "broker_port": 8883, "issued_at": "2025-03-01T09:30:00.000Z",
-            "expires_at": "2999-01-01T00:00:00.000Z"}
+SETTINGS = {
+    "point_of_sale": "STORE-1",
+    "language": "de-DE",
+    "scanner": "hand",
+    "rooms": ["Bar", "Terrasse"],
+    "broker_host": "mqtt.example.com",
+    "broker_port": 8883,
+    "issued_at": "2025-03-01T09:30:00.000Z",
+    "expires_at": "2999-01-01T00:00:00.000Z",
+}
 
 
 def qr_code(settings_: Any, key: Ed25519PrivateKey = CLOUD_KEY, key_id: str = CLOUD_KEY_ID) -> str:
@@ -53,20 +60,36 @@ def qr_code(settings_: Any, key: Ed25519PrivateKey = CLOUD_KEY, key_id: str = CL
 
 
 printable = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=60)
-valid_settings = st.fixed_dictionaries({}, optional={
-    "point_of_sale": st.from_regex(r"[^\s\x00-\x1f\x7f]{1,64}", fullmatch=True), "language": st.sampled_from(["en", "de", "de-AT", "fr-FR"]),
-    "scanner": st.from_regex(r"[a-z0-9][a-z0-9_-]{0,31}", fullmatch=True), "rooms": st.lists(printable, max_size=4),
-    "broker_host": st.from_regex(r"[A-Za-z0-9.:-]{1,60}", fullmatch=True), "broker_port": st.integers(1, 65535),
-    "expires_at": st.sampled_from(["2999-01-01T00:00:00Z", "2999-01-01T00:00:00+14:00"])})
-fuzzed_settings = st.one_of(valid_settings, valid_settings, mutated(SETTINGS, keep=("issued_at",)),
-                            st.fixed_dictionaries({key: similar(value) for key, value in SETTINGS.items() if key != "issued_at"}))
+valid_settings = st.fixed_dictionaries(
+    {},
+    optional={
+        "point_of_sale": st.from_regex(r"[^\s\x00-\x1f\x7f]{1,64}", fullmatch=True),
+        "language": st.sampled_from(["en", "de", "de-AT", "fr-FR"]),
+        "scanner": st.from_regex(r"[a-z0-9][a-z0-9_-]{0,31}", fullmatch=True),
+        "rooms": st.lists(printable, max_size=4),
+        "broker_host": st.from_regex(r"[A-Za-z0-9.:-]{1,60}", fullmatch=True),
+        "broker_port": st.integers(1, 65535),
+        "expires_at": st.sampled_from(["2999-01-01T00:00:00Z", "2999-01-01T00:00:00+14:00"]),
+    },
+)
+fuzzed_settings = st.one_of(
+    valid_settings,
+    valid_settings,
+    mutated(SETTINGS, keep=("issued_at",)),
+    st.fixed_dictionaries({key: similar(value) for key, value in SETTINGS.items() if key != "issued_at"}),
+)
 
 
 scanned_texts = st.one_of(
-    st.text(max_size=60), st.sampled_from(NASTY_TEXT),
-    st.builds(lambda tail: QR_PREFIX + tail, st.text(max_size=80) | st.sampled_from(["", " ", "a.b", "AAAA.AAAA", "x" * 9000])),
+    st.text(max_size=60),
+    st.sampled_from(NASTY_TEXT),
+    st.builds(
+        lambda tail: QR_PREFIX + tail, st.text(max_size=80) | st.sampled_from(["", " ", "a.b", "AAAA.AAAA", "x" * 9000])
+    ),
     st.builds(lambda code, cut: code[:cut], st.just(qr_code(SETTINGS)), st.integers(0, 400)),
-    st.builds(lambda code, at: code[:at] + "A" + code[at + 1:], st.just(qr_code(SETTINGS)), st.integers(len(QR_PREFIX), 300)),
+    st.builds(
+        lambda code, at: code[:at] + "A" + code[at + 1 :], st.just(qr_code(SETTINGS)), st.integers(len(QR_PREFIX), 300)
+    ),
     st.just(qr_code(SETTINGS, Ed25519PrivateKey.generate())),  # signed by a key the terminal does not trust
     valid_settings.map(lambda settings_: qr_code({**settings_, "issued_at": SETTINGS["issued_at"]})),
 )
@@ -85,18 +108,31 @@ def test_any_scanned_text_is_a_configuration_or_refused_with_a_reason(scanned: s
     assert kc.read_qr_text(kc.make_qr_text(settings_, CLOUD_KEY, CLOUD_KEY_ID), TRUSTED) == settings_
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(settings_=fuzzed_settings)
-def test_signed_configuration_codes_are_applied_or_refused_with_a_reason(inprocess_agent: InProcessAgent, settings_: Any) -> None:
+def test_signed_configuration_codes_are_applied_or_refused_with_a_reason(
+    inprocess_agent: InProcessAgent, settings_: Any
+) -> None:
     if isinstance(settings_, dict):  # newer than the last code applied, or it is refused as old
-        settings_["issued_at"] = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        settings_["issued_at"] = datetime.now(UTC).isoformat(timespec="microseconds")
     terminal = inprocess_agent  # conftest.py: the agent the cloud key is pinned in
     result = terminal.agent.component("provisioning").apply(qr_code(settings_))
     event("applied" if result["ok"] else "refused")
     if result["ok"]:
-        assert set(result["changed"]) <= {"site.point_of_sale", "site.language", "site.scanner", "site.rooms", "mqtt.host", "mqtt.port"}
+        assert set(result["changed"]) <= {
+            "site.point_of_sale",
+            "site.language",
+            "site.scanner",
+            "site.rooms",
+            "mqtt.host",
+            "mqtt.port",
+        }
     elif "invalid settings" in result["reason"] and isinstance(settings_, dict):
-        assert any(f"{key}:" in result["reason"] or f"{key}." in result["reason"] for key in settings_), result["reason"]  # names it
+        assert any(f"{key}:" in result["reason"] or f"{key}." in result["reason"] for key in settings_), result[
+            "reason"
+        ]  # names it
     else:
         assert result["reason"].strip()
     assert load_config(terminal.agent.config_path, environ={}).device_id  # the file is valid whatever the code said
@@ -109,24 +145,46 @@ DEVICE_ID, LICENCE_ID = "till-0042", "LIC-7F3K-22QX"
 
 
 def receipt(epoch: int = 3, licence_id: str = LICENCE_ID) -> str:
-    claims = kl.ReleaseClaims(licence_id=licence_id, device_id=DEVICE_ID, device_key=public_key_fingerprint(DEVICE_KEY.public_key()),
-                              epoch=epoch, released_at=int(time.time()))
+    claims = kl.ReleaseClaims(
+        licence_id=licence_id,
+        device_id=DEVICE_ID,
+        device_key=public_key_fingerprint(DEVICE_KEY.public_key()),
+        epoch=epoch,
+        released_at=int(time.time()),
+    )
     return kl.sign_release(claims, DEVICE_KEY)
 
 
 RELEASE_FILE = json.loads(kl.release_file_text(DEVICE_ID, LICENCE_ID, 3, receipt()))
+
+
 def release_text(device_id: str, licence_id: str, epoch: int, forged: bool) -> str:
     token = receipt(epoch if epoch >= 1 else 1, licence_id if licence_id.isascii() else LICENCE_ID)
-    return json.dumps({"format": kl.RELEASE_FILE_FORMAT, "device_id": device_id, "licence_id": licence_id, "epoch": epoch,
-                       "receipt": token[:-2] + "AA" if forged else token})
+    return json.dumps(
+        {
+            "format": kl.RELEASE_FILE_FORMAT,
+            "device_id": device_id,
+            "licence_id": licence_id,
+            "epoch": epoch,
+            "receipt": token[:-2] + "AA" if forged else token,
+        }
+    )
 
 
-valid_release_texts = st.builds(release_text, st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,30}", fullmatch=True) | st.just(DEVICE_ID),
-                                st.from_regex(r"[^\s\x00-\x1f\x7f]{1,64}", fullmatch=True) | st.just(LICENCE_ID),
-                                st.integers(1, 2**40) | st.sampled_from([1, 3, 2**31 - 1, 2**31, 0]), st.booleans())
+valid_release_texts = st.builds(
+    release_text,
+    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,30}", fullmatch=True) | st.just(DEVICE_ID),
+    st.from_regex(r"[^\s\x00-\x1f\x7f]{1,64}", fullmatch=True) | st.just(LICENCE_ID),
+    st.integers(1, 2**40) | st.sampled_from([1, 3, 2**31 - 1, 2**31, 0]),
+    st.booleans(),
+)
 release_texts = st.one_of(
-    valid_release_texts, valid_release_texts, mutated(RELEASE_FILE).map(json.dumps),
-    st.text(max_size=80), st.binary(max_size=80), st.sampled_from(["", "{}", "null", "[" * 5000, '{"epoch": ' + "9" * 5000 + "}"]),
+    valid_release_texts,
+    valid_release_texts,
+    mutated(RELEASE_FILE).map(json.dumps),
+    st.text(max_size=80),
+    st.binary(max_size=80),
+    st.sampled_from(["", "{}", "null", "[" * 5000, '{"epoch": ' + "9" * 5000 + "}"]),
     json_values.map(json.dumps),
 )
 
@@ -144,7 +202,11 @@ def test_release_files_are_read_or_refused_naming_the_field(text: str | bytes) -
     if record.epoch < 2**31:  # the upload takes what a device writes (epochs are small)
         uploaded = ReleaseFileIn.model_validate_json(text)
         assert (uploaded.device_id, uploaded.licence_id, uploaded.epoch, uploaded.receipt) == (
-            record.device_id, record.licence_id, record.epoch, record.receipt)
+            record.device_id,
+            record.licence_id,
+            record.epoch,
+            record.receipt,
+        )
     try:
         claims = kl.read_release(record.receipt, public_key_text(DEVICE_KEY.public_key()))
     except TokenError as exc:
@@ -169,20 +231,32 @@ PAIRING_CODE = new_pairing_code()
 
 def spellings(code: str, group: int) -> st.SearchStrategy[str]:
     """How people type a code: grouped, lower case, spaces, O for 0, I or L for 1, or with a typo."""
-    grouped = "-".join(code[i:i + group] for i in range(0, len(code), group))
+    grouped = "-".join(code[i : i + group] for i in range(0, len(code), group))
     return st.one_of(
-        st.sampled_from([code, grouped, grouped.lower(), " ".join(grouped.split("-")), code.replace("0", "O").replace("1", "l")]),
-        st.builds(lambda at, char: code[:at] + char + code[at + 1:], st.integers(0, len(code) - 1), st.sampled_from("0123456789ABUZ*é")),
-        st.builds(lambda at: code[:at] + code[at + 1:at + 2] + code[at] + code[at + 2:], st.integers(0, len(code) - 2)),
-        st.text(max_size=40), st.sampled_from(NASTY_TEXT), json_values,
+        st.sampled_from(
+            [code, grouped, grouped.lower(), " ".join(grouped.split("-")), code.replace("0", "O").replace("1", "l")]
+        ),
+        st.builds(
+            lambda at, char: code[:at] + char + code[at + 1 :],
+            st.integers(0, len(code) - 1),
+            st.sampled_from("0123456789ABUZ*é"),
+        ),
+        st.builds(
+            lambda at: code[:at] + code[at + 1 : at + 2] + code[at] + code[at + 2 :], st.integers(0, len(code) - 2)
+        ),
+        st.text(max_size=40),
+        st.sampled_from(NASTY_TEXT),
+        json_values,
     )
 
 
 @settings(max_examples=60, deadline=2000)
 @given(typed=spellings(LICENCE_KEY, 4), pairing=spellings(PAIRING_CODE, 3))
 def test_typed_codes_are_canonical_or_refused_saying_what_is_wrong(typed: Any, pairing: Any) -> None:
-    for read, value, canonical, formatted in ((kl.normalize_licence_key, typed, LICENCE_KEY, kl.format_licence_key),
-                                              (normalize_pairing_code, pairing, PAIRING_CODE, format_pairing_code)):
+    for read, value, canonical, formatted in (
+        (kl.normalize_licence_key, typed, LICENCE_KEY, kl.format_licence_key),
+        (normalize_pairing_code, pairing, PAIRING_CODE, format_pairing_code),
+    ):
         try:
             code = read(value)
         except CodeError as exc:
@@ -193,7 +267,7 @@ def test_typed_codes_are_canonical_or_refused_saying_what_is_wrong(typed: Any, p
 
 
 def test_codes_expire_and_keys_must_be_pinned() -> None:
-    past = {**SETTINGS, "expires_at": (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()}
+    past = {**SETTINGS, "expires_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat()}
     with pytest.raises(kc.ProvisioningError, match="expired"):
         kc.read_qr_text(qr_code(past), TRUSTED)
     with pytest.raises(kc.ProvisioningError, match="not trusted"):

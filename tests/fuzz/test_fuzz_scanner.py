@@ -36,12 +36,32 @@ pytestmark = pytest.mark.timeout(120)
 
 SUFFIXES = [None, b"\r\n", b"\r", b"\n", b"\x03", b"END", b"\r\n\r\n"]
 PREFIXES = [b"", b"\x02", b"]C1"]
-pieces = st.sampled_from([b"4006381333931", b"]E0", b"]C1ABC", b"\x02", b"\r", b"\n", b"\r\n", b"\x03", b"END", b"E",
-                          b"\xff\xfe", "²٤é☕".encode(), "]E0²²".encode(), b"\x00", b" "]) | st.binary(max_size=12)
+pieces = st.sampled_from(
+    [
+        b"4006381333931",
+        b"]E0",
+        b"]C1ABC",
+        b"\x02",
+        b"\r",
+        b"\n",
+        b"\r\n",
+        b"\x03",
+        b"END",
+        b"E",
+        b"\xff\xfe",
+        "²٤é☕".encode(),
+        "]E0²²".encode(),
+        b"\x00",
+        b" ",
+    ]
+) | st.binary(max_size=12)
 streams = st.lists(pieces, max_size=12).map(b"".join)
 # What a scanner sends with AIM identifiers on: "]E0" + digits, of any script ("²" and "٤" are digits to str.isdigit()).
-aim_frames = st.builds(lambda aim, digits: (aim + digits).encode(), st.sampled_from(["]E0", "]E4", "]C1", "]A0", "]X9", "", "]e0"]),
-                       st.text("0123456789²³¹٤٠٦", min_size=1, max_size=14))
+aim_frames = st.builds(
+    lambda aim, digits: (aim + digits).encode(),
+    st.sampled_from(["]E0", "]E4", "]C1", "]A0", "]X9", "", "]e0"]),
+    st.text("0123456789²³¹٤٠٦", min_size=1, max_size=14),
+)
 
 
 def chopped(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -50,13 +70,21 @@ def chopped(data: bytes, cuts: list[int]) -> list[bytes]:
 
 
 @settings(max_examples=80, deadline=2000)
-@given(data=streams, cuts=st.lists(st.integers(0, 200), max_size=8), suffix=st.sampled_from(SUFFIXES),
-       prefix=st.sampled_from(PREFIXES), gap=st.sampled_from([0.0, 0.05]))
-def test_chopped_streams_give_the_same_codes_as_whole_ones(data: bytes, cuts: list[int], suffix: bytes | None,
-                                                          prefix: bytes, gap: float) -> None:
+@given(
+    data=streams,
+    cuts=st.lists(st.integers(0, 200), max_size=8),
+    suffix=st.sampled_from(SUFFIXES),
+    prefix=st.sampled_from(PREFIXES),
+    gap=st.sampled_from([0.0, 0.05]),
+)
+def test_chopped_streams_give_the_same_codes_as_whole_ones(
+    data: bytes, cuts: list[int], suffix: bytes | None, prefix: bytes, gap: float
+) -> None:
     whole, pieces_ = FrameSplitter(prefix, suffix, gap), FrameSplitter(prefix, suffix, gap)
     expected = whole.feed(data, now=1.0) + whole.feed(b"", now=2.0)  # 2.0: the silence after the last byte
-    got = [frame for chunk in chopped(data, cuts) for frame in pieces_.feed(chunk, now=1.0)] + pieces_.feed(b"", now=2.0)
+    got = [frame for chunk in chopped(data, cuts) for frame in pieces_.feed(chunk, now=1.0)] + pieces_.feed(
+        b"", now=2.0
+    )
     assert got == expected
     for frame in got:
         assert (frame or prefix) and (not suffix or suffix not in frame)  # empty: a lone prefix (dropped by _emit)
@@ -68,7 +96,9 @@ def test_an_empty_suffix_without_a_gap_is_refused_with_a_reason() -> None:
 
 
 @settings(max_examples=80, deadline=2000)
-@given(frame=streams | aim_frames, encoding=st.sampled_from(["utf-8", "latin-1", "cp437", "ascii"]), aim_ids=st.booleans())
+@given(
+    frame=streams | aim_frames, encoding=st.sampled_from(["utf-8", "latin-1", "cp437", "ascii"]), aim_ids=st.booleans()
+)
 def test_every_frame_is_a_scan_event_or_dropped_as_empty(frame: bytes, encoding: str, aim_ids: bool) -> None:
     scanner = SerialScanner("/dev/null", encoding=encoding, aim_ids=aim_ids, dedupe_window=0)
     seen: list[ScanEvent] = []
@@ -82,13 +112,20 @@ def test_every_frame_is_a_scan_event_or_dropped_as_empty(frame: bytes, encoding:
         return
     if isinstance(result, ScanRejection):
         assert rejected == [result] and not seen and result.message and result.source == scanner.identity
-        holds = {RejectReason.NOT_TEXT: "\ufffd" in code,
-                 RejectReason.CONTROL_CHARACTERS: any(unicodedata.category(c) == "Cc" and c != "\x1d" for c in code),
-                 RejectReason.TOO_LONG: len(code) > scanner.max_length,
-                 RejectReason.NO_SYMBOLOGY: len(code.encode()) > QR_MAX_BYTES}
+        holds = {
+            RejectReason.NOT_TEXT: "\ufffd" in code,
+            RejectReason.CONTROL_CHARACTERS: any(unicodedata.category(c) == "Cc" and c != "\x1d" for c in code),
+            RejectReason.TOO_LONG: len(code) > scanner.max_length,
+            RejectReason.NO_SYMBOLOGY: len(code.encode()) > QR_MAX_BYTES,
+        }
         assert holds[result.reason], (result.reason, code)
         return
-    assert seen == [result] and not rejected and isinstance(result.symbology, Symbology) and result.valid in (True, False, None)
+    assert (
+        seen == [result]
+        and not rejected
+        and isinstance(result.symbology, Symbology)
+        and result.valid in (True, False, None)
+    )
     assert "\ufffd" not in code and all(unicodedata.category(c) != "Cc" or c == "\x1d" for c in code)
     assert result.data or aim_ids  # only an AIM identifier with nothing behind it is empty
     if result.symbology in (Symbology.EAN13, Symbology.EAN8, Symbology.UPCA) and result.valid is not None:
@@ -96,20 +133,40 @@ def test_every_frame_is_a_scan_event_or_dropped_as_empty(frame: bytes, encoding:
 
 
 # ------------------------------------------------------------------------ HID key events
-MODIFIERS = [e.KEY_LEFTSHIFT, e.KEY_RIGHTSHIFT, e.KEY_RIGHTALT, e.KEY_LEFTALT, e.KEY_CAPSLOCK, e.KEY_ENTER, e.KEY_KPENTER]
-codes = st.sampled_from(sorted({code for layout in LAYOUTS.values() for code in layout.keys} | set(KEYPAD) | set(MODIFIERS))) \
-    | st.integers(0, e.KEY_MAX)
-key_events = st.builds(lambda kind, code, value: InputEvent(0, 0, kind, code, value),
-                       st.sampled_from([e.EV_KEY] * 6 + [e.EV_SYN, e.EV_MSC, e.EV_REL]), codes, st.sampled_from([0, 1, 2, 1]))
-alt_codes = st.lists(st.sampled_from(sorted(code for code, char in KEYPAD.items() if char.isdigit())), min_size=1, max_size=30).map(
-    lambda digits: [InputEvent(0, 0, e.EV_KEY, e.KEY_LEFTALT, 1)]
-    + [InputEvent(0, 0, e.EV_KEY, code, value) for code in digits for value in (1, 0)]
-    + [InputEvent(0, 0, e.EV_KEY, e.KEY_LEFTALT, 0)])
+MODIFIERS = [
+    e.KEY_LEFTSHIFT,
+    e.KEY_RIGHTSHIFT,
+    e.KEY_RIGHTALT,
+    e.KEY_LEFTALT,
+    e.KEY_CAPSLOCK,
+    e.KEY_ENTER,
+    e.KEY_KPENTER,
+]
+codes = st.sampled_from(
+    sorted({code for layout in LAYOUTS.values() for code in layout.keys} | set(KEYPAD) | set(MODIFIERS))
+) | st.integers(0, e.KEY_MAX)
+key_events = st.builds(
+    lambda kind, code, value: InputEvent(0, 0, kind, code, value),
+    st.sampled_from([e.EV_KEY] * 6 + [e.EV_SYN, e.EV_MSC, e.EV_REL]),
+    codes,
+    st.sampled_from([0, 1, 2, 1]),
+)
+alt_codes = st.lists(
+    st.sampled_from(sorted(code for code, char in KEYPAD.items() if char.isdigit())), min_size=1, max_size=30
+).map(
+    lambda digits: (
+        [InputEvent(0, 0, e.EV_KEY, e.KEY_LEFTALT, 1)]
+        + [InputEvent(0, 0, e.EV_KEY, code, value) for code in digits for value in (1, 0)]
+        + [InputEvent(0, 0, e.EV_KEY, e.KEY_LEFTALT, 0)]
+    )
+)
 enter = InputEvent(0, 0, e.EV_KEY, e.KEY_ENTER, 1)
 
 
 @settings(max_examples=70, deadline=2000)
-@given(layout=st.sampled_from(sorted(LAYOUTS)), runs=st.lists(st.lists(key_events, max_size=20) | alt_codes, max_size=4))
+@given(
+    layout=st.sampled_from(sorted(LAYOUTS)), runs=st.lists(st.lists(key_events, max_size=20) | alt_codes, max_size=4)
+)
 def test_any_key_events_decode_without_an_exception(layout: str, runs: list[list[InputEvent]]) -> None:
     decoder = KeyDecoder(layout)
     for event in [event for run in runs for event in run]:
@@ -166,8 +223,9 @@ def next_good_code(scans: queue.Queue[ScanEvent], wanted: str) -> ScanEvent:
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(garbage=streams | aim_frames, number=st.integers(0, 10**6))
-def test_a_serial_scanner_keeps_reading_after_garbage(serial_scanner: tuple[VirtualSerialScanner, queue.Queue[ScanEvent]],
-                                                      garbage: bytes, number: int) -> None:
+def test_a_serial_scanner_keeps_reading_after_garbage(
+    serial_scanner: tuple[VirtualSerialScanner, queue.Queue[ScanEvent]], garbage: bytes, number: int
+) -> None:
     sim, scans = serial_scanner
     sim.send_raw(garbage + b"\r\n")
     sim.scan(f"]C0GOOD-{number}")
@@ -185,14 +243,25 @@ def hid_scanner() -> Iterator[tuple[FakeInputDevice, HidScanner, queue.Queue[Sca
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(runs=st.lists(st.lists(key_events, max_size=20) | alt_codes, min_size=1, max_size=3), number=st.integers(0, 10**6))
-def test_a_hid_scanner_keeps_reading_after_garbage(hid_scanner: tuple[FakeInputDevice, HidScanner, queue.Queue[ScanEvent]],
-                                                   runs: list[list[InputEvent]], number: int) -> None:
+@given(
+    runs=st.lists(st.lists(key_events, max_size=20) | alt_codes, min_size=1, max_size=3), number=st.integers(0, 10**6)
+)
+def test_a_hid_scanner_keeps_reading_after_garbage(
+    hid_scanner: tuple[FakeInputDevice, HidScanner, queue.Queue[ScanEvent]], runs: list[list[InputEvent]], number: int
+) -> None:
     device, scanner, scans = hid_scanner
     for run in runs:
         device.push(run + [enter])
-    released = [InputEvent(0, 0, e.EV_KEY, code, 0) for code in (e.KEY_LEFTSHIFT, e.KEY_RIGHTSHIFT, e.KEY_RIGHTALT, e.KEY_LEFTALT)]
-    digits = [InputEvent(0, 0, e.EV_KEY, code, value) for char in str(number) for code in [KEYPAD_CODES[char]] for value in (1, 0)]
+    released = [
+        InputEvent(0, 0, e.EV_KEY, code, 0)
+        for code in (e.KEY_LEFTSHIFT, e.KEY_RIGHTSHIFT, e.KEY_RIGHTALT, e.KEY_LEFTALT)
+    ]
+    digits = [
+        InputEvent(0, 0, e.EV_KEY, code, value)
+        for char in str(number)
+        for code in [KEYPAD_CODES[char]]
+        for value in (1, 0)
+    ]
     device.push([*released, enter, *digits, enter])
     assert next_good_code(scans, str(number)).source == scanner.identity
 

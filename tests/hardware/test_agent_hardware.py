@@ -45,7 +45,9 @@ def job_state(agent: InProcessAgent, job_id: str) -> str:
     return job.state
 
 
-def test_paper_out_keeps_the_job_and_prints_it_once_when_paper_returns(agent: InProcessAgent, printer: VirtualPrinter) -> None:
+def test_paper_out_keeps_the_job_and_prints_it_once_when_paper_returns(
+    agent: InProcessAgent, printer: VirtualPrinter
+) -> None:
     printer.set_paper("out")
     hardware = agent.agent.component("hardware")
     job_id = agent.call(lambda: hardware.test_print())
@@ -90,9 +92,8 @@ def test_job_interrupted_by_a_crash_is_printed_again_as_a_copy(tmp_path: Path, p
     first.wait_until(lambda: hardware.queue.get(job_id).attempts >= 1, 10, "an attempt")
     first.stop()
     # what a power cut in the middle of a job leaves behind
-    with Store.open(tmp_path / "agent" / "state" / "agent.db") as store:
-        with store.transaction() as conn:
-            conn.execute("UPDATE print_jobs SET state = 'printing' WHERE job_id = ?", (job_id,))
+    with Store.open(tmp_path / "agent" / "state" / "agent.db") as store, store.transaction() as conn:
+        conn.execute("UPDATE print_jobs SET state = 'printing' WHERE job_id = ?", (job_id,))
     printer.go_online()
     second = InProcessAgent(config).start()
     try:
@@ -141,7 +142,9 @@ def test_scans_reach_the_event_bus(tmp_path: Path, printer: VirtualPrinter) -> N
         scanner.stop()
 
 
-def test_rejected_input_is_a_scan_rejected_event_and_the_next_code_a_scan(tmp_path: Path, printer: VirtualPrinter) -> None:
+def test_rejected_input_is_a_scan_rejected_event_and_the_next_code_a_scan(
+    tmp_path: Path, printer: VirtualPrinter
+) -> None:
     scanner = VirtualSerialScanner().start()
     running = InProcessAgent(hardware_config(tmp_path / "agent", printer, scanner)).start()
     try:
@@ -149,10 +152,15 @@ def test_rejected_input_is_a_scan_rejected_event_and_the_next_code_a_scan(tmp_pa
         scanner.send_raw(b"\x1b[31m" + b"9" * 5000 + b"\r")  # longer than the default max_length (4096)
         scanner.send_raw(b"\x89PNG\x00\x1a\r")  # binary: not UTF-8
         scanner.scan(b"4006381333931\r")
-        received = [asyncio.run_coroutine_threadsafe(subscription.next(10), running._loop).result(15)  # type: ignore[arg-type]
-                    for _ in range(3)]
+        received = [
+            asyncio.run_coroutine_threadsafe(subscription.next(10), running._loop).result(15)  # type: ignore[arg-type]
+            for _ in range(3)
+        ]
         assert [(e.kind, e.data.get("reason")) for e in received] == [
-            ("scan.rejected", "too_long"), ("scan.rejected", "not_text"), ("scan", None)]
+            ("scan.rejected", "too_long"),
+            ("scan.rejected", "not_text"),
+            ("scan", None),
+        ]
         too_long = received[0].data
         assert too_long["scanner"] == "hand" and too_long["length"] == 5005 and "max_length" in too_long["message"]
         assert received[2].data["data"] == "4006381333931"
@@ -164,15 +172,29 @@ def test_rejected_input_is_a_scan_rejected_event_and_the_next_code_a_scan(tmp_pa
 
 
 def test_bad_device_config_stops_startup_with_exit_78(tmp_path: Path) -> None:
-    config = write_agent_config(tmp_path / "agent", extra='[[printers]]\nname = "front"\nurl = "carrier-pigeon://coop"\n')
-    result = subprocess.run([sys.executable, "-m", "agent.main", "-c", str(config)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    config = write_agent_config(
+        tmp_path / "agent", extra='[[printers]]\nname = "front"\nurl = "carrier-pigeon://coop"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.main", "-c", str(config)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 78
     assert "printer 'front'" in result.stderr
 
 
 def test_drawer_on_an_unknown_printer_is_a_config_error(tmp_path: Path) -> None:
     config = write_agent_config(tmp_path / "agent", extra='[[drawers]]\nname = "cash"\nprinter = "nope"\n')
-    result = subprocess.run([sys.executable, "-m", "agent.main", "--check-config", "-c", str(config)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.main", "--check-config", "-c", str(config)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 78
     assert "printer 'nope', which is not configured" in result.stderr
 
@@ -182,7 +204,13 @@ def test_kassactl_devices_and_test_print(tmp_path: Path, printer: VirtualPrinter
 
     agent = AgentProcess(hardware_config(tmp_path / "agent", printer)).start()
     try:
-        run = lambda *args: subprocess.run([sys.executable, "-m", "agent.ctl", "--socket", str(agent.socket_path), *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)  # noqa: E731
+        run = lambda *args: subprocess.run(
+            [sys.executable, "-m", "agent.ctl", "--socket", str(agent.socket_path), *args],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         job = agent.client().call("print.test")
         assert len(printer.wait_for_receipts(1, timeout=10)) == 1
         jobs = agent.client().call("print.jobs")

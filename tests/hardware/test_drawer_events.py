@@ -84,7 +84,9 @@ def test_a_failed_no_sale_is_refused_and_published(tmp_path: Path, printer: Virt
     till = start_till(tmp_path, printer)
     try:
         till.login("c-admin")
-        events = till.agent.call(lambda: till.agent.agent.events.subscribe({"drawer", "drawer.failed", "drawer.no_sale"}))
+        events = till.agent.call(
+            lambda: till.agent.agent.events.subscribe({"drawer", "drawer.failed", "drawer.no_sale"})
+        )
         with pytest.raises(SalesRefused) as refused:
             till.run(till.sales.open_drawer(till.tokens["c-admin"]))
         assert refused.value.code == "drawer.failed" and "no-such-tty" in str(refused.value)

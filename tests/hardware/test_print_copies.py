@@ -30,16 +30,24 @@ def test_a_store_from_before_keeps_its_waiting_jobs_in_their_order(tmp_path: Pat
     before = [m for m in MIGRATIONS if m.version < 8]
     with Store.open(path, before) as store, store.transaction() as conn:
         for number, created_at in ((1, 100.0), (2, 50.0)):
-            conn.execute("INSERT INTO print_jobs(job_id, printer, kind, data, state, created_at) VALUES (?, 'front', 'sale', ?, 'queued', ?)",
-                         (f"job-{number}", b"receipt", created_at))
+            conn.execute(
+                "INSERT INTO print_jobs(job_id, printer, kind, data, state, created_at) VALUES (?, 'front', 'sale', ?, 'queued', ?)",
+                (f"job-{number}", b"receipt", created_at),
+            )
     with Store.open(path) as store:
-        rows = store.read().execute("SELECT job_id, queue_order, automatic FROM print_jobs ORDER BY queue_order").fetchall()
+        rows = (
+            store.read()
+            .execute("SELECT job_id, queue_order, automatic FROM print_jobs ORDER BY queue_order")
+            .fetchall()
+        )
         assert [tuple(row) for row in rows] == [("job-2", 50.0, 0), ("job-1", 100.0, 0)]
         with store.transaction() as conn:
             conn.execute("UPDATE print_jobs SET state = 'needs_attention' WHERE job_id = 'job-1'")
 
 
-def test_a_copy_cut_short_by_a_crash_waits_for_a_person_who_reprints_or_dismisses(tmp_path: Path, printer: VirtualPrinter) -> None:
+def test_a_copy_cut_short_by_a_crash_waits_for_a_person_who_reprints_or_dismisses(
+    tmp_path: Path, printer: VirtualPrinter
+) -> None:
     config = hardware_config(tmp_path / "agent", printer)
     first = InProcessAgent(config).start()
     queue = first.agent.component("hardware").queue
@@ -49,7 +57,9 @@ def test_a_copy_cut_short_by_a_crash_waits_for_a_person_who_reprints_or_dismisse
     first.wait_until(lambda: job_state(first, copy) == "printed", 10, "the reprint printed")
     first.stop()
     with Store.open(tmp_path / "agent" / "state" / "agent.db") as store, store.transaction() as conn:
-        conn.execute("UPDATE print_jobs SET state = 'printing' WHERE job_id = ?", (copy,))  # what a power cut mid-copy leaves
+        conn.execute(
+            "UPDATE print_jobs SET state = 'printing' WHERE job_id = ?", (copy,)
+        )  # what a power cut mid-copy leaves
 
     second = InProcessAgent(config).start()
     try:
@@ -103,8 +113,13 @@ def test_a_job_cut_off_mid_write_is_not_sent_again_unmarked(tmp_path: Path, prin
 
     lines = b"".join(b"line %05d of a long receipt\n" % n for n in range(3000))
     data = b"\x1b@" + lines + b"the end\n\x1dV\x00"  # far more than the pty buffers
-    with SerialLine(printer.host, printer.port or 0, bytes_per_s=40_000) as line, Store.open(tmp_path / "agent.db") as store:
-        serial_printer = open_printer(f"serial://{line.path}?baudrate=115200&flow=none&write_timeout=1&status_timeout=0.5")
+    with (
+        SerialLine(printer.host, printer.port or 0, bytes_per_s=40_000) as line,
+        Store.open(tmp_path / "agent.db") as store,
+    ):
+        serial_printer = open_printer(
+            f"serial://{line.path}?baudrate=115200&flow=none&write_timeout=1&status_timeout=0.5"
+        )
 
         async def run() -> tuple[str, list[str]]:
             queue = PrintQueue(store, {"front": serial_printer}, poll_s=0.1)
@@ -130,4 +145,6 @@ def test_a_job_cut_off_mid_write_is_not_sent_again_unmarked(tmp_path: Path, prin
     assert len(copies) == 1, "one automatic copy"
     receipts = printer.wait_for_receipts(1, 30)
     printed = "".join(receipt.text for receipt in receipts)
-    assert printed.count("the end") == 1 and printed.count("*** COPY ***") == 1, "the whole job once more, marked; never unmarked"
+    assert printed.count("the end") == 1 and printed.count("*** COPY ***") == 1, (
+        "the whole job once more, marked; never unmarked"
+    )

@@ -22,5 +22,3 @@ def selling(terminal: Terminal) -> Terminal:
     """A terminal with the roster and a valid lease."""
     terminal.ready_to_sell()
     return terminal
-
-

@@ -33,16 +33,29 @@ CASHIERS = (ANNA, BEN, ADA)
 PINS = {"anna": "4711", "ben": "2222", "ada": "3333"}
 
 
-def terminal_config(directory: Path, mosquitto: Mosquitto | None, printer: VirtualPrinter | None,
-                    scanner: VirtualSerialScanner | None = None, *, cors: list[str] = (), extra: str = "",
-                    printer_url: str | None = None, **mqtt: Any) -> Path:
+def terminal_config(
+    directory: Path,
+    mosquitto: Mosquitto | None,
+    printer: VirtualPrinter | None,
+    scanner: VirtualSerialScanner | None = None,
+    *,
+    cors: list[str] = (),
+    extra: str = "",
+    printer_url: str | None = None,
+    **mqtt: Any,
+) -> Path:
     """agent.toml: POS API on a free port, simulated printer + drawer (+ scanner), the test cloud key.
     `printer_url` reaches the printer another way (through a slow link) instead of `printer.url`."""
-    parts = [trust_section(), f'[site]\npoint_of_sale = "{POS}"\n',
-             f"[pos_api]\nport = 0\ncors_origins = {json.dumps(list(cors))}\n",
-             "[hardware]\nstatus_poll_s = 0.2\n"]
+    parts = [
+        trust_section(),
+        f'[site]\npoint_of_sale = "{POS}"\n',
+        f"[pos_api]\nport = 0\ncors_origins = {json.dumps(list(cors))}\n",
+        "[hardware]\nstatus_poll_s = 0.2\n",
+    ]
     if printer is not None:
-        parts.append(f'[[printers]]\nname = "front"\nurl = "{printer_url or printer.url}"\n\n[[drawers]]\nname = "cash"\nurl = "printer:?pin=2"\nprinter = "front"\n')
+        parts.append(
+            f'[[printers]]\nname = "front"\nurl = "{printer_url or printer.url}"\n\n[[drawers]]\nname = "cash"\nurl = "printer:?pin=2"\nprinter = "front"\n'
+        )
     if scanner is not None:
         parts.append(f'[[scanners]]\nname = "hand"\nurl = "serial://{scanner.path}?suffix=%0D%0A"\n')
     parts.append(extra)
@@ -52,8 +65,15 @@ def terminal_config(directory: Path, mosquitto: Mosquitto | None, printer: Virtu
     return write_agent_config(directory, device_id=DEVICE, extra="\n".join(parts), **mqtt)
 
 
-def push_roster_and_lease(peer: MqttPeer, state_dir: Path, *, version: int = 1, cashiers: tuple[dict, ...] = CASHIERS,
-                          lifetime_s: int = 7 * 86400, issued_at: float | None = None) -> None:
+def push_roster_and_lease(
+    peer: MqttPeer,
+    state_dir: Path,
+    *,
+    version: int = 1,
+    cashiers: tuple[dict, ...] = CASHIERS,
+    lifetime_s: int = 7 * 86400,
+    issued_at: float | None = None,
+) -> None:
     """Retained roster and licence documents, as the cloud publishes them."""
     peer.send(roster_envelope(version, roster(*cashiers), DEVICE))
     key = public_key_fingerprint(identity_public_key(state_dir))

@@ -66,10 +66,15 @@ def test_errors_have_one_shape_and_no_5xx(pos: Pos) -> None:
     assert pos.error("GET", "/v1/nothing") == (404, "http.not_found")
     assert pos.error("DELETE", "/v1/status") == (405, "http.method_not_allowed")
     assert pos.error("POST", "/v1/cashier/login", {"code": 1}) == (422, "request.invalid")
-    assert pos.error("POST", "/v1/cashier/login", {"code": "9999", "pin": "1"}) == (403, "cashier.not_allowed")  # no roster yet
+    assert pos.error("POST", "/v1/cashier/login", {"code": "9999", "pin": "1"}) == (
+        403,
+        "cashier.not_allowed",
+    )  # no roster yet
     assert pos.error("POST", "/v1/sales", {"request_id": "x"}) == (401, "session.missing")
     assert pos.error("GET", "/v1/cashier/session", session="nope") == (401, "session.invalid")
-    reply = pos.http.post("/v1/cashier/login", content=b"{not json", headers={**pos.headers(), "content-type": "application/json"})
+    reply = pos.http.post(
+        "/v1/cashier/login", content=b"{not json", headers={**pos.headers(), "content-type": "application/json"}
+    )
     assert reply.status_code == 422 and reply.json()["error"]["code"] == "request.invalid"
     big = pos.http.post("/v1/print", content=b"x" * 300_000, headers=pos.headers())
     assert big.status_code == 413
@@ -86,11 +91,22 @@ def test_messages_speak_the_terminal_language_at_once(terminal: InProcessAgent, 
         return reply.json()["error"]
 
     english = refusal()
-    assert english["code"] == "session.missing" and "detail" not in english and english["message"].startswith("no cashier is logged in")
+    assert (
+        english["code"] == "session.missing"
+        and "detail" not in english
+        and english["message"].startswith("no cashier is logged in")
+    )
     control.call("config.set", key="site.language", value="ru")
     russian = refusal()
-    assert russian == {"code": "session.missing", "message": "Кассир не вошёл в систему. Сначала войдите.", "detail": english["message"]}
-    assert pos.ok("GET", "/v1/status")["licence"]["message"] == "На этом терминале нет лицензии. Попросите техника ввести лицензионный ключ."
+    assert russian == {
+        "code": "session.missing",
+        "message": "Кассир не вошёл в систему. Сначала войдите.",
+        "detail": english["message"],
+    }
+    assert (
+        pos.ok("GET", "/v1/status")["licence"]["message"]
+        == "На этом терминале нет лицензии. Попросите техника ввести лицензионный ключ."
+    )
     control.call("config.set", key="site.language", value="fr")
     assert refusal()["message"] == "Aucun caissier n'est connecté. Connectez-vous d'abord."
     control.call("config.set", key="site.language", value="xx")  # no catalogue: English
@@ -98,7 +114,10 @@ def test_messages_speak_the_terminal_language_at_once(terminal: InProcessAgent, 
 
 
 def test_cors_admits_only_the_allow_list(pos: Pos) -> None:
-    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,x-cashier-session,content-type"}
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,x-cashier-session,content-type",
+    }
     good = pos.http.options("/v1/sales", headers={"Origin": ORIGIN, **preflight})
     assert good.status_code == 200 and good.headers["access-control-allow-origin"] == ORIGIN
     bad = pos.http.options("/v1/sales", headers={"Origin": "http://evil.example", **preflight})
@@ -110,14 +129,18 @@ def test_cors_admits_only_the_allow_list(pos: Pos) -> None:
 def test_openapi_lists_every_route(pos: Pos) -> None:
     spec = pos.ok("GET", "/v1/openapi.json")
     paths = {f"{m.upper()} {p}" for p, item in spec["paths"].items() for m in item}
-    expected = {f"{r['method']} {r['path']}" for r in table() if r["method"] != "WS" and r["path"] != "/v1/openapi.json"}
+    expected = {
+        f"{r['method']} {r['path']}" for r in table() if r["method"] != "WS" and r["path"] != "/v1/openapi.json"
+    }
     assert paths == expected
 
 
 def test_docs_list_the_same_routes() -> None:
     text = (REPO_ROOT / "docs" / "pos-api.md").read_text()
     for row in table():
-        assert re.search(rf"\|\s*`?{row['method']}`?\s*\|\s*`{re.escape(row['path'])}`\s*\|\s*{row['needs']}\s*\|", text), row
+        assert re.search(
+            rf"\|\s*`?{row['method']}`?\s*\|\s*`{re.escape(row['path'])}`\s*\|\s*{row['needs']}\s*\|", text
+        ), row
 
 
 def test_lan_bind_needs_tls(tmp_path: Path) -> None:
@@ -125,7 +148,9 @@ def test_lan_bind_needs_tls(tmp_path: Path) -> None:
     config.write_text('device_id = "pos-0001"\n[pos_api]\nbind = "0.0.0.0"\n')
     with pytest.raises(ConfigError, match="tls_cert_file"):
         load_config(config)
-    config.write_text('device_id = "pos-0001"\n[pos_api]\nbind = "192.168.1.20"\ntls_cert_file = "/c.pem"\ntls_key_file = "/k.pem"\n')
+    config.write_text(
+        'device_id = "pos-0001"\n[pos_api]\nbind = "192.168.1.20"\ntls_cert_file = "/c.pem"\ntls_key_file = "/k.pem"\n'
+    )
     assert load_config(config).pos_api.bind == "192.168.1.20"
     config.write_text('device_id = "pos-0001"\n[pos_api]\ncors_origins = ["http://x/path"]\n')
     with pytest.raises(ConfigError, match="not an origin"):

@@ -29,9 +29,12 @@ def test_no_server_error_on_any_route(selling: Terminal) -> None:
     for operation in operations:
         label = f"{operation.method.upper()} {operation.path}"
         for mode in GenerationMode:
+
             @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(max_examples=EXAMPLES_PER_MODE, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-            def check(case) -> None:  # noqa: ANN001 - schemathesis Case
+            @settings(
+                max_examples=EXAMPLES_PER_MODE, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+            )
+            def check(case) -> None:
                 response = case.call(base_url=base, headers={**(case.headers or {}), **pos.headers()}, timeout=30)
                 seen.setdefault(label, []).append(response.status_code)
                 assert response.status_code < 500, (label, case.path_parameters, case.query, case.body, response.text)

@@ -19,15 +19,16 @@ import pytest
 
 from broker.launcher import Mosquitto
 from drivers.sim.scanner import VirtualSerialScanner
-from tests.posapi.support import DEVICE
+from tests.posapi.support import DEVICE, api_url
 from tests.support.terminal import Terminal, make_terminal
-from tests.posapi.support import api_url
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WEB = Path(__file__).parent / "web"
 
-pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-                                reason="needs chromium and chromium-driver (make setup installs them)")
+pytestmark = pytest.mark.skipif(
+    not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+    reason="needs chromium and chromium-driver (make setup installs them)",
+)
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def text_of(driver: object, element_id: str) -> str:
     return driver.find_element(By.ID, element_id).text  # type: ignore[attr-defined]
 
 
-def wait_text(driver: object, element_id: str, predicate, timeout_s: float = 20) -> str:  # noqa: ANN001
+def wait_text(driver: object, element_id: str, predicate, timeout_s: float = 20) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = text_of(driver, element_id)
@@ -74,7 +75,9 @@ def wait_text(driver: object, element_id: str, predicate, timeout_s: float = 20)
     raise AssertionError(f"#{element_id} is {text_of(driver, element_id)!r}; log: {text_of(driver, 'log')!r}")
 
 
-def test_browser_pos_sells_and_sees_the_scan(tmp_path: Path, mosquitto: Mosquitto, page_server: str, browser: object) -> None:
+def test_browser_pos_sells_and_sees_the_scan(
+    tmp_path: Path, mosquitto: Mosquitto, page_server: str, browser: object
+) -> None:
     with VirtualSerialScanner(suffix=b"\r\n") as scanner:
         for terminal in make_terminal(tmp_path, mosquitto, scanner=scanner, cors=[page_server]):
             run_page(terminal, scanner, page_server, browser)

@@ -15,7 +15,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +31,17 @@ from cloud_api.settings import CloudSettings
 from cloud_api.tenancy.models import Device
 from drivers.sim.printer import VirtualPrinter
 from tests.deploy.tls_broker import make_certs
-from tests.posapi.support import DEVICE
-from tests.support.terminal import Terminal
-from tests.posapi.support import create_pos_token, terminal_config, wait_for
+from tests.posapi.support import DEVICE, create_pos_token, terminal_config, wait_for
 from tests.support.agent_process import AgentProcess
 from tests.support.cloud import Cloud
 from tests.support.cloud_http import LiveApi, live_api
 from tests.support.licence import identity_public_key
 from tests.support.mqtt_peer import MqttPeer
 from tests.support.sales import make_sale
+from tests.support.terminal import Terminal
 
 TILL_A = "till-a"  # the other terminal of the company, which made the sale
-T0 = datetime.now(timezone.utc) - timedelta(hours=1)
+T0 = datetime.now(UTC) - timedelta(hours=1)
 
 
 @dataclass
@@ -56,17 +55,30 @@ class Company:
 
     def ingest(self, device_id: str, *bodies: Any, first_seq: int = 1) -> None:
         """Apply messages of `device_id` as the cloud's ingest does for a received batch."""
-        envelopes = [kc.up_message(body, device_id=device_id, seq=first_seq + i, boot_id=uuid.uuid4(), clock_trusted=True,
-                                   created_at=T0 + timedelta(minutes=i)) for i, body in enumerate(bodies)]
+        envelopes = [
+            kc.up_message(
+                body,
+                device_id=device_id,
+                seq=first_seq + i,
+                boot_id=uuid.uuid4(),
+                clock_trusted=True,
+                created_at=T0 + timedelta(minutes=i),
+            )
+            for i, body in enumerate(bodies)
+        ]
         with Session(self.api.engine) as session, session.begin():
             parsed = [kc.parse_message(kc.publication(e).topic, kc.publication(e).payload) for e in envelopes]
             assert apply_batch(session, parsed).applied == len(bodies)
 
     def cloud_sale(self) -> dict[str, Any]:
-        return self.api.call("GET", f"/companies/{self.company_id}/sales/{self.sale.sale_id}", self.admin_token, 200).json()
+        return self.api.call(
+            "GET", f"/companies/{self.company_id}/sales/{self.sale.sale_id}", self.admin_token, 200
+        ).json()
 
     def cloud_list_entry(self) -> dict[str, Any]:
-        items = self.api.call("GET", f"/companies/{self.company_id}/sales?device={TILL_A}", self.admin_token, 200).json()["items"]
+        items = self.api.call(
+            "GET", f"/companies/{self.company_id}/sales?device={TILL_A}", self.admin_token, 200
+        ).json()["items"]
         return next(item for item in items if item["sale_id"] == str(self.sale.sale_id))
 
 
@@ -75,11 +87,16 @@ def tls_broker(workdir: Path, pki: Path) -> tuple[Mosquitto, int]:
     listener where terminals log in with their certificate, as in production."""
     for _attempt in range(3):  # another test process can take the TLS port before Mosquitto binds it
         tls_port = free_port()
-        extra = "\n".join([
-            f"listener {tls_port} 127.0.0.1",
-            f"cafile {pki / 'device-ca.crt'}", f"certfile {pki / 'server.crt'}", f"keyfile {pki / 'server.key'}",
-            "require_certificate true", "use_identity_as_username true",
-        ])
+        extra = "\n".join(
+            [
+                f"listener {tls_port} 127.0.0.1",
+                f"cafile {pki / 'device-ca.crt'}",
+                f"certfile {pki / 'server.crt'}",
+                f"keyfile {pki / 'server.key'}",
+                "require_certificate true",
+                "use_identity_as_username true",
+            ]
+        )
         broker = Mosquitto(workdir, extra_config=extra).start()
         if broker.wait_listening(tls_port):
             return broker, tls_port
@@ -87,11 +104,21 @@ def tls_broker(workdir: Path, pki: Path) -> tuple[Mosquitto, int]:
     raise AssertionError(f"the TLS listener did not start; see {broker.log_path}:\n{broker.log_tail()}")
 
 
-def paired_terminal_config(directory: Path, broker: Mosquitto, tls_port: int, pki: Path, printer: VirtualPrinter, api_url: str) -> Path:
+def paired_terminal_config(
+    directory: Path, broker: Mosquitto, tls_port: int, pki: Path, printer: VirtualPrinter, api_url: str
+) -> Path:
     extra = f'[cloud]\napi_url = "{api_url}"\ntimeout_s = 3\n'
-    path = terminal_config(directory, broker, printer, extra=extra, port=tls_port, ca_file=str(pki / "cloud-ca.crt"),
-                           cert_file=str(pki / "clients" / f"{DEVICE}.crt"), key_file=str(pki / "clients" / f"{DEVICE}.key"),
-                           ack_timeout_s=3.0)
+    path = terminal_config(
+        directory,
+        broker,
+        printer,
+        extra=extra,
+        port=tls_port,
+        ca_file=str(pki / "cloud-ca.crt"),
+        cert_file=str(pki / "clients" / f"{DEVICE}.crt"),
+        key_file=str(pki / "clients" / f"{DEVICE}.key"),
+        ack_timeout_s=3.0,
+    )
     text = path.read_text()
     assert text.count("[mqtt]\n") == 1
     path.write_text(text.replace("[mqtt]\n", "[mqtt]\ntls = true\n"))
@@ -128,15 +155,23 @@ def company(tmp_path: Path) -> Iterator[Company]:
         other_cid, _other_admin, _ = api.company_with_admin("Other Co", "POS-OTHER")
         with Session(api.engine) as session:
             session.add(Device(device_id=TILL_A, company_id=cid, created_at=T0))
-            session.add(Device(device_id=DEVICE, company_id=cid, created_at=T0,
-                               public_key=public_key_text(identity_public_key(terminal.state_dir))))
+            session.add(
+                Device(
+                    device_id=DEVICE,
+                    company_id=cid,
+                    created_at=T0,
+                    public_key=public_key_text(identity_public_key(terminal.state_dir)),
+                )
+            )
             session.add(Device(device_id="till-other", company_id=other_cid, created_at=T0))
             session.commit()
         found = Company(terminal, api, cid, admin, make_sale(5), api_stack.close)
         yield found
 
 
-def refund_body(sale_id: Any, *, scope: str = "lines", lines: list[tuple[int, int]] = (), reason: str = "returned") -> dict[str, Any]:
+def refund_body(
+    sale_id: Any, *, scope: str = "lines", lines: list[tuple[int, int]] = (), reason: str = "returned"
+) -> dict[str, Any]:
     body: dict[str, Any] = {"request_id": str(uuid.uuid4()), "sale_id": str(sale_id), "scope": scope, "reason": reason}
     if scope == "lines":
         body["lines"] = [{"line_index": i, "qty_milli": q} for i, q in lines]
@@ -146,10 +181,20 @@ def refund_body(sale_id: Any, *, scope: str = "lines", lines: list[tuple[int, in
 def test_admin_refunds_a_sale_of_another_terminal_and_it_reaches_the_cloud(company: Company) -> None:
     sale = company.sale
     # till-a sold and already refunded one of the two espressos itself; the cloud has both.
-    by_a = kc.Refund(refund_id=kc.uuid7(), original_sale_id=sale.sale_id, original_device_id=TILL_A, scope=kc.RefundScope.LINES,
-                     lines=[kc.RefundLine(line_index=0, qty_milli=1000, amount=250)], currency="EUR", amount=250,
-                     payments=[kc.Payment(method="cash", amount=250)], cashier_id="C-0107", till_session_id=sale.till_session_id,
-                     reason="cold coffee", receipt_no=6)
+    by_a = kc.Refund(
+        refund_id=kc.uuid7(),
+        original_sale_id=sale.sale_id,
+        original_device_id=TILL_A,
+        scope=kc.RefundScope.LINES,
+        lines=[kc.RefundLine(line_index=0, qty_milli=1000, amount=250)],
+        currency="EUR",
+        amount=250,
+        payments=[kc.Payment(method="cash", amount=250)],
+        cashier_id="C-0107",
+        till_session_id=sale.till_session_id,
+        reason="cold coffee",
+        receipt_no=6,
+    )
     company.ingest(TILL_A, sale, by_a)
     pos = company.terminal.pos()
     pos.login("ada")
@@ -164,14 +209,23 @@ def test_admin_refunds_a_sale_of_another_terminal_and_it_reaches_the_cloud(compa
     assert first["refund"]["original_device_id"] == TILL_A and first["refund"]["cashier_id"] == "ada"
     assert first["refund"]["payments"] == [{"method": "cash", "amount": 250, "reference": None}]
     receipt = company.terminal.printer.wait_for_receipts(1, 15)[0]
-    assert "REFUND" in receipt.text and "Of sale" in receipt.text and "#5" in receipt.text and "Espresso" in receipt.text
+    assert (
+        "REFUND" in receipt.text and "Of sale" in receipt.text and "#5" in receipt.text and "Espresso" in receipt.text
+    )
 
     # A second partial refund of the same line: nothing of it is left (one refunded on A, one here).
     status, code = pos.error("POST", "/v1/refunds", refund_body(sale.sale_id, lines=[(0, 1000)]))
     assert (status, code) == (409, "refund.exceeds_sale")
     # Another refund made on till-a meanwhile (the apples) reaches the cloud: B must count it too.
-    apples = by_a.model_copy(update={"refund_id": kc.uuid7(), "lines": [kc.RefundLine(line_index=1, qty_milli=1250, amount=350)],
-                                     "amount": 350, "payments": [kc.Payment(method="cash", amount=350)], "receipt_no": 7})
+    apples = by_a.model_copy(
+        update={
+            "refund_id": kc.uuid7(),
+            "lines": [kc.RefundLine(line_index=1, qty_milli=1250, amount=350)],
+            "amount": 350,
+            "payments": [kc.Payment(method="cash", amount=350)],
+            "receipt_no": 7,
+        }
+    )
     company.ingest(TILL_A, apples, first_seq=3)
     status, code = pos.error("POST", "/v1/refunds", refund_body(sale.sale_id, lines=[(1, 1000)]))
     assert (status, code) == (409, "refund.exceeds_sale")
@@ -183,18 +237,26 @@ def test_admin_refunds_a_sale_of_another_terminal_and_it_reaches_the_cloud(compa
     # back in cash already (two on till-a, one here): 190 cash is left, whatever the request says.
     cash_taken = sum(p.amount for p in sale.payments if p.method is kc.PaymentMethod.CASH) - sale.change
     assert cash_taken == 1040
-    for payments in ([{"method": "cash", "amount": 1190}],
-                     [{"method": "cash", "amount": 191}, {"method": "card", "amount": 999}]):
+    for payments in (
+        [{"method": "cash", "amount": 1190}],
+        [{"method": "cash", "amount": 191}, {"method": "card", "amount": 999}],
+    ):
         explicit = {**refund_body(sale.sale_id, scope="whole"), "payments": payments}
         assert pos.error("POST", "/v1/refunds", explicit) == (422, "refund.invalid_payments")
     rest = pos.ok("POST", "/v1/refunds", refund_body(sale.sale_id, scope="whole", reason="returns the rest"))
     assert rest["amount"] == 1190 and rest["remaining"] == 0  # only the notebook was left
     assert [(line["line_index"], line["qty_milli"]) for line in rest["refund"]["lines"]] == [(2, 1000)]
     # cash first, up to what is left of the cash (till-a's refunds count), then card
-    assert rest["refund"]["payments"] == [{"method": "cash", "amount": 190, "reference": None},
-                                          {"method": "card", "amount": 1000, "reference": None}]
-    cash_out = sum(p["amount"] for r in (by_a.model_dump(mode="json"), apples.model_dump(mode="json"), first["refund"], rest["refund"])
-                   for p in r["payments"] if p["method"] == "cash")
+    assert rest["refund"]["payments"] == [
+        {"method": "cash", "amount": 190, "reference": None},
+        {"method": "card", "amount": 1000, "reference": None},
+    ]
+    cash_out = sum(
+        p["amount"]
+        for r in (by_a.model_dump(mode="json"), apples.model_dump(mode="json"), first["refund"], rest["refund"])
+        for p in r["payments"]
+        if p["method"] == "cash"
+    )
     assert cash_out == cash_taken  # never more cash out than the sale took in cash
     assert pos.error("POST", "/v1/refunds", refund_body(sale.sale_id, scope="whole")) == (409, "refund.exceeds_sale")
 
@@ -224,7 +286,10 @@ def test_foreign_refund_refusals_roles_unknown_sales_and_no_cloud(company: Compa
     assert ada.error("POST", "/v1/refunds", refund_body(kc.uuid7(), scope="whole")) == (404, "refund.sale_unknown")
     stranger = make_sale(1)
     company.ingest("till-other", stranger)
-    assert ada.error("POST", "/v1/refunds", refund_body(stranger.sale_id, scope="whole")) == (404, "refund.sale_unknown")
+    assert ada.error("POST", "/v1/refunds", refund_body(stranger.sale_id, scope="whole")) == (
+        404,
+        "refund.sale_unknown",
+    )
     assert ada.error("POST", "/v1/refunds", {**whole, "sale_id": "not-a-uuid"})[1] == "refund.invalid_request"
 
     # The cloud API goes away: the admin is told so, and nothing is refunded.

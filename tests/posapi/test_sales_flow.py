@@ -8,12 +8,11 @@ import uuid
 
 import pytest
 
-from tests.posapi.support import DEVICE
+from tests.posapi.support import ADA, ANNA, BEN, DEVICE, SALE_TOTAL, sale_body, wait_for
 from tests.support.terminal import Terminal
-from tests.posapi.support import ADA, ANNA, BEN, SALE_TOTAL, sale_body, wait_for
 
 
-def outbox_empty(pos) -> bool:  # noqa: ANN001
+def outbox_empty(pos) -> bool:
     return pos.ok("GET", "/v1/status")["cloud"]["outbox_depth"] == 0
 
 
@@ -26,7 +25,9 @@ def test_sale_prints_kicks_the_drawer_and_reaches_the_cloud(selling: Terminal) -
     assert sale["total"] == SALE_TOTAL and sale["change"] == 1500 - SALE_TOTAL and sale["replayed"] is False
     assert sale["drawer"] == "opened"
     receipt = selling.printer.wait_for_receipts(1, 15)[0]
-    assert "Pencil" in receipt.text and "Coffee" in receipt.text and b"\x1b@" in receipt.raw  # ESC @: the printer was initialised
+    assert (
+        "Pencil" in receipt.text and "Coffee" in receipt.text and b"\x1b@" in receipt.raw
+    )  # ESC @: the printer was initialised
     assert receipt.png_path is not None and receipt.png_path.exists()
     assert selling.printer.drawer.wait_for_kicks(1, 10)
     selling.cloud.wait_sales(DEVICE, 1, 30)
@@ -44,15 +45,36 @@ def test_refund_partial_then_rest_and_over_refund_refused(selling: Terminal) -> 
     pos = selling.pos()
     pos.login("ben")
     sale = pos.ok("POST", "/v1/sales", sale_body(cash=2000))
-    first = pos.ok("POST", "/v1/refunds", {"request_id": "r-1", "sale_id": sale["sale_id"], "scope": "lines",
-                                             "lines": [{"line_index": 0, "qty_milli": 1000}], "reason": "one pencil broken"})
+    first = pos.ok(
+        "POST",
+        "/v1/refunds",
+        {
+            "request_id": "r-1",
+            "sale_id": sale["sale_id"],
+            "scope": "lines",
+            "lines": [{"line_index": 0, "qty_milli": 1000}],
+            "reason": "one pencil broken",
+        },
+    )
     assert first["amount"] == 250 and first["remaining"] == SALE_TOTAL - 250
-    over = {"request_id": "r-2", "sale_id": sale["sale_id"], "scope": "lines", "lines": [{"line_index": 0, "qty_milli": 2000}], "reason": "too many"}
+    over = {
+        "request_id": "r-2",
+        "sale_id": sale["sale_id"],
+        "scope": "lines",
+        "lines": [{"line_index": 0, "qty_milli": 2000}],
+        "reason": "too many",
+    }
     status, code = pos.error("POST", "/v1/refunds", over)
     assert status == 409 and code == "refund.exceeds_sale"
-    rest = pos.ok("POST", "/v1/refunds", {"request_id": "r-3", "sale_id": sale["sale_id"], "scope": "whole", "reason": "returns the rest"})
+    rest = pos.ok(
+        "POST",
+        "/v1/refunds",
+        {"request_id": "r-3", "sale_id": sale["sale_id"], "scope": "whole", "reason": "returns the rest"},
+    )
     assert rest["amount"] == SALE_TOTAL - 250 and rest["remaining"] == 0
-    assert pos.error("POST", "/v1/refunds", {**over, "request_id": "r-4", "lines": [{"line_index": 1, "qty_milli": 1000}]}) == (409, "refund.exceeds_sale")
+    assert pos.error(
+        "POST", "/v1/refunds", {**over, "request_id": "r-4", "lines": [{"line_index": 1, "qty_milli": 1000}]}
+    ) == (409, "refund.exceeds_sale")
     selling.cloud.wait_applied(DEVICE, 3, 30)
 
 
@@ -62,14 +84,27 @@ def test_roles_each_way(selling: Terminal) -> None:
     ben.login("ben")
     ada.login("ada")
     annas_sale = anna.ok("POST", "/v1/sales", sale_body())
-    refund = {"request_id": str(uuid.uuid4()), "sale_id": annas_sale["sale_id"], "scope": "whole", "reason": "customer changed mind"}
+    refund = {
+        "request_id": str(uuid.uuid4()),
+        "sale_id": annas_sale["sale_id"],
+        "scope": "whole",
+        "reason": "customer changed mind",
+    }
     assert anna.error("POST", "/v1/refunds", refund) == (403, "permission.denied")  # cashier only: no refunds
     assert ben.error("POST", "/v1/refunds", refund) == (403, "permission.denied")  # refund role: own till session only
     assert anna.error("POST", "/v1/drawer/open", {}) == (403, "permission.denied")  # no-sale needs admin or no_sale
     bens_sale = ben.ok("POST", "/v1/sales", sale_body())
-    assert ben.ok("POST", "/v1/refunds", {**refund, "request_id": str(uuid.uuid4()), "sale_id": bens_sale["sale_id"]})["remaining"] == 0
+    assert (
+        ben.ok("POST", "/v1/refunds", {**refund, "request_id": str(uuid.uuid4()), "sale_id": bens_sale["sale_id"]})[
+            "remaining"
+        ]
+        == 0
+    )
     assert ada.ok("POST", "/v1/refunds", refund)["remaining"] == 0  # admin: any sale
-    assert ada.ok("POST", "/v1/drawer/open", {}) == {"drawer": "cash", "state": "open"}  # the sensor state, as docs/pos-api.md says
+    assert ada.ok("POST", "/v1/drawer/open", {}) == {
+        "drawer": "cash",
+        "state": "open",
+    }  # the sensor state, as docs/pos-api.md says
     assert ada.ok("POST", f"/v1/sales/{annas_sale['sale_id']}/reprint")["printer"] == "front"
     assert anna.error("POST", "/v1/sales/nope/reprint") == (404, "sale.unknown")
     assert {ANNA["cashier_id"], BEN["cashier_id"], ADA["cashier_id"]} == {"anna", "ben", "ada"}
@@ -83,8 +118,9 @@ def test_retry_with_the_same_request_id_sells_once(selling: Terminal) -> None:
     again = pos.request("POST", "/v1/sales", body)
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["replayed"] is True
-    assert {k: v for k, v in again.json().items() if k not in ("replayed", "drawer", "drawer_error")} == \
-        {k: v for k, v in first.json().items() if k not in ("replayed", "drawer", "drawer_error")}
+    assert {k: v for k, v in again.json().items() if k not in ("replayed", "drawer", "drawer_error")} == {
+        k: v for k, v in first.json().items() if k not in ("replayed", "drawer", "drawer_error")
+    }
     changed = {**body, "payments": [{"method": "cash", "amount": 5000}]}
     assert pos.error("POST", "/v1/sales", changed) == (409, "sale.request_id_reused")
     selling.cloud.wait_sales(DEVICE, 1, 30)
@@ -94,7 +130,7 @@ def test_retry_with_the_same_request_id_sells_once(selling: Terminal) -> None:
     assert selling.cloud.sales(DEVICE) == 1 and len(selling.printer.receipts) == 1
 
 
-def test_sigkill_after_commit_prints_once_and_reaches_the_cloud_once(tmp_path, mosquitto) -> None:  # noqa: ANN001
+def test_sigkill_after_commit_prints_once_and_reaches_the_cloud_once(tmp_path, mosquitto) -> None:
     from tests.support.terminal import make_terminal
 
     for terminal in make_terminal(tmp_path, mosquitto, with_worker=False):
@@ -164,7 +200,9 @@ def test_locked_or_disabled_cashier_cannot_sell(selling: Terminal) -> None:
     ben.login("ben")
     from tests.agent.test_cashiers_support import cashier, roster, roster_envelope
 
-    disabled = cashier("ben", "1002", ["cashier", "refund"], pin="2222", enabled=False, details=[("STORE-1", "T-01", "1002")])
+    disabled = cashier(
+        "ben", "1002", ["cashier", "refund"], pin="2222", enabled=False, details=[("STORE-1", "T-01", "1002")]
+    )
     selling.peer.send(roster_envelope(2, roster(ANNA, disabled, ADA), DEVICE))
     wait_for(lambda: selling.roster_version() == 2, 20, "roster v2")
     assert ben.error("POST", "/v1/sales", sale_body()) == (401, "session.invalid")

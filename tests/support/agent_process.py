@@ -40,7 +40,9 @@ def write_agent_config(directory: Path, device_id: str = "pos-0001", extra: str 
     ]
     if mqtt:
         lines.append("[mqtt]")
-        lines += [f"{key} = {value!r}" if not isinstance(value, str) else f'{key} = "{value}"' for key, value in mqtt.items()]
+        lines += [
+            f"{key} = {value!r}" if not isinstance(value, str) else f'{key} = "{value}"' for key, value in mqtt.items()
+        ]
     lines.append(extra)
     if "[pos_api]" not in extra:
         # Any free port: many test agents run at once and must not fight over the default 8765.

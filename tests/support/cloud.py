@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +46,28 @@ class Cloud:
         self.workers[worker_id] = worker
         return worker
 
-    def start_worker_process(self, worker_id: str = "p1", *, port: int | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start_worker_process(
+        self, worker_id: str = "p1", *, port: int | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"worker-{worker_id}.log", "ab")
         env = {**os.environ, "KASSA_CLOUD_DATABASE_URL": self.database_url, **(env or {})}
         process = subprocess.Popen(
-            [sys.executable, "-m", "cloud_api.main", "worker", "--mqtt-host", self.broker.host, "--mqtt-port", str(port or self.broker.port), "--worker-id", worker_id],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "cloud_api.main",
+                "worker",
+                "--mqtt-host",
+                self.broker.host,
+                "--mqtt-port",
+                str(port or self.broker.port),
+                "--worker-id",
+                worker_id,
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         self.processes[worker_id] = process
@@ -79,23 +95,42 @@ class Cloud:
     # ------------------------------------------------------------------ queries
     def applied(self, device_id: str) -> int:
         with self.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(IngestedMessage).where(IngestedMessage.device_id == device_id)).scalar_one()
+            return conn.execute(
+                select(func.count()).select_from(IngestedMessage).where(IngestedMessage.device_id == device_id)
+            ).scalar_one()
 
     def seqs(self, device_id: str) -> list[int]:
         with self.engine.connect() as conn:
-            return list(conn.execute(select(IngestedMessage.seq).where(IngestedMessage.device_id == device_id).order_by(IngestedMessage.seq)).scalars())
+            return list(
+                conn.execute(
+                    select(IngestedMessage.seq)
+                    .where(IngestedMessage.device_id == device_id)
+                    .order_by(IngestedMessage.seq)
+                ).scalars()
+            )
 
     def sales(self, device_id: str) -> int:
         with self.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(SaleRecord).where(SaleRecord.device_id == device_id)).scalar_one()
+            return conn.execute(
+                select(func.count()).select_from(SaleRecord).where(SaleRecord.device_id == device_id)
+            ).scalar_one()
 
     def high_water(self, device_id: str) -> int:
         with self.engine.connect() as conn:
-            return conn.execute(select(DeviceStream.high_water).where(DeviceStream.device_id == device_id)).scalar_one_or_none() or 0
+            return (
+                conn.execute(
+                    select(DeviceStream.high_water).where(DeviceStream.device_id == device_id)
+                ).scalar_one_or_none()
+                or 0
+            )
 
     def open_gaps(self, device_id: str) -> int:
         with self.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(SequenceGap).where(SequenceGap.device_id == device_id, SequenceGap.closed_at.is_(None))).scalar_one()
+            return conn.execute(
+                select(func.count())
+                .select_from(SequenceGap)
+                .where(SequenceGap.device_id == device_id, SequenceGap.closed_at.is_(None))
+            ).scalar_one()
 
     def wait_applied(self, device_id: str, count: int, timeout_s: float = 60) -> None:
         """Wait until ``count`` messages from the device are applied (state reports count too)."""
@@ -105,7 +140,7 @@ class Cloud:
         self._wait(lambda: self.sales(device_id) >= count, f"{count} sales from {device_id}", timeout_s)
 
     @staticmethod
-    def _wait(predicate, what: str, timeout_s: float) -> None:  # noqa: ANN001
+    def _wait(predicate, what: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if predicate():
@@ -121,7 +156,7 @@ def company_admin_token(engine: Engine, device_id: str, company_name: str = "Dem
     A device no company owns yet is registered under a new owner and company first: pairing
     does that in production; tests and the demo that skip pairing put the row in directly.
     """
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with Session(engine, expire_on_commit=False) as session:
         device = session.get(Device, device_id)
         if device is None:
@@ -134,7 +169,13 @@ def company_admin_token(engine: Engine, device_id: str, company_name: str = "Dem
             session.flush()
         company = session.get(Company, device.company_id)
         assert company is not None
-        user = User(name=f"{company.name} admin", role=Role.COMPANY_ADMIN, owner_id=company.owner_id, company_id=company.id, created_at=now)
+        user = User(
+            name=f"{company.name} admin",
+            role=Role.COMPANY_ADMIN,
+            owner_id=company.owner_id,
+            company_id=company.id,
+            created_at=now,
+        )
         session.add(user)
         session.flush()
         _row, token = issue_token(session, user, label="tests")
@@ -142,11 +183,17 @@ def company_admin_token(engine: Engine, device_id: str, company_name: str = "Dem
         return company.id, token
 
 
-def api_request(base_url: str, token: str, method: str, path: str, body: object = None, timeout_s: float = 10) -> tuple[int, Any]:
+def api_request(
+    base_url: str, token: str, method: str, path: str, body: object = None, timeout_s: float = 10
+) -> tuple[int, Any]:
     """One call to a running `kassa-cloud serve`: (HTTP status, JSON reply)."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base_url + path, data=data, method=method,
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        base_url + path,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as reply:
             return reply.status, json.loads(reply.read())

@@ -30,7 +30,9 @@ class LiveApi:
     verify: ssl.SSLContext | bool  # what httpx needs to trust the server
 
     def call(self, method: str, path: str, token: str, expect: int | None = None, **kw: Any) -> httpx.Response:
-        reply = httpx.request(method, self.url + path, headers={"Authorization": f"Bearer {token}"}, verify=self.verify, timeout=10, **kw)
+        reply = httpx.request(
+            method, self.url + path, headers={"Authorization": f"Bearer {token}"}, verify=self.verify, timeout=10, **kw
+        )
         if expect is not None:
             assert reply.status_code == expect, (method, path, reply.status_code, reply.text)
         return reply
@@ -38,9 +40,16 @@ class LiveApi:
     def company_with_admin(self, name: str, store_code: str) -> tuple[int, str, int]:
         """A company, its company_admin token and one point of sale: (company id, token, pos id)."""
         cid = self.call("POST", "/companies", self.owner_token, 201, json={"name": name}).json()["id"]
-        admin = self.call("POST", "/users", self.owner_token, 201,
-                          json={"name": f"{name} admin", "role": "company_admin", "company_id": cid}).json()["token"]
-        pos = self.call("POST", f"/companies/{cid}/points-of-sale", admin, 201, json={"name": store_code, "code": store_code}).json()["id"]
+        admin = self.call(
+            "POST",
+            "/users",
+            self.owner_token,
+            201,
+            json={"name": f"{name} admin", "role": "company_admin", "company_id": cid},
+        ).json()["token"]
+        pos = self.call(
+            "POST", f"/companies/{cid}/points-of-sale", admin, 201, json={"name": store_code, "code": store_code}
+        ).json()["id"]
         return cid, admin, pos
 
 
@@ -51,7 +60,9 @@ def live_api(settings: CloudSettings, engine: Engine, tls: tuple[Path, Path, Pat
         _owner, _admin, token = create_owner(session, "Owner")
     tls_options = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}
     # Port 0, read back once bound: a port chosen beforehand can be taken by another test process.
-    config = uvicorn.Config(create_app(settings, engine), host="127.0.0.1", port=0, log_level="warning", lifespan="off", **tls_options)
+    config = uvicorn.Config(
+        create_app(settings, engine), host="127.0.0.1", port=0, log_level="warning", lifespan="off", **tls_options
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="cloud-api", daemon=True)
     thread.start()
@@ -82,10 +93,18 @@ def live_pairing_api(directory: Path, **overrides: Any) -> Iterator[LiveApi]:
     assert make_certs(pki).returncode == 0
     engine = make_engine(f"sqlite:///{directory / 'cloud.db'}")
     create_schema(engine)
-    settings = CloudSettings(**{
-        "database_url": str(engine.url), "device_ca_cert_file": pki / "device-ca.crt", "device_ca_key_file": pki / "device-ca.key",
-        "pairing_broker_ca_file": pki / "cloud-ca.crt", "pairing_broker_host": "127.0.0.1", "pairing_broker_port": free_port(),
-        "pairing_poll_interval_s": 1, **overrides})
+    settings = CloudSettings(
+        **{
+            "database_url": str(engine.url),
+            "device_ca_cert_file": pki / "device-ca.crt",
+            "device_ca_key_file": pki / "device-ca.key",
+            "pairing_broker_ca_file": pki / "cloud-ca.crt",
+            "pairing_broker_host": "127.0.0.1",
+            "pairing_broker_port": free_port(),
+            "pairing_poll_interval_s": 1,
+            **overrides,
+        }
+    )
     try:
         with live_api(settings, engine) as api:
             yield api

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 
-def hardware_section(printer_url: str, *, drawer_url: str = "printer:?pin=2", scanner_url: str | None = None,
-                     status_poll_s: float = 0.2, drawer_sensor_poll_s: float | None = None) -> str:
+def hardware_section(
+    printer_url: str,
+    *,
+    drawer_url: str = "printer:?pin=2",
+    scanner_url: str | None = None,
+    status_poll_s: float = 0.2,
+    drawer_sensor_poll_s: float | None = None,
+) -> str:
     """A printer "front", a cash drawer "cash" (kicked through the printer unless `drawer_url`
     says otherwise) and, if given, a scanner "hand"."""
     drawer_printer = 'printer = "front"\n' if drawer_url.startswith("printer:") else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,16 @@ def lease_token(
     key: Ed25519PrivateKey = CLOUD_KEY,
     key_id: str = CLOUD_KEY_ID,
 ) -> str:
-    claims = kl.LeaseClaims(licence_id=licence_id, company_id=1, device_id=device_id, device_key=device_key, epoch=epoch,
-                            issued_at=int(issued_at), expires_at=int(issued_at) + lifetime_s, renew_after_s=renew_after_s)
+    claims = kl.LeaseClaims(
+        licence_id=licence_id,
+        company_id=1,
+        device_id=device_id,
+        device_key=device_key,
+        epoch=epoch,
+        issued_at=int(issued_at),
+        expires_at=int(issued_at) + lifetime_s,
+        renew_after_s=renew_after_s,
+    )
     return kl.sign_lease(claims, key, key_id)
 
 
@@ -64,12 +72,14 @@ def flip(token: str, part: int) -> str:
     parts = token.split(".")
     text = parts[part]
     index = len(text) * 3 // 5
-    parts[part] = text[:index] + ("A" if text[index] != "A" else "B") + text[index + 1:]
+    parts[part] = text[:index] + ("A" if text[index] != "A" else "B") + text[index + 1 :]
     return ".".join(parts)
 
 
 def licence_doc(version: int, tokens: list[str], device_id: str) -> kc.Envelope:
-    body = kc.StateDoc(domain=kc.StateDomain.LICENCE, version=version, doc={"leases": tokens}, issued_at=datetime.now(timezone.utc))
+    body = kc.StateDoc(
+        domain=kc.StateDomain.LICENCE, version=version, doc={"leases": tokens}, issued_at=datetime.now(UTC)
+    )
     return kc.down_message(body, device_id=device_id)
 
 

@@ -17,5 +17,9 @@ def make_sale(receipt_no: int, till_session_id: uuid.UUID | None = None) -> kc.S
     sale indexes growing at one end (random ones cost the ingest about a third of its speed).
     """
     return _TEMPLATE.model_copy(
-        update={"sale_id": kc.uuid7(), "receipt_no": receipt_no, "till_session_id": till_session_id or _TEMPLATE.till_session_id}
+        update={
+            "sale_id": kc.uuid7(),
+            "receipt_no": receipt_no,
+            "till_session_id": till_session_id or _TEMPLATE.till_session_id,
+        }
     )

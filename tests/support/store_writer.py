@@ -18,7 +18,9 @@ TEST_MIGRATIONS = (
     Migration(
         MIGRATIONS[-1].version + 1,
         "crash_test",
-        ("CREATE TABLE crash_rows (txn INTEGER NOT NULL, part INTEGER NOT NULL, payload BLOB NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (txn, part)) STRICT",),
+        (
+            "CREATE TABLE crash_rows (txn INTEGER NOT NULL, part INTEGER NOT NULL, payload BLOB NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (txn, part)) STRICT",
+        ),
     ),
 )
 

@@ -43,7 +43,9 @@ class Terminal:
 
     def start(self) -> Terminal:
         self.process.start()
-        wait_for(lambda: self.process.client().call("status")["components"]["cloud"]["connected"], 20, "broker connection")
+        wait_for(
+            lambda: self.process.client().call("status")["components"]["cloud"]["connected"], 20, "broker connection"
+        )
         return self
 
     def restart(self) -> None:
@@ -64,10 +66,19 @@ class Terminal:
         wait_for(lambda: self.process.client().call("licence.status")["held"], 20, "lease held")
 
 
-def make_terminal(tmp_path: Path, mosquitto: Mosquitto, *, extra: str = "", with_worker: bool = True,
-                  scanner: VirtualSerialScanner | None = None, cors: list[str] = (), env: dict[str, str] | None = None,
-                  before_start: Callable[[Path], None] | None = None,
-                  printer_link: Callable[[VirtualPrinter], str] | None = None, **mqtt: Any) -> Iterator[Terminal]:
+def make_terminal(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    *,
+    extra: str = "",
+    with_worker: bool = True,
+    scanner: VirtualSerialScanner | None = None,
+    cors: list[str] = (),
+    env: dict[str, str] | None = None,
+    before_start: Callable[[Path], None] | None = None,
+    printer_link: Callable[[VirtualPrinter], str] | None = None,
+    **mqtt: Any,
+) -> Iterator[Terminal]:
     """`mqtt` overrides the agent's [mqtt] keys (a fault test points `port` at its proxy);
     `before_start(agent_dir)` runs before the first start (a fault test mounts a small disk there);
     `printer_link(printer)` returns the URL the agent prints to (a slow link to that printer)."""
@@ -78,10 +89,14 @@ def make_terminal(tmp_path: Path, mosquitto: Mosquitto, *, extra: str = "", with
         cloud.start_worker("w1")
     mqtt.setdefault("ack_timeout_s", 3.0)
     printer_url = printer_link(printer) if printer_link is not None else None
-    config = terminal_config(tmp_path / "agent", mosquitto, printer, scanner, cors=cors, extra=extra, printer_url=printer_url, **mqtt)
+    config = terminal_config(
+        tmp_path / "agent", mosquitto, printer, scanner, cors=cors, extra=extra, printer_url=printer_url, **mqtt
+    )
     if before_start is not None:
         before_start(config.parent)
-    terminal = Terminal(tmp_path, mosquitto, printer, peer, cloud, config, AgentProcess(config, env=env), env=dict(env or {}))
+    terminal = Terminal(
+        tmp_path, mosquitto, printer, peer, cloud, config, AgentProcess(config, env=env), env=dict(env or {})
+    )
     try:
         terminal.start()
         terminal.pos_token = create_pos_token(terminal.socket)
