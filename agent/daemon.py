@@ -2,7 +2,8 @@
 
 Blocking I/O (serial ports, USB, paho's network thread) runs in threads that hand
 events to the loop with ``Agent.call_from_thread``; nothing else touches agent
-state from another thread. Components start in order and stop in reverse.
+state from another thread. The agent opens the store, makes the ``Runtime`` and has
+agent/wiring.py build the components; they start in order and stop in reverse.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -21,56 +22,25 @@ from agent import meta
 from agent.clock import kernel_clock_synchronized
 from agent.cloud.outbox import Outbox
 from agent.config import LIVE_RELOADABLE, AgentConfig, ConfigError, load_config
+from agent.control.methods import BoundMethod
 from agent.control.permissions import Authorizer
 from agent.control.server import ControlServer
 from agent.events import EventBus
 from agent.logbuffer import LogBuffer
+from agent.runtime import Component, ComponentKey, Runtime
 from agent.scheduler import Scheduler
 from agent.sdnotify import Notifier
 from agent.store import Store
 from agent.version import agent_version
+from agent.wiring import wire
 from broker import contract as kc
 from broker.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
 
-class Component(Protocol):
-    """A part of the agent with a lifetime: the cloud link, hardware, the POS API, ..."""
-
-    name: str
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    def status(self) -> dict[str, Any]: ...
-
-
-def build_components(agent: Agent) -> list[Component]:
-    """The agent's components in start order (they stop in reverse)."""
-    from agent.cashiers.component import Cashiers
-    from agent.cloud.link import CloudLink
-    from agent.hardware.component import Hardware
-    from agent.licence.component import Licence
-    from agent.pairing import Pairing
-    from agent.posapi.component import PosApi
-    from agent.provisioning import Provisioner
-    from agent.sales.component import Sales
-
-    pairing = Pairing(agent)
-    # Without a broker certificate yet, the link is started by pairing once it has one.
-    link = [] if pairing.needed else [CloudLink(agent)]
-    return [
-        Hardware(agent),
-        Licence(agent),
-        Cashiers(agent),
-        Sales(agent),
-        *link,
-        pairing,
-        Provisioner(agent),
-        PosApi(agent),
-    ]
+T = TypeVar("T")
+C = TypeVar("C", bound=Component)
 
 
 class Agent:
@@ -93,11 +63,12 @@ class Agent:
         self.state = "starting"
         self.restart_needed: list[str] = []
         self.store: Store | None = None
-        self._outbox: Outbox | None = None
+        self.runtime: Runtime | None = None
         self.scheduler = Scheduler()
         self.events = EventBus()
         self.log_buffer = LogBuffer()
         self.components: list[Component] = []
+        self.control_methods: dict[str, BoundMethod] = {}
         self._control: ControlServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
@@ -142,11 +113,25 @@ class Agent:
                 "systemd-watchdog", self.notifier.watchdog_interval_s, self.notifier.watchdog, run_now=True
             )
         self.scheduler.start()
-        self.components = build_components(self)
+        self.runtime = Runtime(
+            config=self.config,
+            config_path=self.config_path,
+            store=self.store,
+            outbox=Outbox(self.store, self.config.device_id, self.boot_id, kernel_clock_synchronized),
+            events=self.events,
+            scheduler=self.scheduler,
+            boot_id=self.boot_id,
+            call_from_thread=self.call_from_thread,
+            run_on_loop=self.run_on_loop,
+            reload_config=self.reload_config,
+        )
+        wired = wire(self.runtime, self)
+        self.components = wired.components
+        self.control_methods = wired.control_methods
         for component in self.components:
             await component.start()
         self._control = ControlServer(
-            self,
+            self.control_methods,
             self.config.paths.control_socket,
             Authorizer(self.config.control.admin_group, self.config.control.read_group),
         )
@@ -210,21 +195,12 @@ class Agent:
             raise
         log.info("component started", extra={"component": component.name})
 
-    @property
-    def outbox(self) -> Outbox:
-        """The outbox every component queues its up messages in (it keeps no state of its own
-        beyond the store, so one per store is enough; the cloud link drains it)."""
-        if self._outbox is None or self._outbox.store is not self.store:
-            assert self.store is not None, "the store opens before any component is built"
-            self._outbox = Outbox(self.store, self.config.device_id, self.boot_id, kernel_clock_synchronized)
-        return self._outbox
-
-    def component(self, name: str) -> Any:
-        """The running component called ``name`` (``hardware``, ``cloud``, ...)."""
+    def component(self, key: ComponentKey[C]) -> C:
+        """The running component ``key`` names (``agent.wiring.HARDWARE``, ...), typed."""
         for component in self.components:
-            if component.name == name:
+            if component.name == key.name and isinstance(component, key.kind):
                 return component
-        raise LookupError(f"component {name!r} is not running")
+        raise LookupError(f"component {key.name!r} is not running")
 
     # ------------------------------------------------------------------ threads
     def _in_loop(self) -> bool:
@@ -233,12 +209,12 @@ class Agent:
         except RuntimeError:
             return False
 
-    def run_on_loop(self, func: Callable[[], Any], timeout_s: float = 30.0) -> Any:
+    def run_on_loop(self, func: Callable[[], T], timeout_s: float = 30.0) -> T:
         """From an I/O thread: run ``func`` on the loop and wait for its result."""
         if self._loop is None or self._in_loop():
             return func()
 
-        async def call() -> Any:
+        async def call() -> T:
             return func()
 
         return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout_s)

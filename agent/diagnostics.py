@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import platform
 import sqlite3
+from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
-from agent.config import redacted
-
-if TYPE_CHECKING:
-    from agent.daemon import Agent
+from agent.config import AgentConfig, redacted
+from agent.control.methods import Method, Params
+from agent.control.permissions import Role
+from agent.hardware.component import Hardware
+from agent.logbuffer import LogBuffer
 
 PACKAGES = ("kassa", "python-escpos", "paho-mqtt", "pydantic", "pyserial", "pyusb", "APScheduler", "cryptography")
 
@@ -30,10 +33,25 @@ def versions() -> dict[str, str]:
 HIDDEN = "(hidden)"
 
 
-def _integrity(agent: Agent) -> list[str]:
-    assert agent.store is not None
+class Host(Protocol):
+    config: AgentConfig
+    log_buffer: LogBuffer
+
+    def status(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """What the bundle reads: the agent process, its store file and the hardware."""
+
+    host: Host
+    store_path: Path
+    hardware: Hardware
+
+
+def _integrity(store_path: Path) -> list[str]:
     # its own connection: a full check takes a while and must not hold the loop's reader
-    conn = sqlite3.connect(f"file:{agent.store.path}?mode=ro", uri=True, timeout=10)
+    conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=10)
     try:
         return [row[0] for row in conn.execute("PRAGMA integrity_check(20)")]
     finally:
@@ -51,19 +69,29 @@ def _hide_pairing_code(status: dict[str, Any]) -> dict[str, Any]:
     return status
 
 
-async def collect(agent: Agent) -> dict[str, Any]:
-    integrity = await asyncio.to_thread(_integrity, agent)
-    bundle: dict[str, Any] = {
-        "status": _hide_pairing_code(agent.status()),
-        "config": redacted(agent.config),
+async def collect(diagnostics: Diagnostics) -> dict[str, Any]:
+    host, hardware = diagnostics.host, diagnostics.hardware
+    integrity = await asyncio.to_thread(_integrity, diagnostics.store_path)
+    return {
+        "status": _hide_pairing_code(host.status()),
+        "config": redacted(host.config),
         "versions": versions(),
         "store_integrity": integrity,
-        "logs": agent.log_buffer.recent(2000),
+        "logs": host.log_buffer.recent(2000),
+        "devices": hardware.status(),
+        "print_jobs": [job.as_dict() for job in hardware.queue.recent(50)],
     }
-    try:
-        hardware = agent.component("hardware")
-        bundle["devices"] = hardware.status()
-        bundle["print_jobs"] = [job.as_dict() for job in hardware.queue.recent(50)]
-    except LookupError:
-        bundle["devices"] = None
-    return bundle
+
+
+async def _diagnostics(diagnostics: Diagnostics, params: Params) -> dict[str, Any]:
+    return await collect(diagnostics)
+
+
+METHODS: tuple[Method[Diagnostics], ...] = (
+    Method(
+        "diagnostics",
+        Role.ADMIN,
+        "Everything support needs: status, config minus secrets, versions, logs, devices, store integrity.",
+        _diagnostics,
+    ),
+)

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from agent.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
-from agent.daemon import Agent
 from agent.store import StoreError, StoreFullError, StoreReadOnlyError
 from agent.version import agent_version
 from broker.logs import setup_logging
@@ -64,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     setup_logging("debug" if args.verbose else config.log.level, config.log.format)
     keep_escpos_cache(config.paths.state_dir)
+    # Imported only now: the daemon's import brings in python-escpos, which reads the cache
+    # directory from the environment at import time.
+    from agent.daemon import Agent
+
     agent = Agent(config, args.config, verbose=args.verbose)
     try:
         return asyncio.run(agent.run())

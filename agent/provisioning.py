@@ -13,16 +13,14 @@ import asyncio
 import logging
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent import meta
 from agent.config import ConfigError
 from agent.config_edit import set_values
+from agent.runtime import Runtime
 from broker import contract as kc
 from broker.contract.signing import load_public_key
-
-if TYPE_CHECKING:
-    from agent.daemon import Agent
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +30,15 @@ LAST_ISSUED_KEY = "provisioning_issued_at"
 class Provisioner:
     name = "provisioning"
 
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
         self.applied = 0
         self.refused = 0
         self.last_result: dict[str, Any] | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        subscription = self.agent.events.subscribe({"scan"})
+        subscription = self.runtime.events.subscribe({"scan"})
         self._task = asyncio.create_task(self._watch(subscription), name="provisioning")
 
     async def stop(self) -> None:
@@ -50,7 +48,7 @@ class Provisioner:
 
     def status(self) -> dict[str, Any]:
         return {
-            "summary": f"{self.applied} code(s) applied, {self.refused} refused; {len(self.agent.config.trust.cloud_keys)} cloud key(s) pinned",
+            "summary": f"{self.applied} code(s) applied, {self.refused} refused; {len(self.runtime.config.trust.cloud_keys)} cloud key(s) pinned",
             "applied": self.applied,
             "refused": self.refused,
             "last": self.last_result,
@@ -72,7 +70,7 @@ class Provisioner:
     def apply(self, scanned: str) -> dict[str, Any]:
         """Check and apply one scanned code; never raises (a bad code is a log line, not a crash)."""
         try:
-            keys = {kid: load_public_key(text) for kid, text in self.agent.config.trust.cloud_keys.items()}
+            keys = {kid: load_public_key(text) for kid, text in self.runtime.config.trust.cloud_keys.items()}
             settings = kc.read_qr_text(scanned, keys)
             self._check_newer(settings.issued_at)
             result = self._write(settings)
@@ -80,7 +78,9 @@ class Provisioner:
             self.refused += 1
             self.last_result = {"ok": False, "reason": str(exc)}
             log.warning("configuration code ignored", extra={"reason": str(exc)})
-            self.agent.call_from_thread(partial(self.agent.events.publish, "provisioning", ok=False, reason=str(exc)))
+            self.runtime.call_from_thread(
+                partial(self.runtime.events.publish, "provisioning", ok=False, reason=str(exc))
+            )
             return self.last_result
         self.applied += 1
         self.last_result = {"ok": True, **result}
@@ -88,9 +88,9 @@ class Provisioner:
             "configuration code applied",
             extra={"keys": ",".join(result["changed"]), "restart_needed": ",".join(result["restart_needed"]) or "-"},
         )
-        self.agent.call_from_thread(
+        self.runtime.call_from_thread(
             partial(
-                self.agent.events.publish,
+                self.runtime.events.publish,
                 "provisioning",
                 ok=True,
                 changed=result["changed"],
@@ -100,15 +100,14 @@ class Provisioner:
         return self.last_result
 
     def _check_newer(self, issued_at: datetime) -> None:
-        assert self.agent.store is not None
-        last = meta.get(self.agent.store.read(), LAST_ISSUED_KEY)
+        last = meta.get(self.runtime.store.read(), LAST_ISSUED_KEY)
         if last is not None and issued_at.isoformat() <= last:
             raise kc.ProvisioningError(
                 f"configuration code issued {issued_at.isoformat()} is not newer than the one applied ({last})"
             )
 
     def _write(self, settings: kc.Provisioning) -> dict[str, Any]:
-        if self.agent.config_path is None:
+        if self.runtime.config_path is None:
             raise ConfigError("the agent runs without a config file; nothing to write the settings to")
         mapping = {
             "site.point_of_sale": settings.point_of_sale,
@@ -120,9 +119,8 @@ class Provisioner:
         }
         changes = {key: value for key, value in mapping.items() if value is not None}
         if changes:
-            set_values(self.agent.config_path, changes)
-        assert self.agent.store is not None
-        with self.agent.store.transaction() as conn:
+            set_values(self.runtime.config_path, changes)
+        with self.runtime.store.transaction() as conn:
             meta.put(conn, LAST_ISSUED_KEY, settings.issued_at.isoformat())
-        reload = self.agent.run_on_loop(self.agent.reload_config)
+        reload = self.runtime.run_on_loop(self.runtime.reload_config)
         return {"changed": sorted(changes), "restart_needed": [k for k in changes if k in reload["restart_needed"]]}

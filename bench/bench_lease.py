@@ -17,22 +17,20 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import meta
 from agent.cloud.inbound import Inbound
+from agent.cloud.port import CloudPort
 from agent.config import load_config
-from agent.daemon import Agent
 from agent.licence.component import Licence
-from agent.store import Store
 from bench._stats import percentile, save
 from broker import contract as kc
 from broker.contract import licence as kl
 from broker.contract.signing import public_key_text
+from tests.support.runtime import runtime_for
 
 DEVICE = "bench-0001"
 TARGET_MS = 0.2
@@ -46,13 +44,11 @@ def licensed_terminal(workdir: Path) -> Licence:
         f'[trust]\ncloud_keys = {{ "cloud-1" = "{public_key_text(cloud_key.public_key())}" }}\n'
     )
     config = load_config(config_path)
-    agent = Agent(config, config_path)
-    agent.store = Store.open(config.paths.store_path)
-    meta.claim_for_device(agent.store, DEVICE)
-    licence = Licence(agent)
+    runtime = runtime_for(config)
+    cloud = CloudPort(Inbound(runtime.store, runtime.outbox, DEVICE))
+    licence = Licence(runtime, cloud)
     licence.load()
-    inbound = Inbound(agent.store, licence.outbox, DEVICE)
-    licence.attach_cloud(SimpleNamespace(inbound=inbound, connect_listeners=[], mqtt=SimpleNamespace(connected=False)))  # type: ignore[arg-type]
+    inbound = cloud.inbound
     now = int(time.time())
     claims = kl.LeaseClaims(
         licence_id="LIC-BENCH",

@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agent import wiring
 from bench._stats import save, summary_ms
 from broker import contract as kc
 from broker.contract.roster import DEFAULT_SCRYPT, hash_pin
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         body = kc.StateDoc(domain=kc.StateDomain.CASHIERS, version=1, doc=doc, issued_at=datetime.now(UTC))
         agent.call(lambda: agent.cloud.inbound.handle_state(kc.down_message(body, device_id="bench-0001")))
-        cashiers = agent.agent.component("cashiers")
+        cashiers = agent.agent.component(wiring.CASHIERS)
         assert agent._loop is not None
         log_n, r, p = DEFAULT_SCRYPT
         salt = os.urandom(16)

@@ -10,6 +10,8 @@ import logging
 import sqlite3
 from typing import Any
 
+from agent.cloud.outbox import Outbox
+from agent.events import EventBus
 from broker import contract as kc
 
 log = logging.getLogger(__name__)
@@ -22,11 +24,11 @@ FORBIDDEN_KEYS = frozenset({"pin", "pin_hash", "token"})
 
 
 class Audit:
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, outbox: Outbox, bus: EventBus) -> None:
         # Events are queued even before pairing starts the cloud link, whose drain sends every
         # row of the table once it runs.
-        self.outbox = agent.outbox
-        self.bus = agent.events
+        self.outbox = outbox
+        self.bus = bus
         self.sent = 0
 
     def record(self, conn: sqlite3.Connection, kind: str, cashier_id: str | None, **details: Any) -> None:

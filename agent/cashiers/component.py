@@ -6,9 +6,9 @@ Public Python API (the control socket today, the POS API later, call these):
 ``await load(timeout_s=5.0)`` and ``receipt_printed()``.
 
 The roster arrives as the `cashiers` state document. The component works with or
-without a cloud link: pairing may start the link later; the link calls ``attach_cloud``
-on every component when it starts, before its first message, and the component then
-catches up on any newer document inbound already holds in ``applied_state``.
+without a cloud link: its handlers are on the cloud port's ``Inbound`` from construction
+(agent/cloud/port.py), so a document that arrives once pairing started the link is taken at
+once; at start it catches up on any newer document inbound already holds in ``applied_state``.
 """
 
 from __future__ import annotations
@@ -17,19 +17,20 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from agent.cashiers import audit, lockout, sessions  # control: registers the control methods
+from agent.cashiers import audit, lockout, sessions
 from agent.cashiers.audit import Audit
 from agent.cashiers.login import VERIFY_SLOTS, LoginRefused, LoginResult, describe, iso
 from agent.cashiers.login import login as _login
-from agent.cashiers.permissions import Action, Gate, Grant, PermissionRefused
+from agent.cashiers.permissions import Action, Gate, Grant
 from agent.cashiers.roster import Roster, applied_roster_doc, load_accepted, parse_roster, save_accepted
 from agent.cashiers.sessions import CashierSession
+from agent.cloud.port import CloudPort
+from agent.licence.lease import Verdict
+from agent.refusal import Refused
+from agent.runtime import Runtime
 from broker import contract as kc
-
-if TYPE_CHECKING:
-    from agent.daemon import Agent
 
 log = logging.getLogger(__name__)
 
@@ -38,50 +39,63 @@ RECEIPT_JOB_KINDS = frozenset({"receipt", "sale", "refund"})
 SWEEP_EVERY_S = 60.0
 
 
-class LoadError(Exception):
+class LoadError(Refused):
     """The roster could not be asked for (no cloud link, not connected); says what to do."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("cashiers.load_unavailable", message)
 
 
 class Cashiers:
     name = "cashiers"
 
-    def __init__(self, agent: Agent, *, clock: Callable[[], float] = time.time) -> None:
-        assert agent.store is not None
-        self.agent = agent
+    def __init__(
+        self,
+        runtime: Runtime,
+        cloud: CloudPort,
+        sale_verdict: Callable[[], Verdict],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = runtime.config
+        self.store = runtime.store
+        self.scheduler = runtime.scheduler
+        self.events = runtime.events
+        self.device_id = runtime.device_id
         self.clock = clock  # wall clock; tests replace it to expire lockouts and sessions
-        self.audit = Audit(agent)
-        self.roster: Roster = load_accepted(agent.store.read())  # before the link can attach
+        self.audit = Audit(runtime.outbox, runtime.events)
+        self.roster: Roster = load_accepted(self.store.read())
         self.refused: dict[str, Any] | None = None  # the newest pushed version we refused, and why
-        self.gate = Gate(agent, lambda: self.roster, lambda: self.clock(), self.end_session)
-        self.link: Any = None
+        self.gate = Gate(
+            self.store, self.config, lambda: self.roster, lambda: self.clock(), self.end_session, sale_verdict
+        )
+        self.cloud = cloud
+        cloud.inbound.on_state(kc.StateDomain.CASHIERS, self._validate_pushed)
+        cloud.inbound.state_listeners.append(self._on_state_applied)
+        cloud.inbound.on_command(kc.CommandName.CASHIERS_LOAD.value, self._cmd_load)
         self.failed_logins = 0
         self.version_checks = 0
         self._last_check: float | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self.verify_slots: asyncio.Semaphore | None = None
+        self.verify_slots = asyncio.Semaphore(VERIFY_SLOTS)  # bound to the loop at first use
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        self.verify_slots = asyncio.Semaphore(VERIFY_SLOTS)
-        if self.link is None:  # a link that started before this component was added
-            try:
-                self.attach_cloud(self.agent.component("cloud"))
-            except LookupError:
-                pass  # no link yet: pairing starts it later, and it attaches us then
+        self.catch_up()  # a document applied while this component was not running
         self._tasks.append(asyncio.create_task(self._watch_receipts(), name="cashiers-receipts"))
         self.sweep_idle()
-        self.agent.scheduler.every("cashier-sessions", SWEEP_EVERY_S, self.sweep_idle)
+        self.scheduler.every("cashier-sessions", SWEEP_EVERY_S, self.sweep_idle)
         log.info("cashier roster loaded", extra={"version": self.roster.version, "cashiers": len(self.roster.by_id)})
 
     async def stop(self) -> None:
-        self.agent.scheduler.cancel("cashier-sessions")
+        self.scheduler.cancel("cashier-sessions")
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def status(self) -> dict[str, Any]:
-        conn = self.agent.store.read()
+        conn = self.store.read()
         open_sessions = sessions.count(conn)
         locked = lockout.locked_cashiers(conn, self.clock())
         summary = (
@@ -100,23 +114,12 @@ class Cashiers:
             "open_sessions": open_sessions,
             "locked": sorted(locked),
             "refused": self.refused,
-            "linked": self.link is not None,
+            "linked": self.cloud.attached,
             "failed_logins": self.failed_logins,
             "version_checks": self.version_checks,
         }
 
     # -------------------------------------------------------------- the roster
-    def attach_cloud(self, link: Any) -> None:
-        """Called by the cloud link as it starts: take the `cashiers` documents from now on."""
-        if self.link is link:
-            return
-        link.inbound.on_state(kc.StateDomain.CASHIERS, self._validate_pushed)
-        link.inbound.state_listeners.append(self._on_state_applied)
-        if kc.CommandName.CASHIERS_LOAD.value not in link.inbound.command_handlers:
-            link.inbound.on_command(kc.CommandName.CASHIERS_LOAD.value, self._cmd_load)
-        self.link = link
-        self.catch_up()  # a doc applied before the handler existed (same loop turn: none is missed)
-
     @staticmethod
     def _validate_pushed(conn: Any, doc: dict[str, Any]) -> None:
         """Inbound's handler: refuse a malformed roster (ValueError, logged by inbound)."""
@@ -128,7 +131,7 @@ class Cashiers:
 
     def catch_up(self) -> None:
         """Adopt the newest pushed roster if it is newer than the accepted one and valid."""
-        stored = applied_roster_doc(self.agent.store.read())
+        stored = applied_roster_doc(self.store.read())
         if stored is None or stored[0] <= self.roster.version:
             return
         version, raw = stored
@@ -144,7 +147,7 @@ class Cashiers:
             )
             return
         new = Roster.build(version, doc)
-        with self.agent.store.transaction() as conn:
+        with self.store.transaction() as conn:
             save_accepted(conn, version, doc)
             ended = self._end_not_allowed(conn, new)
         self.roster, self.refused = new, None
@@ -182,15 +185,15 @@ class Cashiers:
         """Ask the cloud for the current roster now ("Load"): the broker sends the retained
         document again; an unchanged one is a no-op. Reports the version before and after."""
         before = self.roster.version
-        if self.link is None:
+        if not self.cloud.attached:
             raise LoadError(
                 f"this terminal has no cloud link yet (pairing not finished); roster v{before} stays in use"
             )
-        if not self.link.mqtt.connected:
+        if not self.cloud.connected:
             raise LoadError(
-                f"not connected to the cloud ({self.link.mqtt.last_error or 'connecting'}); roster v{before} stays in use, try Load again later"
+                f"not connected to the cloud ({self.cloud.last_error or 'connecting'}); roster v{before} stays in use, try Load again later"
             )
-        received = await self.link.refresh_state(kc.StateDomain.CASHIERS, timeout_s)
+        received = await self.cloud.refresh_state(kc.StateDomain.CASHIERS, timeout_s)
         self.catch_up()
         after = self.roster.version
         log.info("cashier roster load asked", extra={"before": before, "after": after, "received": received})
@@ -206,23 +209,23 @@ class Cashiers:
     def _cmd_load(self, args: dict[str, Any]) -> dict[str, Any]:
         """The cloud's `cashiers.load` command: fetch the retained roster again (answered at once;
         the document follows through the usual version check)."""
-        asked = self.link.mqtt.refresh_retained(kc.state_topic(self.agent.config.device_id, kc.StateDomain.CASHIERS))
+        asked = self.cloud.refresh_retained(kc.StateDomain.CASHIERS)
         return {"roster_version": self.roster.version, "refreshing": asked}
 
     def receipt_printed(self) -> bool:
         """A receipt came out: tell the cloud which roster we hold, at most every
         `cashiers.check_interval_s`; the cloud pushes a newer one if there is. True if sent."""
-        interval = self.agent.config.cashiers.check_interval_s
+        interval = self.config.cashiers.check_interval_s
         now = time.monotonic()
-        if self.link is None or (self._last_check is not None and now - self._last_check < interval):
+        if not self.cloud.attached or (self._last_check is not None and now - self._last_check < interval):
             return False
         self._last_check = now
-        self.link.report_state()  # one small up/state message, never a download
+        self.cloud.report_state()  # one small up/state message, never a download
         self.version_checks += 1
         return True
 
     async def _watch_receipts(self) -> None:
-        subscription = self.agent.events.subscribe({"print.done"})
+        subscription = self.events.subscribe({"print.done"})
         try:
             while True:
                 event = await subscription.next()
@@ -238,7 +241,7 @@ class Cashiers:
 
     def refuse(self, cashier_id: str | None, code: str, message: str, **data: Any) -> LoginRefused:
         """Record a refused login (audit event, counter) and return the exception to raise."""
-        with self.agent.store.transaction() as conn:
+        with self.store.transaction() as conn:
             self.audit.record(
                 conn,
                 audit.LOGIN_FAILED,
@@ -260,22 +263,15 @@ class Cashiers:
 
     def session(self, token: str) -> dict[str, Any]:
         """Who is logged in with ``token``: roles, details, expiry (PermissionRefused if none)."""
-        session = self.gate.session_of(token)
-        cashier = self.roster.by_id.get(session.cashier_id)
-        if cashier is None:
-            self.end_session(session, "cashier.removed")
-            raise PermissionRefused(
-                "session.invalid",
-                f"cashier {session.cashier_id} is no longer on this terminal's roster; the session ended",
-            )
-        return describe(session, cashier, self.agent.config.cashiers.session_timeout_s)
+        session, cashier = self.gate.current_cashier(token)
+        return describe(session, cashier, self.config.cashiers.session_timeout_s)
 
     def authorize(self, token: str, action: Action | str, *, sale_till_session: str | None = None) -> Grant:
         """The permission gate (``agent.cashiers.permissions.Gate.authorize``)."""
         return self.gate.authorize(token, action, sale_till_session=sale_till_session)
 
     def end_session(self, session: CashierSession, reason: str) -> None:
-        with self.agent.store.transaction() as conn:
+        with self.store.transaction() as conn:
             if not sessions.end(conn, session):
                 return  # ended meanwhile
             self.audit.record(
@@ -288,14 +284,14 @@ class Cashiers:
 
     def sweep_idle(self) -> int:
         """End sessions idle longer than `cashiers.session_timeout_s` (also checked at each use)."""
-        cutoff = self.clock() - self.agent.config.cashiers.session_timeout_s
-        idle = sessions.idle_since(self.agent.store.read(), cutoff)
+        cutoff = self.clock() - self.config.cashiers.session_timeout_s
+        idle = sessions.idle_since(self.store.read(), cutoff)
         for session in idle:
             self.end_session(session, "session.expired")
         return len(idle)
 
     def listing(self) -> dict[str, Any]:
-        locked = lockout.locked_cashiers(self.agent.store.read(), self.clock())
+        locked = lockout.locked_cashiers(self.store.read(), self.clock())
         cashiers = self.roster.public()
         for entry in cashiers:
             until = locked.get(entry["cashier_id"])

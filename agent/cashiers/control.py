@@ -6,97 +6,64 @@ runs as a member of the read group; what protects cashier actions is the cashier
 nothing without them. ``cashiers.load`` is ADMIN (a technician's action; cashiers get
 their "Load" button through the POS API).
 
-A refused login or session call is a JSON-RPC error ``REFUSED`` whose ``data`` carries the
-stable code (``cashier.wrong_pin``, ``session.expired``, ...); ``cashier.authorize``
-answers a refusal as a normal result ``{"allowed": false, "code": ..., "message": ...}``.
+A refused login or session call is a refusal (agent/refusal.py), which the server answers as
+the JSON-RPC error ``REFUSED`` whose ``data`` carries the stable code (``cashier.wrong_pin``,
+``session.expired``, ...); ``cashier.authorize`` answers a refusal as a normal result
+``{"allowed": false, "code": ..., "message": ...}``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from agent.cashiers.login import LoginRefused
+from agent.cashiers.component import Cashiers
 from agent.cashiers.permissions import PermissionRefused
-from agent.control.methods import Method, MethodError, register
+from agent.control.methods import Method, MethodError, Params
 from agent.control.permissions import Role
 
-if TYPE_CHECKING:
-    from agent.cashiers.component import Cashiers
-    from agent.daemon import Agent
 
-REFUSED = -32010
-
-
-def _cashiers(agent: Agent) -> Cashiers:
-    try:
-        return agent.component("cashiers")
-    except LookupError:
-        raise MethodError("the cashiers component is not running; check the agent log") from None
-
-
-def _text(params: dict[str, Any], name: str, required: bool = True) -> str | None:
+def _text(params: Params, name: str) -> str:
     value = params.get(name)
-    if value is None and not required:
-        return None
     if not isinstance(value, str) or not value:
         raise MethodError(f"parameter '{name}' is required and must be a non-empty string", -32602)
     return value
 
 
-def _refused(exc: LoginRefused | PermissionRefused) -> MethodError:
-    data = exc.as_dict()
-    data.pop("allowed", None)
-    return MethodError(exc.message, REFUSED, data)
+def _optional_text(params: Params, name: str) -> str | None:
+    return None if params.get(name) is None else _text(params, name)
 
 
-async def _login(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
-    cashiers = _cashiers(agent)
-    try:
-        result = await cashiers.login(
-            _text(params, "code"), _text(params, "pin"), _text(params, "point_of_sale", required=False)
-        )  # type: ignore[arg-type]
-    except LoginRefused as exc:
-        raise _refused(exc) from None
-    return result.as_dict(agent.config.cashiers.session_timeout_s)
+async def _login(cashiers: Cashiers, params: Params) -> dict[str, Any]:
+    result = await cashiers.login(_text(params, "code"), _text(params, "pin"), _optional_text(params, "point_of_sale"))
+    return result.as_dict(cashiers.config.cashiers.session_timeout_s)
 
 
-def _logout(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return _cashiers(agent).logout(_text(params, "token"))  # type: ignore[arg-type]
-    except PermissionRefused as exc:
-        raise _refused(exc) from None
+def _logout(cashiers: Cashiers, params: Params) -> dict[str, Any]:
+    return cashiers.logout(_text(params, "token"))
 
 
-def _session(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return _cashiers(agent).session(_text(params, "token"))  # type: ignore[arg-type]
-    except PermissionRefused as exc:
-        raise _refused(exc) from None
+def _session(cashiers: Cashiers, params: Params) -> dict[str, Any]:
+    return cashiers.session(_text(params, "token"))
 
 
-def _authorize(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
+def _authorize(cashiers: Cashiers, params: Params) -> dict[str, Any]:
     token, action = _text(params, "token"), _text(params, "action")
-    sale_till_session = _text(params, "sale_till_session", required=False)
+    sale_till_session = _optional_text(params, "sale_till_session")
     try:
-        return _cashiers(agent).authorize(token, action, sale_till_session=sale_till_session).as_dict()  # type: ignore[arg-type]
+        return cashiers.authorize(token, action, sale_till_session=sale_till_session).as_dict()
     except PermissionRefused as exc:
         return exc.as_dict()
 
 
-def _list(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
-    return _cashiers(agent).listing()
+def _list(cashiers: Cashiers, params: Params) -> dict[str, Any]:
+    return cashiers.listing()
 
 
-async def _load(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
-    from agent.cashiers.component import LoadError
-
-    try:
-        return await _cashiers(agent).load()
-    except LoadError as exc:
-        raise MethodError(str(exc)) from None
+async def _load(cashiers: Cashiers, params: Params) -> dict[str, Any]:
+    return await cashiers.load()
 
 
-for _method in (
+METHODS: tuple[Method[Cashiers], ...] = (
     Method(
         "cashier.login",
         Role.READ,
@@ -118,5 +85,4 @@ for _method in (
     ),
     Method("cashiers.list", Role.READ, "The cached cashier roster (no PIN hashes), its version and lockouts.", _list),
     Method("cashiers.load", Role.ADMIN, "Ask the cloud for the current roster now; version before and after.", _load),
-):
-    register(_method)
+)

@@ -11,33 +11,55 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from agent.cashiers import audit, lockout, sessions
+from agent.cashiers.roster import Roster
 from agent.cashiers.sessions import CashierSession
+from agent.config import AgentConfig
+from agent.refusal import Refused
+from agent.store import Store
 from broker.contract.roster import CashierDetails, PinHashError, RosterCashier, verify_pin
 
-if TYPE_CHECKING:
-    from agent.cashiers.component import Cashiers
+
+class LoginDesk(Protocol):
+    """What a login uses of the cashiers component (agent/cashiers/component.py)."""
+
+    config: AgentConfig
+    store: Store
+    audit: audit.Audit
+    clock: Callable[[], float]
+    verify_slots: asyncio.Semaphore
+    failed_logins: int
+
+    @property
+    def roster(self) -> Roster: ...
+
+    def refuse(self, cashier_id: str | None, code: str, message: str, **data: Any) -> LoginRefused: ...
+
+    def lock_for(self, cashier_id: str) -> asyncio.Lock: ...
+
 
 log = logging.getLogger(__name__)
 
 VERIFY_SLOTS = 2  # concurrent scrypt runs: 2 x 32 MiB on a small terminal
 
 
-class LoginRefused(Exception):
-    """A refused login: stable ``code``, a message for the cashier, and ``data`` (attempts left, ...)."""
+class LoginRefused(Refused):
+    """A refused login: stable ``code``, a message for the cashier, and details (attempts left, ...)."""
 
     def __init__(self, code: str, message: str, **data: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = {k: v for k, v in data.items() if v is not None}
+        super().__init__(code, message, **{k: v for k, v in data.items() if v is not None})
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.details
 
     def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, **self.data}
+        return {"code": self.code, "message": self.message, **self.details}
 
 
 @dataclass(frozen=True)
@@ -117,8 +139,8 @@ def choose_details(
     )
 
 
-async def login(cashiers: Cashiers, code: str, pin: str, point_of_sale: str | None = None) -> LoginResult:
-    config = cashiers.agent.config
+async def login(cashiers: LoginDesk, code: str, pin: str, point_of_sale: str | None = None) -> LoginResult:
+    config = cashiers.config
     roster = cashiers.roster
     if not roster.loaded:
         raise cashiers.refuse(
@@ -166,13 +188,13 @@ async def login(cashiers: Cashiers, code: str, pin: str, point_of_sale: str | No
         try:
             chosen, details = choose_details(cashier, point_of_sale, config.site.point_of_sale)
         except LoginRefused as refused:
-            with cashiers.agent.store.transaction() as conn:
+            with cashiers.store.transaction() as conn:
                 lockout.reset(conn, cashier.cashier_id)  # the PIN was right
                 cashiers.audit.record(
                     conn, audit.LOGIN_FAILED, cashier.cashier_id, reason=refused.code, point_of_sale=point_of_sale
                 )
             raise
-        with cashiers.agent.store.transaction() as conn:
+        with cashiers.store.transaction() as conn:
             lockout.reset(conn, cashier.cashier_id)
             token, session = sessions.open_session(
                 conn,
@@ -205,9 +227,9 @@ async def login(cashiers: Cashiers, code: str, pin: str, point_of_sale: str | No
     return LoginResult(token, session, cashier)
 
 
-async def _check_not_locked(cashiers: Cashiers, cashier_id: str) -> None:
-    config = cashiers.agent.config.cashiers
-    until = lockout.locked_until(cashiers.agent.store.read(), cashier_id, cashiers.clock(), config.lockout_s)
+async def _check_not_locked(cashiers: LoginDesk, cashier_id: str) -> None:
+    config = cashiers.config.cashiers
+    until = lockout.locked_until(cashiers.store.read(), cashier_id, cashiers.clock(), config.lockout_s)
     if until is not None:
         raise cashiers.refuse(
             cashier_id,
@@ -217,9 +239,9 @@ async def _check_not_locked(cashiers: Cashiers, cashier_id: str) -> None:
         )
 
 
-def _wrong_pin(cashiers: Cashiers, cashier_id: str) -> LoginRefused:
-    config = cashiers.agent.config.cashiers
-    with cashiers.agent.store.transaction() as conn:
+def _wrong_pin(cashiers: LoginDesk, cashier_id: str) -> LoginRefused:
+    config = cashiers.config.cashiers
+    with cashiers.store.transaction() as conn:
         failure = lockout.record_failure(conn, cashier_id, cashiers.clock(), config.lockout_attempts, config.lockout_s)
         cashiers.audit.record(
             conn, audit.LOGIN_FAILED, cashier_id, reason="cashier.wrong_pin", attempts_left=failure.attempts_left

@@ -20,13 +20,16 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-from broker.contract.roster import CashierRole
-
-if TYPE_CHECKING:
-    from agent.cashiers.roster import Roster
-    from agent.cashiers.sessions import CashierSession
+from agent.cashiers import sessions
+from agent.cashiers.roster import Roster
+from agent.cashiers.sessions import CashierSession
+from agent.config import AgentConfig
+from agent.licence.lease import Verdict
+from agent.refusal import Refused
+from agent.store import Store
+from broker.contract.roster import CashierRole, RosterCashier
 
 
 class Action(enum.StrEnum):
@@ -57,13 +60,11 @@ def actions_of(roles: list[CashierRole]) -> frozenset[Action]:
     return frozenset(allowed)
 
 
-class PermissionRefused(Exception):
+class PermissionRefused(Refused):
     """Stable ``code`` (session.invalid, session.expired, permission.denied, licence.*) and a message for the cashier."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
 
     def as_dict(self) -> dict[str, Any]:
         return {"allowed": False, "code": self.code, "message": self.message}
@@ -115,7 +116,8 @@ T = TypeVar("T")
 
 
 def requires(action: Action) -> Callable[[Callable[P, T]], Callable[P, T]]:
-    """Mark a function that performs ``action``; its first argument must be a fresh Grant for it.
+    """Mark a function that performs ``action``; its first argument (after ``self`` in a method)
+    must be a fresh Grant for it.
 
     ``refund_any`` covers ``refund_own`` (the gate already checked ownership when it
     granted the narrower action).
@@ -125,7 +127,8 @@ def requires(action: Action) -> Callable[[Callable[P, T]], Callable[P, T]]:
     def decorate(func: Callable[P, T]) -> Callable[P, T]:
         @functools.wraps(func)
         def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-            grant = args[0] if args else kwargs.get("grant")
+            # The grant comes first, or second after ``self`` in a method.
+            grant = next((arg for arg in args[:2] if isinstance(arg, Grant)), kwargs.get("grant"))
             if not isinstance(grant, Grant):
                 raise TypeError(f"{func.__qualname__} needs a Grant from Gate.authorize as its first argument")
             if grant.action not in covered:
@@ -136,7 +139,6 @@ def requires(action: Action) -> Callable[[Callable[P, T]], Callable[P, T]]:
                 raise PermissionRefused("session.invalid", "the permission was granted too long ago; ask again")
             return func(*args, **kwargs)
 
-        guarded.requires_action = action  # type: ignore[attr-defined]
         return guarded
 
     return decorate
@@ -184,45 +186,35 @@ def check_role(
     return action
 
 
-def licence_check(agent: Any) -> None:
-    """Refuse when the licence does not allow sales now; ``licence.none`` without a licence component."""
-    try:
-        licence = agent.component("licence")
-    except LookupError:
-        raise PermissionRefused(
-            "licence.none", "no licence on this terminal: enter a licence key (kassactl licence) before selling"
-        ) from None
-    verdict_of = getattr(licence, "sale_verdict", None)
-    if verdict_of is None:
-        raise PermissionRefused("licence.none", "this agent's licence module cannot check sales; update the agent")
-    verdict = verdict_of()
-    if not verdict.ok:
-        raise PermissionRefused(str(verdict.code), str(verdict.message))
-
-
 class Gate:
-    """``authorize`` for every cashier action; the component owns one (``Cashiers.gate``)."""
+    """``authorize`` for every cashier action; the cashiers component owns one (``Cashiers.gate``).
+
+    Built from what it decides with: the store (sessions), the configuration (session
+    timeout), the current roster, and the licence's sale verdict for licensed actions.
+    """
 
     def __init__(
         self,
-        agent: Any,
+        store: Store,
+        config: AgentConfig,
         roster: Callable[[], Roster],
         clock: Callable[[], float],
         end_session: Callable[[CashierSession, str], None],
+        sale_verdict: Callable[[], Verdict],
     ) -> None:
-        self.agent = agent
+        self.store = store
+        self.config = config
         self.roster = roster
         self.clock = clock
         self.end_session = end_session
+        self.sale_verdict = sale_verdict
 
     def session_of(self, token: object) -> CashierSession:
         """The open, unexpired session of ``token``; an expired one is ended here."""
-        from agent.cashiers import sessions
-
-        session = sessions.find(self.agent.store.read(), token) if isinstance(token, str) else None
+        session = sessions.find(self.store.read(), token) if isinstance(token, str) else None
         if session is None:
             raise PermissionRefused("session.invalid", "no open cashier session for this token: log in again")
-        timeout_s = self.agent.config.cashiers.session_timeout_s
+        timeout_s = self.config.cashiers.session_timeout_s
         now = self.clock()
         if now - session.last_used_at > timeout_s:
             self.end_session(session, "session.expired")
@@ -230,9 +222,22 @@ class Gate:
                 "session.expired", f"the session ended after {timeout_s / 60:.0f} min without use: log in again"
             )
         if now - session.last_used_at >= sessions.TOUCH_EVERY_S:  # any use keeps it open; no commit (fsync) per scan
-            with self.agent.store.transaction() as conn:
+            with self.store.transaction() as conn:
                 sessions.touch(conn, session, now)
         return session
+
+    def current_cashier(self, token: object) -> tuple[CashierSession, RosterCashier]:
+        """The session of ``token`` and its cashier as the current roster has them; a session
+        whose cashier left the roster is ended here."""
+        session = self.session_of(token)
+        cashier = self.roster().by_id.get(session.cashier_id)
+        if cashier is None:
+            self.end_session(session, "cashier.removed")
+            raise PermissionRefused(
+                "session.invalid",
+                f"cashier {session.cashier_id} is no longer on this terminal's roster; the session ended",
+            )
+        return session, cashier
 
     def authorize(self, session_token: str, action: Action | str, *, sale_till_session: str | None = None) -> Grant:
         """A Grant for ``action`` now, or PermissionRefused with a stable code and what to do."""
@@ -249,5 +254,7 @@ class Gate:
         cashier = roster.by_id[session.cashier_id]
         granted = check_role(wanted, list(cashier.roles), session, sale_till_session)
         if granted in LICENSED_ACTIONS:
-            licence_check(self.agent)
+            verdict = self.sale_verdict()
+            if not verdict.ok:
+                raise PermissionRefused(verdict.code, verdict.message)
         return make_grant(granted, cashier.cashier_id, cashier.name, list(cashier.roles), session)

@@ -16,18 +16,16 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from agent.clock import kernel_clock_synchronized
 from agent.cloud.inbound import Inbound
 from agent.cloud.mqtt_client import LinkCallbacks, MqttLink
 from agent.cloud.outbox import OutboxRow
 from agent.loop_failures import LoopFailures
+from agent.runtime import Runtime
 from agent.version import agent_version
 from broker import contract as kc
-
-if TYPE_CHECKING:
-    from agent.daemon import Agent
 
 log = logging.getLogger(__name__)
 
@@ -49,26 +47,37 @@ class InFlight(NamedTuple):
 class CloudLink:
     name = "cloud"
 
-    def __init__(self, agent: Agent) -> None:
-        assert agent.store is not None
-        self.agent = agent
-        self.config = agent.config.mqtt
-        self.device_id = agent.config.device_id
-        self.boot_id = agent.boot_id
+    def __init__(
+        self,
+        runtime: Runtime,
+        inbound: Inbound,
+        *,
+        connect_listeners: list[Callable[[], None]],
+        peripherals: Callable[[], list[kc.Peripheral]],
+    ) -> None:
+        """``inbound`` already holds the components' state and command handlers (they register
+        at construction); ``connect_listeners`` run after every (re)connect; ``peripherals``
+        lists the devices for the state report."""
+        self.config = runtime.config.mqtt
+        self.device_id = runtime.device_id
+        self.boot_id = runtime.boot_id
         self.window = self.config.ack_window
-        self.outbox = agent.outbox
-        self.inbound = Inbound(agent.store, self.outbox, self.device_id)
+        self.outbox = runtime.outbox
+        self.inbound = inbound
         self.inbound.republish = self._publish_now
         self.inbound.on_command(kc.CommandName.PING.value, self._cmd_ping)
-        self.inbound.on_command(kc.CommandName.CONFIG_RELOAD.value, lambda args: agent.reload_config())
+        reload_config = runtime.reload_config
+        self.inbound.on_command(kc.CommandName.CONFIG_RELOAD.value, lambda args: reload_config())
+        self._peripherals = peripherals
+        call_from_thread = runtime.call_from_thread
         self.mqtt = MqttLink(
             self.config,
             self.device_id,
             self.boot_id,
             LinkCallbacks(
-                on_connected=lambda present: agent.call_from_thread(self._on_connected, present),
-                on_disconnected=lambda reason: agent.call_from_thread(self._on_disconnected, reason),
-                on_message=lambda topic, payload: agent.call_from_thread(self._on_message, topic, payload),
+                on_connected=lambda present: call_from_thread(self._on_connected, present),
+                on_disconnected=lambda reason: call_from_thread(self._on_disconnected, reason),
+                on_message=lambda topic, payload: call_from_thread(self._on_message, topic, payload),
             ),
             kernel_clock_synchronized,
         )
@@ -85,20 +94,14 @@ class CloudLink:
         self.resent = 0
         self.batches = 0
         self._batch_topic = kc.batch_topic(self.device_id)
-        self.connect_listeners: list[Callable[[], None]] = []  # run on the loop after every (re)connect
+        self.connect_listeners = connect_listeners
         self._state_waiters: dict[str, list[asyncio.Future[None]]] = {}  # domain -> refresh_state callers
         self._failures = LoopFailures(log, "outbox drain")
-        agent.store.add_commit_listener(self._wake_threadsafe)
+        runtime.store.add_commit_listener(self._wake_threadsafe)
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        # Components that take pushed state or commands (licence, ...) plug in before the first
-        # message can arrive; also when pairing starts this link while the agent runs.
-        for component in self.agent.components:
-            attach = getattr(component, "attach_cloud", None)
-            if attach is not None:
-                attach(self)
         self.mqtt.start()
         self._task = asyncio.create_task(self._drain(), name="outbox-drain")
 
@@ -269,25 +272,6 @@ class CloudLink:
             self.outbox.enqueue_one(body)
         except Exception:  # a report is informative; failing to queue one must not break the link
             log.exception("could not queue the device state report")
-
-    def _peripherals(self) -> list[kc.Peripheral]:
-        try:
-            hardware = self.agent.component("hardware").status()
-        except LookupError:
-            return []
-        found = [
-            kc.Peripheral(kind=kc.PeripheralKind.PRINTER, model=name, status=p["status"])
-            for name, p in hardware["printers"].items()
-        ]
-        found += [
-            kc.Peripheral(kind=kc.PeripheralKind.SCANNER, model=name, status=sc["status"])
-            for name, sc in hardware["scanners"].items()
-        ]
-        found += [
-            kc.Peripheral(kind=kc.PeripheralKind.DRAWER, model=name, status="configured")
-            for name in hardware["drawers"]
-        ]
-        return found[:32]
 
     async def refresh_state(self, domain: kc.StateDomain, timeout_s: float = 5.0) -> bool:
         """Have the broker send this domain's retained document again (a "Load" button).

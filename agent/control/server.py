@@ -1,4 +1,9 @@
-"""Serve the control methods on a Unix socket, one JSON-RPC 2.0 object per line."""
+"""Serve the control methods on a Unix socket, one JSON-RPC 2.0 object per line.
+
+The methods come as one table (agent/wiring.py joins each package's declared methods). A
+refusal (agent/refusal.py) raised by a method is answered here, in one place: the error
+``REFUSED`` with the stable code, the message and its details as ``data``.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +13,21 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from agent.control.methods import METHODS, MethodError
+from agent.control.methods import BoundMethod, MethodError
 from agent.control.permissions import Authorizer, PeerCredentials, Role, peer_credentials
-
-if TYPE_CHECKING:
-    from agent.daemon import Agent
+from agent.refusal import Refused
 
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 64 * 1024
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
 PERMISSION_DENIED = -32001
+REFUSED = -32010  # a business refusal: data carries its stable code (cashier.wrong_pin, licence.expired, ...)
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,8 @@ class Stream:
 
 
 class ControlServer:
-    def __init__(self, agent: Agent, path: Path, authorizer: Authorizer) -> None:
-        self.agent = agent
+    def __init__(self, methods: Mapping[str, BoundMethod], path: Path, authorizer: Authorizer) -> None:
+        self.methods = methods
         self.path = path
         self.authorizer = authorizer
         self._server: asyncio.base_events.Server | None = None
@@ -146,7 +150,7 @@ class ControlServer:
         params = request.get("params", {})
         if not isinstance(params, dict):
             return _error(req_id, INVALID_PARAMS, "params must be an object")
-        method = METHODS.get(request["method"])
+        method = self.methods.get(request["method"])
         if method is None:
             return _error(req_id, METHOD_NOT_FOUND, f"no method {request['method']!r}; 'methods' lists them")
         if role < method.role:
@@ -160,11 +164,13 @@ class ControlServer:
                 f"'{self.authorizer.admin_group if method.role is Role.ADMIN else self.authorizer.read_group}' or run as root",
             )
         try:
-            result = method.handler(self.agent, params)
+            result = method.call(params)
             if inspect.isawaitable(result):
                 result = await result
         except MethodError as exc:
             return _error(req_id, exc.code, str(exc), exc.data)
+        except Refused as exc:
+            return _error(req_id, REFUSED, exc.message, {"code": exc.code, "message": exc.message, **exc.details})
         except Exception as exc:  # a bug in one method must not take the socket down
             log.exception("control method failed", extra={"method": method.name})
             return _error(req_id, INTERNAL_ERROR, f"internal error in {method.name}: {exc}")

@@ -13,17 +13,19 @@ import asyncio
 import functools
 import logging
 import socket
+import sqlite3
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import drivers
 from agent.config import ConfigError
+from agent.hardware.facade import QueuedPrint, RenderedReceipt
 from agent.hardware.print_queue import PrintQueue, PrintQueueError
 from agent.hardware.receipts import test_page
+from agent.refusal import Refused
+from agent.runtime import Runtime
 from agent.sales import receipts
-
-if TYPE_CHECKING:
-    from agent.daemon import Agent
+from broker import contract as kc
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +33,32 @@ log = logging.getLogger(__name__)
 DRAWER_STATES = {drivers.DeviceStatus.DRAWER_OPEN: "open", drivers.DeviceStatus.DRAWER_CLOSED: "closed"}
 
 
-class HardwareError(ConfigError):
-    """A configured device cannot be set up, or a hardware action failed."""
+class HardwareConfigError(ConfigError):
+    """A configured device cannot be set up (bad URL, unknown driver option): fix the config."""
+
+
+class HardwareError(Refused):
+    """A hardware action failed or names a device that is not configured; says what to do."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("unavailable", message)
 
 
 class Hardware:
+    """The hardware component, and the façade sales, licence and pairing print and open drawers
+    through (agent/hardware/facade.py): nobody else touches its printers or its queue."""
+
     name = "hardware"
 
-    def __init__(self, agent: Agent) -> None:
-        assert agent.store is not None
-        self.agent = agent
-        config = agent.config
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        config = runtime.config
         self.printers: dict[str, drivers.Printer] = {}
         for printer in config.printers:
             try:
                 self.printers[printer.name] = drivers.open_printer(printer.url, name=printer.name, **printer.options)
             except drivers.ConfigError as exc:
-                raise HardwareError(f"printer '{printer.name}': {exc}") from None
+                raise HardwareConfigError(f"printer '{printer.name}': {exc}") from None
         self.drawers: dict[str, drivers.KickableDrawer] = {}
         for drawer in config.drawers:
             try:
@@ -55,7 +66,7 @@ class Hardware:
                     drawer.url, printer=self.printers.get(drawer.printer or ""), **drawer.options
                 )
             except drivers.ConfigError as exc:
-                raise HardwareError(f"drawer '{drawer.name}': {exc}") from None
+                raise HardwareConfigError(f"drawer '{drawer.name}': {exc}") from None
         self.sensor_poll_s = {drawer.name: drawer.sensor_poll_s for drawer in config.drawers}
         self._drawer_opened_at: dict[str, float] = {}  # drawers whose sensor is being polled, since when
         self._drawer_openings: dict[str, int] = {}  # per drawer: a sensor reading older than the last opening is stale
@@ -66,11 +77,11 @@ class Hardware:
                     scanner.url, max_length=scanner.max_length, **scanner.options
                 )
             except drivers.ConfigError as exc:
-                raise HardwareError(f"scanner '{scanner.name}': {exc}") from None
+                raise HardwareConfigError(f"scanner '{scanner.name}': {exc}") from None
         self.receipt_printer = config.hardware.receipt_printer or next(iter(self.printers), None)
         self.cash_drawer = config.hardware.cash_drawer or next(iter(self.drawers), None)
         self.queue = PrintQueue(
-            agent.store, self.printers, config.hardware.status_poll_s, on_event=self._event, copy_mark=self._copy_mark
+            runtime.store, self.printers, config.hardware.status_poll_s, on_event=self._event, copy_mark=self._copy_mark
         )
         self.statuses: dict[str, str] = {}
         self.scans = 0
@@ -86,8 +97,8 @@ class Hardware:
         for name, scanner in self.scanners.items():
             try:
                 scanner.start(
-                    lambda event, name=name: self.agent.call_from_thread(self._on_scan, name, event),
-                    lambda rejection, name=name: self.agent.call_from_thread(self._on_scan_rejected, name, rejection),
+                    lambda event, name=name: self.runtime.call_from_thread(self._on_scan, name, event),
+                    lambda rejection, name=name: self.runtime.call_from_thread(self._on_scan_rejected, name, rejection),
                 )
             except drivers.DriverError as exc:
                 # A missing scanner must not stop the till: sales go on with manual entry.
@@ -96,17 +107,17 @@ class Hardware:
                     extra={"scanner": name, "problem": str(exc)},
                 )
         if self.printers:
-            self.agent.scheduler.every(
-                "printer-status", self.agent.config.hardware.status_poll_s, self.poll_status, run_now=True
+            self.runtime.scheduler.every(
+                "printer-status", self.runtime.config.hardware.status_poll_s, self.poll_status, run_now=True
             )
-        if self.agent.config.hardware.discovery_interval_s:
-            self.agent.scheduler.every(
-                "device-discovery", self.agent.config.hardware.discovery_interval_s, self.discover, run_now=True
+        if self.runtime.config.hardware.discovery_interval_s:
+            self.runtime.scheduler.every(
+                "device-discovery", self.runtime.config.hardware.discovery_interval_s, self.discover, run_now=True
             )
 
     async def stop(self) -> None:
-        self.agent.scheduler.cancel("printer-status")
-        self.agent.scheduler.cancel("device-discovery")
+        self.runtime.scheduler.cancel("printer-status")
+        self.runtime.scheduler.cancel("device-discovery")
         for name in list(self._drawer_opened_at):
             self._stop_watching(name)
         await self.queue.stop()
@@ -152,16 +163,17 @@ class Hardware:
 
     def _copy_mark(self) -> drivers.Receipt:
         """``*** COPY ***`` in the shop's language and the company's wording, read at each copy."""
-        assert self.agent.store is not None
-        return receipts.copy_mark(receipts.current_template(self.agent.store.read(), self.agent.config.site.language))
+        return receipts.copy_mark(
+            receipts.current_template(self.runtime.store.read(), self.runtime.config.site.language)
+        )
 
     # ------------------------------------------------------------------ events
     def _event(self, kind: str, data: dict[str, Any]) -> None:
-        self.agent.events.publish(kind, **data)
+        self.runtime.events.publish(kind, **data)
 
     def _on_scan(self, scanner: str, event: drivers.ScanEvent) -> None:
         self.scans += 1
-        self.agent.events.publish(
+        self.runtime.events.publish(
             "scan",
             scanner=scanner,
             data=event.data,
@@ -173,7 +185,7 @@ class Hardware:
     def _on_scan_rejected(self, scanner: str, rejection: drivers.ScanRejection) -> None:
         # the driver has logged it (rate-limited); the POS can tell the cashier the scan did not count
         self.scans_rejected += 1
-        self.agent.events.publish(
+        self.runtime.events.publish(
             "scan.rejected",
             scanner=scanner,
             reason=rejection.reason.value,
@@ -203,6 +215,53 @@ class Hardware:
                 if status.can_print and self.queue.waiting(name):
                     self.queue.wake(name)  # back to ready: retry now, not at the next poll
 
+    # ------------------------------------------------------------------- façade
+    def peripherals(self) -> list[kc.Peripheral]:
+        """The configured devices and their state, for the device's state report to the cloud."""
+        found = [
+            kc.Peripheral(kind=kc.PeripheralKind.PRINTER, model=name, status=self.statuses.get(name, "unknown"))
+            for name in self.printers
+        ]
+        found += [
+            kc.Peripheral(kind=kc.PeripheralKind.SCANNER, model=name, status=scanner.status().value)
+            for name, scanner in self.scanners.items()
+        ]
+        found += [
+            kc.Peripheral(kind=kc.PeripheralKind.DRAWER, model=name, status="configured") for name in self.drawers
+        ]
+        return found[:32]
+
+    def has_drawer(self, name: str) -> bool:
+        return name in self.drawers
+
+    def render_receipt(self, document: drivers.Receipt) -> RenderedReceipt | None:
+        """The receipt printer's bytes for ``document``, or None when no printer is configured.
+
+        Rendered before a sale's transaction opens: the transaction only queues the bytes."""
+        if self.receipt_printer is None:
+            return None
+        return RenderedReceipt(self.receipt_printer, self.printers[self.receipt_printer].render(document))
+
+    def queue_rendered(self, conn: sqlite3.Connection, rendered: RenderedReceipt, *, kind: str, ref: str) -> str:
+        """Queue rendered bytes inside the caller's transaction; the job id."""
+        return self.queue.submit(conn, rendered.printer, rendered.data, kind=kind, ref=ref)
+
+    def queue_receipt(
+        self, document: drivers.Receipt, *, kind: str, ref: str | None = None, printer: str | None = None
+    ) -> QueuedPrint:
+        """Render and queue ``document`` on ``printer`` (default: the receipt printer)."""
+        name = printer or self.receipt_printer
+        if name is None:
+            raise HardwareError("no printer is configured; add a [[printers]] table to the config")
+        return QueuedPrint(self.queue.submit_document(name, document, kind=kind, ref=ref), name)
+
+    def reprint_job(self, job_id: str) -> QueuedPrint | None:
+        """A copy of a queued job (marked as a copy), or None when the queue no longer has it."""
+        job = self.queue.get(job_id)
+        if job is None:
+            return None
+        return QueuedPrint(self.queue.reprint(job_id), job.printer)
+
     # ------------------------------------------------------------------ actions
     def test_print(self, printer: str | None = None) -> str:
         name = printer or self.receipt_printer
@@ -211,7 +270,7 @@ class Hardware:
         try:
             return self.queue.submit_document(
                 name,
-                test_page(self.agent.config.device_id, name, socket.gethostname(), time.time()),
+                test_page(self.runtime.config.device_id, name, socket.gethostname(), time.time()),
                 kind="test",
                 ref=None,
             )
@@ -247,13 +306,13 @@ class Hardware:
         if name in self._drawer_opened_at:
             return
         self._drawer_opened_at[name] = time.monotonic()
-        self.agent.scheduler.every(
+        self.runtime.scheduler.every(
             f"drawer-watch-{name}", self.sensor_poll_s[name], functools.partial(self._check_drawer, name)
         )
 
     def _stop_watching(self, name: str) -> None:
         self._drawer_opened_at.pop(name, None)
-        self.agent.scheduler.cancel(f"drawer-watch-{name}")
+        self.runtime.scheduler.cancel(f"drawer-watch-{name}")
 
     async def _check_drawer(self, name: str) -> None:
         if name not in self._drawer_opened_at:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.loop_failures import LoopFailures
+from agent.refusal import Refused
 from agent.store import Store
 from drivers import DocumentError, Printer, PrinterUnavailableError, Receipt, ReceiptBuilder, TransportError
 
@@ -43,8 +44,11 @@ def english_copy_mark() -> Receipt:
     return ReceiptBuilder().text(COPY_HEADER, bold=True, align="center").feed(1).build()
 
 
-class PrintQueueError(Exception):
-    pass
+class PrintQueueError(Refused):
+    """A print job cannot be queued or found (unknown printer or job, nothing to reprint)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("unavailable", message)
 
 
 @dataclass(frozen=True)

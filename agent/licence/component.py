@@ -9,9 +9,9 @@
 - A ``LeaseReport`` goes up after each document, on every (re)connect and every
   ``renew_after_s`` while connected; the cloud answers with renewed leases.
 
-It works with or without the cloud link: ``CloudLink.start`` calls ``attach_cloud`` on every
-component that has one, before its first message can arrive (also when pairing starts the
-link later).
+It works with or without the cloud link: its handlers are on the cloud port's ``Inbound``
+from construction (agent/cloud/port.py), before the link, which pairing may start later,
+can deliver a first message.
 """
 
 from __future__ import annotations
@@ -21,21 +21,18 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from agent.licence import control as _control  # noqa: F401 - registers the licence.* control methods
+from agent.cloud.port import CloudPort
 from agent.licence import store as db
 from agent.licence.bind_refusals import bind_refusal_advice
 from agent.licence.docs import DocUpdate, apply_doc
 from agent.licence.lease import HeldLease, LeaseRefused, Refusal, Verdict, accept_token, sale_verdict
 from agent.licence.release import Releaser
 from agent.pairing.keys import load_or_create_identity_key
+from agent.runtime import Runtime
 from broker import contract as kc
 from broker.contract.signing import load_public_key, public_key_fingerprint, public_key_text
-
-if TYPE_CHECKING:
-    from agent.cloud.link import CloudLink
-    from agent.daemon import Agent
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +46,31 @@ class Licence:
     name = "licence"
 
     def __init__(
-        self, agent: Agent, *, wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic
+        self,
+        runtime: Runtime,
+        cloud: CloudPort,
+        *,
+        wall: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
     ) -> None:
-        assert agent.store is not None
-        self.agent = agent
-        self.store = agent.store
+        self.config = runtime.config
+        self.events = runtime.events
+        self.store = runtime.store
         self.wall = wall
         self.mono = mono
-        self.device_id = agent.config.device_id
-        self.outbox = agent.outbox
+        self.device_id = runtime.device_id
+        self.outbox = runtime.outbox
         self.leases: dict[str, HeldLease] = {}  # licence id -> the lease held (or released) for it
         self.last_refusal: Verdict | None = None  # why the newest tokens were refused, if they were
         self.high_water = 0.0  # latest wall-clock time seen; memory leads, the store trails
         self._persisted_high_water = 0.0
         self._next_report_mono = 0.0
         self._staged: DocUpdate | None = None
-        self._link: CloudLink | None = None
+        self.cloud = cloud
+        cloud.inbound.on_state(kc.StateDomain.LICENCE, self._apply_doc)
+        cloud.inbound.on_command(kc.CommandName.LICENCE_RELEASE.value, self._release_command)
+        cloud.inbound.state_listeners.append(self._after_state)
+        cloud.connect_listeners.append(self.report)
         self._task: asyncio.Task[None] | None = None
         self.releaser: Releaser | None = None
         self.device_key_fingerprint = ""
@@ -73,7 +79,7 @@ class Licence:
     # ---------------------------------------------------------------- lifecycle
     def load(self) -> None:
         """Keys, held leases (each token verified again), highest epochs and the high-water mark."""
-        identity = load_or_create_identity_key(self.agent.config.paths.state_dir)
+        identity = load_or_create_identity_key(self.config.paths.state_dir)
         self.device_key_fingerprint = public_key_fingerprint(identity.public_key())
         self.device_public_key = public_key_text(identity.public_key())
         self.releaser = Releaser(self, identity)
@@ -118,14 +124,6 @@ class Licence:
             await asyncio.gather(self._task, return_exceptions=True)
         self.persist_high_water()
 
-    def attach_cloud(self, link: CloudLink) -> None:
-        """Plug into a cloud link before it connects (called by ``CloudLink.start``)."""
-        self._link = link
-        link.inbound.on_state(kc.StateDomain.LICENCE, self._apply_doc)
-        link.inbound.on_command(kc.CommandName.LICENCE_RELEASE.value, self._release_command)
-        link.inbound.state_listeners.append(self._after_state)
-        link.connect_listeners.append(self.report)
-
     # ----------------------------------------------------------------- hot path
     def sale_verdict(self) -> Verdict:
         """May a sale or refund run now? Memory only: no signature check, no store access."""
@@ -149,7 +147,7 @@ class Licence:
 
     # ---------------------------------------------------------------- accepting
     def trusted_keys(self) -> dict[str, Any]:
-        return {key_id: load_public_key(text) for key_id, text in self.agent.config.trust.cloud_keys.items()}
+        return {key_id: load_public_key(text) for key_id, text in self.config.trust.cloud_keys.items()}
 
     def accept(
         self, token: str, highest_epochs: Mapping[str, int], now_wall: float, trusted: dict[str, Any] | None = None
@@ -196,7 +194,7 @@ class Licence:
             },
         )
         verdict = self.sale_verdict()  # the POS event stream shows the new verdict (agent/events.py)
-        self.agent.events.publish(
+        self.events.publish(
             "licence.changed", ok=verdict.ok, code=verdict.code, licence_id=verdict.licence_id, version=version
         )
 
@@ -246,7 +244,7 @@ class Licence:
         self.sale_verdict()  # raises the high-water mark as time passes, sales or not
         self.persist_high_water()
         # Only while connected: an offline terminal would pile up reports; reconnecting sends one.
-        if self._link is not None and self._link.mqtt.connected and self.mono() >= self._next_report_mono:
+        if self.cloud.connected and self.mono() >= self._next_report_mono:
             self.report()
 
     def persist_high_water(self) -> None:
@@ -275,7 +273,7 @@ class Licence:
             "message_id": str(draft.message_id),
             "key_hint": f"...{hint}",
             "requested_at": _iso(now),
-            "cloud_connected": self._link is not None and self._link.mqtt.connected,
+            "cloud_connected": self.cloud.connected,
         }
 
     def _release_command(self, args: dict[str, Any]) -> dict[str, Any]:

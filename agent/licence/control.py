@@ -1,32 +1,36 @@
 """Control-socket methods of the licence component (``kassactl licence ...``).
 
-Registered at import time (agent/licence/component.py imports this module).
+Their target is the ``LicenceDesk``: the licence component and the hardware its release slip
+prints on.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-from agent.control.methods import Method, MethodError, register, str_param
+from agent.control.methods import Method, MethodError, Params, required_str, str_param
 from agent.control.permissions import Role
-
-if TYPE_CHECKING:
-    from agent.daemon import Agent
-
-
-def _licence(agent: Agent) -> Any:
-    try:
-        return agent.component("licence")
-    except LookupError:
-        raise MethodError("the licence component is not running; check `kassactl status` and the agent log") from None
+from agent.hardware.facade import TillHardware
+from agent.i18n import language
+from agent.licence.component import Licence
+from agent.refusal import Refused
+from broker.contract import LicenceKeyError
+from drivers import Receipt, ReceiptBuilder
 
 
-def _status(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
-    return _licence(agent).status()
+@dataclass(frozen=True)
+class LicenceDesk:
+    licence: Licence
+    hardware: TillHardware
 
 
-def _check(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
-    verdict = _licence(agent).sale_verdict()
+def _status(desk: LicenceDesk, params: Params) -> dict[str, Any]:
+    return desk.licence.status()
+
+
+def _check(desk: LicenceDesk, params: Params) -> dict[str, Any]:
+    verdict = desk.licence.sale_verdict()
     return {
         "ok": verdict.ok,
         "code": verdict.code,
@@ -36,45 +40,31 @@ def _check(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _enter(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
-    from broker.contract import LicenceKeyError
-
-    typed = str_param(params, "key", required=True)
+def _enter(desk: LicenceDesk, params: Params) -> dict[str, Any]:
     try:
-        return _licence(agent).enter_key(typed)
+        return desk.licence.enter_key(required_str(params, "key"))
     except LicenceKeyError as exc:
         raise MethodError(str(exc)) from None
 
 
-def _release_file(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
-    from agent.hardware.component import HardwareError
-    from agent.hardware.print_queue import PrintQueueError
-    from agent.licence.release import LicenceNotHeld
-
-    licence = _licence(agent)
+def _release_file(desk: LicenceDesk, params: Params) -> dict[str, Any]:
+    licence = desk.licence
     printer = str_param(params, "printer")
-    try:
-        result = licence.releaser.release_file(str_param(params, "licence_id"))
-    except LicenceNotHeld as exc:
-        raise MethodError(str(exc)) from None
+    assert licence.releaser is not None, "the licence component loads its keys at start"
+    result = licence.releaser.release_file(str_param(params, "licence_id"))
     if printer is not None:
+        if not printer and desk.hardware.receipt_printer is None:
+            raise MethodError("no printer is configured; copy the file or show the QR code instead")
+        slip = _release_slip(licence.device_id, result, licence.config.site.language)
         try:
-            hardware = agent.component("hardware")
-            name = printer or hardware.receipt_printer
-            if name is None:
-                raise MethodError("no printer is configured; copy the file or show the QR code instead")
-            slip = _release_slip(agent.config.device_id, result, agent.config.site.language)
-            result["job_id"] = hardware.queue.submit_document(name, slip, kind="licence")
-        except (HardwareError, PrintQueueError, LookupError) as exc:
+            result["job_id"] = desk.hardware.queue_receipt(slip, kind="licence", printer=printer or None).job_id
+        except Refused as exc:
             raise MethodError(f"released and written to {result['path']}, but not printed: {exc}") from None
     return result
 
 
-def _release_slip(device_id: str, result: dict[str, Any], language_tag: str) -> Any:
+def _release_slip(device_id: str, result: dict[str, Any], language_tag: str) -> Receipt:
     """The printed release file, in the terminal's language (``site.language``)."""
-    from agent.i18n import language
-    from drivers import ReceiptBuilder
-
     _ = language(language_tag).gettext
     return (
         ReceiptBuilder()
@@ -91,7 +81,7 @@ def _release_slip(device_id: str, result: dict[str, Any], language_tag: str) -> 
     )
 
 
-for _method in (
+METHODS: tuple[Method[LicenceDesk], ...] = (
     Method(
         "licence.status",
         Role.READ,
@@ -111,5 +101,4 @@ for _method in (
         "Release the licence here for good and write a release file + QR for the cloud (params: licence_id, printer).",
         _release_file,
     ),
-):
-    register(_method)
+)

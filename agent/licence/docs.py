@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from agent.cloud.outbox import Outbox
 from agent.licence import store as db
 from agent.licence.lease import HeldLease, LeaseRefused, Refusal, Verdict
+from agent.licence.release import Releaser
 from broker import contract as kc
-
-if TYPE_CHECKING:
-    from agent.licence.component import Licence
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,24 @@ log = logging.getLogger(__name__)
 # hold in a form we cannot read, so missing leases are not released on such a document
 # (safe either way: the cloud grants elsewhere only after a receipt or the lease's expiry).
 UNREADABLE = frozenset({Refusal.TAMPERED, Refusal.UNKNOWN_SIGNER, Refusal.NOT_A_LEASE})
+
+
+class LeaseBook(Protocol):
+    """What applying a document reads of the licence component (agent/licence/component.py)."""
+
+    leases: dict[str, HeldLease]
+    releaser: Releaser | None
+    outbox: Outbox
+    wall: Callable[[], float]
+    mono: Callable[[], float]
+
+    def trusted_keys(self) -> dict[str, Any]: ...
+
+    def accept(
+        self, token: str, highest_epochs: Mapping[str, int], now_wall: float, trusted: dict[str, Any] | None = None
+    ) -> kc.LeaseClaims: ...
+
+    def lease_report(self, conn: Any, leases: Mapping[str, HeldLease] | None = None) -> kc.LeaseReport: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +52,7 @@ class DocUpdate:
     released: int
 
 
-def apply_doc(licence: Licence, conn: sqlite3.Connection, doc: dict[str, Any]) -> DocUpdate:
+def apply_doc(licence: LeaseBook, conn: sqlite3.Connection, doc: dict[str, Any]) -> DocUpdate:
     """Validate and apply a document; ValueError (before any write) refuses it whole."""
     parsed = kc.LicenceDoc.model_validate(doc)
     assert licence.releaser is not None

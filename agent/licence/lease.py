@@ -90,10 +90,6 @@ class LeaseRefused(Exception):
         self.detail = detail
         self.licence_id = licence_id  # the licence a genuine token names; None when it was not read
 
-    @property
-    def advice(self) -> str:
-        return _ADVICE[self.code]
-
 
 @dataclass(frozen=True, slots=True)
 class Verdict:

@@ -9,20 +9,36 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.cloud.inbound import CommandError
+from agent.cloud.outbox import Outbox
+from agent.config import AgentConfig
 from agent.licence import store as db
+from agent.licence.lease import HeldLease
 from agent.pairing.keys import write_public_file
+from agent.refusal import Refused
+from agent.store import Store
 from broker import contract as kc
 from broker.contract import licence as kl
 from broker.contract.fields import MAX_STORED_INT
 
-if TYPE_CHECKING:
-    from agent.licence.component import Licence
+
+class LeaseHolder(Protocol):
+    """What the releaser reads and changes of the licence component (agent/licence/component.py)."""
+
+    device_id: str
+    device_key_fingerprint: str
+    leases: dict[str, HeldLease]
+    store: Store
+    outbox: Outbox
+    config: AgentConfig
+    wall: Callable[[], float]
+
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +46,15 @@ NOT_HELD = "licence.not_held"
 MAX_EPOCH = MAX_STORED_INT  # the store's INTEGER; a larger epoch was never held here
 
 
-class LicenceNotHeld(Exception):
+class LicenceNotHeld(Refused):
     """This terminal never held the licence: there is nothing to release or sign."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(NOT_HELD, message)
 
 
 class Releaser:
-    def __init__(self, licence: Licence, device_key: Ed25519PrivateKey) -> None:
+    def __init__(self, licence: LeaseHolder, device_key: Ed25519PrivateKey) -> None:
         self.licence = licence
         self._device_key = device_key
 
@@ -96,7 +115,7 @@ class Releaser:
         receipt = self.release(licence_id, epoch, "release_file")
         text = kl.release_file_text(self.licence.device_id, licence_id, epoch, receipt)
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", licence_id)
-        path = self.licence.agent.config.paths.state_dir / f"licence-release-{safe}-e{epoch}.json"
+        path = self.licence.config.paths.state_dir / f"licence-release-{safe}-e{epoch}.json"
         write_public_file(path, (text + "\n").encode(), mode=0o600)
         log.info("licence release file written", extra={"licence_id": licence_id, "epoch": epoch, "path": str(path)})
         return {"licence_id": licence_id, "epoch": epoch, "path": str(path), "text": text, "qr": qr_text(text)}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from agent.pairing.install import InstallError, check_credentials, install
 from agent.pairing.keys import DeviceKeys, KeyFileError, load_or_create_device_keys
 from agent.pairing.renewal import CertificateRenewal, RenewalSettings, renews
 from agent.pairing.slip import pairing_slip
+from agent.refusal import Refused
 from agent.store import StoreError
 from broker.contract.pairing import (
     PairingCodeError,
@@ -43,7 +45,9 @@ from broker.contract.pairing import (
 )
 
 if TYPE_CHECKING:
-    from agent.daemon import Agent
+    from agent.cloud.port import CloudPort
+    from agent.hardware.facade import TillHardware
+    from agent.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +55,11 @@ CODE_META_KEY = "pairing.code"
 POLL_BOUNDS_S = (1.0, 300.0)
 
 
-class PairingError(Exception):
+class PairingError(Refused):
     """A pairing action the technician asked for cannot be done; the message says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("pairing.unavailable", message)
 
 
 class PairingState(StrEnum):
@@ -69,11 +76,21 @@ def has_certificate(mqtt: MqttConfig) -> bool:
 class Pairing:
     name = "pairing"
 
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
-        self.config = agent.config.cloud
-        self.device_id = agent.config.device_id
-        self.needed = self.config.api_url is not None and not has_certificate(agent.config.mqtt)
+    def __init__(
+        self,
+        runtime: Runtime,
+        hardware: TillHardware,
+        cloud: CloudPort,
+        start_link: Callable[[], Awaitable[None]],
+    ) -> None:
+        """``start_link`` starts the cloud link once pairing installed the broker certificate."""
+        self.runtime = runtime
+        self.hardware = hardware
+        self.cloud = cloud
+        self.start_link = start_link
+        self.config = runtime.config.cloud
+        self.device_id = runtime.config.device_id
+        self.needed = self.config.api_url is not None and not has_certificate(runtime.config.mqtt)
         if self.config.api_url is None:
             self.state = PairingState.OFF
         else:
@@ -109,8 +126,8 @@ class Pairing:
             await self.renewal.stop()
 
     def _start_renewal(self) -> None:
-        mqtt = self.agent.config.mqtt
-        state_dir = self.agent.config.paths.state_dir
+        mqtt = self.runtime.config.mqtt
+        state_dir = self.runtime.config.paths.state_dir
         if self.client is None or self.renewal is not None or not renews(state_dir, mqtt.cert_file):
             return  # no cloud to ask, or a certificate configured by hand
         assert mqtt.cert_file is not None
@@ -127,11 +144,7 @@ class Pairing:
 
     def _use_renewed_certificate(self, certificate: x509.Certificate) -> None:
         self._describe_certificate(certificate)
-        try:
-            link = self.agent.component("cloud")
-        except LookupError:
-            return  # not running: it reads the files when it starts
-        link.mqtt.reload_certificate()
+        self.cloud.reload_certificate()  # a link not running yet reads the files when it starts
 
     def status(self) -> dict[str, Any]:
         shown = format_pairing_code(self.code) if self.code else None
@@ -198,9 +211,8 @@ class Pairing:
 
     def _prepare(self) -> DeviceKeys:
         """Keys and CSR (made once, then reused) and the pairing code (kept in the store)."""
-        keys = load_or_create_device_keys(self.agent.config.paths.state_dir, self.device_id)
-        assert self.agent.store is not None
-        stored = meta.get(self.agent.store.read(), CODE_META_KEY)
+        keys = load_or_create_device_keys(self.runtime.config.paths.state_dir, self.device_id)
+        stored = meta.get(self.runtime.store.read(), CODE_META_KEY)
         try:
             self.code = normalize_pairing_code(stored) if stored else None
         except PairingCodeError:
@@ -214,9 +226,8 @@ class Pairing:
         return keys
 
     def _new_code(self) -> None:
-        assert self.agent.store is not None
         code = new_pairing_code()
-        with self.agent.store.transaction() as conn:
+        with self.runtime.store.transaction() as conn:
             meta.put(conn, CODE_META_KEY, code)
         self.code = code
 
@@ -250,15 +261,15 @@ class Pairing:
 
     async def _install(self, reply: PollReply, broker_key: Any) -> None:
         assert reply.credentials is not None and self.client is not None
-        if self.agent.config_path is None:
+        if self.runtime.config_path is None:
             raise ConfigError("the agent runs without a config file: nowhere to save the broker settings")
         checked = await asyncio.to_thread(
             check_credentials, reply.credentials, self.device_id, broker_key, self.client.now()
         )
-        changes = await asyncio.to_thread(install, self.agent.config.paths.state_dir, checked)
-        new = await asyncio.to_thread(set_values, self.agent.config_path, changes)
-        self.agent.config.mqtt = new.mqtt
-        self.agent.config.site.point_of_sale = new.site.point_of_sale
+        changes = await asyncio.to_thread(install, self.runtime.config.paths.state_dir, checked)
+        new = await asyncio.to_thread(set_values, self.runtime.config_path, changes)
+        self.runtime.config.mqtt = new.mqtt
+        self.runtime.config.site.point_of_sale = new.site.point_of_sale
         self.state, self.needed, self.last_error, self.expires_at = PairingState.PAIRED, False, None, None
         self._describe_certificate(checked.certificate)
         log.info(
@@ -269,13 +280,11 @@ class Pairing:
                 "not_after": checked.not_after.isoformat(),
             },
         )
-        from agent.cloud.link import CloudLink
-
-        await self.agent.add_component(CloudLink(self.agent))
+        await self.start_link()
         self._start_renewal()
 
     def _describe_certificate(self, certificate: x509.Certificate | None = None) -> None:
-        cert_file = self.agent.config.mqtt.cert_file
+        cert_file = self.runtime.config.mqtt.cert_file
         try:
             if certificate is None and cert_file is not None:
                 certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
@@ -310,11 +319,9 @@ class Pairing:
             raise PairingError("this terminal is already paired")
         if self.code is None:
             raise PairingError("no pairing code yet: set [cloud] api_url and wait for the first registration")
-        hardware = self.agent.component("hardware")
-        name = printer or hardware.receipt_printer
-        if name is None:
+        if not printer and self.hardware.receipt_printer is None:
             raise PairingError("no printer is configured; read the code with `kassactl pairing`")
         slip = pairing_slip(
-            self.device_id, format_pairing_code(self.code), self.expires_at, self.agent.config.site.language
+            self.device_id, format_pairing_code(self.code), self.expires_at, self.runtime.config.site.language
         )
-        return hardware.queue.submit_document(name, slip, kind="pairing")
+        return self.hardware.queue_receipt(slip, kind="pairing", printer=printer).job_id

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.posapi import errors, events_ws, routes
+from agent.posapi.service import PosService
 from agent.version import agent_version
-
-if TYPE_CHECKING:
-    from agent.posapi.component import PosApi
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -35,7 +31,7 @@ class BodyLimit:
         await self.app(scope, receive, send)
 
 
-def build_app(pos: PosApi | Any) -> FastAPI:
+def build_app(pos: PosService) -> FastAPI:
     app = FastAPI(
         title="kassa POS API",
         version=agent_version(),
@@ -45,7 +41,6 @@ def build_app(pos: PosApi | Any) -> FastAPI:
         description="The terminal's local API for a web POS: see docs/pos-api.md.",
     )
     app.state.pos = pos
-    app.state.agent = pos.agent
     errors.install(app)
     routes.add_routes(app)
     app.add_api_websocket_route(routes.WEBSOCKET.path, events_ws.events)

@@ -1,5 +1,5 @@
 """The POS API component (``"pos_api"``): HTTP + WebSocket for a web POS, served by uvicorn
-as a task on the agent loop, so handlers call the other components directly.
+as a task on the agent loop, so handlers call the components it was built with directly.
 
 Bound to ``[pos_api] bind``:``port`` (127.0.0.1:8765 by default); a LAN address needs TLS
 (checked when the config is loaded). A port already in use does not stop the agent: the
@@ -14,16 +14,15 @@ import logging
 import socket
 import ssl
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import uvicorn
 
 from agent.config import ConfigError
-from agent.posapi import control as _control  # noqa: F401 - registers the pos.token.* control methods
+from agent.posapi.app import build_app
+from agent.posapi.service import PosParts, PosService
 from agent.posapi.tokens import PosTokens
-
-if TYPE_CHECKING:
-    from agent.daemon import Agent
+from agent.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +38,12 @@ class _Server(uvicorn.Server):
 class PosApi:
     name = "pos_api"
 
-    def __init__(self, agent: Agent) -> None:
-        assert agent.store is not None
-        self.agent = agent
-        self.config = agent.config.pos_api
-        self.tokens = PosTokens(agent.store)
+    def __init__(self, runtime: Runtime, parts: PosParts) -> None:
+        self.config = runtime.config.pos_api
+        self.tokens = PosTokens(runtime.store)
+        self.service = PosService(runtime, parts, self.tokens)
         self.port: int | None = None
         self.error: str | None = None
-        self.websockets = 0
-        self.closing = False
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._bound = asyncio.Event()
@@ -77,10 +73,8 @@ class PosApi:
             await asyncio.wait_for(self._bound.wait(), 5.0)
 
     async def _serve(self) -> None:
-        from agent.posapi.app import build_app
-
         delay = RETRY_MIN_S
-        while not self.closing:
+        while not self.service.closing:
             try:
                 sock = self._bind()
             except OSError as exc:
@@ -92,7 +86,7 @@ class PosApi:
                 continue
             self.port, self.error = sock.getsockname()[1], None
             config = uvicorn.Config(
-                build_app(self),
+                build_app(self.service),
                 log_config=None,
                 access_log=False,
                 lifespan="off",
@@ -114,7 +108,7 @@ class PosApi:
                 await self._server.serve(sockets=[sock])
             finally:
                 sock.close()
-            if not self.closing:  # uvicorn ended on its own: start again
+            if not self.service.closing:  # uvicorn ended on its own: start again
                 log.error("POS API server stopped unexpectedly; restarting")
                 await asyncio.sleep(RETRY_MIN_S)
 
@@ -134,7 +128,7 @@ class PosApi:
         return sock
 
     async def stop(self) -> None:
-        self.closing = True
+        self.service.closing = True
         if self._server is not None:
             self._server.should_exit = True
         if self._task is not None:
@@ -150,7 +144,9 @@ class PosApi:
         elif self.error:
             summary = f"not serving: {self.error}"
         else:
-            summary = f"serving {self.url}; {self.tokens.active} POS token(s), {self.websockets} event stream(s)"
+            summary = (
+                f"serving {self.url}; {self.tokens.active} POS token(s), {self.service.websockets} event stream(s)"
+            )
         return {
             "summary": summary,
             "enabled": self.config.enabled,
@@ -158,6 +154,6 @@ class PosApi:
             "port": self.port,
             "error": self.error,
             "tokens": self.tokens.active,
-            "websockets": self.websockets,
+            "websockets": self.service.websockets,
             "cors_origins": self.config.cors_origins,
         }

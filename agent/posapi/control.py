@@ -6,47 +6,26 @@ itself appears once, in the answer of ``pos.token.create``; nothing else ever sh
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from agent.control.methods import Method, MethodError, register, str_param
+from agent.control.methods import Method, Params, required_str
 from agent.control.permissions import Role
-
-if TYPE_CHECKING:
-    from agent.daemon import Agent
-    from agent.posapi.component import PosApi
+from agent.posapi.component import PosApi
 
 
-def _pos(agent: Agent) -> PosApi:
-    try:
-        return agent.component("pos_api")
-    except LookupError:
-        raise MethodError("the POS API component is not running; check the agent log") from None
+def _create(pos: PosApi, params: Params) -> dict[str, Any]:
+    return pos.tokens.create(required_str(params, "label"))
 
 
-def _create(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
-    from agent.posapi.tokens import TokenError
-
-    try:
-        return _pos(agent).tokens.create(str_param(params, "label", required=True))  # type: ignore[arg-type]
-    except TokenError as exc:
-        raise MethodError(str(exc), -32602) from None
-
-
-def _list(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
-    pos = _pos(agent)
+def _list(pos: PosApi, params: Params) -> dict[str, Any]:
     return {"url": pos.url, "tokens": pos.tokens.listing()}
 
 
-def _revoke(agent: Agent, params: dict[str, Any]) -> dict[str, Any]:
-    from agent.posapi.tokens import TokenError
-
-    try:
-        return _pos(agent).tokens.revoke(str_param(params, "token_id", required=True))  # type: ignore[arg-type]
-    except TokenError as exc:
-        raise MethodError(str(exc)) from None
+def _revoke(pos: PosApi, params: Params) -> dict[str, Any]:
+    return pos.tokens.revoke(required_str(params, "token_id"))
 
 
-for _method in (
+METHODS: tuple[Method[PosApi], ...] = (
     Method(
         "pos.token.create", Role.ADMIN, "Create a POS access token (params: label); the token is shown once.", _create
     ),
@@ -62,5 +41,4 @@ for _method in (
         "Revoke a POS access token (params: token_id); its POS is refused at once.",
         _revoke,
     ),
-):
-    register(_method)
+)

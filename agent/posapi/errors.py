@@ -1,7 +1,7 @@
 """Errors of the POS API: always ``{"error": {"code": "<stable.code>", "message": "..."}}``.
 
-Every refusal from the components keeps its stable code (``licence.expired``,
-``cashier.wrong_pin``, ``sale.request_id_reused``, ...); ``status_for`` picks the HTTP
+Every refusal from the components (agent/refusal.py) keeps its stable code
+(``licence.expired``, ``cashier.wrong_pin``, ``sale.request_id_reused``, ...) and its HTTP
 status. Nothing a client sends may produce a 5xx: malformed input is 422, an unknown
 route 404, hardware or cloud trouble 503. The message is in the terminal's language
 (``site.language``; agent/posapi/messages.py), with the English one as ``detail`` when
@@ -20,12 +20,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.i18n import language
 from agent.posapi.messages import localize
-from agent.sales.models import http_status as sales_http_status
+from agent.refusal import Refused, http_status
 from agent.store import StoreError, StoreFullError
 
 log = logging.getLogger(__name__)
 
-# Codes of the POS API itself, and login refusals whose status differs from the sales table.
+# Codes of the POS API itself (the components' refusals are in agent/refusal.py).
 OWN_STATUS: dict[str, int] = {
     "pos.token_missing": 401,
     "pos.token_invalid": 401,
@@ -35,27 +35,25 @@ OWN_STATUS: dict[str, int] = {
     "request.too_large": 413,
     "http.not_found": 404,
     "http.method_not_allowed": 405,
-    "cashier.unknown": 401,
-    "cashier.wrong_pin": 401,
-    "cashier.no_pin": 403,
-    "cashier.point_of_sale": 422,
-    "cashiers.load_unavailable": 503,
-    "unavailable": 503,
     "internal": 500,
 }
 
 
 def status_for(code: str) -> int:
-    return OWN_STATUS.get(code) or sales_http_status(code)
+    return OWN_STATUS.get(code) or http_status(code)
 
 
-class ApiError(Exception):
+class ApiError(Refused):
+    """The POS API's answer to a failed request: a component's refusal or the API's own."""
+
     def __init__(self, code: str, message: str, status: int | None = None, **details: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status or status_for(code)
-        self.details = {k: v for k, v in details.items() if v is not None}
+        super().__init__(
+            code, message, status=status or status_for(code), **{k: v for k, v in details.items() if v is not None}
+        )
+
+    @property
+    def status(self) -> int:
+        return self.http_status
 
     def body(self, language_tag: str | None = None) -> dict[str, Any]:
         """The answer, its message in ``language_tag`` (the terminal's ``site.language``)."""
@@ -73,14 +71,13 @@ class ApiError(Exception):
 
 def site_language(app: Any) -> str | None:
     """The terminal's language now (``site.language`` changes without a restart)."""
-    agent = getattr(getattr(app, "state", None), "agent", None)
-    return agent.config.site.language if agent is not None else None
+    pos = getattr(getattr(app, "state", None), "pos", None)
+    return pos.runtime.config.site.language if pos is not None else None
 
 
-def from_refusal(exc: Exception) -> ApiError:
-    """SalesRefused, PermissionRefused, LoginRefused (anything with ``.code``/``.message``)."""
-    details = dict(getattr(exc, "details", None) or getattr(exc, "data", None) or {})
-    return ApiError(str(exc.code), str(getattr(exc, "message", exc)), **details)
+def from_refusal(exc: Refused) -> ApiError:
+    """A component's refusal as the API's answer: its code, message, details and status."""
+    return ApiError(exc.code, exc.message, exc.http_status, **exc.details)
 
 
 def from_store_error(exc: StoreError) -> ApiError:

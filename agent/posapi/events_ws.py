@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 
 from agent.posapi.errors import ApiError
+from agent.posapi.service import PosService
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,7 @@ async def _refuse(websocket: WebSocket, code: str, message: str, close_code: int
 
 
 async def events(websocket: WebSocket) -> None:
-    pos = websocket.app.state.pos
-    agent = websocket.app.state.agent
+    pos: PosService = websocket.app.state.pos
     if not origin_allowed(websocket, pos.config.cors_origins):
         await _refuse_origin(websocket)
         return
@@ -104,12 +104,12 @@ async def events(websocket: WebSocket) -> None:
         return
     kinds = hello.get("kinds")
     wanted = {k for k in kinds if isinstance(k, str)} if isinstance(kinds, list) else None
-    subscription = agent.events.subscribe(wanted)
+    subscription = pos.runtime.events.subscribe(wanted)
     pos.websockets += 1
     try:
         await websocket.send_text(
             json.dumps(
-                {"kind": "hello", "device_id": agent.config.device_id, "kinds": sorted(wanted) if wanted else None}
+                {"kind": "hello", "device_id": pos.runtime.device_id, "kinds": sorted(wanted) if wanted else None}
             )
         )
         reader = asyncio.create_task(_drain_incoming(websocket))

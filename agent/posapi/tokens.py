@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.refusal import Refused
 from agent.store import Store
 
 TOKEN_PREFIX = "kpos_"
@@ -24,8 +25,11 @@ TOUCH_EVERY_S = 300.0
 LABEL_PATTERN = re.compile(r"^[\w .:@/+-]{1,64}$")
 
 
-class TokenError(Exception):
+class TokenError(Refused):
     """A token request that cannot be done (bad label, unknown id); the message says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("pos_token.invalid", message)
 
 
 def digest(token: str) -> bytes:

@@ -1,6 +1,6 @@
 """Ask the cloud for a sale made on another terminal of the company (an admin refund).
 
-    reply = await asyncio.to_thread(lookup_sale, agent, sale_id)   # blocking: use a thread
+    reply = await asyncio.to_thread(lookup_sale, config, sale_id)   # blocking: use a thread
 
 `lookup_sale` signs a `device.sale_lookup` request with the device's Ed25519 identity key
 (broker/contract/device_requests.py) and posts it to `[cloud] api_url` +
@@ -16,14 +16,12 @@ cloud's time (the HTTP Date header of the refusal) when the cloud says the clock
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from agent.config import AgentConfig
 from agent.pairing.client import PairingClient, PairingHttpError, PairingNetworkError
 from agent.pairing.keys import KeyFileError, load_or_create_identity_key
 from broker.contract.device_requests import SALE_LOOKUP_PATH, SaleLookupReply, SaleLookupRequest, sale_lookup_request
-
-if TYPE_CHECKING:
-    from agent.daemon import Agent
 
 __all__ = ["LOOKUP_TIMEOUT_S", "CloudRefused", "CloudUnreachable", "lookup_sale"]
 
@@ -49,10 +47,9 @@ class _LookupClient(PairingClient):
         return self._post(SALE_LOOKUP_PATH, request, SaleLookupReply)
 
 
-def lookup_sale(agent: Agent, sale_id: uuid.UUID) -> dict[str, Any] | None:
+def lookup_sale(config: AgentConfig, sale_id: uuid.UUID) -> dict[str, Any] | None:
     """The sale `sale_id` as the cloud has it, with what was refunded of it, or None when the
     cloud does not know it. Blocking (at most about twice the timeout); raises CloudUnreachable."""
-    config = agent.config
     cloud = config.cloud
     if not cloud.api_url:
         raise CloudUnreachable("no [cloud] api_url is set: the cloud cannot be asked")

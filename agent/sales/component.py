@@ -1,4 +1,4 @@
-"""The sales component (``agent.component("sales")``): sales, refunds, no-sale, reprints, X/Z.
+"""The sales component: sales, refunds, no-sale, reprints, X/Z.
 
 Every public method takes the cashier session token and passes the permission gate first;
 refusals raise ``SalesRefused`` (stable code, message, ``.http_status``). Writes follow the
@@ -13,14 +13,14 @@ compare-and-set in the transaction (``ledger.claim_receipt_no``) and drafted aga
 
 from __future__ import annotations
 
+import json
 import logging
-import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
-from agent.cashiers.permissions import Action, Grant, PermissionRefused, requires
+from agent.cashiers.permissions import Action, Grant, requires
 from agent.sales import compute, ledger, receipts, refunds
 from agent.sales.documents import parse_document
 from agent.sales.foreign import find_foreign_sale
@@ -34,37 +34,27 @@ from agent.sales.models import (
     SaleResult,
     SalesRefused,
 )
-from agent.sales.till import TillMixin
+from agent.sales.till import TillReports
 from broker import contract as kc
 from broker.contract.sales import PaymentMethod
-from drivers import Receipt, ReceiptBuilder
-
-if TYPE_CHECKING:
-    from agent.daemon import Agent
+from drivers import ReceiptBuilder
 
 log = logging.getLogger(__name__)
 COMMIT_ATTEMPTS = 3
 
 
-class Sales(TillMixin):
-    name = "sales"
+class Sales(TillReports):
+    """Built from its collaborators (agent/sales/base.py ``SalesBase``): the runtime, the
+    permission gate and the till hardware."""
 
-    def __init__(self, agent: Agent) -> None:
-        assert agent.store is not None
-        self.agent = agent
-        self.device_id = agent.config.device_id
-        # An outbox of our own (like the cashiers' audit): sales are queued even before pairing
-        # starts the cloud link, whose drain sends every row of the table once it runs.
-        self.outbox = agent.outbox
-        self.clock = time.time
-        self.committed = {"sales": 0, "refunds": 0, "replays": 0}
+    name = "sales"
 
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
     def status(self) -> dict[str, Any]:
-        conn = self.agent.store.read()
+        conn = self.store.read()
         return {
             "summary": f"period {ledger.open_period(conn)}, next receipt #{ledger.next_receipt_no(conn)}",
             "open_period": ledger.open_period(conn),
@@ -72,92 +62,24 @@ class Sales(TillMixin):
             **self.committed,
         }
 
-    # ------------------------------------------------------------------- helpers
-    def _authorize(self, token: str, action: Action, *, sale_till_session: str | None = None) -> Grant:
-        try:
-            return self.agent.component("cashiers").authorize(token, action, sale_till_session=sale_till_session)
-        except PermissionRefused as exc:
-            raise SalesRefused(exc.code, exc.message) from None
-        except LookupError:
-            raise SalesRefused("session.invalid", "cashier logins are not running on this terminal") from None
-
-    def _session(self, token: str) -> dict[str, Any]:
-        """Any logged-in cashier (printing, reprints, X report)."""
-        try:
-            return self.agent.component("cashiers").session(token)
-        except PermissionRefused as exc:
-            raise SalesRefused(exc.code, exc.message) from None
-        except LookupError:
-            raise SalesRefused("session.invalid", "cashier logins are not running on this terminal") from None
-
-    def _hardware(self) -> Any | None:
-        try:
-            return self.agent.component("hardware")
-        except LookupError:
-            return None
-
-    def _receipt_printer(self) -> str | None:
-        hardware = self._hardware()
-        return None if hardware is None else hardware.receipt_printer
-
-    def _render(self, document: Receipt) -> tuple[str, bytes] | None:
-        """(printer, bytes) for the receipt printer, or None when there is none."""
-        name = self._receipt_printer()
-        if name is None:
-            return None
-        return name, self._hardware().printers[name].render(document)
-
-    def _submit(self, conn: Any, rendered: tuple[str, bytes] | None, *, kind: str, ref: str) -> str | None:
-        if rendered is None:
-            return None
-        return self._hardware().queue.submit(conn, rendered[0], rendered[1], kind=kind, ref=ref)
-
-    def _template(self) -> receipts.Template:
-        # The language is read for every receipt: a changed site.language applies to the next one.
-        return receipts.current_template(self.agent.store.read(), self.agent.config.site.language)
-
-    async def _kick_drawer(self, cash: bool) -> tuple[DrawerOutcome, str | None]:
-        """After a commit: open the cash drawer; a failure is reported, never undoes anything."""
-        if not cash:
-            return DrawerOutcome.NOT_NEEDED, None
-        hardware = self._hardware()
-        if hardware is None or hardware.cash_drawer is None:
-            return DrawerOutcome.NO_DRAWER, None
-        try:
-            await hardware.open_drawer()
-        except (
-            Exception
-        ) as exc:  # HardwareError or a driver bug: the sale stands either way (drawer.failed is published)
-            log.warning("cash drawer did not open after a commit", extra={"problem": str(exc)})
-            return DrawerOutcome.FAILED, str(exc)
-        return DrawerOutcome.OPENED, None
-
-    def _check_currency(self, currency: str, code: str) -> None:
-        from agent.sales.reports import _configured_currency, period_currency
-
-        conn = self.agent.store.read()
-        expected = period_currency(conn, {}) or _configured_currency(receipts.pushed_config(conn))
-        if expected is not None and currency != expected:
-            raise SalesRefused(code, f"this till works in {expected}, not {currency} (one currency per till period)")
-
     # --------------------------------------------------------------------- sales
     async def commit_sale(self, token: str, request: SaleRequest) -> SaleResult:
         """Sell once per ``request.request_id``; see the module docstring for the order of writes."""
         grant = self._authorize(token, Action.SELL)
         digest = ledger.request_hash(request)
-        earlier = ledger.sale_by_request(self.agent.store.read(), request.request_id)
+        earlier = ledger.sale_by_request(self.store.read(), request.request_id)
         if earlier is not None:
             return self._replay(earlier, digest, "sale")
         priced = compute.price_sale(request)
         self._check_currency(request.currency, "sale.currency")
-        result = self._commit_sale(grant, self, request, priced, digest)
+        result = self._commit_sale(grant, request, priced, digest)
         if result.replayed:
             return result
         self.committed["sales"] += 1
         cash = any(p.method is PaymentMethod.CASH for p in priced.payments)
         drawer, drawer_error = await self._kick_drawer(cash)
         result = result.model_copy(update={"drawer": drawer, "drawer_error": drawer_error})
-        self.agent.events.publish(
+        self.events.publish(
             "sale.committed",
             sale_id=result.sale_id,
             receipt_no=result.receipt_no,
@@ -181,13 +103,9 @@ class Sales(TillMixin):
         model = SaleResult if family == "sale" else RefundResult
         return model(**{**stored, "replayed": True, "drawer": DrawerOutcome.NOT_NEEDED, "drawer_error": None})
 
-    # @requires wants the grant as the first argument: a static method taking the component second.
-    @staticmethod
     @requires(Action.SELL)
-    def _commit_sale(
-        grant: Grant, self: Sales, request: SaleRequest, priced: compute.Computed, digest: str
-    ) -> SaleResult:
-        store = self.agent.store
+    def _commit_sale(self, grant: Grant, request: SaleRequest, priced: compute.Computed, digest: str) -> SaleResult:
+        store = self.store
         template = self._template()
         for _ in range(COMMIT_ATTEMPTS):
             now = self.clock()
@@ -206,7 +124,7 @@ class Sales(TillMixin):
                     if again is not None:  # committed by a concurrent call with the same id
                         return self._replay(again, digest, "sale")
                     ledger.claim_receipt_no(conn, receipt_no)
-                    job_id = self._submit(conn, rendered, kind="sale", ref=body["sale_id"])
+                    job_id = self._queue_rendered(conn, rendered, kind="sale", ref=body["sale_id"])
                     self.outbox.enqueue(conn, draft)
                     result = SaleResult(
                         sale_id=body["sale_id"],
@@ -239,11 +157,6 @@ class Sales(TillMixin):
                 continue
         raise SalesRefused("store.busy", "the receipt counter kept moving; try again")
 
-    def get_sale(self, sale_id: str) -> dict[str, Any] | None:
-        """A sale of this device as committed (the kc.Sale body), or None."""
-        stored = ledger.sale(self.agent.store.read(), sale_id)
-        return None if stored is None else stored.body
-
     # ------------------------------------------------------------------- refunds
     async def refund(self, token: str, request: RefundRequest) -> RefundResult:
         """Refund once per ``request.request_id``: whole or lines, never more than was sold."""
@@ -251,7 +164,7 @@ class Sales(TillMixin):
             sale_uuid = str(uuid.UUID(request.sale_id))
         except ValueError:
             raise SalesRefused("refund.invalid_request", f"sale id {request.sale_id!r} is not a UUID") from None
-        conn = self.agent.store.read()
+        conn = self.store.read()
         local = ledger.sale(conn, sale_uuid)
         if local is not None:
             grant = self._authorize(token, Action.REFUND_OWN, sale_till_session=local.body["till_session_id"])
@@ -269,7 +182,7 @@ class Sales(TillMixin):
         else:
             # Asked every time, also after a refund of it here: other terminals refund it too. The
             # cloud's refunds that this terminal made (and counts in `refunded`) are left out.
-            found = await find_foreign_sale(self.agent, sale_uuid, counted=ledger.refund_ids(conn, sale_uuid))
+            found = await find_foreign_sale(self.config, sale_uuid, counted=ledger.refund_ids(conn, sale_uuid))
             sale, device, cloud_refunded = found.sale, found.device, found.refunded
             paid_out = {m: paid_out.get(m, 0) + found.paid_out.get(m, 0) for m in set(paid_out) | set(found.paid_out)}
         merged = {
@@ -291,7 +204,6 @@ class Sales(TillMixin):
         self._check_currency(sale["currency"], "refund.currency")
         result = self._commit_refund(
             grant,
-            self,
             request,
             digest,
             sale,
@@ -308,7 +220,7 @@ class Sales(TillMixin):
         self.committed["refunds"] += 1
         drawer, drawer_error = await self._kick_drawer(any(p.method is PaymentMethod.CASH for p in payments))
         result = result.model_copy(update={"drawer": drawer, "drawer_error": drawer_error})
-        self.agent.events.publish(
+        self.events.publish(
             "refund.committed",
             refund_id=result.refund_id,
             sale_id=result.sale_id,
@@ -320,11 +232,10 @@ class Sales(TillMixin):
         )
         return result
 
-    @staticmethod
     @requires(Action.REFUND_OWN)
     def _commit_refund(
+        self,
         grant: Grant,
-        self: Sales,
         request: RefundRequest,
         digest: str,
         sale: dict[str, Any],
@@ -337,7 +248,7 @@ class Sales(TillMixin):
         foreign: bool,
         remaining: int,
     ) -> RefundResult:
-        store = self.agent.store
+        store = self.store
         fields = grant.sale_fields
         template = self._template()
         for _ in range(COMMIT_ATTEMPTS):
@@ -383,7 +294,7 @@ class Sales(TillMixin):
                     if ledger.refunded_lines(conn, sale["sale_id"]) != refunded:
                         raise ledger.CounterMoved("the sale was refunded meanwhile")
                     ledger.claim_receipt_no(conn, receipt_no)
-                    job_id = self._submit(conn, rendered, kind="refund", ref=body["refund_id"])
+                    job_id = self._queue_rendered(conn, rendered, kind="refund", ref=body["refund_id"])
                     self.outbox.enqueue(conn, draft)
                     result = RefundResult(
                         refund_id=body["refund_id"],
@@ -422,16 +333,15 @@ class Sales(TillMixin):
     async def open_drawer(self, token: str, drawer: str | None = None) -> DrawerResult:
         """No-sale: open the drawer; the audit event is queued before it opens."""
         grant = self._authorize(token, Action.NO_SALE)
-        return await self._no_sale(grant, self, drawer)
+        return await self._no_sale(grant, drawer)
 
-    @staticmethod
     @requires(Action.NO_SALE)
-    async def _no_sale(grant: Grant, self: Sales, drawer: str | None) -> DrawerResult:
-        hardware = self._hardware()
-        name = drawer or (hardware.cash_drawer if hardware is not None else None)
-        if drawer is not None and (hardware is None or drawer not in hardware.drawers):
+    async def _no_sale(self, grant: Grant, drawer: str | None) -> DrawerResult:
+        hardware = self.hardware
+        name = drawer or hardware.cash_drawer
+        if drawer is not None and not hardware.has_drawer(drawer):
             raise SalesRefused("drawer.unknown", f"no drawer named {drawer!r} is configured here")
-        if hardware is None or name is None or name not in hardware.drawers:
+        if name is None or not hardware.has_drawer(name):
             raise SalesRefused("drawer.none", "this terminal has no cash drawer configured")
         # Recorded first: an opening is never without its audit trail, even if we crash right after.
         self.outbox.enqueue_one(
@@ -441,21 +351,12 @@ class Sales(TillMixin):
                 details={"drawer": name, "till_session_id": grant.session.till_session_id},
             )
         )
-        try:
-            state = await hardware.open_drawer(
-                name, cashier_id=grant.cashier_id
-            )  # a failure is published as drawer.failed
+        try:  # a failure is published as drawer.failed by the hardware
+            state = await hardware.open_drawer(name, cashier_id=grant.cashier_id)
         except Exception as exc:
             raise SalesRefused("drawer.failed", f"the drawer did not open: {exc}") from None
-        self.agent.events.publish("drawer.no_sale", drawer=name, cashier_id=grant.cashier_id)
+        self.events.publish("drawer.no_sale", drawer=name, cashier_id=grant.cashier_id)
         return DrawerResult(drawer=name, state=state)
-
-    def _print(self, document: Receipt, *, kind: str, ref: str | None) -> PrintResult:
-        hardware = self._hardware()
-        if hardware is None or hardware.receipt_printer is None:
-            raise SalesRefused("print.no_printer", "no receipt printer is configured")
-        job_id = hardware.queue.submit_document(hardware.receipt_printer, document, kind=kind, ref=ref)
-        return PrintResult(job_id=job_id, printer=hardware.receipt_printer)
 
     async def print_document(self, token: str, document: dict[str, Any]) -> PrintResult:
         """Print a document in the receipt model's JSON form (any logged-in cashier)."""
@@ -463,9 +364,10 @@ class Sales(TillMixin):
         return self._print(parse_document(document), kind="document", ref=None)
 
     async def reprint(self, token: str, sale_id: str) -> PrintResult:
-        """A copy (marked ``*** COPY ***``, in the terminal's language) of a sale's or refund's receipt (any logged-in cashier)."""
+        """A copy (marked ``*** COPY ***``, in the terminal's language) of a sale's or refund's
+        receipt (any logged-in cashier)."""
         self._session(token)
-        conn = self.agent.store.read()
+        conn = self.store.read()
         row = conn.execute(
             "SELECT print_job_id, body, created_at, 'sale' FROM sales WHERE sale_id = ?"
             " UNION ALL SELECT print_job_id, body, created_at, 'refund' FROM refunds WHERE refund_id = ?",
@@ -473,11 +375,10 @@ class Sales(TillMixin):
         ).fetchone()
         if row is None:
             raise SalesRefused("sale.unknown", f"no sale or refund {sale_id} on this terminal")
-        hardware = self._hardware()
-        if row[0] is not None and hardware is not None and hardware.queue.get(row[0]) is not None:
-            return PrintResult(job_id=hardware.queue.reprint(row[0]), printer=hardware.queue.get(row[0]).printer)
-        import json
-
+        if row[0] is not None:
+            copied = self.hardware.reprint_job(row[0])
+            if copied is not None:
+                return PrintResult(job_id=copied.job_id, printer=copied.printer)
         body = json.loads(row[1])
         template = self._template()
         if row[3] == "sale":

@@ -1,6 +1,6 @@
 """Sales made on another device of the company, asked of the cloud for an admin's refund.
 
-``agent.sales.cloud_lookup.lookup_sale(agent, sale_id)`` (owned by the cloud side) answers
+``agent.sales.cloud_lookup.lookup_sale(config, sale_id)`` answers
 the sale as a dict, or None when the cloud does not know it, and raises CloudUnreachable
 when the cloud cannot be asked. It blocks (HTTP): it runs in a thread.
 """
@@ -14,6 +14,8 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
+from agent.config import AgentConfig
+from agent.sales import cloud_lookup
 from agent.sales.models import SalesRefused
 from broker import contract as kc
 
@@ -27,7 +29,7 @@ class ForeignSale(NamedTuple):
     paid_out: dict[str, int]  # paid out by those refunds: method -> amount
 
 
-async def find_foreign_sale(agent: Any, sale_id: str, counted: frozenset[str] = frozenset()) -> ForeignSale:
+async def find_foreign_sale(config: AgentConfig, sale_id: str, counted: frozenset[str] = frozenset()) -> ForeignSale:
     """The sale, its device, and what refunds made elsewhere took back of it (per line) and
     paid out (per payment method).
 
@@ -36,13 +38,7 @@ async def find_foreign_sale(agent: Any, sale_id: str, counted: frozenset[str] = 
     that lists refunds without their payments (older than that field) or only the totals
     per line gives no payouts: they count as nothing paid out."""
     try:
-        from agent.sales import cloud_lookup
-    except ImportError:
-        raise SalesRefused(
-            "refund.cloud_unreachable", "this terminal cannot ask the cloud for sales of other devices yet"
-        ) from None
-    try:
-        answer = await asyncio.to_thread(cloud_lookup.lookup_sale, agent, uuid.UUID(sale_id))  # blocking HTTP
+        answer = await asyncio.to_thread(cloud_lookup.lookup_sale, config, uuid.UUID(sale_id))  # blocking HTTP
     except cloud_lookup.CloudUnreachable as exc:
         raise SalesRefused(
             "refund.cloud_unreachable", f"the cloud cannot be reached to find sale {sale_id}: {exc}"

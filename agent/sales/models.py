@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, model_validator
 
+from agent.refusal import Refused
 from broker.contract.sales import PaymentMethod, RefundScope
 
 __all__ = [
-    "HTTP_STATUS",
     "DrawerOutcome",
     "DrawerResult",
     "PaymentIn",
@@ -34,7 +34,6 @@ __all__ = [
     "SaleResult",
     "SalesRefused",
     "WholeBody",
-    "http_status",
     "parse",
 ]
 
@@ -195,54 +194,13 @@ class ReportResult(_Out):
     print_job_id: str | None = None
 
 
-# Suggested HTTP status per refusal code (prefix match for families).
-HTTP_STATUS: dict[str, int] = {
-    "session.": 401,
-    "permission.": 403,
-    "licence.": 403,
-    "cashier.": 403,
-    "sale.request_id_reused": 409,
-    "refund.request_id_reused": 409,
-    "refund.exceeds_sale": 409,
-    "refund.sale_unknown": 404,
-    "sale.unknown": 404,
-    "refund.cloud_unreachable": 503,
-    "print.no_printer": 503,
-    "drawer.unknown": 422,
-    "drawer.": 503,
-    "store.": 503,
-    "report.": 409,
-    "sale.": 422,
-    "refund.": 422,
-    "print.": 422,
-}
-
-
-def http_status(code: str) -> int:
-    """The HTTP status the POS API should answer a refusal with (most specific entry wins)."""
-    best = ""
-    for prefix in HTTP_STATUS:
-        if code.startswith(prefix) and len(prefix) > len(best):
-            best = prefix
-    return HTTP_STATUS.get(best, 400)
-
-
-class SalesRefused(Exception):
-    """A refused sales action: stable ``code`` (see HTTP_STATUS), a message for the cashier,
-    and optional ``details`` (e.g. the amount missing). Gate refusals keep their code."""
+class SalesRefused(Refused):
+    """A refused sales action: stable ``code`` (agent/refusal.py maps it to an HTTP status), a
+    message for the cashier, and optional ``details`` (e.g. the amount missing). Gate refusals
+    keep their code."""
 
     def __init__(self, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
-
-    @property
-    def http_status(self) -> int:
-        return http_status(self.code)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, **({"details": self.details} if self.details else {})}
+        super().__init__(code, message, **details)
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -36,7 +36,7 @@ def totals(conn: sqlite3.Connection, config: dict[str, Any], *, now: float | Non
     previous = ledger.last_z(conn)
     currency = (
         period_currency(conn, config)
-        or _configured_currency(config)
+        or configured_currency(config)
         or (previous is not None and previous["body"] and _z_currency(previous))
         or DEFAULT_CURRENCY
     )
@@ -103,7 +103,7 @@ def totals(conn: sqlite3.Connection, config: dict[str, Any], *, now: float | Non
     }
 
 
-def _configured_currency(config: dict[str, Any]) -> str | None:
+def configured_currency(config: dict[str, Any]) -> str | None:
     value = config.get("currency")
     return value if isinstance(value, str) and len(value) == 3 and value.isupper() else None
 

@@ -1,4 +1,4 @@
-"""X and Z reports of the sales component (a mixin: ``Sales`` carries the state).
+"""X and Z reports of the sales component (``Sales`` inherits them; ``SalesBase`` holds the parts).
 
 Who may do what (decided here, documented in docs/architecture.md):
 - X report (read-only running totals): any logged-in cashier.
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 from agent.cashiers.permissions import Action, Grant
 from agent.sales import ledger, receipts, reports
+from agent.sales.base import SalesBase
 from agent.sales.models import ReportResult, SalesRefused
 from broker import contract as kc
 
@@ -24,38 +24,33 @@ def _at(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-class TillMixin:
-    agent: Any
-    outbox: Any
-    device_id: str
-    clock: Any
-
+class TillReports(SalesBase):
     async def x_report(self, token: str, *, print_it: bool = False) -> ReportResult:
         """The open period's running totals; printed when asked."""
-        self._session(token)  # type: ignore[attr-defined]
-        conn = self.agent.store.read()
+        self._session(token)
+        conn = self.store.read()
         report = reports.totals(conn, receipts.pushed_config(conn), now=self.clock())
         job = None
         if print_it:
-            document = receipts.report_receipt(report, device_id=self.device_id, template=self._template())  # type: ignore[attr-defined]
-            job = self._print(document, kind="report", ref=None).job_id  # type: ignore[attr-defined]
+            document = receipts.report_receipt(report, device_id=self.device_id, template=self._template())
+            job = self._print(document, kind="report", ref=None).job_id
         return ReportResult(**report, print_job_id=job)
 
     async def z_report(self, token: str, *, print_it: bool = True) -> ReportResult:
         """Close the open period: Z row, kc.ZReport in the outbox and the printout in one transaction."""
         try:
-            grant = self._authorize(token, Action.SELL)  # type: ignore[attr-defined]
+            grant = self._authorize(token, Action.SELL)
         except SalesRefused as refused:
             if refused.code != "permission.denied":
                 raise
             try:
-                grant = self._authorize(token, Action.REFUND_ANY)  # type: ignore[attr-defined]
+                grant = self._authorize(token, Action.REFUND_ANY)
             except SalesRefused:
                 raise SalesRefused(
                     "permission.denied", "closing the till (Z report) needs the role cashier or admin"
                 ) from None
         result = self._close_period(grant, print_it)
-        self.agent.events.publish(
+        self.events.publish(
             "till.z_report",
             z_no=result.z_no,
             report_id=result.report_id,
@@ -69,7 +64,7 @@ class TillMixin:
         # Two actions may close a period, so this is checked here rather than with @requires.
         if not isinstance(grant, Grant) or grant.action not in (Action.SELL, Action.REFUND_ANY):
             raise SalesRefused("permission.denied", "closing the till needs the role cashier or admin")
-        store = self.agent.store
+        store = self.store
         conn = store.read()
         now = self.clock()
         report = reports.totals(conn, receipts.pushed_config(conn), now=now)
@@ -98,11 +93,11 @@ class TillMixin:
         if print_it:
             rendered = self._render(
                 receipts.report_receipt(report, device_id=self.device_id, template=self._template())
-            )  # type: ignore[attr-defined]
+            )
         with store.transaction() as tx:
             if ledger.open_period(tx) != z_no or ledger.next_receipt_no(tx) != receipt_counter:
                 raise SalesRefused("report.concurrent", "a sale or another Z report came in meanwhile; close again")
-            job = self._submit(tx, rendered, kind="report", ref=str(body.report_id))  # type: ignore[attr-defined]
+            job = self._queue_rendered(tx, rendered, kind="report", ref=str(body.report_id))
             self.outbox.enqueue(tx, draft)
             ledger.insert_z(
                 tx,

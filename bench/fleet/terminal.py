@@ -21,10 +21,15 @@ from typing import Any
 
 from agent import meta
 from agent.cashiers.component import Cashiers
+from agent.clock import kernel_clock_synchronized
+from agent.cloud.inbound import Inbound
 from agent.cloud.link import CloudLink
+from agent.cloud.outbox import Outbox
+from agent.cloud.port import CloudPort
 from agent.config import AgentConfig
 from agent.daemon import Agent
 from agent.licence.component import Licence
+from agent.runtime import Runtime
 from agent.store import Store
 from bench.fleet.link import LoopMqttLink
 from bench.fleet.mqtt_loop import PahoOnLoop
@@ -71,18 +76,32 @@ class SimTerminal:
         agent._loop = asyncio.get_running_loop()
         agent.store = Store.open(self.config.paths.store_path)
         agent.boot_count = meta.claim_for_device(agent.store, self.device_id)
-        self.licence = Licence(agent)
-        self.cashiers = Cashiers(agent)
+        self.runtime = runtime = Runtime(
+            config=self.config,
+            config_path=None,
+            store=agent.store,
+            outbox=Outbox(agent.store, self.device_id, agent.boot_id, kernel_clock_synchronized),
+            events=agent.events,
+            scheduler=agent.scheduler,
+            boot_id=agent.boot_id,
+            call_from_thread=agent.call_from_thread,
+            run_on_loop=agent.run_on_loop,
+            reload_config=agent.reload_config,
+        )
+        cloud = CloudPort(Inbound(agent.store, runtime.outbox, self.device_id))
+        self.licence = Licence(runtime, cloud)
+        self.cashiers = Cashiers(runtime, cloud, self.licence.sale_verdict)
         agent.components = [self.licence, self.cashiers]
         await self.licence.start()
         await self.cashiers.start()
-        link = CloudLink(agent)
+        link = CloudLink(runtime, cloud.inbound, connect_listeners=cloud.connect_listeners, peripherals=list)
         link.mqtt = LoopMqttLink(link.mqtt, self.driver)  # the agent's MqttLink, run on this loop
+        cloud.link = link
         self.link = link
         agent.state = "running"
 
     async def connect(self) -> None:
-        """Start the cloud link (it attaches the licence and cashier components, then connects)."""
+        """Start the cloud link (the licence and cashier handlers are on its inbound already), then connect."""
         assert self.link is not None
         self.agent.components.append(self.link)
         await self.link.start()
@@ -132,7 +151,7 @@ class SimTerminal:
             return False
         store = self.agent.store
         assert store is not None
-        outbox = self.agent.outbox
+        outbox = self.runtime.outbox
         self.receipt_no += 1
         sale = make_sale(self.receipt_no)
         draft = outbox.draft(sale)  # before BEGIN, as the sales component does
@@ -160,4 +179,4 @@ class SimTerminal:
         return self.cashiers.roster.version if self.cashiers is not None else 0
 
     def outbox_depth(self) -> int:
-        return self.agent.outbox.stats().depth
+        return self.runtime.outbox.stats().depth

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import wiring
 from tests.agent.test_cashiers_support import (
     DEVICE,
     cashier,
@@ -62,7 +63,7 @@ class FakeClock:
 def start(config: Path, clock: FakeClock | None = None) -> InProcessAgent:
     running = InProcessAgent(config).start()
     if clock is not None:
-        running.call(lambda: setattr(running.agent.component("cashiers"), "clock", clock))
+        running.call(lambda: setattr(running.agent.component(wiring.CASHIERS), "clock", clock))
     return running
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from agent import wiring
 from agent.cashiers.permissions import ROLE_ACTIONS, Action, Grant, PermissionRefused, requires
-from agent.control.methods import METHODS
 from agent.control.permissions import Authorizer, PeerCredentials, Role
 from agent.control.server import ControlServer
 from tests.agent.test_cashiers_support import DEVICE, cashier, control, push_inprocess, roster
@@ -70,17 +70,8 @@ class Verdict:
 class LicenceStandIn:
     """Stands in for a valid lease (making a signed one is the licence tests' business)."""
 
-    name = "licence"
-
     def __init__(self) -> None:
         self.verdict = Verdict(True, "ok", "licence valid")
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    def status(self) -> dict[str, Any]:
-        return {"summary": "stand-in"}
 
     def sale_verdict(self) -> Verdict:
         return self.verdict
@@ -99,11 +90,13 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessAgent]:
 @pytest.fixture
 def licensed(agent: InProcessAgent) -> Iterator[LicenceStandIn]:
     stand_in = LicenceStandIn()
-    agent.call(lambda: agent.agent.components.insert(0, stand_in))  # found before the real one
+    gate = agent.agent.component(wiring.CASHIERS).gate
+    real = gate.sale_verdict
+    agent.call(lambda: setattr(gate, "sale_verdict", stand_in.sale_verdict))  # asked instead of the real one
     try:
         yield stand_in
     finally:
-        agent.call(lambda: agent.agent.components.remove(stand_in))
+        agent.call(lambda: setattr(gate, "sale_verdict", real))
 
 
 @pytest.mark.parametrize(("who", "action", "till", "expected"), MATRIX)
@@ -147,19 +140,9 @@ def test_licence_refusal_code_is_passed_through(agent: InProcessAgent, licensed:
     assert (answer["code"], answer["message"]) == ("licence.expired", "the lease expired: connect to the cloud")
 
 
-def test_missing_licence_component_is_licence_none(agent: InProcessAgent) -> None:
-    cashiers = agent.agent.component("cashiers")
+def test_no_lease_is_licence_none(agent: InProcessAgent) -> None:
+    cashiers = agent.agent.component(wiring.CASHIERS)
     token = control(agent).call("cashier.login", code="c-cashier", pin="1234")["token"]
-
-    class NoLicence:
-        def component(self, name: str) -> Any:
-            raise LookupError(name)
-
-    from agent.cashiers.permissions import licence_check
-
-    with pytest.raises(PermissionRefused) as refused:
-        licence_check(NoLicence())
-    assert refused.value.code == "licence.none" and "licence key" in refused.value.message
     with pytest.raises(PermissionRefused) as refused:  # the running agent's real licence component, no lease
         agent.call(lambda: cashiers.authorize(token, "sell"))
     assert refused.value.code == "licence.none"
@@ -177,7 +160,7 @@ def test_roles_come_from_the_current_roster(agent: InProcessAgent, licensed: Lic
     token = client.call("cashier.login", code="c-void", pin="1234")["token"]
     assert client.call("cashier.authorize", token=token, action="void")["allowed"] is True
     changed = roster(*[c if c["cashier_id"] != "c-void" else {**c, "roles": ["cashier"]} for c in ROSTER["cashiers"]])
-    version = agent.agent.component("cashiers").roster.version + 1
+    version = agent.agent.component(wiring.CASHIERS).roster.version + 1
     push_inprocess(agent, version, changed)
     assert client.call("cashier.authorize", token=token, action="void")["code"] == "permission.denied"
     assert client.call("cashier.authorize", token=token, action="sell")["allowed"] is True
@@ -185,7 +168,7 @@ def test_roles_come_from_the_current_roster(agent: InProcessAgent, licensed: Lic
 
 
 def test_a_grant_only_comes_from_the_gate_and_guards_its_action(agent: InProcessAgent) -> None:
-    cashiers = agent.agent.component("cashiers")
+    cashiers = agent.agent.component(wiring.CASHIERS)
     token = control(agent).call("cashier.login", code="c-void", pin="1234")["token"]
     grant = agent.call(lambda: cashiers.authorize(token, Action.VOID))
 
@@ -219,9 +202,10 @@ class FakeGroups(Authorizer):
 
 
 def test_a_pos_in_the_read_group_may_log_in_and_authorize_but_not_load(agent: InProcessAgent) -> None:
+    METHODS = wiring.CONTROL_METHODS
     assert METHODS["cashier.login"].role is METHODS["cashier.authorize"].role is Role.READ
     assert METHODS["cashiers.load"].role is Role.ADMIN
-    server = ControlServer(agent.agent, Path("/nonexistent"), FakeGroups())
+    server = ControlServer(agent.agent.control_methods, Path("/nonexistent"), FakeGroups())
     pos = PeerCredentials(1, 5002, 5002)
 
     def ask(method: str, **params: Any) -> dict[str, Any]:

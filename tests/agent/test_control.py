@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.control.methods import METHODS
+from agent import wiring
+from agent.control import core
+from agent.control.methods import bind_all, method_table
 from agent.control.permissions import Authorizer, PeerCredentials, Role
 from agent.control.server import ControlServer
 from tests.support.agent_process import REPO_ROOT, AgentProcess
@@ -36,6 +38,9 @@ def test_roles_from_groups() -> None:
     assert AUTH.role_of(ROOT) is Role.ADMIN
 
 
+METHODS = wiring.CONTROL_METHODS
+
+
 def test_every_method_declares_a_role_and_summary() -> None:
     assert METHODS
     for method in METHODS.values():
@@ -61,7 +66,7 @@ class _StubAgent:
     ],
 )
 def test_permission_enforced_per_method(peer: PeerCredentials, method: str, allowed: bool) -> None:
-    server = ControlServer(_StubAgent(), Path("/nonexistent"), AUTH)  # type: ignore[arg-type]
+    server = ControlServer(method_table(bind_all(core.METHODS, _StubAgent())), Path("/nonexistent"), AUTH)  # type: ignore[arg-type]
     line = json.dumps({"jsonrpc": "2.0", "id": 7, "method": method}).encode()
     reply = asyncio.run(server.handle_line(line, peer, AUTH.role_of(peer)))
     assert reply["id"] == 7
@@ -82,7 +87,7 @@ def test_permission_enforced_per_method(peer: PeerCredentials, method: str, allo
     ],
 )
 def test_malformed_requests_get_jsonrpc_errors(line: bytes, code: int) -> None:
-    server = ControlServer(_StubAgent(), Path("/nonexistent"), AUTH)  # type: ignore[arg-type]
+    server = ControlServer(method_table(bind_all(core.METHODS, _StubAgent())), Path("/nonexistent"), AUTH)  # type: ignore[arg-type]
     reply = asyncio.run(server.handle_line(line, ROOT, Role.ADMIN))
     assert reply["error"]["code"] == code
 

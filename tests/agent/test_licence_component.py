@@ -14,13 +14,11 @@ from types import SimpleNamespace
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import meta
 from agent.cloud.inbound import Inbound
+from agent.cloud.port import CloudPort
 from agent.config import load_config
-from agent.daemon import Agent
 from agent.licence import store as db
 from agent.licence.component import Licence
-from agent.store import Store
 from broker import contract as kc
 from broker.contract import licence as kl
 from broker.contract.signing import public_key_fingerprint
@@ -36,6 +34,7 @@ from tests.support.licence import (
     release_command,
     trust_section,
 )
+from tests.support.runtime import runtime_for
 
 DEVICE = "pos-0001"
 
@@ -50,24 +49,23 @@ class Terminal:
         self.boot()
 
     def boot(self) -> None:
-        config = load_config(self.config_path)
-        self.agent = Agent(config, self.config_path)
-        self.agent.store = Store.open(config.paths.store_path)
-        meta.claim_for_device(self.agent.store, DEVICE)
-        self.licence = Licence(self.agent, wall=self.clocks.wall, mono=self.clocks.mono)
+        self.agent = runtime_for(load_config(self.config_path))
+        self.cloud = CloudPort(Inbound(self.agent.store, self.agent.outbox, DEVICE))
+        # The link's connection flag is all the licence reads of it; tests flip it.
+        self.link = SimpleNamespace(mqtt=SimpleNamespace(connected=False, last_error=None))
+        self.cloud.link = self.link  # type: ignore[assignment]
+        self.licence = Licence(self.agent, self.cloud, wall=self.clocks.wall, mono=self.clocks.mono)
         self.licence.load()
-        self.inbound = Inbound(self.agent.store, self.licence.outbox, DEVICE)
-        self.link = SimpleNamespace(inbound=self.inbound, connect_listeners=[], mqtt=SimpleNamespace(connected=False))
-        self.licence.attach_cloud(self.link)  # type: ignore[arg-type]
+        self.inbound = self.cloud.inbound
 
     def restart(self, mono_jump: float = 50_000.0) -> None:
         self.licence.persist_high_water()
-        self.agent.store.close()  # type: ignore[union-attr]
+        self.agent.store.close()
         self.clocks.mono_now += mono_jump  # a new boot: the monotonic clock means nothing across it
         self.boot()
 
     def close(self) -> None:
-        self.agent.store.close()  # type: ignore[union-attr]
+        self.agent.store.close()
 
     @property
     def device_key(self) -> str:
@@ -230,7 +228,7 @@ def test_newer_doc_without_the_lease_releases_it_with_a_tombstone(terminal: Term
     assert [t.licence_id for t in report.tombstones] == ["LIC-A"]
     terminal.push()
     assert terminal.code() == "licence.released"
-    stones = db.tombstones(terminal.agent.store.read())  # type: ignore[union-attr]
+    stones = db.tombstones(terminal.agent.store.read())
     assert sorted((t.licence_id, t.cause) for t in stones) == [("LIC-A", "taken_away"), ("LIC-B", "taken_away")]
 
 
@@ -247,7 +245,7 @@ def test_a_renewed_lease_refused_by_a_slow_clock_keeps_the_held_one(terminal: Te
     terminal.push(terminal.token())
     terminal.push(terminal.token(issued_at=terminal.clocks.wall_now + 600))
     assert terminal.code() == "ok"
-    assert db.tombstones(terminal.agent.store.read()) == []  # type: ignore[union-attr]
+    assert db.tombstones(terminal.agent.store.read()) == []
     report = terminal.up("lease_report")[-1].body
     assert [lease.licence_id for lease in report.leases] == ["LIC-1"] and report.tombstones == []
     terminal.push()  # a document that really leaves it out still takes it away
@@ -258,7 +256,7 @@ def test_newer_epoch_replaces_older(terminal: Terminal) -> None:
     terminal.push(terminal.token(epoch=1))
     terminal.push(terminal.token(epoch=2))
     assert terminal.licence.status()["epoch"] == 2
-    assert db.highest_epochs(terminal.agent.store.read()) == {"LIC-1": 2}  # type: ignore[union-attr]
+    assert db.highest_epochs(terminal.agent.store.read()) == {"LIC-1": 2}
 
 
 def test_restart_keeps_lease_epoch_and_high_water(terminal: Terminal) -> None:
@@ -267,7 +265,7 @@ def test_restart_keeps_lease_epoch_and_high_water(terminal: Terminal) -> None:
     assert terminal.code() == "ok"
     terminal.restart()
     assert terminal.code() == "ok" and terminal.licence.status()["epoch"] == 3
-    assert db.highest_epochs(terminal.agent.store.read()) == {"LIC-1": 3}  # type: ignore[union-attr]
+    assert db.highest_epochs(terminal.agent.store.read()) == {"LIC-1": 3}
     # the high-water mark survived: setting the clock back before the restart's time is seen
     terminal.clocks.wall_now -= 500
     terminal.restart()
@@ -284,7 +282,7 @@ def test_released_state_survives_restart(terminal: Terminal) -> None:
 def test_token_corrupted_in_the_store_is_refused_after_restart(terminal: Terminal) -> None:
     good = terminal.token()
     terminal.push(good)
-    with terminal.agent.store.transaction() as conn:  # type: ignore[union-attr]
+    with terminal.agent.store.transaction() as conn:
         conn.execute("UPDATE licence_leases SET token = ?", (flip(good, 0),))
     terminal.restart()
     assert terminal.code() == "licence.tampered"
@@ -406,7 +404,7 @@ def test_leases_are_reported_every_renew_after_s_while_connected(terminal: Termi
     terminal.clocks.advance(601)
     terminal.licence.housekeeping()
     assert len(terminal.up("lease_report")) == reports + 1
-    assert db.wall_high_water(terminal.agent.store.read()) == terminal.clocks.wall_now  # type: ignore[union-attr]
+    assert db.wall_high_water(terminal.agent.store.read()) == terminal.clocks.wall_now
 
 
 def test_protocol_examples_are_genuine_tokens() -> None:

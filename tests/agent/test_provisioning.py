@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent import wiring
 from broker import contract as kc
 from broker.contract.signing import public_key_text
 from cloud_api.provisioning import qr_text, write_qr_png
@@ -55,7 +56,7 @@ url = "serial://{scanner.path}"
 
 
 def provisioner(agent: InProcessAgent):
-    return agent.agent.component("provisioning")
+    return agent.agent.component(wiring.PROVISIONING)
 
 
 def file_settings(agent: InProcessAgent) -> dict:
@@ -118,7 +119,7 @@ def test_foreign_key_expired_and_replayed_codes_are_ignored(
 
 def test_ordinary_barcodes_are_not_touched(agent: InProcessAgent, scanner: VirtualSerialScanner) -> None:
     scanner.scan("4006381333931")
-    agent.wait_until(lambda: agent.agent.component("hardware").scans == 1, 10, "scan delivered")
+    agent.wait_until(lambda: agent.agent.component(wiring.HARDWARE).scans == 1, 10, "scan delivered")
     assert provisioner(agent).applied == provisioner(agent).refused == 0
 
 

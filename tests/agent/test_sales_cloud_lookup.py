@@ -6,12 +6,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from sqlalchemy.orm import Session
 
-from agent.config import load_config
+from agent.config import AgentConfig, load_config
 from agent.pairing.keys import load_or_create_identity_key
 from agent.sales.cloud_lookup import CloudRefused, CloudUnreachable, lookup_sale
 from broker import contract as kc
@@ -27,13 +26,13 @@ from tests.support.cloud_http import live_api
 T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
 
 
-def agent_for(tmp_path: Path, device_id: str, api_url: str | None) -> SimpleNamespace:
+def agent_for(tmp_path: Path, device_id: str, api_url: str | None) -> AgentConfig:
     state = tmp_path / device_id
     state.mkdir()
     cloud = f'[cloud]\napi_url = "{api_url}"\ntimeout_s = 3\n' if api_url else ""
     path = tmp_path / f"{device_id}.toml"
     path.write_text(f'device_id = "{device_id}"\n[paths]\nstate_dir = "{state}"\n{cloud}')
-    return SimpleNamespace(config=load_config(path, environ={}))
+    return load_config(path, environ={})
 
 
 @pytest.fixture
@@ -45,7 +44,7 @@ def cloud(tmp_path: Path):
 
 def test_lookup_sale_from_a_live_cloud(cloud, tmp_path: Path) -> None:
     till_b = agent_for(tmp_path, "till-b", cloud.url)
-    key = load_or_create_identity_key(till_b.config.paths.state_dir)
+    key = load_or_create_identity_key(till_b.paths.state_dir)
     cid, _admin, _pos = cloud.company_with_admin("Agent Lookup Co", "POS-MAIN")
     with Session(cloud.engine) as session:
         assert session.get(Company, cid) is not None
@@ -109,7 +108,7 @@ def test_a_wrong_device_clock_is_corrected_from_the_cloud(
     import agent.sales.cloud_lookup as cloud_lookup
 
     till = agent_for(tmp_path, "till-w", cloud.url)
-    key = load_or_create_identity_key(till.config.paths.state_dir)
+    key = load_or_create_identity_key(till.paths.state_dir)
     cid, _admin, _pos = cloud.company_with_admin("Agent Clock Co", "POS-MAIN")
     with Session(cloud.engine) as session:
         session.add(

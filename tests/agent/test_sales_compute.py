@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from agent.refusal import http_status
 from agent.sales import compute, refunds
 from agent.sales.models import (
     PaymentIn,
@@ -15,7 +16,6 @@ from agent.sales.models import (
     SaleLineIn,
     SaleRequest,
     SalesRefused,
-    http_status,
     parse,
 )
 from broker import contract as kc

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import wiring
 from agent.hardware.print_queue import PrintQueue
 from agent.sales.models import RefundLineIn, RefundRequest, SalesRefused
 from drivers.sim.printer import VirtualPrinter
@@ -208,7 +209,7 @@ def test_no_licence_and_locked_cashier(tmp_path: Path, printer: VirtualPrinter) 
         assert refused(lambda: fresh.sell("c-sell2", sale_request("nolic"))).code == "licence.none"
         from agent.cashiers.login import LoginRefused
 
-        cashiers = fresh.agent.agent.component("cashiers")
+        cashiers = fresh.agent.agent.component(wiring.CASHIERS)
         codes = []
         for _ in range(fresh.agent.config.cashiers.lockout_attempts + 1):
             try:

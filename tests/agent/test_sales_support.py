@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from agent import wiring
 from agent.sales.models import PaymentIn, RefundRequest, SaleLineIn, SaleRequest
 from broker import contract as kc
 from drivers.sim.printer import VirtualPrinter
@@ -45,20 +46,20 @@ class Till:
 
     @property
     def sales(self) -> Any:
-        return self.agent.agent.component("sales")
+        return self.agent.agent.component(wiring.SALES)
 
     @property
     def hardware(self) -> Any:
-        return self.agent.agent.component("hardware")
+        return self.agent.agent.component(wiring.HARDWARE)
 
     def licence(self, version: int = 1) -> None:
-        licence = self.agent.agent.component("licence")
+        licence = self.agent.agent.component(wiring.LICENCE)
         token = lease_token(DEVICE, licence.device_key_fingerprint, issued_at=time.time() - 5)
         assert self.agent.call(lambda: self.agent.cloud.inbound.handle_state(licence_doc(version, [token], DEVICE)))
         assert licence.sale_verdict().ok
 
     def login(self, who: str, point_of_sale: str | None = None) -> str:
-        cashiers = self.agent.agent.component("cashiers")
+        cashiers = self.agent.agent.component(wiring.CASHIERS)
         result = self.run(cashiers.login(who, "1234", point_of_sale))
         token = result.token if hasattr(result, "token") else result["token"]
         self.tokens[who] = token

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import wiring
 from broker import contract as kc
 from broker.launcher import Mosquitto
 from drivers.sim.printer import VirtualPrinter
@@ -41,7 +42,7 @@ def start_linked(config: Path) -> InProcessAgent:
 
 
 def roster_version(agent: InProcessAgent) -> int:
-    return agent.agent.component("cashiers").roster.version
+    return agent.agent.component(wiring.CASHIERS).roster.version
 
 
 def publish(cloud: MqttPeer, version: int, *cashiers: dict) -> None:
@@ -151,7 +152,7 @@ def test_load_asks_the_broker_for_the_retained_roster(tmp_path: Path, mosquitto:
         }
 
         # a lost cache (e.g. the store restored from a backup): Load gets it back from the broker
-        cashiers = agent.agent.component("cashiers")
+        cashiers = agent.agent.component(wiring.CASHIERS)
 
         def forget() -> None:
             with agent.agent.store.transaction() as conn:
@@ -184,8 +185,8 @@ def test_printed_receipts_trigger_a_rate_limited_version_report(
     try:
         publish(cloud, 2, ANNA)
         agent.wait_until(lambda: roster_version(agent) == 2, 10, "roster v2")
-        cashiers = agent.agent.component("cashiers")
-        queue = agent.agent.component("hardware").queue
+        cashiers = agent.agent.component(wiring.CASHIERS)
+        queue = agent.agent.component(wiring.HARDWARE).queue
         cloud.subscribe(UP_ALL)
         from drivers import ReceiptBuilder
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from agent import wiring
 from agent.ctl_client import ControlClient
 from broker import contract as kc
 from broker.contract import licence as kl
@@ -51,7 +52,7 @@ def agent(tmp_path: Path, mosquitto: Mosquitto, cloud: MqttPeer) -> Iterator[InP
 
 
 def licence_of(agent: InProcessAgent) -> Any:
-    return agent.agent.component("licence")
+    return agent.agent.component(wiring.LICENCE)
 
 
 def check(agent: InProcessAgent) -> dict[str, Any]:

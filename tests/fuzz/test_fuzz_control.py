@@ -23,9 +23,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agent.control.methods import METHODS
 from agent.control.permissions import Authorizer, PeerCredentials, Role
 from agent.control.server import INTERNAL_ERROR, MAX_REQUEST_BYTES, ControlServer
+from agent.wiring import CONTROL_METHODS as METHODS
 from tests.fuzz.strategies import NASTY_INTS, NASTY_TEXT, damaged, dumps, json_values, mostly, weighted
 from tests.support.agent_process import AgentProcess, write_agent_config
 
@@ -181,7 +181,11 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 # No agent behind it: role NONE is refused every method before a handler runs.
-SERVER = ControlServer(None, Path("/nonexistent/control.sock"), Authorizer("kassa-admin", "kassa"))  # type: ignore[arg-type]
+SERVER = ControlServer(
+    {name: method.bind(None) for name, method in METHODS.items()},
+    Path("/nonexistent/control.sock"),
+    Authorizer("kassa-admin", "kassa"),
+)
 NOBODY = PeerCredentials(pid=1, uid=65534, gid=65534)
 
 

@@ -163,7 +163,7 @@ def config(tmp_path_factory: pytest.TempPathFactory, cloud: FakeCloud) -> AgentC
 
 def pairing_loop(config: AgentConfig) -> Pairing:
     """The pairing component's decisions (next poll, wait after a refusal); they need only the config."""
-    return Pairing(SimpleNamespace(config=config))  # type: ignore[arg-type]
+    return Pairing(SimpleNamespace(config=config), None, None, None)  # type: ignore[arg-type]
 
 
 @settings(

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from agent import wiring
 from agent.config import load_config
 from broker import contract as kc
 from broker.contract import licence as kl
@@ -118,7 +119,7 @@ def test_signed_configuration_codes_are_applied_or_refused_with_a_reason(
     if isinstance(settings_, dict):  # newer than the last code applied, or it is refused as old
         settings_["issued_at"] = datetime.now(UTC).isoformat(timespec="microseconds")
     terminal = inprocess_agent  # conftest.py: the agent the cloud key is pinned in
-    result = terminal.agent.component("provisioning").apply(qr_code(settings_))
+    result = terminal.agent.component(wiring.PROVISIONING).apply(qr_code(settings_))
     event("applied" if result["ok"] else "refused")
     if result["ok"]:
         assert set(result["changed"]) <= {

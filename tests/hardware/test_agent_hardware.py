@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import wiring
 from agent.store import Store
 from drivers.sim.printer import VirtualPrinter
 from drivers.sim.scanner import VirtualSerialScanner
@@ -41,7 +42,7 @@ def agent(tmp_path: Path, printer: VirtualPrinter) -> Iterator[InProcessAgent]:
 
 
 def job_state(agent: InProcessAgent, job_id: str) -> str:
-    job = agent.agent.component("hardware").queue.get(job_id)
+    job = agent.agent.component(wiring.HARDWARE).queue.get(job_id)
     return job.state
 
 
@@ -49,7 +50,7 @@ def test_paper_out_keeps_the_job_and_prints_it_once_when_paper_returns(
     agent: InProcessAgent, printer: VirtualPrinter
 ) -> None:
     printer.set_paper("out")
-    hardware = agent.agent.component("hardware")
+    hardware = agent.agent.component(wiring.HARDWARE)
     job_id = agent.call(lambda: hardware.test_print())
     agent.wait_until(lambda: hardware.queue.get(job_id).last_error is not None, 10, "first attempt refused")
     job = hardware.queue.get(job_id)
@@ -69,7 +70,7 @@ def test_queued_job_survives_a_restart(tmp_path: Path, printer: VirtualPrinter) 
     config = hardware_config(tmp_path / "agent", printer)
     printer.go_offline("refuse")
     first = InProcessAgent(config).start()
-    hardware = first.agent.component("hardware")
+    hardware = first.agent.component(wiring.HARDWARE)
     job_id = first.call(lambda: hardware.test_print())
     first.wait_until(lambda: hardware.queue.get(job_id).attempts >= 1, 10, "an attempt")
     first.stop()
@@ -86,7 +87,7 @@ def test_queued_job_survives_a_restart(tmp_path: Path, printer: VirtualPrinter) 
 def test_job_interrupted_by_a_crash_is_printed_again_as_a_copy(tmp_path: Path, printer: VirtualPrinter) -> None:
     config = hardware_config(tmp_path / "agent", printer)
     first = InProcessAgent(config).start()
-    hardware = first.agent.component("hardware")
+    hardware = first.agent.component(wiring.HARDWARE)
     printer.go_offline("refuse")
     job_id = first.call(lambda: hardware.test_print())
     first.wait_until(lambda: hardware.queue.get(job_id).attempts >= 1, 10, "an attempt")
@@ -99,7 +100,7 @@ def test_job_interrupted_by_a_crash_is_printed_again_as_a_copy(tmp_path: Path, p
     try:
         receipts = printer.wait_for_receipts(1, timeout=15)
         assert "*** COPY ***" in receipts[0].text
-        jobs = second.agent.component("hardware").queue.recent()
+        jobs = second.agent.component(wiring.HARDWARE).queue.recent()
         original = next(j for j in jobs if j.job_id == job_id)
         assert original.state == "failed" and "interrupted" in original.last_error
         assert any(j.copy_of == job_id for j in jobs)
@@ -108,7 +109,7 @@ def test_job_interrupted_by_a_crash_is_printed_again_as_a_copy(tmp_path: Path, p
 
 
 def test_reprint_is_marked_as_a_copy(agent: InProcessAgent, printer: VirtualPrinter) -> None:
-    hardware = agent.agent.component("hardware")
+    hardware = agent.agent.component(wiring.HARDWARE)
     job_id = agent.call(lambda: hardware.test_print())
     agent.wait_until(lambda: job_state(agent, job_id) == "printed", 10, "printed")
     copy_id = agent.call(lambda: hardware.queue.reprint(job_id))
@@ -118,7 +119,7 @@ def test_reprint_is_marked_as_a_copy(agent: InProcessAgent, printer: VirtualPrin
 
 
 def test_drawer_opens_through_the_printer(agent: InProcessAgent, printer: VirtualPrinter) -> None:
-    hardware = agent.agent.component("hardware")
+    hardware = agent.agent.component(wiring.HARDWARE)
     future = asyncio.run_coroutine_threadsafe(hardware.open_drawer("cash"), agent._loop)  # type: ignore[arg-type]
     state = future.result(10)
     assert printer.drawer.wait_for_kicks(1, 5)
@@ -164,7 +165,7 @@ def test_rejected_input_is_a_scan_rejected_event_and_the_next_code_a_scan(
         too_long = received[0].data
         assert too_long["scanner"] == "hand" and too_long["length"] == 5005 and "max_length" in too_long["message"]
         assert received[2].data["data"] == "4006381333931"
-        status = running.call(running.agent.component("hardware").status)
+        status = running.call(running.agent.component(wiring.HARDWARE).status)
         assert (status["scans"], status["scans_rejected"]) == (1, 2)
     finally:
         running.stop()

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from agent import wiring
 from agent.sales.models import SalesRefused
 from drivers.sim.drawer import VirtualSerialDrawer
 from drivers.sim.printer import VirtualPrinter
@@ -44,7 +45,7 @@ def watch_jobs(agent: InProcessAgent) -> list[str]:
 def test_a_drawer_pushed_shut_is_reported_and_no_longer_polled(tmp_path: Path, printer: VirtualPrinter) -> None:
     agent = start_agent(tmp_path / "agent", printer, drawer_sensor_poll_s=0.1)
     try:
-        hardware = agent.agent.component("hardware")
+        hardware = agent.agent.component(wiring.HARDWARE)
         events = agent.call(lambda: agent.agent.events.subscribe({"drawer", "drawer.closed"}))
         assert run(agent, hardware.open_drawer("cash")) == "open"
         opened = run(agent, events.next(10))
@@ -70,7 +71,7 @@ def test_a_drawer_without_a_sensor_is_not_polled(tmp_path: Path, printer: Virtua
     with VirtualSerialDrawer() as drawer:
         agent = start_agent(tmp_path / "agent", printer, drawer_url=f"serial://{drawer.path}?status_query=")
         try:
-            assert run(agent, agent.agent.component("hardware").open_drawer("cash")) == "unknown"
+            assert run(agent, agent.agent.component(wiring.HARDWARE).open_drawer("cash")) == "unknown"
             assert drawer.wait_for_kicks(1, 5)
             assert watch_jobs(agent) == []
         finally:

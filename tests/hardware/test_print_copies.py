@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import wiring
 from agent.hardware.print_queue import PrintQueueError
 from agent.schema import MIGRATIONS
 from agent.store import Store
@@ -50,8 +51,8 @@ def test_a_copy_cut_short_by_a_crash_waits_for_a_person_who_reprints_or_dismisse
 ) -> None:
     config = hardware_config(tmp_path / "agent", printer)
     first = InProcessAgent(config).start()
-    queue = first.agent.component("hardware").queue
-    original = first.call(lambda: first.agent.component("hardware").test_print())
+    queue = first.agent.component(wiring.HARDWARE).queue
+    original = first.call(lambda: first.agent.component(wiring.HARDWARE).test_print())
     first.wait_until(lambda: job_state(first, original) == "printed", 10, "the original printed")
     copy = first.call(lambda: queue.reprint(original))
     first.wait_until(lambda: job_state(first, copy) == "printed", 10, "the reprint printed")
@@ -63,11 +64,11 @@ def test_a_copy_cut_short_by_a_crash_waits_for_a_person_who_reprints_or_dismisse
 
     second = InProcessAgent(config).start()
     try:
-        queue = second.agent.component("hardware").queue
+        queue = second.agent.component(wiring.HARDWARE).queue
         assert job_state(second, copy) == "needs_attention"  # settled at start, before the agent runs
         assert [j.job_id for j in queue.recent() if j.copy_of is not None] == [copy], "a copy of the copy"
         assert queue.waiting("front") == 0
-        assert second.agent.component("hardware").status()["printers"]["front"]["needs_attention"] == 1
+        assert second.agent.component(wiring.HARDWARE).status()["printers"]["front"]["needs_attention"] == 1
 
         with pytest.raises(PrintQueueError, match="does not wait for a person"):
             queue.dismiss(original)
@@ -75,7 +76,7 @@ def test_a_copy_cut_short_by_a_crash_waits_for_a_person_who_reprints_or_dismisse
             queue.dismiss("nope-nope")
         dismissed = second.call(lambda: queue.dismiss(copy[:12]))  # the start of the id, as kassactl lists it
         assert dismissed.state == "failed" and "dismissed by a person" in (dismissed.last_error or "")
-        assert second.agent.component("hardware").status()["printers"]["front"]["needs_attention"] == 0
+        assert second.agent.component(wiring.HARDWARE).status()["printers"]["front"]["needs_attention"] == 0
         assert len(printer.receipts) == 2
     finally:
         second.stop()
