@@ -1,6 +1,7 @@
 """The one place that builds the agent: every component with the typed collaborators it needs.
 
-This is the only module that imports the component packages. Each component gets the
+This is the only module that builds components (and only agent/daemon.py imports it); other
+modules name a component only as a type or a protocol. Each component gets the
 ``Runtime`` (agent/runtime.py) and exactly the parts it works with: sales get the permission
 gate and the till hardware, the gate gets the licence's sale verdict, the components that
 take pushed state get the cloud port. Nothing looks another component up by name. The

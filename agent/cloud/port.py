@@ -23,7 +23,7 @@ class CloudPort:
     def __init__(self, inbound: Inbound) -> None:
         self.inbound = inbound
         self.connect_listeners: list[Callable[[], None]] = []  # run on the loop after every (re)connect
-        self.link: CloudLink | None = None  # set by the link as it starts
+        self.link: CloudLink | None = None  # set by the wiring once it builds the link
 
     @property
     def attached(self) -> bool:
