@@ -43,6 +43,14 @@ class Printer(abc.ABC):
         """Query the printer now. Never raises for an unreachable printer: returns OFFLINE/UNKNOWN."""
 
     @abc.abstractmethod
+    def render(self, document: Receipt) -> bytes:
+        """The bytes this printer would be sent for ``document``, without touching the printer.
+
+        The agent renders a receipt in the sale's transaction and its print queue later
+        hands the stored bytes to :meth:`send_raw`. Raises
+        :class:`drivers.errors.DocumentError` for a document this printer cannot print."""
+
+    @abc.abstractmethod
     def print_document(self, document: Receipt, job_id: str) -> PrintResult:
         """Print, or raise a :class:`drivers.errors.PrinterUnavailableError` subclass saying why not."""
 
