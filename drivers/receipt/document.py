@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 from PIL import Image as PILImage
 from PIL import ImageOps
@@ -370,13 +370,13 @@ class ReceiptBuilder:
     def feed(self, lines: int = 1) -> ReceiptBuilder:
         return self.add(Feed(lines))
 
-    def qr(self, data: str, **options) -> ReceiptBuilder:
+    def qr(self, data: str, **options: Any) -> ReceiptBuilder:
         return self.add(QrCode(data, **options))
 
-    def barcode(self, data: str, symbology: str = "EAN13", **options) -> ReceiptBuilder:
+    def barcode(self, data: str, symbology: str = "EAN13", **options: Any) -> ReceiptBuilder:
         return self.add(Barcode(data, symbology, **options))
 
-    def logo(self, image, **options) -> ReceiptBuilder:
+    def logo(self, image, **options: Any) -> ReceiptBuilder:
         return self.add(image if isinstance(image, Logo) else Logo.from_image(image, **options))
 
     def cut(self, partial: bool = False, feed_lines: int = 6) -> ReceiptBuilder:

@@ -68,7 +68,7 @@ class VirtualSerialScanner:
     def __enter__(self) -> VirtualSerialScanner:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
