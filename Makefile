@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kassa-installed
 MOSQUITTO ?= /usr/sbin/mosquitto
 
-.PHONY: demo test setup mosquitto chromium faketime bench soak fleet fuzz docs translations clean
+.PHONY: demo test check lock setup mosquitto chromium faketime bench soak fleet fuzz docs translations clean
 
 demo: setup
 	$(PY) -m tests.demo
@@ -19,13 +19,29 @@ test: setup
 
 setup: $(STAMP) mosquitto chromium faketime
 
-# The venv is (re)built when missing or when pyproject.toml changes.
-$(STAMP): pyproject.toml
+# The venv is (re)built when missing or when pyproject.toml or the lock changes. Every dependency, runtime and
+# dev, comes from requirements.lock with its hashes; kassa itself is installed editable on top, without deps.
+LOCK := requirements.lock
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kassa needs Python >= 3.11; set PYTHON=python3.11")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip 2>/dev/null || true
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $@
+
+# Refresh requirements.lock after changing dependencies in pyproject.toml: pins still allowed are kept;
+# `make lock LOCK_UPGRADE=--upgrade` takes the newest releases within the bounds. uv rather than pip-tools: `--universal` resolves once for every platform and keeps the
+# environment markers (evdev only on Linux, colorama/tzdata only on Windows), where pip-compile would pin
+# what this one machine's interpreter happens to need; uv itself is pinned in the lock through the dev extra.
+LOCK_UPGRADE ?=
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes --extra dev \
+		$(LOCK_UPGRADE) --custom-compile-command 'make lock' --output-file $(LOCK) pyproject.toml
+
+# Formatting, lint and types (scripts/check; configuration in pyproject.toml). Needs only the venv.
+check: $(STAMP)
+	scripts/check
 
 # Mosquitto, and what the production broker's device-listener plugin (broker/production/
 # kassa_device_acl.c) is built with: its headers (mosquitto_plugin.h from mosquitto-dev, mosquitto.h
@@ -58,11 +74,11 @@ faketime:
 	fi
 
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) -m bench.run_all
 
 # 20 minutes of steady sales with periodic faults; the agent's RSS must not grow > 10 % (not part of `make test`).
 soak: setup
-	$(PY) bench/soak.py --minutes 20
+	$(PY) -m bench.soak --minutes 20
 
 # Property tests with fresh random examples (make test replays fixed ones): look for new breaking inputs.
 fuzz: setup

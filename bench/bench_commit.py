@@ -7,7 +7,7 @@ BEGIN..COMMIT with the message drafted beforehand (`Outbox.draft`: everything bu
 sequence number encoded), as the sale path does it, i.e. how long the delivery machinery
 holds the store's write lock.
 
-    python bench/bench_commit.py [--n 2000] [--dir DIR]
+    python -m bench.bench_commit [--n 2000] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.cloud.outbox import Outbox
 from agent.store import Store

@@ -11,7 +11,7 @@ its exit time and its RSS; and the library floor (bench/footprint_floor.py): the
 interpreter that only uses the agent's libraries, stage by stage, so that what kassa itself costs
 is the difference. Targets (issue #10): idle RSS <= 60 MB, ready <= 1.5 s.
 
-    python bench/bench_footprint.py [--runs 5] [--idle 10]
+    python -m bench.bench_footprint [--runs 5] [--idle 10]
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._stats import save
 from broker.launcher import Mosquitto

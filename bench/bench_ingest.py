@@ -15,7 +15,7 @@ The rate is counted from the first applied (received) message to the last, so pr
 start-up is not in it; so is the CPU, the consumer processes' own (the broker's and
 PostgreSQL's are extra). Each consumer gets a fresh broker.
 
-    python bench/bench_ingest.py [--n 20000] [--devices 20] [--database-url URL]
+    python -m bench.bench_ingest [--n 20000] [--devices 20] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion

@@ -6,7 +6,7 @@ and one dict lookup); "SQLite row" reads the lease row from the agent store (wha
 that went to the database each time would cost at least, before any signature check).
 Calls are timed in blocks of --block and divided, so the timer's own cost stays out.
 
-    python bench/bench_lease.py [--n 100000] [--block 100]
+    python -m bench.bench_lease [--n 100000] [--block 100]
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 

@@ -5,7 +5,7 @@ bare ``hashlib.scrypt`` call with the same (default) parameters, alternating, in
 The product asks for a login between 50 and 500 ms: slow enough against guessing PINs
 from a stolen roster, quick enough for a queue at the till.
 
-    python bench/bench_login.py [--n 20]
+    python -m bench.bench_login [--n 20]
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent import wiring
 from bench._stats import save, summary_ms

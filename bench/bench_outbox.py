@@ -10,7 +10,7 @@ The drain runs twice from the same backlog: as the agent ships (a backlog goes o
 `mqtt.batch_max_messages` rows per `up/batch` publish) and with batching off (one row per
 publish, like the raw client), each right after its own raw run.
 
-    python bench/bench_outbox.py [--n 100000] [--window 64] [--batch 50] [--ack-window 1000]
+    python -m bench.bench_outbox [--n 100000] [--window 64] [--batch 50] [--ack-window 1000]
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion

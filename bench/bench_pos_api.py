@@ -6,7 +6,7 @@ Compared with a bare SQLite insert (WAL, synchronous=FULL) on the same filesyste
 measured in the same run, alternating so disk noise hits both alike. The agent is a real
 ``kassa-agent`` process; the client is httpx with keep-alive in this process.
 
-    python bench/bench_pos_api.py [--n 2000] [--dir DIR]
+    python -m bench.bench_pos_api [--n 2000] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._stats import BareInsert, save, summary_ms
 from broker.launcher import Mosquitto

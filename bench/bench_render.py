@@ -1,6 +1,6 @@
 """Render a 30-line receipt with a QR code to ESC/POS: kassa vs python-escpos ``Dummy``.
 
-Run: ``python bench/bench_render.py [--runs N]``. Both sides render the same
+Run: ``python -m bench.bench_render [--runs N]``. Both sides render the same
 receipts (every iteration gets different item names and prices, so no cache
 sees the same line twice in a row) and must produce identical bytes; the
 check is done before timing.
@@ -12,9 +12,6 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from escpos.constants import QR_ECLEVEL_M
 from escpos.printer import Dummy

@@ -7,26 +7,26 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# Each runs as a module (`python -m bench.<name>`) from the repository root, where `bench` and `tests` import.
 BENCHMARKS = [
-    ["bench_render.py"],
-    ["bench_commit.py", "--n", "2000"],
-    ["bench_outbox.py", "--n", "100000"],
-    ["bench_ingest.py"],
-    ["bench_login.py", "--n", "20"],
-    ["bench_lease.py", "--n", "100000"],
-    ["bench_pos_api.py", "--n", "2000"],
-    ["bench_footprint.py", "--runs", "5"],
+    ["bench_render"],
+    ["bench_commit", "--n", "2000"],
+    ["bench_outbox", "--n", "100000"],
+    ["bench_ingest"],
+    ["bench_login", "--n", "20"],
+    ["bench_lease", "--n", "100000"],
+    ["bench_pos_api", "--n", "2000"],
+    ["bench_footprint", "--runs", "5"],
 ]
 
 
 def main() -> int:
     failed = []
     for argv in BENCHMARKS:
-        script = HERE / argv[0]
-        if not script.exists():
+        if not (HERE / f"{argv[0]}.py").exists():
             continue
         print(f"\n=== {' '.join(argv)} ===", flush=True)
-        if subprocess.run([sys.executable, str(script), *argv[1:]], cwd=HERE.parent).returncode != 0:
+        if subprocess.run([sys.executable, "-m", f"bench.{argv[0]}", *argv[1:]], cwd=HERE.parent).returncode != 0:
             failed.append(argv[0])
     if failed:
         print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)

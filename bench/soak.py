@@ -11,7 +11,7 @@ Pass: RSS at the end (median of the last minute) at most 10 % above RSS after th
 (median of the first minute after it), the outbox back to zero, and the cloud holding exactly
 the sales and refunds the agent confirmed (none lost, none doubled). Exit 1 otherwise.
 
-    python bench/soak.py --minutes 20 [--warmup-min 3] [--rate 3] [--fault-every 75] [--json out.json]
+    python -m bench.soak --minutes 20 [--warmup-min 3] [--rate 3] [--fault-every 75] [--json out.json]
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.soak_support import (
     Faults,

@@ -11,6 +11,8 @@ Imports nothing from the rest of kassa. The agent uses:
   driver a discovery event names.
 """
 
+from typing import Any
+
 from drivers.discovery.discovery import ATTACHED, DETACHED, DeviceEvent, Discovery
 from drivers.discovery.input_source import InputSource
 from drivers.discovery.sources import DeviceSource, NetworkSource, SerialSource, UsbSource
@@ -63,10 +65,86 @@ from drivers.scanners.serial_scanner import SerialScanner
 from drivers.status import DeviceStatus, PrinterStatus, Severity
 
 
-def bind(descriptor: DeviceDescriptor, registry: DriverRegistry = default_registry, **options):
+def bind(
+    descriptor: DeviceDescriptor, registry: DriverRegistry = default_registry, **options: Any
+) -> Printer | Scanner | Drawer | None:
     """Instantiate the driver the registry picks for a discovered device (None if none fits)."""
     driver = registry.match(descriptor)
     return None if driver is None else driver.from_descriptor(descriptor, **options)
 
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "ATTACHED",
+    "DETACHED",
+    "Align",
+    "Barcode",
+    "Column",
+    "Columns",
+    "ConfigError",
+    "CoverOpenError",
+    "Cut",
+    "DeviceDescriptor",
+    "DeviceEvent",
+    "DeviceKind",
+    "DeviceSource",
+    "DeviceStatus",
+    "Discovery",
+    "DocumentError",
+    "Drawer",
+    "DrawerError",
+    "DrawerKick",
+    "DrawerOutcome",
+    "DriverError",
+    "DriverRegistry",
+    "EscposPrinter",
+    "EscposRenderer",
+    "Feed",
+    "HidScanner",
+    "InputSource",
+    "KeyDecoder",
+    "KickableDrawer",
+    "Logo",
+    "NetworkSource",
+    "PaperOutError",
+    "PrintResult",
+    "Printer",
+    "PrinterDrawer",
+    "PrinterOfflineError",
+    "PrinterProfile",
+    "PrinterStatus",
+    "PrinterStatusUnknownError",
+    "PrinterUnavailableError",
+    "QrCode",
+    "Receipt",
+    "ReceiptBuilder",
+    "RejectReason",
+    "Rule",
+    "ScanEvent",
+    "ScanRejection",
+    "Scanner",
+    "ScannerError",
+    "SerialDrawer",
+    "SerialScanner",
+    "SerialSource",
+    "Severity",
+    "Style",
+    "Supports",
+    "Symbology",
+    "Text",
+    "ThreadedScanner",
+    "Transport",
+    "TransportError",
+    "UsbId",
+    "UsbSource",
+    "bind",
+    "default_registry",
+    "load_profile",
+    "open_drawer",
+    "open_printer",
+    "open_scanner",
+    "preview_image",
+    "preview_text",
+    "register_driver",
+    "render_escpos",
+    "write_preview",
+]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from drivers.status import DeviceStatus, PrinterStatus
 
@@ -43,6 +43,14 @@ class Printer(abc.ABC):
         """Query the printer now. Never raises for an unreachable printer: returns OFFLINE/UNKNOWN."""
 
     @abc.abstractmethod
+    def render(self, document: Receipt) -> bytes:
+        """The bytes this printer would be sent for ``document``, without touching the printer.
+
+        The agent renders a receipt in the sale's transaction and its print queue later
+        hands the stored bytes to :meth:`send_raw`. Raises
+        :class:`drivers.errors.DocumentError` for a document this printer cannot print."""
+
+    @abc.abstractmethod
     def print_document(self, document: Receipt, job_id: str) -> PrintResult:
         """Print, or raise a :class:`drivers.errors.PrinterUnavailableError` subclass saying why not."""
 
@@ -63,10 +71,10 @@ class Printer(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -89,10 +97,10 @@ class Scanner(abc.ABC):
     def status(self) -> DeviceStatus:
         """READY while the device is open and being read, OFFLINE while it is missing."""
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 

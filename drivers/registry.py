@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from drivers.identity import DeviceDescriptor, DeviceKind, Transport
+from drivers.interfaces import Drawer, Printer, Scanner
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T", bound=type)
 
 
 @dataclass(frozen=True)
@@ -64,9 +63,22 @@ class Supports:
         return score + self.priority if score else 0
 
 
+class Driver(Protocol):
+    """What the registry needs of a driver class: its declaration and a way to build it for a device."""
+
+    supports: Supports
+
+    @classmethod
+    def from_descriptor(cls, descriptor: DeviceDescriptor, **options: Any) -> Printer | Scanner | Drawer: ...
+
+
+DriverClass = type[Driver]
+T = TypeVar("T", bound=DriverClass)
+
+
 class DriverRegistry:
     def __init__(self) -> None:
-        self._drivers: list[type] = []
+        self._drivers: list[DriverClass] = []
 
     def register(self, driver_class: T) -> T:
         """Class decorator; the class must have a ``supports`` attribute."""
@@ -76,15 +88,18 @@ class DriverRegistry:
             self._drivers.append(driver_class)
         return driver_class
 
-    def drivers(self, kind: DeviceKind | None = None) -> list[type]:
+    def drivers(self, kind: DeviceKind | None = None) -> list[DriverClass]:
         return [d for d in self._drivers if kind is None or d.supports.kind is kind]
 
-    def match(self, descriptor: DeviceDescriptor) -> type | None:
-        best, best_score = None, 0
+    def match(self, descriptor: DeviceDescriptor) -> DriverClass | None:
+        best: DriverClass | None = None
+        best_score = 0
         for driver_class in self._drivers:
             score = driver_class.supports.score(descriptor)
             # ties resolved by name so the choice never depends on import order
-            if score > best_score or (score == best_score and score and driver_class.__name__ < best.__name__):
+            if score > best_score or (
+                score == best_score and score and best is not None and driver_class.__name__ < best.__name__
+            ):
                 best, best_score = driver_class, score
         if best is not None:
             logger.debug("%s binds %s (score %d)", best.__name__, descriptor.identity, best_score)
@@ -93,7 +108,7 @@ class DriverRegistry:
     def known_usb_vendors(self) -> set[int]:
         return {u.vendor for d in self._drivers for u in d.supports.usb_ids}
 
-    def extend(self, driver_classes: Iterable[type]) -> None:
+    def extend(self, driver_classes: Iterable[DriverClass]) -> None:
         for driver_class in driver_classes:
             self.register(driver_class)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Severity(enum.IntEnum):
@@ -68,7 +70,7 @@ _RANK = {
 }
 
 
-def most_severe(statuses) -> DeviceStatus:
+def most_severe(statuses: Iterable[DeviceStatus]) -> DeviceStatus:
     """The status that best explains the device's state (READY when empty)."""
     best = DeviceStatus.READY
     for status in statuses:
@@ -110,7 +112,7 @@ class PrinterStatus:
     def offline(cls, detail: str) -> PrinterStatus:
         return cls(DeviceStatus.OFFLINE, frozenset({DeviceStatus.OFFLINE}), details=(detail,))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "status": self.status.value,
             "severity": self.severity.name.lower(),

@@ -50,8 +50,8 @@ def parse_url(url: str) -> DeviceUrl:
 def merge_spec(spec: str | Mapping[str, Any]) -> tuple[DeviceUrl | None, dict[str, Any]]:
     """A URL string, or a dict with an optional ``url`` plus options that override its query."""
     if isinstance(spec, str):
-        parsed = parse_url(spec)
-        return parsed, dict(parsed.options)
+        from_string = parse_url(spec)
+        return from_string, dict(from_string.options)
     if not isinstance(spec, Mapping):
         raise ConfigError(f"device spec must be a URL or a mapping, not {type(spec).__name__}")
     options = dict(spec)

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import evdev
 
@@ -44,7 +45,7 @@ class InputSource(DeviceSource):
         deny: Iterable[tuple[int, int | None]] = (),
         name_heuristic: bool = True,
         lister: Callable[[], list[str]] = evdev.list_devices,
-        opener: Callable[[str], object] = evdev.InputDevice,
+        opener: Callable[[str], evdev.InputDevice[Any]] = evdev.InputDevice,
         port_path_of: Callable[[str], str | None] = sysfs_port_path,
     ) -> None:
         self.allow, self.deny = tuple(allow), tuple(deny)

@@ -12,9 +12,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
+import usb.backend
 import usb.core
 import usb.util
 from serial.tools import list_ports
+from serial.tools.list_ports_common import ListPortInfo
 
 from drivers.identity import DeviceDescriptor, DeviceKind, Transport
 from drivers.printers.usb_transport import read_serial_number, usb_port_path
@@ -37,7 +39,7 @@ class DeviceSource(abc.ABC):
         """Devices present now. Raise if the source itself fails (then nothing is detached)."""
 
 
-def _usb_classes(device) -> frozenset[int]:
+def _usb_classes(device: usb.core.Device) -> frozenset[int]:
     classes = {device.bDeviceClass} if device.bDeviceClass else set()
     try:
         for configuration in device:
@@ -53,7 +55,9 @@ class UsbSource(DeviceSource):
 
     name = "usb"
 
-    def __init__(self, registry: DriverRegistry = default_registry, *, backend=None) -> None:
+    def __init__(
+        self, registry: DriverRegistry = default_registry, *, backend: usb.backend.IBackend | None = None
+    ) -> None:
         self.registry = registry
         self.backend = backend  # a pyusb backend object; None lets pyusb pick libusb
 
@@ -97,7 +101,7 @@ class SerialSource(DeviceSource):
         self,
         registry: DriverRegistry = default_registry,
         *,
-        lister: Callable[[], Iterable] = list_ports.comports,
+        lister: Callable[[], Iterable[ListPortInfo]] = list_ports.comports,
         configured: Mapping[str, DeviceKind] | None = None,
     ) -> None:
         self.registry = registry

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import serial
 
@@ -56,7 +57,7 @@ class SerialDrawer(KickableDrawer):
         self._io_lock = threading.Lock()
 
     @classmethod
-    def from_descriptor(cls, descriptor: DeviceDescriptor, **options) -> SerialDrawer:
+    def from_descriptor(cls, descriptor: DeviceDescriptor, **options: Any) -> SerialDrawer:
         return cls(descriptor.device_path, identity=descriptor.identity, **options)
 
     def _ensure_open(self) -> serial.Serial:

@@ -36,7 +36,7 @@ _MONO_FONTS = {
 
 
 @lru_cache(maxsize=8)
-def _mono_font(bold: bool, font: str):
+def _mono_font(bold: bool, font: str) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     size = 20 if font == "a" else 14
     for path in _MONO_FONTS[bold]:
         if Path(path).is_file():
@@ -55,7 +55,7 @@ def _run_image(run: TextRun) -> Image.Image:
     if run.underline:
         draw.line((0, cell_h - 2, image.width, cell_h - 2), fill=0, width=run.underline)
     if run.width > 1 or run.height > 1:
-        image = image.resize((image.width * run.width, image.height * run.height), Image.NEAREST)
+        image = image.resize((image.width * run.width, image.height * run.height), Image.Resampling.NEAREST)
     if run.invert:
         image = ImageOps.invert(image)
     return image

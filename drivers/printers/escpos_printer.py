@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from drivers import dle_eot
 from drivers.errors import ConfigError, PrinterOfflineError, TransportError, error_for_status
@@ -83,7 +84,7 @@ class EscposPrinter(Printer):
         self.last_status: PrinterStatus | None = None
 
     @classmethod
-    def from_descriptor(cls, descriptor: DeviceDescriptor, **options) -> EscposPrinter:
+    def from_descriptor(cls, descriptor: DeviceDescriptor, **options: Any) -> EscposPrinter:
         """Bind to a discovered device (see :mod:`drivers.discovery`)."""
         from drivers.printers.factory import open_printer, url_for_descriptor
 

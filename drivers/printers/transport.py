@@ -23,7 +23,7 @@ DEFAULT_CONNECT_TIMEOUT = 3.0
 DEFAULT_LINK_BYTES_PER_S = 960.0
 
 
-def positive_timeout(value, name: str) -> float:
+def positive_timeout(value: Any, name: str) -> float:  # a configuration value of any shape
     try:
         seconds = float(value)
     except (TypeError, ValueError):

@@ -67,10 +67,12 @@ def get_code_page(name: str, index: int) -> CodePage | None:
     encode_table: dict[int, str] = {}
     decode_table: list[str | None] = []
     for offset, char in enumerate(chars):
-        usable = char is not None and len(char) == 1 and char >= "\x80" and unicodedata.category(char) != "Cc"
-        decode_table.append(char if usable else None)
-        if usable and ord(char) not in encode_table:
-            encode_table[ord(char)] = chr(0x80 + offset)
+        if char is not None and len(char) == 1 and char >= "\x80" and unicodedata.category(char) != "Cc":
+            decode_table.append(char)
+            if ord(char) not in encode_table:
+                encode_table[ord(char)] = chr(0x80 + offset)
+        else:
+            decode_table.append(None)
     return CodePage(
         name=name,
         index=index,

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import enum
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 from PIL import Image as PILImage
 from PIL import ImageOps
@@ -55,7 +55,7 @@ class Style:
 PLAIN = Style()
 
 
-def _require_text(value, what: str) -> str:
+def _require_text(value: object, what: str) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, float):
@@ -332,7 +332,7 @@ class Receipt:
                 raise DocumentError(f"not a receipt block: {block!r}")
         object.__setattr__(self, "blocks", blocks)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Block]:
         return iter(self.blocks)
 
     def __len__(self) -> int:
@@ -349,11 +349,11 @@ class ReceiptBuilder:
         self._blocks.extend(blocks)
         return self
 
-    def text(self, text: str, **style) -> ReceiptBuilder:
+    def text(self, text: str, **style: Any) -> ReceiptBuilder:
         return self.add(Text(text, Style(**style)))
 
     def columns(
-        self, *cells: str, columns: Iterable[Column] | None = None, shorter: Iterable[Iterable[str]] = (), **style
+        self, *cells: str, columns: Iterable[Column] | None = None, shorter: Iterable[Iterable[str]] = (), **style: Any
     ) -> ReceiptBuilder:
         return self.add(
             Columns(
@@ -364,19 +364,19 @@ class ReceiptBuilder:
             )
         )
 
-    def rule(self, char: str = "-", **style) -> ReceiptBuilder:
+    def rule(self, char: str = "-", **style: Any) -> ReceiptBuilder:
         return self.add(Rule(char, Style(**style)))
 
     def feed(self, lines: int = 1) -> ReceiptBuilder:
         return self.add(Feed(lines))
 
-    def qr(self, data: str, **options) -> ReceiptBuilder:
+    def qr(self, data: str, **options: Any) -> ReceiptBuilder:
         return self.add(QrCode(data, **options))
 
-    def barcode(self, data: str, symbology: str = "EAN13", **options) -> ReceiptBuilder:
+    def barcode(self, data: str, symbology: str = "EAN13", **options: Any) -> ReceiptBuilder:
         return self.add(Barcode(data, symbology, **options))
 
-    def logo(self, image, **options) -> ReceiptBuilder:
+    def logo(self, image: Logo | PILImage.Image | str | Path, **options: Any) -> ReceiptBuilder:
         return self.add(image if isinstance(image, Logo) else Logo.from_image(image, **options))
 
     def cut(self, partial: bool = False, feed_lines: int = 6) -> ReceiptBuilder:

@@ -9,8 +9,10 @@ receipt can be checked byte for byte against it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from functools import lru_cache
+from typing import Any
 
 from PIL import Image
 
@@ -83,7 +85,8 @@ class EscposRenderer:
         self._plans: dict[tuple[str, str | None], list[tuple[CodePage, bytes]] | None] = {}
         self._native_qr = profile.supports("qrCode")
         self._native_barcode = profile.supports("barcodeA") and profile.supports("barcodeB")
-        self._handlers = {
+        # each takes the block of its own type
+        self._handlers: dict[type, Callable[[bytearray, _State, Any], None]] = {
             Text: self._text,
             Columns: self._columns,
             Rule: self._rule,

@@ -31,7 +31,9 @@ def display_width(text: str) -> int:
 
 
 def _split_to_width(word: str, width: int) -> list[str]:
-    pieces, current, used = [], [], 0
+    pieces: list[str] = []
+    current: list[str] = []
+    used = 0
     for char in word:
         w = char_width(char)
         if used + w > width and current:

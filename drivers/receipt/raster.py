@@ -106,7 +106,12 @@ def place(bitmap: Image.Image, width: int, align: Align) -> Image.Image:
 
 
 def _draw_run(
-    draw: ImageDraw.ImageDraw, text: str, box: tuple[int, int, int, int], align: Align, style: Style, font
+    draw: ImageDraw.ImageDraw,
+    text: str,
+    box: tuple[int, int, int, int],
+    align: Align,
+    style: Style,
+    font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
 ) -> None:
     left, top, right, bottom = box
     length = font.getlength(text)

@@ -35,7 +35,7 @@ def qr_bitmap(data: str, module_size: int, error_correction: str = "M") -> Image
     size = len(matrix)
     image = Image.new("1", (size, size), 0)
     image.putdata([255 if dark else 0 for row in matrix for dark in row])
-    return image.resize((size * module_size, size * module_size), Image.NEAREST)
+    return image.resize((size * module_size, size * module_size), Image.Resampling.NEAREST)
 
 
 @lru_cache(maxsize=128)

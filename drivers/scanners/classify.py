@@ -15,12 +15,17 @@ so a wrong guess would steal the cashier's keyboard. The rules, in order:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+import evdev
 from evdev import ecodes
 
 from drivers.vendors import SCANNER_VENDORS
 
+# (vendor, product) pairs; product None stands for every product of the vendor
+IdList = Iterable[tuple[int, int | None]]
 SCANNER_WORDS = ("barcode", "scanner", "bar code")
 
 
@@ -38,7 +43,7 @@ class InputDeviceFacts:
     has_leds: bool = False
 
 
-def facts_from_evdev(device) -> InputDeviceFacts:
+def facts_from_evdev(device: evdev.InputDevice[Any]) -> InputDeviceFacts:
     capabilities = device.capabilities()
     keys = set(capabilities.get(ecodes.EV_KEY, ()))
     return InputDeviceFacts(
@@ -55,7 +60,7 @@ def facts_from_evdev(device) -> InputDeviceFacts:
     )
 
 
-def _listed(facts: InputDeviceFacts, entries) -> bool:
+def _listed(facts: InputDeviceFacts, entries: IdList) -> bool:
     for vendor, product in entries:
         if vendor == facts.vendor and (product is None or product == facts.product):
             return True
@@ -72,7 +77,12 @@ def parse_id_list(text: str) -> tuple[tuple[int, int | None], ...]:
 
 
 def is_scanner(
-    facts: InputDeviceFacts, *, allow=(), deny=(), known_vendors=tuple(SCANNER_VENDORS), name_heuristic: bool = True
+    facts: InputDeviceFacts,
+    *,
+    allow: IdList = (),
+    deny: IdList = (),
+    known_vendors: Iterable[int] = tuple(SCANNER_VENDORS),
+    name_heuristic: bool = True,
 ) -> tuple[bool, str]:
     """(verdict, reason) — the reason is logged so a technician can see why."""
     if _listed(facts, deny):

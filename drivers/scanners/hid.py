@@ -11,6 +11,7 @@ import logging
 import select
 import unicodedata
 from collections.abc import Callable
+from typing import Any
 
 from evdev import InputDevice, ecodes, list_devices
 
@@ -205,7 +206,7 @@ class HidScanner(ThreadedScanner):
         self._device = None
 
     @classmethod
-    def from_descriptor(cls, descriptor: DeviceDescriptor, **options) -> HidScanner:
+    def from_descriptor(cls, descriptor: DeviceDescriptor, **options: Any) -> HidScanner:
         path = descriptor.device_path if descriptor.transport is Transport.HID else None
         return cls(
             path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import serial
 
@@ -136,7 +137,7 @@ class SerialScanner(ThreadedScanner):
         self._port: serial.Serial | None = None
 
     @classmethod
-    def from_descriptor(cls, descriptor: DeviceDescriptor, **options) -> SerialScanner:
+    def from_descriptor(cls, descriptor: DeviceDescriptor, **options: Any) -> SerialScanner:
         return cls(descriptor.device_path, identity=descriptor.identity, **options)
 
     def _open(self) -> None:

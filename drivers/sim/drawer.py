@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import tty
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class VirtualSerialDrawer(VirtualDrawer):
         kick_command: bytes = SERIAL_KICK,
         status_query: bytes = SERIAL_STATUS_QUERY,
         open_mask: int = SERIAL_OPEN_MASK,
-        **options,
+        **options: Any,
     ) -> None:
         super().__init__(**options)
         self.kick_command, self.status_query, self.open_mask = kick_command, status_query, open_mask
@@ -150,10 +151,10 @@ class VirtualSerialDrawer(VirtualDrawer):
             except OSError:
                 pass
 
-    def __enter__(self):
+    def __enter__(self) -> VirtualSerialDrawer:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 

@@ -93,7 +93,7 @@ class VirtualPrinter:
     def __enter__(self) -> VirtualPrinter:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     @property

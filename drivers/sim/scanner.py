@@ -68,7 +68,7 @@ class VirtualSerialScanner:
     def __enter__(self) -> VirtualSerialScanner:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     scanner = VirtualSerialScanner(prefix=to_bytes(args.prefix), suffix=to_bytes(args.suffix)).start()
     if args.path_file:
+        assert scanner.path is not None  # start() opened the pty
         Path(args.path_file).write_text(scanner.path)
     try:
         for line in sys.stdin:
