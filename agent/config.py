@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic_core import ErrorDetails
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -79,13 +80,18 @@ class MqttConfig(_Section):
     ack_timeout_s: float = Field(
         30.0,
         gt=0,
-        description="Resend an outbox message not acked by the cloud within this time; each further resend of the same message waits twice as long, up to 8 times this (jittered).",
+        description=(
+            "Resend an outbox message not acked by the cloud within this time; each further resend of the same message "
+            "waits twice as long, up to 8 times this (jittered)."
+        ),
     )
     batch_max_messages: int = Field(
         50,
         ge=1,
         le=500,
-        description="A backlog is sent up to this many outbox messages per publish (`up/batch`); 1 sends every message alone.",
+        description=(
+            "A backlog is sent up to this many outbox messages per publish (`up/batch`); 1 sends every message alone."
+        ),
     )
     batch_max_bytes: int = Field(
         64 * 1024, ge=1024, le=256 * 1024, description="Size bound of one `up/batch` publish in bytes."
@@ -105,7 +111,10 @@ class PrinterConfig(_Section):
     name: str = Field(..., pattern=DEVICE_NAME_PATTERN, description="Short name used by kassactl and the POS API.")
     url: str = Field(
         ...,
-        description="How to reach it: `tcp://host:9100`, `usb://04b8:0202?serial=X`, `serial:///dev/ttyS0?baudrate=19200`, `file:///dev/usb/lp0`.",
+        description=(
+            "How to reach it: `tcp://host:9100`, `usb://04b8:0202?serial=X`, `serial:///dev/ttyS0?baudrate=19200`, "
+            "`file:///dev/usb/lp0`."
+        ),
     )
     options: dict[str, DeviceOption] = Field(
         default_factory=dict, description="Driver options (profile, write_timeout, ...); see docs/drivers.md."
@@ -119,7 +128,10 @@ class ScannerConfig(_Section):
         4096,
         ge=16,
         le=1048576,
-        description="Longest code accepted, in bytes (serial) or characters (HID); longer input is dropped unbuffered and reported as a `scan.rejected` event (docs/drivers.md).",
+        description=(
+            "Longest code accepted, in bytes (serial) or characters (HID); longer input is dropped unbuffered and "
+            "reported as a `scan.rejected` event (docs/drivers.md)."
+        ),
     )
     options: dict[str, DeviceOption] = Field(default_factory=dict, description="Driver options; see docs/drivers.md.")
 
@@ -143,7 +155,10 @@ class DrawerConfig(_Section):
         0.5,
         gt=0,
         le=60,
-        description="While the drawer stands open, how often its sensor is read; when it is pushed shut a `drawer.closed` event follows (drawers without a sensor are not polled).",
+        description=(
+            "While the drawer stands open, how often its sensor is read; when it is pushed shut a `drawer.closed` "
+            "event follows (drawers without a sensor are not polled)."
+        ),
     )
     options: dict[str, DeviceOption] = Field(default_factory=dict, description="Driver options (on_ms, settle_s, ...).")
 
@@ -164,8 +179,9 @@ class SiteConfig(_Section):
     language: str = Field(
         "en",
         pattern=r"^[a-z]{2}(-[A-Z]{2})?$",
-        description="Language of receipts, reports, slips and POS API messages, money and dates formatted for it: `en`, `ru`, `fr`, `de` "
-        "(a region such as `de-CH` takes its formats); another language prints English. Applies to the next receipt.",
+        description="Language of receipts, reports, slips and POS API messages, money and dates formatted for it: "
+        "`en`, `ru`, `fr`, `de` (a region such as `de-CH` takes its formats); another language prints English. "
+        "Applies to the next receipt.",
     )
     scanner: str | None = Field(None, description="Which configured scanner the POS uses for sales (default: all).")
     rooms: list[str] = Field(default_factory=list, description="Rooms / areas this terminal serves (ticketing).")
@@ -174,7 +190,10 @@ class SiteConfig(_Section):
 class TrustConfig(_Section):
     cloud_keys: dict[str, str] = Field(
         default_factory=dict,
-        description="Pinned cloud signing keys: key id -> Ed25519 public key (base64url). Configuration QR codes and licence leases must be signed by one.",
+        description=(
+            "Pinned cloud signing keys: key id -> Ed25519 public key (base64url). Configuration QR codes and licence "
+            "leases must be signed by one."
+        ),
     )
 
     @field_validator("cloud_keys")
@@ -215,7 +234,10 @@ class CloudConfig(_Section):
         30.0,
         gt=0,
         le=3650,
-        description="A paired terminal asks the cloud for a new broker certificate once fewer days than this are left on its own.",
+        description=(
+            "A paired terminal asks the cloud for a new broker certificate once fewer days than this are left on its "
+            "own."
+        ),
     )
 
     @field_validator("api_url")
@@ -256,7 +278,10 @@ class CashiersConfig(_Section):
         300.0,
         ge=0,
         le=86400,
-        description="After a printed receipt, ask the cloud whether a newer roster exists at most this often (0: after every receipt).",
+        description=(
+            "After a printed receipt, ask the cloud whether a newer roster exists at most this often (0: after every "
+            "receipt)."
+        ),
     )
 
 
@@ -264,14 +289,19 @@ class PosApiConfig(_Section):
     enabled: bool = Field(True, description="Serve the local POS API (HTTP + WebSocket, docs/pos-api.md).")
     bind: str = Field(
         "127.0.0.1",
-        description="Address the POS API listens on. Anything but a loopback address needs `tls_cert_file` and `tls_key_file`.",
+        description=(
+            "Address the POS API listens on. Anything but a loopback address needs `tls_cert_file` and `tls_key_file`."
+        ),
     )
     port: int = Field(8765, ge=0, le=65535, description="TCP port of the POS API (0: any free port, for tests).")
     tls_cert_file: Path | None = Field(None, description="TLS certificate (PEM) for serving the POS API over HTTPS.")
     tls_key_file: Path | None = Field(None, description="Private key (PEM, mode 0600) of `tls_cert_file`.")
     cors_origins: list[str] = Field(
         default_factory=list,
-        description="Web origins (`https://pos.example.com`) whose pages may call the API and open the event WebSocket; empty: same origin only.",
+        description=(
+            "Web origins (`https://pos.example.com`) whose pages may call the API and open the event WebSocket; empty: "
+            "same origin only."
+        ),
     )
 
     @field_validator("cors_origins")
@@ -299,7 +329,8 @@ class PosApiConfig(_Section):
         if self.enabled and not loopback and self.tls_cert_file is None:
             # Pairing tokens and cashier sessions would cross the LAN in clear text.
             raise ValueError(
-                f"pos_api.bind {self.bind} is not a loopback address: set tls_cert_file and tls_key_file to serve it over HTTPS"
+                f"pos_api.bind {self.bind} is not a loopback address: set tls_cert_file and tls_key_file to serve it "
+                f"over HTTPS"
             )
         return self
 
@@ -450,11 +481,14 @@ def _describe_validation_error(path: Path, exc: ValidationError, env_keys: set[s
             problems.append(f"{where}: {re.sub(r'^Value error, ', '', err['msg'])}")
             continue
         problems.append(f"{where}: key '{key}': {_expectation(err)}")
-    head = f"{path}: invalid configuration ({len(problems)} problem{'s' if len(problems) > 1 else ''}); nothing was started."
+    head = (
+        f"{path}: invalid configuration ({len(problems)} problem{'s' if len(problems) > 1 else ''}); nothing was "
+        f"started."
+    )
     return "\n  ".join([head, *problems])
 
 
-def _expectation(err: dict[str, Any]) -> str:
+def _expectation(err: ErrorDetails) -> str:
     kind = err["type"]
     if kind == "missing":
         return "required value is missing"

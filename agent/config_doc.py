@@ -20,7 +20,8 @@ HEADER = f"""# Agent configuration reference
 
 The agent reads one TOML file, `{DEFAULT_CONFIG_PATH}` unless `kassa-agent --config PATH` says
 otherwise. Every key can be overridden by an environment variable: `{ENV_PREFIX}` followed by the
-section and key in capitals, joined by `{ENV_NESTED_DELIMITER}` (for example `{ENV_PREFIX}MQTT{ENV_NESTED_DELIMITER}PORT=1884`).
+section and key in capitals, joined by `{ENV_NESTED_DELIMITER}` (for example
+`{ENV_PREFIX}MQTT{ENV_NESTED_DELIMITER}PORT=1884`).
 Environment variables win over the file.
 
 A file with a syntax error, an unknown key, a value of the wrong type or a missing required value
@@ -86,7 +87,10 @@ def render() -> str:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             sections.append(_section(f"`[{name}]`", "", name, annotation))
         elif isinstance(item, type) and issubclass(item, BaseModel):
-            note = f"{info.description} Repeat the table once per device; set whole lists through the environment as JSON (`{ENV_PREFIX}{name.upper()}='[...]'`)."
+            note = (
+                f"{info.description} Repeat the table once per device; set whole lists through the environment as "
+                f"JSON (`{ENV_PREFIX}{name.upper()}='[...]'`)."
+            )
             sections.append(_section(f"`[[{name}]]`", note, None, item))
         else:
             top.append(_row(name, info))

@@ -23,7 +23,7 @@ DEFAULT_SOCKET = Path("/run/kassa/control.sock")
 
 def _socket_path(args: argparse.Namespace) -> Path:
     if args.socket:
-        return args.socket
+        return Path(args.socket)
     if args.config:
         return load_config(args.config).paths.control_socket
     if DEFAULT_CONFIG_PATH.exists():

@@ -57,7 +57,10 @@ class ControlClient:
         except ConnectionRefusedError:
             sock.close()
             raise ControlError(
-                f"the agent is not answering on {self.path} (stopped or restarting). Check: systemctl status kassa-agent",
+                (
+                    f"the agent is not answering on {self.path} (stopped or restarting). Check: systemctl status "
+                    f"kassa-agent"
+                ),
                 EXIT_UNAVAILABLE,
             ) from None
         except PermissionError:

@@ -10,7 +10,10 @@ def status(result: dict[str, Any]) -> str:
     lines = [
         f"device      {result['device_id']}  (kassa {result['version']}, {result['state']})",
         f"boot        #{result['boot_count']} id {result['boot_id']}, up {result['uptime_s']:.0f} s",
-        f"store       {store.get('path', '-')}  schema v{store.get('schema_version', '?')}, integrity {store.get('integrity', '?')}, {store.get('size_bytes', 0) // 1024} KiB",
+        (
+            f"store       {store.get('path', '-')}  schema v{store.get('schema_version', '?')}, integrity "
+            f"{store.get('integrity', '?')}, {store.get('size_bytes', 0) // 1024} KiB"
+        ),
     ]
     if store.get("disk_full"):
         lines.append(f"DISK FULL   {store.get('problem')}")
@@ -48,7 +51,8 @@ def devices(result: dict[str, Any]) -> str:
         lines.append(f"drawer   {name:<12}{default}")
     for device in result.get("discovered", []):
         lines.append(
-            f"found    {device['identity']:<28} {device['kind']:<8} driver {device.get('driver') or '-'}  {device.get('description', '')}"
+            f"found    {device['identity']:<28} {device['kind']:<8} driver {device.get('driver') or '-'}  "
+            f"{device.get('description', '')}"
         )
     return "\n".join(lines) or "no devices configured or found"
 
@@ -65,12 +69,14 @@ def print_jobs(result: list[dict[str, Any]]) -> str:
         )
         error = f"  ({job['last_error']})" if job.get("last_error") and job["state"] != "printed" else ""
         rows.append(
-            f"{job['job_id'][:12]}  {job['printer']:<10} {job['kind']:<8} {job['state']:<15} tries {job['attempts']}{copy}{error}"
+            f"{job['job_id'][:12]}  {job['printer']:<10} {job['kind']:<8} {job['state']:<15} tries "
+            f"{job['attempts']}{copy}{error}"
         )
     if any(job["state"] == "needs_attention" for job in result):
         rows.append(
             "needs_attention: not known whether it came out; the agent prints a copy once, never a copy of a copy.\n"
-            "  Reprint it (kassactl print reprint JOB_ID, or the POS reprint) or, if it came out, kassactl print dismiss JOB_ID."
+            "  Reprint it (kassactl print reprint JOB_ID, or the POS reprint) or, if it came out, kassactl print "
+            "dismiss JOB_ID."
         )
     return "\n".join(rows)
 
@@ -100,11 +106,13 @@ def pairing(result: dict[str, Any]) -> str:
     elif state == "paired":
         cert = result.get("certificate") or {}
         lines = [
-            f"paired: certificate for {cert.get('device', '?')} valid until {cert.get('not_after', '?')} ({cert.get('file', '-')})"
+            f"paired: certificate for {cert.get('device', '?')} valid until {cert.get('not_after', '?')} "
+            f"({cert.get('file', '-')})"
         ]
     else:
         lines = [
-            "pairing is off: set [cloud] api_url to pair through the cloud (the broker certificate is configured by hand)"
+            "pairing is off: set [cloud] api_url to pair through the cloud (the broker certificate is configured by "
+            "hand)"
         ]
     if result.get("last_error") and state != "paired":
         lines.append(f"last error: {result['last_error']}")
@@ -149,6 +157,8 @@ def licence_entered(result: dict[str, Any]) -> str:
 def licence_release_file(result: dict[str, Any]) -> str:
     printed = f"\nprinted as job {result['job_id']}" if result.get("job_id") else ""
     return (
-        f"{result['qr']}\n\nlicence {result['licence_id']} (epoch {result['epoch']}) released on this terminal for good.\n"
-        f"release file: {result['path']}\nupload it (or scan the QR code) in the kassa cloud to move the licence.{printed}"
+        f"{result['qr']}\n\nlicence {result['licence_id']} (epoch {result['epoch']}) released on this terminal for "
+        f"good.\n"
+        f"release file: {result['path']}\nupload it (or scan the QR code) in the kassa cloud to move the "
+        f"licence.{printed}"
     )

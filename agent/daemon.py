@@ -72,6 +72,7 @@ class Agent:
         self._control: ControlServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
+        self._start_done: asyncio.Event | None = None  # set once the start loop has walked every component
 
     # --------------------------------------------------------------- lifecycle
     async def run(self, *, handle_signals: bool = True) -> int:
@@ -81,6 +82,7 @@ class Agent:
         """
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
+        self._start_done = asyncio.Event()
         logging.getLogger().addHandler(self.log_buffer)
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -89,8 +91,10 @@ class Agent:
         try:
             await self._start()
         except BaseException:
+            self._start_done.set()
             await self._stop()
             raise
+        self._start_done.set()
         await self._stop_requested.wait()
         try:
             await asyncio.wait_for(self._stop(), timeout=self.config.lifecycle.shutdown_timeout_s)
@@ -181,8 +185,8 @@ class Agent:
 
     async def add_component(self, component: Component) -> None:
         """Start a component while the agent runs (the cloud link once pairing got a certificate)."""
-        while self.state == "starting":  # the start loop is still walking the component list
-            await asyncio.sleep(0.05)
+        assert self._start_done is not None, "components are added only while the agent runs"
+        await self._start_done.wait()  # the start loop may still be walking the component list
         if self.state != "running":
             raise RuntimeError(f"component {component.name!r} not started: the agent is {self.state}")
         if any(c.name == component.name for c in self.components):

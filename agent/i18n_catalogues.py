@@ -158,7 +158,7 @@ def problems(catalogues: Catalogues = AGENT_CATALOGUES, package_dir: Path = PACK
                 + (f" (context {context!r})" if context else "")
                 + ": run `make translations`"
             )
-        for msgid, context in sorted(set(have) - wanted, key=str):
+        for msgid, _context in sorted(set(have) - wanted, key=str):
             found.append(f"{path}: {msgid!r} is no longer in the code: run `make translations`")
         for key, message in have.items():
             translations = [t for t in _strings(message.string) if t]
@@ -169,7 +169,8 @@ def problems(catalogues: Catalogues = AGENT_CATALOGUES, package_dir: Path = PACK
             for text in translations:
                 if _fields(text) != expected:
                     found.append(
-                        f"{path}: {key[0]!r}: the translation {text!r} has the placeholders {sorted(_fields(text))}, not {sorted(expected)}"
+                        f"{path}: {key[0]!r}: the translation {text!r} has the placeholders {sorted(_fields(text))}, "
+                        f"not {sorted(expected)}"
                     )
         mo = mo_path(catalogues, language)
         if not mo.is_file():

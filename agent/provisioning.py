@@ -48,7 +48,10 @@ class Provisioner:
 
     def status(self) -> dict[str, Any]:
         return {
-            "summary": f"{self.applied} code(s) applied, {self.refused} refused; {len(self.runtime.config.trust.cloud_keys)} cloud key(s) pinned",
+            "summary": (
+                f"{self.applied} code(s) applied, {self.refused} refused; "
+                f"{len(self.runtime.config.trust.cloud_keys)} cloud key(s) pinned"
+            ),
             "applied": self.applied,
             "refused": self.refused,
             "last": self.last_result,

@@ -287,9 +287,9 @@ MIGRATIONS: tuple[Migration, ...] = (
                 copy_of     TEXT,
                 automatic   INTEGER NOT NULL DEFAULT 0 CHECK (automatic IN (0, 1)),
                 queue_order REAL NOT NULL
-            ) STRICT""",
+            ) STRICT""",  # noqa: E501 - a shipped migration keeps its SQL as it was
             """INSERT INTO print_jobs_v8(job_id, printer, kind, ref, data, state, attempts, last_error, created_at, printed_at, copy_of, queue_order)
-               SELECT job_id, printer, kind, ref, data, state, attempts, last_error, created_at, printed_at, copy_of, created_at FROM print_jobs""",
+               SELECT job_id, printer, kind, ref, data, state, attempts, last_error, created_at, printed_at, copy_of, created_at FROM print_jobs""",  # noqa: E501 - a shipped migration keeps its SQL as it was
             "DROP TABLE print_jobs",
             "ALTER TABLE print_jobs_v8 RENAME TO print_jobs",
             "CREATE INDEX print_jobs_waiting ON print_jobs(printer, queue_order) WHERE state IN ('queued', 'printing')",

@@ -6,6 +6,7 @@ protocol is documented in sd_notify(3).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import logging
 import os
 import socket
@@ -14,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 class Notifier:
-    def __init__(self, environ: dict[str, str] | None = None) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         address = env.get("NOTIFY_SOCKET", "")
         if address.startswith("@"):  # abstract namespace
@@ -56,7 +57,7 @@ class Notifier:
             self._sock = None
 
 
-def _watchdog_interval(env: dict[str, str]) -> float | None:
+def _watchdog_interval(env: Mapping[str, str]) -> float | None:
     """Half of WATCHDOG_USEC, as systemd recommends, or None when no watchdog is asked of us."""
     usec = env.get("WATCHDOG_USEC")
     pid = env.get("WATCHDOG_PID")

@@ -156,7 +156,7 @@ class Store:
     @property
     def schema_version(self) -> int:
         with self._write_lock:
-            return self._writer.execute("PRAGMA user_version").fetchone()[0]
+            return int(self._writer.execute("PRAGMA user_version").fetchone()[0])
 
     def info(self) -> StoreInfo:
         with self._write_lock:

@@ -48,19 +48,17 @@ PROVISIONING = ComponentKey("provisioning", Provisioner)
 POS_API = ComponentKey("pos_api", PosApi)
 
 # Every control method the agent serves, by name (the running table binds each to its target).
-CONTROL_METHODS: dict[str, Method[Any]] = {
-    method.name: method
-    for method in (
-        *core.METHODS,
-        LISTING,
-        *hardware_control.METHODS,
-        *licence_control.METHODS,
-        *cashiers_control.METHODS,
-        *pairing_control.METHODS,
-        *diagnostics.METHODS,
-        *posapi_control.METHODS,
-    )
-}
+_DECLARED: tuple[Method[Any], ...] = (
+    *core.METHODS,
+    LISTING,
+    *hardware_control.METHODS,
+    *licence_control.METHODS,
+    *cashiers_control.METHODS,
+    *pairing_control.METHODS,
+    *diagnostics.METHODS,
+    *posapi_control.METHODS,
+)
+CONTROL_METHODS: dict[str, Method[Any]] = {method.name: method for method in _DECLARED}
 
 
 class Host(core.Host, diagnostics.Host, Protocol):

@@ -191,7 +191,8 @@ class Cashiers:
             )
         if not self.cloud.connected:
             raise LoadError(
-                f"not connected to the cloud ({self.cloud.last_error or 'connecting'}); roster v{before} stays in use, try Load again later"
+                f"not connected to the cloud ({self.cloud.last_error or 'connecting'}); roster v{before} stays in "
+                f"use, try Load again later"
             )
         received = await self.cloud.refresh_state(kc.StateDomain.CASHIERS, timeout_s)
         self.catch_up()

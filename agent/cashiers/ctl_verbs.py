@@ -47,10 +47,7 @@ def run(client: ControlClient, args: argparse.Namespace) -> int | None:
 
 
 def read_pin() -> str:
-    if sys.stdin.isatty():
-        pin = getpass.getpass("PIN: ")
-    else:
-        pin = sys.stdin.readline().strip()
+    pin = getpass.getpass("PIN: ") if sys.stdin.isatty() else sys.stdin.readline().strip()
     if not pin:
         raise ControlError("no PIN given: type it at the prompt, or pipe it on standard input (never as an argument)")
     return pin

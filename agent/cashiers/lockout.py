@@ -25,7 +25,7 @@ def locked_until(conn: sqlite3.Connection, cashier_id: str, now: float, lockout_
     row = conn.execute("SELECT locked_until FROM cashier_lockouts WHERE cashier_id = ?", (cashier_id,)).fetchone()
     if row is None or row[0] is None or row[0] <= now:
         return None
-    return min(row[0], now + lockout_s)
+    return min(float(row[0]), now + lockout_s)
 
 
 def record_failure(conn: sqlite3.Connection, cashier_id: str, now: float, attempts: int, lockout_s: float) -> Failure:

@@ -172,7 +172,10 @@ async def login(cashiers: LoginDesk, code: str, pin: str, point_of_sale: str | N
                 raise cashiers.refuse(
                     cashier.cashier_id,
                     "cashier.no_pin",
-                    f"the PIN of cashier {cashier.cashier_id} cannot be checked on this agent; set it again in the cloud",
+                    (
+                        f"the PIN of cashier {cashier.cashier_id} cannot be checked on this agent; set it again in the "
+                        f"cloud"
+                    ),
                 ) from None
         if not correct:
             raise _wrong_pin(cashiers, cashier.cashier_id)

@@ -86,7 +86,8 @@ def parse_roster(doc: dict[str, Any]) -> RosterDoc:
 def save_accepted(conn: sqlite3.Connection, version: int, doc: RosterDoc) -> None:
     conn.execute(
         "INSERT INTO cashier_roster(id, version, doc, accepted_at) VALUES (1, ?, ?, ?) "
-        "ON CONFLICT(id) DO UPDATE SET version = excluded.version, doc = excluded.doc, accepted_at = excluded.accepted_at",
+        "ON CONFLICT(id) DO UPDATE SET version = excluded.version, doc = excluded.doc, accepted_at = "
+        "excluded.accepted_at",
         (version, doc.model_dump_json(), time.time()),
     )
 

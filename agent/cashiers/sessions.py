@@ -55,7 +55,8 @@ def open_session(
     token = secrets.token_urlsafe(TOKEN_BYTES)
     session = CashierSession(str(kc.uuid7()), cashier_id, point_of_sale, terminal_id, operator_code, now, now)
     conn.execute(
-        "INSERT INTO cashier_sessions(token_hash, till_session_id, cashier_id, point_of_sale, terminal_id, operator_code, started_at, last_used_at) "
+        "INSERT INTO cashier_sessions(token_hash, till_session_id, cashier_id, point_of_sale, terminal_id, "
+        "operator_code, started_at, last_used_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (token_hash(token), session.till_session_id, cashier_id, point_of_sale, terminal_id, operator_code, now, now),
     )
@@ -96,4 +97,4 @@ def idle_since(conn: sqlite3.Connection, cutoff: float) -> list[CashierSession]:
 
 
 def count(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM cashier_sessions").fetchone()[0]
+    return int(conn.execute("SELECT count(*) FROM cashier_sessions").fetchone()[0])

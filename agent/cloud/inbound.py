@@ -90,7 +90,8 @@ class Inbound:
                     )
             conn.execute(
                 "INSERT INTO applied_state(domain, version, doc, applied_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(domain) DO UPDATE SET version = excluded.version, doc = excluded.doc, applied_at = excluded.applied_at",
+                "ON CONFLICT(domain) DO UPDATE SET version = excluded.version, doc = excluded.doc, applied_at = "
+                "excluded.applied_at",
                 (domain, doc.version, json.dumps(doc.doc), time.time()),
             )
         log.info("state doc applied", extra={"domain": domain, "version": doc.version})

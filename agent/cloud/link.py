@@ -10,6 +10,7 @@ again from the oldest unacked row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -117,7 +118,10 @@ class CloudLink:
         state = "connected" if self.mqtt.connected else "disconnected"
         age = "-" if stats.oldest_age_s is None else f"{stats.oldest_age_s:.0f} s"
         return {
-            "summary": f"{state} to {self.config.host}:{self.config.port}; outbox {stats.depth} (oldest {age}), {len(self._in_flight)} in flight",
+            "summary": (
+                f"{state} to {self.config.host}:{self.config.port}; outbox {stats.depth} (oldest {age}), "
+                f"{len(self._in_flight)} in flight"
+            ),
             "connected": self.mqtt.connected,
             "broker": f"{self.config.host}:{self.config.port}",
             "last_error": self.mqtt.last_error,
@@ -142,10 +146,8 @@ class CloudLink:
 
     async def _drain(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=IDLE_CHECK_S)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 if self._settled or self._refused:

@@ -12,6 +12,7 @@ forwarded as plain calls, which the cloud link hands to the asyncio loop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import socket
@@ -190,10 +191,8 @@ class MqttLink:
             if self._stop.is_set():
                 break
             self._stop.wait(delay)
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self.client.loop(timeout=0.1)  # flush the DISCONNECT
-        except (OSError, ValueError):
-            pass
 
     def _connection_ended(self, started: float, attempt: int) -> tuple[int, float]:
         """After a connection (or an attempt) ends: report it once, then the next attempt's
@@ -229,10 +228,8 @@ class MqttLink:
     # ------------------------------------------------------------ paho callbacks
     @staticmethod
     def _on_socket_open(client: paho.Client, userdata: Any, sock: socket.socket) -> None:
-        try:
+        with contextlib.suppress(OSError, AttributeError):  # unix sockets / websockets have no Nagle
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (OSError, AttributeError):  # unix sockets / websockets have no Nagle
-            pass
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:

@@ -161,7 +161,8 @@ class ControlServer:
                 req_id,
                 PERMISSION_DENIED,
                 f"'{method.name}' needs the {method.role.name.lower()} role; add the user to group "
-                f"'{self.authorizer.admin_group if method.role is Role.ADMIN else self.authorizer.read_group}' or run as root",
+                f"'{self.authorizer.admin_group if method.role is Role.ADMIN else self.authorizer.read_group}' or run "
+                f"as root",
             )
         try:
             result = method.call(params)

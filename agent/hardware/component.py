@@ -97,8 +97,8 @@ class Hardware:
         for name, scanner in self.scanners.items():
             try:
                 scanner.start(
-                    lambda event, name=name: self.runtime.call_from_thread(self._on_scan, name, event),
-                    lambda rejection, name=name: self.runtime.call_from_thread(self._on_scan_rejected, name, rejection),
+                    functools.partial(self.runtime.call_from_thread, self._on_scan, name),
+                    functools.partial(self.runtime.call_from_thread, self._on_scan_rejected, name),
                 )
             except drivers.DriverError as exc:
                 # A missing scanner must not stop the till: sales go on with manual entry.

@@ -21,6 +21,7 @@ original, and copies of copies came out for ever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -70,8 +71,10 @@ class PrintJob:
 
     @classmethod
     def from_row(cls, row: Any) -> PrintJob:
-        *fields, automatic = row
-        return cls(*fields, bool(automatic))
+        job_id, printer, kind, ref, state, attempts, last_error, created_at, printed_at, copy_of, automatic = row
+        return cls(
+            job_id, printer, kind, ref, state, attempts, last_error, created_at, printed_at, copy_of, bool(automatic)
+        )
 
 
 class PrintQueue:
@@ -117,7 +120,8 @@ class PrintQueue:
         self._submitted.add(printer)
         now = time.time()
         conn.execute(
-            "INSERT INTO print_jobs(job_id, printer, kind, ref, data, state, created_at, copy_of, automatic, queue_order)"
+            "INSERT INTO print_jobs(job_id, printer, kind, ref, data, state, created_at, copy_of, automatic, "
+            "queue_order)"
             " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
             (
                 job_id,
@@ -162,7 +166,8 @@ class PrintQueue:
                     f"print job {job.job_id} does not wait for a person (it is {job.state}); nothing to dismiss"
                 )
             conn.execute(
-                "UPDATE print_jobs SET state = 'failed', last_error = substr(coalesce(last_error, '') || '; dismissed by a person', 1, 500)"
+                "UPDATE print_jobs SET state = 'failed', last_error = substr(coalesce(last_error, '') || '; dismissed "
+                "by a person', 1, 500)"
                 " WHERE job_id = ?",
                 (job.job_id,),
             )
@@ -404,7 +409,10 @@ class PrintQueue:
         row = (
             self.store.read()
             .execute(
-                f"SELECT {_COLUMNS} FROM print_jobs WHERE printer = ? AND state IN ('queued', 'printing') ORDER BY queue_order, created_at LIMIT 1",
+                (
+                    f"SELECT {_COLUMNS} FROM print_jobs WHERE printer = ? AND state IN ('queued', 'printing') ORDER BY "
+                    f"queue_order, created_at LIMIT 1"
+                ),
                 (printer,),
             )
             .fetchone()
@@ -432,7 +440,7 @@ class PrintQueue:
         return None if row is None else PrintJob.from_row(row)
 
     def waiting(self, printer: str) -> int:
-        return (
+        return int(
             self.store.read()
             .execute(
                 "SELECT count(*) FROM print_jobs WHERE printer = ? AND state IN ('queued', 'printing')", (printer,)
@@ -441,7 +449,7 @@ class PrintQueue:
         )
 
     def needing_attention(self, printer: str) -> int:
-        return (
+        return int(
             self.store.read()
             .execute("SELECT count(*) FROM print_jobs WHERE printer = ? AND state = ?", (printer, NEEDS_ATTENTION))
             .fetchone()[0]
@@ -472,7 +480,5 @@ _COLUMNS = "job_id, printer, kind, ref, state, attempts, last_error, created_at,
 
 
 async def _wait(event: asyncio.Event, timeout_s: float | None) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), timeout_s)
-    except TimeoutError:
-        pass

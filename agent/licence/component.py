@@ -306,7 +306,10 @@ class Licence:
         lease = self.leases.get(verdict.licence_id) if verdict.licence_id else None
         bind = self.bind_request()
         if verdict.ok:
-            summary = f"licensed: {verdict.licence_id} epoch {lease.claims.epoch if lease else '?'} until {_iso(verdict.expires_at or 0)}"
+            summary = (
+                f"licensed: {verdict.licence_id} epoch {lease.claims.epoch if lease else '?'} until "
+                f"{_iso(verdict.expires_at or 0)}"
+            )
         else:
             summary = f"no sales: {verdict.code} ({verdict.message})"
         if bind is not None and bind["outcome"] != "granted":

@@ -132,11 +132,11 @@ class Releaser:
             raise LicenceNotHeld(
                 f"this terminal never held licence {licence_id}; `kassactl licence` shows the one it has"
             )
-        held = [h for h in leases.values() if not h.released]
-        if len(held) > 1:
-            raise LicenceNotHeld(f"this terminal holds {len(held)} licences; say which one (licence_id)")
-        if held:
-            return held[0].claims.licence_id, held[0].claims.epoch
+        holding = [h for h in leases.values() if not h.released]
+        if len(holding) > 1:
+            raise LicenceNotHeld(f"this terminal holds {len(holding)} licences; say which one (licence_id)")
+        if holding:
+            return holding[0].claims.licence_id, holding[0].claims.epoch
         stones = db.tombstones(self.licence.store.read())
         if stones:  # released before: the same receipt again
             return stones[-1].licence_id, stones[-1].epoch
@@ -156,6 +156,6 @@ def qr_text(data: str) -> str:
     # Light modules are drawn (terminals are mostly dark), so scanners see dark modules as dark.
     cells = {(False, False): "\u2588", (False, True): "\u2580", (True, False): "\u2584", (True, True): " "}
     return "\n".join(
-        "".join(cells[(top, bottom)] for top, bottom in zip(matrix[row], matrix[row + 1]))
+        "".join(cells[(top, bottom)] for top, bottom in zip(matrix[row], matrix[row + 1], strict=True))
         for row in range(0, len(matrix), 2)
     )

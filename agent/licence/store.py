@@ -161,7 +161,10 @@ def refusal_of(conn: sqlite3.Connection, message_id: str) -> str | None:
 
 def decide_bind_request(conn: sqlite3.Connection, message_id: str, outcome: str, detail: str, now: float) -> None:
     conn.execute(
-        "UPDATE licence_bind_requests SET outcome = ?, detail = ?, decided_at = ? WHERE message_id = ? AND outcome IS NULL",
+        (
+            "UPDATE licence_bind_requests SET outcome = ?, detail = ?, decided_at = ? WHERE message_id = ? AND outcome "
+            "IS NULL"
+        ),
         (outcome, detail, now, message_id),
     )
 

@@ -15,7 +15,7 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -33,6 +33,7 @@ MAX_REPLY_BYTES = 256 * 1024
 # Date headers outside these years are garbled (or a proxy's), not the cloud's clock: taken as
 # an offset they would push our time to the calendar's edge, where the next second overflows.
 PLAUSIBLE_CLOUD_YEARS = range(2000, 3000)
+M = TypeVar("M", bound=BaseModel)
 
 
 def retry_delay(failures: int, minimum: float, maximum: float, rng: random.Random, cap: float | None = None) -> float:
@@ -82,7 +83,7 @@ class PairingClient:
     def renew(self, request: RenewalRequest) -> BrokerCredentials:
         return self._post("/pairing/renewals", request, BrokerCredentials)
 
-    def _post(self, path: str, body: BaseModel, reply_model: type[Any]) -> Any:
+    def _post(self, path: str, body: BaseModel, reply_model: type[M]) -> M:
         request = urllib.request.Request(
             self.api_url + path,
             data=body.model_dump_json().encode(),
@@ -109,7 +110,8 @@ class PairingClient:
             return reply_model.model_validate_json(data)
         except ValidationError as exc:
             raise PairingNetworkError(
-                f"{self.api_url}{path} answered with something that is not a kassa pairing reply ({exc.error_count()} problems)"
+                f"{self.api_url}{path} answered with something that is not a kassa pairing reply ({exc.error_count()} "
+                f"problems)"
             ) from None
 
     def _refusal(self, exc: urllib.error.HTTPError) -> PairingHttpError:

@@ -155,7 +155,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("POS API request failed", extra={"path": request.url.path})
+        # A handler runs after the exception was caught: the traceback comes from exc, not sys.exc_info().
+        log.error("POS API request failed", extra={"path": request.url.path}, exc_info=exc)
         return ApiError(
             "internal", "the terminal could not do this (an error in the agent); see kassactl logs"
         ).response(language_tag=site_language(request.app))

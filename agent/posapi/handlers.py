@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from fastapi import Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
@@ -137,19 +137,20 @@ def status(request: Request) -> dict[str, Any]:
 async def cashier_login(request: Request, body: LoginBody) -> dict[str, Any]:
     cashiers = parts(request).cashiers
     result = await call(cashiers.login, body.code, body.pin, body.point_of_sale)
-    return result.as_dict(cashiers.config.cashiers.session_timeout_s)
+    answer: dict[str, Any] = result.as_dict(cashiers.config.cashiers.session_timeout_s)
+    return answer
 
 
 async def cashier_logout(request: Request) -> dict[str, Any]:
-    return await call(parts(request).cashiers.logout, session_token(request))
+    return cast(dict[str, Any], await call(parts(request).cashiers.logout, session_token(request)))
 
 
 async def cashier_session(request: Request) -> dict[str, Any]:
-    return await call(parts(request).cashiers.session, session_token(request))
+    return cast(dict[str, Any], await call(parts(request).cashiers.session, session_token(request)))
 
 
 async def cashiers_load(request: Request) -> dict[str, Any]:
-    return await call(parts(request).cashiers.load)
+    return cast(dict[str, Any], await call(parts(request).cashiers.load))
 
 
 # --------------------------------------------------------------------- sales
@@ -193,4 +194,5 @@ async def z_report(request: Request, body: ReportBody | None = None) -> Any:
 
 
 def openapi(request: Request) -> dict[str, Any]:
-    return request.app.openapi()
+    spec: dict[str, Any] = request.app.openapi()
+    return spec

@@ -170,7 +170,7 @@ def require_session(
 
 
 NEEDS = {"none": [], "pos": [Depends(require_pos)], "session": [Depends(require_session)]}
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"description": text, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
     for status, text in (
         (401, "no or bad POS token / cashier session"),

@@ -69,7 +69,8 @@ class PosTokens:
         rows = (
             self.store.read()
             .execute(
-                "SELECT token_id, label, token_hash, created_at, last_used_at, revoked_at FROM pos_tokens WHERE revoked_at IS NULL"
+                "SELECT token_id, label, token_hash, created_at, last_used_at, revoked_at FROM pos_tokens WHERE "
+                "revoked_at IS NULL"
             )
             .fetchall()
         )

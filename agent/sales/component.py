@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -41,6 +41,7 @@ from drivers import ReceiptBuilder
 
 log = logging.getLogger(__name__)
 COMMIT_ATTEMPTS = 3
+R = TypeVar("R", SaleResult, RefundResult)
 
 
 class Sales(TillReports):
@@ -69,7 +70,7 @@ class Sales(TillReports):
         digest = ledger.request_hash(request)
         earlier = ledger.sale_by_request(self.store.read(), request.request_id)
         if earlier is not None:
-            return self._replay(earlier, digest, "sale")
+            return self._replay(earlier, digest, "sale", SaleResult)
         priced = compute.price_sale(request)
         self._check_currency(request.currency, "sale.currency")
         result = self._commit_sale(grant, request, priced, digest)
@@ -92,7 +93,7 @@ class Sales(TillReports):
         )
         return result
 
-    def _replay(self, earlier: tuple[str, dict[str, Any]], digest: str, family: str) -> Any:
+    def _replay(self, earlier: tuple[str, dict[str, Any]], digest: str, family: str, model: type[R]) -> R:
         stored_hash, stored = earlier
         if stored_hash != digest:
             raise SalesRefused(
@@ -100,7 +101,6 @@ class Sales(TillReports):
             )
         self.committed["replays"] += 1
         # Nothing happens again: no second receipt, no second drawer opening.
-        model = SaleResult if family == "sale" else RefundResult
         return model(**{**stored, "replayed": True, "drawer": DrawerOutcome.NOT_NEEDED, "drawer_error": None})
 
     @requires(Action.SELL)
@@ -122,7 +122,7 @@ class Sales(TillReports):
                 with store.transaction() as conn:
                     again = ledger.sale_by_request(conn, request.request_id)
                     if again is not None:  # committed by a concurrent call with the same id
-                        return self._replay(again, digest, "sale")
+                        return self._replay(again, digest, "sale", SaleResult)
                     ledger.claim_receipt_no(conn, receipt_no)
                     job_id = self._queue_rendered(conn, rendered, kind="sale", ref=body["sale_id"])
                     self.outbox.enqueue(conn, draft)
@@ -173,7 +173,7 @@ class Sales(TillReports):
         digest = ledger.request_hash(request)
         earlier = ledger.refund_by_request(conn, request.request_id)
         if earlier is not None:
-            return self._replay(earlier, digest, "refund")
+            return self._replay(earlier, digest, "refund", RefundResult)
         refunded = ledger.refunded_lines(conn, sale_uuid)
         cloud_refunded: dict[int, tuple[int, int]] = {}
         paid_out = ledger.paid_out_by_method(conn, sale_uuid)  # by this terminal's refunds of the sale
@@ -290,7 +290,7 @@ class Sales(TillReports):
                 with store.transaction() as conn:
                     again = ledger.refund_by_request(conn, request.request_id)
                     if again is not None:
-                        return self._replay(again, digest, "refund")
+                        return self._replay(again, digest, "refund", RefundResult)
                     if ledger.refunded_lines(conn, sale["sale_id"]) != refunded:
                         raise ledger.CounterMoved("the sale was refunded meanwhile")
                     ledger.claim_receipt_no(conn, receipt_no)

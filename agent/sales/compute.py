@@ -171,7 +171,7 @@ def price_sale(request: SaleRequest) -> Computed:
             discount=line.discount + share,
             total=net - share,
         )
-        for line, net, share in zip(request.lines, nets, spread)
+        for line, net, share in zip(request.lines, nets, spread, strict=True)
     ]
     taxes = taxes_for(lines, request.tax_included)
     lines_total = sum(line.total for line in lines)
@@ -210,7 +210,7 @@ def line_payables(sale: dict[str, Any]) -> tuple[list[int], list[int]]:
     tax_shares = [0] * len(lines)
     for tax in sale["taxes"]:
         members = [i for i, line in enumerate(lines) if line["tax_rate_bp"] == tax["rate_bp"]]
-        for i, share in zip(members, allocate(tax["tax"], [lines[i]["total"] for i in members])):
+        for i, share in zip(members, allocate(tax["tax"], [lines[i]["total"] for i in members]), strict=True):
             tax_shares[i] = share
     payable = [line["total"] + (0 if sale["tax_included"] else tax_shares[i]) for i, line in enumerate(lines)]
     return payable, tax_shares

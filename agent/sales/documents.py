@@ -3,7 +3,8 @@ document model, so every check of the model (text only, QR size, barcode check d
 ...) applies to documents from the POS too.
 
     {"blocks": [{"type": "text", "text": "Table 4", "bold": true, "align": "center"},
-                {"type": "columns", "cells": ["Espresso, oat milk, extra shot", "3.90"], "shorter": [["Espresso oat+", "3.90"]]},
+                {"type": "columns", "cells": ["Espresso, oat milk, extra shot", "3.90"],
+                 "shorter": [["Espresso oat+", "3.90"]]},
                 {"type": "rule"}, {"type": "feed", "lines": 1},
                 {"type": "qr", "data": "..."}, {"type": "barcode", "data": "4006381333931", "symbology": "EAN13"},
                 {"type": "cut"}]}

@@ -29,7 +29,7 @@ def request_hash(request: BaseModel) -> str:
 
 # ------------------------------------------------------------------------- counters
 def next_receipt_no(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT value FROM sales_counters WHERE name = 'receipt_no'").fetchone()[0] + 1
+    return int(conn.execute("SELECT value FROM sales_counters WHERE name = 'receipt_no'").fetchone()[0]) + 1
 
 
 def claim_receipt_no(conn: sqlite3.Connection, receipt_no: int) -> None:
@@ -43,11 +43,12 @@ def claim_receipt_no(conn: sqlite3.Connection, receipt_no: int) -> None:
 
 def open_period(conn: sqlite3.Connection) -> int:
     """The number the next Z report will have: the period sales are booked in now."""
-    return conn.execute("SELECT COALESCE(max(z_no), 0) + 1 FROM z_reports").fetchone()[0]
+    return int(conn.execute("SELECT COALESCE(max(z_no), 0) + 1 FROM z_reports").fetchone()[0])
 
 
 def last_z(conn: sqlite3.Connection) -> sqlite3.Row | None:
-    return conn.execute("SELECT * FROM z_reports ORDER BY z_no DESC LIMIT 1").fetchone()
+    row: sqlite3.Row | None = conn.execute("SELECT * FROM z_reports ORDER BY z_no DESC LIMIT 1").fetchone()
+    return row
 
 
 # ---------------------------------------------------------------------------- sales
@@ -68,8 +69,10 @@ def insert_sale(
     print_job_id: str | None,
 ) -> None:
     conn.execute(
-        "INSERT INTO sales(sale_id, request_id, request_hash, receipt_no, period_no, created_at, cashier_id, till_session_id,"
-        " currency, total, tax_total, change, body, result, print_job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO sales(sale_id, request_id, request_hash, receipt_no, period_no, created_at, cashier_id, "
+        "till_session_id,"
+        " currency, total, tax_total, change, body, result, print_job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "?, ?, ?)",
         (
             sale["sale_id"],
             request_id,
@@ -154,7 +157,8 @@ def insert_refund(
     print_job_id: str | None,
 ) -> None:
     conn.execute(
-        "INSERT INTO refunds(refund_id, request_id, request_hash, sale_id, original_device_id, receipt_no, period_no, created_at,"
+        "INSERT INTO refunds(refund_id, request_id, request_hash, sale_id, original_device_id, receipt_no, period_no, "
+        "created_at,"
         " cashier_id, currency, amount, tax_total, body, result, sale_body, print_job_id)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -233,6 +237,9 @@ def insert_z(
     print_job_id: str | None,
 ) -> None:
     conn.execute(
-        "INSERT INTO z_reports(z_no, report_id, opened_at, closed_at, closed_by, body, print_job_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            "INSERT INTO z_reports(z_no, report_id, opened_at, closed_at, closed_by, body, print_job_id) VALUES (?, ?, "
+            "?, ?, ?, ?, ?)"
+        ),
         (z_no, report_id, opened_at, closed_at, closed_by, json.dumps(body, separators=(",", ":")), print_job_id),
     )

@@ -43,7 +43,10 @@ def plan(
             if line.qty_milli > left[line.line_index]:
                 raise SalesRefused(
                     "refund.exceeds_sale",
-                    f"line {line.line_index}: {line.qty_milli} asked, {left[line.line_index]} of {sold[line.line_index]} left to refund",
+                    (
+                        f"line {line.line_index}: {line.qty_milli} asked, {left[line.line_index]} of "
+                        f"{sold[line.line_index]} left to refund"
+                    ),
                     line_index=line.line_index,
                     left_milli=left[line.line_index],
                 )
@@ -86,4 +89,4 @@ def check_cash_room(request: RefundRequest, sale: dict[str, Any], paid_out_befor
 
 
 def remaining(sale: dict[str, Any], refunded_amount: int) -> int:
-    return sale["total"] - refunded_amount
+    return int(sale["total"]) - refunded_amount

@@ -111,4 +111,5 @@ def configured_currency(config: dict[str, Any]) -> str | None:
 def _z_currency(row: sqlite3.Row) -> str | None:
     import json
 
-    return json.loads(row["body"]).get("currency")
+    currency = json.loads(row["body"]).get("currency")
+    return currency if isinstance(currency, str) else None

@@ -106,7 +106,7 @@ def parse_labels(value: Any) -> dict[str, str]:
         elif not isinstance(text, str) or not text.strip() or len(text) > MAX_LABEL or not text.isprintable():
             _report_once(f"{key}: needs text of 1 to {MAX_LABEL} printable characters")
         elif _placeholders(text) != PLACEHOLDERS[key]:
-            wanted = ", ".join("{" + name + "}" for name in sorted(PLACEHOLDERS[key])) or "no {placeholders}"
+            wanted = ", ".join("{" + name + "}" for name in sorted(PLACEHOLDERS[key] or ())) or "no {placeholders}"
             _report_once(f"{key}: {text!r} must contain {wanted}")
         else:
             labels[key] = text
