@@ -15,7 +15,7 @@ from broker import contract as kc
 from cloud_api.api.deps import PrincipalDep, SessionDep
 from cloud_api.api.errors import ERROR_RESPONSES, invalid, not_found
 from cloud_api.api.schemas import DEVICE_ID_PATTERN, MAX_ID, Utc
-from cloud_api.models import CommandReply, DevicePresence, DeviceReport
+from cloud_api.ingest.models import CommandReply, DevicePresence, DeviceReport
 from cloud_api.pushes import commands, desired_state
 from cloud_api.pushes.models import DesiredState, DeviceCommand
 from cloud_api.tenancy import access

@@ -20,20 +20,10 @@ from sqlalchemy.orm import Session
 from broker import contract as kc
 from broker.contract.fields import MAX_STORED_INT  # sales.receipt_number; the contract's receipt_no has no upper bound
 from cloud_api.db import upsert_insert
+from cloud_api.ingest.models import CommandReply, DeviceEvent, DevicePresence, DeviceReport
 from cloud_api.ingest.sql import ConcurrentChangeError, copy_rows, insert_new, select_where_in
 from cloud_api.ingest.up import Up
-from cloud_api.models import (
-    CommandReply,
-    DeviceEvent,
-    DevicePresence,
-    DeviceReport,
-    RefundLine,
-    RefundPayment,
-    RefundRecord,
-    SaleLine,
-    SalePayment,
-    SaleRecord,
-)
+from cloud_api.reports.models import RefundLine, RefundPayment, RefundRecord, SaleLine, SalePayment, SaleRecord
 
 log = logging.getLogger(__name__)
 

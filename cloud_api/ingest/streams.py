@@ -20,8 +20,8 @@ from typing import Protocol
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
+from cloud_api.ingest.models import DeviceStream, IngestedMessage, SequenceGap
 from cloud_api.ingest.sql import insert_rows, update_rows
-from cloud_api.models import DeviceStream, IngestedMessage, SequenceGap
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from broker import contract as kc
-from cloud_api.models import CommandReply
+from cloud_api.ingest.models import CommandReply
 from cloud_api.pushes.jsondoc import json_problem
 from cloud_api.pushes.models import DeviceCommand
 

@@ -13,7 +13,7 @@ from sqlalchemy import and_, bindparam, exists, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from broker import contract as kc
-from cloud_api.models import CommandReply
+from cloud_api.ingest.models import CommandReply
 from cloud_api.pushes.models import DesiredState, DeviceCommand
 
 _state = DesiredState.__table__

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
-from cloud_api.models import DeviceReport
+from cloud_api.ingest.models import DeviceReport
 from cloud_api.pushes.models import DesiredState
 
 _state = DesiredState.__table__
