@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import random
 import socket
 from typing import Any
 
-__all__ = ["backoff_delay", "set_nodelay"]
-
-
-def backoff_delay(attempt: int, minimum: float, maximum: float) -> float:
-    """Full-jitter exponential backoff, so clients do not retry in lock-step."""
-    ceiling = min(maximum, minimum * 2 ** min(attempt, 30))
-    return random.uniform(minimum, max(minimum, ceiling))
+__all__ = ["set_nodelay"]
 
 
 def set_nodelay(client: Any, userdata: Any, sock: Any) -> None:

@@ -36,13 +36,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from broker import contract as kc
+from broker.backoff import floored_jitter_delay
 from cloud_api.ingest.apply import apply_batch
 from cloud_api.ingest.client import IngestClient, TlsFiles
 from cloud_api.ingest.fastparse import parse, parse_batch
 from cloud_api.ingest.plan import AckPlan
 from cloud_api.ingest.sql import ConcurrentChangeError
 from cloud_api.ingest.up import Up
-from cloud_api.mqtt_support import backoff_delay, set_nodelay
+from cloud_api.mqtt_support import set_nodelay
 
 log = logging.getLogger(__name__)
 
@@ -260,8 +261,10 @@ class IngestWorker:
 
     def _schedule_reconnect(self) -> None:
         # paho waits its "minimum" delay before the next attempt; a fresh jittered value
-        # each time turns its fixed doubling into full-jitter backoff.
-        delay = backoff_delay(self._reconnect_attempt, self.options.reconnect_min_s, self.options.reconnect_max_s)
+        # each time turns its fixed doubling into jittered backoff.
+        delay = floored_jitter_delay(
+            self._reconnect_attempt, self.options.reconnect_min_s, self.options.reconnect_max_s
+        )
         self._reconnect_attempt += 1
         if self._client is not None:
             self._client.reconnect_delay_set(delay, delay)
@@ -389,7 +392,7 @@ class IngestWorker:
                     "database unavailable or busy; retrying the batch",
                     extra={"attempt": attempt, "error": str(exc)[:300]},
                 )
-                if self._stopping.wait(backoff_delay(attempt, 0.05, self.options.db_retry_max_s)):
+                if self._stopping.wait(floored_jitter_delay(attempt, 0.05, self.options.db_retry_max_s)):
                     return None
 
     def _apply_alone(self, message: Message) -> bool:

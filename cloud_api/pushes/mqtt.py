@@ -23,7 +23,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from broker import contract as kc
-from cloud_api.mqtt_support import backoff_delay, set_nodelay
+from broker.backoff import floored_jitter_delay
+from cloud_api.mqtt_support import set_nodelay
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +175,8 @@ class PushClient:
 
     def _schedule_reconnect(self) -> None:
         # paho waits its "minimum" delay before the next attempt; a fresh jittered value
-        # each time turns its fixed doubling into full-jitter backoff.
-        delay = backoff_delay(self._attempt, self.options.reconnect_min_s, self.options.reconnect_max_s)
+        # each time turns its fixed doubling into jittered backoff.
+        delay = floored_jitter_delay(self._attempt, self.options.reconnect_min_s, self.options.reconnect_max_s)
         self._attempt += 1
         self._client.reconnect_delay_set(delay, delay)
 
