@@ -144,7 +144,8 @@ def create_owner_command(engine: Engine, name: str, admin_name: str | None) -> i
 def run_worker(settings: CloudSettings, engine: Engine) -> int:
     """Run one ingest worker until SIGTERM or SIGINT, then stop it cleanly (exit 0)."""
     from cloud_api import schema
-    from cloud_api.ingest.worker import IngestWorker, TlsFiles
+    from cloud_api.ingest.client import TlsFiles
+    from cloud_api.ingest.worker import IngestWorker
 
     schema.upgrade(engine)
     stop = threading.Event()
