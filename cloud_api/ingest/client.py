@@ -1,5 +1,8 @@
 """The ingest worker's MQTT client: paho with a busy subscriber's per-message costs removed,
-plus the TLS settings the worker uses."""
+plus the TLS settings the worker uses.
+
+It relies on paho's private members; tests/cloud/test_paho_internals.py lists each of them,
+and pyproject.toml pins paho to the minor version that test passes on."""
 
 from __future__ import annotations
 
