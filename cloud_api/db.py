@@ -71,6 +71,14 @@ def locked_row(session: Session, model: Any, where: ColumnElement[bool], touch: 
     return session.scalar(select(model).where(where).with_for_update().execution_options(populate_existing=True))
 
 
+def table_of(model: type[DeclarativeBase]) -> Table:
+    """The Core table a model class maps (its `__table__`, typed for Core statements)."""
+    table = model.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} does not map a plain table")
+    return table
+
+
 def upsert_insert(session: Session, table: Table) -> Any:
     """An INSERT that supports `on_conflict_do_nothing` / `on_conflict_do_update` on the
     session's database (the same API on SQLite and PostgreSQL)."""

@@ -29,6 +29,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from broker import contract as kc
+from cloud_api.db import table_of
 from cloud_api.ingest import bodies
 from cloud_api.ingest.models import IngestedMessage, Outcome
 from cloud_api.ingest.plan import AckPlan, clean_detail
@@ -40,7 +41,7 @@ from cloud_api.licences.ingest import apply_licence_messages
 
 log = logging.getLogger(__name__)
 
-_messages = IngestedMessage.__table__
+_messages = table_of(IngestedMessage)
 _LEDGER_COLUMNS = (
     "message_id",
     "device_id",

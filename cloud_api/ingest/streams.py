@@ -20,14 +20,15 @@ from typing import Protocol
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
+from cloud_api.db import table_of
 from cloud_api.ingest.models import DeviceStream, IngestedMessage, SequenceGap
 from cloud_api.ingest.sql import insert_rows, update_rows
 
 log = logging.getLogger(__name__)
 
-_streams = DeviceStream.__table__
-_gaps = SequenceGap.__table__
-_messages = IngestedMessage.__table__
+_streams = table_of(DeviceStream)
+_gaps = table_of(SequenceGap)
+_messages = table_of(IngestedMessage)
 _STREAM_COLUMNS = ("device_id", "high_water", "max_seq", "last_seen_at", "last_boot_id")
 
 
