@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic_core import to_json
 from sqlalchemy import (
@@ -45,7 +45,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
@@ -98,7 +98,7 @@ JsonDocument = JSON().with_variant(JSONB(), "postgresql")
 UtcDateTime = DateTime(timezone=True)
 
 
-class ReceivedJson(TypeDecorator):
+class ReceivedJson(TypeDecorator[Any]):
     """A JSON document stored as TEXT on both databases: written as given, read back parsed.
 
     For the received bodies of sales and refunds, kept for audit. Everything queried about
@@ -126,7 +126,7 @@ class ReceivedJson(TypeDecorator):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
         uuid.UUID: Uuid(),
         datetime: UtcDateTime,
         dict[str, Any]: JsonDocument,

@@ -47,7 +47,8 @@ def run_pki_command(settings: CloudSettings, engine: Engine, args: dict[str, Any
                 crl = issue_crl(session, ca, now)
                 session.commit()
                 print(
-                    f"{'revoked' if fresh else 'already revoked'}: {device_id} serial {certificate.serial_number:x}; CRL {crl.number}",
+                    f"{'revoked' if fresh else 'already revoked'}: {device_id} serial "
+                    f"{certificate.serial_number:x}; CRL {crl.number}",
                     file=sys.stderr,
                 )
             else:

@@ -25,7 +25,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from broker import contract as kc
 from broker.backoff import floored_jitter_delay
 from cloud_api.ingest.client import IngestClient, TlsFiles
-from cloud_api.mqtt_support import set_nodelay
+from cloud_api.mqtt_support import set_nodelay, set_reconnect_delay
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class IngestConnection:
 
     def start(self) -> None:
         self._client = self._make_client()
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
         properties.SessionExpiryInterval = self._session_expiry_s
         properties.ReceiveMaximum = self._receive_maximum
         self._client.connect_async(
@@ -148,7 +148,7 @@ class IngestConnection:
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
         client.max_inflight_messages_set(100)
-        client.reconnect_delay_set(self._reconnect_min_s, self._reconnect_min_s)
+        set_reconnect_delay(client, self._reconnect_min_s)
         client.on_socket_open = set_nodelay
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -206,12 +206,12 @@ class IngestConnection:
         delay = floored_jitter_delay(self._reconnect_attempt, self._reconnect_min_s, self._reconnect_max_s)
         self._reconnect_attempt += 1
         if self._client is not None:
-            self._client.reconnect_delay_set(delay, delay)
+            set_reconnect_delay(self._client, delay)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         # paho's own path (packets IngestClient does not take a shortcut for): the raw topic
         # bytes, as the shortcut passes them.
-        self._on_publish(message.mid, message.qos, message._topic, message.payload)
+        self._on_publish(message.mid, message.qos, bytes(message._topic), bytes(message.payload))
 
     def _on_publish(self, mid: int, qos: int, topic: bytes, payload: bytes) -> None:
         self._deliver(self._connection, mid, qos, topic, payload)

@@ -172,10 +172,7 @@ def _advance(
     still_open = sorted(still_open + new_gaps, key=lambda gap: gap.first)
 
     new_max = max(old_max, seqs[-1])
-    if still_open:
-        high_water = _first_missing(session, device_id, still_open[0], stream.high_water) - 1
-    else:
-        high_water = new_max
+    high_water = _first_missing(session, device_id, still_open[0], stream.high_water) - 1 if still_open else new_max
     # The boot id of the newest message that has one (a message refused unread has none);
     # None keeps the stored one.
     last_boot_id = None
