@@ -139,7 +139,7 @@ def issue_certificate(
             )
         )
         .issuer_name(ca.certificate.subject)
-        .public_key(public_key)  # type: ignore[arg-type] - checked to be EC P-256 by check_csr
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - NOT_BEFORE_MARGIN)
         .not_valid_after(not_after)
@@ -159,8 +159,8 @@ def issue_certificate(
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)  # type: ignore[arg-type]
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key()), critical=False)  # type: ignore[arg-type]
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key()), critical=False)
     )
     algorithm = (
         None if isinstance(ca.private_key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) else hashes.SHA256()
