@@ -43,7 +43,8 @@ from broker.launcher import Mosquitto
 from cloud_api.db import make_engine
 from cloud_api.ingest import IngestWorker, apply_batch
 from cloud_api.ingest.fastparse import parse
-from cloud_api.models import IngestedMessage, SaleRecord
+from cloud_api.ingest.models import IngestedMessage
+from cloud_api.reports.models import SaleRecord
 from tests.support.cloud import Cloud
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -246,9 +247,9 @@ def apply_only(base_url: str, messages: list[tuple[str, bytes]], batch: int) -> 
     schema, url = private_schema(base_url)
     engine = make_engine(url)
     try:
-        from cloud_api.schema_init import create_schema
+        from cloud_api.schema import upgrade as upgrade_schema
 
-        create_schema(engine)
+        upgrade_schema(engine)
         cpu0 = time.process_time()
         started = time.perf_counter()
         for start in range(0, len(messages), batch):

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from cloud_api.models import RefundRecord
+from cloud_api.reports.models import RefundRecord
 from tests.faults.harness import SaleStream
 from tests.posapi.support import DEVICE, wait_for
 from tests.support.terminal import Terminal

@@ -39,7 +39,8 @@ def find_mosquitto() -> str:
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class Mosquitto:
@@ -115,10 +116,10 @@ class Mosquitto:
     def start(self, timeout_s: float = 10.0) -> Mosquitto:
         if self.running:
             return self
-        pinned = self.port is not None
-        for _attempt in range(3 if not pinned else 1):
-            if not pinned:
-                self.port = free_port(self.host)
+        pinned = self.port
+        for _attempt in range(3 if pinned is None else 1):
+            port = free_port(self.host) if pinned is None else pinned
+            self.port = port
             if self.config_file is None:
                 self._write_config()
             self.process = subprocess.Popen(
@@ -128,7 +129,7 @@ class Mosquitto:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C in the test runner must not reach it first
             )
-            if self.wait_listening(self.port, timeout_s):
+            if self.wait_listening(port, timeout_s):
                 return self
             self.kill()
         raise BrokerError(

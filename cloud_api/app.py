@@ -25,7 +25,7 @@ from cloud_api.settings import CloudSettings
 
 
 def create_app(settings: CloudSettings, engine: Engine) -> FastAPI:
-    """The HTTP API on `engine`, whose schema must be current (`schema_init.create_schema`)."""
+    """The HTTP API on `engine`, whose schema must be current (`schema.upgrade`)."""
     app = FastAPI(
         title="kassa cloud",
         version="1",

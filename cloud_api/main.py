@@ -102,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     if command == "serve":
         import uvicorn  # only the HTTP service needs it
 
+        from cloud_api import schema
         from cloud_api.app import create_app
-        from cloud_api.schema_init import create_schema
 
-        create_schema(engine)
+        schema.upgrade(engine)
 
         uvicorn.run(
             create_app(settings, engine), host=settings.http_host, port=settings.http_port, log_level=settings.log_level
@@ -119,8 +119,8 @@ def create_owner_command(engine: Engine, name: str, admin_name: str | None) -> i
     from pydantic import TypeAdapter, ValidationError
     from sqlalchemy.orm import Session
 
+    from cloud_api import schema
     from cloud_api.api.schemas import Name
-    from cloud_api.schema_init import create_schema
     from cloud_api.tenancy.tokens import create_owner
 
     try:
@@ -130,7 +130,7 @@ def create_owner_command(engine: Engine, name: str, admin_name: str | None) -> i
         print(f"kassa-cloud owner create: invalid name: {exc.errors()[0]['msg']}", file=sys.stderr)
         return 2
     try:
-        create_schema(engine)
+        schema.upgrade(engine)
         with Session(engine, expire_on_commit=False) as session:
             owner, admin, token = create_owner(session, name, admin_name)
     finally:
@@ -143,10 +143,11 @@ def create_owner_command(engine: Engine, name: str, admin_name: str | None) -> i
 
 def run_worker(settings: CloudSettings, engine: Engine) -> int:
     """Run one ingest worker until SIGTERM or SIGINT, then stop it cleanly (exit 0)."""
-    from cloud_api.ingest.worker import IngestWorker, TlsFiles
-    from cloud_api.schema_init import create_schema
+    from cloud_api import schema
+    from cloud_api.ingest.client import TlsFiles
+    from cloud_api.ingest.worker import IngestWorker
 
-    create_schema(engine)
+    schema.upgrade(engine)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

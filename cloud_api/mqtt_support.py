@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import random
+import contextlib
 import socket
 from typing import Any
 
-__all__ = ["backoff_delay", "set_nodelay"]
+import paho.mqtt.client as paho
+
+__all__ = ["set_nodelay", "set_reconnect_delay"]
 
 
-def backoff_delay(attempt: int, minimum: float, maximum: float) -> float:
-    """Full-jitter exponential backoff, so clients do not retry in lock-step."""
-    ceiling = min(maximum, minimum * 2 ** min(attempt, 30))
-    return random.uniform(minimum, max(minimum, ceiling))
+def set_reconnect_delay(client: paho.Client, seconds: float) -> None:
+    """Make paho wait `seconds` before its next reconnect attempt (its own doubling disabled:
+    minimum and maximum are the same, and the caller draws a fresh jittered value each time)."""
+    # paho annotates the delays as int but stores and waits on any number; backoff needs fractions.
+    client.reconnect_delay_set(seconds, seconds)  # type: ignore[arg-type]
 
 
 def set_nodelay(client: Any, userdata: Any, sock: Any) -> None:
     """paho's on_socket_open: paho leaves Nagle on, and small QoS 1 packets would then stall
     on delayed ACKs."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # unix sockets / websockets have no Nagle
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):
-        pass

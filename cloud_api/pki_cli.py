@@ -20,9 +20,9 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from cloud_api import schema
 from cloud_api.pairing.certificates import CaUnavailable, load_device_ca
 from cloud_api.pairing.revocation import current_crl, import_revoked, issue_crl, write_crl_file
-from cloud_api.schema_init import create_schema
 from cloud_api.settings import CloudSettings
 from cloud_api.tenancy.tokens import utcnow
 
@@ -31,7 +31,7 @@ def run_pki_command(settings: CloudSettings, engine: Engine, args: dict[str, Any
     target = Path(args["out"]) if args.get("out") else settings.device_crl_file
     now = utcnow()
     try:
-        create_schema(engine)
+        schema.upgrade(engine)
         with Session(engine) as session:
             if args["action"] == "revoke":
                 certificate, device_id = _read_certificate(args.get("certificate"))
@@ -47,7 +47,8 @@ def run_pki_command(settings: CloudSettings, engine: Engine, args: dict[str, Any
                 crl = issue_crl(session, ca, now)
                 session.commit()
                 print(
-                    f"{'revoked' if fresh else 'already revoked'}: {device_id} serial {certificate.serial_number:x}; CRL {crl.number}",
+                    f"{'revoked' if fresh else 'already revoked'}: {device_id} serial "
+                    f"{certificate.serial_number:x}; CRL {crl.number}",
                     file=sys.stderr,
                 )
             else:

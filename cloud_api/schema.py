@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, text
 
-from cloud_api.models import Base
+from cloud_api.db import Base
 
 # Alembic announces each of its plugins at INFO on every start; only the upgrades matter.
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
@@ -32,12 +32,12 @@ ADVISORY_LOCK_KEY = 0x6B61737361_0001
 def metadata() -> MetaData:
     """The metadata of every table; importing the model modules registers them on `Base`."""
     import cloud_api.cashiers.models
+    import cloud_api.ingest.models
     import cloud_api.licences.models
-    import cloud_api.models
     import cloud_api.pairing.models
     import cloud_api.pushes.models
     import cloud_api.reports.models
-    import cloud_api.tenancy.models  # noqa: F401 - registers the tenancy tables
+    import cloud_api.tenancy.models  # noqa: F401 - imported for its tables only, like the ones above
 
     return Base.metadata
 

@@ -84,13 +84,17 @@ class CloudSettings(BaseSettings):
         15.0,
         gt=0,
         le=3600,
-        description="How often the worker grants moves whose silent old device's lease ran out, and drops expired licences.",
+        description=(
+            "How often the worker grants moves whose silent old device's lease ran out, and drops expired licences."
+        ),
     )
     # Pairing (cloud_api/pairing): the cloud signs each claimed device's CSR with the device CA.
     device_ca_cert_file: Path | None = Field(
         None,
-        description="Device CA certificate (PEM): signs terminals' broker certificates at pairing and renewal, and the device CRL. "
-        "The broker's device listener trusts only this CA (make-certs.sh's device-ca.crt).",
+        description=(
+            "Device CA certificate (PEM): signs terminals' broker certificates at pairing and renewal, and "
+            "the device CRL. The broker's device listener trusts only this CA (make-certs.sh's device-ca.crt)."
+        ),
     )
     device_ca_key_file: Path | None = Field(
         None,
@@ -112,20 +116,27 @@ class CloudSettings(BaseSettings):
     )
     device_crl_file: Path | None = Field(
         None,
-        description="Where to write the device CRL each time a device is revoked, when the broker reads it on this host "
-        "(it is also served at GET /pki/device-crl.pem).",
+        description=(
+            "Where to write the device CRL each time a device is revoked, when the broker reads it on this "
+            "host (it is also served at GET /pki/device-crl.pem)."
+        ),
     )
     pairing_broker_host: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9.:-]{1,253}$",
-        description="Broker host name paired devices connect to (in the broker certificate's subjectAltName); default mqtt_host.",
+        description=(
+            "Broker host name paired devices connect to (in the broker certificate's subjectAltName); "
+            "default mqtt_host."
+        ),
     )
     pairing_broker_port: int = Field(
         8883, ge=1, le=65535, description="The broker's device listener port sent to paired devices."
     )
     pairing_broker_ca_file: Path | None = Field(
         None,
-        description="CA bundle (PEM) of the broker's server certificate (the cloud CA), sent to devices; default mqtt_ca_file.",
+        description=(
+            "CA bundle (PEM) of the broker's server certificate (the cloud CA), sent to devices; default mqtt_ca_file."
+        ),
     )
     pairing_code_ttl_s: int = Field(
         24 * 3600,

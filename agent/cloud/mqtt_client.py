@@ -31,6 +31,7 @@ from paho.mqtt.properties import Properties
 
 from agent.config import MqttConfig
 from broker import contract as kc
+from broker.backoff import full_jitter_delay
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +44,6 @@ class LinkCallbacks:
     on_connected: Callable[[bool], None]  # session_present
     on_disconnected: Callable[[str], None]  # reason
     on_message: Callable[[str, bytes], None]  # topic, payload
-
-
-def backoff_delay(attempt: int, minimum: float, maximum: float, rng: random.Random) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(maximum, minimum * 2**(attempt+1))].
-
-    Jittered from the very first retry: after a broker restart every terminal of a site
-    loses its connection at the same instant, and must not come back at the same instant.
-    """
-    ceiling = min(maximum, minimum * (2 ** min(attempt + 1, 30)))
-    return rng.uniform(0.0, ceiling)
 
 
 class MqttLink:
@@ -202,7 +193,11 @@ class MqttLink:
             self.connected = False
             self.callbacks.on_disconnected(self.last_error or "connection lost")
         attempt = 0 if time.monotonic() - started > STABLE_CONNECTION_S else attempt + 1
-        return attempt, backoff_delay(attempt, self.config.reconnect_min_s, self.config.reconnect_max_s, self._rng)
+        # Full jitter from the very first retry (attempt + 1 doublings): terminals that lost the
+        # broker at the same instant must not come back at the same instant.
+        return attempt, full_jitter_delay(
+            attempt + 1, self.config.reconnect_min_s, self.config.reconnect_max_s, self._rng
+        )
 
     def _connect(self) -> None:
         properties = Properties(PacketTypes.CONNECT)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from agent.version import agent_version
+from broker.backoff import half_jitter_delay
 from broker.contract.pairing import (
     BrokerCredentials,
     PollReply,
@@ -40,8 +41,7 @@ def retry_delay(failures: int, minimum: float, maximum: float, rng: random.Rando
     """The wait before retrying after `failures` failed requests in a row: doubling from `minimum`
     up to `maximum` (or `cap`, in its place, for one quick retry), jittered down to half so that
     terminals failing together do not retry together."""
-    ceiling = min(cap or maximum, minimum * 2 ** min(failures - 1, 20))
-    return ceiling * rng.uniform(0.5, 1.0)
+    return half_jitter_delay(min(failures - 1, 20), minimum, cap or maximum, rng)
 
 
 class PairingNetworkError(Exception):

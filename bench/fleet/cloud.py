@@ -31,11 +31,12 @@ from cloud_api.cashiers import service
 from cloud_api.cashiers.models import Cashier
 from cloud_api.cashiers.roster import publish_rosters
 from cloud_api.db import make_engine
+from cloud_api.ingest.models import IngestedMessage
 from cloud_api.licences import book
-from cloud_api.models import IngestedMessage, SaleRecord
 from cloud_api.pushes.models import DesiredState
 from cloud_api.pushes.outgoing import DocToSend
-from cloud_api.schema_init import create_schema
+from cloud_api.reports.models import SaleRecord
+from cloud_api.schema import upgrade as upgrade_schema
 from cloud_api.tenancy.models import Company, Device, LinkState, Partner, PartnerLink
 from cloud_api.tenancy.tokens import create_owner
 
@@ -85,7 +86,7 @@ class FleetCloud:
         workdir.mkdir(parents=True, exist_ok=True)
         url = database_url or f"sqlite:///{workdir / 'cloud.db'}"
         engine = make_engine(url)
-        create_schema(engine)
+        upgrade_schema(engine)
         key = signing_keys.generate(workdir / "signing.pem", KEY_ID)
         now = utcnow()
         with Session(engine, expire_on_commit=False) as session:

@@ -8,7 +8,7 @@ client from ``MqttLink._make_client`` (client id = device id, MQTT 5, persistent
 in-flight window, TCP_NODELAY, no paho auto-reconnect), ``_connect`` (session expiry, the
 retained ``offline`` will), the callbacks (``down/#`` subscription and retained ``online``
 status on connect, messages forwarded to the cloud link), and the reconnect policy:
-``backoff_delay`` (full jitter between 0 and ``min(reconnect_max_s, reconnect_min_s *
+``broker.backoff.full_jitter_delay`` (between 0 and ``min(reconnect_max_s, reconnect_min_s *
 2**(attempt+1))``) with the attempt counter reset after ``STABLE_CONNECTION_S`` of uptime.
 """
 

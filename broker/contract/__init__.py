@@ -124,123 +124,151 @@ from .topics import (
 )
 from .uuid7 import is_uuid7, make_uuid7, uuid7, uuid7_unix_ms
 
+# The public names, by the part of the contract they belong to.
+# topics
 __all__ = [
-    # topics
-    "PROTOCOL_VERSION",
-    "QOS",
-    "DEVICE_ACL_LINES",
     "CLOUD_INGEST_SUBSCRIPTION",
     "CLOUD_STATUS_SUBSCRIPTION",
+    "DEVICE_ACL_LINES",
+    "PROTOCOL_VERSION",
+    "QOS",
+    "InvalidDeviceIdError",
     "MessageType",
     "StateDomain",
     "TopicInfo",
-    "InvalidDeviceIdError",
-    "is_valid_device_id",
-    "check_device_id",
-    "up_topic",
     "ack_topic",
-    "state_topic",
+    "check_device_id",
     "cmd_topic",
-    "status_topic",
     "device_subscription",
-    "topic_for",
     "is_retained",
+    "is_valid_device_id",
     "parse_topic",
-    # envelope
+    "state_topic",
+    "status_topic",
+    "topic_for",
+    "up_topic",
+]
+
+# envelope
+__all__ += [
+    "MAX_MINOR_UNITS",
     "MAX_PAYLOAD_BYTES",
     "MAX_STATE_DOC_BYTES",
-    "MAX_MINOR_UNITS",
     "Body",
     "Envelope",
-    "Publication",
     "PayloadTooLargeError",
-    "payload_limit",
-    "message_type_of",
-    "up_message",
+    "Publication",
+    "UpDraft",
+    "body_json_of",
     "down_message",
-    "status_message",
+    "draft_up",
     "encode",
     "encode_up",
-    "UpDraft",
-    "draft_up",
-    "body_json_of",
+    "message_type_of",
+    "payload_limit",
     "publication",
+    "status_message",
+    "up_message",
     "will_publication",
-    # parsing
+]
+
+# parsing
+__all__ += [
     "Parsed",
-    "parse_message",
     "RejectReason",
     "Rejection",
-    # batches
+    "parse_message",
+]
+
+# batches
+__all__ += [
     "BATCH_TOPIC_LEVEL",
-    "MAX_BATCH_MESSAGES",
     "MAX_BATCH_BYTES",
-    "batch_topic",
+    "MAX_BATCH_MESSAGES",
     "batch_device",
+    "batch_topic",
     "encode_batch",
-    "split_batch",
     "parse_batch_line",
-    # bodies
-    "Sale",
-    "SaleLine",
-    "TaxLine",
-    "Payment",
-    "PaymentMethod",
-    "line_gross",
-    "Refund",
-    "ZReport",
-    "PaymentTotal",
-    "RefundLine",
-    "RefundScope",
-    "LicenceKind",
-    "LicenceReport",
-    "LeaseReport",
-    "HeldLease",
-    "Tombstone",
-    "ReleaseReceipt",
-    "BindRequest",
-    "DeviceState",
-    "Peripheral",
-    "PeripheralKind",
-    "Reply",
-    "ErrorInfo",
-    "Event",
+    "split_batch",
+]
+
+# bodies
+__all__ += [
     "Ack",
     "AckRejection",
-    "StateDoc",
+    "BindRequest",
     "Command",
     "CommandName",
-    "Status",
+    "DeviceState",
+    "ErrorInfo",
+    "Event",
+    "HeldLease",
+    "LeaseReport",
+    "LicenceKind",
+    "LicenceReport",
+    "Payment",
+    "PaymentMethod",
+    "PaymentTotal",
+    "Peripheral",
+    "PeripheralKind",
     "Presence",
-    # configuration QR codes
+    "Refund",
+    "RefundLine",
+    "RefundScope",
+    "ReleaseReceipt",
+    "Reply",
+    "Sale",
+    "SaleLine",
+    "StateDoc",
+    "Status",
+    "TaxLine",
+    "Tombstone",
+    "ZReport",
+    "line_gross",
+]
+
+# configuration QR codes
+__all__ += [
     "Provisioning",
     "ProvisioningError",
+    "looks_like_provisioning",
     "make_qr_text",
     "read_qr_text",
-    "looks_like_provisioning",
-    # pairing (request and reply models: broker.contract.pairing)
+]
+
+# pairing (request and reply models: broker.contract.pairing)
+__all__ += [
     "PairingCodeError",
     "PairingProofError",
+    "format_pairing_code",
     "new_pairing_code",
     "normalize_pairing_code",
-    "format_pairing_code",
-    # licences (tokens and release files: broker.contract.licence)
+]
+
+# licences (tokens and release files: broker.contract.licence)
+__all__ += [
     "LeaseClaims",
-    "ReleaseClaims",
     "LicenceDoc",
     "LicenceKeyError",
-    "normalize_licence_key",
+    "ReleaseClaims",
     "format_licence_key",
-    # cashiers (broker.contract.roster)
+    "normalize_licence_key",
+]
+
+# cashiers (broker.contract.roster)
+__all__ += [
     "CashierRole",
+    "PinHashError",
     "RosterCashier",
     "RosterDoc",
-    "PinHashError",
     "hash_pin",
     "verify_pin",
-    # ids
-    "uuid7",
-    "make_uuid7",
+]
+
+# ids
+__all__ += [
     "is_uuid7",
+    "make_uuid7",
+    "uuid7",
     "uuid7_unix_ms",
 ]

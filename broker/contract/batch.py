@@ -109,7 +109,7 @@ def parse_batch_line(device_id: str, line: bytes, index: int) -> Parsed | Reject
         )
     type_name = raw.get("type") if isinstance(raw, dict) else None
     try:
-        message_type = MessageType(type_name)
+        message_type = MessageType(type_name) if isinstance(type_name, str) else None
     except ValueError:
         message_type = None
     if message_type is None or not message_type.is_up:

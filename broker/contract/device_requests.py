@@ -107,7 +107,9 @@ class SaleLookupReply(_Reply):
     refunds: list[LookupRefund] = Field(description="refunds of the sale the cloud has, oldest first")
     refunded_amount: int = Field(description="sum of the refunds' amounts")
     refunded_lines: list[LookupRefundLine] = Field(
-        description="per sale line, the quantity and amount refunded by line refunds (lines never refunded are left out)"
+        description=(
+            "per sale line, the quantity and amount refunded by line refunds (lines never refunded are left out)"
+        )
     )
     whole_refunded: bool = Field(description="a whole-receipt refund of the sale exists")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import (
     SkipValidation,
@@ -85,7 +86,7 @@ Body = (
     | Status
 )
 
-_BODY_SCHEMA: dict[MessageType, TypeAdapter] = {
+_BODY_SCHEMA: dict[MessageType, TypeAdapter[Any]] = {
     MessageType.SALE: TypeAdapter(Sale),
     MessageType.REFUND: TypeAdapter(Refund),
     MessageType.Z_REPORT: TypeAdapter(ZReport),

@@ -20,11 +20,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .codes import check_character
-from .envelope import Envelope, down_message, encode, status_message, up_message
+from .envelope import Body, Envelope, down_message, encode, status_message, up_message
 from .licence import LeaseClaims, ReleaseClaims, sign_lease, sign_release
 from .messages import (
     Ack,
@@ -209,7 +210,7 @@ def _lease_token() -> str:
     return sign_lease(claims, _EXAMPLE_CLOUD_KEY, "cloud-2025")
 
 
-def _up(name: str, n: int, seconds: float, body, **extra) -> Example:
+def _up(name: str, n: int, seconds: float, body: Body, **extra: Any) -> Example:
     envelope = up_message(
         body,
         device_id=DEVICE_ID,
@@ -223,7 +224,7 @@ def _up(name: str, n: int, seconds: float, body, **extra) -> Example:
     return Example(name, envelope)
 
 
-def _down(name: str, message_id: uuid.UUID, seconds: float, body) -> Example:
+def _down(name: str, message_id: uuid.UUID, seconds: float, body: Body) -> Example:
     envelope = down_message(body, device_id=DEVICE_ID, created_at=_at(seconds), message_id=message_id)
     return Example(name, envelope)
 
@@ -234,7 +235,7 @@ def _example_pin_hash() -> str:
     return hash_pin("4711", salt=b"kassa-example-01")
 
 
-def _roster() -> dict:
+def _roster() -> dict[str, Any]:
     """A `cashiers` document: one cashier in two airline sessions, its own code in both."""
     details = [
         CashierDetails(

@@ -101,12 +101,10 @@ def _finite_json(value: Any) -> Any:
     return value
 
 
-def text(max_length: int) -> Any:
-    """Human text of 1..max_length characters without control characters."""
-    return Annotated[
-        str,
-        StringConstraints(strict=True, min_length=1, max_length=max_length, pattern=r"^[^\x00-\x1f\x7f]+$"),
-    ]
+def text(max_length: int) -> StringConstraints:
+    """Human text of 1..max_length characters without control characters, as the constraints
+    of a field: `Annotated[str, text(200)]` (written out so that type checkers see a `str`)."""
+    return StringConstraints(strict=True, min_length=1, max_length=max_length, pattern=r"^[^\x00-\x1f\x7f]+$")
 
 
 MinorUnits = Annotated[StrictInt, BeforeValidator(_integer_only), Field(ge=0, le=MAX_MINOR_UNITS)]

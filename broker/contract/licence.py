@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, ValidationError
@@ -96,6 +96,9 @@ class _Claims(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ClaimsT = TypeVar("ClaimsT", bound=_Claims)
+
+
 class LeaseClaims(_Claims):
     """What a lease token says. The device checks all of it before every sale."""
 
@@ -148,7 +151,7 @@ def read_release(token: str, device_public_key: str | Ed25519PublicKey) -> Relea
     return claims
 
 
-def _claims(model: type[_Claims], payload: dict[str, Any]) -> Any:
+def _claims(model: type[ClaimsT], payload: dict[str, Any]) -> ClaimsT:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:

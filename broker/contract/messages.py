@@ -53,8 +53,8 @@ __all__ = [
 
 MAX_ACK_IDS = 1000
 Epoch = Annotated[StrictInt, Field(ge=0)]
-ShortText = text(100)
-Message = text(500)
+ShortText = Annotated[str, text(100)]
+Message = Annotated[str, text(500)]
 
 
 # --- up/licence: one topic, several small reports told apart by `kind` --------------------

@@ -305,5 +305,6 @@ def _check_fresh(payload: dict[str, Any], now: datetime) -> None:
     if abs(issued - now) > MAX_CLOCK_SKEW:
         raise PairingProofError(
             "clock_skew",
-            f"the proof was made at {_stamp(issued)} but the cloud's time is {_stamp(now)}; sign with the time of the HTTP Date header",
+            f"the proof was made at {_stamp(issued)} but the cloud's time is {_stamp(now)}; "
+            "sign with the time of the HTTP Date header",
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import from_json
@@ -121,7 +122,7 @@ def parse_message(topic: str, payload: bytes, *, max_bytes: int | None = None) -
     return Parsed(info, envelope)
 
 
-def _peek_seq(raw: dict) -> int | None:
+def _peek_seq(raw: dict[str, Any]) -> int | None:
     """The sequence number of a version-1 up envelope, if it holds a valid one.
 
     Only version 1 defines what `seq` means, and only up messages carry one; anything else
@@ -142,7 +143,7 @@ def _peek_seq(raw: dict) -> int | None:
     return None
 
 
-def _peek_message_id(raw: dict) -> uuid.UUID | None:
+def _peek_message_id(raw: dict[str, Any]) -> uuid.UUID | None:
     """The message id, if readable, so even a refused message can be named in a down/ack."""
     value = raw.get("id")
     if not isinstance(value, str) or len(value) > 64:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Annotated
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import Field, ValidationError
@@ -31,7 +32,7 @@ class Provisioning(WireModel):
     point_of_sale: Code | None = None
     language: str | None = Field(None, pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
     scanner: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
-    rooms: list[text(60)] | None = Field(None, max_length=50)  # type: ignore[valid-type]
+    rooms: list[Annotated[str, text(60)]] | None = Field(None, max_length=50)
     broker_host: str | None = Field(None, max_length=253, pattern=r"^[A-Za-z0-9.:-]+$")
     broker_port: int | None = Field(None, ge=1, le=65535)
     issued_at: Timestamp

@@ -54,7 +54,7 @@ __all__ = [
 PIN_PATTERN = r"^[0-9]{4,12}$"
 OperatorCode = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9]{4}$")]
 # Free text naming the airline session or counter a details set is for, e.g. "SU direct".
-SessionLabel = text(100)
+SessionLabel = Annotated[str, text(100)]
 Pin = Annotated[str, StringConstraints(strict=True, pattern=PIN_PATTERN)]
 PinHash = Annotated[
     str,
@@ -152,7 +152,7 @@ class CashierDetails(_Model):
 
     @model_serializer(mode="wrap")
     def _without_absent_label(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
-        data = handler(self)
+        data: dict[str, object] = handler(self)
         if data.get("session_label") is None:
             data.pop("session_label", None)
         return data
@@ -160,7 +160,7 @@ class CashierDetails(_Model):
 
 class RosterCashier(_Model):
     cashier_id: Code  # the cashier code people type at login
-    name: text(200)
+    name: Annotated[str, text(200)]
     operator_code: OperatorCode  # may be typed instead of the cashier code
     pin_hash: PinHash | None = None  # None: no PIN set yet, the cashier cannot log in
     roles: list[CashierRole] = Field(min_length=1, max_length=8)

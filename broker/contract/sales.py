@@ -44,8 +44,8 @@ __all__ = [
 
 MAX_LINES = 500
 MAX_PAYMENTS = 20
-ItemName = text(200)
-RefundReason = text(500)
+ItemName = Annotated[str, text(200)]
+RefundReason = Annotated[str, text(500)]
 
 
 def line_gross(unit_price: int, qty_milli: int) -> int:

@@ -54,7 +54,7 @@ DEVICE_ID_MAX_LENGTH = 64
 
 # Letters, digits, '.', '_' and '-', starting with a letter or digit: never an MQTT wildcard
 # ('+', '#'), a level separator ('/'), NUL, or a leading '$' that brokers reserve.
-_DEVICE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,%d}" % (DEVICE_ID_MAX_LENGTH - 1))
+_DEVICE_ID_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{DEVICE_ID_MAX_LENGTH - 1}}}")
 _SEGMENT_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _VERSION_SEGMENT_RE = re.compile(r"v[0-9]{1,4}")
 

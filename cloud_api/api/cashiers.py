@@ -38,7 +38,7 @@ from cloud_api.api.schemas import DEVICE_ID_PATTERN, MAX_ID
 from cloud_api.cashiers import codes, service
 from cloud_api.cashiers.models import Cashier, CashierDetailsSet, CashierDevice
 from cloud_api.cashiers.roster import build_rosters
-from cloud_api.models import DeviceEvent
+from cloud_api.ingest.models import DeviceEvent
 from cloud_api.pushes.models import DesiredState
 from cloud_api.tenancy import access
 from cloud_api.tenancy.models import Device, PointOfSale

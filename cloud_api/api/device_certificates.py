@@ -6,7 +6,7 @@ Rules in cloud_api/pairing/revocation.py; renewal (by the device itself) in api/
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
@@ -36,10 +36,10 @@ from cloud_api.tenancy.tokens import utcnow
 router = APIRouter(tags=["devices"])
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 DeviceIdPath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, max_length=64)]
-_UNAVAILABLE = {
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "pairing_unavailable: the cloud has no device CA configured"}
 }
-_UNKNOWN = {
+_UNKNOWN: dict[int | str, dict[str, Any]] = {
     409: {
         "model": ErrorResponse,
         "description": "certificates_unknown: no certificate of this device is known to the cloud",

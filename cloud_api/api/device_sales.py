@@ -32,8 +32,8 @@ from broker.contract.device_requests import (
 )
 from cloud_api.api.errors import ApiError, ErrorResponse, not_found
 from cloud_api.api.pairing import _body_schema, _parse
-from cloud_api.models import RefundLine, RefundPayment, RefundRecord, SaleRecord
 from cloud_api.pairing.limits import read_body
+from cloud_api.reports.models import RefundLine, RefundPayment, RefundRecord, SaleRecord
 from cloud_api.tenancy.models import Device
 
 router = APIRouter(tags=["device API"])

@@ -38,19 +38,8 @@ from cloud_api.api.schemas import (
     SalesPage,
     TaxOut,
 )
-from cloud_api.models import (
-    DevicePresence,
-    DeviceStream,
-    IngestedMessage,
-    Outcome,
-    RefundLine,
-    RefundPayment,
-    RefundRecord,
-    SaleLine,
-    SalePayment,
-    SaleRecord,
-    SequenceGap,
-)
+from cloud_api.ingest.models import DevicePresence, DeviceStream, IngestedMessage, Outcome, SequenceGap
+from cloud_api.reports.models import RefundLine, RefundPayment, RefundRecord, SaleLine, SalePayment, SaleRecord
 from cloud_api.tenancy import access
 from cloud_api.tenancy.models import Company, Device
 

@@ -115,5 +115,5 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error in the HTTP API")
+        log.error("unhandled error in the HTTP API", exc_info=exc)
         return _body(500, "internal", "internal error; see the service log")

@@ -11,7 +11,7 @@ partner while the licence is in its unsealed stock, the company's admins once it
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy import ColumnElement, exists, select
@@ -46,7 +46,9 @@ router = APIRouter(tags=["licences"], responses=ERROR_RESPONSES)
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 LicenceIdPath = Annotated[str, Path(pattern=LICENCE_ID_PATTERN, max_length=40)]
 # Only when the service has no lease signing key (misconfiguration).
-_UNAVAILABLE = {503: {"model": ErrorResponse, "description": "the cloud cannot sign leases now"}}
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorResponse, "description": "the cloud cannot sign leases now"}
+}
 _INVALID = {"licence.invalid_count", "licence.invalid_expiry", "licence.key_invalid"}
 
 
@@ -100,15 +102,15 @@ def licence_out(p: Principal, licence: Licence) -> LicenceOut:
     if licence.state == LicenceState.RELEASING:
         releasing = ReleasingOut(
             from_device_id=licence.releasing_from_device_id,
-            from_epoch=licence.releasing_from_epoch,  # type: ignore[arg-type]
+            from_epoch=licence.releasing_from_epoch,
             to_device_id=licence.releasing_to_device_id,
             deadline=licence.release_deadline,
-        )  # type: ignore[arg-type]
+        )
     return LicenceOut(
         id=licence.id,
         state=licence.state,
         partner_id=licence.partner_id,
-        company_id=licence.company_id,  # type: ignore[arg-type]
+        company_id=licence.company_id,
         key=kl.format_licence_key(licence.licence_key) if _shows_key(p, licence) else None,
         entitlements=licence.entitlements,
         valid_until=licence.valid_until,
@@ -298,9 +300,9 @@ def licence_events(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalD
             at=event.at,
             actor=event.actor,
             action=event.action,
-            from_state=event.from_state,  # type: ignore[arg-type]
+            from_state=event.from_state,
             to_state=event.to_state,
-            from_device_id=event.from_device_id,  # type: ignore[arg-type]
+            from_device_id=event.from_device_id,
             to_device_id=event.to_device_id,
             epoch=event.epoch,
             detail=event.detail,

@@ -185,7 +185,10 @@ async def poll(request: Request) -> PollReply:
     response_model=BrokerCredentials,
     responses=DEVICE_RESPONSES,
     openapi_extra=_body_schema(RenewalRequest),
-    summary="A paired device asks for a new broker certificate before its own runs out (no token; signed with its identity key)",
+    summary=(
+        "A paired device asks for a new broker certificate before its own runs out (no token; signed with "
+        "its identity key)"
+    ),
 )
 async def renew(request: Request) -> BrokerCredentials:
     return await _signed_request(request, RenewalRequest, service.renew)

@@ -15,7 +15,7 @@ from broker import contract as kc
 from cloud_api.api.deps import PrincipalDep, SessionDep
 from cloud_api.api.errors import ERROR_RESPONSES, invalid, not_found
 from cloud_api.api.schemas import DEVICE_ID_PATTERN, MAX_ID, Utc
-from cloud_api.models import CommandReply, DevicePresence, DeviceReport
+from cloud_api.ingest.models import CommandReply, DevicePresence, DeviceReport
 from cloud_api.pushes import commands, desired_state
 from cloud_api.pushes.models import DesiredState, DeviceCommand
 from cloud_api.tenancy import access
@@ -116,7 +116,7 @@ def _desired_out(row: DesiredState) -> DesiredStateOut:
         device_id=row.device_id,
         domain=row.domain,
         version=row.version,
-        doc=row.doc,  # type: ignore[arg-type]
+        doc=row.doc,
         updated_at=row.updated_at,
         updated_by=row.updated_by,
         published_version=row.published_version,
@@ -143,7 +143,7 @@ def _command_out(command: DeviceCommand, reply: CommandReply | None) -> CommandO
         args=command.args,
         state=state.value,
         created_by=command.created_by,
-        created_at=command.created_at,  # type: ignore[arg-type]
+        created_at=command.created_at,
         expires_at=command.expires_at,
         attempts=command.attempts,
         last_sent_at=command.last_sent_at,
@@ -209,7 +209,7 @@ def device_state(company_id: IdPath, device_id: DeviceIdPath, session: SessionDe
     state = presence.state if presence is not None and presence.state in ("online", "offline") else None
     return DeviceStateOut(
         device_id=device.device_id,
-        presence=state,  # type: ignore[arg-type]
+        presence=state,
         reported_at=report.reported_at if report else None,
         software_version=software,
         up_to_date=all(d.up_to_date for d in domains),

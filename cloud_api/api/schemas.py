@@ -130,13 +130,22 @@ class LinkOut(Out):
 class RejectionOut(Out):
     message_id: uuid.UUID
     seq: int | None = Field(
-        description="The seq the message carried, counted as delivered; null when its envelope held no usable one (not a version-1 up envelope)."
+        description=(
+            "The seq the message carried, counted as delivered; null when its envelope held no usable one "
+            "(not a version-1 up envelope)."
+        )
     )
     type: str | None = Field(
-        description="The message type (for a message refused unread, the one its up topic names); null for a line of an up/batch of a type the cloud does not know."
+        description=(
+            "The message type (for a message refused unread, the one its up topic names); null for a line "
+            "of an up/batch of a type the cloud does not know."
+        )
     )
     reason: str = Field(
-        description="A rejection reason of the protocol (schema, wrong_device, unknown_type, ...) or a business reason (sale.receipt_no_reused, ...)."
+        description=(
+            "A rejection reason of the protocol (schema, wrong_device, unknown_type, ...) or a business "
+            "reason (sale.receipt_no_reused, ...)."
+        )
     )
     detail: str
     received_at: Utc
@@ -159,12 +168,18 @@ class DeviceOut(Out):
         description="When the cloud last heard from the device: a status change or an up message. Null if never."
     )
     high_water: int = Field(
-        description="Every up message with a seq up to this one has been delivered: applied, or rejected for good (0: none yet)."
+        description=(
+            "Every up message with a seq up to this one has been delivered: applied, or rejected for good "
+            "(0: none yet)."
+        )
     )
     max_seq: int = Field(description="The highest seq delivered; above high_water there are gaps.")
     open_gaps: int = Field(description="Runs of seqs skipped and not (yet) received: GET .../gaps lists them.")
     rejected: int = Field(
-        description="Up messages the cloud refused for good (the device set them aside; their seqs count as delivered): GET .../rejections lists them."
+        description=(
+            "Up messages the cloud refused for good (the device set them aside; their seqs count as "
+            "delivered): GET .../rejections lists them."
+        )
     )
     last_rejection: RejectionOut | None = Field(description="The latest of those; null if none.")
 

@@ -16,9 +16,9 @@ from sqlalchemy import select
 
 from broker.contract.fields import MAX_STORED_INT
 from cloud_api.api.deps import PrincipalDep, SessionDep
-from cloud_api.api.devices import DEVICE_ID_PATTERN, DeviceIdPath, IdPath, _company_devices, _utc
+from cloud_api.api.devices import DeviceIdPath, IdPath, _company_devices, _utc
 from cloud_api.api.errors import ERROR_RESPONSES, not_found
-from cloud_api.api.schemas import TaxOut, Utc
+from cloud_api.api.schemas import DEVICE_ID_PATTERN, TaxOut, Utc
 from cloud_api.reports.models import ZReportRecord
 from cloud_api.tenancy import access
 

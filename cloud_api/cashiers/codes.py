@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from cloud_api.api.errors import ApiError
 from cloud_api.cashiers.models import Cashier, CashierDetailsSet, OperatorCodeUse
-from cloud_api.db import upsert_insert
+from cloud_api.db import table_of, upsert_insert
 
 OPERATOR_CODE_RE = re.compile(r"[0-9]{4}")
 # kc.Code: what the roster carries as cashier_id and terminal_id.
@@ -59,7 +59,7 @@ def take_operator_code(
 
     A concurrent insert of the same code waits for the other transaction (the primary key)
     and then does nothing; the owner read afterwards is the one that committed."""
-    table = OperatorCodeUse.__table__
+    table = table_of(OperatorCodeUse)
     session.execute(
         upsert_insert(session, table)
         .values(

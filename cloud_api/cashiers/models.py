@@ -19,7 +19,7 @@ from sqlalchemy import JSON, ForeignKey, ForeignKeyConstraint, Integer, String, 
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cloud_api.models import CODE, DEVICE_ID, Base
+from cloud_api.db import CODE, DEVICE_ID, Base
 
 OPERATOR_CODE = String(4)  # exactly 4 digits (kc.OperatorCode), checked by the API
 PIN_HASH = String(200)  # kc.PinHash: scrypt$logN$r$p$salt$hash

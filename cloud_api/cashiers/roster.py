@@ -25,7 +25,7 @@ from broker import contract as kc
 from broker.contract.roster import CashierDetails, RosterCashier, RosterDoc
 from cloud_api.api.errors import ApiError
 from cloud_api.cashiers.models import Cashier, CashierDetailsSet, CashierDevice, CashierRosterLock
-from cloud_api.db import upsert_insert
+from cloud_api.db import table_of, upsert_insert
 from cloud_api.pushes import desired_state
 from cloud_api.pushes.models import DesiredState
 from cloud_api.tenancy.models import Device, PointOfSale
@@ -39,7 +39,7 @@ def lock_company(session: Session, company_id: int) -> None:
 
     Call it first in the transaction: every read after it sees the other changes committed.
     """
-    table = CashierRosterLock.__table__
+    table = table_of(CashierRosterLock)
     statement = upsert_insert(session, table).values(company_id=company_id, changes=1, changed_at=datetime.now(UTC))
     session.execute(
         statement.on_conflict_do_update(

@@ -29,18 +29,19 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from broker import contract as kc
+from cloud_api.db import table_of
 from cloud_api.ingest import bodies
+from cloud_api.ingest.models import IngestedMessage, Outcome
 from cloud_api.ingest.plan import AckPlan, clean_detail
 from cloud_api.ingest.reports import apply_z_reports
 from cloud_api.ingest.sql import ConcurrentChangeError, insert_rows, select_where_in
 from cloud_api.ingest.streams import RefusedSeq, Sequenced, current_high_water, track_sequences
 from cloud_api.ingest.up import Up
 from cloud_api.licences.ingest import apply_licence_messages
-from cloud_api.models import IngestedMessage, Outcome
 
 log = logging.getLogger(__name__)
 
-_messages = IngestedMessage.__table__
+_messages = table_of(IngestedMessage)
 _LEDGER_COLUMNS = (
     "message_id",
     "device_id",

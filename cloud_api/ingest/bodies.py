@@ -19,36 +19,26 @@ from sqlalchemy.orm import Session
 
 from broker import contract as kc
 from broker.contract.fields import MAX_STORED_INT  # sales.receipt_number; the contract's receipt_no has no upper bound
-from cloud_api.db import upsert_insert
+from cloud_api.db import table_of, upsert_insert
+from cloud_api.ingest.models import CommandReply, DeviceEvent, DevicePresence, DeviceReport
 from cloud_api.ingest.sql import ConcurrentChangeError, copy_rows, insert_new, select_where_in
 from cloud_api.ingest.up import Up
-from cloud_api.models import (
-    CommandReply,
-    DeviceEvent,
-    DevicePresence,
-    DeviceReport,
-    RefundLine,
-    RefundPayment,
-    RefundRecord,
-    SaleLine,
-    SalePayment,
-    SaleRecord,
-)
+from cloud_api.reports.models import RefundLine, RefundPayment, RefundRecord, SaleLine, SalePayment, SaleRecord
 
 log = logging.getLogger(__name__)
 
 Refusals = dict[uuid.UUID, tuple[str, str]]
 
-_sales = SaleRecord.__table__
-_sale_lines = SaleLine.__table__
-_sale_payments = SalePayment.__table__
-_refunds = RefundRecord.__table__
-_refund_lines = RefundLine.__table__
-_refund_payments = RefundPayment.__table__
-_events = DeviceEvent.__table__
-_replies = CommandReply.__table__
-_reports = DeviceReport.__table__
-_presence = DevicePresence.__table__
+_sales = table_of(SaleRecord)
+_sale_lines = table_of(SaleLine)
+_sale_payments = table_of(SalePayment)
+_refunds = table_of(RefundRecord)
+_refund_lines = table_of(RefundLine)
+_refund_payments = table_of(RefundPayment)
+_events = table_of(DeviceEvent)
+_replies = table_of(CommandReply)
+_reports = table_of(DeviceReport)
+_presence = table_of(DevicePresence)
 _SALE_COLUMNS = (
     "sale_id",
     "device_id",

@@ -1,5 +1,8 @@
 """The ingest worker's MQTT client: paho with a busy subscriber's per-message costs removed,
-plus the TLS settings the worker uses."""
+plus the TLS settings the worker uses.
+
+It relies on paho's private members; tests/cloud/test_paho_internals.py lists each of them,
+and pyproject.toml pins paho to the minor version that test passes on."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.exception import MalformedPacket
 
 __all__ = ["IngestClient", "TlsFiles"]
@@ -52,18 +56,18 @@ class IngestClient(paho.Client):
         self._unframed = b""  # nothing of an old connection survives
         return super()._create_socket()
 
-    def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         if self._sock is None:
-            return paho.MQTTErrorCode.MQTT_ERR_NO_CONN
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
         try:
             data = self._sock_recv(self._READ_SIZE)
         except BlockingIOError:
-            return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
         except OSError as err:
             self._easy_log(paho.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
-            return self._loop_rc_handle(paho.MQTTErrorCode.MQTT_ERR_CONN_LOST)
+            return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
         if not data:
-            return self._loop_rc_handle(paho.MQTTErrorCode.MQTT_ERR_CONN_LOST)
+            return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
         with self._msgtime_mutex:
             self._last_bytes_received = paho.time_func()
         buffer = self._unframed + data if self._unframed else data
@@ -80,7 +84,7 @@ class IngestClient(paho.Client):
             while True:
                 if index >= size:
                     self._unframed = buffer[pos:]
-                    return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+                    return MQTTErrorCode.MQTT_ERR_SUCCESS
                 byte = buffer[index]
                 index += 1
                 length |= (byte & 0x7F) << shift
@@ -88,7 +92,7 @@ class IngestClient(paho.Client):
                     break
                 shift += 7
                 if shift > 21:
-                    return self._loop_rc_handle(paho.MQTTErrorCode.MQTT_ERR_PROTOCOL)
+                    return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_PROTOCOL)
             end = index + length
             if end > size:
                 break
@@ -101,17 +105,17 @@ class IngestClient(paho.Client):
             if rc:
                 return self._loop_rc_handle(rc)
             if self._sock is None:  # a handler closed the connection (e.g. DISCONNECT)
-                return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
         self._unframed = buffer[pos:]
-        return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     @staticmethod
     def _publish_received(
         sink: Callable[[int, int, bytes, bytes], None], qos: int, buffer: bytes, start: int, end: int
-    ) -> paho.MQTTErrorCode:
+    ) -> MQTTErrorCode:
         """A QoS 0/1 PUBLISH: topic, packet id, properties (skipped), payload."""
         if end - start < 2:
-            return paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
+            return MQTTErrorCode.MQTT_ERR_PROTOCOL
         position = start + 2 + int.from_bytes(buffer[start : start + 2], "big")
         topic = buffer[start + 2 : position]
         mid = 0
@@ -121,7 +125,7 @@ class IngestClient(paho.Client):
         length = shift = 0
         while True:
             if position >= end or shift > 21:
-                return paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
+                return MQTTErrorCode.MQTT_ERR_PROTOCOL
             byte = buffer[position]
             position += 1
             length |= (byte & 0x7F) << shift
@@ -130,11 +134,11 @@ class IngestClient(paho.Client):
             shift += 7
         position += length
         if position > end or (qos and mid == 0):
-            return paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
+            return MQTTErrorCode.MQTT_ERR_PROTOCOL
         sink(mid, qos, topic, buffer[position:end])
-        return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
-    def _handle_framed(self, command: int, packet: bytes) -> paho.MQTTErrorCode:
+    def _handle_framed(self, command: int, packet: bytes) -> MQTTErrorCode:
         """Any other packet: paho's handler, with paho's read state as its reader leaves it."""
         self._in_packet = {
             "command": command,
@@ -150,7 +154,7 @@ class IngestClient(paho.Client):
             rc = self._packet_handle()
         except MalformedPacket as exc:
             self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
-            rc = paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
         self._in_packet = {
             "command": 0,
             "have_remaining": 0,

@@ -19,12 +19,13 @@ from sqlalchemy.orm import Session
 
 from broker import contract as kc
 from broker.contract.fields import MAX_STORED_INT
+from cloud_api.db import table_of
 from cloud_api.ingest.sql import ConcurrentChangeError, select_where_in
 from cloud_api.ingest.up import Up
 from cloud_api.reports.models import ZReportRecord
 
 Refusals = dict[uuid.UUID, tuple[str, str]]
-_z_reports = ZReportRecord.__table__
+_z_reports = table_of(ZReportRecord)
 
 
 def apply_z_reports(session: Session, ups: list[Up], now: datetime) -> Refusals:

@@ -20,14 +20,15 @@ from typing import Protocol
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
+from cloud_api.db import table_of
+from cloud_api.ingest.models import DeviceStream, IngestedMessage, SequenceGap
 from cloud_api.ingest.sql import insert_rows, update_rows
-from cloud_api.models import DeviceStream, IngestedMessage, SequenceGap
 
 log = logging.getLogger(__name__)
 
-_streams = DeviceStream.__table__
-_gaps = SequenceGap.__table__
-_messages = IngestedMessage.__table__
+_streams = table_of(DeviceStream)
+_gaps = table_of(SequenceGap)
+_messages = table_of(IngestedMessage)
 _STREAM_COLUMNS = ("device_id", "high_water", "max_seq", "last_seen_at", "last_boot_id")
 
 
@@ -171,10 +172,7 @@ def _advance(
     still_open = sorted(still_open + new_gaps, key=lambda gap: gap.first)
 
     new_max = max(old_max, seqs[-1])
-    if still_open:
-        high_water = _first_missing(session, device_id, still_open[0], stream.high_water) - 1
-    else:
-        high_water = new_max
+    high_water = _first_missing(session, device_id, still_open[0], stream.high_water) - 1 if still_open else new_max
     # The boot id of the newest message that has one (a message refused unread has none);
     # None keeps the stored one.
     last_boot_id = None

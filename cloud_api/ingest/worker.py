@@ -1,6 +1,7 @@
 """The ingest worker: receives up and status messages over MQTT and applies them in batches.
 
-Delivery, in order, per batch:
+The broker connection (session, subscriptions, reconnects, PUBACKs) is `connection.py`;
+this module is the work. Delivery, in order, per batch:
   1. paho's network thread parses and queues each received message (PUBACK withheld:
      manual_ack);
   2. the apply thread takes every queued message (up to `batch_max`; an up/batch publish
@@ -19,35 +20,28 @@ from __future__ import annotations
 
 import gc
 import logging
-import ssl
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from broker import contract as kc
+from broker.backoff import floored_jitter_delay
 from cloud_api.ingest.apply import apply_batch
-from cloud_api.ingest.client import IngestClient, TlsFiles
+from cloud_api.ingest.client import TlsFiles
+from cloud_api.ingest.connection import IngestConnection
 from cloud_api.ingest.fastparse import parse, parse_batch
 from cloud_api.ingest.plan import AckPlan
 from cloud_api.ingest.sql import ConcurrentChangeError
 from cloud_api.ingest.up import Up
-from cloud_api.mqtt_support import backoff_delay, set_nodelay
 
 log = logging.getLogger(__name__)
 
-# A connection that stayed up this long resets the reconnect backoff to its minimum.
-STABLE_CONNECTION_S = 10.0
 # Concurrent workers colliding on one key resolve on the first retry; more means a bug.
 MAX_RACE_RETRIES = 5
 _BATCH_SUFFIX = "/up/" + kc.BATCH_TOPIC_LEVEL
@@ -91,7 +85,7 @@ class _Received(NamedTuple):
     connection: int  # MQTT packet ids are per connection: PUBACK only on the same one
     mid: int
     qos: int
-    # Parsed on arrival (see _on_publish); a batch publish (up/batch) carries a list.
+    # Parsed on arrival (see _receive); a batch publish (up/batch) carries a list.
     message: Message | list[Message]
 
 
@@ -134,35 +128,35 @@ class IngestWorker:
         self.worker_id = worker_id
         self.client_id = f"kassa-ingest-{worker_id}"
         self.options = options or WorkerOptions()
-        self._username = username
-        self._tls = tls
-        self._password = password
         self._stats = IngestStats()
         self._stats_lock = threading.Lock()
         self._inbox: deque[_Received] = deque()
         self._arrived = threading.Event()
         self._awaiting = False  # the apply thread waits for _arrived
         self._stopping = threading.Event()
-        self._subscribed = threading.Event()
-        self._connection = 0
-        self._connection_lock = threading.Lock()
-        self._connected_at = 0.0
-        self._reconnect_attempt = 0
-        self._client: IngestClient | None = None
+        self._connection = IngestConnection(
+            host=host,
+            port=port,
+            client_id=self.client_id,
+            username=username,
+            password=password,
+            tls=tls,
+            session_expiry_s=self.options.session_expiry_s,
+            receive_maximum=self.options.receive_maximum,
+            keepalive_s=self.options.keepalive_s,
+            reconnect_min_s=self.options.reconnect_min_s,
+            reconnect_max_s=self.options.reconnect_max_s,
+            deliver=self._receive,
+            on_connected=lambda: self._count(connects=1),
+            stopping=self._stopping,
+        )
         self._applier: threading.Thread | None = None
 
     # ------------------------------------------------------------------ control
     def start(self) -> IngestWorker:
         self._stopping.clear()
         _freeze_startup_objects()
-        self._client = self._make_client()
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = self.options.session_expiry_s
-        properties.ReceiveMaximum = self.options.receive_maximum
-        self._client.connect_async(
-            self.host, self.port, keepalive=self.options.keepalive_s, clean_start=False, properties=properties
-        )
-        self._client.loop_start()
+        self._connection.start()
         self._applier = threading.Thread(target=self._apply_loop, name=f"ingest-{self.worker_id}", daemon=True)
         self._applier.start()
         log.info("ingest worker started", extra={"client_id": self.client_id, "host": self.host, "port": self.port})
@@ -175,10 +169,7 @@ class IngestWorker:
         if self._applier is not None:
             self._applier.join(timeout_s)
             self._applier = None
-        if self._client is not None:
-            self._client.disconnect()
-            self._client.loop_stop()
-            self._client = None
+        self._connection.stop()
         log.info("ingest worker stopped", extra={"client_id": self.client_id, **vars(self.stats())})
 
     def stats(self) -> IngestStats:
@@ -188,88 +179,10 @@ class IngestWorker:
     def wait_subscribed(self, timeout_s: float) -> bool:
         """True once the broker confirmed the subscriptions (messages published from then
         on reach this worker's session)."""
-        return self._subscribed.wait(timeout_s)
+        return self._connection.wait_subscribed(timeout_s)
 
-    # ------------------------------------------------------------------ MQTT side
-    def _make_client(self) -> IngestClient:
-        client = IngestClient(
-            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True
-        )
-        if self._username is not None:
-            client.username_pw_set(self._username, self._password)
-        if self._tls is not None:
-            # mutual TLS: the broker maps the certificate's CN (kassa-cloud) to the ACL user
-            client.tls_set(
-                ca_certs=self._tls.ca_file,
-                certfile=self._tls.cert_file,
-                keyfile=self._tls.key_file,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        client.max_inflight_messages_set(100)
-        client.reconnect_delay_set(self.options.reconnect_min_s, self.options.reconnect_min_s)
-        client.on_socket_open = set_nodelay
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        client.on_publish_received = self._on_publish
-        return client
-
-    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
-        if reason_code.is_failure:
-            log.warning("broker refused the connection", extra={"reason": str(reason_code)})
-            self._schedule_reconnect()
-            return
-        with self._connection_lock:
-            self._connection += 1
-        self._connected_at = time.monotonic()
-        self._count(connects=1)
-        # Subscribing again on every connect is harmless and makes the broker resend the
-        # retained status of every device.
-        client.subscribe(
-            [
-                (kc.CLOUD_INGEST_SUBSCRIPTION, SubscribeOptions(qos=kc.QOS)),
-                (kc.CLOUD_STATUS_SUBSCRIPTION, SubscribeOptions(qos=kc.QOS)),
-            ]
-        )
-        log.info(
-            "connected to broker", extra={"client_id": self.client_id, "session_present": bool(flags.session_present)}
-        )
-
-    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
-        failed = [str(code) for code in reason_codes if code.is_failure]
-        if failed:
-            log.error("broker refused a subscription", extra={"reasons": ",".join(failed)})
-            return
-        log.info("ingest subscribed", extra={"client_id": self.client_id})
-        self._subscribed.set()
-
-    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        log.debug("broker connection failed", extra={"host": self.host, "port": self.port})
-        self._schedule_reconnect()
-
-    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
-        with self._connection_lock:  # waits for an ack round in progress on the old connection
-            self._connection += 1
-        if not self._stopping.is_set():
-            log.warning("disconnected from broker", extra={"reason": str(reason_code)})
-            if time.monotonic() - self._connected_at > STABLE_CONNECTION_S:
-                self._reconnect_attempt = 0
-            self._schedule_reconnect()
-
-    def _schedule_reconnect(self) -> None:
-        # paho waits its "minimum" delay before the next attempt; a fresh jittered value
-        # each time turns its fixed doubling into full-jitter backoff.
-        delay = backoff_delay(self._reconnect_attempt, self.options.reconnect_min_s, self.options.reconnect_max_s)
-        self._reconnect_attempt += 1
-        if self._client is not None:
-            self._client.reconnect_delay_set(delay, delay)
-
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self._on_publish(message.mid, message.qos, message._topic, message.payload)
-
-    def _on_publish(self, mid: int, qos: int, topic: bytes, payload: bytes) -> None:
+    # ------------------------------------------------------------------ receiving
+    def _receive(self, connection: int, mid: int, qos: int, topic: bytes, payload: bytes) -> None:
         try:
             text = topic.decode("utf-8")
         except UnicodeDecodeError:  # the broker should have refused it; never crash the loop
@@ -285,7 +198,7 @@ class IngestWorker:
             # Not PUBACKed: the broker delivers it again after the next reconnect.
             log.exception("received message could not be parsed", extra={"topic": text[:256]})
             return
-        self._inbox.append(_Received(self._connection, mid, qos, message))
+        self._inbox.append(_Received(connection, mid, qos, message))
         if self._awaiting:
             self._arrived.set()
 
@@ -364,7 +277,7 @@ class IngestWorker:
                     "publish_ms": round((time.perf_counter() - committed) * 1000, 1),
                 },
             )
-        self._puback(batch)
+        self._connection.puback(batch)
         self._count(batches=1)
 
     def _commit(self, messages: list[Message]) -> AckPlan | None:
@@ -389,7 +302,7 @@ class IngestWorker:
                     "database unavailable or busy; retrying the batch",
                     extra={"attempt": attempt, "error": str(exc)[:300]},
                 )
-                if self._stopping.wait(backoff_delay(attempt, 0.05, self.options.db_retry_max_s)):
+                if self._stopping.wait(floored_jitter_delay(attempt, 0.05, self.options.db_retry_max_s)):
                     return None
 
     def _apply_alone(self, message: Message) -> bool:
@@ -422,26 +335,9 @@ class IngestWorker:
             invalid=plan.invalid,
             presence=plan.presence,
         )
-        client = self._client
-        if client is None:
-            return
         envelopes = plan.envelopes()
-        for envelope in envelopes:
-            publication = kc.publication(envelope)
-            client.publish(publication.topic, publication.payload, qos=publication.qos, retain=publication.retain)
-        self._count(acks_published=len(envelopes))
-
-    def _puback(self, batch: list[_Received]) -> None:
-        client = self._client
-        if client is None:
-            return
-        with self._connection_lock:
-            # Received on an earlier connection: the broker delivers it again on this one.
-            connection = self._connection
-            client.ack_many(item.mid for item in batch if item.connection == connection and item.qos == 1)
-            for item in batch:
-                if item.connection == connection and item.qos > 1:
-                    client.ack(item.mid, item.qos)
+        if self._connection.publish(kc.publication(envelope) for envelope in envelopes):
+            self._count(acks_published=len(envelopes))
 
     def _count(self, **increments: int) -> None:
         with self._stats_lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,7 +26,7 @@ from cloud_api.signing_keys import SigningKeyError
 from cloud_api.tenancy.models import Device
 
 
-def require_signer(policy: LicencePolicy):
+def require_signer(policy: LicencePolicy) -> Ed25519PrivateKey:
     """The lease signing key; transitions call this before changing anything, so a service
     without its key refuses cleanly instead of failing half-way."""
     try:
@@ -92,8 +93,9 @@ def device_doc(session: Session, device_id: str, now: datetime) -> dict[str, lis
     leases = [
         licence.lease_token
         for licence in granted_licences(session, device_id)
-        if licence.lease_token is not None and utc(licence.valid_until) > now
-    ]  # type: ignore[operator]
+        # A lease token is only ever stored with its valid_until.
+        if licence.lease_token is not None and utc(licence.valid_until) > now  # type: ignore[operator]
+    ]
     return kl.LicenceDoc(leases=leases[: kl.MAX_LEASES_PER_DEVICE]).model_dump()
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cloud_api.models import DEVICE_ID, Base, JsonDocument
+from cloud_api.db import DEVICE_ID, Base, JsonDocument
 
 LICENCE_ID = String(40)
 

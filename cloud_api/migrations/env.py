@@ -41,6 +41,8 @@ def main() -> None:
         run(connection)
         return
     url = os.environ.get("KASSA_CLOUD_DATABASE_URL") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit("no database: set KASSA_CLOUD_DATABASE_URL or sqlalchemy.url in the ini file")
     engine = make_engine(url)
     try:
         with engine.begin() as conn:

@@ -2,9 +2,10 @@
 
 The CA is the one the broker's device listener trusts (`cafile` in mosquitto.conf; made by
 broker/production/make-certs.sh); it signs devices only. The broker's own certificate comes
-from the cloud CA, whose certificate (not key) devices receive to trust the broker. Only the CSR's public key and its proof of possession are
-taken from the request: the subject (O=kassa, CN=device id), validity and every extension are
-chosen here, exactly as make-certs.sh does for the certificates it makes.
+from the cloud CA, whose certificate (not key) devices receive to trust the broker. Only the
+CSR's public key and its proof of possession are taken from the request: the subject (O=kassa,
+CN=device id), validity and every extension are chosen here, exactly as make-certs.sh does for
+the certificates it makes.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def load_device_ca(settings: CloudSettings) -> DeviceCa:
     """The configured device CA, checked (private key 0600 and matching the certificate)."""
     if settings.device_ca_cert_file is None or settings.device_ca_key_file is None:
         raise CaUnavailable(
-            "pairing is not set up on this cloud: set KASSA_CLOUD_DEVICE_CA_CERT_FILE and KASSA_CLOUD_DEVICE_CA_KEY_FILE"
+            "pairing is not set up on this cloud: set KASSA_CLOUD_DEVICE_CA_CERT_FILE and "
+            "KASSA_CLOUD_DEVICE_CA_KEY_FILE"
         )
     certificate = _load_certificates(settings.device_ca_cert_file)[0]
     key_path = settings.device_ca_key_file
@@ -137,7 +139,7 @@ def issue_certificate(
             )
         )
         .issuer_name(ca.certificate.subject)
-        .public_key(public_key)  # type: ignore[arg-type] - checked to be EC P-256 by check_csr
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - NOT_BEFORE_MARGIN)
         .not_valid_after(not_after)
@@ -157,8 +159,8 @@ def issue_certificate(
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)  # type: ignore[arg-type]
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key()), critical=False)  # type: ignore[arg-type]
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key()), critical=False)
     )
     algorithm = (
         None if isinstance(ca.private_key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) else hashes.SHA256()

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cloud_api.models import DEVICE_ID, Base
+from cloud_api.db import DEVICE_ID, Base
 
 CODE = String(16)
 

@@ -135,7 +135,7 @@ def issue_crl(session: Session, ca: DeviceCa, now: datetime) -> DeviceCrl:
         .next_update(max(ca.certificate.not_valid_after_utc, this_update + timedelta(days=1)))
         .add_extension(x509.CRLNumber(number), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key()),  # type: ignore[arg-type]
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key()),
             critical=False,
         )
     )
@@ -143,13 +143,13 @@ def issue_crl(session: Session, ca: DeviceCa, now: datetime) -> DeviceCrl:
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder()
             .serial_number(int(row.serial, 16))
-            .revocation_date(utc(row.revoked_at).replace(microsecond=0))
+            .revocation_date(utc(row.revoked_at).replace(microsecond=0))  # type: ignore[arg-type]  # revoked rows only
             .build()
-        )  # type: ignore[arg-type]
+        )
     algorithm = (
         None if isinstance(ca.private_key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) else hashes.SHA256()
     )
-    crl_pem = builder.sign(ca.private_key, algorithm).public_bytes(serialization.Encoding.PEM).decode()  # type: ignore[arg-type]
+    crl_pem = builder.sign(ca.private_key, algorithm).public_bytes(serialization.Encoding.PEM).decode()
     if state is None:
         state = DeviceCrl(id=CRL_ROW, number=number, this_update=this_update, crl_pem=crl_pem)
         session.add(state)

@@ -337,7 +337,10 @@ def renew(session: Session, settings: CloudSettings, request: RenewalRequest, no
         now,
         device_id=device.device_id,
         company_id=device.company_id,
-        detail=f"certificate serial {certificate.serial_number:x}, valid until {certificate.not_valid_after_utc.isoformat()}",
+        detail=(
+            f"certificate serial {certificate.serial_number:x}, valid until "
+            f"{certificate.not_valid_after_utc.isoformat()}"
+        ),
     )
     session.commit()
     return _broker_credentials(session, settings, ca, row.certificate_pem or "", device.point_of_sale_id)
@@ -453,7 +456,10 @@ def claim(
         user_id=p.user_id,
         company_id=company.id,
         point_of_sale_id=pos.id,
-        detail=f"certificate serial {certificate.serial_number:x}, valid until {certificate.not_valid_after_utc.isoformat()}",
+        detail=(
+            f"certificate serial {certificate.serial_number:x}, valid until "
+            f"{certificate.not_valid_after_utc.isoformat()}"
+        ),
     )
     session.commit()
     session.refresh(registration)

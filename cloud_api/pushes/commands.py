@@ -15,11 +15,11 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, select
+from sqlalchemy import Select, and_, select
 from sqlalchemy.orm import Session
 
 from broker import contract as kc
-from cloud_api.models import CommandReply
+from cloud_api.ingest.models import CommandReply
 from cloud_api.pushes.jsondoc import json_problem
 from cloud_api.pushes.models import DeviceCommand
 
@@ -104,7 +104,7 @@ def command_state(command: DeviceCommand, reply: CommandReply | None, now: datet
     return CommandState.EXPIRED if closed_at >= expires_at else CommandState.GAVE_UP
 
 
-def _with_reply():
+def _with_reply() -> Select[DeviceCommand, CommandReply]:
     # The reply must come from the device the command was for: a device cannot answer (or
     # spoil the answer of) another device's command by reusing its id.
     return select(DeviceCommand, CommandReply).outerjoin(

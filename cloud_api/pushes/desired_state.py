@@ -22,11 +22,11 @@ from sqlalchemy.orm import Session
 
 from broker import contract as kc
 from broker.contract.fields import MAX_SEQ
-from cloud_api.db import upsert_insert
+from cloud_api.db import table_of, upsert_insert
 from cloud_api.pushes.jsondoc import json_problem
 from cloud_api.pushes.models import DesiredState
 
-_table = DesiredState.__table__
+_table = table_of(DesiredState)
 # The largest envelope fields a document will travel with: sized once, so a document that
 # fits now still fits at any later version.
 _LONGEST_DEVICE_ID = "d" * 64

@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from cloud_api.db import upsert_insert
+from cloud_api.db import table_of, upsert_insert
 from cloud_api.pushes.models import PublisherLease
 
 PUBLISHER_LEASE = "pushes"
-_lease = PublisherLease.__table__
+_lease = table_of(PublisherLease)
 
 
 def take_or_renew(engine: Engine, holder: str, duration_s: float, name: str = PUBLISHER_LEASE) -> bool:

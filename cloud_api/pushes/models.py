@@ -1,5 +1,5 @@
 """Tables of the pushes: desired state per device and domain, device commands, the
-publisher lease. They share `cloud_api.models.Base` (one metadata for Alembic)."""
+publisher lease. They share `cloud_api.db.Base` (one metadata for Alembic)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cloud_api.models import DEVICE_ID, Base
+from cloud_api.db import DEVICE_ID, Base
 
 DOMAIN = String(16)  # cashiers, config, licence (kc.StateDomain)
 

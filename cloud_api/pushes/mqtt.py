@@ -23,7 +23,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from broker import contract as kc
-from cloud_api.mqtt_support import backoff_delay, set_nodelay
+from broker.backoff import floored_jitter_delay
+from cloud_api.mqtt_support import set_nodelay, set_reconnect_delay
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class PushClient:
                 ca_certs=o.ca_file, certfile=o.cert_file, keyfile=o.key_file, tls_version=ssl.PROTOCOL_TLS_CLIENT
             )
         client.max_inflight_messages_set(o.max_inflight)
-        client.reconnect_delay_set(o.reconnect_min_s, o.reconnect_min_s)
+        set_reconnect_delay(client, o.reconnect_min_s)
         client.on_socket_open = set_nodelay
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -174,10 +175,10 @@ class PushClient:
 
     def _schedule_reconnect(self) -> None:
         # paho waits its "minimum" delay before the next attempt; a fresh jittered value
-        # each time turns its fixed doubling into full-jitter backoff.
-        delay = backoff_delay(self._attempt, self.options.reconnect_min_s, self.options.reconnect_max_s)
+        # each time turns its fixed doubling into jittered backoff.
+        delay = floored_jitter_delay(self._attempt, self.options.reconnect_min_s, self.options.reconnect_max_s)
         self._attempt += 1
-        self._client.reconnect_delay_set(delay, delay)
+        set_reconnect_delay(self._client, delay)
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         failed = bool(getattr(reason_code, "is_failure", False))

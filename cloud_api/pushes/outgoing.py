@@ -13,12 +13,13 @@ from sqlalchemy import and_, bindparam, exists, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from broker import contract as kc
-from cloud_api.models import CommandReply
+from cloud_api.db import table_of
+from cloud_api.ingest.models import CommandReply
 from cloud_api.pushes.models import DesiredState, DeviceCommand
 
-_state = DesiredState.__table__
-_commands = DeviceCommand.__table__
-_replies = CommandReply.__table__
+_state = table_of(DesiredState)
+_commands = table_of(DeviceCommand)
+_replies = table_of(CommandReply)
 
 # What the publisher tracks a message by until its PUBACK: one message per key in flight,
 # so two versions of one document can never overtake each other on the way to the broker.

@@ -30,7 +30,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from cloud_api.mqtt_support import backoff_delay
+from broker.backoff import floored_jitter_delay
 from cloud_api.pushes import lease, outgoing
 from cloud_api.pushes.mqtt import BrokerOptions, PushClient
 from cloud_api.pushes.outgoing import CommandToSend, DocToSend, Key
@@ -168,7 +168,7 @@ class PushPublisher:
                 self._drop_client()
             return self.options.poll_s
         if self._accepted and not self._record_accepted():
-            return backoff_delay(self._db_failures, 0.1, 10.0)
+            return floored_jitter_delay(self._db_failures, 0.1, 10.0)
         if not client.connected:
             return self.options.poll_s
         try:
@@ -177,7 +177,7 @@ class PushPublisher:
         except SQLAlchemyError as exc:
             self._db_failures += 1
             log.warning("database unavailable; publishing waits", extra={"error": str(exc)[:300]})
-            return backoff_delay(self._db_failures, 0.1, 10.0)
+            return floored_jitter_delay(self._db_failures, 0.1, 10.0)
         self._db_failures = 0
         # After a wave the PUBACKs wake the loop; the next wave follows the last one.
         return self.options.poll_s
@@ -233,7 +233,7 @@ class PushPublisher:
                 self._accepted.append(item)
                 continue
             failures = self._refused.get(key, (0, 0.0))[0] + 1
-            delay = backoff_delay(failures, 1.0, self.options.failed_retry_max_s)
+            delay = floored_jitter_delay(failures, 1.0, self.options.failed_retry_max_s)
             self._refused[key] = (failures, time.monotonic() + delay)
             self._count(refused=1)
             log.error(

@@ -18,11 +18,12 @@ from typing import Any
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
-from cloud_api.models import DeviceReport
+from cloud_api.db import table_of
+from cloud_api.ingest.models import DeviceReport
 from cloud_api.pushes.models import DesiredState
 
-_state = DesiredState.__table__
-_reports = DeviceReport.__table__
+_state = table_of(DesiredState)
+_reports = table_of(DeviceReport)
 STATE_REPORT = "state"  # DeviceReport.kind of a device's DeviceState report
 
 

@@ -1,6 +1,6 @@
 """Tenancy tables: owner, partners, companies, links, points of sale, users, API tokens, devices.
 
-They share `cloud_api.models.Base`, so one metadata describes the whole schema (Alembic
+They share `cloud_api.db.Base`, so one metadata describes the whole schema (Alembic
 compares the migrations against it).
 """
 
@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cloud_api.models import DEVICE_ID, Base
+from cloud_api.db import DEVICE_ID, Base
 
 NAME = String(200)
 

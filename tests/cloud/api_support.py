@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from cloud_api.app import create_app
 from cloud_api.db import make_engine
-from cloud_api.schema_init import create_schema
+from cloud_api.schema import upgrade as upgrade_schema
 from cloud_api.settings import CloudSettings
 from cloud_api.tenancy.models import Device
 from cloud_api.tenancy.tokens import create_owner
@@ -53,7 +53,7 @@ def private_database(backend: str, directory: Path) -> Iterator[str]:
 def migrated_engine(backend: str, directory: Path) -> Iterator[Engine]:
     with private_database(backend, directory) as url:
         engine = make_engine(url)
-        create_schema(engine)
+        upgrade_schema(engine)
         try:
             yield engine
         finally:

@@ -13,9 +13,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 from cloud_api import schema
-from cloud_api.db import make_engine
-from cloud_api.models import Base, IngestedMessage, SaleRecord
-from cloud_api.schema_init import create_schema
+from cloud_api.db import Base, make_engine
+from cloud_api.ingest.models import IngestedMessage
+from cloud_api.reports.models import SaleRecord
 from tests.cloud.api_support import BACKENDS, private_database
 
 
@@ -28,8 +28,8 @@ def test_migrations_match_the_models(backend: str, tmp_path: Path) -> None:
     with private_database(backend, tmp_path) as url:
         engine = make_engine(url)
         try:
-            create_schema(engine)
-            create_schema(engine)  # a second run changes nothing
+            schema.upgrade(engine)
+            schema.upgrade(engine)  # a second run changes nothing
             assert schema.current_revision(engine) == head()
             with engine.connect() as conn:
                 context = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -51,7 +51,7 @@ def test_concurrent_starts_migrate_once(backend: str, tmp_path: Path) -> None:
         def run(engine) -> None:
             try:
                 start.wait()
-                create_schema(engine)
+                schema.upgrade(engine)
             except BaseException as exc:
                 errors.append(exc)
 
@@ -75,7 +75,7 @@ def test_adopts_a_database_made_before_alembic(backend: str, tmp_path: Path) -> 
         engine = make_engine(url)
         try:
             Base.metadata.create_all(engine, tables=legacy)  # what the old create_schema made
-            create_schema(engine)
+            schema.upgrade(engine)
             assert schema.current_revision(engine) == head()
             with engine.connect() as conn:
                 assert (
@@ -89,7 +89,7 @@ def test_adopts_a_database_made_before_alembic(backend: str, tmp_path: Path) -> 
 def test_downgrade_removes_every_table(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'down.db'}")
     try:
-        create_schema(engine)
+        schema.upgrade(engine)
         from alembic import command
 
         with engine.begin() as conn:

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from broker.contract.roster import verify_pin
 from cloud_api.cashiers.models import Cashier
-from cloud_api.models import Base, DeviceEvent
+from cloud_api.db import Base
+from cloud_api.ingest.models import DeviceEvent
 from cloud_api.schema import metadata
 from tests.cloud.api_support import Api, error_code
 from tests.cloud.cashiers_support import new_shop

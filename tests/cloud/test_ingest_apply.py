@@ -16,18 +16,17 @@ from broker import contract as kc
 from broker.contract.examples import _refund, _sale
 from cloud_api.db import make_engine
 from cloud_api.ingest import AckPlan, DeviceAck, apply_batch
-from cloud_api.models import (
+from cloud_api.ingest.models import (
     CommandReply,
     DeviceEvent,
     DevicePresence,
     DeviceReport,
     DeviceStream,
     IngestedMessage,
-    RefundRecord,
-    SaleRecord,
     SequenceGap,
 )
-from cloud_api.schema_init import create_schema
+from cloud_api.reports.models import RefundRecord, SaleRecord
+from cloud_api.schema import upgrade as upgrade_schema
 from tests.support.databases import postgres_url
 
 DEVICE = "till-7"
@@ -59,7 +58,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)
-    create_schema(engine)
+    upgrade_schema(engine)
     try:
         yield engine
     finally:

@@ -5,7 +5,8 @@ batch costs nothing but itself."""
 from __future__ import annotations
 
 from broker import contract as kc
-from cloud_api.models import IngestedMessage, SaleRecord
+from cloud_api.ingest.models import IngestedMessage
+from cloud_api.reports.models import SaleRecord
 from tests.cloud.test_ingest_apply import (  # noqa: F401 - fixtures used by name
     count,
     database_url,

@@ -31,9 +31,10 @@ from cloud_api.ingest.fastparse import (
     parse,
     parse_up,
 )
+from cloud_api.ingest.models import IngestedMessage
 from cloud_api.ingest.up import Up
-from cloud_api.models import IngestedMessage, SaleLine, SalePayment, SaleRecord
-from cloud_api.schema_init import create_schema
+from cloud_api.reports.models import SaleLine, SalePayment, SaleRecord
+from cloud_api.schema import upgrade as upgrade_schema
 from tests.cloud.test_ingest_apply import database_url  # noqa: F401 - the same databases
 from tests.support.sales import make_sale
 
@@ -447,7 +448,7 @@ def test_randomly_damaged_sales_agree(body: dict[str, Any], data: st.DataObject)
 def test_fast_and_contract_parsed_sales_are_stored_alike(database_url: str) -> None:
     payloads = [payload(receipt, seq=receipt) for receipt in range(1, 6)]
     engine = make_engine(database_url)
-    create_schema(engine)
+    upgrade_schema(engine)
     stored = []
     try:
         for parser in (parse, kc.parse_message):

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from broker import contract as kc
 from cloud_api.ingest import apply_batch
 from cloud_api.ingest.fastparse import parse, parse_batch
-from cloud_api.models import IngestedMessage, SaleRecord
+from cloud_api.ingest.models import IngestedMessage
+from cloud_api.reports.models import SaleRecord
 from tests.cloud.api_support import Api, add_device
 from tests.cloud.test_ingest_apply import (  # noqa: F401 - fixtures used by name
     DEVICE,

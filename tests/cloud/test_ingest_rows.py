@@ -18,17 +18,10 @@ from broker import contract as kc
 from broker.contract.examples import _refund
 from cloud_api.ingest import apply_batch
 from cloud_api.ingest.fastparse import parse
+from cloud_api.ingest.models import IngestedMessage
 from cloud_api.ingest.sql import ConcurrentChangeError
 from cloud_api.ingest.up import Up
-from cloud_api.models import (
-    IngestedMessage,
-    RefundLine,
-    RefundPayment,
-    RefundRecord,
-    SaleLine,
-    SalePayment,
-    SaleRecord,
-)
+from cloud_api.reports.models import RefundLine, RefundPayment, RefundRecord, SaleLine, SalePayment, SaleRecord
 from tests.cloud.test_ingest_apply import (  # noqa: F401 - fixtures used by name
     DEVICE,
     apply,

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from broker.contract.examples import _refund, _sale
 from cloud_api import schema
 from cloud_api.db import make_engine
-from cloud_api.models import RefundLine, RefundPayment, RefundRecord, SaleLine, SalePayment, SaleRecord
+from cloud_api.reports.models import RefundLine, RefundPayment, RefundRecord, SaleLine, SalePayment, SaleRecord
 from tests.cloud.api_support import BACKENDS, private_database
 
 JSON_DOC = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")

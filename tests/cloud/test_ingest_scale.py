@@ -22,14 +22,8 @@ from sqlalchemy import func, select
 from broker import contract as kc
 from broker.contract.topics import TOPIC_PREFIX
 from broker.launcher import Mosquitto
-from cloud_api.models import (
-    DeviceStream,
-    IngestedMessage,
-    SaleLine,
-    SalePayment,
-    SaleRecord,
-    SequenceGap,
-)
+from cloud_api.ingest.models import DeviceStream, IngestedMessage, SequenceGap
+from cloud_api.reports.models import SaleLine, SalePayment, SaleRecord
 from tests.cloud.api_support import BACKENDS, private_database
 from tests.support.cloud import Cloud
 from tests.support.sales import make_sale

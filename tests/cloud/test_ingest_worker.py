@@ -32,7 +32,8 @@ from broker import contract as kc
 from broker.launcher import Mosquitto
 from cloud_api.ingest import IngestWorker, WorkerOptions
 from cloud_api.ingest import apply as apply_module
-from cloud_api.models import DevicePresence, DeviceStream, IngestedMessage, SaleRecord
+from cloud_api.ingest.models import DevicePresence, DeviceStream, IngestedMessage
+from cloud_api.reports.models import SaleRecord
 from tests.cloud.test_ingest_apply import (  # noqa: F401 - fixtures used by name
     BOOT,
     count,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
 from broker import contract as kc
-from cloud_api.models import CommandReply, DevicePresence, DeviceReport
+from cloud_api.ingest.models import CommandReply, DevicePresence, DeviceReport
 from cloud_api.pushes import commands
 from tests.cloud.api_support import Api, add_device, error_code
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from broker import contract as kc
 from broker.launcher import Mosquitto
-from cloud_api.models import CommandReply
+from cloud_api.ingest.models import CommandReply
 from cloud_api.pushes import commands, desired_state, lease
 from cloud_api.pushes.mqtt import BrokerOptions
 from cloud_api.pushes.publisher import PublisherOptions, PushPublisher

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from broker import contract as kc
 from broker.launcher import Mosquitto
-from cloud_api.models import DeviceReport
+from cloud_api.ingest.models import DeviceReport
 from cloud_api.pushes.models import DesiredState
 from cloud_api.pushes.publisher import PublisherOptions
 from cloud_api.pushes.stale import republish_stale

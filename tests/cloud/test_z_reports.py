@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from broker import contract as kc
 from broker.contract.examples import _z_report
 from cloud_api.ingest.apply import apply_batch
+from cloud_api.ingest.models import IngestedMessage
 from cloud_api.ingest.plan import AckPlan
-from cloud_api.models import IngestedMessage
 from cloud_api.reports.models import ZReportRecord
 from tests.cloud.api_support import Api, add_device, error_code
 

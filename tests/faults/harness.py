@@ -24,7 +24,7 @@ import httpx
 from sqlalchemy import select
 
 from agent.ctl_client import ControlError
-from cloud_api.models import SaleRecord
+from cloud_api.reports.models import SaleRecord
 from drivers.sim.printer import VirtualPrinter
 from tests.posapi.support import DEVICE, Pos, sale_body, wait_for
 from tests.support.terminal import Terminal

@@ -36,7 +36,7 @@ from paho.mqtt.properties import Properties
 from sqlalchemy import select
 
 from broker.launcher import Mosquitto
-from cloud_api.models import IngestedMessage
+from cloud_api.ingest.models import IngestedMessage
 from tests.faults.clock import FakeWallClock
 from tests.faults.harness import SaleStream, expect_store_sound
 from tests.posapi.support import DEVICE, sale_body, wait_for

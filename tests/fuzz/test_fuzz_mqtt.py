@@ -40,7 +40,7 @@ from cloud_api.db import make_engine
 from cloud_api.ingest import apply_batch
 from cloud_api.ingest.fastparse import parse, parse_batch
 from cloud_api.ingest.up import Up
-from cloud_api.schema_init import create_schema
+from cloud_api.schema import upgrade as upgrade_schema
 from drivers.printers.profile import load_profile
 from drivers.receipt.escpos import render_escpos
 from tests.fuzz.strategies import damaged, dumps, json_values, mutated, paths, put, similar_values
@@ -159,7 +159,7 @@ def test_any_topic_and_bytes_are_parsed_or_rejected_by_every_receiver(topic: str
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('cloud') / 'cloud.db'}")
-    create_schema(engine)
+    upgrade_schema(engine)
     yield engine
     engine.dispose()
 

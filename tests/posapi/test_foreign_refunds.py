@@ -26,7 +26,7 @@ from broker import contract as kc
 from broker.contract.signing import public_key_text
 from broker.launcher import Mosquitto, free_port
 from cloud_api.ingest.apply import apply_batch
-from cloud_api.models import RefundRecord
+from cloud_api.reports.models import RefundRecord
 from cloud_api.settings import CloudSettings
 from cloud_api.tenancy.models import Device
 from drivers.sim.printer import VirtualPrinter

@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 
 from broker.launcher import Mosquitto
 from cloud_api.db import make_engine
+from cloud_api.ingest.models import DeviceStream, IngestedMessage, SequenceGap
 from cloud_api.ingest.worker import IngestWorker, WorkerOptions
-from cloud_api.models import DeviceStream, IngestedMessage, SaleRecord, SequenceGap
-from cloud_api.schema_init import create_schema
+from cloud_api.reports.models import SaleRecord
+from cloud_api.schema import upgrade as upgrade_schema
 from cloud_api.tenancy.models import Company, Device, Role, User
 from cloud_api.tenancy.tokens import create_owner, issue_token
 from tests.support.agent_process import REPO_ROOT
@@ -34,7 +35,7 @@ class Cloud:
         self.broker = broker
         self.database_url = database_url or f"sqlite:///{workdir / 'cloud.db'}"
         self.engine: Engine = make_engine(self.database_url)
-        create_schema(self.engine)
+        upgrade_schema(self.engine)
         self.workers: dict[str, IngestWorker] = {}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 

@@ -86,13 +86,13 @@ def live_pairing_api(directory: Path, **overrides: Any) -> Iterator[LiveApi]:
     certificates with a PKI made by make-certs.sh in `directory`."""
     from broker.launcher import free_port
     from cloud_api.db import make_engine
-    from cloud_api.schema_init import create_schema
+    from cloud_api.schema import upgrade as upgrade_schema
     from tests.deploy.tls_broker import make_certs
 
     pki = directory / "pki"
     assert make_certs(pki).returncode == 0
     engine = make_engine(f"sqlite:///{directory / 'cloud.db'}")
-    create_schema(engine)
+    upgrade_schema(engine)
     settings = CloudSettings(
         **{
             "database_url": str(engine.url),

@@ -11,7 +11,9 @@ this revision instead of failing on "table already exists".
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -28,11 +30,11 @@ DEVICE_ID = sa.String(64)
 NAME = sa.String(200)
 
 
-def _col(name: str, type_: sa.types.TypeEngine, nullable: bool = False, **kw) -> sa.Column:
+def _col(name: str, type_: sa.types.TypeEngine[Any], nullable: bool = False, **kw: Any) -> sa.Column[Any]:
     return sa.Column(name, type_, nullable=nullable, **kw)
 
 
-def _table(existing: set[str], name: str, *items, indexes: Sequence[tuple[str, list[str], bool]] = ()) -> None:
+def _table(existing: set[str], name: str, *items: sa.schema.SchemaItem, indexes: Sequence[tuple[str, list[str], bool]] = ()) -> None:
     if name in existing:
         return
     op.create_table(name, *items)
@@ -42,7 +44,7 @@ def _table(existing: set[str], name: str, *items, indexes: Sequence[tuple[str, l
 
 def upgrade() -> None:
     existing = set(sa.inspect(op.get_bind()).get_table_names())
-    t = lambda *a, **kw: _table(existing, *a, **kw)  # noqa: E731
+    t = functools.partial(_table, existing)
 
     # ---------------------------------------------------------------- ingest
     t("command_replies",

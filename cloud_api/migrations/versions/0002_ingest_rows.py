@@ -33,25 +33,25 @@ JSON_DOC = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 CODE = sa.String(64)
 BACKFILL_CHUNK = 1000
 
-SALE_COLUMNS = [("cashier_id", CODE), ("point_of_sale_code", CODE), ("till_session_id", sa.Uuid()),
+SALE_COLUMNS: list[tuple[str, sa.types.TypeEngine[Any]]] = [("cashier_id", CODE), ("point_of_sale_code", CODE), ("till_session_id", sa.Uuid()),
                 ("tax_included", sa.Boolean()), ("tax_total_minor", sa.BigInteger()),
                 ("change_minor", sa.BigInteger())]
-REFUND_COLUMNS = [("scope", sa.String(16)), ("cashier_id", CODE), ("till_session_id", sa.Uuid()),
+REFUND_COLUMNS: list[tuple[str, sa.types.TypeEngine[Any]]] = [("scope", sa.String(16)), ("cashier_id", CODE), ("till_session_id", sa.Uuid()),
                   ("reason", sa.String(500))]
 
 
-def _col(name: str, type_: sa.types.TypeEngine, nullable: bool = False) -> sa.Column:
+def _col(name: str, type_: sa.types.TypeEngine[Any], nullable: bool = False) -> sa.Column[Any]:
     return sa.Column(name, type_, nullable=nullable)
 
 
-def _payment_columns(parent: str) -> list[sa.Column]:
+def _payment_columns(parent: str) -> list[sa.schema.SchemaItem]:
     return [_col(parent, sa.Uuid()), _col("payment_index", sa.Integer()),
             _col("method", sa.String(16)), _col("amount_minor", sa.BigInteger()),
             _col("reference", CODE, True),
             sa.PrimaryKeyConstraint(parent, "payment_index")]
 
 
-def _child_tables() -> dict[str, list[sa.Column]]:
+def _child_tables() -> dict[str, list[sa.schema.SchemaItem]]:
     return {
         "sale_lines": [
             _col("sale_id", sa.Uuid()), _col("line_index", sa.Integer()), _col("sku", CODE),
@@ -77,9 +77,9 @@ def upgrade() -> None:
         for name, type_ in columns:
             if name not in present:
                 op.add_column(table, _col(name, type_, nullable=True))  # filled in below
-    for name, columns in _child_tables().items():
+    for name, items in _child_tables().items():
         if name not in tables:
-            op.create_table(name, *columns)
+            op.create_table(name, *items)
 
     _fill_sales(bind)
     _fill_refunds(bind)
@@ -134,7 +134,8 @@ def _child(name: str) -> sa.TableClause:
 
 
 def _document(value: Any) -> dict[str, Any]:
-    return json.loads(value) if isinstance(value, str) else value
+    document: dict[str, Any] = json.loads(value) if isinstance(value, str) else value
+    return document
 
 
 def _payment_rows(key: str, parent_id: Any, payments: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -143,7 +144,7 @@ def _payment_rows(key: str, parent_id: Any, payments: list[dict[str, Any]]) -> l
             for index, payment in enumerate(payments)]
 
 
-def _unfilled(bind: sa.Connection, table: sa.TableClause, key: str) -> list[tuple[Any, Any]]:
+def _unfilled(bind: sa.Connection, table: sa.TableClause, key: str) -> Sequence[sa.Row[Any, Any]]:
     return bind.execute(sa.select(table.c[key], table.c.payload)
                         .where(table.c.cashier_id.is_(None))
                         .order_by(table.c[key]).limit(BACKFILL_CHUNK)).all()

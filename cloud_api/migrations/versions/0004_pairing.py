@@ -11,6 +11,7 @@ with the certificate once claimed) and `pairing_events` (the audit trail).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -25,7 +26,7 @@ DEVICE_ID = sa.String(64)
 CODE = sa.String(16)
 
 
-def _col(name: str, type_: sa.types.TypeEngine, nullable: bool = False, **kw) -> sa.Column:
+def _col(name: str, type_: sa.types.TypeEngine[Any], nullable: bool = False, **kw: Any) -> sa.Column[Any]:
     return sa.Column(name, type_, nullable=nullable, **kw)
 
 

@@ -11,6 +11,7 @@ truth) and `licence_events` (one row per transition).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -27,7 +28,7 @@ LICENCE_ID = sa.String(40)
 JSON_DOC = sa.JSON().with_variant(JSONB(), "postgresql")
 
 
-def _col(name: str, type_: sa.types.TypeEngine, nullable: bool = False, **kw) -> sa.Column:
+def _col(name: str, type_: sa.types.TypeEngine[Any], nullable: bool = False, **kw: Any) -> sa.Column[Any]:
     return sa.Column(name, type_, nullable=nullable, **kw)
 
 

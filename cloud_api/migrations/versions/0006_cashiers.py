@@ -14,6 +14,7 @@ company).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -30,7 +31,7 @@ CODE = sa.String(64)
 OPERATOR_CODE = sa.String(4)
 
 
-def _col(name: str, type_: sa.types.TypeEngine, nullable: bool = False, **kw) -> sa.Column:
+def _col(name: str, type_: sa.types.TypeEngine[Any], nullable: bool = False, **kw: Any) -> sa.Column[Any]:
     return sa.Column(name, type_, nullable=nullable, **kw)
 
 

@@ -16,6 +16,7 @@ rebuilt (a copy of the ledger). Downgrading deletes the rows only this revision 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -28,7 +29,7 @@ depends_on: str | Sequence[str] | None = None
 TABLE = "ingested_messages"
 REJECTED_INDEX = "ix_ingested_messages_rejected"
 REJECTED = sa.text("outcome = 'rejected'")
-UNREAD_COLUMNS = [("seq", sa.BigInteger()), ("type", sa.String(32)),
+UNREAD_COLUMNS: list[tuple[str, sa.types.TypeEngine[Any]]] = [("seq", sa.BigInteger()), ("type", sa.String(32)),
                   ("created_at", sa.DateTime(timezone=True)), ("clock_trusted", sa.Boolean())]
 
 

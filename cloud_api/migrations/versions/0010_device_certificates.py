@@ -13,6 +13,7 @@ copied from `pairing_registrations` (serial, not_after, PEM), so they can be rev
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -27,7 +28,7 @@ UTC = sa.DateTime(timezone=True)
 DEVICE_ID = sa.String(64)
 
 
-def _col(name: str, type_: sa.types.TypeEngine, nullable: bool = False, **kw) -> sa.Column:
+def _col(name: str, type_: sa.types.TypeEngine[Any], nullable: bool = False, **kw: Any) -> sa.Column[Any]:
     return sa.Column(name, type_, nullable=nullable, **kw)
 
 
