@@ -6,10 +6,10 @@ protocol is documented in sd_notify(3).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import logging
 import os
 import socket
+from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 

@@ -159,7 +159,7 @@ class MqttLink:
         if not self.connected:
             return False
         result, mid = self.client.subscribe(topic, qos=kc.QOS)
-        if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+        if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
             return False
         self._refreshing[mid] = topic
         return True
@@ -222,9 +222,10 @@ class MqttLink:
 
     # ------------------------------------------------------------ paho callbacks
     @staticmethod
-    def _on_socket_open(client: paho.Client, userdata: Any, sock: socket.socket) -> None:
-        with contextlib.suppress(OSError, AttributeError):  # unix sockets / websockets have no Nagle
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def _on_socket_open(client: paho.Client, userdata: Any, sock: paho.SocketLike) -> None:
+        if isinstance(sock, socket.socket):  # a websocket transport has no Nagle to turn off
+            with contextlib.suppress(OSError):  # nor has a unix socket
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:

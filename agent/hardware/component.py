@@ -56,7 +56,8 @@ class Hardware:
         self.printers: dict[str, drivers.Printer] = {}
         for printer in config.printers:
             try:
-                self.printers[printer.name] = drivers.open_printer(printer.url, name=printer.name, **printer.options)
+                options: dict[str, Any] = dict(printer.options)
+                self.printers[printer.name] = drivers.open_printer(printer.url, name=printer.name, **options)
             except drivers.ConfigError as exc:
                 raise HardwareConfigError(f"printer '{printer.name}': {exc}") from None
         self.drawers: dict[str, drivers.KickableDrawer] = {}

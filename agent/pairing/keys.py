@@ -103,7 +103,7 @@ def _spki(key: PublicKeyTypes) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def same_public_key(a: object, b: object) -> bool:
+def same_public_key(a: PublicKeyTypes, b: PublicKeyTypes) -> bool:
     return _spki(a) == _spki(b)
 
 
