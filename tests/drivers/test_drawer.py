@@ -12,6 +12,9 @@ from drivers.sim.printer import VirtualPrinter
 from drivers.sim.printer_core import Paper
 
 FAST = dict(settle_time=0.05, poll_interval=0.02)
+# The sensor is read through the printer's status query; a loaded test machine may take longer than the
+# driver's default half second to answer, which would read as "no sensor". The simulator answers at once.
+SENSING = dict(status_timeout=5.0)
 
 
 def close_later(drawer: VirtualDrawer, after: float) -> threading.Timer:
@@ -21,7 +24,7 @@ def close_later(drawer: VirtualDrawer, after: float) -> threading.Timer:
 
 
 def test_printer_drawer_kick_opens_and_sensor_reports_it(virtual_printer):
-    printer = open_printer(virtual_printer.url)
+    printer = open_printer(virtual_printer.url, **SENSING)
     drawer = open_drawer("printer:?pin=2&on_ms=120", printer=printer, **FAST)
     assert drawer.state() is DeviceStatus.DRAWER_CLOSED
     drawer.open()
@@ -32,7 +35,9 @@ def test_printer_drawer_kick_opens_and_sensor_reports_it(virtual_printer):
 
 
 def test_open_and_wait_returns_when_the_cashier_closes_it(virtual_printer):
-    drawer = open_drawer({"url": "printer:", "pin": 5, "on_ms": 200}, printer=open_printer(virtual_printer.url), **FAST)
+    drawer = open_drawer(
+        {"url": "printer:", "pin": 5, "on_ms": 200}, printer=open_printer(virtual_printer.url, **SENSING), **FAST
+    )
     timer = close_later(virtual_printer.drawer, 0.3)
     try:
         assert drawer.open_and_wait(timeout=3) is DrawerOutcome.CLOSED
@@ -42,13 +47,13 @@ def test_open_and_wait_returns_when_the_cashier_closes_it(virtual_printer):
 
 
 def test_open_and_wait_times_out_while_the_drawer_stays_open(virtual_printer):
-    drawer = open_drawer("printer:", printer=open_printer(virtual_printer.url), **FAST)
+    drawer = open_drawer("printer:", printer=open_printer(virtual_printer.url, **SENSING), **FAST)
     assert drawer.open_and_wait(timeout=0.3) is DrawerOutcome.TIMEOUT
     assert drawer.state() is DeviceStatus.DRAWER_OPEN
 
 
 def test_a_pulse_too_short_for_the_solenoid_is_reported_as_not_opened(virtual_printer):
-    drawer = open_drawer("printer:?on_ms=10", printer=open_printer(virtual_printer.url), **FAST)
+    drawer = open_drawer("printer:?on_ms=10", printer=open_printer(virtual_printer.url, **SENSING), **FAST)
     assert drawer.open_and_wait(timeout=0.5) is DrawerOutcome.NOT_OPENED
 
 
@@ -63,7 +68,7 @@ def test_concurrent_opens_within_the_settle_time_kick_once(virtual_printer):
 
 
 def test_kick_while_paper_is_out_raises_the_printer_error_unless_realtime(virtual_printer):
-    printer = open_printer(virtual_printer.url)
+    printer = open_printer(virtual_printer.url, **SENSING)
     virtual_printer.set_paper(Paper.OUT)
     with pytest.raises(PaperOutError):
         open_drawer("printer:", printer=printer, **FAST).open()
