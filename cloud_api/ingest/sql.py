@@ -24,7 +24,7 @@ import re
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
-from typing import Any, Literal, overload
+from typing import Any, overload
 
 from pydantic_core import to_json
 from sqlalchemy import Column, Table
