@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from pydantic_core import to_json
 from sqlalchemy import (
     JSON,
     ColumnElement,
+    CursorResult,
     DateTime,
     Engine,
     String,
@@ -33,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.types import TypeDecorator
 
 
@@ -69,6 +71,14 @@ def locked_row(session: Session, model: Any, where: ColumnElement[bool], touch: 
     if session.get_bind().dialect.name == "sqlite":
         session.execute(update(model).where(where).values({touch: touch}).execution_options(synchronize_session=False))
     return session.scalar(select(model).where(where).with_for_update().execution_options(populate_existing=True))
+
+
+def rows_matched(session: Session, statement: UpdateBase) -> int:
+    """Execute an UPDATE or DELETE (without RETURNING) and return the number of rows it matched.
+
+    `Session.execute` is typed as returning a plain `Result`; for such a statement it is a
+    `CursorResult`, the result type that carries `rowcount`."""
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
 
 
 def table_of(model: type[DeclarativeBase]) -> Table:

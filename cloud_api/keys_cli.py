@@ -64,5 +64,6 @@ def _provisioning_qr(key: signing_keys.SigningKey, args: dict[str, Any]) -> int:
     except QrTooLarge as exc:
         print(f"kassa-cloud: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {out}; scan it with the terminal's scanner. Valid until {settings.expires_at.isoformat()}.")  # type: ignore[union-attr]
+    assert settings.expires_at is not None  # given above; the model also allows a code without an end
+    print(f"wrote {out}; scan it with the terminal's scanner. Valid until {settings.expires_at.isoformat()}.")
     return 0

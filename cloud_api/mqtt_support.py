@@ -15,7 +15,7 @@ def set_reconnect_delay(client: paho.Client, seconds: float) -> None:
     """Make paho wait `seconds` before its next reconnect attempt (its own doubling disabled:
     minimum and maximum are the same, and the caller draws a fresh jittered value each time)."""
     # paho annotates the delays as int but stores and waits on any number; backoff needs fractions.
-    client.reconnect_delay_set(seconds, seconds)  # type: ignore[arg-type]
+    client.reconnect_delay_set(seconds, seconds)  # type: ignore[arg-type]  # paho annotates int; floats work
 
 
 def set_nodelay(client: Any, userdata: Any, sock: Any) -> None:

@@ -124,7 +124,7 @@ def licence_out(p: Principal, licence: Licence) -> LicenceOut:
 
 
 def _reread(session: Session, p: Principal, licence_id: str) -> LicenceOut:
-    return licence_out(p, session.get(Licence, licence_id, populate_existing=True))  # type: ignore[arg-type]
+    return licence_out(p, session.get_one(Licence, licence_id, populate_existing=True))
 
 
 # ------------------------------------------------------------------------------ owner and partners

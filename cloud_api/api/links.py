@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from cloud_api.api.deps import PrincipalDep, SessionDep, require_role
 from cloud_api.api.errors import ERROR_RESPONSES, conflict, forbidden
 from cloud_api.api.schemas import MAX_ID, LinkOut, LinkRequestIn, LinkStateName
+from cloud_api.db import rows_matched
 from cloud_api.tenancy import access
 from cloud_api.tenancy.models import LinkState, PartnerLink, Role
 from cloud_api.tenancy.tokens import Principal, utcnow
@@ -81,13 +82,14 @@ def _transition(session: SessionDep, link: PartnerLink, p: Principal, new_state:
         values["decided_at"] = now
     if new_state != LinkState.ACTIVE:
         values.update(open_company_id=None, closed_at=now, closed_by=p.user_id)
-    result = session.execute(
+    changed = rows_matched(
+        session,
         update(PartnerLink)
         .where(PartnerLink.id == link.id, PartnerLink.state == link.state)
         .values(**values)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    if result.rowcount != 1:
+    if changed != 1:
         session.rollback()
         raise conflict("link_state", f"link {link.id} changed meanwhile; read it again")
     session.commit()

@@ -23,7 +23,8 @@ from cloud_api.db import CODE, DEVICE_ID, Base
 
 OPERATOR_CODE = String(4)  # exactly 4 digits (kc.OperatorCode), checked by the API
 PIN_HASH = String(200)  # kc.PinHash: scrypt$logN$r$p$salt$hash
-SESSION_LABEL = String(100)  # kc.SessionLabel: free text naming the airline session or counter
+SESSION_LABEL_LENGTH = 100
+SESSION_LABEL = String(SESSION_LABEL_LENGTH)  # kc.SessionLabel: free text naming the airline session or counter
 JsonList = JSON().with_variant(JSONB(), "postgresql")
 
 

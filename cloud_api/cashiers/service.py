@@ -32,14 +32,15 @@ from sqlalchemy.orm import Session
 from broker.contract.roster import CashierRole, PinHashError, verify_pin
 from cloud_api.api.errors import ApiError
 from cloud_api.cashiers import codes
-from cloud_api.cashiers.models import SESSION_LABEL, Cashier, CashierDetailsSet, CashierDevice
+from cloud_api.cashiers.models import SESSION_LABEL_LENGTH, Cashier, CashierDetailsSet, CashierDevice
 from cloud_api.cashiers.roster import cashier_devices, lock_company, publish_rosters
+from cloud_api.db import rows_matched
 from cloud_api.tenancy.models import Device, PointOfSale
 
 ALL_DEVICES: Literal["all"] = "all"
 DeviceChoice = Sequence[str] | Literal["all"]
 MAX_DETAILS = 50  # RosterCashier's limit
-MAX_SESSION_LABEL = SESSION_LABEL.length  # kc.SessionLabel
+MAX_SESSION_LABEL = SESSION_LABEL_LENGTH  # kc.SessionLabel
 ROLE_ORDER = list(CashierRole)
 
 
@@ -206,7 +207,10 @@ def _publish(session: Session, cashier: Cashier, before: set[str], by_user: int 
 
 
 def _next_code(session: Session, company_id: int) -> str:
-    number = session.scalar(select(func.count()).select_from(Cashier).where(Cashier.company_id == company_id)) + 1
+    number = (
+        session.execute(select(func.count()).select_from(Cashier).where(Cashier.company_id == company_id)).scalar_one()
+        + 1
+    )
     while (
         session.scalar(select(Cashier.id).where(Cashier.company_id == company_id, Cashier.code == f"C-{number:04d}"))
         is not None
@@ -337,9 +341,9 @@ def put_details(
             raise ApiError(404, "not_found", f"point of sale {point_of_sale_id} not found")
         existing = session.get(CashierDetailsSet, (cashier.id, pos.id), populate_existing=True)
         if existing is None:
-            count = session.scalar(
+            count = session.execute(
                 select(func.count()).select_from(CashierDetailsSet).where(CashierDetailsSet.cashier_id == cashier.id)
-            )
+            ).scalar_one()
             if count >= MAX_DETAILS:
                 raise ApiError(409, "cashier.too_many_details", f"a cashier has at most {MAX_DETAILS} details sets")
         if operator_code is not None:
@@ -367,12 +371,13 @@ def remove_details(
     """Remove the details set; its operator code stays the cashier's (usable by it again, by no one else)."""
     with _writing(session, company_id):
         cashier = get_cashier(session, company_id, cashier_id, fresh=True)
-        removed = session.execute(
+        removed = rows_matched(
+            session,
             delete(CashierDetailsSet).where(
                 CashierDetailsSet.cashier_id == cashier.id, CashierDetailsSet.point_of_sale_id == point_of_sale_id
-            )
+            ),
         )
-        if removed.rowcount != 1:
+        if removed != 1:
             raise ApiError(
                 404,
                 "cashier.details_not_found",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import update
@@ -60,6 +61,16 @@ def _uuid_order(value: uuid.UUID) -> int:
     return value.int
 
 
+@dataclass(frozen=True, slots=True)
+class _ReportableRejection:
+    """A contract rejection its device can be told about: the message id and the topic's
+    device are known (see `_reportable`)."""
+
+    message_id: uuid.UUID
+    device_id: str
+    rejection: kc.Rejection
+
+
 Applier = Callable[[Session, list[Up], datetime], bodies.Refusals]
 _APPLIERS: dict[kc.MessageType, Applier] = {
     kc.MessageType.SALE: bodies.apply_sales,
@@ -86,19 +97,20 @@ def apply_batch(
     now = received_at or datetime.now(UTC)
     plan = AckPlan()
     ups: dict[uuid.UUID, Up] = {}
-    refused: dict[uuid.UUID, kc.Rejection] = {}
+    refused: dict[uuid.UUID, _ReportableRejection] = {}
     statuses: list[kc.Envelope] = []
     for item in messages:
-        if type(item) is Up:
+        if isinstance(item, Up):
             up = item
         elif isinstance(item, kc.Rejection):
-            if not _reportable(item):
+            reportable = _reportable(item)
+            if reportable is None:
                 plan.invalid += 1
                 log.warning("invalid message dropped (no id to report it by)", extra=_fields(item))
-            elif item.message_id in refused:
+            elif reportable.message_id in refused:
                 plan.duplicates += 1
             else:
-                refused[item.message_id] = item  # type: ignore[index]
+                refused[reportable.message_id] = reportable
             continue
         elif item.type.is_up:
             up = Up.of(item.envelope)
@@ -128,7 +140,7 @@ def apply_batch(
 
 
 def _apply_up_messages(
-    session: Session, plan: AckPlan, ups: list[Up], refused: list[kc.Rejection], now: datetime
+    session: Session, plan: AckPlan, ups: list[Up], refused: list[_ReportableRejection], now: datetime
 ) -> None:
     # the wider statement only when needed (measured: 6-20 % of this insert)
     columns, extra = (_LEDGER_COLUMNS + _REJECTION_COLUMNS, (None, None)) if refused else (_LEDGER_COLUMNS, ())
@@ -147,22 +159,21 @@ def _apply_up_messages(
         )
         for up in ups
     ]
-    rows += [_refused_row(rejection, now) for rejection in refused]
+    rows += [_refused_row(refusal, now) for refusal in refused]
     rows.sort(key=lambda row: row[0].int)  # UUID order, without UUID.__lt__ in Python
     new_ids = insert_rows(session, _messages, columns, rows, conflict_key="message_id")
     new = [up for up in ups if up.id in new_ids]
-    new_refused = [rejection for rejection in refused if rejection.message_id in new_ids]
+    new_refused = [refusal for refusal in refused if refusal.message_id in new_ids]
     if len(new) + len(new_refused) < len(rows):
-        _answer_known(
-            session,
-            plan,
-            [(up.id, up.device_id, None) for up in ups if up.id not in new_ids]
-            + [
-                (rejection.message_id, rejection.device_id, rejection)
-                for rejection in refused
-                if rejection.message_id not in new_ids
-            ],
-        )
+        known: list[tuple[uuid.UUID, str, kc.Rejection | None]] = [
+            (up.id, up.device_id, None) for up in ups if up.id not in new_ids
+        ]
+        known += [
+            (refusal.message_id, refusal.device_id, refusal.rejection)
+            for refusal in refused
+            if refusal.message_id not in new_ids
+        ]
+        _answer_known(session, plan, known)
 
     refusals: bodies.Refusals = {}
     for message_type, applier in _APPLIERS.items():
@@ -187,20 +198,23 @@ def _apply_up_messages(
         else:
             plan.ack(up.device_id, up.id)
             plan.applied += 1
-    for rejection in new_refused:
-        plan.reject(rejection.device_id, rejection.message_id, rejection.reason.value, rejection.detail)
+    for refusal in new_refused:
+        rejection = refusal.rejection
+        plan.reject(refusal.device_id, refusal.message_id, rejection.reason.value, rejection.detail)
         plan.rejected += 1
         log.warning("invalid message refused", extra=_fields(rejection))
 
     settled: list[Sequenced] = list(new)
     settled += [
-        RefusedSeq(rejection.device_id, rejection.seq) for rejection in new_refused if rejection.seq is not None
+        RefusedSeq(refusal.device_id, refusal.rejection.seq)
+        for refusal in new_refused
+        if refusal.rejection.seq is not None
     ]
     positions = track_sequences(session, settled, now)
     for device_id, position in positions.items():
         if not position.seq_reused:
             plan.device(device_id).high_water = position.high_water or None
-    arrived = {up.device_id for up in ups} | {rejection.device_id for rejection in refused}
+    arrived = {up.device_id for up in ups} | {refusal.device_id for refusal in refused}
     only_known = sorted(arrived - set(positions))
     if only_known:
         for device_id, high_water in current_high_water(session, only_known).items():
@@ -249,30 +263,28 @@ def _answer_known(session: Session, plan: AckPlan, known: list[tuple[uuid.UUID, 
             plan.ack(sender, message_id)
 
 
-def _reportable(rejection: kc.Rejection) -> bool:
+def _reportable(rejection: kc.Rejection) -> _ReportableRejection | None:
     """A malformed up message its device can be told about: its id and the device of its
-    topic are known (otherwise it is only logged, and the device sends it again)."""
+    topic are known (otherwise None: it is only logged, and the device sends it again)."""
+    device_id, message_id = rejection.device_id, rejection.message_id
+    if device_id is None or message_id is None or not kc.is_uuid7(message_id):
+        return None
     topic = kc.parse_topic(rejection.topic)
-    return (
-        rejection.device_id is not None
-        and rejection.message_id is not None
-        and kc.is_uuid7(rejection.message_id)
-        # an up topic, or a line of an up/batch (its own type unreadable)
-        and (
-            (isinstance(topic, kc.TopicInfo) and topic.message_type.is_up)
-            or kc.batch_device(rejection.topic) == rejection.device_id
-        )
-    )
+    # an up topic, or a line of an up/batch (its own type unreadable)
+    if (isinstance(topic, kc.TopicInfo) and topic.message_type.is_up) or kc.batch_device(rejection.topic) == device_id:
+        return _ReportableRejection(message_id, device_id, rejection)
+    return None
 
 
-def _refused_row(rejection: kc.Rejection, now: datetime) -> tuple:
+def _refused_row(refusal: _ReportableRejection, now: datetime) -> tuple:
     """The ledger row of a reportable rejection: the topic's device and type (none for a
     batch line), the envelope's seq when usable; the device's boot id and clock unknown."""
+    rejection = refusal.rejection
     topic = kc.parse_topic(rejection.topic)
     message_type = topic.message_type.value if isinstance(topic, kc.TopicInfo) else None
     return (
-        rejection.message_id,
-        rejection.device_id,
+        refusal.message_id,
+        refusal.device_id,
         rejection.seq,
         message_type,
         None,

@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -272,13 +272,13 @@ def apply_replies(session: Session, envelopes: list[Up], now: datetime) -> Refus
     """Keep the first reply to each command; a later one (a resend after a device restart
     made a new message) is logged and changes nothing."""
     refusals = _refuse_unstorable(envelopes)
-    envelopes = [envelope for envelope in envelopes if envelope.id not in refusals]
+    replies = [(envelope, _command_id(envelope)) for envelope in envelopes if envelope.id not in refusals]
     rows: dict[uuid.UUID, dict[str, Any]] = {}
-    for envelope in sorted(envelopes, key=lambda envelope: envelope.seq):
+    for envelope, command_id in sorted(replies, key=lambda reply: reply[0].seq):
         rows.setdefault(
-            envelope.correlation_id,
+            command_id,
             {
-                "correlation_id": envelope.correlation_id,
+                "correlation_id": command_id,
                 "device_id": envelope.device_id,
                 "ok": envelope.body.ok,
                 "reply": envelope.wire_form(),
@@ -287,14 +287,21 @@ def apply_replies(session: Session, envelopes: list[Up], now: datetime) -> Refus
             },
         )
     inserted = insert_new(session, _replies, list(rows.values()), "correlation_id")
-    for envelope in envelopes:
-        first = rows[envelope.correlation_id]["message_id"] == envelope.id
-        if not first or envelope.correlation_id not in inserted:
+    for envelope, command_id in replies:
+        first = rows[command_id]["message_id"] == envelope.id
+        if not first or command_id not in inserted:
             log.info(
                 "command already answered; later reply ignored",
-                extra={"device_id": envelope.device_id, "correlation_id": str(envelope.correlation_id)},
+                extra={"device_id": envelope.device_id, "correlation_id": str(command_id)},
             )
     return refusals
+
+
+def _command_id(reply: Up) -> uuid.UUID:
+    """The command a reply answers (the contract requires `correlation_id` of every reply)."""
+    if reply.correlation_id is None:
+        raise ValueError(f"reply {reply.id} names no command")
+    return reply.correlation_id
 
 
 def apply_reports(session: Session, envelopes: list[Up], now: datetime) -> Refusals:
@@ -331,19 +338,21 @@ def record_presence(session: Session, envelopes: list[kc.Envelope], now: datetim
     that fell behind). A status already recorded (that retained copy, or the copy every
     other worker receives too) changes nothing, so `last_seen_at` stays the time the status
     first arrived. Returns the number of status messages taken into account."""
-    latest: dict[str, kc.Envelope] = {}
+    latest: dict[str, tuple[kc.Envelope, kc.Status]] = {}
     for envelope in envelopes:
-        latest[envelope.device_id] = envelope
+        if not isinstance(envelope.body, kc.Status):
+            raise TypeError(f"message {envelope.id} is a {envelope.type}, not a status")
+        latest[envelope.device_id] = (envelope, envelope.body)
     rows = [
         {
             "device_id": device_id,
-            "state": envelope.body.state.value,
+            "state": status.state.value,
             "boot_id": envelope.boot_id,
             "status_message_id": envelope.id,
             "status_at": envelope.created_at,
             "last_seen_at": now,
         }
-        for device_id, envelope in sorted(latest.items())
+        for device_id, (envelope, status) in sorted(latest.items())
     ]
     statement = upsert_insert(session, _presence)
     session.execute(
@@ -381,13 +390,13 @@ def _holds_nul(value: Any) -> bool:
     return False
 
 
-def _report_kind(body: kc.Body) -> str:
+def _report_kind(body: kc.DeviceState | kc.LeaseReport | kc.ReleaseReceipt | kc.BindRequest) -> str:
     if isinstance(body, kc.DeviceState):
         return "state"
     return f"licence.{body.kind.value}"
 
 
-def _insert_all_or_retry(session: Session, table, rows: list[dict[str, Any]], key: str) -> None:
+def _insert_all_or_retry(session: Session, table: Table, rows: list[dict[str, Any]], key: str) -> None:
     """Insert rows whose keys were checked absent above (a plain executemany, the fastest
     path on both databases). A key stored meanwhile by a concurrent worker fails the insert;
     only a fresh look at the table can tell the outcome, so the batch is retried."""

@@ -94,7 +94,7 @@ class IngestConnection:
 
     def start(self) -> None:
         self._client = self._make_client()
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
+        properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self._session_expiry_s
         properties.ReceiveMaximum = self._receive_maximum
         self._client.connect_async(

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired, cast
 
-from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
 from broker import contract as kc
@@ -62,8 +62,8 @@ _Timestamp = Annotated[
 _Version = Annotated[int, Field(strict=True, ge=kc.PROTOCOL_VERSION, le=kc.PROTOCOL_VERSION)]
 
 
+@with_config(_CLOSED)
 class _Line(TypedDict):
-    __pydantic_config__ = _CLOSED  # type: ignore[misc]
     sku: _Code
     name: _ItemName
     qty_milli: _MilliQuantity
@@ -73,22 +73,22 @@ class _Line(TypedDict):
     total: _Money
 
 
+@with_config(_CLOSED)
 class _Tax(TypedDict):
-    __pydantic_config__ = _CLOSED  # type: ignore[misc]
     rate_bp: _BasisPoints
     base: _Money
     tax: _Money
 
 
+@with_config(_CLOSED)
 class _Payment(TypedDict):
-    __pydantic_config__ = _CLOSED  # type: ignore[misc]
     method: Literal["cash", "card", "other"]
     amount: _PositiveMoney
     reference: NotRequired[_Code]  # absent, or a code: null goes to the contract
 
 
+@with_config(_CLOSED)
 class _Sale(TypedDict):
-    __pydantic_config__ = _CLOSED  # type: ignore[misc]
     sale_id: _UuidText
     receipt_no: _Seq  # the contract has no upper bound; the database column has this one
     cashier_id: _Code
@@ -106,8 +106,8 @@ class _Sale(TypedDict):
     change: _Money
 
 
+@with_config(_CLOSED)
 class _SaleEnvelope(TypedDict):
-    __pydantic_config__ = _CLOSED  # type: ignore[misc]
     v: _Version
     id: _MessageIdText
     type: Literal["up.sale"]
@@ -232,12 +232,12 @@ def _check_sale(topic: str, payload: bytes) -> Up | None:
         envelope["clock_trusted"],
         None if correlation_id is None else uuid.UUID(correlation_id),
         None,
-        sale,
+        cast(dict[str, Any], sale),  # a TypedDict is a plain dict: the wire form, as `Up.wire` holds it
         _body_text(payload, envelope, sale),
     )
 
 
-def _amounts_add_up(sale: dict[str, Any]) -> bool:
+def _amounts_add_up(sale: _Sale) -> bool:
     """`SaleLine._total_is_gross_less_discount`, `_check_taxes` and `Sale._amounts_add_up`."""
     base_by_rate: dict[int, int] = {}
     lines_total = 0
@@ -272,7 +272,7 @@ def _amounts_add_up(sale: dict[str, Any]) -> bool:
     return paid - change == total and change <= cash
 
 
-def _body_text(payload: bytes, envelope: dict[str, Any], sale: dict[str, Any]) -> str | None:
+def _body_text(payload: bytes, envelope: _SaleEnvelope, sale: _Sale) -> str | None:
     """The body's own JSON text when it is certainly the same document as `sale`.
 
     With no backslash in the payload every `"` delimits a string, so `":` occurs exactly

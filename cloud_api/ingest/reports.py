@@ -29,7 +29,7 @@ _z_reports = table_of(ZReportRecord)
 
 
 def apply_z_reports(session: Session, ups: list[Up], now: datetime) -> Refusals:
-    reports = [(up, up.body, up.wire_form()) for up in ups]
+    reports: list[tuple[Up, kc.ZReport, dict[str, Any]]] = [(up, up.body, up.wire_form()) for up in ups]
     stored = {
         report_id: (device_id, payload)
         for report_id, device_id, payload in select_where_in(
@@ -54,7 +54,6 @@ def apply_z_reports(session: Session, ups: list[Up], now: datetime) -> Refusals:
     refusals: Refusals = {}
     rows: list[dict[str, Any]] = []
     for up, report, payload in sorted(reports, key=lambda item: item[0].seq):
-        report: kc.ZReport
         if report.report_id in stored:
             if stored[report.report_id] != (up.device_id, payload):
                 refusals[up.id] = (

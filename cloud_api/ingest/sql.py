@@ -24,7 +24,7 @@ import re
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
-from typing import Any
+from typing import Any, overload
 
 from pydantic_core import to_json
 from sqlalchemy import Column, Table
@@ -89,6 +89,7 @@ def _converter(column: Column, dialect: Dialect) -> Callable[[Any], Any] | None:
         return known[column]
     except KeyError:
         pass
+    convert: Callable[[Any], Any] | None
     if isinstance(column.type, sqltypes.JSON):
         convert = _to_json_text
     else:
@@ -148,6 +149,23 @@ def _convert_values(convert: Callable[[Any], Any], values: list[Any]) -> list[An
     return out
 
 
+@overload
+def insert_rows(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, conflict_key: str
+) -> set[Any]: ...
+
+
+@overload
+def insert_rows(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    conflict_key: None = None,
+) -> None: ...
+
+
 def insert_rows(
     session: Session,
     table: Table,
@@ -197,7 +215,7 @@ def insert_rows(
             result = connection.exec_driver_sql(statement, params)
             if key_column is not None:
                 results.extend(row[0] for row in result)
-    if key_column is None:
+    if conflict_key is None:
         return None
     # The keys as given: the database's spelling of each (hex text on SQLite) maps back.
     key_index = list(columns).index(conflict_key)
@@ -225,6 +243,8 @@ def copy_rows(session: Session, table: Table, columns: Sequence[str], rows: Sequ
         rows = list(zip(*_convert_columns(cols, rows, dialect), strict=True))
     connection = session.connection()
     driver_connection = connection.connection.driver_connection
+    if driver_connection is None:  # only a connection already closed has none
+        raise RuntimeError("COPY needs the DBAPI connection, which is closed")
     try:
         with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
             copy.set_types([_copy_type(column, dialect) for column in cols])
@@ -310,11 +330,11 @@ def select_where_in(
     results by their result processors. An empty value list matches nothing.
     """
     dialect = _dialect(session)
-    conditions = [(name, list(dict.fromkeys(values))) for name, values in conditions]
+    distinct = [(name, list(dict.fromkeys(values))) for name, values in conditions]
     if dialect.name == "sqlite":
-        bound = sum(len(values) for _, values in conditions)
-        if bound > _SQLITE_MAX_PARAMETERS and len(conditions[0][1]) > 1:
-            (name, first), rest = conditions[0], conditions[1:]
+        bound = sum(len(values) for _, values in distinct)
+        if bound > _SQLITE_MAX_PARAMETERS and len(distinct[0][1]) > 1:
+            (name, first), rest = distinct[0], distinct[1:]
             half = len(first) // 2
             return [
                 row
@@ -324,7 +344,7 @@ def select_where_in(
     preparer = dialect.identifier_preparer
     clauses = []
     params: list[Any] = []
-    for name, values in conditions:
+    for name, values in distinct:
         column = table.c[name]
         if not values:
             return []

@@ -103,10 +103,10 @@ def track_sequences(session: Session, envelopes: list[Sequenced], now: datetime)
     positions = {}
     rows = []
     for device_id in devices:
-        positions[device_id], row = _advance(
+        positions[device_id], stream_row = _advance(
             session, streams[device_id], open_gaps[device_id], by_device[device_id], now
         )
-        rows.append(row)
+        rows.append(stream_row)
     # One statement for every device of the batch (their rows are locked above).
     update_rows(session, _streams, "device_id", _STREAM_COLUMNS, rows, keep_when_null={"last_boot_id"})
     return positions

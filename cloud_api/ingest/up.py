@@ -35,6 +35,8 @@ class Up:
 
     @classmethod
     def of(cls, envelope: kc.Envelope) -> Up:
+        if envelope.seq is None:  # the contract gives every up message a seq
+            raise ValueError(f"a {envelope.type} message is not an up message")
         return cls(
             envelope.id,
             envelope.type,

@@ -248,10 +248,10 @@ class IngestWorker:
         log.debug("applying batch", extra={"messages": len(batch)})
         messages: list[Message] = []
         for item in batch:
-            if type(item.message) is list:
+            if isinstance(item.message, list):
                 messages.extend(item.message)
             else:
-                messages.append(item.message)  # type: ignore[arg-type]
+                messages.append(item.message)
         self._count(received=len(messages))
         try:
             plan = self._commit(messages)

@@ -102,7 +102,7 @@ def bind(
         raise LicenceRefused("licence.not_assigned", "this licence has not been handed out yet; ask your partner")
     if licence.state == LicenceState.REVOKED:
         raise LicenceRefused("licence.revoked", "this licence was revoked; ask your partner")
-    if utc(licence.valid_until) <= now:  # type: ignore[operator]
+    if utc(licence.valid_until) <= now:
         raise LicenceRefused("licence.expired", "this licence has run out; ask your partner")
     device = known_device(session, device_id)
     if device.public_key is not None and device.public_key != device_public_key:

@@ -93,8 +93,7 @@ def device_doc(session: Session, device_id: str, now: datetime) -> dict[str, lis
     leases = [
         licence.lease_token
         for licence in granted_licences(session, device_id)
-        # A lease token is only ever stored with its valid_until.
-        if licence.lease_token is not None and utc(licence.valid_until) > now  # type: ignore[operator]
+        if licence.lease_token is not None and utc(licence.valid_until) > now
     ]
     return kl.LicenceDoc(leases=leases[: kl.MAX_LEASES_PER_DEVICE]).model_dump()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import overload
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
@@ -24,6 +25,14 @@ class LicenceRefused(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+@overload
+def utc(moment: datetime) -> datetime: ...
+
+
+@overload
+def utc(moment: None) -> None: ...
 
 
 def utc(moment: datetime | None) -> datetime | None:

@@ -140,10 +140,11 @@ def issue_crl(session: Session, ca: DeviceCa, now: datetime) -> DeviceCrl:
         )
     )
     for row in revoked:
+        assert row.revoked_at is not None  # the query selects revoked rows only
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder()
             .serial_number(int(row.serial, 16))
-            .revocation_date(utc(row.revoked_at).replace(microsecond=0))  # type: ignore[arg-type]  # revoked rows only
+            .revocation_date(utc(row.revoked_at).replace(microsecond=0))
             .build()
         )
     algorithm = (

@@ -36,7 +36,7 @@ from broker.contract.pairing import (
 )
 from cloud_api.api.errors import ApiError, conflict
 from cloud_api.cashiers.roster import publish_rosters
-from cloud_api.db import utc
+from cloud_api.db import rows_matched, utc
 from cloud_api.pairing.certificates import (
     CaUnavailable,
     CsrError,
@@ -126,11 +126,11 @@ def register(
                 f"that registration expires at {utc(pending.expires_at).isoformat()}",
             )
         return _update_pending(session, pending, request, now), False
-    waiting = session.scalar(
+    waiting = session.execute(
         select(func.count())
         .select_from(PairingRegistration)
         .where(PairingRegistration.state == RegistrationStatus.PENDING)
-    )
+    ).scalar_one()
     if waiting >= settings.pairing_max_pending:
         raise ApiError(
             429, "rate_limited", "too many devices are waiting for a claim; try again later", {"Retry-After": "300"}
@@ -357,7 +357,7 @@ def claim(
     now: datetime,
 ) -> PairingRegistration:
     """Claim the device waiting with `code` into `pos`: sign its certificate, make its device row."""
-    failures = session.scalar(
+    failures = session.execute(
         select(func.count())
         .select_from(PairingAudit)
         .where(
@@ -365,7 +365,7 @@ def claim(
             PairingAudit.event == AuditEvent.CLAIM_FAILED,
             PairingAudit.at > now - CLAIM_FAILURE_WINDOW,
         )
-    )
+    ).scalar_one()
     if failures >= CLAIM_FAILURES_ALLOWED:
         raise ApiError(
             429,
@@ -412,7 +412,8 @@ def claim(
         )
     except (CaUnavailable, CsrError) as exc:
         raise unavailable(str(exc)) from None
-    claimed = session.execute(
+    claimed = rows_matched(
+        session,
         update(PairingRegistration)
         .where(PairingRegistration.id == registration.id, PairingRegistration.state == RegistrationStatus.PENDING)
         .values(
@@ -427,9 +428,9 @@ def claim(
             certificate_serial=format(certificate.serial_number, "x"),
             certificate_not_after=certificate.not_valid_after_utc,
         )
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    if claimed.rowcount != 1:
+    if claimed != 1:
         session.rollback()
         raise conflict("already_claimed", f"pairing code {shown} was claimed by a concurrent request")
     if device is None:

@@ -97,7 +97,7 @@ def set_docs(
             check_doc(domain, doc)
             checked.add(id(doc))
     now = utcnow()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "device_id": device_id,
             "domain": domain.value,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from cloud_api.db import table_of, upsert_insert
+from cloud_api.db import rows_matched, table_of, upsert_insert
 from cloud_api.pushes.models import PublisherLease
 
 PUBLISHER_LEASE = "pushes"
@@ -36,17 +36,18 @@ def take_or_renew(engine: Engine, holder: str, duration_s: float, name: str = PU
                 .values(name=name, holder=holder, acquired_at=now, expires_at=until)
                 .on_conflict_do_nothing(index_elements=[_lease.c.name])
             )
-        renewed = session.execute(
-            update(_lease).where(_lease.c.name == name, _lease.c.holder == holder).values(expires_at=until)
+        renewed = rows_matched(
+            session, update(_lease).where(_lease.c.name == name, _lease.c.holder == holder).values(expires_at=until)
         )
-        if renewed.rowcount == 1:
+        if renewed == 1:
             return True
-        taken = session.execute(
+        taken = rows_matched(
+            session,
             update(_lease)
             .where(_lease.c.name == name, _lease.c.expires_at < now)
-            .values(holder=holder, acquired_at=now, expires_at=until)
+            .values(holder=holder, acquired_at=now, expires_at=until),
         )
-        return taken.rowcount == 1
+        return taken == 1
 
 
 def release(engine: Engine, holder: str, name: str = PUBLISHER_LEASE) -> None:

@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -291,7 +292,8 @@ class PushPublisher:
                 if closed:
                     self._count(commands_closed=closed)
             due = outgoing.due_commands(session, datetime.now(UTC), o.wave_max + len(waiting), o.command_max_attempts)
-            for item in itertools.chain(due, outgoing.unpublished_docs(session)):
+            pending: Iterator[DocToSend | CommandToSend] = itertools.chain(due, outgoing.unpublished_docs(session))
+            for item in pending:
                 # The lease is checked again: reading may have taken long enough for it to lapse.
                 if sent >= o.wave_max or size >= o.wave_max_bytes or time.monotonic() >= self._lease_valid_until:
                     break
