@@ -15,7 +15,7 @@ from typing import Any
 import serial
 
 from drivers.drawers.base import KickableDrawer
-from drivers.errors import DrawerError
+from drivers.errors import ConfigError, DrawerError
 from drivers.identity import DeviceDescriptor, DeviceKind, Transport
 from drivers.registry import Supports, register_driver
 from drivers.status import DeviceStatus
@@ -58,6 +58,8 @@ class SerialDrawer(KickableDrawer):
 
     @classmethod
     def from_descriptor(cls, descriptor: DeviceDescriptor, **options: Any) -> SerialDrawer:
+        if descriptor.device_path is None:
+            raise ConfigError("a serial drawer needs a device path")
         return cls(descriptor.device_path, identity=descriptor.identity, **options)
 
     def _ensure_open(self) -> serial.Serial:
