@@ -8,6 +8,7 @@ drawers. All three are configurable; without ``status_query`` the state is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -100,10 +101,8 @@ class SerialDrawer(KickableDrawer):
 
     def _drop_port(self) -> None:
         if self._port is not None:
-            try:
+            with contextlib.suppress(serial.SerialException, OSError):
                 self._port.close()
-            except (serial.SerialException, OSError):
-                pass
         self._port = None
 
     def close(self) -> None:

@@ -91,9 +91,7 @@ class UsbTransport(PrinterTransport):
     def _matches(self, device: usb.core.Device) -> bool:
         if self.port_path and usb_port_path(device) != self.port_path:
             return False
-        if self.serial_number and read_serial_number(device) != self.serial_number:
-            return False
-        return True
+        return not self.serial_number or read_serial_number(device) == self.serial_number
 
     def _link(self) -> HardenedUsb:
         if self.escpos is None:

@@ -62,10 +62,7 @@ def facts_from_evdev(device: evdev.InputDevice[Any]) -> InputDeviceFacts:
 
 
 def _listed(facts: InputDeviceFacts, entries: IdList) -> bool:
-    for vendor, product in entries:
-        if vendor == facts.vendor and (product is None or product == facts.product):
-            return True
-    return False
+    return any(vendor == facts.vendor and (product is None or product == facts.product) for vendor, product in entries)
 
 
 def parse_id_list(text: str) -> tuple[tuple[int, int | None], ...]:

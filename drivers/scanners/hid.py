@@ -7,6 +7,7 @@ Enter ends a code.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import unicodedata
@@ -258,8 +259,6 @@ class HidScanner(ThreadedScanner):
         if device is None:
             return
         if self.grab:
-            try:
+            with contextlib.suppress(OSError):  # the device is gone; the grab went with it
                 device.ungrab()
-            except OSError:
-                pass  # the device is gone; the grab went with it
         device.close()
