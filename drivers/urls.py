@@ -15,6 +15,11 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from drivers.errors import ConfigError
 
+# Turns one option's configured value (text from a URL query, or any value from a dict) into what the
+# device class takes: str, to_int, to_bool and the like. A schema maps each known option to one.
+OptionConverter = Callable[[Any], Any]
+OptionSchema = Mapping[str, OptionConverter]
+
 
 @dataclass(frozen=True)
 class DeviceUrl:
@@ -105,9 +110,7 @@ def to_bytes(value: Any) -> bytes:
         raise ConfigError(f"cannot read {value!r} as bytes: {error}") from None
 
 
-def convert_options(
-    options: Mapping[str, Any], schema: Mapping[str, Callable[[Any], Any]], what: str
-) -> dict[str, Any]:
+def convert_options(options: Mapping[str, Any], schema: OptionSchema, what: str) -> dict[str, Any]:
     unknown = sorted(set(options) - set(schema))
     if unknown:
         raise ConfigError(f"unknown {what} option(s): {', '.join(unknown)}; known: {', '.join(sorted(schema))}")

@@ -14,11 +14,11 @@ from drivers.drawers.printer_drawer import PrinterDrawer
 from drivers.drawers.serial_drawer import SerialDrawer
 from drivers.errors import ConfigError
 from drivers.interfaces import Printer
-from drivers.urls import convert_options, merge_spec, to_bool, to_bytes, to_float, to_int
+from drivers.urls import OptionConverter, convert_options, merge_spec, to_bool, to_bytes, to_float, to_int
 
-COMMON = {"settle_time": to_float, "poll_interval": to_float, "identity": str}
-PRINTER_OPTIONS = {"pin": to_int, "on_ms": to_int, "off_ms": to_int, "realtime": to_bool}
-SERIAL_OPTIONS = {
+COMMON: dict[str, OptionConverter] = {"settle_time": to_float, "poll_interval": to_float, "identity": str}
+PRINTER_OPTIONS: dict[str, OptionConverter] = {"pin": to_int, "on_ms": to_int, "off_ms": to_int, "realtime": to_bool}
+SERIAL_OPTIONS: dict[str, OptionConverter] = {
     "path": str,
     "baudrate": to_int,
     "kick": to_bytes,

@@ -8,6 +8,7 @@ drawers. All three are configurable; without ``status_query`` the state is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import serial
 
 from drivers.drawers.base import KickableDrawer
-from drivers.errors import DrawerError
+from drivers.errors import ConfigError, DrawerError
 from drivers.identity import DeviceDescriptor, DeviceKind, Transport
 from drivers.registry import Supports, register_driver
 from drivers.status import DeviceStatus
@@ -58,6 +59,8 @@ class SerialDrawer(KickableDrawer):
 
     @classmethod
     def from_descriptor(cls, descriptor: DeviceDescriptor, **options: Any) -> SerialDrawer:
+        if descriptor.device_path is None:
+            raise ConfigError("a serial drawer needs a device path")
         return cls(descriptor.device_path, identity=descriptor.identity, **options)
 
     def _ensure_open(self) -> serial.Serial:
@@ -98,10 +101,8 @@ class SerialDrawer(KickableDrawer):
 
     def _drop_port(self) -> None:
         if self._port is not None:
-            try:
+            with contextlib.suppress(serial.SerialException, OSError):
                 self._port.close()
-            except (serial.SerialException, OSError):
-                pass
         self._port = None
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ Unknown commands are skipped with a debug log.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from PIL import Image
 
@@ -119,6 +120,24 @@ class _Incomplete(Exception):
     """The buffer ends inside a command; wait for more bytes."""
 
 
+# what the decoder hands back to the caller as soon as it is seen
+RealtimeEvent = StatusQuery | DrawerPulse | PaperCut
+
+
+@dataclass
+class _BarcodeSettings:  # GS h, GS w, GS H
+    height: int = 162
+    width: int = 3
+    hri: str = "off"
+
+
+@dataclass
+class _QrSettings:  # GS ( k
+    size: int = 3
+    ec: str = "L"
+    data: bytes = b""
+
+
 class EscposDecoder:
     def __init__(self, profile: PrinterProfile | None = None) -> None:
         self.profile = profile or load_profile("default")
@@ -140,18 +159,19 @@ class EscposDecoder:
         # a model that may power on in Chinese mode does so here, so a missing FS . shows
         self.kanji = self.profile.cancel_kanji
         self.line_dots = LINE_DOTS
-        self.barcode = {"height": 162, "width": 3, "hri": "off"}
-        self.qr = {"size": 3, "ec": "L", "data": b""}
+        self.barcode = _BarcodeSettings()
+        self.qr = _QrSettings()
+        self._stored_graphics: Image.Image | None = None  # GS ( L fn 112, printed by fn 50
         self._runs: list[TextRun] = []
         self._pending = bytearray()
         self._line_had_graphics = False
 
     # -- public API ---------------------------------------------------------------
 
-    def feed(self, data: bytes) -> list:
+    def feed(self, data: bytes) -> list[RealtimeEvent]:
         """Consume bytes; return real-time events (StatusQuery, DrawerPulse, PaperCut) seen in them."""
         self._buffer += data
-        events: list = []
+        events: list[RealtimeEvent] = []
         position = 0
         buffer = self._buffer
         while position < len(buffer):
@@ -208,7 +228,7 @@ class EscposDecoder:
         if end > len(buffer):
             raise _Incomplete
 
-    def _step(self, buffer: bytearray, i: int, events: list) -> int:
+    def _step(self, buffer: bytearray, i: int, events: list[RealtimeEvent]) -> int:
         byte = buffer[i]
         if byte >= 0x20:
             self._pending.append(byte)
@@ -232,7 +252,7 @@ class EscposDecoder:
             return self._fs(buffer, i)
         return i + 1  # CR and other controls print nothing
 
-    def _esc(self, buffer: bytearray, i: int, events: list) -> int:
+    def _esc(self, buffer: bytearray, i: int, events: list[RealtimeEvent]) -> int:
         self._need(buffer, i + 2)
         command = buffer[i + 1]
         if command == ord("*"):
@@ -254,7 +274,7 @@ class EscposDecoder:
         self._apply_esc(chr(command), args, events)
         return i + 2 + count
 
-    def _apply_esc(self, command: str, args: bytes, events: list) -> None:
+    def _apply_esc(self, command: str, args: bytearray, events: list[RealtimeEvent]) -> None:
         value = args[0] if args else 0
         if command == "@":
             self._flush_line(force=False)
@@ -297,7 +317,7 @@ class EscposDecoder:
             self.page.elements.append(pulse)
             events.append(pulse)
 
-    def _gs(self, buffer: bytearray, i: int, events: list) -> int:
+    def _gs(self, buffer: bytearray, i: int, events: list[RealtimeEvent]) -> int:
         self._need(buffer, i + 2)
         command = buffer[i + 1]
         if command == ord("V"):
@@ -335,14 +355,14 @@ class EscposDecoder:
             self._style_change()
             self.invert = bool(value & 1)
         elif name == "h":
-            self.barcode["height"] = value
+            self.barcode.height = value
         elif name == "w":
-            self.barcode["width"] = value
+            self.barcode.width = value
         elif name == "H":
-            self.barcode["hri"] = _HRI.get(value, "off")
+            self.barcode.hri = _HRI.get(value, "off")
         return i + 2 + count
 
-    def _dle(self, buffer: bytearray, i: int, events: list) -> int:
+    def _dle(self, buffer: bytearray, i: int, events: list[RealtimeEvent]) -> int:
         self._need(buffer, i + 2)
         command = buffer[i + 1]
         if command == 0x04:  # DLE EOT n: real-time status request
@@ -432,9 +452,9 @@ class EscposDecoder:
             PrintedBarcode(
                 _BARCODE_NAMES.get(kind, f"type {kind}"),
                 text,
-                self.barcode["height"],
-                self.barcode["width"],
-                self.barcode["hri"],
+                self.barcode.height,
+                self.barcode.width,
+                self.barcode.hri,
                 self.align,
             )
         )
@@ -456,15 +476,15 @@ class EscposDecoder:
     def _qr_command(self, body: bytes) -> None:
         fn = chr(body[1])
         if fn == "C":
-            self.qr["size"] = body[2]
+            self.qr.size = body[2]
         elif fn == "E":
-            self.qr["ec"] = "LMQH"[(body[2] - 48) % 4]
+            self.qr.ec = "LMQH"[(body[2] - 48) % 4]
         elif fn == "P":
-            self.qr["data"] = body[3:]
+            self.qr.data = body[3:]
         elif fn == "Q":
             self._flush_line(force=False)
-            data = self.qr["data"].decode("utf-8", "replace")
-            self.page.elements.append(PrintedQr(data, self.qr["size"], self.qr["ec"], self.align))
+            data = self.qr.data.decode("utf-8", "replace")
+            self.page.elements.append(PrintedQr(data, self.qr.size, self.qr.ec, self.align))
 
     def _graphics_command(self, body: bytes) -> None:
         fn = body[1]
@@ -472,7 +492,8 @@ class EscposDecoder:
             width = int.from_bytes(body[6:8], "little")
             height = int.from_bytes(body[8:10], "little")
             data = body[10 : 10 + ((width + 7) // 8) * height]
-            self.qr["graphics"] = Image.frombytes("1", (width, height), data)
-        elif fn == 50 and "graphics" in self.qr:  # print stored graphics
+            self._stored_graphics = Image.frombytes("1", (width, height), data)
+        elif fn == 50 and self._stored_graphics is not None:  # print stored graphics
             self._flush_line(force=False)
-            self.page.elements.append(PrintedImage(self.qr.pop("graphics"), self.align))
+            self.page.elements.append(PrintedImage(self._stored_graphics, self.align))
+            self._stored_graphics = None

@@ -9,7 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 from drivers import dle_eot
-from drivers.errors import ConfigError, PrinterOfflineError, TransportError, error_for_status
+from drivers.errors import (
+    ConfigError,
+    PrinterOfflineError,
+    PrinterUnavailableError,
+    TransportError,
+    error_for_status,
+)
 from drivers.identity import DeviceDescriptor, DeviceKind, Transport
 from drivers.interfaces import Printer, PrintResult
 from drivers.printers.profile import PrinterProfile, load_profile
@@ -197,7 +203,7 @@ class EscposPrinter(Printer):
         in_flight_until = writing_since + 2 * size / self.link_bytes_per_s
         return self.status_timeout + max(0.0, in_flight_until - time.monotonic())
 
-    def _explain_write_failure(self, error: TransportError, job_id: str):
+    def _explain_write_failure(self, error: TransportError, job_id: str) -> PrinterUnavailableError:
         # a stalled write usually has a cause the printer will tell us about
         status = self._query_locked() if self.transport.bidirectional else None
         if status is not None and not status.can_print and status.status is not DeviceStatus.UNKNOWN:

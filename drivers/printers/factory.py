@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import usb.backend
+
 from drivers.errors import ConfigError
 from drivers.identity import DeviceDescriptor, Transport
 from drivers.printers.escpos_printer import EscposPrinter
@@ -23,6 +25,8 @@ from drivers.printers.serial_transport import SerialTransport
 from drivers.printers.transport import PrinterTransport
 from drivers.printers.usb_transport import UsbTransport
 from drivers.urls import (
+    DeviceUrl,
+    OptionConverter,
     convert_options,
     merge_spec,
     parse_usb_id,
@@ -33,7 +37,7 @@ from drivers.urls import (
 )
 from drivers.vendors import DEFAULT_PROFILE_BY_VENDOR
 
-PRINTER_OPTIONS = {
+PRINTER_OPTIONS: dict[str, OptionConverter] = {
     "profile": str,
     "paper_mm": to_int,
     "width_px": to_int,
@@ -48,7 +52,7 @@ PRINTER_OPTIONS = {
     "write_timeout": to_float,
     "link_bytes_per_s": to_float,
 }
-TRANSPORT_OPTIONS = {
+TRANSPORT_OPTIONS: dict[str, dict[str, OptionConverter]] = {
     "tcp": {"host": str, "port": to_int, "connect_timeout": to_float},
     "usb": {"vendor_id": to_int, "product_id": to_int, "serial": str, "port": str, "in_ep": to_int, "out_ep": to_int},
     "serial": {"path": str, "baudrate": to_int, "bytesize": to_int, "parity": str, "stopbits": to_float, "flow": str},
@@ -58,7 +62,11 @@ SCHEME_ALIASES = {"socket": "tcp", "network": "tcp", "lp": "file"}
 
 
 def open_printer(
-    spec: str | Mapping[str, Any], *, identity: str | None = None, usb_backend=None, **overrides: Any
+    spec: str | Mapping[str, Any],
+    *,
+    identity: str | None = None,
+    usb_backend: usb.backend.IBackend | None = None,
+    **overrides: Any,
 ) -> EscposPrinter:
     """A ready-to-use :class:`EscposPrinter` (not yet connected).
 
@@ -95,7 +103,9 @@ def open_printer(
     return EscposPrinter(transport, profile, identity=identity, **printer_kwargs)
 
 
-def _transport(scheme: str, parsed, values: dict[str, Any], usb_backend) -> PrinterTransport:
+def _transport(
+    scheme: str, parsed: DeviceUrl | None, values: dict[str, Any], usb_backend: usb.backend.IBackend | None
+) -> PrinterTransport:
     timeouts = {"write_timeout": values.pop("write_timeout")} if "write_timeout" in values else {}
     if scheme == "tcp":
         host = values.pop("host", None) or (parsed.host if parsed else None)

@@ -46,10 +46,16 @@ class DescriptorFile(File):
             self.fd = os.open(self.devfile, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self.device = self.fd
 
+    def _descriptor(self) -> int:
+        if self.fd is None:
+            raise OSError(errno.EBADF, f"{self.devfile} is not open")
+        return self.fd
+
     def _raw(self, msg: bytes) -> None:
+        fd = self._descriptor()
         view, deadline = memoryview(msg), time.monotonic() + self.write_timeout
         poller = select.poll()
-        poller.register(self.fd, select.POLLOUT)
+        poller.register(fd, select.POLLOUT)
         while view:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -57,7 +63,7 @@ class DescriptorFile(File):
             if not poller.poll(remaining * 1000):
                 continue
             try:
-                written = os.write(self.fd, view)
+                written = os.write(fd, view)
             except BlockingIOError:
                 continue
             view = view[written:]
@@ -65,11 +71,12 @@ class DescriptorFile(File):
     def _read(self, timeout: float = 0.0) -> bytes:
         if not self.readable:
             return b""
-        ready, _, _ = select.select([self.fd], [], [], timeout)
+        fd = self._descriptor()
+        ready, _, _ = select.select([fd], [], [], timeout)
         if not ready:
             return b""
         try:
-            return os.read(self.fd, 64)
+            return os.read(fd, 64)
         except BlockingIOError:
             return b""
 
@@ -101,6 +108,11 @@ class FileTransport(PrinterTransport):
         except OSError:
             return False
 
+    def _link(self) -> DescriptorFile:
+        if self.escpos is None:
+            raise fail(f"{self.describe()} is not open")
+        return self.escpos
+
     def _open(self) -> None:
         self.escpos = DescriptorFile(self.path, self.write_timeout)
         try:
@@ -111,7 +123,7 @@ class FileTransport(PrinterTransport):
 
     def _write(self, data: bytes) -> None:
         try:
-            self.escpos._raw(data)
+            self._link()._raw(data)
         except TimeoutError as error:
             raise fail(f"write to {self.describe()} timed out", error, timed_out=True) from error
         except OSError as error:
@@ -120,7 +132,7 @@ class FileTransport(PrinterTransport):
 
     def _read_chunk(self, timeout: float) -> bytes:
         try:
-            return self.escpos._read(timeout)
+            return self._link()._read(timeout)
         except OSError as error:
             self.close()
             raise fail(f"read from {self.describe()} failed", error) from error

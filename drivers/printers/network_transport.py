@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import cast
 
 from escpos.exceptions import DeviceNotFoundError
 from escpos.printer import Network
@@ -40,9 +41,15 @@ class NetworkTransport(PrinterTransport):
     def is_open(self) -> bool:
         return bool(self.escpos is not None and self.escpos._device)
 
+    def _link(self) -> Network:
+        if self.escpos is None:
+            raise fail(f"{self.describe()} is not open")
+        return self.escpos
+
     @property
     def _socket(self) -> socket.socket:
-        return self.escpos.device
+        # python-escpos ships no type information; its Network keeps the connected socket as ``device``
+        return cast(socket.socket, self._link().device)
 
     def _open(self) -> None:
         self.escpos = Network(host=self.host, port=self.port, timeout=self.connect_timeout)
@@ -58,7 +65,7 @@ class NetworkTransport(PrinterTransport):
     def _write(self, data: bytes) -> None:
         try:
             self._socket.settimeout(self.write_timeout)
-            self.escpos._raw(data)
+            self._link()._raw(data)
         except TimeoutError as error:
             self.close()
             raise fail(f"write to {self.describe()} timed out", error, timed_out=True) from error

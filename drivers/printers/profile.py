@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from escpos.capabilities import CAPABILITIES
 
@@ -54,7 +55,7 @@ def available_profiles() -> list[str]:
     return sorted(CAPABILITIES["profiles"])
 
 
-def _known_int(value) -> int | None:
+def _known_int(value: Any) -> int | None:  # from the capabilities database: a number, "Unknown" or missing
     try:
         return int(value)
     except (TypeError, ValueError):

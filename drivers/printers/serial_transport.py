@@ -6,6 +6,8 @@ control an offline printer blocks the writer forever; here it is always set.
 
 from __future__ import annotations
 
+from typing import Any
+
 import serial
 from escpos.exceptions import DeviceNotFoundError
 from escpos.printer import Serial
@@ -24,7 +26,11 @@ PARITIES = {
 
 
 class HardenedSerial(Serial):
-    def __init__(self, *args, write_timeout: float, rtscts: bool = False, **kwargs) -> None:
+    # python-escpos's ``device`` property, typed for mypy (python-escpos ships no type information):
+    # the pyserial port while open, None after a failed open or a close
+    device: serial.Serial | None
+
+    def __init__(self, *args: Any, write_timeout: float, rtscts: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.write_timeout = write_timeout
         self.rtscts = rtscts
@@ -81,6 +87,17 @@ class SerialTransport(PrinterTransport):
         parity_bits = 0 if self.parity == serial.PARITY_NONE else 1
         return self.baudrate / (1 + self.bytesize + parity_bits + float(self.stopbits))
 
+    def _link(self) -> HardenedSerial:
+        if self.escpos is None:
+            raise fail(f"{self.describe()} is not open")
+        return self.escpos
+
+    def _port(self) -> serial.Serial:
+        port = self._link().device
+        if port is None:
+            raise fail(f"{self.describe()} is not open")
+        return port
+
     def _open(self) -> None:
         self.escpos = HardenedSerial(
             devfile=self.path,
@@ -102,7 +119,7 @@ class SerialTransport(PrinterTransport):
 
     def _write(self, data: bytes) -> None:
         try:
-            self.escpos._raw(data)
+            self._link()._raw(data)
         except serial.SerialTimeoutException as error:
             raise fail(f"write to {self.describe()} timed out", error, timed_out=True) from error
         except (serial.SerialException, OSError) as error:
@@ -110,7 +127,7 @@ class SerialTransport(PrinterTransport):
             raise fail(f"write to {self.describe()} failed", error) from error
 
     def _read_chunk(self, timeout: float) -> bytes:
-        port = self.escpos.device
+        port = self._port()
         try:
             port.timeout = timeout
             return port.read(max(1, min(64, port.in_waiting)))
@@ -122,7 +139,7 @@ class SerialTransport(PrinterTransport):
         self._inbox.clear()
         if self.is_open:
             try:
-                self.escpos.device.reset_input_buffer()
+                self._port().reset_input_buffer()
             except (serial.SerialException, OSError) as error:
                 self.close()
                 raise fail(f"{self.describe()} failed", error) from error

@@ -9,7 +9,9 @@ mandatory and positive.
 from __future__ import annotations
 
 import logging
+from typing import Any, cast
 
+import usb.backend
 import usb.core
 import usb.util
 from escpos.exceptions import DeviceNotFoundError
@@ -21,7 +23,7 @@ from drivers.vendors import USB_CLASS_PRINTER
 logger = logging.getLogger(__name__)
 
 
-def usb_port_path(device) -> str | None:
+def usb_port_path(device: usb.core.Device) -> str | None:
     """The physical port chain ("1-1.4"), as udev and sysfs name it."""
     numbers = getattr(device, "port_numbers", None)
     if device.bus is None or not numbers:
@@ -29,9 +31,9 @@ def usb_port_path(device) -> str | None:
     return f"{device.bus}-{'.'.join(str(n) for n in numbers)}"
 
 
-def read_serial_number(device) -> str | None:
+def read_serial_number(device: usb.core.Device) -> str | None:
     try:
-        return device.serial_number
+        return cast(str | None, device.serial_number)  # pyusb is untyped; it reads a string descriptor
     except (usb.core.USBError, ValueError, NotImplementedError) as error:
         # no permission or no string descriptors: fall back to the port path
         logger.debug("cannot read serial number of %04x:%04x: %s", device.idVendor, device.idProduct, error)
@@ -41,7 +43,7 @@ def read_serial_number(device) -> str | None:
 class HardenedUsb(Usb):
     """python-escpos ``Usb`` that refuses to run without a write timeout."""
 
-    def __init__(self, *args, timeout: int, **kwargs) -> None:
+    def __init__(self, *args: Any, timeout: int, **kwargs: Any) -> None:
         if not isinstance(timeout, int) or timeout <= 0:
             raise ValueError("USB write timeout must be a positive number of milliseconds")
         super().__init__(*args, timeout=timeout, **kwargs)
@@ -64,7 +66,7 @@ class UsbTransport(PrinterTransport):
         write_timeout: float = DEFAULT_WRITE_TIMEOUT,
         in_ep: int | None = None,
         out_ep: int | None = None,
-        backend=None,
+        backend: usb.backend.IBackend | None = None,
     ) -> None:
         super().__init__(write_timeout=write_timeout)
         self.vendor_id, self.product_id = vendor_id, product_id
@@ -86,15 +88,22 @@ class UsbTransport(PrinterTransport):
     def bidirectional(self) -> bool:
         return self._has_in_endpoint
 
-    def _matches(self, device) -> bool:
+    def _matches(self, device: usb.core.Device) -> bool:
         if self.port_path and usb_port_path(device) != self.port_path:
             return False
-        if self.serial_number and read_serial_number(device) != self.serial_number:
-            return False
-        return True
+        return not self.serial_number or read_serial_number(device) == self.serial_number
+
+    def _link(self) -> HardenedUsb:
+        if self.escpos is None:
+            raise fail(f"USB printer {self.describe()} is not open")
+        return self.escpos
 
     def _open(self) -> None:
-        usb_args = {"idVendor": self.vendor_id, "idProduct": self.product_id, "custom_match": self._matches}
+        usb_args: dict[str, Any] = {
+            "idVendor": self.vendor_id,
+            "idProduct": self.product_id,
+            "custom_match": self._matches,
+        }
         if self.backend is not None:
             usb_args["backend"] = self.backend
         in_ep, out_ep = self._configured_endpoints
@@ -111,7 +120,8 @@ class UsbTransport(PrinterTransport):
     def _pick_endpoints(self) -> None:
         """Use the printer interface's bulk endpoints unless configured: they differ between models."""
         in_ep, out_ep = self._configured_endpoints
-        device = self.escpos.device
+        link = self._link()
+        device = link.device
         try:
             configuration = device.get_active_configuration()
         except usb.core.USBError as error:
@@ -124,7 +134,7 @@ class UsbTransport(PrinterTransport):
         if interface is None:
             return
 
-        def bulk(direction):
+        def bulk(direction: int) -> usb.core.Endpoint | None:
             return usb.util.find_descriptor(
                 interface,
                 custom_match=lambda e: (
@@ -135,15 +145,15 @@ class UsbTransport(PrinterTransport):
 
         found_out, found_in = bulk(usb.util.ENDPOINT_OUT), bulk(usb.util.ENDPOINT_IN)
         if out_ep is None and found_out is not None:
-            self.escpos.out_ep = found_out.bEndpointAddress
+            link.out_ep = found_out.bEndpointAddress
         if in_ep is None:
             if found_in is not None:
-                self.escpos.in_ep = found_in.bEndpointAddress
+                link.in_ep = found_in.bEndpointAddress
             self._has_in_endpoint = found_in is not None
 
     def _write(self, data: bytes) -> None:
         try:
-            self.escpos._raw(data)
+            self._link()._raw(data)
         except usb.core.USBTimeoutError as error:
             raise fail(
                 f"USB write to {self.describe()} timed out after {self.timeout_ms} ms", error, timed_out=True
@@ -154,7 +164,8 @@ class UsbTransport(PrinterTransport):
 
     def _read_chunk(self, timeout: float) -> bytes:
         try:
-            return bytes(self.escpos.device.read(self.escpos.in_ep, 64, max(1, int(timeout * 1000))))
+            link = self._link()
+            return bytes(link.device.read(link.in_ep, 64, max(1, int(timeout * 1000))))
         except usb.core.USBTimeoutError:
             return b""
         except usb.core.USBError as error:

@@ -173,7 +173,7 @@ class CodePagePlanner:
         runs.append((common or every, start))
         plan = []
         ends = [begin for _, begin in runs[1:]] + [len(text)]
-        for (pages, begin), end in zip(runs, ends):
+        for (pages, begin), end in zip(runs, ends, strict=True):
             page = current if current in pages else pages[0]
             plan.append((page, page.encode(text[begin:end])))
             current = page

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from PIL import Image as PILImage
 from PIL import ImageOps
@@ -156,7 +156,7 @@ class Columns:
 @lru_cache(maxsize=16)
 def default_column_specs(count: int) -> tuple[Column, ...]:
     """First column left-aligned taking the free space, the others right-aligned and as wide as their text."""
-    return (Column(align=Align.LEFT, grow=True),) + tuple(Column(align=Align.RIGHT) for _ in range(count - 1))
+    return (Column(align=Align.LEFT, grow=True), *(Column(align=Align.RIGHT) for _ in range(count - 1)))
 
 
 @dataclass(frozen=True)
@@ -317,7 +317,7 @@ class DrawerKick:
             raise DocumentError("drawer pulse times must be 2..510 ms")
 
 
-Block = Union[Text, Columns, Rule, Feed, QrCode, Barcode, Logo, Cut, DrawerKick]
+Block = Text | Columns | Rule | Feed | QrCode | Barcode | Logo | Cut | DrawerKick
 BLOCK_TYPES = (Text, Columns, Rule, Feed, QrCode, Barcode, Logo, Cut, DrawerKick)
 
 

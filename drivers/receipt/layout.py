@@ -185,14 +185,14 @@ def chosen_forms(blocks: Sequence[object], line_width: Callable[[Style], int]) -
                 ),
                 count - 1,
             )
-            chosen.update((id(row), forms[index]) for row, (forms, _, _) in zip(group, rows))
+            chosen.update((id(row), forms[index]) for row, (forms, _, _) in zip(group, rows, strict=True))
             group = []
     return chosen
 
 
 def layout_columns(cells: tuple[str, ...], specs: tuple[Column, ...], line_width: int) -> list[LaidOutLine]:
     widths = column_widths(cells, specs, line_width)
-    wrapped = [wrap(cell, width) for cell, width in zip(cells, widths)]
+    wrapped = [wrap(cell, width) for cell, width in zip(cells, widths, strict=False)]
     starts, position = [], 0
     for width in widths:
         starts.append(position)

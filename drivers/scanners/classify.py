@@ -15,6 +15,7 @@ so a wrong guess would steal the cashier's keyboard. The rules, in order:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +51,7 @@ def facts_from_evdev(device: evdev.InputDevice[Any]) -> InputDeviceFacts:
         name=device.name or "",
         vendor=device.info.vendor,
         product=device.info.product,
-        path=device.path,
+        path=os.fsdecode(device.path),  # evdev keeps the path it was given, str or bytes
         phys=device.phys or "",
         uniq=device.uniq or "",
         has_enter=ecodes.KEY_ENTER in keys or ecodes.KEY_KPENTER in keys,
@@ -61,10 +62,7 @@ def facts_from_evdev(device: evdev.InputDevice[Any]) -> InputDeviceFacts:
 
 
 def _listed(facts: InputDeviceFacts, entries: IdList) -> bool:
-    for vendor, product in entries:
-        if vendor == facts.vendor and (product is None or product == facts.product):
-            return True
-    return False
+    return any(vendor == facts.vendor and (product is None or product == facts.product) for vendor, product in entries)
 
 
 def parse_id_list(text: str) -> tuple[tuple[int, int | None], ...]:

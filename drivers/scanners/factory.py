@@ -14,16 +14,25 @@ from drivers.errors import ConfigError
 from drivers.scanners.base import ThreadedScanner
 from drivers.scanners.hid import HidScanner
 from drivers.scanners.serial_scanner import SerialScanner
-from drivers.urls import convert_options, merge_spec, parse_usb_id, to_bool, to_bytes, to_float, to_int
+from drivers.urls import (
+    OptionConverter,
+    convert_options,
+    merge_spec,
+    parse_usb_id,
+    to_bool,
+    to_bytes,
+    to_float,
+    to_int,
+)
 
-COMMON_OPTIONS = {
+COMMON_OPTIONS: dict[str, OptionConverter] = {
     "dedupe_window": to_float,
     "aim_ids": to_bool,
     "reconnect_interval": to_float,
     "identity": str,
     "max_length": to_int,
 }
-SERIAL_OPTIONS = {
+SERIAL_OPTIONS: dict[str, OptionConverter] = {
     "path": str,
     "baudrate": to_int,
     "bytesize": to_int,
@@ -34,7 +43,7 @@ SERIAL_OPTIONS = {
     "frame_gap": to_float,
     "encoding": str,
 }
-HID_OPTIONS = {"path": str, "layout": str, "grab": to_bool, "serial": str, "port": str}
+HID_OPTIONS: dict[str, OptionConverter] = {"path": str, "layout": str, "grab": to_bool, "serial": str, "port": str}
 
 
 def open_scanner(spec: str | Mapping[str, Any], **overrides: Any) -> ThreadedScanner:
@@ -53,12 +62,18 @@ def open_scanner(spec: str | Mapping[str, Any], **overrides: Any) -> ThreadedSca
     if scheme == "hid":
         values = convert_options(options, {**COMMON_OPTIONS, **HID_OPTIONS}, "HID scanner")
         path = values.pop("path", None) or (parsed.path if parsed and parsed.path else None)
-        ids = {}
+        vendor_id: int | None = None
+        product_id: int | None = None
         if not path:
             if not (parsed and parsed.netloc):
                 raise ConfigError("a HID scanner needs hid:///dev/input/eventN or hid://vvvv:pppp")
-            ids["vendor_id"], ids["product_id"] = parse_usb_id(parsed.netloc)
+            vendor_id, product_id = parse_usb_id(parsed.netloc)
         return HidScanner(
-            path, serial_number=values.pop("serial", None), port_path=values.pop("port", None), **ids, **values
+            path,
+            vendor_id=vendor_id,
+            product_id=product_id,
+            serial_number=values.pop("serial", None),
+            port_path=values.pop("port", None),
+            **values,
         )
     raise ConfigError(f"unknown scanner transport {scheme!r}; use serial:// or hid://")

@@ -7,13 +7,14 @@ Enter ends a code.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from evdev import InputDevice, ecodes, list_devices
+from evdev import InputDevice, InputEvent, ecodes, list_devices
 
 from drivers.errors import ScannerError
 from drivers.identity import DeviceDescriptor, DeviceKind, Transport
@@ -41,7 +42,10 @@ class KeyDecoder:
     """
 
     def __init__(
-        self, layout: Keymap | str = "us", terminators=TERMINATORS, max_length: int = DEFAULT_MAX_LENGTH
+        self,
+        layout: Keymap | str = "us",
+        terminators: Iterable[int] = TERMINATORS,
+        max_length: int = DEFAULT_MAX_LENGTH,
     ) -> None:
         self.layout = get_layout(layout) if isinstance(layout, str) else layout
         self.terminators = frozenset(terminators)
@@ -58,7 +62,7 @@ class KeyDecoder:
         self._alt_digits = ""
         self._dead: str | None = None
 
-    def feed(self, event) -> str | TooLong | None:
+    def feed(self, event: InputEvent) -> str | TooLong | None:
         if event.type != ecodes.EV_KEY:
             return None
         code, value = event.code, event.value
@@ -192,8 +196,8 @@ class HidScanner(ThreadedScanner):
         layout: str = "us",
         grab: bool = True,
         identity: str | None = None,
-        opener: Callable[[str], InputDevice] = InputDevice,
-        **options,
+        opener: Callable[[str], InputDevice[str]] = InputDevice,
+        **options: Any,
     ) -> None:
         if path is None and (vendor_id is None or product_id is None):
             raise ScannerError("a HID scanner needs an event device path or USB vendor/product ids")
@@ -203,7 +207,7 @@ class HidScanner(ThreadedScanner):
         self.decoder = KeyDecoder(layout, max_length=self.max_length)
         self.grab = grab
         self._opener = opener
-        self._device = None
+        self._device: InputDevice[str] | None = None
 
     @classmethod
     def from_descriptor(cls, descriptor: DeviceDescriptor, **options: Any) -> HidScanner:
@@ -219,10 +223,12 @@ class HidScanner(ThreadedScanner):
         )
 
     def _open(self) -> None:
-        path = self.path or find_input_device(
-            self.vendor_id, self.product_id, serial_number=self.serial_number, port_path=self.port_path
-        )
-        if path is None:
+        path = self.path
+        if not path and self.vendor_id is not None and self.product_id is not None:
+            path = find_input_device(
+                self.vendor_id, self.product_id, serial_number=self.serial_number, port_path=self.port_path
+            )
+        if not path:
             raise ScannerError(f"no input device for {self.identity}")
         self._device = self._opener(path)
         if self.grab:
@@ -231,6 +237,8 @@ class HidScanner(ThreadedScanner):
 
     def _read_loop(self) -> None:
         device = self._device
+        if device is None:
+            raise ScannerError(f"input device of {self.identity} is not open")
         while not self._stop.is_set():
             ready, _, _ = select.select([device.fd], [], [], 0.2)
             if not ready:
@@ -251,8 +259,6 @@ class HidScanner(ThreadedScanner):
         if device is None:
             return
         if self.grab:
-            try:
+            with contextlib.suppress(OSError):  # the device is gone; the grab went with it
                 device.ungrab()
-            except OSError:
-                pass  # the device is gone; the grab went with it
         device.close()

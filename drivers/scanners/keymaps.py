@@ -115,10 +115,10 @@ class Keymap:
 
 def _build(name: str, rows: tuple[tuple[str, str], ...], altgr: dict[str, str], dead: str = "") -> Keymap:
     keys: dict[int, tuple[str, str, str]] = {}
-    for codes, (plain, shifted) in zip(ROWS, rows):
+    for codes, (plain, shifted) in zip(ROWS, rows, strict=True):
         if len(plain) != len(codes) or len(shifted) != len(codes):
             raise ValueError(f"layout {name}: row of {len(codes)} keys has {len(plain)}/{len(shifted)} characters")
-        for code, p, s in zip(codes, plain, shifted):
+        for code, p, s in zip(codes, plain, shifted, strict=True):
             keys[code] = (p.strip(), s.strip(), altgr.get(p, ""))
     return Keymap(name, keys, frozenset(dead))
 

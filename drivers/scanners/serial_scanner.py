@@ -121,7 +121,7 @@ class SerialScanner(ThreadedScanner):
         frame_gap: float = 0.0,
         encoding: str = "utf-8",
         identity: str | None = None,
-        **options,
+        **options: Any,
     ) -> None:
         super().__init__(identity or f"serial:{path}", **options)
         if parity.upper() not in PARITIES or stopbits not in STOPBITS or bytesize not in (5, 6, 7, 8):
@@ -138,6 +138,8 @@ class SerialScanner(ThreadedScanner):
 
     @classmethod
     def from_descriptor(cls, descriptor: DeviceDescriptor, **options: Any) -> SerialScanner:
+        if descriptor.device_path is None:
+            raise ConfigError("a serial scanner needs a device path")
         return cls(descriptor.device_path, identity=descriptor.identity, **options)
 
     def _open(self) -> None:
@@ -155,6 +157,8 @@ class SerialScanner(ThreadedScanner):
 
     def _read_loop(self) -> None:
         port = self._port
+        if port is None:
+            raise ScannerError(f"port of {self.identity} is not open")
         while not self._stop.is_set():
             try:
                 chunk = port.read(max(1, port.in_waiting))

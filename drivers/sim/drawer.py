@@ -11,6 +11,7 @@ It prints nothing; the pty path goes to ``--path-file``. Commands on stdin:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import select
@@ -49,9 +50,12 @@ class VirtualDrawer:
     @property
     def is_open(self) -> bool:
         with self._changed:
-            if self._opened_at is not None and self.auto_close_after is not None:
-                if time.monotonic() - self._opened_at >= self.auto_close_after:
-                    self._opened_at = None
+            if (
+                self._opened_at is not None
+                and self.auto_close_after is not None
+                and time.monotonic() - self._opened_at >= self.auto_close_after
+            ):
+                self._opened_at = None
             return self._opened_at is not None
 
     @property
@@ -146,10 +150,8 @@ class VirtualSerialDrawer(VirtualDrawer):
         if self._thread:
             self._thread.join(2)
         for fd in (self._master, self._slave):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def __enter__(self) -> VirtualSerialDrawer:
         return self.start()

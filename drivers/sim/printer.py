@@ -17,6 +17,7 @@ Commands on stdin, one per line: ``paper ok|near-end|out``, ``cover open|closed`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import enum
 import logging
 import socket
@@ -141,15 +142,11 @@ class VirtualPrinter:
 
     def _close_listener(self) -> None:
         if self._listener is not None:
-            try:
-                # shutdown first: close() alone leaves a thread blocked in accept() holding the port open
+            # shutdown first: close() alone leaves a thread blocked in accept() holding the port open
+            with contextlib.suppress(OSError):
                 self._listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
+            with contextlib.suppress(OSError):
                 self._listener.close()
-            except OSError:
-                pass
             self._listener = None
 
     def _accept_loop(self, listener: socket.socket) -> None:
@@ -198,10 +195,8 @@ class VirtualPrinter:
 
 
 def _shutdown(connection: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         connection.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     connection.close()
 
 

@@ -152,12 +152,11 @@ class PrinterStream:
             if isinstance(event, StatusQuery):
                 core.status_queries += 1
                 answers.append(core.status_byte(event.n))
-            elif isinstance(event, DrawerPulse):
-                if core.drawer is not None and (can_print or event.realtime):
-                    core.drawer.kick(event.pin, event.on_ms)
+            elif isinstance(event, DrawerPulse) and core.drawer is not None and (can_print or event.realtime):
+                core.drawer.kick(event.pin, event.on_ms)
         finished = self.decoder.take_finished()
         if not can_print:
-            dropped = finished + [self.decoder.take_page()]
+            dropped = [*finished, self.decoder.take_page()]
             if any(not page.empty for page in dropped):
                 core.dropped_bytes += len(self._raw)
                 logger.warning("printer cannot print (%s): job data dropped", core.sensors)

@@ -16,6 +16,7 @@ then every line written to its stdin is "scanned" (``quit`` ends it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -59,10 +60,8 @@ class VirtualSerialScanner:
     def stop(self) -> None:
         for fd in (self._master, self._slave):
             if fd is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
         self._master = self._slave = None
 
     def __enter__(self) -> VirtualSerialScanner:

@@ -13,6 +13,7 @@ import array
 import errno
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -120,14 +121,14 @@ class VirtualUsbBus(usb.backend.IBackend):
 
     # -- enumeration and descriptors --------------------------------------------------
 
-    def enumerate_devices(self):
+    def enumerate_devices(self) -> Iterator[VirtualUsbDevice]:
         with self._lock:
             return iter(list(self.devices))
 
-    def get_parent(self, dev):
+    def get_parent(self, dev: VirtualUsbDevice) -> None:
         return None
 
-    def get_device_descriptor(self, dev: VirtualUsbDevice):
+    def get_device_descriptor(self, dev: VirtualUsbDevice) -> SimpleNamespace:
         strings = dev.strings
         return SimpleNamespace(
             bLength=18,
@@ -151,7 +152,7 @@ class VirtualUsbBus(usb.backend.IBackend):
             speed=3,
         )
 
-    def get_configuration_descriptor(self, dev: VirtualUsbDevice, config: int):
+    def get_configuration_descriptor(self, dev: VirtualUsbDevice, config: int) -> SimpleNamespace:
         if config != 0:
             raise IndexError("configuration index out of range")
         return SimpleNamespace(
@@ -166,7 +167,7 @@ class VirtualUsbBus(usb.backend.IBackend):
             extra_descriptors=[],
         )
 
-    def get_interface_descriptor(self, dev: VirtualUsbDevice, intf: int, alt: int, config: int):
+    def get_interface_descriptor(self, dev: VirtualUsbDevice, intf: int, alt: int, config: int) -> SimpleNamespace:
         if config != 0 or alt != 0 or intf >= len(dev.interfaces):
             raise IndexError("interface index out of range")
         interface = dev.interfaces[intf]
@@ -183,7 +184,9 @@ class VirtualUsbBus(usb.backend.IBackend):
             extra_descriptors=[],
         )
 
-    def get_endpoint_descriptor(self, dev: VirtualUsbDevice, ep: int, intf: int, alt: int, config: int):
+    def get_endpoint_descriptor(
+        self, dev: VirtualUsbDevice, ep: int, intf: int, alt: int, config: int
+    ) -> SimpleNamespace:
         address, attributes = dev.interfaces[intf].endpoints[ep]
         return SimpleNamespace(
             bLength=7,
@@ -199,7 +202,7 @@ class VirtualUsbBus(usb.backend.IBackend):
 
     # -- handles -------------------------------------------------------------------------
 
-    def open_device(self, dev: VirtualUsbDevice):
+    def open_device(self, dev: VirtualUsbDevice) -> VirtualUsbDevice:
         if not dev.plugged:
             raise _gone()
         return dev
@@ -207,41 +210,50 @@ class VirtualUsbBus(usb.backend.IBackend):
     def close_device(self, dev_handle: VirtualUsbDevice) -> None:
         dev_handle.release()
 
-    def set_configuration(self, dev_handle, config_value) -> None:
+    def set_configuration(self, dev_handle: VirtualUsbDevice, config_value: int) -> None:
         if not dev_handle.plugged:
             raise _gone()
 
-    def get_configuration(self, dev_handle) -> int:
+    def get_configuration(self, dev_handle: VirtualUsbDevice) -> int:
         return 1
 
-    def set_interface_altsetting(self, dev_handle, intf, altsetting) -> None:
+    def set_interface_altsetting(self, dev_handle: VirtualUsbDevice, intf: int, altsetting: int) -> None:
         pass
 
-    def claim_interface(self, dev_handle, intf) -> None:
+    def claim_interface(self, dev_handle: VirtualUsbDevice, intf: int) -> None:
         if not dev_handle.plugged:
             raise _gone()
 
-    def release_interface(self, dev_handle, intf) -> None:
+    def release_interface(self, dev_handle: VirtualUsbDevice, intf: int) -> None:
         pass
 
-    def reset_device(self, dev_handle) -> None:
+    def reset_device(self, dev_handle: VirtualUsbDevice) -> None:
         pass
 
-    def clear_halt(self, dev_handle, ep) -> None:
+    def clear_halt(self, dev_handle: VirtualUsbDevice, ep: int) -> None:
         pass
 
-    def is_kernel_driver_active(self, dev_handle, intf) -> bool:
+    def is_kernel_driver_active(self, dev_handle: VirtualUsbDevice, intf: int) -> bool:
         return False
 
-    def detach_kernel_driver(self, dev_handle, intf) -> None:
+    def detach_kernel_driver(self, dev_handle: VirtualUsbDevice, intf: int) -> None:
         pass
 
-    def attach_kernel_driver(self, dev_handle, intf) -> None:
+    def attach_kernel_driver(self, dev_handle: VirtualUsbDevice, intf: int) -> None:
         pass
 
     # -- transfers ---------------------------------------------------------------------
 
-    def ctrl_transfer(self, dev_handle: VirtualUsbDevice, bmRequestType, bRequest, wValue, wIndex, data, timeout):
+    def ctrl_transfer(
+        self,
+        dev_handle: VirtualUsbDevice,
+        bmRequestType: int,
+        bRequest: int,
+        wValue: int,
+        wIndex: int,
+        data: array.array[int],
+        timeout: int,
+    ) -> int:
         if not dev_handle.plugged:
             raise _gone()
         if bRequest != _GET_DESCRIPTOR or (wValue >> 8) != _DESCRIPTOR_STRING:
@@ -259,7 +271,7 @@ class VirtualUsbBus(usb.backend.IBackend):
         data[:count] = array.array("B", payload[:count])
         return count
 
-    def bulk_write(self, dev_handle: VirtualUsbDevice, ep, intf, data, timeout):
+    def bulk_write(self, dev_handle: VirtualUsbDevice, ep: int, intf: int, data: array.array[int], timeout: int) -> int:
         if not dev_handle.plugged:
             raise _gone()
         payload = bytes(data)
@@ -270,7 +282,7 @@ class VirtualUsbBus(usb.backend.IBackend):
         dev_handle._feed(payload)
         return len(payload)
 
-    def bulk_read(self, dev_handle: VirtualUsbDevice, ep, intf, buff, timeout):
+    def bulk_read(self, dev_handle: VirtualUsbDevice, ep: int, intf: int, buff: array.array[int], timeout: int) -> int:
         if not dev_handle.plugged:
             raise _gone()
         dev_handle.reads.append((ep, timeout))
