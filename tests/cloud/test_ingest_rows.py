@@ -196,7 +196,7 @@ def test_the_database_refuses_a_second_sale_with_a_used_receipt_number(engine: E
     apply(engine, [up(sale(7), 1)])
     [stored] = rows(engine, SaleRecord)
     clash = {**stored, "sale_id": uuid.uuid4(), "message_id": uuid.uuid4()}
-    with pytest.raises(IntegrityError, match="(?i)unique"), engine.begin() as conn:
+    with pytest.raises(IntegrityError, match=r"(?i)unique"), engine.begin() as conn:
         conn.execute(SaleRecord.__table__.insert(), [clash])
 
 

@@ -11,7 +11,7 @@ from drivers.sim.drawer import VirtualDrawer, VirtualSerialDrawer
 from drivers.sim.printer import VirtualPrinter
 from drivers.sim.printer_core import Paper
 
-FAST = dict(settle_time=0.05, poll_interval=0.02)
+FAST = {"settle_time": 0.05, "poll_interval": 0.02}
 
 
 def close_later(drawer: VirtualDrawer, after: float) -> threading.Timer:
