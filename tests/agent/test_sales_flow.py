@@ -12,7 +12,7 @@ from agent import wiring
 from agent.hardware.print_queue import PrintQueue
 from agent.sales.models import RefundLineIn, RefundRequest, SalesRefused
 from drivers.sim.printer import VirtualPrinter
-from tests.agent.test_sales_support import Till, printer, sale_request, start_till, till, wait_printed  # noqa: F401
+from tests.agent.test_sales_support import Till, sale_request, start_till, wait_printed
 
 
 def refused(call) -> SalesRefused:

@@ -34,7 +34,6 @@ from cloud_api.ingest.fastparse import (
 from cloud_api.ingest.up import Up
 from cloud_api.models import IngestedMessage, SaleLine, SalePayment, SaleRecord
 from cloud_api.schema_init import create_schema
-from tests.cloud.test_ingest_apply import database_url  # noqa: F401 - the same databases
 from tests.support.sales import make_sale
 
 DEVICE = "till-7"

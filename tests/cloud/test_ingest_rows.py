@@ -29,11 +29,9 @@ from cloud_api.models import (
     SalePayment,
     SaleRecord,
 )
-from tests.cloud.test_ingest_apply import (  # noqa: F401 - fixtures used by name
+from tests.cloud.test_ingest_apply import (
     DEVICE,
     apply,
-    database_url,
-    engine,
     sale,
     up,
 )
