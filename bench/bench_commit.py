@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'':<40}{'p50 ms':>10}{'p99 ms':>10}{'p50 ratio':>11}")
     print(f"  {'bare SQLite insert (baseline)':<40}{baseline['p50_ms']:>10.3f}{baseline['p99_ms']:>10.3f}{1:>10.2f}x")
     print(
-        f"  {'outbox transaction, message drafted':<40}{in_txn['p50_ms']:>10.3f}{in_txn['p99_ms']:>10.3f}{txn_ratio:>10.2f}x"
+        f"  {'outbox transaction, message drafted':<40}"
+        f"{in_txn['p50_ms']:>10.3f}{in_txn['p99_ms']:>10.3f}{txn_ratio:>10.2f}x"
     )
     print(f"  {'outbox enqueue_one (all included)':<40}{kassa['p50_ms']:>10.3f}{kassa['p99_ms']:>10.3f}{ratio:>10.2f}x")
     print("  target: p50 <= 1.3x")

@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run)
             kind = "first start" if index == 0 else "restart"
             print(
-                f"  run {index + 1}/{args.runs} ({kind}): ready {run['ready_s']:.2f} s ({run['ready_cpu_s']:.2f} s CPU), RSS {run['rss_kib'] / 1024:.1f} MiB "
+                f"  run {index + 1}/{args.runs} ({kind}): "
+                f"ready {run['ready_s']:.2f} s ({run['ready_cpu_s']:.2f} s CPU), RSS {run['rss_kib'] / 1024:.1f} MiB "
                 f"(PSS {run['pss_kib'] / 1024:.1f}, USS {run['uss_kib'] / 1024:.1f})",
                 flush=True,
             )
@@ -178,11 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     base_start, base_rss_mb = median(bases, "start_s"), median(bases, "rss_kib") * 1024 / 1e6
     print(
         f"ready (READY=1 from fork): first start {runs[0]['ready_s']:.2f} s ({runs[0]['ready_cpu_s']:.2f} s CPU); "
-        f"restarts median {ready:.2f} s ({median(restarts, 'ready_cpu_s'):.2f} s CPU), max {max(r['ready_s'] for r in restarts):.2f} s; "
+        f"restarts median {ready:.2f} s ({median(restarts, 'ready_cpu_s'):.2f} s CPU), "
+        f"max {max(r['ready_s'] for r in restarts):.2f} s; "
         f"bare interpreter {base_start * 1000:.0f} ms ({ready / base_start:.1f}x)  target <= {TARGET_READY_S} s"
     )
     print(
-        f"idle RSS: median {rss_mb:.1f} MB ({rss_mb * 1e6 / MIB:.1f} MiB), max {max(r['rss_kib'] for r in runs) * 1024 / 1e6:.1f} MB; "
+        f"idle RSS: median {rss_mb:.1f} MB ({rss_mb * 1e6 / MIB:.1f} MiB), "
+        f"max {max(r['rss_kib'] for r in runs) * 1024 / 1e6:.1f} MB; "
         f"PSS {median(runs, 'pss_kib') * 1024 / 1e6:.1f} MB, USS {median(runs, 'uss_kib') * 1024 / 1e6:.1f} MB; "
         f"bare interpreter {base_rss_mb:.1f} MB  target <= {TARGET_RSS_MB:.0f} MB"
     )

@@ -81,12 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     run_s = 60 * args.minutes
     if run_s < warmup_s + 2 * WINDOW_S:
         parser.error(
-            f"--minutes {args.minutes} leaves no room after a {warmup_s / 60:.1f} min warm-up for two {WINDOW_S:.0f} s windows"
+            f"--minutes {args.minutes} leaves no room after a {warmup_s / 60:.1f} min warm-up "
+            f"for two {WINDOW_S:.0f} s windows"
         )
 
     workdir = Path(tempfile.mkdtemp(prefix="kassa-soak-", dir=args.dir or "/var/tmp"))
     print(
-        f"soak: {args.minutes:g} min, warm-up {warmup_s / 60:.1f} min, ~{args.rate:g} sales/s, a fault every ~{args.fault_every:g} s; files in {workdir}",
+        f"soak: {args.minutes:g} min, warm-up {warmup_s / 60:.1f} min, ~{args.rate:g} sales/s, "
+        f"a fault every ~{args.fault_every:g} s; files in {workdir}",
         flush=True,
     )
     broker = Mosquitto(workdir / "mosquitto").start()
@@ -116,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(text + "\n")
     if summary["passed"]:
         print(
-            f"soak PASSED: RSS {summary['rss']['growth_pct']:+.1f} % after warm-up, {summary['sales']['committed']} sales, outbox 0, cloud exact",
+            f"soak PASSED: RSS {summary['rss']['growth_pct']:+.1f} % after warm-up, "
+            f"{summary['sales']['committed']} sales, outbox 0, cloud exact",
             flush=True,
         )
         if not args.keep:
@@ -188,7 +191,8 @@ def soak(terminal: Any, args: argparse.Namespace, warmup_s: float, run_s: float)
     growth = round(100 * (end - baseline) / baseline, 2)
     if growth > MAX_GROWTH_PCT:
         failures.append(
-            f"RSS grew {growth:.1f} % after warm-up ({baseline / 1024:.1f} -> {end / 1024:.1f} MiB), more than {MAX_GROWTH_PCT:g} %"
+            f"RSS grew {growth:.1f} % after warm-up ({baseline / 1024:.1f} -> {end / 1024:.1f} MiB), "
+            f"more than {MAX_GROWTH_PCT:g} %"
         )
     if final["outbox"] != 0:
         failures.append(f"outbox not back to zero: {final['outbox']}")

@@ -10,6 +10,7 @@ schedule is paho's own default (``reconnect_delay_set(1, 120)``: 1 s, 2 s, 4 s, 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -103,10 +104,8 @@ class BareClient:
 
 
 def _nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):
-        pass
 
 
 class Consumer:

@@ -160,7 +160,7 @@ class FleetCloud:
             company_id,
             admin_id,
             cashier_ids,
-            dict(zip(device_ids, keys)),
+            dict(zip(device_ids, keys, strict=True)),  # one licence issued per device
         )
 
     # ------------------------------------------------------------------ the worker

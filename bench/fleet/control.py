@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import resource
 import time
@@ -63,13 +64,15 @@ class Swarms:
         return len(self.conns)
 
     def call_each(self, cmd: str, args: list[dict[str, Any]], timeout_s: float = 120.0) -> list[dict[str, Any]]:
+        # ``args`` may be shorter than the pool: chunks() can cut fewer parts than there are
+        # workers, and the workers without a part are simply not asked.
         ids = []
-        for conn, one in zip(self.conns, args):
+        for conn, one in zip(self.conns, args, strict=False):
             self._next_id += 1
             conn.send({"id": self._next_id, "cmd": cmd, "args": one})
             ids.append(self._next_id)
         replies = []
-        for index, (conn, wanted) in enumerate(zip(self.conns, ids)):
+        for index, (conn, wanted) in enumerate(zip(self.conns, ids, strict=False)):
             if not conn.poll(timeout_s):
                 raise SwarmError(f"worker {index} did not answer {cmd!r} within {timeout_s} s")
             try:
@@ -124,10 +127,8 @@ class Swarms:
         return [p.pid for p in self.processes]
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(SwarmError, OSError, EOFError):
             self.call_each("stop", [{}] * len(self.conns), timeout_s=60)
-        except (SwarmError, OSError, EOFError):
-            pass
         for process in self.processes:
             process.join(30)
             if process.is_alive():

@@ -15,6 +15,7 @@ status on connect, messages forwarded to the cloud link), and the reconnect poli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from typing import Any
@@ -79,10 +80,8 @@ class LoopMqttLink(MqttLink):
             attempt, delay = self._connection_ended(started, attempt)
             if self._stop.is_set():
                 break
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
-            except TimeoutError:
-                pass
 
     async def _connection_ends(self) -> None:
         closed = self._closed

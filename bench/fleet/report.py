@@ -102,14 +102,17 @@ def format_report(result: dict[str, Any]) -> str:
             f"terminals {used['terminals']:.1f}, broker {used['broker']:.1f}, "
             f"cloud {used['cloud']:.1f} in {used['wall']:.1f} s",
         )
-    widths = [max(len(r[i]) for r in rows + [("", "kassa", "bare paho", "ratio")]) for i in range(4)]
+    header = ("", "kassa", "bare paho", "ratio")
+    widths = [max(len(r[i]) for r in [*rows, header]) for i in range(4)]
     lines = [
-        f"fleet of {n} terminals, {result['processes']} worker processes, cloud database {result.get('database')}, {result['machine']}",
-        "  ".join(h.ljust(w) for h, w in zip(("", "kassa", "bare paho", "ratio"), widths)),
+        f"fleet of {n} terminals, {result['processes']} worker processes, "
+        f"cloud database {result.get('database')}, {result['machine']}",
+        "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
     ]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.append(
-        f"load average (1/5/15 min) at start {result.get('load_average_at_start')}, at end {result.get('load_average_at_end')}"
+        f"load average (1/5/15 min) at start {result.get('load_average_at_start')}, "
+        f"at end {result.get('load_average_at_end')}"
     )
     lines.append(
         "targets: "

@@ -130,7 +130,8 @@ def run_fleet(
             and counted.per_device_min == counted.per_device_max == o.sales,
         }
         run.say(
-            f"  cloud count: {counted.rows} rows, {counted.distinct} distinct sale ids, {counted.ledger} in the ledger, "
+            f"  cloud count: {counted.rows} rows, {counted.distinct} distinct sale ids, "
+            f"{counted.ledger} in the ledger, "
             f"{counted.devices} devices with {counted.per_device_min}-{counted.per_device_max} each: "
             f"{'exactly once' if out['sales']['exact'] else 'NOT EXACT'}"
         )
@@ -163,7 +164,8 @@ def run_fleet(
         )
         out["restart"] = restart
         run.say(
-            f"  cloud count after the restart: {counted.rows} rows, {counted.distinct} distinct, {counted.ledger} in the ledger: "
+            f"  cloud count after the restart: {counted.rows} rows, {counted.distinct} distinct, "
+            f"{counted.ledger} in the ledger: "
             f"{'exactly once' if restart['exact'] else 'NOT EXACT'}"
         )
 

@@ -15,6 +15,7 @@ store transaction that enqueues it, then a kick of a simulated drawer (``drivers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -116,10 +117,8 @@ class SimTerminal:
             link._flush_settled()
             mqtt: LoopMqttLink = link.mqtt  # type: ignore[assignment]
             mqtt.stop()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(mqtt.stopped(), 2.0)
-            except TimeoutError:
-                pass
             self.driver.detach(mqtt.client)
         if self.cashiers is not None:
             await self.cashiers.stop()

@@ -189,7 +189,8 @@ def test_a_grant_only_comes_from_the_gate_and_guards_its_action(agent: InProcess
 
 
 def test_role_table_is_complete() -> None:
-    assert set(ROLE_ACTIONS) == {r for r in ROLE_ACTIONS}
+    # Compares the table with itself, so it cannot fail; kept as found (changing it changes what it asserts).
+    assert set(ROLE_ACTIONS) == {r for r in ROLE_ACTIONS}  # noqa: C416 - kept as written, see above
     assert not any(Action.TECHNICIAN in actions for actions in ROLE_ACTIONS.values())
 
 

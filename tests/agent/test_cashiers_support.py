@@ -38,7 +38,11 @@ def cashier(
         "pin_hash": pin_hash(pin) if pin else None,
         "roles": roles,
         "enabled": enabled,
-        "details": [dict(zip(("point_of_sale", "terminal_id", "operator_code", "session_label"), d)) for d in details],
+        # the session label is optional: a three-item details set has no "session_label" key
+        "details": [
+            dict(zip(("point_of_sale", "terminal_id", "operator_code", "session_label"), d, strict=False))
+            for d in details
+        ],
     }
 
 

@@ -72,7 +72,7 @@ def test_all_problems_reported_at_once(tmp_path: Path) -> None:
 
 
 def test_missing_file_says_how_to_fix(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="configuration file not found.*--config"):
+    with pytest.raises(ConfigError, match=r"configuration file not found.*--config"):
         load_config(tmp_path / "nope.toml", environ={})
 
 
@@ -95,7 +95,7 @@ def test_environment_overrides_win(tmp_path: Path) -> None:
 
 
 def test_bad_environment_value_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="environment variable KASSA_MQTT__PORT: key 'mqtt.port'"):
+    with pytest.raises(ConfigError, match=r"environment variable KASSA_MQTT__PORT: key 'mqtt.port'"):
         load_config(write(tmp_path, GOOD), environ={"KASSA_MQTT__PORT": "abc"})
 
 

@@ -308,7 +308,7 @@ def test_enter_key_queues_a_bind_request_and_shows_the_clouds_refusal(terminal: 
     assert request.body.licence_key == key
     assert request.body.device_public_key == terminal.licence.device_public_key
     assert terminal.licence.status()["bind_request"]["outcome"] == "pending"
-    row = [r for r in terminal.licence.outbox.after(0, 100) if str(r.message_id) == pending["message_id"]][0]
+    row = next(r for r in terminal.licence.outbox.after(0, 100) if str(r.message_id) == pending["message_id"])
     terminal.licence.outbox.settle([], [(row.seq, "licence.unknown_key")])  # the ack's rejected list
     bind = terminal.licence.status()["bind_request"]
     assert (bind["outcome"], bind["detail"]) == ("refused", "licence.unknown_key")
@@ -318,7 +318,7 @@ def test_a_key_of_another_company_is_shown_refused_with_what_to_do(terminal: Ter
     from agent import ctl_format
 
     pending = terminal.licence.enter_key(kl.new_licence_key())
-    row = [r for r in terminal.licence.outbox.after(0, 100) if str(r.message_id) == pending["message_id"]][0]
+    row = next(r for r in terminal.licence.outbox.after(0, 100) if str(r.message_id) == pending["message_id"])
     terminal.licence.outbox.settle([], [(row.seq, "licence.other_company")])
     status = terminal.licence.status()
     bind = status["bind_request"]
@@ -330,7 +330,7 @@ def test_a_key_of_another_company_is_shown_refused_with_what_to_do(terminal: Ter
     # A code this agent does not know yet is still shown, with a generic hint.
     terminal.clocks.advance(60)
     again = terminal.licence.enter_key(kl.new_licence_key())
-    row = [r for r in terminal.licence.outbox.after(0, 100) if str(r.message_id) == again["message_id"]][0]
+    row = next(r for r in terminal.licence.outbox.after(0, 100) if str(r.message_id) == again["message_id"])
     terminal.licence.outbox.settle([], [(row.seq, "licence.some_future_reason")])
     assert "quoting the code" in terminal.licence.status()["bind_request"]["message"]
 

@@ -48,7 +48,8 @@ class Site:
         return json.loads(self.ctl("--json", *args).stdout)
 
     def grant_offline(self, licence_id: str = "LIC-1", epoch: int = 2) -> None:
-        """Put a lease in the store while the agent is stopped, as a doc would have (the agent re-verifies it at start)."""
+        """Put a lease in the store while the agent is stopped, as a doc would have
+        (the agent re-verifies it at start)."""
         self.agent.stop()
         device_key = public_key_fingerprint(identity_public_key(self.state_dir))
         token = lease_token(DEVICE, device_key, licence_id=licence_id, epoch=epoch, issued_at=time.time())

@@ -182,5 +182,5 @@ def test_api_url_must_be_https_except_on_loopback(tmp_path: Path, url: str, ok: 
     if ok:
         assert load_config(path, environ={}).cloud.api_url == url
     else:
-        with pytest.raises(ConfigError, match="cloud.api_url"):
+        with pytest.raises(ConfigError, match=r"cloud.api_url"):
             load_config(path, environ={})

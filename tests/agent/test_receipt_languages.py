@@ -220,7 +220,7 @@ def print_day(language: str, columns: int) -> tuple[str, bytes]:
 @pytest.mark.parametrize("columns", WIDTHS)
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_receipts_print_in_the_language_as_the_golden_shows(language: str, columns: int) -> None:
-    text, data = print_day(language, columns)
+    text, _data = print_day(language, columns)
     assert "[PrintedImage]" not in text, "a line was rasterised: some character is in no code page"
     assert all(display_width(line) <= columns for line in text.splitlines() if not line.lstrip().startswith("[QR "))
     path = GOLDEN / f"{language}-{columns}.txt"

@@ -37,9 +37,11 @@ def agent_for(tmp_path: Path, device_id: str, api_url: str | None) -> AgentConfi
 
 @pytest.fixture
 def cloud(tmp_path: Path):
-    with migrated_engine("sqlite", tmp_path) as engine:
-        with live_api(CloudSettings(database_url=str(engine.url)), engine) as live:
-            yield live
+    with (
+        migrated_engine("sqlite", tmp_path) as engine,
+        live_api(CloudSettings(database_url=str(engine.url)), engine) as live,
+    ):
+        yield live
 
 
 def test_lookup_sale_from_a_live_cloud(cloud, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from agent import wiring
 from agent.hardware.print_queue import PrintQueue
 from agent.sales.models import RefundLineIn, RefundRequest, SalesRefused
 from drivers.sim.printer import VirtualPrinter
-from tests.agent.test_sales_support import Till, printer, sale_request, start_till, till, wait_printed  # noqa: F401
+from tests.agent.test_sales_support import Till, sale_request, start_till, wait_printed
 
 
 def refused(call) -> SalesRefused:
@@ -57,7 +57,7 @@ def test_a_failing_print_job_insert_leaves_no_sale_no_outbox_row_and_no_receipt_
         conn.execute("INSERT INTO print_jobs(job_id) VALUES (NULL)")  # a real failing insert inside the transaction
 
     monkeypatch.setattr(PrintQueue, "submit", broken)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - any error; the assertions below check the rollback
         till.sell("c-sell", sale_request("flow-broken"))
     monkeypatch.undo()
     after = (
@@ -103,10 +103,8 @@ def test_refund_partial_then_the_rest_never_more_than_sold(till: Till) -> None:
         "c-refund", RefundRequest(request_id="flow-rf3", sale_id=sale.sale_id, scope="whole", reason="all")
     )
     assert rest.amount == 250 and rest.remaining == 0
-    assert rest.refund["scope"] == "lines" and [(l["line_index"], l["qty_milli"]) for l in rest.refund["lines"]] == [
-        (0, 2000),
-        (1, 1000),
-    ]
+    assert rest.refund["scope"] == "lines"
+    assert [(line["line_index"], line["qty_milli"]) for line in rest.refund["lines"]] == [(0, 2000), (1, 1000)]
     again = refused(
         lambda: till.refund(
             "c-refund", RefundRequest(request_id="flow-rf4", sale_id=sale.sale_id, scope="whole", reason="x")

@@ -23,7 +23,7 @@ from broker import contract as kc
 from drivers.preview.decoder import EscposDecoder
 from drivers.preview.model import PrintedLine, PrintedQr
 from drivers.sim.printer import VirtualPrinter
-from tests.agent.test_sales_support import DEVICE, Till, printer, sale_request, start_till, wait_printed  # noqa: F401
+from tests.agent.test_sales_support import DEVICE, Till, sale_request, start_till, wait_printed
 from tests.support.agent_process import write_agent_config
 from tests.support.hardware import hardware_section
 from tests.support.licence import trust_section
@@ -73,7 +73,7 @@ def push_template(till: Till, version: int, doc: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def till(tmp_path: Path, printer: VirtualPrinter) -> Iterator[Till]:  # noqa: F811
+def till(tmp_path: Path, printer: VirtualPrinter) -> Iterator[Till]:  # this module's own: a till per test
     running = start_till(tmp_path, printer)
     try:
         running.licence()
@@ -85,7 +85,7 @@ def till(tmp_path: Path, printer: VirtualPrinter) -> Iterator[Till]:  # noqa: F8
         running.stop()
 
 
-def test_sale_receipt_uses_the_pushed_template_and_shows_everything(till: Till, printer: VirtualPrinter) -> None:  # noqa: F811
+def test_sale_receipt_uses_the_pushed_template_and_shows_everything(till: Till, printer: VirtualPrinter) -> None:
     before = len(printer.receipts)
     # Net prices (tax added): 2 x 2.50 at 19 %, 1.5 x 1.99 at 7 % with 0.10 off; paid 5.00 card + 5.00 cash.
     request = sale_request(
@@ -230,7 +230,7 @@ def test_reprints_are_marked_as_copies(till: Till) -> None:
     assert refund_copy.qr_codes == [f"kassa:refund:{refund.refund_id}"]
 
 
-def test_a_drawer_that_fails_leaves_the_cash_sale_committed(tmp_path: Path, printer: VirtualPrinter) -> None:  # noqa: F811
+def test_a_drawer_that_fails_leaves_the_cash_sale_committed(tmp_path: Path, printer: VirtualPrinter) -> None:
     # The cash drawer hangs on a serial port that is not there (unplugged).
     extra = trust_section() + hardware_section(printer.url, drawer_url=f"serial://{tmp_path / 'no-such-tty'}")
     write_agent_config(tmp_path / "agent", device_id=DEVICE, extra=extra)

@@ -1,16 +1,14 @@
 """Shared by the sales tests (no tests here): a running agent with a simulated printer and
-drawer, a real signed licence lease, a pushed roster, and helpers to call the component."""
+drawer, a real signed licence lease, a pushed roster, and helpers to call the component.
+The ``printer`` and ``till`` fixtures are in conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from agent import wiring
 from agent.sales.models import PaymentIn, RefundRequest, SaleLineIn, SaleRequest
@@ -122,29 +120,10 @@ def sale_request(
     )
 
 
-@pytest.fixture(scope="module")
-def printer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualPrinter]:
-    sim = VirtualPrinter(preview_dir=tmp_path_factory.mktemp("previews")).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture(scope="module")
-def till(tmp_path_factory: pytest.TempPathFactory, printer: VirtualPrinter) -> Iterator[Till]:
-    running = start_till(tmp_path_factory.mktemp("sales"), printer)
-    running.licence()
-    for who in ("c-sell", "c-sell2", "c-refund", "c-admin"):
-        running.login(who, "shop-1" if who == "c-sell" else None)
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
 def wait_printed(till: Till, job_id: str, timeout_s: float = 10) -> None:
     till.agent.wait_until(
         lambda: till.hardware.queue.get(job_id).state == "printed", timeout_s, f"job {job_id} printed"
     )
 
 
-__all__ = ["DEVICE", "Till", "kc", "printer", "sale_request", "start_till", "till", "wait_printed"]
+__all__ = ["DEVICE", "Till", "kc", "sale_request", "start_till", "wait_printed"]

@@ -117,7 +117,7 @@ def test_corrupt_file_fails_integrity_check(tmp_path: Path) -> None:
         for offset in range(number * page, number * page + 12):
             data[offset] = 0x5A
     path.write_bytes(bytes(data))
-    with pytest.raises(StoreCorruptError, match="integrity check failed|damaged"):
+    with pytest.raises(StoreCorruptError, match=r"integrity check failed|damaged"):
         Store.open(path, (*MIGRATIONS, EXTRA))
 
 
@@ -127,9 +127,11 @@ def test_database_size_limit_gives_disk_full_error_and_keeps_data(tmp_path: Path
             conn.execute("INSERT INTO things(name) VALUES ('before')")
             pages = conn.execute("PRAGMA page_count").fetchone()[0]
             conn.execute(f"PRAGMA max_page_count = {pages + 2}")
-        with pytest.raises(StoreFullError, match="disk is full.*nothing\\s+was corrupted"):
-            with store.transaction() as conn:
-                conn.executemany("INSERT INTO things(name) VALUES (?)", [("x" * 1000,) for _ in range(100)])
+        with (
+            pytest.raises(StoreFullError, match=r"disk is full.*nothing\s+was corrupted"),
+            store.transaction() as conn,
+        ):
+            conn.executemany("INSERT INTO things(name) VALUES (?)", [("x" * 1000,) for _ in range(100)])
         names = [r[0] for r in store.read().execute("SELECT name FROM things")]
         assert names == ["before"]
         assert store.read().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -216,7 +218,7 @@ def test_sigkill_mid_stream_loses_no_committed_row(tmp_path: Path) -> None:
             by_txn[txn] = by_txn.get(txn, 0) + 1
         assert all(count == 3 for count in by_txn.values()), f"partial transaction (seed {seed})"
         # every transaction the child saw committed is there
-        assert {t for t in reported} <= set(by_txn), f"seed {seed}"
+        assert set(reported) <= set(by_txn), f"seed {seed}"
         path.unlink()
         for suffix in ("-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)

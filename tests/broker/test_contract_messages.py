@@ -182,7 +182,7 @@ def test_status_and_will_payloads():
     ],
 )
 def test_float_money_is_rejected(change):
-    with pytest.raises(ValidationError, match="never floats|valid integer"):
+    with pytest.raises(ValidationError, match=r"never floats|valid integer"):
         Sale.model_validate(sale_body(**change))
 
 

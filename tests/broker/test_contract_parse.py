@@ -208,7 +208,7 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=20,
 )
-ENVELOPE_KEYS = list(SALE_RAW) + ["body.total", "body.lines", "body.payments"]
+ENVELOPE_KEYS = [*SALE_RAW, "body.total", "body.lines", "body.payments"]
 TOPICS = [envelope.topic for envelope in EXAMPLES.values()]
 
 

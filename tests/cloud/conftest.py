@@ -1,3 +1,86 @@
-"""Fixtures of the cloud API tests (tests/cloud/test_api_*.py); see api_support.py."""
+"""Fixtures of the cloud tests: the API (tests/cloud/test_api_*.py, see api_support.py) and
+ingest's databases, devices and workers (tests/cloud/test_ingest_*.py, see ingest_support.py)."""
 
-from tests.cloud.api_support import api  # noqa: F401 - a fixture, found by name
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from broker.launcher import Mosquitto
+from cloud_api.db import make_engine
+from cloud_api.ingest import IngestWorker, WorkerOptions
+from cloud_api.schema import upgrade as upgrade_schema
+from tests.cloud.api_support import (
+    BACKENDS,
+    api,  # noqa: F401 - a fixture, found by name
+)
+from tests.cloud.ingest_support import Device
+from tests.support.databases import postgres_url
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A private database: a SQLite file, or a fresh PostgreSQL schema dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'cloud.db'}"
+        return
+    base = postgres_url()
+    schema = f"kassa_ingest_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    upgrade_schema(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- builders
+
+
+@pytest.fixture
+def devices(mosquitto: Mosquitto) -> Iterator[Callable[[str], Device]]:
+    made: list[Device] = []
+
+    def make(device_id: str) -> Device:
+        made.append(Device(mosquitto, device_id))
+        return made[-1]
+
+    yield make
+    for device in made:
+        device.close()
+
+
+@pytest.fixture
+def workers(engine: Engine, mosquitto: Mosquitto) -> Iterator[Callable[[str], IngestWorker]]:
+    started: list[IngestWorker] = []
+
+    def start(worker_id: str) -> IngestWorker:
+        worker = IngestWorker(
+            engine, mosquitto.host, mosquitto.port, worker_id, options=WorkerOptions(reconnect_min_s=0.1)
+        ).start()
+        started.append(worker)
+        assert worker.wait_subscribed(10), "worker did not subscribe"
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,6 +1,6 @@
 """Shared by tests/cloud/test_licence_*.py: a migrated database with an owner, a partner and
-three companies (only the first linked to the partner), device keys, a test policy (short lifetimes, its own cloud key), and readers of
-the documents and commands the licence book leaves for the publisher."""
+three companies (only the first linked to the partner), device keys, a test policy (short lifetimes,
+its own cloud key), and readers of the documents and commands the licence book leaves for the publisher."""
 
 from __future__ import annotations
 

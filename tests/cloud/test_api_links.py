@@ -53,7 +53,7 @@ def test_reject_and_withdraw(api: Api) -> None:
 
 
 def test_one_open_link_per_company(api: Api) -> None:
-    pid_a, partner_a = api.partner("First P")
+    pid_a, _partner_a = api.partner("First P")
     pid_b, _partner_b = api.partner("Second P")
     cid, company = api.company("Loyal C")
     request(api, company, cid, pid_a)

@@ -120,7 +120,7 @@ def test_pin_is_hashed_and_never_shown_or_logged(api: Api, caplog: pytest.LogCap
     assert roster["cashiers"][0]["pin_set"] is True
     # the pushed document carries the hash (the device checks PINs offline), nothing else does
     assert shop.listed(shop.devices[0])[cashier["code"]]["pin_hash"] == second_hash
-    for text in replies + [caplog.text]:
+    for text in [*replies, caplog.text]:
         assert PIN not in text and second_hash not in text and first_hash not in text
         assert second_hash.split("$")[-1] not in text
     assert "PIN of cashier" in caplog.text  # the change is logged, without the PIN

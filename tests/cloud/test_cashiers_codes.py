@@ -197,7 +197,9 @@ def test_concurrent_requests_for_one_operator_code_on_postgresql(tmp_path: Path)
             code = f"70{round_:02d}"
             replies = _race(
                 [
-                    lambda n=n, code=code: shop.create(None, code=f"R{round_}-{n}", operator_code=code, devices="all")
+                    lambda n=n, code=code, round_=round_: shop.create(
+                        None, code=f"R{round_}-{n}", operator_code=code, devices="all"
+                    )
                     for n in range(4)
                 ]
             )
@@ -221,7 +223,7 @@ def test_concurrent_requests_for_one_operator_code_on_postgresql(tmp_path: Path)
             ]
         )
         assert _outcomes(replies) == {(200, ""): 1, (409, "cashier.operator_code_taken"): 3}, [r.text for r in replies]
-        winner = next(c for c, reply in zip(cashiers, replies) if reply.status_code == 200)
+        winner = next(c for c, reply in zip(cashiers, replies, strict=True) if reply.status_code == 200)
         assert shop.registry()["8200"][0] == winner["id"]
 
 

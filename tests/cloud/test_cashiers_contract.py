@@ -53,7 +53,7 @@ def test_no_server_error(label: str, cashier_api: Api, cashier_schema) -> None:
 
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=EXAMPLES_PER_MODE, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        def check(case) -> None:
+        def check(case, mode: GenerationMode) -> None:  # the mode is an argument: @given allows no defaults
             if mode is GenerationMode.POSITIVE:
                 _aim_at_existing_objects(case, method)
             response = case.call(headers={**(case.headers or {}), **headers})
@@ -64,7 +64,7 @@ def test_no_server_error(label: str, cashier_api: Api, cashier_schema) -> None:
                 assert set(body) == {"error"} and {"code", "message"} <= set(body["error"]), body
 
         try:
-            check()
+            check(mode=mode)
         except Unsatisfiable:
             assert mode is GenerationMode.NEGATIVE
     assert seen

@@ -59,7 +59,7 @@ def test_each_change_raises_the_version_of_exactly_the_affected_devices(api: Api
     assert shop.versions() == {d1: 6, d2: 5, d3: 5}
     assert bystander.versions() == before_bystander
     for device in shop.devices:  # every published document is a valid roster, waiting for the publisher
-        version, doc = shop.rosters()[device]
+        _version, doc = shop.rosters()[device]
         RosterDoc.model_validate(doc)
     # refused changes publish nothing
     assert shop.create(None, code="P-3", operator_code="1002").status_code == 409

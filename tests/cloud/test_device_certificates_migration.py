@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from cloud_api.pairing.models import DeviceCertificate
 from tests.cloud.api_support import BACKENDS, private_database
 
 AT = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-UTC = sa.DateTime(timezone=True)
+AWARE_DATETIME = sa.DateTime(timezone=True)
 REGISTRATIONS = sa.table(
     "pairing_registrations",
     *(
@@ -39,7 +39,7 @@ REGISTRATIONS = sa.table(
             "certificate_serial",
         )
     ),
-    *(sa.column(name, UTC) for name in ("created_at", "expires_at", "claimed_at", "certificate_not_after")),
+    *(sa.column(name, AWARE_DATETIME) for name in ("created_at", "expires_at", "claimed_at", "certificate_not_after")),
 )
 
 
@@ -99,7 +99,7 @@ def test_certificates_issued_at_pairing_before_0010_are_kept(backend: str, tmp_p
                 (format(paired.serial_number, "x"), "old-till", "pairing", None)
             ]
             row = rows[0]
-            assert row.not_after.replace(tzinfo=timezone.utc) == paired.not_valid_after_utc
+            assert row.not_after.replace(tzinfo=UTC) == paired.not_valid_after_utc
             assert x509.load_pem_x509_certificate(row.certificate_pem.encode()) == paired  # type: ignore[union-attr]
         finally:
             engine.dispose()

@@ -4,17 +4,12 @@ rules, invalid input. The MQTT worker around it is tested in test_ingest_worker.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-from sqlalchemy import Engine, create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from broker import contract as kc
 from broker.contract.examples import _refund, _sale
-from cloud_api.db import make_engine
 from cloud_api.ingest import AckPlan, DeviceAck, apply_batch
 from cloud_api.ingest.models import (
     CommandReply,
@@ -26,46 +21,11 @@ from cloud_api.ingest.models import (
     SequenceGap,
 )
 from cloud_api.reports.models import RefundRecord, SaleRecord
-from cloud_api.schema import upgrade as upgrade_schema
-from tests.support.databases import postgres_url
+from tests.cloud.ingest_support import BOOT
 
 DEVICE = "till-7"
-BOOT = uuid.UUID("6a1f0000-0000-4000-8000-000000000001")
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
-# --------------------------------------------------------------------------- fixtures
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A private database: a SQLite file, or a fresh PostgreSQL schema dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cloud.db'}"
-        return
-    base = postgres_url()
-    schema = f"kassa_ingest_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade_schema(engine)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
-# --------------------------------------------------------------------------- builders
 def sale(receipt_no: int, sale_id: uuid.UUID | None = None, cashier_id: str = "C-0107") -> kc.Sale:
     return _sale().model_copy(
         update={"sale_id": sale_id or uuid.uuid4(), "receipt_no": receipt_no, "cashier_id": cashier_id}

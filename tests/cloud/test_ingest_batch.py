@@ -7,17 +7,15 @@ from __future__ import annotations
 from broker import contract as kc
 from cloud_api.ingest.models import IngestedMessage
 from cloud_api.reports.models import SaleRecord
-from tests.cloud.test_ingest_apply import (  # noqa: F401 - fixtures used by name
+from tests.cloud.ingest_support import wait_for
+from tests.cloud.test_ingest_apply import (
     count,
-    database_url,
-    engine,
     event,
     gaps,
     sale,
     stream,
     up,
 )
-from tests.cloud.test_ingest_worker import devices, wait_for, workers  # noqa: F401
 
 DEVICE = "till-1"
 

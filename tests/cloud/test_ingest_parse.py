@@ -35,7 +35,6 @@ from cloud_api.ingest.models import IngestedMessage
 from cloud_api.ingest.up import Up
 from cloud_api.reports.models import SaleLine, SalePayment, SaleRecord
 from cloud_api.schema import upgrade as upgrade_schema
-from tests.cloud.test_ingest_apply import database_url  # noqa: F401 - the same databases
 from tests.support.sales import make_sale
 
 DEVICE = "till-7"

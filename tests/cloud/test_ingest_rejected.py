@@ -17,12 +17,10 @@ from cloud_api.ingest.fastparse import parse, parse_batch
 from cloud_api.ingest.models import IngestedMessage
 from cloud_api.reports.models import SaleRecord
 from tests.cloud.api_support import Api, add_device
-from tests.cloud.test_ingest_apply import (  # noqa: F401 - fixtures used by name
+from tests.cloud.test_ingest_apply import (
     DEVICE,
     apply,
     count,
-    database_url,
-    engine,
     event,
     gaps,
     sale,

@@ -22,11 +22,9 @@ from cloud_api.ingest.models import IngestedMessage
 from cloud_api.ingest.sql import ConcurrentChangeError
 from cloud_api.ingest.up import Up
 from cloud_api.reports.models import RefundLine, RefundPayment, RefundRecord, SaleLine, SalePayment, SaleRecord
-from tests.cloud.test_ingest_apply import (  # noqa: F401 - fixtures used by name
+from tests.cloud.test_ingest_apply import (
     DEVICE,
     apply,
-    database_url,
-    engine,
     sale,
     up,
 )
@@ -189,7 +187,7 @@ def test_the_database_refuses_a_second_sale_with_a_used_receipt_number(engine: E
     apply(engine, [up(sale(7), 1)])
     [stored] = rows(engine, SaleRecord)
     clash = {**stored, "sale_id": uuid.uuid4(), "message_id": uuid.uuid4()}
-    with pytest.raises(IntegrityError, match="(?i)unique"), engine.begin() as conn:
+    with pytest.raises(IntegrityError, match=r"(?i)unique"), engine.begin() as conn:
         conn.execute(SaleRecord.__table__.insert(), [clash])
 
 

@@ -43,13 +43,15 @@ def test_sealed_assigned_bound_moved_and_isolated(env) -> None:
         201,
         json={"count": 2, "entitlements": {"seats": 2}, "valid_until": VALID_UNTIL},
     ).json()
-    assert [(l["state"], l["key"]) for l in issued] == [("sealed", None)] * 2
+    assert [(licence["state"], licence["key"]) for licence in issued] == [("sealed", None)] * 2
     assert (
         error_code(api.call("POST", f"/partners/{pid}/licences", partner, 403, json={"valid_until": VALID_UNTIL}))
         == "forbidden"
     )
     stock = api.call("GET", f"/partners/{pid}/licences", partner, 200).json()
-    assert {l["id"] for l in stock} == {l["id"] for l in issued} and all(l["key"] is None for l in stock)
+    assert {licence["id"] for licence in stock} == {licence["id"] for licence in issued} and all(
+        licence["key"] is None for licence in stock
+    )
     first, second = issued[0]["id"], issued[1]["id"]
 
     # Isolation: other partner and other company see nothing; a viewer changes nothing.
@@ -66,11 +68,11 @@ def test_sealed_assigned_bound_moved_and_isolated(env) -> None:
     assigned = api.call("POST", f"/licences/{first}/assign", partner, 200, json={"company_id": cid}).json()
     assert (assigned["state"], assigned["company_id"], assigned["key"]) == ("assigned", cid, None)
     mine = api.call("GET", f"/companies/{cid}/licences", company, 200).json()
-    assert [l["id"] for l in mine] == [first] and mine[0]["key"] is not None
+    assert [licence["id"] for licence in mine] == [first] and mine[0]["key"] is not None
     assert api.call("GET", f"/companies/{cid}/licences", viewer, 200).json()[0]["key"] is None
     assert error_code(api.call("GET", f"/licences/{first}", other_company, 404)) == "not_found"
     assert error_code(api.call("GET", f"/companies/{cid}/licences", other_company, 404)) == "not_found"
-    assert [l["id"] for l in api.call("GET", f"/partners/{pid}/licences", partner, 200).json()] == [second]
+    assert [licence["id"] for licence in api.call("GET", f"/partners/{pid}/licences", partner, 200).json()] == [second]
 
     # A device binds the company's licence (over MQTT in real life), then the company moves it.
     old, new = DeviceKey("api-till-1"), DeviceKey("api-till-2")
@@ -181,12 +183,14 @@ def test_the_company_releases_its_licence_to_the_partners_stock(env) -> None:
     assert done["accepted"] is True and (done["licence"]["state"], done["licence"]["company_id"]) == ("assigned", None)
     assert error_code(api.call("GET", f"/licences/{licence_id}", company_a, 404)) == "not_found"
     assert error_code(api.call("POST", path, company_a, 404)) == "not_found"
-    stock = {l["id"]: l for l in api.call("GET", f"/partners/{pid}/licences", partner, 200).json()}
+    stock = {licence["id"]: licence for licence in api.call("GET", f"/partners/{pid}/licences", partner, 200).json()}
     assert stock[licence_id]["state"] == "assigned" and stock[licence_id]["key"] is not None  # unsealed, not sealed
 
     assert enter(till_c) == "bound"
     mine = api.call("GET", f"/companies/{c_cid}/licences", company_c, 200).json()
-    assert [(l["id"], l["device_id"], l["epoch"]) for l in mine] == [(licence_id, till_c.device_id, 2)]
+    assert [(licence["id"], licence["device_id"], licence["epoch"]) for licence in mine] == [
+        (licence_id, till_c.device_id, 2)
+    ]
     whole = [e["action"] for e in api.call("GET", f"/licences/{licence_id}/events", partner, 200).json()]
     assert whole == ["issued", "assigned", "bound", "return_requested", "released", "bound"]
     # Company C sees only its own part of the trail: nothing of company A's terminal.

@@ -30,6 +30,7 @@ Seeds are printed; rerun one with KASSA_LICENCE_SEED=<n>.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from datetime import timedelta
@@ -489,13 +490,10 @@ class World:
         if not device.tombstones:
             return
         (licence_id, epoch), (receipt, _at, _confirmed) = self.rng.choice(list(device.tombstones.items()))
-        with Session(self.db.engine) as session, session.begin():
-            try:
-                binding.accept_release(
-                    session, device.device_id, licence_id, epoch, receipt, self.now, self.policy, actor="user:1"
-                )
-            except LicenceRefused:
-                pass
+        with Session(self.db.engine) as session, session.begin(), contextlib.suppress(LicenceRefused):
+            binding.accept_release(
+                session, device.device_id, licence_id, epoch, receipt, self.now, self.policy, actor="user:1"
+            )
         self.publish()
 
 

@@ -294,5 +294,5 @@ def same_json(got: object, sent: object) -> bool:
     if isinstance(got, dict) and isinstance(sent, dict):
         return got.keys() == sent.keys() and all(same_json(got[k], sent[k]) for k in got)
     if isinstance(got, list) and isinstance(sent, list):
-        return len(got) == len(sent) and all(same_json(a, b) for a, b in zip(got, sent))
+        return len(got) == len(sent) and all(same_json(a, b) for a, b in zip(got, sent, strict=True))
     return type(got) is type(sent) and got == sent

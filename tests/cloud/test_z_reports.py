@@ -180,7 +180,7 @@ def test_exactly_once_and_the_business_refusals(api: Api) -> None:
     assert rejection.reason == "z_report.number_reused" and str(first.report_id) in rejection.detail
     assert _outcome(api, reused.id) == ("rejected", "z_report.number_reused")
     # redelivered, the refusal is answered the same way
-    assert list(ingest(api, [reused]).devices["z-rules"].rejected.values())[0].reason == "z_report.number_reused"
+    assert next(iter(ingest(api, [reused]).devices["z-rules"].rejected.values())).reason == "z_report.number_reused"
     # the same report id with other content
     changed = up(first.model_copy(update={"sales_total": 1}), "z-rules", 4)
     plan = ingest(api, [changed])

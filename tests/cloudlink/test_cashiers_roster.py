@@ -180,7 +180,10 @@ def test_printed_receipts_trigger_a_rate_limited_version_report(
     tmp_path: Path, mosquitto: Mosquitto, cloud: MqttPeer
 ) -> None:
     printer = VirtualPrinter(preview_dir=tmp_path / "previews").start()
-    extra = f'[cashiers]\ncheck_interval_s = 300\n[hardware]\ndiscovery_interval_s = 0\n[[printers]]\nname = "front"\nurl = "{printer.url}"\n'
+    extra = (
+        "[cashiers]\ncheck_interval_s = 300\n[hardware]\ndiscovery_interval_s = 0\n"
+        f'[[printers]]\nname = "front"\nurl = "{printer.url}"\n'
+    )
     agent = start_linked(config_for(tmp_path, mosquitto, extra=extra))
     try:
         publish(cloud, 2, ANNA)

@@ -5,6 +5,7 @@ Real Mosquitto, real ingest workers, real agent (in-process or as a process).
 
 from __future__ import annotations
 
+import itertools
 import queue
 import signal
 import threading
@@ -96,7 +97,9 @@ def test_broker_killed_three_times_during_5000_stream(tmp_path: Path, mosquitto:
             # Each kill must hit a live connection: the worker can reach the next target from
             # messages it already held while the agent is still waiting to reconnect.
             agent.wait_until(
-                lambda: agent.cloud.mqtt.connects > kill and agent.cloud.mqtt.subscribed, 30, f"connection {kill + 1}"
+                lambda kill=kill: agent.cloud.mqtt.connects > kill and agent.cloud.mqtt.subscribed,
+                30,
+                f"connection {kill + 1}",
             )
             mosquitto.restart(hard=True)
         producer.join(60)
@@ -235,7 +238,7 @@ def test_a_message_the_cloud_never_acks_is_resent_less_and_less_often(tmp_path: 
             seen.add(parsed.envelope.id)
             if parsed.type is kc.MessageType.SALE:
                 copies.append(time.monotonic())
-        gaps = [later - earlier for earlier, later in zip(copies, copies[1:])]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(copies)]
         # fixed resends every ack timeout would be about 12 copies; doubling gives 1 + 1 + 2 + 4 (+ jitter)
         assert 3 <= len(copies) <= 5, gaps
         assert gaps[-1] > 2 * gaps[0], gaps

@@ -43,7 +43,7 @@ def test_enqueue_commits_with_the_callers_transaction(outbox: Outbox) -> None:
 
 
 def test_enqueue_outside_a_transaction_is_refused(outbox: Outbox) -> None:
-    with pytest.raises(RuntimeError, match="inside Store.transaction"):
+    with pytest.raises(RuntimeError, match=r"inside Store.transaction"):
         outbox.enqueue(outbox.store.read(), event(1))
 
 

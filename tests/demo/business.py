@@ -79,7 +79,10 @@ class BusinessSteps:
             "the roster to reach the terminal",
         )
         version = self._client().call("cashiers.list")["version"]
-        return f"cashier {self.cashier_code} (operator 0042, roles cashier+refund+no_sale, all devices) created with a PIN; roster v{version} cached on {self.agent_name(self.agent)}"
+        return (
+            f"cashier {self.cashier_code} (operator 0042, roles cashier+refund+no_sale, all devices) "
+            f"created with a PIN; roster v{version} cached on {self.agent_name(self.agent)}"
+        )
 
     def shift(self: Demo) -> str:
         """A web POS's day through the local POS API: login, three sales (one in cash), a
@@ -203,7 +206,8 @@ class BusinessSteps:
         assert cloud is not None
         return (
             f"POS token, login over HTTP; sales #{sales[0]['receipt_no']}-#{cash['receipt_no']} "
-            f"(cash {cash['total']} paid 2000, change {cash['change']}, drawer {cash['drawer']}), a retry sold nothing; "
+            f"(cash {cash['total']} paid 2000, change {cash['change']}, drawer {cash['drawer']}), "
+            "a retry sold nothing; "
             f"refund {refund['amount']}; X {x['sales_count']} sales; Z #{z['z_no']} printed; the cloud shows 3 sales, "
             f"{cloud['refunded']} refunded against the cash sale, Z #{cloud['z']['z_no']}; "
             f"receipts in Russian (site.language ru), preview {cash_receipt.with_suffix('.png')}"
@@ -237,7 +241,10 @@ class BusinessSteps:
         trail = " -> ".join(
             f"{e['to_state']}" + (f"({e['to_device_id']})" if e["to_device_id"] else "") for e in events
         )
-        return f"{SECOND_DEVICE} paired; release order -> signed receipt from {self.agent_name(self.agent)} -> epoch {moved['epoch']} granted; audit: {trail}"
+        return (
+            f"{SECOND_DEVICE} paired; release order -> signed receipt from {self.agent_name(self.agent)} "
+            f"-> epoch {moved['epoch']} granted; audit: {trail}"
+        )
 
     def offline_login(self: Demo) -> str:
         """The broker goes away; the cashier still logs in (PIN checked against the cached hash)."""
@@ -272,12 +279,14 @@ class BusinessSteps:
         if not sell["allowed"] or refund["allowed"] or sell_on_first["allowed"]:
             raise self.failure(
                 "offline login",
-                f"unexpected permissions: sell {sell}, refund_any {refund}, sell on the released terminal {sell_on_first}",
+                f"unexpected permissions: sell {sell}, refund_any {refund}, "
+                f"sell on the released terminal {sell_on_first}",
             )
         return (
             f"broker stopped; {self.cashier_code} logged in on {SECOND_DEVICE} with PIN from stdin, details "
             f"{session['point_of_sale']}/{session['terminal_id']}/operator {session['operator_code']}: "
-            f"sell allowed, refund_any refused ({refund['code']}); on {self.agent_name(self.agent)} sell refused ({sell_on_first['code']})"
+            f"sell allowed, refund_any refused ({refund['code']}); "
+            f"on {self.agent_name(self.agent)} sell refused ({sell_on_first['code']})"
         )
 
     def stop_second_terminal(self: Demo) -> str:

@@ -76,7 +76,8 @@ class Demo(BusinessSteps, ResilienceSteps, TrustSteps):
             ("broker down: the cashier logs in offline; permissions follow roles and licence", self.offline_login),
             ("stop the second terminal cleanly", self.stop_second_terminal),
             (
-                "the second terminal is stolen: its certificate reaches no other terminal's messages, and one call revokes it",
+                "the second terminal is stolen: its certificate reaches no other terminal's messages, "
+                "and one call revokes it",
                 self.stolen_terminal,
             ),
             ("stop agent cleanly", self.stop_agent),
@@ -119,7 +120,6 @@ class Demo(BusinessSteps, ResilienceSteps, TrustSteps):
             },
         )
         port = free_port()
-        log = open(self.workdir / "cloud" / "http.log", "ab")
         env = {
             **os.environ,
             **signing,
@@ -133,13 +133,14 @@ class Demo(BusinessSteps, ResilienceSteps, TrustSteps):
             "KASSA_CLOUD_PAIRING_BROKER_PORT": str(self.broker.device_port),
             "KASSA_CLOUD_PAIRING_POLL_INTERVAL_S": "1",
         }
-        self.http = subprocess.Popen(
-            [sys.executable, "-m", "cloud_api.main", "serve", "--port", str(port)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.workdir / "cloud" / "http.log", "ab") as log:  # the child keeps its own descriptor
+            self.http = subprocess.Popen(
+                [sys.executable, "-m", "cloud_api.main", "serve", "--port", str(port)],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.api_url = f"http://127.0.0.1:{port}"
         health = self._wait_http(f"{self.api_url}/healthz", "start cloud service")
         return f"{self.api_url} healthy ({health['database']}), ingest worker on $share/ingest over mTLS"
@@ -209,7 +210,10 @@ class Demo(BusinessSteps, ResilienceSteps, TrustSteps):
                 "the broker log does not show the device logged in under its certificate's name",
                 self.collect_logs(),
             )
-        return f"code {code} printed and claimed into point of sale POS-DEMO-1; certificate CN={DEVICE} accepted by the broker"
+        return (
+            f"code {code} printed and claimed into point of sale POS-DEMO-1; "
+            f"certificate CN={DEVICE} accepted by the broker"
+        )
 
     # ------------------------------------------------------------- terminals
     def start_terminal(self, device_id: str, directory: Path, *, with_hardware: bool = True) -> AgentProcess:
@@ -326,7 +330,10 @@ url = "serial://{self.scanner_path}"
             "provision",
             "the QR settings applied",
         )
-        return f"point of sale POS-DEMO-1 -> POS-DEMO-BAR, language ru applied (QR image {self.workdir / 'configuration-qr.png'})"
+        return (
+            "point of sale POS-DEMO-1 -> POS-DEMO-BAR, language ru applied "
+            f"(QR image {self.workdir / 'configuration-qr.png'})"
+        )
 
     def push_config(self) -> str:
         assert self.cloud is not None and self.api_token  # the company admin of the pairing step
@@ -352,7 +359,10 @@ url = "serial://{self.scanner_path}"
             )
 
         self._wait(reported_up_to_date, "push config", "the device's state report to show it up to date")
-        return f"PUT config through the HTTP API -> v{version} published retained by the worker's publisher -> applied by the agent -> reported up to date"
+        return (
+            f"PUT config through the HTTP API -> v{version} published retained by the worker's publisher "
+            "-> applied by the agent -> reported up to date"
+        )
 
     def ping(self) -> str:
         status, command = api_request(
@@ -414,12 +424,10 @@ url = "serial://{self.scanner_path}"
         return status, reply
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[str]:
-        log = open(self.workdir / f"{name}.log", "a")
-        process = subprocess.Popen(
-            argv, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, text=True
-        )
-        log.close()
-        return process
+        with open(self.workdir / f"{name}.log", "a") as log:  # the child keeps its own descriptor
+            return subprocess.Popen(
+                argv, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, text=True
+            )
 
     def _wait_file(self, path: Path, what: str, timeout_s: float = 20) -> str:
         deadline = time.monotonic() + timeout_s

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,7 +42,5 @@ def peers() -> Iterator[list[Peer]]:
     opened: list[Peer] = []
     yield opened
     for peer in opened:
-        try:
+        with contextlib.suppress(Exception):
             peer.close()
-        except Exception:
-            pass

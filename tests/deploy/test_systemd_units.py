@@ -314,7 +314,8 @@ import ctypes, mmap, sys
 libc = ctypes.CDLL(None, use_errno=True)
 if libc.prctl(65, 1, 0, 0, 0) != 0:
     sys.exit("PR_SET_MDWE unsupported")
-import agent.daemon, agent.main, cloud_api.app, cloud_api.ingest.worker, uvicorn, sqlite3, ssl, usb.core, serial, escpos.printer
+import agent.daemon, agent.main, cloud_api.app, cloud_api.ingest.worker
+import uvicorn, sqlite3, ssl, usb.core, serial, escpos.printer
 ssl.create_default_context()
 sqlite3.connect(":memory:").execute("select 1")
 callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda x: x + 1)

@@ -10,6 +10,7 @@ KillSignal= and read who sent each notification (SCM_CREDENTIALS, as NotifyAcces
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -257,8 +258,6 @@ class ServiceRun:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        try:
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)  # wakes the reader thread
-        except OSError:
-            pass
         self._sock.close()

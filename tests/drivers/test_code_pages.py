@@ -131,11 +131,11 @@ def test_cancel_kanji_is_a_printer_option(tmp_path):
 
 def test_a_chinese_model_prints_a_russian_receipt_right(tmp_path):
     # the virtual printer with a Rongta profile powers on in Chinese mode, like the real one
-    lines = RUSSIAN_RECEIPT + ("Москва – Αθήνα",)
+    lines = (*RUSSIAN_RECEIPT, "Москва – Αθήνα")
     with VirtualPrinter(preview_dir=tmp_path / "previews", profile="RP326") as sim:
         printer = open_printer(f"{sim.url}?profile=RP326")
         try:
-            printer.print_document(Receipt(tuple(Text(line) for line in lines) + (Cut(),)), job_id="ru-1")
+            printer.print_document(Receipt((*(Text(line) for line in lines), Cut())), job_id="ru-1")
             [receipt] = sim.wait_for_receipts(1, timeout=10)
         finally:
             printer.close()

@@ -11,10 +11,10 @@ from drivers.sim.drawer import VirtualDrawer, VirtualSerialDrawer
 from drivers.sim.printer import VirtualPrinter
 from drivers.sim.printer_core import Paper
 
-FAST = dict(settle_time=0.05, poll_interval=0.02)
+FAST = {"settle_time": 0.05, "poll_interval": 0.02}
 # The sensor is read through the printer's status query; a loaded test machine may take longer than the
 # driver's default half second to answer, which would read as "no sensor". The simulator answers at once.
-SENSING = dict(status_timeout=5.0)
+SENSING = {"status_timeout": 5.0}
 
 
 def close_later(drawer: VirtualDrawer, after: float) -> threading.Timer:

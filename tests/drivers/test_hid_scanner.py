@@ -230,7 +230,7 @@ def test_hid_scanner_grabs_the_device_and_delivers_scan_events():
     assert not device.grabbed and device.closed
 
 
-FACTS = dict(path="/dev/input/event5", has_enter=True, has_digits=True)
+FACTS = {"path": "/dev/input/event5", "has_enter": True, "has_digits": True}
 
 
 @pytest.mark.parametrize(

@@ -286,7 +286,7 @@ def print_jobs(path: Path) -> list[dict[str, Any]]:
     """Every print job in the agent's store, oldest first (without its bytes)."""
     columns = ("job_id", "ref", "state", "copy_of", "automatic", "last_error")
     rows = _read(path, f"SELECT {', '.join(columns)} FROM print_jobs ORDER BY created_at")
-    return [dict(zip(columns, row)) for row in rows]
+    return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
 def waiting_for_a_person(path: Path) -> dict[str, str | None]:
@@ -315,6 +315,7 @@ def copy_reasons(path: Path) -> list[str]:
         str(row[0])
         for row in _read(
             path,
-            "SELECT original.last_error FROM print_jobs copy JOIN print_jobs original ON original.job_id = copy.copy_of",
+            "SELECT original.last_error FROM print_jobs copy"
+            " JOIN print_jobs original ON original.job_id = copy.copy_of",
         )
     ]

@@ -33,6 +33,7 @@ And a slow link (a printer behind a 9600-baud serial adapter, a weak Wi-Fi bridg
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import struct
@@ -60,10 +61,8 @@ class ProxyStats:
 
 
 def _reset_on_close(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
 
 
 class _MqttFramer:
@@ -129,10 +128,8 @@ class _Connection:
                 continue
             if reset:
                 _reset_on_close(sock)
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
 
     def _run(self) -> None:

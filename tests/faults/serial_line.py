@@ -9,6 +9,7 @@ buffer and drains at that speed, as it does in a UART.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
@@ -53,10 +54,8 @@ class SerialLine:
             self._socket.close()
         for fd in (self._master, self._slave):
             if fd is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
 
     def pause(self) -> None:
         """The printer stops taking bytes (paper out with flow control, a hung printer): what the

@@ -34,7 +34,7 @@ def start_workers(cloud: Cloud, *worker_ids: str) -> None:
     processes = {worker_id: cloud.start_worker_process(worker_id) for worker_id in worker_ids}
     for worker_id, process in processes.items():
         wait_for(
-            lambda: (
+            lambda process=process, worker_id=worker_id: (
                 process.poll() is not None
                 or worker_log(cloud, worker_id).count("ingest subscribed") > before[worker_id]
             ),
@@ -59,7 +59,7 @@ def test_worker_killed_mid_stream_and_restarted(selling: Terminal) -> None:
     for _round in range(2):
         applied = cloud.sales(DEVICE)
         stream.wait_sold(stream.sold() + 6)
-        wait_for(lambda: cloud.sales(DEVICE) > applied, 20, "the worker applying sales")
+        wait_for(lambda applied=applied: cloud.sales(DEVICE) > applied, 20, "the worker applying sales")
         cloud.kill_worker_process("p1")  # SIGKILL, mid-stream
         stream.wait_sold(stream.sold() + 6, what="sales committed while no worker runs")
         start_workers(cloud, "p1")  # same id: its session (and what it had not PUBACKed) is back

@@ -125,11 +125,11 @@ def similar_values(value: Any, short: bool = False) -> list[Any]:
     if isinstance(value, bool) or value is None:
         return [None, True, False, 0, 1, "true", []]
     if isinstance(value, int):
-        return NASTY_INTS + [value - 1, value + 1, -value, value * 1.0 if abs(value) < 1e300 else 1e300, str(value)]
+        return [*NASTY_INTS, value - 1, value + 1, -value, value * 1.0 if abs(value) < 1e300 else 1e300, str(value)]
     if isinstance(value, str) and _TIMESTAMP.match(value):
-        return NASTY_TIMESTAMPS + [value.replace("Z", "+14:00"), value.replace("Z", ""), value[:10]]
+        return [*NASTY_TIMESTAMPS, value.replace("Z", "+14:00"), value.replace("Z", ""), value[:10]]
     if isinstance(value, str) and _UUID.match(value):
-        return NASTY_IDS + [value.upper(), value.replace("-", ""), value[:-1]]
+        return [*NASTY_IDS, value.upper(), value.replace("-", ""), value[:-1]]
     if isinstance(value, str):
         return (SHORT_TEXT if short else NASTY_TEXT) + [value + value, value + "\x00", value.upper(), " " + value]
     return [None, [], {}, "x", 1, [value], {"value": value}]

@@ -100,7 +100,9 @@ def changed(base: Any, other: Any, prefix: tuple = ()) -> list[tuple]:
             )
         return found
     if isinstance(base, list) and isinstance(other, list) and len(base) == len(other):
-        return [p for index, (a, b) in enumerate(zip(base, other)) for p in changed(a, b, (*prefix, index))]
+        return [
+            p for index, (a, b) in enumerate(zip(base, other, strict=True)) for p in changed(a, b, (*prefix, index))
+        ]
     return [] if base == other and type(base) is type(other) else [prefix]
 
 
@@ -196,7 +198,7 @@ def config_file(tmp_path: Path) -> Path:
         ]
     ),
     typed=st.text(max_size=30)
-    | st.sampled_from(NASTY_TEXT + ["1" * 5000, "[" * 3000, "[1, 2]", "true", "'x'", "{a = 1}"]),
+    | st.sampled_from([*NASTY_TEXT, "1" * 5000, "[" * 3000, "[1, 2]", "true", "'x'", "{a = 1}"]),
 )
 def test_config_set_values_are_written_or_refused_naming_the_key(config_file: Path, key: str, typed: str) -> None:
     before = config_file.read_bytes()

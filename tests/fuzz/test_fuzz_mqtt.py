@@ -336,7 +336,7 @@ def test_every_command_with_arguments_at_the_limits_is_answered(pushed: tuple[In
         for value in (None, 0, -1, 1, 3, 2**31, 2**63 - 1, 2**63, 10**30, "3", 3.5, [], {"a": 1}):
             for args in ({"licence_id": "LIC-1", "epoch": value}, {"licence_id": value, "epoch": 1}, {"x": value}):
                 command = kc.down_message(kc.Command(name=name, args=args), device_id=DEVICE)
-                agent.call(lambda: agent.cloud._on_message(command.topic, kc.encode(command)))
+                agent.call(lambda command=command: agent.cloud._on_message(command.topic, kc.encode(command)))
                 sent += 1
     assert not catcher.records, [f"{r.name}: {r.getMessage()}: {r.exc_info[1]!r}" for r in catcher.records][:3]
     assert agent.cloud.outbox.stats().depth >= before + sent  # every command got its reply queued

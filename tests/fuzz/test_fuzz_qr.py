@@ -264,7 +264,12 @@ def test_typed_codes_are_canonical_or_refused_saying_what_is_wrong(typed: Any, p
             assert str(exc).strip()
             continue
         assert read(formatted(code)) == code == read(code.lower())
-        assert code == canonical or sum(a != b for a, b in zip(code, canonical)) > 1 or len(code) != len(canonical)
+        # codes of different lengths are compared position by position as far as both go
+        assert (
+            code == canonical
+            or sum(a != b for a, b in zip(code, canonical, strict=False)) > 1
+            or len(code) != len(canonical)
+        )
 
 
 def test_codes_expire_and_keys_must_be_pinned() -> None:

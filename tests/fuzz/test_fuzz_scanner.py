@@ -66,7 +66,7 @@ aim_frames = st.builds(
 
 def chopped(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({min(cut, len(data)) for cut in cuts})
-    return [data[start:end] for start, end in zip([0, *points], [*points, len(data)])]
+    return [data[start:end] for start, end in zip([0, *points], [*points, len(data)], strict=True)]
 
 
 @settings(max_examples=80, deadline=2000)
@@ -177,8 +177,13 @@ def test_any_key_events_decode_without_an_exception(layout: str, runs: list[list
 
 def typeable(layout: Keymap) -> dict[str, list[InputEvent]]:
     """Each character the layout types with one key (plus Shift or AltGr), as key events."""
-    down = lambda code: InputEvent(0, 0, e.EV_KEY, code, 1)  # noqa: E731
-    up = lambda code: InputEvent(0, 0, e.EV_KEY, code, 0)  # noqa: E731
+
+    def down(code: int) -> InputEvent:
+        return InputEvent(0, 0, e.EV_KEY, code, 1)
+
+    def up(code: int) -> InputEvent:
+        return InputEvent(0, 0, e.EV_KEY, code, 0)
+
     strokes: dict[str, list[InputEvent]] = {" ": [down(e.KEY_SPACE), up(e.KEY_SPACE)]}
     for code, (plain, shifted, altgr) in sorted(layout.keys.items()):
         for char, modifier in ((altgr, e.KEY_RIGHTALT), (shifted, e.KEY_LEFTSHIFT), (plain, None)):
@@ -251,7 +256,7 @@ def test_a_hid_scanner_keeps_reading_after_garbage(
 ) -> None:
     device, scanner, scans = hid_scanner
     for run in runs:
-        device.push(run + [enter])
+        device.push([*run, enter])
     released = [
         InputEvent(0, 0, e.EV_KEY, code, 0)
         for code in (e.KEY_LEFTSHIFT, e.KEY_RIGHTSHIFT, e.KEY_RIGHTALT, e.KEY_LEFTALT)

@@ -205,13 +205,16 @@ def test_kassactl_devices_and_test_print(tmp_path: Path, printer: VirtualPrinter
 
     agent = AgentProcess(hardware_config(tmp_path / "agent", printer)).start()
     try:
-        run = lambda *args: subprocess.run(
-            [sys.executable, "-m", "agent.ctl", "--socket", str(agent.socket_path), *args],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "agent.ctl", "--socket", str(agent.socket_path), *args],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
         job = agent.client().call("print.test")
         assert len(printer.wait_for_receipts(1, timeout=10)) == 1
         jobs = agent.client().call("print.jobs")

@@ -32,7 +32,8 @@ def test_a_store_from_before_keeps_its_waiting_jobs_in_their_order(tmp_path: Pat
     with Store.open(path, before) as store, store.transaction() as conn:
         for number, created_at in ((1, 100.0), (2, 50.0)):
             conn.execute(
-                "INSERT INTO print_jobs(job_id, printer, kind, data, state, created_at) VALUES (?, 'front', 'sale', ?, 'queued', ?)",
+                "INSERT INTO print_jobs(job_id, printer, kind, data, state, created_at)"
+                " VALUES (?, 'front', 'sale', ?, 'queued', ?)",
                 (f"job-{number}", b"receipt", created_at),
             )
     with Store.open(path) as store:
@@ -129,11 +130,13 @@ def test_a_job_cut_off_mid_write_is_not_sent_again_unmarked(tmp_path: Path, prin
             line.pause_after(2000)  # the status query goes through, then the job stops part-way
             queue.start()
             try:
-                while queue.get(job).state != "failed":  # interrupted: not queued again as it was
+                # "failed" = interrupted, not queued again as it was. The queue's worker records job
+                # states in the store and signals nothing a test could await, so these loops poll.
+                while queue.get(job).state != "failed":  # noqa: ASYNC110 - PrintQueue has no completion event
                     await asyncio.sleep(0.05)
                 line.resume()
                 copies = [j.job_id for j in queue.recent() if j.copy_of == job]
-                while copies and queue.get(copies[0]).state != "printed":
+                while copies and queue.get(copies[0]).state != "printed":  # noqa: ASYNC110 - as above
                     await asyncio.sleep(0.05)
                 return job, copies
             finally:

@@ -54,7 +54,8 @@ def terminal_config(
     ]
     if printer is not None:
         parts.append(
-            f'[[printers]]\nname = "front"\nurl = "{printer_url or printer.url}"\n\n[[drawers]]\nname = "cash"\nurl = "printer:?pin=2"\nprinter = "front"\n'
+            f'[[printers]]\nname = "front"\nurl = "{printer_url or printer.url}"\n\n'
+            '[[drawers]]\nname = "cash"\nurl = "printer:?pin=2"\nprinter = "front"\n'
         )
     if scanner is not None:
         parts.append(f'[[scanners]]\nname = "hand"\nurl = "serial://{scanner.path}?suffix=%0D%0A"\n')

@@ -34,7 +34,7 @@ def test_no_server_error_on_any_route(selling: Terminal) -> None:
             @settings(
                 max_examples=EXAMPLES_PER_MODE, deadline=None, database=None, suppress_health_check=list(HealthCheck)
             )
-            def check(case) -> None:
+            def check(case, label: str, operation) -> None:  # arguments: @given allows no defaults
                 response = case.call(base_url=base, headers={**(case.headers or {}), **pos.headers()}, timeout=30)
                 seen.setdefault(label, []).append(response.status_code)
                 assert response.status_code < 500, (label, case.path_parameters, case.query, case.body, response.text)
@@ -45,7 +45,7 @@ def test_no_server_error_on_any_route(selling: Terminal) -> None:
                     pos.login("ada")
 
             try:
-                check()
+                check(label=label, operation=operation)
             except Unsatisfiable:
                 assert mode is GenerationMode.NEGATIVE  # nothing to make invalid: no parameters, no body
     assert set(seen) == {f"{o.method.upper()} {o.path}" for o in operations}

@@ -146,7 +146,7 @@ def test_sigkill_after_commit_prints_once_and_reaches_the_cloud_once(tmp_path, m
         terminal.cloud.start_worker("w1")
         receipts = terminal.printer.wait_for_receipts(1, 20)
         terminal.cloud.wait_sales(DEVICE, 1, 30)
-        wait_for(lambda: outbox_empty(terminal.pos()), 30, "outbox acked")
+        wait_for(lambda terminal=terminal: outbox_empty(terminal.pos()), 30, "outbox acked")
         time.sleep(1.0)
         # Exactly one receipt. It may carry "*** COPY ***": a job the kill caught between "printing"
         # and the printer's paper-out answer counts as interrupted, and the print queue cannot
@@ -192,7 +192,7 @@ def test_expired_lease_refuses_the_sale(terminal: Terminal) -> None:
 
 def test_locked_or_disabled_cashier_cannot_sell(selling: Terminal) -> None:
     pos = selling.pos()
-    for attempt in range(2):
+    for _attempt in range(2):
         assert pos.error("POST", "/v1/cashier/login", {"code": "anna", "pin": "0000"}) == (401, "cashier.wrong_pin")
     assert pos.error("POST", "/v1/cashier/login", {"code": "anna", "pin": "0000"})[1] == "cashier.locked"
     assert pos.error("POST", "/v1/cashier/login", {"code": "anna", "pin": "4711"}) == (403, "cashier.locked")

@@ -71,16 +71,15 @@ class AgentProcess:
         return self._socket_path
 
     def start(self, wait: bool = True, timeout_s: float = 20.0) -> AgentProcess:
-        log = open(self.log_path, "a")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent.main", "--config", str(self.config_path), *self.args],
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        log.close()
+        with open(self.log_path, "a") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "agent.main", "--config", str(self.config_path), *self.args],
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         if wait:
             self.wait_ready(timeout_s)
         return self

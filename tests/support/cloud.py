@@ -50,27 +50,26 @@ class Cloud:
     def start_worker_process(
         self, worker_id: str = "p1", *, port: int | None = None, env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
-        log = open(self.workdir / f"worker-{worker_id}.log", "ab")
         env = {**os.environ, "KASSA_CLOUD_DATABASE_URL": self.database_url, **(env or {})}
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cloud_api.main",
-                "worker",
-                "--mqtt-host",
-                self.broker.host,
-                "--mqtt-port",
-                str(port or self.broker.port),
-                "--worker-id",
-                worker_id,
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        with open(self.workdir / f"worker-{worker_id}.log", "ab") as log:  # the child keeps its own descriptor
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "cloud_api.main",
+                    "worker",
+                    "--mqtt-host",
+                    self.broker.host,
+                    "--mqtt-port",
+                    str(port or self.broker.port),
+                    "--worker-id",
+                    worker_id,
+                ],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.processes[worker_id] = process
         return process
 

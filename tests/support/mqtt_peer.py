@@ -36,7 +36,7 @@ class MqttPeer:
             self.messages.put((parsed.topic.topic if isinstance(parsed, kc.Parsed) else msg.topic, line, False))
 
     def subscribe(self, topic: str) -> None:
-        result, mid = self.client.subscribe(topic, qos=1)
+        result, _mid = self.client.subscribe(topic, qos=1)
         assert result == mqtt.MQTT_ERR_SUCCESS
         time.sleep(0.1)  # SUBACK is asynchronous; give the broker a moment
 

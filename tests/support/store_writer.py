@@ -19,7 +19,8 @@ TEST_MIGRATIONS = (
         MIGRATIONS[-1].version + 1,
         "crash_test",
         (
-            "CREATE TABLE crash_rows (txn INTEGER NOT NULL, part INTEGER NOT NULL, payload BLOB NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (txn, part)) STRICT",
+            "CREATE TABLE crash_rows (txn INTEGER NOT NULL, part INTEGER NOT NULL, payload BLOB NOT NULL,"
+            " digest TEXT NOT NULL, PRIMARY KEY (txn, part)) STRICT",
         ),
     ),
 )
