@@ -49,7 +49,7 @@ def _default(info: FieldInfo) -> str:
     if info.is_required():
         return "**required**"
     if info.default_factory is not None:
-        made = info.default_factory()  # type: ignore[call-arg]
+        made = info.default_factory()  # type: ignore[call-arg]  # the config models' factories take no data
         return "see below" if isinstance(made, BaseModel) else f"`{made!r}`"
     value: Any = info.default
     if value is None:

@@ -12,7 +12,7 @@ import logging
 import re
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 _SECRET_NAME = re.compile(r"pin|password|passwd|secret|token|private|api_?key|credential", re.IGNORECASE)
@@ -68,7 +68,7 @@ def _not_library_chatter(record: logging.LogRecord) -> bool:
     return not (record.name == "root" and record.levelno < logging.WARNING and "escpos" in record.pathname)
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to ``sys.stderr`` as it is when a record comes, not as it was at setup: whatever
     swaps stderr (pytest's capture, between tests) must not leave the handler on a closed stream."""
 
@@ -95,10 +95,11 @@ def setup_logging(level: str = "info", fmt: str = "text", stream: Any = None) ->
         root.removeHandler(foreign)
     handler = next((h for h in root.handlers if getattr(h, "_kassa", False)), None)
     if handler is None:
-        handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
-        handler._kassa = True  # type: ignore[attr-defined]
-        handler.addFilter(_not_library_chatter)
-        root.addHandler(handler)
+        ours: logging.Handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+        ours._kassa = True  # type: ignore[attr-defined]  # marks our handler, so setup runs once
+        ours.addFilter(_not_library_chatter)
+        root.addHandler(ours)
+        handler = ours
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.setLevel(level.upper())
     # Third-party chatter stays out of an info-level journal.

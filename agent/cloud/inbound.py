@@ -66,7 +66,9 @@ class Inbound:
 
     def handle_state(self, envelope: kc.Envelope) -> bool:
         """Apply a state doc if newer than the applied version. Returns True when applied."""
-        doc: kc.StateDoc = envelope.body  # type: ignore[assignment]
+        doc = envelope.body
+        if not isinstance(doc, kc.StateDoc):
+            raise TypeError(f"handle_state needs a state document, not {type(doc).__name__}")
         domain = doc.domain.value
         handler = self.state_handlers.get(domain)
         with self.store.transaction() as conn:
@@ -101,7 +103,9 @@ class Inbound:
 
     def handle_command(self, envelope: kc.Envelope) -> None:
         """Apply a command once; answer every delivery with the same stored reply."""
-        command: kc.Command = envelope.body  # type: ignore[assignment]
+        command = envelope.body
+        if not isinstance(command, kc.Command):
+            raise TypeError(f"handle_command needs a command, not {type(command).__name__}")
         stored = (
             self.store.read().execute("SELECT reply FROM inbox WHERE message_id = ?", (str(envelope.id),)).fetchone()
         )

@@ -325,11 +325,13 @@ class CloudLink:
         try:
             match parsed.type:
                 case kc.MessageType.ACK:
-                    self._on_ack(parsed.body)  # type: ignore[arg-type]
+                    assert isinstance(parsed.body, kc.Ack), "parse_message pairs each type with its body"
+                    self._on_ack(parsed.body)
                 case kc.MessageType.STATE:
+                    assert isinstance(parsed.body, kc.StateDoc), "parse_message pairs each type with its body"
                     if self.inbound.handle_state(parsed.envelope):
                         self.report_state()
-                    self._state_arrived(parsed.body.domain.value)  # type: ignore[union-attr]
+                    self._state_arrived(parsed.body.domain.value)
                 case kc.MessageType.COMMAND:
                     self.inbound.handle_command(parsed.envelope)
                 case _:

@@ -79,7 +79,7 @@ class Outbox:
         """
         if not conn.in_transaction:
             raise RuntimeError("Outbox.enqueue must run inside Store.transaction()")
-        draft = message if type(message) is kc.UpDraft else self.draft(message, correlation_id=correlation_id)  # type: ignore[arg-type]
+        draft = message if isinstance(message, kc.UpDraft) else self.draft(message, correlation_id=correlation_id)
         seq = self._last_seq(conn) + 1
         payload = draft.payload(seq)
         conn.execute(

@@ -171,7 +171,9 @@ class PrintQueue:
                 " WHERE job_id = ?",
                 (job.job_id,),
             )
-            return self._get(conn, job.job_id)  # type: ignore[return-value]
+            dismissed = self._get(conn, job.job_id)
+            assert dismissed is not None, "found above, in this transaction"
+            return dismissed
 
     def _copy(self, conn: sqlite3.Connection, job: PrintJob, mark: Receipt, *, automatic: bool) -> str:
         """Queue a copy of ``job``'s original, starting with ``mark`` (``copy_mark()``, made before
