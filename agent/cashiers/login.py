@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from agent.cashiers import audit, lockout, sessions
+from agent.cashiers.permissions import actions_of
 from agent.cashiers.roster import Roster
 from agent.cashiers.sessions import CashierSession
 from agent.config import AgentConfig
@@ -77,8 +78,6 @@ def describe(session: CashierSession, cashier: RosterCashier, timeout_s: float) 
 
     `session_label` (the airline session or counter the details set is for) is display
     only: it comes from the current roster, sales never carry it."""
-    from agent.cashiers.permissions import actions_of
-
     return {
         "cashier_id": cashier.cashier_id,
         "name": cashier.name,

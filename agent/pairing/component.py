@@ -18,19 +18,22 @@ import random
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography import x509
 
 from agent import meta
+from agent.cloud.port import CloudPort
 from agent.config import ConfigError, MqttConfig
 from agent.config_edit import set_values
+from agent.hardware.facade import TillHardware
 from agent.pairing.client import PairingClient, PairingHttpError, PairingNetworkError, retry_delay
 from agent.pairing.install import InstallError, check_credentials, install
 from agent.pairing.keys import DeviceKeys, KeyFileError, load_or_create_device_keys
 from agent.pairing.renewal import CertificateRenewal, RenewalSettings, renews
 from agent.pairing.slip import pairing_slip
 from agent.refusal import Refused
+from agent.runtime import Runtime
 from agent.store import StoreError
 from broker.contract.pairing import (
     PairingCodeError,
@@ -43,11 +46,6 @@ from broker.contract.pairing import (
     poll_request,
     registration_request,
 )
-
-if TYPE_CHECKING:
-    from agent.cloud.port import CloudPort
-    from agent.hardware.facade import TillHardware
-    from agent.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ carry the exact amounts).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from typing import Any
@@ -109,7 +110,5 @@ def configured_currency(config: dict[str, Any]) -> str | None:
 
 
 def _z_currency(row: sqlite3.Row) -> str | None:
-    import json
-
     currency = json.loads(row["body"]).get("currency")
     return currency if isinstance(currency, str) else None
