@@ -66,9 +66,11 @@ class CloudLink:
         self.outbox = runtime.outbox
         self.inbound = inbound
         self.inbound.republish = self._publish_now
-        self.inbound.on_command(kc.CommandName.PING.value, self._cmd_ping)
         reload_config = runtime.reload_config
-        self.inbound.on_command(kc.CommandName.CONFIG_RELOAD.value, lambda args: reload_config())
+        # The link's own commands. The inbound outlives a link that failed to start, so a second
+        # link (pairing trying again) takes them over instead of failing on a taken name.
+        self.inbound.command_handlers[kc.CommandName.PING.value] = self._cmd_ping
+        self.inbound.command_handlers[kc.CommandName.CONFIG_RELOAD.value] = lambda args: reload_config()
         self._peripherals = peripherals
         call_from_thread = runtime.call_from_thread
         self.mqtt = MqttLink(
