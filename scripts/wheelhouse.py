@@ -214,38 +214,39 @@ def take_prebuilt(sdists: list[Path], prebuilt: Path | None, target: Target, int
 def build_sdists(
     sdists: list[Path], lock: dict[NormalizedName, Pin], target: Target, into: Path, scratch: Path
 ) -> None:
-    requirements = scratch / "build.txt"
-    names = [parse_sdist_filename(sdist.name)[0] for sdist in sdists]
-    requirements.write_text("".join(lock[name].requirement_line() + "\n" for name in names))
-    built = scratch / "built"
-    built.mkdir(exist_ok=True)
-    pip(
-        "wheel",
-        "--no-deps",
-        "--require-hashes",
-        "--no-build-isolation",
-        "--no-binary",
-        ",".join(names),
-        "--find-links",
-        str(into),
-        "--wheel-dir",
-        str(built),
-        "-r",
-        str(requirements),
-    )
-    for wheel in list(built.glob("*.whl")):
-        _, _, _, tags = parse_wheel_filename(wheel.name)
-        portable = all(tag.platform == "any" for tag in tags)
-        if not portable and not target.is_this_machine():
-            raise WheelhouseError(
-                f"{wheel.name.split('-')[0]} has no wheel for linux {target.arch} / Python {target.python} on PyPI and "
-                f"is not pure Python: build it on such a machine (`pip wheel --no-deps {wheel.name.split('-')[0]}=="
-                f"{wheel.name.split('-')[1]}`) and pass its directory with --prebuilt"
-            )
-        shutil.move(wheel, into / wheel.name)
-        print(f"wheelhouse: built {wheel.name} here (no wheel on the index for this target)")
+    """Turn each sdist into a wheel with this venv's (locked) setuptools; name every one the target cannot use."""
+    unusable = []
     for sdist in sdists:
+        name = parse_sdist_filename(sdist.name)[0]
+        pin = lock[name]
+        requirements = scratch / f"build-{name}.txt"
+        requirements.write_text(pin.requirement_line() + "\n")
+        built = scratch / f"built-{name}"
+        try:
+            pip(
+                "wheel",
+                *("--no-deps", "--require-hashes", "--no-build-isolation", "--no-binary", name),
+                *("--find-links", str(into), "--wheel-dir", str(built), "-r", str(requirements)),
+            )
+        except WheelhouseError:
+            if target.is_this_machine():
+                raise
+            unusable.append(f"{name}=={pin.version} (does not build here)")
+            continue
+        (wheel,) = built.glob("*.whl")
+        portable = all(tag.platform == "any" for tag in parse_wheel_filename(wheel.name)[3])
+        if not portable and not target.is_this_machine():
+            unusable.append(f"{name}=={pin.version} (a C extension)")
+            continue
+        shutil.move(wheel, into / wheel.name)
         sdist.unlink()
+        print(f"wheelhouse: built {wheel.name} here (the index has no wheel for this target)")
+    if unusable:
+        raise WheelhouseError(
+            f"no wheel on the index for linux {target.arch} / Python {target.python}, and none can be built on this "
+            f"machine, for: {', '.join(unusable)}. Build them on such a machine (`pip wheel --no-deps NAME==VERSION`) "
+            "and pass their directory with --prebuilt"
+        )
 
 
 def clear(out: Path) -> None:
