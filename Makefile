@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kassa-installed
 MOSQUITTO ?= /usr/sbin/mosquitto
 
-.PHONY: demo test check lock setup mosquitto chromium faketime bench soak fleet fuzz docs translations clean
+.PHONY: demo test check lock wheelhouse setup mosquitto chromium faketime bench soak fleet fuzz docs translations clean
 
 demo: setup
 	$(PY) -m tests.demo
@@ -38,6 +38,16 @@ LOCK_UPGRADE ?=
 lock: $(STAMP)
 	$(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes --extra dev \
 		$(LOCK_UPGRADE) --custom-compile-command 'make lock' --output-file $(LOCK) pyproject.toml
+
+# Every wheel a terminal needs to install kassa with no internet: kassa's own and its runtime dependencies (no dev
+# tools), versions and hashes from the lock, for linux WHEELHOUSE_ARCH (x86_64 or aarch64) and Debian 12's
+# Python 3.11. Dependencies PyPI has only as sdists are built into wheels here (docs/deployment.md, "Offline
+# install"). On the terminal: pip install --no-index --find-links wheelhouse kassa
+WHEELHOUSE ?= build/wheelhouse
+WHEELHOUSE_ARCH ?= $(shell uname -m)
+WHEELHOUSE_ARGS ?=
+wheelhouse: $(STAMP)
+	$(PY) scripts/wheelhouse.py --arch $(WHEELHOUSE_ARCH) --out $(WHEELHOUSE) $(WHEELHOUSE_ARGS)
 
 # Formatting, lint and types (scripts/check; configuration in pyproject.toml). Needs only the venv.
 check: $(STAMP)
