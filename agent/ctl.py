@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import io
 import json
 import os
@@ -15,8 +16,9 @@ from typing import Any
 from agent import ctl_format
 from agent.cashiers import ctl_verbs as cashier_verbs
 from agent.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
-from agent.ctl_client import EXIT_ERROR, EXIT_OK, ControlClient, ControlError
+from agent.ctl_client import EXIT_ERROR, EXIT_NOT_OK, EXIT_OK, ControlClient, ControlError, confirm
 from agent.posapi import ctl_verbs as pos_verbs
+from agent.version import agent_version
 
 DEFAULT_SOCKET = Path("/run/kassa/control.sock")
 
@@ -34,11 +36,46 @@ def _socket_path(args: argparse.Namespace) -> Path:
     return DEFAULT_SOCKET
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with "did you mean" for a mistyped command or action, instead of every choice."""
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if action.choices is not None and value not in action.choices:
+            close = difflib.get_close_matches(str(value), [str(c) for c in action.choices], n=3, cutoff=0.6)
+            if close:
+                raise argparse.ArgumentError(
+                    action, f"invalid choice: {value!r}; did you mean {' or '.join(map(repr, close))}?"
+                )
+        super()._check_value(action, value)
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    """The flags every command takes. On a command's own parser their default is SUPPRESS, so
+    ``kassactl status --json`` sets --json and a flag given before the command is not reset."""
+    parser.add_argument(
+        "--socket",
+        type=Path,
+        default=default,
+        help=f"control socket (default: from the config, else {DEFAULT_SOCKET})",
+    )
+    parser.add_argument("-c", "--config", type=Path, default=default, help="agent config file to find the socket in")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=default if default is argparse.SUPPRESS else False,
+        help="machine-readable output",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kassactl", description="Talk to the local kassa agent.")
-    parser.add_argument("--socket", type=Path, help=f"control socket (default: from the config, else {DEFAULT_SOCKET})")
-    parser.add_argument("-c", "--config", type=Path, help="agent config file to find the socket in")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser = _Parser(
+        prog="kassactl",
+        description="Talk to the local kassa agent.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 answered but not OK, 69 agent not running, 77 permission "
+        "denied (docs/kassactl.md).",
+    )
+    parser.add_argument("--version", action="version", version=f"kassactl {agent_version()}")
+    _add_global_flags(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("status", help="agent, cloud link, outbox, devices, pushed versions")
     sub.add_parser("ping", help="check the agent answers")
@@ -74,12 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     licence.add_argument("key", nargs="?", help="the licence key for `enter`, e.g. 7KQ2-M9XD-T4HB-8WZC")
     licence.add_argument("--licence-id", help="release-file: which licence, if the terminal holds several")
     licence.add_argument("--printer", help="release-file: also print the QR code on this printer")
+    licence.add_argument("-y", "--yes", action="store_true", help="release-file: do not ask for confirmation")
     cashier_verbs.add_parsers(sub)
     pos_verbs.add_parsers(sub)
     diagnostics = sub.add_parser("diagnostics", help="write a support bundle (tar.gz)")
     diagnostics.add_argument(
         "-o", "--output", type=Path, help="file to write (default: kassa-diagnostics-<device>-<time>.tar.gz)"
     )
+    for command_parser in set(sub.choices.values()):
+        _add_global_flags(command_parser, argparse.SUPPRESS)
     return parser
 
 
@@ -114,6 +154,11 @@ def run(client: ControlClient, args: argparse.Namespace) -> int:
         return cashier_verbs.run(client, args) or EXIT_OK
     if command == "pos":
         return pos_verbs.run(client, args) or EXIT_OK
+    if command == "licence" and args.action == "release-file" and not args.yes:
+        confirm(
+            "kassactl licence release-file gives this terminal's licence up for good: it stops selling until a "
+            "licence is entered again"
+        )
     method, params, formatter = _simple(args)
     result = client.call(method, **params)
     if args.json:
@@ -123,7 +168,18 @@ def run(client: ControlClient, args: argparse.Namespace) -> int:
     if command == "reload" and result.get("error"):
         print(f"kassactl: {result['error']}", file=sys.stderr)
         return EXIT_ERROR
-    return EXIT_OK
+    return EXIT_NOT_OK if _not_ok(command, args, result) else EXIT_OK
+
+
+def _not_ok(command: str, args: argparse.Namespace, result: Any) -> bool:
+    """The agent answered, and what a script asks about is not OK (exit code 3; docs/kassactl.md)."""
+    if command == "status":  # a store that fails its integrity check stops the agent at start
+        return result.get("state") != "running" or bool((result.get("store") or {}).get("disk_full"))
+    if command == "devices":
+        return any(printer.get("status") != "ready" for printer in result.get("printers", {}).values())
+    if command == "licence" and args.action == "check":
+        return not result.get("ok")
+    return False
 
 
 def _simple(args: argparse.Namespace) -> tuple[str, dict[str, Any], Any]:
