@@ -190,3 +190,21 @@ def test_status_shows_why_the_cloud_is_disconnected(site: Site) -> None:
     assert reason
     cloud_line = next(line for line in site.ctl("status").stdout.splitlines() if line.startswith("cloud "))
     assert "disconnected" in cloud_line and f"last error: {reason}" in cloud_line
+
+
+def test_pos_token_revoke_takes_a_prefix_and_asks_first(site: Site) -> None:
+    client = site.agent.client()
+    first, second = (client.call("pos.token.create", label=label)["token_id"] for label in ("till-a", "till-b"))
+    unasked = site.ctl("pos", "token", "revoke", first)
+    assert unasked.returncode == 1 and "add --yes" in unasked.stderr
+    assert not next(t for t in client.call("pos.token.list")["tokens"] if t["token_id"] == first)["revoked"]
+    ambiguous = site.ctl("pos", "token", "revoke", "pt-", "--yes")
+    assert ambiguous.returncode == 1 and "is ambiguous" in ambiguous.stderr
+    assert first in ambiguous.stderr and second in ambiguous.stderr
+    prefix = next(first[:n] for n in range(4, len(first) + 1) if not second.startswith(first[:n]))
+    revoked = site.ctl("pos", "token", "revoke", prefix, "--yes")
+    assert revoked.returncode == 0 and f"POS token {first} revoked" in revoked.stdout, revoked.stderr
+    states = {t["token_id"]: t["revoked"] for t in client.call("pos.token.list")["tokens"]}
+    assert states[first] and not states[second]
+    unknown = site.ctl("pos", "token", "revoke", "pt-zz", "--yes")
+    assert unknown.returncode == 1 and "no POS token 'pt-zz'" in unknown.stderr
