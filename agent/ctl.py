@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import difflib
 import io
 import json
@@ -87,9 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     drawer = sub.add_parser("drawer", help="cash drawer actions")
     drawer.add_argument("action", choices=["open"])
     drawer.add_argument("name", nargs="?", help="drawer name (default: the cash drawer)")
-    jobs = sub.add_parser("print", help="print jobs: list, reprint, or dismiss one that waits for a person")
-    jobs.add_argument("action", choices=["jobs", "reprint", "dismiss"])
-    jobs.add_argument("job_id", nargs="?", help="job to reprint or dismiss")
+    jobs = sub.add_parser(
+        "print", help="print jobs: list, show what one prints, reprint, or dismiss one that waits for a person"
+    )
+    jobs.add_argument("action", choices=["jobs", "show", "reprint", "dismiss"])
+    jobs.add_argument("job_id", nargs="?", help="job to show, reprint or dismiss (any unique start of its id)")
+    jobs.add_argument("--png", type=Path, help="show: also write the receipt as a PNG image to this file")
     scan = sub.add_parser("scan", help="show scans")
     scan.add_argument("--watch", action="store_true", required=True, help="stream scans until Ctrl-C")
     config = sub.add_parser("config", help="read or change the configuration")
@@ -148,6 +152,8 @@ def run(client: ControlClient, args: argparse.Namespace) -> int:
         return _stream(client, "logs.follow", args, lambda item: item["line"])
     if command == "diagnostics":
         return _diagnostics(client, args)
+    if command == "print" and args.action == "show":
+        return _print_show(client, args)
     if command == "config":
         return _config(client, args)
     if command in ("cashiers", "cashier"):
@@ -281,6 +287,24 @@ def _config(client: ControlClient, args: argparse.Namespace) -> int:
         print(f"{args.key} saved; restart needed (systemctl restart kassa-agent)")
     else:
         print(f"{args.key} saved (unchanged)")
+    return EXIT_OK
+
+
+def _print_show(client: ControlClient, args: argparse.Namespace) -> int:
+    if not args.job_id:
+        raise ControlError("kassactl print show JOB_ID: which job? (kassactl print jobs lists them)")
+    shown = client.call("print.show", job_id=args.job_id, png=args.png is not None)
+    png = shown.pop("png_base64", None)
+    if png is not None:
+        args.png.write_bytes(base64.b64decode(png))
+    if args.json:
+        print(json.dumps(shown, indent=2, default=str))
+        return EXIT_OK
+    job = shown["job"]
+    print(f"job {job['job_id']}  {job['printer']} {job['kind']} {job['state']}")
+    print(shown["text"])
+    if png is not None:
+        print(f"wrote {args.png}")
     return EXIT_OK
 
 

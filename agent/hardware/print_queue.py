@@ -425,6 +425,13 @@ class PrintQueue:
     def get(self, job_id: str) -> PrintJob | None:
         return self._get(self.store.read(), job_id)
 
+    def stored(self, job_id: str) -> tuple[PrintJob, bytes]:
+        """A job (by id or unique prefix) and the bytes it sends to its printer."""
+        conn = self.store.read()
+        job = self._find(conn, job_id)
+        (data,) = conn.execute("SELECT data FROM print_jobs WHERE job_id = ?", (job.job_id,)).fetchone()
+        return job, bytes(data)
+
     def _find(self, conn: sqlite3.Connection, job_id: str) -> PrintJob:
         """A job by its id or by any start of it that only one job has (`kassactl print jobs` shows 12
         characters), so every client can take the short form."""

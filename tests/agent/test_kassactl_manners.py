@@ -208,3 +208,16 @@ def test_pos_token_revoke_takes_a_prefix_and_asks_first(site: Site) -> None:
     assert states[first] and not states[second]
     unknown = site.ctl("pos", "token", "revoke", "pt-zz", "--yes")
     assert unknown.returncode == 1 and "no POS token 'pt-zz'" in unknown.stderr
+
+
+def test_print_show_decodes_the_stored_bytes(site: Site, tmp_path: Path) -> None:
+    job_id = site.agent.client().call("print.test", printer="back")["job_id"]  # never printed: "back" is offline
+    png = tmp_path / "job.png"
+    shown = site.ctl("print", "show", job_id[:10], "--png", str(png))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"job {job_id}  back test ")
+    assert "kassa test print" in shown.stdout and "[QR: kassa:test:pos-0001:back:" in shown.stdout
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    as_json = json.loads(site.ctl("print", "show", job_id, "--json").stdout)
+    assert as_json["job"]["job_id"] == job_id and "png_base64" not in as_json
+    assert as_json["text"] in shown.stdout
