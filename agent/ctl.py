@@ -11,6 +11,7 @@ import os
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kassactl {agent_version()}")
     _add_global_flags(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("status", help="agent, cloud link, outbox, devices, pushed versions")
+    status = sub.add_parser("status", help="agent, cloud link, outbox, devices, pushed versions")
+    status.add_argument(
+        "--watch", action="store_true", help="follow the outbox draining to the cloud until it is empty (or Ctrl-C)"
+    )
+    status.add_argument("--interval", type=float, default=1.0, help="--watch: seconds between samples")
     sub.add_parser("ping", help="check the agent answers")
     sub.add_parser("methods", help="list control methods and the role each needs")
     sub.add_parser("reload", help="re-read the config file (like SIGHUP)")
@@ -154,6 +159,8 @@ def run(client: ControlClient, args: argparse.Namespace) -> int:
         return _diagnostics(client, args)
     if command == "print" and args.action == "show":
         return _print_show(client, args)
+    if command == "status" and args.watch:
+        return watch_outbox(client, args.interval, args.json)
     if command == "config":
         return _config(client, args)
     if command in ("cashiers", "cashier"):
@@ -288,6 +295,42 @@ def _config(client: ControlClient, args: argparse.Namespace) -> int:
     else:
         print(f"{args.key} saved (unchanged)")
     return EXIT_OK
+
+
+def watch_outbox(
+    client: ControlClient,
+    interval_s: float,
+    as_json: bool,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """One line per sample while the outbox drains (depth, rate, time left, why the link is down),
+    then a summary. The rate is the net drain since the last sample: sales made meanwhile slow it."""
+    started = clock()
+    first_depth: int | None = None
+    previous: tuple[int, float] | None = None  # depth and when, one sample back
+    while True:
+        cloud = client.call("status")["components"].get("cloud")
+        if cloud is None:
+            raise ControlError("the agent has no cloud link configured: nothing to watch")
+        depth, now = int(cloud["outbox_depth"]), clock()
+        if first_depth is None:
+            first_depth = depth
+        rate: float | None = None
+        if previous is not None and now > previous[1]:
+            rate = max(0.0, (previous[0] - depth) / (now - previous[1]))
+        left: float | None = depth / rate if rate and depth else None
+        if as_json:
+            sample = {"outbox_depth": depth, "rate_per_s": rate, "left_s": left, "connected": cloud["connected"]}
+            print(json.dumps(sample), flush=True)
+        else:
+            print(ctl_format.drain_progress(depth, rate, left, cloud), flush=True)
+        if depth == 0:
+            if not as_json:
+                print(ctl_format.drain_summary(first_depth, now - started))
+            return EXIT_OK
+        previous = (depth, now)
+        sleep(interval_s)
 
 
 def _print_show(client: ControlClient, args: argparse.Namespace) -> int:

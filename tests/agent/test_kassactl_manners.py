@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from agent.ctl import build_parser, run
+from agent.ctl import build_parser, run, watch_outbox
 from agent.ctl_client import EXIT_NOT_OK, EXIT_UNAVAILABLE, ControlClient
 from agent.version import agent_version
 from drivers.sim.printer import VirtualPrinter
@@ -221,3 +221,36 @@ def test_print_show_decodes_the_stored_bytes(site: Site, tmp_path: Path) -> None
     as_json = json.loads(site.ctl("print", "show", job_id, "--json").stdout)
     assert as_json["job"]["job_id"] == job_id and "png_base64" not in as_json
     assert as_json["text"] in shown.stdout
+
+
+def test_status_watch_ends_at_once_when_nothing_waits(site: Site) -> None:
+    assert site.agent.client().call("status")["components"]["cloud"]["outbox_depth"] == 0
+    watched = site.ctl("status", "--watch")
+    assert watched.returncode == 0, watched.stderr
+    lines = watched.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("outbox 0  -  cloud disconnected (")
+    assert lines[1] == "outbox empty: nothing waits for the cloud"
+
+
+def test_status_watch_shows_a_drain(site: Site) -> None:
+    """A real status answer whose outbox depth goes 30,000 -> 20,000 -> 0, one second apart."""
+    answer = site.agent.client().call("status")
+    depths, clock = [30_000, 20_000, 0], [0.0]
+
+    class Draining(ControlClient):
+        def call(self, method: str, **params: Any) -> Any:
+            answer["components"]["cloud"].update(outbox_depth=depths.pop(0), connected=True)
+            return answer
+
+    def tick(seconds: float) -> None:
+        clock[0] += 1.0
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = watch_outbox(Draining(site.agent.socket_path), 1.0, False, clock=lambda: clock[0], sleep=tick)
+    assert code == 0 and out.getvalue().splitlines() == [
+        "outbox 30,000  -  cloud connected",
+        "outbox 20,000  10,000/s, about 2 s left  cloud connected",
+        "outbox 0  20,000/s  cloud connected",
+        "outbox drained: 30,000 message(s) in 2.0 s",
+    ]
