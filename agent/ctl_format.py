@@ -24,8 +24,6 @@ def status(result: dict[str, Any]) -> str:
         summary = component.get("summary") or ", ".join(
             f"{k}={v}" for k, v in component.items() if not isinstance(v, (dict, list))
         )
-        if component.get("connected") is False and component.get("last_error"):
-            summary += f"; last error: {component['last_error']}"  # why it is disconnected, not only that it is
         lines.append(f"{name:<11} {summary}")
     cloud = components.get("cloud")
     if cloud is not None:

@@ -189,7 +189,7 @@ def test_status_shows_why_the_cloud_is_disconnected(site: Site) -> None:
     reason = client.call("status")["components"]["cloud"]["last_error"]
     assert reason
     cloud_line = next(line for line in site.ctl("status").stdout.splitlines() if line.startswith("cloud "))
-    assert "disconnected" in cloud_line and f"last error: {reason}" in cloud_line
+    assert f"disconnected from 127.0.0.1:{CLOSED_PORT} (last error: {reason}); outbox" in cloud_line
 
 
 def test_pos_token_revoke_takes_a_prefix_and_asks_first(site: Site) -> None:
