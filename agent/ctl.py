@@ -41,6 +41,8 @@ def _socket_path(args: argparse.Namespace) -> Path:
 class _Parser(argparse.ArgumentParser):
     """argparse with "did you mean" for a mistyped command or action, instead of every choice."""
 
+    # argparse checks every choice here, the command's and each action's (Python 3.14 added
+    # suggest_on_error for this; 3.11 has none)
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         if action.choices is not None and value not in action.choices:
             close = difflib.get_close_matches(str(value), [str(c) for c in action.choices], n=3, cutoff=0.6)
