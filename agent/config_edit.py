@@ -7,6 +7,7 @@ file, never half of one, and keep the operator's comments and layout (tomlkit).
 
 from __future__ import annotations
 
+import difflib
 import os
 import tempfile
 import tomllib
@@ -25,7 +26,7 @@ def get_value(config: AgentConfig, key: str) -> Any:
     node: Any = config
     for part in key.split("."):
         if not isinstance(node, BaseModel) or part not in type(node).model_fields:
-            raise ConfigError(f"no configuration key '{key}' (see docs/configuration.md)")
+            raise ConfigError(_unknown_key(key))
         node = getattr(node, part)
     if isinstance(node, SecretStr):
         return "**********"
@@ -34,6 +35,23 @@ def get_value(config: AgentConfig, key: str) -> Any:
     if isinstance(node, list):
         return [item.model_dump(mode="json") if isinstance(item, BaseModel) else item for item in node]
     return node if isinstance(node, (str, int, float, bool)) or node is None else str(node)
+
+
+def config_keys(model: type[BaseModel] = AgentConfig, prefix: str = "") -> list[str]:
+    """Every dotted key of the configuration, sections included (``mqtt``, ``mqtt.port``, ...)."""
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(prefix + name)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys.extend(config_keys(annotation, f"{prefix}{name}."))
+    return keys
+
+
+def _unknown_key(key: str) -> str:
+    close = difflib.get_close_matches(key, config_keys(), n=3, cutoff=0.8)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return f"no configuration key '{key}'{hint} (see docs/configuration.md)"
 
 
 def parse_value(raw: str) -> Any:
@@ -77,7 +95,7 @@ def _check_settable(key: str) -> None:
     for index, part in enumerate(parts):
         field = model.model_fields.get(part)
         if field is None:
-            raise ConfigError(f"no configuration key '{key}' (see docs/configuration.md)")
+            raise ConfigError(_unknown_key(key))
         annotation = field.annotation
         last = index == len(parts) - 1
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -87,7 +105,7 @@ def _check_settable(key: str) -> None:
                 )
             model = annotation
         elif not last:
-            raise ConfigError(f"no configuration key '{key}' (see docs/configuration.md)")
+            raise ConfigError(_unknown_key(key))
         elif _is_list_of_tables(annotation):
             raise ConfigError(f"'{key}' holds device tables ([[{part}]]); edit the file for those")
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_ERROR, EXIT_UNAVAILABLE, EXIT_NOPERM = 0, 1, 69, 77
+# 3: the agent answered and what was asked about is not OK (status, devices, licence check), as
+# `systemctl is-active` answers 3 for a unit that is not active; 69 and 77 are sysexits.h's.
+EXIT_OK, EXIT_ERROR, EXIT_NOT_OK, EXIT_UNAVAILABLE, EXIT_NOPERM = 0, 1, 3, 69, 77
 PERMISSION_DENIED = -32001
 
 
@@ -16,6 +19,16 @@ class ControlError(Exception):
     def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def confirm(what: str) -> None:
+    """Ask before a command that cannot be undone: on a terminal a person answers; anywhere else
+    (a script, a pipe) only --yes goes ahead, so nothing is given up by accident."""
+    if not sys.stdin.isatty():
+        raise ControlError(f"{what}.\nNot done: standard input is not a terminal; add --yes to go ahead.")
+    answer = input(f"{what}.\nGo ahead? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise ControlError("not done")
 
 
 class ControlClient:

@@ -37,6 +37,19 @@ def status(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def drain_progress(depth: int, rate: float | None, left_s: float | None, cloud: dict[str, Any]) -> str:
+    speed = "-" if rate is None else f"{rate:,.0f}/s"
+    left = "" if left_s is None else f", about {left_s:,.0f} s left"
+    link = "connected" if cloud.get("connected") else f"disconnected ({cloud.get('last_error') or 'connecting'})"
+    return f"outbox {depth:,}  {speed}{left}  cloud {link}"
+
+
+def drain_summary(first_depth: int, elapsed_s: float) -> str:
+    if first_depth == 0:
+        return "outbox empty: nothing waits for the cloud"
+    return f"outbox drained: {first_depth:,} message(s) in {elapsed_s:,.1f} s"
+
+
 def devices(result: dict[str, Any]) -> str:
     lines = []
     for name, printer in result.get("printers", {}).items():

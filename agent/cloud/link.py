@@ -117,15 +117,17 @@ class CloudLink:
 
     def status(self) -> dict[str, Any]:
         stats = self.outbox.stats()
-        state = "connected" if self.mqtt.connected else "disconnected"
+        broker = f"{self.config.host}:{self.config.port}"
+        if self.mqtt.connected:
+            link = f"connected to {broker}"
+        else:  # why, where a person looks first (kassactl status), not only in --json
+            reason = f" (last error: {self.mqtt.last_error})" if self.mqtt.last_error else ""
+            link = f"disconnected from {broker}{reason}"
         age = "-" if stats.oldest_age_s is None else f"{stats.oldest_age_s:.0f} s"
         return {
-            "summary": (
-                f"{state} to {self.config.host}:{self.config.port}; outbox {stats.depth} (oldest {age}), "
-                f"{len(self._in_flight)} in flight"
-            ),
+            "summary": f"{link}; outbox {stats.depth} (oldest {age}), {len(self._in_flight)} in flight",
             "connected": self.mqtt.connected,
-            "broker": f"{self.config.host}:{self.config.port}",
+            "broker": broker,
             "last_error": self.mqtt.last_error,
             "outbox_depth": stats.depth,
             "outbox_oldest_age_s": stats.oldest_age_s,

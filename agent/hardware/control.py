@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from typing import Any
 
 from agent.control.methods import Method, MethodError, Params, required_str, str_param
 from agent.control.permissions import Role
 from agent.hardware.component import Hardware
+from drivers.printers.profile import load_profile
 
 
 def _devices(hardware: Hardware, params: Params) -> dict[str, Any]:
@@ -23,6 +26,25 @@ def _print_reprint(hardware: Hardware, params: Params) -> dict[str, Any]:
 
 def _print_dismiss(hardware: Hardware, params: Params) -> dict[str, Any]:
     return hardware.queue.dismiss(required_str(params, "job_id")).as_dict()
+
+
+def _print_show(hardware: Hardware, params: Params) -> dict[str, Any]:
+    job, data = hardware.queue.stored(required_str(params, "job_id"))
+    printer = hardware.printers.get(job.printer)
+    profile = printer.profile if printer is not None else load_profile()
+    # The preview decoder and painter bring Pillow: loaded by the first `print show`, not at every start.
+    from drivers.preview.decoder import EscposDecoder
+    from drivers.preview.painter import page_text, paint
+
+    decoder = EscposDecoder(profile)
+    decoder.feed(data)
+    page = decoder.take_all()
+    shown: dict[str, Any] = {"job": job.as_dict(), "text": page_text(page, profile.columns())}
+    if params.get("png"):
+        png = io.BytesIO()
+        paint(page, profile.width_px).save(png, format="PNG")
+        shown["png_base64"] = base64.b64encode(png.getvalue()).decode("ascii")
+    return shown
 
 
 def _print_jobs(hardware: Hardware, params: Params) -> list[dict[str, Any]]:
@@ -43,6 +65,12 @@ METHODS: tuple[Method[Hardware], ...] = (
         Role.READ,
         "Recent print jobs and their state, those waiting for a person first (params: limit).",
         _print_jobs,
+    ),
+    Method(
+        "print.show",
+        Role.ADMIN,
+        "What a job prints, decoded from its stored bytes: text, and a PNG if asked (params: job_id, png).",
+        _print_show,
     ),
     Method("print.test", Role.ADMIN, "Queue a test page (params: printer).", _print_test),
     Method("print.reprint", Role.ADMIN, "Print a job again, marked as a copy (params: job_id).", _print_reprint),

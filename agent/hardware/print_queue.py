@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 STOP_GRACE_S = 10.0  # a send in progress at stop (printers have write timeouts below this)
 NEEDS_ATTENTION = "needs_attention"  # unknown whether it came out, already a copy: a person decides
 COPY_HEADER = "*** COPY ***"
+AMBIGUOUS_SHOWN = 5  # candidates an ambiguous job id prefix lists
 
 
 def english_copy_mark() -> Receipt:
@@ -424,17 +425,32 @@ class PrintQueue:
     def get(self, job_id: str) -> PrintJob | None:
         return self._get(self.store.read(), job_id)
 
+    def stored(self, job_id: str) -> tuple[PrintJob, bytes]:
+        """A job (by id or unique prefix) and the bytes it sends to its printer."""
+        conn = self.store.read()
+        job = self._find(conn, job_id)
+        (data,) = conn.execute("SELECT data FROM print_jobs WHERE job_id = ?", (job.job_id,)).fetchone()
+        return job, bytes(data)
+
     def _find(self, conn: sqlite3.Connection, job_id: str) -> PrintJob:
-        """A job by its id or by the start of it that `kassactl print jobs` shows (if only one matches)."""
+        """A job by its id or by any start of it that only one job has (`kassactl print jobs` shows 12
+        characters), so every client can take the short form."""
         job = self._get(conn, job_id)
-        if job is None and len(job_id) >= 8 and job_id.isalnum():
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM print_jobs WHERE job_id LIKE ? LIMIT 2", (job_id + "%",)
-            ).fetchall()
-            job = PrintJob.from_row(rows[0]) if len(rows) == 1 else None
-        if job is None:
+        if job is not None:
+            return job
+        # substr, not LIKE: '%' and '_' in what a person typed are characters, not wildcards
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM print_jobs WHERE substr(job_id, 1, ?) = ? ORDER BY created_at DESC LIMIT ?",
+            (len(job_id), job_id, AMBIGUOUS_SHOWN + 1),
+        ).fetchall()
+        if not job_id or not rows:
             raise PrintQueueError(f"no print job {job_id}")
-        return job
+        if len(rows) > 1:
+            candidates = [PrintJob.from_row(row) for row in rows]
+            shown = ", ".join(f"{c.job_id[:16]} ({c.kind}, {c.state})" for c in candidates[:AMBIGUOUS_SHOWN])
+            more = " and more" if len(candidates) > AMBIGUOUS_SHOWN else ""
+            raise PrintQueueError(f"print job id {job_id!r} is ambiguous: it starts {shown}{more}; give more of the id")
+        return PrintJob.from_row(rows[0])
 
     @staticmethod
     def _get(conn: sqlite3.Connection, job_id: str) -> PrintJob | None:

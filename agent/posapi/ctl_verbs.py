@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from agent.ctl_client import EXIT_OK, ControlClient, ControlError
+from agent.ctl_client import EXIT_OK, ControlClient, ControlError, confirm
 
 
 def add_parsers(sub: Any) -> None:
@@ -15,6 +15,7 @@ def add_parsers(sub: Any) -> None:
     pos.add_argument("action", choices=["create", "list", "revoke"])
     pos.add_argument("token_id", nargs="?", help="revoke: the token id (kassactl pos token list)")
     pos.add_argument("--label", help="create: a name for the POS, e.g. tablet-1")
+    pos.add_argument("-y", "--yes", action="store_true", help="revoke: do not ask for confirmation")
 
 
 def run(client: ControlClient, args: argparse.Namespace) -> int | None:
@@ -29,6 +30,8 @@ def run(client: ControlClient, args: argparse.Namespace) -> int | None:
     elif args.action == "revoke":
         if not args.token_id:
             raise ControlError("kassactl pos token revoke ID: which token? (kassactl pos token list shows them)")
+        if not args.yes:
+            confirm(f"kassactl pos token revoke {args.token_id}: the POS using that token loses access for good")
         result = client.call("pos.token.revoke", token_id=args.token_id)
         print(
             json.dumps(result, indent=2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -110,9 +111,8 @@ class PosTokens:
             raise TokenError("token id must be a string such as pt-1a2b3c4d (kassactl pos token list)")
         now = self.clock()
         with self.store.transaction() as conn:
+            token_id = _whole_id(conn, token_id)
             row = conn.execute("SELECT revoked_at FROM pos_tokens WHERE token_id = ?", (token_id,)).fetchone()
-            if row is None:
-                raise TokenError(f"no POS token {token_id!r} (kassactl pos token list shows them)")
             if row[0] is None:
                 conn.execute("UPDATE pos_tokens SET revoked_at = ? WHERE token_id = ?", (now, token_id))
         already = row[0] is not None
@@ -140,3 +140,22 @@ class PosTokens:
 
 def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def _whole_id(conn: sqlite3.Connection, token_id: str) -> str:
+    """The token id itself, or the one id that starts with what was typed (``pt-1a``)."""
+    # substr, not LIKE: '%' and '_' in what a person typed are characters, not wildcards
+    ids = [
+        row[0]
+        for row in conn.execute(
+            "SELECT token_id FROM pos_tokens WHERE substr(token_id, 1, ?) = ? ORDER BY token_id",
+            (len(token_id), token_id),
+        )
+    ]
+    if token_id in ids:
+        return token_id
+    if not token_id or not ids:
+        raise TokenError(f"no POS token {token_id!r} (kassactl pos token list shows them)")
+    if len(ids) > 1:
+        raise TokenError(f"POS token id {token_id!r} is ambiguous: it starts {', '.join(ids)}; give more of the id")
+    return ids[0]

@@ -166,7 +166,7 @@ def test_kassactl_pos_token_verbs(terminal: InProcessAgent, capsys: pytest.Captu
     listed = capsys.readouterr().out
     assert "till-2" in listed and token not in listed
     token_id = re.search(r"(pt-[0-9a-f]{8})", listed).group(1)  # type: ignore[union-attr]
-    assert kassactl(["--socket", socket, "pos", "token", "revoke", token_id]) == 0
+    assert kassactl(["--socket", socket, "pos", "token", "revoke", token_id, "--yes"]) == 0
     assert "revoked" in capsys.readouterr().out
     base = api_url(terminal.config.paths.control_socket)
     assert httpx.get(base + "/v1/status", headers={"Authorization": f"Bearer {token}"}).status_code == 401
