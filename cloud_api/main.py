@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from broker.logs import setup_logging
 from cloud_api.db import make_engine
 from cloud_api.settings import CloudSettings
+from cloud_api.startup_checks import EX_UNAVAILABLE, Unavailable, check_broker, check_database
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +94,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_keys_command(command, settings, args)
     engine = make_engine(settings.database_url)
+    if command in ("serve", "worker"):
+        try:
+            check_database(engine)
+            if command == "worker":
+                check_broker(settings.mqtt_host, settings.mqtt_port)
+        except Unavailable as exc:
+            engine.dispose()
+            print(f"kassa-cloud {command}: {exc}", file=sys.stderr)
+            return EX_UNAVAILABLE
     if command == "owner":
         return create_owner_command(engine, args["owner_name"], args.get("admin_name"))
     if command == "pki":

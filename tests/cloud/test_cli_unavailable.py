@@ -1,0 +1,46 @@
+"""`kassa-cloud serve` / `worker` with the database or the broker missing at start: one line
+saying which, where and what to check, and the documented exit code; no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from broker.launcher import free_port
+from cloud_api.startup_checks import EX_UNAVAILABLE
+from tests.support.agent_process import REPO_ROOT
+
+
+def _kassa_cloud(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cloud_api.main", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+
+
+def test_serve_with_a_dead_database_says_so_in_one_line() -> None:
+    port = free_port()  # nothing listens there
+    result = _kassa_cloud("serve", "--database-url", f"postgresql+psycopg://kassa:s3cret@127.0.0.1:{port}/kassa")
+    assert result.returncode == EX_UNAVAILABLE == 69
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("kassa-cloud serve: cannot reach the database at ")
+    assert f"postgresql+psycopg://kassa:***@127.0.0.1:{port}/kassa" in lines[0] and "s3cret" not in lines[0]
+    assert "refused" in lines[0].lower() and "check" in lines[0]
+
+
+def test_worker_with_a_dead_broker_says_so_in_one_line(tmp_path: Path) -> None:
+    port = free_port()
+    result = _kassa_cloud("worker", "--database-url", f"sqlite:///{tmp_path / 'cloud.db'}", "--mqtt-port", str(port))
+    assert result.returncode == EX_UNAVAILABLE
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"kassa-cloud worker: cannot reach the broker at 127.0.0.1:{port} ")
+    assert "check" in lines[0]
