@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
 from typing import Any, TextIO
 
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+# uvicorn hands its own formatter a copy of the message with ANSI colours: never a field of ours.
+_LIBRARY_ATTRS = frozenset({"color_message"})
 _SECRET_NAME = re.compile(r"pin|password|passwd|secret|token|private|api_?key|credential", re.IGNORECASE)
 _MASK = "***"
 _PLAIN_VALUE = re.compile(r"^[^\s=\"]+$")
@@ -23,7 +26,7 @@ _PLAIN_VALUE = re.compile(r"^[^\s=\"]+$")
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     fields = {}
     for key, value in record.__dict__.items():
-        if key in _STANDARD_ATTRS or key.startswith("_"):
+        if key in _STANDARD_ATTRS or key in _LIBRARY_ATTRS or key.startswith("_"):
             continue
         fields[key] = _MASK if _SECRET_NAME.search(key) else value
     return fields
@@ -63,6 +66,39 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(event, default=str, ensure_ascii=False)
 
 
+# syslog(3) priorities: journald reads a "<N>" at the start of a line as the line's priority.
+_SYSLOG_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+
+
+def _syslog_priority(levelno: int) -> int:
+    return next((priority for level, priority in sorted(_SYSLOG_PRIORITY.items(), reverse=True) if levelno >= level), 7)
+
+
+class SyslogPrefixFormatter(logging.Formatter):
+    """Another formatter's lines, each with a ``<N>`` priority prefix, so ``journalctl -p err``
+    finds errors (the unit sets ``SyslogLevelPrefix=yes``). Every line of a traceback gets it:
+    journald reads each line as its own entry."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{_syslog_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in self.inner.format(record).split("\n"))
+
+
+def stderr_is_journal() -> bool:
+    """True when systemd connected our stderr to the journal: it then sets JOURNAL_STREAM to the
+    device and inode of that stream (a child whose stderr was redirected elsewhere sees no match)."""
+    device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        stat = os.fstat(sys.stderr.fileno())
+        return (stat.st_dev, stat.st_ino) == (int(device), int(inode))
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
 def _not_library_chatter(record: logging.LogRecord) -> bool:
     # python-escpos logs every connection open/close at INFO on the root logger.
     return not (record.name == "root" and record.levelno < logging.WARNING and "escpos" in record.pathname)
@@ -84,8 +120,11 @@ class _StderrHandler(logging.StreamHandler[TextIO]):
         pass
 
 
-def setup_logging(level: str = "info", fmt: str = "text", stream: Any = None) -> None:
-    """Route every logger to stderr with the chosen format; idempotent (SIGHUP calls it again)."""
+def setup_logging(
+    level: str = "info", fmt: str = "text", stream: Any = None, *, syslog_prefix: bool | None = None
+) -> None:
+    """Route every logger to stderr with the chosen format; idempotent (SIGHUP calls it again).
+    ``syslog_prefix``: start each line with its ``<N>`` priority; by default when stderr is the journal."""
     root = logging.getLogger()
     # Some libraries (python-escpos) call logging.basicConfig() at import: their plain
     # handler would print every event a second time, unstructured.
@@ -100,7 +139,10 @@ def setup_logging(level: str = "info", fmt: str = "text", stream: Any = None) ->
         ours.addFilter(_not_library_chatter)
         root.addHandler(ours)
         handler = ours
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
+    if syslog_prefix if syslog_prefix is not None else (stream is None and stderr_is_journal()):
+        formatter = SyslogPrefixFormatter(formatter)
+    handler.setFormatter(formatter)
     root.setLevel(level.upper())
     # Third-party chatter stays out of an info-level journal.
     for noisy in ("apscheduler", "asyncio", "urllib3", "PIL", "usb", "escpos"):

@@ -30,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--database-url", default=argparse.SUPPRESS, help="SQLAlchemy URL (env KASSA_CLOUD_DATABASE_URL)"
     )
+    common.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=argparse.SUPPRESS,
+        help="log lines as text (default) or JSON (env KASSA_CLOUD_LOG_FORMAT)",
+    )
     parser = argparse.ArgumentParser(prog="kassa-cloud", description="kassa cloud service.", parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the admin HTTP API", parents=[common])
@@ -88,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = CloudSettings(
         **{key: value for key, value in args.items() if value is not None and key in SETTINGS_KEYS}
     )
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     if command in ("keys", "provisioning-qr"):
         from cloud_api.keys_cli import run_keys_command
 
@@ -117,8 +123,13 @@ def main(argv: list[str] | None = None) -> int:
 
         schema.upgrade(engine)
 
+        # log_config=None: uvicorn's records go through kassa's handler and format, like every other.
         uvicorn.run(
-            create_app(settings, engine), host=settings.http_host, port=settings.http_port, log_level=settings.log_level
+            create_app(settings, engine),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level=settings.log_level,
+            log_config=None,
         )
         return 0
     return run_worker(settings, engine)

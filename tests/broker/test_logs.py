@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 
 from broker.logs import setup_logging
 
@@ -52,3 +53,36 @@ def test_default_handler_follows_stderr_when_it_is_swapped(monkeypatch) -> None:
     assert " warning kassa.test printer offline" in second.getvalue() and "Logging error" not in second.getvalue()
     for handler in [h for h in root.handlers if getattr(h, "_kassa", False)]:
         root.removeHandler(handler)
+
+
+def test_under_the_journal_each_line_carries_its_syslog_priority(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """systemd sets JOURNAL_STREAM to our stderr's device:inode; lines then start with <N>
+    (SyslogLevelPrefix=yes in the units), every line of a traceback too."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_kassa", False)]:
+        root.removeHandler(handler)
+    with open(tmp_path / "journal", "w+") as journal:
+        stat = os.fstat(journal.fileno())
+        monkeypatch.setattr("sys.stderr", journal)
+        monkeypatch.setenv("JOURNAL_STREAM", f"{stat.st_dev}:{stat.st_ino}")
+        setup_logging("info", "text")
+        log = logging.getLogger("kassa.test")
+        log.info("agent running")
+        log.warning("printer offline")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("step failed")
+        monkeypatch.setenv("JOURNAL_STREAM", "1:2")  # stderr is not the journal (redirected)
+        setup_logging("info", "text")
+        log.error("plain")
+        journal.flush()
+        lines = (tmp_path / "journal").read_text().splitlines()
+    for handler in [h for h in root.handlers if getattr(h, "_kassa", False)]:
+        root.removeHandler(handler)
+    assert lines[0].startswith("<6>") and " info kassa.test agent running" in lines[0]
+    assert lines[1].startswith("<4>") and lines[2].startswith("<3>")
+    traceback = lines[3:-1]
+    assert traceback and all(line.startswith("<3>") for line in traceback)
+    assert any("ValueError: boom" in line for line in traceback)
+    assert not lines[-1].startswith("<") and " error kassa.test plain" in lines[-1]

@@ -3,6 +3,7 @@ saying which, where and what to check, and the documented exit code; no tracebac
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -44,3 +45,32 @@ def test_worker_with_a_dead_broker_says_so_in_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"kassa-cloud worker: cannot reach the broker at 127.0.0.1:{port} ")
     assert "check" in lines[0]
+
+
+def test_serve_logs_json_lines_with_uvicorn_through_the_same_formatter(tmp_path: Path) -> None:
+    """`--log-format json`: every line one JSON object, uvicorn's too, with no ANSI colour copy."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "cloud_api.main", "--log-format", "json", "serve", "--port", str(port)),
+            *("--database-url", f"sqlite:///{tmp_path / 'cloud.db'}"),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "KASSA_CLOUD_SIGNING_KEY_FILE": str(tmp_path / "k.pem")},
+    )
+    events = []
+    try:
+        assert server.stderr is not None
+        for line in server.stderr:  # ends when the server exits; the test runner's timeout bounds a hang
+            events.append(json.loads(line))
+            if "startup complete" in events[-1]["msg"]:
+                break
+    finally:
+        server.terminate()
+        server.wait(20)
+    uvicorn_events = [event for event in events if event["logger"].startswith("uvicorn")]
+    assert uvicorn_events and "startup complete" in uvicorn_events[-1]["msg"]
+    assert all("color_message" not in event and "\x1b[" not in json.dumps(event) for event in events)
