@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
@@ -97,6 +98,53 @@ def stderr_is_journal() -> bool:
         return (stat.st_dev, stat.st_ino) == (int(device), int(inode))
     except (ValueError, OSError, AttributeError):
         return False
+
+
+class RepeatedLog:
+    """A line that would repeat while a condition lasts (a printer offline, sweeps skipped): the
+    first is logged, then at most one summary every ``summary_every_s`` while it goes on, and one
+    line with the total when it ends. Another ``key`` (a new reason) is logged at once.
+
+    The clock is a parameter: tests step it instead of waiting."""
+
+    def __init__(
+        self, log: logging.Logger, summary_every_s: float = 300.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.log = log
+        self.summary_every_s = summary_every_s
+        self.clock = clock
+        self.key: object = None
+        self.started_at: float | None = None
+        self.count = 0  # occurrences since it started
+        self.unlogged = 0  # occurrences since the last line
+        self.logged_at = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.started_at is not None
+
+    def occurred(self, level: int, message: str, key: object = None, **extra: Any) -> None:
+        now = self.clock()
+        if self.started_at is None or key != self.key:
+            self.key, self.started_at, self.count, self.unlogged, self.logged_at = key, now, 1, 0, now
+            self.log.log(level, message, extra=extra)
+            return
+        self.count += 1
+        self.unlogged += 1
+        if now - self.logged_at >= self.summary_every_s:
+            self.log.log(
+                level,
+                f"{message} (repeated {self.unlogged} times in {now - self.logged_at:.0f} s)",
+                extra={**extra, "repeats": self.count, "since_s": round(now - self.started_at, 1)},
+            )
+            self.unlogged, self.logged_at = 0, now
+
+    def ended(self, level: int, message: str, **extra: Any) -> None:
+        """Log ``message``, with how long it lasted and how often it happened if it had started."""
+        if self.started_at is not None:
+            extra = {**extra, "repeats": self.count, "lasted_s": round(self.clock() - self.started_at, 1)}
+        self.log.log(level, message, extra=extra)
+        self.key, self.started_at, self.count, self.unlogged = None, None, 0, 0
 
 
 def _not_library_chatter(record: logging.LogRecord) -> bool:

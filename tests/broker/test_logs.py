@@ -5,7 +5,7 @@ import json
 import logging
 import os
 
-from broker.logs import setup_logging
+from broker.logs import RepeatedLog, setup_logging
 
 
 def _capture(fmt: str) -> tuple[logging.Logger, io.StringIO]:
@@ -86,3 +86,29 @@ def test_under_the_journal_each_line_carries_its_syslog_priority(monkeypatch, tm
     assert traceback and all(line.startswith("<3>") for line in traceback)
     assert any("ValueError: boom" in line for line in traceback)
     assert not lines[-1].startswith("<") and " error kassa.test plain" in lines[-1]
+
+
+def test_a_repeated_line_is_logged_first_then_summarised_then_ended(caplog) -> None:  # type: ignore[no-untyped-def]
+    now = [1000.0]
+    repeated = RepeatedLog(logging.getLogger("kassa.test"), summary_every_s=300, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="kassa.test"):
+        for _ in range(20):  # every 15 s for 5 minutes
+            repeated.occurred(logging.WARNING, "licence sweep skipped", key="no_signer", reason="no_signer")
+            now[0] += 15
+        repeated.occurred(logging.WARNING, "licence sweep skipped", key="no_signer", reason="no_signer")  # 300 s on
+        repeated.occurred(logging.WARNING, "licence sweep skipped", key="no_signer", reason="no_signer")
+        repeated.occurred(logging.WARNING, "licence sweep skipped", key="db_locked", reason="db_locked")  # new reason
+        now[0] += 30
+        repeated.ended(logging.INFO, "licence sweeps run again")
+        repeated.ended(logging.INFO, "licence sweeps run again")  # not active: logged plainly
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines == [
+        ("WARNING", "licence sweep skipped"),
+        ("WARNING", "licence sweep skipped (repeated 20 times in 300 s)"),
+        ("WARNING", "licence sweep skipped"),
+        ("INFO", "licence sweeps run again"),
+        ("INFO", "licence sweeps run again"),
+    ]
+    assert caplog.records[1].repeats == 21 and caplog.records[2].reason == "db_locked"
+    assert caplog.records[3].repeats == 1 and caplog.records[3].lasted_s == 30.0
+    assert not hasattr(caplog.records[4], "repeats")
