@@ -112,3 +112,10 @@ def test_a_repeated_line_is_logged_first_then_summarised_then_ended(caplog) -> N
     assert caplog.records[1].repeats == 21 and caplog.records[2].reason == "db_locked"
     assert caplog.records[3].repeats == 1 and caplog.records[3].lasted_s == 30.0
     assert not hasattr(caplog.records[4], "repeats")
+
+
+def test_uvicorns_colour_copy_of_the_message_is_not_a_field() -> None:
+    log, stream = _capture("text")
+    log.info("Started server process [%d]", 42, extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]"})
+    line = stream.getvalue().strip()
+    assert line.endswith(" info kassa.test Started server process [42]") and "\x1b" not in line
