@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from broker.logs import setup_logging
 from cloud_api.db import make_engine
 from cloud_api.settings import CloudSettings
+from cloud_api.startup_checks import EX_UNAVAILABLE, Unavailable, check_broker, check_database
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--database-url", default=argparse.SUPPRESS, help="SQLAlchemy URL (env KASSA_CLOUD_DATABASE_URL)"
+    )
+    common.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=argparse.SUPPRESS,
+        help="log lines as text (default) or JSON (env KASSA_CLOUD_LOG_FORMAT)",
     )
     parser = argparse.ArgumentParser(prog="kassa-cloud", description="kassa cloud service.", parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,12 +94,21 @@ def main(argv: list[str] | None = None) -> int:
     settings = CloudSettings(
         **{key: value for key, value in args.items() if value is not None and key in SETTINGS_KEYS}
     )
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     if command in ("keys", "provisioning-qr"):
         from cloud_api.keys_cli import run_keys_command
 
         return run_keys_command(command, settings, args)
     engine = make_engine(settings.database_url)
+    if command in ("serve", "worker"):
+        try:
+            check_database(engine)
+            if command == "worker":
+                check_broker(settings.mqtt_host, settings.mqtt_port)
+        except Unavailable as exc:
+            engine.dispose()
+            print(f"kassa-cloud {command}: {exc}", file=sys.stderr)
+            return EX_UNAVAILABLE
     if command == "owner":
         return create_owner_command(engine, args["owner_name"], args.get("admin_name"))
     if command == "pki":
@@ -107,8 +123,13 @@ def main(argv: list[str] | None = None) -> int:
 
         schema.upgrade(engine)
 
+        # log_config=None: uvicorn's records go through kassa's handler and format, like every other.
         uvicorn.run(
-            create_app(settings, engine), host=settings.http_host, port=settings.http_port, log_level=settings.log_level
+            create_app(settings, engine),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level=settings.log_level,
+            log_config=None,
         )
         return 0
     return run_worker(settings, engine)

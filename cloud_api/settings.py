@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +60,9 @@ class CloudSettings(BaseSettings):
         5, ge=1, le=100, description="Sends of one command before the cloud gives up waiting for its reply."
     )
     log_level: str = Field("info", description="debug, info, warning or error.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text (`ts level logger message key=value`) or one JSON object per line."
+    )
     signing_key_file: Path = Field(
         Path("./kassa-cloud-signing.pem"),
         description="Ed25519 private key (PEM, mode 0600) the cloud signs configuration codes and leases with.",

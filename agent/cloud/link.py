@@ -31,6 +31,9 @@ from broker import contract as kc
 log = logging.getLogger(__name__)
 
 IDLE_CHECK_S = 1.0
+# A drain of at least this many messages (a backlog after an outage) ends with a summary line;
+# the single sale sent at once does not.
+BACKLOG_SUMMARY_MIN = 100
 # A message still unacked after a resend waits twice as long for the next one (up to this many
 # ack timeouts), jittered: a cloud that is slow, not gone, is not buried in copies, and a fleet
 # that lost the cloud at the same moment does not resend in lockstep.
@@ -94,6 +97,9 @@ class CloudLink:
         self._task: asyncio.Task[None] | None = None
         self.published = 0
         self.acked = 0
+        self.rejected = 0  # acks that rejected a message (each logged at error)
+        # From the first publish of a drain until the outbox is empty: (monotonic start, acked + rejected then).
+        self._draining_since: tuple[float, int] | None = None
         self.resent = 0
         self.batches = 0
         self._batch_topic = kc.batch_topic(self.device_id)
@@ -159,6 +165,7 @@ class CloudLink:
                 if self.mqtt.connected:
                     self._resend_overdue()
                     self._fill_window()
+                    self._note_drained()
             except Exception as exc:  # a full disk or a bug must not end the drain for good
                 self._failures.failed(exc)
                 await asyncio.sleep(IDLE_CHECK_S)
@@ -169,7 +176,10 @@ class CloudLink:
         room = self.window - len(self._in_flight)
         if room <= 0:
             return
-        for group in self._groups(self.outbox.after(self._cursor, room)):
+        rows = self.outbox.after(self._cursor, room)
+        if rows and self._draining_since is None:
+            self._draining_since = (time.monotonic(), self.acked + self.rejected)
+        for group in self._groups(rows):
             if len(group) == 1:
                 sent = self.mqtt.publish(group[0].topic, group[0].payload)
             else:
@@ -183,6 +193,22 @@ class CloudLink:
             self._next_due = min(self._next_due, due)
             self._cursor = group[-1].seq
             self.published += len(group)
+
+    def _note_drained(self) -> None:
+        """Once a drain has emptied the outbox: a summary line if it was a backlog."""
+        if self._draining_since is None or self._in_flight or self._settled or self._refused:
+            return
+        if self.outbox.after(self._cursor, 1):
+            return  # more to send (the window was full)
+        started, settled_before = self._draining_since
+        self._draining_since = None
+        count = self.acked + self.rejected - settled_before
+        if count >= BACKLOG_SUMMARY_MIN:
+            seconds = time.monotonic() - started
+            log.info(
+                f"outbox drained: {count} messages in {seconds:.1f} s",
+                extra={"messages": count, "seconds": round(seconds, 1), "per_s": round(count / max(seconds, 1e-3))},
+            )
 
     def _groups(self, rows: list[OutboxRow]) -> Iterator[list[OutboxRow]]:
         """Consecutive rows in publishes of at most batch_max_messages / batch_max_bytes.
@@ -367,6 +393,7 @@ class CloudLink:
         for rejection in ack.rejected:
             entry = self._in_flight.pop(rejection.id, None)
             if entry is not None:
+                self.rejected += 1
                 log.error(
                     "cloud refused a message for good; kept in outbox_rejected",
                     extra={"seq": entry.seq, "reason": rejection.reason, "detail": rejection.detail},

@@ -30,6 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.config import MqttConfig
+from agent.loop_failures import LoopFailures
 from broker import contract as kc
 from broker.backoff import full_jitter_delay
 
@@ -69,6 +70,7 @@ class MqttLink:
         self._rng = random.Random()
         self._refreshing: dict[int, str] = {}  # SUBSCRIBE mid -> topic asked again by refresh_retained
         self._tls_context: ssl.SSLContext | None = None
+        self._failures = LoopFailures(log, "broker connection")
         self.client = self._make_client()
 
     def _make_client(self) -> paho.Client:
@@ -177,7 +179,7 @@ class MqttLink:
                         break
             except (OSError, ssl.SSLError, ValueError) as exc:
                 self.last_error = str(exc)
-                log.debug("broker connection failed", extra={"error": str(exc)})
+                self._failures.unreachable(str(exc), host=self.config.host, port=self.config.port)
             attempt, delay = self._connection_ended(started, attempt)
             if self._stop.is_set():
                 break
@@ -230,12 +232,13 @@ class MqttLink:
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
             self.last_error = f"broker refused the connection: {reason_code}"
-            log.warning("broker refused the connection", extra={"reason": str(reason_code), "host": self.config.host})
+            self._failures.unreachable(self.last_error, host=self.config.host, port=self.config.port)
             client.disconnect()
             return
         self.connected = True
         self.connects += 1
         self.last_error = None
+        self._failures.succeeded(host=self.config.host, port=self.config.port)
         client.subscribe(kc.device_subscription(self.device_id), qos=kc.QOS)
         self._publish_status(kc.Presence.ONLINE)
         session_present = bool(getattr(flags, "session_present", False))

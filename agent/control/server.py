@@ -108,6 +108,7 @@ class ControlServer:
     async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stream: Stream) -> None:
         """Send each item as a notification until the iterator ends or the client hangs up."""
         hangup = asyncio.ensure_future(reader.read())  # EOF (b"") when the client goes away
+        following: asyncio.Future[Any] | None = None
         count = 0
         try:
             iterator = stream.items.__aiter__()
@@ -115,7 +116,6 @@ class ControlServer:
                 following = asyncio.ensure_future(iterator.__anext__())
                 done, _ = await asyncio.wait({following, hangup}, return_when=asyncio.FIRST_COMPLETED)
                 if hangup in done:
-                    following.cancel()
                     return
                 try:
                     item = following.result()
@@ -126,6 +126,11 @@ class ControlServer:
             await self._send(writer, {"jsonrpc": "2.0", "id": stream.req_id, "result": {"items": count}})
         finally:
             hangup.cancel()
+            # A generator still running its __anext__ refuses aclose() ("asynchronous generator is
+            # already running"): cancel that step and let it unwind before closing.
+            if following is not None and not following.done():
+                following.cancel()
+                await asyncio.gather(following, return_exceptions=True)
             aclose = getattr(stream.items, "aclose", None)
             if aclose is not None:
                 await aclose()

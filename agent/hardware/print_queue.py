@@ -33,6 +33,7 @@ from typing import Any
 from agent.loop_failures import LoopFailures
 from agent.refusal import Refused
 from agent.store import Store
+from broker.logs import RepeatedLog
 from drivers import DocumentError, Printer, PrinterUnavailableError, Receipt, ReceiptBuilder, TransportError
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,8 @@ class PrintQueue:
         self._submitted: set[str] = set()  # printers with a job in a transaction not yet seen committed
         self._stopping = False
         self.last_error: dict[str, str | None] = dict.fromkeys(printers)
+        # The queue retries every poll_s (seconds) while a printer cannot print, for hours maybe.
+        self._cannot_print = {name: RepeatedLog(log) for name in printers}
 
     # ---------------------------------------------------------------- submitting
     def submit(self, conn: sqlite3.Connection, printer: str, data: bytes, *, kind: str, ref: str | None = None) -> str:
@@ -303,11 +306,15 @@ class PrintQueue:
                 # unmarked, so it is an unknown outcome: one marked copy, or a person decides.
                 return self._settle_unknown(name, job, reason, f"interrupted while printing: {reason}: {exc}")
             self._requeue(job, f"{reason}: {exc}", counted=started)
+            self._cannot_print[name].occurred(
+                logging.WARNING,
+                "printer cannot print; job stays queued",
+                key=reason,
+                printer=name,
+                job=job.job_id,
+                reason=reason,
+            )
             if self.last_error[name] != reason:
-                log.warning(
-                    "printer cannot print; job stays queued",
-                    extra={"printer": name, "job": job.job_id, "reason": reason},
-                )
                 self.on_event("print.waiting", {"printer": name, "job_id": job.job_id, "reason": reason})
             self.last_error[name] = reason
             return False
@@ -339,7 +346,7 @@ class PrintQueue:
                 (time.time(), job.job_id),
             )
         if self.last_error[name] is not None:
-            log.info("printer is back; queued jobs printing", extra={"printer": name})
+            self._cannot_print[name].ended(logging.INFO, "printer is back; queued jobs printing", printer=name)
         self.last_error[name] = None
         self.on_event("print.done", {"printer": name, "job_id": job.job_id, "job_kind": job.kind, "ref": job.ref})
         return True

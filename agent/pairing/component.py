@@ -27,6 +27,7 @@ from agent.cloud.port import CloudPort
 from agent.config import ConfigError, MqttConfig
 from agent.config_edit import set_values
 from agent.hardware.facade import TillHardware
+from agent.loop_failures import LoopFailures
 from agent.pairing.client import PairingClient, PairingHttpError, PairingNetworkError, retry_delay
 from agent.pairing.install import InstallError, check_credentials, install
 from agent.pairing.keys import DeviceKeys, KeyFileError, load_or_create_device_keys
@@ -105,6 +106,7 @@ class Pairing:
         self.polls = 0
         self._interval = POLL_BOUNDS_S[0]  # what the cloud asked for, within POLL_BOUNDS_S
         self._rng = random.Random()
+        self._cloud_http = LoopFailures(log, "pairing: cloud request")
         self._task: asyncio.Task[None] | None = None
         self.renewal: CertificateRenewal | None = None
 
@@ -197,11 +199,18 @@ class Pairing:
                         return
                     self._waiting(reply)
                 failures = 0
+                self._cloud_http.succeeded(api_url=self.config.api_url)
                 delay = self._poll_delay()
             except PairingHttpError as exc:
                 failures += 1
+                self._cloud_http.succeeded(api_url=self.config.api_url)  # it answered: the connection works
                 registered, delay = await self._refused(exc, failures, registered)
-            except (PairingNetworkError, InstallError, ConfigError, KeyFileError, OSError) as exc:
+            except PairingNetworkError as exc:
+                failures += 1
+                self.last_error = str(exc)
+                self._cloud_http.unreachable(str(exc), api_url=self.config.api_url)
+                delay = self._backoff(failures)
+            except (InstallError, ConfigError, KeyFileError, OSError) as exc:
                 failures += 1
                 self._fail(str(exc))
                 delay = self._backoff(failures)

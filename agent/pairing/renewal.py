@@ -25,6 +25,7 @@ from typing import Any
 
 from cryptography import x509
 
+from agent.loop_failures import LoopFailures
 from agent.pairing.client import PairingClient, PairingHttpError, PairingNetworkError, retry_delay
 from agent.pairing.install import InstallError, check_credentials, write_credentials
 from agent.pairing.keys import BROKER_CERT, KEYS_DIR, KeyFileError, load_or_create_device_keys
@@ -72,6 +73,7 @@ class CertificateRenewal:
         self.last_error: str | None = None
         self.stopped_reason: str | None = None
         self._rng = random.Random()
+        self._cloud_http = LoopFailures(log, "certificate renewal: cloud request")
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -112,6 +114,7 @@ class CertificateRenewal:
             try:
                 renewed = await asyncio.to_thread(self._renew)
             except PairingHttpError as exc:
+                self._cloud_http.succeeded(api_url=self.client.api_url)  # it answered: the connection works
                 if exc.code in ("device_revoked", "not_paired"):
                     self._stop(f"the cloud refuses renewals: {exc.message}")
                     return
@@ -120,12 +123,18 @@ class CertificateRenewal:
                     exc.retry_after_s if exc.code == "rate_limited" and exc.retry_after_s else self._backoff(failures)
                 )
                 self._failed(exc.message, delay)
-            except (PairingNetworkError, InstallError, KeyFileError, OSError) as exc:
+            except PairingNetworkError as exc:
+                failures += 1
+                self.last_error = str(exc)
+                self._cloud_http.unreachable(str(exc), api_url=self.client.api_url)
+                delay = self._backoff(failures)
+            except (InstallError, KeyFileError, OSError) as exc:
                 failures += 1
                 delay = self._backoff(failures)
                 self._failed(str(exc), delay)
             else:
                 failures = 0
+                self._cloud_http.succeeded(api_url=self.client.api_url)
                 self.on_renewed(renewed)
                 delay = self._after_renewal(renewed)
                 installed = renewed

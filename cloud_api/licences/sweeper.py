@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from broker.logs import RepeatedLog
 from cloud_api.licences.binding import grant_to_target
 from cloud_api.licences.leases import publish_doc, require_signer
 from cloud_api.licences.models import Licence, LicenceAction, LicenceState
@@ -109,12 +110,17 @@ class LicenceSweeper:
             return sweep(session, datetime.now(UTC), self.policy)
 
     def _run(self) -> None:
+        skipped = RepeatedLog(log)  # every_s is short (15 s): a lasting refusal would fill the journal
         while not self._stopping.wait(self.every_s):
             try:
                 result = self.run_once()
+                if skipped.active:
+                    skipped.ended(logging.INFO, "licence sweeps run again")
                 if result.granted or result.expired:
                     log.info("licence sweep", extra=vars(result))
             except LicenceRefused as exc:
-                log.warning("licence sweep skipped", extra={"reason": exc.code, "detail": exc.message})
+                skipped.occurred(
+                    logging.WARNING, "licence sweep skipped", key=exc.code, reason=exc.code, detail=exc.message
+                )
             except Exception:
                 log.exception("licence sweep failed; retrying")

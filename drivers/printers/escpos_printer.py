@@ -170,7 +170,9 @@ class EscposPrinter(Printer):
         if check:
             before = self._query_locked()
             if not before.can_print:
-                logger.info("job %s not sent to %s: %s", job_id, self.name, before.status.value)
+                # debug: a queue retries every few seconds while the printer stays offline; the
+                # agent's print queue logs the outage once, a summary, and its end.
+                logger.debug("job %s not sent to %s: %s", job_id, self.name, before.status.value)
                 raise error_for_status(before, job_id)
         if before_write is not None:
             before_write()

@@ -2,15 +2,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
+import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from agent import wiring
 from agent.control import core
-from agent.control.methods import bind_all, method_table
+from agent.control.methods import BoundMethod, bind_all, method_table
 from agent.control.permissions import Authorizer, PeerCredentials, Role
 from agent.control.server import ControlServer
 from tests.support.agent_process import REPO_ROOT, AgentProcess
@@ -125,3 +128,41 @@ def test_socket_mode_is_0660(agent_process: AgentProcess) -> None:
     agent_process.start()
     assert agent_process.socket_path.stat().st_mode & 0o777 == 0o660
     assert agent_process.stop() == 0
+
+
+def test_a_watch_client_hanging_up_leaves_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """`kassactl scan --watch` / `logs -f` stopped with Ctrl-C: the stream waits in its generator
+    for the next item when the client goes; closing it must not log an error."""
+    started, ended = asyncio.Event(), asyncio.Event()
+
+    async def watch() -> AsyncIterator[dict]:
+        try:
+            started.set()
+            await asyncio.Event().wait()  # no scan comes
+            yield {}
+        finally:
+            ended.set()
+
+    methods = {"scan.watch": BoundMethod("scan.watch", Role.READ, "watch", lambda _params: watch())}
+
+    async def scenario(socket_path: Path) -> None:
+        server = ControlServer(methods, socket_path, AUTH)
+        await server.start()
+        try:
+            _reader, writer = await asyncio.open_unix_connection(str(socket_path))
+            writer.write(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "scan.watch"}).encode() + b"\n")
+            await writer.drain()
+            await asyncio.wait_for(started.wait(), 20)
+            writer.close()  # Ctrl-C
+            await asyncio.wait_for(ended.wait(), 20)
+            if server._connections:  # the connection's task unwinds after the generator
+                await asyncio.wait(set(server._connections))
+            for _ in range(3):  # and asyncio reports a task's failure from a callback after that
+                await asyncio.sleep(0)
+        finally:
+            await server.stop()
+
+    with tempfile.TemporaryDirectory() as directory, caplog.at_level(logging.INFO):
+        asyncio.run(scenario(Path(directory) / "control.sock"))
+    problems = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not problems, [r.getMessage() for r in problems]

@@ -233,6 +233,39 @@ def test_logs(site: Site) -> None:
         follower.wait(10)
 
 
+def test_ctrl_c_on_a_watch_leaves_no_traceback_in_the_agent_log(site: Site) -> None:
+    """Ctrl-C on `scan --watch` and `logs -f` while their stream waits for the next item."""
+    kassactl = [sys.executable, "-m", "agent.ctl", "--socket", str(site.agent.socket_path)]
+    logs_before = len(site.agent.log())
+    for args, first_item in (
+        (["logs", "-n", "1", "-f"], lambda: None),  # the backlog line comes at once
+        (["scan", "--watch"], lambda: site.scanner.scan("4006381333931")),
+    ):
+        watcher = subprocess.Popen([*kassactl, *args], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+        try:
+            lines = _lines_of(watcher)
+            if args[0] == "scan":
+                # subscribed once a scan reaches it: scan until one does
+                wait_scan = time.monotonic() + 20
+                while True:
+                    first_item()
+                    try:
+                        lines.get(timeout=1)
+                        break
+                    except queue.Empty:
+                        assert time.monotonic() < wait_scan, "scan --watch saw no scan"
+            else:
+                lines.get(timeout=20)
+            watcher.send_signal(signal.SIGINT)  # its stream now waits in the generator for the next item
+            watcher.wait(10)
+        finally:
+            if watcher.poll() is None:
+                watcher.kill()
+    site.ctl("status")  # a request after the hang-ups: the agent has handled them by its answer
+    written = site.agent.log()[logs_before:]
+    assert "Traceback" not in written and "aclose" not in written and " error " not in written
+
+
 def test_diagnostics_bundle(site: Site, tmp_path: Path) -> None:
     out = tmp_path / "diag.tar.gz"
     human = site.ctl("diagnostics", "-o", str(out)).stdout

@@ -5,6 +5,7 @@ and a real agent process: tests/deploy/test_certificate_lifecycle.py.)"""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from agent.pairing.keys import (
 )
 from agent.pairing.renewal import MAX_SLEEP, CertificateRenewal, RenewalSettings, next_check, renews
 from broker.contract.pairing import new_pairing_code, poll_request, registration_request
+from broker.launcher import free_port
 from tests.support.cloud_http import LiveApi, live_pairing_api
 
 DEVICE = "till-renewal"
@@ -119,3 +121,33 @@ def test_a_paired_terminal_renews_once_and_a_revoked_one_stops_asking(tmp_path: 
     stopped = asyncio.run(refused())
     assert "revoked" in (stopped.stopped_reason or "") and stopped.renewals == 0
     assert cert_file.read_bytes() == installed and reconnects[-1] != -1, "nothing installed, no reconnect"
+
+
+def test_a_cloud_that_cannot_be_reached_is_logged_once_and_its_return_once(
+    tmp_path: Path, cloud: LiveApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    state_dir = tmp_path / "state"
+    client, _cid, _admin = pair(cloud, state_dir)
+    cert_file = keys_dir(state_dir) / BROKER_CERT
+    settings = RenewalSettings(state_dir, DEVICE, cert_file, timedelta(days=2), retry_min_s=0.01, retry_max_s=0.05)
+    client.api_url = f"http://127.0.0.1:{free_port()}"  # nothing listens: connection refused
+
+    async def run() -> None:
+        renewal = CertificateRenewal(settings, client, lambda certificate: None)
+        renewal.start()
+        try:
+            await until(lambda: renewal._cloud_http.attempts >= 4, "four refused requests")
+            client.api_url = cloud.url  # the cloud is back
+            await until(lambda: renewal.renewals == 1, "the renewal once the cloud answers")
+        finally:
+            await renewal.stop()
+
+    with caplog.at_level(logging.INFO, logger="agent.pairing.renewal"):
+        asyncio.run(run())
+    connection = [r for r in caplog.records if r.getMessage().startswith("certificate renewal: cloud request")]
+    assert [(r.levelname, r.getMessage()) for r in connection] == [
+        ("WARNING", "certificate renewal: cloud request failed; retrying"),
+        ("INFO", "certificate renewal: cloud request works again"),
+    ]
+    assert "refused" in connection[0].reason.lower() and connection[0].exc_info is None
+    assert connection[1].failed_attempts >= 4

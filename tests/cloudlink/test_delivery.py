@@ -6,6 +6,7 @@ Real Mosquitto, real ingest workers, real agent (in-process or as a process).
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import signal
 import threading
@@ -81,6 +82,33 @@ def test_1000_enqueued_while_broker_down_all_arrive_once(
             assert agent.cloud.batches == 0
     finally:
         agent.stop()
+
+
+def test_a_drained_backlog_ends_with_one_summary_line(
+    tmp_path: Path, mosquitto: Mosquitto, cloud: Cloud, caplog: pytest.LogCaptureFixture
+) -> None:
+    mosquitto.stop()
+    with caplog.at_level(logging.INFO, logger="agent.cloud.link"):
+        agent = InProcessAgent(agent_config(tmp_path, mosquitto)).start()
+        try:
+            enqueue_sales(agent, 1, 300, per_transaction=50)
+            mosquitto.start()
+            cloud.start_worker("w1")
+            cloud.wait_sales(DEVICE, 300, 60)
+            agent.wait_until(
+                lambda: any(r.getMessage().startswith("outbox drained:") for r in caplog.records), 30, "the summary"
+            )
+            enqueue_sales(agent, 301, 1)  # one sale afterwards: sent at once, no summary
+            cloud.wait_sales(DEVICE, 301, 30)
+            agent.wait_until(lambda: agent.cloud.outbox.stats().depth == 0, 30, "outbox empty")
+        finally:
+            agent.stop()
+    summaries = [r for r in caplog.records if r.getMessage().startswith("outbox drained:")]
+    assert len(summaries) == 1
+    assert summaries[0].messages >= 300  # the sales, and the state reports sent on connect
+    assert (
+        summaries[0].getMessage() == f"outbox drained: {summaries[0].messages} messages in {summaries[0].seconds:.1f} s"
+    )
 
 
 def test_broker_killed_three_times_during_5000_stream(tmp_path: Path, mosquitto: Mosquitto, cloud: Cloud) -> None:
