@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
-import io
 from typing import Any
 
 from agent.control.methods import Method, MethodError, Params, required_str, str_param
 from agent.control.permissions import Role
 from agent.hardware.component import Hardware
-from drivers.printers.profile import load_profile
+from agent.hardware.preview import preview
 
 
 def _devices(hardware: Hardware, params: Params) -> dict[str, Any]:
@@ -29,22 +28,11 @@ def _print_dismiss(hardware: Hardware, params: Params) -> dict[str, Any]:
 
 
 def _print_show(hardware: Hardware, params: Params) -> dict[str, Any]:
-    job, data = hardware.queue.stored(required_str(params, "job_id"))
-    printer = hardware.printers.get(job.printer)
-    profile = printer.profile if printer is not None else load_profile()
-    # The preview decoder and painter bring Pillow: loaded by the first `print show`, not at every start.
-    from drivers.preview.decoder import EscposDecoder
-    from drivers.preview.painter import page_text, paint
-
-    decoder = EscposDecoder(profile)
-    decoder.feed(data)
-    page = decoder.take_all()
-    shown: dict[str, Any] = {"job": job.as_dict(), "text": page_text(page, profile.columns())}
-    if params.get("png"):
-        png = io.BytesIO()
-        paint(page, profile.width_px).save(png, format="PNG")
-        shown["png_base64"] = base64.b64encode(png.getvalue()).decode("ascii")
-    return shown
+    shown = preview(hardware, required_str(params, "job_id"), png=bool(params.get("png")))
+    answer: dict[str, Any] = {"job": shown.job.as_dict(), "text": shown.text}
+    if shown.png is not None:
+        answer["png_base64"] = base64.b64encode(shown.png).decode("ascii")
+    return answer
 
 
 def _print_jobs(hardware: Hardware, params: Params) -> list[dict[str, Any]]:
