@@ -19,7 +19,7 @@ import pytest
 
 from broker.launcher import Mosquitto
 from drivers.sim.scanner import VirtualSerialScanner
-from tests.posapi.support import DEVICE, api_url
+from tests.posapi.support import DEVICE, api_url, sale_body, wait_for
 from tests.support.terminal import Terminal, make_terminal
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -96,3 +96,40 @@ def run_page(terminal: Terminal, scanner: VirtualSerialScanner, page: str, drive
     scanner.scan("4006381333931")
     assert wait_text(driver, "scan", lambda t: t != "-") == "4006381333931"
     assert "failed" not in text_of(driver, "log")
+
+
+STATUS_SCREENSHOT_COPY = Path("/work/notes/status-page.png")  # where a person reviews the layout
+
+
+def test_status_page_in_chromium(tmp_path: Path, mosquitto: Mosquitto, browser: object) -> None:
+    """The status page as a kiosk shows it: key texts visible, receipt previews loaded; screenshot kept."""
+    for terminal in make_terminal(tmp_path, mosquitto):
+        terminal.ready_to_sell()
+        pos = terminal.pos()
+        pos.login("anna")
+        pos.ok("POST", "/v1/sales", sale_body())
+        terminal.printer.wait_for_receipts(1, 15)
+        look_at_status_page(terminal, browser, tmp_path / "status-page.png")
+
+
+def look_at_status_page(terminal: Terminal, driver: object, shot: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    client = terminal.process.client()
+    wait_for(lambda: client.call("print.jobs", limit=1)[0]["state"] == "printed", 15, "receipt printed")
+    driver.set_window_size(1024, 1000)  # type: ignore[attr-defined]
+    driver.get(f"{api_url(terminal.socket)}/status")  # type: ignore[attr-defined]
+    images = driver.find_elements(By.CSS_SELECTOR, "#receipts img")  # type: ignore[attr-defined]
+    assert images
+    loaded = "return arguments[0].complete && arguments[0].naturalWidth > 0"
+    wait_for(lambda: all(driver.execute_script(loaded, i) for i in images), 15, "previews loaded")  # type: ignore[attr-defined]
+    assert text_of(driver, "device") == DEVICE
+    devices = text_of(driver, "devices")
+    assert "front" in devices and "ready" in devices and "cash" in devices
+    assert "connected" in text_of(driver, "cloud")
+    assert "allowed" in text_of(driver, "licence")
+    assert "Roster version" in text_of(driver, "cashiers")
+    assert "receipt" in text_of(driver, "receipts") and "printed" in text_of(driver, "receipts")
+    assert driver.save_screenshot(str(shot))  # type: ignore[attr-defined]
+    if STATUS_SCREENSHOT_COPY.parent.is_dir():
+        shutil.copyfile(shot, STATUS_SCREENSHOT_COPY)
