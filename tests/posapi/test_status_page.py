@@ -4,15 +4,22 @@ test reaches the agent only over loopback."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from agent.posapi.app import build_app
 from agent.posapi.status_page import may_see
 from agent.posapi.tokens import PosTokens
 from agent.store import Store
+from agent.wiring import POS_API
 from tests.posapi.support import DEVICE, api_url, wait_for
+from tests.support.agent_process import write_agent_config
+from tests.support.inprocess import InProcessAgent
 from tests.support.terminal import Terminal
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -43,6 +50,35 @@ def test_anyone_else_needs_an_active_token(tokens: PosTokens, client: str | None
     assert may_see(client, created["token"], tokens)
     tokens.revoke(created["token_id"])
     assert not may_see(client, created["token"], tokens)
+
+
+def test_a_remote_client_is_refused_without_a_token(tmp_path: Path) -> None:
+    """The agent's own application, asked from a LAN address (the ASGI client address a socket would give)."""
+    running = InProcessAgent(write_agent_config(tmp_path / "agent", device_id=DEVICE)).start()
+    try:
+        pos_api = running.agent.component(POS_API)
+        app = build_app(pos_api.service)
+        token = running.call(lambda: pos_api.tokens.create("tablet-1"))["token"]
+
+        async def get(path: str, **options: Any) -> httpx.Response:
+            transport = httpx.ASGITransport(app=app, client=("192.168.1.20", 50123))
+            async with httpx.AsyncClient(transport=transport, base_url="http://terminal") as http:
+                return await http.get(path, **options)
+
+        def on_agent_loop(request: Coroutine[Any, Any, httpx.Response]) -> httpx.Response:
+            assert running._loop is not None
+            return asyncio.run_coroutine_threadsafe(request, running._loop).result(20)
+
+        refused = on_agent_loop(get("/status"))
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "pos.token_missing"
+        assert on_agent_loop(get("/status", params={"token": "kpos_guessed"})).status_code == 401
+        assert on_agent_loop(get("/status/jobs/0123456789ab.png")).status_code == 401
+        page = on_agent_loop(get("/status", params={"token": token}))
+        assert page.status_code == 200 and f'<h1 id="device">{DEVICE}</h1>' in page.text
+        by_header = on_agent_loop(get("/status", headers={"Authorization": f"Bearer {token}"}))
+        assert by_header.status_code == 200
+    finally:
+        running.stop()
 
 
 def test_status_page_shows_the_terminal(terminal: Terminal) -> None:
