@@ -138,7 +138,8 @@ def page_data(service: PosService, lang: Language, token: str | None) -> dict[st
                 "ok": p["status"] == "ready",
                 "queued": lang.number(p["queued"]),
                 "needs_attention": lang.number(p["needs_attention"]),
-                "last_error": p["last_error"],
+                # "offline" under "offline" says nothing: only a reason of its own is shown
+                "last_error": p["last_error"] if p["last_error"] != p["status"] else None,
             }
             for name, p in hardware["printers"].items()
         ],
