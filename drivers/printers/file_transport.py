@@ -9,82 +9,14 @@ always ``unknown``.
 
 from __future__ import annotations
 
-import errno
 import os
-import select
 import stat
-import time
-
-from escpos.printer import File
+from typing import TYPE_CHECKING
 
 from drivers.printers.transport import DEFAULT_WRITE_TIMEOUT, PrinterTransport, fail
 
-
-class DescriptorFile(File):
-    """python-escpos ``File`` whose device is a raw, non-blocking file descriptor."""
-
-    def __init__(self, devfile: str, write_timeout: float) -> None:
-        super().__init__(devfile=devfile, auto_flush=True)
-        self.write_timeout = write_timeout
-        self.fd: int | None = None
-        self.readable = False
-
-    def open(self, raise_not_found: bool = True) -> None:
-        try:
-            is_device = stat.S_ISCHR(os.stat(self.devfile).st_mode)
-        except FileNotFoundError:
-            is_device = False
-        if is_device:
-            try:
-                self.fd = os.open(self.devfile, os.O_RDWR | os.O_NONBLOCK | os.O_NOCTTY)
-                self.readable = True
-            except OSError as error:
-                if error.errno not in (errno.EACCES, errno.EINVAL, errno.EPERM):
-                    raise
-                self.fd = os.open(self.devfile, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
-        else:
-            self.fd = os.open(self.devfile, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        self.device = self.fd
-
-    def _descriptor(self) -> int:
-        if self.fd is None:
-            raise OSError(errno.EBADF, f"{self.devfile} is not open")
-        return self.fd
-
-    def _raw(self, msg: bytes) -> None:
-        fd = self._descriptor()
-        view, deadline = memoryview(msg), time.monotonic() + self.write_timeout
-        poller = select.poll()
-        poller.register(fd, select.POLLOUT)
-        while view:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"{len(view)} of {len(msg)} bytes not accepted within {self.write_timeout}s")
-            if not poller.poll(remaining * 1000):
-                continue
-            try:
-                written = os.write(fd, view)
-            except BlockingIOError:
-                continue
-            view = view[written:]
-
-    def _read(self, timeout: float = 0.0) -> bytes:
-        if not self.readable:
-            return b""
-        fd = self._descriptor()
-        ready, _, _ = select.select([fd], [], [], timeout)
-        if not ready:
-            return b""
-        try:
-            return os.read(fd, 64)
-        except BlockingIOError:
-            return b""
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-        self.fd = None
-        self._device = False
+if TYPE_CHECKING:
+    from drivers.printers.escpos_links import DescriptorFile
 
 
 class FileTransport(PrinterTransport):
@@ -114,6 +46,9 @@ class FileTransport(PrinterTransport):
         return self.escpos
 
     def _open(self) -> None:
+        # imported on first open: python-escpos's printer classes load Pillow, qrcode and PyYAML
+        from drivers.printers.escpos_links import DescriptorFile
+
         self.escpos = DescriptorFile(self.path, self.write_timeout)
         try:
             self.escpos.open()

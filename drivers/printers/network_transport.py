@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import socket
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from escpos.exceptions import DeviceNotFoundError
-from escpos.printer import Network
 
 from drivers.printers.transport import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -15,6 +14,9 @@ from drivers.printers.transport import (
     fail,
     positive_timeout,
 )
+
+if TYPE_CHECKING:
+    from escpos.printer import Network
 
 DEFAULT_PORT = 9100
 
@@ -52,6 +54,9 @@ class NetworkTransport(PrinterTransport):
         return cast(socket.socket, self._link().device)
 
     def _open(self) -> None:
+        # imported on first open: python-escpos's printer classes load Pillow, qrcode and PyYAML
+        from escpos.printer import Network
+
         self.escpos = Network(host=self.host, port=self.port, timeout=self.connect_timeout)
         try:
             self.escpos.open()

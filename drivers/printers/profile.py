@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from escpos.capabilities import CAPABILITIES
-
+from drivers.capabilities import capabilities
 from drivers.errors import ConfigError
 from drivers.receipt.codepages import CodePage, code_pages_for
 
@@ -52,7 +51,7 @@ class PrinterProfile:
 
 
 def available_profiles() -> list[str]:
-    return sorted(CAPABILITIES["profiles"])
+    return sorted(capabilities()["profiles"])
 
 
 def _known_int(value: Any) -> int | None:  # from the capabilities database: a number, "Unknown" or missing
@@ -76,7 +75,7 @@ def load_profile(
 
     ``cancel_kanji`` None: yes for the makers in :data:`KANJI_AT_START_VENDORS`.
     """
-    profiles = CAPABILITIES["profiles"]
+    profiles = capabilities()["profiles"]
     if name not in profiles:
         raise ConfigError(f"unknown printer profile {name!r}; known: {', '.join(available_profiles())}")
     data = profiles[name]

@@ -6,14 +6,16 @@ control an offline printer blocks the writer forever; here it is always set.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import serial
 from escpos.exceptions import DeviceNotFoundError
-from escpos.printer import Serial
 
 from drivers.errors import ConfigError
 from drivers.printers.transport import DEFAULT_WRITE_TIMEOUT, PrinterTransport, fail
+
+if TYPE_CHECKING:
+    from drivers.printers.escpos_links import HardenedSerial
 
 FLOW_CONTROLS = ("none", "rtscts", "dsrdtr", "xonxoff")
 PARITIES = {
@@ -23,35 +25,6 @@ PARITIES = {
     "M": serial.PARITY_MARK,
     "S": serial.PARITY_SPACE,
 }
-
-
-class HardenedSerial(Serial):
-    # python-escpos's ``device`` property, typed for mypy (python-escpos ships no type information):
-    # the pyserial port while open, None after a failed open or a close
-    device: serial.Serial | None
-
-    def __init__(self, *args: Any, write_timeout: float, rtscts: bool = False, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.write_timeout = write_timeout
-        self.rtscts = rtscts
-
-    def open(self, raise_not_found: bool = True) -> None:
-        try:
-            self.device = serial.Serial(
-                port=self.devfile,
-                baudrate=self.baudrate,
-                bytesize=self.bytesize,
-                parity=self.parity,
-                stopbits=self.stopbits,
-                timeout=self.timeout,
-                xonxoff=self.xonxoff,
-                dsrdtr=self.dsrdtr,
-                rtscts=self.rtscts,
-                write_timeout=self.write_timeout,
-            )
-        except (ValueError, serial.SerialException) as error:
-            self.device = None
-            raise DeviceNotFoundError(f"Unable to open serial printer on {self.devfile}: {error}") from error
 
 
 class SerialTransport(PrinterTransport):
@@ -99,6 +72,9 @@ class SerialTransport(PrinterTransport):
         return port
 
     def _open(self) -> None:
+        # imported on first open: python-escpos's printer classes load Pillow, qrcode and PyYAML
+        from drivers.printers.escpos_links import HardenedSerial
+
         self.escpos = HardenedSerial(
             devfile=self.path,
             baudrate=self.baudrate,

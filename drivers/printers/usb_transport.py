@@ -9,16 +9,18 @@ mandatory and positive.
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import usb.backend
 import usb.core
 import usb.util
 from escpos.exceptions import DeviceNotFoundError
-from escpos.printer import Usb
 
 from drivers.printers.transport import DEFAULT_WRITE_TIMEOUT, PrinterTransport, fail, positive_timeout
 from drivers.vendors import USB_CLASS_PRINTER
+
+if TYPE_CHECKING:
+    from drivers.printers.escpos_links import HardenedUsb
 
 logger = logging.getLogger(__name__)
 
@@ -38,19 +40,6 @@ def read_serial_number(device: usb.core.Device) -> str | None:
         # no permission or no string descriptors: fall back to the port path
         logger.debug("cannot read serial number of %04x:%04x: %s", device.idVendor, device.idProduct, error)
         return None
-
-
-class HardenedUsb(Usb):
-    """python-escpos ``Usb`` that refuses to run without a write timeout."""
-
-    def __init__(self, *args: Any, timeout: int, **kwargs: Any) -> None:
-        if not isinstance(timeout, int) or timeout <= 0:
-            raise ValueError("USB write timeout must be a positive number of milliseconds")
-        super().__init__(*args, timeout=timeout, **kwargs)
-
-    def _raw(self, msg: bytes) -> None:
-        assert self.device
-        self.device.write(self.out_ep, msg, self.timeout)
 
 
 class UsbTransport(PrinterTransport):
@@ -107,6 +96,9 @@ class UsbTransport(PrinterTransport):
         if self.backend is not None:
             usb_args["backend"] = self.backend
         in_ep, out_ep = self._configured_endpoints
+        # imported on first open: python-escpos's printer classes load Pillow, qrcode and PyYAML
+        from drivers.printers.escpos_links import HardenedUsb
+
         self.escpos = HardenedUsb(
             usb_args=usb_args, timeout=self.timeout_ms, in_ep=in_ep or 0x82, out_ep=out_ep or 0x01
         )

@@ -12,7 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import cache
 
-from escpos.capabilities import CAPABILITIES
+from drivers.capabilities import capabilities
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class CodePage:
 
 def _upper_half(name: str) -> list[str | None] | None:
     """Characters at bytes 0x80..0xFF, or None when python-escpos has no mapping data."""
-    encoding = CAPABILITIES["encodings"].get(name)
+    encoding = capabilities()["encodings"].get(name)
     if not encoding:
         return None
     if "data" in encoding:

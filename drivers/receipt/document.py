@@ -13,12 +13,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-from PIL import Image as PILImage
-from PIL import ImageOps
+from typing import TYPE_CHECKING, Any
 
 from drivers.errors import DocumentError
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
 
 
 class Align(str, enum.Enum):
@@ -269,6 +269,9 @@ class Logo:
     def from_image(
         cls, source: PILImage.Image | str | Path, *, max_width: int | None = None, align: Align = Align.CENTER
     ) -> Logo:
+        # Pillow imported on first use: only logos, raster fallbacks and previews need it (agent footprint)
+        from PIL import Image as PILImage
+
         image = source if isinstance(source, PILImage.Image) else PILImage.open(source)
         if max_width and image.width > max_width:
             image = image.resize((max_width, max(1, image.height * max_width // image.width)))
@@ -285,6 +288,10 @@ class Logo:
 
 def to_print_bitmap(image: PILImage.Image, dither: bool = True) -> PILImage.Image:
     """Flatten alpha on white, grey, invert, 1-bit: set bits are printed dots."""
+    # Pillow imported on first use: only logos, raster fallbacks and previews need it (agent footprint)
+    from PIL import Image as PILImage
+    from PIL import ImageOps
+
     rgba = image.convert("RGBA")
     flat = PILImage.new("RGB", rgba.size, (255, 255, 255))
     flat.paste(rgba, mask=rgba.split()[3])

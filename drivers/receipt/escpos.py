@@ -12,9 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any
-
-from PIL import Image
+from typing import TYPE_CHECKING, Any
 
 from drivers.errors import DocumentError
 from drivers.printers.profile import FONT_CELL_HEIGHT, FONT_CELL_WIDTH, PrinterProfile
@@ -37,6 +35,9 @@ from drivers.receipt.document import (
 from drivers.receipt.layout import CellSpan, chosen_forms, layout_columns, simple_row, wrap
 from drivers.receipt.raster import is_right_to_left, place, raster_command, rasterise_line
 from drivers.receipt.symbols import barcode_bitmap, qr_bitmap
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 

@@ -8,11 +8,8 @@ ESC/POS bytes the printer would receive, so it shows what would print.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PIL import Image
-
-from drivers.preview.decoder import EscposDecoder
-from drivers.preview.painter import paint
 from drivers.printers.profile import PrinterProfile
 from drivers.receipt.document import (
     Align,
@@ -30,6 +27,9 @@ from drivers.receipt.document import (
 )
 from drivers.receipt.escpos import EscposRenderer
 from drivers.receipt.layout import chosen_forms, layout_columns, pad, wrap
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def preview_text(document: Receipt, profile: PrinterProfile) -> str:
@@ -66,6 +66,10 @@ def preview_text(document: Receipt, profile: PrinterProfile) -> str:
 
 
 def preview_image(document: Receipt, profile: PrinterProfile, renderer: EscposRenderer | None = None) -> Image.Image:
+    # imported on first use: the painter loads Pillow, which only previews need (agent footprint)
+    from drivers.preview.decoder import EscposDecoder
+    from drivers.preview.painter import paint
+
     data = (renderer or EscposRenderer(profile)).render(document)
     decoder = EscposDecoder(profile)
     decoder.feed(data)

@@ -13,11 +13,13 @@ import os
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
-
-from PIL import Image, ImageDraw, ImageFont, features
+from typing import TYPE_CHECKING
 
 from drivers.receipt.document import Align, Style
 from drivers.receipt.layout import CellSpan
+
+if TYPE_CHECKING:
+    from PIL import Image, ImageDraw, ImageFont
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +38,6 @@ DEFAULT_FONT_PATHS = (
     "/usr/share/fonts/truetype/freefont/FreeSans.ttf",
 )
 
-_LAYOUT = ImageFont.Layout.RAQM if features.check("raqm") else ImageFont.Layout.BASIC
 _warned_missing: set[str] = set()
 
 
@@ -47,9 +48,13 @@ def font_paths() -> tuple[str, ...]:
 
 @lru_cache(maxsize=64)
 def _load_font(path: str | None, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    # Pillow imported on first use: only logos, raster fallbacks and previews need it (agent footprint)
+    from PIL import ImageFont, features
+
     if path is None:
         return ImageFont.load_default(size=size)
-    return ImageFont.truetype(path, size, layout_engine=_LAYOUT)
+    layout = ImageFont.Layout.RAQM if features.check("raqm") else ImageFont.Layout.BASIC
+    return ImageFont.truetype(path, size, layout_engine=layout)
 
 
 @lru_cache(maxsize=4096)
@@ -99,6 +104,8 @@ def place(bitmap: Image.Image, width: int, align: Align) -> Image.Image:
     """Put ``bitmap`` on a full-width strip so its position does not depend on ESC a."""
     if bitmap.width >= width:
         return bitmap
+    from PIL import Image  # on first use (agent footprint), as in _load_font
+
     strip = Image.new("1", (width, bitmap.height), 0)
     x = {Align.LEFT: 0, Align.CENTER: (width - bitmap.width) // 2, Align.RIGHT: width - bitmap.width}[align]
     strip.paste(bitmap, (x, 0))
@@ -136,6 +143,8 @@ def rasterise_line(
 ) -> bytes:
     """One printed line as ``GS v 0``. ``cells`` keeps column positions of a Columns row."""
     height = cell_height * style.height
+    from PIL import Image, ImageDraw  # on first use (agent footprint), as in _load_font
+
     image = Image.new("L", (width_px, height), 255 if style.invert else 0)
     draw = ImageDraw.Draw(image)
     font = _load_font(pick_font_path(text), max(8, int(height * 0.78)))

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import barcode
-import qrcode
-from PIL import Image, ImageDraw
+if TYPE_CHECKING:
+    from PIL import Image
 
-_QR_LEVELS = {
-    "L": qrcode.constants.ERROR_CORRECT_L,
-    "M": qrcode.constants.ERROR_CORRECT_M,
-    "Q": qrcode.constants.ERROR_CORRECT_Q,
-    "H": qrcode.constants.ERROR_CORRECT_H,
-}
+# qrcode's ERROR_CORRECT_* constants, written out so that qrcode is imported only when a QR code is drawn
+_QR_LEVELS = {"L": 1, "M": 0, "Q": 3, "H": 2}
 # python-barcode names for the symbologies the document model allows
 _BARCODE_NAMES = {
     "EAN13": "ean13",
@@ -28,6 +24,10 @@ _BARCODE_NAMES = {
 @lru_cache(maxsize=128)
 def qr_bitmap(data: str, module_size: int, error_correction: str = "M") -> Image.Image:
     """Mode "1" image, set bits are dark modules, with a one-module quiet zone."""
+    # imported on first use: only printers without native QR codes and previews draw them (agent footprint)
+    import qrcode
+    from PIL import Image
+
     code = qrcode.QRCode(box_size=1, border=1, error_correction=_QR_LEVELS[error_correction])
     code.add_data(data)
     code.make(fit=True)
@@ -41,6 +41,8 @@ def qr_bitmap(data: str, module_size: int, error_correction: str = "M") -> Image
 @lru_cache(maxsize=128)
 def barcode_modules(symbology: str, data: str) -> str:
     """The bar pattern as a string of '1' (bar) and '0' (space) modules."""
+    import barcode  # on first use, like qrcode above
+
     name = _BARCODE_NAMES[symbology]
     if name == "code39":
         encoder = barcode.get_barcode_class(name)(data.strip("*"), add_checksum=False)
@@ -50,6 +52,9 @@ def barcode_modules(symbology: str, data: str) -> str:
 
 
 def barcode_bitmap(symbology: str, data: str, module_width: int, height: int) -> Image.Image:
+    # Pillow imported on first use: only logos, raster fallbacks and previews need it (agent footprint)
+    from PIL import Image, ImageDraw
+
     modules = barcode_modules(symbology, data)
     image = Image.new("1", (len(modules) * module_width, height), 0)
     draw = ImageDraw.Draw(image)

@@ -6,7 +6,8 @@ import pytest
 import usb.core
 
 from drivers import ConfigError, DeviceStatus, PrinterOfflineError, ReceiptBuilder, open_printer
-from drivers.printers.usb_transport import HardenedUsb, UsbTransport
+from drivers.printers.escpos_links import HardenedUsb
+from drivers.printers.usb_transport import UsbTransport
 from drivers.sim.printer_core import Paper, VirtualPrinterCore
 from drivers.sim.usb_backend import VirtualUsbBus, VirtualUsbDevice
 
