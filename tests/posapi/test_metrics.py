@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +144,18 @@ def test_agent_and_cloud_metrics_agree_once_the_sale_is_acked(selling: Terminal)
 def test_loopback_rule() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("::ffff:127.0.0.1")
     assert not is_loopback("192.168.1.20") and not is_loopback("testclient") and not is_loopback(None)
+
+
+def test_dashboard_and_docs_name_exactly_the_exposed_metrics() -> None:
+    """docs/metrics.md lists every metric the scrapes above find; the Grafana dashboard charts only those."""
+    docs = Path(__file__).parents[2] / "docs"
+    listed = set(re.findall(r"^\| `(kassa_\w+)` \|", (docs / "metrics.md").read_text(), re.MULTILINE))
+    assert {name.removesuffix("_total") for name in listed} == AGENT_METRICS | CLOUD_METRICS
+    dashboard = json.loads((docs / "grafana-kassa-fleet.json").read_text())
+    charted = {
+        re.sub(r"_(total|bucket|count|sum)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        for name in re.findall(r"kassa_\w+", target["expr"])
+    }
+    assert charted and charted <= AGENT_METRICS | CLOUD_METRICS
