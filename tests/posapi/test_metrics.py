@@ -7,12 +7,18 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
+from fastapi import Request
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.posapi.metrics import is_loopback
+from agent.posapi.errors import ApiError
+from agent.posapi.metrics import is_loopback, local_or_pos_token
+from agent.posapi.tokens import PosTokens
+from agent.store import Store
 from broker.launcher import Mosquitto
 from cloud_api.settings import CloudSettings
 from drivers.sim.scanner import VirtualSerialScanner
@@ -159,3 +165,25 @@ def test_dashboard_and_docs_name_exactly_the_exposed_metrics() -> None:
         for name in re.findall(r"kassa_\w+", target["expr"])
     }
     assert charted and charted <= AGENT_METRICS | CLOUD_METRICS
+
+
+def test_another_host_needs_a_valid_pos_token(tmp_path: Path) -> None:
+    """The rule of local_or_pos_token, on a real token book: loopback reads freely, others need a live token."""
+    with Store.open(tmp_path / "agent.db") as store:
+        tokens = PosTokens(store)
+        token = tokens.create("prometheus")["token"]
+        app = SimpleNamespace(state=SimpleNamespace(pos=SimpleNamespace(tokens=tokens)))
+
+        def ask(host: str, sent: str | None) -> str:
+            request = Request({"type": "http", "client": (host, 40000), "app": app, "headers": []})
+            credentials = None if sent is None else HTTPAuthorizationCredentials(scheme="Bearer", credentials=sent)
+            try:
+                local_or_pos_token(request, credentials)
+            except ApiError as refused:
+                return refused.code
+            return "ok"
+
+        assert ask("127.0.0.1", None) == "ok"
+        assert ask("10.8.0.5", None) == "pos.token_missing"
+        assert ask("10.8.0.5", "kpos_not-a-token") == "pos.token_invalid"
+        assert ask("10.8.0.5", token) == "ok"
