@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from cloud_api import metrics
 from cloud_api.api import (
     auth,
     cashiers,
@@ -51,6 +52,8 @@ def create_app(settings: CloudSettings, engine: Engine) -> FastAPI:
         licences,
     ):
         app.include_router(module.router)
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    metrics.install(app, engine, token)  # GET /metrics (Prometheus) and the HTTP latency middleware
 
     @app.get("/healthz", summary="Liveness and database reachability")
     def healthz() -> JSONResponse:

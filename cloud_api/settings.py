@@ -63,6 +63,10 @@ class CloudSettings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         "text", description="Log lines as text (`ts level logger message key=value`) or one JSON object per line."
     )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token Prometheus sends to GET /metrics. Unset: only loopback clients may read the metrics.",
+    )
     signing_key_file: Path = Field(
         Path("./kassa-cloud-signing.pem"),
         description="Ed25519 private key (PEM, mode 0600) the cloud signs configuration codes and leases with.",

@@ -480,6 +480,11 @@ class PrintQueue:
             .fetchone()[0]
         )
 
+    def counts_by_state(self) -> dict[tuple[str, str], int]:
+        """How many jobs each (printer, state) holds now (the agent's /metrics)."""
+        rows = self.store.read().execute("SELECT printer, state, count(*) FROM print_jobs GROUP BY printer, state")
+        return {(printer, state): int(count) for printer, state, count in rows}
+
     def recent(self, limit: int = 20) -> list[PrintJob]:
         """The newest jobs, those waiting for a person first however old they are."""
         rows = (

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agent.posapi import errors, events_ws, routes, status_page
+from agent.posapi import errors, events_ws, metrics, routes, status_page
 from agent.posapi.service import PosService
 from agent.version import agent_version
 
@@ -46,6 +46,7 @@ def build_app(pos: PosService) -> FastAPI:
     app.add_api_websocket_route(routes.WEBSOCKET.path, events_ws.events)
     # the technician's read-only status page (HTML), beside the API
     status_page.add_routes(app)
+    metrics.add_metrics_route(app, pos)  # GET /metrics (Prometheus), loopback or POS token
     app.add_middleware(BodyLimit)
     if pos.config.cors_origins:
         app.add_middleware(
