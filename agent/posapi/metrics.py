@@ -7,7 +7,6 @@ never share or collide. Who may scrape: a loopback client, or anyone with a vali
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterator
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -16,24 +15,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
+from agent.posapi.access import is_loopback
 from agent.posapi.routes import require_pos
 from agent.posapi.service import PosService
 from agent.version import agent_version
 
 PATH = "/metrics"
-
-
-def is_loopback(host: str | None) -> bool:
-    """True for 127.0.0.0/8, ::1 and 127.x mapped into IPv6; False for anything else, names included."""
-    if not host:
-        return False
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
 
 
 _bearer = HTTPBearer(auto_error=False)

@@ -10,7 +10,6 @@ in the site's language; Jinja2 and the painter load with the first page, not at 
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from datetime import timedelta
 from functools import lru_cache
@@ -23,6 +22,7 @@ from fastapi.responses import HTMLResponse
 from agent.hardware.preview import preview
 from agent.hardware.print_queue import PrintQueueError
 from agent.i18n import N_, Language, language
+from agent.posapi.access import is_loopback
 from agent.posapi.errors import ApiError
 from agent.posapi.messages import localize
 from agent.posapi.service import PosService
@@ -59,16 +59,7 @@ STATE_WORDS = {
 
 def may_see(client_host: str | None, token: str | None, tokens: PosTokens) -> bool:
     """The terminal itself (a loopback address) may look; anyone else needs an active POS token."""
-    if client_host is not None:
-        try:
-            address = ipaddress.ip_address(client_host)
-        except ValueError:
-            address = None
-        if address is not None:
-            mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is loopback too
-            if address.is_loopback or (mapped is not None and mapped.is_loopback):
-                return True
-    return tokens.check(token) is not None
+    return is_loopback(client_host) or tokens.check(token) is not None
 
 
 def _token_of(request: Request) -> str | None:

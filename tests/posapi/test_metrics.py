@@ -15,8 +15,9 @@ from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.posapi.access import is_loopback
 from agent.posapi.errors import ApiError
-from agent.posapi.metrics import is_loopback, local_or_pos_token
+from agent.posapi.metrics import local_or_pos_token
 from agent.posapi.tokens import PosTokens
 from agent.store import Store
 from broker.launcher import Mosquitto
