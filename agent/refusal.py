@@ -53,15 +53,13 @@ def http_status(code: str) -> int:
 class Refused(Exception):
     """A business refusal: stable ``code``, ``message`` for a person, ``details``, ``http_status``.
 
-    Subclasses name the family (``SalesRefused``, ``PermissionRefused``, ...) and may give a
-    default code; ``status`` overrides the table for one refusal.
+    Subclasses name the family (``SalesRefused``, ``PermissionRefused``, ...) and may fix their
+    code; ``status`` overrides the table for one refusal.
     """
 
-    default_code = "refused"
-
-    def __init__(self, code: str | None, message: str, *, status: int | None = None, **details: Any) -> None:
+    def __init__(self, code: str, message: str, *, status: int | None = None, **details: Any) -> None:
         super().__init__(message)
-        self.code = code or self.default_code
+        self.code = code
         self.message = message
         self.details = details
         self._status = status

@@ -22,6 +22,7 @@ from agent.posapi.service import PosParts, PosService
 from agent.refusal import Refused
 from agent.sales.models import RefundRequest, SaleRequest, WholeBody
 from agent.store import StoreError
+from agent.version import agent_version
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def status(request: Request) -> dict[str, Any]:
         "device_id": config.device_id,
         "agent": {
             "state": p.agent.state,
-            "version": p.agent.status()["version"],
+            "version": agent_version(),
             "boot_id": str(p.agent.boot_id),
             "point_of_sale": config.site.point_of_sale,
         },

@@ -102,11 +102,12 @@ def _age(lang: Language, seconds: float | None) -> str:
 def page_data(service: PosService, lang: Language, token: str | None) -> dict[str, Any]:
     """What the template shows, already in the site's language and formats."""
     parts, config = service.parts, service.runtime.config
-    agent = parts.agent.status()
-    hardware = parts.hardware.status()
-    link = parts.cloud.link.status() if parts.cloud.link is not None else None
+    agent = parts.agent.status()  # holds every running component's status: read once, used below
+    components = agent["components"]
+    hardware = components["hardware"]
+    link = components.get("cloud")
     verdict = parts.licence.sale_verdict()
-    cashiers = parts.cashiers.status()
+    cashiers = components["cashiers"]
     query = f"?token={token}" if token else ""
 
     def word(state: str) -> str:

@@ -3,13 +3,11 @@ ingest's databases, devices and workers (tests/cloud/test_ingest_*.py, see inges
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 
 from broker.launcher import Mosquitto
 from cloud_api.db import make_engine
@@ -18,29 +16,16 @@ from cloud_api.schema import upgrade as upgrade_schema
 from tests.cloud.api_support import (
     BACKENDS,
     api,  # noqa: F401 - a fixture, found by name
+    private_database,
 )
 from tests.cloud.ingest_support import Device
-from tests.support.databases import postgres_url
 
 
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A private database: a SQLite file, or a fresh PostgreSQL schema dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cloud.db'}"
-        return
-    base = postgres_url()
-    schema = f"kassa_ingest_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with private_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
