@@ -7,13 +7,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from cloud_api import metrics
+from cloud_api import metrics, web
 from cloud_api.api import (
     auth,
     cashiers,
     device_certificates,
     device_sales,
     devices,
+    documents,
     errors,
     licences,
     links,
@@ -34,10 +35,12 @@ def create_app(settings: CloudSettings, engine: Engine) -> FastAPI:
         "sales, pairing. Every endpoint but /healthz, /pki/device-crl.pem and the devices' own /pairing/registrations, "
         "/pairing/poll, /pairing/renewals and /device-api/sales/lookup (signed with the device key) needs "
         "`Authorization: Bearer <token>`.",
+        docs_url=None,  # served by cloud_api.web from packaged assets (no CDN)
     )
     app.state.settings = settings
     app.state.engine = engine
     errors.install(app)
+    web.install(app)  # the cabinets' pages, their error pages, /static and /docs
     for module in (
         auth,
         tenancy,
@@ -50,6 +53,7 @@ def create_app(settings: CloudSettings, engine: Engine) -> FastAPI:
         pushes,
         cashiers,
         licences,
+        documents,
     ):
         app.include_router(module.router)
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None

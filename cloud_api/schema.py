@@ -31,7 +31,9 @@ ADVISORY_LOCK_KEY = 0x6B61737361_0001
 
 def metadata() -> MetaData:
     """The metadata of every table; importing the model modules registers them on `Base`."""
+    import cloud_api.accounts.models
     import cloud_api.cashiers.models
+    import cloud_api.documents.models
     import cloud_api.ingest.models
     import cloud_api.licences.models
     import cloud_api.pairing.models

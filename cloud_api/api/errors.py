@@ -17,6 +17,8 @@ from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cloud_api.refusals import Refused
+
 log = logging.getLogger(__name__)
 
 
@@ -88,23 +90,34 @@ def _body(status: int, code: str, message: str, headers: dict[str, str] | None =
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
+async def api_error_response(_request: Request, exc: ApiError) -> JSONResponse:
+    return _body(exc.status, exc.code, exc.message, exc.headers)
+
+
+async def invalid_response(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        problems.append(f"{where}: {error.get('msg', 'invalid')}")
+    return _body(422, "invalid_request", "; ".join(problems) or "invalid request")
+
+
+async def http_error_response(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = _STATUS_CODES.get(exc.status_code, "http_error")
+    return _body(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+
+async def refused_response(_request: Request, exc: Refused) -> JSONResponse:
+    code = "invalid_request" if exc.kind == "invalid" else exc.code
+    return _body(exc.status, code, exc.message)
+
+
 def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return _body(exc.status, exc.code, exc.message, exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for error in exc.errors()[:5]:
-            where = ".".join(str(part) for part in error.get("loc", ()))
-            problems.append(f"{where}: {error.get('msg', 'invalid')}")
-        return _body(422, "invalid_request", "; ".join(problems) or "invalid request")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _STATUS_CODES.get(exc.status_code, "http_error")
-        return _body(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+    """The JSON error handlers (the web pages put their own in front: cloud_api/web/errors.py)."""
+    app.add_exception_handler(ApiError, api_error_response)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, invalid_response)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error_response)  # type: ignore[arg-type]
+    app.add_exception_handler(Refused, refused_response)  # type: ignore[arg-type]
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:

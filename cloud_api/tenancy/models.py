@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+import cloud_api.accounts.models  # noqa: F401 - the people table, which users.person_id references
 from cloud_api.db import DEVICE_ID, Base
 
 NAME = String(200)
@@ -115,6 +116,8 @@ class User(Base):
     partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"), index=True)
     company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id"), index=True)
     created_at: Mapped[datetime]
+    # The person holding this membership (cloud_api/accounts); None for a machine user.
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
 
     __table_args__ = (
         CheckConstraint(

@@ -1,0 +1,1 @@
+"""People and their web access: accounts, sessions, e-mailed links, the audit trail."""

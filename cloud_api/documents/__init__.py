@@ -1,0 +1,1 @@
+"""Licence documents: the paper trail of selling, moving and unsealing sealed licences."""

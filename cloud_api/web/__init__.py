@@ -1,0 +1,51 @@
+"""The web cabinets of the owner, the partners and the companies: server-rendered pages on the
+same FastAPI app and service layer as the JSON API. Everything they load ships in the package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import HTMLResponse
+
+STATIC = Path(__file__).with_name("static")
+
+
+def install(app: FastAPI) -> None:
+    """Pages, their error pages, the packaged assets, and /docs without a CDN."""
+    import swagger_ui_bundle
+
+    from cloud_api.web import auth_pages, errors
+
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    errors.install(app)
+    app.include_router(auth_pages.router)
+    for module in _cabinet_modules():
+        app.include_router(module.router)
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_page() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="kassa cloud API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
+
+
+def _cabinet_modules() -> list:  # type: ignore[type-arg]
+    """The cabinets' routers (each module has `router`); imported here so the API loads without them."""
+    import importlib
+
+    found = []
+    for name in ("owner_pages", "partner_pages", "company_pages", "org_pages"):
+        try:
+            found.append(importlib.import_module(f"cloud_api.web.{name}"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"cloud_api.web.{name}":
+                raise
+    return found
