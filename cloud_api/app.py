@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
@@ -23,12 +28,34 @@ from cloud_api.api import (
     tenancy,
     z_reports,
 )
+from cloud_api.mail.sender import MailSender
 from cloud_api.settings import CloudSettings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: CloudSettings, engine: Engine) -> FastAPI:
-    """The HTTP API on `engine`, whose schema must be current (`schema.upgrade`)."""
+    """The HTTP API on `engine`, whose schema must be current (`schema.upgrade`).
+
+    While it runs (its lifespan), the mail sender delivers queued mail when `mail_host` is set;
+    `app.state.mail_sender` is that sender (None when mail is off): call its `wake()` after
+    committing a mail."""
+    mail_sender = MailSender(engine, settings) if settings.mail_host else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if mail_sender is None:
+            log.warning("mail is off (KASSA_CLOUD_MAIL_HOST unset): mails stay queued until it is set")
+            yield
+            return
+        mail_sender.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(mail_sender.stop)  # may wait for a send in progress
+
     app = FastAPI(
+        lifespan=lifespan,
         title="kassa cloud",
         version="1",
         description="Admin API of the kassa cloud: tenancy, users and tokens, devices, "
@@ -39,6 +66,7 @@ def create_app(settings: CloudSettings, engine: Engine) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.mail_sender = mail_sender
     errors.install(app)
     web.install(app)  # the cabinets' pages, their error pages, /static and /docs
     for module in (

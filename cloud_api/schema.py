@@ -36,6 +36,7 @@ def metadata() -> MetaData:
     import cloud_api.documents.models
     import cloud_api.ingest.models
     import cloud_api.licences.models
+    import cloud_api.mail.models
     import cloud_api.pairing.models
     import cloud_api.pushes.models
     import cloud_api.reports.models

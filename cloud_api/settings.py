@@ -161,3 +161,32 @@ class CloudSettings(BaseSettings):
     pairing_max_pending: int = Field(
         10_000, ge=1, description="Cap on unclaimed registrations; more are refused until some are claimed or expire."
     )
+    # [mail] (cloud_api/mail): verification links, password resets and invitations go out through
+    # an SMTP relay. Mails are queued in the database and sent by the `serve` process.
+    mail_host: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9.:-]{1,253}$",
+        description="SMTP relay the cloud sends mail through. Unset: mail is off and queued mails wait for it.",
+    )
+    mail_port: int = Field(25, ge=1, le=65535, description="Port of the SMTP relay (587 for submission).")
+    mail_starttls: bool = Field(
+        False, description="Upgrade the connection with STARTTLS (the relay's certificate is verified) before login."
+    )
+    mail_username: str | None = Field(None, description="Login at the SMTP relay; unset: send without logging in.")
+    mail_password: SecretStr | None = Field(None, description="Password of that login.")
+    mail_from: str = Field(
+        "kassa <noreply@localhost>",
+        pattern=r"^[^\r\n]{3,320}$",
+        description="From header of every mail, e.g. `kassa <noreply@example.com>`; its address is also the sender.",
+    )
+    mail_poll_s: float = Field(
+        5.0, gt=0, le=3600, description="How often the sender looks for due mails (a new mail wakes it at once)."
+    )
+    mail_max_attempts: int = Field(
+        8, ge=1, le=100, description="Sends of one mail (30 s apart, doubling up to 1 h) before it is marked failed."
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8080",
+        pattern=r"^https?://[^\s]+$",
+        description="Base URL of the cloud as users reach it; the links in mails start with it.",
+    )

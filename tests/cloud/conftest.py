@@ -1,5 +1,6 @@
 """Fixtures of the cloud tests: the API (tests/cloud/test_api_*.py, see api_support.py) and
-ingest's databases, devices and workers (tests/cloud/test_ingest_*.py, see ingest_support.py)."""
+ingest's databases, devices and workers (tests/cloud/test_ingest_*.py, see ingest_support.py),
+and a real SMTP server for the mail tests (`smtp_server`, see tests/support/smtp.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.cloud.api_support import (
     private_database,
 )
 from tests.cloud.ingest_support import Device
+from tests.support.smtp import smtp_server  # noqa: F401 - a fixture, found by name
 
 
 @pytest.fixture(params=BACKENDS)
