@@ -6,10 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kassa-installed
 MOSQUITTO ?= /usr/sbin/mosquitto
 
-.PHONY: demo test check lock wheelhouse setup mosquitto chromium faketime bench soak fleet fuzz docs translations clean
+.PHONY: demo up test check lock wheelhouse setup mosquitto chromium faketime bench soak fleet fuzz docs translations clean
 
 demo: setup
 	$(PY) -m tests.demo
+
+# The demo's stack kept running for a person: cabinets, terminal, mail catcher; prints addresses and sign-ins.
+up: setup
+	$(PY) -m tests.demo.up
 
 # Two pytest workers: most tests wait on real processes (agent, broker, worker), so two run in
 # about half the time on 2 cores. TEST_WORKERS=0 runs them one by one.

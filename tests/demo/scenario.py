@@ -22,11 +22,13 @@ from cloud_api import signing_keys
 from cloud_api.provisioning import qr_text, write_qr_png
 from cloud_api.tenancy.tokens import create_owner
 from tests.demo.business import BusinessSteps
+from tests.demo.cabinets import CabinetSteps
 from tests.demo.resilience import ResilienceSteps
 from tests.demo.trust import TrustSteps
 from tests.deploy.tls_broker import ProductionBroker, make_certs, start_production_broker
 from tests.support.agent_process import REPO_ROOT, AgentProcess, write_agent_config
 from tests.support.cloud import Cloud, api_request
+from tests.support.smtp import SmtpServer
 
 DEVICE = "demo-pos-1"
 
@@ -38,7 +40,7 @@ class DemoFailure(Exception):
         self.logs = logs
 
 
-class Demo(BusinessSteps, ResilienceSteps, TrustSteps):
+class Demo(BusinessSteps, CabinetSteps, ResilienceSteps, TrustSteps):
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.steps_done = 0
@@ -52,6 +54,9 @@ class Demo(BusinessSteps, ResilienceSteps, TrustSteps):
         self.api_url = ""
         self.api_token = ""
         self.preview_dir = workdir / "receipts"
+        # The cloud's mail goes to a real SMTP server on loopback; its links are printed as they arrive.
+        self.smtp = SmtpServer()
+        self.cabinet_url = ""
 
     # ------------------------------------------------------------------ driver
     def run(self) -> None:
@@ -61,6 +66,11 @@ class Demo(BusinessSteps, ResilienceSteps, TrustSteps):
             ("start simulated printer and scanner", self.start_hardware),
             ("start agent, unpaired: it registers and shows a pairing code", self.start_agent),
             ("company admin claims the code; the agent connects with its new certificate", self.pair),
+            (
+                "people in the web cabinets: the owner invites a partner by e-mail and sells it licences; a company "
+                "registers itself; the partner accepts it, moves two licences and unseals one",
+                self.cabinets,
+            ),
             ("agent status (kassactl status)", self.show_status),
             ("test print to the virtual printer", self.test_print),
             ("open the cash drawer (no sale)", self.open_drawer),
@@ -120,10 +130,16 @@ class Demo(BusinessSteps, ResilienceSteps, TrustSteps):
             },
         )
         port = free_port()
+        self.smtp.start()
         env = {
             **os.environ,
             **signing,
             "KASSA_CLOUD_DATABASE_URL": self.cloud.database_url,
+            # The cabinets: mail through the SMTP catcher, links in mails point at this server.
+            "KASSA_CLOUD_MAIL_HOST": self.smtp.host,
+            "KASSA_CLOUD_MAIL_PORT": str(self.smtp.port),
+            "KASSA_CLOUD_MAIL_POLL_S": "0.5",
+            "KASSA_CLOUD_PUBLIC_URL": f"http://127.0.0.1:{port}",
             # pairing: the device CA (the one the broker's device listener trusts) signs terminals;
             # they are sent the cloud CA to trust the broker with. The cloud CA's key stays out of it.
             "KASSA_CLOUD_DEVICE_CA_CERT_FILE": str(pki / "device-ca.crt"),
@@ -141,7 +157,7 @@ class Demo(BusinessSteps, ResilienceSteps, TrustSteps):
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self.api_url = f"http://127.0.0.1:{port}"
+        self.api_url = self.cabinet_url = f"http://127.0.0.1:{port}"
         health = self._wait_http(f"{self.api_url}/healthz", "start cloud service")
         return f"{self.api_url} healthy ({health['database']}), ingest worker on $share/ingest over mTLS"
 
@@ -491,3 +507,4 @@ url = "serial://{self.scanner_path}"
             self.cloud.stop()
         if self.broker is not None:
             self.broker.broker.stop()
+        self.smtp.stop()
