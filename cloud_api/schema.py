@@ -59,12 +59,47 @@ def alembic_config(connection: Connection | None = None) -> Any:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database to `revision`; safe when several processes start at once."""
-    with _sqlite_file_lock(engine), engine.begin() as conn:
+    with _sqlite_file_lock(engine), migration_transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
         from alembic import command
 
         command.upgrade(alembic_config(conn), revision)
+
+
+@contextlib.contextmanager
+def migration_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction to migrate in.
+
+    On SQLite the foreign keys are off meanwhile (as SQLite's own recipe for changing a table
+    says): batch mode rebuilds a table by copying it and dropping the old one, and with the
+    keys on that drop fails as soon as another table refers to a row of it. The keys are
+    checked once before the commit instead, and switched on again afterwards.
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            with conn.begin():
+                yield conn
+            return
+        conn.exec_driver_sql("PRAGMA foreign_keys = OFF")  # only takes effect outside a transaction
+        conn.commit()
+        try:
+            with conn.begin():
+                yield conn
+                _refuse_broken_references(conn)
+        finally:
+            conn.exec_driver_sql("PRAGMA foreign_keys = ON")
+            conn.commit()
+
+
+def _refuse_broken_references(conn: Connection) -> None:
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        tables = sorted({f"{row[0]} -> {row[2]}" for row in broken})
+        raise RuntimeError(
+            f"the migration left {len(broken)} rows referring to missing rows ({', '.join(tables)}): "
+            "fix or delete those rows, then start again"
+        )
 
 
 def current_revision(engine: Engine) -> str | None:

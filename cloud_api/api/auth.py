@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from sqlalchemy import select
 
-from cloud_api.api.deps import PrincipalDep, SessionDep
+from cloud_api.api.deps import PrincipalDep, SessionDep, require
 from cloud_api.api.errors import ERROR_RESPONSES, forbidden, invalid, not_found
 from cloud_api.api.schemas import MAX_ID, NewToken, TokenIn, TokenOut, UserCreated, UserIn, UserOut
 from cloud_api.tenancy import access
-from cloud_api.tenancy.models import ApiToken, Role, User
+from cloud_api.tenancy.models import ApiToken, Grade, Level, Role, User
 from cloud_api.tenancy.tokens import Principal, issue_token, utcnow
 
 router = APIRouter(tags=["users and tokens"], responses=ERROR_RESPONSES)
@@ -24,23 +24,27 @@ def me(session: SessionDep, p: PrincipalDep) -> User:
 
 
 def _check_new_user(session: SessionDep, p: Principal, body: UserIn) -> tuple[int | None, int | None]:
-    """The (partner_id, company_id) the new user gets, if `p` may create it."""
-    if body.role == Role.OWNER_ADMIN:
-        if p.role != Role.OWNER_ADMIN:
-            raise forbidden("only owner_admin may create owner_admin users")
+    """The (partner_id, company_id) the new user gets, if `p` may create it: an admin of the
+    owner makes users of any level, a partner's or company's admin those of its own tenant."""
+    level = Role.level_of(body.role)
+    if level == Level.OWNER:
+        if p.level != Level.OWNER or not p.is_admin:
+            raise forbidden("only owner_admin may create owner users")
         return None, None
-    if body.role == Role.PARTNER_ADMIN:
+    if level == Level.PARTNER:
         if body.partner_id is None or body.company_id is not None:
-            raise invalid("a partner_admin needs partner_id and no company_id")
+            raise invalid(f"a {body.role} needs partner_id and no company_id")
         partner = access.visible_partner(session, p, body.partner_id)
-        if p.role != Role.OWNER_ADMIN and not (p.role == Role.PARTNER_ADMIN and p.partner_id == partner.id):
+        if p.level != Level.OWNER and not (p.level == Level.PARTNER and p.partner_id == partner.id):
             raise forbidden(f"role {p.role} may not create users of partner {partner.id}")
+        require(p, min_grade=Grade.ADMIN)
         return partner.id, None
     if body.company_id is None or body.partner_id is not None:
         raise invalid(f"a {body.role} needs company_id and no partner_id")
     company = access.visible_company(session, p, body.company_id)
-    if p.role != Role.OWNER_ADMIN and not (p.role == Role.COMPANY_ADMIN and p.company_id == company.id):
+    if p.level != Level.OWNER and not (p.level == Level.COMPANY and p.company_id == company.id):
         raise forbidden(f"role {p.role} may not create users of company {company.id}")
+    require(p, min_grade=Grade.ADMIN)
     return None, company.id
 
 
@@ -48,7 +52,7 @@ def _check_new_user(session: SessionDep, p: Principal, body: UserIn) -> tuple[in
     "/users",
     status_code=201,
     response_model=UserCreated,
-    summary="Create a user with a role at one level; returns its first token once",
+    summary="Create a user with a role (a grade at one level; admins only); returns its first token once",
 )
 def create_user(body: UserIn, session: SessionDep, p: PrincipalDep) -> UserCreated:
     partner_id, company_id = _check_new_user(session, p, body)
@@ -80,7 +84,8 @@ def get_user(user_id: IdPath, session: SessionDep, p: PrincipalDep) -> User:
 def _managed_user(session: SessionDep, p: Principal, user_id: int) -> User:
     user = access.visible_user(session, p, user_id)
     if not access.manages_user(p, user):
-        raise forbidden(f"role {p.role} may not manage the tokens of user {user.id}")
+        needs = "" if p.is_admin else ": you manage your own tokens; others' need an admin"
+        raise forbidden(f"role {p.role} may not manage the tokens of user {user.id}{needs}")
     return user
 
 

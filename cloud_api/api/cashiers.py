@@ -1,8 +1,8 @@
 """Cashier endpoints: the company's cashier book, PINs, allowed devices, details, the login
 audit, and the roster a device gets.
 
-company_admin (and owner_admin) change, company_viewer reads, other tenants get 404. The
-rules live in cloud_api/cashiers/service.py; every change there publishes new rosters.
+Managers and admins of the company (and of the owner) change, viewers read, other tenants get
+404. The rules live in cloud_api/cashiers/service.py; every change there publishes new rosters.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _pin_hash(session: Session, pin: str) -> str:
     CASHIERS,
     status_code=201,
     response_model=CashierOut,
-    summary="Create a cashier (company_admin, owner_admin); pushed to the devices it may use",
+    summary="Create a cashier (company/owner managers, admins); pushed to the devices it may use",
 )
 def create_cashier(company_id: IdPath, body: CashierIn, session: SessionDep, p: PrincipalDep) -> CashierOut:
     company = access.company_data(session, p, company_id, write=True)
@@ -156,7 +156,7 @@ def get_cashier(company_id: IdPath, cashier_id: IdPath, session: SessionDep, p: 
 @router.patch(
     CASHIER,
     response_model=CashierOut,
-    summary="Change a cashier's name, operator code, roles or enabled flag (company_admin, owner_admin)",
+    summary="Change a cashier's name, operator code, roles or enabled flag (company/owner managers, admins)",
 )
 def patch_cashier(
     company_id: IdPath, cashier_id: IdPath, body: CashierPatch, session: SessionDep, p: PrincipalDep
@@ -185,7 +185,7 @@ def delete_cashier(company_id: IdPath, cashier_id: IdPath, session: SessionDep, 
 @router.put(
     f"{CASHIER}/pin",
     **NO_CONTENT,
-    summary="Set or reset a cashier's PIN (company_admin, owner_admin); only its hash is kept and pushed",
+    summary="Set or reset a cashier's PIN (company/owner managers, admins); only its hash is kept and pushed",
 )
 def set_pin(company_id: IdPath, cashier_id: IdPath, body: PinIn, session: SessionDep, p: PrincipalDep) -> Response:
     company = access.company_data(session, p, company_id, write=True)
@@ -207,7 +207,7 @@ def clear_pin(company_id: IdPath, cashier_id: IdPath, session: SessionDep, p: Pr
 @router.put(
     f"{CASHIER}/devices",
     response_model=CashierOut,
-    summary='The devices a cashier may use: a list of device ids or "all" (company_admin, owner_admin)',
+    summary='The devices a cashier may use: a list of device ids or "all" (company/owner managers, admins)',
 )
 def set_devices(
     company_id: IdPath, cashier_id: IdPath, body: DevicesIn, session: SessionDep, p: PrincipalDep

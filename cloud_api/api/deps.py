@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from cloud_api.api.errors import forbidden, unauthenticated
+from cloud_api.tenancy.models import Grade
 from cloud_api.tenancy.tokens import Principal, authenticate
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer kst_...`")
@@ -39,6 +40,12 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_role(principal: Principal, *roles: str) -> None:
-    if principal.role not in roles:
-        raise forbidden(f"role {principal.role} may not do this (needs {' or '.join(roles)})")
+def require(principal: Principal, *levels: str, min_grade: str = Grade.MANAGER) -> None:
+    """403 unless the caller is at one of `levels` (any level when none is given) with at
+    least `min_grade`: reads need a viewer, changes a manager, people and tokens an admin."""
+    if levels and principal.level not in levels:
+        raise forbidden(f"role {principal.role} may not do this (only {' or '.join(levels)} users may)")
+    if not Grade.at_least(principal.grade, min_grade):
+        if principal.grade == Grade.VIEWER:
+            raise forbidden(f"role {principal.role} is read-only: ask a manager or admin of your {principal.level}")
+        raise forbidden(f"role {principal.role} may not do this: it needs an admin of your {principal.level}")

@@ -94,7 +94,7 @@ def list_certificates(
     response_model=RevokeOut,
     responses={**ERROR_RESPONSES, **_UNAVAILABLE, **_UNKNOWN},
     summary="Shut a retired or stolen terminal out of the broker: revoke all its certificates, publish the CRL, "
-    "refuse its renewals (company_admin, owner_admin)",
+    "refuse its renewals (company/owner managers, admins)",
 )
 def revoke(
     company_id: IdPath,

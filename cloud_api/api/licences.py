@@ -3,9 +3,10 @@ companies (or unseal them for themselves), companies see and move theirs and rel
 to the partner's stock, sellers and the owner revoke, technicians upload offline release
 receipts. Devices bind keys over MQTT (cloud_api/licences/binding.py), not here.
 
-Who sees a licence: the owner's admins (all of the owner's), the seller's partner admins, the
-holder company's users. Anyone else gets 404. The key is shown only to its holder: the
-partner while the licence is in its unsealed stock, the company's admins once it is theirs.
+Who sees a licence: the owner's users (all of the owner's), the seller's partner users, the
+holder company's users. Anyone else gets 404. Changes need a manager or admin. The key is
+shown only to its holder's managers and admins: the partner's while the licence is in its
+unsealed stock, the company's once it is theirs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.orm import Session
 
 from broker.contract import licence as kl
-from cloud_api.api.deps import PrincipalDep, SessionDep, require_role
+from cloud_api.api.deps import PrincipalDep, SessionDep, require
 from cloud_api.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse, conflict, not_found
 from cloud_api.api.licence_schemas import (
     LICENCE_ID_PATTERN,
@@ -39,7 +40,7 @@ from cloud_api.licences.models import Licence, LicenceState
 from cloud_api.licences.policy import LicencePolicy, policy_from_settings
 from cloud_api.licences.records import LicenceRefused, user_actor
 from cloud_api.tenancy import access
-from cloud_api.tenancy.models import Company, Device, LinkState, PartnerLink, Role
+from cloud_api.tenancy.models import Company, Device, Grade, Level, LinkState, PartnerLink
 from cloud_api.tenancy.tokens import Principal
 
 router = APIRouter(tags=["licences"], responses=ERROR_RESPONSES)
@@ -75,9 +76,9 @@ def _refused(exc: LicenceRefused) -> ApiError:
 
 
 def licence_scope(p: Principal) -> ColumnElement[bool]:
-    if p.role == Role.OWNER_ADMIN:
+    if p.level == Level.OWNER:
         return Licence.owner_id == p.owner_id
-    if p.role == Role.PARTNER_ADMIN:
+    if p.level == Level.PARTNER:
         return Licence.partner_id == p.partner_id
     return Licence.company_id == p.company_id
 
@@ -90,11 +91,11 @@ def visible_licence(session: Session, p: Principal, licence_id: str) -> Licence:
 
 
 def _shows_key(p: Principal, licence: Licence) -> bool:
-    if licence.state == LicenceState.SEALED:
+    if licence.state == LicenceState.SEALED or not p.may_write:
         return False
-    if p.role == Role.PARTNER_ADMIN:
+    if p.level == Level.PARTNER:
         return licence.company_id is None and licence.partner_id == p.partner_id
-    return p.role == Role.COMPANY_ADMIN and licence.company_id == p.company_id
+    return p.level == Level.COMPANY and licence.company_id == p.company_id
 
 
 def licence_out(p: Principal, licence: Licence) -> LicenceOut:
@@ -132,10 +133,10 @@ def _reread(session: Session, p: Principal, licence_id: str) -> LicenceOut:
     "/partners/{partner_id}/licences",
     status_code=201,
     response_model=list[LicenceOut],
-    summary="Issue sealed licences to a partner (owner_admin)",
+    summary="Issue sealed licences to a partner (owner admin or manager)",
 )
 def issue(partner_id: IdPath, body: IssueIn, session: SessionDep, p: PrincipalDep) -> list[LicenceOut]:
-    require_role(p, Role.OWNER_ADMIN)
+    require(p, Level.OWNER)
     partner = access.visible_partner(session, p, partner_id)
     valid_until = body.valid_until if body.valid_until.tzinfo else body.valid_until.replace(tzinfo=UTC)
     try:
@@ -162,7 +163,7 @@ def partner_licences(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[LicenceOut]:
-    require_role(p, Role.OWNER_ADMIN, Role.PARTNER_ADMIN)
+    require(p, Level.OWNER, Level.PARTNER, min_grade=Grade.VIEWER)
     partner = access.visible_partner(session, p, partner_id)
     query = select(Licence).where(Licence.partner_id == partner.id)
     if scope == "stock":
@@ -174,11 +175,11 @@ def partner_licences(
 @router.post(
     "/licences/{licence_id}/assign",
     response_model=LicenceOut,
-    summary="Hand a licence of the partner's stock to a linked company (partner_admin of the seller)",
+    summary="Hand a licence of the partner's stock to a linked company (admin or manager of the seller)",
 )
 def assign(licence_id: LicenceIdPath, body: AssignIn, session: SessionDep, p: PrincipalDep) -> LicenceOut:
     visible_licence(session, p, licence_id)
-    require_role(p, Role.PARTNER_ADMIN)
+    require(p, Level.PARTNER)
     try:
         book.assign(session, licence_id, body.company_id, by_user=p.user_id, now=_now())
     except LicenceRefused as exc:
@@ -190,11 +191,11 @@ def assign(licence_id: LicenceIdPath, body: AssignIn, session: SessionDep, p: Pr
 @router.post(
     "/licences/{licence_id}/unseal",
     response_model=LicenceOut,
-    summary="Unseal a licence for the partner itself: the response shows its key (partner_admin of the seller)",
+    summary="Unseal a licence for the partner itself: the response shows its key (admin or manager of the seller)",
 )
 def unseal(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalDep) -> LicenceOut:
     visible_licence(session, p, licence_id)
-    require_role(p, Role.PARTNER_ADMIN)
+    require(p, Level.PARTNER)
     try:
         book.unseal(session, licence_id, by_user=p.user_id, now=_now())
     except LicenceRefused as exc:
@@ -206,11 +207,11 @@ def unseal(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalDep) -> L
 @router.post(
     "/licences/{licence_id}/revoke",
     response_model=LicenceOut,
-    summary="Revoke a licence for good; its device drops the lease (owner_admin, partner_admin of the seller)",
+    summary="Revoke a licence for good; its device drops the lease (admins and managers of the owner or the seller)",
 )
 def revoke(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalDep, body: RevokeIn | None = None) -> LicenceOut:
     visible_licence(session, p, licence_id)
-    require_role(p, Role.OWNER_ADMIN, Role.PARTNER_ADMIN)
+    require(p, Level.OWNER, Level.PARTNER)
     try:
         book.revoke(session, licence_id, by_user=p.user_id, now=_now(), reason=body.reason if body else None)
     except LicenceRefused as exc:
@@ -247,12 +248,12 @@ def company_licences(
     "/licences/{licence_id}/move",
     response_model=LicenceOut,
     responses=_UNAVAILABLE,
-    summary="Move a bound licence to another device of its company (company_admin of the holder, "
-    "partner_admin of the seller): the old device is told to release it first",
+    summary="Move a bound licence to another device of its company (admins and managers of the holder or "
+    "the seller): the old device is told to release it first",
 )
 def move(licence_id: LicenceIdPath, body: MoveIn, request: Request, session: SessionDep, p: PrincipalDep) -> LicenceOut:
     visible_licence(session, p, licence_id)
-    require_role(p, Role.COMPANY_ADMIN, Role.PARTNER_ADMIN)
+    require(p, Level.COMPANY, Level.PARTNER)
     try:
         book.move(session, licence_id, body.device_id, by_user=p.user_id, now=_now(), policy=_policy(request))
     except LicenceRefused as exc:
@@ -264,12 +265,12 @@ def move(licence_id: LicenceIdPath, body: MoveIn, request: Request, session: Ses
 @router.post(
     "/licences/{licence_id}/release-to-partner",
     response_model=LicenceOut,
-    summary="Give a licence back to the partner's stock (company_admin of the holder): a free one at once, "
+    summary="Give a licence back to the partner's stock (admin or manager of the holder): a free one at once, "
     "a bound one once its device has let go (release order, receipt or lease expiry + margin)",
 )
 def release_to_partner(licence_id: LicenceIdPath, request: Request, session: SessionDep, p: PrincipalDep) -> LicenceOut:
     visible_licence(session, p, licence_id)
-    require_role(p, Role.COMPANY_ADMIN)
+    require(p, Level.COMPANY)
     assert p.company_id is not None
     try:
         book.release_to_partner(
@@ -308,7 +309,7 @@ def licence_events(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalD
             detail=event.detail,
         )
         for event in book.licence_events(
-            session, licence.id, company_id=p.company_id if p.role in Role.COMPANY else None
+            session, licence.id, company_id=p.company_id if p.level == Level.COMPANY else None
         )
     ]
 
@@ -316,16 +317,16 @@ def licence_events(licence_id: LicenceIdPath, session: SessionDep, p: PrincipalD
 # ------------------------------------------------------------------------------ offline release
 def _device_for_upload(session: Session, p: Principal, device_id: str) -> Device:
     """The device whose receipt is uploaded, if the caller may act for its company: its
-    company_admin, the owner, or a partner admin linked to the company (the technician)."""
+    admins and managers, the owner's, or those of a partner linked to the company (the technician)."""
     device = session.get(Device, device_id)
     if device is None:
         raise not_found(f"device {device_id}")
-    if p.role == Role.OWNER_ADMIN:
+    if p.level == Level.OWNER:
         visible = (
             session.scalar(select(Company.id).where(Company.id == device.company_id, Company.owner_id == p.owner_id))
             is not None
         )
-    elif p.role == Role.PARTNER_ADMIN:
+    elif p.level == Level.PARTNER:
         visible = bool(
             session.scalar(
                 select(
@@ -341,7 +342,7 @@ def _device_for_upload(session: Session, p: Principal, device_id: str) -> Device
         visible = device.company_id == p.company_id
     if not visible:
         raise not_found(f"device {device_id}")
-    require_role(p, Role.OWNER_ADMIN, Role.PARTNER_ADMIN, Role.COMPANY_ADMIN)
+    require(p)
     return device
 
 
@@ -350,7 +351,7 @@ def _device_for_upload(session: Session, p: Principal, device_id: str) -> Device
     response_model=ReleaseUploadOut,
     responses=_UNAVAILABLE,
     summary="Upload a release file from a device that will not come online again "
-    "(company_admin of the device's company, a linked partner_admin, owner_admin)",
+    "(admins and managers of the device's company, a linked partner or the owner)",
 )
 def upload_release(body: ReleaseFileIn, request: Request, session: SessionDep, p: PrincipalDep) -> ReleaseUploadOut:
     device = _device_for_upload(session, p, body.device_id)

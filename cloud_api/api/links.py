@@ -12,12 +12,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from sqlalchemy import select, update
 
-from cloud_api.api.deps import PrincipalDep, SessionDep, require_role
-from cloud_api.api.errors import ERROR_RESPONSES, conflict, forbidden
+from cloud_api.api.deps import PrincipalDep, SessionDep, require
+from cloud_api.api.errors import ERROR_RESPONSES, conflict
 from cloud_api.api.schemas import MAX_ID, LinkOut, LinkRequestIn, LinkStateName
 from cloud_api.db import rows_matched
 from cloud_api.tenancy import access
-from cloud_api.tenancy.models import LinkState, PartnerLink, Role
+from cloud_api.tenancy.models import Level, LinkState, PartnerLink
 from cloud_api.tenancy.tokens import Principal, utcnow
 
 router = APIRouter(tags=["partner links"], responses=ERROR_RESPONSES)
@@ -28,12 +28,11 @@ IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
     "/companies/{company_id}/link-requests",
     status_code=201,
     response_model=LinkOut,
-    summary="Ask a partner to serve the company (company_admin of the company)",
+    summary="Ask a partner to serve the company (admin or manager of the company)",
 )
 def request_link(company_id: IdPath, body: LinkRequestIn, session: SessionDep, p: PrincipalDep) -> PartnerLink:
     company = access.visible_company(session, p, company_id)
-    if p.role != Role.COMPANY_ADMIN:
-        raise forbidden("only the company's company_admin may ask a partner")
+    require(p, Level.COMPANY)
     partner = access.visible_partner(session, p, body.partner_id)
     open_link = session.scalar(select(PartnerLink).where(PartnerLink.open_company_id == company.id))
     if open_link is not None:
@@ -99,21 +98,25 @@ def _transition(session: SessionDep, link: PartnerLink, p: Principal, new_state:
 
 def _partner_answer(session: SessionDep, p: Principal, link_id: int, new_state: str) -> PartnerLink:
     link = access.visible_link(session, p, link_id)
-    require_role(p, Role.PARTNER_ADMIN)
+    require(p, Level.PARTNER)
     if link.state != LinkState.PENDING:
         raise conflict("link_state", f"link {link.id} is {link.state}, not pending")
     return _transition(session, link, p, new_state)
 
 
 @router.post(
-    "/links/{link_id}/accept", response_model=LinkOut, summary="Accept a pending request (partner_admin of the partner)"
+    "/links/{link_id}/accept",
+    response_model=LinkOut,
+    summary="Accept a pending request (admin or manager of the partner)",
 )
 def accept_link(link_id: IdPath, session: SessionDep, p: PrincipalDep) -> PartnerLink:
     return _partner_answer(session, p, link_id, LinkState.ACTIVE)
 
 
 @router.post(
-    "/links/{link_id}/reject", response_model=LinkOut, summary="Reject a pending request (partner_admin of the partner)"
+    "/links/{link_id}/reject",
+    response_model=LinkOut,
+    summary="Reject a pending request (admin or manager of the partner)",
 )
 def reject_link(link_id: IdPath, session: SessionDep, p: PrincipalDep) -> PartnerLink:
     return _partner_answer(session, p, link_id, LinkState.REJECTED)
@@ -126,11 +129,10 @@ def reject_link(link_id: IdPath, session: SessionDep, p: PrincipalDep) -> Partne
 )
 def end_link(link_id: IdPath, session: SessionDep, p: PrincipalDep) -> PartnerLink:
     link = access.visible_link(session, p, link_id)
-    if p.role not in (Role.PARTNER_ADMIN, Role.COMPANY_ADMIN):
-        raise forbidden("only the company's company_admin or the partner's partner_admin may end a link")
+    require(p, Level.PARTNER, Level.COMPANY)
     if link.state == LinkState.ACTIVE:
         return _transition(session, link, p, LinkState.ENDED)
-    if link.state == LinkState.PENDING and p.role == Role.COMPANY_ADMIN:
+    if link.state == LinkState.PENDING and p.level == Level.COMPANY:
         return _transition(session, link, p, LinkState.WITHDRAWN)
     if link.state == LinkState.PENDING:
         raise conflict("link_state", f"link {link.id} is pending: accept or reject it")

@@ -165,7 +165,7 @@ def _applied_versions(report: DeviceReport | None) -> tuple[dict[str, int], str 
 @router.put(
     f"{DEVICE_PATH}/state/config",
     response_model=DesiredStateOut,
-    summary="Set a device's config document (company_admin, owner_admin); pushed with a new version",
+    summary="Set a device's config document (company/owner managers, admins); pushed with a new version",
 )
 def set_config(
     company_id: IdPath, device_id: DeviceIdPath, body: ConfigDocIn, session: SessionDep, p: PrincipalDep
@@ -238,7 +238,7 @@ def desired_doc(
     f"{DEVICE_PATH}/commands",
     status_code=201,
     response_model=CommandOut,
-    summary="Send a command to a device (company_admin, owner_admin); resent until it answers",
+    summary="Send a command to a device (company/owner managers, admins); resent until it answers",
 )
 def send_command(
     company_id: IdPath, device_id: DeviceIdPath, body: CommandIn, session: SessionDep, p: PrincipalDep

@@ -18,7 +18,18 @@ Name = Annotated[
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 Message = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
-RoleName = Literal["owner_admin", "partner_admin", "company_admin", "company_viewer"]
+# `<level>_<grade>`: cloud_api.tenancy.models.Role.ALL (checked by tests/cloud/test_api_grades.py).
+RoleName = Literal[
+    "owner_admin",
+    "owner_manager",
+    "owner_viewer",
+    "partner_admin",
+    "partner_manager",
+    "partner_viewer",
+    "company_admin",
+    "company_manager",
+    "company_viewer",
+]
 LinkStateName = Literal["pending", "active", "rejected", "withdrawn", "ended"]
 
 
@@ -70,9 +81,9 @@ class PointOfSaleOut(Out):
 class UserIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name
-    role: RoleName
-    partner_id: Id | None = Field(None, description="required for partner_admin")
-    company_id: Id | None = Field(None, description="required for company_admin and company_viewer")
+    role: RoleName = Field(description="`<level>_<grade>`: owner, partner or company; admin, manager or viewer")
+    partner_id: Id | None = Field(None, description="required for partner roles")
+    company_id: Id | None = Field(None, description="required for company roles")
 
 
 class UserOut(Out):

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from sqlalchemy import select
 
-from cloud_api.api.deps import PrincipalDep, SessionDep, require_role
+from cloud_api.api.deps import PrincipalDep, SessionDep, require
 from cloud_api.api.errors import ERROR_RESPONSES, conflict
 from cloud_api.api.schemas import MAX_ID, CompanyOut, NameIn, PartnerOut, PointOfSaleIn, PointOfSaleOut
 from cloud_api.tenancy import access
-from cloud_api.tenancy.models import Company, Partner, PointOfSale, Role
+from cloud_api.tenancy.models import Company, Level, Partner, PointOfSale
 from cloud_api.tenancy.tokens import utcnow
 
 router = APIRouter(tags=["tenancy"], responses=ERROR_RESPONSES)
@@ -19,9 +19,11 @@ IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 # ------------------------------------------------------------------------------ partners
-@router.post("/partners", status_code=201, response_model=PartnerOut, summary="Register a partner (owner_admin)")
+@router.post(
+    "/partners", status_code=201, response_model=PartnerOut, summary="Register a partner (owner admin or manager)"
+)
 def create_partner(body: NameIn, session: SessionDep, p: PrincipalDep) -> Partner:
-    require_role(p, Role.OWNER_ADMIN)
+    require(p, Level.OWNER)
     partner = Partner(owner_id=p.owner_id, name=body.name, created_at=utcnow())
     session.add(partner)
     session.commit()
@@ -43,9 +45,11 @@ def get_partner(partner_id: IdPath, session: SessionDep, p: PrincipalDep) -> Par
 
 
 # ------------------------------------------------------------------------------ companies
-@router.post("/companies", status_code=201, response_model=CompanyOut, summary="Register a company (owner_admin)")
+@router.post(
+    "/companies", status_code=201, response_model=CompanyOut, summary="Register a company (owner admin or manager)"
+)
 def create_company(body: NameIn, session: SessionDep, p: PrincipalDep) -> Company:
-    require_role(p, Role.OWNER_ADMIN)
+    require(p, Level.OWNER)
     company = Company(owner_id=p.owner_id, name=body.name, created_at=utcnow())
     session.add(company)
     session.commit()
@@ -71,7 +75,7 @@ def get_company(company_id: IdPath, session: SessionDep, p: PrincipalDep) -> Com
     "/companies/{company_id}/points-of-sale",
     status_code=201,
     response_model=PointOfSaleOut,
-    summary="Add a point of sale (store) to a company (company_admin, owner_admin)",
+    summary="Add a point of sale (store) to a company (admins and managers of the company or the owner)",
 )
 def create_point_of_sale(company_id: IdPath, body: PointOfSaleIn, session: SessionDep, p: PrincipalDep) -> PointOfSale:
     company = access.company_data(session, p, company_id, write=True)

@@ -13,7 +13,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from cloud_api.db import make_engine
-from cloud_api.schema import metadata
+from cloud_api.schema import metadata, migration_transaction
 
 config = context.config
 
@@ -45,7 +45,7 @@ def main() -> None:
         raise SystemExit("no database: set KASSA_CLOUD_DATABASE_URL or sqlalchemy.url in the ini file")
     engine = make_engine(url)
     try:
-        with engine.begin() as conn:
+        with migration_transaction(engine) as conn:
             run(conn)
     finally:
         engine.dispose()

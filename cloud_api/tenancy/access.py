@@ -4,13 +4,18 @@ Every read goes through a `*_scope` condition or a `visible_*` lookup; an object
 caller's tenant raises `not_found`, never `forbidden`, so ids of other tenants leak nothing.
 `forbidden` is only for objects the caller can see but whose role may not change them.
 
-| object | owner_admin | partner_admin | company_admin / company_viewer |
+What a caller sees follows its level alone (every grade of a level sees the same):
+
+| object | owner | partner | company |
 |---|---|---|---|
 | partner | every one of the owner | its own | the owner's partners (directory, to pick one) |
 | company | every one of the owner | companies with an active link to it | its own |
 | points of sale, devices, sales | every company of the owner | none | its own company's |
 | link | every one of the owner | its own | its company's |
 | user | every one of the owner | its partner's | its company's |
+
+What it may change follows its grade: viewers nothing, managers the data of what they see,
+admins also people (users) and the tokens of others (`manages_user`).
 """
 
 from __future__ import annotations
@@ -18,21 +23,22 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, exists, false, select
 from sqlalchemy.orm import Session
 
+from cloud_api.api.deps import require
 from cloud_api.api.errors import forbidden, not_found
-from cloud_api.tenancy.models import Company, Device, LinkState, Partner, PartnerLink, PointOfSale, Role, User
+from cloud_api.tenancy.models import Company, Device, Level, LinkState, Partner, PartnerLink, PointOfSale, Role, User
 from cloud_api.tenancy.tokens import Principal
 
 
 def partner_scope(p: Principal) -> ColumnElement[bool]:
-    if p.role == Role.PARTNER_ADMIN:
+    if p.level == Level.PARTNER:
         return Partner.id == p.partner_id
     return Partner.owner_id == p.owner_id
 
 
 def company_scope(p: Principal) -> ColumnElement[bool]:
-    if p.role == Role.OWNER_ADMIN:
+    if p.level == Level.OWNER:
         return Company.owner_id == p.owner_id
-    if p.role == Role.PARTNER_ADMIN:
+    if p.level == Level.PARTNER:
         return exists().where(
             PartnerLink.company_id == Company.id,
             PartnerLink.partner_id == p.partner_id,
@@ -44,25 +50,25 @@ def company_scope(p: Principal) -> ColumnElement[bool]:
 def company_data_scope(p: Principal, company_id: ColumnElement[int]) -> ColumnElement[bool]:
     """Rows keyed by a company (points of sale, devices, sales): the company's own users and
     the owner. Partners see the company record only."""
-    if p.role == Role.OWNER_ADMIN:
+    if p.level == Level.OWNER:
         return company_id.in_(select(Company.id).where(Company.owner_id == p.owner_id))
-    if p.role in Role.COMPANY:
+    if p.level == Level.COMPANY:
         return company_id == p.company_id
     return false()
 
 
 def link_scope(p: Principal) -> ColumnElement[bool]:
-    if p.role == Role.OWNER_ADMIN:
+    if p.level == Level.OWNER:
         return PartnerLink.company_id.in_(select(Company.id).where(Company.owner_id == p.owner_id))
-    if p.role == Role.PARTNER_ADMIN:
+    if p.level == Level.PARTNER:
         return PartnerLink.partner_id == p.partner_id
     return PartnerLink.company_id == p.company_id
 
 
 def user_scope(p: Principal) -> ColumnElement[bool]:
-    if p.role == Role.OWNER_ADMIN:
+    if p.level == Level.OWNER:
         return User.owner_id == p.owner_id
-    if p.role == Role.PARTNER_ADMIN:
+    if p.level == Level.PARTNER:
         return User.partner_id == p.partner_id
     return User.company_id == p.company_id
 
@@ -87,10 +93,10 @@ def company_data(session: Session, p: Principal, company_id: int, *, write: bool
     A partner linked to the company sees that it exists (403); anyone else gets 404.
     """
     company = visible_company(session, p, company_id)
-    if p.role == Role.PARTNER_ADMIN:
+    if p.level == Level.PARTNER:
         raise forbidden("partners see their client companies, not their data")
-    if write and p.role == Role.COMPANY_VIEWER:
-        raise forbidden("company_viewer is read-only")
+    if write:
+        require(p)
     return company
 
 
@@ -126,13 +132,15 @@ def visible_user(session: Session, p: Principal, user_id: int) -> User:
 
 
 def manages_user(p: Principal, user: User) -> bool:
-    """May `p` issue or revoke tokens of `user` (and create users like it)?"""
+    """May `p` issue or revoke tokens of `user` (and create users like it)? Everyone manages
+    their own tokens (they carry the user's grade, so a viewer's stay read-only); those of
+    others need an admin of the other user's level and tenant, or of the owner."""
     if user.id == p.user_id:
         return True
-    if p.role == Role.OWNER_ADMIN:
+    if not p.is_admin:
+        return False
+    if p.level == Level.OWNER:
         return user.owner_id == p.owner_id
-    if p.role == Role.PARTNER_ADMIN:
-        return user.role == Role.PARTNER_ADMIN and user.partner_id == p.partner_id
-    if p.role == Role.COMPANY_ADMIN:
-        return user.role in Role.COMPANY and user.company_id == p.company_id
-    return False
+    if p.level == Level.PARTNER:
+        return Role.level_of(user.role) == Level.PARTNER and user.partner_id == p.partner_id
+    return Role.level_of(user.role) == Level.COMPANY and user.company_id == p.company_id

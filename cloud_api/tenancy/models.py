@@ -17,16 +17,82 @@ from cloud_api.db import DEVICE_ID, Base
 NAME = String(200)
 
 
+class Level:
+    """Where in the tenancy tree a membership sits: it decides what the member sees."""
+
+    OWNER = "owner"
+    PARTNER = "partner"
+    COMPANY = "company"
+
+    ALL = (OWNER, PARTNER, COMPANY)
+
+
+class Grade:
+    """How much a member may do at its level: admins also manage people and their tokens,
+    managers change operational data, viewers only read."""
+
+    ADMIN = "admin"
+    MANAGER = "manager"
+    VIEWER = "viewer"
+
+    ALL = (ADMIN, MANAGER, VIEWER)  # strongest first
+
+    @staticmethod
+    def at_least(grade: str, minimum: str) -> bool:
+        return Grade.ALL.index(grade) <= Grade.ALL.index(minimum)
+
+
 class Role:
-    """A user's role; each role belongs to one level of the tenancy tree."""
+    """A user's role: `<level>_<grade>`, one grade at one level of the tenancy tree."""
 
     OWNER_ADMIN = "owner_admin"
+    OWNER_MANAGER = "owner_manager"
+    OWNER_VIEWER = "owner_viewer"
     PARTNER_ADMIN = "partner_admin"
+    PARTNER_MANAGER = "partner_manager"
+    PARTNER_VIEWER = "partner_viewer"
     COMPANY_ADMIN = "company_admin"
+    COMPANY_MANAGER = "company_manager"
     COMPANY_VIEWER = "company_viewer"
 
-    ALL = (OWNER_ADMIN, PARTNER_ADMIN, COMPANY_ADMIN, COMPANY_VIEWER)
-    COMPANY = (COMPANY_ADMIN, COMPANY_VIEWER)
+    OWNER = (OWNER_ADMIN, OWNER_MANAGER, OWNER_VIEWER)
+    PARTNER = (PARTNER_ADMIN, PARTNER_MANAGER, PARTNER_VIEWER)
+    COMPANY = (COMPANY_ADMIN, COMPANY_MANAGER, COMPANY_VIEWER)
+    ALL = OWNER + PARTNER + COMPANY
+
+    @staticmethod
+    def of(level: str, grade: str) -> str:
+        if level not in Level.ALL or grade not in Grade.ALL:
+            raise ValueError(f"no role for level {level!r} and grade {grade!r}")
+        return f"{level}_{grade}"
+
+    @staticmethod
+    def level_of(role: str) -> str:
+        return Role._split(role)[0]
+
+    @staticmethod
+    def grade_of(role: str) -> str:
+        return Role._split(role)[1]
+
+    @staticmethod
+    def _split(role: str) -> tuple[str, str]:
+        if role not in Role.ALL:
+            raise ValueError(f"unknown role {role!r}; roles are {', '.join(Role.ALL)}")
+        level, grade = role.split("_")
+        return level, grade
+
+
+def _quoted(roles: tuple[str, ...]) -> str:
+    return ", ".join(f"'{role}'" for role in roles)
+
+
+# Each role's tenant columns: owner roles name no partner or company, partner roles their
+# partner only, company roles their company only. Migration 0012 writes the same text.
+USERS_ROLE_LEVEL_RULE = (
+    f"(role IN ({_quoted(Role.OWNER)}) AND partner_id IS NULL AND company_id IS NULL)"
+    f" OR (role IN ({_quoted(Role.PARTNER)}) AND partner_id IS NOT NULL AND company_id IS NULL)"
+    f" OR (role IN ({_quoted(Role.COMPANY)}) AND partner_id IS NULL AND company_id IS NOT NULL)"
+)
 
 
 class LinkState:
@@ -105,7 +171,7 @@ class PointOfSale(Base):
 
 
 class User(Base):
-    """A person or integration with one role at one level: the tenant columns say where."""
+    """A person or integration with one role (a grade at a level): the tenant columns say where."""
 
     __tablename__ = "users"
 
@@ -119,15 +185,7 @@ class User(Base):
     # The person holding this membership (cloud_api/accounts); None for a machine user.
     person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
 
-    __table_args__ = (
-        CheckConstraint(
-            "(role = 'owner_admin' AND partner_id IS NULL AND company_id IS NULL)"
-            " OR (role = 'partner_admin' AND partner_id IS NOT NULL AND company_id IS NULL)"
-            " OR (role IN ('company_admin', 'company_viewer')"
-            " AND partner_id IS NULL AND company_id IS NOT NULL)",
-            name="ck_users_role_level",
-        ),
-    )
+    __table_args__ = (CheckConstraint(USERS_ROLE_LEVEL_RULE, name="ck_users_role_level"),)
 
 
 class ApiToken(Base):

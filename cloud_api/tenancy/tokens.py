@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud_api.tenancy.models import ApiToken, Owner, Role, User
+from cloud_api.tenancy.models import ApiToken, Grade, Owner, Role, User
 
 TOKEN_PREFIX = "kst_"
 MAX_TOKEN_LENGTH = 128
@@ -47,6 +47,24 @@ class Principal:
     partner_id: int | None
     company_id: int | None
     token_id: int
+
+    @property
+    def level(self) -> str:
+        """owner, partner or company: decides what the caller sees."""
+        return Role.level_of(self.role)
+
+    @property
+    def grade(self) -> str:
+        """admin, manager or viewer: decides what the caller may change."""
+        return Role.grade_of(self.role)
+
+    @property
+    def may_write(self) -> bool:
+        return Grade.at_least(self.grade, Grade.MANAGER)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.grade == Grade.ADMIN
 
 
 def issue_token(session: Session, user: User, label: str | None = None) -> tuple[ApiToken, str]:
