@@ -105,10 +105,11 @@ fleet: setup
 docs: setup
 	$(PY) -m agent.config_doc > docs/configuration.md
 
-# Message catalogues: extract the strings marked in agent/, merge them into agent/locale/*/LC_MESSAGES/agent.po,
+# Message catalogues: extract the strings marked in agent/ (and the cabinets' in cloud_api/), merge them into the .po files,
 # compile the .mo files; lists what still needs a translator. tests/agent/test_i18n.py fails until they are in step.
 translations: setup
 	$(PY) -m agent.i18n_catalogues update
+	$(PY) -m agent.i18n_catalogues --domain cabinet update
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -4,6 +4,8 @@
                                                 # agent/locale/<lang>/LC_MESSAGES/agent.po, compile .mo
     python -m agent.i18n_catalogues init es     # start a catalogue for a new language
     python -m agent.i18n_catalogues check       # exit 1 listing what is stale, missing or untranslated
+    python -m agent.i18n_catalogues --domain cabinet update   # the same for the cloud's cabinets
+                                                # (cloud_api/locale/<lang>/LC_MESSAGES/cabinet.po)
 
 Strings are extracted as ``pybabel extract`` does, with the mapping in ``agent/locale/babel.cfg``
 and the keywords below (Babel's defaults plus ``NP_``, a context marker): the equivalent command
@@ -193,27 +195,44 @@ def _translated(messages: Iterable[Message]) -> dict[tuple[str, str | None], tup
     }
 
 
+def domains() -> dict[str, tuple[Catalogues, Path]]:
+    """Each gettext domain with the package its strings come from. The cabinets' domain is
+    imported only when asked for: a terminal's agent does not ship the cloud."""
+    found = {"agent": (AGENT_CATALOGUES, PACKAGE_DIR)}
+    try:
+        from cloud_api.web.i18n import CATALOGUES as CABINET_CATALOGUES
+    except ImportError:
+        return found
+    found["cabinet"] = (CABINET_CATALOGUES, CABINET_CATALOGUES.directory.parent)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent.i18n_catalogues", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--domain", default="agent", help="agent (the terminal's) or cabinet (the cloud's pages)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("update", help="extract, merge into every catalogue, compile")
     commands.add_parser("check", help="exit 1 when a catalogue is stale, incomplete or not compiled")
     new = commands.add_parser("init", help="start the catalogue of a new language")
     new.add_argument("language", help="language code, e.g. es")
     args = parser.parse_args(argv)
+    known = domains()
+    if args.domain not in known:
+        parser.error(f"unknown domain {args.domain!r}; known: {', '.join(known)}")
+    catalogues, package_dir = known[args.domain]
     if args.command == "update":
-        changed = update()
-        print("updated: " + (", ".join(changed) if changed else "nothing (all in step)"))
-        left = [p for p in problems() if "not translated" in p or "fuzzy" in p]
+        changed = update(catalogues, package_dir)
+        print(f"{args.domain} updated: " + (", ".join(changed) if changed else "nothing (all in step)"))
+        left = [p for p in problems(catalogues, package_dir) if "not translated" in p or "fuzzy" in p]
         for problem in left:
             print(problem)
         return 0
     if args.command == "init":
         if not re.fullmatch(r"[a-z]{2,3}(_[A-Z]{2})?", args.language):
             parser.error("the language is a code such as es or pt_BR")
-        print(f"created {init(args.language)}; translate it, then run `update`")
+        print(f"created {init(args.language, catalogues, package_dir)}; translate it, then run `update`")
         return 0
-    found = problems()
+    found = problems(catalogues, package_dir)
     for problem in found:
         print(problem, file=sys.stderr)
     return 1 if found else 0
