@@ -55,13 +55,13 @@ class Membership:
 def memberships(session: Session, person_id: int) -> list[Membership]:
     found = []
     for user in session.scalars(select(User).where(User.person_id == person_id).order_by(User.id)):
+        org: Company | Partner | Owner | None
         if user.company_id is not None:
-            level, org_id, model = "company", user.company_id, Company
+            level, org_id, org = "company", user.company_id, session.get(Company, user.company_id)
         elif user.partner_id is not None:
-            level, org_id, model = "partner", user.partner_id, Partner
+            level, org_id, org = "partner", user.partner_id, session.get(Partner, user.partner_id)
         else:
-            level, org_id, model = "owner", user.owner_id, Owner
-        org = session.get(model, org_id)
+            level, org_id, org = "owner", user.owner_id, session.get(Owner, user.owner_id)
         found.append(Membership(user, level, org_id, org.name if org is not None else "?"))
     return found
 

@@ -9,8 +9,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from cloud_api.accounts.audit import Actor
 from cloud_api.api.errors import forbidden, unauthenticated
-from cloud_api.tenancy.models import Grade
+from cloud_api.tenancy.models import ApiToken, Grade
 from cloud_api.tenancy.tokens import Principal, authenticate
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer kst_...`")
@@ -38,6 +39,16 @@ def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_actor(session: SessionDep, principal: PrincipalDep, request: Request) -> Actor:
+    """Who acts, for the audit: a machine through its API token, named by the token's prefix."""
+    token = session.get(ApiToken, principal.token_id)
+    name = f"token {token.prefix}…" if token is not None else f"user {principal.user_id}"
+    return Actor(principal, name, None, request.client.host if request.client else None)
+
+
+ActorDep = Annotated[Actor, Depends(get_actor)]
 
 
 def require(principal: Principal, *levels: str, min_grade: str = Grade.MANAGER) -> None:

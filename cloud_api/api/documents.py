@@ -7,29 +7,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from sqlalchemy import select
 
-from cloud_api.accounts.audit import Actor
-from cloud_api.api.deps import PrincipalDep, SessionDep
+from cloud_api.api.deps import ActorDep, PrincipalDep, SessionDep
 from cloud_api.api.errors import ERROR_RESPONSES
 from cloud_api.api.licence_schemas import LICENCE_ID_PATTERN
 from cloud_api.api.schemas import MAX_ID
 from cloud_api.documents import service
 from cloud_api.documents.models import LicenceDocument
 from cloud_api.documents.schemas import DocumentOut, KeyOut, MoveIn, SaleIn, UnsealIn, UnsealOut, end_of_day
-from cloud_api.tenancy.models import ApiToken
-from cloud_api.tenancy.tokens import Principal
 
 router = APIRouter(tags=["licence documents"], responses=ERROR_RESPONSES)
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
-
-
-def token_actor(session: SessionDep, p: Principal, request: Request) -> Actor:
-    """A machine acting through an API token: the audit names the token by its prefix."""
-    token = session.get(ApiToken, p.token_id)
-    name = f"token {token.prefix}…" if token is not None else f"user {p.user_id}"
-    return Actor(p, name, None, request.client.host if request.client else None)
 
 
 def document_out(session: SessionDep, document: LicenceDocument) -> DocumentOut:
@@ -48,10 +38,10 @@ def _now() -> datetime:
     response_model=DocumentOut,
     summary="Sell sealed licences to a partner (owner admin or manager)",
 )
-def sell(body: SaleIn, session: SessionDep, p: PrincipalDep, request: Request) -> DocumentOut:
+def sell(body: SaleIn, session: SessionDep, actor: ActorDep) -> DocumentOut:
     document = service.sell(
         session,
-        token_actor(session, p, request),
+        actor,
         partner_id=body.partner_id,
         quantity=body.quantity,
         valid_until=end_of_day(body.valid_until),
@@ -69,10 +59,10 @@ def sell(body: SaleIn, session: SessionDep, p: PrincipalDep, request: Request) -
     response_model=DocumentOut,
     summary="Move sealed licences of your stock to a linked company (partner admin or manager)",
 )
-def move(body: MoveIn, session: SessionDep, p: PrincipalDep, request: Request) -> DocumentOut:
+def move(body: MoveIn, session: SessionDep, actor: ActorDep) -> DocumentOut:
     document = service.move_sealed(
         session,
-        token_actor(session, p, request),
+        actor,
         company_id=body.company_id,
         quantity=body.quantity,
         note=body.note,
@@ -88,8 +78,7 @@ def move(body: MoveIn, session: SessionDep, p: PrincipalDep, request: Request) -
     response_model=UnsealOut,
     summary="Unseal one licence to yourself for a buyer (firm, INN, e-mail); the key is in the answer",
 )
-def unseal(body: UnsealIn, session: SessionDep, p: PrincipalDep, request: Request) -> UnsealOut:
-    actor = token_actor(session, p, request)
+def unseal(body: UnsealIn, session: SessionDep, actor: ActorDep) -> UnsealOut:
     document, licence = service.unseal_to_self(
         session,
         actor,
@@ -136,9 +125,8 @@ def get_document(document_id: IdPath, session: SessionDep, p: PrincipalDep) -> D
 def reveal_key(
     licence_id: Annotated[str, Path(pattern=LICENCE_ID_PATTERN, max_length=40)],
     session: SessionDep,
-    p: PrincipalDep,
-    request: Request,
+    actor: ActorDep,
 ) -> KeyOut:
-    key = service.reveal_key(session, token_actor(session, p, request), licence_id, now=_now())
+    key = service.reveal_key(session, actor, licence_id, now=_now())
     session.commit()
     return KeyOut(licence_id=licence_id, key=key)

@@ -1,4 +1,4 @@
-"""Company <-> partner links, the rules: a company's admin asks a partner, the partner accepts
+"""Company <-> partner links, the rules: a company's admin or manager asks a partner, the partner accepts
 or rejects, either side ends an active link, the company withdraws a pending request.
 
 States: pending -> active | rejected | withdrawn; active -> ended. A company has at most one
@@ -23,15 +23,14 @@ from cloud_api.tenancy.models import Grade, LinkState, PartnerLink, Role
 
 def _need(actor: Actor, level: str, grade: str = Grade.MANAGER) -> None:
     role = actor.principal.role
-    if Role.level_of(role) != level or not Grade.at_least(Role.grade_of(role), grade):
+    if Role.level_of(role) != level:
+        raise Refused("forbidden", N_("Only the {side} may do this."), kind="forbidden", side=level)
+    if Role.grade_of(role) == Grade.VIEWER:
         raise Refused(
-            "forbidden",
-            N_("Only an admin or manager of the {side} may do this.")
-            if grade == Grade.MANAGER
-            else N_("Only an admin of the {side} may do this."),
-            kind="forbidden",
-            side=level,
+            "forbidden", N_("Your role is read-only: ask an admin or manager of your organisation."), kind="forbidden"
         )
+    if not Grade.at_least(Role.grade_of(role), grade):
+        raise Refused("forbidden", N_("Only an admin of your organisation may do this."), kind="forbidden")
 
 
 def _both_sides(session: Session, actor: Actor, link: PartnerLink, action: str, now: datetime) -> None:
@@ -49,7 +48,7 @@ def request_link(
 ) -> PartnerLink:
     p = actor.principal
     company = access.visible_company(session, p, company_id)
-    _need(actor, "company", Grade.ADMIN)
+    _need(actor, "company")
     partner = access.visible_partner(session, p, partner_id)
     open_link = session.scalar(select(PartnerLink).where(PartnerLink.open_company_id == company.id))
     if open_link is not None:
@@ -110,7 +109,7 @@ def end(session: Session, actor: Actor, link_id: int, *, now: datetime) -> Partn
     level = Role.level_of(actor.principal.role)
     if level == "owner":
         raise Refused("forbidden", N_("Only the company or the partner may end a link."), kind="forbidden")
-    _need(actor, level, Grade.ADMIN if level == "company" else Grade.MANAGER)
+    _need(actor, level)
     if link.state == LinkState.ACTIVE:
         return _transition(session, actor, link, LinkState.ENDED, now)
     if link.state == LinkState.PENDING and level == "company":

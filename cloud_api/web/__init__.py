@@ -4,6 +4,7 @@ same FastAPI app and service layer as the JSON API. Everything they load ships i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -15,7 +16,7 @@ STATIC = Path(__file__).with_name("static")
 
 def install(app: FastAPI) -> None:
     """Pages, their error pages, the packaged assets, and /docs without a CDN."""
-    import swagger_ui_bundle
+    import swagger_ui_bundle  # type: ignore[import-untyped]  # ships no type hints
 
     from cloud_api.web import auth_pages, errors
 
@@ -37,7 +38,7 @@ def install(app: FastAPI) -> None:
         )
 
 
-def _cabinet_modules() -> list:  # type: ignore[type-arg]
+def _cabinet_modules() -> list[Any]:
     """The cabinets' routers (each module has `router`); imported here so the API loads without them."""
     import importlib
 

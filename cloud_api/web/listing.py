@@ -92,6 +92,6 @@ def page_of(
     column = sorts[sort]
     ordered = query.order_by(column.desc() if descending else column.asc())
     ordered = ordered.limit(PER_PAGE).offset((page - 1) * PER_PAGE)
-    rows = list(db.scalars(ordered)) if scalars else list(db.execute(ordered))
+    rows: list[Any] = list(db.scalars(ordered)) if scalars else [tuple(row) for row in db.execute(ordered).all()]
     params = {key: args[key] for key in keep if args.get(key)}
     return Listing(rows, total, page, PER_PAGE, sort, descending, request.url.path, params, lang)

@@ -20,7 +20,7 @@ down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-TS = sa.DateTime()
+TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
