@@ -97,8 +97,11 @@ def sell(
             session, partner, quantity, entitlements or {}, valid_until, by_user=p.user_id, now=now
         )
     except LicenceRefused as exc:
-        field = "quantity" if exc.code == "licence.invalid_count" else "valid_until"
-        raise Refused(exc.code, exc.message, field=field, kind="invalid") from None
+        if exc.code == "licence.invalid_count":
+            raise Refused(
+                exc.code, N_("Enter a number from 1 to {most}."), field="quantity", kind="invalid", most=book.MAX_ISSUE
+            ) from None
+        raise Refused(exc.code, N_("Choose a date after today."), field="valid_until", kind="invalid") from None
     document = _document(
         session,
         actor,

@@ -25,7 +25,6 @@ from cloud_api.api.schemas import MAX_ID
 from cloud_api.documents import service as documents
 from cloud_api.documents.models import DocumentKind, LicenceDocument
 from cloud_api.documents.schemas import SaleIn, end_of_day
-from cloud_api.licences.book import MAX_ISSUE
 from cloud_api.licences.models import Licence, LicenceState
 from cloud_api.refusals import N_, Refused
 from cloud_api.tenancy import access
@@ -55,11 +54,6 @@ STATE_LABELS = {
     LicenceState.BOUND: N_("On a device"),
     LicenceState.RELEASING: N_("Moving between devices"),
     LicenceState.REVOKED: N_("Revoked"),
-}
-# The licence book's refusals are English sentences for the API; a form says it in the person's words.
-SALE_REFUSALS = {
-    "licence.invalid_expiry": N_("Choose a date after today."),
-    "licence.invalid_count": N_("Enter a number from 1 to {most}."),
 }
 
 
@@ -335,11 +329,7 @@ def sell(member: OwnerDep, form: FormDep) -> Response:
 
 
 def _sale_refusal(member: Member, refused: Refused) -> dict[str, str]:
-    errors = refusal_errors(refused, member.lang)
-    if refused.code in SALE_REFUSALS:
-        text = member.lang.gettext(SALE_REFUSALS[refused.code]).format(most=MAX_ISSUE)
-        errors = {refused.field or "__all__": text}
-    return errors
+    return refusal_errors(refused, member.lang)
 
 
 # ------------------------------------------------------------------------------ documents

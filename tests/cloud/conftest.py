@@ -20,6 +20,7 @@ from tests.cloud.api_support import (
     private_database,
 )
 from tests.cloud.ingest_support import Device
+from tests.cloud.web_support import cloud  # noqa: F401 - a fixture, found by name
 from tests.support.smtp import smtp_server  # noqa: F401 - a fixture, found by name
 
 

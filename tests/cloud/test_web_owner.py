@@ -22,15 +22,12 @@ from cloud_api.mail.models import MailOutbox
 from cloud_api.tenancy.models import LinkState, Partner, PartnerLink, Role, User
 from cloud_api.tenancy.tokens import Principal, create_owner
 from cloud_api.web.i18n import cabinet_language
-from tests.cloud import web_support
 from tests.cloud.web_support import (
     PASSWORD,
     Browser,
     Cloud,
     mailed_link,
 )
-
-cloud = web_support.cloud  # the fixture, found by name (conftest does not import it)
 
 BOSS = "boss@kassa.test"
 NEXT_YEAR = (date.today() + timedelta(days=365)).isoformat()

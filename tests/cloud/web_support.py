@@ -128,10 +128,15 @@ class Cloud:
 
 
 def make_cloud(engine: Engine, url: str, **settings: Any) -> Cloud:
+    settings.setdefault("public_url", "http://cabinet.test")
+    return make_cloud_on(engine, create_app(CloudSettings(database_url=url, **settings), engine))
+
+
+def make_cloud_on(engine: Engine, app: Any) -> Cloud:
+    """A Cloud around an app already made (a live server's), with its owner created."""
     with Session(engine) as db:
         owner, _admin, token = create_owner(db, "Kassa Cloud")
         owner_id = owner.id
-    app = create_app(CloudSettings(database_url=url, public_url="http://cabinet.test", **settings), engine)
     return Cloud(app, engine, owner_id, token)
 
 
