@@ -4,7 +4,7 @@ kassa-cloud serve  [--host H] [--port P] [--database-url URL]
 kassa-cloud worker [--mqtt-host H] [--mqtt-port P] [--worker-id ID] [--no-pushes] [--database-url URL]
 kassa-cloud keys generate [--key-file F] [--key-id ID]
 kassa-cloud provisioning-qr [--point-of-sale P] [--language L] [--broker H:P] ... --out code.png
-kassa-cloud owner create --name N [--admin-name A] [--database-url URL]
+kassa-cloud owner create --name N [--admin-name A] [--admin-email E] [--database-url URL]
 kassa-cloud pki crl [--out FILE] | pki revoke --certificate FILE [--reason R] [--out FILE]
 """
 
@@ -14,11 +14,13 @@ import argparse
 import signal
 import sys
 import threading
+from typing import Any
 
 from sqlalchemy import Engine
 
 from broker.logs import setup_logging
 from cloud_api.db import make_engine
+from cloud_api.refusals import Refused
 from cloud_api.settings import CloudSettings
 from cloud_api.startup_checks import EX_UNAVAILABLE, Unavailable, check_broker, check_database
 
@@ -75,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     owner.add_argument("action", choices=["create"])
     owner.add_argument("--name", dest="owner_name", required=True, help="the owner's name")
     owner.add_argument("--admin-name", help="name of the owner_admin user (default: '<name> admin')")
+    owner.add_argument(
+        "--admin-email",
+        help="the admin's e-mail: the admin signs in to the owner's cabinet after setting a password through the "
+        "link printed (and mailed when mail is set up)",
+    )
     pki = sub.add_parser("pki", parents=[common], help="the device CA's revocation list (CRL)")
     pki.add_argument(
         "action", choices=["crl", "revoke"], help="crl: print the newest CRL; revoke: add a certificate made elsewhere"
@@ -110,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kassa-cloud {command}: {exc}", file=sys.stderr)
             return EX_UNAVAILABLE
     if command == "owner":
-        return create_owner_command(engine, args["owner_name"], args.get("admin_name"))
+        return create_owner_command(
+            engine, args["owner_name"], args.get("admin_name"), args.get("admin_email"), settings
+        )
     if command == "pki":
         from cloud_api.pki_cli import run_pki_command
 
@@ -135,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     return run_worker(settings, engine)
 
 
-def create_owner_command(engine: Engine, name: str, admin_name: str | None) -> int:
-    """Migrate the database, register an owner with an owner_admin user, print its token once."""
+def create_owner_command(
+    engine: Engine, name: str, admin_name: str | None, admin_email: str | None, settings: CloudSettings
+) -> int:
+    """Migrate the database, register an owner with an owner_admin user, print its token once;
+    with an e-mail, the admin is also a person who sets a password through the printed link."""
     from pydantic import TypeAdapter, ValidationError
     from sqlalchemy.orm import Session
 
@@ -154,12 +166,44 @@ def create_owner_command(engine: Engine, name: str, admin_name: str | None) -> i
         schema.upgrade(engine)
         with Session(engine, expire_on_commit=False) as session:
             owner, admin, token = create_owner(session, name, admin_name)
+            link = _owner_admin_person(session, admin, admin_email, settings) if admin_email else None
+    except Refused as exc:
+        print(f"kassa-cloud owner create: {exc.message}", file=sys.stderr)
+        return 2
     finally:
         engine.dispose()
     print(f"owner {owner.id} ({owner.name}); owner_admin user {admin.id} ({admin.name})")
     print("API token (shown only now; store it safely):")
     print(token)
+    if link:
+        print(f"{admin_email} sets a password for the owner's cabinet here (valid 7 days, once):")
+        print(link)
     return 0
+
+
+def _owner_admin_person(session: Any, admin: Any, email: str, settings: CloudSettings) -> str:
+    """Make the owner's first admin a person with `email`; returns the link that sets the password."""
+    from datetime import UTC, datetime
+
+    from cloud_api.accounts import links
+    from cloud_api.accounts.mails import Mailer
+    from cloud_api.accounts.models import LinkPurpose, Person
+    from cloud_api.accounts.people import normalise_email, person_by_email
+    from cloud_api.web.i18n import cabinet_language
+
+    now = datetime.now(UTC)
+    address = normalise_email(email)
+    person = person_by_email(session, address) or Person(
+        email=address, name=admin.name, password_hash=None, failed_signins=0, created_at=now
+    )
+    session.add(person)
+    session.flush()
+    admin.person_id = person.id
+    token = links.new_link(session, purpose=LinkPurpose.INVITE, person_id=person.id, user_id=admin.id, now=now)
+    mailer = Mailer(settings.public_url, cabinet_language("en"))
+    mailer.invitation(session, person, token, org_name=admin.name, inviter="kassa-cloud", has_password=False)
+    session.commit()
+    return mailer.link("/invite", token)
 
 
 def run_worker(settings: CloudSettings, engine: Engine) -> int:
