@@ -196,14 +196,12 @@ def _translated(messages: Iterable[Message]) -> dict[tuple[str, str | None], tup
 
 
 def domains() -> dict[str, tuple[Catalogues, Path]]:
-    """Each gettext domain with the package its strings come from. The cabinets' domain is
-    imported only when asked for: a terminal's agent does not ship the cloud."""
+    """Each gettext domain with the package its strings come from. The cabinets' (the cloud's
+    pages) is found by path: this tool works on the source tree and imports no cloud code."""
     found = {"agent": (AGENT_CATALOGUES, PACKAGE_DIR)}
-    try:
-        from cloud_api.web.i18n import CATALOGUES as CABINET_CATALOGUES
-    except ImportError:
-        return found
-    found["cabinet"] = (CABINET_CATALOGUES, CABINET_CATALOGUES.directory.parent)
+    cloud = PACKAGE_DIR.parent / "cloud_api"
+    if (cloud / "locale" / "babel.cfg").is_file():
+        found["cabinet"] = (Catalogues(cloud / "locale", "cabinet"), cloud)
     return found
 
 

@@ -8,11 +8,11 @@ from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 
-from agent.i18n import Language
 from cloud_api.accounts.links import LIFETIME
 from cloud_api.accounts.models import LinkPurpose, Person
 from cloud_api.mail.outbox import queue_mail
 from cloud_api.refusals import N_
+from cloud_api.web.i18n import Language
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from agent.i18n import Language
 from cloud_api.accounts.audit import Actor
 from cloud_api.accounts.mails import Mailer
 from cloud_api.accounts.models import Person, WebSession
@@ -29,7 +28,7 @@ from cloud_api.accounts.sessions import find_session
 from cloud_api.api.deps import SessionDep
 from cloud_api.tenancy.models import Role
 from cloud_api.tenancy.tokens import Principal
-from cloud_api.web.i18n import cabinet_language, request_language
+from cloud_api.web.i18n import Language, cabinet_language, request_language
 
 SESSION_COOKIE = "kassa_session"
 CSRF_COOKIE = "kassa_csrf"  # before signing in: double-submitted with the form's hidden field

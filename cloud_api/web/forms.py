@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from agent.i18n import Language
 from cloud_api.refusals import N_, Refused
+from cloud_api.web.i18n import Language
 
 M = TypeVar("M", bound=BaseModel)
 

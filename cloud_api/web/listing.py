@@ -12,7 +12,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
-from agent.i18n import Language
+from cloud_api.web.i18n import Language
 
 PER_PAGE = 50
 MAX_PAGE = 100_000

@@ -17,8 +17,8 @@ from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
 
-from agent.i18n import Language
 from cloud_api.db import utc
+from cloud_api.web.i18n import Language
 
 TEMPLATES = Path(__file__).with_name("templates")
 
