@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from cloud_api.accounts import audit, links
 from cloud_api.accounts.audit import Actor
 from cloud_api.accounts.mails import Mailer
-from cloud_api.accounts.models import LinkPurpose, Person
+from cloud_api.accounts.models import ActionLink, LinkPurpose, Person
 from cloud_api.accounts.passwords import check_strength, hash_password, needs_rehash, verify_password
 from cloud_api.db import utc
 from cloud_api.refusals import N_, Refused
@@ -30,7 +30,8 @@ _EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-
 
 def normalise_email(email: str) -> str:
     email = email.strip()
-    if len(email) > 254 or not _EMAIL.match(email):
+    # ASCII only: SMTP without SMTPUTF8 (most relays) cannot deliver to anything else.
+    if len(email) > 254 or not email.isascii() or not _EMAIL.match(email):
         raise Refused(
             "email.invalid", N_("Enter an e-mail address like name@example.com."), field="email", kind="invalid"
         )
@@ -52,18 +53,36 @@ class Membership:
     org_name: str
 
 
+def pending_invitations(session: Session, user_ids: list[int]) -> set[int]:
+    """Of these memberships, the ones offered by an invitation nobody has accepted yet."""
+    if not user_ids:
+        return set()
+    rows = session.execute(
+        select(ActionLink.user_id, func.max(ActionLink.used_at))
+        .where(ActionLink.purpose == LinkPurpose.INVITE, ActionLink.user_id.in_(user_ids))
+        .group_by(ActionLink.user_id)
+    )
+    return {user_id for user_id, used in rows if user_id is not None and used is None}
+
+
 def memberships(session: Session, person_id: int) -> list[Membership]:
-    found = []
-    for user in session.scalars(select(User).where(User.person_id == person_id).order_by(User.id)):
-        org: Company | Partner | Owner | None
-        if user.company_id is not None:
-            level, org_id, org = "company", user.company_id, session.get(Company, user.company_id)
-        elif user.partner_id is not None:
-            level, org_id, org = "partner", user.partner_id, session.get(Partner, user.partner_id)
-        else:
-            level, org_id, org = "owner", user.owner_id, session.get(Owner, user.owner_id)
-        found.append(Membership(user, level, org_id, org.name if org is not None else "?"))
-    return found
+    """The cabinets a person may open: every membership but those still waiting for the person
+    to accept its invitation (an invited person's consent counts, even with an account)."""
+    users = list(session.scalars(select(User).where(User.person_id == person_id).order_by(User.id)))
+    pending = pending_invitations(session, [user.id for user in users])
+    return [membership_of(session, user) for user in users if user.id not in pending]
+
+
+def membership_of(session: Session, user: User) -> Membership:
+    """A membership with its organisation's level, id and name."""
+    org: Company | Partner | Owner | None
+    if user.company_id is not None:
+        level, org_id, org = "company", user.company_id, session.get(Company, user.company_id)
+    elif user.partner_id is not None:
+        level, org_id, org = "partner", user.partner_id, session.get(Partner, user.partner_id)
+    else:
+        level, org_id, org = "owner", user.owner_id, session.get(Owner, user.owner_id)
+    return Membership(user, level, org_id, org.name if org is not None else "?")
 
 
 # ------------------------------------------------------------------------------ sign-in
@@ -258,13 +277,19 @@ def invite(
         session.flush()
     column = {"owner": User.owner_id, "partner": User.partner_id, "company": User.company_id}[level]
     already = session.scalar(
-        select(func.count())
-        .select_from(User)
+        select(User)
         .where(User.person_id == person.id, column == org_id)
         .where(*([User.partner_id.is_(None), User.company_id.is_(None)] if level == "owner" else []))
     )
-    if already:
+    if already is not None and already.id not in pending_invitations(session, [already.id]):
         raise Refused("invite.member", N_("{email} is already a member here."), field="email", email=email)
+    if already is not None:  # invited before and not accepted yet: the same membership, a fresh link
+        token = links.new_link(session, purpose=LinkPurpose.INVITE, person_id=person.id, user_id=already.id, now=now)
+        mailer.invitation(
+            session, person, token, org_name=org_name, inviter=actor.name, has_password=person.password_hash is not None
+        )
+        audit.record(session, actor, "person.invited", target=email, detail=f"{already.role} (again)", org=org, now=now)
+        return already, token
     p = actor.principal
     user = User(
         name=name or person.name,

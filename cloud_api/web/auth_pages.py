@@ -324,7 +324,7 @@ def invitation_page(token: str, visitor: VisitorDep) -> Response:
         person, user = people.invitation(visitor.db, token, now())
     except Refused as refused:
         return _message(visitor, _("Invitation not valid"), translate(refused, visitor.lang), status=refused.status)
-    org = next((m for m in memberships(visitor.db, person.id) if m.user.id == user.id), None)
+    org = people.membership_of(visitor.db, user)
     return page(
         visitor,
         "invite.html",

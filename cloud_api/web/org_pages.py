@@ -95,12 +95,13 @@ def _people_page(
         keep=("q",),
         scalars=False,
     )
+    pending = people.pending_invitations(m.db, [user.id for user, _person in listing.rows])
     rows = [
         {
             "name": person.name,
             "email": person.email,
             "role": _(GRADE_LABELS[Role.grade_of(user.role)]),
-            "accepted": person.password_hash is not None and person.email_verified_at is not None,
+            "accepted": user.id not in pending and person.password_hash is not None,
             "added": user.created_at,
             "you": user.id == m.principal.user_id,
         }

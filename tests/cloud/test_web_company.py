@@ -19,9 +19,7 @@ from tests.cloud.web_support import (
     Cloud,
     mailed_link,
 )
-from tests.cloud.web_support import cloud as cloud_fixture
 
-cloud = cloud_fixture  # the fixture, found by its name
 OWNER_PASSWORD = "flour water salt yeast"
 
 

@@ -18,9 +18,7 @@ from tests.cloud.web_support import (
     Cloud,
     mailed_link,
 )
-from tests.cloud.web_support import cloud as cloud_fixture
 
-cloud = cloud_fixture  # the fixture, found by its name
 LEVELS = ("owner", "partner", "company")
 _SECRET = re.compile(r'class="secret">(kst_[A-Za-z0-9_-]+)<')
 

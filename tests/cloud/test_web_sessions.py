@@ -24,9 +24,7 @@ from tests.cloud.web_support import (
     mailed_link,
     make_cloud,
 )
-from tests.cloud.web_support import cloud as cloud_fixture
 
-cloud = cloud_fixture  # the fixture, found by its name
 WRONG = "The e-mail or the password is wrong."
 NEW_PASSWORD = "a brand new passphrase"
 
