@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from broker.contract import licence as kl
 from cloud_api.accounts.models import AuditEvent
 from cloud_api.documents.models import DocumentKind, LicenceDocument
 from cloud_api.licences import book
 from cloud_api.licences.models import Licence, LicenceState
-from cloud_api.tenancy.models import Device, LinkState, Partner, PartnerLink, User
+from cloud_api.tenancy.models import Device, LinkState, Partner, PartnerLink
 from tests.cloud.api_support import migrated_engine
 from tests.cloud.web_support import Browser, Cloud, make_cloud
 
@@ -71,26 +71,8 @@ def _issue(cloud: Cloud, partner_id: int, user_id: int, count: int) -> list[str]
 
 
 def _partner_member(cloud: Cloud, email: str, role: str, partner_id: int) -> int:
-    """A partner membership of any grade. Until the grades' migration (0012, a placeholder on
-    this branch) lands, the users table's CHECK knows only partner_admin: SQLite skips it here."""
-    if role == "partner_admin":
-        return cloud.member(email, role, partner_id=partner_id)
-    person_id = cloud.person(email)
-    with cloud.db() as db:
-        db.execute(text("PRAGMA ignore_check_constraints = ON"))
-        user = User(
-            name=email,
-            role=role,
-            owner_id=cloud.owner_id,
-            partner_id=partner_id,
-            person_id=person_id,
-            created_at=datetime.now(UTC),
-        )
-        db.add(user)
-        db.flush()
-        db.execute(text("PRAGMA ignore_check_constraints = OFF"))
-        db.commit()
-        return user.id
+    """A partner membership of any grade."""
+    return cloud.member(email, role, partner_id=partner_id)
 
 
 def _partnership(cloud: Cloud, name: str, *, stock: int = 3, role: str = "partner_admin") -> Partnership:
@@ -472,10 +454,6 @@ def test_a_manager_moves_and_unseals(cloud: Cloud) -> None:
     assert browser.post(f"/partner/licences/{east.stock[1]}/key").status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tenancy/access.py link_scope knows only partner_admin: a partner_manager's links are not found (404)",
-)
 def test_a_manager_answers_link_requests(cloud: Cloud) -> None:
     east = _partnership(cloud, "East", role="partner_manager")
     pending = _link(cloud, cloud.company("Asks East"), east.partner_id, LinkState.PENDING)
