@@ -47,6 +47,7 @@ def sell(body: SaleIn, session: SessionDep, actor: ActorDep) -> DocumentOut:
         valid_until=end_of_day(body.valid_until),
         entitlements=body.entitlements,
         note=body.note,
+        request_id=body.request_id,
         now=_now(),
     )
     session.commit()
@@ -66,6 +67,7 @@ def move(body: MoveIn, session: SessionDep, actor: ActorDep) -> DocumentOut:
         company_id=body.company_id,
         quantity=body.quantity,
         note=body.note,
+        request_id=body.request_id,
         now=_now(),
     )
     session.commit()
@@ -86,6 +88,7 @@ def unseal(body: UnsealIn, session: SessionDep, actor: ActorDep) -> UnsealOut:
         tax_number=body.tax_number,
         buyer_email=body.buyer_email,
         note=body.note,
+        request_id=body.request_id,
         now=_now(),
     )
     key = service.reveal_key(session, actor, licence.id, now=_now())

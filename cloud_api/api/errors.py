@@ -112,6 +112,13 @@ async def refused_response(_request: Request, exc: Refused) -> JSONResponse:
     return _body(exc.status, code, exc.message)
 
 
+async def integrity_response(_request: Request, exc: IntegrityError) -> JSONResponse:
+    # A concurrent request created the same unique key first (the checks before the
+    # write passed in both): the second one is a conflict, not a server error.
+    log.info("integrity conflict", extra={"error": str(exc.orig)})
+    return _body(409, "conflict", "conflicts with a concurrent change; read and retry")
+
+
 def install(app: FastAPI) -> None:
     """The JSON error handlers (the web pages put their own in front: cloud_api/web/errors.py)."""
     app.add_exception_handler(ApiError, api_error_response)  # type: ignore[arg-type]
@@ -119,12 +126,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error_response)  # type: ignore[arg-type]
     app.add_exception_handler(Refused, refused_response)  # type: ignore[arg-type]
 
-    @app.exception_handler(IntegrityError)
-    async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:
-        # A concurrent request created the same unique key first (the checks before the
-        # write passed in both): the second one is a conflict, not a server error.
-        log.info("integrity conflict", extra={"error": str(exc.orig)})
-        return _body(409, "conflict", "conflicts with a concurrent change; read and retry")
+    app.add_exception_handler(IntegrityError, integrity_response)  # type: ignore[arg-type]
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud_api.accounts.models import EMAIL
@@ -45,10 +45,14 @@ class LicenceDocument(Base):
     buyer_email: Mapped[str | None] = mapped_column(EMAIL)
     note: Mapped[str | None] = mapped_column(String(500))
     created_by_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # The form (or API call) that made it: sending the same one again returns this document
+    # instead of making a second one (a reloaded page, a retried request).
+    request_id: Mapped[str | None] = mapped_column(String(64))
     created_by: Mapped[str] = mapped_column(String(254))  # the person's e-mail (or the token) at the time
     created_at: Mapped[datetime]
 
     __table_args__ = (
+        UniqueConstraint("created_by_user_id", "request_id", name="uq_licence_documents_request"),
         Index("ix_licence_documents_partner_created", "partner_id", "created_at"),
         Index("ix_licence_documents_owner_created", "owner_id", "created_at"),
     )

@@ -17,6 +17,12 @@ class SaleIn(BaseModel):
     valid_until: date = Field(description="the licences' own expiry date (end of that day, UTC)")
     note: str | None = Field(None, max_length=500, description="printed on the document")
     entitlements: dict[str, Any] = Field(default_factory=dict, description="copied into every lease token")
+    request_id: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]{8,64}$",
+        description="your id for this request: sending it again returns the same document instead of a second one",
+    )
 
 
 class MoveIn(BaseModel):
@@ -24,6 +30,12 @@ class MoveIn(BaseModel):
     company_id: int = Field(ge=1, le=MAX_ID, description="a client company with an active link")
     quantity: int = Field(ge=1, le=1000, description="how many sealed licences of your stock")
     note: str | None = Field(None, max_length=500)
+    request_id: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]{8,64}$",
+        description="your id for this request: sending it again returns the same document instead of a second one",
+    )
 
 
 class UnsealIn(BaseModel):
@@ -32,6 +44,12 @@ class UnsealIn(BaseModel):
     tax_number: str = Field(min_length=10, max_length=12, pattern=r"^[0-9]+$", description="the buyer's INN")
     buyer_email: str = Field(min_length=3, max_length=254, description="the buyer's e-mail")
     note: str | None = Field(None, max_length=500)
+    request_id: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]{8,64}$",
+        description="your id for this request: sending it again returns the same document instead of a second one",
+    )
 
 
 class DocumentOut(BaseModel):
@@ -46,6 +64,7 @@ class DocumentOut(BaseModel):
     tax_number: str | None
     buyer_email: str | None
     note: str | None
+    request_id: str | None
     created_by: str
     created_at: Utc
     licence_ids: list[str] = Field(default_factory=list)

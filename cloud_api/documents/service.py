@@ -73,6 +73,17 @@ def _document(
     return document
 
 
+def sent_before(session: Session, actor: Actor, request_id: str | None) -> LicenceDocument | None:
+    """The document this member's request `request_id` already made, if any (a form sent twice)."""
+    if request_id is None:
+        return None
+    return session.scalar(
+        select(LicenceDocument).where(
+            LicenceDocument.created_by_user_id == actor.principal.user_id, LicenceDocument.request_id == request_id
+        )
+    )
+
+
 def _lines(session: Session, document: LicenceDocument, licence_ids: list[str]) -> None:
     session.add_all(LicenceDocumentLine(document_id=document.id, licence_id=licence_id) for licence_id in licence_ids)
 
@@ -87,10 +98,13 @@ def sell(
     valid_until: datetime,
     entitlements: dict[str, Any] | None = None,
     note: str | None = None,
+    request_id: str | None = None,
     now: datetime,
 ) -> LicenceDocument:
     p = actor.principal
     _require(p, "owner")
+    if (earlier := sent_before(session, actor, request_id)) is not None:
+        return earlier
     partner = access.visible_partner(session, p, partner_id)
     try:
         issued = book.issue_licences(
@@ -111,6 +125,7 @@ def sell(
         now=now,
         valid_until=valid_until,
         note=note,
+        request_id=request_id,
     )
     _lines(session, document, [licence.id for licence in issued])
     audit.record(
@@ -149,11 +164,20 @@ def sealed_stock(session: Session, partner_id: int) -> int:
 
 
 def move_sealed(
-    session: Session, actor: Actor, *, company_id: int, quantity: int, note: str | None = None, now: datetime
+    session: Session,
+    actor: Actor,
+    *,
+    company_id: int,
+    quantity: int,
+    note: str | None = None,
+    request_id: str | None = None,
+    now: datetime,
 ) -> LicenceDocument:
     p = actor.principal
     _require(p, "partner")
     assert p.partner_id is not None
+    if (earlier := sent_before(session, actor, request_id)) is not None:
+        return earlier
     if not 1 <= quantity <= MAX_MOVE:
         raise Refused(
             "document.quantity", N_("Enter a number from 1 to {most}."), field="quantity", kind="invalid", most=MAX_MOVE
@@ -202,6 +226,7 @@ def move_sealed(
         now=now,
         company_id=linked.id,
         note=note,
+        request_id=request_id,
     )
     _lines(session, document, picked)
     audit.record(
@@ -232,13 +257,20 @@ def unseal_to_self(
     tax_number: str,
     buyer_email: str,
     note: str | None = None,
+    request_id: str | None = None,
     now: datetime,
 ) -> tuple[LicenceDocument, Licence]:
+    """One licence unsealed for a buyer. The same request sent again returns the same document
+    and licence (the caller shows its key again, so that showing is audited here)."""
     from cloud_api.accounts.people import normalise_email
 
     p = actor.principal
     _require(p, "partner")
     assert p.partner_id is not None
+    if (earlier := sent_before(session, actor, request_id)) is not None:
+        licence = document_licences(session, earlier)[0]
+        audit.record(session, actor, "licence.key_shown", target=licence.id, detail=f"{earlier.number} sent again")
+        return earlier, licence
     if not valid_inn(tax_number):
         raise Refused(
             "document.tax_number",
@@ -273,6 +305,7 @@ def unseal_to_self(
         tax_number=tax_number,
         buyer_email=email,
         note=note,
+        request_id=request_id,
     )
     _lines(session, document, [licence.id])
     audit.record(

@@ -58,6 +58,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def new_request_id() -> str:
+    """For a form that makes something (a document): sent twice, it still makes one."""
+    return secrets.token_urlsafe(16)
+
+
 def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -96,6 +97,12 @@ def install(app: FastAPI) -> None:
         if is_page(request):
             return _error_page(request, exc.status_code, MESSAGES.get(exc.status_code, "Something went wrong."))
         return await api_errors.http_error_response(request, exc)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> Response:
+        if is_page(request):  # two requests made the same thing at once: the second one is told to look
+            return _error_page(request, 409, "This changed meanwhile. Go back, reload the page and check.")
+        return await api_errors.integrity_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

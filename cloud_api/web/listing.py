@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, inspect, select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
@@ -65,6 +65,11 @@ class Listing:
         return self._url(sort=key, dir="desc" if descending else "asc", page=1)
 
 
+def _primary_key(query: Select[Any]) -> list[Any]:
+    entity = query.column_descriptions[0].get("entity") if query.column_descriptions else None
+    return list(inspect(entity).primary_key) if entity is not None else []
+
+
 def page_of(
     db: Session,
     request: Request,
@@ -90,7 +95,9 @@ def page_of(
         page = 1
     total = db.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     column = sorts[sort]
-    ordered = query.order_by(column.desc() if descending else column.asc())
+    # Ties (a state, a date) are broken by the row's key, so no row moves between pages.
+    keys = [key for key in _primary_key(query) if key is not column]
+    ordered = query.order_by(*[(c.desc() if descending else c.asc()) for c in (column, *keys)])
     ordered = ordered.limit(PER_PAGE).offset((page - 1) * PER_PAGE)
     rows: list[Any] = list(db.scalars(ordered)) if scalars else [tuple(row) for row in db.execute(ordered).all()]
     params = {key: args[key] for key in keep if args.get(key)}

@@ -29,7 +29,7 @@ from cloud_api.licences.models import Licence, LicenceState
 from cloud_api.refusals import N_, Refused
 from cloud_api.tenancy import access
 from cloud_api.tenancy.models import Company, Grade, LinkState, Partner, PartnerLink, Role, User
-from cloud_api.web.context import FormDep, Member, OwnerDep, now
+from cloud_api.web.context import FormDep, Member, OwnerDep, new_request_id, now
 from cloud_api.web.forms import refusal_errors, validate
 from cloud_api.web.listing import page_of
 from cloud_api.web.nav import GRADE_LABELS
@@ -293,7 +293,12 @@ def _sale_form(member: Member, values: dict[str, str], *, errors: dict[str, str]
 def new_sale_page(member: OwnerDep) -> Response:
     member.require_write()
     chosen = member.request.query_params.get("partner_id", "")[:20]
-    values = {"partner_id": chosen, "quantity": "", "valid_until": _a_year_after(now().date()).isoformat()}
+    values = {
+        "partner_id": chosen,
+        "quantity": "",
+        "valid_until": _a_year_after(now().date()).isoformat(),
+        "request_id": new_request_id(),
+    }
     return _sale_form(member, values)
 
 
@@ -301,7 +306,7 @@ def new_sale_page(member: OwnerDep) -> Response:
 def sell(member: OwnerDep, form: FormDep) -> Response:
     member.require_write()
     _ = member.lang.gettext
-    values = _kept(form, "partner_id", "quantity", "valid_until", "note")
+    values = _kept(form, "partner_id", "quantity", "valid_until", "note", "request_id")
     data, errors = validate(SaleIn, {key: form.get(key, "") for key in values}, member.lang)
     if data is None:
         return _sale_form(member, values, errors=errors)
@@ -313,6 +318,7 @@ def sell(member: OwnerDep, form: FormDep) -> Response:
             quantity=data.quantity,
             valid_until=end_of_day(data.valid_until),
             note=data.note,
+            request_id=data.request_id,
             now=now(),
         )
     except ApiError:  # not one of this owner's partners

@@ -157,8 +157,9 @@ def test_the_owner_invites_another_admin_of_a_partner(cloud: Cloud) -> None:
         from cloud_api.accounts.people import accept_invitation
 
         body = db.scalars(select(MailOutbox.body_text).where(MailOutbox.to_address == "bob@beta.test")).all()[-1]
-        accept_invitation(db, mailed_link(body, "/invite").rsplit("/", 1)[1], password=PASSWORD, name=None,
-                          now=datetime.now(UTC))
+        accept_invitation(
+            db, mailed_link(body, "/invite").rsplit("/", 1)[1], password=PASSWORD, name=None, now=datetime.now(UTC)
+        )
         db.commit()
     accepted = boss.post(url, {"name": "Bob", "email": "bob@beta.test", "grade": "admin"})
     assert accepted.status_code == 422

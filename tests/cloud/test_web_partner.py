@@ -263,6 +263,25 @@ def test_unsealed_key_is_shown_once_then_on_an_audited_request(cloud: Cloud, nor
     assert len(_audit(cloud, "licence.key_shown")) == 1
 
 
+def test_the_unseal_form_sent_twice_unseals_one_licence(cloud: Cloud, north: Partnership) -> None:
+    """A reloaded answer page sends the form again: the same document comes back (the key's second
+    showing is audited) instead of a second licence unsealed."""
+    browser = _signed_in(cloud, north.admin_email)
+    form = browser.get("/partner/documents/new/unseal").text
+    request_id = re.search(r'name="request_id" value="([^"]+)"', form)
+    assert request_id
+    fields = {"firm_name": "Once LLC", "tax_number": VALID_INN, "buyer_email": "b@once.test"}
+    first = browser.post("/partner/documents/new/unseal", {**fields, "request_id": request_id.group(1)})
+    second = browser.post("/partner/documents/new/unseal", {**fields, "request_id": request_id.group(1)})
+    number = re.search(r"Document (U-\d{6})", first.text)
+    assert first.status_code == second.status_code == 200 and number and number.group(0) in second.text
+    unsealed = [item for item in _licences(cloud, north.partner_id) if item.state == LicenceState.ASSIGNED]
+    assert len(unsealed) == 1
+    assert [e.target for e in _audit(cloud, "licence.key_shown")] == [unsealed[0].id]
+    fresh = browser.get("/partner/documents/new/unseal").text
+    assert f'value="{request_id.group(1)}"' not in fresh  # a new form is a new request
+
+
 def test_a_wrong_tax_number_is_shown_next_to_its_field(cloud: Cloud, north: Partnership) -> None:
     browser = _signed_in(cloud, north.admin_email)
     wrong = _unseal(browser, inn=WRONG_CHECK_DIGIT_INN)

@@ -100,9 +100,11 @@ def upgrade() -> None:
         sa.Column("buyer_email", sa.String(254), nullable=True),
         sa.Column("note", sa.String(500), nullable=True),
         sa.Column("created_by_user_id", sa.Integer(), sa.ForeignKey("users.id"), nullable=False),
+        sa.Column("request_id", sa.String(64), nullable=True),
         sa.Column("created_by", sa.String(254), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.UniqueConstraint("number", name="uq_licence_documents_number"),
+        sa.UniqueConstraint("created_by_user_id", "request_id", name="uq_licence_documents_request"),
     )
     op.create_index("ix_licence_documents_partner_created", "licence_documents", ["partner_id", "created_at"])
     op.create_index("ix_licence_documents_owner_created", "licence_documents", ["owner_id", "created_at"])

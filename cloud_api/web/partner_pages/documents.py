@@ -18,7 +18,7 @@ from cloud_api.documents.models import LicenceDocument, LicenceDocumentLine
 from cloud_api.documents.schemas import MoveIn, UnsealIn
 from cloud_api.refusals import N_, Refused
 from cloud_api.tenancy.models import Company, LinkState, PartnerLink
-from cloud_api.web.context import FormDep, Member, PartnerDep, now
+from cloud_api.web.context import FormDep, Member, PartnerDep, new_request_id, now
 from cloud_api.web.forms import refusal_errors, validate
 from cloud_api.web.listing import page_of
 from cloud_api.web.pages import page, redirect
@@ -187,7 +187,7 @@ def _move_form(member: Member, values: dict[str, str], errors: dict[str, str], s
 
 @router.get("/partner/documents/new/move")
 def move_page(member: PartnerDep, company_id: str = "") -> Response:
-    return _move_form(member, {"company_id": company_id, "quantity": "1"}, {})
+    return _move_form(member, {"company_id": company_id, "quantity": "1", "request_id": new_request_id()}, {})
 
 
 @router.post("/partner/documents/new/move")
@@ -198,7 +198,13 @@ def move_licences(member: PartnerDep, form: FormDep) -> Response:
         return _move_form(member, form, errors, 422)
     try:
         document = service.move_sealed(
-            member.db, member.actor, company_id=data.company_id, quantity=data.quantity, note=data.note, now=now()
+            member.db,
+            member.actor,
+            company_id=data.company_id,
+            quantity=data.quantity,
+            note=data.note,
+            request_id=data.request_id,
+            now=now(),
         )
     except Refused as refused:
         member.db.rollback()  # a refusal halfway leaves nothing moved
@@ -226,7 +232,7 @@ def _unseal_form(member: Member, values: dict[str, str], errors: dict[str, str],
 
 @router.get("/partner/documents/new/unseal")
 def unseal_page(member: PartnerDep) -> Response:
-    return _unseal_form(member, {}, {})
+    return _unseal_form(member, {"request_id": new_request_id()}, {})
 
 
 @router.post("/partner/documents/new/unseal")
@@ -243,6 +249,7 @@ def unseal_licence(member: PartnerDep, form: FormDep) -> Response:
             tax_number=data.tax_number,
             buyer_email=data.buyer_email,
             note=data.note,
+            request_id=data.request_id,
             now=now(),
         )
     except Refused as refused:
