@@ -80,7 +80,7 @@ class CabinetSteps:
         company.get(verify)
         company.post(verify)
         company.sign_in("roma@cafe.test", PASSWORD)
-        company.post("/company/partner", {"partner_id": partner_id, "message": "Serve our café, please"})
+        company.post("/company/partner/request", {"partner_id": partner_id, "message": "Serve our café, please"})
 
         with Session(self.cloud.engine) as db:
             company_id = db.scalar(select(Company.id).where(Company.name == "Кафе «Ромашка»"))
