@@ -54,6 +54,7 @@ class LicenceDocument(Base):
     __table_args__ = (
         UniqueConstraint("created_by_user_id", "request_id", name="uq_licence_documents_request"),
         Index("ix_licence_documents_partner_created", "partner_id", "created_at"),
+        Index("ix_licence_documents_partner_id_id", "partner_id", "id"),
         Index("ix_licence_documents_owner_created", "owner_id", "created_at"),
     )
 

@@ -108,15 +108,19 @@ def upgrade() -> None:
     )
     op.create_index("ix_licence_documents_partner_created", "licence_documents", ["partner_id", "created_at"])
     op.create_index("ix_licence_documents_owner_created", "licence_documents", ["owner_id", "created_at"])
+    op.create_index("ix_licence_documents_partner_id_id", "licence_documents", ["partner_id", "id"])
     op.create_table(
         "licence_document_lines",
         sa.Column("document_id", sa.Integer(), sa.ForeignKey("licence_documents.id"), primary_key=True),
         sa.Column("licence_id", sa.String(40), sa.ForeignKey("licences.id"), primary_key=True),
     )
     op.create_index("ix_licence_document_lines_licence_id", "licence_document_lines", ["licence_id"])
+    # The partner cabinet's licence list, by id, paged.
+    op.create_index("ix_licences_partner_id_id", "licences", ["partner_id", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_licences_partner_id_id", "licences")
     op.drop_table("licence_document_lines")
     op.drop_table("licence_documents")
     op.drop_table("audit_events")

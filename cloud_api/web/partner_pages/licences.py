@@ -54,9 +54,9 @@ def licences_page(member: PartnerDep, state: str = "", q: str = "") -> Response:
         query = query.where(STATE_CONDITIONS[state])
     q = q.strip()[:100]
     if q:
-        named = select(Company.id).where(
-            Company.owner_id == member.principal.owner_id, Company.name.ilike(like(q), escape="\\")
-        )
+        # Only the partner's own clients' names are searched (not every company of the cloud).
+        clients = select(Licence.company_id).where(Licence.partner_id == partner_id_of(member))
+        named = select(Company.id).where(Company.id.in_(clients), Company.name.ilike(like(q), escape="\\"))
         query = query.where(or_(Licence.id.ilike(like(q), escape="\\"), Licence.company_id.in_(named)))
     listing = page_of(
         member.db,
