@@ -4,7 +4,6 @@ same FastAPI app and service layer as the JSON API. Everything they load ships i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -18,13 +17,12 @@ def install(app: FastAPI) -> None:
     """Pages, their error pages, the packaged assets, and /docs without a CDN."""
     import swagger_ui_bundle  # type: ignore[import-untyped]  # ships no type hints
 
-    from cloud_api.web import auth_pages, errors
+    from cloud_api.web import auth_pages, company_pages, errors, org_pages, owner_pages, partner_pages
 
     app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     errors.install(app)
-    app.include_router(auth_pages.router)
-    for module in _cabinet_modules():
+    for module in (auth_pages, owner_pages, partner_pages, company_pages, org_pages):
         app.include_router(module.router)
 
     @app.get("/docs", include_in_schema=False)
@@ -36,17 +34,3 @@ def install(app: FastAPI) -> None:
             swagger_css_url="/static/swagger/swagger-ui.css",
             swagger_favicon_url="/static/swagger/favicon-32x32.png",
         )
-
-
-def _cabinet_modules() -> list[Any]:
-    """The cabinets' routers (each module has `router`); imported here so the API loads without them."""
-    import importlib
-
-    found = []
-    for name in ("owner_pages", "partner_pages", "company_pages", "org_pages"):
-        try:
-            found.append(importlib.import_module(f"cloud_api.web.{name}"))
-        except ModuleNotFoundError as exc:
-            if exc.name != f"cloud_api.web.{name}":
-                raise
-    return found
