@@ -38,7 +38,11 @@ MAX_MOVE = 1000
 
 def _require(p: Principal, level: str) -> None:
     if Role.level_of(p.role) != level:
-        raise Refused("forbidden", N_("Only a {level} may do this."), kind="forbidden", level=level)
+        message = {
+            "owner": N_("Only the owner's people may do this."),
+            "partner": N_("Only a partner may do this."),
+        }.get(level, N_("Only a company may do this."))
+        raise Refused("forbidden", message, kind="forbidden")
     if not Grade.at_least(Role.grade_of(p.role), Grade.MANAGER):
         raise Refused(
             "forbidden", N_("Your role here is read-only: ask an admin of your organisation."), kind="forbidden"

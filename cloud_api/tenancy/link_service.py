@@ -24,7 +24,8 @@ from cloud_api.tenancy.models import Grade, LinkState, PartnerLink, Role
 def _need(actor: Actor, level: str, grade: str = Grade.MANAGER) -> None:
     role = actor.principal.role
     if Role.level_of(role) != level:
-        raise Refused("forbidden", N_("Only the {side} may do this."), kind="forbidden", side=level)
+        message = N_("Only the partner may do this.") if level == "partner" else N_("Only the company may do this.")
+        raise Refused("forbidden", message, kind="forbidden")
     if Role.grade_of(role) == Grade.VIEWER:
         raise Refused(
             "forbidden", N_("Your role is read-only: ask an admin or manager of your organisation."), kind="forbidden"
@@ -54,8 +55,7 @@ def request_link(
     if open_link is not None:
         raise Refused(
             "link_exists",
-            N_("The company already has a {state} link with a partner: end it (or withdraw the request) first."),
-            state=open_link.state,
+            N_("The company already has a partner or a pending request: end it (or withdraw the request) first."),
         )
     link = PartnerLink(
         company_id=company.id,
@@ -99,7 +99,7 @@ def answer(session: Session, actor: Actor, link_id: int, *, accept: bool, now: d
     link = access.visible_link(session, actor.principal, link_id)
     _need(actor, "partner")
     if link.state != LinkState.PENDING:
-        raise Refused("link_state", N_("This request is {state}, not pending any more."), state=link.state)
+        raise Refused("link_state", N_("This request was answered or withdrawn meanwhile."))
     return _transition(session, actor, link, LinkState.ACTIVE if accept else LinkState.REJECTED, now)
 
 
@@ -116,4 +116,4 @@ def end(session: Session, actor: Actor, link_id: int, *, now: datetime) -> Partn
         return _transition(session, actor, link, LinkState.WITHDRAWN, now)
     if link.state == LinkState.PENDING:
         raise Refused("link_state", N_("This request is pending: accept or reject it."))
-    raise Refused("link_state", N_("This link is already {state}."), state=link.state)
+    raise Refused("link_state", N_("This link has already ended."))

@@ -177,7 +177,7 @@ def _link_of(m: Member, link_id: int) -> tuple[PartnerLink, Partner]:
         .where(PartnerLink.id == link_id, access.link_scope(m.principal))
     ).first()
     if found is None:
-        raise PageRefused(404, "This page does not exist, or it belongs to another organisation.")
+        raise PageRefused(404, N_("This page does not exist, or it belongs to another organisation."))
     return found[0], found[1]
 
 

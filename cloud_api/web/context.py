@@ -26,6 +26,7 @@ from cloud_api.accounts.models import Person, WebSession
 from cloud_api.accounts.people import Membership, memberships
 from cloud_api.accounts.sessions import find_session
 from cloud_api.api.deps import SessionDep
+from cloud_api.refusals import N_
 from cloud_api.tenancy.models import Role
 from cloud_api.tenancy.tokens import Principal
 from cloud_api.web.i18n import Language, cabinet_language, request_language
@@ -125,11 +126,11 @@ class Member(Visitor):
 
     def require_write(self) -> None:
         if not self.may_write:
-            raise PageRefused(403, "Your role here is read-only: ask an admin of your organisation.")
+            raise PageRefused(403, N_("Your role here is read-only: ask an admin of your organisation."))
 
     def require_admin(self) -> None:
         if not self.is_admin:
-            raise PageRefused(403, "Only an admin of your organisation may do this.")
+            raise PageRefused(403, N_("Only an admin of your organisation may do this."))
 
 
 def get_visitor(request: Request, db: SessionDep) -> Visitor:
@@ -163,7 +164,7 @@ def member(level: str) -> Callable[..., Member]:
         if chosen is None:
             raise PageRedirect("/choose")
         if chosen.level != level:
-            raise PageRefused(403, "This page belongs to another cabinet. Switch cabinet in the menu at the top.")
+            raise PageRefused(403, N_("This page belongs to another cabinet. Switch cabinet in the menu at the top."))
         return Member(**vars(visitor), membership=chosen, all_memberships=found)
 
     return dependency
@@ -191,7 +192,8 @@ async def checked_form(request: Request, visitor: VisitorDep) -> dict[str, str]:
     expected = visitor.csrf_token if visitor.new_csrf_cookie is None else ""
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
         raise PageRefused(
-            403, "This form has expired or did not come from this site. Go back, reload the page and send it again."
+            403,
+            N_("This form has expired or did not come from this site. Go back, reload the page and send it again."),
         )
     return {key: str(value) for key, value in form.items() if isinstance(value, str) and key != CSRF_FIELD}
 

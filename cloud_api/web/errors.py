@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from cloud_api.api import errors as api_errors
-from cloud_api.refusals import Refused
+from cloud_api.refusals import N_, Refused
 from cloud_api.web.context import PageRedirect, PageRefused, get_visitor
 from cloud_api.web.forms import translate
 from cloud_api.web.pages import page, redirect
@@ -34,18 +34,20 @@ PAGE_SEGMENTS = frozenset(
     }
 )
 TITLES = {
-    400: "Something is wrong with this request",
-    403: "Not allowed",
-    404: "Not found",
-    405: "Not allowed",
-    409: "This changed meanwhile",
-    422: "Something is wrong with this request",
-    429: "Too many attempts",
+    400: N_("Something is wrong with this request"),
+    403: N_("Not allowed"),
+    404: N_("Not found"),
+    405: N_("Not allowed"),
+    409: N_("This changed meanwhile"),
+    422: N_("Something is wrong with this request"),
+    429: N_("Too many attempts"),
 }
 MESSAGES = {
-    404: "This page does not exist, or it belongs to another organisation.",
-    405: "This address does not take that kind of request.",
-    422: "Something in the address or the form is not valid. Go back and check it.",
+    403: N_("Your role may not do this. Ask an admin of your organisation."),
+    404: N_("This page does not exist, or it belongs to another organisation."),
+    409: N_("This changed meanwhile. Go back, reload the page and check."),
+    405: N_("This address does not take that kind of request."),
+    422: N_("Something in the address or the form is not valid. Go back and check it."),
 }
 
 
@@ -63,7 +65,9 @@ def _error_page(request: Request, status: int, message: str, **params: object) -
         text = _(message)
         if params:
             text = text.format(**params)
-        return page(visitor, "error.html", _(TITLES.get(status, "Something went wrong")), message=text, status=status)
+        return page(
+            visitor, "error.html", _(TITLES.get(status, N_("Something went wrong"))), message=text, status=status
+        )
 
 
 def install(app: FastAPI) -> None:
@@ -95,13 +99,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if is_page(request):
-            return _error_page(request, exc.status_code, MESSAGES.get(exc.status_code, "Something went wrong."))
+            return _error_page(request, exc.status_code, MESSAGES.get(exc.status_code, N_("Something went wrong.")))
         return await api_errors.http_error_response(request, exc)
 
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, exc: IntegrityError) -> Response:
         if is_page(request):  # two requests made the same thing at once: the second one is told to look
-            return _error_page(request, 409, "This changed meanwhile. Go back, reload the page and check.")
+            return _error_page(request, 409, N_("This changed meanwhile. Go back, reload the page and check."))
         return await api_errors.integrity_response(request, exc)
 
     @app.exception_handler(RequestValidationError)

@@ -119,7 +119,7 @@ def test_an_active_link_ends_after_one_confirmation(cloud: Cloud) -> None:
     with cloud.db() as db:
         assert db.get_one(PartnerLink, link_id).state == LinkState.ENDED
     again = browser.post(f"/company/partner/links/{link_id}/end")
-    assert again.status_code == 409 and "This link is already ended." in again.text
+    assert again.status_code == 409 and "This link has already ended." in again.text
 
 
 def test_only_the_company_admin_changes_the_partner_link(cloud: Cloud) -> None:

@@ -370,7 +370,7 @@ def test_accept_and_reject_link_requests_with_and_without_htmx(cloud: Cloud, nor
     )
     assert by_htmx.status_code == 200 and "Accepted" in by_htmx.text
     again = browser.post(f"/partner/links/{links[delta]}/reject", headers=HTMX)
-    assert again.status_code == 200 and "not pending any more" in again.text
+    assert again.status_code == 200 and "answered or withdrawn meanwhile" in again.text
     assert browser.post(f"/partner/links/{links[delta]}/reject").status_code == 409
 
     with cloud.db() as db:
