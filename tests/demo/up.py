@@ -146,10 +146,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nkassa up FAILED at '{exc.step}': {exc}\n{exc.logs}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal may deliver Ctrl-C twice
         print("\nkassa up: stopping")
         return 0
     finally:
+        # A second Ctrl-C (or the terminal's, reaching us again) must not leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         demo.teardown()
+        print("kassa up: stopped", flush=True)
 
 
 def _print_addresses(demo: Demo) -> None:
