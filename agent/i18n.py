@@ -27,7 +27,10 @@ from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_skeleton, format_time
-from babel.numbers import format_decimal, get_currency_symbol
+from babel.numbers import get_currency_symbol
+
+from broker.i18n import Catalogues
+from broker.i18n import Language as BaseLanguage
 
 log = logging.getLogger(__name__)
 
@@ -56,30 +59,6 @@ PAPER_CURRENCY_CONTEXT = "currency on paper"
 PAPER_CURRENCY_FORMS = (NP_("currency on paper", "RUB"),)  # the context as a literal: extraction reads it
 
 
-@dataclass(frozen=True)
-class Catalogues:
-    """The compiled catalogues of one gettext domain under one directory."""
-
-    directory: Path
-    domain: str
-
-    def translations(self, language: str) -> gettext.GNUTranslations | None:
-        """The catalogue of a bare language code ("ru"), or None if there is none."""
-        return _load(self.directory, self.domain, language)
-
-    def languages(self) -> tuple[str, ...]:
-        return tuple(sorted(p.parent.parent.name for p in self.directory.glob(f"*/LC_MESSAGES/{self.domain}.mo")))
-
-
-@lru_cache(maxsize=32)
-def _load(directory: Path, domain: str, language: str) -> gettext.GNUTranslations | None:
-    path = directory / language / "LC_MESSAGES" / f"{domain}.mo"
-    if not path.is_file():
-        return None
-    with path.open("rb") as handle:
-        return gettext.GNUTranslations(handle)
-
-
 AGENT_CATALOGUES = Catalogues(LOCALE_DIR, DOMAIN)
 
 
@@ -106,30 +85,9 @@ _LETTER_THEN_DIGIT = re.compile(r"(?<=[^\W\d_])(?=[-\d])|(?<=\d)(?=[^\W\d_])")
 
 
 @dataclass(frozen=True, eq=False)
-class Language:
-    """One language: its catalogue and its locale's formats."""
-
-    locale: Locale
-    catalogue: gettext.NullTranslations
-
-    @property
-    def code(self) -> str:
-        return self.locale.language
-
-    # -- messages ------------------------------------------------------------------
-    def gettext(self, message: str) -> str:
-        return self.catalogue.gettext(message)
-
-    def ngettext(self, singular: str, plural: str, n: int) -> str:
-        return self.catalogue.ngettext(singular, plural, n)
-
-    def pgettext(self, context: str, message: str) -> str:
-        return self.catalogue.pgettext(context, message)
-
-    # -- numbers -------------------------------------------------------------------
-    def number(self, value: Decimal | int) -> str:
-        """A number as the locale writes it, as many decimals as it has ("5,5", "1 383")."""
-        return format_decimal(value, locale=self.locale, decimal_quantization=False)
+class Language(BaseLanguage):
+    """One language: its catalogue and its locale's formats, with the receipt's (money,
+    quantities, tax rates, dates) on top of broker.i18n's messages and numbers."""
 
     def quantity(self, qty_milli: int) -> str:
         return self.number(Decimal(qty_milli).scaleb(-3).normalize())

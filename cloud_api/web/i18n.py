@@ -4,23 +4,21 @@ files shipped in the package) with Babel's locale formats.
 A page is in the person's chosen language; before they choose (or sign in), the `kassa_lang`
 cookie's, else the best match of the browser's Accept-Language, else English. The catalogues
 are kept in step with the code by `make translations` (agent/i18n_catalogues.py, domain
-`cabinet`); the cloud does not import the agent, so the loading below is its own.
+`cabinet`); catalogues and `Language` are broker.i18n's, shared with the agent.
 """
 
 from __future__ import annotations
 
 import gettext
-from dataclasses import dataclass
-from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
-from babel.numbers import format_decimal
 from starlette.requests import Request
 
-LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
-DOMAIN = "cabinet"
+from broker.i18n import Catalogues, Language
+
+CATALOGUES = Catalogues(Path(__file__).resolve().parent.parent / "locale", "cabinet")
 LANGUAGES = ("en", "ru", "fr", "de")  # offered in the menu; each has a catalogue
 LANGUAGE_NAMES = {"en": "English", "ru": "Русский", "fr": "Français", "de": "Deutsch"}
 LANGUAGE_COOKIE = "kassa_lang"
@@ -28,41 +26,11 @@ LANGUAGE_COOKIE = "kassa_lang"
 TERRITORY = {"en": "en_GB", "ru": "ru_RU", "fr": "fr_FR", "de": "de_DE"}
 
 
-@dataclass(frozen=True, eq=False)
-class Language:
-    """One language of the cabinets: its catalogue and its locale's formats."""
-
-    locale: Locale
-    catalogue: gettext.NullTranslations
-
-    @property
-    def code(self) -> str:
-        return self.locale.language
-
-    def gettext(self, message: str) -> str:
-        return self.catalogue.gettext(message)
-
-    def ngettext(self, singular: str, plural: str, n: int) -> str:
-        return self.catalogue.ngettext(singular, plural, n)
-
-    def pgettext(self, context: str, message: str) -> str:
-        return self.catalogue.pgettext(context, message)
-
-    def number(self, value: Decimal | int) -> str:
-        """A number as the locale writes it ("1 383" in Russian, "1,383" in English)."""
-        return format_decimal(value, locale=self.locale, decimal_quantization=False)
-
-
 @lru_cache(maxsize=8)
 def cabinet_language(code: str | None) -> Language:
     """The language for a code the menu offers; anything else is English."""
     code = code if code in LANGUAGES else "en"
-    path = LOCALE_DIR / code / "LC_MESSAGES" / f"{DOMAIN}.mo"
-    catalogue: gettext.NullTranslations = gettext.NullTranslations()
-    if path.is_file():
-        with path.open("rb") as handle:
-            catalogue = gettext.GNUTranslations(handle)
-    return Language(Locale.parse(TERRITORY[code]), catalogue)
+    return Language(Locale.parse(TERRITORY[code]), CATALOGUES.translations(code) or gettext.NullTranslations())
 
 
 def from_accept_language(header: str | None) -> str | None:
