@@ -7,6 +7,8 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from cloud_api.accounts import people
+from cloud_api.accounts.links import peek_link
+from cloud_api.accounts.models import LinkPurpose, Person
 from cloud_api.accounts.people import memberships
 from cloud_api.accounts.schemas import (
     AcceptInvitationForm,
@@ -17,7 +19,7 @@ from cloud_api.accounts.schemas import (
 )
 from cloud_api.accounts.sessions import close_all_sessions, close_session, open_session
 from cloud_api.refusals import Refused
-from cloud_api.tenancy.models import Role
+from cloud_api.tenancy.models import Role, User
 from cloud_api.web.context import (
     SESSION_COOKIE,
     FormDep,
@@ -39,6 +41,55 @@ def _message(
     visitor: Visitor, title: str, text: str, *, link: tuple[str, str] | None = None, status: int = 200
 ) -> Response:
     return page(visitor, "message.html", title, message=text, link=link, status=status)
+
+
+def _mail_sent(visitor: Visitor, text: str) -> Response:
+    """Commit what queued a mail, wake the sender, tell the person to look in their inbox."""
+    visitor.db.commit()
+    visitor.wake_mail()
+    return _message(visitor, visitor.lang.gettext("Check your e-mail"), text)
+
+
+def _link_refused(visitor: Visitor, refused: Refused, again: tuple[str, str] | None = None) -> Response:
+    _ = visitor.lang.gettext
+    return _message(visitor, _("Link not valid"), translate(refused, visitor.lang), link=again, status=refused.status)
+
+
+def _reset_again(visitor: Visitor) -> tuple[str, str]:
+    return ("/reset", visitor.lang.gettext("Send a new link"))
+
+
+def _email_form(visitor: Visitor, *, reset: bool, values: dict[str, str], errors: dict[str, str]) -> Response:
+    """The one-field form that mails a link: a password reset, or a new confirmation link."""
+    _ = visitor.lang.gettext
+    title, button, action = (
+        (_("Reset your password"), _("Send a reset link"), "/reset")
+        if reset
+        else (_("Send a new confirmation link"), _("Send the link"), "/resend")
+    )
+    return page(
+        visitor,
+        "email_form.html",
+        title,
+        action=action,
+        values=values,
+        errors=errors,
+        button=button,
+        status=422 if errors else 200,
+    )
+
+
+def _new_password_form(visitor: Visitor, token: str, errors: dict[str, str]) -> Response:
+    title = visitor.lang.gettext("Choose a new password")
+    return page(
+        visitor,
+        "new_password.html",
+        title,
+        action=f"/reset/{token}",
+        values={},
+        errors=errors,
+        status=422 if errors else 200,
+    )
 
 
 @router.get("/")
@@ -160,13 +211,11 @@ def register(visitor: VisitorDep, form: FormDep) -> Response:
         return page(
             visitor, "register.html", title, values=values, errors=refusal_errors(refused, visitor.lang), status=422
         )
-    visitor.db.commit()
-    visitor.wake_mail()
     if token is None:  # an existing, verified account got the company
+        visitor.db.commit()
         return redirect("/signin", visitor, notice=_("The company is registered. Sign in and choose its cabinet."))
-    return _message(
+    return _mail_sent(
         visitor,
-        _("Check your e-mail"),
         _("We sent a link to {email}. Open it to confirm your address, then sign in.").format(email=person.email),
     )
 
@@ -179,205 +228,135 @@ def verify_page(token: str, visitor: VisitorDep) -> Response:
 
 @router.post("/verify/{token}")
 def verify(token: str, visitor: VisitorDep, form: FormDep) -> Response:
-    _ = visitor.lang.gettext
     try:
         people.verify_email(visitor.db, token, now())
     except Refused as refused:
         visitor.db.rollback()
-        return _message(
-            visitor,
-            _("Link not valid"),
-            translate(refused, visitor.lang),
-            link=("/resend", _("Send a new link")),
-            status=refused.status,
-        )
+        return _link_refused(visitor, refused, ("/resend", visitor.lang.gettext("Send a new link")))
     visitor.db.commit()
-    return redirect("/signin", visitor, notice=_("Your e-mail address is confirmed. You can sign in now."))
+    return redirect(
+        "/signin", visitor, notice=visitor.lang.gettext("Your e-mail address is confirmed. You can sign in now.")
+    )
 
 
 @router.get("/resend")
 def resend_page(visitor: VisitorDep) -> Response:
-    return page(
-        visitor,
-        "email_form.html",
-        visitor.lang.gettext("Send a new confirmation link"),
-        action="/resend",
-        values={},
-        button=visitor.lang.gettext("Send the link"),
-    )
+    return _email_form(visitor, reset=False, values={}, errors={})
 
 
 @router.post("/resend")
 def resend(visitor: VisitorDep, form: FormDep) -> Response:
-    _ = visitor.lang.gettext
     people.resend_verification(visitor.db, form.get("email", ""), now(), visitor.mailer())
-    visitor.db.commit()
-    visitor.wake_mail()
-    return _message(
+    return _mail_sent(
         visitor,
-        _("Check your e-mail"),
-        _("If that address has an account waiting for confirmation, a new link is on its way."),
+        visitor.lang.gettext("If that address has an account waiting for confirmation, a new link is on its way."),
     )
 
 
 # ------------------------------------------------------------------------------ password reset
 @router.get("/reset")
 def reset_request_page(visitor: VisitorDep) -> Response:
-    _ = visitor.lang.gettext
-    return page(
-        visitor, "email_form.html", _("Reset your password"), action="/reset", values={}, button=_("Send a reset link")
-    )
+    return _email_form(visitor, reset=True, values={}, errors={})
 
 
 @router.post("/reset")
 def reset_request(visitor: VisitorDep, form: FormDep) -> Response:
-    _ = visitor.lang.gettext
     data, errors = validate(EmailForm, form, visitor.lang)
     if data is None:
-        return page(
-            visitor,
-            "email_form.html",
-            _("Reset your password"),
-            action="/reset",
-            values=form,
-            errors=errors,
-            button=_("Send a reset link"),
-            status=422,
-        )
+        return _email_form(visitor, reset=True, values=form, errors=errors)
     people.request_password_reset(visitor.db, data.email, now(), visitor.mailer())
-    visitor.db.commit()
-    visitor.wake_mail()
-    return _message(
+    return _mail_sent(
         visitor,
-        _("Check your e-mail"),
-        _("If {email} has an account, a link to reset its password is on its way.").format(email=data.email),
+        visitor.lang.gettext("If {email} has an account, a link to reset its password is on its way.").format(
+            email=data.email
+        ),
     )
 
 
 @router.get("/reset/{token}")
 def reset_page(token: str, visitor: VisitorDep) -> Response:
-    _ = visitor.lang.gettext
     try:
-        from cloud_api.accounts.links import peek_link
-        from cloud_api.accounts.models import LinkPurpose
-
         peek_link(visitor.db, token, LinkPurpose.RESET, now())
     except Refused as refused:
-        return _message(
-            visitor,
-            _("Link not valid"),
-            translate(refused, visitor.lang),
-            link=("/reset", _("Send a new link")),
-            status=refused.status,
-        )
-    return page(visitor, "new_password.html", _("Choose a new password"), action=f"/reset/{token}", values={})
+        return _link_refused(visitor, refused, _reset_again(visitor))
+    return _new_password_form(visitor, token, {})
 
 
 @router.post("/reset/{token}")
 def reset(token: str, visitor: VisitorDep, form: FormDep) -> Response:
-    _ = visitor.lang.gettext
     data, errors = validate(NewPasswordForm, form, visitor.lang)
     if data is None:
-        return page(
-            visitor,
-            "new_password.html",
-            _("Choose a new password"),
-            action=f"/reset/{token}",
-            values={},
-            errors=errors,
-            status=422,
-        )
+        return _new_password_form(visitor, token, errors)
     try:
         people.reset_password(visitor.db, token, data.password, now())
     except Refused as refused:
         visitor.db.rollback()
         if refused.field:
-            return page(
-                visitor,
-                "new_password.html",
-                _("Choose a new password"),
-                action=f"/reset/{token}",
-                values={},
-                errors=refusal_errors(refused, visitor.lang),
-                status=422,
-            )
-        return _message(
-            visitor,
-            _("Link not valid"),
-            translate(refused, visitor.lang),
-            link=("/reset", _("Send a new link")),
-            status=refused.status,
-        )
+            return _new_password_form(visitor, token, refusal_errors(refused, visitor.lang))
+        return _link_refused(visitor, refused, _reset_again(visitor))
     visitor.db.commit()
     return redirect(
         "/signin",
         visitor,
-        notice=_("Your password is changed, and every other session is signed out. Sign in with the new password."),
+        notice=visitor.lang.gettext(
+            "Your password is changed, and every other session is signed out. Sign in with the new password."
+        ),
     )
 
 
 # ------------------------------------------------------------------------------ invitations
-@router.get("/invite/{token}")
-def invitation_page(token: str, visitor: VisitorDep) -> Response:
-    _ = visitor.lang.gettext
-    try:
-        person, user = people.invitation(visitor.db, token, now())
-    except Refused as refused:
-        return _message(visitor, _("Invitation not valid"), translate(refused, visitor.lang), status=refused.status)
-    org = people.membership_of(visitor.db, user)
+def _invitation_form(
+    visitor: Visitor, token: str, person: Person, user: User, name: str, errors: dict[str, str]
+) -> Response:
     return page(
         visitor,
         "invite.html",
-        _("Accept the invitation"),
+        visitor.lang.gettext("Accept the invitation"),
         action=f"/invite/{token}",
         invited=person,
-        org_name=org.org_name if org else "",
+        org_name=people.membership_of(visitor.db, user).org_name,
         needs_password=person.password_hash is None,
-        values={"name": person.name if person.name != person.email else ""},
+        values={"name": name[:200]},
+        errors=errors,
+        status=422 if errors else 200,
     )
+
+
+def _invitation_refused(visitor: Visitor, refused: Refused) -> Response:
+    title = visitor.lang.gettext("Invitation not valid")
+    return _message(visitor, title, translate(refused, visitor.lang), status=refused.status)
+
+
+@router.get("/invite/{token}")
+def invitation_page(token: str, visitor: VisitorDep) -> Response:
+    try:
+        person, user = people.invitation(visitor.db, token, now())
+    except Refused as refused:
+        return _invitation_refused(visitor, refused)
+    return _invitation_form(visitor, token, person, user, person.name if person.name != person.email else "", {})
 
 
 @router.post("/invite/{token}")
 def accept_invitation(token: str, visitor: VisitorDep, form: FormDep) -> Response:
-    _ = visitor.lang.gettext
     data, errors = validate(AcceptInvitationForm, form, visitor.lang)
     try:
-        person, _user = people.invitation(visitor.db, token, now())
+        person, user = people.invitation(visitor.db, token, now())
     except Refused as refused:
-        return _message(visitor, _("Invitation not valid"), translate(refused, visitor.lang), status=refused.status)
+        return _invitation_refused(visitor, refused)
     if data is not None and person.password_hash is None and not data.password:
-        errors = {"password": _("Fill in this field.")}
+        errors = {"password": visitor.lang.gettext("Fill in this field.")}
     if data is None or errors:
-        return page(
-            visitor,
-            "invite.html",
-            _("Accept the invitation"),
-            action=f"/invite/{token}",
-            invited=person,
-            org_name="",
-            needs_password=person.password_hash is None,
-            values={"name": form.get("name", "")[:200]},
-            errors=errors,
-            status=422,
-        )
+        return _invitation_form(visitor, token, person, user, form.get("name", ""), errors)
     try:
         people.accept_invitation(visitor.db, token, password=data.password, name=data.name, now=now())
     except Refused as refused:
         visitor.db.rollback()
-        return page(
-            visitor,
-            "invite.html",
-            _("Accept the invitation"),
-            action=f"/invite/{token}",
-            invited=person,
-            org_name="",
-            needs_password=person.password_hash is None,
-            values={"name": form.get("name", "")[:200]},
-            errors=refusal_errors(refused, visitor.lang),
-            status=422,
+        return _invitation_form(
+            visitor, token, person, user, form.get("name", ""), refusal_errors(refused, visitor.lang)
         )
     visitor.db.commit()
-    return redirect("/signin", visitor, notice=_("The invitation is accepted. Sign in to open the cabinet."))
+    notice = visitor.lang.gettext("The invitation is accepted. Sign in to open the cabinet.")
+    return redirect("/signin", visitor, notice=notice)
 
 
 # ------------------------------------------------------------------------------ language, account
