@@ -36,10 +36,12 @@ LINKS = (
     "SELECT l.*, c.name FROM partner_links l JOIN companies c ON c.id = l.company_id "
     "WHERE l.partner_id = :org AND l.state = '{state}'"
 )
-# The licence list's search as the partner page words it: licence ids, or the names of the owner's companies
+# The licence list's search as the partner page words it: licence ids, or the names of the partner's own
+# clients (the companies holding its licences), not every company of the cloud
 SEARCH = (
     "(id ILIKE '%Company 0123%' OR company_id IN "
-    "(SELECT id FROM companies WHERE owner_id = 1 AND name ILIKE '%Company 0123%'))"
+    "(SELECT id FROM companies WHERE id IN (SELECT company_id FROM licences WHERE partner_id = :org) "
+    "AND name ILIKE '%Company 0123%'))"
 )
 AUDIT = "SELECT * FROM audit_events WHERE org_level = 'partner' AND org_id = :org"
 QUERIES = [
