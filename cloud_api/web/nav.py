@@ -26,6 +26,8 @@ NAV: dict[str, list[tuple[str, str]]] = {
     ],
     "company": [
         (N_("Overview"), "/company/overview"),
+        (N_("Points of sale"), "/company/points-of-sale"),
+        (N_("Licences"), "/company/licences"),
         (N_("Partner"), "/company/partner"),
         (N_("People"), "/company/people"),
         (N_("API tokens"), "/company/tokens"),
