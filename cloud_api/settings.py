@@ -158,6 +158,12 @@ class CloudSettings(BaseSettings):
         ge=1,
         description="Unauthenticated pairing requests accepted per client address and minute (per API process).",
     )
+    signin_attempts_per_minute: int = Field(
+        100,
+        ge=1,
+        description="Sign-in attempts accepted per client address and minute (per API process), whichever e-mail "
+        "they try; an account also locks for 15 minutes after 5 wrong passwords.",
+    )
     pairing_max_pending: int = Field(
         10_000, ge=1, description="Cap on unclaimed registrations; more are refused until some are claimed or expire."
     )

@@ -24,8 +24,9 @@ _MAX_TRACKED_CLIENTS = 50_000
 class RateLimiter:
     """At most `per_minute` requests per key in any sliding 60 s window."""
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(self, per_minute: int, what: str = "pairing requests") -> None:
         self.per_minute = per_minute
+        self.what = what  # named in the refusal: "too many <what> from <key>"
         self._hits: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
@@ -41,7 +42,7 @@ class RateLimiter:
                 raise ApiError(
                     429,
                     "rate_limited",
-                    f"too many pairing requests from {key}; retry in {retry} s",
+                    f"too many {self.what} from {key}; retry in {retry} s",
                     {"Retry-After": str(retry)},
                 )
             hits.append(now)

@@ -3,6 +3,8 @@ the language, and the person's own account page."""
 
 from __future__ import annotations
 
+import threading
+
 from fastapi import APIRouter
 from starlette.responses import Response
 
@@ -18,6 +20,8 @@ from cloud_api.accounts.schemas import (
     SignInForm,
 )
 from cloud_api.accounts.sessions import close_all_sessions, close_session, open_session
+from cloud_api.api.errors import ApiError
+from cloud_api.pairing.limits import RateLimiter
 from cloud_api.refusals import Refused
 from cloud_api.tenancy.models import Role, User
 from cloud_api.web.context import (
@@ -35,6 +39,7 @@ from cloud_api.web.nav import CABINET_LABELS, GRADE_LABELS, HOME
 from cloud_api.web.pages import page, redirect, safe_next
 
 router = APIRouter(include_in_schema=False)
+_LIMITER_LOCK = threading.Lock()
 
 
 def _message(
@@ -105,12 +110,27 @@ def signin_page(visitor: VisitorDep, next: str | None = None) -> Response:
     return page(visitor, "signin.html", visitor.lang.gettext("Sign in"), values={}, next=safe_next(next, ""))
 
 
+def _signin_limiter(visitor: Visitor) -> RateLimiter:
+    state = visitor.request.app.state
+    with _LIMITER_LOCK:
+        if getattr(state, "signin_limiter", None) is None:
+            per_minute = state.settings.signin_attempts_per_minute
+            state.signin_limiter = RateLimiter(per_minute, "sign-in attempts")
+        limiter: RateLimiter = state.signin_limiter
+    return limiter
+
+
 @router.post("/signin")
 def signin(visitor: VisitorDep, form: FormDep) -> Response:
     _ = visitor.lang.gettext
     target = safe_next(form.get("next"), "/choose")
     data, errors = validate(SignInForm, form, visitor.lang)
     values = {"email": form.get("email", "")[:254]}
+    try:  # guessing many accounts' passwords from one address: slowed down before any is checked
+        _signin_limiter(visitor).check(client_ip(visitor.request) or "unknown")
+    except ApiError:
+        errors = {"__all__": _("Too many sign-in attempts from your network. Wait a minute, then try again.")}
+        return page(visitor, "signin.html", _("Sign in"), values=values, errors=errors, next=target, status=429)
     if data is None:
         return page(visitor, "signin.html", _("Sign in"), values=values, errors=errors, next=target, status=422)
     moment = now()

@@ -126,6 +126,23 @@ def test_five_failures_lock_the_account_until_the_lock_time_passes(cloud: Cloud,
     assert opened.status_code == 303 and opened.headers["location"] == "/company/overview"
 
 
+def test_many_attempts_from_one_address_are_slowed_whatever_the_account(tmp_path: Path) -> None:
+    """Guessing many accounts' passwords from one address: after the limit, every attempt (even
+    the right password of another account) waits, and no password is checked."""
+    with migrated_engine("sqlite", tmp_path) as engine:
+        limited = make_cloud(engine, str(engine.url), signin_attempts_per_minute=3)
+        limited.member("ines@shop.example", Role.COMPANY_ADMIN, company_id=limited.company("Shop"))
+        browser = limited.browser()
+        for number in range(3):
+            assert signin_form(browser, f"nobody{number}@shop.example", "guess").status_code == 401
+        refused = signin_form(browser, "ines@shop.example", PASSWORD)
+        assert refused.status_code == 429
+        assert "Too many sign-in attempts from your network" in refused.text
+        assert "kassa_session" not in set_cookies(refused)
+        with limited.db() as db:  # nothing was counted against the account itself
+            assert db.scalar(select(Person.failed_signins).where(Person.email == "ines@shop.example")) == 0
+
+
 # ------------------------------------------------------------------------------ mailed links
 def test_an_expired_link_and_a_used_link_say_so(cloud: Cloud, admin: str) -> None:
     browser = cloud.browser()
