@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 # HTTP status for each kind of refusal; a code not listed is a conflict with the current state.
-STATUS = {"not_found": 404, "forbidden": 403, "invalid": 422, "unauthenticated": 401, "locked": 429}
+STATUS = {"not_found": 404, "forbidden": 403, "invalid": 422, "unauthenticated": 401, "locked": 429, "unavailable": 503}
 
 
 def N_(message: str) -> str:

@@ -6,7 +6,8 @@ receipts. Devices bind keys over MQTT (cloud_api/licences/binding.py), not here.
 Who sees a licence: the owner's users (all of the owner's), the seller's partner users, the
 holder company's users. Anyone else gets 404. Changes need a manager or admin. The key is
 shown only to its holder's managers and admins: the partner's while the licence is in its
-unsealed stock, the company's once it is theirs.
+unsealed stock, the company's once it is theirs. A company's moves and releases go through
+cloud_api/licences/company_desk.py, shared with the company cabinet.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from broker.contract import licence as kl
-from cloud_api.api.deps import PrincipalDep, SessionDep, require
+from cloud_api.api.deps import ActorDep, PrincipalDep, SessionDep, require
 from cloud_api.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse, conflict, not_found
 from cloud_api.api.licence_schemas import (
     LICENCE_ID_PATTERN,
@@ -34,12 +35,13 @@ from cloud_api.api.licence_schemas import (
     RevokeIn,
 )
 from cloud_api.api.schemas import MAX_ID
-from cloud_api.licences import book
+from cloud_api.licences import book, company_desk
 from cloud_api.licences.binding import accept_release
 from cloud_api.licences.models import Licence, LicenceState
 from cloud_api.licences.policy import LicencePolicy, policy_from_settings
 from cloud_api.licences.records import LicenceRefused, user_actor
 from cloud_api.tenancy import access
+from cloud_api.tenancy.access import licence_scope
 from cloud_api.tenancy.models import Company, Device, Grade, Level, LinkState, PartnerLink
 from cloud_api.tenancy.tokens import Principal
 
@@ -58,7 +60,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _policy(request: Request) -> LicencePolicy:
+def policy_of(request: Request) -> LicencePolicy:
+    """The app's licence policy, built from its settings on first use (the cabinet uses it too)."""
     policy = getattr(request.app.state, "licence_policy", None)
     if policy is None:
         policy = request.app.state.licence_policy = policy_from_settings(request.app.state.settings)
@@ -73,14 +76,6 @@ def _refused(exc: LicenceRefused) -> ApiError:
     if exc.code == "licence.unavailable":
         return ApiError(503, exc.code, exc.message)
     return conflict(exc.code, exc.message)
-
-
-def licence_scope(p: Principal) -> ColumnElement[bool]:
-    if p.level == Level.OWNER:
-        return Licence.owner_id == p.owner_id
-    if p.level == Level.PARTNER:
-        return Licence.partner_id == p.partner_id
-    return Licence.company_id == p.company_id
 
 
 def visible_licence(session: Session, p: Principal, licence_id: str) -> Licence:
@@ -251,15 +246,10 @@ def company_licences(
     summary="Move a bound licence to another device of its company (admins and managers of the holder or "
     "the seller): the old device is told to release it first",
 )
-def move(licence_id: LicenceIdPath, body: MoveIn, request: Request, session: SessionDep, p: PrincipalDep) -> LicenceOut:
-    visible_licence(session, p, licence_id)
-    require(p, Level.COMPANY, Level.PARTNER)
-    try:
-        book.move(session, licence_id, body.device_id, by_user=p.user_id, now=_now(), policy=_policy(request))
-    except LicenceRefused as exc:
-        raise _refused(exc) from None
+def move(licence_id: LicenceIdPath, body: MoveIn, request: Request, session: SessionDep, actor: ActorDep) -> LicenceOut:
+    company_desk.move_licence(session, actor, licence_id, body.device_id, now=_now(), policy=policy_of(request))
     session.commit()
-    return _reread(session, p, licence_id)
+    return _reread(session, actor.principal, licence_id)
 
 
 @router.post(
@@ -268,18 +258,10 @@ def move(licence_id: LicenceIdPath, body: MoveIn, request: Request, session: Ses
     summary="Give a licence back to the partner's stock (admin or manager of the holder): a free one at once, "
     "a bound one once its device has let go (release order, receipt or lease expiry + margin)",
 )
-def release_to_partner(licence_id: LicenceIdPath, request: Request, session: SessionDep, p: PrincipalDep) -> LicenceOut:
-    visible_licence(session, p, licence_id)
-    require(p, Level.COMPANY)
-    assert p.company_id is not None
-    try:
-        book.release_to_partner(
-            session, licence_id, p.company_id, by_user=p.user_id, now=_now(), policy=_policy(request)
-        )
-    except LicenceRefused as exc:
-        raise _refused(exc) from None
+def release_to_partner(licence_id: LicenceIdPath, request: Request, session: SessionDep, actor: ActorDep) -> LicenceOut:
+    company_desk.release_licence(session, actor, licence_id, now=_now(), policy=policy_of(request))
     session.commit()
-    return _reread(session, p, licence_id)
+    return _reread(session, actor.principal, licence_id)
 
 
 # ------------------------------------------------------------------------------ reading
@@ -363,7 +345,7 @@ def upload_release(body: ReleaseFileIn, request: Request, session: SessionDep, p
             body.epoch,
             body.receipt,
             _now(),
-            _policy(request),
+            policy_of(request),
             actor=user_actor(p.user_id),
         )
     except LicenceRefused as exc:

@@ -12,6 +12,7 @@ What a caller sees follows its level alone (every grade of a level sees the same
 | company | every one of the owner | companies with an active link to it | its own |
 | points of sale, devices, sales | every company of the owner | none | its own company's |
 | link | every one of the owner | its own | its company's |
+| licence | every one of the owner | those it sold | those it holds |
 | user | every one of the owner | its partner's | its company's |
 
 What it may change follows its grade: viewers nothing, managers the data of what they see,
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from cloud_api.api.deps import require
 from cloud_api.api.errors import forbidden, not_found
+from cloud_api.licences.models import Licence
 from cloud_api.tenancy.models import Company, Device, Level, LinkState, Partner, PartnerLink, PointOfSale, Role, User
 from cloud_api.tenancy.tokens import Principal
 
@@ -45,6 +47,15 @@ def company_scope(p: Principal) -> ColumnElement[bool]:
             PartnerLink.state == LinkState.ACTIVE,
         )
     return Company.id == p.company_id
+
+
+def licence_scope(p: Principal) -> ColumnElement[bool]:
+    """The owner sees all of its licences, a partner those it sold, a company those it holds."""
+    if p.level == Level.OWNER:
+        return Licence.owner_id == p.owner_id
+    if p.level == Level.PARTNER:
+        return Licence.partner_id == p.partner_id
+    return Licence.company_id == p.company_id
 
 
 def company_data_scope(p: Principal, company_id: ColumnElement[int]) -> ColumnElement[bool]:

@@ -34,10 +34,11 @@ from cloud_api.accounts.models import ActionLink, AuditEvent, Person
 from cloud_api.documents import service as documents
 from cloud_api.documents.models import LicenceDocument, LicenceDocumentLine
 from cloud_api.documents.tax_numbers import valid_inn
-from cloud_api.licences.models import Licence
+from cloud_api.licences import book
+from cloud_api.licences.models import Licence, LicenceState
 from cloud_api.mail.models import MailOutbox
 from cloud_api.tenancy import link_service
-from cloud_api.tenancy.models import ApiToken, Company, LinkState, Owner, Partner, PartnerLink, User
+from cloud_api.tenancy.models import ApiToken, Company, Device, LinkState, Owner, Partner, PartnerLink, User
 from cloud_api.tenancy.tokens import Principal, create_owner, issue_token
 from cloud_api.web.i18n import cabinet_language
 from cloud_api.web.org_pages import org_users
@@ -90,6 +91,9 @@ FORMS: dict[str, dict[str, str]] = {
     "/partner/clients/{link_id}/end": {},
     "/company/partner/request": {"partner_id": "{partner_id}", "message": "walk"},
     "/company/partner/links/{link_id}/end": {},
+    "/company/licences/{licence_id}/move": {"device_id": "{device_id}"},
+    "/company/licences/{licence_id}/release": {},
+    "/company/licences/{licence_id}/key": {},
 }
 for _level in LEVELS:
     FORMS[f"/{_level}/people/invite"] = {"email": "d@walk.test", "name": "Walk", "grade": "viewer"}
@@ -234,6 +238,7 @@ def _make_business(cloud: Cloud, orgs: dict[str, Org]) -> None:
                     buyer_email=f"buyer@buyer-of-{partner.domain}",
                     now=moment,
                 )
+        _devices_and_earlier_licences(db, orgs, moment)
         for org in orgs.values():
             machine = User(
                 name=f"{org.name} robot", role=f"{org.level}_manager", owner_id=orgs[org.owner].id, created_at=moment
@@ -257,6 +262,23 @@ def _make_business(cloud: Cloud, orgs: dict[str, Org]) -> None:
                 mailer=mailer,
             )
         db.commit()
+
+
+def _devices_and_earlier_licences(db: Session, orgs: dict[str, Org], moment: datetime) -> None:
+    """Each company gets a till that registered its key (a move's target), and the companies
+    still waiting for a partner a licence they kept from an earlier one, so that every
+    company has a licence for the licence pages' URLs."""
+    for company_key, partner_key, active in LINKS:
+        company = orgs[company_key]
+        db.add(
+            Device(device_id=f"till-of-{company.domain}", company_id=company.id, public_key="walk", created_at=moment)
+        )
+        if not active:
+            partner = db.get_one(Partner, orgs[partner_key].id)
+            by_user = orgs[partner_key].users["admin"]
+            kept = book.issue_licences(db, partner, 1, {}, moment + timedelta(days=365), by_user=by_user, now=moment)[0]
+            kept.state, kept.company_id, kept.key_revealed_at = LicenceState.ASSIGNED, company.id, moment
+    db.flush()
 
 
 def _rows_of(org: Org) -> dict[str, Any]:
@@ -301,10 +323,13 @@ def _collect(cloud: Cloud, orgs: dict[str, Org]) -> None:
                 "link_id": [str(link.id) for link in links],
                 "token_id": [str(token.id) for token in tokens],
                 "user_id": [str(i) for i in db.scalars(users)],
+                "device_id": list(db.scalars(select(Device.device_id).where(Device.company_id == org.id)))
+                if org.level == "company"
+                else [],
             }
             org.tokens_of = {str(token.id): token.user_id for token in tokens}
             org.strings = {org.name, *emails, *(link.message or "" for link in links)}
-            org.strings |= {token.prefix for token in tokens}
+            org.strings |= {token.prefix for token in tokens} | set(org.objects["device_id"])
             if org.level == "partner":  # who its clients are is the partner's business too
                 org.strings |= set(db.scalars(select(Company.name).where(Company.id.in_(linked))))
             for lic in licences:
