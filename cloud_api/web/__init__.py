@@ -17,12 +17,20 @@ def install(app: FastAPI) -> None:
     """Pages, their error pages, the packaged assets, and /docs without a CDN."""
     import swagger_ui_bundle  # type: ignore[import-untyped]  # ships no type hints
 
-    from cloud_api.web import auth_pages, company_pages, errors, org_pages, owner_pages, partner_pages
+    from cloud_api.web import (
+        auth_pages,
+        company_pages,
+        company_pages_pos,
+        errors,
+        org_pages,
+        owner_pages,
+        partner_pages,
+    )
 
     app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     errors.install(app)
-    for module in (auth_pages, owner_pages, partner_pages, company_pages, org_pages):
+    for module in (auth_pages, owner_pages, partner_pages, company_pages, company_pages_pos, org_pages):
         app.include_router(module.router)
 
     @app.get("/docs", include_in_schema=False)
