@@ -76,6 +76,11 @@ class PointOfSaleOut(Out):
     name: str
     code: str
     created_at: Utc
+    archived_at: Utc | None = Field(None, description="set while archived; null while in use")
+
+
+# Which points of sale a list shows: archived ones, the ones in use, or both (the default).
+ArchivedFilter = Literal["false", "true", "all"]
 
 
 class UserIn(BaseModel):

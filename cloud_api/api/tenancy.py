@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from sqlalchemy import select
 
-from cloud_api.api.deps import PrincipalDep, SessionDep, require
-from cloud_api.api.errors import ERROR_RESPONSES, conflict
-from cloud_api.api.schemas import MAX_ID, CompanyOut, NameIn, PartnerOut, PointOfSaleIn, PointOfSaleOut
-from cloud_api.tenancy import access
+from cloud_api.api.deps import ActorDep, PrincipalDep, SessionDep, require
+from cloud_api.api.errors import ERROR_RESPONSES
+from cloud_api.api.schemas import MAX_ID, ArchivedFilter, CompanyOut, NameIn, PartnerOut, PointOfSaleIn, PointOfSaleOut
+from cloud_api.tenancy import access, points_of_sale
 from cloud_api.tenancy.models import Company, Level, Partner, PointOfSale
 from cloud_api.tenancy.tokens import utcnow
 
@@ -77,27 +77,63 @@ def get_company(company_id: IdPath, session: SessionDep, p: PrincipalDep) -> Com
     response_model=PointOfSaleOut,
     summary="Add a point of sale (store) to a company (admins and managers of the company or the owner)",
 )
-def create_point_of_sale(company_id: IdPath, body: PointOfSaleIn, session: SessionDep, p: PrincipalDep) -> PointOfSale:
-    company = access.company_data(session, p, company_id, write=True)
-    taken = session.scalar(
-        select(PointOfSale.id).where(PointOfSale.company_id == company.id, PointOfSale.code == body.code)
-    )
-    if taken is not None:
-        raise conflict("code_taken", f"point of sale {taken} already has code {body.code!r}")
-    pos = PointOfSale(company_id=company.id, name=body.name, code=body.code, created_at=utcnow())
-    session.add(pos)
+def create_point_of_sale(company_id: IdPath, body: PointOfSaleIn, session: SessionDep, actor: ActorDep) -> PointOfSale:
+    pos = points_of_sale.create(session, actor, company_id, body.name, body.code, utcnow())
     session.commit()
     return pos
 
 
 @router.get(
-    "/companies/{company_id}/points-of-sale", response_model=list[PointOfSaleOut], summary="A company's points of sale"
+    "/companies/{company_id}/points-of-sale",
+    response_model=list[PointOfSaleOut],
+    summary="A company's points of sale",
+    description="`archived=false`: only those in use; `true`: only archived ones; `all` (the default): both.",
 )
-def list_points_of_sale(company_id: IdPath, session: SessionDep, p: PrincipalDep) -> list[PointOfSale]:
+def list_points_of_sale(
+    company_id: IdPath, session: SessionDep, p: PrincipalDep, archived: ArchivedFilter = "all"
+) -> list[PointOfSale]:
     company = access.company_data(session, p, company_id)
-    return list(
-        session.scalars(select(PointOfSale).where(PointOfSale.company_id == company.id).order_by(PointOfSale.id))
-    )
+    query = select(PointOfSale).where(PointOfSale.company_id == company.id)
+    if archived == "false":
+        query = query.where(PointOfSale.archived_at.is_(None))
+    elif archived == "true":
+        query = query.where(PointOfSale.archived_at.is_not(None))
+    return list(session.scalars(query.order_by(PointOfSale.id)))
+
+
+@router.patch(
+    "/companies/{company_id}/points-of-sale/{pos_id}",
+    response_model=PointOfSaleOut,
+    summary="Rename a point of sale or change its code (the code only while no device or cashier uses it)",
+)
+def edit_point_of_sale(
+    company_id: IdPath, pos_id: IdPath, body: PointOfSaleIn, session: SessionDep, actor: ActorDep
+) -> PointOfSale:
+    pos = points_of_sale.edit(session, actor, company_id, pos_id, body.name, body.code, utcnow())
+    session.commit()
+    return pos
+
+
+@router.post(
+    "/companies/{company_id}/points-of-sale/{pos_id}/archive",
+    response_model=PointOfSaleOut,
+    summary="Archive a point of sale (once no device is assigned to it; again changes nothing)",
+)
+def archive_point_of_sale(company_id: IdPath, pos_id: IdPath, session: SessionDep, actor: ActorDep) -> PointOfSale:
+    pos = points_of_sale.archive(session, actor, company_id, pos_id, utcnow())
+    session.commit()
+    return pos
+
+
+@router.post(
+    "/companies/{company_id}/points-of-sale/{pos_id}/restore",
+    response_model=PointOfSaleOut,
+    summary="Take a point of sale out of the archive",
+)
+def restore_point_of_sale(company_id: IdPath, pos_id: IdPath, session: SessionDep, actor: ActorDep) -> PointOfSale:
+    pos = points_of_sale.restore(session, actor, company_id, pos_id, utcnow())
+    session.commit()
+    return pos
 
 
 @router.get(

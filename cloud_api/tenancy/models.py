@@ -166,6 +166,8 @@ class PointOfSale(Base):
     name: Mapped[str] = mapped_column(NAME)
     code: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
+    # Set while archived (no longer used; its devices moved elsewhere); it is never deleted.
+    archived_at: Mapped[datetime | None] = mapped_column(default=None)
 
     __table_args__ = (UniqueConstraint("company_id", "code", name="uq_points_of_sale_company_code"),)
 

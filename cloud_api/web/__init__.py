@@ -21,6 +21,7 @@ def install(app: FastAPI) -> None:
         auth_pages,
         company_pages,
         company_pages_licences,
+        company_pages_pos,
         errors,
         org_pages,
         owner_pages,
@@ -30,7 +31,15 @@ def install(app: FastAPI) -> None:
     app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     errors.install(app)
-    for module in (auth_pages, owner_pages, partner_pages, company_pages, company_pages_licences, org_pages):
+    for module in (
+        auth_pages,
+        owner_pages,
+        partner_pages,
+        company_pages,
+        company_pages_licences,
+        company_pages_pos,
+        org_pages,
+    ):
         app.include_router(module.router)
 
     @app.get("/docs", include_in_schema=False)

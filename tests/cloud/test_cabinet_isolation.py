@@ -38,7 +38,17 @@ from cloud_api.licences import book
 from cloud_api.licences.models import Licence, LicenceState
 from cloud_api.mail.models import MailOutbox
 from cloud_api.tenancy import link_service
-from cloud_api.tenancy.models import ApiToken, Company, Device, LinkState, Owner, Partner, PartnerLink, User
+from cloud_api.tenancy.models import (
+    ApiToken,
+    Company,
+    Device,
+    LinkState,
+    Owner,
+    Partner,
+    PartnerLink,
+    PointOfSale,
+    User,
+)
 from cloud_api.tenancy.tokens import Principal, create_owner, issue_token
 from cloud_api.web.i18n import cabinet_language
 from cloud_api.web.org_pages import org_users
@@ -94,6 +104,10 @@ FORMS: dict[str, dict[str, str]] = {
     "/company/licences/{licence_id}/move": {"device_id": "{device_id}"},
     "/company/licences/{licence_id}/release": {},
     "/company/licences/{licence_id}/key": {},
+    "/company/points-of-sale/new": {"name": "Walk Shop", "code": "WALK"},
+    "/company/points-of-sale/{pos_id}/edit": {"name": "Walk Shop", "code": "WALK"},
+    "/company/points-of-sale/{pos_id}/archive": {},
+    "/company/points-of-sale/{pos_id}/restore": {},
 }
 for _level in LEVELS:
     FORMS[f"/{_level}/people/invite"] = {"email": "d@walk.test", "name": "Walk", "grade": "viewer"}
@@ -240,6 +254,17 @@ def _make_business(cloud: Cloud, orgs: dict[str, Org]) -> None:
                 )
         _devices_and_earlier_licences(db, orgs, moment)
         for org in orgs.values():
+            if org.level == "company":  # one in use, one archived: every point-of-sale page has one to show
+                for code, archived in ((f"{org.key}-COUNTER", None), (f"{org.key}-ARCHIVED", moment)):
+                    db.add(
+                        PointOfSale(
+                            company_id=org.id,
+                            name=f"{org.name} {code.title()}",
+                            code=code,
+                            created_at=moment,
+                            archived_at=archived,
+                        )
+                    )
             machine = User(
                 name=f"{org.name} robot", role=f"{org.level}_manager", owner_id=orgs[org.owner].id, created_at=moment
             )
@@ -306,6 +331,10 @@ def _collect(cloud: Cloud, orgs: dict[str, Org]) -> None:
             docs = list(db.scalars(select(LicenceDocument).where(where["documents"])))
             links = list(db.scalars(select(PartnerLink).where(where["links"]).order_by(PartnerLink.state.desc())))
             tokens = list(db.scalars(select(ApiToken).where(ApiToken.user_id.in_(users))))
+            stores = list(
+                db.scalars(select(PointOfSale).where(PointOfSale.company_id == org.id).order_by(PointOfSale.id))
+            )
+            stores = stores if org.level == "company" else []
             emails = db.scalars(select(Person.email).join(User, User.person_id == Person.id).where(User.id.in_(users)))
             linked = select(PartnerLink.company_id).where(where["links"])
             if org.level == "owner":
@@ -326,10 +355,12 @@ def _collect(cloud: Cloud, orgs: dict[str, Org]) -> None:
                 "device_id": list(db.scalars(select(Device.device_id).where(Device.company_id == org.id)))
                 if org.level == "company"
                 else [],
+                "pos_id": [str(pos.id) for pos in stores],
             }
             org.tokens_of = {str(token.id): token.user_id for token in tokens}
             org.strings = {org.name, *emails, *(link.message or "" for link in links)}
             org.strings |= {token.prefix for token in tokens} | set(org.objects["device_id"])
+            org.strings |= {pos.code for pos in stores} | {pos.name for pos in stores}
             if org.level == "partner":  # who its clients are is the partner's business too
                 org.strings |= set(db.scalars(select(Company.name).where(Company.id.in_(linked))))
             for lic in licences:
@@ -410,6 +441,7 @@ WATCHED: dict[str, Any] = {
     "people": select(Person.id, Person.email, Person.name, Person.password_hash, Person.locale),
     "partners": select(Partner.id, Partner.name),
     "companies": select(Company.id, Company.name),
+    "points_of_sale": select(PointOfSale.id, PointOfSale.name, PointOfSale.code, PointOfSale.archived_at),
     "audit_events": select(func.count()).select_from(AuditEvent),
     "mail_outbox": select(func.count()).select_from(MailOutbox),
     "action_links": select(func.count()).select_from(ActionLink),
