@@ -287,6 +287,23 @@ def walk(cloud: Cloud, page: Page, smtp: SmtpServer) -> None:
     page.go("/partner/licences")
     page.shot("20-partner-licences-after")
 
+    # -- the company's points of sale and licences (the next cabinet's first pages)
+    page.sign_in("roma@cafe.test")
+    page.go("/company/points-of-sale")
+    page.shot("22-company-points-of-sale-empty")
+    page.go("/company/points-of-sale/new")
+    page.fill("name", "Кафе у вокзала")
+    page.fill("code", "POS-STATION")
+    page.driver.find_element("css selector", "main form.stack button[type=submit]").click()
+    page.wait(lambda: re.match(r"/company/points-of-sale/\d+", page.path) is not None, "the new point of sale")
+    page.shot("23-company-point-of-sale")
+    page.go("/company/licences")
+    assert page.text.count("lic_") >= 2
+    page.shot("24-company-licences")
+    page.driver.find_element("css selector", "main table a[href^='/company/licences/lic_']").click()
+    page.wait(lambda: page.path.startswith("/company/licences/lic_"), "a licence's page")
+    page.shot("25-company-licence")
+
     # -- one e-mail, two cabinets: the partner registers a company with the same address
     page.driver.delete_all_cookies()
     page.go("/register")
