@@ -2,7 +2,7 @@
 
 Revision ID: 0015
 Revises: 0014
-Create Date: 2026-12-10
+Create Date: 2026-12-08
 
 `points_of_sale.archived_at`: set when a company archives a point of sale it no longer uses
 (cloud_api/tenancy/points_of_sale.py); NULL while it is in use. Rows are never deleted: sales
@@ -23,10 +23,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("points_of_sale") as batch:
-        batch.add_column(sa.Column("archived_at", sa.DateTime(timezone=True), nullable=True))
+    # A plain ADD COLUMN (SQLite has one): no table rebuild, so the rows pointing at points of
+    # sale (devices, cashier details, sales) are never in the way.
+    op.add_column("points_of_sale", sa.Column("archived_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("points_of_sale") as batch:
-        batch.drop_column("archived_at")
+    # ALTER TABLE ... DROP COLUMN (SQLite 3.35+), not a rebuild: a rebuild drops the table that
+    # devices and cashier details point at, which SQLite refuses while foreign keys are on.
+    op.drop_column("points_of_sale", "archived_at")
