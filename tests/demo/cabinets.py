@@ -106,17 +106,22 @@ class CabinetSteps:
                     Licence.company_id.is_(None),
                 )
             )
-        if held != 2 or unsealed_count != 1 or key is None:
+        # The company's own cabinet: a point of sale, and the two licences it now holds.
+        company.post("/company/points-of-sale/new", {"name": "Кафе у вокзала", "code": "POS-STATION"})
+        licences_page = company.get("/company/licences").text
+        shown = len(set(re.findall(r"lic_[0-9a-f]{20}", licences_page)))
+        if held != 2 or unsealed_count != 1 or key is None or shown != 2:
             raise self.failure(
                 "cabinets",
                 f"company holds {held} (expected 2), unsealed {unsealed_count} (expected 1), "
-                f"key shown: {key is not None}",
+                f"key shown: {key is not None}, the company's licence page lists {shown} (expected 2)",
             )
         for client in (owner, partner, company):
             client.close()
         return (
             f"partner invited and signed in; 5 sealed sold; company registered in Russian and linked; "
-            f"2 moved, 1 unsealed (key {key.group(0)[:4]}-…); cabinets at {self.cabinet_url}/signin"
+            f"2 moved, 1 unsealed (key {key.group(0)[:4]}-…); the company added a point of sale and sees its "
+            f"2 licences; cabinets at {self.cabinet_url}/signin"
         )
 
     def _mailed_link(self: Demo, to: str, path: str) -> str:
