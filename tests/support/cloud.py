@@ -28,6 +28,11 @@ from cloud_api.tenancy.tokens import create_owner, issue_token
 from tests.support.agent_process import REPO_ROOT
 
 
+# How long a worker process gets to stop after SIGTERM before it is killed: generous, because a
+# killed worker writes no "stopped" line and its counters are what some tests check.
+STOP_GRACE_S = 60
+
+
 class Cloud:
     def __init__(self, workdir: Path, broker: Mosquitto, database_url: str | None = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -85,8 +90,8 @@ class Cloud:
         for process in self.processes.values():
             if process.poll() is None:
                 process.terminate()
-                try:
-                    process.wait(10)
+                try:  # a loaded machine may take long to stop cleanly; tests read the stop's log line
+                    process.wait(STOP_GRACE_S)
                 except subprocess.TimeoutExpired:
                     process.kill()
         self.processes.clear()
