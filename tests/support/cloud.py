@@ -27,7 +27,6 @@ from cloud_api.tenancy.models import Company, Device, Role, User
 from cloud_api.tenancy.tokens import create_owner, issue_token
 from tests.support.agent_process import REPO_ROOT
 
-
 # How long a worker process gets to stop after SIGTERM before it is killed: generous, because a
 # killed worker writes no "stopped" line and its counters are what some tests check.
 STOP_GRACE_S = 60
