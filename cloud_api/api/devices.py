@@ -3,9 +3,8 @@
 Sales belong to the company that owns the device (`devices.company_id`); a device id not
 registered to the company shows nothing. The point-of-sale filter matches the
 `point_of_sale_id` the terminal put in each sale (`sales.point_of_sale_code`) against the
-point of sale's `code`. A device's presence is its last retained status (device_presence);
-last seen is the later of that status's arrival and the device's last up message. Its up
-messages refused for good are the rejected rows of the ingest ledger (ingested_messages).
+point of sale's `code`. The device rows (presence, last seen, gaps, rejections) come from
+cloud_api/tenancy/devices.py, which the company cabinet's device pages read too.
 """
 
 from __future__ import annotations
@@ -18,16 +17,18 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
-from sqlalchemy import Select, func, literal_column, select
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from cloud_api.api.deps import PrincipalDep, SessionDep
+from cloud_api.api.deps import ActorDep, PrincipalDep, SessionDep
 from cloud_api.api.errors import ERROR_RESPONSES, invalid, not_found
 from cloud_api.api.schemas import (
     DEVICE_ID_PATTERN,
     MAX_ID,
     DeviceOut,
     GapOut,
+    Id,
     PaymentOut,
     RefundLineOut,
     RefundOut,
@@ -38,10 +39,11 @@ from cloud_api.api.schemas import (
     SalesPage,
     TaxOut,
 )
-from cloud_api.ingest.models import DevicePresence, DeviceStream, IngestedMessage, Outcome, SequenceGap
+from cloud_api.ingest.models import IngestedMessage, SequenceGap
 from cloud_api.reports.models import RefundLine, RefundPayment, RefundRecord, SaleLine, SalePayment, SaleRecord
-from cloud_api.tenancy import access
+from cloud_api.tenancy import access, devices
 from cloud_api.tenancy.models import Company, Device
+from cloud_api.tenancy.tokens import utcnow
 
 router = APIRouter(tags=["devices and sales"], responses=ERROR_RESPONSES)
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -61,95 +63,6 @@ CSV_COLUMNS = [
 ]
 # Years a datetime may have here: Python and both databases handle all of them.
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
-# The WHERE of the partial index ix_ingested_messages_rejected, spelled as the index has it:
-# SQLite uses a partial index only for a literal, not for a bound parameter.
-_REJECTED = IngestedMessage.outcome == literal_column(f"'{Outcome.REJECTED}'")
-# Newest first; one batch shares a receipt time, and message ids (UUIDv7) follow creation.
-_NEWEST_REJECTION = (IngestedMessage.received_at.desc(), IngestedMessage.message_id.desc())
-
-
-def _devices_with_presence(company: Company) -> Select:
-    open_gaps = (
-        select(func.count())
-        .select_from(SequenceGap)
-        .where(SequenceGap.device_id == Device.device_id, SequenceGap.closed_at.is_(None))
-        .correlate(Device)
-        .scalar_subquery()
-    )
-    rejected = (
-        select(func.count())
-        .select_from(IngestedMessage)
-        .where(IngestedMessage.device_id == Device.device_id, _REJECTED)
-        .correlate(Device)
-        .scalar_subquery()
-    )
-    last_rejected = (
-        select(IngestedMessage.message_id)
-        .where(IngestedMessage.device_id == Device.device_id, _REJECTED)
-        .order_by(*_NEWEST_REJECTION)
-        .limit(1)
-        .correlate(Device)
-        .scalar_subquery()
-    )
-    return (
-        select(
-            Device,
-            DevicePresence.state,
-            DevicePresence.last_seen_at,
-            DeviceStream.last_seen_at,
-            DeviceStream.high_water,
-            DeviceStream.max_seq,
-            open_gaps,
-            rejected,
-            last_rejected,
-        )
-        .outerjoin(DevicePresence, DevicePresence.device_id == Device.device_id)
-        .outerjoin(DeviceStream, DeviceStream.device_id == Device.device_id)
-        .where(Device.company_id == company.id)
-    )
-
-
-def _device_outs(session: Session, rows: list[Any]) -> list[DeviceOut]:
-    latest = [row[-1] for row in rows if row[-1] is not None]
-    rejections = (
-        {}
-        if not latest
-        else {
-            message.message_id: _rejection_out(message)
-            for message in session.scalars(select(IngestedMessage).where(IngestedMessage.message_id.in_(latest)))
-        }
-    )
-    return [_device_out(row, rejections.get(row[-1])) for row in rows]
-
-
-def _device_out(row: Any, last_rejection: RejectionOut | None) -> DeviceOut:
-    device, state, status_seen, up_seen, high_water, max_seq, open_gaps, rejected, _ = row
-    seen = [moment for moment in (status_seen, up_seen) if moment is not None]
-    return DeviceOut(
-        device_id=device.device_id,
-        company_id=device.company_id,
-        point_of_sale_id=device.point_of_sale_id,
-        paired=device.public_key is not None,
-        created_at=device.created_at,
-        presence=state or "unknown",
-        last_seen_at=max(seen) if seen else None,
-        high_water=high_water or 0,
-        max_seq=max_seq or 0,
-        open_gaps=open_gaps or 0,
-        rejected=rejected or 0,
-        last_rejection=last_rejection,
-    )
-
-
-def _rejection_out(message: IngestedMessage) -> RejectionOut:
-    return RejectionOut(
-        message_id=message.message_id,
-        seq=message.seq,
-        type=message.type,
-        reason=message.reject_reason or "rejected",
-        detail=message.reject_detail or "",
-        received_at=message.received_at,
-    )
 
 
 @router.get("/companies/{company_id}/devices", response_model=list[DeviceOut], summary="A company's devices")
@@ -162,20 +75,35 @@ def list_devices(
     ] = None,
 ) -> list[DeviceOut]:
     company = access.company_data(session, p, company_id)
-    query = _devices_with_presence(company)
-    if point_of_sale is not None:
-        pos = access.visible_point_of_sale(session, company, point_of_sale)
-        query = query.where(Device.point_of_sale_id == pos.id)
-    return _device_outs(session, list(session.execute(query.order_by(Device.device_id))))
+    pos_id = None if point_of_sale is None else access.visible_point_of_sale(session, company, point_of_sale).id
+    return devices.company_devices(session, company.id, point_of_sale_id=pos_id)
 
 
 @router.get("/companies/{company_id}/devices/{device_id}", response_model=DeviceOut, summary="One device")
 def get_device(company_id: IdPath, device_id: DeviceIdPath, session: SessionDep, p: PrincipalDep) -> DeviceOut:
     company = access.company_data(session, p, company_id)
-    row = session.execute(_devices_with_presence(company).where(Device.device_id == device_id)).first()
-    if row is None:
+    found = devices.company_devices(session, company.id, device_id=device_id)
+    if not found:
         raise not_found(f"device {device_id}")
-    return _device_outs(session, [row])[0]
+    return found[0]
+
+
+class DeviceMoveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    point_of_sale_id: Id = Field(description="The point of sale (not archived) the device serves from now on.")
+
+
+@router.patch(
+    "/companies/{company_id}/devices/{device_id}",
+    response_model=DeviceOut,
+    summary="Move a device to another of the company's points of sale (company admins and managers)",
+)
+def move_device(
+    company_id: IdPath, device_id: DeviceIdPath, body: DeviceMoveIn, session: SessionDep, actor: ActorDep
+) -> DeviceOut:
+    devices.move_device(session, actor, company_id, device_id, body.point_of_sale_id, utcnow())
+    session.commit()
+    return devices.company_devices(session, company_id, device_id=device_id)[0]
 
 
 @router.get(
@@ -223,12 +151,12 @@ def list_rejections(
     access.company_device(session, access.company_data(session, p, company_id), device_id)
     messages = session.scalars(
         select(IngestedMessage)
-        .where(IngestedMessage.device_id == device_id, _REJECTED)
-        .order_by(*_NEWEST_REJECTION)
+        .where(IngestedMessage.device_id == device_id, devices.REJECTED)
+        .order_by(*devices.NEWEST_REJECTION)
         .limit(limit)
         .offset(offset)
     )
-    return [_rejection_out(message) for message in messages]
+    return [devices.rejection_out(message) for message in messages]
 
 
 def _company_devices(company: Company) -> Select:

@@ -56,7 +56,7 @@ def usage(session: Session, pos_id: int) -> Usage:
     return Usage(devices, cashiers)
 
 
-def _company_for_change(session: Session, actor: Actor, company_id: int) -> Company:
+def company_for_change(session: Session, actor: Actor, company_id: int) -> Company:
     """The company, if the actor sees its data (else 404, or 403 for its partner) and may change it."""
     company = access.company_data(session, actor.principal, company_id)
     role = actor.principal.role
@@ -92,7 +92,7 @@ def _code_free(session: Session, company: Company, code: str, but: int | None = 
 
 
 def create(session: Session, actor: Actor, company_id: int, name: str, code: str, now: datetime) -> PointOfSale:
-    company = _company_for_change(session, actor, company_id)
+    company = company_for_change(session, actor, company_id)
     _code_free(session, company, code)
     pos = PointOfSale(company_id=company.id, name=name, code=code, created_at=now)
     session.add(pos)
@@ -104,7 +104,7 @@ def create(session: Session, actor: Actor, company_id: int, name: str, code: str
 def edit(
     session: Session, actor: Actor, company_id: int, pos_id: int, name: str, code: str, now: datetime
 ) -> PointOfSale:
-    company = _company_for_change(session, actor, company_id)
+    company = company_for_change(session, actor, company_id)
     pos = access.visible_point_of_sale(session, company, pos_id)
     if code != pos.code:
         used = usage(session, pos.id)
@@ -131,7 +131,7 @@ def edit(
 
 def archive(session: Session, actor: Actor, company_id: int, pos_id: int, now: datetime) -> PointOfSale:
     """Archives the point of sale; archiving an archived one changes nothing."""
-    company = _company_for_change(session, actor, company_id)
+    company = company_for_change(session, actor, company_id)
     pos = access.visible_point_of_sale(session, company, pos_id)
     if pos.archived_at is not None:
         return pos
@@ -153,7 +153,7 @@ def archive(session: Session, actor: Actor, company_id: int, pos_id: int, now: d
 
 def restore(session: Session, actor: Actor, company_id: int, pos_id: int, now: datetime) -> PointOfSale:
     """Takes the point of sale out of the archive; restoring one in use changes nothing."""
-    company = _company_for_change(session, actor, company_id)
+    company = company_for_change(session, actor, company_id)
     pos = access.visible_point_of_sale(session, company, pos_id)
     if pos.archived_at is None:
         return pos

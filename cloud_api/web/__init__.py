@@ -20,6 +20,7 @@ def install(app: FastAPI) -> None:
     from cloud_api.web import (
         auth_pages,
         company_pages,
+        company_pages_devices,
         company_pages_licences,
         company_pages_pos,
         errors,
@@ -36,6 +37,7 @@ def install(app: FastAPI) -> None:
         owner_pages,
         partner_pages,
         company_pages,
+        company_pages_devices,
         company_pages_licences,
         company_pages_pos,
         org_pages,

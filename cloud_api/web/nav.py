@@ -26,6 +26,7 @@ NAV: dict[str, list[tuple[str, str]]] = {
     ],
     "company": [
         (N_("Overview"), "/company/overview"),
+        (N_("Devices"), "/company/devices"),
         (N_("Points of sale"), "/company/points-of-sale"),
         (N_("Licences"), "/company/licences"),
         (N_("Partner"), "/company/partner"),

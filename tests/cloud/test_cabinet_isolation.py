@@ -108,6 +108,8 @@ FORMS: dict[str, dict[str, str]] = {
     "/company/points-of-sale/{pos_id}/edit": {"name": "Walk Shop", "code": "WALK"},
     "/company/points-of-sale/{pos_id}/archive": {},
     "/company/points-of-sale/{pos_id}/restore": {},
+    "/company/devices/claim": {"pairing_code": "7KQ-2M9-XDT", "point_of_sale_id": "{pos_id}"},
+    "/company/devices/{device_id}/move": {"point_of_sale_id": "{pos_id}"},
 }
 for _level in LEVELS:
     FORMS[f"/{_level}/people/invite"] = {"email": "d@walk.test", "name": "Walk", "grade": "viewer"}
