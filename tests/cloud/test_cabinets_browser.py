@@ -297,6 +297,10 @@ def walk(cloud: Cloud, page: Page, smtp: SmtpServer) -> None:
     page.driver.find_element("css selector", "main form.stack button[type=submit]").click()
     page.wait(lambda: re.match(r"/company/points-of-sale/\d+", page.path) is not None, "the new point of sale")
     page.shot("23-company-point-of-sale")
+    page.go("/company/devices")
+    page.shot("26-company-devices-empty")
+    page.go("/company/devices/claim")
+    page.shot("27-company-claim-terminal")
     page.go("/company/licences")
     assert page.text.count("lic_") >= 2
     page.shot("24-company-licences")
