@@ -7,7 +7,6 @@ guess 2**256 values, so a plain hash is enough). A link is taken with a conditio
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta
 
@@ -17,6 +16,7 @@ from sqlalchemy.orm import Session
 from cloud_api.accounts.models import ActionLink, LinkPurpose
 from cloud_api.db import rows_matched, utc
 from cloud_api.refusals import N_, Refused
+from cloud_api.tenancy.tokens import token_hash
 
 LIFETIME = {
     LinkPurpose.VERIFY: timedelta(days=2),
@@ -26,16 +26,12 @@ LIFETIME = {
 MAX_TOKEN_LENGTH = 100
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
 def new_link(session: Session, *, purpose: str, person_id: int, now: datetime, user_id: int | None = None) -> str:
     """Store a link and return its token (put it in the mail; it is never stored)."""
     token = secrets.token_urlsafe(32)
     session.add(
         ActionLink(
-            token_hash=_hash(token),
+            token_hash=token_hash(token),
             purpose=purpose,
             person_id=person_id,
             user_id=user_id,
@@ -51,7 +47,7 @@ def peek_link(session: Session, token: str, purpose: str, now: datetime) -> Acti
     """The link if it can still be used (to show its form); raises Refused otherwise."""
     link = None
     if len(token) <= MAX_TOKEN_LENGTH:
-        link = session.scalar(select(ActionLink).where(ActionLink.token_hash == _hash(token)))
+        link = session.scalar(select(ActionLink).where(ActionLink.token_hash == token_hash(token)))
     if link is None or link.purpose != purpose:
         raise Refused(
             "link.unknown",

@@ -8,7 +8,6 @@ Signing out everywhere revokes every session of the person (a password reset doe
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta
 
@@ -17,15 +16,12 @@ from sqlalchemy.orm import Session
 
 from cloud_api.accounts.models import Person, WebSession
 from cloud_api.db import utc
+from cloud_api.tenancy.tokens import token_hash
 
 IDLE = timedelta(hours=12)
 ABSOLUTE = timedelta(days=7)
 TOUCH = timedelta(minutes=5)
 MAX_COOKIE_LENGTH = 100
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def open_session(
@@ -34,7 +30,7 @@ def open_session(
     """A new session for `person`; returns the row and the cookie value (never stored)."""
     token = secrets.token_urlsafe(32)
     row = WebSession(
-        token_hash=_hash(token),
+        token_hash=token_hash(token),
         person_id=person.id,
         user_id=None,
         csrf_secret=secrets.token_urlsafe(32),
@@ -53,7 +49,7 @@ def find_session(session: Session, cookie: str | None, now: datetime) -> WebSess
     """The live session of a cookie, refreshed; None when unknown, expired or revoked."""
     if not cookie or len(cookie) > MAX_COOKIE_LENGTH:
         return None
-    row = session.scalar(select(WebSession).where(WebSession.token_hash == _hash(cookie)))
+    row = session.scalar(select(WebSession).where(WebSession.token_hash == token_hash(cookie)))
     if row is None or row.revoked_at is not None or utc(row.expires_at) <= now:
         return None
     if utc(row.last_seen_at) + TOUCH <= now:

@@ -13,7 +13,6 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -29,6 +28,7 @@ from cloud_api.api.deps import SessionDep
 from cloud_api.refusals import N_
 from cloud_api.tenancy.models import Role
 from cloud_api.tenancy.tokens import Principal
+from cloud_api.tenancy.tokens import utcnow as now  # pages import it from here
 from cloud_api.web.i18n import Language, cabinet_language, request_language
 
 SESSION_COOKIE = "kassa_session"
@@ -53,10 +53,6 @@ class PageRefused(Exception):
         self.status = status
         self.message = message
         self.params = params
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_request_id() -> str:
