@@ -200,6 +200,9 @@ def test_a_stalled_link_makes_at_most_one_marked_copy_per_sale(tcp_link: tuple[T
         proxy.pause_after(STALL_AFTER)
         (stalled,) = sell(stream)
         assert proxy.wait_paused(60), "the receipt never crossed the link"
+        # Armed now, while the link is stalled: the copy's connection may open before the link is
+        # back, and pause_after counts only connections opened after it is armed.
+        proxy.pause_after(STALL_AFTER)
         original = job_of_sale(terminal, stalled)
         wait_for(
             lambda: state(terminal, original["job_id"]) == "failed", 60, "the stalled receipt to count as unconfirmed"
@@ -209,7 +212,6 @@ def test_a_stalled_link_makes_at_most_one_marked_copy_per_sale(tcp_link: tuple[T
         later = sell(stream, 2)  # queued behind, while nothing gets through
 
         # Back for a moment, then stalled again in the middle of the next job sent: the copy.
-        proxy.pause_after(STALL_AFTER)
         proxy.resume()
         assert proxy.wait_paused(60), "the copy never crossed the link"
         wait_for(
